@@ -1,0 +1,253 @@
+"""Journal record and file-header codec (no I/O; engine/journal.py does the files).
+
+A journal file is a 20-byte header followed by records back to back.  Header:
+
+    magic "MPJRNL01" (8) | file_seq u32 | date YYYYMMDD u32 | crc32 of the first 16 bytes (4)
+
+It depends only on (file_seq, date), so every member's copy of a file is byte-identical.
+
+A record (little endian; 44-byte fixed part, then the variable part):
+
+    crc u32 | length u32 | file_seq u32 | offset u64 | timestamp f64 | txid u64 |
+    op u8 | db_len u8 | key_len u16 | value_len u32 | database | key | value
+
+`crc` is zlib's CRC-32 over everything after it.  `length` is the whole record and must equal
+44 + db_len + key_len + value_len, so a flipped bit in a length field is caught by that identity
+even before the CRC (which catches every single-bit error elsewhere).  file_seq/offset are the
+record's own position, so bytes placed at the wrong file or offset are rejected too.  `key` is
+engine.collation.encode_key(gname, subs), `value` is encode_value(value) (empty for KILL): the
+store applies both as they are, without decoding.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import NamedTuple
+
+from engine.collation import decode_key, decode_value, encode_key, encode_value
+
+OP_SET = 1
+OP_KILL = 2
+OP_NAMES = {OP_SET: "SET", OP_KILL: "KILL"}
+_OPS_BY_NAME = {"SET": OP_SET, "KILL": OP_KILL, OP_SET: OP_SET, OP_KILL: OP_KILL}
+
+REC = struct.Struct("<IIIQdQBBHI")
+REC_SIZE = REC.size  # 44
+_LEN = struct.Struct("<I")
+FILE_MAGIC = b"MPJRNL01"
+FILE_HEADER = struct.Struct("<8sIII")
+FILE_HEADER_SIZE = FILE_HEADER.size  # 20
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+
+
+class CorruptRecord(ValueError):
+    """Journal bytes that fail a length, position or checksum check."""
+
+    def __init__(self, message: str, offset: int = 0):
+        super().__init__(message)
+        self.offset = offset  # bytes of good records before the bad one
+
+
+class JournalPosition(NamedTuple):
+    """Where a record starts: (journal file sequence number, byte offset in that file)."""
+
+    file_seq: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.file_seq}:{self.offset}"
+
+
+_new_pos = tuple.__new__
+
+
+def make_position(file_seq: int, offset: int) -> JournalPosition:
+    return _new_pos(JournalPosition, (file_seq, offset))
+
+
+class Entry(NamedTuple):
+    """An update to journal: what `Journal.commit` takes."""
+
+    txid: int
+    database: str
+    op: int | str
+    gname: str
+    subs: tuple = ()
+    value: object = None
+
+
+class Record:
+    """A decoded journal record.  gname/subs/value are decoded lazily from key/raw_value."""
+
+    __slots__ = ("position", "timestamp", "txid", "database", "op", "key", "raw_value", "length")
+
+    def __init__(self, position, timestamp, txid, database, op, key, raw_value, length=0):
+        self.position = position
+        self.timestamp = timestamp
+        self.txid = txid
+        self.database = database
+        self.op = op
+        self.key = key
+        self.raw_value = raw_value
+        self.length = length
+
+    @property
+    def gname(self) -> str:
+        return decode_key(self.key)[0]
+
+    @property
+    def subs(self) -> tuple:
+        return decode_key(self.key)[1]
+
+    @property
+    def value(self):
+        return decode_value(self.raw_value) if self.raw_value else None
+
+    @property
+    def op_name(self) -> str:
+        return OP_NAMES.get(self.op, str(self.op))
+
+    @property
+    def end(self) -> JournalPosition:
+        """Position just after this record."""
+        return make_position(self.position[0], self.position[1] + self.length)
+
+    def _cmp_key(self):
+        return (self.position, self.timestamp, self.txid, self.database, self.op, self.key,
+                self.raw_value)  # fmt: skip
+
+    def __eq__(self, other):
+        return isinstance(other, Record) and self._cmp_key() == other._cmp_key()
+
+    __hash__ = None
+
+    def __repr__(self):
+        return (
+            f"Record({self.position}, {self.op_name} {self.database} ^{self.gname}{self.subs!r}"
+            f"={self.value!r}, txid={self.txid})"
+        )
+
+
+def op_code(op) -> int:
+    try:
+        return _OPS_BY_NAME[op]
+    except KeyError:
+        raise ValueError(f"unknown journal operation {op!r} (SET or KILL)") from None
+
+
+def encode_entry(file_seq, offset, timestamp, txid, database, op, key, raw_value) -> bytes:
+    """Encode one record from already-encoded key/value bytes."""
+    db = database.encode("utf-8") if type(database) is str else database
+    if not 0 < len(db) < 256:
+        raise ValueError("database name must be 1-255 bytes")
+    length = REC_SIZE + len(db) + len(key) + len(raw_value)
+    if length > MAX_RECORD_BYTES:
+        raise ValueError(f"journal record of {length} bytes exceeds {MAX_RECORD_BYTES}")
+    body = (
+        REC.pack(0, length, file_seq, offset, timestamp, txid, op, len(db), len(key),
+                 len(raw_value))[4:]
+        + db + key + raw_value
+    )  # fmt: skip
+    return _LEN.pack(zlib.crc32(body)) + body
+
+
+def encode_record(position, timestamp, txid, database, op, gname, subs=(), value=None) -> bytes:
+    """Encode one SET/KILL record at `position` (file_seq, offset)."""
+    op = op_code(op)
+    if op == OP_SET and value is None:
+        raise ValueError("SET needs a value")
+    raw = encode_value(value) if op == OP_SET else b""
+    return encode_entry(
+        position[0], position[1], timestamp, txid, database, op, encode_key(gname, subs), raw
+    )
+
+
+def decode_records(buf, expect=None) -> list[Record]:
+    """Decode back-to-back records filling `buf` exactly.
+
+    Raises CorruptRecord (with .offset = bytes of good records before the bad one) on any
+    length, checksum or position error, or if buf ends inside a record.  With expect=(file_seq,
+    offset) each record must claim exactly the position it is found at.
+    """
+    mv = memoryview(buf)
+    n = len(mv)
+    out = []
+    append = out.append
+    unpack = REC.unpack_from
+    crc32 = zlib.crc32
+    dbnames: dict[bytes, str] = {}
+    i = 0
+    while i < n:
+        if n - i < REC_SIZE:
+            raise CorruptRecord(f"truncated record header at byte {i}", i)
+        crc, length, fseq, off, ts, txid, op, dl, kl, vl = unpack(mv, i)
+        end = i + length
+        if length != REC_SIZE + dl + kl + vl:
+            raise CorruptRecord(f"inconsistent record length at byte {i}", i)
+        if end > n:
+            raise CorruptRecord(f"truncated record at byte {i}", i)
+        if crc32(mv[i + 4 : end]) != crc:
+            raise CorruptRecord(f"checksum mismatch in record at byte {i}", i)
+        if expect is not None and (fseq != expect[0] or off != expect[1] + i):
+            raise CorruptRecord(
+                f"record at byte {i} claims position {fseq}:{off}, expected "
+                f"{expect[0]}:{expect[1] + i}",
+                i,
+            )
+        if op != OP_SET and op != OP_KILL:
+            raise CorruptRecord(f"unknown operation {op} at byte {i}", i)
+        p = i + REC_SIZE
+        dbb = bytes(mv[p : p + dl])
+        db = dbnames.get(dbb)
+        if db is None:
+            db = dbnames[dbb] = dbb.decode("utf-8", "replace")
+        p += dl
+        key = bytes(mv[p : p + kl])
+        append(Record(_new_pos(JournalPosition, (fseq, off)), ts, txid, db, op, key,
+                      bytes(mv[p + kl : end]), length))  # fmt: skip
+        i = end
+    return out
+
+
+def scan_good_prefix(buf) -> int:
+    """Length of the longest prefix of buf made of whole, valid records (for tail cutting)."""
+    try:
+        decode_records(buf)
+    except CorruptRecord as exc:
+        return exc.offset
+    return len(buf)
+
+
+def record_boundary(buf, max_bytes: int) -> int:
+    """Largest prefix length <= max_bytes of buf that ends on a record boundary.
+
+    Reads only length fields (the receiver validates checksums).  Always includes at least one
+    whole record if buf starts with one, even when it is larger than max_bytes.
+    """
+    mv = memoryview(buf)
+    n = len(mv)
+    i = 0
+    while i + 8 <= n:
+        length = _LEN.unpack_from(mv, i + 4)[0]
+        if length < REC_SIZE or i + length > n:
+            break
+        if i + length > max_bytes and i > 0:
+            break
+        i += length
+    return i
+
+
+def encode_file_header(file_seq: int, date: int) -> bytes:
+    head = FILE_MAGIC + struct.pack("<II", file_seq, date)
+    return head + _LEN.pack(zlib.crc32(head))
+
+
+def decode_file_header(buf) -> tuple[int, int]:
+    """Return (file_seq, date) or raise CorruptRecord."""
+    if len(buf) < FILE_HEADER_SIZE:
+        raise CorruptRecord("truncated journal file header", 0)
+    magic, seq, date, crc = FILE_HEADER.unpack_from(buf, 0)
+    if magic != FILE_MAGIC or zlib.crc32(bytes(buf[:16])) != crc:
+        raise CorruptRecord("bad journal file header", 0)
+    return seq, date

@@ -1,0 +1,361 @@
+"""One mirrored database: an embedded LMDB environment holding globals.
+
+Why LMDB (bench/store_choice.py, 400k random keys, 100-byte values, this 2-core VM):
+
+    store   apply (1,000-SET batches)  commit (1 SET/txn)  point get     scan (rows/s)
+    lmdb    ~207,000 rec/s             ~28,000 ops/s       ~335,000/s    ~2,400,000
+    sqlite  ~ 31,000 rec/s             ~27,000 ops/s       ~116,000/s    ~2,400,000
+
+Dejournaling (applying batches of journal records) is the path that has to be fast, and LMDB's
+cursor.putmulti is about 6x SQLite's executemany into a WITHOUT ROWID B-tree at random keys;
+point reads are ~3x faster (no SQL layer); single commits and scans are a tie.  LMDB's one
+drawback here, keys limited to 511 bytes, is checked with a clear error.
+
+Layout: named sub-database "data" maps engine.collation.encode_key(gname, subs) -> encode_value
+(value); "meta" holds the applied journal position.  Key bytes sort in collation order, so a
+subtree is one contiguous key range and order/query are cursor walks.
+
+Durability: the journal is the durability point, so commits are not fsync'ed (sync=False,
+metasync=False).  Data survives a process crash (kill -9: it is in the OS page cache); after an
+OS crash the instance replays the journal from `applied_position`.  `sync()` forces the store to
+disk; call it before purging journal files the store would need for that replay.
+
+Threads: reads may come from any thread (each uses its own LMDB read transaction); writes are
+serialized by a lock, and an explicit transaction (begin..commit) belongs to the thread that
+began it.  Interface additions to the contract: `apply(records, upto=None)` can move the applied
+position past records it was not given (filtered ones), `sync()`, `count()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import threading
+from contextlib import contextmanager
+
+import lmdb
+
+from engine.collation import (
+    decode_key,
+    decode_subs,
+    decode_subscript,
+    decode_value,
+    encode_key,
+    encode_subscript,
+    encode_value,
+    global_prefix,
+)
+from engine.journal_codec import OP_KILL, OP_SET, JournalPosition
+
+MAX_KEY_BYTES = 511
+_POS = struct.Struct(">IQ")
+_APPLIED = b"applied_position"
+
+
+class StoreError(Exception):
+    pass
+
+
+def _check_key(key: bytes) -> bytes:
+    if len(key) > MAX_KEY_BYTES:
+        raise ValueError(f"node key is {len(key)} bytes; the limit is {MAX_KEY_BYTES}")
+    return key
+
+
+def _kill_range(txn, db, prefix: bytes) -> int:
+    """Delete every key starting with prefix (a node and its subtree)."""
+    cur = txn.cursor(db)
+    n = 0
+    if not cur.set_range(prefix):
+        return 0
+    while True:
+        k = cur.key()
+        if not k.startswith(prefix):
+            break
+        n += 1
+        if not cur.delete():
+            break
+    return n
+
+
+class Store:
+    """A mirrored database (see module docstring)."""
+
+    def __init__(self, path: str, map_size: int = 1 << 34):
+        os.makedirs(path, exist_ok=True)
+        self.path = path
+        self._env = lmdb.open(
+            path,
+            map_size=map_size,
+            max_dbs=2,
+            sync=False,
+            metasync=False,
+            readahead=False,
+            max_readers=512,
+        )
+        self._data = self._env.open_db(b"data")
+        self._meta = self._env.open_db(b"meta")
+        self._lock = threading.RLock()
+        self._txn = None  # explicit write transaction (begin..commit)
+        self._txn_owner = None
+        with self._env.begin() as txn:
+            raw = txn.get(_APPLIED, db=self._meta)
+        self._applied = _unpack_pos(raw)
+
+    @classmethod
+    def open(cls, path: str, **kw) -> Store:
+        return cls(path, **kw)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._txn is not None:
+                self._txn.abort()
+                self._txn = None
+            self._env.close()
+
+    def sync(self) -> None:
+        """Flush everything committed so far to disk."""
+        self._env.sync(True)
+
+    # -- transactions --------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        if self._txn is not None and self._txn_owner == threading.get_ident():
+            raise StoreError("a transaction is already open on this store")
+        self._lock.acquire()
+        self._txn = self._env.begin(write=True)
+        self._txn_owner = threading.get_ident()
+
+    def commit(self) -> None:
+        txn = self._end_txn()
+        txn.commit()
+        self._lock.release()
+
+    def rollback(self) -> None:
+        txn = self._end_txn()
+        txn.abort()
+        self._lock.release()
+
+    def _end_txn(self):
+        if self._txn is None or self._txn_owner != threading.get_ident():
+            raise StoreError("no transaction is open on this store")
+        txn, self._txn, self._txn_owner = self._txn, None, None
+        return txn
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._txn is not None and self._txn_owner == threading.get_ident()
+
+    @contextmanager
+    def transaction(self):
+        self.begin()
+        try:
+            yield self
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+
+    @contextmanager
+    def _write(self):
+        if self.in_transaction:
+            yield self._txn
+            return
+        with self._lock, self._env.begin(write=True) as txn:
+            yield txn
+
+    @contextmanager
+    def _read(self):
+        if self.in_transaction:
+            yield self._txn
+            return
+        with self._env.begin() as txn:
+            yield txn
+
+    # -- nodes -----------------------------------------------------------------------------------
+
+    def get(self, gname: str, subs: tuple = ()):
+        key = encode_key(gname, subs)
+        with self._read() as txn:
+            raw = txn.get(key, db=self._data)
+        return None if raw is None else decode_value(raw)
+
+    def set(self, gname: str, subs: tuple, value) -> None:
+        key = _check_key(encode_key(gname, subs))
+        raw = encode_value(value)
+        with self._write() as txn:
+            txn.put(key, raw, db=self._data)
+
+    def kill(self, gname: str, subs: tuple = ()) -> int:
+        """Remove a node and its whole subtree; return how many nodes were removed."""
+        prefix = encode_key(gname, subs)
+        with self._write() as txn:
+            return _kill_range(txn, self._data, prefix)
+
+    def order(self, gname: str, subs: tuple, direction: int = 1):
+        """Next (direction=1) or previous (-1) sibling subscript of subs[-1] that has data at or
+        below it, or None.  subs[-1] may be None to get the first / last subscript."""
+        if not subs:
+            raise ValueError("order needs at least one subscript (use None for the first)")
+        if direction not in (1, -1):
+            raise ValueError("direction must be 1 or -1")
+        parent = encode_key(gname, tuple(subs[:-1]))
+        last = subs[-1]
+        if last is None:
+            seek = parent if direction == 1 else parent + b"\xff"
+        else:
+            here = parent + encode_subscript(last)
+            # every descendant of `here` continues with a tag byte below 0xff
+            seek = here + b"\xff" if direction == 1 else here
+        with self._read() as txn:
+            cur = txn.cursor(self._data)
+            if direction == 1:
+                found = cur.set_range(seek)
+                while found:
+                    k = cur.key()
+                    if not k.startswith(parent):
+                        return None
+                    if len(k) > len(parent):
+                        return decode_subscript(k, len(parent))[0]
+                    found = cur.next()  # the parent node itself
+                return None
+            found = cur.prev() if cur.set_range(seek) else cur.last()
+            if found:
+                k = cur.key()
+                if k.startswith(parent) and len(k) > len(parent):
+                    return decode_subscript(k, len(parent))[0]
+            return None
+
+    def query(
+        self, gname: str, prefix: tuple = (), start=None, stop=None, reverse=False, limit=None
+    ):
+        """Iterate (subs, value) in collation order under prefix (the prefix node included).
+
+        start (inclusive) / stop (exclusive) bound the walk; each is a full subscript tuple, or a
+        single subscript meaning prefix + (it,).  Descendants of start are inside the range,
+        descendants of stop are not.
+        """
+        pkey = encode_key(gname, tuple(prefix))
+        lo = pkey if start is None else self._bound(gname, prefix, start)
+        hi = pkey + b"\xff" if stop is None else self._bound(gname, prefix, stop)
+        glen = len(global_prefix(gname))
+        if lo < pkey:
+            lo = pkey
+        if hi > pkey + b"\xff":
+            hi = pkey + b"\xff"
+        rows = []
+        with self._read() as txn:
+            cur = txn.cursor(self._data)
+            if not reverse:
+                ok = cur.set_range(lo)
+                while ok:
+                    k = cur.key()
+                    if k >= hi or (limit is not None and len(rows) >= limit):
+                        break
+                    rows.append((k, cur.value()))
+                    ok = cur.next()
+            else:
+                ok = cur.prev() if cur.set_range(hi) else cur.last()
+                while ok:
+                    k = cur.key()
+                    if k < lo or (limit is not None and len(rows) >= limit):
+                        break
+                    if k < hi:
+                        rows.append((k, cur.value()))
+                    ok = cur.prev()
+        return ((decode_subs(k, glen), decode_value(v)) for k, v in rows)
+
+    @staticmethod
+    def _bound(gname, prefix, b) -> bytes:
+        subs = tuple(b) if isinstance(b, (tuple, list)) else (*prefix, b)
+        return encode_key(gname, subs)
+
+    def count(self) -> int:
+        with self._read() as txn:
+            return txn.stat(self._data)["entries"]
+
+    def globals(self) -> list[str]:
+        """Names of all globals that have data."""
+        names = []
+        with self._read() as txn:
+            cur = txn.cursor(self._data)
+            ok = cur.first()
+            while ok:
+                k = cur.key()
+                z = k.index(b"\x00")
+                names.append(k[:z].decode("ascii"))
+                ok = cur.set_range(k[: z + 1] + b"\xff")
+        return names
+
+    # -- journal application -------------------------------------------------------------------
+
+    @property
+    def applied_position(self):
+        return self._applied
+
+    def apply(self, records, upto=None) -> int:
+        """Apply journal records (SET/KILL, in order) atomically; skip ones already applied.
+
+        The applied position becomes that of the last record, or `upto` if it is later (used
+        when filtered-out records were not passed in).  Returns the number of records applied.
+        """
+        if self.in_transaction:
+            raise StoreError("apply runs its own transaction; commit the open one first")
+        applied = self._applied
+        last = applied
+        n = 0
+        puts = []
+        data = self._data
+        with self._write() as txn:
+            for r in records:
+                pos = r.position
+                if applied is not None and pos <= applied:
+                    continue
+                op = r.op
+                if op == OP_SET:
+                    puts.append((_check_key(r.key), r.raw_value))
+                elif op == OP_KILL:
+                    if puts:
+                        txn.cursor(data).putmulti(puts)
+                        puts = []
+                    _kill_range(txn, data, r.key)
+                else:
+                    last = pos
+                    continue  # markers carry no data
+                last = pos
+                n += 1
+            if puts:
+                txn.cursor(data).putmulti(puts)
+            if upto is not None and (last is None or upto > last):
+                last = upto
+            if last is not None and last != applied:
+                txn.put(_APPLIED, _POS.pack(last[0], last[1]), db=self._meta)
+        if last is not None and last != applied:
+            self._applied = _make_pos(last)
+        return n
+
+    def digest(self) -> str:
+        """SHA-256 over every (key, value) in order: equal content <=> equal digest."""
+        h = hashlib.sha256()
+        with self._env.begin() as txn:
+            for k, v in txn.cursor(self._data):
+                h.update(_POS.pack(len(k), len(v)))
+                h.update(k)
+                h.update(v)
+        return h.hexdigest()
+
+    def dump(self) -> list[tuple[str, tuple, object]]:
+        """Every node as (gname, subs, value) in collation order (tests, tools)."""
+        with self._env.begin() as txn:
+            return [(*decode_key(k), decode_value(v)) for k, v in txn.cursor(self._data)]
+
+
+def _make_pos(pos):
+    return pos if isinstance(pos, JournalPosition) else JournalPosition(pos[0], pos[1])
+
+
+def _unpack_pos(raw):
+    if raw is None:
+        return None
+    return _make_pos(_POS.unpack(raw))
