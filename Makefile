@@ -1,0 +1,65 @@
+# `make run` and `make test` are the two commands a newcomer needs (see README).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install -q -c constraints.txt
+
+# The services pass runs the API and job tests again on PostgreSQL + Redis. Logical Redis databases
+# 10-13 keep test traffic away from anything a developer runs on 0-3.
+SERVICES_ENV := DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test \
+	REDIS_URL=redis://127.0.0.1:6379 REDIS_DB_BROKER=10 REDIS_DB_RESULTS=11 \
+	REDIS_DB_CHANNELS=12 REDIS_DB_CACHE=13
+# Production-like settings for `check --deploy` (a throwaway key, never used to serve).
+DEPLOY_ENV := DJANGO_SECRET_KEY=deploy-check-$(shell head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n') \
+	DJANGO_DEBUG=false PORTAL_HTTPS=true DJANGO_ALLOWED_HOSTS=portal.example.com
+
+.PHONY: run test install install-test lint check test-embedded test-services bench clean
+
+$(VENV)/.run-installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.run-installed
+	$(PIP) -e '.[test]'
+	touch $@
+
+install: $(VENV)/.run-installed
+install-test: $(VENV)/.test-installed
+
+run: install
+	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py collectstatic --noinput -v0
+	$(BIN)/python manage.py ensure_demo_admin
+	@echo "Mirror Portal on http://127.0.0.1:8000 (Ctrl-C stops it)"
+	$(BIN)/uvicorn portal.asgi:application --host 127.0.0.1 --port $${PORT:-8000}
+
+test: install-test lint check test-embedded test-services
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+check:
+	$(BIN)/python manage.py check
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(DEPLOY_ENV) $(BIN)/python manage.py check --deploy --fail-level WARNING
+
+test-embedded:
+	$(BIN)/pytest -m "not services"
+
+test-services:
+	@if scripts/services-up; then \
+		$(SERVICES_ENV) $(BIN)/pytest -m "api or jobs or services"; \
+	elif [ "$$CI" = "true" ]; then \
+		echo "PostgreSQL and Redis are required on CI"; exit 1; \
+	else \
+		echo "SKIPPED the services pass: PostgreSQL/Redis not reachable on 127.0.0.1"; \
+	fi
+
+bench: install-test
+	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) var

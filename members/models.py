@@ -1,0 +1,277 @@
+"""The configuration model of mirrors: what the portal believes each mirror should look like.
+
+Validation lives in `members.rules`; fields point at it and `clean()` applies the cross-object
+limits, so `full_clean()` (called by every service, form and the admin) enforces all of it.
+"""
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from members import rules
+
+
+class Mirror(models.Model):
+    name = models.CharField(
+        max_length=rules.MAX_MIRROR_NAME_LENGTH,
+        unique=True,
+        help_text="1-15 letters or digits, stored uppercase; never changes.",
+    )
+    requires_tls = models.BooleanField(default=True, help_text="Mutual TLS between all members.")
+    arbiter_host = models.CharField(
+        max_length=253, blank=True, validators=[rules.validate_host_address]
+    )
+    arbiter_port = models.PositiveIntegerField(
+        default=rules.DEFAULT_AGENT_PORT, validators=[rules.validate_port]
+    )
+    vip_address = models.GenericIPAddressField(null=True, blank=True)
+    vip_mask = models.PositiveSmallIntegerField(null=True, blank=True, help_text="CIDR bits")
+    vip_interface = models.CharField(max_length=64, blank=True)
+    failover_compression = models.CharField(
+        max_length=20, choices=rules.COMPRESSION_MODES, default=rules.SYSTEM_SELECTED
+    )
+    failover_compression_type = models.CharField(
+        max_length=8, choices=rules.COMPRESSION_TYPES, default="zlib"
+    )
+    async_compression = models.CharField(
+        max_length=20, choices=rules.COMPRESSION_MODES, default=rules.SYSTEM_SELECTED
+    )
+    async_compression_type = models.CharField(
+        max_length=8, choices=rules.COMPRESSION_TYPES, default="zlib"
+    )
+    qos_timeout_ms = models.PositiveIntegerField(
+        default=rules.DEFAULT_QOS_TIMEOUT_MS, validators=[rules.validate_qos_timeout]
+    )
+    parallel_dejournaling = models.CharField(
+        max_length=16, choices=rules.PARALLEL_DEJOURNALING, default="failover_dr"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        if self.name:
+            try:
+                self.name = rules.normalize_mirror_name(self.name)
+            except ValidationError as exc:
+                raise ValidationError({"name": exc.error_list}) from None
+        rules.validate_virtual_ip(self.vip_address, self.vip_mask, self.vip_interface)
+        if self.pk:
+            hosts = self.members.filter(member_type__in=rules.PROMOTABLE_TYPES).values_list(
+                "host__address", flat=True
+            )
+            try:
+                rules.check_arbiter_placement(self.arbiter_host, hosts)
+            except ValidationError as exc:
+                raise ValidationError({"arbiter_host": exc.error_list}) from None
+
+
+class Host(models.Model):
+    """A machine running an agent; members live on hosts, the arbiter is a host's agent."""
+
+    name = models.CharField(max_length=64, unique=True)
+    address = models.CharField(max_length=253, validators=[rules.validate_host_address])
+    agent_port = models.PositiveIntegerField(
+        default=rules.DEFAULT_AGENT_PORT, validators=[rules.validate_port]
+    )
+    tls_dn = models.CharField(
+        "agent certificate DN", max_length=512, blank=True, validators=[rules.validate_x509_dn]
+    )
+    # Sent to the agent, so it cannot be stored hashed; the API never returns it.
+    credential = models.CharField(max_length=256, blank=True)
+    reachable = models.BooleanField(null=True, editable=False)
+    rtt_ms = models.FloatField(null=True, editable=False)
+    last_checked_at = models.DateTimeField(null=True, editable=False)
+    last_check_error = models.TextField(blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["address", "agent_port"],
+                name="host_unique_agent_endpoint",
+                violation_error_code="unique",
+                violation_error_message="Another host already uses that agent address and port.",
+            )
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class Member(models.Model):
+    PENDING = "pending"
+    AUTHORIZED = "authorized"
+    AUTHORIZATION = [(PENDING, "Pending"), (AUTHORIZED, "Authorized")]
+
+    mirror = models.ForeignKey(Mirror, on_delete=models.CASCADE, related_name="members")
+    host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="members")
+    name = models.CharField(
+        max_length=rules.MAX_MEMBER_NAME_LENGTH,
+        help_text="Stored uppercase; the same instance keeps it in every mirror.",
+    )
+    member_type = models.CharField(max_length=16, choices=rules.MEMBER_TYPES)
+    superserver_address = models.CharField(max_length=253, validators=[rules.validate_host_address])
+    superserver_port = models.PositiveIntegerField(validators=[rules.validate_port])
+    mirror_private_address = models.CharField(
+        max_length=253, blank=True, validators=[rules.validate_host_address]
+    )
+    agent_address = models.CharField(
+        max_length=253, blank=True, validators=[rules.validate_host_address]
+    )
+    agent_port = models.PositiveIntegerField(
+        default=rules.DEFAULT_AGENT_PORT, validators=[rules.validate_port]
+    )
+    x509_dn = models.CharField(
+        "X.509 DN", max_length=512, blank=True, validators=[rules.validate_x509_dn]
+    )
+    authorization = models.CharField(max_length=12, choices=AUTHORIZATION, default=AUTHORIZED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["mirror__name", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mirror", "name"],
+                name="member_unique_name",
+                violation_error_code="unique",
+                violation_error_message="This mirror already has a member of that name.",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.mirror_id and self.mirror.name}/{self.name}"
+
+    @property
+    def is_async(self):
+        return self.member_type in rules.ASYNC_TYPES
+
+    def clean(self):
+        if self.name and self.member_type:
+            try:
+                self.name = rules.normalize_member_name(self.name, self.member_type)
+            except ValidationError as exc:
+                raise ValidationError({"name": exc.error_list}) from None
+        if not (self.mirror_id and self.host_id and self.member_type):
+            return
+        siblings = Member.objects.filter(mirror_id=self.mirror_id).exclude(pk=self.pk)
+        same_instance = (
+            Member.objects.filter(host_id=self.host_id, name=self.name)
+            .exclude(mirror_id=self.mirror_id)
+            .exclude(pk=self.pk)
+        )
+        rules.check_member_limits(
+            mirror=self.mirror.name,
+            member_type=self.member_type,
+            mirror_members=siblings.values_list("member_type", flat=True),
+            instance_memberships=same_instance.values_list("mirror__name", "member_type"),
+        )
+        if self.member_type in rules.PROMOTABLE_TYPES:
+            rules.check_arbiter_placement(self.mirror.arbiter_host, [self.host.address])
+
+
+class PendingMemberManager(models.Manager):
+    def get_queryset(self):
+        return super().get_queryset().filter(authorization=Member.PENDING)
+
+
+class PendingMember(Member):
+    """A member that joined a TLS mirror and waits for authorization on the primary (§6.5)."""
+
+    objects = PendingMemberManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "pending member"
+
+
+class PendingDNUpdate(models.Model):
+    """A changed X.509 DN waiting to be authorized or rejected on the primary (SPEC §6.21)."""
+
+    PENDING = "pending"
+    AUTHORIZED = "authorized"
+    REJECTED = "rejected"
+    STATES = [(PENDING, "Pending"), (AUTHORIZED, "Authorized"), (REJECTED, "Rejected")]
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="dn_updates")
+    new_dn = models.CharField(max_length=512, validators=[rules.validate_x509_dn])
+    state = models.CharField(max_length=12, choices=STATES, default=PENDING)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        verbose_name = "pending DN update"
+
+    def __str__(self):
+        return f"{self.member}: {self.new_dn}"
+
+
+class MirroredDatabase(models.Model):
+    mirror = models.ForeignKey(Mirror, on_delete=models.CASCADE, related_name="databases")
+    name = models.CharField(
+        max_length=rules.MAX_DATABASE_NAME_LENGTH,
+        help_text="Mirror DB name; unique in the mirror whatever the case.",
+    )
+    mount_required_at_startup = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["mirror__name", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mirror", "name"],
+                name="database_unique_name",
+                violation_error_code="unique",
+                violation_error_message="This mirror already has a database of that name.",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.mirror_id and self.mirror.name}:{self.name}"
+
+    def clean(self):
+        if self.name:
+            try:
+                self.name = rules.normalize_database_name(self.name)
+            except ValidationError as exc:
+                raise ValidationError({"name": exc.error_list}) from None
+
+
+class DatabaseCopy(models.Model):
+    """One member's copy of a mirrored database, with its Mirror Monitor status (SPEC §2.4)."""
+
+    database = models.ForeignKey(MirroredDatabase, on_delete=models.CASCADE, related_name="copies")
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="database_copies")
+    status = models.CharField(
+        max_length=24, choices=rules.DATABASE_STATUSES, default="Needs Activation"
+    )
+    # Set on DR and read-only reporting copies, cleared on read-write reporting (SPEC §5.3).
+    failover_db = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["database__name", "member__name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["database", "member"],
+                name="copy_unique_per_member",
+                violation_error_code="unique",
+                violation_error_message="This member already has a copy of that database.",
+            )
+        ]
+        verbose_name_plural = "database copies"
+
+    def __str__(self):
+        return f"{self.database} on {self.member.name}"
+
+    def clean(self):
+        if self.database_id and self.member_id and self.database.mirror_id != self.member.mirror_id:
+            raise ValidationError(
+                "A copy belongs to a member of the database's own mirror.", code="wrong_mirror"
+            )

@@ -1,0 +1,2 @@
+# Websocket routes; the live monitor adds its consumers here.
+websocket_urlpatterns = []

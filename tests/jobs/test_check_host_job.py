@@ -1,0 +1,55 @@
+"""The first real job, end to end through a real Celery worker: queued, running, then an
+outcome with progress and log lines on the row."""
+
+import pytest
+
+from tasks.models import Job
+from tasks.services import start_job
+from tasks.tasks import run_job
+from tests import factories
+from tests.jobs.conftest import wait_until_final
+
+pytestmark = [pytest.mark.jobs, pytest.mark.timeout(120)]
+
+
+def test_check_host_records_reachability_and_round_trip_time(
+    celery_worker, listening_agent, admin_user
+):
+    host = factories.host(address="127.0.0.1", agent_port=listening_agent)
+    job = start_job(admin_user, "check_host", host)
+    assert job.state == Job.QUEUED
+
+    job = wait_until_final(job)
+
+    assert job.state == Job.SUCCEEDED, job.error
+    assert job.progress == 100
+    assert job.started_at >= job.created_at and job.finished_at >= job.started_at
+    assert any("Reachable" in line["message"] for line in job.log)
+    host.refresh_from_db()
+    assert host.reachable is True
+    assert host.rtt_ms is not None and host.rtt_ms > 0
+    assert job.result["rtt_ms"] == pytest.approx(host.rtt_ms, abs=0.001)
+
+
+def test_check_host_fails_with_a_clear_reason_when_nothing_listens(
+    celery_worker, closed_port, admin_user
+):
+    host = factories.host(address="127.0.0.1", agent_port=closed_port)
+
+    job = wait_until_final(start_job(admin_user, "check_host", host))
+
+    assert job.state == Job.FAILED
+    assert "connection refused" in job.error
+    host.refresh_from_db()
+    assert host.reachable is False
+    assert "connection refused" in host.last_check_error
+
+
+def test_a_job_whose_host_is_gone_fails_instead_of_hanging(celery_worker):
+    job = Job.objects.create(kind="check_host", target_type="host", target_id="999999")
+
+    run_job.delay(job.pk)
+    job = wait_until_final(job)
+
+    assert job.state == Job.FAILED
+    assert "no longer exists" in job.error
