@@ -1,0 +1,253 @@
+import asyncio
+import os
+import re
+
+import pytest
+
+from engine.journal import (
+    FILE_HEADER_SIZE,
+    CorruptRecord,
+    Entry,
+    Journal,
+    JournalGap,
+    JournalReader,
+    log_name,
+    purge,
+    replay_into,
+)
+from engine.store import Store
+
+
+@pytest.fixture
+def jdir(tmp_path):
+    return str(tmp_path / "journal")
+
+
+@pytest.fixture
+def journal(jdir):
+    j = Journal(jdir, "MIR", max_file_bytes=16 * 1024)
+    yield j
+    j.close()
+
+
+def entries(n, start=0, db="DB1", size=100):
+    return [Entry(i, db, "SET", "acct", (i, "name"), "v" * size) for i in range(start, start + n)]
+
+
+def read_log(jdir, mirror="MIR"):
+    with open(os.path.join(jdir, log_name(mirror))) as f:
+        return f.read().split()
+
+
+def test_concurrent_committers_share_one_fsync_per_batch(journal):
+    async def committer(c):
+        out = []
+        for i in range(20):
+            out += await journal.commit([Entry(c, "DB1", "SET", "acct", (c, i), "x" * 100)])
+        return out
+
+    async def main():
+        return await asyncio.gather(*[committer(c) for c in range(16)])
+
+    results = asyncio.run(main())
+    commits = sum(len(r) for r in results)
+    assert commits == 320
+    assert 0 < journal.fsync_count < commits
+    assert journal.durable_position == journal.end_position
+    on_disk = list(JournalReader(journal.dir, "MIR").records_from())
+    assert [r.position for r in on_disk] == sorted(r.position for rs in results for r in rs)
+    for rs in results:
+        assert [r.subs[1] for r in rs] == list(range(20))  # each committer's order kept
+
+
+def test_files_are_named_logged_and_rotated_at_the_size_limit(journal, jdir):
+    for k in range(10):
+        journal.commit_sync(entries(20, start=k * 20))
+    names = journal.files()
+    assert len(names) >= 3  # 200 records of ~180 bytes in 16 KiB files
+    for i, n in enumerate(names, start=1):
+        assert re.fullmatch(rf"MIRROR-MIR-\d{{8}}\.{i:03d}", n)
+        assert os.path.getsize(os.path.join(jdir, n)) <= 16 * 1024
+    assert read_log(jdir) == names
+    recs = list(JournalReader(jdir, "MIR").records_from())
+    assert [r.subs[0] for r in recs] == list(range(200))
+    assert [r.position for r in recs] == sorted(r.position for r in recs)
+
+
+def test_new_file_starts_a_new_sequence_number(journal):
+    journal.commit_sync(entries(3))
+    first = journal.end_position
+    pos = journal.new_file()
+    assert pos == (first.file_seq + 1, FILE_HEADER_SIZE)
+    [rec] = journal.commit_sync(entries(1))
+    assert rec.position == pos
+
+
+def test_on_append_sees_each_batch_before_its_fsync_and_reproduces_the_files(journal, jdir):
+    seen = []
+    journal.on_append = lambda data, pos: seen.append((pos, data, journal.fsync_count))
+
+    async def main():
+        for k in range(12):
+            before = journal.fsync_count
+            await asyncio.gather(
+                *[journal.commit(entries(3, start=k * 9 + j * 3)) for j in range(3)]
+            )
+            assert journal.fsync_count > before
+
+    asyncio.run(main())
+    rebuilt = {}
+    for pos, data, _ in seen:
+        buf = rebuilt.setdefault(pos.file_seq, bytearray())
+        assert pos.offset == len(buf)  # contiguous, in order
+        buf += data
+    reader = JournalReader(jdir, "MIR")
+    for seq, name in reader.files():
+        with open(os.path.join(jdir, name), "rb") as f:
+            assert f.read() == bytes(rebuilt[seq])
+
+
+def _ship(src_dir, dst, chunk=3000):
+    """Copy a journal to a receiving Journal with read_from/receive, like catch-up does."""
+    reader = JournalReader(src_dir, "MIR")
+    pos = dst.end_position or reader.start_position()
+    got = []
+
+    async def main():
+        nonlocal pos
+        while True:
+            data, nxt = reader.read_from(pos, chunk)
+            if not data and nxt == pos:
+                return
+            if data:
+                got.extend(await dst.receive(pos.file_seq, pos.offset, data, durable=True))
+            pos = nxt
+
+    asyncio.run(main())
+    return got
+
+
+def test_a_receiver_builds_byte_identical_files_from_catch_up_chunks(journal, jdir, tmp_path):
+    for k in range(8):
+        journal.commit_sync(entries(15, start=k * 15))
+    backup = Journal(str(tmp_path / "backup"), "MIR")
+    try:
+        got = _ship(jdir, backup)
+        assert [r.subs[0] for r in got] == list(range(120))
+        assert backup.files() == journal.files()
+        for n in journal.files():
+            with open(os.path.join(jdir, n), "rb") as a, open(backup.dir + "/" + n, "rb") as b:
+                assert a.read() == b.read()
+        assert backup.end_position == journal.end_position
+        assert backup.durable_position == backup.end_position
+        # more data later continues the same copy
+        journal.commit_sync(entries(5, start=500))
+        assert [r.subs[0] for r in _ship(jdir, backup)] == list(range(500, 505))
+    finally:
+        backup.close()
+
+
+def test_a_receiver_refuses_corrupt_or_misplaced_data_and_keeps_its_copy(journal, tmp_path):
+    chunks = []
+    journal.on_append = lambda data, pos: chunks.append((pos, data))
+    journal.commit_sync(entries(3))
+    journal.commit_sync(entries(3, start=3))
+    backup = Journal(str(tmp_path / "backup"), "MIR")
+
+    async def main():
+        (ph, head), (p0, d0), (p1, d1) = chunks
+        assert ph.offset == 0 and len(head) == FILE_HEADER_SIZE
+        with pytest.raises(JournalGap):
+            await backup.receive(p0.file_seq, p0.offset, d0)  # the file's header is missing
+        assert await backup.receive(ph.file_seq, 0, head) == []
+        with pytest.raises(JournalGap):
+            await backup.receive(p1.file_seq, p1.offset, d1)  # hole before it
+        bad = bytearray(d0)
+        bad[-3] ^= 0x10
+        with pytest.raises(CorruptRecord):
+            await backup.receive(p0.file_seq, p0.offset, bytes(bad))
+        assert backup.end_position == (1, FILE_HEADER_SIZE)
+        assert len(await backup.receive(p0.file_seq, p0.offset, d0)) == 3
+        with pytest.raises(CorruptRecord, match="claims position"):
+            await backup.receive(p1.file_seq, p1.offset + 1, d1)
+        assert await backup.receive(p0.file_seq, p0.offset, d0) == []  # duplicate: no-op
+        assert len(await backup.receive(p1.file_seq, p1.offset, d1)) == 3
+        return backup.end_position
+
+    try:
+        assert asyncio.run(main()) == journal.end_position
+    finally:
+        backup.close()
+
+
+def test_reopening_cuts_a_torn_tail_and_keeps_every_whole_record(jdir):
+    j = Journal(jdir, "MIR")
+    recs = j.commit_sync(entries(10))
+    name = j.current_file
+    j.close()
+    path = os.path.join(jdir, name)
+    good_size = os.path.getsize(path)
+    with open(path, "ab") as f:
+        f.write(b"\x55" * 37)  # half-written next record
+    j = Journal(jdir, "MIR")
+    try:
+        assert j.recovered_cut_bytes == 37
+        assert os.path.getsize(path) == good_size
+        assert j.end_position == recs[-1].end
+        assert list(JournalReader(jdir, "MIR").records_from()) == recs
+        [more] = j.commit_sync(entries(1, start=10))
+        assert more.position == recs[-1].end
+    finally:
+        j.close()
+
+
+def test_a_file_whose_header_never_reached_disk_is_reset_on_open(jdir):
+    j = Journal(jdir, "MIR")
+    j.commit_sync(entries(2))
+    j.new_file()
+    name = j.current_file
+    j.close()
+    with open(os.path.join(jdir, name), "r+b") as f:
+        f.truncate(7)
+    j = Journal(jdir, "MIR")
+    try:
+        assert j.end_position == (2, FILE_HEADER_SIZE)
+        [rec] = j.commit_sync(entries(1))
+        assert rec.position == (2, FILE_HEADER_SIZE)
+    finally:
+        j.close()
+    assert len(list(JournalReader(jdir, "MIR").records_from())) == 3
+
+
+def test_purge_removes_old_files_and_updates_the_log(journal, jdir):
+    for k in range(10):
+        journal.commit_sync(entries(20, start=k * 20))
+    names = journal.files()
+    removed = purge(jdir, "MIR", keep_from_seq=3)
+    assert removed == names[:2]
+    assert read_log(jdir) == names[2:]
+    assert sorted(os.listdir(jdir)) == sorted([*names[2:], log_name("MIR")])
+    reader = JournalReader(jdir, "MIR")
+    assert reader.start_position() == (3, 0)
+    with pytest.raises(JournalGap):
+        reader.read_from((1, 0))
+
+
+def test_replay_brings_a_store_up_to_the_journal_once(journal, jdir, tmp_path):
+    journal.commit_sync(entries(30, db="DB1"))
+    journal.commit_sync(entries(5, db="DB2"))
+    journal.commit_sync([Entry(99, "DB1", "KILL", "acct", (3,), None)])
+    store = Store.open(str(tmp_path / "db1"))
+    try:
+        assert replay_into(store, jdir, "DB1", mirror="MIR") == 31
+        assert store.get("acct", (3, "name")) is None
+        assert store.get("acct", (4, "name")) == "v" * 100
+        assert store.count() == 29
+        assert replay_into(store, jdir, "DB1") == 0  # mirror found from the file names
+    finally:
+        store.close()
+
+
+def test_invalid_mirror_names_are_refused(jdir):
+    with pytest.raises(ValueError, match="mirror name"):
+        Journal(jdir, "bad name")
