@@ -15,14 +15,14 @@ DEPLOY_ENV := DJANGO_SECRET_KEY=deploy-check-$(shell head -c 32 /dev/urandom | o
 
 .PHONY: run test install install-test lint check test-embedded test-services bench clean
 
-$(VENV)/.run-installed: pyproject.toml constraints.txt
+$(VENV)/.run-installed: requirements.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(PIP) -e .
+	$(PIP) -r requirements.txt
 	touch $@
 
-$(VENV)/.test-installed: $(VENV)/.run-installed
-	$(PIP) -e '.[test]'
+$(VENV)/.test-installed: $(VENV)/.run-installed requirements-test.txt
+	$(PIP) -r requirements-test.txt
 	touch $@
 
 install: $(VENV)/.run-installed
