@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from operator import itemgetter
 from typing import NamedTuple
 
 from engine.collation import decode_key, decode_value, encode_key, encode_value
@@ -39,6 +40,7 @@ FILE_MAGIC = b"MPJRNL01"
 FILE_HEADER = struct.Struct("<8sIII")
 FILE_HEADER_SIZE = FILE_HEADER.size  # 20
 MAX_RECORD_BYTES = 64 * 1024 * 1024
+MAX_KEY_BYTES = 511  # LMDB's key size limit (engine/store.py)
 
 
 class CorruptRecord(ValueError):
@@ -77,50 +79,48 @@ class Entry(NamedTuple):
     value: object = None
 
 
-class Record:
-    """A decoded journal record.  gname/subs/value are decoded lazily from key/raw_value."""
+class Record(tuple):
+    """A decoded journal record (a tuple, for cheap creation in bulk decoding).
 
-    __slots__ = ("position", "timestamp", "txid", "database", "op", "key", "raw_value", "length")
+    Fields: position, timestamp, txid, database, op (OP_SET/OP_KILL), key (encoded node key),
+    raw_value (encoded value, b"" for KILL), length (bytes in the journal).  gname, subs and
+    value are decoded lazily from key / raw_value.
+    """
 
-    def __init__(self, position, timestamp, txid, database, op, key, raw_value, length=0):
-        self.position = position
-        self.timestamp = timestamp
-        self.txid = txid
-        self.database = database
-        self.op = op
-        self.key = key
-        self.raw_value = raw_value
-        self.length = length
+    __slots__ = ()
+
+    def __new__(cls, position, timestamp, txid, database, op, key, raw_value, length=0):
+        return tuple.__new__(cls, (position, timestamp, txid, database, op, key, raw_value, length))
+
+    position = property(itemgetter(0))
+    timestamp = property(itemgetter(1))
+    txid = property(itemgetter(2))
+    database = property(itemgetter(3))
+    op = property(itemgetter(4))
+    key = property(itemgetter(5))
+    raw_value = property(itemgetter(6))
+    length = property(itemgetter(7))
 
     @property
     def gname(self) -> str:
-        return decode_key(self.key)[0]
+        return decode_key(self[5])[0]
 
     @property
     def subs(self) -> tuple:
-        return decode_key(self.key)[1]
+        return decode_key(self[5])[1]
 
     @property
     def value(self):
-        return decode_value(self.raw_value) if self.raw_value else None
+        return decode_value(self[6]) if self[6] else None
 
     @property
     def op_name(self) -> str:
-        return OP_NAMES.get(self.op, str(self.op))
+        return OP_NAMES.get(self[4], str(self[4]))
 
     @property
     def end(self) -> JournalPosition:
         """Position just after this record."""
-        return make_position(self.position[0], self.position[1] + self.length)
-
-    def _cmp_key(self):
-        return (self.position, self.timestamp, self.txid, self.database, self.op, self.key,
-                self.raw_value)  # fmt: skip
-
-    def __eq__(self, other):
-        return isinstance(other, Record) and self._cmp_key() == other._cmp_key()
-
-    __hash__ = None
+        return make_position(self[0][0], self[0][1] + self[7])
 
     def __repr__(self):
         return (
@@ -141,6 +141,8 @@ def encode_entry(file_seq, offset, timestamp, txid, database, op, key, raw_value
     db = database.encode("utf-8") if type(database) is str else database
     if not 0 < len(db) < 256:
         raise ValueError("database name must be 1-255 bytes")
+    if len(key) > MAX_KEY_BYTES:
+        raise ValueError(f"node key is {len(key)} bytes; the limit is {MAX_KEY_BYTES}")
     length = REC_SIZE + len(db) + len(key) + len(raw_value)
     if length > MAX_RECORD_BYTES:
         raise ValueError(f"journal record of {length} bytes exceeds {MAX_RECORD_BYTES}")
@@ -170,24 +172,25 @@ def decode_records(buf, expect=None) -> list[Record]:
     length, checksum or position error, or if buf ends inside a record.  With expect=(file_seq,
     offset) each record must claim exactly the position it is found at.
     """
-    mv = memoryview(buf)
-    n = len(mv)
+    b = buf if type(buf) is bytes else bytes(buf)
+    n = len(b)
     out = []
     append = out.append
     unpack = REC.unpack_from
     crc32 = zlib.crc32
+    new_pos = new_rec = _new_pos
     dbnames: dict[bytes, str] = {}
     i = 0
     while i < n:
         if n - i < REC_SIZE:
             raise CorruptRecord(f"truncated record header at byte {i}", i)
-        crc, length, fseq, off, ts, txid, op, dl, kl, vl = unpack(mv, i)
+        crc, length, fseq, off, ts, txid, op, dl, kl, vl = unpack(b, i)
         end = i + length
         if length != REC_SIZE + dl + kl + vl:
             raise CorruptRecord(f"inconsistent record length at byte {i}", i)
         if end > n:
             raise CorruptRecord(f"truncated record at byte {i}", i)
-        if crc32(mv[i + 4 : end]) != crc:
+        if crc32(b[i + 4 : end]) != crc:
             raise CorruptRecord(f"checksum mismatch in record at byte {i}", i)
         if expect is not None and (fseq != expect[0] or off != expect[1] + i):
             raise CorruptRecord(
@@ -197,15 +200,14 @@ def decode_records(buf, expect=None) -> list[Record]:
             )
         if op != OP_SET and op != OP_KILL:
             raise CorruptRecord(f"unknown operation {op} at byte {i}", i)
-        p = i + REC_SIZE
-        dbb = bytes(mv[p : p + dl])
+        p = i + REC_SIZE + dl
+        dbb = b[p - dl : p]
         db = dbnames.get(dbb)
         if db is None:
             db = dbnames[dbb] = dbb.decode("utf-8", "replace")
-        p += dl
-        key = bytes(mv[p : p + kl])
-        append(Record(_new_pos(JournalPosition, (fseq, off)), ts, txid, db, op, key,
-                      bytes(mv[p + kl : end]), length))  # fmt: skip
+        k = p + kl
+        append(new_rec(Record, (new_pos(JournalPosition, (fseq, off)), ts, txid, db, op, b[p:k],
+                                b[k:end], length)))  # fmt: skip
         i = end
     return out
 

@@ -46,9 +46,8 @@ from engine.collation import (
     encode_value,
     global_prefix,
 )
-from engine.journal_codec import OP_KILL, OP_SET, JournalPosition
+from engine.journal_codec import MAX_KEY_BYTES, OP_KILL, OP_SET, JournalPosition
 
-MAX_KEY_BYTES = 511
 _POS = struct.Struct(">IQ")
 _APPLIED = b"applied_position"
 
@@ -61,6 +60,14 @@ def _check_key(key: bytes) -> bytes:
     if len(key) > MAX_KEY_BYTES:
         raise ValueError(f"node key is {len(key)} bytes; the limit is {MAX_KEY_BYTES}")
     return key
+
+
+def _putmulti(txn, db, items) -> int:
+    try:
+        return txn.cursor(db).putmulti(items)[0]
+    except lmdb.BadValsizeError:
+        bad = max(len(k) for k, _ in items)
+        raise ValueError(f"node key is {bad} bytes; the limit is {MAX_KEY_BYTES}") from None
 
 
 def _kill_range(txn, db, prefix: bytes) -> int:
@@ -118,7 +125,7 @@ class Store:
         """Flush everything committed so far to disk."""
         self._env.sync(True)
 
-    # -- transactions --------------------------------------------------------------------------
+    # -- transactions ------
 
     def begin(self) -> None:
         if self._txn is not None and self._txn_owner == threading.get_ident():
@@ -173,7 +180,7 @@ class Store:
         with self._env.begin() as txn:
             yield txn
 
-    # -- nodes -----------------------------------------------------------------------------------
+    # -- nodes ------
 
     def get(self, gname: str, subs: tuple = ()):
         key = encode_key(gname, subs)
@@ -288,7 +295,7 @@ class Store:
                 ok = cur.set_range(k[: z + 1] + b"\xff")
         return names
 
-    # -- journal application -------------------------------------------------------------------
+    # -- journal application ------
 
     @property
     def applied_position(self):
@@ -302,31 +309,31 @@ class Store:
         """
         if self.in_transaction:
             raise StoreError("apply runs its own transaction; commit the open one first")
+        if type(records) is not list:
+            records = list(records)
         applied = self._applied
-        last = applied
+        start = 0
+        if applied is not None:  # records are in journal order: skip the applied prefix once
+            while start < len(records) and records[start].position <= applied:
+                start += 1
+        todo = records[start:] if start else records
+        last = todo[-1].position if todo else applied
         n = 0
-        puts = []
         data = self._data
         with self._write() as txn:
-            for r in records:
-                pos = r.position
-                if applied is not None and pos <= applied:
-                    continue
+            puts = []
+            for r in todo:
                 op = r.op
                 if op == OP_SET:
-                    puts.append((_check_key(r.key), r.raw_value))
+                    puts.append((r.key, r.raw_value))
                 elif op == OP_KILL:
                     if puts:
-                        txn.cursor(data).putmulti(puts)
+                        n += _putmulti(txn, data, puts)
                         puts = []
                     _kill_range(txn, data, r.key)
-                else:
-                    last = pos
-                    continue  # markers carry no data
-                last = pos
-                n += 1
+                    n += 1
             if puts:
-                txn.cursor(data).putmulti(puts)
+                n += _putmulti(txn, data, puts)
             if upto is not None and (last is None or upto > last):
                 last = upto
             if last is not None and last != applied:
