@@ -4,7 +4,6 @@ exactly when its change does."""
 import json
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.forms.models import model_to_dict
 
 from accounts.models import AuditEvent
 
@@ -13,9 +12,13 @@ _HIDDEN = {"credential", "password", "key_hash"}
 
 
 def snapshot(obj, *, exclude=()) -> dict:
-    """A JSON-safe picture of a model instance's own fields."""
-    data = model_to_dict(obj, exclude=[*_HIDDEN, *exclude])
-    data["id"] = obj.pk
+    """A JSON-safe picture of a model instance's own columns (foreign keys as ids)."""
+    skip = {*_HIDDEN, *exclude}
+    data = {
+        field.name: getattr(obj, field.attname)
+        for field in obj._meta.concrete_fields
+        if field.name not in skip
+    }
     return json.loads(json.dumps(data, cls=DjangoJSONEncoder, default=str))
 
 

@@ -6,6 +6,7 @@ and Redis for the Celery broker, results, the channel layer and the cache, each 
 logical database.
 """
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -84,8 +85,9 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
             },
-            # A file, not :memory:, so the worker thread and test threads share the test data.
-            "TEST": {"NAME": str(VAR_DIR / "test-portal.sqlite3")},
+            # A file, not :memory:, so the worker thread and test threads share the test data;
+            # one per test run, so runs side by side in one checkout never share it.
+            "TEST": {"NAME": str(VAR_DIR / f"test-portal-{os.getpid()}.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
