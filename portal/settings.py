@@ -159,7 +159,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["accounts.permissions.RolePermission"],
     "SERVE_AUTHENTICATION": None,
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    # failover_* and async_* compression fields share one choice set each.
+    "ENUM_NAME_OVERRIDES": {
+        "CompressionModeEnum": "members.rules.COMPRESSION_MODES",
+        "CompressionTypeEnum": "members.rules.COMPRESSION_TYPES",
+    },
 }
 
 # --- Security ---------------------------------------------------------------------------------
