@@ -1,0 +1,110 @@
+"""Mirror and host pages. Views parse, check the role, call one service and render."""
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.decorators import admin_required, operator_required, viewer_required
+from members import rules, services
+from members.models import DatabaseCopy, Host, Member, Mirror, PendingDNUpdate
+from tasks.services import start_job
+
+PAGE_SIZE = 50
+
+
+def _count_members(**conditions):
+    return Count(
+        "members", filter=Q(**{f"members__{k}": v for k, v in conditions.items()}), distinct=True
+    )
+
+
+@viewer_required
+def mirror_list(request):
+    mirrors = Mirror.objects.annotate(
+        failover_count=_count_members(member_type=rules.FAILOVER),
+        dr_count=_count_members(member_type=rules.DR),
+        ro_count=_count_members(member_type=rules.RO_REPORTING),
+        rw_count=_count_members(member_type=rules.RW_REPORTING),
+        pending_count=_count_members(authorization=Member.PENDING),
+        database_count=Count("databases", distinct=True),
+    ).order_by("name")
+    page = Paginator(mirrors, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "members/mirror_list.html", {"page": page})
+
+
+@viewer_required
+def mirror_detail(request, name):
+    mirror = get_object_or_404(Mirror, name=name.upper())
+    members = list(mirror.members.select_related("host"))
+    databases = list(mirror.databases.all())
+    statuses = {
+        (copy.database_id, copy.member_id): copy.status
+        for copy in DatabaseCopy.objects.filter(database__mirror=mirror)
+    }
+    context = {
+        "mirror": mirror,
+        "members": members,
+        "pending_members": [m for m in members if m.authorization == Member.PENDING],
+        "dn_updates": PendingDNUpdate.objects.filter(
+            member__mirror=mirror, state=PendingDNUpdate.PENDING
+        ).select_related("member"),
+        # One row per database, one cell per member in the members table's order.
+        "database_rows": [(db, [statuses.get((db.pk, m.pk)) for m in members]) for db in databases],
+    }
+    return render(request, "members/mirror_detail.html", context)
+
+
+def _report(request, action, done: str):
+    """Run one service call; a rule it refuses becomes an error message, not a crash."""
+    try:
+        action()
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, done)
+
+
+@admin_required
+@require_POST
+def decide_member(request, name, pk, authorize: bool):
+    member = get_object_or_404(Member, pk=pk, mirror__name=name.upper())
+    service = services.authorize_member if authorize else services.reject_member
+    done = "is authorized" if authorize else "was rejected and removed"
+    _report(request, lambda: service(request.user, member), f"Member {member.name} {done}.")
+    return redirect("mirror-detail", name=member.mirror.name)
+
+
+@admin_required
+@require_POST
+def decide_dn_update(request, name, pk, authorize: bool):
+    update = get_object_or_404(
+        PendingDNUpdate.objects.select_related("member__mirror"),
+        pk=pk,
+        member__mirror__name=name.upper(),
+    )
+    verdict = "authorized" if authorize else "rejected"
+    _report(
+        request,
+        lambda: services.decide_dn_update(request.user, update, authorize=authorize),
+        f"The new DN of {update.member.name} was {verdict}.",
+    )
+    return redirect("mirror-detail", name=update.member.mirror.name)
+
+
+@viewer_required
+def host_list(request):
+    hosts = Host.objects.annotate(member_count=Count("members")).order_by("name")
+    page = Paginator(hosts, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "members/host_list.html", {"page": page})
+
+
+@operator_required
+@require_POST
+def check_host(request, pk):
+    host = get_object_or_404(Host, pk=pk)
+    job = start_job(request.user, "check_host", host)
+    messages.info(request, f"Checking host {host.name}.")
+    return redirect("job-detail", pk=job.pk)

@@ -1,0 +1,68 @@
+"""A small world for page tests: one mirror with an authorized and a pending member, a pending
+DN update, a database with a copy, a host and a job — and a Django test client per identity."""
+
+from types import SimpleNamespace
+
+import pytest
+from django.test import Client
+
+from members import services
+from tasks.services import start_job
+from tests import factories
+from tests.conftest import make_user
+
+IDENTITIES = ("anonymous", "norole", "viewer", "operator", "admin")
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # Every test makes four users; the production hasher would spend seconds on them.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def norole(db):
+    return make_user("nils-norole", None)
+
+
+@pytest.fixture
+def people(norole, viewer, operator, admin_user):
+    return {
+        "anonymous": None,
+        "norole": norole,
+        "viewer": viewer,
+        "operator": operator,
+        "admin": admin_user,
+    }
+
+
+@pytest.fixture
+def client_as(people):
+    def build(identity: str) -> Client:
+        client = Client()
+        if people[identity] is not None:
+            client.force_login(people[identity])
+        return client
+
+    return build
+
+
+@pytest.fixture
+def world(admin_user):
+    mirror = factories.mirror(admin_user, name="ALPHA")
+    member = factories.member(mirror, admin_user, name="NODEA")
+    # A TLS mirror's second member waits for authorization.
+    pending = factories.member(mirror, admin_user, name="NODEB")
+    database = factories.database(mirror, admin_user, name="SALES")
+    services.add_database_copy(admin_user, database, member, status="Normal")
+    dn_update = services.request_dn_update(admin_user, member, "CN=nodea-renewed,O=Example")
+    job = start_job(admin_user, "check_host", member.host)
+    return SimpleNamespace(
+        mirror=mirror,
+        member=member,
+        pending=pending,
+        database=database,
+        dn_update=dn_update,
+        host=member.host,
+        job=job,
+    )
