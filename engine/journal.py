@@ -507,25 +507,43 @@ class JournalReader:
         start = offset + len(head)
         return head + chunk[:n], make_position(seq, start + n)
 
-    def records_from(self, position=None, database: str | None = None):
-        """Iterate records from position (None: the first file) to the end of the journal."""
-        files = self.files()
-        for seq, name in files:
+    def batches_from(self, position=None, database: str | None = None, chunk: int = 4 << 20):
+        """Yield lists of records from position (None: the first file) to the end of the
+        journal, reading about `chunk` bytes at a time; stops at a torn or corrupt tail."""
+        for seq, name in self.files():
             if position is not None and seq < position[0]:
                 continue
-            with open(os.path.join(self.dir, name), "rb") as f:
-                data = f.read()
-            start = FILE_HEADER_SIZE
+            off = FILE_HEADER_SIZE
             if position is not None and seq == position[0]:
-                start = max(start, position[1])
-            body = memoryview(data)[start:]
-            good = scan_good_prefix(body)
-            for r in decode_records(body[:good]):
-                if database is None or r.database == database:
-                    yield r
+                off = max(off, position[1])
+            with open(os.path.join(self.dir, name), "rb") as f:
+                while True:
+                    f.seek(off)
+                    data = f.read(chunk)
+                    n = record_boundary(data, chunk)
+                    if n == 0 and len(data) >= 8:  # a record bigger than chunk
+                        f.seek(off)
+                        data = f.read(int.from_bytes(data[4:8], "little"))
+                        n = record_boundary(data, len(data))
+                    good = scan_good_prefix(data[:n])
+                    if good == 0:
+                        break
+                    recs = decode_records(data[:good])
+                    if database is not None:
+                        recs = [r for r in recs if r[3] == database]
+                    if recs:
+                        yield recs
+                    off += good
+                    if good < n:
+                        break
+
+    def records_from(self, position=None, database: str | None = None):
+        """Iterate records from position (None: the first file) to the end of the journal."""
+        for batch in self.batches_from(position, database):
+            yield from batch
 
 
-def replay_into(store, journal_dir, database: str, mirror: str | None = None, batch=20000) -> int:
+def replay_into(store, journal_dir, database: str, mirror: str | None = None) -> int:
     """Apply the journal's records for `database` after store.applied_position; return count."""
     if mirror is None:
         mirrors = {
@@ -539,16 +557,7 @@ def replay_into(store, journal_dir, database: str, mirror: str | None = None, ba
             raise JournalError(f"{journal_dir} holds journals of {sorted(mirrors)}; pass mirror=")
         mirror = mirrors.pop()
     reader = JournalReader(journal_dir, mirror)
-    n = 0
-    buf = []
-    for r in reader.records_from(store.applied_position, database):
-        buf.append(r)
-        if len(buf) >= batch:
-            n += store.apply(buf)
-            buf = []
-    if buf:
-        n += store.apply(buf)
-    return n
+    return sum(store.apply(b) for b in reader.batches_from(store.applied_position, database))
 
 
 def purge(directory, mirror: str, keep_from_seq: int) -> list[str]:

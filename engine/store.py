@@ -15,6 +15,11 @@ Layout: named sub-database "data" maps engine.collation.encode_key(gname, subs) 
 (value); "meta" holds the applied journal position.  Key bytes sort in collation order, so a
 subtree is one contiguous key range and order/query are cursor walks.
 
+Write mode: writemap=True (writes go straight into the shared mapping instead of being copied
+out at commit) doubled the measured dejournal apply rate (~200k -> ~400k records/s into a 500k-key
+tree).  Its cost: data.mdb is a sparse file whose apparent size is the map size (16 GiB by
+default); `du` and `size_bytes()` show the real use.  A full map raises StoreError.
+
 Durability: the journal is the durability point, so commits are not fsync'ed (sync=False,
 metasync=False).  Data survives a process crash (kill -9: it is in the OS page cache); after an
 OS crash the instance replays the journal from `applied_position`.  `sync()` forces the store to
@@ -100,6 +105,7 @@ class Store:
             metasync=False,
             readahead=False,
             max_readers=512,
+            writemap=True,  # 2x faster batch apply; see the module docstring
         )
         self._data = self._env.open_db(b"data")
         self._meta = self._env.open_db(b"meta")
@@ -166,11 +172,16 @@ class Store:
 
     @contextmanager
     def _write(self):
-        if self.in_transaction:
-            yield self._txn
-            return
-        with self._lock, self._env.begin(write=True) as txn:
-            yield txn
+        try:
+            if self.in_transaction:
+                yield self._txn
+                return
+            with self._lock, self._env.begin(write=True) as txn:
+                yield txn
+        except lmdb.MapFullError:
+            raise StoreError(
+                f"database {self.path} is full (map size {self._env.info()['map_size']} bytes)"
+            ) from None
 
     @contextmanager
     def _read(self):
@@ -277,6 +288,11 @@ class Store:
     def _bound(gname, prefix, b) -> bytes:
         subs = tuple(b) if isinstance(b, (tuple, list)) else (*prefix, b)
         return encode_key(gname, subs)
+
+    def size_bytes(self) -> int:
+        """Bytes of the store file actually in use (data.mdb is sparse)."""
+        info, stat = self._env.info(), self._env.stat()
+        return (info["last_pgno"] + 1) * stat["psize"]
 
     def count(self) -> int:
         with self._read() as txn:

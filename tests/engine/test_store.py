@@ -195,3 +195,18 @@ def test_store_matches_a_dictionary_model_under_random_sets_and_kills(store, ops
     while (sub := store.order("m", (sub,))) is not None:
         walk.append(sub)
     assert walk == tops
+
+
+def test_a_full_store_refuses_writes_with_a_clear_error_and_keeps_its_data(tmp_path):
+    s = Store.open(str(tmp_path / "small"), map_size=1 << 20)
+    try:
+        written = 0
+        with pytest.raises(StoreError, match="is full"):
+            for i in range(100_000):
+                s.set("g", (i,), "x" * 100)
+                written += 1
+        assert s.count() == written
+        assert s.get("g", (0,)) == "x" * 100
+        assert 0 < s.size_bytes() <= 1 << 20
+    finally:
+        s.close()
