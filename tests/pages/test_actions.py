@@ -1,0 +1,160 @@
+"""What the page buttons do in the database: decisions, host checks, login and logout."""
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+
+from accounts.models import AuditEvent
+from members.models import Member, PendingDNUpdate
+from tasks.models import Job
+
+pytestmark = pytest.mark.django_db
+
+
+def decide(client, world, name, pk):
+    return client.post(reverse(name, args=[world.mirror.name, pk]), follow=True)
+
+
+def test_viewer_and_operator_cannot_authorize_a_member(client_as, world):
+    for identity in ("viewer", "operator"):
+        response = client_as(identity).post(
+            reverse("member-authorize", args=[world.mirror.name, world.pending.pk])
+        )
+        assert response.status_code == 403
+    world.pending.refresh_from_db()
+    assert world.pending.authorization == Member.PENDING
+    assert not AuditEvent.objects.filter(action="member.authorize").exists()
+
+
+def test_admin_authorizes_a_pending_member_and_the_audit_trail_says_so(
+    client_as, world, admin_user
+):
+    response = decide(client_as("admin"), world, "member-authorize", world.pending.pk)
+    assert response.status_code == 200
+    assert f"Member {world.pending.name} is authorized." in response.text
+    world.pending.refresh_from_db()
+    assert world.pending.authorization == Member.AUTHORIZED
+    event = AuditEvent.objects.get(action="member.authorize")
+    assert event.actor == admin_user
+    assert event.object_id == str(world.pending.pk)
+    assert event.before["authorization"] == "pending"
+    assert event.after["authorization"] == "authorized"
+
+
+def test_admin_rejects_a_pending_member_which_removes_it(client_as, world):
+    decide(client_as("admin"), world, "member-reject", world.pending.pk)
+    assert not Member.objects.filter(pk=world.pending.pk).exists()
+    assert AuditEvent.objects.filter(action="member.reject", object_id=str(world.pending.pk))
+
+
+def test_authorizing_an_authorized_member_shows_the_reason_and_changes_nothing(client_as, world):
+    before = AuditEvent.objects.count()
+    response = decide(client_as("admin"), world, "member-authorize", world.member.pk)
+    assert response.status_code == 200
+    assert "not waiting for authorization" in response.text
+    assert AuditEvent.objects.count() == before
+
+
+def test_a_member_is_only_reachable_under_its_own_mirror(client_as, world):
+    from tests import factories
+
+    other = factories.mirror(name="BETA")
+    response = client_as("admin").post(
+        reverse("member-authorize", args=[other.name, world.pending.pk])
+    )
+    assert response.status_code == 404
+    world.pending.refresh_from_db()
+    assert world.pending.authorization == Member.PENDING
+
+
+def test_admin_authorizes_a_dn_update_which_changes_the_members_dn(client_as, world):
+    decide(client_as("admin"), world, "dn-update-authorize", world.dn_update.pk)
+    world.dn_update.refresh_from_db()
+    world.member.refresh_from_db()
+    assert world.dn_update.state == PendingDNUpdate.AUTHORIZED
+    assert world.member.x509_dn == "CN=nodea-renewed,O=Example"
+    assert AuditEvent.objects.filter(action="dn_update.authorize").count() == 1
+
+
+def test_admin_rejects_a_dn_update_and_the_member_keeps_its_dn(client_as, world):
+    old_dn = world.member.x509_dn
+    decide(client_as("admin"), world, "dn-update-reject", world.dn_update.pk)
+    world.dn_update.refresh_from_db()
+    world.member.refresh_from_db()
+    assert world.dn_update.state == PendingDNUpdate.REJECTED
+    assert world.member.x509_dn == old_dn
+    assert AuditEvent.objects.filter(action="dn_update.reject").count() == 1
+
+
+def test_operator_checks_a_host_which_queues_a_job_and_opens_its_page(client_as, world, operator):
+    response = client_as("operator").post(reverse("host-check", args=[world.host.pk]))
+    job = Job.objects.filter(requested_by=operator).get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("job-detail", args=[job.pk])
+    assert (job.kind, job.target_type, job.target_id) == ("check_host", "host", str(world.host.pk))
+    assert AuditEvent.objects.filter(action="job.start", actor=operator).count() == 1
+
+
+def test_viewer_cannot_start_a_host_check(client_as, world, viewer):
+    response = client_as("viewer").post(reverse("host-check", args=[world.host.pk]))
+    assert response.status_code == 403
+    assert not Job.objects.filter(requested_by=viewer).exists()
+
+
+def test_actions_need_a_csrf_token(people, world):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(people["admin"])
+    response = client.post(reverse("member-authorize", args=[world.mirror.name, world.pending.pk]))
+    assert response.status_code == 403
+    world.pending.refresh_from_db()
+    assert world.pending.authorization == Member.PENDING
+
+
+def test_login_form_signs_in_and_lands_on_the_mirror_list(viewer):
+    client = Client(enforce_csrf_checks=True)
+    page = client.get(reverse("login"))
+    token = page.cookies["csrftoken"].value
+    response = client.post(
+        reverse("login"),
+        {"username": viewer.username, "password": "correct horse battery"},
+        HTTP_X_CSRFTOKEN=token,
+    )
+    assert response.status_code == 302
+    assert response["Location"] == reverse("mirror-list")
+    assert client.get(reverse("mirror-list")).status_code == 200
+
+
+def test_login_with_a_wrong_password_explains_and_stays_signed_out(viewer):
+    client = Client()
+    response = client.post(reverse("login"), {"username": viewer.username, "password": "nope"})
+    assert response.status_code == 200
+    assert "enter a correct username and password" in response.text
+    assert client.get(reverse("mirror-list")).status_code == 302
+
+
+def test_login_returns_to_the_page_asked_for(viewer, world):
+    wanted = reverse("mirror-detail", args=[world.mirror.name])
+    response = Client().post(
+        f"{reverse('login')}?next={wanted}",
+        {"username": viewer.username, "password": "correct horse battery", "next": wanted},
+    )
+    assert response["Location"] == wanted
+
+
+def test_logout_is_a_post_and_ends_the_session(client_as):
+    client = client_as("viewer")
+    assert client.get(reverse("logout")).status_code == 405
+    assert client.get(reverse("mirror-list")).status_code == 200
+    response = client.post(reverse("logout"))
+    assert response.status_code == 302
+    assert response["Location"] == reverse("login")
+    assert client.get(reverse("mirror-list")).status_code == 302
+
+
+def test_an_inactive_user_is_treated_as_signed_out(client_as, viewer):
+    client = client_as("viewer")
+    User.objects.filter(pk=viewer.pk).update(is_active=False)
+    response = client.get(reverse("mirror-list"))
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/")

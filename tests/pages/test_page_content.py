@@ -1,0 +1,189 @@
+"""What the pages show: counts, members, copy statuses, who sees which buttons, job progress,
+the audit trail with its filters and diffs, and pagination."""
+
+import datetime
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import AuditEvent
+from members import services
+from tasks.models import Job
+from tasks.services import finish_job, report, start_job
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def mirror_row(response, name):
+    return next(m for m in response.context["page"] if m.name == name)
+
+
+def test_mirror_list_counts_members_by_type_databases_and_pending(client_as, world, admin_user):
+    dr = factories.member(world.mirror, admin_user, name="FARAWAY", member_type="dr")
+    factories.member(world.mirror, admin_user, name="REPORTS", member_type="ro_reporting")
+    services.authorize_member(admin_user, dr)
+    factories.database(world.mirror, admin_user, name="HR")
+    factories.mirror(admin_user, name="EMPTY", requires_tls=False)
+
+    response = client_as("viewer").get(reverse("mirror-list"))
+    alpha = mirror_row(response, "ALPHA")
+    assert (alpha.failover_count, alpha.dr_count, alpha.ro_count, alpha.rw_count) == (2, 1, 1, 0)
+    assert alpha.database_count == 2
+    assert alpha.pending_count == 2  # NODEB and REPORTS wait; FARAWAY was authorized
+    empty = mirror_row(response, "EMPTY")
+    assert (empty.failover_count, empty.database_count, empty.pending_count) == (0, 0, 0)
+    assert f'href="{reverse("mirror-detail", args=["ALPHA"])}"' in response.text
+
+
+def test_mirror_list_runs_the_same_queries_for_one_mirror_or_many(client_as, world, admin_user):
+    client = client_as("viewer")
+
+    def queries():
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(reverse("mirror-list")).status_code == 200
+        return len(captured)
+
+    few = queries()
+    for n in range(6):
+        mirror = factories.mirror(admin_user, name=f"MORE{n}")
+        factories.member(mirror, admin_user)
+        factories.database(mirror, admin_user)
+    assert queries() == few
+
+
+def test_mirror_detail_lists_members_settings_and_each_copys_status(client_as, world):
+    response = client_as("viewer").get(reverse("mirror-detail", args=["alpha"]))  # any case
+    html = response.text
+    assert response.status_code == 200
+    for text in ("NODEA", "NODEB", "Failover", world.host.name, "SALES", "Normal", "8000 ms"):
+        assert text in html
+    # SALES has a copy on NODEA only: the NODEB cell says so with a dash.
+    database, statuses = response.context["database_rows"][0]
+    assert database.name == "SALES"
+    assert statuses == ["Normal", None]
+    assert "CN=nodea-renewed,O=Example" in html  # the pending DN update
+
+
+@pytest.mark.parametrize(
+    "identity,sees_buttons", [("viewer", False), ("operator", False), ("admin", True)]
+)
+def test_only_admins_see_authorize_and_reject_buttons(client_as, world, identity, sees_buttons):
+    html = client_as(identity).get(reverse("mirror-detail", args=["ALPHA"])).text
+    authorize = reverse("member-authorize", args=["ALPHA", world.pending.pk])
+    dn_authorize = reverse("dn-update-authorize", args=["ALPHA", world.dn_update.pk])
+    assert (authorize in html) is sees_buttons
+    assert (dn_authorize in html) is sees_buttons
+    assert "Members waiting for authorization" in html
+
+
+def test_unknown_mirror_is_a_404_page(client_as, world):
+    response = client_as("viewer").get(reverse("mirror-detail", args=["NOSUCH"]))
+    assert response.status_code == 404
+    assert "Not found" in response.text
+
+
+@pytest.mark.parametrize(
+    "identity,sees_button", [("viewer", False), ("operator", True), ("admin", True)]
+)
+def test_host_list_shows_reachability_and_a_check_button_for_operators(
+    client_as, world, identity, sees_button
+):
+    services.record_host_check(world.host, reachable=False, rtt_ms=None, error="connection refused")
+    html = client_as(identity).get(reverse("host-list")).text
+    assert "Unreachable" in html and "connection refused" in html
+    assert (reverse("host-check", args=[world.host.pk]) in html) is sees_button
+
+
+def test_job_page_refreshes_until_the_job_is_final(client_as, world):
+    client = client_as("viewer")
+    url = reverse("job-detail", args=[world.job.pk])
+    report(world.job, "Connecting to the agent", progress=40)
+    html = client.get(url).text
+    assert 'http-equiv="refresh"' in html
+    assert '<progress id="job-progress" max="100" value="40">' in html
+    assert "Connecting to the agent" in html
+
+    finish_job(world.job, error="Host is unreachable: connection refused")
+    html = client.get(url).text
+    assert 'http-equiv="refresh"' not in html
+    assert "Host is unreachable: connection refused" in html
+    assert "Failed" in html
+
+
+def test_job_list_pages_through_many_jobs(client_as, world, admin_user):
+    for _ in range(55):
+        start_job(admin_user, "check_host", world.host)
+    client = client_as("viewer")
+    first = client.get(reverse("job-list"))
+    assert len(first.context["page"].object_list) == 50
+    assert 'rel="next"' in first.text
+    second = client.get(reverse("job-list"), {"page": 2})
+    assert len(second.context["page"].object_list) == Job.objects.count() - 50
+    assert client.get(reverse("job-list"), {"page": "nonsense"}).status_code == 200
+
+
+def events(response):
+    return list(response.context["page"])
+
+
+def test_audit_filters_by_action_actor_object_type_and_dates(client_as, world, operator):
+    start_job(operator, "check_host", world.host)
+    client = client_as("viewer")
+    url = reverse("audit-list")
+
+    by_action = events(client.get(url, {"action": "member.add"}))
+    assert by_action and {e.action for e in by_action} == {"member.add"}
+    by_actor = events(client.get(url, {"actor": operator.username.upper()}))
+    assert [e.action for e in by_actor] == ["job.start"]
+    by_type = events(client.get(url, {"object_type": "pendingdnupdate"}))
+    assert [e.action for e in by_type] == ["dn_update.request"]
+
+    today = timezone.now().date()
+    everything = AuditEvent.objects.count()
+    assert len(events(client.get(url, {"date_from": today, "date_to": today}))) == everything
+    tomorrow = today + datetime.timedelta(days=1)
+    assert events(client.get(url, {"date_from": tomorrow})) == []
+
+
+def test_audit_filter_with_bad_input_shows_the_error_not_a_crash(client_as, world):
+    response = client_as("viewer").get(
+        reverse("audit-list"), {"date_from": "yesterday", "action": "no.such"}
+    )
+    assert response.status_code == 200
+    assert "Enter a valid date" in response.text
+
+
+def test_audit_shows_only_the_keys_an_update_changed(client_as, world, admin_user):
+    services.update_mirror(admin_user, world.mirror, qos_timeout_ms=9000)
+    response = client_as("viewer").get(reverse("audit-list"), {"action": "mirror.update"})
+    (event,) = events(response)
+    fields = {c["field"]: (c["before"], c["after"]) for c in event.changes}
+    assert fields.pop("qos_timeout_ms") == ("8000", "9000")
+    assert fields == {}  # nothing unchanged is listed
+    assert 'class="after">9000<' in response.text
+
+
+@pytest.mark.parametrize(
+    "identity,sees_admin", [("viewer", False), ("operator", False), ("admin", True)]
+)
+def test_layout_has_skip_link_navigation_role_and_a_logout_form(
+    client_as, world, identity, sees_admin
+):
+    html = client_as(identity).get(reverse("host-list")).text
+    assert '<a class="skip-link" href="#main">' in html
+    assert '<main id="main"' in html
+    assert f'<span class="role">{identity}</span>' in html
+    assert f'<form method="post" action="{reverse("logout")}">' in html
+    assert f'href="{reverse("host-list")}" aria-current="page"' in html
+    assert ('href="/admin/"' in html) is sees_admin
+    assert 'href="/api/docs/"' in html
+
+
+def test_a_user_without_a_role_is_told_to_ask_for_one(client_as):
+    response = client_as("norole").get(reverse("mirror-list"))
+    assert response.status_code == 403
+    assert "no role yet" in response.text
