@@ -1,0 +1,53 @@
+"""A person signs in through the login form, sees the mirrors and opens one — in real Chromium."""
+
+import pytest
+from playwright.sync_api import expect
+
+from members import services
+from tests import factories
+from tests.conftest import make_user
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
+
+SCREENSHOT = "/tmp/mirror-portal-browser.png"
+
+
+@pytest.fixture
+def seeded(transactional_db):
+    admin = make_user("ada-admin", "admin")
+    alpha = factories.mirror(admin, name="ALPHA")
+    node_a = factories.member(alpha, admin, name="NODEA")
+    factories.member(alpha, admin, name="NODEB")
+    factories.member(alpha, admin, name="FARAWAY", member_type="dr")
+    database = factories.database(alpha, admin, name="SALES")
+    services.add_database_copy(admin, database, node_a, status="Normal")
+    factories.mirror(admin, name="BRAVO", requires_tls=False)
+    return make_user("vera-viewer", "viewer")
+
+
+def test_viewer_logs_in_sees_the_mirrors_and_opens_one(live_server, browser_page, seeded):
+    page = browser_page
+    page.goto(f"{live_server.url}/")
+    expect(page).to_have_url(f"{live_server.url}/login/?next=/")
+
+    page.get_by_label("User name").fill(seeded.username)
+    page.get_by_label("Password").fill("correct horse battery")
+    page.get_by_role("button", name="Log in").click()
+
+    expect(page).to_have_url(f"{live_server.url}/")
+    expect(page.get_by_role("heading", name="Mirrors", level=1)).to_be_visible()
+    expect(page.get_by_role("link", name="ALPHA")).to_be_visible()
+    expect(page.get_by_role("link", name="BRAVO")).to_be_visible()
+    expect(page.locator(".role")).to_have_text("viewer")
+
+    page.get_by_role("link", name="ALPHA").click()
+    expect(page).to_have_url(f"{live_server.url}/mirrors/ALPHA/")
+    expect(page.get_by_role("heading", name="Mirror ALPHA")).to_be_visible()
+    members = page.get_by_role("region", name="Members", exact=True)
+    for name in ("NODEA", "NODEB", "FARAWAY"):
+        expect(members.get_by_role("rowheader", name=name)).to_be_visible()
+    expect(members.get_by_text("Disaster Recovery (DR)")).to_be_visible()
+    # A viewer sees who waits for authorization but gets no buttons to decide.
+    expect(page.get_by_role("heading", name="Members waiting for authorization")).to_be_visible()
+    expect(page.get_by_role("button", name="Authorize")).to_have_count(0)
+    page.screenshot(path=SCREENSHOT, full_page=True)
