@@ -43,6 +43,7 @@ from engine.journal_codec import (
     JournalPosition,
     Record,
     decode_file_header,
+    decode_prefix,
     decode_records,
     encode_entry,
     encode_file_header,
@@ -517,25 +518,20 @@ class JournalReader:
             if position is not None and seq == position[0]:
                 off = max(off, position[1])
             with open(os.path.join(self.dir, name), "rb") as f:
+                want = chunk
                 while True:
                     f.seek(off)
-                    data = f.read(chunk)
-                    n = record_boundary(data, chunk)
-                    if n == 0 and len(data) >= 8:  # a record bigger than chunk
-                        f.seek(off)
-                        data = f.read(int.from_bytes(data[4:8], "little"))
-                        n = record_boundary(data, len(data))
-                    good = scan_good_prefix(data[:n])
-                    if good == 0:
-                        break
-                    recs = decode_records(data[:good])
+                    data = f.read(want)
+                    recs, used, err = decode_prefix(data)
                     if database is not None:
                         recs = [r for r in recs if r[3] == database]
                     if recs:
                         yield recs
-                    off += good
-                    if good < n:
-                        break
+                    off += used
+                    if len(data) < want or (err is not None and not err.truncated):
+                        break  # end of file, or a corrupt / torn tail
+                    # cut at the chunk end: read on (a whole record bigger than chunk if need be)
+                    want = max(chunk, int.from_bytes(data[used + 4 : used + 8] or b"", "little"))
 
     def records_from(self, position=None, database: str | None = None):
         """Iterate records from position (None: the first file) to the end of the journal."""

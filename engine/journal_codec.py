@@ -46,9 +46,10 @@ MAX_KEY_BYTES = 511  # LMDB's key size limit (engine/store.py)
 class CorruptRecord(ValueError):
     """Journal bytes that fail a length, position or checksum check."""
 
-    def __init__(self, message: str, offset: int = 0):
+    def __init__(self, message: str, offset: int = 0, truncated: bool = False):
         super().__init__(message)
         self.offset = offset  # bytes of good records before the bad one
+        self.truncated = truncated  # the buffer just ends inside a record (more may follow)
 
 
 class JournalPosition(NamedTuple):
@@ -172,6 +173,14 @@ def decode_records(buf, expect=None) -> list[Record]:
     length, checksum or position error, or if buf ends inside a record.  With expect=(file_seq,
     offset) each record must claim exactly the position it is found at.
     """
+    out, _, err = decode_prefix(buf, expect)
+    if err is not None:
+        raise err
+    return out
+
+
+def decode_prefix(buf, expect=None) -> tuple[list[Record], int, CorruptRecord | None]:
+    """Decode the longest valid prefix of buf: (records, bytes used, error that stopped it)."""
     b = buf if type(buf) is bytes else bytes(buf)
     n = len(b)
     out = []
@@ -181,25 +190,32 @@ def decode_records(buf, expect=None) -> list[Record]:
     new_pos = new_rec = _new_pos
     dbnames: dict[bytes, str] = {}
     i = 0
+    err = None
     while i < n:
         if n - i < REC_SIZE:
-            raise CorruptRecord(f"truncated record header at byte {i}", i)
+            err = CorruptRecord(f"truncated record header at byte {i}", i, truncated=True)
+            break
         crc, length, fseq, off, ts, txid, op, dl, kl, vl = unpack(b, i)
         end = i + length
         if length != REC_SIZE + dl + kl + vl:
-            raise CorruptRecord(f"inconsistent record length at byte {i}", i)
+            err = CorruptRecord(f"inconsistent record length at byte {i}", i)
+            break
         if end > n:
-            raise CorruptRecord(f"truncated record at byte {i}", i)
+            err = CorruptRecord(f"truncated record at byte {i}", i, truncated=True)
+            break
         if crc32(b[i + 4 : end]) != crc:
-            raise CorruptRecord(f"checksum mismatch in record at byte {i}", i)
+            err = CorruptRecord(f"checksum mismatch in record at byte {i}", i)
+            break
         if expect is not None and (fseq != expect[0] or off != expect[1] + i):
-            raise CorruptRecord(
+            err = CorruptRecord(
                 f"record at byte {i} claims position {fseq}:{off}, expected "
                 f"{expect[0]}:{expect[1] + i}",
                 i,
             )
+            break
         if op != OP_SET and op != OP_KILL:
-            raise CorruptRecord(f"unknown operation {op} at byte {i}", i)
+            err = CorruptRecord(f"unknown operation {op} at byte {i}", i)
+            break
         p = i + REC_SIZE + dl
         dbb = b[p - dl : p]
         db = dbnames.get(dbb)
@@ -209,16 +225,12 @@ def decode_records(buf, expect=None) -> list[Record]:
         append(new_rec(Record, (new_pos(JournalPosition, (fseq, off)), ts, txid, db, op, b[p:k],
                                 b[k:end], length)))  # fmt: skip
         i = end
-    return out
+    return out, i, err
 
 
 def scan_good_prefix(buf) -> int:
     """Length of the longest prefix of buf made of whole, valid records (for tail cutting)."""
-    try:
-        decode_records(buf)
-    except CorruptRecord as exc:
-        return exc.offset
-    return len(buf)
+    return decode_prefix(buf)[1]
 
 
 def record_boundary(buf, max_bytes: int) -> int:

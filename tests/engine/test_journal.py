@@ -251,3 +251,17 @@ def test_replay_brings_a_store_up_to_the_journal_once(journal, jdir, tmp_path):
 def test_invalid_mirror_names_are_refused(jdir):
     with pytest.raises(ValueError, match="mirror name"):
         Journal(jdir, "bad name")
+
+
+@pytest.mark.parametrize("chunk", [64, 300, 1000, 4096])
+def test_reading_in_small_chunks_returns_every_record_once(journal, jdir, chunk):
+    for k in range(6):
+        journal.commit_sync(entries(25, start=k * 25, size=k * 40))  # records of varied sizes
+    reader = JournalReader(jdir, "MIR")
+    batches = list(reader.batches_from(chunk=chunk))
+    assert [r.subs[0] for b in batches for r in b] == list(range(150))
+    middle = batches[1][0].position
+    assert [r.position for r in reader.records_from(middle)][0] == middle
+    only = list(reader.records_from(database="DB1"))
+    assert len(only) == 150
+    assert list(reader.records_from(database="OTHER")) == []
