@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuditEvent
+from accounts.services import create_token
 from members import services
 from tasks.models import Job
 from tasks.services import finish_job, report, start_job
@@ -39,19 +40,36 @@ def test_mirror_list_counts_members_by_type_databases_and_pending(client_as, wor
     assert f'href="{reverse("mirror-detail", args=["ALPHA"])}"' in response.text
 
 
-def test_mirror_list_runs_the_same_queries_for_one_mirror_or_many(client_as, world, admin_user):
-    client = client_as("viewer")
+def add_more_of_everything(admin, world, n, start):
+    for i in range(start, start + n):
+        mirror = factories.mirror(admin, name=f"MORE{i}")
+        member = factories.member(mirror, admin)
+        factories.member(mirror, admin)
+        database = factories.database(mirror, admin)
+        services.add_database_copy(admin, database, member)
+        factories.member(world.mirror, admin, name=f"EXTRA{i}", member_type="ro_reporting")
+        start_job(admin, "check_host", member.host)
+        create_token(admin, name=f"token {i}")
+    services.add_database_copy(admin, factories.database(world.mirror, admin), world.member)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/", "/mirrors/ALPHA/", "/hosts/", "/jobs/", "/audit/", "/tokens/"],
+)
+def test_pages_run_the_same_number_of_queries_however_much_they_show(
+    client_as, world, admin_user, url
+):
+    client = client_as("admin")
 
     def queries():
         with CaptureQueriesContext(connection) as captured:
-            assert client.get(reverse("mirror-list")).status_code == 200
+            assert client.get(url).status_code == 200
         return len(captured)
 
+    add_more_of_everything(admin_user, world, 1, start=0)
     few = queries()
-    for n in range(6):
-        mirror = factories.mirror(admin_user, name=f"MORE{n}")
-        factories.member(mirror, admin_user)
-        factories.database(mirror, admin_user)
+    add_more_of_everything(admin_user, world, 5, start=1)
     assert queries() == few
 
 
@@ -187,3 +205,19 @@ def test_a_user_without_a_role_is_told_to_ask_for_one(client_as):
     response = client_as("norole").get(reverse("mirror-list"))
     assert response.status_code == 403
     assert "no role yet" in response.text
+
+
+def test_audit_folds_a_created_objects_fields_away(client_as, world):
+    response = client_as("viewer").get(reverse("audit-list"), {"action": "mirror.create"})
+    assert "<details>" in response.text
+    assert "Created with" in response.text
+    (event,) = events(response)
+    assert {"field": "name", "before": "", "after": "ALPHA"} in event.changes
+
+
+def test_audit_shows_what_a_deleted_object_was(client_as, world, admin_user):
+    services.remove_mirrored_database(admin_user, world.database)
+    response = client_as("viewer").get(reverse("audit-list"), {"action": "database.remove"})
+    assert "Deleted, had" in response.text
+    (event,) = events(response)
+    assert {"field": "name", "before": "SALES", "after": ""} in event.changes
