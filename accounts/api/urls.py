@@ -1,5 +1,10 @@
 from rest_framework.routers import SimpleRouter
 
+from accounts.api import views
+
 router = SimpleRouter()
+router.register("audit-events", views.AuditEventViewSet)
+router.register("tokens", views.TokenViewSet, basename="token")
+router.register("users", views.UserViewSet)
 
 urlpatterns = router.urls

@@ -1,0 +1,145 @@
+"""Users (admins only), the caller's own API tokens, and the audit trail."""
+
+import django_filters
+from django.contrib.auth import get_user_model
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from accounts import services
+from accounts.api.serializers import (
+    AuditEventSerializer,
+    NewTokenSerializer,
+    TokenSerializer,
+    UserSerializer,
+)
+from accounts.models import ApiToken, AuditEvent
+from accounts.roles import ADMIN, ROLES, VIEWER
+from members.api.filters import DateTimeFilter
+from members.api.views import PortalViewSetMixin, ServiceModelViewSet, changed_fields
+from members.rules import field_error
+
+User = get_user_model()
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    """Tells the OpenAPI schema how scripts authenticate."""
+
+    target_class = "accounts.authentication.BearerTokenAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema):
+        return build_bearer_security_scheme_object(
+            header_name="Authorization", token_prefix="Bearer"
+        )
+
+
+# --- Audit trail ------------------------------------------------------------------------------
+class AuditEventFilter(django_filters.FilterSet):
+    since = DateTimeFilter(field_name="at", lookup_expr="gte")
+    until = DateTimeFilter(field_name="at", lookup_expr="lte")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["actor", "actor_name", "action", "object_type", "object_id"]
+
+
+class AuditEventViewSet(PortalViewSetMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = AuditEvent.objects.all()
+    serializer_class = AuditEventSerializer
+    filterset_class = AuditEventFilter
+    ordering_fields = ["at", "action", "object_type"]
+
+
+# --- API tokens -------------------------------------------------------------------------------
+class TokenViewSet(
+    PortalViewSetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """The caller's own tokens. Any role may manage them; nobody sees anyone else's."""
+
+    serializer_class = TokenSerializer
+    required_role = VIEWER
+    ordering_fields = ["created_at", "name"]
+
+    def get_queryset(self):
+        return ApiToken.objects.filter(user_id=self.request.user.pk)
+
+    @extend_schema(responses={201: NewTokenSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        token, secret = services.create_token(request.user, name=serializer.validated_data["name"])
+        token.secret = secret
+        return Response(NewTokenSerializer(token).data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance):
+        """Deleting a token revokes it; the row stays so the audit trail can name it."""
+        services.revoke_token(self.request.user, instance)
+
+    @extend_schema(request=None, responses={200: TokenSerializer})
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, pk=None):
+        token = services.revoke_token(request.user, self.get_object())
+        return Response(TokenSerializer(token).data)
+
+
+# --- Users ------------------------------------------------------------------------------------
+class UserFilter(django_filters.FilterSet):
+    role = django_filters.ChoiceFilter(
+        choices=[(r, r) for r in ROLES], field_name="groups__name", distinct=True
+    )
+
+    class Meta:
+        model = User
+        fields = ["username", "is_active"]
+
+
+USER_EDITABLE = {"role", "is_active", "email"}
+
+
+class UserViewSet(ServiceModelViewSet):
+    """Admins only, reads included: the list shows who holds which role."""
+
+    queryset = User.objects.prefetch_related("groups").order_by("username")
+    serializer_class = UserSerializer
+    filterset_class = UserFilter
+    required_role = ADMIN
+    ordering_fields = ["username", "date_joined", "last_login"]
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        if not data.get("role"):
+            raise field_error("role", "A user needs a role.", "required")
+        serializer.instance = services.create_user(
+            self.request.user,
+            username=data["username"],
+            password=data.get("password") or None,
+            role=data["role"],
+            email=data.get("email", ""),
+        )
+
+    def perform_update(self, serializer):
+        changes = changed_fields(serializer)
+        if serializer.validated_data.get("password"):
+            changes["password"] = "…"
+        if changes.get("role", "") is None:
+            raise field_error("role", "A user needs a role.", "required")
+        refused = sorted(set(changes) - USER_EDITABLE)
+        if refused:
+            raise field_error(
+                refused[0], "Only role, active flag and email change here.", "immutable"
+            )
+        serializer.instance = services.update_user(
+            self.request.user, serializer.instance, **changes
+        )
+
+    def perform_destroy(self, instance):
+        services.delete_user(self.request.user, instance)

@@ -1,0 +1,102 @@
+"""Query-string filters for the configuration endpoints (django-filter).
+
+Unknown parameters are ignored; a malformed value (a date that is not one, an id that is not a
+number) is a 400 with the usual error shape, never a 500.
+"""
+
+from datetime import UTC
+
+import django_filters
+from django import forms
+from django.core.exceptions import ValidationError
+
+from members.models import DatabaseCopy, Host, Member, Mirror, MirroredDatabase, PendingDNUpdate
+from members.rules import MEMBER_TYPES
+
+
+class _BoundedDateTimeField(forms.DateTimeField):
+    """A date-time the database can store: year 1 at UTC+14 does not exist in UTC."""
+
+    def to_python(self, value):
+        result = super().to_python(value)
+        if result is not None:
+            try:
+                result.astimezone(UTC)
+            except OverflowError:
+                raise ValidationError("Date out of range.", code="invalid") from None
+        return result
+
+
+class DateTimeFilter(django_filters.DateTimeFilter):
+    field_class = _BoundedDateTimeField
+
+
+class NameFilter(django_filters.CharFilter):
+    """Names are stored uppercase; match them whatever case the caller uses."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("lookup_expr", "iexact")
+        super().__init__(**kwargs)
+
+
+class MirrorFilter(django_filters.FilterSet):
+    name = NameFilter()
+
+    class Meta:
+        model = Mirror
+        fields = ["requires_tls"]
+
+
+class HostFilter(django_filters.FilterSet):
+    name = NameFilter()
+    address = django_filters.CharFilter()
+    reachable = django_filters.BooleanFilter()
+
+    class Meta:
+        model = Host
+        fields = ["agent_port"]
+
+
+class MemberFilter(django_filters.FilterSet):
+    mirror_name = NameFilter(field_name="mirror__name")
+    name = NameFilter()
+    member_type = django_filters.ChoiceFilter(choices=MEMBER_TYPES)
+    authorization = django_filters.ChoiceFilter(choices=Member.AUTHORIZATION)
+
+    class Meta:
+        model = Member
+        fields = ["mirror", "host"]
+
+
+class PendingMemberFilter(django_filters.FilterSet):
+    mirror_name = NameFilter(field_name="mirror__name")
+
+    class Meta:
+        model = Member
+        fields = ["mirror", "host"]
+
+
+class DNUpdateFilter(django_filters.FilterSet):
+    mirror = django_filters.NumberFilter(field_name="member__mirror")
+    state = django_filters.ChoiceFilter(choices=PendingDNUpdate.STATES)
+
+    class Meta:
+        model = PendingDNUpdate
+        fields = ["member"]
+
+
+class MirroredDatabaseFilter(django_filters.FilterSet):
+    mirror_name = NameFilter(field_name="mirror__name")
+    name = NameFilter()
+
+    class Meta:
+        model = MirroredDatabase
+        fields = ["mirror", "mount_required_at_startup"]
+
+
+class DatabaseCopyFilter(django_filters.FilterSet):
+    mirror = django_filters.NumberFilter(field_name="database__mirror")
+
+    class Meta:
+        model = DatabaseCopy
+        fields = ["database", "member", "status"]

@@ -1,0 +1,153 @@
+"""Serializers for the mirror configuration.
+
+They only translate JSON to Python types and back. Every rule (names, limits, placement) is
+enforced by the service the view calls, through `members.rules`, so the API reports the same
+codes as forms and the admin. That is why name fields are plain CharFields here: the model's
+length and uniqueness checks run in `full_clean()` after the name is normalized to uppercase.
+"""
+
+from rest_framework import serializers
+
+from members.models import (
+    DatabaseCopy,
+    Host,
+    Member,
+    Mirror,
+    MirroredDatabase,
+    PendingDNUpdate,
+)
+
+
+# --- The one error shape (portal.errors), described for the OpenAPI schema ------------------
+class FieldErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ErrorBodySerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable and machine-readable, e.g. invalid, not_found.")
+    message = serializers.CharField()
+    fields = serializers.DictField(
+        child=FieldErrorSerializer(many=True),
+        required=False,
+        help_text="Validation errors only: field name to its errors.",
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorBodySerializer()
+
+
+# --- Configuration ----------------------------------------------------------------------------
+class MirrorSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(
+        help_text="1-15 letters or digits, stored uppercase; never changes after creation."
+    )
+
+    class Meta:
+        model = Mirror
+        fields = [
+            "id",
+            "name",
+            "requires_tls",
+            "arbiter_host",
+            "arbiter_port",
+            "vip_address",
+            "vip_mask",
+            "vip_interface",
+            "failover_compression",
+            "failover_compression_type",
+            "async_compression",
+            "async_compression_type",
+            "qos_timeout_ms",
+            "parallel_dejournaling",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class HostSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Host
+        fields = [
+            "id",
+            "name",
+            "address",
+            "agent_port",
+            "tls_dn",
+            "credential",
+            "reachable",
+            "rtt_ms",
+            "last_checked_at",
+            "last_check_error",
+        ]
+        # The credential goes to the agent; the API accepts it and never shows it again.
+        extra_kwargs = {"credential": {"write_only": True}}
+        validators = []  # the (address, port) constraint is checked by full_clean in the service
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(
+        help_text="At most 32 characters, stored uppercase; failover and async rules differ."
+    )
+    mirror_name = serializers.CharField(source="mirror.name", read_only=True)
+    host_name = serializers.CharField(source="host.name", read_only=True)
+
+    class Meta:
+        model = Member
+        fields = [
+            "id",
+            "mirror",
+            "mirror_name",
+            "host",
+            "host_name",
+            "name",
+            "member_type",
+            "superserver_address",
+            "superserver_port",
+            "mirror_private_address",
+            "agent_address",
+            "agent_port",
+            "x509_dn",
+            "authorization",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["authorization"]
+        validators = []
+
+
+class DNUpdateSerializer(serializers.ModelSerializer):
+    member_name = serializers.CharField(source="member.name", read_only=True)
+    mirror = serializers.IntegerField(source="member.mirror_id", read_only=True)
+
+    class Meta:
+        model = PendingDNUpdate
+        fields = ["id", "member", "member_name", "mirror", "new_dn", "state"]
+        fields += ["requested_at", "decided_at"]
+        read_only_fields = ["state", "decided_at"]
+
+
+class DatabaseCopySerializer(serializers.ModelSerializer):
+    member_name = serializers.CharField(source="member.name", read_only=True)
+
+    class Meta:
+        model = DatabaseCopy
+        fields = ["id", "database", "member", "member_name", "status", "failover_db"]
+        fields += ["updated_at"]
+        read_only_fields = ["failover_db"]
+        validators = []
+
+
+class MirroredDatabaseSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(
+        help_text="Starts with a letter or underscore; stored uppercase; never changes."
+    )
+    mirror_name = serializers.CharField(source="mirror.name", read_only=True)
+    copies = DatabaseCopySerializer(many=True, read_only=True)
+
+    class Meta:
+        model = MirroredDatabase
+        fields = ["id", "mirror", "mirror_name", "name", "mount_required_at_startup"]
+        fields += ["created_at", "copies"]
+        validators = []

@@ -1,0 +1,268 @@
+"""REST endpoints for the mirror configuration, plus the pieces every API viewset shares.
+
+Viewsets are declarative: a queryset that loads related rows up front (so a list costs the same
+number of queries whatever its length), a serializer and a filterset. Every change calls one
+service function with the caller as the actor; the service validates, saves and audits.
+"""
+
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ParseError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+
+from accounts.roles import OPERATOR
+from members import services
+from members.api import filters
+from members.api.serializers import (
+    DatabaseCopySerializer,
+    DNUpdateSerializer,
+    ErrorSerializer,
+    HostSerializer,
+    MemberSerializer,
+    MirroredDatabaseSerializer,
+    MirrorSerializer,
+)
+from members.models import DatabaseCopy, Host, Member, Mirror, MirroredDatabase, PendingDNUpdate
+from tasks.api.serializers import JobSerializer
+from tasks.services import start_job
+
+
+# --- Shared by every API viewset ----------------------------------------------------------------
+class StrictJSONParser(JSONParser):
+    """JSON the rest of the stack can handle: no lone surrogates (they cannot be encoded to UTF-8
+    for the database or the response) and no nesting deep enough to exhaust the stack."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON nested too deeply.") from None
+        pending = [data]
+        while pending:  # iterative: the document may be deep
+            item = pending.pop()
+            if isinstance(item, dict):
+                pending.extend(item.keys())
+                pending.extend(item.values())
+            elif isinstance(item, list):
+                pending.extend(item)
+            elif isinstance(item, str):
+                try:
+                    item.encode()
+                except UnicodeEncodeError:
+                    raise ParseError("JSON strings must be valid Unicode.") from None
+        return data
+
+
+class Pagination(LimitOffsetPagination):
+    # Without a cap, ?limit=10**30 reaches the database as a LIMIT it cannot represent.
+    max_limit = 1000
+
+
+ERROR_RESPONSES = {
+    "400": "Invalid input: see error.fields for each field's code and message.",
+    "401": "Not authenticated: log in or send Authorization: Bearer <token>.",
+    "403": "Your role does not allow this.",
+    "404": "No such object.",
+    "409": "The change conflicts with the current state.",
+}
+
+
+class PortalAutoSchema(AutoSchema):
+    """Documents the error responses every endpoint can give, in the one error shape."""
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        for code, description in ERROR_RESPONSES.items():
+            if code not in responses:
+                body = self._get_response_for_code(ErrorSerializer, code, direction=direction)
+                responses[code] = {**body, "description": description}
+        return responses
+
+
+class PortalViewSetMixin:
+    parser_classes = [StrictJSONParser]
+    pagination_class = Pagination
+    schema = PortalAutoSchema()
+
+
+def changed_fields(serializer) -> dict:
+    """The submitted values that differ from the object's, so a PUT that repeats an unchangeable
+    field (a mirror's name, a member's mirror) is accepted and only real changes reach the
+    service, which refuses changes to what may not change."""
+    instance = serializer.instance
+    return {
+        field: value
+        for field, value in serializer.validated_data.items()
+        if getattr(instance, field, None) != value
+    }
+
+
+class ServiceModelViewSet(PortalViewSetMixin, viewsets.ModelViewSet):
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+
+
+# --- Configuration ------------------------------------------------------------------------------
+class MirrorViewSet(ServiceModelViewSet):
+    queryset = Mirror.objects.all()
+    serializer_class = MirrorSerializer
+    filterset_class = filters.MirrorFilter
+    ordering_fields = ["name", "created_at", "updated_at"]
+
+    def perform_create(self, serializer):
+        serializer.instance = services.create_mirror(self.request.user, **serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = services.update_mirror(
+            self.request.user, serializer.instance, **changed_fields(serializer)
+        )
+
+    def perform_destroy(self, instance):
+        services.delete_mirror(self.request.user, instance)
+
+
+class HostViewSet(ServiceModelViewSet):
+    queryset = Host.objects.all()
+    serializer_class = HostSerializer
+    filterset_class = filters.HostFilter
+    ordering_fields = ["name", "address", "last_checked_at"]
+    action_roles = {"check": OPERATOR}
+
+    def perform_create(self, serializer):
+        serializer.instance = services.register_host(self.request.user, **serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = services.update_host(
+            self.request.user, serializer.instance, **changed_fields(serializer)
+        )
+
+    def perform_destroy(self, instance):
+        services.delete_host(self.request.user, instance)
+
+    @extend_schema(request=None, responses={202: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def check(self, request, pk=None):
+        """Start a "check host" job: is the agent reachable, and how far away is it?"""
+        job = start_job(request.user, "check_host", self.get_object())
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class MemberViewSet(ServiceModelViewSet):
+    queryset = Member.objects.select_related("mirror", "host")
+    serializer_class = MemberSerializer
+    filterset_class = filters.MemberFilter
+    ordering_fields = ["name", "mirror__name", "member_type", "created_at"]
+
+    def perform_create(self, serializer):
+        fields = dict(serializer.validated_data)
+        mirror = fields.pop("mirror")
+        serializer.instance = services.add_member(self.request.user, mirror, **fields)
+
+    def perform_update(self, serializer):
+        serializer.instance = services.update_member(
+            self.request.user, serializer.instance, **changed_fields(serializer)
+        )
+
+    def perform_destroy(self, instance):
+        services.remove_member(self.request.user, instance)
+
+
+class PendingMemberViewSet(PortalViewSetMixin, viewsets.ReadOnlyModelViewSet):
+    """Members that joined a TLS mirror and wait for an admin to authorize or reject them."""
+
+    queryset = Member.objects.filter(authorization=Member.PENDING).select_related("mirror", "host")
+    serializer_class = MemberSerializer
+    filterset_class = filters.PendingMemberFilter
+    ordering_fields = ["name", "mirror__name", "created_at"]
+
+    @extend_schema(request=None, responses={200: MemberSerializer})
+    @action(detail=True, methods=["post"])
+    def authorize(self, request, pk=None):
+        member = services.authorize_member(request.user, self.get_object())
+        return Response(MemberSerializer(member).data)
+
+    @extend_schema(request=None, responses={204: None})
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        services.reject_member(request.user, self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DNUpdateViewSet(
+    PortalViewSetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Requests to change a member's X.509 DN; an admin authorizes or rejects each."""
+
+    queryset = PendingDNUpdate.objects.select_related("member")
+    serializer_class = DNUpdateSerializer
+    filterset_class = filters.DNUpdateFilter
+    ordering_fields = ["requested_at", "decided_at"]
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = services.request_dn_update(
+            self.request.user, data["member"], data["new_dn"]
+        )
+
+    def _decide(self, authorize: bool):
+        update = services.decide_dn_update(
+            self.request.user, self.get_object(), authorize=authorize
+        )
+        return Response(DNUpdateSerializer(update).data)
+
+    @extend_schema(request=None, responses={200: DNUpdateSerializer})
+    @action(detail=True, methods=["post"])
+    def authorize(self, request, pk=None):
+        return self._decide(authorize=True)
+
+    @extend_schema(request=None, responses={200: DNUpdateSerializer})
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        return self._decide(authorize=False)
+
+
+class MirroredDatabaseViewSet(ServiceModelViewSet):
+    queryset = MirroredDatabase.objects.select_related("mirror").prefetch_related("copies__member")
+    serializer_class = MirroredDatabaseSerializer
+    filterset_class = filters.MirroredDatabaseFilter
+    ordering_fields = ["name", "mirror__name", "created_at"]
+
+    def perform_create(self, serializer):
+        fields = dict(serializer.validated_data)
+        mirror = fields.pop("mirror")
+        serializer.instance = services.create_mirrored_database(self.request.user, mirror, **fields)
+
+    def perform_update(self, serializer):
+        serializer.instance = services.update_mirrored_database(
+            self.request.user, serializer.instance, **changed_fields(serializer)
+        )
+
+    def perform_destroy(self, instance):
+        services.remove_mirrored_database(self.request.user, instance)
+
+
+class DatabaseCopyViewSet(
+    PortalViewSetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Each member's copy of a mirrored database and its status."""
+
+    queryset = DatabaseCopy.objects.select_related("database", "member")
+    serializer_class = DatabaseCopySerializer
+    filterset_class = filters.DatabaseCopyFilter
+    ordering_fields = ["status", "updated_at"]
+
+    def perform_create(self, serializer):
+        serializer.instance = services.add_database_copy(
+            self.request.user, **serializer.validated_data
+        )

@@ -1,0 +1,38 @@
+from rest_framework import serializers
+
+from tasks.models import Job
+
+
+class JobLogLineSerializer(serializers.Serializer):
+    at = serializers.CharField(help_text="ISO 8601 time the line was written.")
+    message = serializers.CharField()
+
+
+class JobSerializer(serializers.ModelSerializer):
+    requested_by_name = serializers.CharField(
+        source="requested_by.username", read_only=True, allow_null=True
+    )
+    log = JobLogLineSerializer(many=True, read_only=True)
+    result = serializers.JSONField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "kind",
+            "target_type",
+            "target_id",
+            "target_repr",
+            "state",
+            "progress",
+            "log",
+            "error",
+            "result",
+            "attempts",
+            "requested_by",
+            "requested_by_name",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields

@@ -1,0 +1,86 @@
+"""A small seeded world for the API tests, and clients that authenticate the way scripts do:
+with a real Bearer token per role."""
+
+from dataclasses import dataclass, field
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts import services as account_services
+from accounts.models import ApiToken
+from members import services
+from members.models import DatabaseCopy, Host, Member, Mirror, MirroredDatabase, PendingDNUpdate
+from tasks.models import Job
+from tasks.services import start_job
+from tests import factories
+from tests.conftest import make_user
+
+RANK = {None: 0, "viewer": 1, "operator": 2, "admin": 3}
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # The seeded users get real passwords; hashing them properly would dominate the run time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@dataclass
+class World:
+    mirror: Mirror
+    host: Host
+    spare_host: Host
+    member: Member
+    pending: Member
+    database: MirroredDatabase
+    spare_database: MirroredDatabase
+    copy: DatabaseCopy
+    dn_update: PendingDNUpdate
+    job: Job
+    someone: object
+    tokens: dict = field(default_factory=dict)  # role -> (ApiToken, secret)
+
+    def token_of(self, role) -> ApiToken | None:
+        return self.tokens[role][0] if role else None
+
+
+def bearer(secret: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
+@pytest.fixture
+def world(users):
+    admin = users["admin"]
+    mirror = factories.mirror(admin, name="ALPHA")
+    host = factories.host(admin, name="alpha-host")
+    member = factories.member(mirror, admin, name="ALPHA1", host=host)
+    pending = factories.member(mirror, admin, name="ALPHA2")
+    database = factories.database(mirror, admin, name="SALES")
+    copy = services.add_database_copy(admin, database, member, status="Normal")
+    world = World(
+        mirror=mirror,
+        host=host,
+        spare_host=factories.host(admin, name="spare-host"),
+        member=member,
+        pending=pending,
+        database=database,
+        spare_database=factories.database(mirror, admin, name="SPARE"),
+        copy=copy,
+        dn_update=services.request_dn_update(admin, member, "CN=alpha1,O=Example"),
+        job=start_job(admin, "check_host", host),
+        someone=make_user("sam-someone", "viewer"),
+    )
+    for role, user in users.items():
+        world.tokens[role] = account_services.create_token(user, name=f"{role} script")
+    return world
+
+
+@pytest.fixture
+def client_for(world):
+    """`client_for(role)`: a client holding that role's token; None is an anonymous client."""
+
+    def make(role):
+        return bearer(world.tokens[role][1]) if role else APIClient()
+
+    return make
