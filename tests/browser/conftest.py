@@ -7,6 +7,9 @@ import pytest
 
 from tests.conftest import require
 
+# A real Celery worker and something listening where an agent would be, as the job tests use.
+from tests.jobs.conftest import celery_worker, listening_agent  # noqa: F401
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",

@@ -25,16 +25,18 @@ def seeded(transactional_db):
     return make_user("vera-viewer", "viewer")
 
 
-def test_viewer_logs_in_sees_the_mirrors_and_opens_one(live_server, browser_page, seeded):
-    page = browser_page
-    page.goto(f"{live_server.url}/")
-    expect(page).to_have_url(f"{live_server.url}/login/?next=/")
-
-    page.get_by_label("User name").fill(seeded.username)
+def log_in(page, base_url, username):
+    page.goto(f"{base_url}/")
+    expect(page).to_have_url(f"{base_url}/login/?next=/")
+    page.get_by_label("User name").fill(username)
     page.get_by_label("Password").fill("correct horse battery")
     page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(f"{base_url}/")
 
-    expect(page).to_have_url(f"{live_server.url}/")
+
+def test_viewer_logs_in_sees_the_mirrors_and_opens_one(live_server, browser_page, seeded):
+    page = browser_page
+    log_in(page, live_server.url, seeded.username)
     expect(page.get_by_role("heading", name="Mirrors", level=1)).to_be_visible()
     expect(page.get_by_role("link", name="ALPHA")).to_be_visible()
     expect(page.get_by_role("link", name="BRAVO")).to_be_visible()
@@ -51,3 +53,25 @@ def test_viewer_logs_in_sees_the_mirrors_and_opens_one(live_server, browser_page
     expect(page.get_by_role("heading", name="Members waiting for authorization")).to_be_visible()
     expect(page.get_by_role("button", name="Authorize")).to_have_count(0)
     page.screenshot(path=SCREENSHOT, full_page=True)
+
+
+def test_operator_checks_a_host_and_watches_the_job_succeed(
+    live_server, browser_page, celery_worker, listening_agent
+):
+    services.register_host(None, name="agent-1", address="127.0.0.1", agent_port=listening_agent)
+    operator = make_user("otto-operator", "operator")
+    page = browser_page
+    log_in(page, live_server.url, operator.username)
+
+    page.get_by_role("link", name="Hosts").click()
+    expect(page.get_by_role("row", name="agent-1")).to_contain_text("Not checked")
+    page.get_by_role("button", name="Check agent-1").click()
+
+    expect(page.get_by_role("heading", name="check_host")).to_be_visible()
+    # The page refreshes itself every 2 s until the job is final; the worker runs it meanwhile.
+    expect(page.locator(".badge")).to_have_text("Succeeded", timeout=30_000)
+    expect(page.get_by_text("Reachable, round trip")).to_be_visible()
+    expect(page.locator("progress")).to_have_attribute("value", "100")
+
+    page.get_by_role("link", name="Hosts").click()
+    expect(page.get_by_role("row", name="agent-1")).to_contain_text("Reachable")
