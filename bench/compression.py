@@ -93,24 +93,24 @@ def _codecs():
     ]  # fmt: skip
 
 
+def _rate(fn, inputs, original, min_seconds):
+    """MB/s of original bytes: run fn over every input, repeatedly for at least min_seconds."""
+    rounds, t0 = 0, time.perf_counter()
+    while rounds == 0 or time.perf_counter() - t0 < min_seconds:
+        for x in inputs:
+            fn(x)
+        rounds += 1
+    return original * rounds / (time.perf_counter() - t0) / 1e6
+
+
 def measure(batches, comp, decomp, min_seconds):
     original = sum(len(b) for b in batches)
     packed = [comp(b) for b in batches]
     size = sum(len(p) for p in packed)
     for p, b in zip(packed, batches, strict=True):
         assert decomp(p) == b
-    rounds, t0 = 0, time.perf_counter()
-    while rounds == 0 or time.perf_counter() - t0 < min_seconds:
-        for b in batches:
-            comp(b)
-        rounds += 1
-    c_rate = original * rounds / (time.perf_counter() - t0) / 1e6
-    rounds, t0 = 0, time.perf_counter()
-    while rounds == 0 or time.perf_counter() - t0 < min_seconds:
-        for p in packed:
-            decomp(p)
-        rounds += 1
-    d_rate = original * rounds / (time.perf_counter() - t0) / 1e6
+    c_rate = _rate(comp, batches, original, min_seconds)
+    d_rate = _rate(decomp, packed, original, min_seconds)
     return size / original, c_rate, d_rate
 
 

@@ -11,7 +11,8 @@ written in the same transaction as each applied batch.  Measured:
 - scan:   range scans of 100 consecutive nodes under one subscript prefix, rows/s
 
 Durability setting for both: the journal is the durability point, so neither store fsyncs per
-commit (SQLite WAL + synchronous=NORMAL; LMDB sync=False, metasync=False).
+commit (SQLite WAL + synchronous=NORMAL; LMDB sync=False, metasync=False).  The LMDB row is run
+twice: plain, and with writemap=True (the mode engine/store.py uses).
 
 Run: .venv/bin/python bench/store_choice.py [--quick] [--json]
 """
@@ -38,10 +39,17 @@ POS_KEY = b"applied"
 
 class LmdbCandidate:
     name = "lmdb"
+    writemap = False
 
     def __init__(self, path):
         self.env = lmdb.open(
-            path, map_size=1 << 32, max_dbs=2, sync=False, metasync=False, readahead=False
+            path,
+            map_size=1 << 32,
+            max_dbs=2,
+            sync=False,
+            metasync=False,
+            readahead=False,
+            writemap=self.writemap,
         )
         self.data = self.env.open_db(b"data")
         self.meta = self.env.open_db(b"meta")
@@ -72,6 +80,13 @@ class LmdbCandidate:
 
     def close(self):
         self.env.close()
+
+
+class LmdbWritemapCandidate(LmdbCandidate):
+    """What engine/store.py ended up using: writes straight into the map."""
+
+    name = "lmdb writemap"
+    writemap = True
 
 
 class SqliteCandidate:
@@ -166,7 +181,10 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     n_records, n_reads = (50_000, 20_000) if args.quick else (400_000, 200_000)
-    results = [run(cls, n_records, n_reads) for cls in (LmdbCandidate, SqliteCandidate)]
+    results = [
+        run(cls, n_records, n_reads)
+        for cls in (LmdbCandidate, LmdbWritemapCandidate, SqliteCandidate)
+    ]
     if args.json:
         print(json.dumps({"benchmark": "store_choice", "results": results}))
         return

@@ -92,7 +92,7 @@ class Dejournaler:
     def _apply_db(self, db: str, recs: list) -> int:
         with self._db_locks[db]:
             with self._state:
-                held = self._held.pop(db, None)
+                held = list(self._held.get(db, ()))
             if held:  # held back while paused/stopped: they go first
                 recs = held + recs
             if not recs:
@@ -102,10 +102,17 @@ class Dejournaler:
             if self.record_filter is not None:
                 keep = [r for r in recs if self.record_filter(r)]
             n = self.stores[db].apply(keep, upto=last.position)
-            self.last_applied[db] = (last.position, last.timestamp)
+            # Only now drop what was held: if the filter or the store failed, it is kept.
             with self._state:
+                if held:
+                    rest = self._held[db][len(held) :]
+                    if rest:
+                        self._held[db] = rest
+                    else:
+                        del self._held[db]
                 self.applied += n
                 self.filtered += len(recs) - len(keep)
+            self.last_applied[db] = (last.position, last.timestamp)
             return n
 
     def held_records(self, db: str | None = None) -> int:

@@ -249,10 +249,13 @@ class Journal:
         self._check_failed()
         seq = (self._seq or 0) + 1
         date = _date_int(_dt.datetime.now(_dt.UTC).date())
+        busy = self._pending or (self._flusher is not None and not self._flusher.done())
+        if not busy and self._seq is not None and self._durable < self._end:
+            self._sync_current()  # e.g. received data on a backup that is becoming primary
         self._create_file(seq, date)
         self._seq, self._end, self._durable = seq, FILE_HEADER_SIZE, 0
         header = encode_file_header(seq, date)
-        if self._pending or (self._flusher is not None and not self._flusher.done()):
+        if busy:
             self._pending.append(_Segment(seq, 0, bytearray(header)))
         else:
             self._notify(header, seq, 0)

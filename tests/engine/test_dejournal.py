@@ -212,3 +212,25 @@ def test_last_applied_reports_position_and_timestamp_per_database(make_dj):
 def test_worker_counts_outside_1_to_16_are_refused(stores):
     with pytest.raises(ValueError, match="1-16"):
         Dejournaler(stores, workers=17)
+
+
+def test_a_failing_filter_stops_the_batch_and_loses_no_held_record(make_dj, stores):
+    specs = order_sensitive_load(400)
+    recs = journal_of(specs)
+
+    def broken(record):
+        raise RuntimeError("filter bug")
+
+    dj = make_dj()
+    dj.pause_database("DB1")
+    dj.apply(recs)
+    held = dj.held_records("DB1")
+    assert held > 0
+    dj.record_filter = broken
+    with pytest.raises(RuntimeError, match="filter bug"):
+        dj.resume_database("DB1", wait=True)
+    assert dj.held_records("DB1") == held
+    dj.record_filter = None
+    dj.drain()
+    assert dj.held_records() == 0
+    assert contents(stores) == model_of(specs)

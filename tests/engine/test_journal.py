@@ -265,3 +265,20 @@ def test_reading_in_small_chunks_returns_every_record_once(journal, jdir, chunk)
     only = list(reader.records_from(database="DB1"))
     assert len(only) == 150
     assert list(reader.records_from(database="OTHER")) == []
+
+
+def test_a_receiver_that_becomes_primary_continues_in_a_new_file(journal, jdir, tmp_path):
+    journal.commit_sync(entries(10))
+    backup = Journal(str(tmp_path / "backup"), "MIR")
+    try:
+        _ship(jdir, backup)
+        received_end = backup.end_position
+        pos = backup.new_file()  # takeover: SPEC §9.1 switch to a new file
+        assert pos == (received_end.file_seq + 1, FILE_HEADER_SIZE)
+        assert backup.fsync_count >= 1
+        [rec] = backup.commit_sync(entries(1, start=10))
+        assert rec.position == pos
+        got = list(JournalReader(backup.dir, "MIR").records_from())
+        assert [r.subs[0] for r in got] == list(range(11))
+    finally:
+        backup.close()
