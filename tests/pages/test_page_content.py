@@ -205,6 +205,8 @@ def test_a_user_without_a_role_is_told_to_ask_for_one(client_as):
     response = client_as("norole").get(reverse("mirror-list"))
     assert response.status_code == 403
     assert "no role yet" in response.text
+    assert 'aria-label="Main"' not in response.text  # no navigation into more 403s
+    assert f'action="{reverse("logout")}"' in response.text
 
 
 def test_audit_folds_a_created_objects_fields_away(client_as, world):
