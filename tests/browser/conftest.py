@@ -1,6 +1,5 @@
 """A real headless Chromium driven by Playwright, against pytest-django's live server."""
 
-import os
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,6 @@ def browser_page(monkeypatch):
     # Playwright's sync API keeps an event loop running on this thread, and Django refuses ORM
     # calls from a thread with a running loop; the test's own setup queries are safe.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    os.environ.setdefault("PLAYWRIGHT_BROWSERS_PATH", "0")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
