@@ -1,29 +1,33 @@
 """One mirrored database: an embedded LMDB environment holding globals.
 
-Why LMDB (bench/store_choice.py, 400k random keys, 100-byte values, this 2-core VM):
+Why LMDB (bench/store_choice.py, 400k random keys, 100-byte values, this 2-core VM, which other
+jobs were sharing, so take the figures as +-30%):
 
-    store   apply (1,000-SET batches)  commit (1 SET/txn)  point get     scan (rows/s)
-    lmdb    ~207,000 rec/s             ~28,000 ops/s       ~335,000/s    ~2,400,000
-    sqlite  ~ 31,000 rec/s             ~27,000 ops/s       ~116,000/s    ~2,400,000
+    store           apply (1,000-SET batches)  commit (1 SET/txn)  point get   scan
+    lmdb writemap   ~400,000 rec/s             ~140,000 ops/s      ~365,000/s  ~2.7M rows/s
+    lmdb            ~275,000 rec/s             ~ 40,000 ops/s      ~355,000/s  ~2.0M rows/s
+    sqlite (WAL)    ~ 29,000 rec/s             ~ 23,000 ops/s      ~ 89,000/s  ~1.3M rows/s
 
 Dejournaling (applying batches of journal records) is the path that has to be fast, and LMDB's
-cursor.putmulti is about 6x SQLite's executemany into a WITHOUT ROWID B-tree at random keys;
-point reads are ~3x faster (no SQL layer); single commits and scans are a tie.  LMDB's one
-drawback here, keys limited to 511 bytes, is checked with a clear error.
+cursor.putmulti is about 10x SQLite's executemany into a WITHOUT ROWID B-tree at random keys;
+point reads are ~4x faster (no SQL layer), and single commits (the primary's path) ~6x with
+writemap.  LMDB's one drawback here, keys limited to 511 bytes, is checked with a clear error.
 
 Layout: named sub-database "data" maps engine.collation.encode_key(gname, subs) -> encode_value
 (value); "meta" holds the applied journal position.  Key bytes sort in collation order, so a
 subtree is one contiguous key range and order/query are cursor walks.
 
 Write mode: writemap=True (writes go straight into the shared mapping instead of being copied
-out at commit) doubled the measured dejournal apply rate (~200k -> ~400k records/s into a 500k-key
-tree).  Its cost: data.mdb is a sparse file whose apparent size is the map size (16 GiB by
-default); `du` and `size_bytes()` show the real use.  A full map raises StoreError.
+out at commit) roughly doubled the measured dejournal apply rate (~200k -> ~400k records/s into
+a 500k-key tree).  Its cost: data.mdb is a sparse file whose apparent size is the map size
+(16 GiB by default); `du` and `size_bytes()` show the real use.  A full map raises StoreError.
 
 Durability: the journal is the durability point, so commits are not fsync'ed (sync=False,
-metasync=False).  Data survives a process crash (kill -9: it is in the OS page cache); after an
-OS crash the instance replays the journal from `applied_position`.  `sync()` forces the store to
-disk; call it before purging journal files the store would need for that replay.
+metasync=False).  Data survives a process crash (kill -9: it is in the OS page cache) and the
+instance replays the journal from `applied_position` at start.  An OS crash or power loss can
+lose recent store commits and, LMDB being unsynced, can even leave data.mdb inconsistent: then
+the store must be rebuilt from the journal (or copied from another member).  `sync()` forces the
+store to disk; call it before purging journal files a replay would need.
 
 Threads: reads may come from any thread (each uses its own LMDB read transaction); writes are
 serialized by a lock, and an explicit transaction (begin..commit) belongs to the thread that
