@@ -31,6 +31,18 @@ class DateTimeFilter(django_filters.DateTimeFilter):
     field_class = _BoundedDateTimeField
 
 
+class IdFilter(django_filters.Filter):
+    """An id across a relation; bounded, because a number past 64 bits overflows the database
+    driver instead of simply matching nothing."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", 2**63 - 1)
+        super().__init__(**kwargs)
+
+
 class NameFilter(django_filters.CharFilter):
     """Names are stored uppercase; match them whatever case the caller uses."""
 
@@ -77,7 +89,7 @@ class PendingMemberFilter(django_filters.FilterSet):
 
 
 class DNUpdateFilter(django_filters.FilterSet):
-    mirror = django_filters.NumberFilter(field_name="member__mirror")
+    mirror = IdFilter(field_name="member__mirror")
     state = django_filters.ChoiceFilter(choices=PendingDNUpdate.STATES)
 
     class Meta:
@@ -95,7 +107,7 @@ class MirroredDatabaseFilter(django_filters.FilterSet):
 
 
 class DatabaseCopyFilter(django_filters.FilterSet):
-    mirror = django_filters.NumberFilter(field_name="database__mirror")
+    mirror = IdFilter(field_name="database__mirror")
 
     class Meta:
         model = DatabaseCopy
