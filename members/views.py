@@ -3,22 +3,28 @@
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.decorators import admin_required, operator_required, viewer_required
 from members import rules, services
-from members.models import DatabaseCopy, Host, Member, Mirror, PendingDNUpdate
+from members.models import (
+    DatabaseCopy,
+    Host,
+    Member,
+    Mirror,
+    MirroredDatabase,
+    PendingDNUpdate,
+)
 from tasks.services import start_job
 
 PAGE_SIZE = 50
 
 
 def _count_members(**conditions):
-    return Count(
-        "members", filter=Q(**{f"members__{k}": v for k, v in conditions.items()}), distinct=True
-    )
+    return Count("members", filter=Q(**{f"members__{k}": v for k, v in conditions.items()}))
 
 
 @viewer_required
@@ -29,7 +35,17 @@ def mirror_list(request):
         ro_count=_count_members(member_type=rules.RO_REPORTING),
         rw_count=_count_members(member_type=rules.RW_REPORTING),
         pending_count=_count_members(authorization=Member.PENDING),
-        database_count=Count("databases", distinct=True),
+        # A subquery, not a second join: members x databases rows would multiply per mirror.
+        database_count=Coalesce(
+            Subquery(
+                MirroredDatabase.objects.filter(mirror=OuterRef("pk"))
+                .order_by()
+                .values("mirror")
+                .annotate(n=Count("pk"))
+                .values("n")
+            ),
+            0,
+        ),
     ).order_by("name")
     page = Paginator(mirrors, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "members/mirror_list.html", {"page": page})
