@@ -137,6 +137,16 @@ def _write_log(directory, mirror: str, names: list[str]) -> None:
     _fsync_dir(directory)
 
 
+def _pwrite_all(fd: int, data, offset: int) -> None:
+    """pwrite every byte: a short write (disk or file-size limit) must not pass as written."""
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        if n <= 0:
+            raise OSError(f"journal write made no progress at offset {offset}")
+        view, offset = view[n:], offset + n
+
+
 class _Segment:
     """Bytes queued for one file, not yet written."""
 
@@ -353,7 +363,7 @@ class Journal:
         touched = []
         for seg in batch:
             fd = self._fds[seg.seq]
-            os.pwrite(fd, seg.data, seg.offset)
+            _pwrite_all(fd, seg.data, seg.offset)
             if fd not in touched:
                 touched.append(fd)
         if self.fsync:
@@ -433,7 +443,7 @@ class Journal:
             if records and records[0].position.offset != self._end:
                 raise JournalGap("overlapping data does not align with a record boundary")
             data, offset = data[cut:], self._end
-        os.pwrite(self._fds[file_seq], data, offset)
+        _pwrite_all(self._fds[file_seq], data, offset)
         self._end = end
         return records
 

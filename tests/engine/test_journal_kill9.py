@@ -86,8 +86,21 @@ def test_acknowledged_commits_survive_kill_9_and_the_tail_is_cut_clean(tmp_path)
         proc.stdout.close()
         proc.stderr.close()
 
+    # SIGKILL can cut a multi-page pwrite short; a power cut can also leave part of a record.
+    # Add such a partial record by hand so the cut is always exercised, then reopen.
+    last = JournalReader(jdir, "MIR").files()[-1][1]
+    path = os.path.join(jdir, last)
+    with open(path, "rb") as f:
+        raw = f.read()
+    good_end = FILE_HEADER_SIZE + scan_good_prefix(raw[FILE_HEADER_SIZE:])
+    partial = raw[FILE_HEADER_SIZE : FILE_HEADER_SIZE + 70]  # a record's first 70 bytes
+    with open(path, "ab") as f:
+        f.write(partial)
+
     journal = Journal(jdir, "MIR", max_file_bytes=256 * 1024)
     try:
+        assert journal.current_file == last
+        assert journal.recovered_cut_bytes == len(raw) + len(partial) - good_end
         assert len(journal.files()) > 1  # the load crossed a file rotation
         # after recovery the last file is exactly header + whole valid records
         path = os.path.join(jdir, journal.current_file)
@@ -114,3 +127,52 @@ def test_acknowledged_commits_survive_kill_9_and_the_tail_is_cut_clean(tmp_path)
         assert store.get("load", ("after",)) == 1
     finally:
         store.close()
+
+
+FREEZER = textwrap.dedent(
+    """
+    import asyncio, resource, signal, sys
+    from engine.journal import Entry, Journal, JournalError
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (48 * 1024, 48 * 1024))
+    journal = Journal(sys.argv[1], "MIR", max_file_bytes=1 << 20)
+
+    async def main():
+        acked = 0
+        try:
+            while True:
+                await journal.commit([Entry(acked, "DB1", "SET", "g", (acked,), "v" * 100)])
+                acked += 1
+        except JournalError as exc:
+            print("failed", acked, exc, flush=True)
+        try:
+            await journal.commit([Entry(0, "DB1", "SET", "g", ("after",), 1)])
+            print("accepted after failure")
+        except JournalError as exc:
+            print("frozen", exc, flush=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.timeout(60)
+def test_a_failed_journal_write_freezes_the_journal_and_keeps_what_was_acknowledged(tmp_path):
+    jdir = str(tmp_path / "journal")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run(
+        [sys.executable, "-c", FREEZER, jdir],
+        capture_output=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": root},
+        timeout=50,
+    )
+    lines = out.stdout.decode().splitlines()
+    assert lines[0].startswith("failed "), out.stderr.decode()[-2000:]
+    assert "File too large" in lines[0]
+    assert lines[1].startswith("frozen ")
+    acked = int(lines[0].split()[1])
+    assert acked > 100
+    on_disk = [r.subs[0] for r in JournalReader(jdir, "MIR").records_from()]
+    assert on_disk[:acked] == list(range(acked))
