@@ -19,8 +19,8 @@ from accounts.api.serializers import (
 from accounts.models import ApiToken, AuditEvent
 from accounts.roles import ADMIN, ROLES, VIEWER
 from members.api.filters import DateTimeFilter
-from members.api.views import PortalViewSetMixin, ServiceModelViewSet, changed_fields
 from members.rules import field_error
+from portal.api import changed_fields
 
 User = get_user_model()
 
@@ -47,7 +47,7 @@ class AuditEventFilter(django_filters.FilterSet):
         fields = ["actor", "actor_name", "action", "object_type", "object_id"]
 
 
-class AuditEventViewSet(PortalViewSetMixin, viewsets.ReadOnlyModelViewSet):
+class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = AuditEvent.objects.all()
     serializer_class = AuditEventSerializer
     filterset_class = AuditEventFilter
@@ -56,7 +56,6 @@ class AuditEventViewSet(PortalViewSetMixin, viewsets.ReadOnlyModelViewSet):
 
 # --- API tokens -------------------------------------------------------------------------------
 class TokenViewSet(
-    PortalViewSetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -105,7 +104,7 @@ class UserFilter(django_filters.FilterSet):
 USER_EDITABLE = {"role", "is_active", "email"}
 
 
-class UserViewSet(ServiceModelViewSet):
+class UserViewSet(viewsets.ModelViewSet):
     """Admins only, reads included: the list shows who holds which role."""
 
     queryset = User.objects.prefetch_related("groups").order_by("username")

@@ -18,26 +18,6 @@ from members.models import (
 )
 
 
-# --- The one error shape (portal.errors), described for the OpenAPI schema ------------------
-class FieldErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-
-
-class ErrorBodySerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="Stable and machine-readable, e.g. invalid, not_found.")
-    message = serializers.CharField()
-    fields = serializers.DictField(
-        child=FieldErrorSerializer(many=True),
-        required=False,
-        help_text="Validation errors only: field name to its errors.",
-    )
-
-
-class ErrorSerializer(serializers.Serializer):
-    error = ErrorBodySerializer()
-
-
 # --- Configuration ----------------------------------------------------------------------------
 class MirrorSerializer(serializers.ModelSerializer):
     name = serializers.CharField(

@@ -1,17 +1,14 @@
-"""REST endpoints for the mirror configuration, plus the pieces every API viewset shares.
+"""REST endpoints for the mirror configuration.
 
 Viewsets are declarative: a queryset that loads related rows up front (so a list costs the same
-number of queries whatever its length), a serializer and a filterset. Every change calls one
-service function with the caller as the actor; the service validates, saves and audits.
+number of queries whatever its length), a serializer and a filterset; parser, pagination and the
+error responses in the schema come from portal.api. Every change calls one service function with
+the caller as the actor; the service validates, saves and audits.
 """
 
-from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ParseError
-from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from accounts.roles import OPERATOR
@@ -20,93 +17,19 @@ from members.api import filters
 from members.api.serializers import (
     DatabaseCopySerializer,
     DNUpdateSerializer,
-    ErrorSerializer,
     HostSerializer,
     MemberSerializer,
     MirroredDatabaseSerializer,
     MirrorSerializer,
 )
 from members.models import DatabaseCopy, Host, Member, Mirror, MirroredDatabase, PendingDNUpdate
+from portal.api import changed_fields
 from tasks.api.serializers import JobSerializer
 from tasks.services import start_job
 
 
-# --- Shared by every API viewset ----------------------------------------------------------------
-class StrictJSONParser(JSONParser):
-    """JSON the rest of the stack can handle: no lone surrogates (they cannot be encoded to UTF-8
-    for the database or the response) and no nesting deep enough to exhaust the stack."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            data = super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise ParseError("JSON nested too deeply.") from None
-        pending = [data]
-        while pending:  # iterative: the document may be deep
-            item = pending.pop()
-            if isinstance(item, dict):
-                pending.extend(item.keys())
-                pending.extend(item.values())
-            elif isinstance(item, list):
-                pending.extend(item)
-            elif isinstance(item, str):
-                try:
-                    item.encode()
-                except UnicodeEncodeError:
-                    raise ParseError("JSON strings must be valid Unicode.") from None
-        return data
-
-
-class Pagination(LimitOffsetPagination):
-    # Without a cap, ?limit=10**30 reaches the database as a LIMIT it cannot represent.
-    max_limit = 1000
-
-
-ERROR_RESPONSES = {
-    "400": "Invalid input: see error.fields for each field's code and message.",
-    "401": "Not authenticated: log in or send Authorization: Bearer <token>.",
-    "403": "Your role does not allow this.",
-    "404": "No such object.",
-    "409": "The change conflicts with the current state.",
-}
-
-
-class PortalAutoSchema(AutoSchema):
-    """Documents the error responses every endpoint can give, in the one error shape."""
-
-    def _get_response_bodies(self, direction="response"):
-        responses = super()._get_response_bodies(direction)
-        for code, description in ERROR_RESPONSES.items():
-            if code not in responses:
-                body = self._get_response_for_code(ErrorSerializer, code, direction=direction)
-                responses[code] = {**body, "description": description}
-        return responses
-
-
-class PortalViewSetMixin:
-    parser_classes = [StrictJSONParser]
-    pagination_class = Pagination
-    schema = PortalAutoSchema()
-
-
-def changed_fields(serializer) -> dict:
-    """The submitted values that differ from the object's, so a PUT that repeats an unchangeable
-    field (a mirror's name, a member's mirror) is accepted and only real changes reach the
-    service, which refuses changes to what may not change."""
-    instance = serializer.instance
-    return {
-        field: value
-        for field, value in serializer.validated_data.items()
-        if getattr(instance, field, None) != value
-    }
-
-
-class ServiceModelViewSet(PortalViewSetMixin, viewsets.ModelViewSet):
-    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
-
-
 # --- Configuration ------------------------------------------------------------------------------
-class MirrorViewSet(ServiceModelViewSet):
+class MirrorViewSet(viewsets.ModelViewSet):
     queryset = Mirror.objects.all()
     serializer_class = MirrorSerializer
     filterset_class = filters.MirrorFilter
@@ -124,7 +47,7 @@ class MirrorViewSet(ServiceModelViewSet):
         services.delete_mirror(self.request.user, instance)
 
 
-class HostViewSet(ServiceModelViewSet):
+class HostViewSet(viewsets.ModelViewSet):
     queryset = Host.objects.all()
     serializer_class = HostSerializer
     filterset_class = filters.HostFilter
@@ -150,7 +73,7 @@ class HostViewSet(ServiceModelViewSet):
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
-class MemberViewSet(ServiceModelViewSet):
+class MemberViewSet(viewsets.ModelViewSet):
     queryset = Member.objects.select_related("mirror", "host")
     serializer_class = MemberSerializer
     filterset_class = filters.MemberFilter
@@ -170,7 +93,7 @@ class MemberViewSet(ServiceModelViewSet):
         services.remove_member(self.request.user, instance)
 
 
-class PendingMemberViewSet(PortalViewSetMixin, viewsets.ReadOnlyModelViewSet):
+class PendingMemberViewSet(viewsets.ReadOnlyModelViewSet):
     """Members that joined a TLS mirror and wait for an admin to authorize or reject them."""
 
     queryset = Member.objects.filter(authorization=Member.PENDING).select_related("mirror", "host")
@@ -192,7 +115,6 @@ class PendingMemberViewSet(PortalViewSetMixin, viewsets.ReadOnlyModelViewSet):
 
 
 class DNUpdateViewSet(
-    PortalViewSetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -228,7 +150,7 @@ class DNUpdateViewSet(
         return self._decide(authorize=False)
 
 
-class MirroredDatabaseViewSet(ServiceModelViewSet):
+class MirroredDatabaseViewSet(viewsets.ModelViewSet):
     queryset = MirroredDatabase.objects.select_related("mirror").prefetch_related("copies__member")
     serializer_class = MirroredDatabaseSerializer
     filterset_class = filters.MirroredDatabaseFilter
@@ -249,7 +171,6 @@ class MirroredDatabaseViewSet(ServiceModelViewSet):
 
 
 class DatabaseCopyViewSet(
-    PortalViewSetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,

@@ -3,7 +3,6 @@
 import django_filters
 from rest_framework import viewsets
 
-from members.api.views import PortalViewSetMixin
 from tasks.api.serializers import JobSerializer
 from tasks.models import Job
 
@@ -16,7 +15,7 @@ class JobFilter(django_filters.FilterSet):
         fields = ["kind", "target_type", "target_id", "requested_by"]
 
 
-class JobViewSet(PortalViewSetMixin, viewsets.ReadOnlyModelViewSet):
+class JobViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Job.objects.select_related("requested_by")
     serializer_class = JobSerializer
     filterset_class = JobFilter
