@@ -42,6 +42,7 @@ from engine.journal_codec import (
     Entry,
     JournalPosition,
     Record,
+    check_entry,
     decode_file_header,
     decode_prefix,
     decode_records,
@@ -282,17 +283,22 @@ class Journal:
     def _append(self, entries) -> list[Record]:
         """Encode entries at the end of the journal and queue them; no I/O except rotation."""
         self._check_failed()
+        # Encode and check everything first: a bad entry must not leave half a transaction
+        # queued for the next flush.
+        prepared = []
+        for txid, database, op, gname, subs, value in entries:
+            op = op_code(op)
+            key = encode_key(gname, subs)
+            raw = encode_value(value) if op == OP_SET else b""
+            check_entry(txid, database, key, raw)
+            prepared.append((txid, database, op, key, raw))
         if self._seq is None:
             self.new_file()
         now = time.time()
         records = []
         pending = self._pending
         seg = pending[-1] if pending and pending[-1].seq == self._seq else None
-        for e in entries:
-            txid, database, op, gname, subs, value = e
-            op = op_code(op)
-            key = encode_key(gname, subs)
-            raw = encode_value(value) if op == OP_SET else b""
+        for txid, database, op, key, raw in prepared:
             rec = encode_entry(self._seq, self._end, now, txid, database, op, key, raw)
             if self._end + len(rec) > self.max_file_bytes and self._end > FILE_HEADER_SIZE:
                 self.new_file()

@@ -137,16 +137,24 @@ def op_code(op) -> int:
         raise ValueError(f"unknown journal operation {op!r} (SET or KILL)") from None
 
 
-def encode_entry(file_seq, offset, timestamp, txid, database, op, key, raw_value) -> bytes:
-    """Encode one record from already-encoded key/value bytes."""
+def check_entry(txid, database, key, raw_value) -> bytes:
+    """Validate the parts of a record; return the encoded database name."""
     db = database.encode("utf-8") if type(database) is str else database
     if not 0 < len(db) < 256:
         raise ValueError("database name must be 1-255 bytes")
     if len(key) > MAX_KEY_BYTES:
         raise ValueError(f"node key is {len(key)} bytes; the limit is {MAX_KEY_BYTES}")
+    if REC_SIZE + len(db) + len(key) + len(raw_value) > MAX_RECORD_BYTES:
+        raise ValueError(f"journal record exceeds {MAX_RECORD_BYTES} bytes")
+    if type(txid) is not int or not 0 <= txid < 1 << 64:
+        raise ValueError(f"transaction id {txid!r} must be an int in 0..2**64-1")
+    return db
+
+
+def encode_entry(file_seq, offset, timestamp, txid, database, op, key, raw_value) -> bytes:
+    """Encode one record from already-encoded key/value bytes."""
+    db = check_entry(txid, database, key, raw_value)
     length = REC_SIZE + len(db) + len(key) + len(raw_value)
-    if length > MAX_RECORD_BYTES:
-        raise ValueError(f"journal record of {length} bytes exceeds {MAX_RECORD_BYTES}")
     body = (
         REC.pack(0, length, file_seq, offset, timestamp, txid, op, len(db), len(key),
                  len(raw_value))[4:]

@@ -282,3 +282,29 @@ def test_a_receiver_that_becomes_primary_continues_in_a_new_file(journal, jdir, 
         assert [r.subs[0] for r in got] == list(range(11))
     finally:
         backup.close()
+
+
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        (Entry(1, "DB1", "SET", "g", (1,), None), "cannot be stored"),
+        (Entry(1, "DB1", "SET", "1bad", (1,), "v"), "global name"),
+        (Entry(1, "DB1", "MERGE", "g", (1,), "v"), "unknown journal operation"),
+        (Entry(1, "", "SET", "g", (1,), "v"), "database name"),
+        (Entry(-1, "DB1", "SET", "g", (1,), "v"), "transaction id"),
+        (Entry(1, "DB1", "SET", "g", ("x" * 600,), "v"), "limit is 511"),
+    ],
+)
+def test_a_bad_entry_fails_its_whole_commit_and_writes_nothing(journal, bad, reason):
+    journal.commit_sync(entries(2))
+    before = journal.end_position
+
+    async def main():
+        with pytest.raises(ValueError, match=reason):
+            await journal.commit([*entries(3, start=10), bad])
+        return await journal.commit(entries(1, start=20))
+
+    [rec] = asyncio.run(main())
+    assert rec.position == before  # nothing of the failed commit took a position
+    subs = [r.subs[0] for r in JournalReader(journal.dir, "MIR").records_from()]
+    assert subs == [0, 1, 20]
