@@ -1,0 +1,117 @@
+"""Each list endpoint costs the same number of queries for 2 rows as for 20: no N+1."""
+
+import itertools
+
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.test import APIClient
+
+from accounts import audit
+from accounts.services import create_token
+from members import services
+from tasks.services import start_job
+from tests import factories
+from tests.conftest import make_user
+
+_seq = itertools.count(1)
+
+
+def add_mirrors(admin, n):
+    for _ in range(n):
+        factories.mirror(admin)
+
+
+def add_hosts(admin, n):
+    for _ in range(n):
+        factories.host(admin)
+
+
+def add_members(admin, n):
+    for _ in range(n // 2):  # failover pairs, each in its own mirror
+        mirror = factories.mirror(admin, requires_tls=False)
+        factories.member(mirror, admin)
+        factories.member(mirror, admin)
+
+
+def add_pending_members(admin, n):
+    for _ in range(n):  # on a TLS mirror the second member waits for authorization
+        mirror = factories.mirror(admin)
+        factories.member(mirror, admin)
+        factories.member(mirror, admin)
+
+
+def add_dn_updates(admin, n):
+    member = factories.member(factories.mirror(admin), admin)
+    for i in range(n):
+        services.request_dn_update(admin, member, f"CN=node{next(_seq)}-{i},O=Example")
+
+
+def add_databases(admin, n):
+    mirror = factories.mirror(admin)
+    member = factories.member(mirror, admin)
+    for _ in range(n):
+        services.add_database_copy(admin, factories.database(mirror, admin), member)
+
+
+def add_jobs(admin, n):
+    host = factories.host(admin)
+    for _ in range(n):
+        start_job(admin, "check_host", host)
+
+
+def add_audit_events(admin, n):
+    mirror = factories.mirror(admin)
+    for _ in range(n):
+        audit.record(admin, "mirror.touch", mirror, before={}, after={})
+
+
+def add_tokens(admin, n):
+    for i in range(n):
+        create_token(admin, name=f"token {i}")
+
+
+def add_users(admin, n):
+    for i in range(n):
+        make_user(f"user-{next(_seq)}-{i}", ("viewer", "operator", "admin")[i % 3])
+
+
+# endpoint, seeding function, pinned query count: role lookup + COUNT + page (+ prefetches)
+LISTS = [
+    ("mirrors", add_mirrors, 3),
+    ("hosts", add_hosts, 3),
+    ("members", add_members, 3),
+    ("pending-members", add_pending_members, 3),
+    ("dn-updates", add_dn_updates, 3),
+    ("databases", add_databases, 5),  # + copies, + their members
+    ("database-copies", add_databases, 3),
+    ("jobs", add_jobs, 3),
+    ("audit-events", add_audit_events, 3),
+    ("tokens", add_tokens, 3),
+    ("users", add_users, 4),  # + groups
+]
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.mark.parametrize("name,seed,queries", LISTS, ids=[row[0] for row in LISTS])
+def test_a_list_costs_the_same_queries_for_2_and_20_rows(
+    admin_user, django_assert_num_queries, name, seed, queries
+):
+    def listed():
+        client = APIClient()
+        # A fresh user object each time, so no role is cached between requests.
+        client.force_authenticate(User.objects.get(pk=admin_user.pk))
+        with django_assert_num_queries(queries):
+            response = client.get(f"/api/v1/{name}/")
+        assert response.status_code == 200
+        return response.json()["count"]
+
+    seed(admin_user, 2)
+    small = listed()
+    seed(admin_user, 18)
+    large = listed()
+
+    assert small >= 2 and large >= small + 18
