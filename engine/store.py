@@ -324,6 +324,10 @@ class Store:
     def apply(self, records, upto=None) -> int:
         """Apply journal records (SET/KILL, in order) atomically; skip ones already applied.
 
+        Records must come in journal order across calls too: a record at or before the
+        applied position counts as already applied, so applying a later batch before an
+        earlier one would silently skip the earlier one.
+
         The applied position becomes that of the last record, or `upto` if it is later (used
         when filtered-out records were not passed in).  Returns the number of records applied.
         """
