@@ -1,0 +1,387 @@
+"""Durable writes through a mirror vs PostgreSQL synchronous streaming replication.
+
+    .venv/bin/python bench/replication.py [--quick] [--json] [--seconds S]
+
+Workload: each client sets a random key (1..1,000,000) to a 100-byte value, one request
+at a time, waiting for the durable acknowledgement.  Measured at 1, 4 and 16 concurrent
+clients, for:
+
+- engine, mirror with an Active backup (journal fsync on the primary + backup ack);
+- engine, a single failover member (no backup: journal fsync only);
+- PostgreSQL (when /usr/lib/postgresql/*/bin exists): a primary and a synchronous standby
+  on loopback (synchronous_commit=remote_write), pgbench upserting the same row shape with
+  INSERT ... ON CONFLICT.
+
+Clients run in worker processes (asyncio, one connection per client) so that the client
+side does not share one interpreter with all of them.  Everything runs on this machine:
+the members, the clients and PostgreSQL share its cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import json
+import multiprocessing as mp
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from engine.cluster import start_member, stop_pids, wait_ready  # noqa: E402
+from engine.config import load_config  # noqa: E402
+
+CLIENTS = (1, 4, 16)
+VALUE = "v" * 100
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return 0.0
+    k = min(len(sorted_values) - 1, max(0, int(round(p / 100 * (len(sorted_values) - 1)))))
+    return sorted_values[k]
+
+
+# -- engine -------------------------------------------------------------------------
+
+
+def write_config(dirpath: Path, with_backup: bool) -> Path:
+    p = free_ports(4)
+    members = f"""
+[[members]]
+name = "A"
+type = "failover"
+superserver = "127.0.0.1:{p[0]}"
+private = "127.0.0.1:{p[1]}"
+"""
+    if with_backup:
+        members += f"""
+[[members]]
+name = "B"
+type = "failover"
+superserver = "127.0.0.1:{p[2]}"
+private = "127.0.0.1:{p[3]}"
+"""
+    path = dirpath / "bench.toml"
+    path.write_text(
+        f"""[mirror]
+name = "BENCH"
+databases = ["USER"]
+data_root = "{dirpath}"
+{members}"""
+    )
+    return path
+
+
+async def _client_worker(address: str, nclients: int, seconds: float, seed: int) -> list[float]:
+    from engine.client import AsyncClient
+
+    rng = random.Random(seed)
+    clients = [AsyncClient([address]) for _ in range(nclients)]
+    for c in clients:
+        await c.connect()
+    lat: list[float] = []
+    stop_at = time.perf_counter() + seconds
+
+    async def one(c):
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                return
+            await c.set("USER", "Bench", (rng.randint(1, 1_000_000),), VALUE)
+            lat.append(time.perf_counter() - t0)
+
+    await asyncio.gather(*(one(c) for c in clients))
+    for c in clients:
+        await c.close()
+    return lat
+
+
+def _worker_entry(args) -> list[float]:
+    address, n, seconds, seed = args
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    return asyncio.run(_client_worker(address, n, seconds, seed))
+
+
+def run_load(address: str, clients: int, seconds: float) -> dict:
+    nproc = 1 if clients == 1 else 2
+    split = [clients // nproc + (1 if i < clients % nproc else 0) for i in range(nproc)]
+    ctx = mp.get_context("fork")
+    t0 = time.perf_counter()
+    with ctx.Pool(nproc) as pool:
+        parts = pool.map(_worker_entry, [(address, n, seconds, i) for i, n in enumerate(split)])
+    elapsed = time.perf_counter() - t0
+    lat = sorted(x for part in parts for x in part)
+    return {
+        "ops": len(lat),
+        "ops_per_s": round(len(lat) / seconds, 1),
+        "p50_ms": round(percentile(lat, 50) * 1000, 3),
+        "p99_ms": round(percentile(lat, 99) * 1000, 3),
+        "wall_s": round(elapsed, 2),
+    }
+
+
+def bench_engine(with_backup: bool, seconds: float) -> list[dict]:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-repl-"))
+    procs = {}
+    try:
+        cfg = load_config(write_config(tmp, with_backup))
+        for m in cfg.members:
+            procs[m.name] = start_member(cfg, m.name)
+        wait_ready(cfg, procs)
+        address = str(cfg.first_primary.superserver)
+        if with_backup:
+            wait_backup_active(address)
+        results = []
+        for n in CLIENTS:
+            r = run_load(address, n, seconds)
+            name = f"engine {'with active backup' if with_backup else 'no backup'}, {n} clients"
+            results.append(
+                {"name": name, "system": "engine", "backup": with_backup, "clients": n, **r}
+            )
+        return results
+    finally:
+        stop_pids([{"pid": p.pid, "member": n} for n, p in procs.items()])
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def wait_backup_active(address: str, timeout: float = 30.0) -> None:
+    from engine.client import Client
+
+    deadline = time.monotonic() + timeout
+    with Client([address]) as c:
+        while time.monotonic() < deadline:
+            rows = c.status().get("members", [])
+            if any(r.get("journal_transfer") == "Active" for r in rows):
+                return
+            time.sleep(0.05)
+    raise RuntimeError("backup did not become Active")
+
+
+# -- PostgreSQL ---------------------------------------------------------------------
+
+
+def pg_bindir() -> Path | None:
+    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    return Path(dirs[-1]) if dirs and Path(dirs[-1], "initdb").exists() else None
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *cmd]
+    return cmd
+
+
+def _pg(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(_as_postgres(cmd), check=True, capture_output=True, text=True, **kw)
+
+
+def bench_postgres(seconds: float) -> list[dict]:
+    bindir = pg_bindir()
+    if bindir is None:
+        return []
+    tmp = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+    os.chmod(tmp, 0o755)
+    if os.geteuid() == 0:
+        shutil.chown(tmp, "postgres", "postgres")
+    primary, standby = tmp / "primary", tmp / "standby"
+    p1, p2 = free_ports(2)
+    started = []
+    try:
+        _pg(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(primary),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ]
+        )
+        with open(primary / "postgresql.conf", "a") as f:
+            f.write(
+                f"port = {p1}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{tmp}'\n"
+                "wal_level = replica\nmax_wal_senders = 4\n"
+                "synchronous_standby_names = 'standby1'\nsynchronous_commit = remote_write\n"
+            )
+        _pg(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(primary),
+                "-l",
+                str(tmp / "primary.log"),
+                "-w",
+                "start",
+            ]
+        )
+        started.append(primary)
+        _pg(
+            [
+                str(bindir / "pg_basebackup"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(p1),
+                "-U",
+                "postgres",
+                "-D",
+                str(standby),
+                "-R",
+            ]
+        )
+        with open(standby / "postgresql.conf", "a") as f:
+            f.write(f"port = {p2}\n")
+        with open(standby / "postgresql.auto.conf", "a") as f:
+            f.write(
+                f"primary_conninfo = 'host=127.0.0.1 port={p1} user=postgres "
+                "application_name=standby1'\n"
+            )
+        _pg(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(standby),
+                "-l",
+                str(tmp / "standby.log"),
+                "-w",
+                "start",
+            ]
+        )
+        started.append(standby)
+        psql = [
+            str(bindir / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(p1),
+            "-U",
+            "postgres",
+            "-At",
+            "-c",
+        ]
+        deadline = time.monotonic() + 30
+        while _pg([*psql, "select sync_state from pg_stat_replication"]).stdout.strip() != "sync":
+            if time.monotonic() > deadline:
+                raise RuntimeError("PostgreSQL standby did not become synchronous")
+            time.sleep(0.1)
+        _pg([*psql, "create table kv (k integer primary key, v text not null)"])
+        script = tmp / "upsert.sql"
+        script.write_text(
+            "\\set k random(1, 1000000)\n"
+            "INSERT INTO kv VALUES (:k, repeat('v', 100)) "
+            "ON CONFLICT (k) DO UPDATE SET v = excluded.v;\n"
+        )
+        os.chmod(script, 0o644)
+        results = []
+        for n in CLIENTS:
+            logdir = tmp / f"log{n}"
+            logdir.mkdir()
+            if os.geteuid() == 0:
+                shutil.chown(logdir, "postgres", "postgres")
+            _pg(
+                [
+                    "pgbench", "-n", "-h", "127.0.0.1", "-p", str(p1), "-U", "postgres",
+                    "-c", str(n), "-j", str(min(n, 2)), "-T", str(max(1, int(round(seconds)))),
+                    "-f", str(script), "-l", "--log-prefix", str(logdir / "tx"), "postgres",
+                ],
+                cwd=str(logdir),
+            )  # fmt: skip
+            lat = []
+            for logfile in logdir.glob("tx*"):
+                for line in logfile.read_text().splitlines():
+                    parts = line.split()
+                    if len(parts) >= 3:
+                        lat.append(int(parts[2]) / 1e6)
+            lat.sort()
+            dur = max(1, int(round(seconds)))
+            results.append(
+                {
+                    "name": f"postgresql sync standby, {n} clients",
+                    "system": "postgresql",
+                    "backup": True,
+                    "clients": n,
+                    "ops": len(lat),
+                    "ops_per_s": round(len(lat) / dur, 1),
+                    "p50_ms": round(percentile(lat, 50) * 1000, 3),
+                    "p99_ms": round(percentile(lat, 99) * 1000, 3),
+                }
+            )
+        return results
+    finally:
+        for d in reversed(started):
+            subprocess.run(
+                _as_postgres(
+                    [str(bindir / "pg_ctl"), "-D", str(d), "-m", "immediate", "-w", "stop"]
+                ),
+                capture_output=True,
+            )
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="short runs (well under a minute)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--seconds", type=float, help="duration of each measurement")
+    ap.add_argument("--no-postgres", action="store_true")
+    args = ap.parse_args()
+    seconds = args.seconds or (1.5 if args.quick else 5.0)
+    results = bench_engine(True, seconds) + bench_engine(False, seconds)
+    pg = [] if args.no_postgres else bench_postgres(seconds)
+    results += pg
+    pg_by_n = {r["clients"]: r for r in pg}
+    for r in results:
+        if r["system"] == "engine" and r["backup"] and r["clients"] in pg_by_n:
+            base = pg_by_n[r["clients"]]["ops_per_s"]
+            results.append(
+                {
+                    "name": f"ratio engine/postgresql, {r['clients']} clients",
+                    "clients": r["clients"],
+                    "ratio": round(r["ops_per_s"] / base, 2) if base else None,
+                }
+            )
+    if args.json:
+        print(json.dumps({"benchmark": "replication", "results": results}))
+        return 0
+    print(f"{'name':<44} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}")
+    for r in results:
+        if "ratio" in r:
+            print(f"{r['name']:<44} {'':>10} {'':>8} {'':>8} {r['ratio']:>6}")
+        else:
+            print(
+                f"{r['name']:<44} {r['ops_per_s']:>10.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}"
+            )
+    if not pg:
+        print("(PostgreSQL binaries not found: no comparison)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

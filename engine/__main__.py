@@ -1,0 +1,74 @@
+"""Command line of the member engine.
+
+python -m engine instance --config FILE --member NAME
+python -m engine status --config FILE [--member NAME] [--json]
+python -m engine cluster up -f FILE [-f FILE ...]
+python -m engine cluster down -f FILE [-f FILE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from engine.config import ConfigError, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m engine", description="Mirror Portal member engine")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    inst = sub.add_parser("instance", help="run one mirror member")
+    inst.add_argument("--config", required=True, help="mirror configuration (TOML)")
+    inst.add_argument("--member", required=True, help="member name in the configuration")
+    inst.add_argument("--log-level", default="INFO")
+
+    st = sub.add_parser("status", help="print member status (SPEC 2.1-2.3)")
+    st.add_argument("--config", required=True)
+    st.add_argument("--member", help="only this member")
+    st.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    cl = sub.add_parser("cluster", help="start/stop all members of mirror files on loopback")
+    cl.add_argument("action", choices=("up", "down"))
+    cl.add_argument(
+        "-f", "--file", action="append", required=True, help="mirror configuration (repeatable)"
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "instance":
+            cfg = load_config(args.config)
+            member = cfg.member(args.member)
+            logging.basicConfig(
+                level=getattr(logging, args.log_level.upper(), logging.INFO),
+                format=f"%(asctime)s {member.name} %(levelname)s %(name)s: %(message)s",
+            )
+            from engine.instance import run_instance
+
+            try:
+                import uvloop  # optional: faster event loop when installed
+
+                uvloop.install()
+            except ImportError:
+                pass
+            asyncio.run(run_instance(cfg, member.name))
+            return 0
+        if args.command == "status":
+            from engine.status import status_command
+
+            return status_command(load_config(args.config), args.member, args.json)
+        from engine.cluster import cluster_down, cluster_up
+
+        return cluster_up(args.file) if args.action == "up" else cluster_down(args.file)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""One mirror member: its databases, its journal, its listeners and its role.
+
+Roles come from the configuration for now: the first failover member starts as the
+primary (switching to a new journal file), the other failover member as the backup,
+every other member as an async.  Failover and the agent come with the next issue.
+
+    python -m engine instance --config FILE --member NAME
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+
+from engine import journal as jmod
+from engine.config import Address, MirrorConfig
+from engine.instance_dejournal import DejournalRunner
+from engine.instance_ops import HANDLERS, KILL, SET
+from engine.instance_replica import ReplicaLink
+from engine.instance_writer import Writer
+from engine.protocol import DEFAULT_MAX_FRAME, ErrorCode, Frame
+from engine.replication import Replicator
+from engine.session import Connection, RequestError
+from engine.store import Store
+
+log = logging.getLogger("engine.instance")
+
+
+class Instance:
+    def __init__(self, cfg: MirrorConfig, member_name: str, max_frame: int = DEFAULT_MAX_FRAME):
+        self.cfg = cfg
+        self.member = cfg.member(member_name)
+        self.max_frame = max_frame
+        if self.member.name == cfg.first_primary.name:
+            self.role = "primary"
+        elif self.member.is_failover:
+            self.role = "backup"
+        else:
+            self.role = "async"
+        self.data_dir = Path(self.member.data_dir)
+        self.journal_dir = self.data_dir / "journal"
+        self.sessions: set[Connection] = set()
+        self.stores: dict[str, Store] = {}
+        self.journal: jmod.Journal | None = None
+        self.writer: Writer | None = None
+        self.replicator: Replicator | None = None
+        self.replica: ReplicaLink | None = None
+        self.dejournal = None
+        self.servers: list[asyncio.base_events.Server] = []
+        self.started_at = time.time()
+        self.status_sample: dict | None = None
+        self.stopping = asyncio.Event()
+
+    # -- lifecycle -----------------------------------------------------------
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.journal_dir.mkdir(exist_ok=True)
+        for db in self.member.databases:
+            store = Store.open(str(self.data_dir / "db" / db))
+            # the journal is the durability point: bring the store up to it
+            jmod.replay_into(store, self.journal_dir, db, mirror=self.cfg.name)
+            self.stores[db] = store
+        self.journal = jmod.Journal(
+            self.journal_dir, self.cfg.name, max_file_bytes=self.cfg.journal_file_bytes
+        )
+        if self.role == "primary":
+            self.replicator = Replicator(self)
+            self.journal.on_append = self.replicator.on_append
+            self.journal.new_file()  # SPEC §9.1: a new journal file on becoming primary
+            self.writer = Writer(self)
+            self.writer.start()
+            self.replicator.start()
+        else:
+            self.dejournal = DejournalRunner(self._make_dejournaler())
+            self.dejournal.start_task()
+            self.replica = ReplicaLink(self)
+            self.replica.start()
+        await self._listen(self.member.superserver, "superserver")
+        if self.member.private is not None:
+            await self._listen(self.member.private, "private")
+        log.info(
+            "member %s (%s) of mirror %s started as %s; superserver %s, private %s",
+            self.member.name,
+            self.member.type_label,
+            self.cfg.name,
+            self.role,
+            self.member.superserver,
+            self.member.private,
+        )
+
+    def _make_dejournaler(self):
+        from engine.dejournal import Dejournaler
+
+        return Dejournaler(
+            self.stores,
+            parallel=self.cfg.parallel_for(self.member),
+            workers=self.member.dejournal_workers,
+            record_filter=self.member.dejournal_filter,
+        )
+
+    async def _listen(self, addr: Address, name: str) -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: Connection(self, name, self.max_frame), addr.host, addr.port, reuse_address=True
+        )
+        self.servers.append(server)
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            server.close()
+        for conn in list(self.sessions):
+            conn.close()
+        if self.replica is not None:
+            await self.replica.stop()
+        if self.replicator is not None:
+            await self.replicator.stop()
+        if self.writer is not None:
+            await self.writer.stop()
+        if self.dejournal is not None:
+            await self.dejournal.close()
+        if self.journal is not None:
+            self.journal.close()
+        for store in self.stores.values():
+            store.close()
+        self.stopping.set()
+
+    # -- helpers used by request handlers -----------------------------------
+    def journal_entry(self, txid, db, op, gname, subs, value):
+        return jmod.Entry(txid, db, op, gname, subs, value)
+
+    def journal_reader(self):
+        return jmod.JournalReader(self.journal_dir, self.cfg.name)
+
+    def store_for(self, db: str) -> Store:
+        store = self.stores.get(db.upper())
+        if store is None:
+            raise RequestError(
+                ErrorCode.NO_DATABASE,
+                f"database {db!r} is not mirrored on member {self.member.name} "
+                f"(databases: {', '.join(self.stores)})",
+            )
+        return store
+
+    def not_primary_error(self, why: str) -> RequestError:
+        primary = self.cfg.first_primary
+        name = (
+            self.replica.primary_name
+            if self.replica and self.replica.primary_name
+            else primary.name
+        )
+        return RequestError(
+            ErrorCode.NOT_PRIMARY,
+            f"member {self.member.name} is not the primary ({why}); "
+            f"the primary is {name} at {primary.superserver}",
+            primary=name,
+            primary_address=str(primary.superserver),
+        )
+
+    def apply_records(self, records) -> None:
+        by_db: dict[str, list] = {}
+        for r in records:
+            by_db.setdefault(r.database, []).append(r)
+        for db, recs in by_db.items():
+            self.stores[db].apply(recs)
+
+    def local_write(self, ops: list) -> None:
+        """Writes on a read-write reporting async: local only, never journaled to the mirror."""
+        stores = {db: self.store_for(db) for _, db, _, _, _ in ops}
+        for store in stores.values():
+            store.begin()
+        try:
+            for op, db, gname, subs, value in ops:
+                if op == SET:
+                    stores[db].set(gname, subs, value)
+                elif op == KILL:
+                    stores[db].kill(gname, subs)
+        except BaseException:
+            for store in stores.values():
+                store.rollback()
+            raise
+        for store in stores.values():
+            store.commit()
+
+    def dejournal_feed(self, records, data: bytes, pos) -> None:
+        if records is None:
+            records = jmod.decode_records(data)
+        self.dejournal.submit(records)
+
+    def accept_data_channel(self, conn: Connection, frame: Frame) -> None:
+        if self.replicator is None:
+            conn.reject_stream(
+                self.not_primary_error("journal is served only by the primary").message,
+                frame.req_id,
+            )
+            return
+        self.replicator.accept(conn, frame)
+
+    def handle(self, conn: Connection, mtype: int, args: list):
+        return HANDLERS[mtype](self, conn, args)
+
+    # -- info, status, admin --------------------------------------------------
+    def info(self) -> dict:
+        primary = self.cfg.first_primary
+        return {
+            "member": self.member.name,
+            "mirror": self.cfg.name,
+            "type": self.member.type,
+            "role": self.role,
+            "primary": primary.name,
+            "primary_address": str(primary.superserver),
+            "databases": list(self.stores),
+        }
+
+    def status(self) -> dict:
+        from engine.status import member_status
+
+        return member_status(self)
+
+    def admin(self, action, arg):
+        from engine.status import admin_action
+
+        return admin_action(self, action, arg)
+
+
+async def run_instance(cfg: MirrorConfig, member: str) -> None:
+    import signal
+
+    # Threads (journal fsync, dejournal workers) hand results back to the event loop; with
+    # the default 5 ms GIL switch interval that hand-off alone can cost milliseconds.
+    sys.setswitchinterval(0.0002)
+    inst = Instance(cfg, member)
+    await inst.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"member {inst.member.name} ready: superserver {inst.member.superserver}", flush=True)
+    await stop.wait()
+    log.info("member %s stopping", inst.member.name)
+    await inst.stop()

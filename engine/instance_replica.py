@@ -1,0 +1,196 @@
+"""Member side of replication (backup and asyncs): the data channel to the primary.
+
+Connects to the primary's mirror private address (asyncs fall back to its superserver
+address), says where its own journal ends, then receives journal bytes: each chunk is
+written verbatim into the member's own journal file at the same file/offset (so
+positions are identical on every member), acknowledged, and queued for dejournaling.
+The backup acknowledges receipt of every chunk at once; the primary waits for that ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from engine.compression import decompress
+from engine.protocol import (
+    PROTOCOL_VERSION,
+    FrameError,
+    MsgType,
+    encode_frame,
+    read_frame,
+    unpack,
+)
+from engine.replication import pos_from_wire, pos_wire
+
+if TYPE_CHECKING:
+    from engine.config import Address
+    from engine.instance import Instance
+
+log = logging.getLogger("engine.replica")
+
+
+class ReplicaLink:
+    def __init__(self, inst: Instance):
+        self.inst = inst
+        self.connected = False
+        self.caught_up_once = False
+        self.active = False
+        self.disconnected_at: float | None = None
+        self.primary_name: str | None = None
+        self.primary_end = None
+        self.primary_time: float | None = None
+        self.last_block_time: float | None = None  # primary's clock when the last chunk was sent
+        self.received = inst.journal.end_position
+        self.codec: str | None = None
+        self.bytes_network = 0
+        self.bytes_journal = 0
+        self.stopped = False
+        self._task: asyncio.Task | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self.qos = inst.cfg.qos_timeout_ms / 1000.0
+
+    @property
+    def caught_up(self) -> bool:
+        return (
+            self.connected
+            and self.primary_end is not None
+            and self.received is not None
+            and (self.received >= self.primary_end)
+        )
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="replica")
+
+    async def stop(self) -> None:
+        self.stopped = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    def primary_addresses(self) -> list[Address]:
+        primary = self.inst.cfg.first_primary
+        addrs = [primary.private] if primary.private else []
+        if not self.inst.member.is_failover:
+            addrs.append(primary.superserver)  # asyncs fall back to the superserver address
+        return addrs
+
+    async def _run(self) -> None:
+        delay = 0.05
+        while not self.stopped:
+            for addr in self.primary_addresses():
+                try:
+                    reader, writer = await asyncio.wait_for(
+                        asyncio.open_connection(addr.host, addr.port), 2.0
+                    )
+                except (TimeoutError, OSError):
+                    continue
+                delay = 0.05
+                try:
+                    await self._session(reader, writer)
+                except (
+                    TimeoutError,
+                    OSError,
+                    asyncio.IncompleteReadError,
+                    FrameError,
+                    ValueError,
+                ) as exc:
+                    log.warning(
+                        "data channel to primary at %s lost: %s", addr, exc or type(exc).__name__
+                    )
+                finally:
+                    self._mark_disconnected()
+                    writer.close()
+                break
+            await asyncio.sleep(delay * (1 + random.random() / 4))
+            delay = min(delay * 2, 1.0)
+
+    def _mark_disconnected(self) -> None:
+        if self.connected or self.disconnected_at is None:
+            self.disconnected_at = time.time()
+        self.connected = False
+        self.active = False
+        self._writer = None
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        inst = self.inst
+        hello = {
+            "mirror": inst.cfg.name,
+            "member": inst.member.name,
+            "type": inst.member.type,
+            "codecs": inst.member.codecs,
+            "position": pos_wire(inst.journal.end_position),
+            "version": PROTOCOL_VERSION,
+        }
+        writer.write(encode_frame(MsgType.DC_HELLO, 1, hello))
+        frame = await asyncio.wait_for(read_frame(reader), max(self.qos, 2.0))
+        body = unpack(frame.body)
+        if frame.type == MsgType.ERROR:
+            raise ValueError(f"primary refused the data channel: {body.get('message')}")
+        if frame.type != MsgType.DC_WELCOME or not isinstance(body, dict):
+            raise ValueError(f"expected DC_WELCOME, got message type {frame.type}")
+        self.primary_name = body.get("primary")
+        self.codec = body.get("codec")
+        self.primary_end = pos_from_wire(body.get("end"))
+        self.primary_time = time.time()
+        self.caught_up_once = False
+        self.connected = True
+        self._writer = writer
+        log.info(
+            "connected to primary %s, codec %s, primary end %s",
+            self.primary_name,
+            self.codec,
+            self.primary_end,
+        )
+        self._check_caught_up()
+        # the backup must hear from the primary within QoS; asyncs are more patient
+        timeout = self.qos if inst.member.is_failover else max(self.qos * 3, 10.0)
+        journal = inst.journal
+        while True:
+            frame = await asyncio.wait_for(read_frame(reader), timeout)
+            args = unpack(frame.body)
+            if frame.type == MsgType.DC_JOURNAL:
+                seq, off, raw_len, codec, payload, sent_at, active = args
+                data = decompress(codec, payload) if codec else payload
+                if len(data) != raw_len:
+                    raise ValueError(
+                        f"journal chunk at ({seq}, {off}) decompressed to {len(data)} bytes, "
+                        f"not {raw_len}"
+                    )
+                pos = pos_from_wire([seq, off])
+                records = await journal.receive(pos.file_seq, pos.offset, data, durable=False)
+                self.received = journal.end_position
+                self.bytes_network += len(payload)
+                self.bytes_journal += raw_len
+                self.last_block_time = sent_at
+                self.active = bool(active)
+                if self.primary_end is None or self.received > self.primary_end:
+                    self.primary_end = self.received
+                writer.write(encode_frame(MsgType.DC_ACK, 0, [pos_wire(self.received)]))
+                inst.dejournal_feed(records, data, pos)
+                self._check_caught_up()
+            elif frame.type == MsgType.DC_HEARTBEAT:
+                end, now, active = args
+                self.primary_end = pos_from_wire(end)
+                self.primary_time = now
+                self.active = bool(active)
+                self._check_caught_up()
+                writer.write(encode_frame(MsgType.DC_ACK, 0, [pos_wire(self.received)]))
+            elif frame.type == MsgType.ERROR:
+                raise ValueError(f"primary reported an error: {args}")
+            else:
+                raise ValueError(f"unexpected message type {frame.type} from the primary")
+
+    def _check_caught_up(self) -> None:
+        if self.caught_up and not self.caught_up_once:
+            self.caught_up_once = True
+            self.disconnected_at = None

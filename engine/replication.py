@@ -1,0 +1,343 @@
+"""Primary side of replication: one MemberLink per connected backup/async.
+
+A member opens a data channel (DC_HELLO with its journal end position).  The link first
+ships catch-up from the journal files (JournalReader), then switches to live streaming:
+every batch the journal appends is handed over (Journal.on_append) before its fsync
+completes and written to each live link, so shipping overlaps the local fsync.
+
+The backup is synchronous: once caught up and acknowledged it becomes Active, and a
+client write is answered only when the Active backup has acknowledged its end position
+(Writer asks ack_waiter()).  If no ack arrives within the QoS timeout (checked every
+QoS/2, so the effective window is QoS/2..QoS as in SPEC §3.5) the primary revokes
+Active, disconnects the backup and carries on; the backup reconnects and catches up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from engine.compression import choose_codec, compress
+from engine.protocol import (
+    ErrorCode,
+    Frame,
+    MsgType,
+    encode_frame,
+    encode_raw_frame,
+    error_frame,
+    pack,
+    unpack,
+)
+
+if TYPE_CHECKING:
+    from engine.instance import Instance
+    from engine.session import Connection
+
+log = logging.getLogger("engine.replication")
+CATCHUP_CHUNK = 1024 * 1024
+HIGH_WATER = 8 * 1024 * 1024  # pause catch-up reads while this much is unsent
+
+
+def pos_wire(pos) -> list | None:
+    return None if pos is None else [pos.file_seq, pos.offset]
+
+
+def pos_from_wire(value):
+    from engine.journal import JournalPosition
+
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, int) for v in value):
+        raise ValueError(f"journal position must be [file_seq, offset], got {value!r}")
+    return JournalPosition(value[0], value[1])
+
+
+class MemberLink:
+    """One member's data channel as seen by the primary."""
+
+    def __init__(
+        self, rep: Replicator, conn: Connection, name: str, mtype: str, codec: str | None, position
+    ):
+        self.rep = rep
+        self.conn = conn
+        self.name = name
+        self.type = mtype
+        self.is_backup = mtype == "failover"
+        self.codec = codec
+        self.position = position  # where the member's journal ended when it connected
+        self.acked = position
+        self.pending: list | None = []  # live batches queued while catching up
+        self.connected_at = time.time()
+        self.last_ack_at = time.time()
+        self.member_status: dict = {}
+        self.closed = False
+        self.bytes_journal = 0
+        self.bytes_network = 0
+        self.task: asyncio.Task | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.pending is None
+
+    def send(self, pos, data: bytes) -> None:
+        payload = compress(self.codec, data) if self.codec else data
+        self.bytes_journal += len(data)
+        self.bytes_network += len(payload)
+        body = pack(
+            [
+                pos.file_seq,
+                pos.offset,
+                len(data),
+                self.codec,
+                payload,
+                time.time(),
+                self.rep.active is self,
+            ]
+        )
+        self.conn.write(encode_raw_frame(MsgType.DC_JOURNAL, 0, body))
+
+    def on_append(self, pos, data: bytes) -> None:
+        if self.pending is None:
+            self.send(pos, data)
+        else:
+            self.pending.append((pos, data))
+
+    def on_frame(self, frame: Frame) -> None:
+        try:
+            args = unpack(frame.body)
+            if frame.type == MsgType.DC_ACK:
+                if not isinstance(args, list) or not args:
+                    raise ValueError("DC_ACK body must be [position, status]")
+                pos = pos_from_wire(args[0])
+                if len(args) > 1 and isinstance(args[1], dict):
+                    self.member_status = args[1]
+                self.rep.on_ack(self, pos)
+            elif frame.type == MsgType.DC_HEARTBEAT:
+                self.last_ack_at = time.time()
+            else:
+                raise ValueError(f"unexpected message {MsgType(frame.type).name} on a data channel")
+        except ValueError as exc:
+            log.warning("data channel from %s (%s): %s", self.name, self.conn.peer, exc)
+            self.conn.write(error_frame(frame.req_id, ErrorCode.PROTOCOL, str(exc)))
+
+    def connection_lost(self) -> None:
+        self.closed = True
+        self.rep.drop(self, "connection closed")
+
+    def close(self) -> None:
+        self.closed = True
+        self.conn.close()
+
+
+class Replicator:
+    def __init__(self, inst: Instance):
+        self.inst = inst
+        self.links: dict[str, MemberLink] = {}
+        self.active: MemberLink | None = None
+        self._waiters: deque = deque()  # (end position, future, started) in position order
+        self._last_ack_progress = time.monotonic()
+        self.qos = inst.cfg.qos_timeout_ms / 1000.0
+        self.trouble_since: float | None = None
+        self.disconnected: dict[str, float] = {}  # member -> time its link dropped
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._watchdog(), name="qos-watchdog"))
+        self._tasks.append(loop.create_task(self._heartbeats(), name="heartbeats"))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for link in list(self.links.values()):
+            link.close()
+        self._release_waiters()
+
+    # -- journal hook --------------------------------------------------------
+    def on_append(self, data: bytes, pos) -> None:
+        for link in self.links.values():
+            if not link.closed:
+                link.on_append(pos, data)
+
+    # -- handshake -----------------------------------------------------------
+    def accept(self, conn: Connection, frame: Frame) -> None:
+        cfg = self.inst.cfg
+        try:
+            hello = unpack(frame.body)
+            if not isinstance(hello, dict):
+                raise ValueError("DC_HELLO body must be a map")
+            if hello.get("mirror") != cfg.name:
+                raise ValueError(
+                    f"mirror {hello.get('mirror')!r} is not this member's mirror {cfg.name}"
+                )
+            member = cfg.member(str(hello.get("member")))
+            if member.name == self.inst.member.name:
+                raise ValueError("a member cannot connect to itself")
+            codecs = hello.get("codecs") or []
+            if not isinstance(codecs, list):
+                raise ValueError("codecs must be a list")
+            position = pos_from_wire(hello.get("position"))
+        except ValueError as exc:  # ConfigError is a ValueError
+            conn.reject_stream(f"bad data channel handshake: {exc}", frame.req_id)
+            return
+        to_backup = member.is_failover
+        mode = cfg.failover_compression if to_backup else cfg.async_compression
+        ctype = cfg.failover_compression_type if to_backup else cfg.async_compression_type
+        codec = choose_codec(mode, ctype, to_backup, cfg.tls, set(codecs))
+        end = self.inst.journal.end_position
+        if position is not None and end is not None and position > end:
+            conn.reject_stream(
+                f"member journal position {position} is ahead of the primary's {end}", frame.req_id
+            )
+            return
+        old = self.links.get(member.name)
+        if old is not None:
+            self.drop(old, "replaced by a new connection")
+            old.close()
+        link = MemberLink(self, conn, member.name, member.type, codec, position)
+        conn.data_link = link
+        self.links[member.name] = link
+        self.disconnected.pop(member.name, None)
+        conn.write(
+            encode_frame(
+                MsgType.DC_WELCOME,
+                frame.req_id,
+                {
+                    "primary": self.inst.member.name,
+                    "codec": codec,
+                    "end": pos_wire(end),
+                    "qos_ms": cfg.qos_timeout_ms,
+                },
+            )
+        )
+        log.info(
+            "member %s (%s) connected from %s at %s, codec %s",
+            member.name,
+            member.type,
+            conn.peer,
+            position,
+            codec,
+        )
+        link.task = asyncio.get_running_loop().create_task(
+            self._catch_up(link), name=f"catchup-{member.name}"
+        )
+
+    async def _catch_up(self, link: MemberLink) -> None:
+        journal = self.inst.journal
+        reader = self.inst.journal_reader()
+        cursor = link.position if link.position is not None else reader.start_position()
+        try:
+            while not link.closed:
+                target = link.pending[0][0] if link.pending else journal.end_position
+                if target is None or cursor >= target:
+                    break
+                data, nxt = await asyncio.to_thread(reader.read_from, cursor, CATCHUP_CHUNK)
+                if data:
+                    link.send(cursor, data)
+                elif nxt == cursor:
+                    await asyncio.sleep(0.001)  # bytes handed to us but not yet in the file
+                cursor = nxt
+                while not link.closed and link.conn.transport.get_write_buffer_size() > HIGH_WATER:
+                    await asyncio.sleep(0.005)
+            if link.closed:
+                return
+            for pos, data in link.pending:
+                end = pos.__class__(pos.file_seq, pos.offset + len(data))
+                if end <= cursor:
+                    continue
+                if pos < cursor:
+                    data = data[cursor.offset - pos.offset :]
+                    pos = cursor
+                link.send(pos, data)
+                cursor = end
+            link.pending = None
+            log.info("member %s caught up to %s, now streaming live", link.name, cursor)
+        except Exception:
+            log.exception("catch-up of member %s failed", link.name)
+            link.close()
+
+    # -- acknowledgements and Active ------------------------------------------
+    def on_ack(self, link: MemberLink, pos) -> None:
+        link.acked = pos
+        link.last_ack_at = time.time()
+        if not link.is_backup:
+            return
+        if self.active is None:
+            end = self.inst.journal.end_position
+            if link.live and (end is None or pos >= end):
+                self.active = link
+                self.trouble_since = None
+                log.info("backup %s is Active", link.name)
+            return
+        if self.active is link:
+            waiters = self._waiters
+            progressed = False
+            while waiters and waiters[0][0] <= pos:
+                fut = waiters.popleft()[1]
+                if not fut.done():
+                    fut.set_result(None)
+                progressed = True
+            if progressed:
+                self._last_ack_progress = time.monotonic()
+
+    def ack_waiter(self, end) -> asyncio.Future | None:
+        if self.active is None or end is None:
+            return None
+        if self.active.acked is not None and self.active.acked >= end:
+            return None
+        fut = asyncio.get_running_loop().create_future()
+        if not self._waiters:
+            self._last_ack_progress = time.monotonic()
+        self._waiters.append((end, fut, time.monotonic()))
+        return fut
+
+    def _release_waiters(self) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()[1]
+            if not fut.done():
+                fut.set_result(None)
+
+    def revoke(self, reason: str) -> None:
+        link = self.active
+        if link is None:
+            return
+        self.active = None
+        self.trouble_since = time.time()
+        log.warning("backup %s: Active status revoked: %s", link.name, reason)
+        self._release_waiters()
+
+    def drop(self, link: MemberLink, reason: str) -> None:
+        if self.links.get(link.name) is link:
+            del self.links[link.name]
+            self.disconnected[link.name] = time.time()
+            log.info("member %s disconnected: %s", link.name, reason)
+        if self.active is link:
+            self.revoke(f"disconnected ({reason})")
+
+    async def _watchdog(self) -> None:
+        while True:
+            await asyncio.sleep(self.qos / 2)
+            if self.active is not None and self._waiters:
+                waited = time.monotonic() - max(self._waiters[0][2], self._last_ack_progress)
+                if waited >= self.qos / 2:
+                    link = self.active
+                    self.revoke(
+                        "no acknowledgement within the QoS timeout "
+                        f"({self.inst.cfg.qos_timeout_ms} ms)"
+                    )
+                    link.close()
+
+    async def _heartbeats(self) -> None:
+        interval = max(0.05, self.qos / 4)
+        while True:
+            await asyncio.sleep(interval)
+            end = pos_wire(self.inst.journal.end_position)
+            now = time.time()
+            for link in list(self.links.values()):
+                if link.live and not link.closed:
+                    link.conn.write(
+                        encode_frame(MsgType.DC_HEARTBEAT, 0, [end, now, self.active is link])
+                    )

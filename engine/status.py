@@ -1,0 +1,287 @@
+"""Member status with the exact values of SPEC §2.1-2.3, and the `status` command.
+
+Journal Transfer (backup/asyncs; N/A on the primary):
+    Active | Caught up | <time> behind | Disconnected on <time>
+Dejournaling:
+    Caught up | <time> behind | Disconnected on <time>
+    | Warning! Some databases need attention. | Warning! Dejournaling is stopped.
+<time> is a duration such as "12 seconds" or "3 minutes 5 seconds"; the time of a
+disconnection is "YYYY-MM-DD HH:MM:SS UTC".  Incoming journal rate uses the formats of
+SPEC §7.3 and, like the Mirror Monitor, covers the data since the previous status query.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING
+
+from engine.config import TYPE_LABELS
+
+if TYPE_CHECKING:
+    from engine.instance import Instance
+
+FIRST_RATE = "--- (will be displayed on refresh)"
+# Below this a member is "Caught up" even if the clocks say a few ms behind.
+CAUGHT_UP_SLACK_S = 1.0
+
+
+def format_duration(seconds: float) -> str:
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s} second{'s' if s != 1 else ''}"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m} minute{'s' if m != 1 else ''} {s} second{'s' if s != 1 else ''}"
+    h, m = divmod(m, 60)
+    return f"{h} hour{'s' if h != 1 else ''} {m} minute{'s' if m != 1 else ''}"
+
+
+def format_time(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+
+def journal_transfer(inst: Instance) -> tuple[str, float | None]:
+    """(Journal Transfer value, latency in seconds)."""
+    link = inst.replica
+    if link is None:
+        return "N/A", None
+    if not link.connected:
+        return f"Disconnected on {format_time(link.disconnected_at or inst.started_at)}", None
+    if link.active:
+        return "Active", 0.0
+    if link.caught_up:
+        return "Caught up", 0.0
+    behind = time.time() - (link.last_block_time or link.primary_time or time.time())
+    return f"{format_duration(behind)} behind", behind
+
+
+def dejournaling(inst: Instance) -> tuple[str, float | None]:
+    """(Dejournaling value, latency in seconds)."""
+    dj = inst.dejournal
+    link = inst.replica
+    if dj is None or link is None:
+        return "N/A", None
+    if dj.stopped:
+        return "Warning! Dejournaling is stopped.", None
+    if dj.paused_databases():
+        return "Warning! Some databases need attention.", None
+    if not link.connected:
+        return f"Disconnected on {format_time(link.disconnected_at or inst.started_at)}", None
+    lag = dj.lag_seconds()
+    if lag is None or dj.caught_up():
+        return "Caught up", 0.0
+    return f"{format_duration(lag)} behind", lag
+
+
+def incoming_rate(inst: Instance) -> tuple[str, dict | None]:
+    link = inst.replica
+    if link is None:
+        return "N/A", None
+    now = time.time()
+    sample = (now, link.bytes_network, link.bytes_journal)
+    prev, inst.status_sample = inst.status_sample, sample
+    if prev is None:
+        return FIRST_RATE, None
+    interval = max(now - prev[0], 1e-6)
+    net_kb = (link.bytes_network - prev[1]) / 1024 / interval
+    jrn_kb = (link.bytes_journal - prev[2]) / 1024 / interval
+    figures = {
+        "network_kb_s": round(net_kb, 1),
+        "journal_kb_s": round(jrn_kb, 1),
+        "interval_s": round(interval, 1),
+    }
+    secs = int(round(interval))
+    if not link.codec:
+        return f"{int(round(jrn_kb))} KB/s ({secs}s interval)", figures
+    ratio = jrn_kb / net_kb if net_kb else 0.0
+    figures["ratio"] = round(ratio, 2)
+    return (
+        f"{int(round(net_kb))} KB/s network; {int(round(jrn_kb))} KB/s journal; "
+        f"ratio {ratio:.2f}:1 ({secs}s interval)",
+        figures,
+    )
+
+
+def member_state(inst: Instance) -> str:
+    if inst.role == "primary":
+        rep = inst.replicator
+        if (
+            rep is not None
+            and rep.trouble_since is not None
+            and time.time() - rep.trouble_since < 2 * rep.qos
+        ):
+            return "In Trouble"
+        return "Primary"
+    link = inst.replica
+    if link is None or not link.connected or not link.caught_up_once:
+        return "Synchronizing"
+    return "Backup" if inst.role == "backup" else "Connected"
+
+
+def _pos(p) -> list | None:
+    return None if p is None else [p.file_seq, p.offset]
+
+
+def member_status(inst: Instance) -> dict:
+    jt, jt_lat = journal_transfer(inst)
+    dj, dj_lat = dejournaling(inst)
+    rate, figures = incoming_rate(inst)
+    out = {
+        "member": inst.member.name,
+        "mirror": inst.cfg.name,
+        "type": TYPE_LABELS[inst.member.type],
+        "status": member_state(inst),
+        "journal_transfer": jt,
+        "dejournaling": dj,
+        "journal_transfer_latency_s": None if jt_lat is None else round(jt_lat, 3),
+        "dejournal_latency_s": None if dj_lat is None else round(dj_lat, 3),
+        "incoming_journal_rate": rate,
+        "incoming_journal_figures": figures,
+        "journal_end": _pos(inst.journal.end_position),
+        "databases": database_rows(inst),
+    }
+    if inst.replica is not None:
+        out["primary"] = inst.replica.primary_name
+        out["codec"] = inst.replica.codec
+    if inst.replicator is not None:
+        out["members"] = primary_view(inst)
+    return out
+
+
+def database_rows(inst: Instance) -> list[dict]:
+    paused = inst.dejournal.paused_databases() if inst.dejournal is not None else set()
+    rows = []
+    for db, store in inst.stores.items():
+        if inst.role == "primary":
+            state = "Normal"
+        elif inst.dejournal is not None and inst.dejournal.stopped or db in paused:
+            state = "Dejournaling Stopped"
+        else:
+            state = "Dejournaling"
+        rows.append({"name": db, "status": state, "applied": _pos(store.applied_position)})
+    return rows
+
+
+def primary_view(inst: Instance) -> list[dict]:
+    """The primary's view of the other members (connected links and known disconnections)."""
+    rep = inst.replicator
+    end = inst.journal.end_position
+    rows = []
+    for m in inst.cfg.members:
+        if m.name == inst.member.name:
+            continue
+        link = rep.links.get(m.name)
+        row = {"member": m.name, "type": TYPE_LABELS[m.type]}
+        if link is None:
+            gone = rep.disconnected.get(m.name)
+            row.update(
+                status="Down",
+                journal_transfer=f"Disconnected on {format_time(gone)}" if gone else "N/A",
+            )
+        else:
+            caught = link.live and (end is None or (link.acked is not None and link.acked >= end))
+            if rep.active is link:
+                jt = "Active"
+            elif caught:
+                jt = "Caught up"
+            else:
+                jt = f"{format_duration(time.time() - link.last_ack_at)} behind"
+            state = (
+                ("Backup" if m.is_failover else "Connected")
+                if caught or rep.active is link
+                else "Synchronizing"
+            )
+            row.update(status=state, journal_transfer=jt, acked=_pos(link.acked), codec=link.codec)
+        rows.append(row)
+    return rows
+
+
+def admin_action(inst: Instance, action, arg):
+    dj = inst.dejournal
+    if action == "digest":
+        return inst.store_for(str(arg)).digest()
+    if action == "positions":
+        return {db: _pos(s.applied_position) for db, s in inst.stores.items()}
+    if action in ("dejournal_stop", "dejournal_start", "pause_database", "resume_database"):
+        if dj is None:
+            raise ValueError(
+                f"{action}: member {inst.member.name} is the primary; it does not dejournal"
+            )
+        if action == "dejournal_stop":
+            dj.stop()
+        elif action == "dejournal_start":
+            dj.start()
+        else:
+            db = inst.store_for(str(arg)) and str(arg).upper()
+            (dj.pause_database if action == "pause_database" else dj.resume_database)(db)
+        return None
+    raise ValueError(
+        f"unknown admin action {action!r} (known: digest, positions, dejournal_stop, "
+        "dejournal_start, "
+        "pause_database, resume_database)"
+    )
+
+
+# -- command line ------------------------------------------------------------------
+
+
+def render_table(rows: list[dict], mirror: str) -> str:
+    head = f"Status of Mirror {mirror} at {time.strftime('%H:%M:%S on %m/%d/%Y')}"
+    cols = ("Member Name+Type", "Status", "Journal Transfer", "Dejournaling")
+    lines = []
+    for r in rows:
+        lines.append(
+            (
+                r["member"],
+                r.get("status", ""),
+                r.get("journal_transfer", ""),
+                r.get("dejournaling", ""),
+            )
+        )
+        lines.append((f"  {r.get('type', '')}", "", "", ""))
+    widths = [max(len(c), *(len(x[i]) for x in lines)) for i, c in enumerate(cols)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [head, "", fmt.format(*cols), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*x).rstrip() for x in lines]
+    extra = [r for r in rows if r.get("incoming_journal_rate") not in (None, "N/A")]
+    if extra:
+        out.append("")
+        out += [
+            f"Incoming journal transfer rate for {r['member']}: {r['incoming_journal_rate']}"
+            for r in extra
+        ]
+    return "\n".join(out)
+
+
+def query_status(cfg, member: str | None = None, timeout: float = 3.0) -> list[dict]:
+    """Ask each member (or one) for its status over the protocol; unreachable ones are Down."""
+    from engine.client import Client, EngineError
+
+    members = [cfg.member(member)] if member else cfg.members
+    rows = []
+    for m in members:
+        try:
+            with Client([str(m.superserver)], follow_primary=False, timeout=timeout) as c:
+                rows.append(c.status())
+        except (EngineError, OSError) as exc:
+            rows.append(
+                {
+                    "member": m.name,
+                    "type": TYPE_LABELS[m.type],
+                    "status": "Down",
+                    "journal_transfer": "",
+                    "dejournaling": "",
+                    "error": str(exc),
+                }
+            )
+    return rows
+
+
+def status_command(cfg, member: str | None, as_json: bool) -> int:
+    rows = query_status(cfg, member)
+    if as_json:
+        print(json.dumps({"mirror": cfg.name, "members": rows}, indent=2))
+    else:
+        print(render_table(rows, cfg.name))
+    return 0

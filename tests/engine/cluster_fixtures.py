@@ -1,0 +1,214 @@
+"""Real multi-process mirrors for the engine tests: free ports, config files, member processes.
+
+Import the fixtures into a test module with
+    from tests.engine.cluster_fixtures import make_cluster  # noqa: F401
+and call make_cluster(...) to get a running Cluster; every process is killed and every
+directory removed at teardown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.client import Client, EngineError
+from engine.cluster import start_member, wait_ready
+from engine.config import load_config
+
+DEFAULT_TYPES = ("failover", "failover", "dr", "ro_reporting")
+
+
+def free_ports(n: int) -> list[int]:
+    """Ports nobody listens on right now (bound to port 0, then released)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def wait_for(predicate, timeout: float = 15.0, what: str = "condition", interval: float = 0.02):
+    """Poll predicate until it returns a truthy value; fail the test after timeout."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (EngineError, OSError) as exc:
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what}" + (f" ({last_exc})" if last_exc else "")
+    )
+
+
+def write_config(
+    directory: Path,
+    types=DEFAULT_TYPES,
+    databases=("USER", "APP"),
+    mirror: dict | None = None,
+    member_extra: dict | None = None,
+) -> Path:
+    """A mirror config with one member per entry of `types` on free loopback ports.
+
+    Members are named A, B, C, ... in order; failover members get a private address.
+    """
+    ports = free_ports(2 * len(types))
+    settings = {"qos_timeout_ms": 2000}
+    settings.update(mirror or {})
+    lines = ["[mirror]", 'name = "TEST"', f"databases = {list(databases)!r}".replace("'", '"')]
+    lines.append(f'data_root = "{directory}"')
+    for k, v in settings.items():
+        lines.append(f"{k} = {_toml(v)}")
+    for i, mtype in enumerate(types):
+        name = chr(ord("A") + i)
+        lines += ["", "[[members]]", f'name = "{name}"', f'type = "{mtype}"']
+        lines.append(f'superserver = "127.0.0.1:{ports[2 * i]}"')
+        if mtype == "failover":
+            lines.append(f'private = "127.0.0.1:{ports[2 * i + 1]}"')
+        for k, v in (member_extra or {}).get(name, {}).items():
+            lines.append(f"{k} = {_toml(v)}")
+    path = directory / "mirror.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _toml(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return str(v)
+
+
+class Cluster:
+    def __init__(self, path: Path):
+        self.path = path
+        self.cfg = load_config(path)
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    # -- processes ------------------------------------------------------------
+    def start(self, *names: str, wait: bool = True) -> None:
+        names = names or tuple(m.name for m in self.cfg.members)
+        for n in names:
+            self.procs[n] = start_member(self.cfg, n)
+        if wait:
+            wait_ready(self.cfg, {n: self.procs[n] for n in names})
+
+    def kill9(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.kill()
+        proc.wait(10)
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def pause(self, name: str) -> None:
+        os.kill(self.procs[name].pid, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        os.kill(self.procs[name].pid, signal.SIGCONT)
+
+    def close(self) -> None:
+        for name in list(self.procs):
+            proc = self.procs.pop(name)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+            proc.wait(10)
+
+    # -- access -----------------------------------------------------------------
+    def address(self, name: str) -> str:
+        return str(self.cfg.member(name).superserver)
+
+    def addresses(self) -> list[str]:
+        return [str(m.superserver) for m in self.cfg.members]
+
+    def client(self, name: str | None = None, **kw) -> Client:
+        """A client on the primary (default), or pinned to member `name`."""
+        if name is None:
+            return Client(self.addresses(), **kw)
+        return Client([self.address(name)], follow_primary=False, **kw)
+
+    def status(self, name: str) -> dict:
+        with self.client(name) as c:
+            return c.status()
+
+    def log(self, name: str) -> str:
+        p = Path(self.cfg.member(name).data_dir) / "instance.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def digests(self, name: str, databases=None) -> dict:
+        dbs = databases or self.cfg.member(name).databases
+        with self.client(name) as c:
+            return {db: c.admin("digest", db) for db in dbs}
+
+    def wait_status(self, name: str, key: str, value, timeout: float = 15.0) -> dict:
+        def check():
+            st = self.status(name)
+            return st if st.get(key) == value else None
+
+        return wait_for(check, timeout, f"{name} {key} == {value!r}")
+
+    def wait_backup_active(self, backup: str = "B", timeout: float = 15.0) -> None:
+        self.wait_status(backup, "journal_transfer", "Active", timeout)
+
+    def wait_converged(self, name: str, primary: str = "A", timeout: float = 20.0) -> dict:
+        dbs = self.cfg.member(name).databases
+        want = self.digests(primary, dbs)
+        wait_for(
+            lambda: self.digests(name, dbs) == want, timeout, f"{name} to converge with {primary}"
+        )
+        return want
+
+
+@pytest.fixture
+def make_cluster(tmp_path):
+    """Factory: make_cluster(types=..., mirror={...}, start=True) -> Cluster (torn down after)."""
+    made: list[Cluster] = []
+
+    def factory(types=DEFAULT_TYPES, start: bool = True, **kw) -> Cluster:
+        directory = tmp_path / f"cluster{len(made)}"
+        directory.mkdir()
+        cluster = Cluster(write_config(directory, types, **kw))
+        made.append(cluster)
+        if start:
+            cluster.start()
+        return cluster
+
+    yield factory
+    for c in made:
+        c.close()
+
+
+def started_cluster(directory: Path, types=DEFAULT_TYPES, **kw):
+    """Generator for module-scoped fixtures: yields a started Cluster, then tears it down."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cluster = Cluster(write_config(directory, types, **kw))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()
