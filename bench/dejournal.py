@@ -9,6 +9,8 @@ database, applied position recorded):
 - 1 db:               every record for one database
 - 4 dbs parallel:     records spread over four databases, parallel=True, 4 workers
 - 4 dbs serial:       same load, parallel=False (to show what the threads buy)
+- 1 db via receive:   the backup's live path: Journal.receive (checks, writes its own journal
+                      copy without fsync) + apply
 - 1 db from files:    catch-up path: JournalReader.batches_from over journal files + apply
 
 Target: >= 100,000 records/s for one database.
@@ -18,6 +20,7 @@ Run: .venv/bin/python bench/dejournal.py [--quick] [--json]
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import random
@@ -30,7 +33,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from engine.collation import encode_key, encode_value  # noqa: E402
 from engine.dejournal import Dejournaler  # noqa: E402
 from engine.journal import Entry, Journal, JournalReader  # noqa: E402
-from engine.journal_codec import FILE_HEADER_SIZE, OP_SET, decode_records, encode_entry  # noqa: E402
+from engine.journal_codec import (  # noqa: E402
+    FILE_HEADER_SIZE,
+    OP_SET,
+    decode_records,
+    encode_entry,
+    encode_file_header,
+)
 from engine.store import Store  # noqa: E402
 
 CHUNK = 256 * 1024
@@ -70,6 +79,31 @@ def timed_apply(tmp, name, n, dbs, parallel):
         dj.close()
         for s in stores.values():
             s.close()
+
+
+def timed_receive(tmp, n):
+    """The backup's live path: Journal.receive (checks + write to its own journal file, no
+    fsync, as acknowledged on receipt) then dejournal, chunk by chunk."""
+    chunks = make_chunks(n, ["DB1"])
+    journal = Journal(os.path.join(tmp, "receive", "journal"), "BENCH")
+    store = Store.open(os.path.join(tmp, "receive", "DB1"))
+    dj = Dejournaler({"DB1": store})
+
+    async def run():
+        await journal.receive(1, 0, encode_file_header(1, 20260101))
+        t0 = time.perf_counter()
+        for start, data in chunks:
+            dj.apply(await journal.receive(1, start, data))
+        return time.perf_counter() - t0
+
+    try:
+        elapsed = asyncio.run(run())
+        assert store.count() > n * 0.99
+        return elapsed
+    finally:
+        dj.close()
+        journal.close()
+        store.close()
 
 
 def timed_catch_up(tmp, n):
@@ -116,6 +150,9 @@ def main(argv=None):
             s = timed_apply(tmp, name.replace(" ", "_"), n, dbs, parallel)
             results.append({"name": name, "records": n, "seconds": round(s, 3),
                             "records_per_s": round(n / s)})  # fmt: skip
+        s = timed_receive(tmp, n)
+        results.append({"name": "1 db via receive", "records": n, "seconds": round(s, 3),
+                        "records_per_s": round(n / s)})  # fmt: skip
         s = timed_catch_up(tmp, n)
         results.append({"name": "1 db from files", "records": n, "seconds": round(s, 3),
                         "records_per_s": round(n / s)})  # fmt: skip
