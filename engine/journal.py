@@ -129,9 +129,39 @@ class Journal:
         files = list_files(self.dir, self.mirror)
         if not files:
             return
+        cut = 0
+        if len(files) >= 2:
+            # A flush that rotated writes the old file's tail and the new file together; later
+            # flushes wait for that fdatasync.  So if the previous file is torn, the newest
+            # file holds only that unacknowledged batch: cut the one, drop the other.
+            fd, good, size = self._scan(*files[-2])
+            os.close(fd)
+            if good < size:
+                seq, name = files.pop()
+                cut = os.path.getsize(os.path.join(self.dir, name))
+                os.remove(os.path.join(self.dir, name))
+                log.warning(
+                    "journal %s: dropped, written with a torn batch of the file before", name
+                )
         for seq, name in files:
             self._names[seq] = name
         seq, name = files[-1]
+        fd, good, size = self._scan(seq, name)
+        if good < size:
+            os.ftruncate(fd, good)
+            log.warning(
+                "journal %s: cut torn tail of %d bytes at offset %d", name, size - good, good
+            )
+        self.recovered_cut_bytes = cut + size - good
+        os.fsync(fd)
+        self._fds[seq] = fd
+        self._seq, self._end, self._durable = seq, good, good
+        logged = [n for _, n in files]
+        if self._read_log() != logged:
+            _write_log(self.dir, self.mirror, logged)
+
+    def _scan(self, seq: int, name: str) -> tuple[int, int, int]:
+        """Open a journal file; return (fd, length of its valid prefix, size)."""
         fd = os.open(os.path.join(self.dir, name), os.O_RDWR)
         size = os.fstat(fd).st_size
         data = os.pread(fd, size, 0)
@@ -145,18 +175,7 @@ class Journal:
             date = int(_name_re(self.mirror).match(name).group(1))
             os.pwrite(fd, encode_file_header(seq, date), 0)
             good = FILE_HEADER_SIZE
-        if good < size:
-            os.ftruncate(fd, good)
-            log.warning(
-                "journal %s: cut torn tail of %d bytes at offset %d", name, size - good, good
-            )
-        self.recovered_cut_bytes = max(0, size - good)
-        os.fsync(fd)
-        self._fds[seq] = fd
-        self._seq, self._end, self._durable = seq, good, good
-        logged = [n for _, n in files]
-        if self._read_log() != logged:
-            _write_log(self.dir, self.mirror, logged)
+        return fd, good, size
 
     def _read_log(self) -> list[str]:
         try:

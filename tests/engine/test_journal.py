@@ -308,3 +308,28 @@ def test_a_bad_entry_fails_its_whole_commit_and_writes_nothing(journal, bad, rea
     assert rec.position == before  # nothing of the failed commit took a position
     subs = [r.subs[0] for r in JournalReader(journal.dir, "MIR").records_from()]
     assert subs == [0, 1, 20]
+
+
+def test_a_batch_torn_across_a_file_switch_is_cut_from_both_files(jdir):
+    j = Journal(jdir, "MIR", max_file_bytes=8 * 1024)
+    kept = j.commit_sync(entries(30))  # ~5.5 KiB in file 1
+    spanning = j.commit_sync(entries(30, start=30))  # rotates into file 2 mid-batch
+    first, second = j.files()
+    j.close()
+    in_first = [r for r in spanning if r.position.file_seq == 1]
+    assert in_first and len(in_first) < len(spanning)
+    # the crash: file 1's part of that batch only half on disk, file 2's part complete
+    path = os.path.join(jdir, first)
+    with open(path, "r+b") as f:
+        f.truncate(in_first[-1].position.offset + 10)
+    j = Journal(jdir, "MIR", max_file_bytes=8 * 1024)
+    try:
+        assert j.files() == [first]
+        assert not os.path.exists(os.path.join(jdir, second))
+        assert read_log(jdir) == [first]
+        assert j.recovered_cut_bytes > 10
+        survivors = list(JournalReader(jdir, "MIR").records_from())
+        assert survivors == kept + in_first[:-1]  # a clean prefix, no hole
+        assert j.end_position == in_first[-1].position
+    finally:
+        j.close()

@@ -88,25 +88,23 @@ def test_acknowledged_commits_survive_kill_9_and_the_tail_is_cut_clean(tmp_path)
 
     # SIGKILL can cut a multi-page pwrite short; a power cut can also leave part of a record.
     # Add such a partial record by hand so the cut is always exercised, then reopen.
-    last = JournalReader(jdir, "MIR").files()[-1][1]
-    path = os.path.join(jdir, last)
-    with open(path, "rb") as f:
-        raw = f.read()
-    good_end = FILE_HEADER_SIZE + scan_good_prefix(raw[FILE_HEADER_SIZE:])
-    partial = raw[FILE_HEADER_SIZE : FILE_HEADER_SIZE + 70]  # a record's first 70 bytes
-    with open(path, "ab") as f:
+    files_before = JournalReader(jdir, "MIR").files()
+    first_file = os.path.join(jdir, files_before[0][1])
+    with open(first_file, "rb") as f:
+        partial = f.read()[FILE_HEADER_SIZE : FILE_HEADER_SIZE + 70]  # a record's first 70 bytes
+    with open(os.path.join(jdir, files_before[-1][1]), "ab") as f:
         f.write(partial)
 
     journal = Journal(jdir, "MIR", max_file_bytes=256 * 1024)
     try:
-        assert journal.current_file == last
-        assert journal.recovered_cut_bytes == len(raw) + len(partial) - good_end
+        assert journal.recovered_cut_bytes >= len(partial)
         assert len(journal.files()) > 1  # the load crossed a file rotation
-        # after recovery the last file is exactly header + whole valid records
-        path = os.path.join(jdir, journal.current_file)
-        with open(path, "rb") as f:
-            body = f.read()[FILE_HEADER_SIZE:]
-        assert scan_good_prefix(body) == len(body)
+        assert journal.current_file == journal.files()[-1]
+        # after recovery every file is exactly header + whole valid records
+        for name in journal.files():
+            with open(os.path.join(jdir, name), "rb") as f:
+                body = f.read()[FILE_HEADER_SIZE:]
+            assert scan_good_prefix(body) == len(body), name
         assert journal.end_position.offset == FILE_HEADER_SIZE + len(body)
         on_disk = {r.subs for r in JournalReader(jdir, "MIR").records_from()}
         missing = [a for a in acks if a not in on_disk or (*a, "twin") not in on_disk]
