@@ -55,19 +55,15 @@ class Mirror(models.Model):
 
     def clean(self):
         if self.name:
-            try:
+            with rules.about("name"):
                 self.name = rules.normalize_mirror_name(self.name)
-            except ValidationError as exc:
-                raise ValidationError({"name": exc.error_list}) from None
         rules.validate_virtual_ip(self.vip_address, self.vip_mask, self.vip_interface)
         if self.pk:
             hosts = self.members.filter(member_type__in=rules.PROMOTABLE_TYPES).values_list(
                 "host__address", flat=True
             )
-            try:
+            with rules.about("arbiter_host"):
                 rules.check_arbiter_placement(self.arbiter_host, hosts)
-            except ValidationError as exc:
-                raise ValidationError({"arbiter_host": exc.error_list}) from None
 
 
 class Host(models.Model):
@@ -153,10 +149,8 @@ class Member(models.Model):
 
     def clean(self):
         if self.name and self.member_type:
-            try:
+            with rules.about("name"):
                 self.name = rules.normalize_member_name(self.name, self.member_type)
-            except ValidationError as exc:
-                raise ValidationError({"name": exc.error_list}) from None
         if not (self.mirror_id and self.host_id and self.member_type):
             return
         siblings = Member.objects.filter(mirror_id=self.mirror_id).exclude(pk=self.pk)
@@ -237,10 +231,8 @@ class MirroredDatabase(models.Model):
 
     def clean(self):
         if self.name:
-            try:
+            with rules.about("name"):
                 self.name = rules.normalize_database_name(self.name)
-            except ValidationError as exc:
-                raise ValidationError({"name": exc.error_list}) from None
 
 
 class DatabaseCopy(models.Model):

@@ -6,6 +6,7 @@ enforce the same rules. Section numbers point into shared/SPEC.md.
 
 import ipaddress
 import re
+from contextlib import contextmanager
 
 from django.core.exceptions import ValidationError
 
@@ -88,6 +89,15 @@ SYSTEM_DATABASES = {"IRISSYS", "IRISLIB", "IRISLOCALDATA", "IRISTEMP", "IRISAUDI
 def field_error(field: str, message: str, code: str) -> ValidationError:
     """A ValidationError about one field that keeps its machine-readable code."""
     return ValidationError({field: ValidationError(message, code=code)})
+
+
+@contextmanager
+def about(field: str):
+    """Attach any ValidationError raised inside to `field`, keeping its codes."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise ValidationError({field: exc.error_list}) from None
 
 
 # --- Names ------------------------------------------------------------------------------------
