@@ -401,11 +401,10 @@ class Journal:
         if end <= self._end:
             return []
         if offset < self._end:
-            cut = self._end - offset
-            records = [r for r in records if r.position.offset >= self._end]
-            if records and records[0].position.offset != self._end:
+            if self._end not in {r.position.offset for r in records}:
                 raise JournalGap("overlapping data does not align with a record boundary")
-            data, offset = data[cut:], self._end
+            records = [r for r in records if r.position.offset >= self._end]
+            data, offset = data[self._end - offset :], self._end
         _pwrite_all(self._fds[file_seq], data, offset)
         self._end = end
         return records
