@@ -58,6 +58,8 @@ from engine.collation import (
 from engine.journal_codec import MAX_KEY_BYTES, OP_KILL, OP_SET, JournalPosition
 
 _POS = struct.Struct(">IQ")
+_OPEN_PATHS: set[str] = set()
+_OPEN_LOCK = threading.Lock()
 _APPLIED = b"applied_position"
 
 
@@ -99,9 +101,34 @@ class Store:
     """A mirrored database (see module docstring)."""
 
     def __init__(self, path: str, map_size: int = 1 << 34):
+        path = str(path)
         os.makedirs(path, exist_ok=True)
         self.path = path
-        self._env = lmdb.open(
+        # LMDB must not be opened twice in one process (its locks are per process).
+        real = os.path.realpath(path)
+        with _OPEN_LOCK:
+            if real in _OPEN_PATHS:
+                raise StoreError(f"store {path} is already open in this process")
+            _OPEN_PATHS.add(real)
+        self._real = real
+        try:
+            self._env = self._open_env(path, map_size)
+        except BaseException:
+            with _OPEN_LOCK:
+                _OPEN_PATHS.discard(real)
+            raise
+        self._data = self._env.open_db(b"data")
+        self._meta = self._env.open_db(b"meta")
+        self._lock = threading.RLock()
+        self._txn = None  # explicit write transaction (begin..commit)
+        self._txn_owner = None
+        with self._env.begin() as txn:
+            raw = txn.get(_APPLIED, db=self._meta)
+        self._applied = _unpack_pos(raw)
+
+    @staticmethod
+    def _open_env(path, map_size):
+        return lmdb.open(
             path,
             map_size=map_size,
             max_dbs=2,
@@ -111,14 +138,6 @@ class Store:
             max_readers=512,
             writemap=True,  # 2x faster batch apply; see the module docstring
         )
-        self._data = self._env.open_db(b"data")
-        self._meta = self._env.open_db(b"meta")
-        self._lock = threading.RLock()
-        self._txn = None  # explicit write transaction (begin..commit)
-        self._txn_owner = None
-        with self._env.begin() as txn:
-            raw = txn.get(_APPLIED, db=self._meta)
-        self._applied = _unpack_pos(raw)
 
     @classmethod
     def open(cls, path: str, **kw) -> Store:
@@ -130,6 +149,8 @@ class Store:
                 self._txn.abort()
                 self._txn = None
             self._env.close()
+            with _OPEN_LOCK:
+                _OPEN_PATHS.discard(self._real)
 
     def sync(self) -> None:
         """Flush everything committed so far to disk."""

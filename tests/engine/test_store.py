@@ -210,3 +210,13 @@ def test_a_full_store_refuses_writes_with_a_clear_error_and_keeps_its_data(tmp_p
         assert 0 < s.size_bytes() <= 1 << 20
     finally:
         s.close()
+
+
+def test_a_store_cannot_be_opened_twice_in_one_process(tmp_path):
+    s = Store.open(tmp_path / "db")  # a Path works too
+    try:
+        with pytest.raises(StoreError, match="already open"):
+            Store.open(str(tmp_path / "db"))
+    finally:
+        s.close()
+    Store.open(str(tmp_path / "db")).close()  # closed: it can be opened again
