@@ -58,6 +58,7 @@ from engine.collation import (
 from engine.journal_codec import MAX_KEY_BYTES, OP_KILL, OP_SET, JournalPosition
 
 _POS = struct.Struct(">IQ")
+_PAGE = 1000  # rows per read transaction in query()
 _OPEN_PATHS: set[str] = set()
 _OPEN_LOCK = threading.Lock()
 _APPLIED = b"applied_position"
@@ -287,27 +288,48 @@ class Store:
             lo = pkey
         if hi > pkey + b"\xff":
             hi = pkey + b"\xff"
+        if limit is not None and limit <= 0:
+            return iter(())
+        return self._scan(lo, hi, reverse, limit, glen)
+
+    def _scan(self, lo: bytes, hi: bytes, reverse: bool, limit, glen: int):
+        """Yield decoded rows of [lo, hi), a page per read transaction (bounded memory; pages
+        after the first see writes committed meanwhile)."""
+        while True:
+            want = _PAGE if limit is None else min(_PAGE, limit)
+            page = self._page(lo, hi, reverse, want)
+            for k, v in page:
+                yield decode_subs(k, glen), decode_value(v)
+            if limit is not None:
+                limit -= len(page)
+            if len(page) < want or limit == 0:
+                return
+            if reverse:
+                hi = page[-1][0]
+            else:
+                lo = page[-1][0] + b"\x00"  # the smallest key after the last one
+
+    def _page(self, lo: bytes, hi: bytes, reverse: bool, n: int) -> list:
         rows = []
         with self._read() as txn:
             cur = txn.cursor(self._data)
             if not reverse:
                 ok = cur.set_range(lo)
-                while ok:
+                while ok and len(rows) < n:
                     k = cur.key()
-                    if k >= hi or (limit is not None and len(rows) >= limit):
+                    if k >= hi:
                         break
                     rows.append((k, cur.value()))
                     ok = cur.next()
             else:
                 ok = cur.prev() if cur.set_range(hi) else cur.last()
-                while ok:
+                while ok and len(rows) < n:
                     k = cur.key()
-                    if k < lo or (limit is not None and len(rows) >= limit):
+                    if k < lo:
                         break
-                    if k < hi:
-                        rows.append((k, cur.value()))
+                    rows.append((k, cur.value()))
                     ok = cur.prev()
-        return ((decode_subs(k, glen), decode_value(v)) for k, v in rows)
+        return rows
 
     @staticmethod
     def _bound(gname, prefix, b) -> bytes:

@@ -220,3 +220,18 @@ def test_a_store_cannot_be_opened_twice_in_one_process(tmp_path):
     finally:
         s.close()
     Store.open(str(tmp_path / "db")).close()  # closed: it can be opened again
+
+
+def test_long_scans_page_through_every_row_once_in_both_directions(store):
+    with store.transaction():
+        for i in range(2500):
+            store.set("big", (i,), i)
+            if i % 7 == 0:
+                store.set("big", (i, "x"), "child")
+    rows = list(store.query("big"))
+    assert len(rows) == 2500 + 358
+    assert [s for s, _ in rows] == sorted((s for s, _ in rows), key=_sort_key)
+    assert list(store.query("big", reverse=True)) == rows[::-1]
+    assert list(store.query("big", limit=1001)) == rows[:1001]
+    assert list(store.query("big", reverse=True, limit=2000)) == rows[::-1][:2000]
+    assert list(store.query("big", limit=0)) == []
