@@ -208,9 +208,21 @@ class Journal:
         fd = os.open(os.path.join(self.dir, name), os.O_RDWR | os.O_CREAT, 0o644)
         self._fds[seq] = fd
         self._names[seq] = name
+        self._forget_purged()
         # The log must list the file before anything in it is acknowledged.
         _write_log(self.dir, self.mirror, self.files())
         return fd
+
+    def _forget_purged(self) -> None:
+        self._names = {
+            s: n for s, n in self._names.items() if os.path.exists(os.path.join(self.dir, n))
+        }
+
+    def purge(self, keep_from_seq: int) -> list[str]:
+        """Remove files before keep_from_seq (never the current one); see journal_files.purge."""
+        removed = purge(self.dir, self.mirror, keep_from_seq)
+        self._forget_purged()
+        return removed
 
     def new_file(self) -> JournalPosition:
         """Switch to a new journal file (on becoming primary, and at the size limit)."""

@@ -195,8 +195,11 @@ def purge(directory, mirror: str, keep_from_seq: int) -> list[str]:
     """Delete journal files with seq < keep_from_seq (no member needs them); update the log.
 
     Stores must be synced (Store.sync) past those files first, or a replay would need them.
+    The newest file is never removed: it is the one being written.
     """
     files = list_files(directory, mirror)
+    if files:
+        keep_from_seq = min(keep_from_seq, files[-1][0])
     removed = [n for s, n in files if s < keep_from_seq]
     _write_log(directory, mirror, [n for s, n in files if s >= keep_from_seq])
     for n in removed:

@@ -234,6 +234,11 @@ def test_purge_removes_old_files_and_updates_the_log(journal, jdir):
     assert reader.start_position() == (3, 0)
     with pytest.raises(JournalGap):
         reader.read_from((1, 0))
+    assert journal.purge(keep_from_seq=10**6) == names[2:-1]  # never the file being written
+    assert read_log(jdir) == journal.files() == names[-1:]
+    journal.new_file()
+    assert read_log(jdir) == journal.files()  # purged files do not come back into the log
+    assert len(journal.files()) == 2
 
 
 def test_replay_brings_a_store_up_to_the_journal_once(journal, jdir, tmp_path):
