@@ -1,8 +1,11 @@
 import asyncio
 import os
 import re
+import tempfile
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.journal import (
     FILE_HEADER_SIZE,
@@ -12,6 +15,7 @@ from engine.journal import (
     JournalGap,
     JournalReader,
     decode_records,
+    encode_record,
     log_name,
     purge,
     replay_into,
@@ -341,3 +345,41 @@ def test_a_batch_torn_across_a_file_switch_is_cut_from_both_files(jdir):
         assert j.end_position == in_first[-1].position
     finally:
         j.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    batches=st.lists(st.integers(1, 12), min_size=1, max_size=12),
+    in_flight=st.integers(1, 12),
+    torn_at=st.floats(0, 1),
+    garbage=st.binary(max_size=64),
+)
+def test_recovery_keeps_every_acknowledged_record_and_only_a_clean_prefix_of_the_rest(
+    batches, in_flight, torn_at, garbage
+):
+    with tempfile.TemporaryDirectory() as d:
+        j = Journal(d, "MIR", max_file_bytes=6 * 1024)
+        acked = []
+        for k, n in enumerate(batches):
+            acked += j.commit_sync(entries(n, start=k * 100, size=k * 13))
+        end = j.end_position
+        name = j.current_file
+        j.close()
+        # the crash: the next batch only partly reached the file, maybe followed by junk
+        buf, off = b"", end.offset
+        for i in range(in_flight):
+            rec = encode_record((end.file_seq, off), 1.0, 7, "DB1", "SET", "late", (i,), "x" * 50)
+            buf += rec
+            off += len(rec)
+        with open(os.path.join(d, name), "ab") as f:
+            f.write(buf[: int(len(buf) * torn_at)] + garbage)
+        j = Journal(d, "MIR", max_file_bytes=6 * 1024)
+        try:
+            got = list(JournalReader(d, "MIR").records_from())
+            assert got[: len(acked)] == acked
+            late = got[len(acked) :]
+            assert all(r.gname == "late" for r in late)
+            assert [r.subs[0] for r in late] == list(range(len(late)))  # a prefix, in order
+            assert j.end_position == (late[-1].end if late else end)
+        finally:
+            j.close()
