@@ -271,6 +271,7 @@ class Replicator:
                 self.active = link
                 self.trouble_since = None
                 log.info("backup %s is Active", link.name)
+                self._heartbeat(link)  # tell the backup now, not at the next heartbeat
             return
         if self.active is link:
             waiters = self._waiters
@@ -334,10 +335,11 @@ class Replicator:
         interval = max(0.05, self.qos / 4)
         while True:
             await asyncio.sleep(interval)
-            end = pos_wire(self.inst.journal.end_position)
-            now = time.time()
             for link in list(self.links.values()):
                 if link.live and not link.closed:
-                    link.conn.write(
-                        encode_frame(MsgType.DC_HEARTBEAT, 0, [end, now, self.active is link])
-                    )
+                    self._heartbeat(link)
+
+    def _heartbeat(self, link: MemberLink) -> None:
+        end = pos_wire(self.inst.journal.end_position)
+        body = [end, time.time(), self.active is link]
+        link.conn.write(encode_frame(MsgType.DC_HEARTBEAT, 0, body))

@@ -1,9 +1,9 @@
 """Real multi-process mirrors for the engine tests: free ports, config files, member processes.
 
 Import the fixtures into a test module with
-    from tests.engine.cluster_fixtures import make_cluster  # noqa: F401
-and call make_cluster(...) to get a running Cluster; every process is killed and every
-directory removed at teardown.
+    from tests.engine.cluster_fixtures import make_cluster_fixture  # noqa: F401
+and take `make_cluster` as a test argument: make_cluster(...) returns a running Cluster;
+every process is killed and every directory removed at teardown.
 """
 
 from __future__ import annotations
@@ -172,8 +172,15 @@ class Cluster:
 
         return wait_for(check, timeout, f"{name} {key} == {value!r}")
 
-    def wait_backup_active(self, backup: str = "B", timeout: float = 15.0) -> None:
-        self.wait_status(backup, "journal_transfer", "Active", timeout)
+    def wait_backup_active(self, backup: str = "B", primary: str = "A", timeout: float = 15.0):
+        """Wait until the primary reports the backup Active (asks the primary only, so the
+        backup's own status sample is left untouched)."""
+
+        def active():
+            rows = {r["member"]: r for r in self.status(primary).get("members", [])}
+            return rows.get(backup, {}).get("journal_transfer") == "Active"
+
+        wait_for(active, timeout, f"backup {backup} Active on {primary}")
 
     def wait_converged(self, name: str, primary: str = "A", timeout: float = 20.0) -> dict:
         dbs = self.cfg.member(name).databases
@@ -184,8 +191,8 @@ class Cluster:
         return want
 
 
-@pytest.fixture
-def make_cluster(tmp_path):
+@pytest.fixture(name="make_cluster")
+def make_cluster_fixture(tmp_path):
     """Factory: make_cluster(types=..., mirror={...}, start=True) -> Cluster (torn down after)."""
     made: list[Cluster] = []
 

@@ -87,3 +87,62 @@ def test_invalid_toml_is_reported_with_the_file_name(tmp_path):
     p.write_text("[mirror\nname=")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_config(p)
+
+
+def _cli(*args, timeout=60):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.timeout(120)
+def test_cluster_up_starts_every_member_and_down_stops_them(tmp_path):
+    import json
+
+    from engine.client import Client
+    from tests.engine.cluster_fixtures import write_config
+
+    cfg_path = write_config(tmp_path, ("failover", "failover", "dr", "ro_reporting"))
+    up = _cli("cluster", "up", "-f", str(cfg_path))
+    try:
+        assert up.returncode == 0, up.stderr
+        cfg = load_config(cfg_path)
+        for m in cfg.members:
+            assert str(m.superserver) in up.stdout
+        state = json.loads((tmp_path / "cluster-state.json").read_text())
+        assert [e["member"] for e in state["members"]] == ["A", "B", "C", "D"]
+        with Client([str(cfg.member("B").superserver)]) as c:
+            assert c.member_info["member"] == "A"
+            c.set("USER", "Up", (1,), "yes")
+        again = _cli("cluster", "up", "-f", str(cfg_path))
+        assert again.returncode == 1 and "already up" in again.stderr
+    finally:
+        down = _cli("cluster", "down", "-f", str(cfg_path))
+    assert down.returncode == 0, down.stderr
+    assert "down" in down.stdout and not (tmp_path / "cluster-state.json").exists()
+    for e in state["members"]:
+        assert (
+            not Path(f"/proc/{e['pid']}").exists()
+            or "Z" in Path(f"/proc/{e['pid']}/stat").read_text()
+        )
+
+
+def test_cluster_down_without_state_file_says_so(tmp_path):
+    from tests.engine.cluster_fixtures import write_config
+
+    res = _cli("cluster", "down", "-f", str(write_config(tmp_path, ("failover",))))
+    assert res.returncode == 1 and "no state file" in res.stderr
+
+
+def test_instance_with_a_bad_config_exits_with_the_reason(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text('[mirror]\nname = "x"\n')
+    res = _cli("instance", "--config", str(p), "--member", "A")
+    assert res.returncode == 2 and "mirror.databases" in res.stderr

@@ -1,0 +1,186 @@
+"""Replication between real member processes: sync backup, asyncs, catch-up, dejournaling."""
+
+import pytest
+
+from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
+
+pytestmark = pytest.mark.timeout(120)
+
+ALL_TYPES = ("failover", "failover", "dr", "ro_reporting", "rw_reporting")
+
+
+def write_mix(client, tag: str, n: int = 200) -> None:
+    """Sets, kills and transactions over both databases."""
+    for i in range(n):
+        client.set("USER", "Mix", (tag, i), f"{tag}-{i}" * 3)
+    client.pipeline([("set", "APP", "Big", (tag, i), i * 1.5) for i in range(n)])
+    client.kill("USER", "Mix", (tag, 7))
+    client.tstart()
+    client.set("APP", "Txn", (tag,), b"\x01\x02")
+    client.kill("APP", "Big", (tag, 3))
+    client.tcommit()
+
+
+def test_every_async_type_and_the_backup_converge_to_the_primary(make_cluster):
+    cluster = make_cluster(ALL_TYPES, mirror={"parallel_dejournaling": "all"})
+    with cluster.client() as c:
+        write_mix(c, "a")
+    for name in "BCDE":
+        assert cluster.wait_converged(name) == cluster.digests("A")
+    with cluster.client("D") as c:
+        assert c.get("USER", "Mix", ("a", 5)) == "a-5a-5a-5"
+        assert c.get("USER", "Mix", ("a", 7)) is None
+
+
+def test_acknowledged_write_is_already_in_the_active_backups_journal(make_cluster):
+    cluster = make_cluster(("failover", "failover"))
+    cluster.wait_backup_active()
+    with cluster.client() as c:
+        for i in range(20):
+            c.set("USER", "Sync", (i,), "x" * 100)
+            end = c.status()["journal_end"]
+            assert cluster.status("B")["journal_end"] >= end
+
+
+def test_backup_that_stops_answering_loses_active_then_catches_up(make_cluster):
+    cluster = make_cluster(("failover", "failover", "dr"), mirror={"qos_timeout_ms": 400})
+    cluster.wait_backup_active()
+    cluster.pause("B")
+    try:
+        with cluster.client() as c:
+            # the primary revokes Active after the QoS timeout and carries on
+            for i in range(50):
+                c.set("USER", "Carry", (i,), i)
+            rows = {r["member"]: r for r in c.status()["members"]}
+            assert rows["B"]["journal_transfer"] != "Active"
+            assert "revoked" in cluster.log("A")
+    finally:
+        cluster.resume("B")
+    cluster.wait_backup_active(timeout=20)
+    cluster.wait_converged("B")
+    cluster.wait_converged("C")
+
+
+def test_backup_killed_and_restarted_catches_up_and_becomes_active_again(make_cluster):
+    cluster = make_cluster(("failover", "failover"))
+    cluster.wait_backup_active()
+    with cluster.client() as c:
+        write_mix(c, "before", 50)
+        cluster.kill9("B")
+        write_mix(c, "while-down", 300)
+        assert cluster.status("A")["members"][0]["status"] == "Down"
+    cluster.start("B")
+    cluster.wait_backup_active(timeout=20)
+    cluster.wait_converged("B")
+    with cluster.client() as c:
+        write_mix(c, "after", 20)
+    cluster.wait_converged("B")
+
+
+@pytest.mark.parametrize(
+    "mirror, codecs, backup_codec, async_codec",
+    [
+        ({}, None, None, "zstd"),
+        ({"tls": True}, None, "lz4", "zstd"),
+        (
+            {"failover_compression": "Uncompressed", "async_compression": "Uncompressed"},
+            None,
+            None,
+            None,
+        ),
+        (
+            {
+                "failover_compression": "Compressed",
+                "async_compression": "Compressed",
+                "async_compression_type": "zstd",
+            },
+            None,
+            "zlib",
+            "zstd",
+        ),
+        (
+            {
+                "failover_compression": "Compressed",
+                "failover_compression_type": "lz4",
+                "async_compression": "Compressed",
+                "async_compression_type": "lz4",
+            },
+            None,
+            "lz4",
+            "lz4",
+        ),
+        ({"tls": True}, ["zlib"], "zlib", "zlib"),
+    ],
+    ids=[
+        "system-selected",
+        "system-selected-tls",
+        "uncompressed",
+        "zlib-zstd",
+        "lz4",
+        "zlib-fallback",
+    ],
+)
+def test_compression_mode_picks_the_codec_and_data_still_converges(
+    make_cluster, mirror, codecs, backup_codec, async_codec
+):
+    extra = {"B": {"codecs": codecs}, "C": {"codecs": codecs}} if codecs else None
+    cluster = make_cluster(("failover", "failover", "dr"), mirror=mirror, member_extra=extra)
+    cluster.wait_backup_active()
+    with cluster.client() as c:
+        write_mix(c, "z", 100)
+        rows = {r["member"]: r for r in c.status()["members"]}
+    assert rows["B"]["codec"] == backup_codec
+    assert rows["C"]["codec"] == async_codec
+    assert cluster.status("C")["codec"] == async_codec
+    cluster.wait_converged("B")
+    cluster.wait_converged("C")
+
+
+def test_stopped_dejournaling_keeps_receiving_and_applies_on_start(make_cluster):
+    cluster = make_cluster(("failover", "dr"))
+    with cluster.client("B") as dr:
+        dr.admin("dejournal_stop")
+        with cluster.client() as c:
+            c.set("USER", "Held", (1,), "later")
+        cluster.wait_status("B", "journal_transfer", "Caught up")
+        st = cluster.status("B")
+        assert st["dejournaling"] == "Warning! Dejournaling is stopped."
+        assert dr.get("USER", "Held", (1,)) is None
+        dr.admin("dejournal_start")
+        wait_for(lambda: dr.get("USER", "Held", (1,)) == "later", what="held record applied")
+    cluster.wait_status("B", "dejournaling", "Caught up")
+
+
+def test_paused_database_waits_while_the_other_database_keeps_up(make_cluster):
+    cluster = make_cluster(("failover", "ro_reporting"))
+    with cluster.client("B") as rep:
+        rep.admin("pause_database", "APP")
+        with cluster.client() as c:
+            c.set("APP", "P", (1,), "paused")
+            c.set("USER", "U", (1,), "flows")
+        wait_for(lambda: rep.get("USER", "U", (1,)) == "flows", what="USER applied")
+        assert rep.get("APP", "P", (1,)) is None
+        assert cluster.status("B")["dejournaling"] == "Warning! Some databases need attention."
+        rep.admin("resume_database", "APP")
+        wait_for(lambda: rep.get("APP", "P", (1,)) == "paused", what="APP applied after resume")
+
+
+FILTER = """
+def skip_scratch(record):
+    return not record.gname.startswith("Scratch")
+"""
+
+
+def test_dejournal_filter_on_a_reporting_async_skips_records(make_cluster, tmp_path, monkeypatch):
+    (tmp_path / "myfilters.py").write_text(FILTER)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    cluster = make_cluster(
+        ("failover", "rw_reporting"),
+        member_extra={"B": {"dejournal_filter": "myfilters:skip_scratch"}},
+    )
+    with cluster.client() as c:
+        c.set("USER", "Scratch", (1,), "skip me")
+        c.set("USER", "Keep", (1,), "keep me")
+    with cluster.client("B") as rep:
+        wait_for(lambda: rep.get("USER", "Keep", (1,)) == "keep me", what="kept record")
+        assert rep.get("USER", "Scratch", (1,)) is None
