@@ -6,6 +6,7 @@ error responses in the schema come from portal.api. Every change calls one servi
 the caller as the actor; the service validates, saves and audits.
 """
 
+from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -151,7 +152,9 @@ class DNUpdateViewSet(
 
 
 class MirroredDatabaseViewSet(viewsets.ModelViewSet):
-    queryset = MirroredDatabase.objects.select_related("mirror").prefetch_related("copies__member")
+    queryset = MirroredDatabase.objects.select_related("mirror").prefetch_related(
+        Prefetch("copies", queryset=DatabaseCopy.objects.select_related("member"))
+    )
     serializer_class = MirroredDatabaseSerializer
     filterset_class = filters.MirroredDatabaseFilter
     ordering_fields = ["name", "mirror__name", "created_at"]

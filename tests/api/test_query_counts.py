@@ -82,7 +82,7 @@ LISTS = [
     ("members", add_members, 3),
     ("pending-members", add_pending_members, 3),
     ("dn-updates", add_dn_updates, 3),
-    ("databases", add_databases, 5),  # + copies, + their members
+    ("databases", add_databases, 4),  # + copies with their members
     ("database-copies", add_databases, 3),
     ("jobs", add_jobs, 3),
     ("audit-events", add_audit_events, 3),
