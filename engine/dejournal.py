@@ -1,5 +1,8 @@
 """Dejournaling: applying received journal records to the member's databases.
 
+Interface additions to the contract: `paused` (set), `held_records()`, `drain()`,
+`wait_idle()`, counters `applied`, `filtered`, `unknown`.
+
 `Dejournaler.apply(records)` groups a batch by database (keeping journal order inside each
 group) and applies each group to its Store in one transaction (Store.apply: idempotent, records
 the applied position).  With parallel=True the groups of different databases run at the same
@@ -15,8 +18,6 @@ elsewhere), and a record filter, a callable(record) -> bool (False skips the rec
 "module:function" name (SPEC §6.18: reporting asyncs).  Skipped records still advance the
 database's applied position, so they are not offered again.
 
-Interface additions to the contract: `paused` (set), `held_records()`, `drain()`,
-`wait_idle()`, counters `applied`, `filtered`, `unknown`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,11 @@
 """Mirror journal files: the writer with group commit, the receiver's copy, reading and purging.
 
+Interface notes (vs the contract): `on_append` is called as on_append(data, position) with a
+JournalPosition; `replay_into` also takes mirror=; `Journal.sync()` (async) makes received data
+durable; `commit_sync()` is a blocking commit for code without an event loop; receive() returns
+the decoded records it wrote.  File naming, the log, JournalReader, replay_into and purge live
+in engine/journal_files.py and are re-exported here.
+
 Files live in one directory per member: `MIRROR-<MIRROR>-YYYYMMDD.NNN` (NNN = the file
 sequence number, which keeps counting across days) plus the mirror journal log
 `mirrorjrn-<MIRROR>.log` listing them in order, one name per line.  Record and header format:
@@ -14,12 +20,11 @@ fdatasync is in flight form the next batch.  `fsync_count` counts fdatasync call
 
 Recovery at open: the last file is scanned and cut at the first incomplete or corrupt record
 (a torn tail: nothing after it was ever acknowledged, since acknowledgement follows fdatasync).
+If the file before it is torn too, the last file only holds the rest of that unacknowledged
+batch and is dropped, so the journal never has a hole.
 
-Interface notes (vs the contract): `on_append` is called as on_append(data, position) with a
-JournalPosition; `replay_into` also takes mirror=; `Journal.sync()` (async) makes received data
-durable; `commit_sync()` is a blocking commit for code without an event loop; receive() returns
-the decoded records it wrote.  File naming, the log, JournalReader, replay_into and purge live
-in engine/journal_files.py and are re-exported here.
+A write error freezes the journal (every later commit raises JournalError), since positions
+after the failed batch were already handed out (SPEC §9.2 freeze-on-error).
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 """One mirrored database: an embedded LMDB environment holding globals.
 
+Interface vs the contract: additions only: `apply(records, upto=None)` can move the applied
+position past records it was not given (filtered ones); `sync()`, `count()`, `globals()`,
+`dump()`, `size_bytes()`, `in_transaction`.  query() takes start/stop as full subscript tuples
+or as one subscript below prefix.  Opening a store twice in one process raises StoreError.
+
 Why LMDB (bench/store_choice.py, 400k random keys, 100-byte values, this 2-core VM, which other
 jobs were sharing, so take the figures as +-30%):
 
@@ -31,8 +36,7 @@ store to disk; call it before purging journal files a replay would need.
 
 Threads: reads may come from any thread (each uses its own LMDB read transaction); writes are
 serialized by a lock, and an explicit transaction (begin..commit) belongs to the thread that
-began it.  Interface additions to the contract: `apply(records, upto=None)` can move the applied
-position past records it was not given (filtered ones), `sync()`, `count()`.
+began it.
 """
 
 from __future__ import annotations
