@@ -85,6 +85,7 @@ def free_port() -> int:
 
 
 def bench_env(database_url: str, var_dir: str) -> dict:
+    Path(var_dir, "static").mkdir(exist_ok=True)  # whitenoise warns about a missing STATIC_ROOT
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_URL"))}
     env.update(
         DATABASE_URL=database_url,
@@ -189,7 +190,7 @@ def bench_backend(backend: str, database_url: str, var_dir: str, requests: int) 
     results = []
     with Server(env) as server:
         for path in endpoints(ids):
-            figures = measure(server.port, ids["token"], path, requests, warmup=10)
+            figures = measure(server.port, ids["token"], path, requests, warmup=5)
             results.append({"name": f"{backend} GET {path}", "backend": backend, **figures})
     return results
 
@@ -223,7 +224,7 @@ def main() -> int:
         print(json.dumps(seed()))
         return 0
 
-    requests = 100 if args.quick else 1000
+    requests = 40 if args.quick else 500
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         sqlite_url = f"sqlite:///{tmp}/bench.sqlite3"
