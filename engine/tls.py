@@ -1,0 +1,386 @@
+"""TLS for the engine: throwaway certificate authorities, member certificates, SSL contexts.
+
+Certificates for demos and tests are made at run time (never committed):
+
+    ca = make_ca(directory)                               # ca.pem + ca-key.pem
+    paths = make_cert(ca, directory, "agent-a")           # agent-a.pem + agent-a-key.pem
+    server = server_context(paths.cert, paths.key, ca.cert_path)   # mutual TLS server side
+    client = client_context(paths.cert, paths.key, ca.cert_path)
+
+A member's identity is its certificate's X.509 subject DN in RFC 4514 form
+(`peer_dn(ssl_object)`, `normalize_dn(text)`).  Problems are reported as TLSError with a
+message that names the file and the reason (missing, not PEM, key not matching, expired,
+issued by another CA).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import re
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+_DN_TYPE = re.compile(r"(^|(?<!\\)[,+])\s*([A-Za-z][A-Za-z0-9-]*)\s*=")
+DEFAULT_CA_DAYS = 30
+DEFAULT_CERT_DAYS = 7
+UTC = dt.UTC
+
+
+class TLSError(Exception):
+    """A certificate, key or CA cannot be used; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class CertPaths:
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class CA:
+    cert_path: Path
+    key_path: Path
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @property
+    def dn(self) -> str:
+        return self.cert.subject.rfc4514_string()
+
+
+# -- making certificates -------------------------------------------------------------
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+def _write_key(path: Path, key) -> None:
+    data = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    # created 0600 from the start: a private key is never world-readable, not even briefly
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _write_cert(path: Path, cert: x509.Certificate) -> None:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _name(cn: str, org: str | None) -> x509.Name:
+    attrs = []
+    if org:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
+    return x509.Name(attrs)
+
+
+def make_ca(
+    directory: str | Path,
+    name: str = "Mirror Portal throwaway CA",
+    days: int = DEFAULT_CA_DAYS,
+    prefix: str = "ca",
+) -> CA:
+    """A new self-signed CA in directory (<prefix>.pem and <prefix>-key.pem)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = _name(name, "Mirror Portal")
+    now = _now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / f"{prefix}.pem", directory / f"{prefix}-key.pem"
+    _write_key(key_path, key)
+    _write_cert(cert_path, cert)
+    return CA(cert_path, key_path, cert, key)
+
+
+def load_ca(directory: str | Path, prefix: str = "ca") -> CA:
+    """A CA made earlier by make_ca (needs its key, to sign more certificates)."""
+    directory = Path(directory)
+    cert_path, key_path = directory / f"{prefix}.pem", directory / f"{prefix}-key.pem"
+    cert = load_certificate(cert_path)
+    data = _read(key_path, "CA private key")
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise TLSError(f"{key_path}: not a usable PEM private key ({exc})") from None
+    return CA(cert_path, key_path, cert, key)
+
+
+def make_cert(
+    ca: CA,
+    directory: str | Path,
+    cn: str,
+    *,
+    org: str | None = "Mirror Portal",
+    days: float = DEFAULT_CERT_DAYS,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+    hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
+    name: str | None = None,
+) -> CertPaths:
+    """A certificate for a member/agent/portal signed by ca, usable as TLS server and client.
+
+    Files: <name or cn>.pem and <name or cn>-key.pem.  not_before/not_after override the
+    validity window (an already expired certificate for tests: not_after in the past).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = name or cn
+    if not stem or "/" in stem or stem.startswith("."):
+        raise TLSError(f"certificate file name {stem!r} is not a plain file name")
+    key = ec.generate_private_key(ec.SECP256R1())
+    start = not_before or _now() - dt.timedelta(minutes=5)
+    end = not_after or _now() + dt.timedelta(days=days)
+    sans: list[x509.GeneralName] = []
+    for h in hosts:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            sans.append(x509.DNSName(h))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn, org))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
+            critical=False,
+        )
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(ca.key, hashes.SHA256())
+    paths = CertPaths(directory / f"{stem}.pem", directory / f"{stem}-key.pem")
+    _write_key(paths.key, key)
+    _write_cert(paths.cert, cert)
+    return paths
+
+
+# -- reading certificates ------------------------------------------------------------
+
+
+def _read(path: str | Path, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise TLSError(f"{what} file not found: {path}") from None
+    except IsADirectoryError:
+        raise TLSError(f"{what} path is a directory, not a file: {path}") from None
+    except OSError as exc:
+        raise TLSError(f"{what} file {path} cannot be read: {exc.strerror}") from None
+
+
+def load_certificate(path: str | Path) -> x509.Certificate:
+    data = _read(path, "certificate")
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError:
+        raise TLSError(f"{path}: not a PEM certificate") from None
+
+
+def certificate_from_der(der: bytes) -> x509.Certificate:
+    return x509.load_der_x509_certificate(der)
+
+
+def _expiry(cert: x509.Certificate) -> dt.datetime:
+    return cert.not_valid_after_utc
+
+
+def cert_info(cert: x509.Certificate) -> dict:
+    """What the portal shows about a certificate: DN, issuer, validity, days left."""
+    expires = _expiry(cert)
+    left = expires - _now()
+    return {
+        "subject_dn": cert.subject.rfc4514_string(),
+        "issuer_dn": cert.issuer.rfc4514_string(),
+        "serial": format(cert.serial_number, "x"),
+        "not_before": cert.not_valid_before_utc.isoformat(),
+        "not_after": expires.isoformat(),
+        "expired": left.total_seconds() <= 0,
+        "days_left": round(left.total_seconds() / 86400, 2),
+    }
+
+
+def peer_certificate(ssl_object) -> x509.Certificate | None:
+    """The verified certificate the peer presented on this TLS connection, if any."""
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return certificate_from_der(der) if der else None
+
+
+def peer_dn(ssl_object) -> str | None:
+    """The peer certificate's subject DN in RFC 4514 form (None without a certificate)."""
+    cert = peer_certificate(ssl_object)
+    return None if cert is None else cert.subject.rfc4514_string()
+
+
+def normalize_dn(text: str) -> str:
+    """One spelling per DN, so an allow list entry matches the certificate's RFC 4514 string."""
+    if not isinstance(text, str) or not text.strip():
+        raise TLSError(f"{text!r} is not an X.509 distinguished name")
+    # attribute types are case-insensitive (RFC 4514 §2.3); cryptography wants upper case
+    spelled = _DN_TYPE.sub(lambda m: m.group(1) + m.group(2).upper() + "=", text.strip())
+    try:
+        name = x509.Name.from_rfc4514_string(spelled)
+    except ValueError as exc:
+        why = f": {exc}" if str(exc) else ""
+        raise TLSError(f"{text!r} is not an RFC 4514 distinguished name{why}") from None
+    if not list(name):
+        raise TLSError(f"{text!r} is not an X.509 distinguished name")
+    return name.rfc4514_string()
+
+
+def check_certificate(cert_path: str | Path, ca_path: str | Path | None = None) -> dict:
+    """cert_info of a certificate file after checking it is in date and, given ca_path,
+    directly issued by that CA; raises TLSError naming the problem otherwise."""
+    cert = load_certificate(cert_path)
+    info = cert_info(cert)
+    now = _now()
+    if cert.not_valid_before_utc > now:
+        raise TLSError(
+            f"{cert_path}: certificate {info['subject_dn']} "
+            f"is not valid before {info['not_before']}"
+        )
+    if info["expired"]:
+        raise TLSError(
+            f"{cert_path}: certificate {info['subject_dn']} expired on {info['not_after']}"
+        )
+    if ca_path is not None:
+        ca = load_certificate(ca_path)
+        try:
+            cert.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature) as exc:
+            raise TLSError(
+                f"{cert_path}: certificate {info['subject_dn']} (issuer {info['issuer_dn']}) "
+                f"was not issued by the CA in {ca_path} ({ca.subject.rfc4514_string()})"
+                + (f": {exc}" if str(exc) else "")
+            ) from None
+    return info
+
+
+# -- SSL contexts ----------------------------------------------------------------------
+
+
+def _load_chain(ctx: ssl.SSLContext, cert: str | Path, key: str | Path) -> None:
+    _read(cert, "certificate")
+    _read(key, "private key")
+    try:
+        ctx.load_cert_chain(str(cert), str(key))
+    except ssl.SSLError as exc:
+        reason = exc.reason or str(exc)
+        if "KEY_VALUES_MISMATCH" in str(exc).upper():
+            reason = "the private key does not belong to the certificate"
+        raise TLSError(f"cannot use certificate {cert} with key {key}: {reason}") from None
+
+
+def _load_ca(ctx: ssl.SSLContext, ca: str | Path) -> None:
+    _read(ca, "CA certificate")
+    try:
+        ctx.load_verify_locations(cafile=str(ca))
+    except ssl.SSLError as exc:
+        raise TLSError(f"{ca}: not a PEM CA certificate ({exc.reason or exc})") from None
+
+
+def server_context(
+    cert: str | Path, key: str | Path, ca: str | Path | None = None, require_client_cert=True
+) -> ssl.SSLContext:
+    """A TLS 1.2+ server context; with ca, clients must present a certificate from that CA.
+
+    require_client_cert=False still verifies a certificate when one is presented but lets
+    a client without one finish the handshake (the application answers it with a clear
+    "certificate required" instead of a bare TLS alert).
+    """
+    check_certificate(cert)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    _load_chain(ctx, cert, key)
+    if ca is not None:
+        _load_ca(ctx, ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
+    return ctx
+
+
+def client_context(
+    cert: str | Path | None = None, key: str | Path | None = None, ca: str | Path | None = None
+) -> ssl.SSLContext:
+    """A TLS 1.2+ client context that verifies the server against ca (hostname checked)
+    and presents cert/key when given (mutual TLS)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca is not None:
+        _load_ca(ctx, ca)
+    else:
+        ctx.load_default_certs()
+    if cert is not None or key is not None:
+        if cert is None or key is None:
+            raise TLSError("a client certificate needs both cert and key")
+        _load_chain(ctx, cert, key)
+    return ctx
+
+
+def describe_ssl_error(exc: BaseException) -> str:
+    """A sentence for an SSL handshake failure (either side), e.g. for logs and errors."""
+    text = str(getattr(exc, "reason", None) or exc)
+    verify = getattr(exc, "verify_message", None)
+    upper = text.upper()
+    if verify:
+        return f"certificate verify failed: {verify}"
+    if "CERTIFICATE_EXPIRED" in upper:
+        return "the peer refused our certificate: it has expired"
+    if "UNKNOWN_CA" in upper:
+        return "the peer refused our certificate: it was issued by a CA the peer does not trust"
+    if "CERTIFICATE_REQUIRED" in upper:
+        return "the peer requires a client certificate and none was presented"
+    if "BAD_CERTIFICATE" in upper:
+        return "the peer refused our certificate"
+    return text

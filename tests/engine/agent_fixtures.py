@@ -1,0 +1,187 @@
+"""Agents as real processes for the engine tests: a throwaway PKI, config files, processes.
+
+    from tests.engine.agent_fixtures import pki, start_agent  # noqa: F401
+
+`pki` (module-scoped) makes a test CA, a second unrelated CA and certificates: the agent's,
+an allowed client's ("portal"), one from the other CA ("intruder"), an expired one
+("expired") and a valid one whose DN is not on the allow list ("stranger").
+`start_agent(...)` writes an agent config and starts `python -m engine.agent` on a free
+loopback port; every agent is stopped at teardown.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from engine.agent_client import AgentClient
+from engine.tls import CA, CertPaths, make_ca, make_cert
+from tests.engine.cluster_fixtures import free_ports, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+PORTAL_DN = "CN=portal,O=Mirror Portal"
+
+
+@dataclass
+class PKI:
+    directory: Path
+    ca: CA
+    other_ca: CA
+    agent: CertPaths
+    portal: CertPaths
+    intruder: CertPaths
+    expired: CertPaths
+    stranger: CertPaths
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> PKI:
+    d = tmp_path_factory.mktemp("pki")
+    ca = make_ca(d)
+    other = make_ca(d, name="Some other CA", prefix="other-ca")
+    now = dt.datetime.now(dt.UTC)
+    return PKI(
+        directory=d,
+        ca=ca,
+        other_ca=other,
+        agent=make_cert(ca, d, "agent-host1"),
+        portal=make_cert(ca, d, "portal"),
+        intruder=make_cert(other, d, "portal", name="intruder"),
+        expired=make_cert(
+            ca,
+            d,
+            "portal",
+            name="expired",
+            not_before=now - dt.timedelta(days=10),
+            not_after=now - dt.timedelta(days=1),
+        ),
+        stranger=make_cert(ca, d, "stranger"),
+    )
+
+
+def _toml(v) -> str:
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return str(v)
+
+
+def write_agent_config(
+    path: Path,
+    port: int,
+    *,
+    pki: PKI | None = None,
+    credential: str | None = None,
+    allowed_dns=(PORTAL_DN,),
+    instances=(),
+    agent_extra: dict | None = None,
+) -> Path:
+    """An agent config: mutual TLS when pki is given, else the bearer credential."""
+    lines = ["[agent]", f'listen = "127.0.0.1:{port}"', "probe_timeout_ms = 500"]
+    for k, v in (agent_extra or {}).items():
+        lines.append(f"{k} = {_toml(v)}")
+    if pki is not None:
+        lines += [
+            "",
+            "[agent.tls]",
+            f"cert = {_toml(str(pki.agent.cert))}",
+            f"key = {_toml(str(pki.agent.key))}",
+            f"ca = {_toml(str(pki.ca.cert_path))}",
+            f"allowed_dns = {_toml(list(allowed_dns))}",
+        ]
+    if credential is not None:
+        lines += ["", "[agent.auth]", f"credential = {_toml(credential)}"]
+    for inst in instances:
+        lines += ["", "[[instances]]"]
+        lines += [f"{k} = {_toml(str(v))}" for k, v in inst.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class AgentProcess:
+    def __init__(self, config: Path, port: int, pki: PKI | None, credential: str | None):
+        self.config = config
+        self.port = port
+        self.pki = pki
+        self.credential = credential
+        self.log_path = config.with_suffix(".log")
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "engine.agent", "--config", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=str(REPO),
+            )
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.pki else 'http'}://127.0.0.1:{self.port}"
+
+    def client(self, who: str | None = "portal", credential: str | None = None) -> AgentClient:
+        """A client presenting pki certificate `who` (None: no certificate), or a credential."""
+        if self.pki is None:
+            return AgentClient(self.url, credential=credential, timeout=10)
+        paths = getattr(self.pki, who) if who else None
+        return AgentClient(
+            self.url,
+            cert=paths.cert if paths else None,
+            key=paths.key if paths else None,
+            ca=self.pki.ca.cert_path,
+            timeout=10,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_ready(self) -> None:
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"agent exited {self.proc.returncode}:\n{self.log()}")
+            return "agent listening" in self.log()
+
+        wait_for(ready, 20, "the agent to listen")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture
+def start_agent(tmp_path):
+    """Factory: start_agent(pki=PKI | None, credential=None, instances=[...], ...) -> AgentProcess.
+
+    Without pki the agent uses a fresh random credential (agent.credential) unless one is given.
+    """
+    started: list[AgentProcess] = []
+
+    def factory(pki: PKI | None = None, credential: str | None = None, **kw) -> AgentProcess:
+        if pki is None and credential is None:
+            credential = secrets.token_urlsafe(24)
+        (port,) = free_ports(1)
+        config = write_agent_config(
+            tmp_path / f"agent{len(started)}.toml", port, pki=pki, credential=credential, **kw
+        )
+        agent = AgentProcess(config, port, pki, credential)
+        started.append(agent)
+        agent.wait_ready()
+        return agent
+
+    yield factory
+    for agent in started:
+        agent.stop()

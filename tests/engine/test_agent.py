@@ -1,0 +1,132 @@
+"""The agent's control API is always authenticated: mutual TLS with a DN allow list, or a
+bearer credential.  Real agent processes on loopback, real TLS."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.agent_client import AgentClient, AgentConnectionError, AgentError
+from engine.agent_config import parse_agent_config
+from engine.config import ConfigError
+from tests.engine.agent_fixtures import pki, start_agent  # noqa: F401
+from tests.engine.cluster_fixtures import wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def tls_agent(pki, start_agent):  # noqa: F811
+    return start_agent(pki=pki)
+
+
+def test_health_over_mutual_tls_names_the_caller_and_the_agent_certificate_expiry(tls_agent):
+    with tls_agent.client("portal") as agent:
+        health = agent.health()
+    assert health["api_version"] == "v1"
+    assert health["auth"] == "mutual-tls"
+    assert health["identity"] == "CN=portal,O=Mirror Portal"
+    assert health["uptime_s"] >= 0
+    assert health["certificate"]["subject_dn"] == "CN=agent-host1,O=Mirror Portal"
+    assert health["certificate"]["expired"] is False
+    assert health["certificate"]["not_after"].startswith("20")
+
+
+def test_no_client_certificate_gets_401_with_the_reason(tls_agent):
+    with pytest.raises(AgentError) as err, tls_agent.client(None) as agent:
+        agent.health()
+    assert err.value.status == 401
+    assert err.value.code == "certificate_required"
+    assert "client certificate" in err.value.message
+
+
+def test_a_certificate_from_another_ca_is_refused_with_the_reason(tls_agent):
+    agent = tls_agent.client("intruder")
+    with pytest.raises(AgentConnectionError, match="was not issued by the CA"):
+        agent.health()
+    wait_for(
+        lambda: "CA this agent does not trust" in tls_agent.log(), 10, "the refusal in the log"
+    )
+
+
+def test_an_expired_certificate_is_refused_with_the_reason(tls_agent):
+    agent = tls_agent.client("expired")
+    with pytest.raises(AgentConnectionError, match="expired on"):
+        agent.health()
+    wait_for(lambda: "certificate has expired" in tls_agent.log(), 10, "the refusal in the log")
+
+
+def test_a_dn_not_on_the_allow_list_gets_403_naming_the_dn(tls_agent):
+    with pytest.raises(AgentError) as err, tls_agent.client("stranger") as agent:
+        agent.instances()
+    assert err.value.status == 403
+    assert "CN=stranger,O=Mirror Portal" in err.value.message
+
+
+def test_refused_clients_leave_the_agent_serving_the_allowed_one(tls_agent):
+    for who in ("intruder", None, "expired", "stranger"):
+        with pytest.raises((AgentError, AgentConnectionError)), tls_agent.client(who) as agent:
+            agent.health()
+    with tls_agent.client("portal") as agent:
+        assert agent.health()["identity"] == "CN=portal,O=Mirror Portal"
+    assert tls_agent.alive()
+
+
+def test_plain_http_to_a_tls_agent_is_refused_and_logged(tls_agent):
+    plain = AgentClient(f"http://127.0.0.1:{tls_agent.port}", timeout=5)
+    with pytest.raises(AgentConnectionError):
+        plain.health()
+    wait_for(lambda: "TLS handshake with" in tls_agent.log(), 10, "the refusal in the log")
+    with tls_agent.client("portal") as agent:
+        agent.health()
+
+
+def test_credential_mode_accepts_the_right_credential_only(start_agent):  # noqa: F811
+    agent = start_agent()
+    with agent.client(credential=agent.credential) as c:
+        assert c.health()["identity"] == "credential"
+    for wrong in ("x" * len(agent.credential), agent.credential[:-1], None):
+        with pytest.raises(AgentError) as err, agent.client(credential=wrong) as c:
+            c.health()
+        assert err.value.status == 401
+        assert err.value.code in ("wrong_credential", "credential_required")
+
+
+def test_credential_mode_needs_the_bearer_scheme(start_agent):  # noqa: F811
+    agent = start_agent()
+    with AgentClient(agent.url) as c:
+        status, headers, body = c.request("GET", "/v1/health")
+    assert status == 401
+    assert headers["www-authenticate"].startswith("Bearer")
+    assert b"credential_required" in body
+
+
+def test_every_route_requires_authentication(tls_agent):
+    paths = [
+        ("GET", "/v1/health"),
+        ("GET", "/v1/instances"),
+        ("GET", "/v1/instances/A"),
+        ("POST", "/v1/instances/A/force-down"),
+        ("GET", "/v1/journal/TEST/files"),
+        ("GET", "/v1/journal/TEST/files/MIRROR-TEST-20260101.001"),
+        ("GET", "/v1/no/such/route"),
+    ]
+    with tls_agent.client(None) as c:
+        for method, path in paths:
+            status, _, body = c.request(method, path)
+            assert status == 401, (method, path, body)
+
+
+def test_a_configuration_without_authentication_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="always authenticated"):
+        parse_agent_config({"agent": {"listen": "127.0.0.1:2188"}}, tmp_path)
+    with pytest.raises(ConfigError, match="allowed_dns"):
+        parse_agent_config(
+            {"agent": {"tls": {"cert": "a.pem", "key": "a-key.pem", "ca": "ca.pem"}}}, tmp_path
+        )
+    with pytest.raises(ConfigError, match="at least 16"):
+        parse_agent_config({"agent": {"auth": {"credential": "short"}}}, tmp_path)
+
+
+def test_the_default_port_is_2188_on_all_interfaces(tmp_path):
+    cfg = parse_agent_config({"agent": {"auth": {"credential": "c" * 20}}}, tmp_path)
+    assert (cfg.listen.host, cfg.listen.port) == ("0.0.0.0", 2188)
