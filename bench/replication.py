@@ -357,7 +357,7 @@ def main() -> int:
     pg = [] if args.no_postgres else bench_postgres(seconds)
     results += pg
     pg_by_n = {r["clients"]: r for r in pg}
-    for r in results:
+    for r in list(results):
         if r["system"] == "engine" and r["backup"] and r["clients"] in pg_by_n:
             base = pg_by_n[r["clients"]]["ops_per_s"]
             results.append(

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from engine.instance import Instance
 
 log = logging.getLogger("engine.replica")
+SYNC_INTERVAL = 0.05
 
 
 class ReplicaLink:
@@ -52,6 +53,7 @@ class ReplicaLink:
         self.bytes_journal = 0
         self.stopped = False
         self._task: asyncio.Task | None = None
+        self._sync_task: asyncio.Task | None = None
         self._writer: asyncio.StreamWriter | None = None
         self.qos = inst.cfg.qos_timeout_ms / 1000.0
 
@@ -65,10 +67,25 @@ class ReplicaLink:
         )
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="replica")
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name="replica")
+        self._sync_task = loop.create_task(self._sync_loop(), name="journal-sync")
+
+    async def _sync_loop(self) -> None:
+        """Make received journal durable shortly after it arrives.  Acks do not wait for
+        this (the backup acknowledges receipt, SPEC §3.1), but a restarted member should not
+        have to fetch again what it already had."""
+        while True:
+            await asyncio.sleep(SYNC_INTERVAL)
+            try:
+                await self.inst.journal.sync()
+            except Exception:
+                log.exception("journal sync failed")
 
     async def stop(self) -> None:
         self.stopped = True
+        if self._sync_task is not None:
+            self._sync_task.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

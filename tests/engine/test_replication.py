@@ -184,3 +184,26 @@ def test_dejournal_filter_on_a_reporting_async_skips_records(make_cluster, tmp_p
     with cluster.client("B") as rep:
         wait_for(lambda: rep.get("USER", "Keep", (1,)) == "keep me", what="kept record")
         assert rep.get("USER", "Scratch", (1,)) is None
+
+
+def test_streaming_and_catch_up_cross_journal_file_switches(make_cluster):
+    cluster = make_cluster(("failover", "failover", "dr"), mirror={"journal_file_bytes": 6000})
+    cluster.wait_backup_active()
+    with cluster.client() as c:
+        write_mix(c, "live", 100)  # many files, streamed live
+        cluster.kill9("B")
+        write_mix(c, "missed", 100)  # B must catch up across several files
+        files_before = c.status()["journal_end"][0]
+    assert files_before > 5
+    cluster.start("B")
+    cluster.wait_backup_active(timeout=20)
+    cluster.wait_converged("B")
+    cluster.wait_converged("C")
+    # positions are the same everywhere because every member's journal files are byte-identical
+    a_dir = cluster.cfg.member("A").data_dir / "journal"
+    for member in "BC":
+        b_dir = cluster.cfg.member(member).data_dir / "journal"
+        names = sorted(p.name for p in b_dir.glob("MIRROR-*"))
+        assert names == sorted(p.name for p in a_dir.glob("MIRROR-*"))
+        for name in names:
+            assert (b_dir / name).read_bytes() == (a_dir / name).read_bytes(), (member, name)
