@@ -122,6 +122,7 @@ class Store:
             with _OPEN_LOCK:
                 _OPEN_PATHS.discard(real)
             raise
+        self._env.reader_check()  # free reader slots of a killed earlier process
         self._data = self._env.open_db(b"data")
         self._meta = self._env.open_db(b"meta")
         self._lock = threading.RLock()
