@@ -1,6 +1,7 @@
 """Agents as real processes for the engine tests: a throwaway PKI, config files, processes.
 
-    from tests.engine.agent_fixtures import pki, start_agent  # noqa: F401
+    from tests.engine.agent_fixtures import pki_fixture, start_agent_fixture  # noqa: F401
+and take `pki` / `start_agent` as test arguments.
 
 `pki` (module-scoped) makes a test CA, a second unrelated CA and certificates: the agent's,
 an allowed client's ("portal"), one from the other CA ("intruder"), an expired one
@@ -40,8 +41,8 @@ class PKI:
     stranger: CertPaths
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> PKI:
+@pytest.fixture(scope="module", name="pki")
+def pki_fixture(tmp_path_factory) -> PKI:
     d = tmp_path_factory.mktemp("pki")
     ca = make_ca(d)
     other = make_ca(d, name="Some other CA", prefix="other-ca")
@@ -162,8 +163,8 @@ class AgentProcess:
                 self.proc.wait(5)
 
 
-@pytest.fixture
-def start_agent(tmp_path):
+@pytest.fixture(name="start_agent")
+def start_agent_fixture(tmp_path):
     """Factory: start_agent(pki=PKI | None, credential=None, instances=[...], ...) -> AgentProcess.
 
     Without pki the agent uses a fresh random credential (agent.credential) unless one is given.

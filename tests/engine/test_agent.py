@@ -8,14 +8,14 @@ import pytest
 from engine.agent_client import AgentClient, AgentConnectionError, AgentError
 from engine.agent_config import parse_agent_config
 from engine.config import ConfigError
-from tests.engine.agent_fixtures import pki, start_agent  # noqa: F401
+from tests.engine.agent_fixtures import pki_fixture, start_agent_fixture  # noqa: F401
 from tests.engine.cluster_fixtures import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def tls_agent(pki, start_agent):  # noqa: F811
+def tls_agent(pki, start_agent):
     return start_agent(pki=pki)
 
 
@@ -80,7 +80,7 @@ def test_plain_http_to_a_tls_agent_is_refused_and_logged(tls_agent):
         agent.health()
 
 
-def test_credential_mode_accepts_the_right_credential_only(start_agent):  # noqa: F811
+def test_credential_mode_accepts_the_right_credential_only(start_agent):
     agent = start_agent()
     with agent.client(credential=agent.credential) as c:
         assert c.health()["identity"] == "credential"
@@ -91,7 +91,7 @@ def test_credential_mode_accepts_the_right_credential_only(start_agent):  # noqa
         assert err.value.code in ("wrong_credential", "credential_required")
 
 
-def test_credential_mode_needs_the_bearer_scheme(start_agent):  # noqa: F811
+def test_credential_mode_needs_the_bearer_scheme(start_agent):
     agent = start_agent()
     with AgentClient(agent.url) as c:
         status, headers, body = c.request("GET", "/v1/health")
