@@ -16,6 +16,7 @@ from members.models import (
     MirroredDatabase,
     PendingDNUpdate,
 )
+from members.services import MIRROR_EDITABLE
 
 
 # --- Configuration ----------------------------------------------------------------------------
@@ -26,24 +27,7 @@ class MirrorSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Mirror
-        fields = [
-            "id",
-            "name",
-            "requires_tls",
-            "arbiter_host",
-            "arbiter_port",
-            "vip_address",
-            "vip_mask",
-            "vip_interface",
-            "failover_compression",
-            "failover_compression_type",
-            "async_compression",
-            "async_compression_type",
-            "qos_timeout_ms",
-            "parallel_dejournaling",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["id", "name", *sorted(MIRROR_EDITABLE), "created_at", "updated_at"]
 
 
 class HostSerializer(serializers.ModelSerializer):

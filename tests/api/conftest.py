@@ -16,6 +16,20 @@ from tests import factories
 from tests.conftest import make_user
 
 RANK = {None: 0, "viewer": 1, "operator": 2, "admin": 3}
+# Every collection under /api/v1/.
+RESOURCES = [
+    "mirrors",
+    "hosts",
+    "members",
+    "pending-members",
+    "dn-updates",
+    "databases",
+    "database-copies",
+    "jobs",
+    "audit-events",
+    "tokens",
+    "users",
+]
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from tests import factories
+from tests.api.conftest import RESOURCES
 
 V1 = "/api/v1"
 
@@ -229,24 +230,11 @@ BAD_QUERIES = [
     "state=nope",
     "unknown_filter=1",
 ]
-LISTS = [
-    "mirrors",
-    "hosts",
-    "members",
-    "pending-members",
-    "dn-updates",
-    "databases",
-    "database-copies",
-    "jobs",
-    "audit-events",
-    "tokens",
-    "users",
-]
 
 
 @pytest.mark.parametrize("query", BAD_QUERIES)
 def test_malformed_query_strings_never_get_a_5xx(world, api, query):
-    for name in LISTS:
+    for name in RESOURCES:
         response = api.get(f"{V1}/{name}/?{query}")
 
         assert response.status_code in (200, 400), (name, response.status_code)
@@ -256,7 +244,7 @@ def test_malformed_query_strings_never_get_a_5xx(world, api, query):
 
 @pytest.mark.parametrize("pk", ["99999999999999999999999999", "0", "-1", "abc", "%00"])
 def test_malformed_ids_get_404(world, api, pk):
-    for name in LISTS:
+    for name in RESOURCES:
         response = api.get(f"{V1}/{name}/{pk}/")
 
         assert response.status_code == 404, (name, pk)

@@ -91,11 +91,6 @@ LISTS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.mark.parametrize("name,seed,queries", LISTS, ids=[row[0] for row in LISTS])
 def test_a_list_costs_the_same_queries_for_2_and_20_rows(
     admin_user, django_assert_num_queries, name, seed, queries

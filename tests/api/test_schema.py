@@ -6,7 +6,7 @@ import pytest
 import yaml
 from django.core.management import call_command
 
-from tests.api.conftest import bearer
+from tests.api.conftest import RESOURCES, bearer
 
 V1 = "/api/v1"
 
@@ -29,19 +29,7 @@ def test_every_resource_is_in_the_schema(schema):
     doc, _ = schema
     paths = set(doc["paths"])
 
-    for resource in (
-        "mirrors",
-        "hosts",
-        "members",
-        "pending-members",
-        "dn-updates",
-        "databases",
-        "database-copies",
-        "jobs",
-        "audit-events",
-        "tokens",
-        "users",
-    ):
+    for resource in RESOURCES:
         assert f"{V1}/{resource}/" in paths
         assert f"{V1}/{resource}/{{id}}/" in paths
     assert f"{V1}/hosts/{{id}}/check/" in paths
