@@ -70,6 +70,7 @@ class MemberLink:
         self.position = position  # where the member's journal ended when it connected
         self.acked = position
         self.pending: list | None = []  # live batches queued while catching up
+        self.live_from = None  # journal position where live streaming took over
         self.connected_at = time.time()
         self.last_ack_at = time.time()
         self.member_status: dict = {}
@@ -254,6 +255,7 @@ class Replicator:
                 link.send(pos, data)
                 cursor = end
             link.pending = None
+            link.live_from = cursor
             log.info("member %s caught up to %s, now streaming live", link.name, cursor)
         except Exception:
             log.exception("catch-up of member %s failed", link.name)
@@ -266,8 +268,9 @@ class Replicator:
         if not link.is_backup:
             return
         if self.active is None:
-            end = self.inst.journal.end_position
-            if link.live and (end is None or pos >= end):
+            # Caught up = everything shipped before live streaming began is acknowledged.
+            # (Not "acked == journal end": under steady load the end moves on forever.)
+            if link.live and (link.live_from is None or pos >= link.live_from):
                 self.active = link
                 self.trouble_since = None
                 log.info("backup %s is Active", link.name)

@@ -207,3 +207,29 @@ def test_streaming_and_catch_up_cross_journal_file_switches(make_cluster):
         assert names == sorted(p.name for p in a_dir.glob("MIRROR-*"))
         for name in names:
             assert (b_dir / name).read_bytes() == (a_dir / name).read_bytes(), (member, name)
+
+
+def test_backup_restarted_under_steady_load_becomes_active(make_cluster):
+    import threading
+
+    cluster = make_cluster(("failover", "failover"))
+    cluster.wait_backup_active()
+    cluster.kill9("B")
+    stop = threading.Event()
+
+    def load():
+        with cluster.client() as c:
+            i = 0
+            while not stop.is_set():
+                c.set("USER", "Steady", (i,), "s" * 100)
+                i += 1
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    try:
+        cluster.start("B")
+        cluster.wait_backup_active(timeout=20)
+    finally:
+        stop.set()
+        t.join(10)
+    cluster.wait_converged("B")
