@@ -1,5 +1,6 @@
 """Command line of the member engine.
 
+python -m engine agent --config AGENT_FILE     (see engine/agent.py)
 python -m engine instance --config FILE --member NAME
 python -m engine status --config FILE [--member NAME] [--json]
 python -m engine cluster up -f FILE [-f FILE ...]
@@ -19,6 +20,7 @@ from engine.config import ConfigError, load_config
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description="Mirror Portal member engine")
     sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("agent", help="run the host agent (options: python -m engine agent --help)")
 
     inst = sub.add_parser("instance", help="run one mirror member")
     inst.add_argument("--config", required=True, help="mirror configuration (TOML)")
@@ -39,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["agent"]:  # the agent has its own options (engine/agent.py)
+        from engine.agent import main as agent_main
+
+        return agent_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "instance":

@@ -10,8 +10,10 @@ every other member as an async.  Failover and the agent come with the next issue
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +30,7 @@ from engine.session import Connection, RequestError
 from engine.store import Store
 
 log = logging.getLogger("engine.instance")
+PID_FILE = "instance.pid"
 
 
 class Instance:
@@ -58,6 +61,8 @@ class Instance:
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # the host agent finds the process to force down from this file
+        (self.data_dir / PID_FILE).write_text(f"{os.getpid()}\n")
         self.journal_dir.mkdir(exist_ok=True)
         for db in self.member.databases:
             store = Store.open(str(self.data_dir / "db" / db))
@@ -126,6 +131,8 @@ class Instance:
             self.journal.close()
         for store in self.stores.values():
             store.close()
+        with contextlib.suppress(OSError):
+            (self.data_dir / PID_FILE).unlink()
         self.stopping.set()
 
     # -- helpers used by request handlers -----------------------------------
