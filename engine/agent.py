@@ -30,7 +30,7 @@ from aiohttp import web
 
 from engine.agent_auth import IDENTITY, TLSAcceptor, require_auth
 from engine.agent_config import AgentConfig, ConfigError, load_agent_config
-from engine.agent_errors import CONFIG, STATE, api_error, json_errors
+from engine.agent_errors import CONFIG, STATE, JSONErrorRequestHandler, api_error, json_errors
 from engine.agent_journal import list_journal_files, read_journal_file
 from engine.agent_probe import force_down, probe
 from engine.tls import TLSError, cert_info, load_certificate, server_context
@@ -131,12 +131,16 @@ class Agent:
         await self.runner.setup()
         loop = asyncio.get_running_loop()
         listen = self.cfg.listen
+
+        def http():
+            return JSONErrorRequestHandler(self.runner.server, loop=loop, access_log=None)
+
         if context is None:
-            self.server = await loop.create_server(self.runner.server, listen.host, listen.port)
+            self.server = await loop.create_server(http, listen.host, listen.port)
         else:
             stats = self.app[STATE]
             self.server = await loop.create_server(
-                lambda: TLSAcceptor(self.runner.server, context, stats), listen.host, listen.port
+                lambda: TLSAcceptor(http, context, stats), listen.host, listen.port
             )
         port = self.server.sockets[0].getsockname()[1]
         scheme = "https" if context else "http"

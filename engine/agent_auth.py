@@ -66,8 +66,9 @@ def authenticate(cfg: AgentConfig, request: web.Request) -> str:
         raise api_error(
             401, "credential_required", "missing 'Authorization: Bearer <credential>'", challenge
         )
-    # compare_digest on bytes: constant time whatever the token holds (non-ASCII too)
-    if not hmac.compare_digest(token.encode(), cfg.credential.encode()):
+    # compare_digest on bytes: constant time whatever the token holds (undecodable bytes
+    # in the header arrive as surrogate escapes and are compared as the bytes they were)
+    if not hmac.compare_digest(token.encode(errors="surrogateescape"), cfg.credential.encode()):
         raise api_error(401, "wrong_credential", "the agent credential is not valid", challenge)
     return "credential"
 

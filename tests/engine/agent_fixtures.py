@@ -106,6 +106,19 @@ def write_agent_config(
     return path
 
 
+def instance_entries(cluster) -> list[dict]:
+    """[[instances]] entries of an agent config for every member of a test Cluster."""
+    return [
+        {
+            "name": m.name,
+            "superserver": str(m.superserver),
+            "data_dir": str(m.data_dir),
+            "mirror": cluster.cfg.name,
+        }
+        for m in cluster.cfg.members
+    ]
+
+
 class AgentProcess:
     def __init__(self, config: Path, port: int, pki: PKI | None, credential: str | None):
         self.config = config

@@ -9,22 +9,14 @@ import sys
 import pytest
 
 from engine.agent_client import AgentError
-from tests.engine.agent_fixtures import pki_fixture, start_agent_fixture  # noqa: F401
+from tests.engine.agent_fixtures import (  # noqa: F401
+    instance_entries,
+    pki_fixture,
+    start_agent_fixture,
+)
 from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def instance_entries(cluster) -> list[dict]:
-    return [
-        {
-            "name": m.name,
-            "superserver": str(m.superserver),
-            "data_dir": str(m.data_dir),
-            "mirror": cluster.cfg.name,
-        }
-        for m in cluster.cfg.members
-    ]
 
 
 @pytest.fixture
