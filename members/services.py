@@ -250,3 +250,10 @@ def add_database_copy(
     _save(copy)
     audit.record(actor, "database_copy.add", copy, after=audit.snapshot(copy))
     return copy
+
+
+@transaction.atomic
+def remove_database_copy(actor, copy: DatabaseCopy) -> None:
+    """The member stops holding this mirrored database (the database stays in the mirror)."""
+    audit.record(actor, "database_copy.remove", copy, before=audit.snapshot(copy))
+    copy.delete()
