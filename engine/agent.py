@@ -37,6 +37,9 @@ from engine.tls import TLSError, cert_info, load_certificate, server_context
 
 AGENT_VERSION = "0.1.0"
 API_VERSION = "v1"
+# how long an unread request body is drained after an error reply before the connection
+# closes (aiohttp waits 10 s by default, which a slow or hostile client can hold)
+LINGER_S = 1.0
 log = logging.getLogger("engine.agent")
 
 
@@ -133,7 +136,9 @@ class Agent:
         listen = self.cfg.listen
 
         def http():
-            return JSONErrorRequestHandler(self.runner.server, loop=loop, access_log=None)
+            return JSONErrorRequestHandler(
+                self.runner.server, loop=loop, access_log=None, lingering_time=LINGER_S
+            )
 
         if context is None:
             self.server = await loop.create_server(http, listen.host, listen.port)
