@@ -1,0 +1,89 @@
+"""engine/agent_api.yaml describes the agent's API exactly: the same routes as the agent,
+and real answers of a running agent validate against its schemas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from engine.agent import ROUTES, make_app
+from engine.agent_config import parse_agent_config
+from tests.engine.agent_fixtures import (  # noqa: F401
+    instance_entries,
+    pki_fixture,
+    start_agent_fixture,
+)
+from tests.engine.cluster_fixtures import make_cluster_fixture  # noqa: F401
+
+SPEC_PATH = Path(__file__).resolve().parents[2] / "engine" / "agent_api.yaml"
+METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict:
+    return yaml.safe_load(SPEC_PATH.read_text())
+
+
+def spec_routes(spec: dict) -> set[tuple[str, str]]:
+    return {
+        (method.upper(), path)
+        for path, item in spec["paths"].items()
+        for method in item
+        if method in METHODS
+    }
+
+
+def test_the_description_lists_exactly_the_agent_routes(spec, tmp_path):
+    assert spec["openapi"].startswith("3.")
+    declared = {(method, path) for method, path, _ in ROUTES}
+    assert spec_routes(spec) == declared
+    app = make_app(parse_agent_config({"agent": {"auth": {"credential": "c" * 20}}}, tmp_path))
+    registered = {
+        (r.method, r.resource.canonical)
+        for r in app.router.routes()
+        if r.method in {m.upper() for m in METHODS}
+    }
+    assert registered == declared
+
+
+def test_every_path_parameter_is_described_and_every_operation_documents_401(spec):
+    for path, item in spec["paths"].items():
+        in_path = {seg[1:-1] for seg in path.split("/") if seg.startswith("{")}
+        params = [
+            spec["components"]["parameters"][p["$ref"].rsplit("/", 1)[1]] if "$ref" in p else p
+            for p in item.get("parameters", [])
+        ]
+        assert {p["name"] for p in params if p["in"] == "path"} == in_path, path
+        for method in METHODS & set(item):
+            assert "401" in item[method]["responses"], (method, path)
+            assert item[method]["operationId"]
+
+
+def validator(spec: dict, schema_name: str):
+    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": spec["components"]}
+    return jsonschema.Draft202012Validator(schema)
+
+
+@pytest.mark.timeout(60)
+def test_live_answers_validate_against_the_schemas(spec, pki, start_agent, make_cluster, tmp_path):
+    cluster = make_cluster(types=("failover",), databases=("USER",))
+    entries = instance_entries(cluster)
+    entries.append({"name": "GHOST", "superserver": "127.0.0.1:1", "data_dir": str(tmp_path)})
+    agent = start_agent(pki=pki, instances=entries)
+    with agent.client() as c:
+        validator(spec, "Health").validate(c.health())
+        rows = c.instances()
+        assert {r["name"]: r["state"] for r in rows} == {"A": "up", "GHOST": "down"}
+        for row in rows:
+            validator(spec, "Instance").validate(row)
+        # the schemas do constrain: a state the API never sends is rejected
+        assert not validator(spec, "Instance").is_valid({**rows[0], "state": "sleeping"})
+        validator(spec, "JournalFiles").validate(c.call("GET", "/v1/journal/TEST/files"))
+        validator(spec, "ForceDown").validate(c.force_down("A"))
+        validator(spec, "ForceDown").validate(c.force_down("GHOST"))
+        status, _, body = c.request("GET", "/v1/nowhere")
+    assert status == 404
+    validator(spec, "Error").validate(yaml.safe_load(body))
