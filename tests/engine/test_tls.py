@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import ssl
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from engine import tls
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +148,44 @@ def test_mutual_tls_refuses_foreign_expired_or_missing_client_certificates(certs
     seen, reply = asyncio.run(_mutual_tls_round_trip(certs, certs[who] if who else None))
     assert seen == []  # the server never got a verified connection
     assert reply != b"hello ping"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "engine.tls_cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+
+
+def test_the_command_line_makes_a_ca_and_certificates_and_shows_them(tmp_path):
+    made = run_cli("make-ca", str(tmp_path), "--name", "Demo CA")
+    assert made.returncode == 0, made.stderr
+    made = run_cli("make-cert", str(tmp_path), "--cn", "member-b", "--org", "Demo")
+    assert made.returncode == 0, made.stderr
+    assert "CN=member-b,O=Demo" in made.stdout
+    shown = run_cli("show", str(tmp_path / "member-b.pem"), "--ca", str(tmp_path / "ca.pem"))
+    assert shown.returncode == 0, shown.stderr
+    info = json.loads(shown.stdout)
+    assert info["issuer_dn"] == "CN=Demo CA,O=Mirror Portal"
+    assert info["expired"] is False
+
+
+def test_the_command_line_explains_unusable_certificates(certs, tmp_path):
+    expired = run_cli("show", str(certs["expired"].cert))
+    assert expired.returncode == 1 and "expired on" in expired.stderr
+    foreign = run_cli("show", str(certs["foreign"].cert), "--ca", str(certs["ca"].cert_path))
+    assert foreign.returncode == 1 and "not issued by the CA" in foreign.stderr
+    missing = run_cli("make-cert", str(tmp_path / "no-ca-here"), "--cn", "x")
+    assert missing.returncode == 1 and "file not found" in missing.stderr
+
+
+def test_the_command_line_writes_a_private_credential_once(tmp_path):
+    path = tmp_path / "agent.credential"
+    assert run_cli("make-credential", str(path)).returncode == 0
+    assert len(path.read_text().strip()) >= 32
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    again = run_cli("make-credential", str(path))
+    assert again.returncode == 1 and "not overwriting" in again.stderr
