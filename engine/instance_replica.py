@@ -172,8 +172,30 @@ class ReplicaLink:
         # the backup must hear from the primary within QoS; asyncs are more patient
         timeout = self.qos if inst.member.is_failover else max(self.qos * 3, 10.0)
         journal = inst.journal
+        loop = asyncio.get_running_loop()
+        self._heard = loop.time()
+        # One watchdog per session rather than asyncio.wait_for around every read, which
+        # costs a task per journal chunk on the ack path.
+        watchdog = loop.create_task(self._watchdog(writer, timeout))
+        try:
+            await self._receive_loop(reader, writer, journal, loop)
+        finally:
+            watchdog.cancel()
+
+    async def _watchdog(self, writer: asyncio.StreamWriter, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            frame = await asyncio.wait_for(read_frame(reader), timeout)
+            await asyncio.sleep(timeout / 4)
+            if loop.time() - self._heard > timeout:
+                log.warning("no message from the primary within %.1f s; reconnecting", timeout)
+                writer.transport.abort()
+                return
+
+    async def _receive_loop(self, reader, writer, journal, loop) -> None:
+        inst = self.inst
+        while True:
+            frame = await read_frame(reader)
+            self._heard = loop.time()
             args = unpack(frame.body)
             if frame.type == MsgType.DC_JOURNAL:
                 seq, off, raw_len, codec, payload, sent_at, active = args

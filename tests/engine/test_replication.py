@@ -233,3 +233,18 @@ def test_backup_restarted_under_steady_load_becomes_active(make_cluster):
         stop.set()
         t.join(10)
     cluster.wait_converged("B")
+
+
+def test_backup_drops_a_silent_primary_after_qos_and_reconnects_when_it_answers(make_cluster):
+    cluster = make_cluster(("failover", "failover"), mirror={"qos_timeout_ms": 400})
+    cluster.wait_backup_active()
+    cluster.pause("A")
+    try:
+        wait_for(
+            lambda: cluster.status("B")["journal_transfer"].startswith("Disconnected on"),
+            what="backup gives up on the silent primary",
+        )
+        assert "no message from the primary" in cluster.log("B")
+    finally:
+        cluster.resume("A")
+    cluster.wait_backup_active(timeout=20)
