@@ -33,7 +33,7 @@ from engine.agent_config import AgentConfig, ConfigError, load_agent_config
 from engine.agent_errors import CONFIG, STATE, JSONErrorRequestHandler, api_error, json_errors
 from engine.agent_journal import list_journal_files, read_journal_file
 from engine.agent_probe import force_down, probe
-from engine.tls import TLSError, cert_info, load_certificate, server_context
+from engine.tls import TLSError, cert_info, load_certificate, peer_certificate, server_context
 
 AGENT_VERSION = "0.1.0"
 API_VERSION = "v1"
@@ -56,6 +56,8 @@ def _entry(request: web.Request):
 async def health(request: web.Request) -> web.Response:
     cfg: AgentConfig = request.app[CONFIG]
     state = request.app[STATE]
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+    peer = peer_certificate(ssl_object)
     body = {
         "agent": "engine-agent",
         "version": AGENT_VERSION,
@@ -65,8 +67,10 @@ async def health(request: web.Request) -> web.Response:
         "identity": request[IDENTITY],
         "instances": len(cfg.instances),
         "tls_handshake_failures": state.get("handshake_failures", 0),
-        # the agent's own certificate expiry, so the portal can warn before it lapses
+        # the agent's own certificate and the caller's, so the portal can warn before
+        # either lapses
         "certificate": cert_info(load_certificate(cfg.cert)) if cfg.cert else None,
+        "client_certificate": cert_info(peer) if peer is not None else None,
     }
     return web.json_response(body)
 

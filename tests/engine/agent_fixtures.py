@@ -6,7 +6,7 @@ and take `pki` / `start_agent` as test arguments.
 `pki` (module-scoped) makes a test CA, a second unrelated CA and certificates: the agent's,
 an allowed client's ("portal"), one from the other CA ("intruder"), an expired one
 ("expired") and a valid one whose DN is not on the allow list ("stranger").
-`start_agent(...)` writes an agent config and starts `python -m engine.agent` on a free
+`start_agent(...)` writes an agent config and starts `python -m engine agent` on a free
 loopback port; every agent is stopped at teardown.
 """
 
@@ -128,7 +128,7 @@ class AgentProcess:
         self.log_path = config.with_suffix(".log")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "engine.agent", "--config", str(config)],
+                [sys.executable, "-m", "engine", "agent", "--config", str(config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -3,13 +3,21 @@ bearer credential.  Real agent processes on loopback, real TLS."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from engine.agent_client import AgentClient, AgentConnectionError, AgentError
 from engine.agent_config import parse_agent_config
 from engine.config import ConfigError
-from tests.engine.agent_fixtures import pki_fixture, start_agent_fixture  # noqa: F401
-from tests.engine.cluster_fixtures import wait_for
+from tests.engine.agent_fixtures import (  # noqa: F401
+    REPO,
+    pki_fixture,
+    start_agent_fixture,
+    write_agent_config,
+)
+from tests.engine.cluster_fixtures import free_ports, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -29,6 +37,8 @@ def test_health_over_mutual_tls_names_the_caller_and_the_agent_certificate_expir
     assert health["certificate"]["subject_dn"] == "CN=agent-host1,O=Mirror Portal"
     assert health["certificate"]["expired"] is False
     assert health["certificate"]["not_after"].startswith("20")
+    assert health["client_certificate"]["subject_dn"] == "CN=portal,O=Mirror Portal"
+    assert 6 < health["client_certificate"]["days_left"] <= 7
 
 
 def test_no_client_certificate_gets_401_with_the_reason(tls_agent):
@@ -130,3 +140,45 @@ def test_a_configuration_without_authentication_is_refused(tmp_path):
 def test_the_default_port_is_2188_on_all_interfaces(tmp_path):
     cfg = parse_agent_config({"agent": {"auth": {"credential": "c" * 20}}}, tmp_path)
     assert (cfg.listen.host, cfg.listen.port) == ("0.0.0.0", 2188)
+
+
+def test_the_allow_list_matches_dns_however_they_are_spelled(pki, start_agent):
+    agent = start_agent(pki=pki, allowed_dns=["cn=portal, o=Mirror Portal"])
+    with agent.client("portal") as c:
+        assert c.health()["identity"] == "CN=portal,O=Mirror Portal"
+
+
+def run_agent_briefly(config_path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "engine", "agent", "--config", str(config_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+    )
+
+
+def test_the_agent_refuses_to_start_with_unusable_tls_files(pki, tmp_path):
+    (port,) = free_ports(1)
+    config = write_agent_config(tmp_path / "a.toml", port, pki=pki)
+    text = config.read_text()
+    config.write_text(text.replace(str(pki.agent.key), str(tmp_path / "missing-key.pem")))
+    missing = run_agent_briefly(config)
+    assert missing.returncode == 2
+    assert "private key file not found" in missing.stderr
+    config.write_text(
+        text.replace(str(pki.agent.cert), str(pki.expired.cert)).replace(
+            str(pki.agent.key), str(pki.expired.key)
+        )
+    )
+    expired = run_agent_briefly(config)
+    assert expired.returncode == 2
+    assert "expired on" in expired.stderr
+
+
+def test_the_agent_refuses_to_start_without_authentication(tmp_path):
+    config = tmp_path / "open.toml"
+    config.write_text('[agent]\nlisten = "127.0.0.1:1"\n')
+    result = run_agent_briefly(config)
+    assert result.returncode == 2
+    assert "always authenticated" in result.stderr

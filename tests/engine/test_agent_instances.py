@@ -105,3 +105,14 @@ def test_an_unknown_instance_is_404(mirror_and_agent):
                 call("NOPE")
             assert err.value.status == 404
             assert "NOPE" in err.value.message
+
+
+def test_force_down_finds_the_instance_without_its_pid_file(mirror_and_agent):
+    cluster, agent = mirror_and_agent
+    proc = cluster.procs["C"]
+    pid_file = cluster.cfg.member("C").data_dir / "instance.pid"
+    pid_file.unlink(missing_ok=True)
+    with agent.client() as c:
+        assert c.instance("C")["pid"] == proc.pid  # found by the files it holds open
+        assert c.force_down("C")["pid"] == proc.pid
+    assert proc.wait(10) == -9
