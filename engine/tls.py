@@ -64,16 +64,22 @@ def _now() -> dt.datetime:
     return dt.datetime.now(UTC)
 
 
+def write_private_file(path: str | Path, data: bytes, exclusive: bool = False) -> None:
+    """Write a secret (key, credential) created 0600 from the start, so it is never
+    readable by others, not even briefly; exclusive=True refuses to overwrite."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
 def _write_key(path: Path, key) -> None:
     data = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    # created 0600 from the start: a private key is never world-readable, not even briefly
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    write_private_file(path, data)
 
 
 def _write_cert(path: Path, cert: x509.Certificate) -> None:

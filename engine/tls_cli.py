@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import sys
-from pathlib import Path
 
-from engine.tls import TLSError, check_certificate, load_ca, make_ca, make_cert
+from engine.tls import (
+    TLSError,
+    check_certificate,
+    load_ca,
+    make_ca,
+    make_cert,
+    write_private_file,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,11 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "show":
             print(json.dumps(check_certificate(args.cert, args.ca), indent=2))
         else:
-            path = Path(args.file)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(32) + "\n")
-            print(f"credential written to {path}")
+            write_private_file(args.file, (secrets.token_urlsafe(32) + "\n").encode(), True)
+            print(f"credential written to {args.file}")
     except TLSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
