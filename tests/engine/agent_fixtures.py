@@ -85,7 +85,7 @@ def write_agent_config(
     agent_extra: dict | None = None,
 ) -> Path:
     """An agent config: mutual TLS when pki is given, else the bearer credential."""
-    lines = ["[agent]", f'listen = "127.0.0.1:{port}"', "probe_timeout_ms = 500"]
+    lines = ["[agent]", f'listen = "127.0.0.1:{port}"', "probe_timeout_ms = 1500"]
     for k, v in (agent_extra or {}).items():
         lines.append(f"{k} = {_toml(v)}")
     if pki is not None:
