@@ -182,3 +182,11 @@ def test_the_agent_refuses_to_start_without_authentication(tmp_path):
     result = run_agent_briefly(config)
     assert result.returncode == 2
     assert "always authenticated" in result.stderr
+
+
+def test_the_agent_stops_cleanly_on_sigterm(tls_agent):
+    with tls_agent.client("portal") as c:
+        c.health()
+    tls_agent.stop()
+    assert tls_agent.proc.returncode == 0
+    assert "agent stopped" in tls_agent.log()
