@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from engine.instance import Instance
 
 log = logging.getLogger("engine.session")
+MAX_IN_FLIGHT = 10_000  # requests awaiting their reply on one connection
 # Reads pipelined behind a write on the same connection wait for that write.
 DEFERRED_READS = frozenset({MsgType.GET, MsgType.ORDER, MsgType.QUERY})
 
@@ -61,6 +62,8 @@ class Connection(asyncio.Protocol):
         self.data_link = None  # set when this connection becomes a data channel
         self._slots: deque[list] = deque()  # [bytes | None] in request order
         self._barrier: asyncio.Future | None = None  # the latest write still in flight
+        self._reading_paused = False
+        self._writing_paused = False
         self.closed = False
 
     # -- asyncio.Protocol -------------------------------------------------
@@ -129,6 +132,10 @@ class Connection(asyncio.Protocol):
     def reply_later(self, req_id: int, fut: asyncio.Future) -> None:
         slot: list = [None]
         self._slots.append(slot)
+        if len(self._slots) > MAX_IN_FLIGHT and not self._reading_paused:
+            # a client may pipeline freely, but not without bound: stop reading until
+            # the replies catch up
+            self._pause_reading()
 
         def done(f: asyncio.Future) -> None:
             slot[0] = self._result_frame(req_id, f)
@@ -154,6 +161,31 @@ class Connection(asyncio.Protocol):
             out.append(slots.popleft()[0])
         if out and self.transport is not None and not self.closed:
             self.transport.write(b"".join(out))
+        if self._reading_paused and len(slots) < MAX_IN_FLIGHT // 2 and not self._writing_paused:
+            self._resume_reading()
+
+    # -- back-pressure ----------------------------------------------------
+    def pause_writing(self) -> None:
+        # The peer does not read its replies: stop reading its requests meanwhile.  Not on
+        # a data channel, whose acks must keep flowing while journal is queued to it.
+        if self.data_link is None:
+            self._writing_paused = True
+            self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if len(self._slots) < MAX_IN_FLIGHT // 2:
+            self._resume_reading()
+
+    def _pause_reading(self) -> None:
+        if self.transport is not None and not self.closed and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.transport is not None and not self.closed and self._reading_paused:
+            self._reading_paused = False
+            self.transport.resume_reading()
 
     # -- requests ---------------------------------------------------------
     def handle_request(self, frame: Frame) -> None:

@@ -127,3 +127,20 @@ def test_client_given_a_non_primary_first_finds_the_primary(cluster):
     with Client([cluster.address("B"), cluster.address("C"), cluster.address("A")]) as c:
         assert c.member_info["member"] == "A"
         c.set("USER", "Found", (1,), 1)
+
+
+def test_a_client_that_pipelines_without_reading_does_not_stop_others(cluster):
+    import contextlib
+    import socket
+
+    from engine.protocol import MsgType, encode_frame
+
+    a = cluster.cfg.member("A").superserver
+    flood = b"".join(encode_frame(MsgType.GET, i, ["USER", "Pipe", [1]]) for i in range(30_000))
+    with socket.create_connection((a.host, a.port)) as s:
+        s.settimeout(2)
+        with contextlib.suppress(TimeoutError):
+            s.sendall(flood)  # the member stops reading this connection; sendall may block
+        with cluster.client() as c:
+            assert c.ping() == "pong"
+            c.set("USER", "Other", (1,), "served")
