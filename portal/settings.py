@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from portal.env import env_bool, env_int, env_list, env_str, env_url, redis_database
 
@@ -74,6 +75,9 @@ DATABASE_URL = env_url("DATABASE_URL", ("postgres", "postgresql", "sqlite"))
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # One test database per test run, so runs side by side on one server never collide.
+        test_name = f"test_{DATABASES['default']['NAME']}_{os.getpid()}"
+        DATABASES["default"]["TEST"] = {"NAME": test_name}
         # Under ASGI each request runs on its own thread, so persistent connections are never
         # reused; a pool is (bench/api.py: p50 of a mirror detail 16.8 ms -> 6.8 ms).
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
@@ -198,8 +202,15 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-# Host checks ("check host" job) give up after this long.
+# Agent calls (e.g. the "check host" job) give up after this long.
 PORTAL_AGENT_TIMEOUT_S = env_int("PORTAL_AGENT_TIMEOUT_MS", 3000, minimum=1) / 1000
+# The portal's client certificate for agents that require mutual TLS: all three or none.
+_agent_tls = {k: env_str(f"PORTAL_AGENT_TLS_{k.upper()}") for k in ("cert", "key", "ca")}
+if any(_agent_tls.values()) and not all(_agent_tls.values()):
+    raise ImproperlyConfigured(
+        "PORTAL_AGENT_TLS_CERT, PORTAL_AGENT_TLS_KEY and PORTAL_AGENT_TLS_CA go together"
+    )
+PORTAL_AGENT_TLS = _agent_tls if all(_agent_tls.values()) else None
 
 LOGGING = {
     "version": 1,
