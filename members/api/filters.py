@@ -15,16 +15,17 @@ from members.rules import MEMBER_TYPES
 
 
 class _BoundedDateTimeField(forms.DateTimeField):
-    """A date-time the database can store: year 1 at UTC+14 does not exist in UTC."""
+    """A date-time the database accepts: sent in UTC, because PostgreSQL refuses offsets past
+    ±15:59 (Python allows ±23:59), and year 1 at UTC+14 does not exist in UTC at all."""
 
     def to_python(self, value):
         result = super().to_python(value)
-        if result is not None:
-            try:
-                result.astimezone(UTC)
-            except OverflowError:
-                raise ValidationError("Date out of range.", code="invalid") from None
-        return result
+        if result is None:
+            return None
+        try:
+            return result.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("Date out of range.", code="invalid") from None
 
 
 class DateTimeFilter(django_filters.DateTimeFilter):

@@ -225,6 +225,7 @@ BAD_QUERIES = [
     "since=not-a-date",
     "since=0001-01-01T00:00:00%2B14:00",
     "until=9999-12-31T23:59:59-14:00",
+    "until=4756-02-16T10%3A53%3A09.62-19%3A03",
     "actor=99999999999999999999999",
     "requires_tls=maybe",
     "state=nope",
@@ -257,3 +258,48 @@ def test_the_api_keeps_serving_after_bad_requests(world, api):
 
     assert api.get(V1 + "/mirrors/").json()["count"] == 1
     assert api.post(V1 + "/mirrors/", {"name": "beta"}, format="json").status_code == 201
+
+
+@pytest.mark.parametrize("name", RESOURCES)
+def test_options_head_and_odd_accept_headers_never_get_a_5xx(world, api, name):
+    url = f"{V1}/{name}/"
+
+    assert api.options(url).status_code == 200
+    assert api.head(url).status_code == 200
+    refused = api.get(url, HTTP_ACCEPT="text/csv")
+    assert refused.status_code == 406
+    assert refused.json()["error"]["code"] == "not_acceptable"
+    assert api.get(url, HTTP_ACCEPT="*/*;q=abc, application/json;;").status_code < 500
+
+
+def test_an_anonymous_options_request_is_asked_to_authenticate(world, client_for):
+    assert client_for(None).options(V1 + "/mirrors/").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "method,path,body,code",
+    [
+        ("post", "/users/", {"username": "newbie", "password": "a long pass phrase"}, "required"),
+        ("post", "/users/", {"username": "newbie", "role": None}, "invalid_choice"),
+        ("patch", "/users/{someone}/", {"role": None}, "invalid_choice"),
+        ("patch", "/users/{someone}/", {"role": "root"}, "invalid_choice"),
+    ],
+)
+def test_every_user_has_one_of_the_three_roles(world, api, method, path, body, code):
+    url = V1 + path.format(someone=world.someone.pk)
+
+    response = getattr(api, method)(url, body, format="json")
+
+    assert response.status_code == 400
+    assert field_codes(response, "role") == [code]
+
+
+def test_a_weak_password_is_refused_with_djangos_codes(world, api):
+    response = api.post(
+        V1 + "/users/",
+        {"username": "newbie", "password": "password", "role": "viewer"},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert "password_too_common" in field_codes(response, "password")

@@ -195,6 +195,44 @@ ROWS = [
 ]
 
 
+# Methods an endpoint does not offer: 405 for whoever passes the role check for that method
+# (reads need viewer, writes admin; tokens are anyone's, users only admins').
+NOT_OFFERED = [
+    ("post", "/pending-members/"),
+    ("put", "/pending-members/{pending}/"),
+    ("delete", "/pending-members/{pending}/"),
+    ("get", "/pending-members/{pending}/authorize/"),
+    ("patch", "/dn-updates/{dn_update}/"),
+    ("delete", "/dn-updates/{dn_update}/"),
+    ("get", "/dn-updates/{dn_update}/reject/"),
+    ("put", "/database-copies/{copy}/"),
+    ("patch", "/database-copies/{copy}/"),
+    ("put", "/jobs/{job}/"),
+    ("patch", "/jobs/{job}/"),
+    ("post", "/audit-events/"),
+    ("put", "/audit-events/{event}/"),
+    ("patch", "/audit-events/{event}/"),
+    ("patch", "/tokens/{token}/"),
+    ("get", "/tokens/{token}/revoke/"),
+    ("get", "/hosts/{host}/check/"),
+    ("delete", "/hosts/{host}/check/"),
+    ("post", "/users/{someone}/"),
+]
+ROWS += [
+    Row(
+        method,
+        at(V1 + path),
+        "admin"
+        if path.startswith("/users/")
+        else "viewer"
+        if method == "get" or path.startswith("/tokens/")
+        else "admin",
+        405,
+    )
+    for method, path in NOT_OFFERED
+]
+
+
 def expected_status(row: Row, role: str | None) -> int:
     if role is None:
         return 401

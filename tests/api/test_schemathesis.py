@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from accounts.models import ApiToken
+from accounts.models import ApiToken, AuditEvent
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -47,7 +47,7 @@ def seeded_ids(world, user_token) -> dict[str, list[int]]:
         "databases": [world.database.pk, world.spare_database.pk],
         "database-copies": [world.copy.pk],
         "jobs": [world.job.pk],
-        "audit-events": [1, 2, 3],
+        "audit-events": list(AuditEvent.objects.values_list("pk", flat=True)[:3]),
         "tokens": [user_token.pk],
         "users": [world.someone.pk],
     }
