@@ -20,6 +20,7 @@ from pathlib import Path
 
 from engine import journal as jmod
 from engine.config import Address, MirrorConfig
+from engine.dejournal import Dejournaler
 from engine.instance_dejournal import DejournalRunner
 from engine.instance_ops import HANDLERS, KILL, SET
 from engine.instance_replica import ReplicaLink
@@ -64,14 +65,15 @@ class Instance:
         # the host agent finds the process to force down from this file
         (self.data_dir / PID_FILE).write_text(f"{os.getpid()}\n")
         self.journal_dir.mkdir(exist_ok=True)
+        # opening the journal cuts a torn tail first, so replay sees only whole records
+        self.journal = jmod.Journal(
+            self.journal_dir, self.cfg.name, max_file_bytes=self.cfg.journal_file_bytes
+        )
         for db in self.member.databases:
             store = Store.open(str(self.data_dir / "db" / db))
             # the journal is the durability point: bring the store up to it
             jmod.replay_into(store, self.journal_dir, db, mirror=self.cfg.name)
             self.stores[db] = store
-        self.journal = jmod.Journal(
-            self.journal_dir, self.cfg.name, max_file_bytes=self.cfg.journal_file_bytes
-        )
         if self.role == "primary":
             self.replicator = Replicator(self)
             self.journal.on_append = self.replicator.on_append
@@ -97,9 +99,7 @@ class Instance:
             self.member.private,
         )
 
-    def _make_dejournaler(self):
-        from engine.dejournal import Dejournaler
-
+    def _make_dejournaler(self) -> Dejournaler:
         return Dejournaler(
             self.stores,
             parallel=self.cfg.parallel_for(self.member),
