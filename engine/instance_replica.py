@@ -121,6 +121,10 @@ class ReplicaLink:
                     log.warning(
                         "data channel to primary at %s lost: %s", addr, exc or type(exc).__name__
                     )
+                except Exception:
+                    # e.g. a journal gap: log it and retry; the loop itself must never die
+                    log.exception("data channel to primary at %s failed", addr)
+                    delay = 1.0
                 finally:
                     self._mark_disconnected()
                     writer.close()
