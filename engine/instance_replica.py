@@ -46,7 +46,7 @@ class ReplicaLink:
         self.primary_name: str | None = None
         self.primary_end = None
         self.primary_time: float | None = None
-        self.last_block_time: float | None = None  # primary's clock when the last chunk was sent
+        self.last_block_time: float | None = None  # timestamp of the last record received
         self.received = inst.journal.end_position
         self.codec: str | None = None
         self.bytes_network = 0
@@ -214,7 +214,8 @@ class ReplicaLink:
                 self.received = journal.end_position
                 self.bytes_network += len(payload)
                 self.bytes_journal += raw_len
-                self.last_block_time = sent_at
+                # SPEC §2.2 measures "behind" from the journal's own timestamps
+                self.last_block_time = records[-1].timestamp if records else sent_at
                 self.active = bool(active)
                 if self.primary_end is None or self.received > self.primary_end:
                     self.primary_end = self.received

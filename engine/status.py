@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from engine.instance import Instance
 
 FIRST_RATE = "--- (will be displayed on refresh)"
-# Below this a member is "Caught up" even if the clocks say a few ms behind.
+# A member receiving records written less than this long ago is "Caught up".
 CAUGHT_UP_SLACK_S = 1.0
 
 
@@ -52,7 +52,10 @@ def journal_transfer(inst: Instance) -> tuple[str, float | None]:
         return "Active", 0.0
     if link.caught_up:
         return "Caught up", 0.0
-    behind = time.time() - (link.last_block_time or link.primary_time or time.time())
+    behind = max(0.0, time.time() - (link.last_block_time or link.primary_time or time.time()))
+    if behind < CAUGHT_UP_SLACK_S:
+        # streaming live: the primary's end position we know is just a heartbeat old
+        return "Caught up", behind
     return f"{format_duration(behind)} behind", behind
 
 
