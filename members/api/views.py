@@ -177,6 +177,7 @@ class DatabaseCopyViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
     """Each member's copy of a mirrored database and its status."""
@@ -190,3 +191,6 @@ class DatabaseCopyViewSet(
         serializer.instance = services.add_database_copy(
             self.request.user, **serializer.validated_data
         )
+
+    def perform_destroy(self, instance):
+        services.remove_database_copy(self.request.user, instance)

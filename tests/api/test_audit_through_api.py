@@ -160,6 +160,16 @@ CHANGES = [
         None,
         "Needs Activation",
     ),
+    (
+        "delete",
+        "/database-copies/{copy}/",
+        None,
+        "database_copy.remove",
+        "databasecopy",
+        "status",
+        "Normal",
+        None,
+    ),
     ("post", "/hosts/{host}/check/", None, "job.start", "job", "kind", None, "check_host"),
     ("post", "/tokens/", {"name": "deploy"}, "token.create", "apitoken", "name", None, "deploy"),
     (
@@ -229,6 +239,7 @@ def test_a_change_through_the_api_is_audited_with_before_and_after(
     ids = {name: getattr(world, name).pk for name in names}
     ids |= {
         "dn_update": world.dn_update.pk,
+        "copy": world.copy.pk,
         "someone": world.someone.pk,
         "token": world.token_of("admin").pk,
     }

@@ -153,7 +153,7 @@ ROWS = [
         lambda w: {"database": w.spare_database.pk, "member": w.member.pk},
     ),
     Row("get", at(V1 + "/database-copies/{copy}/"), "viewer", 200),
-    Row("delete", at(V1 + "/database-copies/{copy}/"), "admin", 405),
+    Row("delete", at(V1 + "/database-copies/{copy}/"), "admin", 204),
     # jobs
     Row("get", at(V1 + "/jobs/"), "viewer", 200),
     Row("get", at(V1 + "/jobs/{job}/"), "viewer", 200),
