@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import glob
 import json
 import multiprocessing as mp
@@ -144,7 +145,9 @@ def run_load(address: str, clients: int, seconds: float) -> dict:
     }
 
 
-def bench_engine(with_backup: bool, seconds: float) -> list[dict]:
+@contextlib.contextmanager
+def engine_mirror(with_backup: bool):
+    """A running mirror (primary + backup, or a lone primary); yields the primary's address."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-repl-"))
     procs = {}
     try:
@@ -155,14 +158,7 @@ def bench_engine(with_backup: bool, seconds: float) -> list[dict]:
         address = str(cfg.first_primary.superserver)
         if with_backup:
             wait_backup_active(address)
-        results = []
-        for n in CLIENTS:
-            r = run_load(address, n, seconds)
-            name = f"engine {'with active backup' if with_backup else 'no backup'}, {n} clients"
-            results.append(
-                {"name": name, "system": "engine", "backup": with_backup, "clients": n, **r}
-            )
-        return results
+        yield address
     finally:
         stop_pids([{"pid": p.pid, "member": n} for n, p in procs.items()])
         shutil.rmtree(tmp, ignore_errors=True)
@@ -199,10 +195,10 @@ def _pg(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(_as_postgres(cmd), check=True, capture_output=True, text=True, **kw)
 
 
-def bench_postgres(seconds: float) -> list[dict]:
+@contextlib.contextmanager
+def postgres_pair():
+    """A PostgreSQL primary + synchronous standby; yields run(clients, seconds) -> figures."""
     bindir = pg_bindir()
-    if bindir is None:
-        return []
     tmp = Path(tempfile.mkdtemp(prefix="bench-pg-"))
     os.chmod(tmp, 0o755)
     if os.geteuid() == 0:
@@ -298,16 +294,17 @@ def bench_postgres(seconds: float) -> list[dict]:
             "ON CONFLICT (k) DO UPDATE SET v = excluded.v;\n"
         )
         os.chmod(script, 0o644)
-        results = []
-        for n in CLIENTS:
-            logdir = tmp / f"log{n}"
+
+        def run(n: int, seconds: float) -> dict:
+            logdir = tmp / f"log{n}-{time.monotonic_ns()}"
             logdir.mkdir()
             if os.geteuid() == 0:
                 shutil.chown(logdir, "postgres", "postgres")
+            dur = max(1, int(round(seconds)))
             _pg(
                 [
                     "pgbench", "-n", "-h", "127.0.0.1", "-p", str(p1), "-U", "postgres",
-                    "-c", str(n), "-j", str(min(n, 2)), "-T", str(max(1, int(round(seconds)))),
+                    "-c", str(n), "-j", str(min(n, 2)), "-T", str(dur),
                     "-f", str(script), "-l", "--log-prefix", str(logdir / "tx"), "postgres",
                 ],
                 cwd=str(logdir),
@@ -317,22 +314,16 @@ def bench_postgres(seconds: float) -> list[dict]:
                 for line in logfile.read_text().splitlines():
                     parts = line.split()
                     if len(parts) >= 3:
-                        lat.append(int(parts[2]) / 1e6)
+                        lat.append(int(parts[2]) / 1e6)  # per-transaction latency in us
             lat.sort()
-            dur = max(1, int(round(seconds)))
-            results.append(
-                {
-                    "name": f"postgresql sync standby, {n} clients",
-                    "system": "postgresql",
-                    "backup": True,
-                    "clients": n,
-                    "ops": len(lat),
-                    "ops_per_s": round(len(lat) / dur, 1),
-                    "p50_ms": round(percentile(lat, 50) * 1000, 3),
-                    "p99_ms": round(percentile(lat, 99) * 1000, 3),
-                }
-            )
-        return results
+            return {
+                "ops": len(lat),
+                "ops_per_s": round(len(lat) / dur, 1),
+                "p50_ms": round(percentile(lat, 50) * 1000, 3),
+                "p99_ms": round(percentile(lat, 99) * 1000, 3),
+            }
+
+        yield run
     finally:
         for d in reversed(started):
             subprocess.run(
@@ -352,18 +343,31 @@ def main() -> int:
     ap.add_argument("--no-postgres", action="store_true")
     args = ap.parse_args()
     seconds = args.seconds or (1.5 if args.quick else 5.0)
-    results = bench_engine(True, seconds) + bench_engine(False, seconds)
-    pg = [] if args.no_postgres else bench_postgres(seconds)
-    results += pg
-    pg_by_n = {r["clients"]: r for r in pg}
-    for r in list(results):
-        if r["system"] == "engine" and r["backup"] and r["clients"] in pg_by_n:
-            base = pg_by_n[r["clients"]]["ops_per_s"]
+    use_pg = not args.no_postgres and pg_bindir() is not None
+    results = []
+    # All three systems stay up and take turns at each client count, so a change in the
+    # machine's other load hits them alike.
+    with contextlib.ExitStack() as stack:
+        mirrored = stack.enter_context(engine_mirror(True))
+        alone = stack.enter_context(engine_mirror(False))
+        pg_run = stack.enter_context(postgres_pair()) if use_pg else None
+        for n in CLIENTS:
+            row = {"name": f"engine with active backup, {n} clients", "system": "engine"}
+            results.append({**row, "backup": True, "clients": n, **run_load(mirrored, n, seconds)})
+            row = {"name": f"engine no backup, {n} clients", "system": "engine"}
+            results.append({**row, "backup": False, "clients": n, **run_load(alone, n, seconds)})
+            if pg_run is not None:
+                row = {"name": f"postgresql sync standby, {n} clients", "system": "postgresql"}
+                results.append({**row, "backup": True, "clients": n, **pg_run(n, seconds)})
+    by = {(r["system"], r["backup"], r["clients"]): r for r in results}
+    for n in CLIENTS:
+        ours, theirs = by.get(("engine", True, n)), by.get(("postgresql", True, n))
+        if ours and theirs and theirs["ops_per_s"]:
             results.append(
                 {
-                    "name": f"ratio engine/postgresql, {r['clients']} clients",
-                    "clients": r["clients"],
-                    "ratio": round(r["ops_per_s"] / base, 2) if base else None,
+                    "name": f"ratio engine/postgresql, {n} clients",
+                    "clients": n,
+                    "ratio": round(ours["ops_per_s"] / theirs["ops_per_s"], 2),
                 }
             )
     if args.json:
@@ -377,8 +381,8 @@ def main() -> int:
             print(
                 f"{r['name']:<44} {r['ops_per_s']:>10.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}"
             )
-    if not pg:
-        print("(PostgreSQL binaries not found: no comparison)")
+    if not use_pg:
+        print("(PostgreSQL not run: no binaries in /usr/lib/postgresql/*/bin or --no-postgres)")
     return 0
 
 
