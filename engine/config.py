@@ -216,7 +216,7 @@ def parse_config(data: dict, base_dir: Path, source: Path | None = None) -> Mirr
     dbs = _db_list(mirror.get("databases"), "mirror.databases")
     data_root = Path(mirror.get("data_root", "var"))
     if not data_root.is_absolute():
-        data_root = base_dir / data_root
+        data_root = (base_dir / data_root).resolve()
     qos = mirror.get("qos_timeout_ms", 8000)
     if not isinstance(qos, int) or qos < 50:
         raise ConfigError("mirror.qos_timeout_ms: must be an integer >= 50")
