@@ -11,7 +11,8 @@ Example (see examples/cluster.toml):
     async_compression = "System Selected"
     async_compression_type = "zlib"
     parallel_dejournaling = "failover+dr"         # or "all" / "failover"
-    tls = false
+    tls = false                                   # true: mutual TLS on every data channel
+    tls_ca = "certs/ca.pem"                       # with tls: the CA that signs member certs
     data_root = "var/demo"                        # relative to this file
 
     [[members]]
@@ -22,7 +23,9 @@ Example (see examples/cluster.toml):
 
 Member keys: data_dir (default data_root/NAME), databases (subset, reporting only),
 dejournal_filter ("module:function", reporting only), codecs (codecs this member can
-decompress; default all three), dejournal_workers.
+decompress; default all three), dejournal_workers, and with tls: tls_cert and tls_key
+(the member's certificate, whose subject CN is the member name, and its key).
+Relative paths are relative to the configuration file.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ class MemberConfig:
     dejournal_filter: str | None = None
     codecs: list[str] = field(default_factory=lambda: list(CODECS))
     dejournal_workers: int = 4
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @property
     def is_failover(self) -> bool:
@@ -104,6 +109,7 @@ class MirrorConfig:
     async_compression_type: str = "zlib"
     parallel_dejournaling: str = "failover+dr"
     tls: bool = False
+    tls_ca: Path | None = None
     journal_file_bytes: int = 64 * 1024 * 1024
     source: Path | None = None
 
@@ -163,7 +169,9 @@ def _db_list(value: object, where: str) -> list[str]:
     return out
 
 
-def _member(raw: dict, mirror_dbs: list[str], data_root: Path, index: int) -> MemberConfig:
+def _member(
+    raw: dict, mirror_dbs: list[str], data_root: Path, index: int, base_dir: Path
+) -> MemberConfig:
     where = f"members[{index}]"
     name = raw.get("name")
     if not isinstance(name, str) or not name or len(name) > 32 or set(name) & _MEMBER_FORBIDDEN:
@@ -203,7 +211,19 @@ def _member(raw: dict, mirror_dbs: list[str], data_root: Path, index: int) -> Me
     workers = raw.get("dejournal_workers", 4)
     if not isinstance(workers, int) or not 1 <= workers <= 16:
         raise ConfigError(f"{where}.dejournal_workers: must be 1-16")
-    return MemberConfig(name, mtype, superserver, private, data_dir, dbs, flt, codecs, workers)
+    m = MemberConfig(name, mtype, superserver, private, data_dir, dbs, flt, codecs, workers)
+    m.tls_cert = _path(raw.get("tls_cert"), base_dir, f"{where}.tls_cert")
+    m.tls_key = _path(raw.get("tls_key"), base_dir, f"{where}.tls_key")
+    return m
+
+
+def _path(value: object, base_dir: Path, where: str) -> Path | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: expected a file path")
+    p = Path(value)
+    return p if p.is_absolute() else base_dir / p
 
 
 def parse_config(data: dict, base_dir: Path, source: Path | None = None) -> MirrorConfig:
@@ -249,6 +269,7 @@ def parse_config(data: dict, base_dir: Path, source: Path | None = None) -> Mirr
             "mirror.parallel_dejournaling",
         ),
         tls=bool(mirror.get("tls", False)),
+        tls_ca=_path(mirror.get("tls_ca"), base_dir, "mirror.tls_ca"),
         journal_file_bytes=int(mirror.get("journal_file_bytes", 64 * 1024 * 1024)),
         source=source,
     )
@@ -260,7 +281,7 @@ def parse_config(data: dict, base_dir: Path, source: Path | None = None) -> Mirr
     for i, raw in enumerate(raw_members):
         if not isinstance(raw, dict):
             raise ConfigError(f"members[{i}]: expected a table")
-        cfg.members.append(_member(raw, dbs, data_root, i))
+        cfg.members.append(_member(raw, dbs, data_root, i, base_dir))
     names = [m.name for m in cfg.members]
     if len(set(names)) != len(names):
         raise ConfigError("member names must be unique")
@@ -272,6 +293,12 @@ def parse_config(data: dict, base_dir: Path, source: Path | None = None) -> Mirr
             raise ConfigError(
                 f"member {m.name}: failover members need a mirror private address ('private')"
             )
+    if cfg.tls:
+        if cfg.tls_ca is None:
+            raise ConfigError("mirror.tls_ca: a mirror that requires TLS needs its CA certificate")
+        for m in cfg.members:
+            if m.tls_cert is None or m.tls_key is None:
+                raise ConfigError(f"member {m.name}: tls_cert and tls_key are required with TLS")
     ports = [a for m in cfg.members for a in (m.superserver, m.private) if a is not None]
     if len(set(ports)) != len(ports):
         raise ConfigError("every superserver and private address must be distinct")

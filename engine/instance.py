@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from engine import journal as jmod
+from engine import tls
 from engine.config import Address, MirrorConfig
 from engine.dejournal import Dejournaler
 from engine.instance_dejournal import DejournalRunner
@@ -86,9 +87,10 @@ class Instance:
             self.dejournal.start_task()
             self.replica = ReplicaLink(self)
             self.replica.start()
-        await self._listen(self.member.superserver, "superserver")
+        # private first: a member answering on its superserver port is fully listening
         if self.member.private is not None:
-            await self._listen(self.member.private, "private")
+            await self._listen(self.member.private, "private", self.tls_server_context())
+        await self._listen(self.member.superserver, "superserver")
         log.info(
             "member %s (%s) of mirror %s started as %s; superserver %s, private %s",
             self.member.name,
@@ -107,10 +109,25 @@ class Instance:
             record_filter=self.member.dejournal_filter,
         )
 
-    async def _listen(self, addr: Address, name: str) -> None:
+    def tls_server_context(self):
+        """Mutual TLS for the data channel when the mirror requires TLS (SPEC §10.1)."""
+        if not self.cfg.tls:
+            return None
+        return tls.server_context(self.member.tls_cert, self.member.tls_key, self.cfg.tls_ca)
+
+    def tls_client_context(self):
+        if not self.cfg.tls:
+            return None
+        return tls.client_context(self.member.tls_cert, self.member.tls_key, self.cfg.tls_ca)
+
+    async def _listen(self, addr: Address, name: str, ssl=None) -> None:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: Connection(self, name, self.max_frame), addr.host, addr.port, reuse_address=True
+            lambda: Connection(self, name, self.max_frame),
+            addr.host,
+            addr.port,
+            reuse_address=True,
+            ssl=ssl,
         )
         self.servers.append(server)
 
@@ -198,6 +215,12 @@ class Instance:
         self.dejournal.submit(records)
 
     def accept_data_channel(self, conn: Connection, frame: Frame) -> None:
+        if self.cfg.tls and conn.listener != "private":
+            conn.reject_stream(
+                "this mirror requires TLS: open the data channel to the mirror private address",
+                frame.req_id,
+            )
+            return
         if self.replicator is None:
             conn.reject_stream(
                 self.not_primary_error("journal is served only by the primary").message,

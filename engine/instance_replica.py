@@ -27,6 +27,7 @@ from engine.protocol import (
     unpack,
 )
 from engine.replication import pos_from_wire, pos_wire
+from engine.tls import describe_ssl_error
 
 if TYPE_CHECKING:
     from engine.config import Address
@@ -56,6 +57,7 @@ class ReplicaLink:
         self._sync_task: asyncio.Task | None = None
         self._writer: asyncio.StreamWriter | None = None
         self.qos = inst.cfg.qos_timeout_ms / 1000.0
+        self._ssl = inst.tls_client_context()
 
     @property
     def caught_up(self) -> bool:
@@ -94,7 +96,7 @@ class ReplicaLink:
     def primary_addresses(self) -> list[Address]:
         primary = self.inst.cfg.first_primary
         addrs = [primary.private] if primary.private else []
-        if not self.inst.member.is_failover:
+        if not self.inst.member.is_failover and not self.inst.cfg.tls:
             addrs.append(primary.superserver)  # asyncs fall back to the superserver address
         return addrs
 
@@ -104,9 +106,13 @@ class ReplicaLink:
             for addr in self.primary_addresses():
                 try:
                     reader, writer = await asyncio.wait_for(
-                        asyncio.open_connection(addr.host, addr.port), 2.0
+                        asyncio.open_connection(addr.host, addr.port, ssl=self._ssl), 2.0
                     )
-                except (TimeoutError, OSError):
+                except (TimeoutError, OSError) as exc:  # ssl.SSLError is an OSError
+                    if self._ssl is not None and not isinstance(exc, ConnectionRefusedError):
+                        log.warning(
+                            "TLS connection to %s failed: %s", addr, describe_ssl_error(exc)
+                        )
                     continue
                 delay = 0.05
                 try:

@@ -20,6 +20,8 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
+from cryptography.x509.oid import NameOID
+
 from engine.compression import choose_codec, compress
 from engine.protocol import (
     ErrorCode,
@@ -31,6 +33,7 @@ from engine.protocol import (
     pack,
     unpack,
 )
+from engine.tls import peer_certificate
 
 if TYPE_CHECKING:
     from engine.instance import Instance
@@ -53,6 +56,17 @@ def pos_from_wire(value):
     if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, int) for v in value):
         raise ValueError(f"journal position must be [file_seq, offset], got {value!r}")
     return JournalPosition(value[0], value[1])
+
+
+def _check_peer(conn: Connection, name: str) -> None:
+    """With TLS the certificate, not the HELLO, says who connected: its CN must be the member."""
+    ssl_object = conn.transport.get_extra_info("ssl_object") if conn.transport else None
+    cert = peer_certificate(ssl_object) if ssl_object is not None else None
+    if cert is None:
+        raise ValueError("no client certificate on a mirror that requires TLS")
+    cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if name not in cns:
+        raise ValueError(f"certificate {cert.subject.rfc4514_string()!r} is not member {name}'s")
 
 
 class MemberLink:
@@ -177,6 +191,8 @@ class Replicator:
             member = cfg.member(str(hello.get("member")))
             if member.name == self.inst.member.name:
                 raise ValueError("a member cannot connect to itself")
+            if cfg.tls:
+                _check_peer(conn, member.name)
             codecs = hello.get("codecs") or []
             if not isinstance(codecs, list):
                 raise ValueError("codecs must be a list")

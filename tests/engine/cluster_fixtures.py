@@ -62,13 +62,27 @@ def write_config(
     databases=("USER", "APP"),
     mirror: dict | None = None,
     member_extra: dict | None = None,
+    tls: bool = False,
 ) -> Path:
     """A mirror config with one member per entry of `types` on free loopback ports.
 
     Members are named A, B, C, ... in order; failover members get a private address.
+    tls=True makes a throwaway CA and a certificate per member (CN = member name).
     """
     ports = free_ports(2 * len(types))
     settings = {"qos_timeout_ms": 2000}
+    member_extra = {k: dict(v) for k, v in (member_extra or {}).items()}
+    if tls:
+        from engine.tls import make_ca, make_cert
+
+        ca = make_ca(directory / "certs")
+        settings.update(tls=True, tls_ca=str(ca.cert_path))
+        for i in range(len(types)):
+            name = chr(ord("A") + i)
+            paths = make_cert(ca, directory / "certs", name)
+            member_extra.setdefault(name, {}).update(
+                tls_cert=str(paths.cert), tls_key=str(paths.key)
+            )
     settings.update(mirror or {})
     lines = ["[mirror]", 'name = "TEST"', f"databases = {list(databases)!r}".replace("'", '"')]
     lines.append(f'data_root = "{directory}"')
@@ -80,7 +94,7 @@ def write_config(
         lines.append(f'superserver = "127.0.0.1:{ports[2 * i]}"')
         if mtype == "failover":
             lines.append(f'private = "127.0.0.1:{ports[2 * i + 1]}"')
-        for k, v in (member_extra or {}).get(name, {}).items():
+        for k, v in member_extra.get(name, {}).items():
             lines.append(f"{k} = {_toml(v)}")
     path = directory / "mirror.toml"
     path.write_text("\n".join(lines) + "\n")

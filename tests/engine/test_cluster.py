@@ -67,6 +67,8 @@ def test_names_are_uppercased_and_defaults_applied(tmp_path):
         (lambda d: d["members"][2].update(codecs=["gzip"]), "codecs"),
         (lambda d: d["members"][2].update(name="bad name"), "name"),
         (lambda d: d.pop("members"), "members"),
+        (lambda d: d["mirror"].update(tls=True), "tls_ca"),
+        (lambda d: d["mirror"].update(tls=True, tls_ca="ca.pem"), "tls_cert and tls_key"),
     ],
 )
 def test_invalid_configuration_is_rejected_naming_the_key(tmp_path, change, message):

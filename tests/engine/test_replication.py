@@ -81,7 +81,7 @@ def test_backup_killed_and_restarted_catches_up_and_becomes_active_again(make_cl
     "mirror, codecs, backup_codec, async_codec",
     [
         ({}, None, None, "zstd"),
-        ({"tls": True}, None, "lz4", "zstd"),
+        ("tls", None, "lz4", "zstd"),
         (
             {"failover_compression": "Uncompressed", "async_compression": "Uncompressed"},
             None,
@@ -109,7 +109,7 @@ def test_backup_killed_and_restarted_catches_up_and_becomes_active_again(make_cl
             "lz4",
             "lz4",
         ),
-        ({"tls": True}, ["zlib"], "zlib", "zlib"),
+        ("tls", ["zlib"], "zlib", "zlib"),
     ],
     ids=[
         "system-selected",
@@ -124,7 +124,10 @@ def test_compression_mode_picks_the_codec_and_data_still_converges(
     make_cluster, mirror, codecs, backup_codec, async_codec
 ):
     extra = {"B": {"codecs": codecs}, "C": {"codecs": codecs}} if codecs else None
-    cluster = make_cluster(("failover", "failover", "dr"), mirror=mirror, member_extra=extra)
+    tls = mirror == "tls"  # a mirror that requires TLS (real mutual TLS on the data channel)
+    cluster = make_cluster(
+        ("failover", "failover", "dr"), mirror=None if tls else mirror, member_extra=extra, tls=tls
+    )
     cluster.wait_backup_active()
     with cluster.client() as c:
         write_mix(c, "z", 100)
