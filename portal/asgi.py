@@ -32,5 +32,5 @@ application = ProtocolTypeRouter(
 # Load every URLconf and view module now rather than on the first request, then move the
 # start-up heap out of the garbage collector's reach: full collections otherwise re-walk those
 # ~100k long-lived objects and show up as p99 spikes (bench/api.py: 76 ms -> ~25 ms).
-get_resolver().url_patterns
+_ = get_resolver().url_patterns
 gc.freeze()
