@@ -15,6 +15,7 @@ Routes:
     POST /v1/instances/{name}/force-down
     GET  /v1/journal/{mirror}/files
     GET  /v1/journal/{mirror}/files/{name}?offset=N
+    GET  /v1/status/stream                  (server-sent events; engine/agent_stream.py)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from engine.agent_config import AgentConfig, ConfigError, load_agent_config
 from engine.agent_errors import CONFIG, STATE, JSONErrorRequestHandler, api_error, json_errors
 from engine.agent_journal import list_journal_files, read_journal_file
 from engine.agent_probe import force_down, probe
+from engine.agent_stream import HUB, StatusHub, status_stream
 from engine.tls import TLSError, cert_info, load_certificate, peer_certificate, server_context
 
 AGENT_VERSION = "0.1.0"
@@ -105,6 +107,7 @@ ROUTES = [
     ("POST", "/v1/instances/{name}/force-down", force_instance_down),
     ("GET", "/v1/journal/{mirror}/files", list_journal_files),
     ("GET", "/v1/journal/{mirror}/files/{name}", read_journal_file),
+    ("GET", "/v1/status/stream", status_stream),
 ]
 
 
@@ -115,6 +118,13 @@ def make_app(cfg: AgentConfig) -> web.Application:
     )
     app[CONFIG] = cfg
     app[STATE] = {"started": time.monotonic()}
+    app[HUB] = hub = StatusHub(cfg)
+
+    async def end_streams(_app: web.Application) -> None:
+        # streams never end by themselves; the shutdown would wait for them
+        await hub.close()
+
+    app.on_shutdown.append(end_streams)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     return app

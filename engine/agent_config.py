@@ -4,6 +4,9 @@
     listen = "127.0.0.1:2188"          # default "0.0.0.0:2188": all interfaces (SPEC §1.5)
     probe_timeout_ms = 1000             # an instance silent this long is "hung"
     max_request_bytes = 65536           # larger request bodies get 413
+    stream_interval_ms = 100            # status stream: how often each instance is polled
+    stream_queue = 256                  # events a stream subscriber may lag before it is cut off
+    stream_heartbeat_ms = 10000         # keep-alive comment on an idle stream
 
     [agent.tls]                         # mutual TLS: identity = client certificate DN
     cert = "agent.pem"
@@ -20,6 +23,7 @@
     superserver = "127.0.0.1:51100"
     data_dir = "var/demo/A"             # relative paths are relative to this file
     mirror = "DEMO"                     # optional: the mirror whose journal it holds
+    cert = "A.pem"                      # optional: its certificate (expiry in the status stream)
 
 The API is always authenticated: a configuration without a client CA and without a
 credential is refused.
@@ -44,6 +48,7 @@ class InstanceEntry:
     superserver: Address
     data_dir: Path
     mirror: str | None = None
+    cert: Path | None = None  # the instance's certificate, for its expiry in the status stream
 
 
 @dataclass
@@ -57,6 +62,9 @@ class AgentConfig:
     credential: str | None = None
     probe_timeout_s: float = 1.0
     max_request_bytes: int = 65536
+    stream_interval_s: float = 0.1
+    stream_queue: int = 256
+    stream_heartbeat_s: float = 10.0
     source: Path | None = None
 
     @property
@@ -166,6 +174,7 @@ def _instances(raw: object, base: Path) -> list[InstanceEntry]:
                 superserver=parse_address(item.get("superserver"), f"{where}.superserver"),
                 data_dir=_path(item.get("data_dir"), base, f"{where}.data_dir"),
                 mirror=mirror.upper() if mirror else None,
+                cert=_path(item["cert"], base, f"{where}.cert") if "cert" in item else None,
             )
         )
     names = [e.name for e in out]
@@ -183,6 +192,9 @@ def parse_agent_config(data: dict, base: Path, source: Path | None = None) -> Ag
         instances=_instances(data.get("instances"), base),
         probe_timeout_s=_int(agent, "probe_timeout_ms", 1000, 50, 60000, "agent") / 1000,
         max_request_bytes=_int(agent, "max_request_bytes", 65536, 1024, 16 << 20, "agent"),
+        stream_interval_s=_int(agent, "stream_interval_ms", 100, 10, 60000, "agent") / 1000,
+        stream_queue=_int(agent, "stream_queue", 256, 1, 100000, "agent"),
+        stream_heartbeat_s=_int(agent, "stream_heartbeat_ms", 10000, 100, 600000, "agent") / 1000,
         source=source,
     )
     if "tls" in agent:

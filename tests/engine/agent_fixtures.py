@@ -13,9 +13,12 @@ loopback port; every agent is stopped at teardown.
 from __future__ import annotations
 
 import datetime as dt
+import queue
 import secrets
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,9 +129,13 @@ class AgentProcess:
         self.pki = pki
         self.credential = credential
         self.log_path = config.with_suffix(".log")
+        self.log_start = 0
+        self._spawn()
+
+    def _spawn(self) -> None:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "engine", "agent", "--config", str(config)],
+                [sys.executable, "-m", "engine", "agent", "--config", str(self.config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -153,7 +160,15 @@ class AgentProcess:
         )
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        """The log of the current process (a restart starts a new one)."""
+        return self.log_path.read_text(errors="replace")[self.log_start :]
+
+    def restart(self) -> None:
+        """Stop the agent and start it again with the same configuration and port."""
+        self.stop()
+        self.log_start = len(self.log_path.read_text(errors="replace"))
+        self._spawn()
+        self.wait_ready()
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -199,3 +214,87 @@ def start_agent_fixture(tmp_path):
     yield factory
     for agent in started:
         agent.stop()
+
+
+class StreamFollower:
+    """An agent's status stream followed on a background thread (engine StatusStream),
+    every event handed over through a queue so a test can wait for one with a deadline."""
+
+    def __init__(self, client: AgentClient, agent: AgentProcess | None = None, **kw):
+        self.client = client
+        self.agent = agent
+        self.stream = client.status_stream(**kw)
+        self.events: queue.Queue = queue.Queue()
+        self.seen: list[dict] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for event in self.stream.events():
+                self.events.put(event)
+        except Exception as exc:  # handed to the test, which raises it
+            self.events.put(exc)
+
+    def next(self, timeout: float = 15.0) -> dict:
+        try:
+            item = self.events.get(timeout=timeout)
+        except queue.Empty:
+            recent = "\n".join(str(e)[:300] for e in self.seen[-5:])
+            log = self.agent.log()[-3000:] if self.agent else ""
+            raise AssertionError(
+                f"no status stream event within {timeout:.1f} s (resyncs: "
+                f"{self.stream.resyncs}); last events:\n{recent}\nagent log:\n{log}"
+            ) from None
+        if isinstance(item, Exception):
+            raise item
+        self.seen.append(item)
+        return item
+
+    def until(self, predicate, timeout: float = 15.0, what: str = "an event") -> dict:
+        """Read events until one satisfies predicate; returns it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            try:
+                event = self.next(left)
+            except AssertionError as exc:
+                raise AssertionError(f"waiting for {what}: {exc}") from None
+            if predicate(event):
+                return event
+
+    def until_state(self, predicate, timeout: float = 15.0, what: str = "a state") -> None:
+        """Read events until predicate(stream) holds for the followed state (instances /
+        agent), then take every event already delivered, so `seen` holds the ones that
+        led there (the state is updated on the reading thread, a little ahead)."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self.stream):
+            left = deadline - time.monotonic()
+            try:
+                self.next(max(left, 0.001))
+            except AssertionError as exc:
+                raise AssertionError(f"waiting for {what}: {exc}") from None
+        while not self.events.empty():
+            self.next(0.1)
+
+    def close(self) -> None:
+        self.stream.close()
+        self.thread.join(10)
+        self.client.close()
+
+
+@pytest.fixture(name="follow")
+def follow_fixture():
+    """Factory: follow(agent_process, who="portal", **StatusStream kw) -> StreamFollower."""
+    followers: list[StreamFollower] = []
+
+    def factory(agent: AgentProcess, who: str | None = "portal", **kw) -> StreamFollower:
+        follower = StreamFollower(agent.client(who, credential=agent.credential), agent, **kw)
+        followers.append(follower)
+        return follower
+
+    yield factory
+    for f in followers:
+        f.close()

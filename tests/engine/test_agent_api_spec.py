@@ -12,6 +12,7 @@ import yaml
 from engine.agent import ROUTES, make_app
 from engine.agent_config import parse_agent_config
 from tests.engine.agent_fixtures import (  # noqa: F401
+    follow_fixture,
     instance_entries,
     pki_fixture,
     start_agent_fixture,
@@ -87,3 +88,26 @@ def test_live_answers_validate_against_the_schemas(spec, pki, start_agent, make_
         status, _, body = c.request("GET", "/v1/nowhere")
     assert status == 404
     validator(spec, "Error").validate(yaml.safe_load(body))
+
+
+@pytest.mark.timeout(60)
+def test_status_stream_events_validate_against_the_schemas(
+    spec, start_agent, make_cluster, follow, tmp_path
+):
+    cluster = make_cluster(types=("failover", "dr"), databases=("USER",))
+    entries = instance_entries(cluster)
+    entries.append({"name": "GHOST", "superserver": "127.0.0.1:1", "data_dir": str(tmp_path)})
+    agent = start_agent(instances=entries)
+    f = follow(agent, retry_s=5)
+    snapshot = f.next()
+    validator(spec, "StatusSnapshot").validate(snapshot)
+    assert snapshot["instances"]["GHOST"]["status"] == "Down"
+    assert not validator(spec, "StatusSnapshot").is_valid({**snapshot, "seq": 0})
+    with cluster.client() as c:
+        c.set("USER", "X", (1,), "one")
+    change = f.until(lambda e: e["type"] == "instance" and e["name"] == "A", what="A changes")
+    validator(spec, "StatusInstanceChange").validate(change)
+    agent.stop()
+    goodbye = f.until(lambda e: e["type"] == "goodbye", what="the goodbye")
+    validator(spec, "StatusGoodbye").validate(goodbye)
+    assert goodbye["code"] == "shutdown"

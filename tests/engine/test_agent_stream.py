@@ -1,0 +1,271 @@
+"""The agent's status stream (GET /v1/status/stream): a snapshot, then every change in
+order with no gap in sequence numbers; a reconnect resyncs from a fresh snapshot; slow
+subscribers are cut off without holding up the others.  Real member processes, a real
+agent process, real sockets on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+
+import pytest
+
+from engine.agent_client import AgentError
+from tests.engine.agent_fixtures import (  # noqa: F401
+    follow_fixture,
+    instance_entries,
+    pki_fixture,
+    start_agent_fixture,
+)
+from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def mirror(make_cluster):
+    return make_cluster(types=("failover", "failover", "dr"), databases=("USER",))
+
+
+@pytest.fixture
+def tls_agent(mirror, pki, start_agent):
+    entries = instance_entries(mirror)
+    entries[0]["cert"] = str(pki.portal.cert)  # any certificate: its expiry is reported
+    return start_agent(pki=pki, instances=entries)
+
+
+def changes_of(name: str, key: str):
+    """Predicate: an instance event for `name` whose patch carries `key`."""
+    return lambda e: e["type"] == "instance" and e["name"] == name and key in e["changed"]
+
+
+def assert_no_gaps(events: list[dict]) -> None:
+    """Within each stream id, seq goes 1, 2, 3 ... and the first event is the snapshot."""
+    by_stream: dict[str, list[dict]] = {}
+    for e in events:
+        by_stream.setdefault(e["stream"], []).append(e)
+    for stream, evs in by_stream.items():
+        assert [e["seq"] for e in evs] == list(range(1, len(evs) + 1)), stream
+        assert evs[0]["type"] == "snapshot", stream
+
+
+def test_the_stream_starts_with_a_snapshot_of_every_instance_in_spec_terms(tls_agent, follow):
+    f = follow(tls_agent)
+    snap = f.next()
+    assert snap["type"] == "snapshot" and snap["seq"] == 1
+    assert snap["interval_ms"] == 100
+    assert snap["agent"]["certificate"]["subject_dn"] == "CN=agent-host1,O=Mirror Portal"
+    assert snap["agent"]["certificate"]["expired"] is False
+    rows = snap["instances"]
+    assert set(rows) == {"A", "B", "C"}
+    assert {n: r["state"] for n, r in rows.items()} == {"A": "up", "B": "up", "C": "up"}
+    assert {n: r["role"] for n, r in rows.items()} == {"A": "primary", "B": "backup", "C": "async"}
+    assert rows["A"]["type"] == "Failover" and rows["C"]["type"] == "Disaster Recovery"
+    assert rows["A"]["status"] == "Primary"
+    assert rows["A"]["journal_transfer"] == "N/A"
+    assert rows["A"]["databases"] == [
+        {"name": "USER", "status": "Normal", "applied": rows["A"]["databases"][0]["applied"]}
+    ]
+    assert rows["A"]["certificate"]["subject_dn"] == "CN=portal,O=Mirror Portal"
+    assert 0 <= rows["A"]["certificate"]["days_left"] <= 7
+    assert rows["B"]["certificate"] is None
+    # B and C settle as Backup / Connected (if not yet): the stream says so as changes
+    f.until_state(
+        lambda s: (
+            (s.instances["B"]["status"], s.instances["C"]["status"]) == ("Backup", "Connected")
+        ),
+        what="B Backup and C Connected",
+    )
+    assert f.stream.instances["B"]["databases"][0]["status"] == "Dejournaling"
+    assert_no_gaps(f.seen)
+
+
+def test_a_write_on_the_primary_arrives_as_ordered_changes_without_gaps(tls_agent, mirror, follow):
+    f = follow(tls_agent)
+    f.next()
+    before = {n: r["journal_end"] for n, r in f.stream.instances.items()}
+    with mirror.client() as c:
+        for i in range(20):
+            c.set("USER", "Patient", (i,), f"name {i}")
+        end = c.status()["journal_end"]
+    assert end > before["A"]
+    # every member's journal reaches the new end (in whatever order they are polled)
+    at_end: set[str] = set()
+
+    def reached(e: dict) -> bool:
+        if changes_of(e.get("name"), "journal_end")(e) and e["changed"]["journal_end"] == end:
+            at_end.add(e["name"])
+        return at_end == {"A", "B", "C"}
+
+    f.until(reached, what=f"A, B and C at journal end {end}")
+    assert_no_gaps(f.seen)
+    assert all(e["stream"] == f.seen[0]["stream"] for e in f.seen)
+    # the followed state is what the instances report themselves
+    for name in ("B", "C"):
+        wait_for(
+            lambda n=name: f.stream.instances[n]["databases"] == mirror.status(n)["databases"],
+            15,
+            f"{name}'s followed databases to match its own status",
+        )
+    assert f.stream.instances["A"]["journal_end"] == end
+
+
+def member_statuses(record: dict) -> dict[str, str]:
+    return {m["member"]: m["status"] for m in record.get("members") or []}
+
+
+def test_an_instance_going_down_and_coming_back_is_streamed(tls_agent, mirror, follow):
+    f = follow(tls_agent)
+    f.next()
+    old_pid = f.stream.instances["C"]["pid"]
+    with tls_agent.client() as agent:
+        assert agent.force_down("C")["forced"] is True
+    # C's own record turns down, and the primary's view of the members shows it Down
+    f.until_state(
+        lambda s: (
+            s.instances["C"]["state"] == "down"
+            and member_statuses(s.instances["A"]).get("C") == "Down"
+        ),
+        what="C down, and Down on the primary",
+    )
+    down = next(e for e in f.seen if changes_of("C", "state")(e))
+    assert down["changed"]["state"] == "down"
+    assert down["changed"]["status"] == "Down"
+    assert down["changed"]["databases"] is None
+    assert f.stream.instances["C"]["type"] == "Disaster Recovery"  # the last one reported
+    mirror.procs.pop("C", None)
+    mirror.start("C")
+    f.until_state(
+        lambda s: (
+            s.instances["C"]["state"] == "up"
+            and member_statuses(s.instances["A"]).get("C") == "Connected"
+        ),
+        what="C up and Connected again",
+    )
+    up = [e for e in f.seen if changes_of("C", "state")(e)][-1]
+    assert up["changed"]["state"] == "up"
+    assert up["changed"]["pid"] not in (None, old_pid)
+    assert_no_gaps(f.seen)
+
+
+def test_a_dropped_connection_resyncs_with_a_fresh_snapshot_and_a_new_stream(tls_agent, follow):
+    f = follow(tls_agent)
+    first = f.next()
+    f.stream.drop()
+    again = f.until(lambda e: e["type"] == "snapshot", what="a new snapshot")
+    assert again["seq"] == 1
+    assert again["stream"] != first["stream"]
+    assert again["agent"]["epoch"] == first["agent"]["epoch"]  # same agent run
+    assert f.stream.resyncs == 1
+    assert set(again["instances"]) == {"A", "B", "C"}
+    assert_no_gaps(f.seen)
+
+
+def test_an_agent_restart_says_goodbye_then_a_new_epoch_starts(tls_agent, follow):
+    f = follow(tls_agent)
+    first = f.next()
+    tls_agent.restart()
+    goodbye = f.until(lambda e: e["type"] == "goodbye", what="the goodbye")
+    assert goodbye["code"] == "shutdown" and goodbye["stream"] == first["stream"]
+    snap = f.until(lambda e: e["type"] == "snapshot", 30, "the new agent's snapshot")
+    assert snap["agent"]["epoch"] != first["agent"]["epoch"]
+    assert snap["stream"].split("-")[0] == snap["agent"]["epoch"]
+    assert {n: r["state"] for n, r in snap["instances"].items()} == {
+        "A": "up",
+        "B": "up",
+        "C": "up",
+    }
+    assert_no_gaps(f.seen)
+
+
+@pytest.mark.parametrize("who, status", [(None, 401), ("stranger", 403)])
+def test_stream_requests_without_an_allowed_certificate_are_refused(tls_agent, who, status):
+    with tls_agent.client(who) as agent, pytest.raises(AgentError) as err:
+        agent.open_stream("/v1/status/stream")
+    assert err.value.status == status
+    # the follower does not retry a refusal: it raises it
+    with tls_agent.client(who) as agent, pytest.raises(AgentError):
+        next(agent.status_stream().events())
+
+
+def test_stream_requests_without_the_credential_get_401(mirror, start_agent):
+    agent = start_agent(instances=instance_entries(mirror))
+    for credential in (None, "wrong-credential-0123456789"):
+        with agent.client(credential=credential) as c, pytest.raises(AgentError) as err:
+            c.open_stream("/v1/status/stream")
+        assert err.value.status == 401
+
+
+def _raw_stream(agent, credential: str) -> tuple[socket.socket, str]:
+    """A subscriber that reads the response head and then nothing more (tiny receive buffer)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", agent.port))
+    s.sendall(
+        b"GET /v1/status/stream HTTP/1.1\r\nHost: agent\r\n"
+        + f"Authorization: Bearer {credential}\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    stream_id = next(
+        line.split(b":", 1)[1].strip().decode()
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"x-stream-id:")
+    )
+    return s, stream_id
+
+
+def test_a_slow_subscriber_is_cut_off_and_a_fast_one_keeps_every_event(mirror, start_agent, follow):
+    agent = start_agent(
+        instances=instance_entries(mirror),
+        agent_extra={"stream_queue": 4, "stream_interval_ms": 50},
+    )
+    fast = follow(agent)
+    fast.next()
+    stop = threading.Event()
+
+    def load():
+        with mirror.client() as c:
+            i = 0
+            while not stop.is_set():
+                c.set("USER", "Load", (i % 500,), "x" * 200)
+                i += 1
+
+    writer = threading.Thread(target=load, daemon=True)
+    slow, slow_id = _raw_stream(agent, agent.credential)
+    seen_before = len(fast.seen)
+    writer.start()
+    try:
+        wait_for(
+            lambda: f"status stream {slow_id} ends (overflow)" in agent.log(),
+            60,
+            "the slow subscriber to be cut off",
+        )
+        cut_at = fast.stream.seq
+        # the fast subscriber still gets what happens after the cut
+        fast.until(lambda e: e["seq"] > cut_at + 3, what="events after the cut")
+    finally:
+        stop.set()
+        writer.join(10)
+    # it took more events than the slow one was allowed to queue, all of them, in order
+    assert len(fast.seen) - seen_before > 4
+    assert fast.stream.resyncs == 0
+    assert_no_gaps(fast.seen)
+    # the slow one's connection ends (after its goodbye, if it still reads that far)
+    data = b""
+    deadline = time.monotonic() + 15
+    with contextlib.suppress(ConnectionError):
+        while time.monotonic() < deadline:
+            chunk = slow.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    slow.close()
+    assert time.monotonic() < deadline, "the slow subscriber's connection was never closed"
+    if b"event: goodbye" in data:
+        assert b'"code": "overflow"' in data
