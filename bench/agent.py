@@ -1,0 +1,305 @@
+"""Agent status stream fan-out: time from a member change to the event at each subscriber.
+
+    .venv/bin/python bench/agent.py [--quick] [--json] [--samples N] [--intervals MS,MS]
+
+A mirror of three real members (failover A and B, DR async C) and one real agent process
+(`python -m engine agent`, bearer credential, no TLS) on loopback.  1, 10 and 50
+subscribers follow GET /v1/status/stream (aiohttp client, all in this process).  Each
+sample makes one change and times, per subscriber, the arrival of the event that shows it:
+
+- write:     one SET on the primary; the event is A's `journal_end` patch.  Timed from
+             just before the SET is sent (so the commit, with the backup's ack, is inside).
+- dejournal: stop / start dejournaling on C (ADMIN); the event is C's `dejournaling`
+             patch ("Warning! Dejournaling is stopped." / "Caught up").
+
+The agent polls every instance each `stream_interval_ms`, so a change waits on average
+half an interval (at most a whole one) before the agent even sees it: the poll interval
+bounds the latency from below and is reported with each row.  Before each change the bench
+waits a random fraction of the interval, so changes fall anywhere in the poll cycle.
+Target: p99 <= 50 ms.  Subscribers, the members and the agent share this machine's cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+
+from engine.client import AsyncClient  # noqa: E402
+from engine.cluster import start_member, stop_pids, wait_ready  # noqa: E402
+from engine.config import load_config  # noqa: E402
+
+SUBSCRIBERS = (1, 10, 50)
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    k = min(len(ordered) - 1, max(0, int(round(p / 100 * (len(ordered) - 1)))))
+    return ordered[k]
+
+
+# -- processes ------------------------------------------------------------------------
+
+
+def write_mirror(directory: Path) -> Path:
+    p = free_ports(5)
+    text = f"""[mirror]
+name = "BENCH"
+databases = ["USER"]
+data_root = "{directory}"
+
+[[members]]
+name = "A"
+type = "failover"
+superserver = "127.0.0.1:{p[0]}"
+private = "127.0.0.1:{p[1]}"
+
+[[members]]
+name = "B"
+type = "failover"
+superserver = "127.0.0.1:{p[2]}"
+private = "127.0.0.1:{p[3]}"
+
+[[members]]
+name = "C"
+type = "dr"
+superserver = "127.0.0.1:{p[4]}"
+"""
+    path = directory / "mirror.toml"
+    path.write_text(text)
+    return path
+
+
+class AgentProc:
+    def __init__(self, directory: Path, cfg, interval_ms: int):
+        self.port = free_ports(1)[0]
+        self.credential = secrets.token_urlsafe(24)
+        lines = [
+            "[agent]",
+            f'listen = "127.0.0.1:{self.port}"',
+            f"stream_interval_ms = {interval_ms}",
+            "",
+            "[agent.auth]",
+            f'credential = "{self.credential}"',
+        ]
+        for m in cfg.members:
+            lines += [
+                "",
+                "[[instances]]",
+                f'name = "{m.name}"',
+                f'superserver = "{m.superserver}"',
+                f'data_dir = "{m.data_dir}"',
+                f'mirror = "{cfg.name}"',
+            ]
+        path = directory / f"agent-{interval_ms}.toml"
+        path.write_text("\n".join(lines) + "\n")
+        self.log = path.with_suffix(".log")
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "engine", "agent", "--config", str(path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=str(ROOT),
+            )
+        deadline = time.monotonic() + 20
+        while "agent listening" not in self.log.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"agent did not start:\n{self.log.read_text()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+# -- subscribers ------------------------------------------------------------------------
+
+
+class Probe:
+    """What the current sample waits for: the first matching event at each subscriber."""
+
+    def __init__(self, name: str, key: str, n: int):
+        self.name, self.key = name, key
+        self.started = time.perf_counter()
+        self.latencies: dict[int, float] = {}
+        self.n = n
+        self.done = asyncio.Event()
+
+    def seen(self, sub: int, event: dict, now: float) -> None:
+        if sub in self.latencies or event.get("name") != self.name:
+            return
+        if self.key in event.get("changed", {}):
+            self.latencies[sub] = (now - self.started) * 1000
+            if len(self.latencies) == self.n:
+                self.done.set()
+
+
+class Fanout:
+    def __init__(self, url: str, credential: str, n: int):
+        self.url, self.n = url, n
+        self.headers = {"Authorization": f"Bearer {credential}"}
+        self.probe: Probe | None = None
+        self.snapshots = 0
+        self.gaps = 0
+        self.tasks: list[asyncio.Task] = []
+        self.session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+        self.tasks = [asyncio.create_task(self._follow(i)) for i in range(self.n)]
+        deadline = time.monotonic() + 30
+        while self.snapshots < self.n:
+            if time.monotonic() > deadline:
+                raise RuntimeError("subscribers did not all get their snapshot")
+            await asyncio.sleep(0.01)
+
+    async def _follow(self, sub: int) -> None:
+        seq = 0
+        async with self.session.get(self.url + "/v1/status/stream", headers=self.headers) as r:
+            r.raise_for_status()
+            async for raw in r.content:
+                if not raw.startswith(b"data:"):
+                    continue
+                now = time.perf_counter()
+                event = json.loads(raw[5:])
+                if event["seq"] != seq + 1:
+                    self.gaps += 1
+                seq = event["seq"]
+                if event["type"] == "snapshot":
+                    self.snapshots += 1
+                elif self.probe is not None:
+                    self.probe.seen(sub, event, now)
+
+    async def measure(self, name: str, key: str, change) -> list[float]:
+        self.probe = Probe(name, key, self.n)
+        await change()
+        await asyncio.wait_for(self.probe.done.wait(), 10)
+        values = list(self.probe.latencies.values())
+        self.probe = None
+        return values
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        for t in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
+                await t
+        await self.session.close()
+
+
+async def run_row(agent: AgentProc, cfg, n: int, interval_ms: int, samples: int) -> list[dict]:
+    fan = Fanout(f"http://127.0.0.1:{agent.port}", agent.credential, n)
+    await fan.start()
+    primary = AsyncClient(str(cfg.member("A").superserver))
+    dr = AsyncClient(str(cfg.member("C").superserver), follow_primary=False)
+    await primary.connect()
+    await dr.connect()
+    rng = random.Random(n)
+    writes: list[float] = []
+    dejournal: list[float] = []
+    stopped = False
+    try:
+        for i in range(samples):
+            await asyncio.sleep(rng.uniform(0, interval_ms / 1000))
+            writes += await fan.measure(
+                "A", "journal_end", lambda i=i: primary.set("USER", "Bench", (n, i), i)
+            )
+            await asyncio.sleep(rng.uniform(0, interval_ms / 1000))
+            action = "dejournal_start" if stopped else "dejournal_stop"
+            stopped = not stopped
+            dejournal += await fan.measure("C", "dejournaling", lambda a=action: dr.admin(a))
+    finally:
+        if stopped:
+            await dr.admin("dejournal_start")
+        await primary.close()
+        await dr.close()
+        await fan.stop()
+    rows = []
+    for kind, values in (("write", writes), ("dejournal", dejournal)):
+        rows.append(
+            {
+                "name": f"{kind} change, {n} subscriber{'s' if n > 1 else ''}, "
+                f"poll {interval_ms} ms",
+                "change": kind,
+                "subscribers": n,
+                "poll_interval_ms": interval_ms,
+                "samples": len(values),
+                "p50_ms": round(percentile(values, 50), 2),
+                "p99_ms": round(percentile(values, 99), 2),
+                "max_ms": round(max(values), 2),
+                "seq_gaps": fan.gaps,
+            }
+        )
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer samples, one poll interval")
+    ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    ap.add_argument("--samples", type=int, help="changes per row (default 100, quick 25)")
+    ap.add_argument("--intervals", help="poll intervals in ms (default 20,100; quick 20)")
+    args = ap.parse_args()
+    samples = args.samples or (25 if args.quick else 100)
+    intervals = [int(x) for x in (args.intervals or ("20" if args.quick else "20,100")).split(",")]
+    directory = Path(tempfile.mkdtemp(prefix="bench-agent-"))
+    cfg = load_config(write_mirror(directory))
+    procs = {m.name: start_member(cfg, m.name) for m in cfg.members}
+    results: list[dict] = []
+    try:
+        wait_ready(cfg, procs)
+        for interval in intervals:
+            agent = AgentProc(directory, cfg, interval)
+            try:
+                for n in SUBSCRIBERS:
+                    results += asyncio.run(run_row(agent, cfg, n, interval, samples))
+            finally:
+                agent.stop()
+    finally:
+        stop_pids([{"pid": p.pid, "member": name} for name, p in procs.items()])
+        shutil.rmtree(directory, ignore_errors=True)
+    if args.json:
+        print(json.dumps({"benchmark": "agent", "results": results}))
+    else:
+        head = "change / subscribers / poll interval"
+        print(f"{head:<46} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+        for r in results:
+            print(f"{r['name']:<46} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8}")
+        print("target: p99 <= 50 ms (the poll interval bounds latency from below)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
