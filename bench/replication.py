@@ -1,6 +1,6 @@
 """Durable writes through a mirror vs PostgreSQL synchronous streaming replication.
 
-    .venv/bin/python bench/replication.py [--quick] [--json] [--seconds S]
+    .venv/bin/python bench/replication.py [--quick] [--json] [--seconds S] [--repeat N]
 
 Workload: each client sets a random key (1..1,000,000) to a 100-byte value, one request
 at a time, waiting for the durable acknowledgement.  Measured at 1, 4 and 16 concurrent
@@ -12,9 +12,11 @@ clients, for:
   on loopback (synchronous_commit=remote_write), pgbench upserting the same row shape with
   INSERT ... ON CONFLICT.
 
-Our clients run in one worker process (asyncio, one connection per client); pgbench is
-PostgreSQL's own C client.  Everything runs on this machine: the members, the clients
-and PostgreSQL share its cores, so other load on the machine moves every figure.
+Each figure is the median of --repeat runs (3; 1 with --quick) of --seconds each (4;
+1.5 with --quick), the three systems taking turns.  Our clients run in one worker
+process (asyncio, one connection per client); pgbench is PostgreSQL's own C client.
+Everything runs on this machine: the members, the clients and PostgreSQL share its
+cores, so other load on the machine moves every figure.
 """
 
 from __future__ import annotations
@@ -341,24 +343,36 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--seconds", type=float, help="duration of each measurement")
     ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--repeat", type=int, help="runs per figure, the median is kept (default 3)")
     args = ap.parse_args()
-    seconds = args.seconds or (1.5 if args.quick else 5.0)
+    seconds = args.seconds or (1.5 if args.quick else 4.0)
+    repeat = args.repeat or (1 if args.quick else 3)
     use_pg = not args.no_postgres and pg_bindir() is not None
     results = []
-    # All three systems stay up and take turns at each client count, so a change in the
-    # machine's other load hits them alike.
+    # All three systems stay up and take turns at each client count (and each repetition),
+    # so a change in the machine's other load hits them alike; the median run is reported.
     with contextlib.ExitStack() as stack:
         mirrored = stack.enter_context(engine_mirror(True))
         alone = stack.enter_context(engine_mirror(False))
         pg_run = stack.enter_context(postgres_pair()) if use_pg else None
+        systems = [
+            ("engine with active backup", "engine", True, lambda n: run_load(mirrored, n, seconds)),
+            ("engine no backup", "engine", False, lambda n: run_load(alone, n, seconds)),
+        ]
+        if pg_run is not None:
+            systems.append(
+                ("postgresql sync standby", "postgresql", True, lambda n: pg_run(n, seconds))
+            )
         for n in CLIENTS:
-            row = {"name": f"engine with active backup, {n} clients", "system": "engine"}
-            results.append({**row, "backup": True, "clients": n, **run_load(mirrored, n, seconds)})
-            row = {"name": f"engine no backup, {n} clients", "system": "engine"}
-            results.append({**row, "backup": False, "clients": n, **run_load(alone, n, seconds)})
-            if pg_run is not None:
-                row = {"name": f"postgresql sync standby, {n} clients", "system": "postgresql"}
-                results.append({**row, "backup": True, "clients": n, **pg_run(n, seconds)})
+            runs: dict[str, list[dict]] = {label: [] for label, *_ in systems}
+            for _ in range(repeat):
+                for label, _system, _backup, measure in systems:
+                    runs[label].append(measure(n))
+            for label, system, backup, _ in systems:
+                # the median run by throughput, with its own latencies
+                best = sorted(runs[label], key=lambda r: r["ops_per_s"])[len(runs[label]) // 2]
+                row = {"name": f"{label}, {n} clients", "system": system, "backup": backup}
+                results.append({**row, "clients": n, "runs": repeat, **best})
     by = {(r["system"], r["backup"], r["clients"]): r for r in results}
     for n in CLIENTS:
         ours, theirs = by.get(("engine", True, n)), by.get(("postgresql", True, n))
