@@ -169,7 +169,7 @@ class StatusHub:
     def _start(self) -> None:
         self.ready = asyncio.Event()
         self.records = {}
-        self.agent = {}
+        self.agent = self._agent_record()
         watches = [InstanceWatch(e, self.cfg.probe_timeout_s) for e in self.cfg.instances]
         pending = {w.entry.name for w in watches}
         self.tasks = [asyncio.create_task(self._watch_agent())]
@@ -220,7 +220,6 @@ class StatusHub:
 
     async def _watch_agent(self) -> None:
         """The agent's own record (its certificate may be renewed on disk)."""
-        self.agent = self._agent_record()
         while True:
             await asyncio.sleep(CERT_RECHECK_S)
             record = self._agent_record()

@@ -91,7 +91,8 @@ class InstanceWatch:
         self.pid_stale = True  # maybe a restarted instance
 
     async def _exchange(self) -> tuple[dict, dict]:
-        """INFO and STATUS, pipelined; raises OSError/ValueError/FrameError on a bad answer."""
+        """INFO and STATUS, pipelined; raises OSError/ValueError/FrameError on a bad answer.
+        A STATUS the instance refuses comes back as {"error": <its error>}."""
         base = self.req_id
         self.req_id = (self.req_id + 2) % 0x7FFFFFF0
         self.writer.write(
@@ -106,7 +107,9 @@ class InstanceWatch:
                 if not hasattr(frame, "body") or frame.req_id not in (base + 1, base + 2):
                     raise ValueError(f"unexpected reply: {frame!r}")
                 body = unpack(frame.body)
-                if frame.type != MsgType.OK or not isinstance(body, dict):
+                if frame.req_id == base + 2 and frame.type == MsgType.ERROR:
+                    body = {"error": body.get("message") if isinstance(body, dict) else body}
+                elif frame.type != MsgType.OK or not isinstance(body, dict):
                     raise ValueError(f"request refused: {body!r}")
                 replies[frame.req_id] = body
         return replies[base + 1], replies[base + 2]
@@ -153,7 +156,11 @@ class InstanceWatch:
         else:
             rec.update(state="up", detail="answering", role=info.get("role"))
             rec["mirror"] = info.get("mirror") or entry.mirror
-            self.last_type = status.get("type")
+            if "error" in status:
+                rec["detail"] = f"answering, but its status failed: {status['error']}"
+                status = None
+            else:
+                self.last_type = status.get("type")
         if rec["state"] != self.last_state or self.pid_stale:
             # the pid changes only with the state or the connection; finding it may scan /proc
             self.pid = await asyncio.to_thread(find_pid, entry)
@@ -163,6 +170,7 @@ class InstanceWatch:
         for key in STATUS_KEYS:
             rec[key] = None if status is None else status.get(key)
         if status is None:
+            # SPEC §2.1: Error = the member's status could not be fetched
             rec["type"] = self.last_type
             rec["status"] = "Down" if rec["state"] == "down" else "Error"
         elif isinstance(rec["incoming_journal_figures"], dict):
