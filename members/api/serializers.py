@@ -92,9 +92,18 @@ class DNUpdateSerializer(serializers.ModelSerializer):
         read_only_fields = ["state", "decided_at"]
 
 
-class DatabaseCopySerializer(serializers.ModelSerializer):
+class CopySummarySerializer(serializers.ModelSerializer):
+    """A copy as listed inside its database: who holds it and in what state."""
+
     member_name = serializers.CharField(source="member.name", read_only=True)
 
+    class Meta:
+        model = DatabaseCopy
+        fields = ["id", "member", "member_name", "status", "failover_db"]
+        read_only_fields = fields
+
+
+class DatabaseCopySerializer(CopySummarySerializer):
     class Meta:
         model = DatabaseCopy
         fields = ["id", "database", "member", "member_name", "status", "failover_db"]
@@ -108,7 +117,7 @@ class MirroredDatabaseSerializer(serializers.ModelSerializer):
         help_text="Starts with a letter or underscore; stored uppercase; never changes."
     )
     mirror_name = serializers.CharField(source="mirror.name", read_only=True)
-    copies = DatabaseCopySerializer(many=True, read_only=True)
+    copies = CopySummarySerializer(many=True, read_only=True)
 
     class Meta:
         model = MirroredDatabase

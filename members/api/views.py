@@ -153,7 +153,13 @@ class DNUpdateViewSet(
 
 class MirroredDatabaseViewSet(viewsets.ModelViewSet):
     queryset = MirroredDatabase.objects.select_related("mirror").prefetch_related(
-        Prefetch("copies", queryset=DatabaseCopy.objects.select_related("member"))
+        # Only what the nested summary shows: a list of 50 databases carries ~100 copies.
+        Prefetch(
+            "copies",
+            queryset=DatabaseCopy.objects.select_related("member").only(
+                "database", "member__name", "status", "failover_db"
+            ),
+        )
     )
     serializer_class = MirroredDatabaseSerializer
     filterset_class = filters.MirroredDatabaseFilter
