@@ -288,6 +288,10 @@ class StatusStream:
             self.instances = event["instances"]
             self.agent = event["agent"]
             return
+        if event["type"] == "goodbye" and event["stream"] == self.stream:
+            # an overflow goodbye follows dropped events: no gap check, the stream ends
+            self.last_goodbye = event
+            return
         if event["stream"] != self.stream or event["seq"] != self.seq + 1:
             raise StreamGap(
                 f"expected {self.stream}/{self.seq + 1}, got {event['stream']}/{event['seq']}"
@@ -297,8 +301,6 @@ class StatusStream:
             self.instances.setdefault(event["name"], {}).update(event["changed"])
         elif event["type"] == "agent":
             self.agent.update(event["changed"])
-        elif event["type"] == "goodbye":
-            self.last_goodbye = event
 
     def drop(self) -> None:
         """Cut the current connection (the follower reconnects and resyncs)."""

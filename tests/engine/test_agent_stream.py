@@ -169,6 +169,7 @@ def test_an_agent_restart_says_goodbye_then_a_new_epoch_starts(tls_agent, follow
     tls_agent.restart()
     goodbye = f.until(lambda e: e["type"] == "goodbye", what="the goodbye")
     assert goodbye["code"] == "shutdown" and goodbye["stream"] == first["stream"]
+    assert f.stream.last_goodbye == goodbye
     snap = f.until(lambda e: e["type"] == "snapshot", 30, "the new agent's snapshot")
     assert snap["agent"]["epoch"] != first["agent"]["epoch"]
     assert snap["stream"].split("-")[0] == snap["agent"]["epoch"]
@@ -269,3 +270,39 @@ def test_a_slow_subscriber_is_cut_off_and_a_fast_one_keeps_every_event(mirror, s
     assert time.monotonic() < deadline, "the slow subscriber's connection was never closed"
     if b"event: goodbye" in data:
         assert b'"code": "overflow"' in data
+
+
+def test_a_hung_instance_reads_as_error_while_the_others_keep_streaming(tls_agent, mirror, follow):
+    f = follow(tls_agent)
+    f.next()
+    mirror.pause("C")
+    try:
+        f.until_state(lambda s: s.instances["C"]["state"] == "hung", what="C hung")
+        assert f.stream.instances["C"]["status"] == "Error"
+        assert "no answer" in f.stream.instances["C"]["detail"]
+        with mirror.client() as c:
+            c.set("USER", "Patient", (1,), "while C is stopped")
+            end = c.status()["journal_end"]
+        f.until_state(
+            lambda s: (
+                s.instances["A"]["journal_end"] == end and s.instances["B"]["journal_end"] == end
+            ),
+            what="A and B at the new journal end",
+        )
+    finally:
+        mirror.resume("C")
+    f.until_state(lambda s: s.instances["C"]["state"] == "up", what="C up again")
+    assert_no_gaps(f.seen)
+
+
+def test_an_idle_stream_carries_keep_alive_comments(start_agent):
+    agent = start_agent(agent_extra={"stream_heartbeat_ms": 200})
+    s, _ = _raw_stream(agent, agent.credential)
+    with s:
+        data = b""
+        deadline = time.monotonic() + 15
+        while data.count(b": keep-alive") < 2 and time.monotonic() < deadline:
+            data += s.recv(4096)
+    assert data.count(b": keep-alive") >= 2
+    # an agent without instances still starts with a (empty) snapshot
+    assert b"event: snapshot" in data and b'"instances": {}' in data
