@@ -157,3 +157,15 @@ def test_journal_frame_from_an_impostor_is_refused_and_replication_goes_on(clust
     with cluster.client() as p:
         p.set("USER", "After", (1,), "ok")
     cluster.wait_converged("C")
+
+
+def test_the_primary_also_serves_the_data_channel_on_its_superserver_port(cluster):
+    # asyncs fall back to the primary's superserver address (SPEC §3.1)
+    a = cluster.cfg.member("A").superserver
+    hello = {"mirror": "TEST", "member": "C", "codecs": ["zlib"], "position": None}
+    frames = exchange(a.host, a.port, encode_frame(MsgType.DC_HELLO, 1, hello))
+    assert frames and frames[0].type == MsgType.DC_WELCOME, frames
+    welcome = unpack(frames[0].body)
+    assert welcome["primary"] == "A" and welcome["codec"] == "zlib"  # zstd falls back to zlib
+    still_serves(cluster, "A")
+    cluster.wait_status("C", "status", "Connected")  # the real C reconnects and goes on
