@@ -3,6 +3,9 @@
 python -m engine agent --config AGENT_FILE     (see engine/agent.py)
 python -m engine instance --config FILE --member NAME
 python -m engine status --config FILE [--member NAME] [--json]
+python -m engine admin --config FILE --member NAME ACTION [ARG]
+    (dejournal_stop, dejournal_start, pause_database DB, resume_database DB, digest DB,
+    positions)
 python -m engine cluster up -f FILE [-f FILE ...]
 python -m engine cluster down -f FILE [-f FILE ...]
 """
@@ -31,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--config", required=True)
     st.add_argument("--member", help="only this member")
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    ad = sub.add_parser("admin", help="dejournaling controls and checks on one member")
+    ad.add_argument("--config", required=True)
+    ad.add_argument("--member", required=True)
+    ad.add_argument("action")
+    ad.add_argument("arg", nargs="?")
 
     cl = sub.add_parser("cluster", help="start/stop all members of mirror files on loopback")
     cl.add_argument("action", choices=("up", "down"))
@@ -69,12 +78,30 @@ def main(argv: list[str] | None = None) -> int:
             from engine.status import status_command
 
             return status_command(load_config(args.config), args.member, args.json)
+        if args.command == "admin":
+            return _admin(load_config(args.config), args.member, args.action, args.arg)
         from engine.cluster import cluster_down, cluster_up
 
         return cluster_up(args.file) if args.action == "up" else cluster_down(args.file)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+
+
+def _admin(cfg, member: str, action: str, arg: str | None) -> int:
+    import json
+
+    from engine.client import Client, EngineError
+
+    m = cfg.member(member)
+    try:
+        with Client([str(m.superserver)], follow_primary=False, timeout=5, retries=0) as c:
+            result = c.admin(action, arg)
+    except (EngineError, OSError) as exc:
+        print(f"{m.name}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result) if result is not None else "ok")
+    return 0
 
 
 if __name__ == "__main__":

@@ -132,3 +132,16 @@ def test_status_command_prints_a_table_json_and_down_members(make_cluster):
         cmd + ["--member", "b", "--json"], capture_output=True, text=True, check=True
     )
     assert [r["member"] for r in json.loads(one.stdout)["members"]] == ["B"]
+
+
+def test_admin_command_stops_and_starts_dejournaling_on_a_member(make_cluster):
+    cluster = make_cluster(("failover", "dr"))
+    cmd = [sys.executable, "-m", "engine", "admin", "--config", str(cluster.path), "--member", "B"]
+    assert subprocess.run(cmd + ["dejournal_stop"], capture_output=True, text=True).stdout == "ok\n"
+    assert cluster.status("B")["dejournaling"] == "Warning! Dejournaling is stopped."
+    subprocess.run(cmd + ["dejournal_start"], check=True, capture_output=True)
+    cluster.wait_status("B", "dejournaling", "Caught up")
+    bad = subprocess.run(cmd + ["explode"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "unknown admin action 'explode'" in bad.stderr
+    digest = subprocess.run(cmd + ["digest", "USER"], capture_output=True, text=True, check=True)
+    assert len(json.loads(digest.stdout)) == 64
