@@ -29,7 +29,6 @@ from tasks.api.serializers import JobSerializer
 from tasks.services import start_job
 
 
-# --- Configuration ------------------------------------------------------------------------------
 class MirrorViewSet(viewsets.ModelViewSet):
     queryset = Mirror.objects.all()
     serializer_class = MirrorSerializer
