@@ -152,6 +152,7 @@ class Probe:
 
     def __init__(self, name: str, key: str, n: int):
         self.name, self.key = name, key
+        self.marker = f'"name": "{name}"'.encode()
         self.started = time.perf_counter()
         self.latencies: dict[int, float] = {}
         self.n = n
@@ -186,21 +187,24 @@ class Fanout:
             await asyncio.sleep(0.01)
 
     async def _follow(self, sub: int) -> None:
+        # seq comes from the SSE id: line; only events that may be the awaited change are
+        # parsed (50 subscribers share this one process, unlike real ones)
         seq = 0
         async with self.session.get(self.url + "/v1/status/stream", headers=self.headers) as r:
             r.raise_for_status()
             async for raw in r.content:
-                if not raw.startswith(b"data:"):
-                    continue
-                now = time.perf_counter()
-                event = json.loads(raw[5:])
-                if event["seq"] != seq + 1:
-                    self.gaps += 1
-                seq = event["seq"]
-                if event["type"] == "snapshot":
+                if raw.startswith(b"id:"):
+                    now = time.perf_counter()
+                    n = int(raw[3:])
+                    if n != seq + 1:
+                        self.gaps += 1
+                    seq = n
+                elif raw.startswith(b"event: snapshot"):
                     self.snapshots += 1
-                elif self.probe is not None:
-                    self.probe.seen(sub, event, now)
+                elif (
+                    raw.startswith(b"data:") and self.probe is not None and self.probe.marker in raw
+                ):
+                    self.probe.seen(sub, json.loads(raw[5:]), now)
 
     async def measure(self, name: str, key: str, change) -> list[float]:
         self.probe = Probe(name, key, self.n)

@@ -269,7 +269,10 @@ async def status_stream(request: web.Request) -> web.StreamResponse:
                 item = await asyncio.wait_for(sub.queue.get(), cfg.stream_heartbeat_s)
             except TimeoutError:
                 item = b": keep-alive\n\n"
-            await resp.write(item)
+            chunks = [item]
+            while not sub.queue.empty():  # what piled up goes out in one write
+                chunks.append(sub.queue.get_nowait())
+            await resp.write(b"".join(chunks))
             if sub.closing is not None and sub.queue.empty():
                 break  # the goodbye is written
             # aiohttp waits for the socket only every 64 KB written; wait here instead, so
