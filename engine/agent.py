@@ -69,6 +69,7 @@ async def health(request: web.Request) -> web.Response:
         "identity": request[IDENTITY],
         "instances": len(cfg.instances),
         "tls_handshake_failures": state.get("handshake_failures", 0),
+        "status_stream": request.app[HUB].stats(),
         # the agent's own certificate and the caller's, so the portal can warn before
         # either lapses
         "certificate": cert_info(load_certificate(cfg.cert)) if cfg.cert else None,

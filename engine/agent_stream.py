@@ -112,6 +112,15 @@ class StatusHub:
         self.ready: asyncio.Event | None = None
         self.joining = 0
         self.closed = False
+        self.cut_off = 0  # subscribers disconnected for falling behind
+
+    def stats(self) -> dict:
+        return {
+            "subscribers": len(self.subscribers),
+            "polling": bool(self.tasks),
+            "interval_ms": round(self.cfg.stream_interval_s * 1000),
+            "cut_off": self.cut_off,
+        }
 
     # -- subscribers ---------------------------------------------------------------
     async def subscribe(self) -> Subscriber:
@@ -150,6 +159,7 @@ class StatusHub:
         for sub in list(self.subscribers):
             if not sub.offer(kind, rest):
                 self.subscribers.discard(sub)
+                self.cut_off += 1
         if not self.subscribers and not self.joining:
             self._stop()
 

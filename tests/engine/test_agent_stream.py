@@ -257,6 +257,9 @@ def test_a_slow_subscriber_is_cut_off_and_a_fast_one_keeps_every_event(mirror, s
     assert len(fast.seen) - seen_before > 4
     assert fast.stream.resyncs == 0
     assert_no_gaps(fast.seen)
+    with agent.client(credential=agent.credential) as c:
+        stream = c.health()["status_stream"]
+    assert stream["cut_off"] == 1 and stream["polling"] is True
     # the slow one's connection ends (after its goodbye, if it still reads that far)
     data = b""
     deadline = time.monotonic() + 15
