@@ -277,6 +277,29 @@ class Replicator:
             log.exception("catch-up of member %s failed", link.name)
             link.close()
 
+    # -- journal purge ----------------------------------------------------------
+    def purge_journal(self) -> dict:
+        """Remove journal files that neither a member nor a local replay can need: every
+        configured member must be connected, and files from the oldest one still being
+        read (a member's acked position, a store's applied position) on are kept."""
+        inst = self.inst
+        others = [m.name for m in inst.cfg.members if m.name != inst.member.name]
+        missing = [n for n in others if n not in self.links or not self.links[n].live]
+        if missing:
+            raise ValueError(
+                f"cannot purge: member(s) {', '.join(missing)} not connected and caught up; "
+                "they may still need the journal files"
+            )
+        for store in inst.stores.values():
+            store.sync()  # after this, a replay starts from the stores' applied positions
+        needed = [inst.journal.end_position.file_seq]
+        needed += [link.acked.file_seq for link in self.links.values() if link.acked is not None]
+        needed += [s.applied_position.file_seq for s in inst.stores.values() if s.applied_position]
+        keep = min(needed)
+        removed = inst.journal.purge(keep)
+        log.info("journal purged before file %d: %s", keep, ", ".join(removed) or "nothing")
+        return {"removed": removed, "kept_from_seq": keep}
+
     # -- acknowledgements and Active ------------------------------------------
     def on_ack(self, link: MemberLink, pos) -> None:
         link.acked = pos

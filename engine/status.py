@@ -206,6 +206,10 @@ def admin_action(inst: Instance, action, arg):
         return inst.store_for(str(arg)).digest()
     if action == "positions":
         return {db: _pos(s.applied_position) for db, s in inst.stores.items()}
+    if action == "purge_journal":
+        if inst.replicator is None:
+            raise ValueError(f"purge_journal: member {inst.member.name} is not the primary")
+        return inst.replicator.purge_journal()
     if action in ("dejournal_stop", "dejournal_start", "pause_database", "resume_database"):
         if dj is None:
             raise ValueError(
@@ -220,8 +224,8 @@ def admin_action(inst: Instance, action, arg):
             (dj.pause_database if action == "pause_database" else dj.resume_database)(db)
         return None
     raise ValueError(
-        f"unknown admin action {action!r} (known: digest, positions, dejournal_stop, "
-        "dejournal_start, "
+        f"unknown admin action {action!r} (known: digest, positions, purge_journal, "
+        "dejournal_stop, dejournal_start, "
         "pause_database, resume_database)"
     )
 

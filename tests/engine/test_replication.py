@@ -2,6 +2,7 @@
 
 import pytest
 
+from engine.client import EngineError
 from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.timeout(120)
@@ -251,3 +252,30 @@ def test_backup_drops_a_silent_primary_after_qos_and_reconnects_when_it_answers(
     finally:
         cluster.resume("A")
     cluster.wait_backup_active(timeout=20)
+
+
+def test_journal_purge_keeps_what_members_and_replay_need(make_cluster):
+    cluster = make_cluster(("failover", "failover", "dr"), mirror={"journal_file_bytes": 6000})
+    cluster.wait_backup_active()
+    with cluster.client() as c:
+        write_mix(c, "p", 100)
+        cluster.wait_converged("C")
+        cluster.kill9("C")
+        with pytest.raises(EngineError, match="C not connected"):
+            c.admin("purge_journal")
+        cluster.start("C")
+        cluster.wait_status("C", "status", "Connected")
+        out = c.admin("purge_journal")
+        assert out["removed"] and out["kept_from_seq"] > 1
+    a_dir = cluster.cfg.member("A").data_dir / "journal"
+    assert not any((a_dir / name).exists() for name in out["removed"])
+    # the primary still restarts (replay starts from the stores' applied positions) ...
+    before = cluster.digests("A")
+    cluster.kill9("A")
+    cluster.start("A")
+    assert cluster.digests("A") == before
+    # ... and members keep following it
+    with cluster.client() as c:
+        write_mix(c, "after-purge", 20)
+    cluster.wait_converged("B")
+    cluster.wait_converged("C")
