@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from engine.agent_client import AgentError
+from engine.agent_client import AgentClient, AgentError, StreamGap
 from tests.engine.agent_fixtures import (  # noqa: F401
     follow_fixture,
     instance_entries,
@@ -309,3 +309,31 @@ def test_an_idle_stream_carries_keep_alive_comments(start_agent):
     assert data.count(b": keep-alive") >= 2
     # an agent without instances still starts with a (empty) snapshot
     assert b"event: snapshot" in data and b'"instances": {}' in data
+
+
+def test_subscribers_share_one_poller_that_stops_when_the_last_one_leaves(tls_agent, follow):
+    first, second = follow(tls_agent), follow(tls_agent)
+    a, b = first.next(), second.next()
+    assert a["stream"] != b["stream"] and a["seq"] == b["seq"] == 1
+    with tls_agent.client() as c:
+        assert c.health()["status_stream"]["subscribers"] == 2
+    assert tls_agent.log().count("status poller started") == 1
+    first.close()
+    second.close()
+    with tls_agent.client() as c:
+        wait_for(lambda: not c.health()["status_stream"]["polling"], 15, "the poller to stop")
+    assert tls_agent.log().count("status poller stopped") == 1
+
+
+def test_the_follower_treats_a_gap_or_a_stale_snapshot_as_a_lost_stream():
+    stream = AgentClient("http://127.0.0.1:2188", credential="c" * 20).status_stream()
+    snapshot = {"type": "snapshot", "seq": 1, "stream": "e-1", "agent": {}, "instances": {}}
+    stream._apply(snapshot)
+    stream._apply({"type": "instance", "seq": 2, "stream": "e-1", "name": "A", "changed": {"x": 1}})
+    assert stream.instances == {"A": {"x": 1}}
+    with pytest.raises(StreamGap):
+        stream._apply({"type": "instance", "seq": 4, "stream": "e-1", "name": "A", "changed": {}})
+    with pytest.raises(StreamGap):
+        stream._apply({**snapshot, "seq": 1})  # the same stream again is no resync
+    with pytest.raises(StreamGap):
+        stream._apply({"type": "agent", "seq": 3, "stream": "e-2", "changed": {}})
