@@ -14,6 +14,7 @@ import contextlib
 import gc
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -59,6 +60,7 @@ class Instance:
         self.started_at = time.time()
         self.status_sample: dict | None = None
         self.stopping = asyncio.Event()
+        self.rebuilding = False
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
@@ -66,15 +68,7 @@ class Instance:
         # the host agent finds the process to force down from this file
         (self.data_dir / PID_FILE).write_text(f"{os.getpid()}\n")
         self.journal_dir.mkdir(exist_ok=True)
-        # opening the journal cuts a torn tail first, so replay sees only whole records
-        self.journal = jmod.Journal(
-            self.journal_dir, self.cfg.name, max_file_bytes=self.cfg.journal_file_bytes
-        )
-        for db in self.member.databases:
-            store = Store.open(str(self.data_dir / "db" / db))
-            # the journal is the durability point: bring the store up to it
-            jmod.replay_into(store, self.journal_dir, db, mirror=self.cfg.name)
-            self.stores[db] = store
+        self._open_storage()
         if self.role == "primary":
             self.replicator = Replicator(self)
             self.journal.on_append = self.replicator.on_append
@@ -100,6 +94,43 @@ class Instance:
             self.member.superserver,
             self.member.private,
         )
+
+    def _open_storage(self) -> None:
+        # opening the journal cuts a torn tail first, so replay sees only whole records
+        self.journal = jmod.Journal(
+            self.journal_dir, self.cfg.name, max_file_bytes=self.cfg.journal_file_bytes
+        )
+        for db in self.member.databases:
+            store = Store.open(str(self.data_dir / "db" / db))
+            # the journal is the durability point: bring the store up to it
+            jmod.replay_into(store, self.journal_dir, db, mirror=self.cfg.name)
+            self.stores[db] = store
+
+    async def cut_journal(self, pos) -> None:
+        """Drop journal this member has beyond `pos` (bytes the primary never made durable,
+        e.g. shipped just before it was killed) and rebuild the databases from the rest,
+        since they may already hold those records."""
+        log.warning(
+            "journal beyond %s is not on the primary: cutting it, rebuilding databases", pos
+        )
+        self.rebuilding = True
+        try:
+            await self.dejournal.close()
+            self.journal.close()
+            for store in self.stores.values():
+                store.close()
+            self.stores = {}
+            for seq, name in jmod.list_files(self.journal_dir, self.cfg.name):
+                if seq > pos.file_seq:
+                    os.remove(self.journal_dir / name)
+                elif seq == pos.file_seq:
+                    os.truncate(self.journal_dir / name, pos.offset)
+            shutil.rmtree(self.data_dir / "db", ignore_errors=True)
+            self._open_storage()
+            self.dejournal = DejournalRunner(self._make_dejournaler())
+            self.dejournal.start_task()
+        finally:
+            self.rebuilding = False
 
     def _make_dejournaler(self) -> Dejournaler:
         return Dejournaler(

@@ -79,6 +79,8 @@ class ReplicaLink:
         have to fetch again what it already had."""
         while True:
             await asyncio.sleep(SYNC_INTERVAL)
+            if self.inst.rebuilding:
+                continue
             try:
                 await self.inst.journal.sync()
             except Exception:
@@ -165,6 +167,10 @@ class ReplicaLink:
             raise ValueError(f"primary refused the data channel: {body.get('message')}")
         if frame.type != MsgType.DC_WELCOME or not isinstance(body, dict):
             raise ValueError(f"expected DC_WELCOME, got message type {frame.type}")
+        cut = pos_from_wire(body.get("cut"))
+        if cut is not None:
+            await inst.cut_journal(cut)
+        self.received = inst.journal.end_position
         self.primary_name = body.get("primary")
         self.codec = body.get("codec")
         self.primary_end = pos_from_wire(body.get("end"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import deque
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 from cryptography.x509.oid import NameOID
 
 from engine.compression import choose_codec, compress
+from engine.journal import list_files
 from engine.protocol import (
     ErrorCode,
     Frame,
@@ -205,7 +207,16 @@ class Replicator:
         ctype = cfg.failover_compression_type if to_backup else cfg.async_compression_type
         codec = choose_codec(mode, ctype, to_backup, cfg.tls, set(codecs))
         end = self.inst.journal.end_position
-        if position is not None and end is not None and position > end:
+        cut = self._cut_for(position)
+        if cut is not None:
+            log.warning(
+                "member %s has journal beyond ours (%s): it must cut at %s",
+                member.name,
+                position,
+                cut,
+            )
+            position = cut
+        elif position is not None and end is not None and position > end:
             conn.reject_stream(
                 f"member journal position {position} is ahead of the primary's {end}", frame.req_id
             )
@@ -227,6 +238,7 @@ class Replicator:
                     "codec": codec,
                     "end": pos_wire(end),
                     "qos_ms": cfg.qos_timeout_ms,
+                    "cut": pos_wire(cut),
                 },
             )
         )
@@ -276,6 +288,24 @@ class Replicator:
         except Exception:
             log.exception("catch-up of member %s failed", link.name)
             link.close()
+
+    def _cut_for(self, position):
+        """Where a member's journal must be cut to be a prefix of ours, or None if it is one
+        (as far as lengths tell).  A member can hold bytes we lost: a batch is shipped just
+        before it is written here, and kill -9 can fall in between."""
+        if position is None:
+            return None
+        end = self.inst.journal.end_position
+        seq, offset = position
+        if seq == end.file_seq:
+            return end if offset > end.offset else None
+        if seq > end.file_seq:
+            return None  # files we never had: refused as "ahead"
+        files = dict(list_files(self.inst.journal_dir, self.inst.cfg.name))
+        if seq not in files:
+            return None  # purged here; nothing to compare with
+        size = os.path.getsize(self.inst.journal_dir / files[seq])
+        return position.__class__(seq, size) if offset > size else None
 
     # -- journal purge ----------------------------------------------------------
     def purge_journal(self) -> dict:

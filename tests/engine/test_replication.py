@@ -279,3 +279,28 @@ def test_journal_purge_keeps_what_members_and_replay_need(make_cluster):
         write_mix(c, "after-purge", 20)
     cluster.wait_converged("B")
     cluster.wait_converged("C")
+
+
+def test_member_holding_journal_the_primary_lost_cuts_it_and_rebuilds(make_cluster):
+    from engine.journal import Entry, Journal
+
+    cluster = make_cluster(("failover", "failover"))
+    cluster.wait_backup_active()
+    with cluster.client() as c:
+        write_mix(c, "common", 50)
+    cluster.wait_converged("B")
+    cluster.stop("B")
+    # Records only the backup has, as when a batch reached it just before the primary
+    # died without writing it: appended to B's own journal, applied to B's stores at start.
+    b_journal = Journal(cluster.cfg.member("B").data_dir / "journal", "TEST")
+    b_journal.commit_sync(
+        [Entry(1, "USER", "SET", "Ghost", (i,), "never acked") for i in range(10)]
+    )
+    b_journal.close()
+    cluster.start("B")
+    cluster.wait_backup_active(timeout=20)
+    cluster.wait_converged("B")
+    assert "cutting it, rebuilding databases" in cluster.log("B")
+    with cluster.client() as c:
+        write_mix(c, "later", 20)
+    cluster.wait_converged("B")
