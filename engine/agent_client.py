@@ -170,8 +170,10 @@ class AgentClient:
                 return bytes(out)
             out += data
 
-    def open_stream(self, path: str) -> http.client.HTTPResponse:
-        """A long-lived GET on a connection of its own (raises AgentError on a refusal)."""
+    def open_stream(self, path: str, read_timeout: float = 30.0) -> http.client.HTTPResponse:
+        """A long-lived GET on a connection of its own (raises AgentError on a refusal).
+        Once it is open, a read waits up to read_timeout (longer than the agent's
+        keep-alive interval, stream_heartbeat_ms) before the stream counts as dead."""
         if self.context is not None:
             conn = http.client.HTTPSConnection(
                 self.host, self.port, context=self.context, timeout=self.timeout
@@ -193,6 +195,8 @@ class AgentClient:
             data = resp.read()
             conn.close()
             self._raise(resp.status, data)
+        if conn.sock is not None:
+            conn.sock.settimeout(read_timeout)
         return resp
 
     def status_stream(self, **kw) -> StatusStream:
@@ -228,11 +232,20 @@ class StatusStream:
     like a lost connection), and on any lost connection, goodbye or gap reconnects and
     starts again from the new snapshot (`resyncs` counts those).  Refusals (401/403/404)
     are raised, not retried.  `drop()` (from any thread) cuts the current connection.
+    A stream silent for read_timeout (no event, no keep-alive) counts as lost too.
     """
 
-    def __init__(self, client: AgentClient, *, retry_s: float = 0.2, reconnect: bool = True):
+    def __init__(
+        self,
+        client: AgentClient,
+        *,
+        retry_s: float = 0.2,
+        reconnect: bool = True,
+        read_timeout: float = 30.0,
+    ):
         self.client = client
         self.retry_s = retry_s
+        self.read_timeout = read_timeout
         self.reconnect = reconnect
         self.instances: dict[str, dict] = {}
         self.agent: dict = {}
@@ -256,7 +269,7 @@ class StatusStream:
             self._wake.wait(self.retry_s)
 
     def _follow(self):
-        self._resp = self.client.open_stream("/v1/status/stream")
+        self._resp = self.client.open_stream("/v1/status/stream", self.read_timeout)
         data: list[str] = []
         while True:
             line = self._resp.readline()

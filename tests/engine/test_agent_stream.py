@@ -337,3 +337,12 @@ def test_the_follower_treats_a_gap_or_a_stale_snapshot_as_a_lost_stream():
         stream._apply({**snapshot, "seq": 1})  # the same stream again is no resync
     with pytest.raises(StreamGap):
         stream._apply({"type": "agent", "seq": 3, "stream": "e-2", "changed": {}})
+
+
+def test_a_silent_stream_counts_as_lost_and_the_follower_resyncs(start_agent, follow):
+    agent = start_agent(agent_extra={"stream_heartbeat_ms": 600000})  # idle: no keep-alives
+    f = follow(agent, read_timeout=0.5)
+    first = f.next()
+    again = f.until(lambda e: e["type"] == "snapshot", what="a snapshot after the silence")
+    assert again["stream"] != first["stream"]
+    assert f.stream.resyncs >= 1
