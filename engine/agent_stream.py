@@ -94,7 +94,8 @@ class Subscriber:
 
 
 def _rest(kind: str, **fields) -> str:
-    body = json.dumps({"type": kind, "time": round(time.time(), 3), **fields})
+    # default=str: a value an instance sends that JSON cannot hold must not stop the stream
+    body = json.dumps({"type": kind, "time": round(time.time(), 3), **fields}, default=str)
     return body[1:]
 
 
