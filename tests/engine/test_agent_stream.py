@@ -13,6 +13,8 @@ import time
 import pytest
 
 from engine.agent_client import AgentClient, AgentError, StreamGap
+from engine.agent_config import parse_agent_config
+from engine.config import ConfigError
 from tests.engine.agent_fixtures import (  # noqa: F401
     follow_fixture,
     instance_entries,
@@ -346,3 +348,24 @@ def test_a_silent_stream_counts_as_lost_and_the_follower_resyncs(start_agent, fo
     again = f.until(lambda e: e["type"] == "snapshot", what="a snapshot after the silence")
     assert again["stream"] != first["stream"]
     assert f.stream.resyncs >= 1
+
+
+@pytest.mark.parametrize(
+    "key, value", [("stream_interval_ms", 5), ("stream_queue", 0), ("stream_heartbeat_ms", "x")]
+)
+def test_stream_settings_out_of_range_are_refused_naming_the_key(tmp_path, key, value):
+    data = {"agent": {"auth": {"credential": "c" * 20}, key: value}}
+    with pytest.raises(ConfigError, match=f"agent.{key}"):
+        parse_agent_config(data, tmp_path)
+
+
+def test_stream_settings_and_an_instance_certificate_are_read(tmp_path):
+    data = {
+        "agent": {"auth": {"credential": "c" * 20}, "stream_interval_ms": 25, "stream_queue": 8},
+        "instances": [
+            {"name": "a", "superserver": "127.0.0.1:5000", "data_dir": "A", "cert": "a.pem"}
+        ],
+    }
+    cfg = parse_agent_config(data, tmp_path)
+    assert (cfg.stream_interval_s, cfg.stream_queue, cfg.stream_heartbeat_s) == (0.025, 8, 10.0)
+    assert cfg.instances[0].cert == tmp_path / "a.pem"
