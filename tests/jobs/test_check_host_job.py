@@ -60,7 +60,9 @@ def test_check_host_calls_a_real_agent_with_the_hosts_credential(
     celery_worker, start_agent, admin_user
 ):
     agent = start_agent(credential="agent-secret-0000000001")
-    host = factories.host(address="127.0.0.1", agent_port=agent.port, credential="agent-secret-0000000001")
+    host = factories.host(
+        address="127.0.0.1", agent_port=agent.port, credential="agent-secret-0000000001"
+    )
 
     job = wait_until_final(start_job(admin_user, "check_host", host))
 
@@ -74,7 +76,9 @@ def test_check_host_fails_clearly_when_the_agent_refuses_the_credential(
     celery_worker, start_agent, admin_user
 ):
     agent = start_agent(credential="the-right-credential-1")
-    host = factories.host(address="127.0.0.1", agent_port=agent.port, credential="a-wrong-credential-22")
+    host = factories.host(
+        address="127.0.0.1", agent_port=agent.port, credential="a-wrong-credential-22"
+    )
 
     job = wait_until_final(start_job(admin_user, "check_host", host))
 
