@@ -185,6 +185,8 @@ class AgentClient:
             headers["Authorization"] = f"Bearer {self.credential}"
         try:
             conn.request("GET", path, headers=headers)
+            # the response takes the socket over (Connection: close), so keep hold of it
+            sock = conn.sock
             resp = conn.getresponse()
         except (ssl.SSLError, ConnectionError, http.client.HTTPException, OSError) as exc:
             conn.close()
@@ -195,8 +197,7 @@ class AgentClient:
             data = resp.read()
             conn.close()
             self._raise(resp.status, data)
-        if conn.sock is not None:
-            conn.sock.settimeout(read_timeout)
+        sock.settimeout(read_timeout)
         return resp
 
     def status_stream(self, **kw) -> StatusStream:
