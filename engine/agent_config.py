@@ -4,7 +4,7 @@
     listen = "127.0.0.1:2188"          # default "0.0.0.0:2188": all interfaces (SPEC §1.5)
     probe_timeout_ms = 1000             # an instance silent this long is "hung"
     max_request_bytes = 65536           # larger request bodies get 413
-    stream_interval_ms = 100            # status stream: how often each instance is polled
+    stream_interval_ms = 20             # status stream: how often each instance is polled
     stream_queue = 256                  # events a stream subscriber may lag before it is cut off
     stream_heartbeat_ms = 10000         # keep-alive comment on an idle stream
 
@@ -192,7 +192,7 @@ def parse_agent_config(data: dict, base: Path, source: Path | None = None) -> Ag
         instances=_instances(data.get("instances"), base),
         probe_timeout_s=_int(agent, "probe_timeout_ms", 1000, 50, 60000, "agent") / 1000,
         max_request_bytes=_int(agent, "max_request_bytes", 65536, 1024, 16 << 20, "agent"),
-        stream_interval_s=_int(agent, "stream_interval_ms", 100, 10, 60000, "agent") / 1000,
+        stream_interval_s=_int(agent, "stream_interval_ms", 20, 10, 60000, "agent") / 1000,
         stream_queue=_int(agent, "stream_queue", 256, 1, 100000, "agent"),
         stream_heartbeat_s=_int(agent, "stream_heartbeat_ms", 10000, 100, 600000, "agent") / 1000,
         source=source,

@@ -57,7 +57,7 @@ def test_the_stream_starts_with_a_snapshot_of_every_instance_in_spec_terms(tls_a
     f = follow(tls_agent)
     snap = f.next()
     assert snap["type"] == "snapshot" and snap["seq"] == 1
-    assert snap["interval_ms"] == 100
+    assert snap["interval_ms"] == 20  # the default
     assert snap["agent"]["certificate"]["subject_dn"] == "CN=agent-host1,O=Mirror Portal"
     assert snap["agent"]["certificate"]["expired"] is False
     rows = snap["instances"]
