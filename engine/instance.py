@@ -22,6 +22,7 @@ from pathlib import Path
 from engine import journal as jmod
 from engine import tls
 from engine.config import Address, MirrorConfig
+from engine.databases import CONTROL_DB, Catalog
 from engine.dejournal import Dejournaler
 from engine.instance_dejournal import DejournalRunner
 from engine.instance_ops import HANDLERS, KILL, SET
@@ -34,6 +35,7 @@ from engine.store import Store
 
 log = logging.getLogger("engine.instance")
 PID_FILE = "instance.pid"
+STOPPED_FILE = "mirroring.stopped"  # present while mirroring is stopped here (SPEC §5.8)
 
 
 class Instance:
@@ -50,7 +52,14 @@ class Instance:
         self.data_dir = Path(self.member.data_dir)
         self.journal_dir = self.data_dir / "journal"
         self.sessions: set[Connection] = set()
-        self.stores: dict[str, Store] = {}
+        self.stores: dict[str, Store] = {}  # mounted mirrored databases
+        self.dj_stores: dict[str, Store] = {}  # the ones being dejournaled (non-primary)
+        self.catalog = Catalog(self.data_dir)
+        self.catching_up: set[str] = set()
+        self.db_errors: dict[str, str] = {}
+        # the primary's mirrored databases (name -> wire entry) as last heard; None: not yet
+        self.primary_db_info: dict[str, dict] | None = None
+        self.mirroring_stopped = False
         self.journal: jmod.Journal | None = None
         self.writer: Writer | None = None
         self.replicator: Replicator | None = None
@@ -80,7 +89,12 @@ class Instance:
             self.dejournal = DejournalRunner(self._make_dejournaler())
             self.dejournal.start_task()
             self.replica = ReplicaLink(self)
-            self.replica.start()
+            self.mirroring_stopped = (self.data_dir / STOPPED_FILE).exists()
+            if self.mirroring_stopped:
+                log.warning("mirroring is stopped on this member; start it with start_mirroring")
+                self.replica.stopped = True
+            else:
+                self.replica.start()
         # private first: a member answering on its superserver port is fully listening
         if self.member.private is not None:
             await self._listen(self.member.private, "private", self.tls_server_context())
@@ -100,11 +114,30 @@ class Instance:
         self.journal = jmod.Journal(
             self.journal_dir, self.cfg.name, max_file_bytes=self.cfg.journal_file_bytes
         )
-        for db in self.member.databases:
-            store = Store.open(str(self.data_dir / "db" / db))
-            # the journal is the durability point: bring the store up to it
-            jmod.replay_into(store, self.journal_dir, db, mirror=self.cfg.name)
-            self.stores[db] = store
+        self.catalog.load(self.member.databases, failover_db=self.member.type != "rw_reporting")
+        self.dj_stores.clear()
+        for entry in self.catalog.entries.values():
+            if not entry.mounted:
+                continue
+            store = self.open_store(entry.name, entry.since)
+            self.stores[entry.name] = store
+            live = self.role == "primary" or (entry.activated and entry.caught_up)
+            if live and not entry.obsolete:
+                # the journal is the durability point: bring the store up to it
+                jmod.replay_into(store, self.journal_dir, entry.name, mirror=self.cfg.name)
+                if self.role != "primary":
+                    self.dj_stores[entry.name] = store
+
+    def db_path(self, db: str) -> Path:
+        return self.data_dir / "db" / db
+
+    def open_store(self, db: str, since=None) -> Store:
+        """Open (creating if need be) a database; a new one starts at journal position
+        `since`, so journal records of an earlier database of that name are never applied."""
+        store = Store.open(str(self.db_path(db)))
+        if since is not None and store.applied_position is None:
+            store.apply([], upto=jmod.make_position(*since))
+        return store
 
     async def cut_journal(self, pos) -> None:
         """Drop journal this member has beyond `pos` (bytes the primary never made durable,
@@ -125,7 +158,13 @@ class Instance:
                     os.remove(self.journal_dir / name)
                 elif seq == pos.file_seq:
                     os.truncate(self.journal_dir / name, pos.offset)
-            shutil.rmtree(self.data_dir / "db", ignore_errors=True)
+            for entry in self.catalog.entries.values():
+                # a database made in the mirror is rebuilt from the journal; one added with
+                # its data (restored) cannot be, and is left as it is
+                if entry.created:
+                    shutil.rmtree(self.db_path(entry.name), ignore_errors=True)
+                else:
+                    log.warning("database %s may hold records beyond the cut", entry.name)
             self._open_storage()
             self.dejournal = DejournalRunner(self._make_dejournaler())
             self.dejournal.start_task()
@@ -134,7 +173,7 @@ class Instance:
 
     def _make_dejournaler(self) -> Dejournaler:
         return Dejournaler(
-            self.stores,
+            self.dj_stores,
             parallel=self.cfg.parallel_for(self.member),
             workers=self.member.dejournal_workers,
             record_filter=self.member.dejournal_filter,
@@ -220,7 +259,10 @@ class Instance:
         for r in records:
             by_db.setdefault(r.database, []).append(r)
         for db, recs in by_db.items():
-            self.stores[db].apply(recs)
+            store = self.stores.get(db)
+            # control records have no store; a database dismounted meanwhile replays on mount
+            if store is not None:
+                store.apply(recs)
 
     def local_write(self, ops: list) -> None:
         """Writes on a read-write reporting async: local only, never journaled to the mirror."""
@@ -243,6 +285,11 @@ class Instance:
     def dejournal_feed(self, records, data: bytes, pos) -> None:
         if records is None:
             records = jmod.decode_records(data)
+        for r in records:
+            if r[3] == CONTROL_DB:
+                from engine.instance_dbops import on_control_record
+
+                on_control_record(self, r)
         self.dejournal.submit(records)
 
     def accept_data_channel(self, conn: Connection, frame: Frame) -> None:

@@ -66,9 +66,13 @@ def check_read(inst: Instance) -> None:
         raise inst.not_primary_error("the backup does not serve application requests")
 
 
-def check_write(inst: Instance) -> None:
+def check_write(inst: Instance, db=None) -> None:
     if inst.role == "primary" or inst.member.type == "rw_reporting":
         return
+    if db is not None and inst.member.type == "ro_reporting" and isinstance(db, str):
+        entry = inst.catalog.get(db)
+        if entry is not None and not entry.failover_db:
+            return  # FailoverDB cleared (SPEC §5.3): the copy takes local writes
     raise inst.not_primary_error("writes are accepted only by the primary")
 
 
@@ -132,7 +136,7 @@ def op_query(inst: Instance, conn: Connection, args: list):
 
 
 def op_set(inst: Instance, conn: Connection, args: list):
-    check_write(inst)
+    check_write(inst, args[0] if args else None)
     db, store, gname, subs = node_args(inst, args[:3], "set", 3, 3)
     _arity(args, 4, 4, "set")
     value = check_value(args[3])
@@ -140,7 +144,7 @@ def op_set(inst: Instance, conn: Connection, args: list):
 
 
 def op_kill(inst: Instance, conn: Connection, args: list):
-    check_write(inst)
+    check_write(inst, args[0] if args else None)
     db, store, gname, subs = node_args(inst, args, "kill", 2, 3)
     return _write(inst, conn, (KILL, db, gname, subs, None))
 

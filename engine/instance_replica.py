@@ -172,6 +172,9 @@ class ReplicaLink:
             await inst.cut_journal(cut)
         self.received = inst.journal.end_position
         self.primary_name = body.get("primary")
+        dbs = body.get("databases")
+        if isinstance(dbs, list):
+            inst.primary_db_info = {d["name"]: d for d in dbs if isinstance(d, dict)}
         self.codec = body.get("codec")
         self.primary_end = pos_from_wire(body.get("end"))
         self.primary_time = time.time()

@@ -84,6 +84,7 @@ class ErrorCode:
     NO_DATABASE = "no_database"
     TRANSACTION = "transaction"
     UNAVAILABLE = "unavailable"  # member cannot serve right now (starting, stopping)
+    REFUSED = "refused"  # an operation's precondition does not hold (details: op, reason)
     INTERNAL = "internal"
 
 

@@ -239,6 +239,8 @@ class Replicator:
                     "end": pos_wire(end),
                     "qos_ms": cfg.qos_timeout_ms,
                     "cut": pos_wire(cut),
+                    # the primary's mirrored databases (missing / Orphaned on the member)
+                    "databases": self.inst.catalog.wire(),
                 },
             )
         )

@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from engine.config import TYPE_LABELS
+from engine.databases import Refused, db_status, missing_databases
 
 if TYPE_CHECKING:
     from engine.instance import Instance
@@ -116,6 +117,8 @@ def member_state(inst: Instance) -> str:
         ):
             return "In Trouble"
         return "Primary"
+    if inst.mirroring_stopped:
+        return "Stopped"
     link = inst.replica
     if link is None or not link.connected or not link.caught_up_once:
         return "Synchronizing"
@@ -144,6 +147,9 @@ def member_status(inst: Instance) -> dict:
         "journal_end": _pos(inst.journal.end_position),
         "databases": database_rows(inst),
     }
+    missing = missing_databases(inst)
+    if missing is not None:
+        out["missing_mirrored_databases"] = missing
     if inst.replica is not None:
         out["primary"] = inst.replica.primary_name
         out["codec"] = inst.replica.codec
@@ -153,16 +159,21 @@ def member_status(inst: Instance) -> dict:
 
 
 def database_rows(inst: Instance) -> list[dict]:
-    paused = inst.dejournal.paused_databases() if inst.dejournal is not None else set()
+    """One row per mirrored database (SPEC §2.4); `error` and `failover_db` only when they
+    say something (a failed catch-up; a FailoverDB flag cleared)."""
     rows = []
-    for db, store in inst.stores.items():
-        if inst.role == "primary":
-            state = "Normal"
-        elif inst.dejournal is not None and inst.dejournal.stopped or db in paused:
-            state = "Dejournaling Stopped"
-        else:
-            state = "Dejournaling"
-        rows.append({"name": db, "status": state, "applied": _pos(store.applied_position)})
+    for db, entry in inst.catalog.entries.items():
+        store = inst.stores.get(db)
+        row = {
+            "name": db,
+            "status": db_status(inst, entry),
+            "applied": None if store is None else _pos(store.applied_position),
+        }
+        if db in inst.db_errors:
+            row["error"] = inst.db_errors[db]
+        if not entry.failover_db and inst.member.type == "ro_reporting":
+            row["failover_db"] = False
+        rows.append(row)
     return rows
 
 
@@ -201,6 +212,10 @@ def primary_view(inst: Instance) -> list[dict]:
 
 
 def admin_action(inst: Instance, action, arg):
+    from engine.instance_dbops import ACTIONS
+
+    if action in ACTIONS:
+        return ACTIONS[action](inst, arg)
     dj = inst.dejournal
     if action == "digest":
         return inst.store_for(str(arg)).digest()
@@ -216,18 +231,25 @@ def admin_action(inst: Instance, action, arg):
                 f"{action}: member {inst.member.name} is the primary; it does not dejournal"
             )
         if action == "dejournal_stop":
+            if inst.role == "backup":
+                # SPEC §5.9: pausing all dejournaling is not offered on the backup
+                raise Refused(action, None, "not available on the backup (SPEC §5.9)")
             dj.stop()
         elif action == "dejournal_start":
             dj.start()
         else:
-            db = inst.store_for(str(arg)) and str(arg).upper()
+            db = str(arg).upper()
+            entry = inst.catalog.get(db)
+            if entry is None:
+                inst.store_for(db)  # the usual "not mirrored here" error
+            if db not in inst.dj_stores:
+                why = db_status(inst, entry)
+                raise Refused(action, db, f"the database is not being dejournaled ({why})")
             (dj.pause_database if action == "pause_database" else dj.resume_database)(db)
         return None
-    raise ValueError(
-        f"unknown admin action {action!r} (known: digest, positions, purge_journal, "
-        "dejournal_stop, dejournal_start, "
-        "pause_database, resume_database)"
-    )
+    known = ["digest", "positions", "purge_journal", "dejournal_stop", "dejournal_start"]
+    known += ["pause_database", "resume_database", *ACTIONS]
+    raise ValueError(f"unknown admin action {action!r} (known: {', '.join(known)})")
 
 
 # -- command line ------------------------------------------------------------------
