@@ -4,8 +4,10 @@ python -m engine agent --config AGENT_FILE     (see engine/agent.py)
 python -m engine instance --config FILE --member NAME
 python -m engine status --config FILE [--member NAME] [--json]
 python -m engine admin --config FILE --member NAME ACTION [ARG]
-    (dejournal_stop, dejournal_start, pause_database DB, resume_database DB, digest DB,
-    positions)
+    ARG is a database name, a comma list, or JSON ({"name": "DB", "catchup": true});
+    actions in engine/PROTOCOL.md: create_database, add_database, activate, catchup,
+    mount, dismount, remove_database, clear_failover_db, stop_mirroring, start_mirroring,
+    dejournal_stop, dejournal_start, pause_database, resume_database, digest, positions
 python -m engine cluster up -f FILE [-f FILE ...]
 python -m engine cluster down -f FILE [-f FILE ...]
 """
@@ -35,11 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--member", help="only this member")
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    ad = sub.add_parser("admin", help="dejournaling controls and checks on one member")
+    ad = sub.add_parser("admin", help="database and member operations on one member")
     ad.add_argument("--config", required=True)
     ad.add_argument("--member", required=True)
     ad.add_argument("action")
-    ad.add_argument("arg", nargs="?")
+    ad.add_argument("arg", nargs="?", help='a database name, A,B, or JSON such as {"name": "DB"}')
+    ad.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer")
 
     cl = sub.add_parser("cluster", help="start/stop all members of mirror files on loopback")
     cl.add_argument("action", choices=("up", "down"))
@@ -79,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
 
             return status_command(load_config(args.config), args.member, args.json)
         if args.command == "admin":
-            return _admin(load_config(args.config), args.member, args.action, args.arg)
+            return _admin(
+                load_config(args.config), args.member, args.action, args.arg, args.timeout
+            )
         from engine.cluster import cluster_down, cluster_up
 
         return cluster_up(args.file) if args.action == "up" else cluster_down(args.file)
@@ -88,15 +93,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _admin(cfg, member: str, action: str, arg: str | None) -> int:
+def _admin(cfg, member: str, action: str, arg: str | None, timeout: float = 30.0) -> int:
     import json
 
     from engine.client import Client, EngineError
 
     m = cfg.member(member)
+    value = arg
+    if arg is not None and arg[:1] in ("{", "["):
+        try:
+            value = json.loads(arg)
+        except json.JSONDecodeError as exc:
+            print(f"argument is not valid JSON: {exc}", file=sys.stderr)
+            return 2
     try:
-        with Client([str(m.superserver)], follow_primary=False, timeout=5, retries=0) as c:
-            result = c.admin(action, arg)
+        with Client([str(m.superserver)], follow_primary=False, timeout=timeout, retries=0) as c:
+            result = c.admin(action, value)
     except (EngineError, OSError) as exc:
         print(f"{m.name}: {exc}", file=sys.stderr)
         return 1

@@ -80,6 +80,14 @@ class Unavailable(EngineError):
     pass
 
 
+class Refused(EngineError):
+    """An admin operation whose precondition does not hold."""
+
+    @property
+    def reason(self) -> str | None:
+        return self.details.get("reason")
+
+
 class ConnectionLost(EngineError):
     pass
 
@@ -96,6 +104,7 @@ _ERRORS = {
     ErrorCode.READ_ONLY: ReadOnly,
     ErrorCode.TRANSACTION: TransactionError,
     ErrorCode.UNAVAILABLE: Unavailable,
+    ErrorCode.REFUSED: Refused,
 }
 
 

@@ -36,6 +36,7 @@ from engine.store import Store
 log = logging.getLogger("engine.instance")
 PID_FILE = "instance.pid"
 STOPPED_FILE = "mirroring.stopped"  # present while mirroring is stopped here (SPEC §5.8)
+DEJOURNAL_STOPPED_FILE = "dejournal.stopped"  # present while dejournaling is stopped (§5.9)
 
 
 class Instance:
@@ -87,6 +88,9 @@ class Instance:
             self.replicator.start()
         else:
             self.dejournal = DejournalRunner(self._make_dejournaler())
+            if self.dejournal_stopped_at_start:
+                log.warning("dejournaling is stopped on this member; start it with dejournal_start")
+                self.dejournal.stop()
             self.dejournal.start_task()
             self.replica = ReplicaLink(self)
             self.mirroring_stopped = (self.data_dir / STOPPED_FILE).exists()
@@ -114,6 +118,9 @@ class Instance:
         self.journal = jmod.Journal(
             self.journal_dir, self.cfg.name, max_file_bytes=self.cfg.journal_file_bytes
         )
+        self.dejournal_stopped_at_start = (
+            self.role != "primary" and (self.data_dir / DEJOURNAL_STOPPED_FILE).exists()
+        )
         self.catalog.load(self.member.databases, failover_db=self.member.type != "rw_reporting")
         self.dj_stores.clear()
         for entry in self.catalog.entries.values():
@@ -122,7 +129,9 @@ class Instance:
             store = self.open_store(entry.name, entry.since)
             self.stores[entry.name] = store
             live = self.role == "primary" or (entry.activated and entry.caught_up)
-            if live and not entry.obsolete:
+            if live and not entry.obsolete and self.dejournal_stopped_at_start:
+                self.dj_stores[entry.name] = store  # replayed when dejournaling starts
+            elif live and not entry.obsolete:
                 # the journal is the durability point: bring the store up to it
                 jmod.replay_into(store, self.journal_dir, entry.name, mirror=self.cfg.name)
                 if self.role != "primary":

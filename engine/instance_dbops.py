@@ -267,7 +267,7 @@ async def _run_catchups(inst: Instance, entries: list[DbEntry]) -> None:
             await _catch_up_one(inst, e)
 
 
-def _replay(inst: Instance, store, db: str) -> int:
+def replay(inst: Instance, store, db: str) -> int:
     reader = inst.journal_reader()
     return sum(store.apply(b) for b in reader.batches_from(store.applied_position, db))
 
@@ -276,10 +276,10 @@ async def _catch_up_one(inst: Instance, entry: DbEntry) -> None:
     db = entry.name
     try:
         store = inst.stores[db]
-        n = await asyncio.to_thread(_replay, inst, store, db)
+        n = await asyncio.to_thread(replay, inst, store, db)
         # the tail received meanwhile, on the loop thread: no chunk arrives in between, so
         # the dejournaler takes over exactly where this ends
-        n += _replay(inst, store, db)
+        n += replay(inst, store, db)
         entry.caught_up = True
         attach(inst.dejournal.dj, db, store)
         inst.catalog.save()
@@ -327,7 +327,7 @@ def mount(inst: Instance, arg):
     entry.mounted = True
     if inst.role == "primary":
         # writes made while it was dismounted are in the journal
-        _replay(inst, store, entry.name)
+        replay(inst, store, entry.name)
         inst.stores[entry.name] = store
         inst.catalog.save()
         return _result(inst, entry)

@@ -68,7 +68,9 @@ def dejournaling(inst: Instance) -> tuple[str, float | None]:
         return "N/A", None
     if dj.stopped:
         return "Warning! Dejournaling is stopped.", None
-    if dj.paused_databases():
+    if dj.paused_databases() or any(
+        db_status(inst, e) != "Dejournaling" for e in inst.catalog.entries.values()
+    ):
         return "Warning! Some databases need attention.", None
     if not link.connected:
         return f"Disconnected on {format_time(link.disconnected_at or inst.started_at)}", None
@@ -212,6 +214,7 @@ def primary_view(inst: Instance) -> list[dict]:
 
 
 def admin_action(inst: Instance, action, arg):
+    from engine.instance import DEJOURNAL_STOPPED_FILE
     from engine.instance_dbops import ACTIONS
 
     if action in ACTIONS:
@@ -235,7 +238,17 @@ def admin_action(inst: Instance, action, arg):
                 # SPEC §5.9: pausing all dejournaling is not offered on the backup
                 raise Refused(action, None, "not available on the backup (SPEC §5.9)")
             dj.stop()
+            # SPEC §5.9: stays paused until restarted by the same option (restarts too)
+            (inst.data_dir / DEJOURNAL_STOPPED_FILE).write_text("stopped by operator\n")
         elif action == "dejournal_start":
+            (inst.data_dir / DEJOURNAL_STOPPED_FILE).unlink(missing_ok=True)
+            if inst.dejournal_stopped_at_start:
+                # stopped since start-up: what the journal held then was never applied
+                from engine.instance_dbops import replay
+
+                for db, store in inst.dj_stores.items():
+                    replay(inst, store, db)
+                inst.dejournal_stopped_at_start = False
             dj.start()
         else:
             db = str(arg).upper()

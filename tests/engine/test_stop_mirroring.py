@@ -1,6 +1,10 @@
 """Stop / start mirroring on a member (SPEC §5.8): status Stopped, no automatic restart, kept
 across a restart of the member until started again; dejournaling controls."""
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 from engine.client import EngineError
@@ -82,3 +86,40 @@ def test_dejournal_stop_and_pause_are_refused_where_they_do_not_apply(make_clust
     cluster.wait_converged("C")
     rows = {r["name"]: r["status"] for r in cluster.status("C")["databases"]}
     assert rows == {"USER": "Dejournaling", "APP": "Dejournaling"}
+
+
+def test_command_line_stops_and_starts_mirroring_and_mounts_with_json_options(make_cluster):
+    cluster = make_cluster(("failover", "dr"))
+    cmd = [sys.executable, "-m", "engine", "admin", "--config", str(cluster.path), "--member", "B"]
+    out = subprocess.run(cmd + ["stop_mirroring"], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == {"status": "Stopped", "already": False}
+    refused = subprocess.run(cmd + ["clear_failover_db", "USER"], capture_output=True, text=True)
+    assert refused.returncode == 1 and "never allowed on a DR async" in refused.stderr
+    subprocess.run(cmd + ["dismount", "APP"], check=True, capture_output=True)
+    st = cluster.status("B")
+    assert st["dejournaling"] == "Warning! Some databases need attention."
+    subprocess.run(cmd + ["start_mirroring"], check=True, capture_output=True)
+    arg = json.dumps({"name": "APP", "catchup": True})
+    subprocess.run(cmd + ["mount", arg], check=True, capture_output=True)
+    write(cluster, "cli")
+    cluster.wait_status("B", "status", "Connected")
+    cluster.wait_converged("B")
+    bad = subprocess.run(cmd + ["mount", "{oops"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "not valid JSON" in bad.stderr
+
+
+def test_stopped_dejournaling_on_a_dr_stays_stopped_across_a_restart(make_cluster):
+    cluster = make_cluster(("failover", "dr"))
+    admin(cluster, "B", "dejournal_stop")
+    write(cluster, "held")
+    cluster.stop("B")
+    cluster.start("B")
+    cluster.wait_status("B", "journal_transfer", "Caught up")
+    st = cluster.status("B")
+    assert st["dejournaling"] == "Warning! Dejournaling is stopped."
+    assert {r["status"] for r in st["databases"]} == {"Dejournaling Stopped"}
+    with cluster.client("B") as c:
+        assert c.get("USER", "S", ("held", 1)) is None  # not applied at start-up either
+    admin(cluster, "B", "dejournal_start")
+    write(cluster, "more")
+    cluster.wait_converged("B")
