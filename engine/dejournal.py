@@ -149,6 +149,23 @@ class Dejournaler:
 
     # -- operator controls ------
 
+    def add_database(self, db: str, store) -> None:
+        """Start applying records of a database that joined the mirror while we run."""
+        with self._state:
+            self._db_locks.setdefault(db, threading.Lock())
+            self.stores[db] = store
+
+    def remove_database(self, db: str) -> None:
+        """Stop applying `db`. Records held for it are dropped: they stay in the journal, and a
+        catch-up replays them if the database comes back."""
+        lock = self._db_locks.get(db)
+        if lock is None:
+            return
+        with lock, self._state:
+            self.stores.pop(db, None)
+            self._held.pop(db, None)
+            self.paused.discard(db)
+
     def pause_database(self, db: str) -> None:
         if db not in self.stores:
             raise KeyError(f"database {db!r} is not dejournaled here")

@@ -95,6 +95,18 @@ def json_not_found(request, exception=None):
     return page_not_found(request, exception)
 
 
+def json_bad_request(request, exception=None):
+    """400s Django raises before DRF sees the request (a bad Host header, a body too large)."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {"error": {"code": "bad_request", "message": "The request could not be understood."}},
+            status=400,
+        )
+    from django.views.defaults import bad_request
+
+    return bad_request(request, exception)
+
+
 def json_server_error(request):
     if request.path.startswith("/api/"):
         return JsonResponse(

@@ -25,5 +25,6 @@ urlpatterns = [
     path("", include("members.urls")),
 ]
 
+handler400 = "portal.errors.json_bad_request"
 handler404 = "portal.errors.json_not_found"
 handler500 = "portal.errors.json_server_error"

@@ -280,3 +280,33 @@ def test_a_backup_fed_the_primarys_journal_bytes_converges_to_the_same_digests(t
         backup.close()
         for s in [*primary_stores.values(), *backup_stores.values()]:
             s.close()
+
+
+def test_a_database_added_at_run_time_is_dejournaled_and_a_removed_one_is_not(tmp_path):
+    first = Store.open(str(tmp_path / "first"))
+    later = Store.open(str(tmp_path / "later"))
+    recs = journal_of(
+        [
+            ("LATER", "SET", "g", (1,), "x"),
+            ("FIRST", "SET", "g", (1,), "y"),
+            ("LATER", "SET", "g", (2,), "held"),
+            ("LATER", "SET", "g", (3,), "ignored"),
+        ]
+    )
+    dj = Dejournaler({"FIRST": first})
+    try:
+        dj.add_database("LATER", later)
+        dj.apply(recs[:2])
+        assert later.get("g", (1,)) == "x" and first.get("g", (1,)) == "y"
+
+        dj.pause_database("LATER")
+        dj.apply(recs[2:3])
+        assert dj.held_records("LATER") == 1
+        dj.remove_database("LATER")
+        assert dj.held_records("LATER") == 0 and "LATER" not in dj.stores
+        dj.apply(recs[3:])
+        assert later.get("g", (2,)) is None and later.get("g", (3,)) is None
+    finally:
+        dj.close()
+        first.close()
+        later.close()
