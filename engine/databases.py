@@ -168,21 +168,11 @@ def missing_databases(inst: Instance) -> list[str] | None:
 
 
 # -- the dejournaler's set of databases ---------------------------------------------------
-# The storage helper's Dejournaler takes its dict of stores at construction; a database that
-# joins or leaves dejournaling at run time needs its per-database lock and held records kept
-# in step (requested as public methods in /work/notes/requests.md).
 
 
 def attach(dj, db: str, store) -> None:
-    dj._db_locks.setdefault(db, threading.Lock())
-    dj.stores[db] = store
+    dj.add_database(db, store)
 
 
 def detach(dj, db: str) -> None:
-    lock = dj._db_locks.get(db)
-    if lock is None:
-        return
-    with lock, dj._state:
-        dj.stores.pop(db, None)
-        dj._held.pop(db, None)  # they are in the journal; a catch-up replays them
-        dj.paused.discard(db)
+    dj.remove_database(db)  # held records stay in the journal; a catch-up replays them

@@ -36,6 +36,7 @@ from engine.store import Store
 log = logging.getLogger("engine.instance")
 PID_FILE = "instance.pid"
 STOPPED_FILE = "mirroring.stopped"  # present while mirroring is stopped here (SPEC §5.8)
+_CONTROL_BYTES = CONTROL_DB.encode()
 DEJOURNAL_STOPPED_FILE = "dejournal.stopped"  # present while dejournaling is stopped (§5.9)
 
 
@@ -56,7 +57,7 @@ class Instance:
         self.stores: dict[str, Store] = {}  # mounted mirrored databases
         self.dj_stores: dict[str, Store] = {}  # the ones being dejournaled (non-primary)
         self.catalog = Catalog(self.data_dir)
-        self.catching_up: set[str] = set()
+        self.catching_up: dict[str, int] = {}  # database -> records applied so far
         self.db_errors: dict[str, str] = {}
         # the primary's mirrored databases (name -> wire entry) as last heard; None: not yet
         self.primary_db_info: dict[str, dict] | None = None
@@ -294,12 +295,17 @@ class Instance:
     def dejournal_feed(self, records, data: bytes, pos) -> None:
         if records is None:
             records = jmod.decode_records(data)
+        # a byte search over the chunk is much cheaper than looking at every record
+        if data is None or _CONTROL_BYTES in data:
+            self._control_records(records)
+        self.dejournal.submit(records)
+
+    def _control_records(self, records) -> None:
         for r in records:
             if r[3] == CONTROL_DB:
                 from engine.instance_dbops import on_control_record
 
                 on_control_record(self, r)
-        self.dejournal.submit(records)
 
     def accept_data_channel(self, conn: Connection, frame: Frame) -> None:
         if self.cfg.tls and conn.listener != "private":

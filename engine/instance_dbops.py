@@ -65,6 +65,8 @@ def _entry(inst: Instance, op: str, name) -> DbEntry:
 
 
 def _result(inst: Instance, entry: DbEntry, already: bool = False, **extra) -> dict:
+    if not already:
+        log.info("database %s: %s", entry.name, db_status(inst, entry))
     return {"database": entry.name, "status": db_status(inst, entry), "already": already, **extra}
 
 
@@ -246,7 +248,7 @@ def catchup(inst: Instance, arg):
             continue
         if not e.activated:
             e.activated = True  # SPEC §6.7.4: the catch-up activates what needs it
-        inst.catching_up.add(e.name)
+        inst.catching_up[e.name] = 0
         inst.db_errors.pop(e.name, None)
         started.append(e)
     inst.catalog.save()
@@ -268,8 +270,15 @@ async def _run_catchups(inst: Instance, entries: list[DbEntry]) -> None:
 
 
 def replay(inst: Instance, store, db: str) -> int:
+    """Apply the local journal's records for db after the store's position."""
     reader = inst.journal_reader()
-    return sum(store.apply(b) for b in reader.batches_from(store.applied_position, db))
+    n = 0
+    for batch in reader.batches_from(store.applied_position, db):
+        k = store.apply(batch)
+        n += k
+        if db in inst.catching_up:
+            inst.catching_up[db] += k  # progress, shown in the status row
+    return n
 
 
 async def _catch_up_one(inst: Instance, entry: DbEntry) -> None:
@@ -288,7 +297,7 @@ async def _catch_up_one(inst: Instance, entry: DbEntry) -> None:
         inst.db_errors[db] = f"catch-up failed: {exc}"
         log.exception("catch-up of %s failed", db)
     finally:
-        inst.catching_up.discard(db)
+        inst.catching_up.pop(db, None)
 
 
 # -- mount / dismount / remove -----------------------------------------------------------

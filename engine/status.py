@@ -161,8 +161,9 @@ def member_status(inst: Instance) -> dict:
 
 
 def database_rows(inst: Instance) -> list[dict]:
-    """One row per mirrored database (SPEC §2.4); `error` and `failover_db` only when they
-    say something (a failed catch-up; a FailoverDB flag cleared)."""
+    """One row per mirrored database (SPEC §2.4); `records_applied`, `error` and `failover_db`
+    only when they say something (a catch-up running; a failed one; a FailoverDB flag
+    cleared)."""
     rows = []
     for db, entry in inst.catalog.entries.items():
         store = inst.stores.get(db)
@@ -171,6 +172,8 @@ def database_rows(inst: Instance) -> list[dict]:
             "status": db_status(inst, entry),
             "applied": None if store is None else _pos(store.applied_position),
         }
+        if db in inst.catching_up:
+            row["records_applied"] = inst.catching_up[db]
         if db in inst.db_errors:
             row["error"] = inst.db_errors[db]
         if not entry.failover_db and inst.member.type == "ro_reporting":

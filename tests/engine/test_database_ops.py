@@ -166,6 +166,7 @@ def test_catch_up_of_several_databases_converges_and_shows_catchup_running(make_
         started, st = c.pipeline([("admin", "catchup", "USER,APP"), ("status",)])
     assert sorted(started["started"]) == ["APP", "USER"]
     assert {r["status"] for r in st["databases"]} == {"Catchup Running"}
+    assert all(r["records_applied"] >= 0 for r in st["databases"])  # progress while it runs
     for db in ("USER", "APP"):
         wait_db(cluster, "B", db, "Dejournaling")
     assert admin(cluster, "B", "catchup", "USER,APP")["already"] == ["USER", "APP"]
@@ -234,3 +235,17 @@ def test_cleared_failover_flag_makes_a_reporting_copy_writable_and_stays_cleared
     cluster.start("B")
     rows = {r["name"]: r for r in cluster.status("B")["databases"]}
     assert rows["USER"]["failover_db"] is False
+
+
+def test_member_that_was_away_learns_the_removal_and_shows_the_copy_orphaned(make_cluster):
+    cluster = make_cluster(("failover", "dr"))
+    admin(cluster, "B", "stop_mirroring")
+    admin(cluster, "A", "remove_database", "APP")
+    admin(cluster, "A", "create_database", "FRESH")
+    write(cluster, "FRESH", "f")
+    assert db_status(cluster, "B", "APP") == "Dejournaling"
+    admin(cluster, "B", "start_mirroring")
+    wait_db(cluster, "B", "APP", "Orphaned")
+    wait_db(cluster, "B", "FRESH", "Dejournaling")
+    wait_same(cluster, "B", "FRESH")
+    assert cluster.status("B")["dejournaling"] == "Warning! Some databases need attention."
