@@ -303,3 +303,11 @@ def test_a_weak_password_is_refused_with_djangos_codes(world, api):
 
     assert response.status_code == 400
     assert "password_too_common" in field_codes(response, "password")
+
+
+def test_a_bad_host_header_gets_the_json_error_shape(world, client_for):
+    response = client_for("viewer").get(V1 + "/mirrors/", HTTP_HOST="M]':N")
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "bad_request"
