@@ -315,6 +315,12 @@ class Replicator:
         configured member must be connected, and files from the oldest one still being
         read (a member's acked position, a store's applied position) on are kept."""
         inst = self.inst
+        dismounted = [e.name for e in inst.catalog.entries.values() if not e.mounted]
+        if dismounted:
+            raise ValueError(
+                f"cannot purge: database(s) {', '.join(dismounted)} dismounted; mounting "
+                "replays the journal written meanwhile"
+            )
         others = [m.name for m in inst.cfg.members if m.name != inst.member.name]
         missing = [n for n in others if n not in self.links or not self.links[n].live]
         if missing:

@@ -129,10 +129,11 @@ def test_existing_database_added_then_restored_activated_and_caught_up(make_clus
     assert out["status"] == "Normal"
     assert admin(cluster, "A", "add_database", "LEGACY")["already"] is True
     write(cluster, "LEGACY", "w1")
-    wait_for(
-        lambda: cluster.status("B")["missing_mirrored_databases"] == ["LEGACY"],
-        what="LEGACY missing on B",
-    )
+    for member in "BC":
+        wait_for(
+            lambda m=member: cluster.status(m)["missing_mirrored_databases"] == ["LEGACY"],
+            what=f"LEGACY missing on {member}",
+        )
     # a copy made before the database joined the mirror cannot be activated
     admin(cluster, "C", "create_database", {"name": "LEGACY", "mirrored": False})
     assert admin(cluster, "C", "add_database", "LEGACY")["status"] == "Needs Activation"
@@ -191,6 +192,9 @@ def test_dismounted_database_on_the_primary_refuses_writes_and_replays_on_mount(
     with cluster.client() as c, pytest.raises(EngineError) as info:
         c.set("APP", "X", (1,), 1)
     assert info.value.code == "no_database"
+    with cluster.client() as c, pytest.raises(EngineError) as info:
+        c.admin("purge_journal")
+    assert "APP dismounted" in str(info.value)
     assert admin(cluster, "A", "mount", "APP")["status"] == "Normal"
     write(cluster, "APP", "after")
     cluster.wait_converged("B")
@@ -213,7 +217,10 @@ def test_removed_on_primary_orphans_copies_and_recreation_makes_them_obsolete(ma
     admin(cluster, "A", "add_database", "APP")
     wait_db(cluster, "B", "APP", "Obsolete")
     assert "obsolete" in refusal(cluster, "B", "catchup", "APP")
-    assert cluster.status("C")["missing_mirrored_databases"] == ["APP"]
+    wait_for(
+        lambda: cluster.status("C")["missing_mirrored_databases"] == ["APP"],
+        what="APP missing on C",
+    )
 
 
 def test_cleared_failover_flag_makes_a_reporting_copy_writable_and_stays_cleared(make_cluster):
