@@ -160,7 +160,9 @@ def _write(inst: Instance, conn: Connection, op: tuple):
 
 
 def op_tstart(inst: Instance, conn: Connection, args: list):
-    check_write(inst)
+    # a reporting copy whose FailoverDB flag is cleared takes local transactions too
+    writable = [e.name for e in inst.catalog.entries.values() if not e.failover_db]
+    check_write(inst, writable[0] if writable else None)
     if conn.txn is not None:
         raise RequestError(
             ErrorCode.TRANSACTION, "a transaction is already open on this connection"
@@ -175,7 +177,8 @@ def op_tcommit(inst: Instance, conn: Connection, args: list):
     ops, conn.txn = conn.txn, None
     if not ops:
         return None
-    check_write(inst)
+    for op in ops:
+        check_write(inst, op[1])
     if inst.role != "primary":
         inst.local_write(ops)
         return None

@@ -1,6 +1,7 @@
 """Database operations on real member processes: create, add, activate, catch up, mount,
 dismount, remove, FailoverDB flag, and the database statuses of SPEC §2.4."""
 
+import shutil
 from pathlib import Path
 
 import lmdb
@@ -145,10 +146,19 @@ def test_existing_database_added_then_restored_activated_and_caught_up(make_clus
     assert admin(cluster, "B", "activate", "LEGACY")["status"] == "Needs Catchup"
     assert admin(cluster, "B", "activate", "LEGACY")["already"] is True
     admin(cluster, "B", "catchup", {"names": ["LEGACY"], "wait": True})
+    # on C, a fresh restored copy replaces the too-old one; catchup activates it itself
+    admin(cluster, "C", "remove_database", "LEGACY")
+    c_dir = Path(cluster.cfg.member("C").data_dir) / "db" / "LEGACY"
+    shutil.rmtree(c_dir)
+    _copy_store(a_dir, c_dir)
+    admin(cluster, "C", "add_database", "LEGACY")
+    assert admin(cluster, "C", "catchup", "LEGACY")["started"] == ["LEGACY"]
+    wait_db(cluster, "C", "LEGACY", "Dejournaling")
     assert db_status(cluster, "B", "LEGACY") == "Dejournaling"
     assert cluster.status("B")["missing_mirrored_databases"] == []
     write(cluster, "LEGACY", "w3")
     wait_same(cluster, "B", "LEGACY")
+    wait_same(cluster, "C", "LEGACY")
     with cluster.client() as c:
         assert c.get("LEGACY", "Old", (5,)) == "old5"
 
@@ -234,6 +244,10 @@ def test_cleared_failover_flag_makes_a_reporting_copy_writable_and_stays_cleared
         assert c.admin("clear_failover_db", "USER")["already"] is True
         c.set("USER", "Local", (1,), "yes")
         assert c.get("USER", "Local", (1,)) == "yes"
+        c.tstart()
+        c.set("USER", "Local", (2,), "in a transaction")
+        c.tcommit()
+        assert c.get("USER", "Local", (2,)) == "in a transaction"
         with pytest.raises(EngineError):
             c.set("APP", "Local", (1,), "still read-only")
     rows = {r["name"]: r for r in cluster.status("B")["databases"]}
