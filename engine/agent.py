@@ -16,6 +16,8 @@ Routes:
     GET  /v1/journal/{mirror}/files
     GET  /v1/journal/{mirror}/files/{name}?offset=N
     GET  /v1/status/stream                  (server-sent events; engine/agent_stream.py)
+    GET  /v1/instances/{name}/databases     and the member and database operations
+    POST /v1/instances/{name}/...           (engine/agent_ops.py)
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from aiohttp import web
 
 from engine.agent_auth import IDENTITY, TLSAcceptor, require_auth
 from engine.agent_config import AgentConfig, ConfigError, load_agent_config
-from engine.agent_errors import CONFIG, STATE, JSONErrorRequestHandler, api_error, json_errors
+from engine.agent_errors import CONFIG, STATE, JSONErrorRequestHandler, json_errors
 from engine.agent_journal import list_journal_files, read_journal_file
+from engine.agent_ops import OPS_ROUTES, instance_entry
 from engine.agent_probe import force_down, probe
 from engine.agent_stream import HUB, StatusHub, status_stream
 from engine.tls import TLSError, cert_info, load_certificate, peer_certificate, server_context
@@ -43,16 +46,6 @@ API_VERSION = "v1"
 # closes (aiohttp waits 10 s by default, which a slow or hostile client can hold)
 LINGER_S = 1.0
 log = logging.getLogger("engine.agent")
-
-
-def _entry(request: web.Request):
-    cfg: AgentConfig = request.app[CONFIG]
-    name = request.match_info["name"]
-    entry = cfg.instance(name)
-    if entry is None:
-        known = ", ".join(e.name for e in cfg.instances) or "none"
-        raise api_error(404, "not_found", f"no instance named {name!r} on this host ({known})")
-    return entry
 
 
 async def health(request: web.Request) -> web.Response:
@@ -86,11 +79,11 @@ async def list_instances(request: web.Request) -> web.Response:
 
 async def get_instance(request: web.Request) -> web.Response:
     cfg: AgentConfig = request.app[CONFIG]
-    return web.json_response(await probe(_entry(request), cfg.probe_timeout_s))
+    return web.json_response(await probe(instance_entry(request), cfg.probe_timeout_s))
 
 
 async def force_instance_down(request: web.Request) -> web.Response:
-    entry = _entry(request)
+    entry = instance_entry(request)
     result = await force_down(entry)
     log.warning(
         "force-down of instance %s requested by %s: %s",
@@ -109,6 +102,7 @@ ROUTES = [
     ("GET", "/v1/journal/{mirror}/files", list_journal_files),
     ("GET", "/v1/journal/{mirror}/files/{name}", read_journal_file),
     ("GET", "/v1/status/stream", status_stream),
+    *OPS_ROUTES,
 ]
 
 

@@ -121,8 +121,11 @@ class AgentClient:
                 raise AgentConnectionError(f"agent {self.url} unreachable: {exc}") from exc
         raise AssertionError("unreachable")
 
-    def call(self, method: str, path: str, params: dict | None = None) -> dict:
-        status, _, data = self.request(method, path, params)
+    def call(
+        self, method: str, path: str, params: dict | None = None, body: dict | None = None
+    ) -> dict:
+        payload = None if body is None else json.dumps(body).encode()
+        status, _, data = self.request(method, path, params, payload)
         try:
             body = json.loads(data) if data else {}
         except ValueError:
@@ -144,6 +147,63 @@ class AgentClient:
 
     def force_down(self, name: str) -> dict:
         return self.call("POST", f"/v1/instances/{quote(name, safe='')}/force-down")
+
+    # -- member and database operations (engine/agent_ops.py) ----------------------------
+    def _op(self, instance: str, tail: str, body: dict | None = None) -> dict:
+        return self.call("POST", f"/v1/instances/{quote(instance, safe='')}/{tail}", body=body)
+
+    def _db_op(self, instance: str, db: str, op: str, body: dict | None = None) -> dict:
+        return self._op(instance, f"databases/{quote(db, safe='')}/{op}", body)
+
+    def databases(self, instance: str) -> dict:
+        """{instance, member, status, dejournaling, databases: [{name, status, applied}],
+        missing_mirrored_databases (backup and DR)} as the instance reports them."""
+        return self.call("GET", f"/v1/instances/{quote(instance, safe='')}/databases")
+
+    def create_database(self, instance: str, db: str, mirrored: bool = True) -> dict:
+        return self._op(instance, "databases", {"name": db, "mode": "create", "mirrored": mirrored})
+
+    def add_database(self, instance: str, db: str) -> dict:
+        return self._op(instance, "databases", {"name": db, "mode": "add"})
+
+    def activate(self, instance: str, db: str) -> dict:
+        return self._db_op(instance, db, "activate")
+
+    def catchup(self, instance: str, databases: str | list[str], wait: bool = False) -> dict:
+        """One database, or several at once (in parallel where the mirror allows)."""
+        if isinstance(databases, str):
+            return self._db_op(instance, databases, "catchup", {"wait": wait})
+        return self._op(instance, "databases/catchup", {"databases": databases, "wait": wait})
+
+    def mount(self, instance: str, db: str, catchup: bool = False) -> dict:
+        return self._db_op(instance, db, "mount", {"catchup": catchup})
+
+    def dismount(self, instance: str, db: str) -> dict:
+        return self._db_op(instance, db, "dismount")
+
+    def remove_database(self, instance: str, db: str) -> dict:
+        return self._db_op(instance, db, "remove")
+
+    def clear_failover_db(self, instance: str, db: str) -> dict:
+        return self._db_op(instance, db, "clear-failover-db")
+
+    def pause_database(self, instance: str, db: str) -> dict:
+        return self._db_op(instance, db, "pause")
+
+    def resume_database(self, instance: str, db: str) -> dict:
+        return self._db_op(instance, db, "resume")
+
+    def stop_mirroring(self, instance: str) -> dict:
+        return self._op(instance, "mirroring/stop")
+
+    def start_mirroring(self, instance: str) -> dict:
+        return self._op(instance, "mirroring/start")
+
+    def stop_dejournaling(self, instance: str) -> dict:
+        return self._op(instance, "dejournaling/stop")
+
+    def start_dejournaling(self, instance: str) -> dict:
+        return self._op(instance, "dejournaling/start")
 
     def journal_files(self, mirror: str, instance: str | None = None) -> list[dict]:
         params = {"instance": instance} if instance else None

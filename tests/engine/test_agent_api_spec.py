@@ -111,3 +111,36 @@ def test_status_stream_events_validate_against_the_schemas(
     goodbye = f.until(lambda e: e["type"] == "goodbye", what="the goodbye")
     validator(spec, "StatusGoodbye").validate(goodbye)
     assert goodbye["code"] == "shutdown"
+
+
+@pytest.mark.timeout(90)
+def test_member_and_database_operation_answers_validate_against_the_schemas(
+    spec, start_agent, make_cluster
+):
+    cluster = make_cluster(types=("failover", "dr"), databases=("USER",))
+    agent = start_agent(instances=instance_entries(cluster))
+    with agent.client(credential=agent.credential) as c:
+        listing = c.databases("B")
+        validator(spec, "DatabaseList").validate(listing)
+        assert not validator(spec, "DatabaseList").is_valid(
+            {**listing, "databases": [{"name": "USER", "status": "Fine", "applied": None}]}
+        )
+        validator(spec, "DatabaseResult").validate(c.create_database("A", "NEWDB"))
+        answers = {
+            "DatabaseResult": [c.dismount("B", "USER"), c.activate("B", "USER")],
+            "MountResult": [c.mount("B", "USER"), c.mount("B", "USER", catchup=True)],
+            "CatchupResult": [c.catchup("B", "USER", wait=True), c.catchup("B", ["USER"])],
+            "DejournalResult": [
+                c.pause_database("B", "USER"),
+                c.resume_database("B", "USER"),
+                c.stop_dejournaling("B"),
+                c.start_dejournaling("B"),
+            ],
+            "MirroringResult": [c.stop_mirroring("B"), c.start_mirroring("B")],
+        }
+        for schema, bodies in answers.items():
+            for body in bodies:
+                validator(spec, schema).validate(body)
+        status, _, body = c.request("POST", "/v1/instances/A/databases/USER/pause")
+    assert status == 409
+    validator(spec, "Error").validate(yaml.safe_load(body))

@@ -1,0 +1,253 @@
+"""Member and database operations through the agent (SPEC §6.7, §6.8, §6.16, §6.23, §5.9).
+
+Each route validates its input, sends one ADMIN request (engine/PROTOCOL.md, "Admin
+actions") to the local instance over its superserver, and answers what the instance
+answered.  Mapping of failures:
+
+    bad path parameter or body             400 bad_request (nothing is sent)
+    unknown instance                       404 not_found
+    the instance refuses (Refused, or a    409 with the instance's code and its reason
+      request that its state does not allow)
+    the instance is down, hung or stopping 503 instance_unavailable
+
+Every operation is safe to retry: the instance answers `already: true` when the state
+asked for already holds.  Dejournaling and pause/resume answer the state afterwards as
+the instance reports it in STATUS (the instance answers nil for those actions).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from aiohttp import web
+
+from engine.agent_auth import IDENTITY
+from engine.agent_config import AgentConfig, InstanceEntry
+from engine.agent_errors import CONFIG, api_error
+from engine.client import AsyncClient, ConnectionLost, EngineError, NoPrimaryFound, Unavailable
+from engine.databases import Refused as NameRefused
+from engine.databases import check_name
+from engine.protocol import ErrorCode
+
+log = logging.getLogger("engine.agent")
+
+# an admin request may wait for journal durability or for a data channel to close; a
+# catch-up with wait=true runs until the database is caught up
+ADMIN_TIMEOUT_S = 30.0
+CATCHUP_WAIT_TIMEOUT_S = 300.0
+_UNAVAILABLE = (NoPrimaryFound, ConnectionLost, Unavailable, TimeoutError, OSError)
+
+
+def instance_entry(request: web.Request) -> InstanceEntry:
+    """The configured instance named in the path, or 404."""
+    cfg: AgentConfig = request.app[CONFIG]
+    name = request.match_info["name"]
+    entry = cfg.instance(name)
+    if entry is None:
+        known = ", ".join(e.name for e in cfg.instances) or "none"
+        raise api_error(404, "not_found", f"no instance named {name!r} on this host ({known})")
+    return entry
+
+
+def _db_name(value, where: str) -> str:
+    """The database name as the instance will take it (upper case), or 400: the same
+    rule as the instance's, checked here so a bad name never reaches it."""
+    try:
+        return check_name("database", value)
+    except NameRefused as exc:
+        raise api_error(400, "bad_request", f"{where}: {exc.extra['reason']}") from None
+
+
+async def _body(request: web.Request, allowed: dict[str, type]) -> dict:
+    """The JSON object body (empty body: {}), with only `allowed` keys of those types."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise api_error(400, "bad_request", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise api_error(400, "bad_request", "the body must be a JSON object")
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        known = ", ".join(sorted(allowed)) or "none"
+        raise api_error(400, "bad_request", f"unknown fields {unknown} (allowed: {known})")
+    for key, kind in allowed.items():
+        if key in body and not isinstance(body[key], kind):
+            raise api_error(400, "bad_request", f"{key!r} must be a {_KINDS[kind]}")
+    return body
+
+
+_KINDS = {bool: "boolean", str: "string", list: "list"}
+
+
+async def _ask(entry: InstanceEntry, call, timeout: float = ADMIN_TIMEOUT_S):
+    """call(client) on a connection to the instance, its failures mapped to API errors."""
+    client = AsyncClient([str(entry.superserver)], follow_primary=False, timeout=timeout, retries=0)
+    try:
+        return await call(client)
+    except _UNAVAILABLE as exc:
+        reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        raise api_error(
+            503,
+            "instance_unavailable",
+            f"instance {entry.name} at {entry.superserver} is not answering: {reason}",
+        ) from None
+    except EngineError as exc:
+        # Refused, and requests the instance's state does not allow (a dejournaling
+        # action on the primary, a database not mirrored there): the instance's reason
+        raise api_error(409, exc.code or ErrorCode.REFUSED, exc.message) from None
+    finally:
+        await client.close()
+
+
+async def _admin(entry: InstanceEntry, action: str, arg=None, timeout: float = ADMIN_TIMEOUT_S):
+    return await _ask(entry, lambda c: c.admin(action, arg), timeout)
+
+
+async def _status(entry: InstanceEntry) -> dict:
+    return await _ask(entry, lambda c: c.status())
+
+
+def _answer(request: web.Request, entry: InstanceEntry, op: str, result) -> web.Response:
+    log.info("%s on instance %s requested by %s", op, entry.name, request[IDENTITY])
+    body = {"instance": entry.name, "operation": op}
+    body.update(result if isinstance(result, dict) else {})
+    return web.json_response(body)
+
+
+# -- routes -----------------------------------------------------------------------------
+
+
+async def list_databases(request: web.Request) -> web.Response:
+    entry = instance_entry(request)
+    st = await _status(entry)
+    body = {
+        "instance": entry.name,
+        "member": st.get("member"),
+        "status": st.get("status"),
+        "dejournaling": st.get("dejournaling"),
+        "databases": st.get("databases", []),
+    }
+    if "missing_mirrored_databases" in st:
+        body["missing_mirrored_databases"] = st["missing_mirrored_databases"]
+    return web.json_response(body)
+
+
+async def create_database(request: web.Request) -> web.Response:
+    entry = instance_entry(request)
+    body = await _body(request, {"name": str, "mode": str, "mirrored": bool})
+    if "name" not in body:
+        raise api_error(400, "bad_request", "'name' (the database name) is required")
+    name = _db_name(body["name"], "name")
+    mode = body.get("mode", "create")
+    if mode not in ("create", "add"):
+        raise api_error(400, "bad_request", "'mode' must be 'create' or 'add'")
+    if mode == "add":
+        if "mirrored" in body:
+            raise api_error(400, "bad_request", "'mirrored' only applies to mode 'create'")
+        return _answer(request, entry, "add", await _admin(entry, "add_database", name))
+    arg = {"name": name, "mirrored": body.get("mirrored", True)}
+    return _answer(request, entry, "create", await _admin(entry, "create_database", arg))
+
+
+def _db_op(action: str, op: str, options: dict[str, type] | None = None):
+    """A POST /databases/{db}/<op> route running one admin action."""
+
+    async def handler(request: web.Request) -> web.Response:
+        entry = instance_entry(request)
+        name = _db_name(request.match_info["db"], "database")
+        body = await _body(request, options or {})
+        arg = {"name": name, **body} if body else name
+        return _answer(request, entry, op, await _admin(entry, action, arg))
+
+    handler.__name__ = action
+    return handler
+
+
+async def _catchup(request: web.Request, entry: InstanceEntry, names: list[str], wait: bool):
+    timeout = CATCHUP_WAIT_TIMEOUT_S if wait else ADMIN_TIMEOUT_S
+    result = await _admin(entry, "catchup", {"names": names, "wait": wait}, timeout)
+    return _answer(request, entry, "catchup", result)
+
+
+async def catchup_one(request: web.Request) -> web.Response:
+    entry = instance_entry(request)
+    name = _db_name(request.match_info["db"], "database")
+    body = await _body(request, {"wait": bool})
+    return await _catchup(request, entry, [name], body.get("wait", False))
+
+
+async def catchup_many(request: web.Request) -> web.Response:
+    entry = instance_entry(request)
+    body = await _body(request, {"databases": list, "wait": bool})
+    names = body.get("databases")
+    if not names:
+        raise api_error(400, "bad_request", "'databases' must be a non-empty list of names")
+    checked = [_db_name(n, f"databases[{i}]") for i, n in enumerate(names)]
+    if len(set(checked)) != len(checked):
+        raise api_error(400, "bad_request", "'databases' names a database more than once")
+    return await _catchup(request, entry, checked, body.get("wait", False))
+
+
+def _member_op(action: str, op: str):
+    async def handler(request: web.Request) -> web.Response:
+        entry = instance_entry(request)
+        await _body(request, {})
+        return _answer(request, entry, op, await _admin(entry, action))
+
+    handler.__name__ = action
+    return handler
+
+
+def _dejournal_op(action: str, op: str, per_database: bool):
+    """Dejournaling actions answer nil: the answer is the state afterwards (STATUS)."""
+
+    async def handler(request: web.Request) -> web.Response:
+        entry = instance_entry(request)
+        name = _db_name(request.match_info["db"], "database") if per_database else None
+        await _body(request, {})
+        await _admin(entry, action, name)
+        st = await _status(entry)
+        result = {"dejournaling": st.get("dejournaling")}
+        if name is not None:
+            rows = {r["name"]: r for r in st.get("databases", [])}
+            result.update(database=name, status=rows.get(name, {}).get("status"))
+        return _answer(request, entry, op, result)
+
+    handler.__name__ = action
+    return handler
+
+
+DB = "/v1/instances/{name}/databases/{db}"
+OPS_ROUTES = [
+    ("GET", "/v1/instances/{name}/databases", list_databases),
+    ("POST", "/v1/instances/{name}/databases", create_database),
+    ("POST", "/v1/instances/{name}/databases/catchup", catchup_many),
+    ("POST", f"{DB}/activate", _db_op("activate", "activate")),
+    ("POST", f"{DB}/catchup", catchup_one),
+    ("POST", f"{DB}/mount", _db_op("mount", "mount", {"catchup": bool})),
+    ("POST", f"{DB}/dismount", _db_op("dismount", "dismount")),
+    ("POST", f"{DB}/remove", _db_op("remove_database", "remove")),
+    ("POST", f"{DB}/clear-failover-db", _db_op("clear_failover_db", "clear-failover-db")),
+    ("POST", f"{DB}/pause", _dejournal_op("pause_database", "pause", True)),
+    ("POST", f"{DB}/resume", _dejournal_op("resume_database", "resume", True)),
+    ("POST", "/v1/instances/{name}/mirroring/stop", _member_op("stop_mirroring", "stop-mirroring")),
+    (
+        "POST",
+        "/v1/instances/{name}/mirroring/start",
+        _member_op("start_mirroring", "start-mirroring"),
+    ),
+    (
+        "POST",
+        "/v1/instances/{name}/dejournaling/stop",
+        _dejournal_op("dejournal_stop", "stop-dejournaling", False),
+    ),
+    (
+        "POST",
+        "/v1/instances/{name}/dejournaling/start",
+        _dejournal_op("dejournal_start", "start-dejournaling", False),
+    ),
+]

@@ -1,0 +1,209 @@
+"""Member and database operations through the agent, against a real mirror: real member
+processes, a real agent process, HTTP on loopback (engine/agent_ops.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.agent_client import AgentError
+from tests.engine.agent_fixtures import (  # noqa: F401
+    instance_entries,
+    pki_fixture,
+    start_agent_fixture,
+)
+from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def mirror(make_cluster, start_agent):
+    """A (primary), B (backup), C (DR async), one agent knowing all three."""
+    cluster = make_cluster(types=("failover", "failover", "dr"))
+    cluster.wait_backup_active()
+    agent = start_agent(instances=instance_entries(cluster))
+    with agent.client(credential=agent.credential) as client:
+        yield cluster, agent, client
+
+
+def db_statuses(client, instance: str) -> dict[str, str]:
+    return {r["name"]: r["status"] for r in client.databases(instance)["databases"]}
+
+
+def wait_db(client, instance: str, db: str, status: str) -> None:
+    wait_for(
+        lambda: db_statuses(client, instance).get(db) == status,
+        20,
+        f"{db} on {instance} to be {status}",
+    )
+
+
+def refusal(call, *args, **kw) -> AgentError:
+    with pytest.raises(AgentError) as err:
+        call(*args, **kw)
+    return err.value
+
+
+def test_database_created_on_the_primary_through_the_agent_appears_on_every_member(mirror):
+    cluster, _, client = mirror
+    out = client.create_database("A", "newdb")
+    assert out["database"] == "NEWDB" and out["status"] == "Normal" and out["already"] is False
+    assert client.create_database("A", "NEWDB")["already"] is True  # a retry changes nothing
+    with cluster.client() as c:
+        c.set("NEWDB", "G", (1,), "one")
+    wait_db(client, "B", "NEWDB", "Dejournaling")
+    wait_db(client, "C", "NEWDB", "Dejournaling")
+    assert db_statuses(client, "A") == {"USER": "Normal", "APP": "Normal", "NEWDB": "Normal"}
+    assert client.databases("B")["missing_mirrored_databases"] == []
+    cluster.wait_converged("B")
+    with cluster.client("C") as c:
+        wait_for(lambda: c.get("NEWDB", "G", (1,)) == "one", 15, "NEWDB data on C")
+
+
+def test_dismount_mount_and_catch_up_on_a_backup(mirror):
+    cluster, _, client = mirror
+    out = client.dismount("B", "USER")
+    assert out["status"] == "Database Dismounted" and out["already"] is False
+    assert client.dismount("B", "user")["already"] is True
+    with cluster.client() as c:
+        c.set("USER", "G", ("while dismounted",), 1)
+    assert client.mount("B", "USER")["status"] == "Needs Catchup"
+    assert client.mount("B", "USER")["already"] is True
+    done = client.catchup("B", "USER", wait=True)
+    assert done["started"] == ["USER"]
+    assert db_statuses(client, "B")["USER"] == "Dejournaling"
+    assert client.catchup("B", "USER")["already"] == ["USER"]
+    # several at once, and mount with its catch-up
+    for db in ("USER", "APP"):
+        client.dismount("B", db)
+    client.mount("B", "APP")
+    client.mount("B", "USER", catchup=True)
+    client.catchup("B", ["USER", "APP"], wait=True)
+    assert db_statuses(client, "B") == {"USER": "Dejournaling", "APP": "Dejournaling"}
+    cluster.wait_converged("B")
+
+
+def test_activate_refuses_a_copy_older_than_the_database_and_catch_up_refuses_on_the_primary(
+    mirror,
+):
+    cluster, _, client = mirror
+    (cluster.cfg.member("A").data_dir / "db").mkdir(exist_ok=True)
+    client.create_database("A", "LEGACY", mirrored=False)
+    assert client.add_database("A", "LEGACY")["status"] == "Normal"
+    with cluster.client() as c:
+        c.set("LEGACY", "G", (1,), "x")
+    # a local database on C made before LEGACY joined the mirror is too old to activate
+    wait_for(
+        lambda: client.databases("C")["missing_mirrored_databases"] == ["LEGACY"],
+        15,
+        "LEGACY missing on C",
+    )
+    assert client.create_database("C", "LEGACY", mirrored=False)["status"] == "local"
+    assert client.add_database("C", "LEGACY")["status"] == "Needs Activation"
+    err = refusal(client.activate, "C", "LEGACY")
+    assert err.status == 409 and err.code == "refused"
+    assert "older than" in err.message
+    err = refusal(client.catchup, "A", "USER")
+    assert err.status == 409 and "not available on the primary" in err.message
+
+
+def test_refusals_are_409_with_the_instance_reason(mirror):
+    _, _, client = mirror
+    cases = [
+        (client.stop_dejournaling, ("B",), "SPEC §5.9"),
+        (client.clear_failover_db, ("C", "USER"), "never allowed on a DR async"),
+        (client.activate, ("B", "NOSUCH"), "not a mirrored database"),
+        (client.add_database, ("A", "NOSUCH"), "no local database"),
+        (client.stop_mirroring, ("A",), "not available on the primary"),
+        (client.pause_database, ("A", "USER"), "does not dejournal"),
+    ]
+    for call, args, reason in cases:
+        err = refusal(call, *args)
+        assert err.status == 409, (call.__name__, err)
+        assert reason in err.message, (call.__name__, err.message)
+    assert client.health()["agent"] == "engine-agent"  # still serving
+
+
+def test_stop_and_start_mirroring_on_backup_and_async(mirror):
+    cluster, _, client = mirror
+    for member, running in (("B", "Backup"), ("C", "Connected")):
+        assert client.stop_mirroring(member)["status"] == "Stopped"
+        assert client.stop_mirroring(member)["already"] is True
+        assert client.databases(member)["status"] == "Stopped"
+        assert client.start_mirroring(member)["already"] is False
+        assert client.start_mirroring(member)["already"] is True
+        wait_for(lambda m=member, r=running: client.databases(m)["status"] == r, 20, running)
+    cluster.wait_backup_active()
+    cluster.wait_converged("C")
+
+
+def test_dejournaling_stop_start_and_pause_resume_on_an_async(mirror):
+    cluster, _, client = mirror
+    out = client.stop_dejournaling("C")
+    assert out["dejournaling"] == "Warning! Dejournaling is stopped."
+    assert client.stop_dejournaling("C")["dejournaling"] == out["dejournaling"]
+    assert db_statuses(client, "C")["USER"] == "Dejournaling Stopped"
+    client.start_dejournaling("C")
+    client.start_dejournaling("C")  # a retry
+    wait_db(client, "C", "USER", "Dejournaling")
+    out = client.pause_database("C", "USER")
+    assert out["database"] == "USER" and out["status"] == "Dejournaling Stopped"
+    assert client.pause_database("C", "USER")["status"] == "Dejournaling Stopped"
+    assert db_statuses(client, "C")["APP"] == "Dejournaling"
+    out = client.resume_database("C", "USER")
+    assert out["status"] == "Dejournaling"
+    assert client.resume_database("C", "USER")["status"] == "Dejournaling"
+    cluster.wait_converged("C")
+
+
+def test_bad_requests_are_400_with_a_reason_and_nothing_changes(mirror):
+    _, _, client = mirror
+    base = "/v1/instances/B"
+    bad = [
+        ("POST", f"{base}/databases", b"{not json", "not valid JSON"),
+        ("POST", f"{base}/databases", b"[1]", "JSON object"),
+        ("POST", f"{base}/databases", b"{}", "'name'"),
+        ("POST", f"{base}/databases", b'{"name": "X", "mode": "copy"}', "'mode'"),
+        ("POST", f"{base}/databases", b'{"name": 7}', "'name' must be a string"),
+        ("POST", f"{base}/databases", b'{"name": "1BAD"}', "invalid database name"),
+        ("POST", f"{base}/databases", b'{"name": "IRISSYS"}', "system databases"),
+        ("POST", f"{base}/databases/USER/mount", b'{"catchup": "yes"}', "boolean"),
+        ("POST", f"{base}/databases/USER/dismount", b'{"force": true}', "unknown fields"),
+        ("POST", f"{base}/databases/catchup", b'{"databases": []}', "non-empty"),
+        ("POST", f"{base}/databases/catchup", b'{"databases": ["USER", "user"]}', "more than"),
+        ("POST", f"{base}/databases/bad%20name/activate", None, "invalid database name"),
+    ]
+    for method, path, body, reason in bad:
+        status, _, data = client.request(method, path, body=body)
+        assert status == 400, (path, body, data)
+        assert reason in data.decode(), (path, body, data)
+    assert db_statuses(client, "B") == {"USER": "Dejournaling", "APP": "Dejournaling"}
+    assert refusal(client.activate, "NOPE", "USER").status == 404
+
+
+def test_a_down_instance_is_503_and_the_others_still_answer(mirror):
+    cluster, _, client = mirror
+    cluster.kill9("C")
+    for call, args in (
+        (client.databases, ("C",)),
+        (client.dismount, ("C", "USER")),
+        (client.stop_dejournaling, ("C",)),
+    ):
+        err = refusal(call, *args)
+        assert err.status == 503 and err.code == "instance_unavailable"
+        assert "C" in err.message and "not answering" in err.message
+    assert db_statuses(client, "B")["USER"] == "Dejournaling"
+
+
+def test_operations_need_authentication(make_cluster, start_agent, pki):
+    cluster = make_cluster(types=("failover",))
+    agent = start_agent(pki=pki, instances=instance_entries(cluster))
+    for who, status in ((None, 401), ("stranger", 403)):
+        with agent.client(who) as c:
+            assert refusal(c.databases, "A").status == status
+            assert refusal(c.create_database, "A", "NEWDB").status == status
+    with agent.client() as c:
+        assert db_statuses(c, "A") == {"USER": "Normal", "APP": "Normal"}
+    bearer = start_agent(instances=instance_entries(cluster))
+    with bearer.client(credential="w" * 24) as c:
+        assert refusal(c.stop_mirroring, "A").status == 401
