@@ -76,6 +76,7 @@ class DbEntry:
     obsolete: bool = False
     failover_db: bool = True
     created: bool = True  # created empty in the mirror (vs. an existing database added)
+    needs_download: bool = False
 
     def wire(self) -> dict:
         return {
@@ -143,6 +144,10 @@ def db_status(inst: Instance, entry: DbEntry) -> str:
         return "Obsolete"
     if inst.role == "primary":
         return "Normal"
+    if entry.name in inst.downloading:
+        return "Downloading"
+    if entry.needs_download:
+        return "Needs Download"
     if entry.name in inst.catching_up:
         return "Catchup Running"
     if not entry.activated:

@@ -58,6 +58,7 @@ class Instance:
         self.dj_stores: dict[str, Store] = {}  # the ones being dejournaled (non-primary)
         self.catalog = Catalog(self.data_dir)
         self.catching_up: dict[str, int] = {}  # database -> records applied so far
+        self.downloading: set[str] = set()
         self.db_errors: dict[str, str] = {}
         # the primary's mirrored databases (name -> wire entry) as last heard; None: not yet
         self.primary_db_info: dict[str, dict] | None = None
@@ -125,8 +126,8 @@ class Instance:
         self.catalog.load(self.member.databases, failover_db=self.member.type != "rw_reporting")
         self.dj_stores.clear()
         for entry in self.catalog.entries.values():
-            if not entry.mounted:
-                continue
+            if not entry.mounted or entry.needs_download:
+                continue  # (a download cut short left no usable copy)
             store = self.open_store(entry.name, entry.since)
             self.stores[entry.name] = store
             live = self.role == "primary" or (entry.activated and entry.caught_up)

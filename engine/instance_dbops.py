@@ -135,12 +135,10 @@ def create_database(inst: Instance, arg):
     if known is None:
         raise Refused("create_database", name, "the primary has no mirrored database of that name")
     if not known["created"]:
-        raise Refused(
-            "create_database",
-            name,
-            "it was added to the mirror with its existing data: restore a copy of the "
-            "primary's, then add_database, activate and catchup (no automatic download)",
-        )
+        # added with its existing data: the journal alone cannot rebuild it (SPEC §6.7.2)
+        from engine.instance_download import download_database
+
+        return download_database(inst, name)
     _journal_covers(inst, "create_database", name, known["since"])
     entry = DbEntry(name, known["incarnation"], since=known["since"], caught_up=False)
     entry.failover_db = inst.member.type != "rw_reporting"
@@ -307,14 +305,18 @@ def dismount(inst: Instance, arg):
     entry = _entry(inst, "dismount", _args("dismount", arg)["name"])
     if not entry.mounted:
         return _result(inst, entry, already=True)
-    if entry.name in inst.catching_up:
-        raise Refused("dismount", entry.name, "a catch-up is running; wait for it to finish")
+    _check_idle(inst, "dismount", entry.name)
     _close(inst, entry.name)
     entry.mounted = False
     if inst.role != "primary":
         entry.caught_up = False  # stale until mounted and caught up (SPEC §6.23)
     inst.catalog.save()
     return _result(inst, entry)
+
+
+def _check_idle(inst: Instance, op: str, db: str) -> None:
+    if db in inst.catching_up or db in inst.downloading:
+        raise Refused(op, db, "a catch-up or download is running; wait for it to finish")
 
 
 def _close(inst: Instance, db: str) -> None:
@@ -352,8 +354,7 @@ def remove(inst: Instance, arg):
     entry = inst.catalog.get(name)
     if entry is None:
         return {"database": name, "status": "not mirrored", "already": True}
-    if name in inst.catching_up:
-        raise Refused("remove", name, "a catch-up is running; wait for it to finish")
+    _check_idle(inst, "remove", name)
     _close(inst, name)
     del inst.catalog.entries[name]
     inst.catalog.save()
@@ -465,3 +466,9 @@ ACTIONS = {
     "stop_mirroring": stop_mirroring,
     "start_mirroring": start_mirroring,
 }
+
+
+def _all_actions() -> dict:
+    from engine.instance_download import ACTIONS as DOWNLOAD
+
+    return {**ACTIONS, **DOWNLOAD}

@@ -218,7 +218,9 @@ def primary_view(inst: Instance) -> list[dict]:
 
 def admin_action(inst: Instance, action, arg):
     from engine.instance import DEJOURNAL_STOPPED_FILE
-    from engine.instance_dbops import ACTIONS
+    from engine.instance_dbops import _all_actions
+
+    ACTIONS = _all_actions()
 
     if action in ACTIONS:
         return ACTIONS[action](inst, arg)

@@ -1,0 +1,91 @@
+"""Database download from another member (SPEC §6.7.2): source order, fallback, a copy
+consistent with the primary under concurrent writes, Needs Download when no source can."""
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from engine.store import Store
+from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
+from tests.engine.test_database_ops import admin, db_status, refusal, wait_db, wait_same
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _legacy_on_primary(cluster, rows: int = 3000) -> None:
+    """An existing database with data of its own, added to the mirror on the primary."""
+    store = Store.open(str(Path(cluster.cfg.member("A").data_dir) / "db" / "LEGACY"))
+    with store.transaction():
+        for i in range(rows):
+            store.set("Old", (i, "x"), f"old{i}")
+        store.set("Root", (), "root value")
+    store.close()
+    admin(cluster, "A", "add_database", "LEGACY")
+    for member in ("B", "C"):
+        wait_for(
+            lambda m=member: cluster.status(m)["missing_mirrored_databases"] == ["LEGACY"],
+            what=f"LEGACY missing on {member}",
+        )
+
+
+def test_download_under_concurrent_writes_ends_identical_to_the_primary(make_cluster):
+    cluster = make_cluster(("failover", "failover", "dr"))
+    _legacy_on_primary(cluster)
+    stop = threading.Event()
+
+    def writer():
+        with cluster.client() as c:
+            i = 0
+            while not stop.is_set():
+                c.set("LEGACY", "Old", (i % 4000, "x"), f"new{i}")
+                c.kill("LEGACY", "Old", ((i * 7) % 4000,))
+                i += 1
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        # the backup's sources: the primary (it is the backup itself), then the asyncs
+        assert admin(cluster, "B", "create_database", "LEGACY")["status"] == "Downloading"
+        wait_db(cluster, "B", "LEGACY", "Dejournaling", timeout=60)
+        out = admin(cluster, "C", "create_database", "LEGACY")
+        assert out["status"] == "Downloading"
+        wait_db(cluster, "C", "LEGACY", "Dejournaling", timeout=60)
+    finally:
+        stop.set()
+        t.join(30)
+    wait_same(cluster, "B", "LEGACY")
+    wait_same(cluster, "C", "LEGACY")
+    assert "downloaded LEGACY from A" in cluster.log("B")
+    assert "downloaded LEGACY from B" in cluster.log("C")  # the backup is the first source
+    assert admin(cluster, "C", "download_database", "LEGACY")["already"] is True
+    assert cluster.status("C")["missing_mirrored_databases"] == []
+
+
+def test_download_falls_back_to_the_next_source_and_waits_when_none_can(make_cluster):
+    cluster = make_cluster(("failover", "failover", "dr"))
+    _legacy_on_primary(cluster)
+    cluster.stop("B")
+    cluster.stop("A")
+    admin(cluster, "C", "download_database", "LEGACY")
+    wait_db(cluster, "C", "LEGACY", "Needs Download")
+    row = {r["name"]: r for r in cluster.status("C")["databases"]}["LEGACY"]
+    assert "no source could supply it" in row["error"]
+    cluster.start("A")
+    admin(cluster, "C", "download_database", "LEGACY")
+    wait_db(cluster, "C", "LEGACY", "Dejournaling")
+    assert "download of LEGACY from B failed" in cluster.log("C")
+    assert "downloaded LEGACY from A" in cluster.log("C")
+    wait_same(cluster, "C", "LEGACY")
+    with cluster.client("C") as c:
+        assert c.get("LEGACY", "Root") == "root value"
+
+
+def test_download_is_refused_on_the_primary_and_for_unknown_databases(make_cluster):
+    cluster = make_cluster(("failover", "dr"))
+    assert "not available on the primary" in refusal(cluster, "A", "download_database", "USER")
+    assert "no mirrored database" in refusal(cluster, "B", "download_database", "NOPE")
+    assert "not a mirrored database" in refusal(cluster, "B", "export_begin", "NOPE")
+    admin(cluster, "B", "dismount", "APP")
+    assert "not a valid download source" in refusal(cluster, "B", "export_begin", "APP")
+    assert db_status(cluster, "B", "USER") == "Dejournaling"
