@@ -83,13 +83,22 @@ async def _body(request: web.Request, allowed: dict[str, type]) -> dict:
 _KINDS = {bool: "boolean", str: "string", list: "list"}
 
 
-async def _ask(entry: InstanceEntry, call, timeout: float = ADMIN_TIMEOUT_S):
-    """call(client) on a connection to the instance, its failures mapped to API errors."""
-    client = AsyncClient([str(entry.superserver)], follow_primary=False, timeout=timeout, retries=0)
+async def _ask(request: web.Request, entry: InstanceEntry, call, timeout: float = ADMIN_TIMEOUT_S):
+    """call(client) on a connection to the instance, its failures mapped to API errors.
+    Connecting (and the instance's INFO answer) gets the probe timeout, so a hung instance
+    is a prompt 503; only the operation itself may take `timeout`."""
+    probe_s = request.app[CONFIG].probe_timeout_s
+    client = AsyncClient([str(entry.superserver)], follow_primary=False, timeout=probe_s, retries=0)
     try:
+        await client.connect()
+        client.timeout = timeout
         return await call(client)
     except _UNAVAILABLE as exc:
         reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        # connect() words it for finding a primary; here there is one address
+        reason = reason.removeprefix("no primary found: ").removeprefix(f"{entry.superserver}: ")
+        if reason.strip() in ("", "TimeoutError"):  # a timeout has no message
+            reason = "no answer in time (hung?)"
         raise api_error(
             503,
             "instance_unavailable",
@@ -103,12 +112,18 @@ async def _ask(entry: InstanceEntry, call, timeout: float = ADMIN_TIMEOUT_S):
         await client.close()
 
 
-async def _admin(entry: InstanceEntry, action: str, arg=None, timeout: float = ADMIN_TIMEOUT_S):
-    return await _ask(entry, lambda c: c.admin(action, arg), timeout)
+async def _admin(
+    request: web.Request,
+    entry: InstanceEntry,
+    action: str,
+    arg=None,
+    timeout: float = ADMIN_TIMEOUT_S,
+):
+    return await _ask(request, entry, lambda c: c.admin(action, arg), timeout)
 
 
-async def _status(entry: InstanceEntry) -> dict:
-    return await _ask(entry, lambda c: c.status())
+async def _status(request: web.Request, entry: InstanceEntry) -> dict:
+    return await _ask(request, entry, lambda c: c.status())
 
 
 def _answer(request: web.Request, entry: InstanceEntry, op: str, result) -> web.Response:
@@ -123,7 +138,7 @@ def _answer(request: web.Request, entry: InstanceEntry, op: str, result) -> web.
 
 async def list_databases(request: web.Request) -> web.Response:
     entry = instance_entry(request)
-    st = await _status(entry)
+    st = await _status(request, entry)
     body = {
         "instance": entry.name,
         "member": st.get("member"),
@@ -148,9 +163,9 @@ async def create_database(request: web.Request) -> web.Response:
     if mode == "add":
         if "mirrored" in body:
             raise api_error(400, "bad_request", "'mirrored' only applies to mode 'create'")
-        return _answer(request, entry, "add", await _admin(entry, "add_database", name))
+        return _answer(request, entry, "add", await _admin(request, entry, "add_database", name))
     arg = {"name": name, "mirrored": body.get("mirrored", True)}
-    return _answer(request, entry, "create", await _admin(entry, "create_database", arg))
+    return _answer(request, entry, "create", await _admin(request, entry, "create_database", arg))
 
 
 def _db_op(action: str, op: str, options: dict[str, type] | None = None):
@@ -161,7 +176,7 @@ def _db_op(action: str, op: str, options: dict[str, type] | None = None):
         name = _db_name(request.match_info["db"], "database")
         body = await _body(request, options or {})
         arg = {"name": name, **body} if body else name
-        return _answer(request, entry, op, await _admin(entry, action, arg))
+        return _answer(request, entry, op, await _admin(request, entry, action, arg))
 
     handler.__name__ = action
     return handler
@@ -169,7 +184,7 @@ def _db_op(action: str, op: str, options: dict[str, type] | None = None):
 
 async def _catchup(request: web.Request, entry: InstanceEntry, names: list[str], wait: bool):
     timeout = CATCHUP_WAIT_TIMEOUT_S if wait else ADMIN_TIMEOUT_S
-    result = await _admin(entry, "catchup", {"names": names, "wait": wait}, timeout)
+    result = await _admin(request, entry, "catchup", {"names": names, "wait": wait}, timeout)
     return _answer(request, entry, "catchup", result)
 
 
@@ -196,7 +211,7 @@ def _member_op(action: str, op: str):
     async def handler(request: web.Request) -> web.Response:
         entry = instance_entry(request)
         await _body(request, {})
-        return _answer(request, entry, op, await _admin(entry, action))
+        return _answer(request, entry, op, await _admin(request, entry, action))
 
     handler.__name__ = action
     return handler
@@ -209,8 +224,8 @@ def _dejournal_op(action: str, op: str, per_database: bool):
         entry = instance_entry(request)
         name = _db_name(request.match_info["db"], "database") if per_database else None
         await _body(request, {})
-        await _admin(entry, action, name)
-        st = await _status(entry)
+        await _admin(request, entry, action, name)
+        st = await _status(request, entry)
         result = {"dejournaling": st.get("dejournaling")}
         if name is not None:
             rows = {r["name"]: r for r in st.get("databases", [])}

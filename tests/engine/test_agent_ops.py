@@ -3,6 +3,7 @@ processes, a real agent process, HTTP on loopback (engine/agent_ops.py)."""
 
 from __future__ import annotations
 
+import lmdb
 import pytest
 
 from engine.agent_client import AgentError
@@ -83,26 +84,49 @@ def test_dismount_mount_and_catch_up_on_a_backup(mirror):
     cluster.wait_converged("B")
 
 
-def test_activate_refuses_a_copy_older_than_the_database_and_catch_up_refuses_on_the_primary(
-    mirror,
-):
+def restore_copy(cluster, db: str, source: str, target: str) -> None:
+    """A consistent copy of a live database (what a backup and restore gives)."""
+    src = cluster.cfg.member(source).data_dir / "db" / db
+    dst = cluster.cfg.member(target).data_dir / "db" / db
+    dst.mkdir(parents=True)
+    env = lmdb.open(str(src), readonly=True, max_dbs=2, lock=True)
+    try:
+        env.copy(str(dst), compact=True)
+    finally:
+        env.close()
+
+
+def test_a_restored_copy_is_activated_and_caught_up_and_a_too_old_one_is_refused(mirror):
     cluster, _, client = mirror
-    (cluster.cfg.member("A").data_dir / "db").mkdir(exist_ok=True)
     client.create_database("A", "LEGACY", mirrored=False)
     assert client.add_database("A", "LEGACY")["status"] == "Normal"
+    assert client.add_database("A", "LEGACY")["already"] is True
     with cluster.client() as c:
-        c.set("LEGACY", "G", (1,), "x")
+        c.set("LEGACY", "G", (1,), "before the copy")
+    for member in "BC":
+        wait_for(
+            lambda m=member: client.databases(m)["missing_mirrored_databases"] == ["LEGACY"],
+            15,
+            f"LEGACY missing on {member}",
+        )
     # a local database on C made before LEGACY joined the mirror is too old to activate
-    wait_for(
-        lambda: client.databases("C")["missing_mirrored_databases"] == ["LEGACY"],
-        15,
-        "LEGACY missing on C",
-    )
     assert client.create_database("C", "LEGACY", mirrored=False)["status"] == "local"
     assert client.add_database("C", "LEGACY")["status"] == "Needs Activation"
     err = refusal(client.activate, "C", "LEGACY")
     assert err.status == 409 and err.code == "refused"
     assert "older than" in err.message
+    # B: a copy of the primary's, then writes only the journal holds
+    restore_copy(cluster, "LEGACY", "A", "B")
+    with cluster.client() as c:
+        c.set("LEGACY", "G", (2,), "after the copy")
+    assert client.add_database("B", "LEGACY")["status"] == "Needs Activation"
+    assert client.activate("B", "LEGACY")["status"] == "Needs Catchup"
+    assert client.activate("B", "LEGACY")["already"] is True
+    assert client.catchup("B", "LEGACY", wait=True)["started"] == ["LEGACY"]
+    assert db_statuses(client, "B")["LEGACY"] == "Dejournaling"
+    assert client.databases("B")["missing_mirrored_databases"] == []
+    want = cluster.digests("A", ["LEGACY"])
+    wait_for(lambda: cluster.digests("B", ["LEGACY"]) == want, 20, "LEGACY on B converges")
     err = refusal(client.catchup, "A", "USER")
     assert err.status == 409 and "not available on the primary" in err.message
 
@@ -193,6 +217,17 @@ def test_a_down_instance_is_503_and_the_others_still_answer(mirror):
         assert err.status == 503 and err.code == "instance_unavailable"
         assert "C" in err.message and "not answering" in err.message
     assert db_statuses(client, "B")["USER"] == "Dejournaling"
+
+
+def test_a_hung_instance_is_503_without_waiting_for_the_operation_timeout(mirror):
+    cluster, _, client = mirror
+    cluster.pause("C")
+    try:
+        err = refusal(client.dismount, "C", "USER")
+        assert err.status == 503 and "no answer" in err.message
+    finally:
+        cluster.resume("C")
+    assert client.dismount("C", "USER")["status"] == "Database Dismounted"
 
 
 def test_operations_need_authentication(make_cluster, start_agent, pki):
