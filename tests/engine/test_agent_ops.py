@@ -242,3 +242,17 @@ def test_operations_need_authentication(make_cluster, start_agent, pki):
     bearer = start_agent(instances=instance_entries(cluster))
     with bearer.client(credential="w" * 24) as c:
         assert refusal(c.stop_mirroring, "A").status == 401
+
+
+def test_failover_db_flag_is_cleared_on_a_read_only_reporting_async_only(make_cluster, start_agent):
+    cluster = make_cluster(types=("failover", "ro_reporting"), databases=("USER",))
+    agent = start_agent(instances=instance_entries(cluster))
+    with agent.client(credential=agent.credential) as client:
+        wait_db(client, "B", "USER", "Dejournaling")
+        out = client.clear_failover_db("B", "USER")
+        assert out["failover_db"] is False and out["already"] is False
+        assert client.clear_failover_db("B", "USER")["already"] is True
+        row = client.databases("B")["databases"][0]
+        assert row["name"] == "USER" and row["failover_db"] is False
+        err = refusal(client.clear_failover_db, "A", "USER")
+        assert err.status == 409 and "reporting" in err.message
