@@ -9,8 +9,8 @@ journal position and dejournals it from there: every change of the new database 
 the record, so the empty copy plus the journal is the primary's database (no download).  A
 reporting async lists it and creates it on request (create_database), the same way, as long as
 its journal still holds everything since the creation.  A database added with its existing
-data must be restored from a copy of the primary's, then added, activated and caught up
-(automatic download is not implemented).
+data is downloaded from another member (engine/instance_download.py), or restored from a copy
+of the primary's, then added, activated and caught up (SPEC §6.7.3).
 """
 
 from __future__ import annotations

@@ -89,3 +89,17 @@ def test_download_is_refused_on_the_primary_and_for_unknown_databases(make_clust
     admin(cluster, "B", "dismount", "APP")
     assert "not a valid download source" in refusal(cluster, "B", "export_begin", "APP")
     assert db_status(cluster, "B", "USER") == "Dejournaling"
+
+
+def test_source_dying_mid_download_falls_back_to_the_primary(make_cluster):
+    cluster = make_cluster(("failover", "failover", "dr"))
+    _legacy_on_primary(cluster, rows=200_000)
+    admin(cluster, "B", "download_database", "LEGACY")
+    wait_db(cluster, "B", "LEGACY", "Dejournaling", timeout=60)
+    # 200,000 rows take over a second to copy: B dies in the middle of it
+    assert admin(cluster, "C", "download_database", "LEGACY")["status"] == "Downloading"
+    cluster.kill9("B")
+    wait_db(cluster, "C", "LEGACY", "Dejournaling", timeout=60)
+    log = cluster.log("C")
+    assert "download of LEGACY from B failed" in log and "downloaded LEGACY from A" in log
+    wait_same(cluster, "C", "LEGACY")
