@@ -99,6 +99,8 @@ class AgentClient:
     ) -> tuple[int, dict, bytes]:
         target = path + ("?" + urlencode(params) if params else "")
         headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         if self.credential is not None:
             headers["Authorization"] = f"Bearer {self.credential}"
         for attempt in (1, 2):

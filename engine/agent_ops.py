@@ -66,6 +66,8 @@ async def _body(request: web.Request, allowed: dict[str, type]) -> dict:
         return {}
     try:
         body = json.loads(raw)
+    except RecursionError:
+        raise api_error(400, "bad_request", "the body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise api_error(400, "bad_request", f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from engine.agent import ROUTES
 from engine.agent_client import AgentClient, AgentConnectionError, AgentError
 from engine.agent_config import parse_agent_config
 from engine.config import ConfigError
@@ -111,15 +112,12 @@ def test_credential_mode_needs_the_bearer_scheme(start_agent):
 
 
 def test_every_route_requires_authentication(tls_agent):
-    paths = [
-        ("GET", "/v1/health"),
-        ("GET", "/v1/instances"),
-        ("GET", "/v1/instances/A"),
-        ("POST", "/v1/instances/A/force-down"),
-        ("GET", "/v1/journal/TEST/files"),
-        ("GET", "/v1/journal/TEST/files/MIRROR-TEST-20260101.001"),
-        ("GET", "/v1/no/such/route"),
-    ]
+    fill = {"{name}": "A", "{db}": "USER", "{mirror}": "TEST"}
+    paths = [("GET", "/v1/no/such/route")]
+    for method, path, _ in ROUTES:
+        for key, value in fill.items():
+            path = path.replace(key, value)
+        paths.append((method, path))
     with tls_agent.client(None) as c:
         for method, path in paths:
             status, _, body = c.request(method, path)

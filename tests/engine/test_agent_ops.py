@@ -7,6 +7,7 @@ import lmdb
 import pytest
 
 from engine.agent_client import AgentError
+from engine.agent_ops import OPS_ROUTES
 from tests.engine.agent_fixtures import (  # noqa: F401
     instance_entries,
     pki_fixture,
@@ -256,3 +257,22 @@ def test_failover_db_flag_is_cleared_on_a_read_only_reporting_async_only(make_cl
         assert row["name"] == "USER" and row["failover_db"] is False
         err = refusal(client.clear_failover_db, "A", "USER")
         assert err.status == 409 and "reporting" in err.message
+
+
+def test_malformed_bodies_on_every_operation_are_400_and_change_nothing(mirror):
+    _, agent, client = mirror
+    bodies = [b"null", b"[]", b'"stop"', b"1e999", b"\xff\xfe{", b'{"x": 1}', b"[" * 30000]
+    for method, path, _ in OPS_ROUTES:
+        if method != "POST":
+            continue
+        path = path.replace("{name}", "B").replace("{db}", "USER")
+        for body in bodies:
+            status, _, data = client.request(method, path, body=body)
+            assert status == 400, (path, body[:20], data)
+    assert agent.alive()
+    listing = client.databases("B")
+    assert listing["status"] == "Backup"
+    assert {r["name"]: r["status"] for r in listing["databases"]} == {
+        "USER": "Dejournaling",
+        "APP": "Dejournaling",
+    }
