@@ -298,7 +298,22 @@ def render_table(rows: list[dict], mirror: str) -> str:
             f"Incoming journal transfer rate for {r['member']}: {r['incoming_journal_rate']}"
             for r in extra
         ]
+    out += database_lines(rows)
     return "\n".join(out)
+
+
+def database_lines(rows: list[dict]) -> list[str]:
+    """The Mirrored Databases list of each member, and its missing databases (SPEC §2.4)."""
+    out = []
+    for r in rows:
+        dbs = r.get("databases")
+        if dbs:
+            out += ["", f"Mirrored databases on {r['member']}:"]
+            out += [f"  {d['name']:<20} {d['status']}" for d in dbs]
+        if r.get("missing_mirrored_databases"):
+            names = ", ".join(r["missing_mirrored_databases"])
+            out.append(f"Missing mirrored databases on {r['member']}: {names}")
+    return out
 
 
 def query_status(cfg, member: str | None = None, timeout: float = 3.0) -> list[dict]:

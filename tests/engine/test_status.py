@@ -106,7 +106,18 @@ def test_table_has_the_status_monitor_header_and_columns():
             "dejournaling": "N/A",
         }
     ]
+    rows.append(
+        {
+            "member": "B",
+            "type": "Disaster Recovery",
+            "databases": [{"name": "USER", "status": "Needs Catchup", "applied": None}],
+            "missing_mirrored_databases": ["APP"],
+        }
+    )
     out = render_table(rows, "MIR")
+    assert re.search(r"^Mirrored databases on B:\n  USER\s+Needs Catchup$", out, re.M), out
+    assert "Missing mirrored databases on B: APP" in out
+    assert "Mirrored databases on A" not in out
     assert out.startswith("Status of Mirror MIR at ")
     assert "Member Name+Type" in out and "Journal Transfer" in out and "Dejournaling" in out
     assert "  Failover" in out
