@@ -10,6 +10,14 @@ answered.  Mapping of failures:
       request that its state does not allow)
     the instance is down, hung or stopping 503 instance_unavailable
 
+Routes (all under /v1/instances/{name}, bodies JSON objects; see engine/agent_api.yaml):
+    GET  /databases                         statuses as the instance reports them (SPEC §2.4)
+    POST /databases                         {name, mode: create|add, mirrored}
+    POST /databases/catchup                 {databases: [...], wait}
+    POST /databases/{db}/activate | catchup {wait} | mount {catchup} | dismount | remove
+         | clear-failover-db | pause | resume
+    POST /mirroring/stop | /mirroring/start | /dejournaling/stop | /dejournaling/start
+
 Every operation is safe to retry: the instance answers `already: true` when the state
 asked for already holds.  Dejournaling and pause/resume answer the state afterwards as
 the instance reports it in STATUS (the instance answers nil for those actions).
