@@ -168,6 +168,10 @@ class AgentClient:
     def add_database(self, instance: str, db: str) -> dict:
         return self._op(instance, "databases", {"name": db, "mode": "add"})
 
+    def download(self, instance: str, db: str) -> dict:
+        """Start copying the database from another member; it is caught up by itself."""
+        return self._db_op(instance, db, "download")
+
     def activate(self, instance: str, db: str) -> dict:
         return self._db_op(instance, db, "activate")
 

@@ -14,7 +14,7 @@ Routes (all under /v1/instances/{name}, bodies JSON objects; see engine/agent_ap
     GET  /databases                         statuses as the instance reports them (SPEC §2.4)
     POST /databases                         {name, mode: create|add, mirrored}
     POST /databases/catchup                 {databases: [...], wait}
-    POST /databases/{db}/activate | catchup {wait} | mount {catchup} | dismount | remove
+    POST /databases/{db}/download | activate | catchup {wait} | mount {catchup} | dismount | remove
          | clear-failover-db | pause | resume
     POST /mirroring/stop | /mirroring/start | /dejournaling/stop | /dejournaling/start
 
@@ -251,6 +251,7 @@ OPS_ROUTES = [
     ("GET", "/v1/instances/{name}/databases", list_databases),
     ("POST", "/v1/instances/{name}/databases", create_database),
     ("POST", "/v1/instances/{name}/databases/catchup", catchup_many),
+    ("POST", f"{DB}/download", _db_op("download_database", "download")),
     ("POST", f"{DB}/activate", _db_op("activate", "activate")),
     ("POST", f"{DB}/catchup", catchup_one),
     ("POST", f"{DB}/mount", _db_op("mount", "mount", {"catchup": bool})),

@@ -8,6 +8,7 @@ import pytest
 
 from engine.agent_client import AgentError
 from engine.agent_ops import OPS_ROUTES
+from engine.store import Store
 from tests.engine.agent_fixtures import (  # noqa: F401
     instance_entries,
     pki_fixture,
@@ -129,6 +130,30 @@ def test_a_restored_copy_is_activated_and_caught_up_and_a_too_old_one_is_refused
     want = cluster.digests("A", ["LEGACY"])
     wait_for(lambda: cluster.digests("B", ["LEGACY"]) == want, 20, "LEGACY on B converges")
     err = refusal(client.catchup, "A", "USER")
+    assert err.status == 409 and "not available on the primary" in err.message
+
+
+def test_a_database_added_with_its_data_is_downloaded_to_a_member_through_the_agent(mirror):
+    cluster, _, client = mirror
+    legacy = Store.open(str(cluster.cfg.member("A").data_dir / "db" / "LEGACY"))
+    for i in range(200):  # a local database with data of its own
+        legacy.set("G", (i,), f"local {i}")
+    legacy.close()
+    assert client.add_database("A", "LEGACY")["status"] == "Normal"
+    wait_for(
+        lambda: client.databases("C")["missing_mirrored_databases"] == ["LEGACY"],
+        15,
+        "LEGACY missing on C",
+    )
+    first = client.download("C", "LEGACY")
+    assert first["database"] == "LEGACY" and first["status"] == "Downloading"
+    assert client.download("C", "LEGACY")["already"] is True  # a retry starts nothing new
+    with cluster.client() as c:
+        c.set("LEGACY", "G", ("during",), "x")
+    wait_db(client, "C", "LEGACY", "Dejournaling")
+    want = cluster.digests("A", ["LEGACY"])
+    wait_for(lambda: cluster.digests("C", ["LEGACY"]) == want, 20, "LEGACY on C converges")
+    err = refusal(client.download, "A", "LEGACY")
     assert err.status == 409 and "not available on the primary" in err.message
 
 
