@@ -5,9 +5,10 @@ python -m engine instance --config FILE --member NAME
 python -m engine status --config FILE [--member NAME] [--json]
 python -m engine admin --config FILE --member NAME ACTION [ARG]
     ARG is a database name, a comma list, or JSON ({"name": "DB", "catchup": true});
-    actions in engine/PROTOCOL.md: create_database, add_database, activate, catchup,
-    mount, dismount, remove_database, clear_failover_db, stop_mirroring, start_mirroring,
-    dejournal_stop, dejournal_start, pause_database, resume_database, digest, positions
+    actions in engine/PROTOCOL.md: create_database, add_database, download_database,
+    activate, catchup, mount, dismount, remove_database, clear_failover_db,
+    stop_mirroring, start_mirroring, dejournal_stop, dejournal_start, pause_database,
+    resume_database, digest, positions
 python -m engine cluster up -f FILE [-f FILE ...]
 python -m engine cluster down -f FILE [-f FILE ...]
 """
