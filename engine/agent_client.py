@@ -175,11 +175,35 @@ class AgentClient:
     def activate(self, instance: str, db: str) -> dict:
         return self._db_op(instance, db, "activate")
 
-    def catchup(self, instance: str, databases: str | list[str], wait: bool = False) -> dict:
-        """One database, or several at once (in parallel where the mirror allows)."""
-        if isinstance(databases, str):
-            return self._db_op(instance, databases, "catchup", {"wait": wait})
-        return self._op(instance, "databases/catchup", {"databases": databases, "wait": wait})
+    def catchup(
+        self,
+        instance: str,
+        databases: str | list[str],
+        wait: bool = False,
+        wait_timeout: float = 300.0,
+    ) -> dict:
+        """One database, or several at once (in parallel where the mirror allows); with
+        wait, the answer comes when they are caught up (up to wait_timeout seconds)."""
+        with self._longer_timeout(wait_timeout if wait else self.timeout):
+            if isinstance(databases, str):
+                return self._db_op(instance, databases, "catchup", {"wait": wait})
+            return self._op(instance, "databases/catchup", {"databases": databases, "wait": wait})
+
+    @contextlib.contextmanager
+    def _longer_timeout(self, seconds: float):
+        """A fresh connection whose reads may wait `seconds` (http.client sets the socket
+        timeout when it connects), then back to the usual timeout."""
+        saved = self.timeout
+        if seconds <= saved:
+            yield
+            return
+        self.close()
+        self.timeout = seconds
+        try:
+            yield
+        finally:
+            self.close()
+            self.timeout = saved
 
     def mount(self, instance: str, db: str, catchup: bool = False) -> dict:
         return self._db_op(instance, db, "mount", {"catchup": catchup})
