@@ -201,6 +201,8 @@ def _check_usable(inst: Instance, op: str, entry: DbEntry) -> None:
         raise Refused(op, entry.name, "the database is dismounted; mount it first")
     if entry.obsolete:
         raise Refused(op, entry.name, "the database is obsolete; remove it from the mirror")
+    if entry.needs_download or entry.name in inst.downloading:
+        raise Refused(op, entry.name, "the database needs a download (download_database)")
 
 
 def _check_activatable(inst: Instance, op: str, entry: DbEntry) -> None:

@@ -71,6 +71,7 @@ def test_download_falls_back_to_the_next_source_and_waits_when_none_can(make_clu
     wait_db(cluster, "C", "LEGACY", "Needs Download")
     row = {r["name"]: r for r in cluster.status("C")["databases"]}["LEGACY"]
     assert "no source could supply it" in row["error"]
+    assert "needs a download" in refusal(cluster, "C", "catchup", "LEGACY")
     cluster.start("A")
     admin(cluster, "C", "download_database", "LEGACY")
     wait_db(cluster, "C", "LEGACY", "Dejournaling")
