@@ -39,6 +39,7 @@ STATUS_KEYS = (
     "incoming_journal_figures",
     "journal_end",
     "databases",
+    "missing_mirrored_databases",
     "primary",
     "codec",
     "members",
