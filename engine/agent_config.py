@@ -31,11 +31,10 @@ credential is refused.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.config import Address, ConfigError, parse_address
+from engine.config import Address, ConfigError, parse_address, read_toml
 from engine.tls import TLSError, normalize_dn
 
 DEFAULT_PORT = 2188
@@ -215,12 +214,5 @@ def parse_agent_config(data: dict, base: Path, source: Path | None = None) -> Ag
 
 
 def load_agent_config(path: str | Path) -> AgentConfig:
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"agent configuration file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return parse_agent_config(data, path.resolve().parent, path.resolve())
+    data, resolved = read_toml(path, "agent configuration file")
+    return parse_agent_config(data, resolved.parent, resolved)

@@ -305,13 +305,19 @@ def parse_config(data: dict, base_dir: Path, source: Path | None = None) -> Mirr
     return cfg
 
 
-def load_config(path: str | Path) -> MirrorConfig:
+def read_toml(path: str | Path, what: str) -> tuple[dict, Path]:
+    """The parsed TOML file and its resolved path, or a ConfigError naming `what` it was."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
     except FileNotFoundError:
-        raise ConfigError(f"configuration file not found: {path}") from None
+        raise ConfigError(f"{what} not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return parse_config(data, path.resolve().parent, path.resolve())
+    return data, path.resolve()
+
+
+def load_config(path: str | Path) -> MirrorConfig:
+    data, resolved = read_toml(path, "configuration file")
+    return parse_config(data, resolved.parent, resolved)
