@@ -45,14 +45,19 @@ MEMBER_EDITABLE = {
 DATABASE_EDITABLE = {"mount_required_at_startup"}
 
 
-def _apply(obj, changes: dict, editable: set, immutable_reason: str):
+def _update(actor, obj, changes: dict, editable: set, immutable_reason: str, action: str):
+    """Apply `changes` (only `editable` fields), validate, save and audit before/after."""
     unknown = set(changes) - editable
     if unknown:
         raise ValidationError(
             {f: ValidationError(immutable_reason, code="immutable") for f in sorted(unknown)}
         )
+    before = audit.snapshot(obj)
     for field, value in changes.items():
         setattr(obj, field, value)
+    _save(obj)
+    audit.record(actor, action, obj, before=before, after=audit.snapshot(obj))
+    return obj
 
 
 def _save(obj):
@@ -73,11 +78,9 @@ def create_mirror(actor, **fields) -> Mirror:
 def update_mirror(actor, mirror: Mirror, **changes) -> Mirror:
     if "name" in changes and rules.normalize_mirror_name(changes["name"]) == mirror.name:
         changes.pop("name")
-    before = audit.snapshot(mirror)
-    _apply(mirror, changes, MIRROR_EDITABLE, "A mirror's name never changes.")
-    _save(mirror)
-    audit.record(actor, "mirror.update", mirror, before=before, after=audit.snapshot(mirror))
-    return mirror
+    return _update(
+        actor, mirror, changes, MIRROR_EDITABLE, "A mirror's name never changes.", "mirror.update"
+    )
 
 
 @transaction.atomic
@@ -97,11 +100,9 @@ def register_host(actor, **fields) -> Host:
 
 @transaction.atomic
 def update_host(actor, host: Host, **changes) -> Host:
-    before = audit.snapshot(host)
-    _apply(host, changes, HOST_EDITABLE, "This field cannot be changed.")
-    _save(host)
-    audit.record(actor, "host.update", host, before=before, after=audit.snapshot(host))
-    return host
+    return _update(
+        actor, host, changes, HOST_EDITABLE, "This field cannot be changed.", "host.update"
+    )
 
 
 @transaction.atomic
@@ -145,16 +146,14 @@ def update_member(actor, member: Member, **changes) -> Member:
     for field in ("name", "member_type"):
         if field in changes and str(changes[field]).upper() == str(getattr(member, field)).upper():
             changes.pop(field)
-    before = audit.snapshot(member)
-    _apply(
+    return _update(
+        actor,
         member,
         changes,
         MEMBER_EDITABLE,
         "Only a member's network addresses can be edited; remove and re-add it otherwise.",
+        "member.update",
     )
-    _save(member)
-    audit.record(actor, "member.update", member, before=before, after=audit.snapshot(member))
-    return member
 
 
 @transaction.atomic
@@ -224,11 +223,14 @@ def create_mirrored_database(actor, mirror: Mirror, **fields) -> MirroredDatabas
 def update_mirrored_database(actor, database: MirroredDatabase, **changes) -> MirroredDatabase:
     if "name" in changes and str(changes["name"]).upper() == database.name:
         changes.pop("name")
-    before = audit.snapshot(database)
-    _apply(database, changes, DATABASE_EDITABLE, "A mirror database's name never changes.")
-    _save(database)
-    audit.record(actor, "database.update", database, before=before, after=audit.snapshot(database))
-    return database
+    return _update(
+        actor,
+        database,
+        changes,
+        DATABASE_EDITABLE,
+        "A mirror database's name never changes.",
+        "database.update",
+    )
 
 
 @transaction.atomic
