@@ -2,6 +2,8 @@
 
 python -m engine agent --config AGENT_FILE     (see engine/agent.py)
 python -m engine instance --config FILE --member NAME
+python -m engine instance --data-dir DIR [--name NAME --superserver HOST:PORT]
+    an instance configured through the agent (engine/node.py, engine/standalone.py)
 python -m engine status --config FILE [--member NAME] [--json]
 python -m engine admin --config FILE --member NAME ACTION [ARG]
     ARG is a database name, a comma list, or JSON ({"name": "DB", "catchup": true});
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 from engine.config import ConfigError, load_config
@@ -29,8 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("agent", help="run the host agent (options: python -m engine agent --help)")
 
     inst = sub.add_parser("instance", help="run one mirror member")
-    inst.add_argument("--config", required=True, help="mirror configuration (TOML)")
-    inst.add_argument("--member", required=True, help="member name in the configuration")
+    inst.add_argument("--config", help="mirror configuration (TOML)")
+    inst.add_argument("--member", help="member name in the configuration")
+    inst.add_argument("--data-dir", help="instead of --config: configured through the agent")
+    inst.add_argument("--name", help="with --data-dir, first start: the instance name")
+    inst.add_argument("--superserver", help="with --data-dir: the superserver HOST:PORT")
     inst.add_argument("--log-level", default="INFO")
 
     st = sub.add_parser("status", help="print member status (SPEC 2.1-2.3)")
@@ -62,22 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "instance":
-            cfg = load_config(args.config)
-            member = cfg.member(args.member)
-            logging.basicConfig(
-                level=getattr(logging, args.log_level.upper(), logging.INFO),
-                format=f"%(asctime)s {member.name} %(levelname)s %(name)s: %(message)s",
-            )
-            from engine.instance import run_instance
-
-            try:
-                import uvloop  # optional: faster event loop when installed
-
-                uvloop.install()
-            except ImportError:
-                pass
-            asyncio.run(run_instance(cfg, member.name))
-            return 0
+            return _instance(args, argv)
         if args.command == "status":
             from engine.status import status_command
 
@@ -92,6 +83,55 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+
+
+def _instance(args, argv: list[str]) -> int:
+    from engine.instance import run_instance
+
+    node = None
+    if args.data_dir:
+        from engine.membership import load_local
+        from engine.node import load_node
+
+        node = load_node(args.data_dir, args.name, args.superserver)
+        local = load_local(node)
+        cfg, member = local if local else (None, None)
+        label = member or node.name
+    elif args.config and args.member:
+        cfg = load_config(args.config)
+        member = label = cfg.member(args.member).name
+    else:
+        raise ConfigError("give --config FILE --member NAME, or --data-dir DIR")
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper(), logging.INFO),
+        format=f"%(asctime)s {label} %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        import uvloop  # optional: faster event loop when installed
+
+        uvloop.install()
+    except ImportError:
+        pass
+    if asyncio.run(run_instance(cfg, member, node)):
+        # created, joined or left a mirror: start afresh as what it is now (same pid, so
+        # the agent's pid file stays right)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "engine", "instance", *_restart_args(argv)])
+    return 0
+
+
+def _restart_args(argv: list[str]) -> list[str]:
+    # name and superserver are in node.json after the first start
+    out, skip = [], False
+    for arg in argv[1:]:
+        if skip:
+            skip = False
+        elif arg in ("--name", "--superserver"):
+            skip = True
+        elif not arg.startswith(("--name=", "--superserver=")):
+            out.append(arg)
+    return out
 
 
 def _admin(cfg, member: str, action: str, arg: str | None, timeout: float = 30.0) -> int:

@@ -78,6 +78,11 @@ class MemberConfig:
     dejournal_workers: int = 4
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # membership as the primary keeps it (engine/membership.py): the member's certificate
+    # DN on a TLS mirror, whether the primary authorized it, and the id of its join request
+    dn: str | None = None
+    authorized: bool = True
+    join_id: str | None = None
 
     @property
     def is_failover(self) -> bool:
@@ -112,11 +117,22 @@ class MirrorConfig:
     tls_ca: Path | None = None
     journal_file_bytes: int = 64 * 1024 * 1024
     source: Path | None = None
+    # configured through the agent (kept in <data_dir>/mirror.json) rather than from a file
+    dynamic: bool = False
+    version: int = 0  # raised by the primary on every change it propagates
+    rejected: list[str] = field(default_factory=list)  # join ids the primary rejected
+    dn_updates: dict[str, str] = field(default_factory=dict)  # member -> new DN awaiting
 
-    def member(self, name: str) -> MemberConfig:
+    def find(self, name: str) -> MemberConfig | None:
         for m in self.members:
             if m.name == name.upper():
                 return m
+        return None
+
+    def member(self, name: str) -> MemberConfig:
+        found = self.find(name)
+        if found is not None:
+            return found
         known = ", ".join(m.name for m in self.members)
         raise ConfigError(f"no member named {name!r} in mirror {self.name} (members: {known})")
 

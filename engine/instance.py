@@ -28,6 +28,7 @@ from engine.instance_dejournal import DejournalRunner
 from engine.instance_ops import HANDLERS, KILL, SET
 from engine.instance_replica import ReplicaLink
 from engine.instance_writer import Writer
+from engine.node import Node
 from engine.protocol import DEFAULT_MAX_FRAME, ErrorCode, Frame
 from engine.replication import Replicator
 from engine.session import Connection, RequestError
@@ -41,9 +42,16 @@ DEJOURNAL_STOPPED_FILE = "dejournal.stopped"  # present while dejournaling is st
 
 
 class Instance:
-    def __init__(self, cfg: MirrorConfig, member_name: str, max_frame: int = DEFAULT_MAX_FRAME):
+    def __init__(
+        self,
+        cfg: MirrorConfig,
+        member_name: str,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        node: Node | None = None,
+    ):
         self.cfg = cfg
         self.member = cfg.member(member_name)
+        self.node = node  # set when configured through the agent (engine/node.py)
         self.max_frame = max_frame
         if self.member.name == cfg.first_primary.name:
             self.role = "primary"
@@ -69,10 +77,16 @@ class Instance:
         self.replica: ReplicaLink | None = None
         self.dejournal = None
         self.servers: list[asyncio.base_events.Server] = []
+        self.listeners: dict[str, asyncio.base_events.Server] = {}
         self.started_at = time.time()
         self.status_sample: dict | None = None
         self.stopping = asyncio.Event()
+        self.stop_requested = asyncio.Event()
+        self.restart = False  # leaving the mirror: run again as a non-member
+        self.removed = False  # the primary removed this member
+        self.address_error: str | None = None
         self.rebuilding = False
+        self._private_ssl = None
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
@@ -95,6 +109,7 @@ class Instance:
                 self.dejournal.stop()
             self.dejournal.start_task()
             self.replica = ReplicaLink(self)
+            self.check_addresses()
             self.mirroring_stopped = (self.data_dir / STOPPED_FILE).exists()
             if self.mirroring_stopped:
                 log.warning("mirroring is stopped on this member; start it with start_mirroring")
@@ -103,7 +118,8 @@ class Instance:
                 self.replica.start()
         # private first: a member answering on its superserver port is fully listening
         if self.member.private is not None:
-            await self._listen(self.member.private, "private", self.tls_server_context())
+            self._private_ssl = self.tls_server_context()
+            await self._listen(self.member.private, "private", self._private_ssl)
         await self._listen(self.member.superserver, "superserver")
         log.info(
             "member %s (%s) of mirror %s started as %s; superserver %s, private %s",
@@ -211,6 +227,45 @@ class Instance:
             ssl=ssl,
         )
         self.servers.append(server)
+        self.listeners[name] = server
+
+    def reload_tls(self) -> None:
+        """Pick up new TLS files: the private listener's context takes the new chain for
+        the next handshakes; the data channel to the primary is made with a new context."""
+        if self._private_ssl is not None and self.cfg.tls:
+            self._private_ssl.load_cert_chain(self.member.tls_cert, self.member.tls_key)
+        if self.replica is not None:
+            self.replica.refresh_tls()
+
+    async def relisten_private(self) -> None:
+        """TLS turned on or off on the mirror: listen on the private address again."""
+        if self.member.private is None:
+            return
+        server = self.listeners.pop("private", None)
+        if server is not None:
+            server.close()
+            self.servers.remove(server)
+        for conn in [c for c in self.sessions if c.listener == "private"]:
+            conn.close()
+        await asyncio.sleep(0.05)  # let the closed sockets go before binding again
+        self._private_ssl = self.tls_server_context()
+        await self._listen(self.member.private, "private", self._private_ssl)
+
+    def check_addresses(self) -> None:
+        """SPEC §6.20: this member must answer at the addresses the mirror has for it."""
+        problems = []
+        if self.node is not None and self.member.superserver.port != self.node.superserver.port:
+            problems.append(
+                f"the mirror has superserver {self.member.superserver}, this instance "
+                f"listens on {self.node.superserver}"
+            )
+        self.address_error = "; ".join(problems) or None
+        if self.address_error:
+            log.error("network address validation: %s", self.address_error)
+
+    def request_restart(self) -> None:
+        self.restart = True
+        asyncio.get_running_loop().call_later(0.05, self.stop_requested.set)
 
     async def stop(self) -> None:
         for server in self.servers:
@@ -330,6 +385,7 @@ class Instance:
     def info(self) -> dict:
         primary = self.cfg.first_primary
         return {
+            "instance": self.node.name if self.node else self.member.name,
             "member": self.member.name,
             "mirror": self.cfg.name,
             "type": self.member.type,
@@ -350,23 +406,32 @@ class Instance:
         return admin_action(self, action, arg)
 
 
-async def run_instance(cfg: MirrorConfig, member: str) -> None:
+async def run_instance(cfg: MirrorConfig | None, member: str | None, node: Node | None = None):
+    """Run one member (or, with a node and no mirror, a non-member) until SIGTERM/SIGINT;
+    True when it stopped to run again (it created, joined or left a mirror)."""
     import signal
 
     # Threads (journal fsync, dejournal workers) hand results back to the event loop; with
     # the default 5 ms GIL switch interval that hand-off alone can cost milliseconds.
     sys.setswitchinterval(0.0002)
-    inst = Instance(cfg, member)
+    if cfg is None:
+        from engine.standalone import Standalone
+
+        inst = Standalone(node)
+        label, address = node.name, node.superserver
+    else:
+        inst = Instance(cfg, member, node=node)
+        label, address = inst.member.name, inst.member.superserver
     await inst.start()
     # Long-lived objects from start-up need no more cyclic-GC passes; fewer passes, fewer
     # pauses in the middle of a commit.
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"member {inst.member.name} ready: superserver {inst.member.superserver}", flush=True)
-    await stop.wait()
-    log.info("member %s stopping", inst.member.name)
+        loop.add_signal_handler(sig, inst.stop_requested.set)
+    print(f"member {label} ready: superserver {address}", flush=True)
+    await inst.stop_requested.wait()
+    log.info("member %s stopping", label)
     await inst.stop()
+    return inst.restart

@@ -472,5 +472,6 @@ ACTIONS = {
 
 def _all_actions() -> dict:
     from engine.instance_download import ACTIONS as DOWNLOAD
+    from engine.instance_membership import ACTIONS as MEMBERSHIP
 
-    return {**ACTIONS, **DOWNLOAD}
+    return {**ACTIONS, **DOWNLOAD, **MEMBERSHIP}

@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 from engine.compression import decompress
+from engine.instance_membership import JoinRefused, apply_config, check_primary_dn
 from engine.protocol import (
     PROTOCOL_VERSION,
     FrameError,
@@ -27,7 +28,7 @@ from engine.protocol import (
     unpack,
 )
 from engine.replication import pos_from_wire, pos_wire
-from engine.tls import describe_ssl_error
+from engine.tls import describe_ssl_error, peer_dn
 
 if TYPE_CHECKING:
     from engine.config import Address
@@ -58,6 +59,7 @@ class ReplicaLink:
         self._writer: asyncio.StreamWriter | None = None
         self.qos = inst.cfg.qos_timeout_ms / 1000.0
         self._ssl = inst.tls_client_context()
+        self.refusal: str | None = None  # why the primary last refused this member
 
     @property
     def caught_up(self) -> bool:
@@ -95,6 +97,21 @@ class ReplicaLink:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
 
+    def refresh_tls(self) -> None:
+        self._ssl = self.inst.tls_client_context()
+
+    def reconnect(self) -> None:
+        """Drop the data channel; the loop opens a new one (new TLS files or settings)."""
+        self.refresh_tls()
+        if self._writer is not None:
+            self._writer.transport.abort()
+
+    def leave(self) -> None:
+        """Tell the primary this member leaves the mirror, then stop."""
+        if self._writer is not None:
+            self._writer.write(encode_frame(MsgType.DC_LEAVE, 0, []))
+        self.stopped = True
+
     def primary_addresses(self) -> list[Address]:
         primary = self.inst.cfg.first_primary
         addrs = [primary.private] if primary.private else []
@@ -119,6 +136,11 @@ class ReplicaLink:
                 delay = 0.05
                 try:
                     await self._session(reader, writer)
+                except JoinRefused as exc:
+                    if self.refusal != str(exc):
+                        log.warning("%s", exc)
+                    self.refusal = str(exc)
+                    delay = 0.5  # an operator's decision is awaited: ask twice a second
                 except (
                     TimeoutError,
                     OSError,
@@ -152,6 +174,9 @@ class ReplicaLink:
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         inst = self.inst
+        ssl_object = writer.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            check_primary_dn(inst, peer_dn(ssl_object))
         hello = {
             "mirror": inst.cfg.name,
             "member": inst.member.name,
@@ -160,13 +185,29 @@ class ReplicaLink:
             "position": pos_wire(inst.journal.end_position),
             "version": PROTOCOL_VERSION,
         }
+        if inst.cfg.dynamic:
+            me = inst.member
+            hello["join"] = {
+                "type": me.type,
+                "superserver": str(me.superserver),
+                "private": None if me.private is None else str(me.private),
+                "join_id": me.join_id,
+            }
         writer.write(encode_frame(MsgType.DC_HELLO, 1, hello))
         frame = await asyncio.wait_for(read_frame(reader), max(self.qos, 2.0))
         body = unpack(frame.body)
         if frame.type == MsgType.ERROR:
-            raise ValueError(f"primary refused the data channel: {body.get('message')}")
+            message = body.get("message") if isinstance(body, dict) else body
+            if str(message).startswith(("data channel refused", "join refused")):
+                raise JoinRefused(f"the primary refused this member: {message}")
+            raise ValueError(f"primary refused the data channel: {message}")
         if frame.type != MsgType.DC_WELCOME or not isinstance(body, dict):
             raise ValueError(f"expected DC_WELCOME, got message type {frame.type}")
+        self.refusal = None
+        if body.get("config"):
+            apply_config(inst, body["config"])
+            if inst.removed:
+                raise JoinRefused("this member is no longer in the mirror")
         cut = pos_from_wire(body.get("cut"))
         if cut is not None:
             await inst.cut_journal(cut)
@@ -244,6 +285,10 @@ class ReplicaLink:
                 self.active = bool(active)
                 self._check_caught_up()
                 writer.write(encode_frame(MsgType.DC_ACK, 0, [pos_wire(self.received)]))
+            elif frame.type == MsgType.DC_CONFIG:
+                apply_config(inst, args)
+                if inst.removed:
+                    raise JoinRefused("the primary removed this member from the mirror")
             elif frame.type == MsgType.ERROR:
                 raise ValueError(f"primary reported an error: {args}")
             else:

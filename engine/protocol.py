@@ -51,6 +51,8 @@ class MsgType(IntEnum):
     DC_JOURNAL = 0x22
     DC_ACK = 0x23
     DC_HEARTBEAT = 0x24
+    DC_CONFIG = 0x25  # primary -> member: the mirror configuration (engine/membership.py)
+    DC_LEAVE = 0x26  # member -> primary: remove me from the mirror
     # replies
     OK = 0x80
     ERROR = 0x81

@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING
 from cryptography.x509.oid import NameOID
 
 from engine.compression import choose_codec, compress
+from engine.instance_membership import JoinRefused, check_identity, register_join
 from engine.journal import list_files
+from engine.membership import to_wire
 from engine.protocol import (
     ErrorCode,
     Frame,
@@ -35,6 +37,7 @@ from engine.protocol import (
     pack,
     unpack,
 )
+from engine.session import RequestError
 from engine.tls import peer_certificate
 
 if TYPE_CHECKING:
@@ -134,6 +137,8 @@ class MemberLink:
                 self.rep.on_ack(self, pos)
             elif frame.type == MsgType.DC_HEARTBEAT:
                 self.last_ack_at = time.time()
+            elif frame.type == MsgType.DC_LEAVE:
+                self.rep.member_leaves(self)
             else:
                 raise ValueError(f"unexpected message {MsgType(frame.type).name} on a data channel")
         except ValueError as exc:
@@ -190,15 +195,24 @@ class Replicator:
                 raise ValueError(
                     f"mirror {hello.get('mirror')!r} is not this member's mirror {cfg.name}"
                 )
-            member = cfg.member(str(hello.get("member")))
+            name = str(hello.get("member"))
+            member = cfg.find(name) or register_join(self.inst, conn, name, hello.get("join"))
             if member.name == self.inst.member.name:
                 raise ValueError("a member cannot connect to itself")
-            if cfg.tls:
+            if cfg.dynamic:
+                check_identity(self.inst, conn, member, hello)
+            elif cfg.tls:
                 _check_peer(conn, member.name)
             codecs = hello.get("codecs") or []
             if not isinstance(codecs, list):
                 raise ValueError("codecs must be a list")
             position = pos_from_wire(hello.get("position"))
+        except JoinRefused as exc:
+            conn.reject_stream(f"data channel refused: {exc}", frame.req_id)
+            return
+        except RequestError as exc:  # a join the mirror cannot take (SPEC §1.4)
+            conn.reject_stream(f"join refused: {exc.message}", frame.req_id)
+            return
         except ValueError as exc:  # ConfigError is a ValueError
             conn.reject_stream(f"bad data channel handshake: {exc}", frame.req_id)
             return
@@ -241,6 +255,7 @@ class Replicator:
                     "cut": pos_wire(cut),
                     # the primary's mirrored databases (missing / Orphaned on the member)
                     "databases": self.inst.catalog.wire(),
+                    "config": to_wire(cfg) if cfg.dynamic else None,
                 },
             )
         )
@@ -389,6 +404,14 @@ class Replicator:
         self.trouble_since = time.time()
         log.warning("backup %s: Active status revoked: %s", link.name, reason)
         self._release_waiters()
+
+    def member_leaves(self, link: MemberLink) -> None:
+        from engine.instance_membership import remove_member
+
+        log.warning("member %s leaves the mirror", link.name)
+        if self.inst.cfg.dynamic:
+            remove_member(self.inst, {"member": link.name})
+        link.close()
 
     def drop(self, link: MemberLink, reason: str) -> None:
         if self.links.get(link.name) is link:

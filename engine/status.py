@@ -121,10 +121,22 @@ def member_state(inst: Instance) -> str:
         return "Primary"
     if inst.mirroring_stopped:
         return "Stopped"
+    if waiting_reason(inst):
+        return "Waiting"
     link = inst.replica
     if link is None or not link.connected or not link.caught_up_once:
         return "Synchronizing"
     return "Backup" if inst.role == "backup" else "Connected"
+
+
+def waiting_reason(inst: Instance) -> str | None:
+    """Why this member cannot go on without an operator (SPEC §2.1 Waiting), or None."""
+    if inst.removed:
+        return "removed from the mirror by the primary: remove the mirror configuration"
+    link = inst.replica
+    if link is not None and not link.connected and link.refusal:
+        return link.refusal
+    return inst.address_error
 
 
 def _pos(p) -> list | None:
@@ -157,6 +169,17 @@ def member_status(inst: Instance) -> dict:
         out["codec"] = inst.replica.codec
     if inst.replicator is not None:
         out["members"] = primary_view(inst)
+    reason = waiting_reason(inst)
+    if reason:
+        out["waiting_reason"] = reason
+    if inst.cfg.dynamic:
+        out["mirror_version"] = inst.cfg.version
+        out["pending_members"] = [
+            {"name": m.name, "type": m.type, "dn": m.dn}
+            for m in inst.cfg.members
+            if not m.authorized
+        ]
+        out["dn_updates"] = [{"member": k, "dn": v} for k, v in inst.cfg.dn_updates.items()]
     return out
 
 
@@ -191,7 +214,7 @@ def primary_view(inst: Instance) -> list[dict]:
         if m.name == inst.member.name:
             continue
         link = rep.links.get(m.name)
-        row = {"member": m.name, "type": TYPE_LABELS[m.type]}
+        row = {"member": m.name, "type": TYPE_LABELS[m.type], "authorized": m.authorized}
         if link is None:
             gone = rep.disconnected.get(m.name)
             row.update(

@@ -1,0 +1,206 @@
+"""Mirror membership configured through the agent (SPEC §6.2–§6.5, §6.9–§6.12, §6.19, §6.21).
+
+A member configured through the agent keeps its view of the mirror in <data_dir>/mirror.json:
+the mirror's settings and every member (name, type, addresses, certificate DN, authorized or
+pending).  The primary owns that view.  Every change is made there, raises `version`, and
+goes to each connected member at once (DC_CONFIG) and to the others when they reconnect (in
+DC_WELCOME); a member saves what it receives.  Two things stay on the member that holds them:
+the pending DN updates (`dn_updates`) and, on the primary, the ids of rejected join requests.
+A member's data directory and TLS files are its own (engine/node.py) and never travel.
+
+This module holds the rules (limits of SPEC §1.4, names, addresses, editable settings) and
+the file format; engine/instance_membership.py holds the operations.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from engine.config import (
+    CODECS,
+    COMPRESSION_MODES,
+    MAX_MEMBERS,
+    MEMBER_TYPES,
+    PARALLEL_SETTINGS,
+    Address,
+    ConfigError,
+    MemberConfig,
+    MirrorConfig,
+    parse_address,
+)
+from engine.databases import Refused
+from engine.node import Node, write_json
+
+MIRROR_FILE = "mirror.json"
+MAX_FAILOVER = 2
+MAX_ASYNC = 14
+_MIRROR_NAME = re.compile(r"^[A-Za-z0-9]{1,15}$")
+_FAILOVER_FORBIDDEN = set(" \t:[]#;/*=^~,")
+_ASYNC_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+# setting -> (allowed values or a type, what the error says it must be)
+SETTINGS = {
+    "qos_timeout_ms": (int, "an integer of milliseconds, at least 50"),
+    "failover_compression": (COMPRESSION_MODES, None),
+    "failover_compression_type": (CODECS, None),
+    "async_compression": (COMPRESSION_MODES, None),
+    "async_compression_type": (CODECS, None),
+    "parallel_dejournaling": (PARALLEL_SETTINGS, None),
+    "tls": (bool, "true or false"),
+}
+COMPRESSION_SETTINGS = frozenset(k for k in SETTINGS if "compression" in k)
+
+
+# -- the file and the wire ----------------------------------------------------------
+
+
+def to_wire(cfg: MirrorConfig) -> dict:
+    """The mirror as every member may see it."""
+    out = {"name": cfg.name, "version": cfg.version}
+    out.update({key: getattr(cfg, key) for key in SETTINGS})
+    out["members"] = [
+        {
+            "name": m.name,
+            "type": m.type,
+            "superserver": str(m.superserver),
+            "private": None if m.private is None else str(m.private),
+            "dn": m.dn,
+            "authorized": m.authorized,
+        }
+        for m in cfg.members
+    ]
+    return out
+
+
+def from_wire(data: dict, node: Node, member: str) -> MirrorConfig:
+    """A MirrorConfig for `member` (this node) from a wire or file form."""
+    cfg = MirrorConfig(name=data["name"], members=[], databases=[], dynamic=True)
+    cfg.version = int(data.get("version", 0))
+    for key in SETTINGS:
+        if key in data:
+            setattr(cfg, key, data[key])
+    for raw in data["members"]:
+        m = MemberConfig(
+            name=raw["name"],
+            type=raw["type"],
+            superserver=parse_address(raw["superserver"], f"member {raw['name']}"),
+            private=parse_address(raw["private"], raw["name"]) if raw.get("private") else None,
+            data_dir=node.data_dir if raw["name"] == member else node.data_dir / "-",
+            databases=[],
+            dn=raw.get("dn"),
+            authorized=bool(raw.get("authorized", True)),
+            join_id=raw.get("join_id"),
+        )
+        if m.name == member:
+            m.tls_cert, m.tls_key = node.tls_cert, node.tls_key
+        cfg.members.append(m)
+    cfg.tls_ca = node.tls_ca
+    return cfg
+
+
+def save_local(cfg: MirrorConfig, member: str, data_dir: Path) -> None:
+    data = to_wire(cfg)
+    data["member"] = member
+    data["rejected"] = cfg.rejected
+    data["dn_updates"] = cfg.dn_updates
+    for raw, m in zip(data["members"], cfg.members, strict=True):
+        raw["join_id"] = m.join_id
+    write_json(Path(data_dir) / MIRROR_FILE, data)
+
+
+def load_local(node: Node) -> tuple[MirrorConfig, str] | None:
+    """This node's mirror configuration and its member name, or None: not a member."""
+    path = node.data_dir / MIRROR_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        cfg = from_wire(data, node, data["member"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: unreadable mirror configuration: {exc}") from None
+    cfg.rejected = list(data.get("rejected", []))
+    cfg.dn_updates = dict(data.get("dn_updates", {}))
+    cfg.source = path
+    return cfg, data["member"]
+
+
+def remove_local(data_dir: Path) -> None:
+    (Path(data_dir) / MIRROR_FILE).unlink(missing_ok=True)
+
+
+# -- rules --------------------------------------------------------------------------
+
+
+def check_mirror_name(op: str, name) -> str:
+    if not isinstance(name, str) or not _MIRROR_NAME.match(name):
+        raise Refused(op, None, f"mirror name {name!r} must be 1-15 letters or digits")
+    return name.upper()
+
+
+def check_member_name(op: str, name, mtype: str) -> str:
+    """SPEC §5.2: failover names exclude a few characters; async names are alphanumeric
+    with _ and -.  Both at most 32 characters, upper-cased."""
+    if not isinstance(name, str) or not name or len(name) > 32:
+        raise Refused(op, None, f"member name {name!r} must be 1-32 characters")
+    if mtype == "failover" and set(name) & _FAILOVER_FORBIDDEN:
+        raise Refused(
+            op, None, f"member name {name!r} may not contain spaces, tabs or : [ ] # ; / * = ^ ~ ,"
+        )
+    if mtype != "failover" and not _ASYNC_NAME.match(name):
+        raise Refused(op, None, f"async member name {name!r}: letters, digits, _ and - only")
+    return name.upper()
+
+
+def check_type(op: str, mtype) -> str:
+    if mtype not in MEMBER_TYPES:
+        raise Refused(op, None, f"member type {mtype!r} is not one of {', '.join(MEMBER_TYPES)}")
+    return mtype
+
+
+def check_address(op: str, value, what: str) -> Address:
+    try:
+        return parse_address(value, what)
+    except ConfigError as exc:
+        raise Refused(op, None, str(exc)) from None
+
+
+def check_join(cfg: MirrorConfig, name: str, mtype: str, addresses: list[Address]) -> None:
+    """Refuse a new member the mirror cannot take (SPEC §1.4), naming the limit."""
+    op = "join"
+    if any(m.name == name for m in cfg.members):
+        raise Refused(op, None, f"mirror {cfg.name} already has a member named {name}")
+    if len(cfg.members) >= MAX_MEMBERS:
+        raise Refused(op, None, f"mirror {cfg.name} has {MAX_MEMBERS} members, the most allowed")
+    if mtype == "failover" and len(cfg.failover_members) >= MAX_FAILOVER:
+        raise Refused(
+            op, None, f"mirror {cfg.name} already has {MAX_FAILOVER} failover members, the most"
+        )
+    asyncs = [m for m in cfg.members if not m.is_failover]
+    if mtype != "failover" and len(asyncs) >= MAX_ASYNC:
+        raise Refused(op, None, f"mirror {cfg.name} has {MAX_ASYNC} async members, the most")
+    taken = {a for m in cfg.members for a in (m.superserver, m.private) if a is not None}
+    for addr in addresses:
+        if addr in taken:
+            raise Refused(op, None, f"address {addr} is already used by a member of {cfg.name}")
+
+
+def check_settings(op: str, changes) -> dict:
+    """The mirror settings in `changes`, checked; the mirror name never changes (§5.1)."""
+    if not isinstance(changes, dict):
+        raise Refused(op, None, "expected a map of settings")
+    if "name" in changes:
+        raise Refused(op, None, "the mirror name cannot be changed after creation")
+    out = {}
+    for key, value in changes.items():
+        if key not in SETTINGS:
+            raise Refused(op, None, f"unknown setting {key!r} (settings: {', '.join(SETTINGS)})")
+        allowed, must = SETTINGS[key]
+        if isinstance(allowed, tuple):
+            if value not in allowed:
+                raise Refused(op, None, f"{key}: {value!r} is not one of {', '.join(allowed)}")
+        elif type(value) is not allowed or (key == "qos_timeout_ms" and value < 50):
+            raise Refused(op, None, f"{key} must be {must}")
+        out[key] = value
+    return out

@@ -1,0 +1,145 @@
+"""Instances configured through the agent's path: each starts as a non-member
+(`python -m engine instance --data-dir`), then creates or joins a mirror."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine import tls
+from engine.client import Client
+from tests.engine.cluster_fixtures import free_ports, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Host:
+    """One instance process and its addresses."""
+
+    def __init__(self, root: Path, name: str, superserver: int, private: int):
+        self.name = name
+        self.data_dir = root / name
+        self.superserver = f"127.0.0.1:{superserver}"
+        self.private = f"127.0.0.1:{private}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir / "instance.log", "ab")  # noqa: SIM115 (the child keeps it)
+        args = ["--data-dir", str(self.data_dir), "--name", self.name]
+        args += ["--superserver", self.superserver]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "engine", "instance", *args],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self.wait_answering()
+
+    def wait_answering(self, timeout: float = 15.0) -> dict:
+        def info():
+            try:
+                with self.client(timeout=1) as c:
+                    return c.status()
+            except Exception:
+                return None
+
+        return wait_for(info, timeout, f"{self.name} answering")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def client(self, timeout: float = 10.0) -> Client:
+        return Client([self.superserver], follow_primary=False, timeout=timeout, retries=0)
+
+    def admin(self, action: str, arg=None, timeout: float = 10.0):
+        with self.client(timeout) as c:
+            return c.admin(action, arg)
+
+    def status(self) -> dict:
+        with self.client() as c:
+            return c.status()
+
+    def after_restart(self, member: str | None = None) -> dict:
+        """Wait until the process answers as a mirror member (after create/join)."""
+
+        def member_status():
+            try:
+                st = self.status()
+            except Exception:
+                return None
+            return st if st.get("mirror") else None
+
+        return wait_for(member_status, 20, f"{self.name} restarted as a member")
+
+    def wait_state(self, status: str, timeout: float = 20.0) -> dict:
+        def check():
+            try:
+                st = self.status()
+            except Exception:
+                return None
+            return st if st.get("status") == status else None
+
+        return wait_for(check, timeout, f"{self.name} status {status}")
+
+    def log(self) -> str:
+        return (self.data_dir / "instance.log").read_text(errors="replace")
+
+    def set_tls(self, certs: Path, cn: str | None = None) -> dict:
+        return self.admin(
+            "set_tls",
+            {
+                "cert": str(certs / f"{cn or self.name}.pem"),
+                "key": str(certs / f"{cn or self.name}-key.pem"),
+                "ca": str(certs / "ca.pem"),
+            },
+        )
+
+
+class Hosts:
+    def __init__(self, root: Path):
+        self.root = root
+        self.certs = root / "certs"
+        self.ca: tls.CA | None = None
+        self.hosts: dict[str, Host] = {}
+
+    def make_ca(self) -> tls.CA:
+        self.ca = tls.make_ca(self.certs)
+        return self.ca
+
+    def cert(self, cn: str, **kw) -> tls.CertPaths:
+        return tls.make_cert(self.ca, self.certs, cn, **kw)
+
+    def add(self, name: str, tls_files: bool = False) -> Host:
+        superserver, private = free_ports(2)
+        host = Host(self.root, name, superserver, private)
+        self.hosts[name] = host
+        host.start()
+        if tls_files:
+            self.cert(name)
+            host.set_tls(self.certs)
+        return host
+
+    def close(self) -> None:
+        for host in self.hosts.values():
+            host.stop()
+
+
+@pytest.fixture
+def hosts(tmp_path):
+    h = Hosts(tmp_path)
+    yield h
+    h.close()
