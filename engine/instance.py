@@ -251,6 +251,22 @@ class Instance:
         self._private_ssl = self.tls_server_context()
         await self._listen(self.member.private, "private", self._private_ssl)
 
+    def tls_info(self) -> dict | None:
+        """This member's certificate: DN and expiry (re-read at most every few seconds,
+        since status is asked for often and a renewed file should show up)."""
+        node = self.node
+        if node is None or not node.has_tls:
+            return None
+        now = time.monotonic()
+        cached = getattr(self, "_tls_info", None)
+        if cached is None or now - cached[0] > 5.0:
+            try:
+                info = tls.check_certificate(node.tls_cert, node.tls_ca)
+            except tls.TLSError as exc:
+                info = {"error": str(exc)}
+            cached = self._tls_info = (now, info)
+        return cached[1]
+
     def check_addresses(self) -> None:
         """SPEC §6.20: this member must answer at the addresses the mirror has for it."""
         problems = []

@@ -192,6 +192,11 @@ def authorize_member(inst: Instance, arg):
     member = _other_member(inst, op, _arg_map(op, arg, ("member",))["member"])
     if member.authorized:
         return {"member": member.name, "authorized": True, "already": True}
+    if inst.cfg.tls and member.dn is None:
+        # TLS was just turned on: its certificate is what gets authorized, so wait for it
+        raise Refused(
+            op, member.name, "the member has not connected with its certificate yet; try again"
+        )
     member.authorized = True
     config_changed(inst)
     log.warning("member %s authorized (DN %s)", member.name, member.dn)

@@ -173,6 +173,7 @@ def member_status(inst: Instance) -> dict:
     if reason:
         out["waiting_reason"] = reason
     if inst.cfg.dynamic:
+        out["tls"] = inst.tls_info()
         out["mirror_version"] = inst.cfg.version
         out["pending_members"] = [
             {"name": m.name, "type": m.type, "dn": m.dn}

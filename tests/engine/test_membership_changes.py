@@ -1,0 +1,213 @@
+"""Changing a running mirror: X.509 DN updates (SPEC §6.21), TLS turned on later (§6.10),
+settings, addresses (§6.19), removing and leaving (§6.9-§6.12), with real instances."""
+
+import datetime as dt
+import json
+
+import pytest
+
+from engine.client import Refused
+from tests.engine.cluster_fixtures import wait_for
+from tests.engine.member_fixtures import hosts  # noqa: F401
+from tests.engine.test_membership_join import create_tls_mirror, join
+
+pytestmark = pytest.mark.timeout(150)
+
+
+def tls_mirror(hosts, *names):  # noqa: F811
+    """A TLS mirror A (primary), B (failover), then asyncs, all authorized and connected."""
+    a, *others = create_tls_mirror(hosts, *names)
+    for host in others:
+        join(host, a, "failover" if host.name == "B" else "dr")
+        wait_for(lambda h=host: h.name in pending(a), 20, f"{host.name} pending")
+        a.admin("authorize_member", {"member": host.name})
+    for host in others:
+        host.wait_state("Backup" if host.name == "B" else "Connected")
+    return a, *others
+
+
+def pending(primary) -> set[str]:
+    return {p["name"] for p in primary.status()["pending_members"]}
+
+
+def pending_dns(primary) -> dict:
+    return {p["name"]: p["dn"] for p in primary.status()["pending_members"]}
+
+
+def new_cert(hosts, name: str, org: str):  # noqa: F811
+    """A replacement certificate for member `name` with another DN."""
+    paths = hosts.cert(name, org=org, name=f"{name}-{org.replace(' ', '')}")
+    return {"cert": str(paths.cert), "key": str(paths.key), "ca": str(hosts.certs / "ca.pem")}
+
+
+def dn_of(host, member: str) -> str:
+    return {m["name"]: m["dn"] for m in host.admin("mirror_info")["members"]}[member]
+
+
+def test_a_new_primary_dn_is_taken_by_connected_members_and_awaits_the_disconnected(hosts):  # noqa: F811
+    a, b, c = tls_mirror(hosts, "A", "B", "C")
+    c.admin("stop_mirroring")
+    answer = a.admin("set_tls", new_cert(hosts, "A", "Renewed"))
+    assert answer["dn_changed"] and answer["dn"] == "CN=A,O=Renewed"
+    # connected: propagated and authorized at once
+    wait_for(lambda: dn_of(b, "A") == "CN=A,O=Renewed", 15, "B took A's new DN")
+    b.admin("stop_mirroring")
+    b.admin("start_mirroring")
+    b.wait_state("Backup")
+    # disconnected: pending on the member at its next connection, to be authorized there
+    c.admin("start_mirroring")
+    waiting = c.wait_state("Waiting")
+    assert "presents a new certificate DN" in waiting["waiting_reason"]
+    assert waiting["dn_updates"] == [{"member": "A", "dn": "CN=A,O=Renewed"}]
+    with pytest.raises(Refused, match="only the primary"):
+        c.admin("reject_dn_update", {"member": "A"})
+    c.admin("authorize_dn_update", {"member": "A"})
+    c.wait_state("Connected")
+    assert dn_of(c, "A") == "CN=A,O=Renewed"
+
+
+def test_a_new_async_dn_waits_for_the_primary_connected_or_not(hosts):  # noqa: F811
+    a, b, c, d = tls_mirror(hosts, "A", "B", "C", "D")
+    # connected: the member reconnects with its new certificate and is held
+    c.admin("set_tls", new_cert(hosts, "C", "Renewed"))
+    wait_for(lambda: a.status()["dn_updates"], 15, "the primary lists C's update")
+    assert a.status()["dn_updates"] == [{"member": "C", "dn": "CN=C,O=Renewed"}]
+    assert "awaits authorization" in c.wait_state("Waiting")["waiting_reason"]
+    a.admin("authorize_dn_update", {"member": "C"})
+    c.wait_state("Connected")
+    assert dn_of(b, "C") == "CN=C,O=Renewed"  # the authorized DN went to every member
+    # disconnected: the update shows up on the primary at the next connection; rejected,
+    # the member stays out
+    d.admin("stop_mirroring")
+    d.admin("set_tls", new_cert(hosts, "D", "Renewed"))
+    d.admin("start_mirroring")
+    wait_for(lambda: a.status()["dn_updates"], 15, "the primary lists D's update")
+    a.admin("reject_dn_update", {"member": "D"})
+    assert d.wait_state("Waiting")
+    assert dn_of(a, "D") == "CN=D,O=Mirror Portal"
+
+
+def test_tls_turned_on_for_a_running_mirror_makes_every_member_authorized_anew(hosts):  # noqa: F811
+    hosts.make_ca()
+    a, b, c = (hosts.add(n) for n in ("A", "B", "C"))
+    a.admin("mirror_create", {"mirror": "LATER", "private": a.private})
+    a.after_restart()
+    for host, mtype in ((b, "failover"), (c, "dr")):
+        arg = {"mirror": "LATER", "address": a.superserver, "type": mtype}
+        host.admin("mirror_join", {**arg, "private": host.private} if mtype == "failover" else arg)
+    b.wait_state("Backup")
+    c.wait_state("Connected")
+    with pytest.raises(Refused, match="set up TLS on member A first"):
+        a.admin("edit_mirror", {"tls": True})
+    for host in (a, b, c):  # step (a): every member gets its TLS files
+        hosts.cert(host.name)
+        host.set_tls(hosts.certs)
+    result = a.admin("edit_mirror", {"tls": True})
+    assert result["changed"] == ["tls"] and result["links_restarted"]
+    wait_for(
+        lambda: pending_dns(a) == {"B": "CN=B,O=Mirror Portal", "C": "CN=C,O=Mirror Portal"},
+        20,
+        "B and C pending with their DNs",
+    )
+    for name in ("B", "C"):
+        a.admin("authorize_member", {"member": name})
+    b.wait_state("Backup")
+    c.wait_state("Connected")
+    rows = {m["member"]: m for m in a.status()["members"]}
+    assert rows["B"]["codec"] == "lz4"  # System Selected over TLS
+    assert c.admin("mirror_info")["tls"] is True
+
+
+def test_settings_edits_are_the_primarys_and_reach_the_members(hosts):  # noqa: F811
+    a, b, c = tls_mirror(hosts, "A", "B", "C")
+    with pytest.raises(Refused, match="only the primary"):
+        c.admin("edit_mirror", {"qos_timeout_ms": 5000})
+    with pytest.raises(Refused, match="cannot be changed"):
+        a.admin("edit_mirror", {"name": "OTHER"})
+    with pytest.raises(Refused, match="is not one of"):
+        a.admin("edit_mirror", {"async_compression": "Sometimes"})
+    with pytest.raises(Refused, match="at least 50"):
+        a.admin("edit_mirror", {"qos_timeout_ms": 1})
+    result = a.admin(
+        "edit_mirror", {"async_compression": "Compressed", "async_compression_type": "lz4"}
+    )
+    assert result["links_restarted"]
+
+    def codec_of_c():
+        return {m["member"]: m.get("codec") for m in a.status()["members"]}.get("C")
+
+    wait_for(lambda: codec_of_c() == "lz4", 15, "C reconnected with lz4")
+    a.admin("edit_mirror", {"qos_timeout_ms": 6000})
+    wait_for(lambda: c.admin("mirror_info")["qos_timeout_ms"] == 6000, 10, "C has the new QoS")
+    assert b.admin("mirror_info")["async_compression"] == "Compressed"
+
+
+def test_addresses_are_edited_on_the_primary_and_propagated(hosts):  # noqa: F811
+    a, b, c = tls_mirror(hosts, "A", "B", "C")
+    host = c.superserver.split(":")[0]
+    with pytest.raises(Refused, match="edited on the primary"):
+        c.admin("update_member_address", {"member": "C", "private": c.private})
+    with pytest.raises(Refused, match="superserver port is changed on the member itself"):
+        a.admin("update_member_address", {"member": "C", "superserver": f"{host}:1"})
+    with pytest.raises(Refused, match="used by another member"):
+        a.admin("update_member_address", {"member": "C", "private": b.private})
+    a.admin("update_member_address", {"member": "C", "private": "localhost:" + c.private[10:]})
+    wait_for(
+        lambda: (
+            {m["name"]: m["private"] for m in c.admin("mirror_info")["members"]}["C"]
+            == "localhost:" + c.private[10:]
+        ),
+        15,
+        "C has its new address",
+    )
+    c.wait_state("Connected")
+    # a member cut off from the primary may fix the primary's address (§6.19, exception 2)
+    c.admin("stop_mirroring")
+    c.admin("update_member_address", {"member": "A", "private": "localhost:" + a.private[10:]})
+    assert {m["name"]: m["private"] for m in c.admin("mirror_info")["members"]}["A"] == (
+        "localhost:" + a.private[10:]
+    )
+
+
+def test_removing_and_leaving_keep_or_drop_the_mirrored_attribute(hosts):  # noqa: F811
+    a, b, c, d = tls_mirror(hosts, "A", "B", "C", "D")
+    a.admin("create_database", "USER")
+    for host in (b, c, d):
+        host.admin("create_database", "USER")
+    wait_for(lambda: d.admin("digest", "USER") == a.admin("digest", "USER"), 15, "D has USER")
+    with pytest.raises(Refused, match="the primary leaves last"):
+        a.admin("remove_mirror_config", {})
+
+    # removed on the primary: the member is told, then removes its configuration, keeping
+    # its databases' mirrored attribute (they will need Activate and Catchup)
+    a.admin("remove_member", {"member": "C"})
+    assert "removed from the mirror" in c.wait_state("Waiting")["waiting_reason"]
+    c.admin("remove_mirror_config", {"remove_db_attribute": False})
+    assert c.wait_state("Not Initialized")["type"] == "Not Member"
+    kept = json.loads((c.data_dir / "databases.json").read_text())["databases"]
+    assert [(e["name"], e["activated"]) for e in kept] == [("USER", False)]
+
+    # leaving from the member: the primary drops it; the attribute removed
+    d.admin("leave_mirror", {"remove_db_attribute": True})
+    d.wait_state("Not Initialized")
+    wait_for(
+        lambda: {m["name"] for m in a.admin("mirror_info")["members"]} == {"A", "B"},
+        15,
+        "the primary dropped C and D",
+    )
+    assert not (d.data_dir / "databases.json").exists()
+    assert b.wait_state("Backup")
+
+
+def test_a_member_certificate_near_expiry_is_reported(hosts):  # noqa: F811
+    hosts.make_ca()
+    a = hosts.add("A")
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    hosts.cert("A", not_after=soon)
+    a.set_tls(hosts.certs)
+    info = a.status()["tls"]
+    assert info["expired"] is False and 1 < info["days_left"] <= 2
+    a.admin("mirror_create", {"mirror": "SOON", "private": a.private, "settings": {"tls": True}})
+    member = a.after_restart()
+    assert member["tls"]["subject_dn"] == "CN=A,O=Mirror Portal"
+    assert member["tls"]["not_after"] == info["not_after"]
