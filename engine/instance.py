@@ -10,6 +10,7 @@ every other member as an async.  Failover and the agent come with the next issue
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import logging
@@ -79,7 +80,7 @@ class Instance:
         self.servers: list[asyncio.base_events.Server] = []
         self.listeners: dict[str, asyncio.base_events.Server] = {}
         self.started_at = time.time()
-        self.status_sample: dict | None = None
+        self.rate_samples: collections.deque = collections.deque()  # engine/status.py
         self.stopping = asyncio.Event()
         self.stop_requested = asyncio.Event()
         self.restart = False  # leaving the mirror: run again as a non-member

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from engine.instance import Instance
 
 FIRST_RATE = "--- (will be displayed on refresh)"
+RATE_STEP_S = 0.5
+RATE_WINDOW_S = 10.0
 # A member receiving records written less than this long ago is "Caught up".
 CAUGHT_UP_SLACK_S = 1.0
 
@@ -84,11 +86,18 @@ def incoming_rate(inst: Instance) -> tuple[str, dict | None]:
     link = inst.replica
     if link is None:
         return "N/A", None
+    # Samples kept at most every RATE_STEP_S over the last RATE_WINDOW_S: many callers (the
+    # agent polls every 20 ms) share them, so no caller's query resets another's interval.
     now = time.time()
-    sample = (now, link.bytes_network, link.bytes_journal)
-    prev, inst.status_sample = inst.status_sample, sample
-    if prev is None:
+    samples = inst.rate_samples
+    first = not samples
+    if first or now - samples[-1][0] >= RATE_STEP_S:
+        samples.append((now, link.bytes_network, link.bytes_journal))
+    while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW_S:
+        samples.popleft()
+    if first:
         return FIRST_RATE, None
+    prev = samples[0]
     interval = max(now - prev[0], 1e-6)
     net_kb = (link.bytes_network - prev[1]) / 1024 / interval
     jrn_kb = (link.bytes_journal - prev[2]) / 1024 / interval

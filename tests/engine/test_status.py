@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -156,3 +157,14 @@ def test_admin_command_stops_and_starts_dejournaling_on_a_member(make_cluster):
     assert bad.returncode == 1 and "unknown admin action 'explode'" in bad.stderr
     digest = subprocess.run(cmd + ["digest", "USER"], capture_output=True, text=True, check=True)
     assert len(json.loads(digest.stdout)) == 64
+
+
+def test_frequent_status_queries_do_not_shorten_each_others_rate_interval(make_cluster):
+    cluster = make_cluster(("failover", "failover"))
+    cluster.wait_backup_active()
+    cluster.status("B")
+    time.sleep(1.2)
+    for _ in range(5):  # e.g. an agent polling every few milliseconds
+        cluster.status("B")
+    figures = cluster.status("B")["incoming_journal_figures"]
+    assert figures["interval_s"] >= 1.0, figures
