@@ -41,27 +41,24 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
-def start_member(cfg: MirrorConfig, name: str, python: str = sys.executable) -> subprocess.Popen:
-    member = cfg.member(name)
-    Path(member.data_dir).mkdir(parents=True, exist_ok=True)
-    with open(Path(member.data_dir) / "instance.log", "ab") as log:
+def spawn(args: list[str], log_path: Path, python: str = sys.executable) -> subprocess.Popen:
+    """`python -m engine ARGS` in a session of its own, logging to log_path."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
         return subprocess.Popen(
-            [
-                python,
-                "-m",
-                "engine",
-                "instance",
-                "--config",
-                str(cfg.source),
-                "--member",
-                member.name,
-            ],
+            [python, "-m", "engine", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             cwd=str(Path(__file__).resolve().parent.parent),
         )
+
+
+def start_member(cfg: MirrorConfig, name: str, python: str = sys.executable) -> subprocess.Popen:
+    member = cfg.member(name)
+    args = ["instance", "--config", str(cfg.source), "--member", member.name]
+    return spawn(args, Path(member.data_dir) / "instance.log", python)
 
 
 def wait_ready(
@@ -85,22 +82,29 @@ def wait_ready(
             time.sleep(0.05)
 
 
-def _is_our_process(pid: int, member: str) -> bool:
+def _is_our_process(pid: int, token: str) -> bool:
+    """pid runs `python -m engine ...` with `token` (a member name, a data directory, a
+    configuration file) as one of its arguments: never a recycled pid."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"engine" in cmdline and member.encode() in cmdline
+    return b"engine" in cmdline and token.encode() in cmdline
+
+
+def is_running(entry: dict) -> bool:
+    """entry: {"pid", "member"} or {"pid", "match"} (the argument that identifies it)."""
+    return _is_our_process(entry["pid"], entry.get("match") or entry["member"])
 
 
 def stop_pids(entries: list[dict], timeout: float = 10.0) -> None:
-    live = [e for e in entries if _is_our_process(e["pid"], e["member"])]
+    live = [e for e in entries if is_running(e)]
     for e in live:
         with contextlib.suppress(ProcessLookupError):
             os.kill(e["pid"], signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while live and time.monotonic() < deadline:
-        live = [e for e in live if _is_our_process(e["pid"], e["member"]) and not _reaped(e["pid"])]
+        live = [e for e in live if is_running(e) and not _reaped(e["pid"])]
         if live:
             time.sleep(0.05)
     for e in live:
@@ -129,7 +133,7 @@ def cluster_up(files: list[str]) -> int:
         sp = state_path(cfg)
         if sp.exists():
             old = json.loads(sp.read_text())
-            if any(_is_our_process(e["pid"], e["member"]) for e in old["members"]):
+            if any(is_running(e) for e in old["members"]):
                 print(
                     f"mirror {cfg.name} is already up (state file {sp}); run 'cluster down' first",
                     file=sys.stderr,
