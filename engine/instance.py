@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from engine import journal as jmod
@@ -86,6 +87,7 @@ class Instance:
         self.restart = False  # leaving the mirror: run again as a non-member
         self.removed = False  # the primary removed this member
         self.address_error: str | None = None
+        self.boot_id = uuid.uuid4().hex  # tells this process from a copy answering elsewhere
         self.rebuilding = False
         self._private_ssl = None
 
@@ -110,7 +112,6 @@ class Instance:
                 self.dejournal.stop()
             self.dejournal.start_task()
             self.replica = ReplicaLink(self)
-            self.check_addresses()
             self.mirroring_stopped = (self.data_dir / STOPPED_FILE).exists()
             if self.mirroring_stopped:
                 log.warning("mirroring is stopped on this member; start it with start_mirroring")
@@ -118,10 +119,9 @@ class Instance:
             else:
                 self.replica.start()
         # private first: a member answering on its superserver port is fully listening
-        if self.member.private is not None:
-            self._private_ssl = self.tls_server_context()
-            await self._listen(self.member.private, "private", self._private_ssl)
-        await self._listen(self.member.superserver, "superserver")
+        await self._listen_private()
+        await self._listen(self.listen_address, "superserver")
+        self.check_addresses()
         log.info(
             "member %s (%s) of mirror %s started as %s; superserver %s, private %s",
             self.member.name,
@@ -230,6 +230,12 @@ class Instance:
         self.servers.append(server)
         self.listeners[name] = server
 
+    @property
+    def listen_address(self) -> Address:
+        """The superserver address to bind: the instance's own (node.json) when configured
+        through the agent, since the mirror's record of it may be wrong (SPEC §6.20)."""
+        return self.node.superserver if self.node is not None else self.member.superserver
+
     def reload_tls(self) -> None:
         """Pick up new TLS files: the private listener's context takes the new chain for
         the next handshakes; the data channel to the primary is made with a new context."""
@@ -240,8 +246,6 @@ class Instance:
 
     async def relisten_private(self) -> None:
         """TLS turned on or off on the mirror: listen on the private address again."""
-        if self.member.private is None:
-            return
         server = self.listeners.pop("private", None)
         if server is not None:
             server.close()
@@ -249,8 +253,21 @@ class Instance:
         for conn in [c for c in self.sessions if c.listener == "private"]:
             conn.close()
         await asyncio.sleep(0.05)  # let the closed sockets go before binding again
+        await self._listen_private()
+        self.check_addresses()
+
+    async def _listen_private(self) -> None:
+        if self.member.private is None:
+            return
         self._private_ssl = self.tls_server_context()
-        await self._listen(self.member.private, "private", self._private_ssl)
+        try:
+            await self._listen(self.member.private, "private", self._private_ssl)
+        except OSError as exc:
+            if not self.cfg.dynamic:
+                raise
+            # the mirror's address for this member is not one of this host's: reported by
+            # the address validation (SPEC §6.20) rather than a crash at every start
+            log.error("cannot listen on mirror private address %s: %s", self.member.private, exc)
 
     def tls_info(self) -> dict | None:
         """This member's certificate: DN and expiry (re-read at most every few seconds,
@@ -269,13 +286,21 @@ class Instance:
         return cached[1]
 
     def check_addresses(self) -> None:
-        """SPEC §6.20: this member must answer at the addresses the mirror has for it."""
+        """SPEC §6.20, in the background: this member must be the one answering at the
+        addresses the mirror has for it."""
+        if self.node is not None:
+            asyncio.get_running_loop().create_task(self._validate_addresses())
+
+    async def _validate_addresses(self) -> None:
+        from engine.instance_membership import address_problem
+
         problems = []
-        if self.node is not None and self.member.superserver.port != self.node.superserver.port:
-            problems.append(
-                f"the mirror has superserver {self.member.superserver}, this instance "
-                f"listens on {self.node.superserver}"
-            )
+        me = self.member
+        for what, addr in (("superserver", me.superserver), ("private", me.private)):
+            ssl = self.tls_client_context() if what == "private" else None
+            problem = addr and await address_problem(self, what, addr, ssl)
+            if problem:
+                problems.append(problem)
         self.address_error = "; ".join(problems) or None
         if self.address_error:
             log.error("network address validation: %s", self.address_error)
@@ -403,6 +428,7 @@ class Instance:
         primary = self.cfg.first_primary
         return {
             "instance": self.node.name if self.node else self.member.name,
+            "boot_id": self.boot_id,
             "member": self.member.name,
             "mirror": self.cfg.name,
             "type": self.member.type,

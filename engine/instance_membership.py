@@ -27,7 +27,7 @@ from engine import membership as ms
 from engine import tls
 from engine.config import MemberConfig
 from engine.databases import Refused
-from engine.protocol import MsgType, encode_frame
+from engine.protocol import MsgType, encode_frame, read_frame, unpack
 
 if TYPE_CHECKING:
     from engine.instance import Instance
@@ -459,16 +459,19 @@ def apply_config(inst: Instance, wire: dict) -> None:
     fresh.dn_updates = cfg.dn_updates
     fresh.source = cfg.source
     tls_changed = fresh.tls != cfg.tls
+    old_private = inst.member.private
     cfg.__dict__.update({k: v for k, v in fresh.__dict__.items() if k != "members"})
     cfg.members = fresh.members
     inst.member = cfg.member(me)
     ms.save_local(cfg, me, inst.data_dir)
     if inst.replica is not None:
         inst.replica.qos = cfg.qos_timeout_ms / 1000.0
-    inst.check_addresses()
+    if tls_changed or inst.member.private != old_private:
+        asyncio.get_running_loop().create_task(inst.relisten_private())  # then validates
+    else:
+        inst.check_addresses()
     if tls_changed:
         inst.reload_tls()
-        asyncio.get_running_loop().create_task(inst.relisten_private())
         if inst.replica is not None:
             inst.replica.reconnect()
 
@@ -492,6 +495,33 @@ def check_primary_dn(inst: Instance, server_dn: str | None) -> None:
             f"the primary {primary.name} presents a new certificate DN {dn!r}: authorize the "
             "DN update on this member"
         )
+
+
+async def address_problem(inst: Instance, what: str, addr, ssl) -> str | None:
+    """None if this very process answers at `addr`; else what answers there (SPEC §6.20):
+    another instance (a copied host) or nothing (the address changed, or the host is down)."""
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(addr.host, addr.port, ssl=ssl), 2.0
+        )
+    except (OSError, TimeoutError) as exc:
+        return f"nothing answers at this member's {what} address {addr} ({exc or 'timeout'})"
+    try:
+        writer.write(encode_frame(MsgType.INFO, 1, []))
+        frame = await asyncio.wait_for(read_frame(reader), 2.0)
+        body = unpack(frame.body)
+    except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
+        return f"no engine answers at this member's {what} address {addr} ({exc})"
+    finally:
+        writer.close()
+    if not isinstance(body, dict) or body.get("boot_id") != inst.boot_id:
+        other = body.get("instance") if isinstance(body, dict) else None
+        return (
+            f"a different instance ({other or 'unknown'}) answers at this member's {what} "
+            f"address {addr}: a copied host? update the address on the primary, or remove "
+            "the local mirror configuration and join as a new member"
+        )
+    return None
 
 
 ACTIONS = {

@@ -211,3 +211,32 @@ def test_a_member_certificate_near_expiry_is_reported(hosts):  # noqa: F811
     member = a.after_restart()
     assert member["tls"]["subject_dn"] == "CN=A,O=Mirror Portal"
     assert member["tls"]["not_after"] == info["not_after"]
+
+
+def test_address_validation_says_what_answers_at_a_members_address(hosts):  # noqa: F811
+    a, c, e = (hosts.add(n) for n in ("A", "C", "E"))
+    a.admin("mirror_create", {"mirror": "ADDR", "private": a.private})
+    a.after_restart()
+    c.admin("mirror_join", {"mirror": "ADDR", "address": a.superserver, "type": "dr"})
+    assert "waiting_reason" not in c.wait_state("Connected")
+    # the primary records another instance's address for C: a copied host, say
+    a.admin("update_member_address", {"member": "C", "private": e.superserver})
+    st = wait_for(
+        lambda: (s := c.status()).get("waiting_reason") and s, 15, "C reports the address"
+    )
+    assert (
+        "a different instance (E) answers at this member's private address"
+        in (st["waiting_reason"])
+    )
+    assert st["status"] == "Waiting"
+    # the host's address changed: nothing answers at the recorded one
+    port = c.superserver.split(":")[1]
+    a.admin("update_member_address", {"member": "C", "superserver": f"127.0.0.2:{port}"})
+    wait_for(
+        lambda: (
+            "nothing answers at this member's superserver address 127.0.0.2"
+            in c.status().get("waiting_reason", "")
+        ),
+        15,
+        "C reports nothing answering",
+    )
