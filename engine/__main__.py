@@ -3,7 +3,7 @@
 python -m engine agent --config AGENT_FILE     (see engine/agent.py)
 python -m engine instance --config FILE --member NAME
 python -m engine instance --data-dir DIR [--name NAME --superserver HOST:PORT]
-    an instance configured through the agent (engine/node.py, engine/standalone.py)
+    an instance configured through the agent (engine/node.py, engine/host.py)
 python -m engine status --config FILE [--member NAME] [--json]
 python -m engine admin --config FILE --member NAME ACTION [ARG]
     ARG is a database name, a comma list, or JSON ({"name": "DB", "catchup": true});
@@ -90,13 +90,11 @@ def _instance(args, argv: list[str]) -> int:
 
     node = None
     if args.data_dir:
-        from engine.membership import load_local
         from engine.node import load_node
 
         node = load_node(args.data_dir, args.name, args.superserver)
-        local = load_local(node)
-        cfg, member = local if local else (None, None)
-        label = member or node.name
+        cfg = member = None
+        label = node.name
     elif args.config and args.member:
         cfg = load_config(args.config)
         member = label = cfg.member(args.member).name

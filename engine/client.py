@@ -399,8 +399,9 @@ class AsyncClient:
         finally:
             self._in_txn = False
 
-    async def status(self) -> dict:
-        return await self.call(MsgType.STATUS, [])
+    async def status(self, mirror: str | None = None) -> dict:
+        """Member status; `mirror` picks one membership of an instance in several."""
+        return await self.call(MsgType.STATUS, [] if mirror is None else [mirror])
 
     async def admin(self, action: str, arg=None):
         return await self.call(MsgType.ADMIN, [action] if arg is None else [action, arg])

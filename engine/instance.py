@@ -50,10 +50,12 @@ class Instance:
         member_name: str,
         max_frame: int = DEFAULT_MAX_FRAME,
         node: Node | None = None,
+        host=None,
     ):
         self.cfg = cfg
         self.member = cfg.member(member_name)
         self.node = node  # set when configured through the agent (engine/node.py)
+        self.host = host  # engine/host.py: owns the superserver listener and the pid file
         self.max_frame = max_frame
         if self.member.name == cfg.first_primary.name:
             self.role = "primary"
@@ -87,15 +89,17 @@ class Instance:
         self.restart = False  # leaving the mirror: run again as a non-member
         self.removed = False  # the primary removed this member
         self.address_error: str | None = None
-        self.boot_id = uuid.uuid4().hex  # tells this process from a copy answering elsewhere
+        # tells this process from a copy answering elsewhere (SPEC §6.20)
+        self.boot_id = host.boot_id if host is not None else uuid.uuid4().hex
         self.rebuilding = False
         self._private_ssl = None
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        # the host agent finds the process to force down from this file
-        (self.data_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+        if self.host is None:
+            # the host agent finds the process to force down from this file
+            (self.data_dir / PID_FILE).write_text(f"{os.getpid()}\n")
         self.journal_dir.mkdir(exist_ok=True)
         self._open_storage()
         if self.role == "primary":
@@ -120,8 +124,8 @@ class Instance:
                 self.replica.start()
         # private first: a member answering on its superserver port is fully listening
         await self._listen_private()
-        await self._listen(self.listen_address, "superserver")
-        self.check_addresses()
+        if self.host is None:
+            await self._listen(self.member.superserver, "superserver")
         log.info(
             "member %s (%s) of mirror %s started as %s; superserver %s, private %s",
             self.member.name,
@@ -230,12 +234,6 @@ class Instance:
         self.servers.append(server)
         self.listeners[name] = server
 
-    @property
-    def listen_address(self) -> Address:
-        """The superserver address to bind: the instance's own (node.json) when configured
-        through the agent, since the mirror's record of it may be wrong (SPEC §6.20)."""
-        return self.node.superserver if self.node is not None else self.member.superserver
-
     def reload_tls(self) -> None:
         """Pick up new TLS files: the private listener's context takes the new chain for
         the next handshakes; the data channel to the primary is made with a new context."""
@@ -306,6 +304,9 @@ class Instance:
             log.error("network address validation: %s", self.address_error)
 
     def request_restart(self) -> None:
+        if self.host is not None:
+            self.host.request_restart()
+            return
         self.restart = True
         asyncio.get_running_loop().call_later(0.05, self.stop_requested.set)
 
@@ -326,8 +327,9 @@ class Instance:
             self.journal.close()
         for store in self.stores.values():
             store.close()
-        with contextlib.suppress(OSError):
-            (self.data_dir / PID_FILE).unlink()
+        if self.host is None:
+            with contextlib.suppress(OSError):
+                (self.data_dir / PID_FILE).unlink()
         self.stopping.set()
 
     # -- helpers used by request handlers -----------------------------------
@@ -450,17 +452,19 @@ class Instance:
 
 
 async def run_instance(cfg: MirrorConfig | None, member: str | None, node: Node | None = None):
-    """Run one member (or, with a node and no mirror, a non-member) until SIGTERM/SIGINT;
-    True when it stopped to run again (it created, joined or left a mirror)."""
+    """Run one member from a configuration file, or with a node the instance configured
+    through the agent (engine/host.py), until SIGTERM/SIGINT; True when it stopped to run
+    again (it created, joined or left a mirror)."""
     import signal
 
     # Threads (journal fsync, dejournal workers) hand results back to the event loop; with
     # the default 5 ms GIL switch interval that hand-off alone can cost milliseconds.
     sys.setswitchinterval(0.0002)
-    if cfg is None:
-        from engine.standalone import Standalone
+    if node is not None:
+        from engine.host import Host
+        from engine.membership import load_all
 
-        inst = Standalone(node)
+        inst = Host(node, load_all(node))
         label, address = node.name, node.superserver
     else:
         inst = Instance(cfg, member, node=node)

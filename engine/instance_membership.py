@@ -455,7 +455,7 @@ def apply_config(inst: Instance, wire: dict) -> None:
         if inst.replica is not None:
             inst.replica.stopped = True
         return
-    fresh = ms.from_wire(wire, inst.node, me)
+    fresh = ms.from_wire(wire, inst.node, me, inst.data_dir)
     fresh.dn_updates = cfg.dn_updates
     fresh.source = cfg.source
     tls_changed = fresh.tls != cfg.tls

@@ -34,6 +34,7 @@ from engine.databases import Refused
 from engine.node import Node, write_json
 
 MIRROR_FILE = "mirror.json"
+MIRRORS_DIR = "mirrors"  # further memberships of a reporting async (engine/host_join.py)
 MAX_FAILOVER = 2
 MAX_ASYNC = 14
 _MIRROR_NAME = re.compile(r"^[A-Za-z0-9]{1,15}$")
@@ -74,8 +75,10 @@ def to_wire(cfg: MirrorConfig) -> dict:
     return out
 
 
-def from_wire(data: dict, node: Node, member: str) -> MirrorConfig:
-    """A MirrorConfig for `member` (this node) from a wire or file form."""
+def from_wire(data: dict, node: Node, member: str, directory: Path | None = None) -> MirrorConfig:
+    """A MirrorConfig for `member` (this node, its membership kept in `directory`, by
+    default the data directory) from a wire or file form."""
+    directory = node.data_dir if directory is None else directory
     cfg = MirrorConfig(name=data["name"], members=[], databases=[], dynamic=True)
     cfg.version = int(data.get("version", 0))
     for key in SETTINGS:
@@ -87,7 +90,7 @@ def from_wire(data: dict, node: Node, member: str) -> MirrorConfig:
             type=raw["type"],
             superserver=parse_address(raw["superserver"], f"member {raw['name']}"),
             private=parse_address(raw["private"], raw["name"]) if raw.get("private") else None,
-            data_dir=node.data_dir if raw["name"] == member else node.data_dir / "-",
+            data_dir=directory if raw["name"] == member else directory / "-",
             databases=[],
             dn=raw.get("dn"),
             authorized=bool(raw.get("authorized", True)),
@@ -110,14 +113,26 @@ def save_local(cfg: MirrorConfig, member: str, data_dir: Path) -> None:
     write_json(Path(data_dir) / MIRROR_FILE, data)
 
 
-def load_local(node: Node) -> tuple[MirrorConfig, str] | None:
-    """This node's mirror configuration and its member name, or None: not a member."""
-    path = node.data_dir / MIRROR_FILE
+def load_all(node: Node) -> list[tuple[MirrorConfig, str]]:
+    """Every membership of this node (mirror configuration, member name): none, one, or
+    several for a reporting async."""
+    dirs = [node.data_dir]
+    extra = node.data_dir / MIRRORS_DIR
+    if extra.is_dir():
+        dirs += sorted(p for p in extra.iterdir() if p.is_dir())
+    return [found for d in dirs if (found := load_local(node, d)) is not None]
+
+
+def load_local(node: Node, directory: Path | None = None) -> tuple[MirrorConfig, str] | None:
+    """The mirror configuration kept in `directory` (default: the data directory) and this
+    node's member name there, or None: no membership there."""
+    directory = node.data_dir if directory is None else directory
+    path = directory / MIRROR_FILE
     if not path.exists():
         return None
     try:
         data = json.loads(path.read_text())
-        cfg = from_wire(data, node, data["member"])
+        cfg = from_wire(data, node, data["member"], directory)
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: unreadable mirror configuration: {exc}") from None
     cfg.rejected = list(data.get("rejected", []))

@@ -73,6 +73,11 @@ class Host:
         with self.client() as c:
             return c.status()
 
+    def status_of(self, mirror: str) -> dict:
+        """One mirror's status on an instance in several mirrors."""
+        with self.client() as c:
+            return c.status(mirror)
+
     def after_restart(self, member: str | None = None) -> dict:
         """Wait until the process answers as a mirror member (after create/join)."""
 
