@@ -1,35 +1,55 @@
-"""Database download from another member (SPEC §6.7.2), over the members' superserver ports.
+"""Database download from another member (SPEC §6.7.2).
 
 The member that needs a copy asks sources in the order backup -> primary -> asyncs (skipping
 itself and read-write reporting asyncs, whose FailoverDB flag is cleared), moving to the next
 one when a source is unreachable, refuses, or goes away mid-download (the partial copy is
-thrown away).  A source answers `export_begin` with its database's applied journal position
-P, then pages of rows (`export_page`).  The pages are read while the source goes on applying
-journal, so the copy is a mix of states between P and the last page; since journal records
-are SET/KILL (the last record touching a node decides its value), replaying this member's
-own journal from P over it gives exactly the state at the journal's end.  So after the copy
-the database is caught up from P automatically (Downloading -> Catchup Running ->
-Dejournaling).  With no source able to supply it, the database is left Needs Download;
-`download_database` retries.
+thrown away).
+
+A source answers `export_snapshot` on its superserver port with a one-time port and token,
+and streams a snapshot of the database's file there: LMDB writes it from one read
+transaction, so it is the database exactly as of one journal position P, which it carries
+(the applied position is stored in the database).  Sources go on applying journal meanwhile.
+The bytes go from the snapshot writer through a pipe to the socket and from the socket to
+the new file with splice(2) (no copy through Python), or through TLS when the mirror requires
+it; a trailer with the byte count tells a whole copy from a cut one.  The copy is then caught
+up from P automatically (Downloading -> Catchup Running -> Dejournaling).  With no source
+able to supply it, the database is left Needs Download; `download_database` retries.
+
+ENGINE_SNAPSHOT_MAX_MB_S caps what a source sends per snapshot (MB/s; unset: no cap), so a
+download can be kept from starving the source's disk.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import hmac
 import logging
+import os
+import secrets
 import shutil
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.client import AsyncClient, EngineError
 from engine.databases import DbEntry, Refused, check_name, db_status
-from engine.journal_codec import make_position
 from engine.store import Store
 
 if TYPE_CHECKING:
     from engine.instance import Instance
 
 log = logging.getLogger("engine.download")
-PAGE_ROWS = 5000
+CHUNK = 1 << 20
+TRAILER = struct.Struct(">8sQ")  # magic, bytes of snapshot before it
+TRAILER_MAGIC = b"MPSNAPOK"
+ACCEPT_TIMEOUT_S = 10.0
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+READ_TIMEOUT_S = 30.0
 
 
 # -- source side ------------------------------------------------------------------------
@@ -46,29 +66,116 @@ def _source_store(inst: Instance, op: str, name):
     return entry, inst.stores[name]
 
 
-def export_begin(inst: Instance, arg):
-    entry, store = _source_store(inst, "export_begin", arg)
-    applied = store.applied_position
+def export_snapshot(inst: Instance, arg):
+    """Offer a snapshot of a database on a one-time port (the download's source side)."""
+    entry, store = _source_store(inst, "export_snapshot", arg)
+    host = (inst.node.superserver if inst.node else inst.member.superserver).host
+    listener = socket.create_server((host, 0))
+    listener.settimeout(ACCEPT_TIMEOUT_S)
+    token = secrets.token_hex(16)
+    ssl_ctx = inst.tls_server_context() if inst.cfg.tls else None
+    threading.Thread(
+        target=_serve_snapshot,
+        args=(store, entry.name, listener, token, ssl_ctx),
+        name=f"snapshot-{entry.name}",
+        daemon=True,
+    ).start()
     return {
         "database": entry.name,
         "incarnation": entry.incarnation,
-        "applied": None if applied is None else [applied.file_seq, applied.offset],
-        "globals": store.globals(),
+        "port": listener.getsockname()[1],
+        "token": token,
+        "size": store.size_bytes(),
     }
 
 
-def export_page(inst: Instance, arg):
-    if not isinstance(arg, dict):
-        raise Refused("export_page", None, "expects {name, global, after, limit}")
-    _, store = _source_store(inst, "export_page", arg.get("name"))
-    gname, after = arg.get("global"), arg.get("after")
-    limit = min(int(arg.get("limit") or PAGE_ROWS), PAGE_ROWS)
-    start = None if after is None else tuple(after)
-    rows = store.query(gname, start=start, limit=limit + 1)
-    out = [[list(s), v] for s, v in rows]
-    if start is not None and out and tuple(out[0][0]) == start:
-        out = out[1:]  # the row the previous page ended with
-    return out[:limit]
+def _serve_snapshot(store: Store, name: str, listener: socket.socket, token: str, ssl_ctx):
+    try:
+        conn, peer = listener.accept()
+    except OSError as exc:
+        log.warning("snapshot of %s: nobody came for it (%s)", name, exc)
+        return
+    finally:
+        listener.close()
+    try:
+        conn.settimeout(READ_TIMEOUT_S)
+        if ssl_ctx is not None:
+            conn = ssl_ctx.wrap_socket(conn, server_side=True)
+        if not hmac.compare_digest(_recv_exactly(conn, len(token)), token.encode()):
+            log.warning("snapshot of %s: wrong token from %s", name, peer)
+            return
+        sent = _send_snapshot(store, conn, ssl_ctx is None)
+        conn.sendall(TRAILER.pack(TRAILER_MAGIC, sent))
+        log.info("snapshot of %s sent to %s: %d bytes", name, peer, sent)
+    except OSError as exc:
+        log.warning("snapshot of %s to %s cut: %s", name, peer, exc)
+    finally:
+        conn.close()
+
+
+def _blocking_with_timeouts(conn: socket.socket) -> None:
+    """splice(2) needs a blocking descriptor (Python's timeouts make it non-blocking); the
+    kernel's own send/receive timeouts keep a dead peer from holding it forever."""
+    conn.settimeout(None)
+    timeval = struct.pack("ll", int(READ_TIMEOUT_S), 0)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+
+
+def _send_snapshot(store: Store, conn: socket.socket, plain: bool) -> int:
+    max_rate = float(os.environ.get("ENGINE_SNAPSHOT_MAX_MB_S") or 0) * 1e6
+    r, w = _pipe()
+    errors: list[Exception] = []
+
+    def write_snapshot():
+        try:
+            store.copy_to_fd(w)
+        except Exception as exc:  # the reader gone (EPIPE) or the store closed
+            errors.append(exc)
+
+    writer = threading.Thread(target=write_snapshot, daemon=True)
+    writer.start()
+    sent, started = 0, time.monotonic()
+    if plain:
+        _blocking_with_timeouts(conn)
+    try:
+        while True:
+            if plain:
+                n = os.splice(r, conn.fileno(), CHUNK)
+            else:
+                data = os.read(r, CHUNK)
+                conn.sendall(data)
+                n = len(data)
+            if n == 0:
+                break
+            sent += n
+            if max_rate:
+                ahead = sent / max_rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+    finally:
+        os.close(r)
+        writer.join()
+    if errors:
+        raise OSError(str(errors[0]))
+    return sent
+
+
+def _pipe() -> tuple[int, int]:
+    r, w = os.pipe()
+    with contextlib.suppress(OSError):  # a bigger pipe: fewer wake-ups per megabyte
+        fcntl.fcntl(w, F_SETPIPE_SZ, CHUNK)
+    return r, w
+
+
+def _recv_exactly(conn, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        part = conn.recv(n - len(buf))
+        if not part:
+            raise OSError("connection closed early")
+        buf += part
+    return buf
 
 
 # -- destination side ---------------------------------------------------------------------
@@ -115,41 +222,73 @@ def download_database(inst: Instance, arg):
     return {"database": name, "status": "Downloading", "already": False}
 
 
-def _write_rows(store: Store, gname: str, rows: list) -> None:
-    with store.transaction():
-        for subs, value in rows:
-            store.set(gname, tuple(subs), value)
-
-
 async def _copy_from(inst: Instance, entry: DbEntry, source) -> Store | None:
-    path = inst.db_path(entry.name)
     async with AsyncClient(
         [str(source.superserver)], follow_primary=False, timeout=10, retries=0
     ) as c:
-        info = await c.admin("export_begin", entry.name)
-        if info["incarnation"] != entry.incarnation:
-            log.warning("%s on %s is another incarnation; skipped", entry.name, source.name)
-            return None
+        offer = await c.admin("export_snapshot", entry.name)
+    if offer["incarnation"] != entry.incarnation:
+        log.warning("%s on %s is another incarnation; skipped", entry.name, source.name)
+        return None
+    path = inst.db_path(entry.name)
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    ssl_ctx = inst.tls_client_context()
+    address = (source.superserver.host, offer["port"])
+    try:
+        size = await asyncio.to_thread(
+            _receive_snapshot, address, offer["token"], ssl_ctx, path / "data.mdb"
+        )
+        log.info("received %s from %s: %d bytes", entry.name, source.name, size)
+        return Store.open(str(path))
+    except BaseException:
         shutil.rmtree(path, ignore_errors=True)
-        store = Store.open(str(path))
+        raise
+
+
+def _receive_snapshot(address, token: str, ssl_ctx, target: Path) -> int:
+    with socket.create_connection(address, timeout=READ_TIMEOUT_S) as raw:
+        conn = ssl_ctx.wrap_socket(raw, server_hostname=address[0]) if ssl_ctx else raw
+        conn.sendall(token.encode())
+        fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            for gname in info["globals"]:
-                after = None
-                while True:
-                    page = {"name": entry.name, "global": gname, "after": after}
-                    rows = await c.admin("export_page", {**page, "limit": PAGE_ROWS})
-                    if rows:
-                        await asyncio.to_thread(_write_rows, store, gname, rows)
-                        after = rows[-1][0]
-                    if len(rows) < PAGE_ROWS:
-                        break
-            if info["applied"] is not None:
-                store.apply([], upto=make_position(*info["applied"]))
-        except BaseException:
-            store.close()
-            shutil.rmtree(path, ignore_errors=True)
-            raise
-    return store
+            total = _receive_into(conn, fd, ssl_ctx is None)
+            if total < TRAILER.size:
+                raise OSError("the source closed the snapshot early")
+            tail = os.pread(fd, TRAILER.size, total - TRAILER.size)
+            magic, size = TRAILER.unpack(tail)
+            if magic != TRAILER_MAGIC or size != total - TRAILER.size:
+                raise OSError(f"the snapshot was cut after {total} bytes")
+            # not fsynced, like every store here (see engine/store.py on durability)
+            os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+    return size
+
+
+def _receive_into(conn, fd: int, plain: bool) -> int:
+    total = 0
+    if plain:
+        _blocking_with_timeouts(conn)
+        r, w = _pipe()
+        try:
+            while n := os.splice(conn.fileno(), w, CHUNK):
+                while n:
+                    moved = os.splice(r, fd, n)
+                    n -= moved
+                    total += moved
+        finally:
+            os.close(r)
+            os.close(w)
+        return total
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    while n := conn.recv_into(buf):
+        done = 0
+        while done < n:
+            done += os.write(fd, view[done:n])
+        total += n
+    return total
 
 
 def info_pos(store: Store) -> list | None:
@@ -164,6 +303,7 @@ async def _download(inst: Instance, entry: DbEntry) -> None:
     store = None
     errors = []
     try:
+        started = time.monotonic()
         for source in _sources(inst):
             try:
                 store = await _copy_from(inst, entry, source)
@@ -172,7 +312,12 @@ async def _download(inst: Instance, entry: DbEntry) -> None:
                 log.warning("download of %s from %s failed: %s", name, source.name, exc)
                 continue
             if store is not None:
-                log.info("downloaded %s from %s; catching up", name, source.name)
+                log.info(
+                    "downloaded %s from %s in %.2f s; catching up",
+                    name,
+                    source.name,
+                    time.monotonic() - started,
+                )
                 break
     finally:
         inst.downloading.discard(name)
@@ -195,11 +340,12 @@ async def _download(inst: Instance, entry: DbEntry) -> None:
     inst.stores[name] = store
     inst.catching_up[name] = 0
     inst.catalog.save()
+    started = time.monotonic()
     await _catch_up_one(inst, entry)
+    log.info("%s caught up after its download in %.2f s", name, time.monotonic() - started)
 
 
 ACTIONS = {
-    "export_begin": export_begin,
-    "export_page": export_page,
+    "export_snapshot": export_snapshot,
     "download_database": download_database,
 }

@@ -158,6 +158,16 @@ class Store:
             with _OPEN_LOCK:
                 _OPEN_PATHS.discard(self._real)
 
+    def copy_to_fd(self, fd: int) -> None:
+        """Write a consistent snapshot of the database file to `fd` (LMDB copies it from
+        one read transaction, so writers go on meanwhile), then close `fd`."""
+        try:
+            self._env.copyfd(fd)
+        except lmdb.Error as exc:
+            raise StoreError(f"snapshot of {self.path} failed: {exc}") from None
+        finally:
+            os.close(fd)
+
     def sync(self) -> None:
         """Flush everything committed so far to disk."""
         self._env.sync(True)

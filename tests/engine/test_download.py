@@ -2,6 +2,7 @@
 consistent with the primary under concurrent writes, Needs Download when no source can."""
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -86,21 +87,25 @@ def test_download_is_refused_on_the_primary_and_for_unknown_databases(make_clust
     cluster = make_cluster(("failover", "dr"))
     assert "not available on the primary" in refusal(cluster, "A", "download_database", "USER")
     assert "no mirrored database" in refusal(cluster, "B", "download_database", "NOPE")
-    assert "not a mirrored database" in refusal(cluster, "B", "export_begin", "NOPE")
+    assert "not a mirrored database" in refusal(cluster, "B", "export_snapshot", "NOPE")
     admin(cluster, "B", "dismount", "APP")
-    assert "not a valid download source" in refusal(cluster, "B", "export_begin", "APP")
+    assert "not a valid download source" in refusal(cluster, "B", "export_snapshot", "APP")
     assert db_status(cluster, "B", "USER") == "Dejournaling"
 
 
-def test_source_dying_mid_download_falls_back_to_the_primary(make_cluster):
+def test_source_dying_mid_download_falls_back_to_the_primary(make_cluster, monkeypatch):
+    # sources send at most 5 MB/s, so the copy below takes seconds: B dies in the middle
+    monkeypatch.setenv("ENGINE_SNAPSHOT_MAX_MB_S", "5")
     cluster = make_cluster(("failover", "failover", "dr"))
     _legacy_on_primary(cluster, rows=200_000)
     admin(cluster, "B", "download_database", "LEGACY")
     wait_db(cluster, "B", "LEGACY", "Dejournaling", timeout=60)
-    # 200,000 rows take over a second to copy: B dies in the middle of it
     assert admin(cluster, "C", "download_database", "LEGACY")["status"] == "Downloading"
+    wait_for(lambda: db_status(cluster, "C", "LEGACY") == "Downloading", what="C downloading")
+    time.sleep(0.5)
     cluster.kill9("B")
     wait_db(cluster, "C", "LEGACY", "Dejournaling", timeout=60)
     log = cluster.log("C")
     assert "download of LEGACY from B failed" in log and "downloaded LEGACY from A" in log
+    assert "received LEGACY from B" not in log
     wait_same(cluster, "C", "LEGACY")
