@@ -85,12 +85,25 @@ async def _body(request: web.Request, allowed: dict[str, type]) -> dict:
         known = ", ".join(sorted(allowed)) or "none"
         raise api_error(400, "bad_request", f"unknown fields {unknown} (allowed: {known})")
     for key, kind in allowed.items():
-        if key in body and not isinstance(body[key], kind):
-            raise api_error(400, "bad_request", f"{key!r} must be a {_KINDS[kind]}")
+        if key in body:
+            check_kind(key, body[key], kind)
     return body
 
 
-_KINDS = {bool: "boolean", str: "string", list: "list"}
+_KINDS = {
+    bool: "a boolean",
+    str: "a string",
+    list: "a list",
+    int: "an integer",
+    dict: "a JSON object",
+}
+
+
+def check_kind(key: str, value, kind: type) -> None:
+    """400 unless `value` is a `kind`; JSON true and false are not integers here."""
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if not ok:
+        raise api_error(400, "bad_request", f"{key!r} must be {_KINDS[kind]}")
 
 
 async def _ask(request: web.Request, entry: InstanceEntry, call, timeout: float = ADMIN_TIMEOUT_S):
