@@ -78,12 +78,15 @@ class Subscriber:
         return True
 
     def cut(self, code: str, reason: str) -> None:
-        """End this stream: drop what is queued, send a goodbye, close."""
+        """End this stream: send a goodbye, close.  What is queued goes first on a shutdown
+        (so the sequence has no gap); it is dropped on an overflow, or when the goodbye
+        would not fit behind it."""
         if self.closing is not None:
             return
         self.closing = code
-        while not self.queue.empty():
-            self.queue.get_nowait()
+        if code == "overflow" or self.queue.full():
+            while not self.queue.empty():
+                self.queue.get_nowait()
         self.queue.put_nowait(self._event("goodbye", _rest("goodbye", code=code, reason=reason)))
         if self.transport is not None:
             # a subscriber that does not read cannot receive the goodbye either
