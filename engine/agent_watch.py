@@ -8,6 +8,9 @@ refused = down, no answer within the probe timeout = hung.  A failure on a kept-
 connection is retried once on a fresh one, so an instance that just died reads as down
 (refused), not as hung.
 
+`certificate` is the expiry of the instance's certificate: the file named in the agent
+configuration, else the one the instance was given through the agent (its node.json).
+
 The record is flat, so a change is a patch of top-level keys (see agent_stream.py).  When
 the instance is not up, every status key is None except `type` (the last type it reported)
 and `status`: "Down" when down, "Error" when hung (SPEC §2.1: the status could not be
@@ -18,11 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
+import os
 import time
+from pathlib import Path
 
 from engine.agent_config import InstanceEntry
 from engine.agent_probe import find_pid
+from engine.node import NODE_FILE
 from engine.protocol import FrameDecoder, FrameError, MsgType, encode_frame, unpack
 from engine.tls import TLSError, cert_info, load_certificate
 
@@ -43,7 +50,27 @@ STATUS_KEYS = (
     "primary",
     "codec",
     "members",
+    # membership configured through the agent (engine/membership.py): why a member waits
+    # for an operator, the primary's pending new members, DN updates awaiting authorization
+    "waiting_reason",
+    "pending_members",
+    "dn_updates",
+    "mirror_version",
+    # a reporting async in several mirrors: status "M/N" (connected of all) and each
+    # mirror's own status under its name (engine/host.py)
+    "mirrors",
 )
+
+
+def node_certificate(data_dir) -> Path | None:
+    """The certificate an instance configured through the agent was given (set_tls), as
+    its <data_dir>/node.json records it (engine/node.py); None without one."""
+    try:
+        raw = json.loads((Path(data_dir) / NODE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    value = raw.get("tls_cert") if isinstance(raw, dict) else None
+    return Path(value) if isinstance(value, str) and value else None
 
 
 def certificate_summary(path) -> dict | None:
@@ -77,6 +104,7 @@ class InstanceWatch:
         self.pid_stale = True
         self.cert_checked = 0.0
         self.cert: dict | None = None
+        self.node_stamp: int | None = None
 
     async def close(self) -> None:
         writer, self.reader, self.writer = self.writer, None, None
@@ -182,12 +210,25 @@ class InstanceWatch:
         return rec
 
     def _certificate(self) -> dict | None:
-        # files may be replaced (renewal), so look again now and then, not on every poll
+        """The certificate named in the agent's configuration, else the one the instance
+        was given through the agent (node.json).  Files may be replaced (renewal), so look
+        again now and then, and at once when node.json changes (set_tls), not on every
+        poll."""
         now = time.monotonic()
-        if now - self.cert_checked > CERT_RECHECK_S:
-            self.cert_checked = now
-            self.cert = certificate_summary(self.entry.cert)
+        stamp = None if self.entry.cert is not None else self._node_stamp()
+        if now - self.cert_checked > CERT_RECHECK_S or stamp != self.node_stamp:
+            self.cert_checked, self.node_stamp = now, stamp
+            path = self.entry.cert
+            if path is None and stamp is not None:
+                path = node_certificate(self.entry.data_dir)
+            self.cert = certificate_summary(path)
         return self.cert
+
+    def _node_stamp(self) -> int | None:
+        try:
+            return os.stat(Path(self.entry.data_dir) / NODE_FILE).st_mtime_ns
+        except OSError:
+            return None
 
 
 CERT_RECHECK_S = 10.0
