@@ -264,12 +264,12 @@ def admin_action(inst: Instance, action, arg):
         return {db: _pos(s.applied_position) for db, s in inst.stores.items()}
     if action == "purge_journal":
         if inst.replicator is None:
-            raise ValueError(f"purge_journal: member {inst.member.name} is not the primary")
+            raise Refused(action, None, f"member {inst.member.name} is not the primary")
         return inst.replicator.purge_journal()
     if action in ("dejournal_stop", "dejournal_start", "pause_database", "resume_database"):
         if dj is None:
-            raise ValueError(
-                f"{action}: member {inst.member.name} is the primary; it does not dejournal"
+            raise Refused(
+                action, None, f"member {inst.member.name} is the primary; it does not dejournal"
             )
         if action == "dejournal_stop":
             if inst.role == "backup":
