@@ -18,6 +18,8 @@ Routes:
     GET  /v1/status/stream                  (server-sent events; engine/agent_stream.py)
     GET  /v1/instances/{name}/databases     and the member and database operations
     POST /v1/instances/{name}/...           (engine/agent_ops.py)
+    GET|POST|PATCH /v1/instances/{name}/mirror...   mirror membership and the
+    PUT  /v1/instances/{name}/tls ...       instance's TLS files (engine/agent_mirror.py)
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from engine.agent_auth import IDENTITY, TLSAcceptor, require_auth
 from engine.agent_config import AgentConfig, ConfigError, load_agent_config
 from engine.agent_errors import CONFIG, STATE, JSONErrorRequestHandler, json_errors
 from engine.agent_journal import list_journal_files, read_journal_file
+from engine.agent_mirror import MIRROR_ROUTES
 from engine.agent_ops import OPS_ROUTES, instance_entry
 from engine.agent_probe import force_down, probe
 from engine.agent_stream import HUB, StatusHub, status_stream
@@ -103,6 +106,7 @@ ROUTES = [
     ("GET", "/v1/journal/{mirror}/files/{name}", read_journal_file),
     ("GET", "/v1/status/stream", status_stream),
     *OPS_ROUTES,
+    *MIRROR_ROUTES,
 ]
 
 
