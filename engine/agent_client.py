@@ -17,6 +17,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 from urllib.parse import quote, urlencode, urlsplit
 
 from engine.tls import TLSError, check_certificate, client_context, describe_ssl_error
@@ -234,6 +235,155 @@ class AgentClient:
 
     def start_dejournaling(self, instance: str) -> dict:
         return self._op(instance, "dejournaling/start")
+
+    # -- mirror membership and TLS files (engine/agent_mirror.py) -----------------------
+    # `mirror` (keyword) says which of an instance's mirrors an action is for; needed only
+    # for a reporting async in several mirrors.
+    def _mirror(
+        self,
+        method: str,
+        instance: str,
+        tail: str = "",
+        body: dict | None = None,
+        mirror: str | None = None,
+    ) -> dict:
+        path = f"/v1/instances/{quote(instance, safe='')}/mirror{tail}"
+        return self.call(method, path, {"mirror": mirror} if mirror else None, body)
+
+    def mirror_info(self, instance: str, *, mirror: str | None = None) -> dict:
+        """The mirror as the instance knows it: name, version, settings, members (name,
+        type, addresses, dn, authorized), primary, its own member name, role and
+        dn_updates.  A non-member: AgentError 409."""
+        return self._mirror("GET", instance, mirror=mirror)
+
+    def create_mirror(
+        self,
+        instance: str,
+        mirror: str,
+        private: str,
+        member: str | None = None,
+        settings: dict | None = None,
+    ) -> dict:
+        """The non-member becomes the primary of a new mirror; it restarts (wait_member)."""
+        body = {"mirror": mirror, "private": private}
+        if member is not None:
+            body["member"] = member
+        if settings:
+            body["settings"] = settings
+        return self._mirror("POST", instance, body=body)
+
+    def join_mirror(
+        self,
+        instance: str,
+        mirror: str,
+        address: str,
+        type: str,  # the member type, as the API names it
+        member: str | None = None,
+        private: str | None = None,
+        superserver: str | None = None,
+    ) -> dict:
+        """Join through the primary or backup at `address` (its superserver) as failover,
+        dr, ro_reporting or rw_reporting; on a TLS mirror the member stays pending until
+        the primary authorizes it.  The instance restarts (wait_member)."""
+        body = {"mirror": mirror, "address": address, "type": type}
+        optional = {"member": member, "private": private, "superserver": superserver}
+        body.update({k: v for k, v in optional.items() if v is not None})
+        return self._mirror("POST", instance, "/join", body)
+
+    def edit_mirror(self, instance: str, *, mirror: str | None = None, **settings) -> dict:
+        """Mirror settings on the primary (qos_timeout_ms, failover_compression, ...)."""
+        return self._mirror("PATCH", instance, body=settings, mirror=mirror)
+
+    def leave_mirror(
+        self, instance: str, remove_db_attribute: bool = False, *, mirror: str | None = None
+    ) -> dict:
+        body = {"remove_db_attribute": remove_db_attribute}
+        return self._mirror("POST", instance, "/leave", body, mirror)
+
+    def remove_mirror_config(
+        self, instance: str, remove_db_attribute: bool = False, *, mirror: str | None = None
+    ) -> dict:
+        body = {"remove_db_attribute": remove_db_attribute}
+        return self._mirror("POST", instance, "/remove-config", body, mirror)
+
+    @staticmethod
+    def _member_path(member: str) -> str:
+        return f"/members/{quote(member, safe='')}"
+
+    def authorize_member(self, instance: str, member: str, *, mirror: str | None = None) -> dict:
+        tail = self._member_path(member) + "/authorize"
+        return self._mirror("POST", instance, tail, mirror=mirror)
+
+    def reject_member(self, instance: str, member: str, *, mirror: str | None = None) -> dict:
+        tail = self._member_path(member) + "/reject"
+        return self._mirror("POST", instance, tail, mirror=mirror)
+
+    def update_member_address(
+        self,
+        instance: str,
+        member: str,
+        superserver: str | None = None,
+        private: str | None = None,
+        *,
+        mirror: str | None = None,
+    ) -> dict:
+        body = {k: v for k, v in (("superserver", superserver), ("private", private)) if v}
+        return self._mirror("PATCH", instance, self._member_path(member), body, mirror)
+
+    def remove_member(self, instance: str, member: str, *, mirror: str | None = None) -> dict:
+        return self._mirror("DELETE", instance, self._member_path(member), mirror=mirror)
+
+    def authorize_dn_update(self, instance: str, member: str, *, mirror: str | None = None) -> dict:
+        tail = f"/dn-updates/{quote(member, safe='')}/authorize"
+        return self._mirror("POST", instance, tail, mirror=mirror)
+
+    def reject_dn_update(self, instance: str, member: str, *, mirror: str | None = None) -> dict:
+        tail = f"/dn-updates/{quote(member, safe='')}/reject"
+        return self._mirror("POST", instance, tail, mirror=mirror)
+
+    def set_tls(self, instance: str, cert, key, ca) -> dict:
+        """The instance's TLS files (for all its mirrors): absolute paths on the agent's
+        host."""
+        body = {"cert": str(cert), "key": str(key), "ca": str(ca)}
+        return self.call("PUT", f"/v1/instances/{quote(instance, safe='')}/tls", body=body)
+
+    def reload_tls(self, instance: str) -> dict:
+        return self._op(instance, "tls/reload")
+
+    def wait_member(
+        self,
+        instance: str,
+        timeout: float = 30.0,
+        *,
+        mirror: str | None = None,
+        interval: float = 0.1,
+    ) -> dict:
+        """Poll until the instance answers as a member of a mirror (it restarts after
+        create and join; meanwhile it is down or still the non-member), or with `mirror`
+        as a member of that one (an instance joining a further mirror already is a
+        member).  Returns its row (GET /v1/instances/{name}); TimeoutError otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if mirror is not None:
+                    info = self.mirror_info(instance, mirror=mirror)
+                    last = f"member of mirror {info['name']}"
+                    member = info["name"] == mirror.upper()
+                else:
+                    last = self.databases(instance).get("status")
+                    member = last not in (None, "Not Initialized")
+            except AgentError as exc:
+                if exc.status not in (409, 503):
+                    raise
+                member, last = False, exc.message
+            if member:
+                return self.instance(instance)
+            if time.monotonic() >= deadline:
+                what = f"mirror {mirror}" if mirror else "a mirror"
+                raise TimeoutError(
+                    f"instance {instance} is not a member of {what} after {timeout:g} s ({last})"
+                )
+            time.sleep(interval)
 
     def journal_files(self, mirror: str, instance: str | None = None) -> list[dict]:
         params = {"instance": instance} if instance else None
