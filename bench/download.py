@@ -8,9 +8,9 @@ reporting async).  The bench creates the mirrored database BIG on A and fills it
 engine.client (pipelined SETs of `--value-bytes` random bytes) until its LMDB file holds
 `--size-mb` MiB (1024; 64 with --quick).  R receives the journal but holds no copy of BIG
 (a reporting async creates its copies on request); `download_database BIG` on R then copies
-it from A (engine/instance_download.py: export_begin, pages of 5,000 rows, written into R's
-new store) and catches it up from R's own journal.  Timed from the admin request until R's
-status shows BIG `Dejournaling`.
+it from A (engine/instance_download.py: A streams an LMDB snapshot of BIG through splice(2)
+to a one-time port, R writes it as its new store) and catches it up from R's own journal.
+Timed from the admin request until R's status shows BIG `Dejournaling`.
 
 The baseline copies the same bytes of A's database with the kernel's file copy
 (os.sendfile, what shutil.copyfile uses on Linux): the in-use part of data.mdb (the file is
@@ -26,10 +26,10 @@ median of --repeat runs (3), the two copies taking turns; R's copy is removed in
 at very different speeds from one second to the next (this 2-core VM: a 1 GiB warm file copy
 took anywhere from 0.4 to 5 s), so look at the spread before trusting the ratio.
 
-Values are 3,000 bytes by default because export_page returns 5,000 rows whatever their
-size: with values above ~3.3 KB a page exceeds the protocol's 16 MiB frame limit and the
-download fails ("frame too large"), see --value-bytes.  The members, the filling client
-and the copies share this machine's cores, so other load moves every figure.
+Values are 3,000 bytes by default (--value-bytes); the download copies the database file,
+so its speed does not depend on them, only the time to fill the database does.  The
+members, the filling client and the copies share this machine's cores, so other load moves
+every figure.
 """
 
 from __future__ import annotations
