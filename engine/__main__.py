@@ -12,7 +12,10 @@ python -m engine admin --config FILE --member NAME ACTION [ARG]
     stop_mirroring, start_mirroring, dejournal_stop, dejournal_start, pause_database,
     resume_database, digest, positions
 python -m engine cluster up -f FILE [-f FILE ...]
-python -m engine cluster down -f FILE [-f FILE ...]
+python -m engine cluster build -f PLAN
+    start agents and non-member instances, then build the whole mirror of PLAN through
+    the agents (engine/cluster_build.py; example: examples/mirror.toml)
+python -m engine cluster down -f FILE [-f FILE ...]     (a mirror file or a build plan)
 """
 
 from __future__ import annotations
@@ -51,10 +54,16 @@ def _parser() -> argparse.ArgumentParser:
     ad.add_argument("arg", nargs="?", help='a database name, A,B, or JSON such as {"name": "DB"}')
     ad.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer")
 
-    cl = sub.add_parser("cluster", help="start/stop all members of mirror files on loopback")
-    cl.add_argument("action", choices=("up", "down"))
+    cl = sub.add_parser(
+        "cluster", help="start/stop a mirror on loopback, or build one through agents"
+    )
+    cl.add_argument("action", choices=("up", "build", "down"))
     cl.add_argument(
-        "-f", "--file", action="append", required=True, help="mirror configuration (repeatable)"
+        "-f",
+        "--file",
+        action="append",
+        required=True,
+        help="mirror configuration, or build plan for build (repeatable)",
     )
     return p
 
@@ -77,12 +86,35 @@ def main(argv: list[str] | None = None) -> int:
             return _admin(
                 load_config(args.config), args.member, args.action, args.arg, args.timeout
             )
-        from engine.cluster import cluster_down, cluster_up
-
-        return cluster_up(args.file) if args.action == "up" else cluster_down(args.file)
+        return _cluster(args.action, args.file)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+
+
+def _cluster(action: str, files: list[str]) -> int:
+    from engine.cluster import cluster_down, cluster_up
+    from engine.cluster_build import build_down, cluster_build
+    from engine.cluster_plan import is_plan
+
+    plans = [f for f in files if is_plan(f)]
+    if action == "up" and plans:
+        print(f"{plans[0]} is a build plan: use 'cluster build -f {plans[0]}'", file=sys.stderr)
+        return 2
+    if action == "up":
+        return cluster_up(files)
+    if action == "build":
+        static = [f for f in files if f not in plans]
+        if static:
+            print(
+                f"{static[0]} names no [[hosts]]: a mirror file for 'cluster up', not a build plan",
+                file=sys.stderr,
+            )
+            return 2
+        return max(cluster_build(f) for f in files)
+    rc = max((build_down(f) for f in plans), default=0)
+    static = [f for f in files if f not in plans]
+    return max(rc, cluster_down(static)) if static else rc
 
 
 def _instance(args, argv: list[str]) -> int:

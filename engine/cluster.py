@@ -9,6 +9,9 @@ session (so a stray Ctrl-C in the launcher's terminal does not reach it), loggin
 port, prints the addresses and writes a state file (<data_root>/cluster-state.json,
 next to the members' data directories) that `down` uses to stop exactly those
 processes.
+
+`cluster build -f PLAN` (engine/cluster_build.py) starts agents and non-member instances
+instead and builds the mirror through the agents; `down` stops those too.
 """
 
 from __future__ import annotations
