@@ -152,22 +152,31 @@ class AgentClient:
         return self.call("POST", f"/v1/instances/{quote(name, safe='')}/force-down")
 
     # -- member and database operations (engine/agent_ops.py) ----------------------------
-    def _op(self, instance: str, tail: str, body: dict | None = None) -> dict:
-        return self.call("POST", f"/v1/instances/{quote(instance, safe='')}/{tail}", body=body)
+    # `mirror` (keyword) picks one of the mirrors of a reporting async in several
+    def _op(self, instance: str, tail: str, body: dict | None = None, mirror=None) -> dict:
+        return self.call("POST", self._path(instance, tail, mirror), body=body)
+
+    @staticmethod
+    def _path(instance: str, tail: str, mirror: str | None) -> str:
+        path = f"/v1/instances/{quote(instance, safe='')}/{tail}"
+        return path if mirror is None else f"{path}?mirror={quote(mirror, safe='')}"
 
     def _db_op(self, instance: str, db: str, op: str, body: dict | None = None) -> dict:
         return self._op(instance, f"databases/{quote(db, safe='')}/{op}", body)
 
-    def databases(self, instance: str) -> dict:
+    def databases(self, instance: str, *, mirror: str | None = None) -> dict:
         """{instance, member, status, dejournaling, databases: [{name, status, applied}],
         missing_mirrored_databases (backup and DR)} as the instance reports them."""
-        return self.call("GET", f"/v1/instances/{quote(instance, safe='')}/databases")
+        return self.call("GET", self._path(instance, "databases", mirror))
 
-    def create_database(self, instance: str, db: str, mirrored: bool = True) -> dict:
-        return self._op(instance, "databases", {"name": db, "mode": "create", "mirrored": mirrored})
+    def create_database(
+        self, instance: str, db: str, mirrored: bool = True, *, mirror: str | None = None
+    ) -> dict:
+        body = {"name": db, "mode": "create", "mirrored": mirrored}
+        return self._op(instance, "databases", body, mirror)
 
-    def add_database(self, instance: str, db: str) -> dict:
-        return self._op(instance, "databases", {"name": db, "mode": "add"})
+    def add_database(self, instance: str, db: str, *, mirror: str | None = None) -> dict:
+        return self._op(instance, "databases", {"name": db, "mode": "add"}, mirror)
 
     def download(self, instance: str, db: str) -> dict:
         """Start copying the database from another member; it is caught up by itself."""
@@ -224,11 +233,11 @@ class AgentClient:
     def resume_database(self, instance: str, db: str) -> dict:
         return self._db_op(instance, db, "resume")
 
-    def stop_mirroring(self, instance: str) -> dict:
-        return self._op(instance, "mirroring/stop")
+    def stop_mirroring(self, instance: str, *, mirror: str | None = None) -> dict:
+        return self._op(instance, "mirroring/stop", mirror=mirror)
 
-    def start_mirroring(self, instance: str) -> dict:
-        return self._op(instance, "mirroring/start")
+    def start_mirroring(self, instance: str, *, mirror: str | None = None) -> dict:
+        return self._op(instance, "mirroring/start", mirror=mirror)
 
     def stop_dejournaling(self, instance: str) -> dict:
         return self._op(instance, "dejournaling/stop")

@@ -49,7 +49,7 @@ from engine import membership as ms
 from engine.agent_auth import IDENTITY
 from engine.agent_config import InstanceEntry
 from engine.agent_errors import api_error
-from engine.agent_ops import _admin, _body, check_kind, instance_entry
+from engine.agent_ops import _admin, _body, check_kind, chosen_mirror, instance_entry
 from engine.databases import Refused
 
 log = logging.getLogger("engine.agent")
@@ -113,13 +113,9 @@ def _answer(
 
 
 def _which(request: web.Request) -> dict:
-    """{"mirror": NAME} when the query names one of the instance's mirrors (a reporting
-    async may belong to several; the instance refuses an action that does not say which),
-    else {}."""
-    mirror = request.query.get("mirror")
-    if mirror is None:
-        return {}
-    return {"mirror": _rule(ms.check_mirror_name, "mirror", mirror)}
+    """{"mirror": NAME} when the query names one of the instance's mirrors, else {}."""
+    mirror = chosen_mirror(request)
+    return {} if mirror is None else {"mirror": mirror}
 
 
 # -- the mirror -----------------------------------------------------------------------

@@ -36,6 +36,7 @@ from engine.agent_errors import CONFIG, api_error
 from engine.client import AsyncClient, ConnectionLost, EngineError, NoPrimaryFound, Unavailable
 from engine.databases import Refused as NameRefused
 from engine.databases import check_name
+from engine.membership import check_mirror_name
 from engine.protocol import ErrorCode
 
 log = logging.getLogger("engine.agent")
@@ -142,11 +143,28 @@ async def _admin(
     arg=None,
     timeout: float = ADMIN_TIMEOUT_S,
 ):
+    mirror = chosen_mirror(request)
+    if mirror is not None:  # the instance picks that membership (engine/host.py)
+        arg = {**(arg if isinstance(arg, dict) else {} if arg is None else {"name": arg})}
+        arg["mirror"] = mirror
     return await _ask(request, entry, lambda c: c.admin(action, arg), timeout)
 
 
 async def _status(request: web.Request, entry: InstanceEntry) -> dict:
-    return await _ask(request, entry, lambda c: c.status())
+    mirror = chosen_mirror(request)
+    return await _ask(request, entry, lambda c: c.status(mirror))
+
+
+def chosen_mirror(request: web.Request) -> str | None:
+    """The mirror named by ?mirror= (a reporting async may belong to several; the
+    instance refuses what it cannot place otherwise), checked, or None."""
+    mirror = request.query.get("mirror")
+    if mirror is None:
+        return None
+    try:
+        return check_mirror_name("mirror", mirror)
+    except NameRefused as exc:
+        raise api_error(400, "bad_request", exc.message) from None
 
 
 def _answer(request: web.Request, entry: InstanceEntry, op: str, result) -> web.Response:

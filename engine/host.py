@@ -168,8 +168,11 @@ class Host:
         only = self._only()
         if only is not None:
             return only, arg
-        db = arg.get("name") if isinstance(arg, dict) else arg
-        inst = self._holding(db)
+        db = arg
+        if isinstance(arg, dict):
+            names = arg.get("names")
+            db = arg.get("name") or (names[0] if isinstance(names, list) and names else None)
+        inst = self._holding(db.split(",")[0] if isinstance(db, str) else db)
         if inst is None:
             raise Refused(
                 action,
@@ -216,6 +219,8 @@ class Host:
         }
 
     def _tls_info(self) -> dict | None:
+        if self.members:  # the same node, cached (status is polled often)
+            return next(iter(self.members.values())).tls_info()
         if not self.node.has_tls:
             return None
         try:

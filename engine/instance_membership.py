@@ -367,6 +367,7 @@ def set_tls(inst: Instance, arg):
     if any(paths.values()):
         apply_tls_paths(node, op, paths)
     _check_own_tls(inst, op)
+    inst._tls_info = None  # the status shows the new certificate at once
     for m in (inst.member,):
         m.tls_cert, m.tls_key = node.tls_cert, node.tls_key
     inst.cfg.tls_ca = node.tls_ca

@@ -289,7 +289,7 @@ def admin_action(inst: Instance, action, arg):
                 inst.dejournal_stopped_at_start = False
             dj.start()
         else:
-            db = str(arg).upper()
+            db = str(arg.get("name") if isinstance(arg, dict) else arg).upper()
             entry = inst.catalog.get(db)
             if entry is None:
                 inst.store_for(db)  # the usual "not mirrored here" error

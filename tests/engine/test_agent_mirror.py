@@ -234,6 +234,19 @@ def test_a_reporting_async_in_two_mirrors_is_told_which_by_the_query(site, follo
 
     err = refusal(api.mirror_info, "R")
     assert err.status == 409 and "say which with 'mirror'" in err.message
+    # databases: created in the mirror named, then found by name
+    api.create_database("A", "ORDERS")
+    api.create_database("B", "ITEMS")
+    assert refusal(api.create_database, "R", "ORDERS").status == 409
+    api.create_database("R", "ORDERS", mirror="SALES")
+    api.create_database("R", "ITEMS", mirror="STOCK")
+    rows = {d["name"]: d["status"] for d in api.databases("R", mirror="STOCK")["databases"]}
+    assert rows == {"ITEMS": "Dejournaling"}
+    assert api.databases("R", mirror="SALES")["databases"][0]["name"] == "ORDERS"
+    assert api.stop_mirroring("R", mirror="STOCK")["status"] == "Stopped"
+    wait_status(api, "R", "1/2")
+    api.start_mirroring("R", mirror="STOCK")
+    wait_status(api, "R", "2/2")
     assert api.mirror_info("R", mirror="stock")["name"] == "STOCK"
     assert refusal(api.mirror_info, "R", mirror="NOT A NAME").status == 400
     err = refusal(api.mirror_info, "R", mirror="OTHER")
