@@ -20,7 +20,7 @@
 
     [[instances]]                       # the instances on this host
     name = "A"
-    superserver = "127.0.0.1:51100"
+    superserver = "127.0.0.1:21100"
     data_dir = "var/demo/A"             # relative paths are relative to this file
     mirror = "DEMO"                     # optional: the mirror whose journal it holds
     cert = "A.pem"                      # optional: its certificate (expiry in the status stream)

@@ -1,7 +1,7 @@
 """Client library for mirror members (the superserver protocol, see PROTOCOL.md).
 
     from engine.client import Client
-    with Client(["127.0.0.1:51100", "127.0.0.1:51110"]) as c:
+    with Client(["127.0.0.1:21100", "127.0.0.1:21110"]) as c:
         c.set("USER", "Patient", (1, "name"), "Smith")
         c.get("USER", "Patient", (1, "name"))
 

@@ -18,8 +18,8 @@ Example (see examples/cluster.toml):
     [[members]]
     name = "A"
     type = "failover"                            # failover | dr | ro_reporting | rw_reporting
-    superserver = "127.0.0.1:51100"
-    private = "127.0.0.1:51101"                  # mirror private address (data channel)
+    superserver = "127.0.0.1:21100"
+    private = "127.0.0.1:21101"                  # mirror private address (data channel)
 
 Member keys: data_dir (default data_root/NAME), databases (subset, reporting only),
 dejournal_filter ("module:function", reporting only), codecs (codecs this member can
