@@ -58,8 +58,10 @@ test-services:
 		echo "SKIPPED the services pass: PostgreSQL/Redis not reachable on 127.0.0.1"; \
 	fi
 
+# bench/_*.py are modules the scripts import (bench/_common.py), not benchmarks: only
+# bench/[!_]*.py are run.
 bench: install-test
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) var

@@ -28,75 +28,27 @@ import contextlib
 import json
 import random
 import secrets
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import aiohttp
+from _common import (  # first: puts the repository root on sys.path, for engine
+    ROOT,
+    free_ports,
+    mirror,
+    percentile,
+    terminate,
+)
 
-import aiohttp  # noqa: E402
-
-from engine.client import AsyncClient  # noqa: E402
-from engine.cluster import start_member, stop_pids, wait_ready  # noqa: E402
-from engine.config import load_config  # noqa: E402
-from engine.tls import client_context, make_ca, make_cert  # noqa: E402
+from engine.client import AsyncClient
+from engine.tls import client_context, make_ca, make_cert
 
 SUBSCRIBERS = (1, 10, 50)
 
 
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    k = min(len(ordered) - 1, max(0, int(round(p / 100 * (len(ordered) - 1)))))
-    return ordered[k]
-
-
 # -- processes ------------------------------------------------------------------------
-
-
-def write_mirror(directory: Path) -> Path:
-    p = free_ports(5)
-    text = f"""[mirror]
-name = "BENCH"
-databases = ["USER"]
-data_root = "{directory}"
-
-[[members]]
-name = "A"
-type = "failover"
-superserver = "127.0.0.1:{p[0]}"
-private = "127.0.0.1:{p[1]}"
-
-[[members]]
-name = "B"
-type = "failover"
-superserver = "127.0.0.1:{p[2]}"
-private = "127.0.0.1:{p[3]}"
-
-[[members]]
-name = "C"
-type = "dr"
-superserver = "127.0.0.1:{p[4]}"
-"""
-    path = directory / "mirror.toml"
-    path.write_text(text)
-    return path
 
 
 def make_pki(directory: Path) -> dict:
@@ -164,12 +116,7 @@ class AgentProc:
         return client_context(portal.cert, portal.key, self.pki["ca"])
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        terminate(self.proc)
 
 
 # -- subscribers ------------------------------------------------------------------------
@@ -310,12 +257,9 @@ def main() -> int:
     args = ap.parse_args()
     samples = args.samples or (25 if args.quick else 100)
     intervals = [int(x) for x in (args.intervals or ("20" if args.quick else "20,100")).split(",")]
-    directory = Path(tempfile.mkdtemp(prefix="bench-agent-"))
-    cfg = load_config(write_mirror(directory))
-    procs = {m.name: start_member(cfg, m.name) for m in cfg.members}
+    members = {"A": "failover", "B": "failover", "C": "dr"}
     results: list[dict] = []
-    try:
-        wait_ready(cfg, procs)
+    with mirror("bench-agent-", members) as (cfg, directory):
         # each interval over plain HTTP (credential), then the shortest one over mutual TLS
         runs = [(i, None) for i in intervals] + [(min(intervals), make_pki(directory))]
         for interval, pki in runs:
@@ -325,9 +269,6 @@ def main() -> int:
                     results += asyncio.run(run_row(agent, cfg, n, interval, samples))
             finally:
                 agent.stop()
-    finally:
-        stop_pids([{"pid": p.pid, "member": name} for name, p in procs.items()])
-        shutil.rmtree(directory, ignore_errors=True)
     if args.json:
         print(json.dumps({"benchmark": "agent", "results": results}))
     else:

@@ -13,7 +13,6 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _common import ROOT, free_ports, terminate  # also puts ROOT on sys.path (for seed())
+
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 TARGET_P99_MS = 50.0
 MIRRORS, MEMBERS_PER_MIRROR, DATABASES_PER_MIRROR, HOSTS = 50, 16, 2, 100
@@ -29,7 +29,6 @@ MIRRORS, MEMBERS_PER_MIRROR, DATABASES_PER_MIRROR, HOSTS = 50, 16, 2, 100
 
 # --- Seeding (runs in a child process, with DATABASE_URL pointing at the bench database) ------
 def seed() -> dict:
-    sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     import django
 
@@ -78,12 +77,6 @@ def seed() -> dict:
 
 
 # --- Serving and measuring --------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def bench_env(database_url: str, var_dir: str) -> dict:
     Path(var_dir, "static").mkdir(exist_ok=True)  # whitenoise warns about a missing STATIC_ROOT
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_URL"))}
@@ -108,7 +101,7 @@ class Server:
     """uvicorn serving the portal; stopped (and waited for) on exit."""
 
     def __init__(self, env):
-        self.port = free_port()
+        self.port = free_ports(1)[0]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1"]
             + ["--port", str(self.port), "--no-access-log", "--log-level", "warning"],
@@ -132,12 +125,7 @@ class Server:
         raise RuntimeError("uvicorn did not answer /healthz within 30 s")
 
     def __exit__(self, *exc):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc)
 
 
 def measure(port: int, token: str, path: str, requests: int, warmup: int) -> dict:

@@ -28,22 +28,18 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
-import shutil
-import signal
-import socket
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import (  # first: puts the repository root on sys.path, for engine
+    cleanup_on_sigterm,
+    mirror,
+    stderr_log,
+    wait_journal_received,
+)
 
-from engine.client import AsyncClient, Client  # noqa: E402
-from engine.cluster import start_member, stop_pids, wait_ready  # noqa: E402
-from engine.config import load_config  # noqa: E402
+from engine.client import AsyncClient, Client
 
 DB = "USER"
 VALUE = "v" * 100
@@ -51,80 +47,18 @@ WRITERS = 500  # SETs in flight (group commit on the primary)
 LONG = 3600.0  # client timeout for requests that wait for a whole catch-up
 
 
-def log(msg: str) -> None:
-    print(f"[catchup] {msg}", file=sys.stderr, flush=True)
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def write_config(directory: Path) -> Path:
-    p = free_ports(3)
-    path = directory / "bench.toml"
-    path.write_text(
-        f"""[mirror]
-name = "BENCH"
-databases = ["{DB}"]
-data_root = "{directory}"
-
-[[members]]
-name = "A"
-type = "failover"
-superserver = "127.0.0.1:{p[0]}"
-private = "127.0.0.1:{p[1]}"
-
-[[members]]
-name = "D"
-type = "dr"
-superserver = "127.0.0.1:{p[2]}"
-"""
-    )
-    return path
-
-
-# What a SIGTERM must clean up: the members run in their own sessions, so nothing else stops
-# them.  The handler cleans up itself rather than raise into whatever the bench is doing.
-_RUNNING: dict = {}
-
-
-def cleanup() -> None:
-    procs, tmp = _RUNNING.get("procs", {}), _RUNNING.get("dir")
-    stop_pids([{"pid": p.pid, "member": n} for n, p in procs.items()])
-    if tmp is not None:
-        shutil.rmtree(tmp, ignore_errors=True)
-    _RUNNING.clear()
-
-
-def on_sigterm(*_) -> None:
-    cleanup()
-    os._exit(143)
+log = stderr_log("catchup")
 
 
 @contextlib.contextmanager
-def mirror():
+def clients():
     """A running primary A and DR async D; yields (client on A, client on D)."""
-    tmp = Path(tempfile.mkdtemp(prefix="bench-catchup-"))
-    procs: dict = {}
-    _RUNNING.update(procs=procs, dir=tmp)
-    try:
-        cfg = load_config(write_config(tmp))
-        for m in cfg.members:
-            procs[m.name] = start_member(cfg, m.name)
-        wait_ready(cfg, procs)
-        with (
-            Client([str(cfg.member("A").superserver)], timeout=LONG) as a,
-            Client([str(cfg.member("D").superserver)], follow_primary=False, timeout=LONG) as d,
-        ):
-            yield a, d
-    finally:
-        cleanup()
+    with (
+        mirror("bench-catchup-", {"A": "failover", "D": "dr"}) as (cfg, _),
+        Client([str(cfg.member("A").superserver)], timeout=LONG) as a,
+        Client([str(cfg.member("D").superserver)], follow_primary=False, timeout=LONG) as d,
+    ):
+        yield a, d
 
 
 async def _write(address: str, tag: str, n: int) -> None:
@@ -146,12 +80,7 @@ def write_behind(a: Client, d: Client, tag: str, n: int) -> float:
     asyncio.run(_write(a.address, tag, n))
     seconds = time.perf_counter() - t0
     log(f"{tag}: wrote {n:,} records in {seconds:.1f} s; waiting for D to receive them")
-    end = a.status()["journal_end"]
-    deadline = time.monotonic() + LONG
-    while d.status()["journal_end"] != end:
-        if time.monotonic() > deadline:
-            raise RuntimeError("D did not receive the primary's journal in time")
-        time.sleep(0.05)
+    wait_journal_received(a, d, "D", timeout=LONG)
     return seconds
 
 
@@ -191,7 +120,7 @@ def dejournal_restart(a: Client, d: Client, n: int) -> tuple[float, float]:
 
 def run(n: int) -> list[dict]:
     results = []
-    with mirror() as (a, d):
+    with clients() as (a, d):
         for name, measure in (
             ("catchup action (dismounted copy, from journal files)", catchup_action),
             ("dejournal restart (held records)", dejournal_restart),
@@ -218,7 +147,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--records", type=int, help="records behind (1,000,000; quick 100,000)")
     args = ap.parse_args()
-    signal.signal(signal.SIGTERM, on_sigterm)
+    cleanup_on_sigterm()
     n = args.records or (100_000 if args.quick else 1_000_000)
     results = run(n)
     if args.json:

@@ -36,25 +36,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import lmdb
+from _common import (  # first: puts the repository root on sys.path, for engine
+    cleanup_on_sigterm,
+    mirror,
+    stderr_log,
+    wait_journal_received,
+)
 
-import lmdb  # noqa: E402
-
-from engine.client import AsyncClient, Client  # noqa: E402
-from engine.cluster import start_member, stop_pids, wait_ready  # noqa: E402
-from engine.config import load_config  # noqa: E402
+from engine.client import AsyncClient, Client
 
 DB = "BIG"
 MIB = 1 << 20
@@ -62,81 +59,12 @@ FILL_WORKERS = 64  # SETs in flight while filling (group commit on the primary)
 FILL_STEP_MIB = 8  # payload of the first slice of the fill
 
 
-def log(msg: str) -> None:
-    print(f"[download] {msg}", file=sys.stderr, flush=True)
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+log = stderr_log("download")
 
 
 def median(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[len(ordered) // 2]
-
-
-def write_config(directory: Path) -> Path:
-    p = free_ports(3)
-    path = directory / "bench.toml"
-    path.write_text(
-        f"""[mirror]
-name = "BENCH"
-databases = ["USER"]
-data_root = "{directory}"
-
-[[members]]
-name = "A"
-type = "failover"
-superserver = "127.0.0.1:{p[0]}"
-private = "127.0.0.1:{p[1]}"
-
-[[members]]
-name = "R"
-type = "ro_reporting"
-superserver = "127.0.0.1:{p[2]}"
-"""
-    )
-    return path
-
-
-# What a SIGTERM must clean up: the members run in their own sessions, so nothing else stops
-# them.  The handler cleans up itself rather than raise into whatever the bench is doing.
-_RUNNING: dict = {}
-
-
-def cleanup() -> None:
-    procs, tmp = _RUNNING.get("procs", {}), _RUNNING.get("dir")
-    stop_pids([{"pid": p.pid, "member": n} for n, p in procs.items()])
-    if tmp is not None:
-        shutil.rmtree(tmp, ignore_errors=True)
-    _RUNNING.clear()
-
-
-def on_sigterm(*_) -> None:
-    cleanup()
-    os._exit(143)
-
-
-@contextlib.contextmanager
-def mirror():
-    """A running primary A and reporting async R; yields the loaded config."""
-    tmp = Path(tempfile.mkdtemp(prefix="bench-download-"))
-    procs: dict = {}
-    _RUNNING.update(procs=procs, dir=tmp)
-    try:
-        cfg = load_config(write_config(tmp))
-        for m in cfg.members:
-            procs[m.name] = start_member(cfg, m.name)
-        wait_ready(cfg, procs)
-        yield cfg
-    finally:
-        cleanup()
 
 
 def db_dir(cfg, member: str) -> Path:
@@ -184,20 +112,6 @@ def fill(cfg, size_bytes: int, value_bytes: int) -> dict:
         log(f"filled {rows:,} rows, database file {used_bytes(db_dir(cfg, 'A')) / MIB:,.0f} MiB")
     seconds = time.perf_counter() - t0
     return {"rows": rows, "fill_s": round(seconds, 1)}
-
-
-def wait_journal_received(cfg, timeout: float = 600.0) -> None:
-    """Wait until R holds all of A's journal, so the download has the link to itself."""
-    with (
-        Client([str(cfg.member("A").superserver)]) as a,
-        Client([str(cfg.member("R").superserver)], follow_primary=False) as r,
-    ):
-        end = a.status()["journal_end"]
-        deadline = time.monotonic() + timeout
-        while r.status()["journal_end"] != end:
-            if time.monotonic() > deadline:
-                raise RuntimeError("R did not receive the primary's journal in time")
-            time.sleep(0.05)
 
 
 # -- the two copies -------------------------------------------------------------------
@@ -256,10 +170,15 @@ def same_content(cfg) -> bool:
 
 
 def run(size_mib: int, value_bytes: int, repeat: int) -> list[dict]:
-    with mirror() as cfg:
+    with mirror("bench-download-", {"A": "failover", "R": "ro_reporting"}) as (cfg, _):
         log(f"filling {DB} on A to {size_mib} MiB with {value_bytes}-byte values")
         filled = fill(cfg, size_mib * MIB, value_bytes)
-        wait_journal_received(cfg)
+        # R holds all of A's journal before the downloads, so they have the link to themselves
+        with (
+            Client([str(cfg.member("A").superserver)]) as a,
+            Client([str(cfg.member("R").superserver)], follow_primary=False) as r,
+        ):
+            wait_journal_received(a, r, "R", timeout=600.0)
         src = db_dir(cfg, "A")
         nbytes = used_bytes(src)
         db_mib = nbytes / MIB
@@ -311,7 +230,7 @@ def main() -> int:
     )
     ap.add_argument("--repeat", type=int, default=3, help="runs per figure, the median is kept")
     args = ap.parse_args()
-    signal.signal(signal.SIGTERM, on_sigterm)
+    cleanup_on_sigterm()
     size_mib = args.size_mb or (64 if args.quick else 1024)
     results = run(size_mib, args.value_bytes, max(1, args.repeat))
     if args.json:

@@ -30,69 +30,19 @@ import multiprocessing as mp
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from engine.cluster import start_member, stop_pids, wait_ready  # noqa: E402
-from engine.config import load_config  # noqa: E402
+from _common import free_ports, mirror, percentile  # first: puts the repo root on sys.path
 
 CLIENTS = (1, 4, 16)
 VALUE = "v" * 100
 
 
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    if not sorted_values:
-        return 0.0
-    k = min(len(sorted_values) - 1, max(0, int(round(p / 100 * (len(sorted_values) - 1)))))
-    return sorted_values[k]
-
-
 # -- engine -------------------------------------------------------------------------
-
-
-def write_config(dirpath: Path, with_backup: bool) -> Path:
-    p = free_ports(4)
-    members = f"""
-[[members]]
-name = "A"
-type = "failover"
-superserver = "127.0.0.1:{p[0]}"
-private = "127.0.0.1:{p[1]}"
-"""
-    if with_backup:
-        members += f"""
-[[members]]
-name = "B"
-type = "failover"
-superserver = "127.0.0.1:{p[2]}"
-private = "127.0.0.1:{p[3]}"
-"""
-    path = dirpath / "bench.toml"
-    path.write_text(
-        f"""[mirror]
-name = "BENCH"
-databases = ["USER"]
-data_root = "{dirpath}"
-{members}"""
-    )
-    return path
 
 
 async def _client_worker(address: str, nclients: int, seconds: float, seed: int) -> list[float]:
@@ -150,20 +100,12 @@ def run_load(address: str, clients: int, seconds: float) -> dict:
 @contextlib.contextmanager
 def engine_mirror(with_backup: bool):
     """A running mirror (primary + backup, or a lone primary); yields the primary's address."""
-    tmp = Path(tempfile.mkdtemp(prefix="bench-repl-"))
-    procs = {}
-    try:
-        cfg = load_config(write_config(tmp, with_backup))
-        for m in cfg.members:
-            procs[m.name] = start_member(cfg, m.name)
-        wait_ready(cfg, procs)
+    members = {"A": "failover", "B": "failover"} if with_backup else {"A": "failover"}
+    with mirror("bench-repl-", members) as (cfg, _):
         address = str(cfg.first_primary.superserver)
         if with_backup:
             wait_backup_active(address)
         yield address
-    finally:
-        stop_pids([{"pid": p.pid, "member": n} for n, p in procs.items()])
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def wait_backup_active(address: str, timeout: float = 30.0) -> None:
