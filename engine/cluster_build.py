@@ -4,8 +4,9 @@
     python -m engine cluster down -f examples/mirror.toml
 
 From a build plan (engine/cluster_plan.py) the launcher
-  1. makes a throwaway CA and certificates: one per member, one per agent and one for
-     itself (CN=cluster-launcher), the only client the agents admit;
+  1. makes a throwaway CA and certificates: one per member, one per agent, one for itself
+     (CN=cluster-launcher) and one for the portal (CN=portal), the two clients the agents
+     admit;
   2. writes each host's agent configuration (mutual TLS) and starts every instance as a
      non-member (`python -m engine instance --data-dir ...`) and every agent, each in its
      own session, logging beside its data, and records them in a state file for `down`
@@ -33,6 +34,7 @@ from engine.cluster_hosts import (
     check_fresh,
     copy_database_files,
     make_pki,
+    mark_built,
     member_tls,
     start_processes,
     wait_started,
@@ -273,14 +275,15 @@ def cluster_build(path: str) -> int:
     try:
         check_fresh(plan)
         plan.root.mkdir(parents=True, exist_ok=True)
-        identity = make_pki(plan)
+        identities = make_pki(plan)
+        identity = identities["client"]
         agents = {
             h.name: AgentClient(
                 h.url, cert=identity["cert"], key=identity["key"], ca=identity["ca"], timeout=30.0
             )
             for h in plan.hosts
         }
-        entries = start_processes(plan, identity)
+        entries = start_processes(plan, identities)
         wait_started(plan, entries, agents)
         print(
             f"[{time.monotonic() - started:6.1f}s] {len(plan.members)} instances (not members "
@@ -289,6 +292,7 @@ def cluster_build(path: str) -> int:
         with Watch(agents) as watch:
             Builder(plan, agents, watch, started).run()
             records = watch.records()
+        mark_built(plan)
     except (
         BuildError,
         AgentError,
@@ -309,7 +313,12 @@ def cluster_build(path: str) -> int:
     for line in summary(plan, records):
         print(line.rstrip())
     print("  agents: " + ", ".join(f"{h.name} {h.url}" for h in plan.hosts))
-    print(f"  their client: certificate {identity['cert']}, key {identity['key']}")
+    print(f"  their clients: this launcher, certificate {identity['cert']}")
+    portal = identities["portal"]
+    print(
+        f"                the portal: PORTAL_AGENT_TLS_CERT={portal['cert']} "
+        f"PORTAL_AGENT_TLS_KEY={portal['key']} PORTAL_AGENT_TLS_CA={portal['ca']}"
+    )
     return 0
 
 

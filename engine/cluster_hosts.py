@@ -6,8 +6,9 @@ Layout under the plan's data_root:
     certs/ca.pem, ca-key.pem            the throwaway CA (made at run time, never committed)
     certs/<member>.pem, -key.pem        each member's certificate (CN = member name)
     certs/agent-<host>.pem, -key.pem    each agent's
-    certs/cluster-launcher.pem, -key.pem  the launcher's client identity, the one DN the
-                                        agents admit
+    certs/cluster-launcher.pem, -key.pem  the launcher's client identity
+    certs/portal.pem, -key.pem          the portal's client identity (PORTAL_AGENT_TLS_*);
+                                        these two are the DNs the agents admit
     <host>/agent.toml, agent.log        each host's agent
     <host>/<member>/                    each instance's data directory and instance.log
     cluster-state.json                  the processes started (what `cluster down` stops)
@@ -17,17 +18,22 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
-from engine.agent_client import AgentClient, AgentConnectionError
+from engine.agent_client import AgentClient, AgentConnectionError, AgentError
 from engine.cluster import _port_open, is_running, spawn
 from engine.cluster_plan import LOOPBACK, Plan, PlanMember
 from engine.cluster_watch import BuildError
 from engine.tls import make_ca, make_cert
 
 LAUNCHER_CN = "cluster-launcher"
+PORTAL_CN = "portal"
 ORG = "Mirror Portal"
+# The clients every agent admits: the launcher, which builds the mirror, and the portal, which
+# manages it afterwards (members/agents.py presents the portal certificate).
+CLIENT_DNS = [f"CN={cn},O={ORG}" for cn in (LAUNCHER_CN, PORTAL_CN)]
 CERT_DAYS = 30
 START_TIMEOUT = 30.0
 
@@ -39,7 +45,8 @@ def _toml(value) -> str:
 
 
 def make_pki(plan: Plan) -> dict:
-    """The CA and every certificate; returns the paths the launcher itself uses."""
+    """The CA and every certificate; returns the two client identities, each as the paths of
+    its certificate, key and CA: "client" (the launcher's own) and "portal"."""
     certs = plan.certs
     ca = make_ca(certs, name=f"{plan.mirror} throwaway CA")
     for m in plan.members:
@@ -47,7 +54,11 @@ def make_pki(plan: Plan) -> dict:
     for h in plan.hosts:
         make_cert(ca, certs, f"agent-{h.name}", org=ORG, days=CERT_DAYS)
     me = make_cert(ca, certs, LAUNCHER_CN, org=ORG, days=CERT_DAYS)
-    return {"ca": str(ca.cert_path), "cert": str(me.cert), "key": str(me.key)}
+    portal = make_cert(ca, certs, PORTAL_CN, org=ORG, days=CERT_DAYS)
+    return {
+        who: {"cert": str(paths.cert), "key": str(paths.key), "ca": str(ca.cert_path)}
+        for who, paths in (("client", me), ("portal", portal))
+    }
 
 
 def member_tls(plan: Plan, member: PlanMember) -> tuple[Path, Path, Path]:
@@ -67,7 +78,7 @@ def write_agent_config(plan: Plan, host) -> Path:
         f"cert = {_toml(c / f'agent-{host.name}.pem')}",
         f"key = {_toml(c / f'agent-{host.name}-key.pem')}",
         f"ca = {_toml(c / 'ca.pem')}",
-        f"allowed_dns = {_toml([f'CN={LAUNCHER_CN},O={ORG}'])}",
+        f"allowed_dns = {_toml(CLIENT_DNS)}",
     ]
     for name in host.instances:
         m = plan.member(name)
@@ -106,8 +117,65 @@ def check_fresh(plan: Plan) -> None:
         raise BuildError(f"ports already in use on {LOOPBACK}: {', '.join(busy)}")
 
 
-def start_processes(plan: Plan, identity: dict) -> list[dict]:
-    """Every instance (a non-member yet) and every agent; the state file lists them."""
+def read_state(plan: Plan) -> dict | None:
+    try:
+        return json.loads(plan.state_path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def mark_built(plan: Plan) -> None:
+    """Record in the state file that the whole plan was built (a failed build leaves
+    processes running but an unfinished mirror; build_running() tells them apart)."""
+    state = read_state(plan)
+    state["built"] = True
+    plan.state_path.write_text(json.dumps(state, indent=2))
+
+
+def build_running(plan: Plan) -> bool:
+    """Is a finished build of this plan up: every process it started still running and every
+    agent of the plan answering the launcher over mutual TLS?"""
+    state = read_state(plan)
+    if not state or not state.get("built"):
+        return False
+    if not all(is_running(e) for e in state["processes"]):
+        return False
+    ident = state["client"]
+    for h in plan.hosts:
+        if state["agents"].get(h.name) != h.url:
+            return False  # the plan changed since
+        try:
+            with AgentClient(
+                h.url, cert=ident["cert"], key=ident["key"], ca=ident["ca"], timeout=5.0
+            ) as agent:
+                agent.health()
+        except (AgentError, AgentConnectionError):
+            return False
+    return True
+
+
+def clear_build(plan: Plan) -> list[Path]:
+    """Remove what an earlier build left under the data root (certificates, each host's
+    directory with its data, the state file), so that the plan can be built afresh. Only
+    those paths: the data root may hold other things. Refused while a process runs."""
+    state = read_state(plan) or {}
+    if any(is_running(e) for e in state.get("processes", [])):
+        raise BuildError(f"mirror {plan.mirror} is running; run 'cluster down' first")
+    removed = []
+    for path in (plan.certs, *map(plan.host_dir, plan.hosts), plan.state_path):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(path)
+    return removed
+
+
+def start_processes(plan: Plan, identities: dict) -> list[dict]:
+    """Every instance (a non-member yet) and every agent; the state file lists them, with the
+    agents' addresses and the client identities they admit (make_pki)."""
     entries = []
     for m in plan.members:
         data_dir = plan.data_dir(m)
@@ -139,7 +207,8 @@ def start_processes(plan: Plan, identity: dict) -> list[dict]:
         "mirror": plan.mirror,
         "plan": str(plan.source),
         "agents": {h.name: h.url for h in plan.hosts},
-        "client": identity,
+        "client": identities["client"],
+        "portal": identities["portal"],
         "processes": entries,
     }
     plan.state_path.write_text(json.dumps(state, indent=2))

@@ -13,7 +13,9 @@ import pytest
 from engine.agent_client import AgentClient
 from engine.client import Client
 from engine.cluster import is_running
-from engine.cluster_plan import parse_plan
+from engine.cluster_hosts import build_running, clear_build
+from engine.cluster_plan import load_plan, parse_plan
+from engine.cluster_watch import BuildError
 from engine.config import ConfigError
 from tests.engine.cluster_fixtures import free_ports
 
@@ -76,16 +78,14 @@ def built(tmp_path):
             assert not is_running(e), f"{e['kind']} {e['name']} still runs"
 
 
-def agent_for(state: dict, host: str) -> AgentClient:
-    ident = state["client"]
+def agent_for(state: dict, host: str, who: str = "client") -> AgentClient:
+    ident = state[who]
     return AgentClient(
         state["agents"][host], cert=ident["cert"], key=ident["key"], ca=ident["ca"], timeout=10
     )
 
 
 def superserver(plan: Path, member: str) -> str:
-    from engine.cluster_plan import load_plan
-
     return load_plan(plan).member(member).superserver
 
 
@@ -119,6 +119,13 @@ def test_a_tls_mirror_with_three_databases_is_built_through_the_agents_then_take
                 rows = {r["name"]: r["status"] for r in agent.databases(name)["databases"]}
                 want = "Normal" if name == "A" else "Dejournaling"
                 assert rows == dict.fromkeys(DATABASES, want), name
+    # and with the portal's, which the build made for it and every agent admits too
+    assert "PORTAL_AGENT_TLS_CERT=" + state["portal"]["cert"] in out
+    for host, names in HOSTS.items():
+        with agent_for(state, host, "portal") as agent:
+            assert agent.health()["identity"] == "CN=portal,O=Mirror Portal"
+            assert agent.mirror_info(names[0])["name"] == "BUILT"
+    assert build_running(load_plan(plan))
 
     for db in DATABASES:
         digests = set()
@@ -136,12 +143,20 @@ def test_a_tls_mirror_with_three_databases_is_built_through_the_agents_then_take
     again = cli("build", "-f", str(plan))
     assert again.returncode == 1
     assert "is running" in again.stderr and "cluster down" in again.stderr
+    with pytest.raises(BuildError, match="is running"):
+        clear_build(load_plan(plan))
 
     down = cli("down", "-f", str(plan))
     assert down.returncode == 0, down.stderr
     assert "6 processes stopped" in down.stdout  # 4 instances, 2 agents
     for e in state["processes"]:
         assert not is_running(e), f"{e['kind']} {e['name']} still runs after down"
+    assert not build_running(load_plan(plan))
+
+    # what a fresh build needs gone, and only that
+    (plan.parent / "var" / "notes.txt").write_text("kept")
+    clear_build(load_plan(plan))
+    assert sorted(p.name for p in (plan.parent / "var").iterdir()) == ["notes.txt"]
 
 
 def plan_data(**changes) -> dict:
@@ -192,8 +207,6 @@ def test_up_with_a_plan_and_build_with_a_mirror_file_say_which_command_fits():
 
 
 def test_the_example_plan_builds_the_mirror_of_the_goal():
-    from engine.cluster_plan import load_plan
-
     plan = load_plan(ROOT / "examples" / "mirror.toml")
     assert plan.tls and plan.primary.name == "MIRRORA"
     assert sorted(m.type for m in plan.members) == ["dr", "failover", "failover", "ro_reporting"]
