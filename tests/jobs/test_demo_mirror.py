@@ -1,0 +1,180 @@
+"""The demo mirror of `make run`, for real: a TLS mirror built by `python -m engine cluster build`
+(agents and instances as processes), registered in the portal by `manage.py ensure_demo_mirror`,
+and checked by the portal's "check host" job over mutual TLS with the certificate the build
+made for the portal."""
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from accounts.models import AuditEvent
+from engine.cluster import is_running
+from members import services
+from members.models import DatabaseCopy, Host, Member, Mirror, MirroredDatabase
+from tasks.models import Job
+from tasks.services import start_job
+from tests.engine.cluster_fixtures import free_ports
+from tests.jobs.conftest import wait_until_final
+
+pytestmark = [pytest.mark.jobs, pytest.mark.timeout(240)]
+
+ROOT = Path(__file__).resolve().parents[2]
+HOSTS = {"alpha": ["A"], "beta": ["B", "REP"]}
+MEMBERS = {"A": "failover", "B": "failover", "REP": "ro_reporting"}
+
+
+def plan_text(ports) -> str:
+    ports = iter(ports)
+    lines = ["[mirror]", 'name = "SHOP"', 'data_root = "var"', "tls = true"]
+    lines += ["qos_timeout_ms = 4000", 'parallel_dejournaling = "all"', ""]
+    for host, instances in HOSTS.items():
+        lines += ["[[hosts]]", f'name = "{host}"', f"agent = {next(ports)}"]
+        lines += [f"instances = {json.dumps(instances)}", ""]
+    for name, mtype in MEMBERS.items():
+        lines += ["[[members]]", f'name = "{name}"', f'type = "{mtype}"']
+        lines.append(f"superserver = {next(ports)}")
+        if mtype == "failover":
+            lines.append(f"private = {next(ports)}")
+        lines.append("")
+    lines += ["[[databases]]", 'name = "ORDERS"', 'how = "create"', "rows = 20", ""]
+    lines += ["[[databases]]", 'name = "STOCK"', 'how = "create"', "rows = 20"]
+    lines.append('members = ["A", "B"]')  # a reporting async may hold only some
+    return "\n".join(lines) + "\n"
+
+
+def cluster(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "engine", "cluster", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+    )
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A plan built by a real `cluster build`: (plan path, state file contents)."""
+    directory = tmp_path_factory.mktemp("demo")
+    plan = directory / "plan.toml"
+    plan.write_text(plan_text(free_ports(len(HOSTS) + len(MEMBERS) + 2)))
+    build = cluster("build", "-f", str(plan))
+    state_path = directory / "var" / "cluster-state.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    try:
+        assert build.returncode == 0, build.stdout + build.stderr
+        yield plan, state
+    finally:
+        if state_path.exists():
+            cluster("down", "-f", str(plan))
+        for e in state.get("processes", []):
+            assert not is_running(e), f"{e['kind']} {e['name']} still runs"
+
+
+def ensure_demo_mirror(plan: Path) -> str:
+    out = io.StringIO()
+    call_command("ensure_demo_mirror", "--plan", str(plan), stdout=out)
+    return out.getvalue()
+
+
+def everything() -> dict:
+    """Every row the registration may write, as comparable values."""
+    return {
+        model.__name__: sorted(map(str, model.objects.values_list()))
+        for model in (Mirror, Host, Member, MirroredDatabase, DatabaseCopy, AuditEvent)
+    }
+
+
+def test_the_built_mirror_is_registered_with_its_hosts_members_and_databases_once(demo, db):
+    plan, state = demo
+
+    out = ensure_demo_mirror(plan)
+
+    assert "Demo mirror SHOP registered (2 hosts, 3 members, 2 databases)" in out
+    mirror = Mirror.objects.get()
+    assert (mirror.name, mirror.requires_tls, mirror.qos_timeout_ms) == ("SHOP", True, 4000)
+    assert mirror.parallel_dejournaling == "all"
+    hosts = {h.name: h for h in Host.objects.all()}
+    assert set(hosts) == set(HOSTS)
+    for name, host in hosts.items():
+        assert f"https://{host.address}:{host.agent_port}" == state["agents"][name]
+        assert host.tls_dn == f"CN=agent-{name},O=Mirror Portal" and not host.credential
+    members = {m.name: m for m in Member.objects.filter(mirror=mirror)}
+    assert {name: m.member_type for name, m in members.items()} == MEMBERS
+    assert {name: m.host.name for name, m in members.items()} == {
+        name: host for host, names in HOSTS.items() for name in names
+    }
+    assert all(m.authorization == Member.AUTHORIZED for m in members.values())
+    assert members["B"].x509_dn == "CN=B,O=Mirror Portal"
+    assert members["A"].mirror_private_address == "127.0.0.1"
+    assert members["REP"].mirror_private_address == ""
+    assert members["REP"].agent_port == hosts["beta"].agent_port
+    copies = {
+        (c.database.name, c.member.name): c.status
+        for c in DatabaseCopy.objects.select_related("database", "member")
+    }
+    assert copies == {
+        ("ORDERS", "A"): "Normal",
+        ("ORDERS", "B"): "Dejournaling",
+        ("ORDERS", "REP"): "Dejournaling",
+        ("STOCK", "A"): "Normal",
+        ("STOCK", "B"): "Dejournaling",
+    }
+    assert AuditEvent.objects.filter(action="member.authorize").count() == 2  # B and REP
+
+    before = everything()
+    again = ensure_demo_mirror(plan)
+
+    assert "already registered" in again and "nothing changed" in again
+    assert everything() == before
+
+
+def test_a_registration_that_drifted_from_the_plan_is_put_back(demo, db):
+    plan, _ = demo
+    ensure_demo_mirror(plan)
+    host = Host.objects.get(name="alpha")
+    port = host.agent_port
+    services.update_host(None, host, agent_port=port + 1)
+    services.update_mirror(None, Mirror.objects.get(), qos_timeout_ms=9000)
+
+    out = ensure_demo_mirror(plan)
+
+    assert "updated host alpha: agent_port" in out
+    assert "updated mirror SHOP: qos_timeout_ms" in out
+    assert "2 updated" in out
+    assert Host.objects.get(name="alpha").agent_port == port
+    assert Mirror.objects.get().qos_timeout_ms == 4000
+
+
+@pytest.fixture
+def demo_portal_identity(demo, settings, monkeypatch):
+    """The portal presents the certificate the build made for it (in this process and in a
+    worker process started after this fixture), as `make run` arranges."""
+    _, state = demo
+    for key, value in state["portal"].items():
+        monkeypatch.setenv(f"PORTAL_AGENT_TLS_{key.upper()}", value)
+    settings.PORTAL_AGENT_TLS = dict(state["portal"])
+    return state["portal"]
+
+
+def test_check_host_reaches_every_demo_agent_over_mutual_tls_as_the_portal(
+    demo, demo_portal_identity, celery_worker, admin_user
+):
+    plan, _ = demo
+    ensure_demo_mirror(plan)
+
+    for host in Host.objects.all():
+        job = wait_until_final(start_job(admin_user, "check_host", host))
+
+        assert job.state == Job.SUCCEEDED, job.error
+        agent = job.result["agent"]
+        assert agent["auth"] == "mutual-tls"
+        assert agent["instances"] == len(HOSTS[host.name])
+        assert agent["certificate"]["subject_dn"] == host.tls_dn
+        host.refresh_from_db()
+        assert host.reachable is True and host.last_check_error == ""
