@@ -28,12 +28,13 @@ $(VENV)/.test-installed: $(VENV)/.run-installed requirements-test.txt
 install: $(VENV)/.run-installed
 install-test: $(VENV)/.test-installed
 
+# The last step builds (or reuses) the demo mirror, registers it, serves the portal and stops the
+# mirror again when the portal exits (scripts/run-portal).
 run: install
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py ensure_demo_admin
-	@echo "Mirror Portal on http://127.0.0.1:8000 (Ctrl-C stops it)"
-	$(BIN)/uvicorn portal.asgi:application --host 127.0.0.1 --port $${PORT:-8000}
+	$(BIN)/python scripts/run-portal
 
 test: install-test lint check test-embedded test-services
 
