@@ -88,11 +88,25 @@ def wait_ready(
 def _is_our_process(pid: int, token: str) -> bool:
     """pid runs `python -m engine ...` with `token` (a member name, a data directory, a
     configuration file) as one of its arguments: never a recycled pid."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
+    cmdline = _cmdline(pid)
     return b"engine" in cmdline and token.encode() in cmdline
+
+
+def _cmdline(pid: int, settle: float = 1.0) -> list[bytes]:
+    """The arguments of a live process; [] when it is gone or a zombie. A process caught in
+    execve shows an empty command line for a moment (Popen returns once the old image is
+    dropped, before the kernel has set up the new one's arguments), so an empty one on a live
+    process is read again."""
+    deadline = time.monotonic() + settle
+    while True:
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return []
+        if raw or state in (b"Z", b"X") or time.monotonic() > deadline:
+            return raw.split(b"\0")
+        time.sleep(0.005)
 
 
 def is_running(entry: dict) -> bool:
