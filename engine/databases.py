@@ -121,7 +121,8 @@ class Catalog:
         return self.entries.get(name.upper())
 
     def wire(self) -> list[dict]:
-        return [e.wire() for e in self.entries.values()]
+        # a copy the primary is still downloading is announced once it is whole
+        return [e.wire() for e in self.entries.values() if not e.needs_download]
 
 
 def control_op(action: str, entry: DbEntry) -> tuple:
@@ -142,12 +143,12 @@ def db_status(inst: Instance, entry: DbEntry) -> str:
         return "Database Dismounted"
     if entry.obsolete:
         return "Obsolete"
-    if inst.role == "primary":
-        return "Normal"
     if entry.name in inst.downloading:
         return "Downloading"
     if entry.needs_download:
         return "Needs Download"
+    if inst.role == "primary":
+        return "Normal"
     if entry.name in inst.catching_up:
         return "Catchup Running"
     if not entry.activated:

@@ -113,24 +113,27 @@ def create_database(inst: Instance, arg):
     a = _args("create_database", arg, mirrored=True)
     name = check_name("create_database", a["name"])
     entry = inst.catalog.get(name)
-    if entry is not None:
+    adopting = entry is not None and entry.needs_download and inst.role == "primary"
+    if entry is not None and not adopting:
         return _result(inst, entry, already=True)
     if not a["mirrored"]:
         if inst.db_path(name).exists():
             return {"database": name, "status": "local", "already": True}
         inst.open_store(name).close()
         return {"database": name, "status": "local", "already": False}
-    if inst.db_path(name).exists():
+    if inst.db_path(name).exists() and not adopting:
         raise Refused(
             "create_database",
             name,
             "a local database of that name exists; add it with add_database",
         )
     if inst.role == "primary":
-        since = _pos(inst.journal.end_position)
-        entry = DbEntry(name, new_incarnation(), since=since)
-        _mount_new(inst, entry)
-        return _journal_control(inst, "create", entry, _result(inst, entry))
+        if name in inst.downloading:
+            return {"database": name, "status": "Downloading", "already": True}
+        # another member may hold a valid copy to adopt (SPEC §6.7.2)
+        from engine.instance_adopt import create_on_primary
+
+        return create_on_primary(inst, name)
     known = (inst.primary_db_info or {}).get(name)
     if known is None:
         raise Refused("create_database", name, "the primary has no mirrored database of that name")

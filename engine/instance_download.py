@@ -55,15 +55,36 @@ READ_TIMEOUT_S = 30.0
 # -- source side ------------------------------------------------------------------------
 
 
-def _source_store(inst: Instance, op: str, name):
-    name = check_name(op, name)
+def _source_store(inst: Instance, op: str, arg):
+    name = check_name(op, arg.get("name") if isinstance(arg, dict) else arg)
     entry = inst.catalog.get(name)
     if entry is None:
         raise Refused(op, name, f"not a mirrored database on member {inst.member.name}")
     status = db_status(inst, entry)
-    if status not in ("Normal", "Dejournaling") or not entry.failover_db:
+    if not is_valid_copy(status, entry):
         raise Refused(op, name, f"not a valid download source here (status {status})")
     return entry, inst.stores[name]
+
+
+def is_valid_copy(status: str, entry: DbEntry) -> bool:
+    """Activated, whole and FailoverDB not cleared (SPEC §6.7.2). An Orphaned copy counts: it
+    is what a primary that lost the database adopts back."""
+    return status in ("Normal", "Dejournaling", "Orphaned") and entry.failover_db
+
+
+def copy_info(inst: Instance, arg):
+    """What this member holds of a database, for a primary looking for a valid copy."""
+    name = check_name("copy_info", arg.get("name") if isinstance(arg, dict) else arg)
+    entry = inst.catalog.get(name)
+    if entry is None:
+        return {"database": name, "valid": False, "status": None, "incarnation": None}
+    status = db_status(inst, entry)
+    return {
+        "database": name,
+        "valid": is_valid_copy(status, entry) and name in inst.stores,
+        "status": status,
+        "incarnation": entry.incarnation,
+    }
 
 
 def export_snapshot(inst: Instance, arg):
@@ -226,7 +247,7 @@ async def _copy_from(inst: Instance, entry: DbEntry, source) -> Store | None:
     async with AsyncClient(
         [str(source.superserver)], follow_primary=False, timeout=10, retries=0
     ) as c:
-        offer = await c.admin("export_snapshot", entry.name)
+        offer = await c.admin("export_snapshot", {"name": entry.name, "mirror": inst.cfg.name})
     if offer["incarnation"] != entry.incarnation:
         log.warning("%s on %s is another incarnation; skipped", entry.name, source.name)
         return None
@@ -296,29 +317,34 @@ def info_pos(store: Store) -> list | None:
     return None if p is None else [p.file_seq, p.offset]
 
 
+async def fetch_copy(inst: Instance, entry: DbEntry, sources: list) -> tuple[Store | None, list]:
+    """The first whole copy the sources give, in their order, and what went wrong on the way."""
+    errors = []
+    started = time.monotonic()
+    for source in sources:
+        try:
+            store = await _copy_from(inst, entry, source)
+        except (EngineError, OSError, TimeoutError) as exc:
+            errors.append(f"{source.name}: {exc or type(exc).__name__}")
+            log.warning("download of %s from %s failed: %s", entry.name, source.name, exc)
+            continue
+        if store is not None:
+            log.info(
+                "downloaded %s from %s in %.2f s",
+                entry.name,
+                source.name,
+                time.monotonic() - started,
+            )
+            return store, errors
+    return None, errors
+
+
 async def _download(inst: Instance, entry: DbEntry) -> None:
     from engine.instance_dbops import _catch_up_one, _journal_covers
 
     name = entry.name
-    store = None
-    errors = []
     try:
-        started = time.monotonic()
-        for source in _sources(inst):
-            try:
-                store = await _copy_from(inst, entry, source)
-            except (EngineError, OSError, TimeoutError) as exc:
-                errors.append(f"{source.name}: {exc or type(exc).__name__}")
-                log.warning("download of %s from %s failed: %s", name, source.name, exc)
-                continue
-            if store is not None:
-                log.info(
-                    "downloaded %s from %s in %.2f s; catching up",
-                    name,
-                    source.name,
-                    time.monotonic() - started,
-                )
-                break
+        store, errors = await fetch_copy(inst, entry, _sources(inst))
     finally:
         inst.downloading.discard(name)
     if inst.catalog.get(name) is not entry:  # removed meanwhile
@@ -346,6 +372,7 @@ async def _download(inst: Instance, entry: DbEntry) -> None:
 
 
 ACTIONS = {
+    "copy_info": copy_info,
     "export_snapshot": export_snapshot,
     "download_database": download_database,
 }

@@ -148,7 +148,12 @@ class Connection(asyncio.Protocol):
             return error_frame(req_id, ErrorCode.UNAVAILABLE, "request cancelled (member stopping)")
         exc = fut.exception()
         if exc is None:
-            return ok_frame(req_id, fut.result())
+            try:
+                return ok_frame(req_id, fut.result())
+            except (TypeError, ValueError) as bad:
+                # an answer that cannot be encoded must not leave the slot (and every later
+                # reply on this connection) waiting forever
+                exc = bad
         if isinstance(exc, RequestError):
             return error_frame(req_id, exc.code, exc.message, **exc.extra)
         log.error("request %d from %s failed: %r", req_id, self.peer, exc)

@@ -1,6 +1,7 @@
 """Database download from another member (SPEC §6.7.2): source order, fallback, a copy
 consistent with the primary under concurrent writes, Needs Download when no source can."""
 
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -9,7 +10,15 @@ import pytest
 
 from engine.store import Store
 from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
-from tests.engine.test_database_ops import admin, db_status, refusal, wait_db, wait_same
+from tests.engine.test_database_ops import (
+    admin,
+    db_status,
+    digest,
+    refusal,
+    wait_db,
+    wait_same,
+    write,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -109,3 +118,58 @@ def test_source_dying_mid_download_falls_back_to_the_primary(make_cluster, monke
     assert "download of LEGACY from B failed" in log and "downloaded LEGACY from A" in log
     assert "received LEGACY from B" not in log
     wait_same(cluster, "C", "LEGACY")
+
+
+def _primary_loses(cluster, db: str) -> None:
+    """The primary removes db from the mirror and its files are deleted: the others'
+    copies are Orphaned, still activated and whole."""
+    admin(cluster, "A", "remove_database", db)
+    shutil.rmtree(Path(cluster.cfg.member("A").data_dir) / "db" / db)
+    wait_db(cluster, "B", db, "Orphaned")
+    wait_db(cluster, "C", db, "Orphaned")
+
+
+def test_a_primary_that_lost_a_database_adopts_the_backups_valid_copy(make_cluster):
+    cluster = make_cluster(("failover", "failover", "dr"))
+    write(cluster, "APP", "kept")
+    cluster.wait_converged("C")
+    kept = digest(cluster, "B", "APP")
+    _primary_loses(cluster, "APP")
+    out = admin(cluster, "A", "create_database", "APP")
+    assert (out["status"], out["source"]) == ("Downloading", "B")
+    wait_db(cluster, "A", "APP", "Normal")
+    assert digest(cluster, "A", "APP") == kept
+    assert "downloaded APP from B" in cluster.log("A")
+    # the same incarnation: the others dejournal it again, nothing is obsolete
+    wait_db(cluster, "B", "APP", "Dejournaling")
+    wait_db(cluster, "C", "APP", "Dejournaling")
+    write(cluster, "APP", "after")
+    wait_same(cluster, "B", "APP")
+    wait_same(cluster, "C", "APP")
+    assert admin(cluster, "A", "create_database", "APP")["already"] is True
+
+
+def test_a_primary_with_no_valid_copy_anywhere_creates_it_empty_and_the_rest_turn_obsolete(
+    make_cluster,
+):
+    cluster = make_cluster(("failover", "failover", "dr"))
+    write(cluster, "APP", "old")
+    cluster.wait_converged("C")
+    old = digest(cluster, "B", "APP")
+    _primary_loses(cluster, "APP")
+    for member in ("B", "C"):  # a dismounted copy is not a valid source
+        admin(cluster, member, "dismount", "APP")
+    out = admin(cluster, "A", "create_database", "APP")
+    assert (out["status"], out["already"]) == ("Normal", False)
+    with cluster.client() as c:
+        assert c.get("APP", "Data", ("old", 1)) is None
+    for member in ("B", "C"):
+        admin(cluster, member, "mount", "APP")
+        wait_db(cluster, member, "APP", "Obsolete")
+        assert digest(cluster, member, "APP") == old  # its data is kept, nothing applied
+    write(cluster, "APP", "new")
+    with cluster.client() as c:
+        assert c.get("APP", "Data", ("new", 1)) == "new1" * 4
+    write(cluster, "USER", "later")
+    wait_same(cluster, "C", "USER")  # C has dejournaled past the writes to the new APP
+    assert digest(cluster, "C", "APP") == old

@@ -1,0 +1,116 @@
+"""A mirrored database created on the primary under a name other members already hold
+(SPEC §6.7.2).
+
+Before it makes a new, empty database, the primary asks the other members (at once, briefly)
+what they hold of that name.  When one has a valid copy (activated, FailoverDB not cleared)
+the primary downloads it, backup first then the asyncs, and adopts it: the same incarnation,
+so the members holding it go on dejournaling it.  Meanwhile the database is Downloading; when
+no source could send it, Needs Download with the reason, and create_database again retries.
+With no valid copy anywhere, the database is created empty under a new incarnation and every
+older copy elsewhere becomes Obsolete when the control record reaches it.  This is how a
+primary that lost a database (removed from the mirror, files gone) gets it back without
+losing what the others kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from engine import journal as jmod
+from engine.client import AsyncClient, EngineError
+from engine.databases import DbEntry, new_incarnation
+from engine.instance_download import fetch_copy
+
+if TYPE_CHECKING:
+    from engine.instance import Instance
+
+log = logging.getLogger("engine.download")
+PROBE_TIMEOUT_S = 2.0
+
+
+def create_on_primary(inst: Instance, name: str) -> asyncio.Task:
+    """Create the database on the primary, or start adopting a valid copy (status
+    Downloading); the task's result is the create_database answer."""
+    inst.downloading.add(name)
+    return asyncio.get_running_loop().create_task(_create(inst, name))
+
+
+async def _create(inst: Instance, name: str) -> dict:
+    from engine.instance_dbops import _journal_control, _mount_new, _pos, _result
+
+    try:
+        found = await _valid_copies(inst, name)
+    except BaseException:
+        inst.downloading.discard(name)
+        raise
+    entry = inst.catalog.get(name)
+    if found is None:
+        inst.downloading.discard(name)
+        if entry is not None:  # an earlier adoption whose sources are gone since
+            return _result(inst, entry, already=True)
+        entry = DbEntry(name, new_incarnation(), since=_pos(inst.journal.end_position))
+        _mount_new(inst, entry)
+        log.info("no valid copy of %s on another member: created empty", name)
+        return await _journal_control(inst, "create", entry, _result(inst, entry))
+    incarnation, sources = found
+    if entry is None:
+        entry = DbEntry(name, incarnation, created=False, needs_download=True)
+        inst.catalog.entries[name] = entry
+    entry.incarnation = incarnation
+    inst.catalog.save()
+    inst.db_errors.pop(name, None)
+    asyncio.get_running_loop().create_task(_adopt(inst, entry, sources))
+    return _result(inst, entry, source=sources[0].name)
+
+
+async def _adopt(inst: Instance, entry: DbEntry, sources: list) -> None:
+    from engine.instance_dbops import _journal_control, _pos
+
+    name = entry.name
+    try:
+        store, errors = await fetch_copy(inst, entry, sources)
+    finally:
+        inst.downloading.discard(name)
+    if inst.catalog.get(name) is not entry:  # removed meanwhile
+        if store is not None:
+            store.close()
+        return
+    if store is None:
+        inst.db_errors[name] = "no valid copy could be downloaded: " + "; ".join(errors)
+        log.warning("adopting %s failed: %s", name, inst.db_errors[name])
+        return
+    # the copy is the database as of now on this primary: nothing older is ever replayed
+    entry.since = _pos(inst.journal.end_position)
+    store.apply([], upto=jmod.make_position(*entry.since))
+    entry.needs_download = False
+    inst.stores[name] = store
+    inst.catalog.save()
+    log.info("adopted %s (incarnation %s) from another member", name, entry.incarnation)
+    await _journal_control(inst, "add", entry, {})
+
+
+async def _valid_copies(inst: Instance, name: str) -> tuple[str, list] | None:
+    """The incarnation of the first valid copy in source order, and the members holding a
+    valid copy of that incarnation, in that order."""
+    me = inst.member.name
+    candidates = [m for m in inst.cfg.failover_members if m.name != me]
+    candidates += [m for m in inst.cfg.members if not m.is_failover and m.type != "rw_reporting"]
+    answers = await asyncio.gather(*(_copy_info(inst, m, name) for m in candidates))
+    valid = [(m, a) for m, a in zip(candidates, answers, strict=True) if a and a["valid"]]
+    if not valid:
+        return None
+    incarnation = valid[0][1]["incarnation"]
+    return incarnation, [m for m, a in valid if a["incarnation"] == incarnation]
+
+
+async def _copy_info(inst: Instance, member, name: str) -> dict | None:
+    try:
+        async with AsyncClient(
+            [str(member.superserver)], follow_primary=False, timeout=PROBE_TIMEOUT_S, retries=0
+        ) as c:
+            return await c.admin("copy_info", {"name": name, "mirror": inst.cfg.name})
+    except (EngineError, OSError, TimeoutError) as exc:
+        log.info("member %s not asked about %s: %s", member.name, name, exc)
+        return None
