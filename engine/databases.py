@@ -77,6 +77,7 @@ class DbEntry:
     failover_db: bool = True
     created: bool = True  # created empty in the mirror (vs. an existing database added)
     needs_download: bool = False
+    paused: bool = False  # its dejournaling paused by the operator
 
     def wire(self) -> dict:
         return {

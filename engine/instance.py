@@ -71,6 +71,7 @@ class Instance:
         self.catalog = Catalog(self.data_dir)
         self.catching_up: dict[str, int] = {}  # database -> records applied so far
         self.downloading: set[str] = set()
+        self.unreplayed: set[str] = set()  # stopped / paused since start-up: journal not applied
         self.db_errors: dict[str, str] = {}
         # the primary's mirrored databases (name -> wire entry) as last heard; None: not yet
         self.primary_db_info: dict[str, dict] | None = None
@@ -146,14 +147,17 @@ class Instance:
         )
         self.catalog.load(self.member.databases, failover_db=self.member.type != "rw_reporting")
         self.dj_stores.clear()
+        self.unreplayed.clear()
         for entry in self.catalog.entries.values():
             if not entry.mounted or entry.needs_download:
                 continue  # (a download cut short left no usable copy)
             store = self.open_store(entry.name, entry.since)
             self.stores[entry.name] = store
             live = self.role == "primary" or (entry.activated and entry.caught_up)
-            if live and not entry.obsolete and self.dejournal_stopped_at_start:
-                self.dj_stores[entry.name] = store  # replayed when dejournaling starts
+            held = self.dejournal_stopped_at_start or entry.paused
+            if live and not entry.obsolete and held and self.role != "primary":
+                self.dj_stores[entry.name] = store  # replayed when started / resumed
+                self.unreplayed.add(entry.name)
             elif live and not entry.obsolete:
                 # the journal is the durability point: bring the store up to it
                 jmod.replay_into(store, self.journal_dir, entry.name, mirror=self.cfg.name)
@@ -204,12 +208,16 @@ class Instance:
             self.rebuilding = False
 
     def _make_dejournaler(self) -> Dejournaler:
-        return Dejournaler(
+        dj = Dejournaler(
             self.dj_stores,
             parallel=self.cfg.parallel_for(self.member),
             workers=self.member.dejournal_workers,
             record_filter=self.member.dejournal_filter,
         )
+        for entry in self.catalog.entries.values():
+            if entry.paused and entry.name in self.dj_stores:
+                dj.pause_database(entry.name)  # an operator's pause outlives a restart
+        return dj
 
     def tls_server_context(self):
         """Mutual TLS for the data channel when the mirror requires TLS (SPEC §10.1)."""

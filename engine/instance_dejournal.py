@@ -7,6 +7,8 @@ loop thread then waits for the GIL to come back.
 
 Stopping dejournaling keeps receiving (SPEC §5.9): the Dejournaler holds the records of a
 stopped member or a paused database and applies them, in order, when started/resumed.
+Both the stop and a database's pause are kept across a restart; what the journal held for
+them at start-up is replayed when they are started / resumed.
 Lag figures for the status come from record timestamps: the last one received vs the
 last one applied.
 """
@@ -17,6 +19,12 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from typing import TYPE_CHECKING
+
+from engine.databases import Refused, db_status
+
+if TYPE_CHECKING:
+    from engine.instance import Instance
 
 log = logging.getLogger("engine.dejournal")
 MAX_SLICE = 2000
@@ -113,3 +121,60 @@ class DejournalRunner:
                 finally:
                     self._busy = False
                 await asyncio.sleep(0)  # let the data channel read and ack between slices
+
+
+# -- operator controls (SPEC §5.9) ------------------------------------------------------
+
+DEJOURNAL_CONTROLS = ("dejournal_stop", "dejournal_start", "pause_database", "resume_database")
+
+
+def dejournal_control(inst: Instance, action: str, arg) -> None:
+    from engine.instance import DEJOURNAL_STOPPED_FILE
+
+    runner = inst.dejournal
+    if runner is None:
+        raise Refused(
+            action, None, f"member {inst.member.name} is the primary; it does not dejournal"
+        )
+    if action == "dejournal_stop":
+        if inst.role == "backup":
+            raise Refused(action, None, "not available on the backup (SPEC §5.9)")
+        runner.stop()
+        # stays stopped until started by the same option, restarts included
+        (inst.data_dir / DEJOURNAL_STOPPED_FILE).write_text("stopped by operator\n")
+        return None
+    if action == "dejournal_start":
+        (inst.data_dir / DEJOURNAL_STOPPED_FILE).unlink(missing_ok=True)
+        inst.dejournal_stopped_at_start = False
+        for db in list(inst.unreplayed):
+            if db not in runner.paused_databases():
+                _replay_held(inst, db)
+        runner.start()
+        return None
+    db = str(arg.get("name") if isinstance(arg, dict) else arg).upper()
+    entry = inst.catalog.get(db)
+    if entry is None:
+        inst.store_for(db)  # the usual "not mirrored here" error
+    if db not in inst.dj_stores:
+        why = db_status(inst, entry)
+        raise Refused(action, db, f"the database is not being dejournaled ({why})")
+    if action == "pause_database":
+        runner.pause_database(db)
+    else:
+        if not inst.dejournal_stopped_at_start:
+            _replay_held(inst, db)
+        runner.resume_database(db)
+    entry.paused = action == "pause_database"
+    inst.catalog.save()
+    return None
+
+
+def _replay_held(inst: Instance, db: str) -> None:
+    """Apply what the journal held for db at start-up (never applied: it was stopped or
+    paused then); the records received since are held by the dejournaler and come after."""
+    from engine.instance_dbops import replay
+
+    store = inst.dj_stores.get(db)
+    if db in inst.unreplayed and store is not None:
+        replay(inst, store, db)
+    inst.unreplayed.discard(db)

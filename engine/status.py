@@ -250,14 +250,13 @@ def primary_view(inst: Instance) -> list[dict]:
 
 
 def admin_action(inst: Instance, action, arg):
-    from engine.instance import DEJOURNAL_STOPPED_FILE
     from engine.instance_dbops import _all_actions
+    from engine.instance_dejournal import DEJOURNAL_CONTROLS, dejournal_control
 
     ACTIONS = _all_actions()
 
     if action in ACTIONS:
         return ACTIONS[action](inst, arg)
-    dj = inst.dejournal
     if action == "digest":
         return inst.store_for(str(arg)).digest()
     if action == "positions":
@@ -266,38 +265,8 @@ def admin_action(inst: Instance, action, arg):
         if inst.replicator is None:
             raise Refused(action, None, f"member {inst.member.name} is not the primary")
         return inst.replicator.purge_journal()
-    if action in ("dejournal_stop", "dejournal_start", "pause_database", "resume_database"):
-        if dj is None:
-            raise Refused(
-                action, None, f"member {inst.member.name} is the primary; it does not dejournal"
-            )
-        if action == "dejournal_stop":
-            if inst.role == "backup":
-                # SPEC §5.9: pausing all dejournaling is not offered on the backup
-                raise Refused(action, None, "not available on the backup (SPEC §5.9)")
-            dj.stop()
-            # SPEC §5.9: stays paused until restarted by the same option (restarts too)
-            (inst.data_dir / DEJOURNAL_STOPPED_FILE).write_text("stopped by operator\n")
-        elif action == "dejournal_start":
-            (inst.data_dir / DEJOURNAL_STOPPED_FILE).unlink(missing_ok=True)
-            if inst.dejournal_stopped_at_start:
-                # stopped since start-up: what the journal held then was never applied
-                from engine.instance_dbops import replay
-
-                for db, store in inst.dj_stores.items():
-                    replay(inst, store, db)
-                inst.dejournal_stopped_at_start = False
-            dj.start()
-        else:
-            db = str(arg.get("name") if isinstance(arg, dict) else arg).upper()
-            entry = inst.catalog.get(db)
-            if entry is None:
-                inst.store_for(db)  # the usual "not mirrored here" error
-            if db not in inst.dj_stores:
-                why = db_status(inst, entry)
-                raise Refused(action, db, f"the database is not being dejournaled ({why})")
-            (dj.pause_database if action == "pause_database" else dj.resume_database)(db)
-        return None
+    if action in DEJOURNAL_CONTROLS:
+        return dejournal_control(inst, action, arg)
     known = ["digest", "positions", "purge_journal", "dejournal_stop", "dejournal_start"]
     known += ["pause_database", "resume_database", *ACTIONS]
     raise ValueError(f"unknown admin action {action!r} (known: {', '.join(known)})")

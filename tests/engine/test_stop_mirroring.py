@@ -88,6 +88,41 @@ def test_dejournal_stop_and_pause_are_refused_where_they_do_not_apply(make_clust
     assert rows == {"USER": "Dejournaling", "APP": "Dejournaling"}
 
 
+def test_a_paused_database_stays_paused_across_a_restart_until_resumed(make_cluster):
+    cluster = make_cluster(("failover", "dr"))
+    admin(cluster, "B", "pause_database", "USER")
+    write(cluster, "held")
+    cluster.stop("B")
+    cluster.start("B")
+    rows = {r["name"]: r["status"] for r in cluster.status("B")["databases"]}
+    assert rows == {"USER": "Dejournaling Stopped", "APP": "Dejournaling"}
+    with cluster.client("A") as c:
+        want = c.admin("digest", "USER")
+    assert admin(cluster, "B", "digest", "USER") != want
+    admin(cluster, "B", "resume_database", "USER")
+    wait_for(lambda: admin(cluster, "B", "digest", "USER") == want, what="USER applied on B")
+    cluster.stop("B")
+    cluster.start("B")
+    rows = {r["name"]: r["status"] for r in cluster.status("B")["databases"]}
+    assert rows == {"USER": "Dejournaling", "APP": "Dejournaling"}
+
+
+def test_starting_a_stopped_dejournaler_leaves_a_paused_database_paused(make_cluster):
+    cluster = make_cluster(("failover", "dr"))
+    admin(cluster, "B", "pause_database", "USER")
+    admin(cluster, "B", "dejournal_stop")
+    write(cluster, "held")
+    cluster.stop("B")
+    cluster.start("B")
+    with cluster.client("A") as c:
+        want = {db: c.admin("digest", db) for db in ("USER", "APP")}
+    admin(cluster, "B", "dejournal_start")
+    wait_for(lambda: admin(cluster, "B", "digest", "APP") == want["APP"], what="APP applied")
+    assert admin(cluster, "B", "digest", "USER") != want["USER"]
+    admin(cluster, "B", "resume_database", "USER")
+    wait_for(lambda: admin(cluster, "B", "digest", "USER") == want["USER"], what="USER applied")
+
+
 def test_command_line_stops_and_starts_mirroring_and_mounts_with_json_options(make_cluster):
     cluster = make_cluster(("failover", "dr"))
     cmd = [sys.executable, "-m", "engine", "admin", "--config", str(cluster.path), "--member", "B"]
