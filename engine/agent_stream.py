@@ -117,6 +117,7 @@ class StatusHub:
         self.joining = 0
         self.closed = False
         self.cut_off = 0  # subscribers disconnected for falling behind
+        self.generation = 0  # one per start of the poller
 
     def stats(self) -> dict:
         return {
@@ -184,32 +185,43 @@ class StatusHub:
         self.ready = asyncio.Event()
         self.records = {}
         self.agent = self._agent_record()
+        self.generation += 1
         watches = [InstanceWatch(e, self.cfg.probe_timeout_s) for e in self.cfg.instances]
         pending = {w.entry.name for w in watches}
         self.tasks = [asyncio.create_task(self._watch_agent())]
-        self.tasks += [asyncio.create_task(self._watch(w, pending)) for w in watches]
+        self.tasks += [
+            asyncio.create_task(self._watch(w, pending, self.generation)) for w in watches
+        ]
         if not pending:
             self.ready.set()
         log.info("status poller started (%d instances)", len(watches))
 
     def _stop(self) -> list[asyncio.Task]:
         tasks, self.tasks = self.tasks, []
+        self.generation += 1
         for task in tasks:
             task.cancel()
         if tasks:
             log.info("status poller stopped")
         return tasks
 
-    async def _watch(self, watch: InstanceWatch, pending: set[str]) -> None:
+    async def _watch(self, watch: InstanceWatch, pending: set[str], generation: int) -> None:
         loop = asyncio.get_running_loop()
         name = watch.entry.name
         try:
             while True:
                 started = loop.time()
                 try:
-                    self._update(name, await watch.poll())
+                    record = await watch.poll()
                 except Exception:  # a bug must not stop the other instances' records
                     log.exception("status poll of instance %s failed", name)
+                    record = None
+                if generation != self.generation:
+                    # stopped, and maybe started again, while polling (a cancellation can be
+                    # lost when the poll finishes at that moment): this round is not ours
+                    return
+                if record is not None:
+                    self._update(name, record)
                 pending.discard(name)
                 if not pending:
                     self.ready.set()
