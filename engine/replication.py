@@ -164,6 +164,7 @@ class Replicator:
         self.qos = inst.cfg.qos_timeout_ms / 1000.0
         self.trouble_since: float | None = None
         self.disconnected: dict[str, float] = {}  # member -> time its link dropped
+        self.refused: dict[str, str] = {}  # member -> why its last data channel was refused
         self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
@@ -208,7 +209,11 @@ class Replicator:
                 raise ValueError("codecs must be a list")
             position = pos_from_wire(hello.get("position"))
         except JoinRefused as exc:
-            conn.reject_stream(f"data channel refused: {exc}", frame.req_id)
+            # a member awaiting authorization asks twice a second: log each reason once
+            reason = f"data channel refused: {exc}"
+            quiet = self.refused.get(name) == reason
+            self.refused[name] = reason
+            conn.reject_stream(reason, frame.req_id, quiet=quiet)
             return
         except RequestError as exc:  # a join the mirror cannot take (SPEC §1.4)
             conn.reject_stream(f"join refused: {exc.message}", frame.req_id)
@@ -216,6 +221,7 @@ class Replicator:
         except ValueError as exc:  # ConfigError is a ValueError
             conn.reject_stream(f"bad data channel handshake: {exc}", frame.req_id)
             return
+        self.refused.pop(member.name, None)
         to_backup = member.is_failover
         mode = cfg.failover_compression if to_backup else cfg.async_compression
         ctype = cfg.failover_compression_type if to_backup else cfg.async_compression_type

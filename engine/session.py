@@ -112,11 +112,13 @@ class Connection(asyncio.Protocol):
                 self.handle_request(frame)
 
     # -- replies ----------------------------------------------------------
-    def reject_stream(self, reason: str, req_id: int = 0) -> None:
-        """Unrecoverable input: reply with the reason, log it, and close this connection only."""
-        log.warning(
-            "%s listener, peer %s: closing connection: %s", self.listener, self.peer, reason
-        )
+    def reject_stream(self, reason: str, req_id: int = 0, quiet: bool = False) -> None:
+        """Unrecoverable input: reply with the reason, log it (unless quiet: already logged),
+        and close this connection only."""
+        if not quiet:
+            log.warning(
+                "%s listener, peer %s: closing connection: %s", self.listener, self.peer, reason
+            )
         if self.transport is not None and not self.closed:
             self.transport.write(error_frame(req_id, ErrorCode.PROTOCOL, reason))
             self.transport.close()

@@ -3,6 +3,7 @@ expired certificates (SPEC §6.2-§6.5, §10.1), with real instance processes.""
 
 import socket
 import ssl
+import time
 
 import pytest
 
@@ -45,6 +46,10 @@ def test_members_joining_a_tls_mirror_wait_for_authorization_then_connect(hosts)
     assert "awaits authorization on the primary" in waiting["waiting_reason"]
     pending = {p["name"]: p for p in a.status()["pending_members"]}
     assert pending["C"]["dn"] == "CN=C,O=Mirror Portal"
+    # B asks again twice a second; the primary logs why it refuses only once
+    wait_for(lambda: b.status()["waiting_reason"], what="B's next attempts")
+    time.sleep(1.5)
+    assert a.log().count("member B awaits authorization on the primary") == 1
 
     for name in ("B", "C", "D"):
         a.admin("authorize_member", {"member": name})
