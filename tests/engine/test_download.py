@@ -132,8 +132,9 @@ def _primary_loses(cluster, db: str) -> None:
 def test_a_primary_that_lost_a_database_adopts_the_backups_valid_copy(make_cluster):
     cluster = make_cluster(("failover", "failover", "dr"))
     write(cluster, "APP", "kept")
+    cluster.wait_converged("B")
     cluster.wait_converged("C")
-    kept = digest(cluster, "B", "APP")
+    kept = digest(cluster, "A", "APP")
     _primary_loses(cluster, "APP")
     out = admin(cluster, "A", "create_database", "APP")
     assert (out["status"], out["source"]) == ("Downloading", "B")
@@ -154,8 +155,9 @@ def test_a_primary_with_no_valid_copy_anywhere_creates_it_empty_and_the_rest_tur
 ):
     cluster = make_cluster(("failover", "failover", "dr"))
     write(cluster, "APP", "old")
+    cluster.wait_converged("B")
     cluster.wait_converged("C")
-    old = digest(cluster, "B", "APP")
+    old = digest(cluster, "A", "APP")
     _primary_loses(cluster, "APP")
     for member in ("B", "C"):  # a dismounted copy is not a valid source
         admin(cluster, member, "dismount", "APP")
