@@ -3,9 +3,14 @@
     GET /v1/journal/{mirror}/files[?instance=NAME]
     GET /v1/journal/{mirror}/files/{name}?offset=N[&length=M][&records=1][&instance=NAME]
 
-A file is served only if its name is one the journal layer lists for that mirror in the
-instance's journal directory (engine.journal_files.list_files), so no request can reach
-any other path.  Without `records`, the bytes are the file's raw bytes from `offset`
+The mirror in the path picks the journal: an instance configured through the agent keeps
+its first membership in its data directory and each further one (a reporting async in up to
+ten mirrors, SPEC §1.4) in mirrors/<MIRROR>/ under it (engine/host_join.py membership_dir),
+each with its own journal/ directory (see journal_dir).
+
+A file is served only if its name is one the journal layer lists for that mirror in that
+journal directory (engine.journal_files.list_files), so no request can reach any other
+path.  Without `records`, the bytes are the file's raw bytes from `offset`
 (a byte-identical copy is the concatenation of the pieces); with `records=1` only whole,
 checksum-valid records are returned (JournalReader.read_from) and the header
 X-Journal-Next-Offset says where the next request starts.
@@ -14,6 +19,7 @@ X-Journal-Next-Offset says where the next request starts.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 
@@ -22,22 +28,48 @@ from aiohttp import web
 from engine.agent_config import AgentConfig, InstanceEntry
 from engine.agent_errors import CONFIG, api_error
 from engine.journal_files import JournalGap, JournalReader, list_files, validate_mirror_name
+from engine.membership import MIRROR_FILE, MIRRORS_DIR
 
 DEFAULT_LENGTH = 1 << 20
 MAX_LENGTH = 16 << 20
 
 
-def journal_dir(entry: InstanceEntry) -> Path:
-    return Path(entry.data_dir) / "journal"
+def journal_dir(entry: InstanceEntry, mirror: str) -> Path:
+    """The directory holding the instance's journal of `mirror`: that of the membership
+    whose mirror.json names the mirror (the data directory or mirrors/<MIRROR>/ under it);
+    else, for an instance configured from a file or a membership that ended (leaving keeps
+    the journal), whichever of the two holds files of that mirror, the data directory first.
+    `mirror` is a checked name (letters, digits, _), so the path stays under data_dir."""
+    homes = (Path(entry.data_dir), Path(entry.data_dir) / MIRRORS_DIR / mirror)
+    for home in homes:
+        if _membership_in(home) == mirror:
+            return home / "journal"
+    for home in homes:
+        if _files(home / "journal", mirror):
+            return home / "journal"
+    return homes[0] / "journal"
+
+
+def _membership_in(home: Path) -> str | None:
+    """The mirror of the membership kept in `home`, or None (no or unreadable mirror.json)."""
+    try:
+        name = json.loads((home / MIRROR_FILE).read_text()).get("name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name.upper() if isinstance(name, str) else None
+
+
+def _files(directory: Path, mirror: str) -> list[tuple[int, str]]:
+    try:
+        return list_files(directory, mirror)
+    except OSError:
+        return []
 
 
 def _holds(entry: InstanceEntry, mirror: str) -> bool:
     if entry.mirror is not None and entry.mirror != mirror:
         return False
-    try:
-        return bool(list_files(journal_dir(entry), mirror))
-    except OSError:
-        return False
+    return bool(_files(journal_dir(entry, mirror), mirror))
 
 
 def _mirror(request: web.Request) -> str:
@@ -89,7 +121,7 @@ async def list_journal_files(request: web.Request) -> web.Response:
     cfg: AgentConfig = request.app[CONFIG]
     mirror = _mirror(request)
     entry = _instance_for(cfg, request, mirror)
-    directory = journal_dir(entry)
+    directory = journal_dir(entry, mirror)
 
     def listing() -> list[dict]:
         rows = []
@@ -118,7 +150,7 @@ async def read_journal_file(request: web.Request) -> web.Response:
     mirror = _mirror(request)
     entry = _instance_for(cfg, request, mirror)
     name = request.match_info["name"]
-    directory = journal_dir(entry)
+    directory = journal_dir(entry, mirror)
     files = dict((n, seq) for seq, n in await asyncio.to_thread(list_files, directory, mirror))
     if name not in files:
         raise api_error(

@@ -1,5 +1,6 @@
 """The agent serves journal files to peers: byte-identical, in chunks, whole records on
-request, and never anything outside the instance's journal."""
+request, each mirror's from its own membership, and never anything outside the instance's
+journal."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from tests.engine.agent_fixtures import (  # noqa: F401
     start_agent_fixture,
 )
 from tests.engine.cluster_fixtures import started_cluster, wait_for
+from tests.engine.member_fixtures import hosts  # noqa: F401
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -143,3 +145,67 @@ def test_mirror_and_instance_errors_are_clear(agent):
         assert err.value.status == 400
         with pytest.raises(AgentError, match="no instance named"):
             c.journal_files("TEST", instance="Z")
+
+
+def journal_in(directory, mirror: str) -> dict[str, bytes]:
+    d = directory / "journal"
+    return {name: (d / name).read_bytes() for _, name in list_files(d, mirror)}
+
+
+def served(c, mirror: str) -> dict[str, bytes]:
+    return {f["name"]: c.fetch_journal_file(mirror, f["name"]) for f in c.journal_files(mirror)}
+
+
+@pytest.fixture
+def reporting_in_two(hosts, pki, start_agent):  # noqa: F811
+    """R, a reporting async in SALES (primary A) and STOCK (primary B), each with written
+    journal, and the agent on R's host: R alone, so the mirror in the path picks the
+    journal."""
+    a, b = hosts.add("A"), hosts.add("B")
+    for host, mirror in ((a, "SALES"), (b, "STOCK")):
+        host.admin("mirror_create", {"mirror": mirror, "private": host.private})
+        host.after_restart()
+    r = hosts.add("R")
+    r.admin("mirror_join", {"mirror": "SALES", "address": a.superserver, "type": "ro_reporting"})
+    r.wait_state("Connected")
+    r.admin("mirror_join", {"mirror": "STOCK", "address": b.superserver, "type": "ro_reporting"})
+    r.wait_state("2/2")
+    for host, db in ((a, "ORDERS"), (b, "ITEMS")):
+        host.admin("create_database", db)
+        with host.client() as c:
+            c.pipeline([("set", db, "X", (i,), f"{db} {i}" * 5) for i in range(100)])
+    entry = {"name": "R", "superserver": r.superserver, "data_dir": str(r.data_dir)}
+    return a, b, r, start_agent(pki=pki, instances=[entry])
+
+
+def test_a_reporting_async_in_two_mirrors_serves_each_mirrors_journal(reporting_in_two):
+    a, b, r, agent = reporting_in_two
+    with agent.client() as c:
+        # each as its primary wrote it, each from the membership that holds it
+        wait_for(lambda: served(c, "SALES") == journal_in(a.data_dir, "SALES"), 15, "SALES")
+        wait_for(lambda: served(c, "STOCK") == journal_in(b.data_dir, "STOCK"), 15, "STOCK")
+        assert served(c, "SALES") == journal_in(r.data_dir, "SALES")
+        assert served(c, "STOCK") == journal_in(r.data_dir / "mirrors" / "STOCK", "STOCK")
+        assert sum(map(len, served(c, "STOCK").values())) > 1000
+        with pytest.raises(AgentError, match="no instance on this host holds journal of OTHER"):
+            c.journal_files("OTHER")
+
+
+def test_a_mirror_joined_again_is_served_from_its_new_membership(reporting_in_two):
+    a, _, r, agent = reporting_in_two
+    with agent.client() as c:
+        wait_for(lambda: served(c, "SALES") == journal_in(a.data_dir, "SALES"), 15, "SALES")
+        left_behind = served(c, "SALES")
+    # leaving SALES keeps its journal in the data directory; joined again while in STOCK,
+    # SALES is a further membership under mirrors/SALES, and its live journal is served
+    r.admin("leave_mirror", {"mirror": "SALES"})
+    wait_for(lambda: r.status().get("mirror") == "STOCK", 20, "R only in STOCK")
+    r.admin("mirror_join", {"mirror": "SALES", "address": a.superserver, "type": "ro_reporting"})
+    r.wait_state("2/2")
+    with a.client() as c:
+        c.pipeline([("set", "ORDERS", "Y", (i,), "later") for i in range(100)])
+    with agent.client() as c:
+        wait_for(lambda: served(c, "SALES") == journal_in(a.data_dir, "SALES"), 15, "SALES")
+        now = served(c, "SALES")
+    assert now == journal_in(r.data_dir / "mirrors" / "SALES", "SALES")
+    assert journal_in(r.data_dir, "SALES") == left_behind != now
