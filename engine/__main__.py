@@ -167,6 +167,7 @@ def _restart_args(argv: list[str]) -> list[str]:
 def _admin(cfg, member: str, action: str, arg: str | None, timeout: float = 30.0) -> int:
     import json
 
+    from engine.admin_auth import read_token
     from engine.client import Client, EngineError
 
     m = cfg.member(member)
@@ -178,7 +179,13 @@ def _admin(cfg, member: str, action: str, arg: str | None, timeout: float = 30.0
             print(f"argument is not valid JSON: {exc}", file=sys.stderr)
             return 2
     try:
-        with Client([str(m.superserver)], follow_primary=False, timeout=timeout, retries=0) as c:
+        with Client(
+            [str(m.superserver)],
+            follow_primary=False,
+            timeout=timeout,
+            retries=0,
+            admin_token=read_token(m.data_dir),
+        ) as c:
             result = c.admin(action, value)
     except (EngineError, OSError) as exc:
         print(f"{m.name}: {exc}", file=sys.stderr)

@@ -30,6 +30,7 @@ import logging
 
 from aiohttp import web
 
+from engine.admin_auth import read_token
 from engine.agent_auth import IDENTITY
 from engine.agent_config import AgentConfig, InstanceEntry
 from engine.agent_errors import CONFIG, api_error
@@ -112,7 +113,13 @@ async def _ask(request: web.Request, entry: InstanceEntry, call, timeout: float 
     Connecting (and the instance's INFO answer) gets the probe timeout, so a hung instance
     is a prompt 503; only the operation itself may take `timeout`."""
     probe_s = request.app[CONFIG].probe_timeout_s
-    client = AsyncClient([str(entry.superserver)], follow_primary=False, timeout=probe_s, retries=0)
+    client = AsyncClient(
+        [str(entry.superserver)],
+        follow_primary=False,
+        timeout=probe_s,
+        retries=0,
+        admin_token=read_token(entry.data_dir),  # the agent may read its instances' files
+    )
     try:
         await client.connect()
         client.timeout = timeout
@@ -129,6 +136,13 @@ async def _ask(request: web.Request, entry: InstanceEntry, call, timeout: float 
             f"instance {entry.name} at {entry.superserver} is not answering: {reason}",
         ) from None
     except EngineError as exc:
+        if exc.code == ErrorCode.UNAUTHORIZED:  # our configuration, not the caller's request
+            raise api_error(
+                502,
+                "instance_unauthorized",
+                f"instance {entry.name} refused the agent: {exc.message} "
+                f"(the agent reads it from data_dir {entry.data_dir})",
+            ) from None
         # Refused, and requests the instance's state does not allow (a dejournaling
         # action on the primary, a database not mirrored there): the instance's reason
         raise api_error(409, exc.code or ErrorCode.REFUSED, exc.message) from None

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import socket
 import threading
 from typing import Any
 
+from engine.admin_auth import TOKEN_ENV
 from engine.protocol import (
     DEFAULT_MAX_FRAME,
     BadFrame,
@@ -219,7 +221,10 @@ class AsyncClient:
         timeout: float = 10.0,
         retries: int = 20,
         max_frame: int = DEFAULT_MAX_FRAME,
+        admin_token: str | None = None,
     ):
+        # operator actions carry the instance's admin token (engine/admin_auth.py)
+        self.admin_token = admin_token or os.environ.get(TOKEN_ENV)
         self.addresses = [addresses] if isinstance(addresses, str) else list(addresses)
         if not self.addresses:
             raise ValueError("at least one member address is needed")
@@ -404,6 +409,8 @@ class AsyncClient:
         return await self.call(MsgType.STATUS, [] if mirror is None else [mirror])
 
     async def admin(self, action: str, arg=None):
+        if self.admin_token is not None:
+            return await self.call(MsgType.ADMIN, [action, arg, self.admin_token])
         return await self.call(MsgType.ADMIN, [action] if arg is None else [action, arg])
 
 

@@ -22,6 +22,7 @@ import os
 import uuid
 
 from engine import host_join, tls
+from engine.admin_auth import check_admin, ensure_token, split_admin_args
 from engine.config import TYPE_LABELS, MirrorConfig
 from engine.databases import Refused
 from engine.instance import PID_FILE, Instance
@@ -55,6 +56,7 @@ class Host:
     async def start(self) -> None:
         self.node.data_dir.mkdir(parents=True, exist_ok=True)
         (self.node.data_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+        self.admin_token = ensure_token(self.node.data_dir)
         for cfg, member in self.memberships:
             inst = Instance(cfg, member, node=self.node, host=self, max_frame=self.max_frame)
             await inst.start()
@@ -111,9 +113,9 @@ class Host:
         if mtype == MsgType.STATUS:
             return self.status(args[0] if args else None)
         if mtype == MsgType.ADMIN:
-            if not args:
-                raise ValueError("admin takes 1-2 arguments, got 0")
-            return self.admin(args[0], args[1] if len(args) > 1 else None)
+            action, arg, token = split_admin_args(args)
+            check_admin(self.admin_token, action, token)
+            return self.admin(action, arg)
         return self._for_request(conn, mtype, args).handle(conn, mtype, args)
 
     # -- choosing the membership ----------------------------------------------------

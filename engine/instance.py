@@ -23,6 +23,7 @@ from pathlib import Path
 
 from engine import journal as jmod
 from engine import tls
+from engine.admin_auth import ensure_token
 from engine.config import Address, MirrorConfig
 from engine.databases import CONTROL_DB, Catalog
 from engine.dejournal import Dejournaler
@@ -101,6 +102,8 @@ class Instance:
         if self.host is None:
             # the host agent finds the process to force down from this file
             (self.data_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+        host = self.host
+        self.admin_token = ensure_token(self.data_dir) if host is None else host.admin_token
         self.journal_dir.mkdir(exist_ok=True)
         self._open_storage()
         if self.role == "primary":

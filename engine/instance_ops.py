@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from engine.admin_auth import check_admin, split_admin_args
 from engine.collation import validate_global_name
 from engine.protocol import ErrorCode, MsgType
 from engine.session import RequestError
@@ -197,9 +198,8 @@ def op_status(inst: Instance, conn: Connection, args: list):
 
 
 def op_admin(inst: Instance, conn: Connection, args: list):
-    _arity(args, 1, 2, "admin")
-    action = args[0]
-    arg = args[1] if len(args) > 1 else None
+    action, arg, token = split_admin_args(args)
+    check_admin(inst.admin_token, action, token)
     return inst.admin(action, arg)
 
 

@@ -86,6 +86,7 @@ class ErrorCode:
     NO_DATABASE = "no_database"
     TRANSACTION = "transaction"
     UNAVAILABLE = "unavailable"  # member cannot serve right now (starting, stopping)
+    UNAUTHORIZED = "unauthorized"  # an operator action without the instance's admin token
     REFUSED = "refused"  # an operation's precondition does not hold (details: op, reason)
     INTERNAL = "internal"
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.admin_auth import read_token
 from engine.client import Client, EngineError
 from engine.cluster import start_member, wait_ready
 from engine.config import load_config
@@ -164,6 +165,8 @@ class Cluster:
         """A client on the primary (default), or pinned to member `name`."""
         if name is None:
             return Client(self.addresses(), **kw)
+        # what an administrator of that member's host reads (engine/admin_auth.py)
+        kw.setdefault("admin_token", read_token(self.cfg.member(name).data_dir))
         return Client([self.address(name)], follow_primary=False, **kw)
 
     def status(self, name: str) -> dict:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine import tls
+from engine.admin_auth import read_token
 from engine.client import Client
 from tests.engine.cluster_fixtures import free_ports, wait_for
 
@@ -63,7 +64,13 @@ class Host:
                 self.proc.wait()
 
     def client(self, timeout: float = 10.0) -> Client:
-        return Client([self.superserver], follow_primary=False, timeout=timeout, retries=0)
+        return Client(
+            [self.superserver],
+            follow_primary=False,
+            timeout=timeout,
+            retries=0,
+            admin_token=read_token(self.data_dir),  # as an administrator of its host reads it
+        )
 
     def admin(self, action: str, arg=None, timeout: float = 10.0):
         with self.client(timeout) as c:
