@@ -1,11 +1,13 @@
 """A reporting async in several mirrors (SPEC §1.4, §6.4, §6.9): one instance, one
 superserver, a membership per mirror; requests go to the mirror holding the database."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from engine.client import Refused
-from tests.engine.cluster_fixtures import wait_for
-from tests.engine.member_fixtures import hosts  # noqa: F401
+from tests.engine.cluster_fixtures import free_ports, wait_for
+from tests.engine.member_fixtures import Host, hosts  # noqa: F401
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -76,3 +78,53 @@ def test_a_dr_async_belongs_to_one_mirror_only(hosts):  # noqa: F811
         d.admin("mirror_join", {"mirror": "TWO", "address": b.superserver, "type": "dr"})
     with pytest.raises(Refused, match="already a member of mirror ONE"):
         d.admin("mirror_create", {"mirror": "THREE", "private": d.private})
+
+
+def primaries(hosts, mirrors: list[str]) -> list[Host]:  # noqa: F811
+    """A primary per mirror (PM1 creates M1, ...), started side by side."""
+    ports = free_ports(2 * len(mirrors))
+    made = []
+    for i, mirror in enumerate(mirrors):
+        host = Host(hosts.root, f"P{mirror}", ports[2 * i], ports[2 * i + 1])
+        made.append(hosts.hosts.setdefault(host.name, host))
+
+    def create(pair):
+        host, mirror = pair
+        host.start()
+        host.admin("mirror_create", {"mirror": mirror, "private": host.private})
+        host.after_restart()
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(create, zip(made, mirrors, strict=True)))
+    return made
+
+
+def mirrors_of(host: Host) -> set[str] | None:
+    """The mirrors the instance answers for, None while it restarts."""
+    try:
+        st = host.status()
+    except Exception:
+        return None
+    return set(st.get("mirrors") or ()) or {st["mirror"]} - {None}
+
+
+def test_a_reporting_async_belongs_to_ten_mirrors_and_the_eleventh_is_refused(hosts):  # noqa: F811
+    # 8-15 s: eleven primaries (each started, then restarted as primary), ten restarts of R
+    names = [f"M{i}" for i in range(1, 12)]
+    *ten, eleventh = primaries(hosts, names)
+    r = hosts.add("R")
+    for k, (mirror, primary) in enumerate(zip(names[:10], ten, strict=True), start=1):
+        r.admin(
+            "mirror_join",
+            {"mirror": mirror, "address": primary.superserver, "type": "ro_reporting"},
+        )
+        wait_for(lambda k=k: mirrors_of(r) == set(names[:k]), 30, f"R in {k} mirrors")
+    r.wait_state("10/10", 30)
+    with pytest.raises(Refused, match="a reporting async belongs to at most 10 mirrors"):
+        r.admin(
+            "mirror_join",
+            {"mirror": "M11", "address": eleventh.superserver, "type": "ro_reporting"},
+        )
+    # nothing changed: R stays in its ten, and M11 never heard of it
+    assert mirrors_of(r) == set(names[:10])
+    assert [m["name"] for m in eleventh.admin("mirror_info")["members"]] == ["PM11"]
