@@ -122,6 +122,7 @@ class MirrorConfig:
     version: int = 0  # raised by the primary on every change it propagates
     rejected: list[str] = field(default_factory=list)  # join ids the primary rejected
     dn_updates: dict[str, str] = field(default_factory=dict)  # member -> new DN awaiting
+    rejected_dns: dict[str, list[str]] = field(default_factory=dict)  # member -> DNs refused
 
     def find(self, name: str) -> MemberConfig | None:
         for m in self.members:

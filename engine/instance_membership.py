@@ -171,6 +171,11 @@ def check_identity(inst: Instance, conn: Connection, member: MemberConfig, hello
                 raise JoinRefused(
                     f"certificate {dn!r} is not member {member.name}'s ({member.dn!r})"
                 )
+            if dn in cfg.rejected_dns.get(member.name, ()):
+                raise JoinRefused(
+                    f"member {member.name}'s certificate DN {dn!r} was rejected on the primary: "
+                    "give it a certificate with another DN"
+                )
             if cfg.dn_updates.get(member.name) != dn:
                 cfg.dn_updates[member.name] = dn
                 ms.save_local(cfg, inst.member.name, inst.data_dir)
@@ -239,10 +244,14 @@ def reject_dn_update(inst: Instance, arg):
     op = "reject_dn_update"
     _primary_only(inst, op)  # a member cannot reject the primary's update (§6.21)
     name = str(_arg_map(op, arg, ("member",))["member"]).upper()
-    if inst.cfg.dn_updates.pop(name, None) is None:
+    dn = inst.cfg.dn_updates.pop(name, None)
+    if dn is None:
         raise Refused(op, name, "no DN update of this member is pending here")
+    # remembered: the member asks again twice a second with the same certificate
+    inst.cfg.rejected_dns.setdefault(name, []).append(dn)
     ms.save_local(inst.cfg, inst.member.name, inst.data_dir)
-    return {"member": name, "rejected": True}
+    log.warning("DN update of member %s rejected: %s", name, dn)
+    return {"member": name, "rejected": True, "dn": dn}
 
 
 def edit_mirror(inst: Instance, arg):
@@ -319,6 +328,7 @@ def remove_member(inst: Instance, arg):
         raise Refused(op, member.name, "the primary removes its own configuration instead")
     inst.cfg.members.remove(member)
     inst.cfg.dn_updates.pop(member.name, None)
+    inst.cfg.rejected_dns.pop(member.name, None)
     config_changed(inst)  # the member hears it is no longer in the mirror
     link = inst.replicator.links.get(member.name)
     if link is not None:
@@ -457,7 +467,12 @@ def apply_config(inst: Instance, wire: dict) -> None:
             inst.replica.stopped = True
         return
     fresh = ms.from_wire(wire, inst.node, me, inst.data_dir)
-    fresh.dn_updates = cfg.dn_updates
+    # what this member keeps for itself (engine/membership.py) does not travel
+    fresh.dn_updates, fresh.rejected, fresh.rejected_dns = (
+        cfg.dn_updates,
+        cfg.rejected,
+        cfg.rejected_dns,
+    )
     fresh.source = cfg.source
     tls_changed = fresh.tls != cfg.tls
     old_private = inst.member.private

@@ -4,8 +4,10 @@ A member configured through the agent keeps its view of the mirror in <data_dir>
 the mirror's settings and every member (name, type, addresses, certificate DN, authorized or
 pending).  The primary owns that view.  Every change is made there, raises `version`, and
 goes to each connected member at once (DC_CONFIG) and to the others when they reconnect (in
-DC_WELCOME); a member saves what it receives.  Two things stay on the member that holds them:
-the pending DN updates (`dn_updates`) and, on the primary, the ids of rejected join requests.
+DC_WELCOME); a member saves what it receives.  Some things stay on the member that holds them:
+the pending DN updates (`dn_updates`) and, on the primary, the ids of rejected join requests
+(`rejected`) and the certificate DNs it rejected per member (`rejected_dns`), so that a member
+presenting one again stays refused instead of coming back as a new update.
 A member's data directory and TLS files are its own (engine/node.py) and never travel.
 
 This module holds the rules (limits of SPEC §1.4, names, addresses, editable settings) and
@@ -108,6 +110,7 @@ def save_local(cfg: MirrorConfig, member: str, data_dir: Path) -> None:
     data["member"] = member
     data["rejected"] = cfg.rejected
     data["dn_updates"] = cfg.dn_updates
+    data["rejected_dns"] = cfg.rejected_dns
     for raw, m in zip(data["members"], cfg.members, strict=True):
         raw["join_id"] = m.join_id
     write_json(Path(data_dir) / MIRROR_FILE, data)
@@ -137,6 +140,7 @@ def load_local(node: Node, directory: Path | None = None) -> tuple[MirrorConfig,
         raise ConfigError(f"{path}: unreadable mirror configuration: {exc}") from None
     cfg.rejected = list(data.get("rejected", []))
     cfg.dn_updates = dict(data.get("dn_updates", {}))
+    cfg.rejected_dns = {k: list(v) for k, v in data.get("rejected_dns", {}).items()}
     cfg.source = path
     return cfg, data["member"]
 

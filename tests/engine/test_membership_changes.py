@@ -240,3 +240,32 @@ def test_address_validation_says_what_answers_at_a_members_address(hosts):  # no
         15,
         "C reports nothing answering",
     )
+
+
+def test_a_rejected_dn_stays_refused_until_the_member_brings_a_newer_one(hosts):  # noqa: F811
+    a, c = tls_mirror(hosts, "A", "C")
+    c.admin("set_tls", new_cert(hosts, "C", "Renewed"))
+    wait_for(lambda: a.status()["dn_updates"], 15, "the primary lists C's update")
+    answer = a.admin("reject_dn_update", {"member": "C"})
+    assert answer == {"member": "C", "rejected": True, "dn": "CN=C,O=Renewed"}
+    # C asks again with the same certificate: refused for that reason, not listed anew
+    refused = "certificate DN 'CN=C,O=Renewed' was rejected on the primary"
+    wait_for(lambda: refused in c.status().get("waiting_reason", ""), 15, "C told rejected")
+    assert a.status()["dn_updates"] == []
+    assert a.admin("mirror_info")["dn_updates"] == {}
+    # the primary remembers it across a restart
+    a.stop()
+    a.start()
+    wait_for(lambda: a.log().count(refused) == 2, 20, "the restarted primary refuses C again")
+    assert a.status()["dn_updates"] == []
+    assert dn_of(a, "C") == "CN=C,O=Mirror Portal"
+    # another certificate is a new update, which the primary may authorize
+    c.admin("set_tls", new_cert(hosts, "C", "Newer"))
+    wait_for(
+        lambda: a.status()["dn_updates"] == [{"member": "C", "dn": "CN=C,O=Newer"}],
+        15,
+        "the primary lists C's newer DN",
+    )
+    a.admin("authorize_dn_update", {"member": "C"})
+    c.wait_state("Connected")
+    assert dn_of(c, "C") == "CN=C,O=Newer"
