@@ -3,7 +3,8 @@
 On the primary (which owns the configuration):
     authorize_member / reject_member {member}      pending new members (SPEC §6.5)
     authorize_dn_update / reject_dn_update {member} a member's new certificate DN (§6.21)
-    edit_mirror {settings}                          §5.1; compression restarts the links
+    edit_mirror {settings}                          §5.1; compression restarts the links it
+                                                    concerns (§3.4), TLS every link
     update_member_address {member, superserver?, private?}   §6.19
     remove_member {member}                          "Remove Other Mirror Member" (§6.10)
 On any member:
@@ -88,8 +89,9 @@ def _other_member(inst: Instance, op: str, name) -> MemberConfig:
     return member
 
 
-def config_changed(inst: Instance, restart_links: bool = False) -> None:
-    """Persist a change made on the primary and send it to every connected member."""
+def config_changed(inst: Instance, restart_links: frozenset[str] = frozenset()) -> None:
+    """Persist a change made on the primary and send it to every connected member; the
+    links of the members named in `restart_links` are closed after it."""
     cfg = inst.cfg
     cfg.version += 1
     ms.save_local(cfg, inst.member.name, inst.data_dir)
@@ -97,7 +99,7 @@ def config_changed(inst: Instance, restart_links: bool = False) -> None:
     rep = inst.replicator
     for link in list(rep.links.values()) if rep is not None else []:
         link.conn.write(frame)
-        if restart_links:
+        if link.name in restart_links:
             link.close()  # the member reconnects and gets the new codec / TLS
     log.info("mirror configuration version %d sent to %d member(s)", cfg.version, len(rep.links))
 
@@ -272,12 +274,12 @@ def edit_mirror(inst: Instance, arg):
         inst.member.dn = _own_dn(inst) if cfg.tls else None
     if "qos_timeout_ms" in changed and inst.replicator is not None:
         inst.replicator.qos = cfg.qos_timeout_ms / 1000.0
-    restart = bool(set(changed) & (ms.COMPRESSION_SETTINGS | {"tls"}))
+    restart = ms.links_to_restart(cfg, changed, inst.member.name)
     if changed:
         config_changed(inst, restart_links=restart)
     if "tls" in changed:
         asyncio.get_running_loop().create_task(inst.relisten_private())
-    return {"changed": sorted(changed), "version": cfg.version, "links_restarted": restart}
+    return {"changed": sorted(changed), "version": cfg.version, "links_restarted": bool(restart)}
 
 
 def update_member_address(inst: Instance, arg):

@@ -53,7 +53,6 @@ SETTINGS = {
     "parallel_dejournaling": (PARALLEL_SETTINGS, None),
     "tls": (bool, "true or false"),
 }
-COMPRESSION_SETTINGS = frozenset(k for k in SETTINGS if "compression" in k)
 
 
 # -- the file and the wire ----------------------------------------------------------
@@ -203,6 +202,18 @@ def check_join(cfg: MirrorConfig, name: str, mtype: str, addresses: list[Address
     for addr in addresses:
         if addr in taken:
             raise Refused(op, None, f"address {addr} is already used by a member of {cfg.name}")
+
+
+def links_to_restart(cfg: MirrorConfig, changed, primary: str) -> frozenset[str]:
+    """The members whose data channel an edit of the `changed` settings restarts: every one
+    for TLS; for a compression setting only those it applies to (SPEC §3.4: the failover
+    setting is primary to backup, the async one primary to asyncs)."""
+    others = [m for m in cfg.members if m.name != primary]
+    if "tls" in changed:
+        return frozenset(m.name for m in others)
+    failover = any(k.startswith("failover_compression") for k in changed)
+    asyncs = any(k.startswith("async_compression") for k in changed)
+    return frozenset(m.name for m in others if (failover if m.is_failover else asyncs))
 
 
 def check_settings(op: str, changes) -> dict:

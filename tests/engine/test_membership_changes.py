@@ -3,6 +3,7 @@ settings, addresses (§6.19), removing and leaving (§6.9-§6.12), with real ins
 
 import datetime as dt
 import json
+import re
 
 import pytest
 
@@ -269,3 +270,49 @@ def test_a_rejected_dn_stays_refused_until_the_member_brings_a_newer_one(hosts):
     a.admin("authorize_dn_update", {"member": "C"})
     c.wait_state("Connected")
     assert dn_of(c, "C") == "CN=C,O=Newer"
+
+
+def plain_mirror(hosts, *names):  # noqa: F811
+    """A mirror without TLS: A primary, B backup, the others DR asyncs, all connected."""
+    a, *others = (hosts.add(n) for n in names)
+    a.admin("mirror_create", {"mirror": "PLAIN", "private": a.private})
+    a.after_restart()
+    for host in others:
+        arg = {"mirror": "PLAIN", "address": a.superserver, "type": "dr"}
+        if host.name == "B":
+            arg.update(type="failover", private=host.private)
+        host.admin("mirror_join", arg)
+    for host in others:
+        host.wait_state("Backup" if host.name == "B" else "Connected")
+    return a, *others
+
+
+def rows_on(primary) -> dict:
+    return {m["member"]: m for m in primary.status()["members"]}
+
+
+def connections_of(primary, member: str) -> int:
+    """How many times the primary has taken a data channel from `member` (its log)."""
+    return len(re.findall(rf"member {member} \(\w+\) connected from", primary.log()))
+
+
+def test_a_compression_edit_restarts_only_the_links_it_applies_to(hosts):  # noqa: F811
+    a, b, c = plain_mirror(hosts, "A", "B", "C")
+    wait_for(lambda: rows_on(a)["B"]["journal_transfer"] == "Active", 20, "B Active")
+    b_before, c_before = connections_of(a, "B"), connections_of(a, "C")
+
+    result = a.admin(
+        "edit_mirror", {"async_compression": "Compressed", "async_compression_type": "lz4"}
+    )
+    assert result["links_restarted"]
+    wait_for(lambda: rows_on(a)["C"].get("codec") == "lz4", 15, "C reconnected with lz4")
+    assert connections_of(a, "C") == c_before + 1
+    assert connections_of(a, "B") == b_before  # the backup's link was left alone ...
+    assert rows_on(a)["B"]["journal_transfer"] == "Active"  # ... and stays Active
+
+    a.admin(
+        "edit_mirror", {"failover_compression": "Compressed", "failover_compression_type": "zlib"}
+    )
+    wait_for(lambda: rows_on(a)["B"].get("codec") == "zlib", 15, "B reconnected with zlib")
+    assert connections_of(a, "B") == b_before + 1
+    assert connections_of(a, "C") == c_before + 1
