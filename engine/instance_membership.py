@@ -484,6 +484,8 @@ def apply_config(inst: Instance, wire: dict) -> None:
     ms.save_local(cfg, me, inst.data_dir)
     if inst.replica is not None:
         inst.replica.qos = cfg.qos_timeout_ms / 1000.0
+    if inst.dejournal is not None:  # the next batch follows an edited parallel_dejournaling
+        inst.dejournal.dj.parallel = cfg.parallel_for(inst.member)
     if tls_changed or inst.member.private != old_private:
         asyncio.get_running_loop().create_task(inst.relisten_private())  # then validates
     else:

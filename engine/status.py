@@ -176,6 +176,8 @@ def member_status(inst: Instance) -> dict:
     if inst.replica is not None:
         out["primary"] = inst.replica.primary_name
         out["codec"] = inst.replica.codec
+    if inst.dejournal is not None:  # under the mirror's parallel_dejournaling (SPEC §3.6)
+        out["dejournaling_parallel"] = inst.dejournal.dj.parallel
     if inst.replicator is not None:
         out["members"] = primary_view(inst)
     reason = waiting_reason(inst)

@@ -316,3 +316,18 @@ def test_a_compression_edit_restarts_only_the_links_it_applies_to(hosts):  # noq
     wait_for(lambda: rows_on(a)["B"].get("codec") == "zlib", 15, "B reconnected with zlib")
     assert connections_of(a, "B") == b_before + 1
     assert connections_of(a, "C") == c_before + 1
+
+
+def test_a_parallel_dejournaling_edit_reaches_running_members(hosts):  # noqa: F811
+    a, b, c = plain_mirror(hosts, "A", "B", "C")
+    assert c.status()["dejournaling_parallel"] is True  # a DR async under "failover+dr"
+    c_before = connections_of(a, "C")
+
+    result = a.admin("edit_mirror", {"parallel_dejournaling": "failover"})
+    assert result["changed"] == ["parallel_dejournaling"] and not result["links_restarted"]
+    wait_for(lambda: c.status()["dejournaling_parallel"] is False, 15, "C dejournals serially")
+    assert b.status()["dejournaling_parallel"] is True  # failover members always in parallel
+    a.admin("edit_mirror", {"parallel_dejournaling": "all"})
+    wait_for(lambda: c.status()["dejournaling_parallel"] is True, 15, "C in parallel again")
+    assert connections_of(a, "C") == c_before  # without reconnecting, nor restarting
+    assert c.status()["status"] == "Connected"
