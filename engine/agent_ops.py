@@ -108,7 +108,13 @@ def check_kind(key: str, value, kind: type) -> None:
         raise api_error(400, "bad_request", f"{key!r} must be {_KINDS[kind]}")
 
 
-async def _ask(request: web.Request, entry: InstanceEntry, call, timeout: float = ADMIN_TIMEOUT_S):
+async def _ask(
+    request: web.Request,
+    entry: InstanceEntry,
+    call,
+    timeout: float = ADMIN_TIMEOUT_S,
+    acting: bool = False,
+):
     """call(client) on a connection to the instance, its failures mapped to API errors.
     Connecting (and the instance's INFO answer) gets the probe timeout, so a hung instance
     is a prompt 503; only the operation itself may take `timeout`."""
@@ -122,6 +128,15 @@ async def _ask(request: web.Request, entry: InstanceEntry, call, timeout: float 
     )
     try:
         await client.connect()
+        tls_mirror = (client.member_info or {}).get("tls")
+        if acting and tls_mirror and not request.app[CONFIG].mutual_tls:
+            # SPEC §10.1: a TLS mirror is driven over mutual TLS only
+            raise api_error(
+                403,
+                "tls_required",
+                f"instance {entry.name} is in a mirror that requires TLS: this agent must be "
+                "configured with mutual TLS (cert, key, ca) to act on it",
+            )
         client.timeout = timeout
         return await call(client)
     except _UNAVAILABLE as exc:
@@ -161,7 +176,7 @@ async def _admin(
     if mirror is not None:  # the instance picks that membership (engine/host.py)
         arg = {**(arg if isinstance(arg, dict) else {} if arg is None else {"name": arg})}
         arg["mirror"] = mirror
-    return await _ask(request, entry, lambda c: c.admin(action, arg), timeout)
+    return await _ask(request, entry, lambda c: c.admin(action, arg), timeout, acting=True)
 
 
 async def _status(request: web.Request, entry: InstanceEntry) -> dict:

@@ -190,6 +190,7 @@ class Host:
             return next(iter(self.members.values())).info()
         out = {"instance": self.node.name, "boot_id": self.boot_id, "role": None}
         out.update(member=None, mirror=None, mirrors=sorted(self.members))
+        out["tls"] = any(inst.cfg.tls for inst in self.members.values())
         return out
 
     def status(self, mirror=None) -> dict:

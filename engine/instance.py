@@ -449,6 +449,7 @@ class Instance:
             "primary": primary.name,
             "primary_address": str(primary.superserver),
             "databases": list(self.stores),
+            "tls": self.cfg.tls,  # the mirror requires TLS
         }
 
     def status(self) -> dict:

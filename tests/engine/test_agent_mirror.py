@@ -457,3 +457,16 @@ def test_callers_without_an_allowed_certificate_get_nothing(site, pki, start_age
     with bearer.client(credential="w" * 24) as outsider:
         assert refusal(outsider.create_mirror, "A", "DEMO", a.private).status == 401
     assert status_of(api, "A") == "Not Initialized"  # nobody created a mirror
+
+
+def test_an_agent_without_mutual_tls_may_read_but_not_act_on_a_tls_mirror(site, start_agent):
+    _, api, (a,) = site("A")
+    create(api, a, tls=True)
+    bearer = start_agent(instances=entries([a]))
+    with bearer.client(credential=bearer.credential) as plain:
+        assert status_of(plain, "A") == "Primary"
+        err = refusal(plain.edit_mirror, "A", qos_timeout_ms=5000)
+        assert err.status == 403 and "requires TLS" in err.message
+        err = refusal(plain.create_database, "A", "USER")
+        assert err.status == 403
+    assert api.create_database("A", "USER")["status"] == "Normal"  # over mutual TLS it may
