@@ -38,6 +38,7 @@ from engine.node import Node, write_json
 MIRROR_FILE = "mirror.json"
 MIRRORS_DIR = "mirrors"  # further memberships of a reporting async (engine/host_join.py)
 MAX_FAILOVER = 2
+MAX_ASYNC = 14
 _MIRROR_NAME = re.compile(r"^[A-Za-z0-9]{1,15}$")
 _FAILOVER_FORBIDDEN = set(" \t:[]#;/*=^~,")
 _ASYNC_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -184,26 +185,19 @@ def check_address(op: str, value, what: str) -> Address:
 
 
 def check_join(cfg: MirrorConfig, name: str, mtype: str, addresses: list[Address]) -> None:
-    """Refuse a new member the mirror cannot take (SPEC §1.4), naming the limit.
-
-    The guide's "up to 14 async members" is what the 16 members leave beside a failover
-    pair, so with a single failover member there is room for 15 asyncs (and then none for
-    a second failover member)."""
+    """Refuse a new member the mirror cannot take (SPEC §1.4), naming the limit."""
     op = "join"
     if any(m.name == name for m in cfg.members):
         raise Refused(op, None, f"mirror {cfg.name} already has a member named {name}")
     if len(cfg.members) >= MAX_MEMBERS:
-        failover = len(cfg.failover_members)
-        raise Refused(
-            op,
-            None,
-            f"mirror {cfg.name} has {MAX_MEMBERS} members ({failover} failover, "
-            f"{len(cfg.members) - failover} async), the most allowed",
-        )
+        raise Refused(op, None, f"mirror {cfg.name} has {MAX_MEMBERS} members, the most allowed")
     if mtype == "failover" and len(cfg.failover_members) >= MAX_FAILOVER:
         raise Refused(
             op, None, f"mirror {cfg.name} already has {MAX_FAILOVER} failover members, the most"
         )
+    asyncs = [m for m in cfg.members if not m.is_failover]
+    if mtype != "failover" and len(asyncs) >= MAX_ASYNC:
+        raise Refused(op, None, f"mirror {cfg.name} has {MAX_ASYNC} async members, the most")
     taken = {a for m in cfg.members for a in (m.superserver, m.private) if a is not None}
     for addr in addresses:
         if addr in taken:

