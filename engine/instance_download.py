@@ -15,6 +15,9 @@ it; a trailer with the byte count tells a whole copy from a cut one.  The copy i
 up from P automatically (Downloading -> Catchup Running -> Dejournaling).  With no source
 able to supply it, the database is left Needs Download; `download_database` retries.
 
+On a mirror that requires TLS the snapshot port is mutual TLS, and the source sends only to a
+certificate whose DN is an authorized member's: any certificate from the CA is not enough.
+
 ENGINE_SNAPSHOT_MAX_MB_S caps what a source sends per snapshot (MB/s; unset: no cap), so a
 download can be kept from starving the source's disk.
 """
@@ -36,6 +39,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cryptography.x509.oid import NameOID
+
+from engine import tls
 from engine.client import AsyncClient, EngineError
 from engine.databases import DbEntry, Refused, check_name, db_status
 from engine.store import Store
@@ -97,7 +103,7 @@ def export_snapshot(inst: Instance, arg):
     ssl_ctx = inst.tls_server_context() if inst.cfg.tls else None
     threading.Thread(
         target=_serve_snapshot,
-        args=(store, entry.name, listener, token, ssl_ctx),
+        args=(inst, store, entry.name, listener, token, ssl_ctx),
         name=f"snapshot-{entry.name}",
         daemon=True,
     ).start()
@@ -110,7 +116,9 @@ def export_snapshot(inst: Instance, arg):
     }
 
 
-def _serve_snapshot(store: Store, name: str, listener: socket.socket, token: str, ssl_ctx):
+def _serve_snapshot(
+    inst: Instance, store: Store, name: str, listener: socket.socket, token: str, ssl_ctx
+):
     try:
         conn, peer = listener.accept()
     except OSError as exc:
@@ -122,6 +130,10 @@ def _serve_snapshot(store: Store, name: str, listener: socket.socket, token: str
         conn.settimeout(READ_TIMEOUT_S)
         if ssl_ctx is not None:
             conn = ssl_ctx.wrap_socket(conn, server_side=True)
+            refusal = unauthorized_peer(inst.cfg, tls.peer_certificate(conn))
+            if refusal:
+                log.warning("snapshot of %s: refused to %s: %s", name, peer, refusal)
+                return
         if not hmac.compare_digest(_recv_exactly(conn, len(token)), token.encode()):
             log.warning("snapshot of %s: wrong token from %s", name, peer)
             return
@@ -132,6 +144,29 @@ def _serve_snapshot(store: Store, name: str, listener: socket.socket, token: str
         log.warning("snapshot of %s to %s cut: %s", name, peer, exc)
     finally:
         conn.close()
+
+
+def unauthorized_peer(cfg, cert) -> str | None:
+    """Why the certificate a TLS peer presented is not an authorized member's of the mirror
+    (None when it is one's): a certificate signed by the CA is not enough."""
+    if cert is None:
+        return "no client certificate"
+    dn = cert.subject.rfc4514_string()
+    try:
+        normal = tls.normalize_dn(dn)
+    except tls.TLSError:
+        normal = None  # an empty subject: nobody's
+    cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    for member in cfg.members:
+        if not member.authorized:
+            continue
+        if member.dn is not None and member.dn == normal:
+            return None
+        # a mirror from a configuration file records no DNs: there the CN names the member,
+        # as the data channel checks (engine/replication.py)
+        if member.dn is None and member.name in cns:
+            return None
+    return f"certificate {dn!r} is not an authorized member's of mirror {cfg.name}"
 
 
 def _blocking_with_timeouts(conn: socket.socket) -> None:

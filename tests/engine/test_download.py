@@ -1,15 +1,20 @@
 """Database download from another member (SPEC §6.7.2): source order, fallback, a copy
-consistent with the primary under concurrent writes, Needs Download when no source can."""
+consistent with the primary under concurrent writes, Needs Download when no source can, and
+on a TLS mirror a snapshot only to members."""
 
 import shutil
+import socket
+import ssl
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from engine import tls
 from engine.store import Store
 from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
+from tests.engine.member_fixtures import hosts  # noqa: F401
 from tests.engine.test_database_ops import (
     admin,
     db_status,
@@ -19,6 +24,7 @@ from tests.engine.test_database_ops import (
     wait_same,
     write,
 )
+from tests.engine.test_membership_join import create_tls_mirror, join
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -118,6 +124,59 @@ def test_source_dying_mid_download_falls_back_to_the_primary(make_cluster, monke
     assert "download of LEGACY from B failed" in log and "downloaded LEGACY from A" in log
     assert "received LEGACY from B" not in log
     wait_same(cluster, "C", "LEGACY")
+
+
+def _snapshot_with(certs: Path, stem: str, offer: dict) -> bytes:
+    """What the snapshot port sends to a TLS client presenting certificate `stem`."""
+    ctx = tls.client_context(certs / f"{stem}.pem", certs / f"{stem}-key.pem", certs / "ca.pem")
+    received = b""
+    address = ("127.0.0.1", offer["port"])
+    with (
+        socket.create_connection(address, timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as conn,
+    ):
+        conn.sendall(offer["token"].encode())
+        try:
+            while part := conn.recv(65536):
+                received += part
+        except (ssl.SSLError, ConnectionResetError):
+            pass  # the source closed on us
+    return received
+
+
+def test_on_a_tls_mirror_a_snapshot_goes_only_to_an_authorized_members_certificate(
+    hosts,  # noqa: F811
+):
+    (a,) = create_tls_mirror(hosts, "A")
+    b = hosts.add("B", tls_files=True)  # after A listens on its private port: B's differ
+    join(b, a, "failover")
+    wait_for(lambda: a.status()["pending_members"], what="B pending")
+    a.admin("authorize_member", {"member": "B"})
+    b.wait_state("Backup")
+    a.admin("create_database", {"name": "LEGACY", "mirrored": False})
+    a.admin("add_database", "LEGACY")
+    with a.client() as c:
+        c.set("LEGACY", "K", (1,), "v")
+    wait_for(lambda: b.status()["missing_mirrored_databases"] == ["LEGACY"], what="B lacks it")
+    # signed by the mirror's CA, but not a member's: another name, and B's name in another DN
+    hosts.cert("X")
+    hosts.cert("B", org="Elsewhere", name="B-elsewhere")
+    for stem in ("X", "B-elsewhere"):
+        offer = a.admin("export_snapshot", "LEGACY")
+        assert _snapshot_with(hosts.certs, stem, offer) == b""
+    log = a.log()
+    assert "certificate 'CN=X,O=Mirror Portal' is not an authorized member's" in log
+    assert "certificate 'CN=B,O=Elsewhere' is not an authorized member's" in log
+    # B's own certificate still gets it
+    assert b.admin("create_database", "LEGACY")["status"] == "Downloading"
+    wait_for(
+        lambda: (
+            {r["name"]: r["status"] for r in b.status()["databases"]}["LEGACY"] == "Dejournaling"
+        ),
+        what="B's copy dejournaling",
+    )
+    assert "downloaded LEGACY from A" in b.log()
+    wait_for(lambda: b.admin("digest", "LEGACY") == a.admin("digest", "LEGACY"), 20, "B same")
 
 
 def _primary_loses(cluster, db: str) -> None:
