@@ -14,6 +14,7 @@ the new file with splice(2) (no copy through Python), or through TLS when the mi
 it; a trailer with the byte count tells a whole copy from a cut one.  The copy is then caught
 up from P automatically (Downloading -> Catchup Running -> Dejournaling).  With no source
 able to supply it, the database is left Needs Download; `download_database` retries.
+While it downloads, its status row shows the bytes received of the size offered.
 
 On a mirror that requires TLS the snapshot port is mutual TLS, and the source sends only to a
 certificate whose DN is an authorized member's: any certificate from the CA is not enough.
@@ -36,6 +37,8 @@ import socket
 import struct
 import threading
 import time
+import weakref
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,6 +59,41 @@ TRAILER_MAGIC = b"MPSNAPOK"
 ACCEPT_TIMEOUT_S = 10.0
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 READ_TIMEOUT_S = 30.0
+
+
+@dataclass
+class Progress:
+    """One download in flight: `received_bytes` is set by the receiving thread once per
+    chunk (up to CHUNK bytes) and only read elsewhere; `total_bytes` is the size offered."""
+
+    received_bytes: int
+    total_bytes: int
+    source: str
+
+
+@dataclass
+class Downloads:
+    """An instance's downloads: progress of those in flight."""
+
+    progress: dict[str, Progress] = field(default_factory=dict)
+
+
+# per instance (one process can run several), without a field on Instance for it
+_DOWNLOADS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def downloads_of(inst: Instance) -> Downloads:
+    found = _DOWNLOADS.get(inst)
+    if found is None:
+        found = _DOWNLOADS[inst] = Downloads()
+    return found
+
+
+def download_progress(inst: Instance, name: str) -> dict | None:
+    """`{received_bytes, total_bytes, source}` of the database's download in flight, or None."""
+    found = _DOWNLOADS.get(inst)
+    progress = found.progress.get(name) if found is not None else None
+    return None if progress is None else asdict(progress)
 
 
 # -- source side ------------------------------------------------------------------------
@@ -291,24 +329,30 @@ async def _copy_from(inst: Instance, entry: DbEntry, source) -> Store | None:
     path.mkdir(parents=True)
     ssl_ctx = inst.tls_client_context()
     address = (source.superserver.host, offer["port"])
+    progress = Progress(0, offer["size"], source.name)
+    in_flight = downloads_of(inst).progress
+    in_flight[entry.name] = progress
     try:
         size = await asyncio.to_thread(
-            _receive_snapshot, address, offer["token"], ssl_ctx, path / "data.mdb"
+            _receive_snapshot, address, offer["token"], ssl_ctx, path / "data.mdb", progress
         )
         log.info("received %s from %s: %d bytes", entry.name, source.name, size)
         return Store.open(str(path))
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)
         raise
+    finally:
+        if in_flight.get(entry.name) is progress:
+            del in_flight[entry.name]
 
 
-def _receive_snapshot(address, token: str, ssl_ctx, target: Path) -> int:
+def _receive_snapshot(address, token: str, ssl_ctx, target: Path, progress: Progress) -> int:
     with socket.create_connection(address, timeout=READ_TIMEOUT_S) as raw:
         conn = ssl_ctx.wrap_socket(raw, server_hostname=address[0]) if ssl_ctx else raw
         conn.sendall(token.encode())
         fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            total = _receive_into(conn, fd, ssl_ctx is None)
+            total = _receive_into(conn, fd, ssl_ctx is None, progress)
             if total < TRAILER.size:
                 raise OSError("the source closed the snapshot early")
             tail = os.pread(fd, TRAILER.size, total - TRAILER.size)
@@ -322,7 +366,7 @@ def _receive_snapshot(address, token: str, ssl_ctx, target: Path) -> int:
     return size
 
 
-def _receive_into(conn, fd: int, plain: bool) -> int:
+def _receive_into(conn, fd: int, plain: bool, progress: Progress) -> int:
     total = 0
     if plain:
         _blocking_with_timeouts(conn)
@@ -333,6 +377,7 @@ def _receive_into(conn, fd: int, plain: bool) -> int:
                     moved = os.splice(r, fd, n)
                     n -= moved
                     total += moved
+                progress.received_bytes = total  # one store per chunk of up to CHUNK
         finally:
             os.close(r)
             os.close(w)
@@ -344,6 +389,7 @@ def _receive_into(conn, fd: int, plain: bool) -> int:
         while done < n:
             done += os.write(fd, view[done:n])
         total += n
+        progress.received_bytes = total
     return total
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from engine.config import TYPE_LABELS
 from engine.databases import Refused, db_status, missing_databases
+from engine.instance_download import download_progress
 
 if TYPE_CHECKING:
     from engine.instance import Instance
@@ -196,9 +197,9 @@ def member_status(inst: Instance) -> dict:
 
 
 def database_rows(inst: Instance) -> list[dict]:
-    """One row per mirrored database (SPEC §2.4); `records_applied`, `error` and `failover_db`
-    only when they say something (a catch-up running; a failed one; a FailoverDB flag
-    cleared)."""
+    """One row per mirrored database (SPEC §2.4); `records_applied`, `download`, `error` and
+    `failover_db` only when they say something (a catch-up running; a download in flight:
+    `{received_bytes, total_bytes, source}`; a failed one; a FailoverDB flag cleared)."""
     rows = []
     for db, entry in inst.catalog.entries.items():
         store = inst.stores.get(db)
@@ -209,6 +210,9 @@ def database_rows(inst: Instance) -> list[dict]:
         }
         if db in inst.catching_up:
             row["records_applied"] = inst.catching_up[db]
+        progress = download_progress(inst, db)
+        if progress is not None:
+            row["download"] = progress
         if db in inst.db_errors:
             row["error"] = inst.db_errors[db]
         if not entry.failover_db and inst.member.type == "ro_reporting":

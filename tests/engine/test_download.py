@@ -1,6 +1,6 @@
 """Database download from another member (SPEC §6.7.2): source order, fallback, a copy
-consistent with the primary under concurrent writes, Needs Download when no source can, and
-on a TLS mirror a snapshot only to members."""
+consistent with the primary under concurrent writes, progress while it runs, Needs Download
+when no source can, and on a TLS mirror a snapshot only to members."""
 
 import shutil
 import socket
@@ -78,6 +78,10 @@ def test_download_under_concurrent_writes_ends_identical_to_the_primary(make_clu
     assert cluster.status("C")["missing_mirrored_databases"] == []
 
 
+def _row(cluster, member: str, db: str) -> dict:
+    return {r["name"]: r for r in cluster.status(member)["databases"]}[db]
+
+
 def test_download_falls_back_to_the_next_source_and_waits_when_none_can(make_cluster):
     cluster = make_cluster(("failover", "failover", "dr"))
     _legacy_on_primary(cluster)
@@ -124,6 +128,46 @@ def test_source_dying_mid_download_falls_back_to_the_primary(make_cluster, monke
     assert "download of LEGACY from B failed" in log and "downloaded LEGACY from A" in log
     assert "received LEGACY from B" not in log
     wait_same(cluster, "C", "LEGACY")
+
+
+def test_a_download_shows_the_bytes_received_of_the_size_its_source_offered(
+    make_cluster, monkeypatch
+):
+    monkeypatch.setenv("ENGINE_SNAPSHOT_MAX_MB_S", "1")  # 3.5 MB below: a copy of seconds
+    cluster = make_cluster(("failover", "failover"))
+    _legacy_on_primary_only(cluster, rows=100_000)
+    offered = admin(cluster, "A", "export_snapshot", "LEGACY")["size"]  # nothing writes it
+    assert admin(cluster, "B", "download_database", "LEGACY")["status"] == "Downloading"
+    first = wait_for(
+        lambda: _row(cluster, "B", "LEGACY").get("download", {}).get("received_bytes"),
+        what="bytes received",
+    )
+    later = wait_for(
+        lambda: (
+            (d := _row(cluster, "B", "LEGACY").get("download"))
+            and d["received_bytes"] > first
+            and d
+        ),
+        what="more bytes received",
+    )
+    assert later["total_bytes"] == offered > later["received_bytes"]
+    assert later["source"] == "A"
+    wait_db(cluster, "B", "LEGACY", "Dejournaling", timeout=60)
+    assert "download" not in _row(cluster, "B", "LEGACY")
+    wait_same(cluster, "B", "LEGACY")
+
+
+def _legacy_on_primary_only(cluster, rows: int) -> None:
+    store = Store.open(str(Path(cluster.cfg.member("A").data_dir) / "db" / "LEGACY"))
+    with store.transaction():
+        for i in range(rows):
+            store.set("Old", (i, "x"), f"old{i}")
+    store.close()
+    admin(cluster, "A", "add_database", "LEGACY")
+    wait_for(
+        lambda: cluster.status("B")["missing_mirrored_databases"] == ["LEGACY"],
+        what="LEGACY missing on B",
+    )
 
 
 def _snapshot_with(certs: Path, stem: str, offer: dict) -> bytes:
