@@ -4,8 +4,10 @@
 Before it makes a new, empty database, the primary asks the other members (at once, briefly)
 what they hold of that name.  When one has a valid copy (activated, FailoverDB not cleared)
 the primary downloads it, backup first then the asyncs, and adopts it: the same incarnation,
-so the members holding it go on dejournaling it.  Meanwhile the database is Downloading; when
-no source could send it, Needs Download with the reason, and create_database again retries.
+so the members holding it go on dejournaling it.  Meanwhile the database is Downloading (its
+status row shows the bytes received); when no source could send it, Needs Download with the
+reason, tried again with a backoff (asking the members anew each time) until a valid copy
+comes, and create_database again tries at once.
 With no valid copy anywhere, the database is created empty under a new incarnation and every
 older copy elsewhere becomes Obsolete when the control record reaches it.  This is how a
 primary that lost a database (removed from the mirror, files gone) gets it back without
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING
 from engine import journal as jmod
 from engine.client import AsyncClient, EngineError
 from engine.databases import DbEntry, new_incarnation
-from engine.instance_download import fetch_copy
+from engine.instance_download import fetch_copy, retry_now, until_copied
 
 if TYPE_CHECKING:
     from engine.instance import Instance
@@ -30,9 +32,11 @@ log = logging.getLogger("engine.download")
 PROBE_TIMEOUT_S = 2.0
 
 
-def create_on_primary(inst: Instance, name: str) -> asyncio.Task:
+def create_on_primary(inst: Instance, name: str) -> asyncio.Task | dict:
     """Create the database on the primary, or start adopting a valid copy (status
     Downloading); the task's result is the create_database answer."""
+    if retry_now(inst, name):  # an adoption waiting to try again: at once, not a second one
+        return {"database": name, "status": "Downloading", "already": False}
     inst.downloading.add(name)
     return asyncio.get_running_loop().create_task(_create(inst, name))
 
@@ -69,17 +73,19 @@ async def _adopt(inst: Instance, entry: DbEntry, sources: list) -> None:
     from engine.instance_dbops import _journal_control, _pos
 
     name = entry.name
-    try:
-        store, errors = await fetch_copy(inst, entry, sources)
-    finally:
-        inst.downloading.discard(name)
-    if inst.catalog.get(name) is not entry:  # removed meanwhile
-        if store is not None:
-            store.close()
-        return
+    first = True
+
+    async def attempt():
+        nonlocal first, sources
+        if not first:  # which members hold a valid copy may have changed meanwhile
+            sources = await _holders(inst, name, entry.incarnation)
+            if not sources:
+                return None, ["no member holds a valid copy of it now"]
+        first = False
+        return await fetch_copy(inst, entry, sources)
+
+    store = await until_copied(inst, entry, attempt, "no valid copy could be downloaded")
     if store is None:
-        inst.db_errors[name] = "no valid copy could be downloaded: " + "; ".join(errors)
-        log.warning("adopting %s failed: %s", name, inst.db_errors[name])
         return
     # the copy is the database as of now on this primary: nothing older is ever replayed
     entry.since = _pos(inst.journal.end_position)
@@ -94,15 +100,26 @@ async def _adopt(inst: Instance, entry: DbEntry, sources: list) -> None:
 async def _valid_copies(inst: Instance, name: str) -> tuple[str, list] | None:
     """The incarnation of the first valid copy in source order, and the members holding a
     valid copy of that incarnation, in that order."""
+    valid = await _all_valid(inst, name)
+    if not valid:
+        return None
+    incarnation = valid[0][1]
+    return incarnation, [m for m, i in valid if i == incarnation]
+
+
+async def _holders(inst: Instance, name: str, incarnation: str) -> list:
+    """The members holding a valid copy of that incarnation, in source order."""
+    return [m for m, i in await _all_valid(inst, name) if i == incarnation]
+
+
+async def _all_valid(inst: Instance, name: str) -> list[tuple]:
+    """(member, incarnation) of every valid copy, backup first, then the asyncs."""
     me = inst.member.name
     candidates = [m for m in inst.cfg.failover_members if m.name != me]
     candidates += [m for m in inst.cfg.members if not m.is_failover and m.type != "rw_reporting"]
     answers = await asyncio.gather(*(_copy_info(inst, m, name) for m in candidates))
-    valid = [(m, a) for m, a in zip(candidates, answers, strict=True) if a and a["valid"]]
-    if not valid:
-        return None
-    incarnation = valid[0][1]["incarnation"]
-    return incarnation, [m for m, a in valid if a["incarnation"] == incarnation]
+    pairs = zip(candidates, answers, strict=True)
+    return [(m, a["incarnation"]) for m, a in pairs if a and a["valid"]]
 
 
 async def _copy_info(inst: Instance, member, name: str) -> dict | None:

@@ -13,7 +13,8 @@ The bytes go from the snapshot writer through a pipe to the socket and from the 
 the new file with splice(2) (no copy through Python), or through TLS when the mirror requires
 it; a trailer with the byte count tells a whole copy from a cut one.  The copy is then caught
 up from P automatically (Downloading -> Catchup Running -> Dejournaling).  With no source
-able to supply it, the database is left Needs Download; `download_database` retries.
+able to supply it, the database is Needs Download with the reasons and is tried again after
+1 s, doubling to 15 s, until a source can (SPEC §6.7.2); `download_database` tries at once.
 While it downloads, its status row shows the bytes received of the size offered.
 
 On a mirror that requires TLS the snapshot port is mutual TLS, and the source sends only to a
@@ -59,6 +60,8 @@ TRAILER_MAGIC = b"MPSNAPOK"
 ACCEPT_TIMEOUT_S = 10.0
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 READ_TIMEOUT_S = 30.0
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 15.0
 
 
 @dataclass
@@ -73,9 +76,11 @@ class Progress:
 
 @dataclass
 class Downloads:
-    """An instance's downloads: progress of those in flight."""
+    """An instance's downloads: progress of those in flight, and the wake-up of those
+    waiting to try again."""
 
     progress: dict[str, Progress] = field(default_factory=dict)
+    waiting: dict[str, asyncio.Event] = field(default_factory=dict)
 
 
 # per instance (one process can run several), without a field on Instance for it
@@ -291,6 +296,8 @@ def download_database(inst: Instance, arg):
     entry = inst.catalog.get(name)
     if entry is not None and name in inst.downloading:
         return {"database": name, "status": "Downloading", "already": True}
+    if entry is not None and retry_now(inst, name):
+        return {"database": name, "status": "Downloading", "already": False}
     if entry is not None and not entry.needs_download:
         return {"database": name, "status": db_status(inst, entry), "already": True}
     known = (inst.primary_db_info or {}).get(name)
@@ -311,7 +318,6 @@ def download_database(inst: Instance, arg):
     entry.needs_download = True
     inst.catalog.save()
     inst.downloading.add(name)
-    inst.db_errors.pop(name, None)
     asyncio.get_running_loop().create_task(_download(inst, entry))
     return {"database": name, "status": "Downloading", "already": False}
 
@@ -420,21 +426,82 @@ async def fetch_copy(inst: Instance, entry: DbEntry, sources: list) -> tuple[Sto
     return None, errors
 
 
+def _wanted(inst: Instance, entry: DbEntry) -> bool:
+    return (
+        inst.catalog.get(entry.name) is entry
+        and entry.needs_download
+        and not inst.stopping.is_set()
+    )
+
+
+async def until_copied(inst: Instance, entry: DbEntry, attempt, failed: str) -> Store | None:
+    """Run `attempt()` -> (store or None, errors) until it gives a whole copy (SPEC §6.7.2:
+    the download happens once a source is available).  In between, the database is Needs
+    Download showing `failed` and the errors, and waits RETRY_FIRST_S doubling to RETRY_MAX_S,
+    or until retry_now.  None, with no more attempts, once the database is removed or needs
+    no download any more, or the member stops."""
+    name, delay, attempts = entry.name, RETRY_FIRST_S, 0
+    try:
+        while True:
+            attempts += 1
+            inst.downloading.add(name)
+            store, errors = await attempt()
+            inst.downloading.discard(name)
+            if not _wanted(inst, entry):
+                if store is not None:
+                    store.close()
+                return None
+            if store is not None:
+                inst.db_errors.pop(name, None)
+                if attempts > 1:
+                    log.info("download of %s succeeded on attempt %d", name, attempts)
+                return store
+            why = f"{failed}: {'; '.join(errors)}"
+            inst.db_errors[name] = f"{why} (next attempt in {delay:g} s)"
+            log.warning("download of %s: %s; trying again in %g s", name, why, delay)
+            woken = await _wait_to_retry(inst, entry, delay)
+            if woken is None:
+                return None
+            delay = RETRY_FIRST_S if woken else min(delay * 2, RETRY_MAX_S)
+    finally:
+        inst.downloading.discard(name)
+
+
+async def _wait_to_retry(inst: Instance, entry: DbEntry, delay: float) -> bool | None:
+    """Wait `delay` s or until retry_now: True if woken, False after the delay, None when
+    the download is not wanted any more."""
+    waiting = downloads_of(inst).waiting
+    wake = waiting[entry.name] = asyncio.Event()
+    waits = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(inst.stopping.wait())]
+    try:
+        await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+        if waiting.get(entry.name) is wake:
+            del waiting[entry.name]
+    return wake.is_set() if _wanted(inst, entry) else None
+
+
+def retry_now(inst: Instance, name: str) -> bool:
+    """Make a download waiting to try again try at once (shown Downloading from now on);
+    False when none is waiting."""
+    wake = downloads_of(inst).waiting.get(name)
+    if wake is None:
+        return False
+    inst.downloading.add(name)
+    wake.set()
+    return True
+
+
 async def _download(inst: Instance, entry: DbEntry) -> None:
     from engine.instance_dbops import _catch_up_one, _journal_covers
 
     name = entry.name
-    try:
-        store, errors = await fetch_copy(inst, entry, _sources(inst))
-    finally:
-        inst.downloading.discard(name)
-    if inst.catalog.get(name) is not entry:  # removed meanwhile
-        if store is not None:
-            store.close()
-        return
+    store = await until_copied(
+        inst, entry, lambda: fetch_copy(inst, entry, _sources(inst)), "no source could supply it"
+    )
     if store is None:
-        inst.db_errors[name] = "no source could supply it: " + "; ".join(errors)
-        inst.catalog.save()
         return
     try:
         _journal_covers(inst, "download_database", name, info_pos(store))

@@ -1,6 +1,6 @@
 """Database download from another member (SPEC §6.7.2): source order, fallback, a copy
 consistent with the primary under concurrent writes, progress while it runs, Needs Download
-when no source can, and on a TLS mirror a snapshot only to members."""
+and automatic retries when no source can, and on a TLS mirror only to members."""
 
 import shutil
 import socket
@@ -82,24 +82,54 @@ def _row(cluster, member: str, db: str) -> dict:
     return {r["name"]: r for r in cluster.status(member)["databases"]}[db]
 
 
-def test_download_falls_back_to_the_next_source_and_waits_when_none_can(make_cluster):
+def _error(cluster, member: str, db: str) -> str:
+    return _row(cluster, member, db).get("error", "")
+
+
+def test_download_falls_back_to_the_next_source_and_retries_by_itself_until_one_can(
+    make_cluster,
+):
     cluster = make_cluster(("failover", "failover", "dr"))
     _legacy_on_primary(cluster)
     cluster.stop("B")
     cluster.stop("A")
     admin(cluster, "C", "download_database", "LEGACY")
     wait_db(cluster, "C", "LEGACY", "Needs Download")
-    row = {r["name"]: r for r in cluster.status("C")["databases"]}["LEGACY"]
-    assert "no source could supply it" in row["error"]
+    assert "no source could supply it" in _error(cluster, "C", "LEGACY")
     assert "needs a download" in refusal(cluster, "C", "catchup", "LEGACY")
-    cluster.start("A")
-    admin(cluster, "C", "download_database", "LEGACY")
+    # it tries again by itself, waiting longer each time, the reason shown meanwhile
+    wait_for(lambda: "next attempt in 2 s" in _error(cluster, "C", "LEGACY"), what="a retry")
+    assert db_status(cluster, "C", "LEGACY") in ("Needs Download", "Downloading")
+    cluster.start("A")  # and no download_database: the next retry finds A
     wait_db(cluster, "C", "LEGACY", "Dejournaling")
+    assert "error" not in _row(cluster, "C", "LEGACY")
     assert "download of LEGACY from B failed" in cluster.log("C")
-    assert "downloaded LEGACY from A" in cluster.log("C")
+    assert cluster.log("C").count("downloaded LEGACY from A") == 1
     wait_same(cluster, "C", "LEGACY")
     with cluster.client("C") as c:
         assert c.get("LEGACY", "Root") == "root value"
+
+
+def test_a_manual_download_tries_at_once_while_the_retry_waits_and_never_runs_twice(
+    make_cluster,
+):
+    cluster = make_cluster(("failover", "failover", "dr"))
+    _legacy_on_primary(cluster)
+    cluster.stop("B")
+    cluster.stop("A")
+    admin(cluster, "C", "download_database", "LEGACY")
+    wait_for(lambda: "next attempt in 4 s" in _error(cluster, "C", "LEGACY"), what="retries")
+    cluster.start("A")
+    assert admin(cluster, "C", "download_database", "LEGACY")["status"] == "Downloading"
+    # started at once, not when the retry's wait is over
+    assert db_status(cluster, "C", "LEGACY") != "Needs Download"
+    assert admin(cluster, "C", "download_database", "LEGACY")["already"] is True
+    wait_db(cluster, "C", "LEGACY", "Dejournaling")
+    log = cluster.log("C")
+    # the retrying download went on at once, rather than a second one starting beside it
+    assert "download of LEGACY succeeded on attempt" in log
+    assert log.count("downloaded LEGACY from A") == 1
+    wait_same(cluster, "C", "LEGACY")
 
 
 def test_download_is_refused_on_the_primary_and_for_unknown_databases(make_cluster):
@@ -168,6 +198,35 @@ def _legacy_on_primary_only(cluster, rows: int) -> None:
         lambda: cluster.status("B")["missing_mirrored_databases"] == ["LEGACY"],
         what="LEGACY missing on B",
     )
+
+
+def test_a_primary_adopting_a_copy_shows_progress_and_tries_again_when_its_source_dies(
+    make_cluster, monkeypatch
+):
+    monkeypatch.setenv("ENGINE_SNAPSHOT_MAX_MB_S", "1")  # B dies in the middle of A's copy
+    cluster = make_cluster(("failover", "failover"))
+    _legacy_on_primary_only(cluster, rows=100_000)
+    admin(cluster, "B", "download_database", "LEGACY")
+    wait_db(cluster, "B", "LEGACY", "Dejournaling", timeout=60)
+    kept = digest(cluster, "B", "LEGACY")
+    admin(cluster, "A", "remove_database", "LEGACY")
+    shutil.rmtree(Path(cluster.cfg.member("A").data_dir) / "db" / "LEGACY")
+    wait_db(cluster, "B", "LEGACY", "Orphaned")
+    assert admin(cluster, "A", "create_database", "LEGACY")["source"] == "B"
+    progress = wait_for(
+        lambda: _row(cluster, "A", "LEGACY").get("download"), what="A's download progress"
+    )
+    assert progress["source"] == "B" and progress["total_bytes"] > 0
+    cluster.kill9("B")
+    wait_for(
+        lambda: "no valid copy could be downloaded" in _error(cluster, "A", "LEGACY"),
+        what="A's failed adoption",
+    )
+    assert db_status(cluster, "A", "LEGACY") in ("Needs Download", "Downloading")
+    cluster.start("B")  # no create_database again: A asks the members anew by itself
+    wait_db(cluster, "A", "LEGACY", "Normal", timeout=60)
+    assert digest(cluster, "A", "LEGACY") == kept
+    assert "error" not in _row(cluster, "A", "LEGACY")
 
 
 def _snapshot_with(certs: Path, stem: str, offer: dict) -> bytes:
