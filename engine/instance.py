@@ -139,6 +139,9 @@ class Instance:
             self.member.superserver,
             self.member.private,
         )
+        from engine.instance_download import resume_downloads
+
+        resume_downloads(self)
 
     def _open_storage(self) -> None:
         # opening the journal cuts a torn tail first, so replay sees only whole records

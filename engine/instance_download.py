@@ -494,6 +494,21 @@ def retry_now(inst: Instance, name: str) -> bool:
     return True
 
 
+def resume_downloads(inst: Instance) -> None:
+    """At start-up, go on with every download a stop cut short (Needs Download)."""
+    for entry in list(inst.catalog.entries.values()):
+        if not entry.needs_download or entry.name in inst.downloading:
+            continue
+        log.info("resuming the download of %s", entry.name)
+        if inst.role == "primary":
+            from engine.instance_adopt import create_on_primary
+
+            create_on_primary(inst, entry.name)
+        else:
+            inst.downloading.add(entry.name)
+            asyncio.get_running_loop().create_task(_download(inst, entry))
+
+
 async def _download(inst: Instance, entry: DbEntry) -> None:
     from engine.instance_dbops import _catch_up_one, _journal_covers
 

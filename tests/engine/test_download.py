@@ -110,6 +110,21 @@ def test_download_falls_back_to_the_next_source_and_retries_by_itself_until_one_
         assert c.get("LEGACY", "Root") == "root value"
 
 
+def test_a_download_cut_short_by_a_restart_goes_on_when_the_member_starts_again(make_cluster):
+    cluster = make_cluster(("failover", "failover", "dr"))
+    _legacy_on_primary(cluster)
+    cluster.stop("B")
+    cluster.stop("A")
+    admin(cluster, "C", "download_database", "LEGACY")
+    wait_db(cluster, "C", "LEGACY", "Needs Download")
+    cluster.stop("C")
+    cluster.start("A")
+    cluster.start("C")  # nobody asks again: C resumes the download itself
+    wait_db(cluster, "C", "LEGACY", "Dejournaling")
+    assert "resuming the download of LEGACY" in cluster.log("C")
+    wait_same(cluster, "C", "LEGACY")
+
+
 def test_a_manual_download_tries_at_once_while_the_retry_waits_and_never_runs_twice(
     make_cluster,
 ):
