@@ -127,6 +127,7 @@ class Hosts:
         self.certs = root / "certs"
         self.ca: tls.CA | None = None
         self.hosts: dict[str, Host] = {}
+        self.promised: set[int] = set()
 
     def make_ca(self) -> tls.CA:
         self.ca = tls.make_ca(self.certs)
@@ -135,8 +136,17 @@ class Hosts:
     def cert(self, cn: str, **kw) -> tls.CertPaths:
         return tls.make_cert(self.ca, self.certs, cn, **kw)
 
+    def ports(self, n: int) -> list[int]:
+        """Free ports never handed out before here: a host binds its private port only
+        once it is in a mirror, so a port free now may already be promised to it."""
+        while True:
+            ports = free_ports(n)
+            if not self.promised.intersection(ports):
+                self.promised.update(ports)
+                return ports
+
     def add(self, name: str, tls_files: bool = False) -> Host:
-        superserver, private = free_ports(2)
+        superserver, private = self.ports(2)
         host = Host(self.root, name, superserver, private)
         self.hosts[name] = host
         host.start()
