@@ -284,11 +284,17 @@ def replay(inst: Instance, store, db: str) -> int:
     return n
 
 
+def _replay_started(inst: Instance, store, db: str) -> int:
+    # logged by the worker thread as it begins, so the log shows when catch-ups overlap
+    log.info("catch-up of %s started from %s", db, _pos(store.applied_position))
+    return replay(inst, store, db)
+
+
 async def _catch_up_one(inst: Instance, entry: DbEntry) -> None:
     db = entry.name
     try:
         store = inst.stores[db]
-        n = await asyncio.to_thread(replay, inst, store, db)
+        n = await asyncio.to_thread(_replay_started, inst, store, db)
         # the tail received meanwhile, on the loop thread: no chunk arrives in between, so
         # the dejournaler takes over exactly where this ends
         n += replay(inst, store, db)

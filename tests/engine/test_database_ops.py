@@ -1,6 +1,7 @@
 """Database operations on real member processes: create, add, activate, catch up, mount,
 dismount, remove, FailoverDB flag, and the database statuses of SPEC §2.4."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -183,6 +184,61 @@ def test_catch_up_of_several_databases_converges_and_shows_catchup_running(make_
     assert admin(cluster, "B", "catchup", "USER,APP")["already"] == ["USER", "APP"]
     write(cluster, "APP", "q")
     cluster.wait_converged("B")
+
+
+def catchup_events(cluster, member: str, since: int) -> list[tuple[str, str]]:
+    """("started" | "done", database) for each catch-up line of the member's log after the
+    first `since` characters, in the order they were logged."""
+    lines = re.finditer(r"catch-up of (\w+) (started|done)", cluster.log(member)[since:])
+    return [(m[2], m[1]) for m in lines]
+
+
+def overlapped(events: list[tuple[str, str]]) -> bool:
+    """Whether some catch-up started while another one was still running."""
+    running: set[str] = set()
+    for what, db in events:
+        if what == "started" and running:
+            return True
+        (running.add if what == "started" else running.discard)(db)
+    return False
+
+
+@pytest.mark.parametrize(
+    "setting, parallel_on",
+    [("failover+dr", {"B"}), ("all", {"B", "C"}), ("failover", set())],
+    ids=["failover+dr", "all", "failover"],
+)
+def test_catch_ups_overlap_only_where_parallel_dejournaling_covers_the_member(
+    make_cluster, setting, parallel_on
+):
+    # B a DR async, C a read-only reporting async (SPEC §3.6: parallel for DR by default)
+    cluster = make_cluster(
+        ("failover", "dr", "ro_reporting"), mirror={"parallel_dejournaling": setting}
+    )
+    for member in "BC":
+        for db in ("USER", "APP"):
+            admin(cluster, member, "dismount", db)
+    # large enough that a catch-up (a few hundred ms) outlasts by far the few ms the
+    # other one takes to start on a thread of its own, even on a loaded machine
+    for db in ("USER", "APP"):
+        write(cluster, db, db.lower(), 30000)
+    since = {member: len(cluster.log(member)) for member in "BC"}
+    for member in "BC":
+        for db in ("USER", "APP"):
+            admin(cluster, member, "mount", db)
+        admin(cluster, member, "catchup", ["USER", "APP"])
+    for member in "BC":
+        for db in ("USER", "APP"):
+            wait_db(cluster, member, db, "Dejournaling", timeout=60)
+        events = catchup_events(cluster, member, since[member])
+        assert sorted(events) == [
+            ("done", "APP"),
+            ("done", "USER"),
+            ("started", "APP"),
+            ("started", "USER"),
+        ]
+        assert overlapped(events) == (member in parallel_on), (member, events)
+        cluster.wait_converged(member)
 
 
 def test_mount_with_catch_up_brings_a_stale_copy_back(make_cluster):
