@@ -224,8 +224,23 @@ class AgentClient:
     def remove_database(self, instance: str, db: str) -> dict:
         return self._db_op(instance, db, "remove")
 
-    def clear_failover_db(self, instance: str, db: str) -> dict:
-        return self._db_op(instance, db, "clear-failover-db")
+    def clear_failover_db(
+        self,
+        instance: str,
+        databases: str | list[str] | None = None,
+        *,
+        all_databases: bool = False,
+        mirror: str | None = None,
+    ) -> dict:
+        """Clear the FailoverDB flag of one database (its result), or of several or all of
+        the instance's mirrored databases ({"databases": [one result each]})."""
+        if (databases is None) == (not all_databases):
+            raise ValueError("name the databases, or give all_databases=True")
+        if isinstance(databases, str):
+            tail = f"databases/{quote(databases, safe='')}/clear-failover-db"
+            return self._op(instance, tail, mirror=mirror)
+        body = {"all": True} if all_databases else {"databases": databases}
+        return self._op(instance, "databases/clear-failover-db", body, mirror)
 
     def pause_database(self, instance: str, db: str) -> dict:
         return self._db_op(instance, db, "pause")

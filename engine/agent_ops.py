@@ -14,6 +14,7 @@ Routes (all under /v1/instances/{name}, bodies JSON objects; see engine/agent_ap
     GET  /databases                         statuses as the instance reports them (SPEC §2.4)
     POST /databases                         {name, mode: create|add, mirrored}
     POST /databases/catchup                 {databases: [...], wait}
+    POST /databases/clear-failover-db       {databases: [...]} or {all: true}
     POST /databases/{db}/download | activate | catchup {wait} | mount {catchup} | dismount | remove
          | clear-failover-db | pause | resume
     POST /mirroring/stop | /mirroring/start | /dejournaling/stop | /dejournaling/start
@@ -277,6 +278,26 @@ async def catchup_many(request: web.Request) -> web.Response:
     return await _catchup(request, entry, checked, body.get("wait", False))
 
 
+async def clear_failover_many(request: web.Request) -> web.Response:
+    """SPEC §6.9 "Clear FailoverDB Flags": several databases, or all; one result each."""
+    entry = instance_entry(request)
+    body = await _body(request, {"databases": list, "all": bool})
+    if ("databases" in body) == ("all" in body) or body.get("all") is False:
+        raise api_error(400, "bad_request", "give either 'databases' (names) or 'all': true")
+    if "all" in body:
+        arg = {"all": True}
+    else:
+        names = body["databases"]
+        if not names:
+            raise api_error(400, "bad_request", "'databases' must be a non-empty list of names")
+        checked = [_db_name(n, f"databases[{i}]") for i, n in enumerate(names)]
+        if len(set(checked)) != len(checked):
+            raise api_error(400, "bad_request", "'databases' names a database more than once")
+        arg = {"names": checked}
+    result = await _admin(request, entry, "clear_failover_db", arg)
+    return _answer(request, entry, "clear-failover-db", result)
+
+
 def _member_op(action: str, op: str):
     async def handler(request: web.Request) -> web.Response:
         entry = instance_entry(request)
@@ -311,6 +332,7 @@ OPS_ROUTES = [
     ("GET", "/v1/instances/{name}/databases", list_databases),
     ("POST", "/v1/instances/{name}/databases", create_database),
     ("POST", "/v1/instances/{name}/databases/catchup", catchup_many),
+    ("POST", "/v1/instances/{name}/databases/clear-failover-db", clear_failover_many),
     ("POST", f"{DB}/download", _db_op("download_database", "download")),
     ("POST", f"{DB}/activate", _db_op("activate", "activate")),
     ("POST", f"{DB}/catchup", catchup_one),

@@ -378,19 +378,45 @@ def remove(inst: Instance, arg):
 
 
 def clear_failover_db(inst: Instance, arg):
-    entry = _entry(inst, "clear_failover_db", _args("clear_failover_db", arg)["name"])
+    """Clear the FailoverDB flag (SPEC §5.3, §6.9) of one database (a name, or {"name"}),
+    of several ({"names": [...]}) or of every mirrored database here ({"all": true}, the
+    "Clear FailoverDB Flags" button).  Several answer {"databases": [one result each]};
+    nothing is cleared unless every database named is mirrored here."""
+    op = "clear_failover_db"
+    entries, several = _flag_entries(inst, arg)
+    db = None if several else entries[0].name
     mtype = inst.member.type
     if mtype == "dr":
-        raise Refused("clear_failover_db", entry.name, "never allowed on a DR async (SPEC §5.3)")
+        raise Refused(op, db, "never allowed on a DR async (SPEC §5.3)")
     if mtype == "failover":
-        raise Refused(
-            "clear_failover_db", entry.name, "only on a read-only reporting async (SPEC §5.3)"
-        )
-    if not entry.failover_db:
-        return _result(inst, entry, already=True, failover_db=False)
-    entry.failover_db = False  # once cleared it cannot be set again
-    inst.catalog.save()
-    return _result(inst, entry, failover_db=False)
+        raise Refused(op, db, "only on a read-only reporting async (SPEC §5.3)")
+    results = []
+    for entry in entries:
+        already = not entry.failover_db
+        entry.failover_db = False  # once cleared it cannot be set again
+        results.append(_result(inst, entry, already=already, failover_db=False))
+    if not all(r["already"] for r in results):
+        inst.catalog.save()
+    return {"databases": results} if several else results[0]
+
+
+def _flag_entries(inst: Instance, arg) -> tuple[list[DbEntry], bool]:
+    """The databases asked for, and whether several were (a list, or all)."""
+    op = "clear_failover_db"
+    if not (isinstance(arg, dict) and ("names" in arg or "all" in arg)):
+        return [_entry(inst, op, _args(op, arg)["name"])], False
+    unknown = set(arg) - {"names", "all"}
+    if unknown:
+        raise Refused(op, None, f"unknown options {sorted(unknown)}")
+    if "all" in arg:
+        if "names" in arg or arg["all"] is not True:
+            raise Refused(op, None, "give either 'names' or 'all': true")
+        return list(inst.catalog.entries.values()), True
+    names = arg["names"]
+    if not isinstance(names, list) or not names:
+        raise Refused(op, None, "'names' must be a non-empty list of database names")
+    checked = dict.fromkeys(check_name(op, n) for n in names)  # once each, in order
+    return [_entry(inst, op, n) for n in checked], True
 
 
 # -- stop / start mirroring (SPEC §6.16) --------------------------------------------------

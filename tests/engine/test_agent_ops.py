@@ -3,8 +3,12 @@ processes, a real agent process, HTTP on loopback (engine/agent_ops.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import jsonschema
 import lmdb
 import pytest
+import yaml
 
 from engine.agent_client import AgentError
 from engine.agent_ops import OPS_ROUTES
@@ -282,6 +286,68 @@ def test_failover_db_flag_is_cleared_on_a_read_only_reporting_async_only(make_cl
         assert row["name"] == "USER" and row["failover_db"] is False
         err = refusal(client.clear_failover_db, "A", "USER")
         assert err.status == 409 and "reporting" in err.message
+
+
+def matches_the_description(route: str, answer: dict) -> dict:
+    """The answer, after checking it against the route's 200 schema in engine/agent_api.yaml."""
+    spec = yaml.safe_load((Path(__file__).parents[2] / "engine" / "agent_api.yaml").read_text())
+    schema = spec["paths"][route]["post"]["responses"]["200"]["content"]["application/json"]
+    full = {**schema["schema"], "components": spec["components"]}
+    jsonschema.Draft202012Validator(full).validate(answer)
+    return answer
+
+
+def test_failover_db_flags_of_several_or_all_databases_are_cleared_through_the_agent(
+    make_cluster, start_agent
+):
+    cluster = make_cluster(
+        types=("failover", "dr", "ro_reporting"), databases=("USER", "APP", "SALES")
+    )
+    agent = start_agent(instances=instance_entries(cluster))
+    route = "/v1/instances/{name}/databases/clear-failover-db"
+
+    def flags() -> dict[str, bool]:
+        rows = client.databases("C")["databases"]
+        return {r["name"]: r.get("failover_db", True) for r in rows}
+
+    with agent.client(credential=agent.credential) as client:
+        wait_db(client, "C", "SALES", "Dejournaling")
+        for instance, reason in (("B", "never allowed on a DR async"), ("A", "reporting")):
+            err = refusal(client.clear_failover_db, instance, all_databases=True)
+            assert err.status == 409 and reason in err.message
+        err = refusal(client.clear_failover_db, "C", ["USER", "NOPE"])
+        assert err.status == 409 and "not a mirrored database" in err.message
+        bad = [
+            (b"{}", "either"),
+            (b'{"all": false}', "either"),
+            (b'{"all": true, "databases": ["USER"]}', "either"),
+            (b'{"databases": []}', "non-empty"),
+            (b'{"databases": ["USER", "user"]}', "more than once"),
+            (b'{"databases": ["9X"]}', "invalid database name"),
+            (b'{"databases": "USER"}', "must be a list"),
+        ]
+        for body, reason in bad:
+            status, _, data = client.request("POST", route.replace("{name}", "C"), body=body)
+            assert status == 400 and reason in data.decode(), (body, data)
+        assert flags() == {"USER": True, "APP": True, "SALES": True}
+
+        out = matches_the_description(route, client.clear_failover_db("C", ["user", "APP"]))
+        assert out["operation"] == "clear-failover-db"
+        assert [(r["database"], r["already"]) for r in out["databases"]] == [
+            ("USER", False),
+            ("APP", False),
+        ]
+        assert flags() == {"USER": False, "APP": False, "SALES": True}
+        out = matches_the_description(route, client.clear_failover_db("C", all_databases=True))
+        assert {r["database"]: r["already"] for r in out["databases"]} == {
+            "USER": True,
+            "APP": True,
+            "SALES": False,
+        }
+        assert flags() == {"USER": False, "APP": False, "SALES": False}
+        assert client.clear_failover_db("C", "SALES")["already"] is True  # the single form
+    with pytest.raises(ValueError):
+        client.clear_failover_db("C")  # neither names nor all: nothing is sent
 
 
 def test_malformed_bodies_on_every_operation_are_400_and_change_nothing(mirror):

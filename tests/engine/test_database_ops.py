@@ -314,6 +314,47 @@ def test_cleared_failover_flag_makes_a_reporting_copy_writable_and_stays_cleared
     assert rows["USER"]["failover_db"] is False
 
 
+def failover_flags(cluster, member: str) -> dict[str, bool]:
+    return {r["name"]: r.get("failover_db", True) for r in cluster.status(member)["databases"]}
+
+
+def test_failover_flags_of_several_or_all_databases_are_cleared_at_once(make_cluster):
+    cluster = make_cluster(("failover", "dr", "ro_reporting"), databases=("USER", "APP", "SALES"))
+    everything = {"all": True}
+    assert "never allowed on a DR" in refusal(cluster, "B", "clear_failover_db", everything)
+    assert "read-only reporting" in refusal(cluster, "A", "clear_failover_db", {"names": ["USER"]})
+    unknown = {"names": ["USER", "NOPE"]}
+    assert "not a mirrored database" in refusal(cluster, "C", "clear_failover_db", unknown)
+    assert "either 'names' or 'all'" in refusal(cluster, "C", "clear_failover_db", {"all": False})
+    assert failover_flags(cluster, "C") == {"USER": True, "APP": True, "SALES": True}
+
+    out = admin(cluster, "C", "clear_failover_db", {"names": ["user", "APP", "USER"]})
+    assert [(r["database"], r["already"], r["failover_db"]) for r in out["databases"]] == [
+        ("USER", False, False),
+        ("APP", False, False),
+    ]
+    assert failover_flags(cluster, "C") == {"USER": False, "APP": False, "SALES": True}
+    with cluster.client("C") as c:
+        c.set("APP", "Local", (1,), "writable now")
+        with pytest.raises(EngineError) as info:
+            c.set("SALES", "Local", (1,), "still read-only")
+        assert info.value.code == "not_primary"
+
+    out = admin(cluster, "C", "clear_failover_db", everything)
+    assert {r["database"]: r["already"] for r in out["databases"]} == {
+        "USER": True,
+        "APP": True,
+        "SALES": False,
+    }
+    assert admin(cluster, "C", "clear_failover_db", everything)["databases"][2]["already"] is True
+    cluster.stop("C")
+    cluster.start("C")
+    assert failover_flags(cluster, "C") == {"USER": False, "APP": False, "SALES": False}
+    with cluster.client("C") as c:
+        c.set("SALES", "Local", (1,), "after a restart too")
+        assert c.get("SALES", "Local", (1,)) == "after a restart too"
+
+
 def test_member_that_was_away_learns_the_removal_and_shows_the_copy_orphaned(make_cluster):
     cluster = make_cluster(("failover", "dr"))
     admin(cluster, "B", "stop_mirroring")
