@@ -72,6 +72,7 @@ class Instance:
         self.catalog = Catalog(self.data_dir)
         self.catching_up: dict[str, int] = {}  # database -> records applied so far
         self.downloading: set[str] = set()
+        self.background: set[asyncio.Task] = set()  # see run_in_background
         self.unreplayed: set[str] = set()  # stopped / paused since start-up: journal not applied
         self.db_errors: dict[str, str] = {}
         # the primary's mirrored databases (name -> wire entry) as last heard; None: not yet
@@ -435,6 +436,14 @@ class Instance:
             )
             return
         self.replicator.accept(conn, frame)
+
+    def run_in_background(self, coro) -> asyncio.Task:
+        """A task nobody awaits (a download, a catch-up), kept referenced until it ends: the
+        event loop holds only weak references to tasks."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return task
 
     def handle(self, conn: Connection, mtype: int, args: list):
         return HANDLERS[mtype](self, conn, args)

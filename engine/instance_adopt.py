@@ -65,7 +65,7 @@ async def _create(inst: Instance, name: str) -> dict:
     entry.incarnation = incarnation
     inst.catalog.save()
     inst.db_errors.pop(name, None)
-    asyncio.get_running_loop().create_task(_adopt(inst, entry, sources))
+    inst.run_in_background(_adopt(inst, entry, sources))
     return _result(inst, entry, source=sources[0].name)
 
 

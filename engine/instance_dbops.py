@@ -255,7 +255,7 @@ def catchup(inst: Instance, arg):
         inst.db_errors.pop(e.name, None)
         started.append(e)
     inst.catalog.save()
-    task = asyncio.get_running_loop().create_task(_run_catchups(inst, started))
+    task = inst.run_in_background(_run_catchups(inst, started))
     result = {"started": [e.name for e in started], "already": already}
     if not wait:
         return result

@@ -318,7 +318,7 @@ def download_database(inst: Instance, arg):
     entry.needs_download = True
     inst.catalog.save()
     inst.downloading.add(name)
-    asyncio.get_running_loop().create_task(_download(inst, entry))
+    inst.run_in_background(_download(inst, entry))
     return {"database": name, "status": "Downloading", "already": False}
 
 
@@ -506,7 +506,7 @@ def resume_downloads(inst: Instance) -> None:
             create_on_primary(inst, entry.name)
         else:
             inst.downloading.add(entry.name)
-            asyncio.get_running_loop().create_task(_download(inst, entry))
+            inst.run_in_background(_download(inst, entry))
 
 
 async def _download(inst: Instance, entry: DbEntry) -> None:
