@@ -9,6 +9,8 @@ On the primary (which owns the configuration):
     remove_member {member}                          "Remove Other Mirror Member" (§6.10)
 On any member:
     mirror_info                                     the mirror as this member knows it
+    verify_tls                                      every member's TLS configuration
+                                                    (engine/instance_tls_check.py)
     set_tls {cert, key, ca} / reload_tls            its own TLS files; a new DN (§6.21)
     leave_mirror / remove_mirror_config {remove_db_attribute}   §6.9–§6.12; restarts
     authorize_dn_update {member}                    on a non-primary: the primary's new DN
@@ -24,6 +26,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from engine import instance_tls_check as tls_check
 from engine import membership as ms
 from engine import tls
 from engine.config import MemberConfig
@@ -257,9 +260,31 @@ def reject_dn_update(inst: Instance, arg):
 
 
 def edit_mirror(inst: Instance, arg):
+    """Turning TLS on first verifies every member's TLS configuration (SPEC §6.10 step b,
+    engine/instance_tls_check.py) and is refused while a reachable member has none that is
+    valid, unless the request says `skip_verify`; the answer then carries the rows."""
     op = "edit_mirror"
     _primary_only(inst, op)
+    arg = dict(arg) if isinstance(arg, dict) else arg
+    skip = bool(arg.pop("skip_verify", False)) if isinstance(arg, dict) else False
     changes = ms.check_settings(op, arg)
+    if changes.get("tls") and not inst.cfg.tls:
+        _check_own_tls(inst, op)
+        return asyncio.get_running_loop().create_task(_turn_tls_on(inst, changes, skip))
+    return _apply_settings(inst, op, changes)
+
+
+async def _turn_tls_on(inst: Instance, changes: dict, skip: bool) -> dict:
+    op = "edit_mirror"
+    report = await tls_check.check_members(inst, op)
+    _primary_only(inst, op)  # still, after the members answered
+    problem = tls_check.refusal(report)
+    if problem and not skip:
+        raise Refused(op, None, problem)
+    return {**_apply_settings(inst, op, changes), "verified": report["members"]}
+
+
+def _apply_settings(inst: Instance, op: str, changes: dict) -> dict:
     cfg = inst.cfg
     changed = {k: v for k, v in changes.items() if getattr(cfg, k) != v}
     if changed.get("tls"):
@@ -556,5 +581,6 @@ ACTIONS = {
     "set_tls": set_tls,
     "reload_tls": set_tls,
     "leave_mirror": leave_mirror,
+    "verify_tls": tls_check.verify_tls,
     "remove_mirror_config": leave_mirror,
 }
