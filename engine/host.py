@@ -25,6 +25,7 @@ from engine import host_join, tls
 from engine.admin_auth import check_admin, ensure_token, split_admin_args
 from engine.config import TYPE_LABELS, MirrorConfig
 from engine.databases import Refused
+from engine.host_port import set_superserver_port
 from engine.instance import PID_FILE, Instance
 from engine.instance_membership import apply_tls_paths, set_tls
 from engine.node import Node
@@ -233,6 +234,8 @@ class Host:
 
     def admin(self, action, arg):
         current = [(inst.cfg, inst.member.name) for inst in self.members.values()]
+        if action == "set_superserver_port":
+            return set_superserver_port(self, arg)
         if action in ("set_tls", "reload_tls") and self.members:
             results = [set_tls(inst, arg) for inst in self.members.values()]
             return results[0]

@@ -31,6 +31,7 @@ from engine import membership as ms
 from engine import tls
 from engine.config import MemberConfig
 from engine.databases import Refused
+from engine.host_port import learn_superserver_port
 from engine.protocol import MsgType, encode_frame, read_frame, unpack
 
 if TYPE_CHECKING:
@@ -191,6 +192,7 @@ def check_identity(inst: Instance, conn: Connection, member: MemberConfig, hello
             )
     if not member.authorized:
         raise JoinRefused(f"member {member.name} awaits authorization on the primary")
+    learn_superserver_port(inst, member, join)  # engine/host_port.py
 
 
 # -- primary operations -----------------------------------------------------------------
@@ -323,7 +325,10 @@ def update_member_address(inst: Instance, arg):
         addr = ms.check_address(op, arg["superserver"], "superserver")
         if addr.port != member.superserver.port:
             raise Refused(
-                op, member.name, "the superserver port is changed on the member itself (§6.19)"
+                op,
+                member.name,
+                "the superserver port is changed on the member itself (§6.19): "
+                f"set_superserver_port on {member.name}",
             )
         new["superserver"] = addr
     if arg.get("private") is not None:

@@ -61,9 +61,10 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def load_node(data_dir: str | Path, name: str | None = None, superserver: str | None = None):
-    """The node of `data_dir`; name and superserver are required on the first start and,
-    when given later, must agree with what is recorded (the port is changed locally only
-    by editing node.json while the instance is down)."""
+    """The node of `data_dir`; name and superserver are required on the first start; a
+    superserver given later replaces the recorded one.  A running instance changes its
+    port with set_superserver_port (engine/host_port.py), which records it here and
+    restarts without --superserver, so that the new port is the one read back."""
     data_dir = Path(data_dir).resolve()
     path = data_dir / NODE_FILE
     if path.exists():

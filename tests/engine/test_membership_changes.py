@@ -4,6 +4,7 @@ settings, addresses (§6.19), removing and leaving (§6.9-§6.12), with real ins
 import datetime as dt
 import json
 import re
+import socket
 
 import pytest
 
@@ -331,3 +332,45 @@ def test_a_parallel_dejournaling_edit_reaches_running_members(hosts):  # noqa: F
     wait_for(lambda: c.status()["dejournaling_parallel"] is True, 15, "C in parallel again")
     assert connections_of(a, "C") == c_before  # without reconnecting, nor restarting
     assert c.status()["status"] == "Connected"
+
+
+def members_superserver(host) -> dict:
+    return {m["name"]: m["superserver"] for m in host.admin("mirror_info")["members"]}
+
+
+def test_a_dr_changes_its_own_superserver_port_and_the_mirror_learns_it(hosts):  # noqa: F811
+    a, b, c = plain_mirror(hosts, "A", "B", "C")
+    with pytest.raises(Refused, match="changed on the member itself"):
+        a.admin("update_member_address", {"member": "C", "superserver": "127.0.0.1:1"})
+    with pytest.raises(Refused, match="member B's address in mirror PLAIN"):
+        c.admin("set_superserver_port", {"port": int(b.private.rsplit(":", 1)[1])})
+    with socket.socket() as busy:  # something else listens on the port asked for
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        with pytest.raises(Refused, match=f"port {taken} on 127.0.0.1 is in use"):
+            c.admin("set_superserver_port", {"port": taken})
+    assert c.status()["status"] == "Connected"  # refused: nothing changed
+
+    (port,) = hosts.ports(1)
+    old = c.superserver
+    answer = c.admin("set_superserver_port", {"port": port})
+    assert answer == {
+        "superserver": f"127.0.0.1:{port}",
+        "previous": old,
+        "mirrors": ["PLAIN"],
+        "restarting": True,
+    }
+    c.superserver = f"127.0.0.1:{port}"
+    assert "waiting_reason" not in c.wait_state("Connected")  # it answers at the new port
+    for host in (a, b, c):
+        wait_for(
+            lambda h=host: members_superserver(h)["C"] == c.superserver,
+            15,
+            f"{host.name} knows C's new superserver",
+        )
+    with pytest.raises(ConnectionRefusedError):  # nothing answers at the old port
+        socket.create_connection(("127.0.0.1", int(old.rsplit(":", 1)[1])), 2).close()
+    # it stays: the restarted instance reads its port from node.json
+    node = json.loads((c.data_dir / "node.json").read_text())
+    assert node["superserver"] == c.superserver
