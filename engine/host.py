@@ -10,7 +10,10 @@ them up (status "M/N": connected of all) and other requests are refused with the
 
 Creating, joining or leaving a mirror writes or removes a membership's mirror.json and then
 restarts the process (same pid, so the agent still finds it) so that it starts as what it
-is now.
+is now; so does a new superserver port (engine/host_port.py).  Removing the mirror
+configuration concerns every membership and the instance's TLS files, so it is the host's
+(engine/host_remove.py); a membership whose Join-Mirror flag it cleared is kept but not run
+(`dormant`) until the second call removes it.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ import os
 import uuid
 
 from engine import host_join, tls
+from engine import membership as ms
 from engine.admin_auth import check_admin, ensure_token, split_admin_args
 from engine.config import TYPE_LABELS, MirrorConfig
 from engine.databases import Refused
 from engine.host_port import set_superserver_port
+from engine.host_remove import dormant_reason, remove_mirror_config
 from engine.instance import PID_FILE, Instance
 from engine.instance_membership import apply_tls_paths, set_tls
 from engine.node import Node
@@ -34,7 +39,16 @@ from engine.session import Connection, RequestError
 
 log = logging.getLogger("engine.host")
 DATA_REQUESTS = frozenset({MsgType.GET, MsgType.SET, MsgType.KILL, MsgType.ORDER, MsgType.QUERY})
-HOST_ACTIONS = frozenset({"set_tls", "reload_tls", "mirror_create", "mirror_join"})
+HOST_ACTIONS = frozenset(
+    {
+        "set_tls",
+        "reload_tls",
+        "mirror_create",
+        "mirror_join",
+        "set_superserver_port",  # engine/host_port.py
+        "remove_mirror_config",  # engine/host_remove.py
+    }
+)
 
 
 class Host:
@@ -49,6 +63,8 @@ class Host:
         self.max_frame = max_frame
         self.boot_id = uuid.uuid4().hex
         self.members: dict[str, Instance] = {}  # mirror name -> its member here
+        # memberships whose Join-Mirror flag is cleared: kept, not run (engine/host_remove.py)
+        self.dormant: dict[str, tuple[MirrorConfig, str]] = {}
         self.sessions: set[Connection] = set()
         self.server = None
         self.stop_requested = asyncio.Event()
@@ -59,6 +75,10 @@ class Host:
         (self.node.data_dir / PID_FILE).write_text(f"{os.getpid()}\n")
         self.admin_token = ensure_token(self.node.data_dir)
         for cfg, member in self.memberships:
+            if not ms.joins_at_start(cfg):
+                log.warning("%s; not running as member %s", dormant_reason(cfg), member)
+                self.dormant[cfg.name] = (cfg, member)
+                continue
             inst = Instance(cfg, member, node=self.node, host=self, max_frame=self.max_frame)
             await inst.start()
             self.members[cfg.name] = inst
@@ -198,7 +218,7 @@ class Host:
         if isinstance(mirror, str) and mirror.upper() in self.members:
             return self.members[mirror.upper()].status()
         if not self.members:
-            return {
+            out = {
                 "member": self.node.name,
                 "mirror": None,
                 "type": "Not Member",
@@ -208,6 +228,9 @@ class Host:
                 "databases": [],
                 "tls": self._tls_info(),
             }
+            for cfg, _ in self.dormant.values():
+                out["waiting_reason"] = dormant_reason(cfg)
+            return out
         if len(self.members) == 1:
             return next(iter(self.members.values())).status()
         per_mirror = {name: inst.status() for name, inst in self.members.items()}
@@ -236,6 +259,11 @@ class Host:
         current = [(inst.cfg, inst.member.name) for inst in self.members.values()]
         if action == "set_superserver_port":
             return set_superserver_port(self, arg)
+        if action == "remove_mirror_config":
+            return remove_mirror_config(self, arg)
+        if self.dormant and action in ("mirror_create", "mirror_join", "mirror_info"):
+            cfg = next(iter(self.dormant.values()))[0]
+            raise Refused(str(action), None, dormant_reason(cfg))
         if action in ("set_tls", "reload_tls") and self.members:
             results = [set_tls(inst, arg) for inst in self.members.values()]
             return results[0]

@@ -3,16 +3,19 @@
 On the primary (which owns the configuration):
     authorize_member / reject_member {member}      pending new members (SPEC §6.5)
     authorize_dn_update / reject_dn_update {member} a member's new certificate DN (§6.21)
-    edit_mirror {settings}                          §5.1; compression restarts the links it
-                                                    concerns (§3.4), TLS every link
-    update_member_address {member, superserver?, private?}   §6.19
+    edit_mirror {settings, skip_verify?}            §5.1; compression restarts the links it
+                                                    concerns (§3.4), TLS every link; TLS on
+                                                    is verified first (§6.10 step b)
+    update_member_address {member, superserver?, private?}   §6.19 (not the superserver
+                                                    port: engine/host_port.py)
     remove_member {member}                          "Remove Other Mirror Member" (§6.10)
 On any member:
     mirror_info                                     the mirror as this member knows it
     verify_tls                                      every member's TLS configuration
                                                     (engine/instance_tls_check.py)
     set_tls {cert, key, ca} / reload_tls            its own TLS files; a new DN (§6.21)
-    leave_mirror / remove_mirror_config {remove_db_attribute}   §6.9–§6.12; restarts
+    leave_mirror {remove_db_attribute}              §6.9–§6.12; restarts (removing the
+                                                    whole configuration: engine/host_remove.py)
     authorize_dn_update {member}                    on a non-primary: the primary's new DN
     update_member_address {member: <primary>, ...}  on a disconnected member (§6.19 exc. 2)
 
@@ -32,6 +35,7 @@ from engine import tls
 from engine.config import MemberConfig
 from engine.databases import Refused
 from engine.host_port import learn_superserver_port
+from engine.host_remove import leave_mirror
 from engine.protocol import MsgType, encode_frame, read_frame, unpack
 
 if TYPE_CHECKING:
@@ -442,45 +446,6 @@ def apply_tls_paths(node, op: str, paths: dict) -> dict:
     return info
 
 
-def leave_mirror(inst: Instance, arg):
-    """Leave the mirror (tell the primary when connected) and remove the local configuration,
-    keeping or removing the databases' mirrored attribute (§6.12); the process restarts as
-    a non-member."""
-    op = "leave_mirror"
-    _dynamic(inst, op)
-    arg = _arg_map(op, arg)
-    remove_attr = bool(arg.get("remove_db_attribute", False))
-    if inst.role == "primary":
-        others = [m.name for m in inst.cfg.members if m is not inst.member]
-        if others:
-            raise Refused(
-                op,
-                None,
-                f"the primary leaves last: remove {', '.join(others)} first (SPEC §6.11)",
-            )
-    elif inst.replica is not None:
-        inst.replica.leave()
-    _drop_databases(inst, remove_attr)
-    ms.remove_local(inst.data_dir)
-    log.warning(
-        "left mirror %s (mirrored attribute %s)",
-        inst.cfg.name,
-        "removed" if remove_attr else "kept",
-    )
-    inst.request_restart()
-    return {"mirror": inst.cfg.name, "left": True, "db_attribute_removed": remove_attr}
-
-
-def _drop_databases(inst: Instance, remove_attr: bool) -> None:
-    if remove_attr:
-        inst.catalog.path.unlink(missing_ok=True)
-        return
-    # kept: on rejoining they come back, and need Activate and Catchup (§6.12)
-    for entry in inst.catalog.entries.values():
-        entry.activated = entry.caught_up = False
-    inst.catalog.save()
-
-
 # -- member side: configuration from the primary ------------------------------------------
 
 
@@ -587,5 +552,7 @@ ACTIONS = {
     "reload_tls": set_tls,
     "leave_mirror": leave_mirror,
     "verify_tls": tls_check.verify_tls,
+    # on an instance configured through the agent engine/host_remove.py answers this first;
+    # here it is what a member configured by file hears (refused: not through the agent)
     "remove_mirror_config": leave_mirror,
 }

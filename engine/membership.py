@@ -7,8 +7,9 @@ goes to each connected member at once (DC_CONFIG) and to the others when they re
 DC_WELCOME); a member saves what it receives.  Some things stay on the member that holds them:
 the pending DN updates (`dn_updates`) and, on the primary, the ids of rejected join requests
 (`rejected`) and the certificate DNs it rejected per member (`rejected_dns`), so that a member
-presenting one again stays refused instead of coming back as a new update.
-A member's data directory and TLS files are its own (engine/node.py) and never travel.
+presenting one again stays refused instead of coming back as a new update; and the
+Join-Mirror flag (`join_mirror`, cleared only while the last member's configuration is being
+removed).  A member's data directory and TLS files are its own (engine/node.py) and never travel.
 
 This module holds the rules (limits of SPEC §1.4, names, addresses, editable settings) and
 the file format; engine/instance_membership.py holds the operations.
@@ -36,6 +37,7 @@ from engine.databases import Refused
 from engine.node import Node, write_json
 
 MIRROR_FILE = "mirror.json"
+JOIN_FLAG = "join_mirror"  # local, like dn_updates: false once cleared (clear_join_flag)
 MIRRORS_DIR = "mirrors"  # further memberships of a reporting async (engine/host_join.py)
 MAX_FAILOVER = 2
 MAX_ASYNC = 14
@@ -146,6 +148,25 @@ def load_local(node: Node, directory: Path | None = None) -> tuple[MirrorConfig,
 
 def remove_local(data_dir: Path) -> None:
     (Path(data_dir) / MIRROR_FILE).unlink(missing_ok=True)
+
+
+def clear_join_flag(directory: Path) -> None:
+    """Clear the membership's Join-Mirror flag: from the next start the instance keeps the
+    configuration but does not run as that member (the first step of removing the last
+    member's configuration, SPEC §6.10; engine/host_remove.py).  Nothing saves the
+    configuration of a membership that is not running, so the flag stays until removal."""
+    path = Path(directory) / MIRROR_FILE
+    data = json.loads(path.read_text())
+    data[JOIN_FLAG] = False
+    write_json(path, data)
+
+
+def joins_at_start(cfg: MirrorConfig) -> bool:
+    """Whether the membership loaded as `cfg` has its Join-Mirror flag set (the default)."""
+    try:
+        return json.loads(Path(cfg.source).read_text()).get(JOIN_FLAG, True) is not False
+    except (OSError, TypeError, ValueError):
+        return True
 
 
 # -- rules --------------------------------------------------------------------------

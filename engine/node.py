@@ -5,9 +5,10 @@ An instance configured through the agent starts with
     python -m engine instance --data-dir DIR [--name NAME --superserver HOST:PORT]
 
 The first start records its name and superserver address in node.json; later starts (and the
-restart after a mirror is created, joined or left) read them from there.  The member's TLS
-files ("Set up SSL/TLS", SPEC §5.2) are recorded here too, so they never travel with the
-mirror configuration: each member has its own.
+restart after a mirror is created, joined or left, or the superserver port changed) read
+them from there.  The member's TLS files ("Set up SSL/TLS", SPEC §5.2) are recorded here
+too, so they never travel with the mirror configuration: each member has its own
+(remove_mirror_config may forget them, engine/host_remove.py).
 """
 
 from __future__ import annotations

@@ -177,7 +177,7 @@ def test_removing_and_leaving_keep_or_drop_the_mirrored_attribute(hosts):  # noq
     for host in (b, c, d):
         host.admin("create_database", "USER")
     wait_for(lambda: d.admin("digest", "USER") == a.admin("digest", "USER"), 15, "D has USER")
-    with pytest.raises(Refused, match="the primary leaves last"):
+    with pytest.raises(Refused, match="as the last member: remove B, C, D first"):
         a.admin("remove_mirror_config", {})
 
     # removed on the primary: the member is told, then removes its configuration, keeping
@@ -374,3 +374,44 @@ def test_a_dr_changes_its_own_superserver_port_and_the_mirror_learns_it(hosts): 
     # it stays: the restarted instance reads its port from node.json
     node = json.loads((c.data_dir / "node.json").read_text())
     assert node["superserver"] == c.superserver
+
+
+def test_the_last_primary_removes_its_configuration_in_two_steps_keeping_its_data(hosts):  # noqa: F811
+    a, c = tls_mirror(hosts, "A", "C")
+    a.admin("create_database", "USER")
+    with a.client() as cl:
+        cl.set("USER", "K", (1,), "kept")
+    c.admin("create_database", "USER")
+    with pytest.raises(Refused, match="as the last member: remove C first"):
+        a.admin("remove_mirror_config", {})
+
+    # C goes with its databases' mirrored attribute and its TLS configuration
+    out = c.admin("remove_mirror_config", {"remove_db_attribute": True, "remove_tls": True})
+    assert out["removed"] and out["tls_removed"] and out["db_attribute_removed"]
+    assert c.wait_state("Not Initialized")["tls"] is None
+    assert json.loads((c.data_dir / "node.json").read_text())["tls_cert"] is None
+    assert not (c.data_dir / "databases.json").exists()
+    wait_for(lambda: members_superserver(a).keys() == {"A"}, 15, "the primary dropped C")
+
+    # step 1: the Join-Mirror flag is cleared and A restarts without running as the member
+    first = a.admin("remove_mirror_config", {"remove_db_attribute": False})
+    assert first["step"] == 1 and first["join_flag_cleared"] and not first["removed"]
+    st = wait_for(
+        lambda: (s := a.status()).get("waiting_reason") and s, 20, "A restarted, flag cleared"
+    )
+    assert st["type"] == "Not Member" and "Join-Mirror flag of mirror DEMO" in st["waiting_reason"]
+    with pytest.raises(Refused, match="Join-Mirror flag"):
+        a.admin("mirror_create", {"mirror": "OTHER", "private": a.private})
+    assert (a.data_dir / "mirror.json").exists()
+
+    # step 2: the configuration goes; the databases stay, with the attribute kept as asked
+    second = a.admin("remove_mirror_config", {"remove_db_attribute": False})
+    assert second["step"] == 2 and second["removed"] and second["restarting"] is False
+    assert not (a.data_dir / "mirror.json").exists()
+    assert "waiting_reason" not in a.status()
+    kept = json.loads((a.data_dir / "databases.json").read_text())["databases"]
+    assert [(e["name"], e["activated"]) for e in kept] == [("USER", False)]
+    assert (a.data_dir / "db" / "USER").exists()
+    assert a.status()["tls"]["subject_dn"] == "CN=A,O=Mirror Portal"  # its TLS kept
+    with pytest.raises(Refused, match="has no mirror configuration"):
+        a.admin("remove_mirror_config", {})
