@@ -315,8 +315,15 @@ class AgentClient:
         return self._mirror("POST", instance, "/join", body)
 
     def edit_mirror(self, instance: str, *, mirror: str | None = None, **settings) -> dict:
-        """Mirror settings on the primary (qos_timeout_ms, failover_compression, ...)."""
+        """Mirror settings on the primary (qos_timeout_ms, failover_compression, ...).
+        tls=True is refused while a reachable member fails verify_tls, unless also
+        skip_verify=True; the answer then lists the members verified."""
         return self._mirror("PATCH", instance, body=settings, mirror=mirror)
+
+    def verify_tls(self, instance: str, *, mirror: str | None = None) -> dict:
+        """Verify SSL: {mirror, ca, ok, members: [{member, reachable, ok, dn, not_after,
+        problem}], failing, unreachable} as checked from the instance (the primary)."""
+        return self._mirror("POST", instance, "/verify-tls", mirror=mirror)
 
     def leave_mirror(
         self, instance: str, remove_db_attribute: bool = False, *, mirror: str | None = None
@@ -325,10 +332,23 @@ class AgentClient:
         return self._mirror("POST", instance, "/leave", body, mirror)
 
     def remove_mirror_config(
-        self, instance: str, remove_db_attribute: bool = False, *, mirror: str | None = None
+        self,
+        instance: str,
+        remove_db_attribute: bool = False,
+        remove_tls: bool = False,
+        *,
+        mirror: str | None = None,
     ) -> dict:
-        body = {"remove_db_attribute": remove_db_attribute}
+        """The instance's whole mirror configuration (a reporting async: every mirror,
+        unless `mirror`); the primary, as the last member, in two calls (`step` 1 clears
+        the Join-Mirror flag and restarts, `step` 2 removes)."""
+        body = {"remove_db_attribute": remove_db_attribute, "remove_tls": remove_tls}
         return self._mirror("POST", instance, "/remove-config", body, mirror)
+
+    def set_superserver_port(self, instance: str, port: int) -> dict:
+        """The instance's own superserver port; it restarts there (SPEC §6.19)."""
+        path = f"/v1/instances/{quote(instance, safe='')}/superserver"
+        return self.call("PUT", path, body={"port": port})
 
     @staticmethod
     def _member_path(member: str) -> str:

@@ -24,18 +24,23 @@ Routes (under /v1/instances/{name}; bodies are JSON objects; see engine/agent_ap
     POST   /mirror                            {mirror, private, member?, settings?}  create
     POST   /mirror/join                       {mirror, address, type, member?, private?,
                                                superserver?}
-    PATCH  /mirror [?mirror]                  {setting: value, ...}  (primary)
-    POST   /mirror/leave | /mirror/remove-config [?mirror]   {remove_db_attribute?}
+    PATCH  /mirror [?mirror]                  {setting: value, ..., skip_verify?}  (primary)
+    POST   /mirror/verify-tls [?mirror]       every member's TLS configuration (Verify SSL)
+    POST   /mirror/leave [?mirror]            {remove_db_attribute?}
+    POST   /mirror/remove-config [?mirror]    {remove_db_attribute?, remove_tls?}
     POST   /mirror/members/{member}/authorize | /reject [?mirror]   pending members (primary)
     PATCH  /mirror/members/{member} [?mirror]  {superserver?, private?}
     DELETE /mirror/members/{member} [?mirror]  remove another member (primary)
     POST   /mirror/dn-updates/{member}/authorize | /reject [?mirror]
     PUT    /tls                               {cert, key, ca}: absolute paths on this host
     POST   /tls/reload                        re-read the TLS files (a renewed certificate)
+    PUT    /superserver                       {port}: the instance's own superserver port
 
-Creating, joining, leaving and removing the configuration restart the instance process
-(same pid); the answer comes before the restart and says `restarting: true`.  A caller
-waits for the new membership with AgentClient.wait_member.
+Creating, joining, leaving, removing the configuration and a new superserver port restart
+the instance process (same pid); the answer comes before the restart and says `restarting:
+true` (the primary's first removal step restarts; its second does not).  A caller waits for
+the new membership with AgentClient.wait_member.  After a new superserver port the agent
+reaches the instance there; its configuration file still names the old port until edited.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from engine.agent_auth import IDENTITY
 from engine.agent_config import InstanceEntry
 from engine.agent_errors import api_error
 from engine.agent_ops import _admin, _body, check_kind, chosen_mirror, instance_entry
+from engine.config import Address
 from engine.databases import Refused
 
 log = logging.getLogger("engine.agent")
@@ -163,37 +169,50 @@ async def join_mirror(request: web.Request) -> web.Response:
 
 
 async def edit_mirror(request: web.Request) -> web.Response:
+    """Turning TLS on is refused (409) while a reachable member has no valid TLS
+    configuration, unless `skip_verify` (engine/instance_tls_check.py)."""
     entry = instance_entry(request)
-    body = await _body(request, {**SETTING_KINDS, "name": str})
+    body = await _body(request, {**SETTING_KINDS, "name": str, "skip_verify": bool})
     if "name" in body:
         raise api_error(400, "bad_request", "the mirror name cannot be changed (SPEC §5.1)")
+    skip = body.pop("skip_verify", False)
     if not body:
         raise api_error(400, "bad_request", f"give at least one of {', '.join(SETTING_KINDS)}")
     changes = _settings(body, "body")
-    result = await _admin(request, entry, "edit_mirror", {**changes, **_which(request)})
+    arg = {**changes, **_which(request), **({"skip_verify": True} if skip else {})}
+    result = await _admin(request, entry, "edit_mirror", arg)
     return _answer(request, entry, "edit-mirror", result, ", ".join(sorted(changes)))
 
 
-def _leave(action: str, op: str):
-    """Leave the mirror / remove the mirror configuration; the instance restarts as a
-    non-member (SPEC §6.9-§6.12)."""
+async def verify_tls(request: web.Request) -> web.Response:
+    """Verify SSL (SPEC §6.10 step b): one row per member, unreachable ones included."""
+    entry = instance_entry(request)
+    await _body(request, {})
+    result = await _admin(request, entry, "verify_tls", _which(request) or None)
+    failing = ", ".join(result.get("failing", [])) or "none failing"
+    return _answer(request, entry, "verify-tls", result, f"({failing})")
 
-    async def handler(request: web.Request) -> web.Response:
-        entry = instance_entry(request)
-        body = await _body(request, {"remove_db_attribute": bool})
-        arg = {"remove_db_attribute": body.get("remove_db_attribute", False)}
-        result = await _admin(request, entry, action, {**arg, **_which(request)})
-        detail = "removing" if arg["remove_db_attribute"] else "keeping"
-        return _answer(
-            request,
-            entry,
-            op,
-            {**result, "restarting": True},
-            f"({detail} the mirrored attribute)",
-        )
 
-    handler.__name__ = action
-    return handler
+async def leave_mirror(request: web.Request) -> web.Response:
+    """Leave one mirror; the instance restarts as a non-member of it (SPEC §6.9-§6.12)."""
+    entry = instance_entry(request)
+    body = await _body(request, {"remove_db_attribute": bool})
+    arg = {"remove_db_attribute": body.get("remove_db_attribute", False)}
+    result = await _admin(request, entry, "leave_mirror", {**arg, **_which(request)})
+    detail = "removing" if arg["remove_db_attribute"] else "keeping"
+    result = {**result, "restarting": True}
+    return _answer(request, entry, "leave-mirror", result, f"({detail} the mirrored attribute)")
+
+
+async def remove_mirror_config(request: web.Request) -> web.Response:
+    """Remove the instance's mirror configuration (engine/host_remove.py): a backup or
+    async restarts as a non-member; the primary, as the last member, in two steps."""
+    entry = instance_entry(request)
+    body = await _body(request, {"remove_db_attribute": bool, "remove_tls": bool})
+    arg = {k: body.get(k, False) for k in ("remove_db_attribute", "remove_tls")}
+    result = await _admin(request, entry, "remove_mirror_config", {**arg, **_which(request)})
+    detail = f"step {result['step']}" if "step" in result else "removed"
+    return _answer(request, entry, "remove-mirror-config", result, f"({detail})")
 
 
 # -- other members --------------------------------------------------------------------
@@ -251,6 +270,19 @@ async def reload_tls(request: web.Request) -> web.Response:
     return _answer(request, entry, "reload-tls", await _admin(request, entry, "reload_tls"))
 
 
+async def set_superserver_port(request: web.Request) -> web.Response:
+    """The instance's own superserver port (SPEC §6.19 exception 1, engine/host_port.py).
+    The instance restarts there; from then on this agent asks it at the new port."""
+    entry = instance_entry(request)
+    body = await _body(request, {"port": int})
+    _required(body, "port")
+    if not 0 < body["port"] < 65536:
+        raise api_error(400, "bad_request", "'port' must be from 1 to 65535")
+    result = await _admin(request, entry, "set_superserver_port", {"port": body["port"]})
+    entry.superserver = Address(entry.superserver.host, body["port"])
+    return _answer(request, entry, "set-superserver-port", result, str(entry.superserver))
+
+
 M = "/v1/instances/{name}/mirror"
 MEMBER = f"{M}/members/{{member}}"
 DN_UPDATE = f"{M}/dn-updates/{{member}}"
@@ -259,8 +291,9 @@ MIRROR_ROUTES = [
     ("POST", M, create_mirror),
     ("PATCH", M, edit_mirror),
     ("POST", f"{M}/join", join_mirror),
-    ("POST", f"{M}/leave", _leave("leave_mirror", "leave-mirror")),
-    ("POST", f"{M}/remove-config", _leave("remove_mirror_config", "remove-mirror-config")),
+    ("POST", f"{M}/verify-tls", verify_tls),
+    ("POST", f"{M}/leave", leave_mirror),
+    ("POST", f"{M}/remove-config", remove_mirror_config),
     ("POST", f"{MEMBER}/authorize", _member_op("authorize_member", "authorize-member")),
     ("POST", f"{MEMBER}/reject", _member_op("reject_member", "reject-member")),
     ("PATCH", MEMBER, update_member_address),
@@ -269,4 +302,5 @@ MIRROR_ROUTES = [
     ("POST", f"{DN_UPDATE}/reject", _member_op("reject_dn_update", "reject-dn-update")),
     ("PUT", "/v1/instances/{name}/tls", set_tls),
     ("POST", "/v1/instances/{name}/tls/reload", reload_tls),
+    ("PUT", "/v1/instances/{name}/superserver", set_superserver_port),
 ]

@@ -312,13 +312,15 @@ def test_settings_addresses_removal_and_leaving_through_the_agent(site):
     assert err.status == 409 and "changed on the member itself" in err.message
 
     err = refusal(api.remove_mirror_config, "A")
-    assert err.status == 409 and "the primary leaves last" in err.message
+    assert err.status == 409 and "as the last member: remove B, C first" in err.message
     assert conforms("MemberResult", api.remove_member("A", "C"))["removed"] is True
     wait_for(
         lambda: "removed" in (c.status().get("waiting_reason") or ""), 15, "C told it is removed"
     )
-    out = conforms("LeaveMirrorResult", api.remove_mirror_config("C", remove_db_attribute=True))
+    out = api.remove_mirror_config("C", remove_db_attribute=True)
+    conforms("RemoveMirrorConfigResult", out)
     assert out["restarting"] is True and out["db_attribute_removed"] is True
+    assert out["removed"] is True and out["tls_removed"] is False
     wait_status(api, "C", "Not Initialized")
     assert api.leave_mirror("B")["left"] is True
     wait_status(api, "B", "Not Initialized")
@@ -329,6 +331,63 @@ def test_settings_addresses_removal_and_leaving_through_the_agent(site):
     # a non-member can start again: B creates a mirror of its own
     create(api, b)
     assert api.mirror_info("B")["members"][0]["name"] == "B"
+
+
+def test_tls_verified_port_moved_and_configuration_removed_through_the_agent(site, hosts):  # noqa: F811
+    _, api, (a, b) = site("A", "B", tls=False)
+    create(api, a)
+    join(api, b, a, "failover")
+    wait_status(api, "B", "Backup")
+    hosts.make_ca()
+    give_tls(hosts, api, "A")
+
+    # Verify SSL: B has no TLS configuration, so TLS is not turned on unless told to
+    report = conforms("VerifyTLSResult", api.verify_tls("A"))
+    assert report["failing"] == ["B"] and report["unreachable"] == []
+    err = refusal(api.edit_mirror, "A", tls=True)
+    assert err.status == 409 and "B have no valid TLS configuration" in err.message
+    out = conforms("EditMirrorResult", api.edit_mirror("A", tls=True, skip_verify=True))
+    assert out["changed"] == ["tls"]
+    assert {r["member"]: r["ok"] for r in out["verified"]} == {"A": True, "B": False}
+    give_tls(hosts, api, "B")  # fixed afterwards: B connects and waits to be authorized
+    wait_for(lambda: "B" in pending(api) and api.mirror_info("A")["members"][1]["dn"], 20)
+    api.authorize_member("A", "B")
+    wait_status(api, "B", "Backup")
+
+    # the primary's own superserver port: the agent and the backup follow it
+    (port,) = hosts.ports(1)
+    moved = conforms("SuperserverResult", api.set_superserver_port("A", port))
+    assert moved["superserver"] == f"127.0.0.1:{port}" and moved["restarting"] is True
+    assert refusal(api.set_superserver_port, "A", 0).status == 400
+    a.superserver = moved["superserver"]
+    wait_status(api, "A", "Primary")
+    wait_for(
+        lambda: (
+            {m["name"]: m["superserver"] for m in api.mirror_info("B")["members"]}["A"]
+            == f"127.0.0.1:{port}"
+        ),
+        15,
+        "B knows A's new superserver",
+    )
+    wait_status(api, "B", "Backup")
+
+    # B goes with its TLS configuration; A, the last member, in two steps
+    out = conforms("RemoveMirrorConfigResult", api.remove_mirror_config("B", remove_tls=True))
+    assert out["tls_removed"] is True and "step" not in out
+    wait_status(api, "B", "Not Initialized")
+    assert b.status()["tls"] is None
+    wait_for(lambda: len(api.mirror_info("A")["members"]) == 1, 15, "A alone")
+    first = conforms("RemoveMirrorConfigResult", api.remove_mirror_config("A"))
+    assert first["step"] == 1 and first["restarting"] is True and first["removed"] is False
+    wait_for(
+        lambda: "Join-Mirror" in (a.status().get("waiting_reason") or ""),
+        20,
+        "A restarted with the flag cleared",
+    )
+    second = conforms("RemoveMirrorConfigResult", api.remove_mirror_config("A"))
+    assert second["step"] == 2 and second["removed"] is True and second["restarting"] is False
+    assert refusal(api.mirror_info, "A").status == 409
+    assert status_of(api, "A") == "Not Initialized"
 
 
 def test_the_status_stream_carries_non_members_pending_members_dn_updates_and_expiry(
