@@ -19,7 +19,7 @@ from tests.engine.agent_fixtures import (  # noqa: F401
     pki_fixture,
     start_agent_fixture,
 )
-from tests.engine.cluster_fixtures import free_ports, wait_for
+from tests.engine.cluster_fixtures import wait_for
 from tests.engine.member_fixtures import Host, hosts  # noqa: F401
 from tests.engine.test_agent_api_spec import SPEC_PATH, validator
 
@@ -67,7 +67,7 @@ def start_hosts(hosts, names) -> list[Host]:  # noqa: F811
     """Instance processes started side by side (each takes a moment to answer)."""
     members = []
     for name in names:
-        superserver, private = free_ports(2)
+        superserver, private = hosts.ports(2)
         members.append(hosts.hosts.setdefault(name, Host(hosts.root, name, superserver, private)))
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(Host.start, members))
