@@ -61,7 +61,7 @@ class AgentConfig:
     credential: str | None = None
     probe_timeout_s: float = 1.0
     max_request_bytes: int = 65536
-    stream_interval_s: float = 0.1
+    stream_interval_s: float = 0.02  # the file default too: p99 change-to-event within 50 ms
     stream_queue: int = 256
     stream_heartbeat_s: float = 10.0
     source: Path | None = None

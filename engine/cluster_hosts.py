@@ -72,7 +72,6 @@ def write_agent_config(plan: Plan, host) -> Path:
         f"# agent of host {host.name}, written by `python -m engine cluster build`",
         "[agent]",
         f'listen = "{LOOPBACK}:{host.agent_port}"',
-        "stream_interval_ms = 50",
         "",
         "[agent.tls]",
         f"cert = {_toml(c / f'agent-{host.name}.pem')}",
