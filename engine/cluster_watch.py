@@ -3,7 +3,7 @@
     with Watch({"hosta": agent_client, ...}) as watch:
         watch.wait(lambda records: records["B"]["status"] == "Backup", 60, "B to be Backup")
 
-One StatusStream (engine/agent_client.py) per agent is followed on a thread; every event
+One StatusStream (engine/agent_stream_client.py) per agent is followed on a thread; every event
 updates `records` (instance name -> the agent's flat record: status, journal_transfer,
 dejournaling, databases, members on the primary, ...) and wakes the waiters, so waiting
 costs no polling of our own.
