@@ -42,6 +42,7 @@ from _common import (  # first: puts the repository root on sys.path, for engine
     terminate,
 )
 
+from engine.admin_auth import read_token
 from engine.client import AsyncClient
 from engine.tls import client_context, make_ca, make_cert
 
@@ -204,7 +205,11 @@ async def run_row(agent: AgentProc, cfg, n: int, interval_ms: int, samples: int)
     fan = Fanout(agent, n)
     await fan.start()
     primary = AsyncClient(str(cfg.member("A").superserver))
-    dr = AsyncClient(str(cfg.member("C").superserver), follow_primary=False)
+    dr = AsyncClient(
+        str(cfg.member("C").superserver),
+        follow_primary=False,
+        admin_token=read_token(cfg.member("C").data_dir),  # it stops / starts dejournaling
+    )
     await primary.connect()
     await dr.connect()
     rng = random.Random(n)

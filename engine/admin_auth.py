@@ -11,7 +11,7 @@ one); clients take it from there too when they are not handed one.
 A few actions stay open because members ask them of each other and they change nothing:
 reading the mirror's configuration before joining, what a member holds of a database, and
 the snapshot offer of a download (on a TLS mirror the snapshot is sent only to a member's
-certificate).  The digest and positions of databases are read-only checks.
+certificate).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from engine.session import RequestError
 
 TOKEN_FILE = "admin.token"
 TOKEN_ENV = "ENGINE_ADMIN_TOKEN"
-OPEN_ACTIONS = frozenset({"mirror_info", "copy_info", "export_snapshot", "digest", "positions"})
+OPEN_ACTIONS = frozenset({"mirror_info", "copy_info", "export_snapshot"})
 
 
 def ensure_token(data_dir: Path) -> str:

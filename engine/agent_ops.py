@@ -109,6 +109,10 @@ def check_kind(key: str, value, kind: type) -> None:
         raise api_error(400, "bad_request", f"{key!r} must be {_KINDS[kind]}")
 
 
+# what an agent without mutual TLS may still ask of an instance in a TLS mirror
+READING_ACTIONS = frozenset({"mirror_info", "verify_tls", "digest", "positions"})
+
+
 async def _ask(
     request: web.Request,
     entry: InstanceEntry,
@@ -177,7 +181,8 @@ async def _admin(
     if mirror is not None:  # the instance picks that membership (engine/host.py)
         arg = {**(arg if isinstance(arg, dict) else {} if arg is None else {"name": arg})}
         arg["mirror"] = mirror
-    return await _ask(request, entry, lambda c: c.admin(action, arg), timeout, acting=True)
+    acting = action not in READING_ACTIONS
+    return await _ask(request, entry, lambda c: c.admin(action, arg), timeout, acting=acting)
 
 
 async def _status(request: web.Request, entry: InstanceEntry) -> dict:

@@ -223,8 +223,9 @@ class AsyncClient:
         max_frame: int = DEFAULT_MAX_FRAME,
         admin_token: str | None = None,
     ):
-        # operator actions carry the instance's admin token (engine/admin_auth.py)
-        self.admin_token = admin_token or os.environ.get(TOKEN_ENV)
+        # operator actions carry the instance's admin token (engine/admin_auth.py); the
+        # engine's own calls to other members are given none, so never send theirs away
+        self.admin_token = admin_token
         self.addresses = [addresses] if isinstance(addresses, str) else list(addresses)
         if not self.addresses:
             raise ValueError("at least one member address is needed")
@@ -431,9 +432,12 @@ _SYNC_METHODS = (
 
 
 class Client:
-    """Blocking client: the AsyncClient's methods, run on a private event loop thread."""
+    """Blocking client: the AsyncClient's methods, run on a private event loop thread.  An
+    operator's tool: given no admin token, it sends ENGINE_ADMIN_TOKEN if that is set."""
 
     def __init__(self, addresses: list[str] | str, **kwargs: Any):
+        if kwargs.get("admin_token") is None:
+            kwargs["admin_token"] = os.environ.get(TOKEN_ENV)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="engine-client", daemon=True

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from engine import journal as jmod
 from engine.client import AsyncClient, EngineError
 from engine.databases import DbEntry, new_incarnation
-from engine.instance_download import fetch_copy, retry_now, until_copied
+from engine.instance_download import fetch_copy, may_hold_copy, retry_now, until_copied
 
 if TYPE_CHECKING:
     from engine.instance import Instance
@@ -38,7 +38,7 @@ def create_on_primary(inst: Instance, name: str) -> asyncio.Task | dict:
     if retry_now(inst, name):  # an adoption waiting to try again: at once, not a second one
         return {"database": name, "status": "Downloading", "already": False}
     inst.downloading.add(name)
-    return asyncio.get_running_loop().create_task(_create(inst, name))
+    return inst.run_in_background(_create(inst, name))
 
 
 async def _create(inst: Instance, name: str) -> dict:
@@ -52,7 +52,11 @@ async def _create(inst: Instance, name: str) -> dict:
     entry = inst.catalog.get(name)
     if found is None:
         inst.downloading.discard(name)
-        if entry is not None:  # an earlier adoption whose sources are gone since
+        if entry is not None:
+            # an earlier adoption (e.g. resumed at start-up before the others are up): never
+            # create it empty while a copy may come back; keep looking for one
+            inst.downloading.add(name)
+            inst.run_in_background(_adopt(inst, entry, []))
             return _result(inst, entry, already=True)
         entry = DbEntry(name, new_incarnation(), since=_pos(inst.journal.end_position))
         _mount_new(inst, entry)
@@ -77,7 +81,7 @@ async def _adopt(inst: Instance, entry: DbEntry, sources: list) -> None:
 
     async def attempt():
         nonlocal first, sources
-        if not first:  # which members hold a valid copy may have changed meanwhile
+        if not first or not sources:  # who holds a valid copy may have changed meanwhile
             sources = await _holders(inst, name, entry.incarnation)
             if not sources:
                 return None, ["no member holds a valid copy of it now"]
@@ -116,7 +120,8 @@ async def _all_valid(inst: Instance, name: str) -> list[tuple]:
     """(member, incarnation) of every valid copy, backup first, then the asyncs."""
     me = inst.member.name
     candidates = [m for m in inst.cfg.failover_members if m.name != me]
-    candidates += [m for m in inst.cfg.members if not m.is_failover and m.type != "rw_reporting"]
+    candidates += [m for m in inst.cfg.members if not m.is_failover]
+    candidates = [m for m in candidates if may_hold_copy(m)]
     answers = await asyncio.gather(*(_copy_info(inst, m, name) for m in candidates))
     pairs = zip(candidates, answers, strict=True)
     return [(m, a["incarnation"]) for m, a in pairs if a and a["valid"]]

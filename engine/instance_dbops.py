@@ -117,6 +117,7 @@ def create_database(inst: Instance, arg):
     if entry is not None and not adopting:
         return _result(inst, entry, already=True)
     if not a["mirrored"]:
+        _check_idle(inst, "create_database", name)
         if inst.db_path(name).exists():
             return {"database": name, "status": "local", "already": True}
         inst.open_store(name).close()
@@ -164,6 +165,7 @@ def add_database(inst: Instance, arg):
     entry = inst.catalog.get(name)
     if entry is not None:
         return _result(inst, entry, already=True)
+    _check_idle(inst, "add_database", name)  # a primary looking for a copy to adopt
     if not inst.db_path(name).exists():
         raise Refused(
             "add_database", name, f"no local database of that name on member {inst.member.name}"
@@ -332,7 +334,10 @@ def _check_idle(inst: Instance, op: str, db: str) -> None:
 
 def _close(inst: Instance, db: str) -> None:
     if inst.dejournal is not None:
-        detach(inst.dejournal.dj, db)
+        detach(inst.dejournal.dj, db)  # which ends an operator's pause too
+    entry = inst.catalog.get(db)
+    if entry is not None:
+        entry.paused = False
     store = inst.stores.pop(db, None)
     if store is not None:
         store.close()
@@ -477,6 +482,7 @@ def on_control_record(inst: Instance, record) -> None:
             # §6.7.2): its data is kept, its dejournaling stops
             log.warning("database %s is obsolete: the primary recreated it", name)
             entry.obsolete = True
+            entry.paused = False
             if inst.dejournal is not None:
                 detach(inst.dejournal.dj, name)
             inst.catalog.save()

@@ -161,7 +161,7 @@ def dejournal_control(inst: Instance, action: str, arg) -> None:
     if action == "pause_database":
         runner.pause_database(db)
     else:
-        if not inst.dejournal_stopped_at_start:
+        if not runner.stopped:  # else dejournal_start replays it
             _replay_held(inst, db)
         runner.resume_database(db)
     entry.paused = action == "pause_database"

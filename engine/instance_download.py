@@ -96,11 +96,17 @@ def download_progress(inst: Instance, name: str) -> dict | None:
 # -- destination side ---------------------------------------------------------------------
 
 
+def may_hold_copy(member) -> bool:
+    """Whether a member's copy may be downloaded at all: authorized, not a read-write
+    reporting async (FailoverDB cleared) and not dejournaling a filtered part of the records."""
+    return member.authorized and member.type != "rw_reporting" and not member.dejournal_filter
+
+
 def _sources(inst: Instance) -> list:
     cfg, me = inst.cfg, inst.member.name
     primary = cfg.first_primary
     backups = [m for m in cfg.failover_members if m.name not in (primary.name, me)]
-    asyncs = [m for m in cfg.members if not m.is_failover and m.type != "rw_reporting"]
+    asyncs = [m for m in cfg.members if not m.is_failover and may_hold_copy(m)]
     return [m for m in [*backups, primary, *asyncs] if m.name != me]
 
 
@@ -259,10 +265,12 @@ async def until_copied(inst: Instance, entry: DbEntry, attempt, failed: str) -> 
     name, delay, attempts = entry.name, RETRY_FIRST_S, 0
     try:
         while True:
+            if not _wanted(inst, entry):  # removed (maybe made anew) while this one waited
+                return None
             attempts += 1
             inst.downloading.add(name)
             store, errors = await attempt()
-            inst.downloading.discard(name)
+            _release(inst, entry)
             if not _wanted(inst, entry):
                 if store is not None:
                     store.close()
@@ -280,7 +288,14 @@ async def until_copied(inst: Instance, entry: DbEntry, attempt, failed: str) -> 
                 return None
             delay = RETRY_FIRST_S if woken else min(delay * 2, RETRY_MAX_S)
     finally:
-        inst.downloading.discard(name)
+        _release(inst, entry)
+
+
+def _release(inst: Instance, entry: DbEntry) -> None:
+    """No longer downloading entry, unless its name now belongs to another entry, whose
+    own download may be running."""
+    if inst.catalog.get(entry.name) in (entry, None):
+        inst.downloading.discard(entry.name)
 
 
 async def _wait_to_retry(inst: Instance, entry: DbEntry, delay: float) -> bool | None:

@@ -49,15 +49,22 @@ def _source_store(inst: Instance, op: str, arg):
     if entry is None:
         raise Refused(op, name, f"not a mirrored database on member {inst.member.name}")
     status = db_status(inst, entry)
-    if not is_valid_copy(status, entry):
+    if not is_valid_copy(inst, status, entry):
         raise Refused(op, name, f"not a valid download source here (status {status})")
     return entry, inst.stores[name]
 
 
-def is_valid_copy(status: str, entry: DbEntry) -> bool:
+def is_valid_copy(inst: Instance, status: str, entry: DbEntry) -> bool:
     """Activated, whole and FailoverDB not cleared (SPEC §6.7.2). An Orphaned copy counts: it
-    is what a primary that lost the database adopts back."""
-    return status in ("Normal", "Dejournaling", "Orphaned") and entry.failover_db
+    is what a primary that lost the database adopts back, but not one whose records are held
+    back (paused, dejournaling stopped): it is behind what it received."""
+    if status not in ("Normal", "Dejournaling", "Orphaned") or not entry.failover_db:
+        return False
+    runner = inst.dejournal
+    if runner is None:
+        return True
+    held = runner.stopped or entry.name in runner.paused_databases()
+    return not held and not runner.dj.held_records(entry.name)
 
 
 def copy_info(inst: Instance, arg):
@@ -69,7 +76,7 @@ def copy_info(inst: Instance, arg):
     status = db_status(inst, entry)
     return {
         "database": name,
-        "valid": is_valid_copy(status, entry) and name in inst.stores,
+        "valid": is_valid_copy(inst, status, entry) and name in inst.stores,
         "status": status,
         "incarnation": entry.incarnation,
     }

@@ -5,6 +5,7 @@ each other stay open.  Real instance processes started without a shared token.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 
 from engine.admin_auth import TOKEN_ENV, TOKEN_FILE, read_token
 from engine.agent_client import AgentError
-from engine.client import Client, EngineError
+from engine.client import AsyncClient, Client, EngineError
 from tests.engine.agent_fixtures import instance_entries, start_agent_fixture  # noqa: F401
 from tests.engine.cluster_fixtures import make_cluster_fixture  # noqa: F401
 from tests.engine.member_fixtures import hosts  # noqa: F401
@@ -42,10 +43,11 @@ def test_an_action_without_the_token_is_refused_and_changes_nothing(make_cluster
         err = refused(c, "dismount", "APP")
         assert TOKEN_FILE in err.message
         refused(c, "stop_mirroring")
-        # the same connection goes on serving, and read-only checks stay open
+        refused(c, "digest", "APP")  # a full scan: not for anyone who asks
+        # the same connection goes on serving, and what members ask each other stays open
         status = c.status()
         assert status["member"] == "B" and status["status"] != "Stopped"
-        assert len(c.admin("digest", "APP")) == 64
+        assert c.admin("copy_info", "APP")["database"] == "APP"
     with Client([cluster.address("B")], follow_primary=False, admin_token="guessed") as c:
         refused(c, "dismount", "APP")
     rows = {r["name"]: r["status"] for r in cluster.status("B")["databases"]}
@@ -107,3 +109,21 @@ def test_the_agent_acts_with_the_token_it_reads_from_its_instances_data_director
         with pytest.raises(AgentError) as info:
             client.dismount("A", "APP")
         assert info.value.status == 502 and "data_dir" in str(info.value)
+
+
+def test_only_the_blocking_client_takes_the_token_from_the_environment(make_cluster, monkeypatch):
+    cluster = make_cluster(("failover", "dr"))
+    monkeypatch.setenv(TOKEN_ENV, read_token(cluster.cfg.member("B").data_dir))
+    # the operator's tool sends it...
+    with Client([cluster.address("B")], follow_primary=False) as c:
+        assert c.admin("dismount", "APP")["status"] == "Database Dismounted"
+
+    # ...the AsyncClient members use to ask each other does not: an instance's own token
+    # never leaves for another host
+    async def ask():
+        async with AsyncClient([cluster.address("B")], follow_primary=False) as c:
+            return await c.admin("mount", "APP")
+
+    with pytest.raises(EngineError) as info:
+        asyncio.run(ask())
+    assert info.value.code == "unauthorized"

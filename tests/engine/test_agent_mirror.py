@@ -523,6 +523,7 @@ def test_an_agent_without_mutual_tls_may_read_but_not_act_on_a_tls_mirror(site, 
     bearer = start_agent(instances=entries([a]))
     with bearer.client(credential=bearer.credential) as plain:
         assert status_of(plain, "A") == "Primary"
+        assert plain.mirror_info("A")["name"] == "DEMO"
         err = refusal(plain.edit_mirror, "A", qos_timeout_ms=5000)
         assert err.status == 403 and "requires TLS" in err.message
         err = refusal(plain.create_database, "A", "USER")
