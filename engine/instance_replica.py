@@ -92,6 +92,8 @@ class ReplicaLink:
         self.stopped = True
         if self._sync_task is not None:
             self._sync_task.cancel()
+        if self._writer is not None:
+            self._writer.transport.abort()  # ends a session that missed its cancellation
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -136,6 +138,8 @@ class ReplicaLink:
                 delay = 0.05
                 try:
                     await self._session(reader, writer)
+                    if self.stopped:
+                        return
                 except JoinRefused as exc:
                     if self.refusal != str(exc):
                         log.warning("%s", exc)
@@ -195,6 +199,10 @@ class ReplicaLink:
             }
         writer.write(encode_frame(MsgType.DC_HELLO, 1, hello))
         frame = await asyncio.wait_for(read_frame(reader), max(self.qos, 2.0))
+        if self.stopped:
+            # stop() cancelled this task, but Python 3.11's wait_for loses a cancellation
+            # that lands as the awaited call completes: never go on past a stop
+            return
         body = unpack(frame.body)
         if frame.type == MsgType.ERROR:
             message = body.get("message") if isinstance(body, dict) else body
@@ -253,7 +261,7 @@ class ReplicaLink:
 
     async def _receive_loop(self, reader, writer, journal, loop) -> None:
         inst = self.inst
-        while True:
+        while not self.stopped:
             frame = await read_frame(reader)
             self._heard = loop.time()
             args = unpack(frame.body)
