@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -27,17 +28,30 @@ DEFAULT_TYPES = ("failover", "failover", "dr", "ro_reporting")
 
 
 def free_ports(n: int) -> list[int]:
-    """Ports nobody listens on right now (bound to port 0, then released)."""
-    socks = []
+    """Ports nobody listens on right now, below the range the kernel picks outgoing ports
+    from: a port taken from that range (bind to port 0) can be grabbed as the source port of
+    some connection before the member binds it.  The ports of examples/*.toml are avoided."""
+    floor = _ephemeral_floor()
+    ports: list[int] = []
+    while len(ports) < n:
+        port = random.randrange(10000, floor)
+        if port in ports or 21000 <= port < 23000:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
+
+
+def _ephemeral_floor() -> int:
     try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return max(low, 12000)
 
 
 def wait_for(predicate, timeout: float = 15.0, what: str = "condition", interval: float = 0.02):
