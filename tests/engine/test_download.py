@@ -86,14 +86,20 @@ def _error(cluster, member: str, db: str) -> str:
     return _row(cluster, member, db).get("error", "")
 
 
-def test_download_falls_back_to_the_next_source_and_retries_by_itself_until_one_can(
-    make_cluster,
-):
+def _c_downloading_with_no_source(make_cluster):
+    """LEGACY added on the primary, then C asks for it while A and B are down."""
     cluster = make_cluster(("failover", "failover", "dr"))
     _legacy_on_primary(cluster)
     cluster.stop("B")
     cluster.stop("A")
     admin(cluster, "C", "download_database", "LEGACY")
+    return cluster
+
+
+def test_download_falls_back_to_the_next_source_and_retries_by_itself_until_one_can(
+    make_cluster,
+):
+    cluster = _c_downloading_with_no_source(make_cluster)
     wait_db(cluster, "C", "LEGACY", "Needs Download")
     assert "no source could supply it" in _error(cluster, "C", "LEGACY")
     assert "needs a download" in refusal(cluster, "C", "catchup", "LEGACY")
@@ -111,11 +117,7 @@ def test_download_falls_back_to_the_next_source_and_retries_by_itself_until_one_
 
 
 def test_a_download_cut_short_by_a_restart_goes_on_when_the_member_starts_again(make_cluster):
-    cluster = make_cluster(("failover", "failover", "dr"))
-    _legacy_on_primary(cluster)
-    cluster.stop("B")
-    cluster.stop("A")
-    admin(cluster, "C", "download_database", "LEGACY")
+    cluster = _c_downloading_with_no_source(make_cluster)
     wait_db(cluster, "C", "LEGACY", "Needs Download")
     cluster.stop("C")
     cluster.start("A")
@@ -128,11 +130,7 @@ def test_a_download_cut_short_by_a_restart_goes_on_when_the_member_starts_again(
 def test_a_manual_download_tries_at_once_while_the_retry_waits_and_never_runs_twice(
     make_cluster,
 ):
-    cluster = make_cluster(("failover", "failover", "dr"))
-    _legacy_on_primary(cluster)
-    cluster.stop("B")
-    cluster.stop("A")
-    admin(cluster, "C", "download_database", "LEGACY")
+    cluster = _c_downloading_with_no_source(make_cluster)
     wait_for(lambda: "next attempt in 4 s" in _error(cluster, "C", "LEGACY"), what="retries")
     cluster.start("A")
     assert admin(cluster, "C", "download_database", "LEGACY")["status"] == "Downloading"

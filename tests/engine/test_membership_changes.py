@@ -273,13 +273,13 @@ def test_a_rejected_dn_stays_refused_until_the_member_brings_a_newer_one(hosts):
     assert dn_of(c, "C") == "CN=C,O=Newer"
 
 
-def plain_mirror(hosts, *names):  # noqa: F811
+def plain_mirror(hosts, *names, mirror: str = "PLAIN"):  # noqa: F811
     """A mirror without TLS: A primary, B backup, the others DR asyncs, all connected."""
     a, *others = (hosts.add(n) for n in names)
-    a.admin("mirror_create", {"mirror": "PLAIN", "private": a.private})
+    a.admin("mirror_create", {"mirror": mirror, "private": a.private})
     a.after_restart()
     for host in others:
-        arg = {"mirror": "PLAIN", "address": a.superserver, "type": "dr"}
+        arg = {"mirror": mirror, "address": a.superserver, "type": "dr"}
         if host.name == "B":
             arg.update(type="failover", private=host.private)
         host.admin("mirror_join", arg)

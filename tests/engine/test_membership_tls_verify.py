@@ -10,6 +10,7 @@ from engine import tls
 from engine.client import Refused
 from tests.engine.cluster_fixtures import wait_for
 from tests.engine.member_fixtures import hosts  # noqa: F401
+from tests.engine.test_membership_changes import plain_mirror
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -18,24 +19,9 @@ def rows(report) -> dict:
     return {r["member"]: r for r in report["members"]}
 
 
-def plain_mirror_of(hosts, names):  # noqa: F811
-    """A (primary), B (backup), the others DR asyncs, without TLS, all connected."""
-    a, *others = (hosts.add(n) for n in names)
-    a.admin("mirror_create", {"mirror": "LATER", "private": a.private})
-    a.after_restart()
-    for host in others:
-        arg = {"mirror": "LATER", "address": a.superserver, "type": "dr"}
-        if host.name == "B":
-            arg.update(type="failover", private=host.private)
-        host.admin("mirror_join", arg)
-    for host in others:
-        host.wait_state("Backup" if host.name == "B" else "Connected")
-    return a, *others
-
-
 def test_verify_ssl_names_the_unfit_members_and_tls_waits_until_they_are_fixed(hosts, tmp_path):  # noqa: F811
     hosts.make_ca()
-    a, b, c, d, e = plain_mirror_of(hosts, "ABCDE")
+    a, b, c, d, e = plain_mirror(hosts, *"ABCDE", mirror="LATER")
     hosts.cert("A")
     a.set_tls(hosts.certs)
     # B has no TLS configuration; C's certificate file is replaced in place by one that has
