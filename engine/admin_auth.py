@@ -6,7 +6,8 @@ agent, an administrator on the host, `python -m engine admin`) can act on it; a 
 mirror, a pending one, or anything else on the network cannot, so a pending member can never
 authorize itself and nobody bypasses the agent's authentication.  The process may be given
 its token in ENGINE_ADMIN_TOKEN instead (tests and benchmarks start many instances and share
-one); clients take it from there too when they are not handed one.
+one); the blocking operator Client takes it from there too when handed none, the engine's
+own AsyncClient calls to other members never do.
 
 A few actions stay open because members ask them of each other and they change nothing:
 reading the mirror's configuration before joining, what a member holds of a database, and
