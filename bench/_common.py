@@ -25,15 +25,15 @@ from typing import TYPE_CHECKING
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.admin_auth import TOKEN_ENV  # noqa: E402
-from engine.cluster import start_member, stop_pids, wait_ready  # noqa: E402
-from engine.config import MirrorConfig, load_config  # noqa: E402
+from engine.cluster.launcher import start_member, stop_pids, wait_ready  # noqa: E402
+from engine.member.admin_auth import TOKEN_ENV  # noqa: E402
+from engine.member.config import MirrorConfig, load_config  # noqa: E402
 
 # the members a bench starts and the clients it opens share one admin token
 os.environ.setdefault(TOKEN_ENV, os.urandom(16).hex())
 
 if TYPE_CHECKING:
-    from engine.client import Client
+    from engine.client.app import Client
 
 
 def stderr_log(bench: str) -> Callable[[str], None]:

@@ -42,9 +42,9 @@ from _common import (  # first: puts the repository root on sys.path, for engine
     terminate,
 )
 
-from engine.admin_auth import read_token
-from engine.client import AsyncClient
-from engine.tls import client_context, make_ca, make_cert
+from engine.client.app import AsyncClient
+from engine.member.admin_auth import read_token
+from engine.wire.tls import client_context, make_ca, make_cert
 
 SUBSCRIBERS = (1, 10, 50)
 

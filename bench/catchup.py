@@ -4,14 +4,14 @@
 
 A mirror of two real members on loopback: A (failover, the primary) and D (DR async).
 While D's copy of USER is held back, A takes N SETs (1,000,000; 100,000 with --quick) of
-distinct keys in random order with 100-byte values, written through engine.client with many
+distinct keys in random order with 100-byte values, written through engine.client.app with many
 requests in flight; the bench waits until D has received all of that journal, then times
 how long D takes to apply it:
 
 - catchup action:    USER dismounted on D while A writes; `mount` (Needs Catchup), then
                      `catchup {names: [USER], wait: true}`, timed until the reply (the copy
                      is Dejournaling again).  The records are replayed from D's journal
-                     files (engine/instance_dbops.py: replay).
+                     files (engine/member/dbops.py: replay).
 - dejournal restart: dejournaling stopped on D (`dejournal_stop`) while A writes; D keeps
                      the received records in memory (SPEC §5.9); timed from
                      `dejournal_start` until D's applied position of USER equals A's
@@ -39,7 +39,7 @@ from _common import (  # first: puts the repository root on sys.path, for engine
     wait_journal_received,
 )
 
-from engine.client import AsyncClient, Client
+from engine.client.app import AsyncClient, Client
 
 DB = "USER"
 VALUE = "v" * 100

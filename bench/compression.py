@@ -1,12 +1,12 @@
 """Compression of journal data per codec: ratio and MB/s to compress and to decompress.
 
-Data: batches of real encoded journal records (engine.journal_codec) as the primary ships
+Data: batches of real encoded journal records (engine.storage.journal_codec) as the primary ships
 them, generated to look like an application's journal: several globals (accounts, customers,
 orders, audit trail, an index), subscripts mixing sequential ids, names and dates, values that
 are delimited text records, numbers, timestamps and some opaque binary blobs (~10% random
 bytes, which do not compress).  Batch sizes 16 KiB (a lightly loaded primary's group commit)
-and 256 KiB (catch-up chunks).  Rows for the engine's codecs (engine.compression levels) plus
-zlib level 6 and zstd level 1 for comparison.
+and 256 KiB (catch-up chunks).  Rows for the engine's codecs (the levels of
+engine.replication.compression) plus zlib level 6 and zstd level 1 for comparison.
 
 ratio = compressed / original (smaller is better).  MB/s are of original bytes, one core.
 Run: .venv/bin/python bench/compression.py [--quick] [--json]
@@ -25,8 +25,8 @@ import zlib
 import zstandard
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from engine import compression  # noqa: E402
-from engine.journal_codec import FILE_HEADER_SIZE, encode_record  # noqa: E402
+from engine.replication.sender import compression  # noqa: E402
+from engine.storage.journal_codec import FILE_HEADER_SIZE, encode_record  # noqa: E402
 
 FIRST = ["Ann", "Bob", "Chen", "Dara", "Eve", "Farid", "Grace", "Hiro", "Ines", "Jon"]
 LAST = ["Smith", "Garcia", "Nguyen", "Okafor", "Rossi", "Schmidt", "Tanaka", "Walsh"]

@@ -3,7 +3,8 @@
 Load: SETs of random keys (^acct(<random id>,"name")) with 100-byte values, encoded as real
 journal records and cut into 256 KiB chunks the way a backup receives them.  Each timed row
 includes decoding every record (CRC and position checks) and applying it through
-engine.dejournal.Dejournaler into engine.store.Store (one LMDB transaction per chunk and
+engine.storage.dejournal.Dejournaler into engine.storage.store.Store
+(one LMDB transaction per chunk and
 database, applied position recorded):
 
 - 1 db:               every record for one database
@@ -30,17 +31,17 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from engine.collation import encode_key, encode_value  # noqa: E402
-from engine.dejournal import Dejournaler  # noqa: E402
-from engine.journal import Entry, Journal, JournalReader  # noqa: E402
-from engine.journal_codec import (  # noqa: E402
+from engine.storage.collation import encode_key, encode_value  # noqa: E402
+from engine.storage.dejournal import Dejournaler  # noqa: E402
+from engine.storage.journal import Entry, Journal, JournalReader  # noqa: E402
+from engine.storage.journal_codec import (  # noqa: E402
     FILE_HEADER_SIZE,
     OP_SET,
     decode_records,
     encode_entry,
     encode_file_header,
 )
-from engine.store import Store  # noqa: E402
+from engine.storage.store import Store  # noqa: E402
 
 CHUNK = 256 * 1024
 

@@ -5,10 +5,10 @@
 
 A mirror of two real members on loopback: A (failover, the primary) and R (read-only
 reporting async).  The bench creates the mirrored database BIG on A and fills it through
-engine.client (pipelined SETs of `--value-bytes` random bytes) until its LMDB file holds
+engine.client.app (pipelined SETs of `--value-bytes` random bytes) until its LMDB file holds
 `--size-mb` MiB (1024; 64 with --quick).  R receives the journal but holds no copy of BIG
 (a reporting async creates its copies on request); `download_database BIG` on R then copies
-it from A (engine/instance_download.py: A streams an LMDB snapshot of BIG through splice(2)
+it from A (engine/member/download.py: A streams an LMDB snapshot of BIG through splice(2)
 to a one-time port, R writes it as its new store) and catches it up from R's own journal.
 Timed from the admin request until R's status shows BIG `Dejournaling`.
 
@@ -51,7 +51,7 @@ from _common import (  # first: puts the repository root on sys.path, for engine
     wait_journal_received,
 )
 
-from engine.client import AsyncClient, Client
+from engine.client.app import AsyncClient, Client
 
 DB = "BIG"
 MIB = 1 << 20

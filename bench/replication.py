@@ -46,7 +46,7 @@ VALUE = "v" * 100
 
 
 async def _client_worker(address: str, nclients: int, seconds: float, seed: int) -> list[float]:
-    from engine.client import AsyncClient
+    from engine.client.app import AsyncClient
 
     rng = random.Random(seed)
     clients = [AsyncClient([address]) for _ in range(nclients)]
@@ -109,7 +109,7 @@ def engine_mirror(with_backup: bool):
 
 
 def wait_backup_active(address: str, timeout: float = 30.0) -> None:
-    from engine.client import Client
+    from engine.client.app import Client
 
     deadline = time.monotonic() + timeout
     with Client([address]) as c:

@@ -1,7 +1,7 @@
 """Store choice: SQLite vs LMDB for one mirrored database, on the operations the engine does.
 
-Both candidates hold the same thing engine/store.py needs: memcmp-ordered keys from
-engine.collation.encode_key mapping to encode_value bytes, plus an applied-position record
+Both candidates hold the same thing engine/storage/store.py needs: memcmp-ordered keys from
+engine.storage.collation.encode_key mapping to encode_value bytes, plus an applied-position record
 written in the same transaction as each applied batch.  Measured:
 
 - apply:  batches of 1,000 SETs of random keys with 100-byte values, one transaction per batch
@@ -12,7 +12,7 @@ written in the same transaction as each applied batch.  Measured:
 
 Durability setting for both: the journal is the durability point, so neither store fsyncs per
 commit (SQLite WAL + synchronous=NORMAL; LMDB sync=False, metasync=False).  The LMDB row is run
-twice: plain, and with writemap=True (the mode engine/store.py uses).
+twice: plain, and with writemap=True (the mode engine/storage/store.py uses).
 
 Run: .venv/bin/python bench/store_choice.py [--quick] [--json]
 """
@@ -32,7 +32,7 @@ import time
 import lmdb
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from engine.collation import encode_key, encode_value  # noqa: E402
+from engine.storage.collation import encode_key, encode_value  # noqa: E402
 
 POS_KEY = b"applied"
 
@@ -83,7 +83,7 @@ class LmdbCandidate:
 
 
 class LmdbWritemapCandidate(LmdbCandidate):
-    """What engine/store.py ended up using: writes straight into the map."""
+    """What engine/storage/store.py ended up using: writes straight into the map."""
 
     name = "lmdb writemap"
     writemap = True

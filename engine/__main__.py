@@ -1,9 +1,9 @@
 """Command line of the member engine.
 
-python -m engine agent --config AGENT_FILE     (see engine/agent.py)
+python -m engine agent --config AGENT_FILE     (see engine/agent/server.py)
 python -m engine instance --config FILE --member NAME
 python -m engine instance --data-dir DIR [--name NAME --superserver HOST:PORT]
-    an instance configured through the agent (engine/node.py, engine/host.py)
+    an instance configured through the agent (engine/member/node.py, engine/member/instance.py)
 python -m engine status --config FILE [--member NAME] [--json]
 python -m engine admin --config FILE --member NAME ACTION [ARG]
     ARG is a database name, a comma list, or JSON ({"name": "DB", "catchup": true});
@@ -14,7 +14,7 @@ python -m engine admin --config FILE --member NAME ACTION [ARG]
 python -m engine cluster up -f FILE [-f FILE ...]
 python -m engine cluster build -f PLAN
     start agents and non-member instances, then build the whole mirror of PLAN through
-    the agents (engine/cluster_build.py; example: examples/mirror.toml)
+    the agents (engine/cluster/build.py; example: examples/mirror.toml)
 python -m engine cluster down -f FILE [-f FILE ...]     (a mirror file or a build plan)
 """
 
@@ -26,7 +26,7 @@ import logging
 import os
 import sys
 
-from engine.config import ConfigError, load_config
+from engine.member.config import ConfigError, load_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,8 +70,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["agent"]:  # the agent has its own options (engine/agent.py)
-        from engine.agent import main as agent_main
+    if argv[:1] == ["agent"]:  # the agent has its own options (engine/agent/server.py)
+        from engine.agent.server import main as agent_main
 
         return agent_main(argv[1:])
     args = _parser().parse_args(argv)
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "instance":
             return _instance(args, argv)
         if args.command == "status":
-            from engine.status import status_command
+            from engine.member.status import status_command
 
             return status_command(load_config(args.config), args.member, args.json)
         if args.command == "admin":
@@ -93,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cluster(action: str, files: list[str]) -> int:
-    from engine.cluster import cluster_down, cluster_up
-    from engine.cluster_build import build_down, cluster_build
-    from engine.cluster_plan import is_plan
+    from engine.cluster.build import build_down, cluster_build
+    from engine.cluster.launcher import cluster_down, cluster_up
+    from engine.cluster.plan import is_plan
 
     plans = [f for f in files if is_plan(f)]
     if action == "up" and plans:
@@ -118,11 +118,11 @@ def _cluster(action: str, files: list[str]) -> int:
 
 
 def _instance(args, argv: list[str]) -> int:
-    from engine.instance import run_instance
+    from engine.member.membership import run_instance
 
     node = None
     if args.data_dir:
-        from engine.node import load_node
+        from engine.member.node import load_node
 
         node = load_node(args.data_dir, args.name, args.superserver)
         cfg = member = None
@@ -167,8 +167,8 @@ def _restart_args(argv: list[str]) -> list[str]:
 def _admin(cfg, member: str, action: str, arg: str | None, timeout: float = 30.0) -> int:
     import json
 
-    from engine.admin_auth import read_token
-    from engine.client import Client, EngineError
+    from engine.client.app import Client, EngineError
+    from engine.member.admin_auth import read_token
 
     m = cfg.member(member)
     value = arg

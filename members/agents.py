@@ -3,7 +3,7 @@ the portal's own TLS identity. Every agent call the portal makes goes through he
 
 from django.conf import settings
 
-from engine.agent_client import AgentClient, AgentConnectionError, AgentError
+from engine.client.agent import AgentClient, AgentConnectionError, AgentError
 
 __all__ = ["agent_client_for", "AgentError", "AgentConnectionError"]
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from engine.cluster_hosts import ORG
-from engine.cluster_plan import LOOPBACK, Plan, PlanHost, PlanMember
+from engine.cluster.hosts import ORG
+from engine.cluster.plan import LOOPBACK, Plan, PlanHost, PlanMember
 from members import rules, services
 from members.models import DatabaseCopy, Host, Member, Mirror, MirroredDatabase
 
@@ -63,7 +63,7 @@ def mirror_fields(plan: Plan) -> dict:
 
 
 def agent_dn(host: PlanHost) -> str:
-    return f"CN=agent-{host.name},O={ORG}"  # engine/cluster_hosts.py make_pki
+    return f"CN=agent-{host.name},O={ORG}"  # engine/cluster/hosts.py make_pki
 
 
 def member_dn(member: PlanMember) -> str:

@@ -8,13 +8,13 @@ import pytest
 from django.contrib.auth.models import Group, User
 from rest_framework.test import APIClient
 
-from engine.admin_auth import TOKEN_ENV
+from engine.member.admin_auth import TOKEN_ENV
 
 ON_CI = os.environ.get("CI", "").lower() == "true"
 ROLES = ("viewer", "operator", "admin")
 
 # The engine instances the tests start, and the clients they open, share one admin token
-# (engine/admin_auth.py); tests of the token itself start instances without it.
+# (engine/member/admin_auth.py); tests of the token itself start instances without it.
 os.environ.setdefault(TOKEN_ENV, secrets.token_urlsafe(16))
 
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.agent_client import AgentClient
-from engine.tls import CA, CertPaths, make_ca, make_cert
+from engine.client.agent import AgentClient
+from engine.wire.tls import CA, CertPaths, make_ca, make_cert
 from tests.engine.cluster_fixtures import free_ports, wait_for
 
 REPO = Path(__file__).resolve().parents[2]

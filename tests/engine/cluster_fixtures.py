@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.admin_auth import read_token
-from engine.client import Client, EngineError
-from engine.cluster import start_member, wait_ready
-from engine.config import load_config
+from engine.client.app import Client, EngineError
+from engine.cluster.launcher import start_member, wait_ready
+from engine.member.admin_auth import read_token
+from engine.member.config import load_config
 
 DEFAULT_TYPES = ("failover", "failover", "dr", "ro_reporting")
 
@@ -88,7 +88,7 @@ def write_config(
     settings = {"qos_timeout_ms": 2000}
     member_extra = {k: dict(v) for k, v in (member_extra or {}).items()}
     if tls:
-        from engine.tls import make_ca, make_cert
+        from engine.wire.tls import make_ca, make_cert
 
         ca = make_ca(directory / "certs")
         settings.update(tls=True, tls_ca=str(ca.cert_path))
@@ -179,7 +179,7 @@ class Cluster:
         """A client on the primary (default), or pinned to member `name`."""
         if name is None:
             return Client(self.addresses(), **kw)
-        # what an administrator of that member's host reads (engine/admin_auth.py)
+        # what an administrator of that member's host reads (engine/member/admin_auth.py)
         kw.setdefault("admin_token", read_token(self.cfg.member(name).data_dir))
         return Client([self.address(name)], follow_primary=False, **kw)
 

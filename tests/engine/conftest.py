@@ -2,8 +2,8 @@
 
 import pytest
 
-from engine.journal_codec import decode_records, encode_record
-from engine.store import Store
+from engine.storage.journal_codec import decode_records, encode_record
+from engine.storage.store import Store
 
 
 @pytest.fixture

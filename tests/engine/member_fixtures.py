@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import tls
-from engine.admin_auth import read_token
-from engine.client import Client
+from engine.client.app import Client
+from engine.member.admin_auth import read_token
+from engine.wire import tls
 from tests.engine.cluster_fixtures import free_ports, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

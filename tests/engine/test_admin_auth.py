@@ -1,4 +1,4 @@
-"""Operator actions on an instance need its admin token (engine/admin_auth.py): the token
+"""Operator actions on an instance need its admin token (engine/member/admin_auth.py): the token
 in its data directory, new at every start; without it an action is refused with a clear
 error, changes nothing, and the connection keeps serving.  Members' read-only questions to
 each other stay open.  Real instance processes started without a shared token."""
@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
-from engine.admin_auth import TOKEN_ENV, TOKEN_FILE, read_token
-from engine.agent_client import AgentError
-from engine.client import AsyncClient, Client, EngineError
+from engine.client.agent import AgentError
+from engine.client.app import AsyncClient, Client, EngineError
+from engine.member.admin_auth import TOKEN_ENV, TOKEN_FILE, read_token
 from tests.engine.agent_fixtures import instance_entries, start_agent_fixture  # noqa: F401
 from tests.engine.cluster_fixtures import make_cluster_fixture  # noqa: F401
 from tests.engine.member_fixtures import hosts  # noqa: F401

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from engine.agent import ROUTES
-from engine.agent_client import AgentClient, AgentConnectionError, AgentError
-from engine.agent_config import parse_agent_config
-from engine.config import ConfigError
+from engine.agent.config import parse_agent_config
+from engine.agent.server import ROUTES
+from engine.client.agent import AgentClient, AgentConnectionError, AgentError
+from engine.member.config import ConfigError
 from tests.engine.agent_fixtures import (  # noqa: F401
     REPO,
     pki_fixture,

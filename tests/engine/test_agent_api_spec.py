@@ -9,8 +9,8 @@ import jsonschema
 import pytest
 import yaml
 
-from engine.agent import ROUTES, make_app
-from engine.agent_config import parse_agent_config
+from engine.agent.config import parse_agent_config
+from engine.agent.server import ROUTES, make_app
 from tests.engine.agent_fixtures import (  # noqa: F401
     follow_fixture,
     instance_entries,

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from engine.agent_client import AgentError
+from engine.client.agent import AgentError
 from tests.engine.agent_fixtures import (  # noqa: F401
     instance_entries,
     pki_fixture,

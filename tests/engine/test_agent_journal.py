@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.agent_client import AgentError
-from engine.journal_codec import decode_records
-from engine.journal_files import list_files
+from engine.client.agent import AgentError
+from engine.storage.journal_codec import decode_records
+from engine.storage.journal_files import list_files
 from tests.engine.agent_fixtures import (  # noqa: F401
     instance_entries,
     pki_fixture,

@@ -1,4 +1,4 @@
-"""Mirror membership through the agent (engine/agent_mirror.py): instances that start as
+"""Mirror membership through the agent (engine/agent/mirror.py): instances that start as
 non-members are made into a TLS mirror by agent calls alone, pending members are
 authorized or rejected, the limits of SPEC §1.4 come back as 409 with the instance's
 reason, malformed bodies are 400, and nobody without an allowed certificate gets in.
@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import yaml
 
-from engine.agent_client import AgentError
-from engine.agent_mirror import MIRROR_ROUTES
+from engine.agent.mirror import MIRROR_ROUTES
+from engine.client.agent import AgentError
 from tests.engine.agent_fixtures import (  # noqa: F401
     follow_fixture,
     pki_fixture,

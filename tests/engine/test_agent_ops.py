@@ -1,5 +1,5 @@
 """Member and database operations through the agent, against a real mirror: real member
-processes, a real agent process, HTTP on loopback (engine/agent_ops.py)."""
+processes, a real agent process, HTTP on loopback (engine/agent/ops.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import lmdb
 import pytest
 import yaml
 
-from engine.agent_client import AgentError
-from engine.agent_ops import OPS_ROUTES
-from engine.store import Store
+from engine.agent.ops import OPS_ROUTES
+from engine.client.agent import AgentError
+from engine.storage.store import Store
 from tests.engine.agent_fixtures import (  # noqa: F401
     instance_entries,
     pki_fixture,

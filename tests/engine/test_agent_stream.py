@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from engine.agent_client import AgentClient, AgentError
-from engine.agent_config import parse_agent_config
-from engine.agent_stream_client import StreamGap
-from engine.config import ConfigError
+from engine.agent.config import parse_agent_config
+from engine.client.agent import AgentClient, AgentError
+from engine.client.stream import StreamGap
+from engine.member.config import ConfigError
 from tests.engine.agent_fixtures import (  # noqa: F401
     follow_fixture,
     instance_entries,

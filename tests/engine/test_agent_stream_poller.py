@@ -11,9 +11,9 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from engine import agent_stream
-from engine.agent_config import AgentConfig, InstanceEntry
-from engine.config import Address
+from engine.agent import stream as agent_stream
+from engine.agent.config import AgentConfig, InstanceEntry
+from engine.member.config import Address
 
 
 class ReleasedPolls:

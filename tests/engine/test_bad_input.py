@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from engine.protocol import (
+from engine.wire.protocol import (
     HEADER,
     MAGIC,
     PROTOCOL_VERSION,

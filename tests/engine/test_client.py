@@ -1,10 +1,10 @@
-"""engine.client against real members: finding and following the primary, typed errors."""
+"""engine.client.app against real members: finding and following the primary, typed errors."""
 
 import asyncio
 
 import pytest
 
-from engine.client import AsyncClient, Client, NoPrimaryFound, NotPrimary, ProtocolError
+from engine.client.app import AsyncClient, Client, NoPrimaryFound, NotPrimary, ProtocolError
 from tests.engine.cluster_fixtures import free_ports, make_cluster_fixture  # noqa: F401
 
 pytestmark = pytest.mark.timeout(90)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ConfigError, load_config, parse_config
+from engine.member.config import ConfigError, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,7 +108,7 @@ def _cli(*args, timeout=60):
 def test_cluster_up_starts_every_member_and_down_stops_them(tmp_path):
     import json
 
-    from engine.client import Client
+    from engine.client.app import Client
     from tests.engine.cluster_fixtures import write_config
 
     cfg_path = write_config(tmp_path, ("failover", "failover", "dr", "ro_reporting"))

@@ -1,5 +1,5 @@
 """`python -m engine cluster build`: a whole TLS mirror built through the agents alone, from a
-build plan, as real processes (engine/cluster_build.py); and the plan's checks."""
+build plan, as real processes (engine/cluster/build.py); and the plan's checks."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.agent_client import AgentClient
-from engine.client import Client
-from engine.cluster import is_running
-from engine.cluster_hosts import build_running, clear_build
-from engine.cluster_plan import load_plan, parse_plan
-from engine.cluster_watch import BuildError
-from engine.config import ConfigError
+from engine.client.agent import AgentClient
+from engine.client.app import Client
+from engine.cluster.hosts import build_running, clear_build
+from engine.cluster.launcher import is_running
+from engine.cluster.plan import load_plan, parse_plan
+from engine.cluster.watch import BuildError
+from engine.member.config import ConfigError
 from tests.engine.cluster_fixtures import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]

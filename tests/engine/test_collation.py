@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.collation import (
+from engine.storage.collation import (
     decode_key,
     decode_value,
     encode_key,

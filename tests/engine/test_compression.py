@@ -5,14 +5,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.compression import (
+from engine.replication.compression import (
     CODECS,
     CompressionError,
     choose_codec,
     compress,
     decompress,
 )
-from engine.journal_codec import decode_records, encode_record
+from engine.storage.journal_codec import decode_records, encode_record
 
 ALL = {"zlib", "zstd", "lz4"}
 

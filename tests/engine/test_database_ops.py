@@ -8,8 +8,8 @@ from pathlib import Path
 import lmdb
 import pytest
 
-from engine.client import EngineError
-from engine.store import Store
+from engine.client.app import EngineError
+from engine.storage.store import Store
 from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.timeout(120)

@@ -3,9 +3,9 @@ import textwrap
 
 import pytest
 
-from engine.dejournal import Dejournaler, load_filter
-from engine.journal_codec import JournalPosition, decode_records, encode_record
-from engine.store import Store
+from engine.storage.dejournal import Dejournaler, load_filter
+from engine.storage.journal_codec import JournalPosition, decode_records, encode_record
+from engine.storage.store import Store
 
 DBS = ["DB1", "DB2", "DB3", "DB4"]
 
@@ -240,8 +240,8 @@ def test_a_backup_fed_the_primarys_journal_bytes_converges_to_the_same_digests(t
     """Storage pieces end to end: primary journal -> (zstd) -> backup journal -> dejournal."""
     import asyncio
 
-    from engine.compression import compress, decompress
-    from engine.journal import Entry, Journal
+    from engine.replication.compression import compress, decompress
+    from engine.storage.journal import Entry, Journal
 
     def open_stores(name):
         return {db: Store.open(str(tmp_path / name / db)) for db in DBS}

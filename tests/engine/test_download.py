@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import tls
-from engine.store import Store
+from engine.storage.store import Store
+from engine.wire import tls
 from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
 from tests.engine.member_fixtures import hosts  # noqa: F401
 from tests.engine.test_database_ops import (

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from engine.client import AsyncClient, BadRequest, NoDatabase, NotPrimary, TransactionError
+from engine.client.app import AsyncClient, BadRequest, NoDatabase, NotPrimary, TransactionError
 from tests.engine.cluster_fixtures import started_cluster
 
 pytestmark = pytest.mark.timeout(90)
@@ -122,7 +122,7 @@ def test_read_write_reporting_async_accepts_local_writes(cluster):
 
 
 def test_client_given_a_non_primary_first_finds_the_primary(cluster):
-    from engine.client import Client
+    from engine.client.app import Client
 
     with Client([cluster.address("B"), cluster.address("C"), cluster.address("A")]) as c:
         assert c.member_info["member"] == "A"
@@ -133,7 +133,7 @@ def test_a_client_that_pipelines_without_reading_does_not_stop_others(cluster):
     import contextlib
     import socket
 
-    from engine.protocol import MsgType, encode_frame
+    from engine.wire.protocol import MsgType, encode_frame
 
     a = cluster.cfg.member("A").superserver
     flood = b"".join(encode_frame(MsgType.GET, i, ["USER", "Pipe", [1]]) for i in range(30_000))

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.journal import (
+from engine.storage.journal import (
     FILE_HEADER_SIZE,
     CorruptRecord,
     Entry,
@@ -20,7 +20,7 @@ from engine.journal import (
     purge,
     replay_into,
 )
-from engine.store import Store
+from engine.storage.store import Store
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.journal_codec import (
+from engine.storage.journal_codec import (
     FILE_HEADER_SIZE,
     CorruptRecord,
     decode_file_header,

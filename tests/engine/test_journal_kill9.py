@@ -10,15 +10,15 @@ import time
 
 import pytest
 
-from engine.journal import FILE_HEADER_SIZE, Journal, JournalReader, replay_into
-from engine.journal_codec import scan_good_prefix
-from engine.store import Store
+from engine.storage.journal import FILE_HEADER_SIZE, Journal, JournalReader, replay_into
+from engine.storage.journal_codec import scan_good_prefix
+from engine.storage.store import Store
 
 WRITER = textwrap.dedent(
     """
     import asyncio, sys
-    from engine.journal import Entry, Journal
-    from engine.store import Store
+    from engine.storage.journal import Entry, Journal
+    from engine.storage.store import Store
 
     journal = Journal(sys.argv[1], "MIR", max_file_bytes=256 * 1024)
     store = Store.open(sys.argv[2])
@@ -130,7 +130,7 @@ def test_acknowledged_commits_survive_kill_9_and_the_tail_is_cut_clean(tmp_path)
 FREEZER = textwrap.dedent(
     """
     import asyncio, resource, signal, sys
-    from engine.journal import Entry, Journal, JournalError
+    from engine.storage.journal import Entry, Journal, JournalError
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
     resource.setrlimit(resource.RLIMIT_FSIZE, (48 * 1024, 48 * 1024))

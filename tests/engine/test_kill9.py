@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from engine.client import AsyncClient, EngineError
+from engine.client.app import AsyncClient, EngineError
 from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.timeout(120)

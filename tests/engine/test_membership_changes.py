@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from engine.client import Refused
+from engine.client.app import Refused
 from tests.engine.cluster_fixtures import wait_for
 from tests.engine.member_fixtures import hosts  # noqa: F401
 from tests.engine.test_membership_join import create_tls_mirror, join

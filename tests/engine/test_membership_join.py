@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from engine import tls
-from engine.client import Refused
+from engine.client.app import Refused
+from engine.wire import tls
 from tests.engine.cluster_fixtures import wait_for
 from tests.engine.member_fixtures import hosts  # noqa: F401
 

@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from engine.client import Refused
+from engine.client.app import Refused
 from tests.engine.cluster_fixtures import free_ports, wait_for
 from tests.engine.member_fixtures import Host, hosts  # noqa: F401
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.protocol import (
+from engine.wire.protocol import (
     HEADER,
     HEADER_SIZE,
     MAGIC,

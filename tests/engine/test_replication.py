@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine.client import EngineError
+from engine.client.app import EngineError
 from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.timeout(120)
@@ -282,7 +282,7 @@ def test_journal_purge_keeps_what_members_and_replay_need(make_cluster):
 
 
 def test_member_holding_journal_the_primary_lost_cuts_it_and_rebuilds(make_cluster):
-    from engine.journal import Entry, Journal
+    from engine.storage.journal import Entry, Journal
 
     cluster = make_cluster(("failover", "failover"))
     cluster.wait_backup_active()

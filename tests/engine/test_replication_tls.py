@@ -5,8 +5,8 @@ import ssl
 
 import pytest
 
-from engine.protocol import FrameDecoder, MsgType, encode_frame, unpack
-from engine.tls import client_context
+from engine.wire.protocol import FrameDecoder, MsgType, encode_frame, unpack
+from engine.wire.tls import client_context
 from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.timeout(90)

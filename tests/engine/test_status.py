@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from engine.status import FIRST_RATE, format_duration, format_time, render_table
+from engine.member.status import FIRST_RATE, format_duration, format_time, render_table
 from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.timeout(90)

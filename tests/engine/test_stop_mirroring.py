@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from engine.client import EngineError
+from engine.client.app import EngineError
 from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.timeout(120)

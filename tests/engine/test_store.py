@@ -4,8 +4,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.journal_codec import JournalPosition
-from engine.store import Store, StoreError
+from engine.storage.journal_codec import JournalPosition
+from engine.storage.store import Store, StoreError
 from tests.engine.conftest import make_records
 
 

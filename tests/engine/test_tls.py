@@ -1,4 +1,4 @@
-"""engine/tls.py: throwaway CAs and certificates, contexts, DNs, expiry, clear errors."""
+"""engine/wire/tls.py: throwaway CAs and certificates, contexts, DNs, expiry, clear errors."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import tls
+from engine.wire import tls
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -152,7 +152,7 @@ def test_mutual_tls_refuses_foreign_expired_or_missing_client_certificates(certs
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "engine.tls_cli", *args],
+        [sys.executable, "-m", "engine.wire.tls_cli", *args],
         capture_output=True,
         text=True,
         timeout=60,

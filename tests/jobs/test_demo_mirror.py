@@ -13,7 +13,7 @@ import pytest
 from django.core.management import call_command
 
 from accounts.models import AuditEvent
-from engine.cluster import is_running
+from engine.cluster.launcher import is_running
 from members import services
 from members.models import DatabaseCopy, Host, Member, Mirror, MirroredDatabase
 from tasks.models import Job

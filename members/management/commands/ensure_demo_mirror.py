@@ -1,8 +1,8 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from engine.cluster_plan import load_plan
-from engine.config import ConfigError
+from engine.cluster.plan import load_plan
+from engine.member.config import ConfigError
 from members.demo_mirror import PlanMismatch, register_plan
 
 DEFAULT_PLAN = settings.BASE_DIR / "examples" / "mirror.toml"

@@ -1,0 +1,307 @@
+"""Mirror membership through the agent (SPEC §6.2-§6.5, §6.9-§6.12, §6.19, §6.21, §10).
+
+Each route checks its input, sends one ADMIN request to the local instance
+(engine/member/instance.py and engine/member/join.py: create, join, TLS files;
+engine/member/membership_ops.py: the rest)
+and answers what the instance answered, mapped as in engine/agent/ops.py: 400 for a
+malformed path or body (nothing is sent), 404 for an unknown instance, 409 with the
+instance's reason when it refuses (a limit of SPEC §1.4, an operation its role does not
+allow, a non-member asked about its mirror), 503 when the instance is down, hung or
+restarting.
+
+Names, addresses, member types and setting values are checked here with the instance's
+own rules (engine/member/mirror_file.py), so a malformed one is a 400 that never reaches it; the
+limits and everything that depends on the mirror's state are the instance's to refuse
+(engine/member/instance.py, engine/member/join.py, engine/member/membership_ops.py).
+
+A reporting async may belong to several mirrors (SPEC §1.4); the routes acting on one of
+an instance's mirrors take `?mirror=NAME` to say which, and the instance refuses (409) an
+action on an instance in several mirrors that does not.  TLS files are the instance's, for
+all its mirrors.
+
+Routes (under /v1/instances/{name}; bodies are JSON objects; see engine/agent_api.yaml;
+[?mirror] marks those taking the query parameter):
+    GET    /mirror [?mirror]                  the mirror as this member knows it
+    POST   /mirror                            {mirror, private, member?, settings?}  create
+    POST   /mirror/join                       {mirror, address, type, member?, private?,
+                                               superserver?}
+    PATCH  /mirror [?mirror]                  {setting: value, ..., skip_verify?}  (primary)
+    POST   /mirror/verify-tls [?mirror]       every member's TLS configuration (Verify SSL)
+    POST   /mirror/leave [?mirror]            {remove_db_attribute?}
+    POST   /mirror/remove-config [?mirror]    {remove_db_attribute?, remove_tls?}
+    POST   /mirror/members/{member}/authorize | /reject [?mirror]   pending members (primary)
+    PATCH  /mirror/members/{member} [?mirror]  {superserver?, private?}
+    DELETE /mirror/members/{member} [?mirror]  remove another member (primary)
+    POST   /mirror/dn-updates/{member}/authorize | /reject [?mirror]
+    PUT    /tls                               {cert, key, ca}: absolute paths on this host
+    POST   /tls/reload                        re-read the TLS files (a renewed certificate)
+    PUT    /superserver                       {port}: the instance's own superserver port
+
+Creating, joining, leaving, removing the configuration and a new superserver port restart
+the instance process (same pid); the answer comes before the restart and says `restarting:
+true` (the primary's first removal step restarts; its second does not).  A caller waits for
+the new membership with AgentClient.wait_member.  After a new superserver port the agent
+reaches the instance there; its configuration file still names the old port until edited.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import PurePosixPath
+
+from aiohttp import web
+
+from engine.agent.auth import IDENTITY
+from engine.agent.config import InstanceEntry
+from engine.agent.errors import api_error
+from engine.agent.ops import _admin, _body, check_kind, chosen_mirror, instance_entry
+from engine.member import mirror_file as ms
+from engine.member.config import Address
+from engine.storage.databases import Refused
+
+log = logging.getLogger("engine.agent.server")
+
+# the JSON type of each mirror setting; its allowed values are the instance's rule
+SETTING_KINDS: dict[str, type] = {
+    key: allowed if allowed in (int, bool) else str for key, (allowed, _) in ms.SETTINGS.items()
+}
+MAX_MEMBER_NAME = 32
+
+
+def _rule(check, *args):
+    """One of the instance's input rules (engine/member/mirror_file.py), a refusal made a 400."""
+    try:
+        return check(*args)
+    except Refused as exc:
+        raise api_error(400, "bad_request", exc.extra.get("reason", exc.message)) from None
+
+
+def _required(body: dict, *keys: str) -> None:
+    missing = [k for k in keys if k not in body]
+    if missing:
+        raise api_error(400, "bad_request", f"missing {', '.join(map(repr, missing))}")
+
+
+def _settings(changes: dict, where: str) -> dict:
+    unknown = sorted(set(changes) - set(SETTING_KINDS))
+    if unknown:
+        known = ", ".join(SETTING_KINDS)
+        raise api_error(
+            400, "bad_request", f"{where}: unknown settings {unknown} (settings: {known})"
+        )
+    for key, value in changes.items():
+        check_kind(key, value, SETTING_KINDS[key])
+    return _rule(ms.check_settings, "settings", changes)
+
+
+def _member(request: web.Request) -> str:
+    """The member named in the path.  Whether the mirror has it is the instance's to say."""
+    name = request.match_info["member"]
+    if not 0 < len(name) <= MAX_MEMBER_NAME or not name.isprintable():
+        raise api_error(
+            400, "bad_request", f"member name {name!r} must be 1-{MAX_MEMBER_NAME} characters"
+        )
+    return name
+
+
+def _answer(
+    request: web.Request, entry: InstanceEntry, op: str, result, detail: str = ""
+) -> web.Response:
+    log.info(
+        "%s%s on instance %s requested by %s",
+        op,
+        f" {detail}" if detail else "",
+        entry.name,
+        request[IDENTITY],
+    )
+    body = {"instance": entry.name, "operation": op}
+    body.update(result if isinstance(result, dict) else {})
+    return web.json_response(body)
+
+
+def _which(request: web.Request) -> dict:
+    """{"mirror": NAME} when the query names one of the instance's mirrors, else {}."""
+    mirror = chosen_mirror(request)
+    return {} if mirror is None else {"mirror": mirror}
+
+
+# -- the mirror -----------------------------------------------------------------------
+
+
+async def mirror_info(request: web.Request) -> web.Response:
+    entry = instance_entry(request)
+    info = await _admin(request, entry, "mirror_info", _which(request) or None)
+    return web.json_response({"instance": entry.name, **info})
+
+
+async def create_mirror(request: web.Request) -> web.Response:
+    entry = instance_entry(request)
+    body = await _body(request, {"mirror": str, "private": str, "member": str, "settings": dict})
+    _required(body, "mirror", "private")
+    _rule(ms.check_mirror_name, "create", body["mirror"])
+    _rule(ms.check_address, "create", body["private"], "private")
+    if "member" in body:
+        _rule(ms.check_member_name, "create", body["member"], "failover")
+    if "settings" in body:
+        body["settings"] = _settings(body["settings"], "settings")
+    result = await _admin(request, entry, "mirror_create", body)
+    return _answer(request, entry, "create-mirror", {**result, "restarting": True}, body["mirror"])
+
+
+async def join_mirror(request: web.Request) -> web.Response:
+    entry = instance_entry(request)
+    allowed = {"mirror": str, "address": str, "type": str, "member": str, "private": str}
+    body = await _body(request, {**allowed, "superserver": str})
+    _required(body, "mirror", "address", "type")
+    _rule(ms.check_mirror_name, "join", body["mirror"])
+    mtype = _rule(ms.check_type, "join", body["type"])
+    for key in ("address", "private", "superserver"):
+        if key in body:
+            _rule(ms.check_address, "join", body[key], key)
+    if "member" in body:
+        _rule(ms.check_member_name, "join", body["member"], mtype)
+    if mtype == "failover" and "private" not in body:
+        raise api_error(
+            400, "bad_request", "a failover member needs 'private' (its mirror address)"
+        )
+    result = await _admin(request, entry, "mirror_join", body)
+    detail = f"{body['mirror']} as {mtype} via {body['address']}"
+    return _answer(request, entry, "join-mirror", {**result, "restarting": True}, detail)
+
+
+async def edit_mirror(request: web.Request) -> web.Response:
+    """Turning TLS on is refused (409) while a reachable member has no valid TLS
+    configuration, unless `skip_verify` (engine/member/tls_check.py)."""
+    entry = instance_entry(request)
+    body = await _body(request, {**SETTING_KINDS, "name": str, "skip_verify": bool})
+    if "name" in body:
+        raise api_error(400, "bad_request", "the mirror name cannot be changed (SPEC §5.1)")
+    skip = body.pop("skip_verify", False)
+    if not body:
+        raise api_error(400, "bad_request", f"give at least one of {', '.join(SETTING_KINDS)}")
+    changes = _settings(body, "body")
+    arg = {**changes, **_which(request), **({"skip_verify": True} if skip else {})}
+    result = await _admin(request, entry, "edit_mirror", arg)
+    return _answer(request, entry, "edit-mirror", result, ", ".join(sorted(changes)))
+
+
+async def verify_tls(request: web.Request) -> web.Response:
+    """Verify SSL (SPEC §6.10 step b): one row per member, unreachable ones included."""
+    entry = instance_entry(request)
+    await _body(request, {})
+    result = await _admin(request, entry, "verify_tls", _which(request) or None)
+    failing = ", ".join(result.get("failing", [])) or "none failing"
+    return _answer(request, entry, "verify-tls", result, f"({failing})")
+
+
+async def leave_mirror(request: web.Request) -> web.Response:
+    """Leave one mirror; the instance restarts as a non-member of it (SPEC §6.9-§6.12)."""
+    entry = instance_entry(request)
+    body = await _body(request, {"remove_db_attribute": bool})
+    arg = {"remove_db_attribute": body.get("remove_db_attribute", False)}
+    result = await _admin(request, entry, "leave_mirror", {**arg, **_which(request)})
+    detail = "removing" if arg["remove_db_attribute"] else "keeping"
+    result = {**result, "restarting": True}
+    return _answer(request, entry, "leave-mirror", result, f"({detail} the mirrored attribute)")
+
+
+async def remove_mirror_config(request: web.Request) -> web.Response:
+    """Remove the instance's mirror configuration (engine/member/remove.py): a backup or
+    async restarts as a non-member; the primary, as the last member, in two steps."""
+    entry = instance_entry(request)
+    body = await _body(request, {"remove_db_attribute": bool, "remove_tls": bool})
+    arg = {k: body.get(k, False) for k in ("remove_db_attribute", "remove_tls")}
+    result = await _admin(request, entry, "remove_mirror_config", {**arg, **_which(request)})
+    detail = f"step {result['step']}" if "step" in result else "removed"
+    return _answer(request, entry, "remove-mirror-config", result, f"({detail})")
+
+
+# -- other members --------------------------------------------------------------------
+
+
+def _member_op(action: str, op: str):
+    """An action on another member named in the path (pending members, DN updates,
+    removal)."""
+
+    async def handler(request: web.Request) -> web.Response:
+        entry = instance_entry(request)
+        member = _member(request)
+        await _body(request, {})
+        arg = {"member": member, **_which(request)}
+        result = await _admin(request, entry, action, arg)
+        return _answer(request, entry, op, result, member)
+
+    handler.__name__ = action
+    return handler
+
+
+async def update_member_address(request: web.Request) -> web.Response:
+    entry = instance_entry(request)
+    member = _member(request)
+    body = await _body(request, {"superserver": str, "private": str})
+    if not body:
+        raise api_error(400, "bad_request", "give 'superserver' and/or 'private'")
+    for key, value in body.items():
+        _rule(ms.check_address, "update", value, key)
+    arg = {"member": member, **body, **_which(request)}
+    result = await _admin(request, entry, "update_member_address", arg)
+    return _answer(request, entry, "update-member-address", result, member)
+
+
+# -- the instance's own TLS files -----------------------------------------------------
+
+
+async def set_tls(request: web.Request) -> web.Response:
+    entry = instance_entry(request)
+    body = await _body(request, {"cert": str, "key": str, "ca": str})
+    _required(body, "cert", "key", "ca")
+    for key, value in body.items():
+        # the instance resolves a relative path against its own working directory
+        if not PurePosixPath(value).is_absolute() or "\0" in value:
+            raise api_error(
+                400, "bad_request", f"{key!r} must be an absolute path on the agent's host"
+            )
+    result = await _admin(request, entry, "set_tls", body)
+    return _answer(request, entry, "set-tls", result, body["cert"])
+
+
+async def reload_tls(request: web.Request) -> web.Response:
+    entry = instance_entry(request)
+    await _body(request, {})
+    return _answer(request, entry, "reload-tls", await _admin(request, entry, "reload_tls"))
+
+
+async def set_superserver_port(request: web.Request) -> web.Response:
+    """The instance's own superserver port (SPEC §6.19 exception 1, engine/member/port.py).
+    The instance restarts there; from then on this agent asks it at the new port."""
+    entry = instance_entry(request)
+    body = await _body(request, {"port": int})
+    _required(body, "port")
+    if not 0 < body["port"] < 65536:
+        raise api_error(400, "bad_request", "'port' must be from 1 to 65535")
+    result = await _admin(request, entry, "set_superserver_port", {"port": body["port"]})
+    entry.superserver = Address(entry.superserver.host, body["port"])
+    return _answer(request, entry, "set-superserver-port", result, str(entry.superserver))
+
+
+M = "/v1/instances/{name}/mirror"
+MEMBER = f"{M}/members/{{member}}"
+DN_UPDATE = f"{M}/dn-updates/{{member}}"
+MIRROR_ROUTES = [
+    ("GET", M, mirror_info),
+    ("POST", M, create_mirror),
+    ("PATCH", M, edit_mirror),
+    ("POST", f"{M}/join", join_mirror),
+    ("POST", f"{M}/verify-tls", verify_tls),
+    ("POST", f"{M}/leave", leave_mirror),
+    ("POST", f"{M}/remove-config", remove_mirror_config),
+    ("POST", f"{MEMBER}/authorize", _member_op("authorize_member", "authorize-member")),
+    ("POST", f"{MEMBER}/reject", _member_op("reject_member", "reject-member")),
+    ("PATCH", MEMBER, update_member_address),
+    ("DELETE", MEMBER, _member_op("remove_member", "remove-member")),
+    ("POST", f"{DN_UPDATE}/authorize", _member_op("authorize_dn_update", "authorize-dn-update")),
+    ("POST", f"{DN_UPDATE}/reject", _member_op("reject_dn_update", "reject-dn-update")),
+    ("PUT", "/v1/instances/{name}/tls", set_tls),
+    ("POST", "/v1/instances/{name}/tls/reload", reload_tls),
+    ("PUT", "/v1/instances/{name}/superserver", set_superserver_port),
+]

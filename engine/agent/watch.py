@@ -1,0 +1,234 @@
+"""One instance watched by the status stream: a kept-open connection asking INFO + STATUS.
+
+Each poll pipelines INFO (role, primary) and STATUS (engine/member/status.py: the SPEC §2.1-2.4
+strings, latencies, rates, databases) in one round trip on a connection that stays open
+between polls, so a poll every 100 ms costs the instance two small requests, not a TCP
+handshake.  A poll that fails is classified like the agent's probe (engine/agent/probe.py):
+refused = down, no answer within the probe timeout = hung.  A failure on a kept-open
+connection is retried once on a fresh one, so an instance that just died reads as down
+(refused), not as hung.
+
+`certificate` is the expiry of the instance's certificate: the file named in the agent
+configuration, else the one the instance was given through the agent (its node.json).
+
+The record is flat, so a change is a patch of top-level keys (see agent_stream.py).  When
+the instance is not up, every status key is None except `type` (the last type it reported)
+and `status`: "Down" when down, "Error" when hung (SPEC §2.1: the status could not be
+fetched).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+from engine.agent.config import InstanceEntry
+from engine.agent.probe import find_pid
+from engine.member.node import NODE_FILE
+from engine.wire.protocol import FrameDecoder, FrameError, MsgType, encode_frame, unpack
+from engine.wire.tls import TLSError, cert_info, load_certificate
+
+MAX_STATUS_FRAME = 4 << 20
+# keys of the instance's STATUS answer carried in the record (the rest stays out)
+STATUS_KEYS = (
+    "type",
+    "status",
+    "journal_transfer",
+    "dejournaling",
+    "journal_transfer_latency_s",
+    "dejournal_latency_s",
+    "incoming_journal_rate",
+    "incoming_journal_figures",
+    "journal_end",
+    "databases",
+    "missing_mirrored_databases",
+    "primary",
+    "codec",
+    "members",
+    # membership configured through the agent (engine/member/mirror_file.py): why a member waits
+    # for an operator, the primary's pending new members, DN updates awaiting authorization
+    "waiting_reason",
+    "pending_members",
+    "dn_updates",
+    "mirror_version",
+    # a reporting async in several mirrors: status "M/N" (connected of all) and each
+    # mirror's own status under its name (engine/member/instance.py)
+    "mirrors",
+)
+
+
+def node_certificate(data_dir) -> Path | None:
+    """The certificate an instance configured through the agent was given (set_tls), as
+    its <data_dir>/node.json records it (engine/member/node.py); None without one."""
+    try:
+        raw = json.loads((Path(data_dir) / NODE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    value = raw.get("tls_cert") if isinstance(raw, dict) else None
+    return Path(value) if isinstance(value, str) and value else None
+
+
+def certificate_summary(path) -> dict | None:
+    """Expiry of the certificate at `path` (None without one), in whole days so that the
+    record does not change on every poll; an unreadable file is reported, not raised."""
+    if path is None:
+        return None
+    try:
+        info = cert_info(load_certificate(path))
+    except (TLSError, OSError, ValueError) as exc:
+        return {"path": str(path), "error": str(exc)}
+    return {
+        "subject_dn": info["subject_dn"],
+        "not_after": info["not_after"],
+        "expired": info["expired"],
+        "days_left": math.floor(info["days_left"]),
+    }
+
+
+class InstanceWatch:
+    def __init__(self, entry: InstanceEntry, timeout: float):
+        self.entry = entry
+        self.timeout = timeout
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.decoder = FrameDecoder(MAX_STATUS_FRAME)
+        self.req_id = 0
+        self.last_type: str | None = None
+        self.last_state: str | None = None
+        self.pid: int | None = None
+        self.pid_stale = True
+        self.cert_checked = 0.0
+        self.cert: dict | None = None
+        self.node_stamp: int | None = None
+
+    async def close(self) -> None:
+        writer, self.reader, self.writer = self.writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError, asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), 0.5)
+
+    async def _connect(self) -> None:
+        host, port = self.entry.superserver.host, self.entry.superserver.port
+        self.reader, self.writer = await asyncio.open_connection(host, port)
+        self.decoder = FrameDecoder(MAX_STATUS_FRAME)
+        self.pid_stale = True  # maybe a restarted instance
+
+    async def _exchange(self) -> tuple[dict, dict]:
+        """INFO and STATUS, pipelined; raises OSError/ValueError/FrameError on a bad answer.
+        A STATUS the instance refuses comes back as {"error": <its error>}."""
+        base = self.req_id
+        self.req_id = (self.req_id + 2) % 0x7FFFFFF0
+        self.writer.write(
+            encode_frame(MsgType.INFO, base + 1, []) + encode_frame(MsgType.STATUS, base + 2, [])
+        )
+        replies: dict[int, dict] = {}
+        while len(replies) < 2:
+            data = await self.reader.read(65536)
+            if not data:
+                raise ConnectionResetError("the instance closed the connection")
+            for frame in self.decoder.feed(data):
+                if not hasattr(frame, "body") or frame.req_id not in (base + 1, base + 2):
+                    raise ValueError(f"unexpected reply: {frame!r}")
+                body = unpack(frame.body)
+                if frame.req_id == base + 2 and frame.type == MsgType.ERROR:
+                    body = {"error": body.get("message") if isinstance(body, dict) else body}
+                elif frame.type != MsgType.OK or not isinstance(body, dict):
+                    raise ValueError(f"request refused: {body!r}")
+                replies[frame.req_id] = body
+        return replies[base + 1], replies[base + 2]
+
+    async def _ask(self) -> tuple[dict, dict]:
+        reused = self.writer is not None
+        if not reused:
+            await self._connect()
+        try:
+            return await self._exchange()
+        except (OSError, ValueError, FrameError):
+            await self.close()
+            if not reused:
+                raise
+        await self._connect()  # the kept-open connection broke: once more, fresh
+        return await self._exchange()
+
+    async def poll(self) -> dict:
+        """The instance's record now (never raises for an unreachable instance)."""
+        entry = self.entry
+        rec = {
+            "name": entry.name,
+            "superserver": str(entry.superserver),
+            "mirror": entry.mirror,
+            "state": "down",
+            "detail": "",
+            "pid": None,
+            "role": None,
+            "certificate": self._certificate(),
+        }
+        info = status = None
+        try:
+            info, status = await asyncio.wait_for(self._ask(), self.timeout)
+        except ConnectionRefusedError:
+            rec["detail"] = f"connection to {entry.superserver} refused"
+        except TimeoutError:
+            rec["state"] = "hung"
+            rec["detail"] = f"no answer from {entry.superserver} within {self.timeout:g} s"
+        except (OSError, ValueError, FrameError) as exc:
+            rec["state"] = "hung"
+            rec["detail"] = f"bad answer from {entry.superserver}: {exc}"
+        if info is None:
+            await self.close()
+        else:
+            rec.update(state="up", detail="answering", role=info.get("role"))
+            rec["mirror"] = info.get("mirror") or entry.mirror
+            if "error" in status:
+                rec["detail"] = f"answering, but its status failed: {status['error']}"
+                status = None
+            else:
+                self.last_type = status.get("type")
+        if rec["state"] != self.last_state or self.pid_stale:
+            # the pid changes only with the state or the connection; finding it may scan /proc
+            self.pid = await asyncio.to_thread(find_pid, entry)
+            self.last_state = rec["state"]
+            self.pid_stale = False
+        rec["pid"] = self.pid
+        for key in STATUS_KEYS:
+            rec[key] = None if status is None else status.get(key)
+        if status is None:
+            # SPEC §2.1: Error = the member's status could not be fetched
+            rec["type"] = self.last_type
+            rec["status"] = "Down" if rec["state"] == "down" else "Error"
+        elif isinstance(rec["incoming_journal_figures"], dict):
+            # the sampling interval is the poll interval: it jitters and is not a change
+            figures = dict(rec["incoming_journal_figures"])
+            figures.pop("interval_s", None)
+            rec["incoming_journal_figures"] = figures
+        return rec
+
+    def _certificate(self) -> dict | None:
+        """The certificate named in the agent's configuration, else the one the instance
+        was given through the agent (node.json).  Files may be replaced (renewal), so look
+        again now and then, and at once when node.json changes (set_tls), not on every
+        poll."""
+        now = time.monotonic()
+        stamp = None if self.entry.cert is not None else self._node_stamp()
+        if now - self.cert_checked > CERT_RECHECK_S or stamp != self.node_stamp:
+            self.cert_checked, self.node_stamp = now, stamp
+            path = self.entry.cert
+            if path is None and stamp is not None:
+                path = node_certificate(self.entry.data_dir)
+            self.cert = certificate_summary(path)
+        return self.cert
+
+    def _node_stamp(self) -> int | None:
+        try:
+            return os.stat(Path(self.entry.data_dir) / NODE_FILE).st_mtime_ns
+        except OSError:
+            return None
+
+
+CERT_RECHECK_S = 10.0

@@ -1,0 +1,274 @@
+"""The build plan of `python -m engine cluster build -f PLAN` (see examples/mirror.toml).
+
+    [mirror]
+    name = "DEMO"
+    data_root = "../var/mirror"      # relative to this file: certificates, agent configs,
+                                      # data directories, logs and the state file
+    tls = true                        # and any other mirror setting (SPEC §5.1):
+    qos_timeout_ms = 8000             #   qos_timeout_ms, failover_compression(_type),
+                                      #   async_compression(_type), parallel_dejournaling
+
+    [[hosts]]                         # one agent per host, on 127.0.0.1
+    name = "hosta"
+    agent = 52180                     # the agent's port
+    instances = ["MIRRORA"]           # the members whose instance runs on this host
+
+    [[members]]                       # in order: the first failover member becomes primary
+    name = "MIRRORA"
+    type = "failover"                 # failover | dr | ro_reporting | rw_reporting
+    superserver = 52100               # ports on 127.0.0.1
+    private = 52101                   # the mirror private address (failover members)
+
+    [[databases]]
+    name = "USER"
+    how = "create"                    # create | download | restore
+    rows = 100                        # records written on the primary
+    members = ["MIRRORA", ...]        # optional: who holds it (default every member; only
+                                      # reporting asyncs may be left out, SPEC §6.7)
+
+Every port is on the loopback address: this launcher builds a whole mirror on one machine.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.member.config import MEMBER_TYPES, ConfigError, read_toml
+from engine.member.mirror_file import SETTINGS, check_member_name, check_mirror_name
+from engine.storage.databases import Refused, check_name
+
+LOOPBACK = "127.0.0.1"
+HOWS = ("create", "download", "restore")
+_HOST_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+@dataclass
+class PlanHost:
+    name: str
+    agent_port: int
+    instances: list[str]
+
+    @property
+    def url(self) -> str:
+        return f"https://{LOOPBACK}:{self.agent_port}"
+
+
+@dataclass
+class PlanMember:
+    name: str
+    type: str
+    superserver_port: int
+    private_port: int | None
+    host: str = ""
+
+    @property
+    def superserver(self) -> str:
+        return f"{LOOPBACK}:{self.superserver_port}"
+
+    @property
+    def private(self) -> str | None:
+        return None if self.private_port is None else f"{LOOPBACK}:{self.private_port}"
+
+
+@dataclass
+class PlanDatabase:
+    name: str
+    how: str
+    rows: int
+    members: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    mirror: str
+    settings: dict
+    root: Path
+    hosts: list[PlanHost]
+    members: list[PlanMember]
+    databases: list[PlanDatabase]
+    source: Path
+
+    @property
+    def primary(self) -> PlanMember:
+        return next(m for m in self.members if m.type == "failover")
+
+    def member(self, name: str) -> PlanMember:
+        return next(m for m in self.members if m.name == name.upper())
+
+    def host(self, name: str) -> PlanHost:
+        return next(h for h in self.hosts if h.name == name)
+
+    def data_dir(self, member: PlanMember) -> Path:
+        return self.root / member.host / member.name
+
+    def host_dir(self, host: PlanHost) -> Path:
+        return self.root / host.name
+
+    @property
+    def certs(self) -> Path:
+        return self.root / "certs"
+
+    @property
+    def state_path(self) -> Path:
+        return self.root / "cluster-state.json"
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.settings.get("tls", False))
+
+
+def is_plan(path: str | Path) -> bool:
+    """A build plan names hosts; a static mirror file (engine/member/config.py) does not."""
+    data, _ = read_toml(path, "cluster file")
+    return "hosts" in data
+
+
+def _table(data: dict, key: str, where: str) -> dict:
+    value = data.get(key)
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a [{key}] table")
+    return value
+
+
+def _tables(data: dict, key: str) -> list[dict]:
+    value = data.get(key)
+    if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(f"{key}: expected one or more [[{key}]] tables")
+    return value
+
+
+def _port(value, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+        raise ConfigError(f"{where}: expected a port number (1-65535) on {LOOPBACK}")
+    return value
+
+
+def _names(value, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: expected a list of member names")
+    return [v.upper() for v in value]
+
+
+def _refused(where: str, exc: Refused) -> ConfigError:
+    return ConfigError(f"{where}: {exc.extra.get('reason', exc)}")
+
+
+def _mirror(raw: dict, base: Path) -> tuple[str, dict, Path]:
+    try:
+        name = check_mirror_name("plan", raw.get("name"))
+    except Refused as exc:
+        raise _refused("mirror.name", exc) from None
+    root = raw.get("data_root")
+    if not isinstance(root, str) or not root:
+        raise ConfigError("mirror.data_root: expected a directory path")
+    settings = {k: v for k, v in raw.items() if k not in ("name", "data_root")}
+    for key, value in settings.items():
+        if key not in SETTINGS:
+            raise ConfigError(f"mirror.{key}: unknown setting (settings: {', '.join(SETTINGS)})")
+        allowed, must = SETTINGS[key]
+        ok = value in allowed if isinstance(allowed, tuple) else type(value) is allowed
+        if not ok:
+            raise ConfigError(f"mirror.{key}: must be {must or ' | '.join(allowed)}")
+    path = Path(root)
+    return name, settings, (path if path.is_absolute() else base / path).resolve()
+
+
+def _member(raw: dict, i: int) -> PlanMember:
+    where = f"members[{i}]"
+    mtype = raw.get("type")
+    if mtype not in MEMBER_TYPES:
+        raise ConfigError(f"{where}.type: one of {', '.join(MEMBER_TYPES)}")
+    try:
+        name = check_member_name("plan", raw.get("name"), mtype)
+    except Refused as exc:
+        raise _refused(f"{where}.name", exc) from None
+    if not _HOST_NAME.match(name):  # it is also the instance name (a directory)
+        raise ConfigError(f"{where}.name: letters, digits, _ and - only")
+    private = raw.get("private")
+    if mtype == "failover" and private is None:
+        raise ConfigError(f"{where}.private: a failover member needs a mirror private port")
+    return PlanMember(
+        name,
+        mtype,
+        _port(raw.get("superserver"), f"{where}.superserver"),
+        None if private is None else _port(private, f"{where}.private"),
+    )
+
+
+def _database(raw: dict, i: int, members: list[PlanMember]) -> PlanDatabase:
+    where = f"databases[{i}]"
+    try:
+        name = check_name("plan", raw.get("name"))
+    except Refused as exc:
+        raise _refused(f"{where}.name", exc) from None
+    how = raw.get("how")
+    if how not in HOWS:
+        raise ConfigError(f"{where}.how: one of {', '.join(HOWS)}")
+    rows = raw.get("rows", 100)
+    if not isinstance(rows, int) or isinstance(rows, bool) or not 1 <= rows <= 1_000_000:
+        raise ConfigError(f"{where}.rows: an integer from 1 to 1000000")
+    everyone = [m.name for m in members]
+    holders = _names(raw["members"], f"{where}.members") if "members" in raw else everyone
+    unknown = sorted(set(holders) - set(everyone))
+    if unknown:
+        raise ConfigError(f"{where}.members: no member named {', '.join(unknown)}")
+    # SPEC §6.7: the same set on the failover members and every DR async
+    left_out = [m.name for m in members if m.type in ("failover", "dr") and m.name not in holders]
+    if left_out:
+        raise ConfigError(
+            f"{where}.members: failover and DR members hold every mirrored database "
+            f"(missing {', '.join(left_out)})"
+        )
+    return PlanDatabase(name, how, rows, [n for n in everyone if n in holders])
+
+
+def parse_plan(data: dict, base: Path, source: Path) -> Plan:
+    name, settings, root = _mirror(_table(data, "mirror", "mirror"), base)
+    members = [_member(raw, i) for i, raw in enumerate(_tables(data, "members"))]
+    names = [m.name for m in members]
+    if len(set(names)) != len(names):
+        raise ConfigError("members: names must be unique")
+    if not any(m.type == "failover" for m in members):
+        raise ConfigError("members: the first failover member becomes the primary; there is none")
+    if sum(m.type == "failover" for m in members) > 2:
+        raise ConfigError("members: at most two failover members")
+    hosts = []
+    for i, raw in enumerate(_tables(data, "hosts")):
+        where = f"hosts[{i}]"
+        hname = raw.get("name")
+        if not isinstance(hname, str) or not _HOST_NAME.match(hname):
+            raise ConfigError(f"{where}.name: 1-32 letters, digits, _ or -")
+        host = PlanHost(
+            hname, _port(raw.get("agent"), f"{where}.agent"), _names(raw.get("instances"), where)
+        )
+        for inst in host.instances:
+            if inst not in names:
+                raise ConfigError(f"{where}.instances: no member named {inst}")
+            member = members[names.index(inst)]
+            if member.host:
+                raise ConfigError(f"{where}.instances: {inst} is already on host {member.host}")
+            member.host = hname
+        hosts.append(host)
+    if len({h.name for h in hosts}) != len(hosts):
+        raise ConfigError("hosts: names must be unique")
+    homeless = [m.name for m in members if not m.host]
+    if homeless:
+        raise ConfigError(f"hosts: no host runs {', '.join(homeless)}")
+    ports = [h.agent_port for h in hosts]
+    ports += [p for m in members for p in (m.superserver_port, m.private_port) if p]
+    if len(set(ports)) != len(ports):
+        raise ConfigError("ports: every agent, superserver and private port must be distinct")
+    raw_dbs = data.get("databases", [])
+    if not isinstance(raw_dbs, list) or not all(isinstance(d, dict) for d in raw_dbs):
+        raise ConfigError("databases: expected [[databases]] tables")
+    databases = [_database(raw, i, members) for i, raw in enumerate(raw_dbs)]
+    if len({d.name for d in databases}) != len(databases):
+        raise ConfigError("databases: names must be unique")
+    return Plan(name, settings, root, hosts, members, databases, source)
+
+
+def load_plan(path: str | Path) -> Plan:
+    data, resolved = read_toml(path, "build plan")
+    return parse_plan(data, resolved.parent, resolved)

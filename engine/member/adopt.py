@@ -1,0 +1,138 @@
+"""A mirrored database created on the primary under a name other members already hold
+(SPEC §6.7.2).
+
+Before it makes a new, empty database, the primary asks the other members (at once, briefly)
+what they hold of that name.  When one has a valid copy (activated, FailoverDB not cleared)
+the primary downloads it, backup first then the asyncs, and adopts it: the same incarnation,
+so the members holding it go on dejournaling it.  Meanwhile the database is Downloading (its
+status row shows the bytes received); when no source could send it, Needs Download with the
+reason, tried again with a backoff (asking the members anew each time) until a valid copy
+comes, and create_database again tries at once.
+With no valid copy anywhere, the database is created empty under a new incarnation and every
+older copy elsewhere becomes Obsolete when the control record reaches it.  This is how a
+primary that lost a database (removed from the mirror, files gone) gets it back without
+losing what the others kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from engine.client.app import AsyncClient, EngineError
+from engine.member.download import fetch_copy, may_hold_copy, retry_now, until_copied
+from engine.storage import journal as jmod
+from engine.storage.databases import DbEntry, new_incarnation
+
+if TYPE_CHECKING:
+    from engine.member.membership import Instance
+
+log = logging.getLogger("engine.download")
+PROBE_TIMEOUT_S = 2.0
+
+
+def create_on_primary(inst: Instance, name: str) -> asyncio.Task | dict:
+    """Create the database on the primary, or start adopting a valid copy (status
+    Downloading); the task's result is the create_database answer."""
+    if retry_now(inst, name):  # an adoption waiting to try again: at once, not a second one
+        return {"database": name, "status": "Downloading", "already": False}
+    inst.downloading.add(name)
+    return inst.run_in_background(_create(inst, name))
+
+
+async def _create(inst: Instance, name: str) -> dict:
+    from engine.member.dbops import _journal_control, _mount_new, _pos, _result
+
+    try:
+        found = await _valid_copies(inst, name)
+    except BaseException:
+        inst.downloading.discard(name)
+        raise
+    entry = inst.catalog.get(name)
+    if found is None:
+        inst.downloading.discard(name)
+        if entry is not None:
+            # an earlier adoption (e.g. resumed at start-up before the others are up): never
+            # create it empty while a copy may come back; keep looking for one
+            inst.downloading.add(name)
+            inst.run_in_background(_adopt(inst, entry, []))
+            return _result(inst, entry, already=True)
+        entry = DbEntry(name, new_incarnation(), since=_pos(inst.journal.end_position))
+        _mount_new(inst, entry)
+        log.info("no valid copy of %s on another member: created empty", name)
+        return await _journal_control(inst, "create", entry, _result(inst, entry))
+    incarnation, sources = found
+    if entry is None:
+        entry = DbEntry(name, incarnation, created=False, needs_download=True)
+        inst.catalog.entries[name] = entry
+    entry.incarnation = incarnation
+    inst.catalog.save()
+    inst.db_errors.pop(name, None)
+    inst.run_in_background(_adopt(inst, entry, sources))
+    return _result(inst, entry, source=sources[0].name)
+
+
+async def _adopt(inst: Instance, entry: DbEntry, sources: list) -> None:
+    from engine.member.dbops import _journal_control, _pos
+
+    name = entry.name
+    first = True
+
+    async def attempt():
+        nonlocal first, sources
+        if not first or not sources:  # who holds a valid copy may have changed meanwhile
+            sources = await _holders(inst, name, entry.incarnation)
+            if not sources:
+                return None, ["no member holds a valid copy of it now"]
+        first = False
+        return await fetch_copy(inst, entry, sources)
+
+    store = await until_copied(inst, entry, attempt, "no valid copy could be downloaded")
+    if store is None:
+        return
+    # the copy is the database as of now on this primary: nothing older is ever replayed
+    entry.since = _pos(inst.journal.end_position)
+    store.apply([], upto=jmod.make_position(*entry.since))
+    entry.needs_download = False
+    inst.stores[name] = store
+    inst.catalog.save()
+    log.info("adopted %s (incarnation %s) from another member", name, entry.incarnation)
+    await _journal_control(inst, "add", entry, {})
+
+
+async def _valid_copies(inst: Instance, name: str) -> tuple[str, list] | None:
+    """The incarnation of the first valid copy in source order, and the members holding a
+    valid copy of that incarnation, in that order."""
+    valid = await _all_valid(inst, name)
+    if not valid:
+        return None
+    incarnation = valid[0][1]
+    return incarnation, [m for m, i in valid if i == incarnation]
+
+
+async def _holders(inst: Instance, name: str, incarnation: str) -> list:
+    """The members holding a valid copy of that incarnation, in source order."""
+    return [m for m, i in await _all_valid(inst, name) if i == incarnation]
+
+
+async def _all_valid(inst: Instance, name: str) -> list[tuple]:
+    """(member, incarnation) of every valid copy, backup first, then the asyncs."""
+    me = inst.member.name
+    candidates = [m for m in inst.cfg.failover_members if m.name != me]
+    candidates += [m for m in inst.cfg.members if not m.is_failover]
+    candidates = [m for m in candidates if may_hold_copy(m)]
+    answers = await asyncio.gather(*(_copy_info(inst, m, name) for m in candidates))
+    pairs = zip(candidates, answers, strict=True)
+    return [(m, a["incarnation"]) for m, a in pairs if a and a["valid"]]
+
+
+async def _copy_info(inst: Instance, member, name: str) -> dict | None:
+    try:
+        async with AsyncClient(
+            [str(member.superserver)], follow_primary=False, timeout=PROBE_TIMEOUT_S, retries=0
+        ) as c:
+            return await c.admin("copy_info", {"name": name, "mirror": inst.cfg.name})
+    except (EngineError, OSError, TimeoutError) as exc:
+        log.info("member %s not asked about %s: %s", member.name, name, exc)
+        return None

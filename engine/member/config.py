@@ -1,0 +1,340 @@
+"""Mirror configuration read from a TOML file (until the agent's control API exists).
+
+Example (see examples/cluster.toml):
+
+    [mirror]
+    name = "DEMO"
+    qos_timeout_ms = 8000
+    databases = ["USER", "APP"]
+    failover_compression = "System Selected"     # or "Uncompressed" / "Compressed"
+    failover_compression_type = "zlib"            # zlib | zstd | lz4 (for "Compressed")
+    async_compression = "System Selected"
+    async_compression_type = "zlib"
+    parallel_dejournaling = "failover+dr"         # or "all" / "failover"
+    tls = false                                   # true: mutual TLS on every data channel
+    tls_ca = "certs/ca.pem"                       # with tls: the CA that signs member certs
+    data_root = "var/demo"                        # relative to this file
+
+    [[members]]
+    name = "A"
+    type = "failover"                            # failover | dr | ro_reporting | rw_reporting
+    superserver = "127.0.0.1:21100"
+    private = "127.0.0.1:21101"                  # mirror private address (data channel)
+
+Member keys: data_dir (default data_root/NAME), databases (subset, reporting only),
+dejournal_filter ("module:function", reporting only), codecs (codecs this member can
+decompress; default all three), dejournal_workers, and with tls: tls_cert and tls_key
+(the member's certificate, whose subject CN is the member name, and its key).
+Relative paths are relative to the configuration file.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MEMBER_TYPES = ("failover", "dr", "ro_reporting", "rw_reporting")
+TYPE_LABELS = {
+    "failover": "Failover",
+    "dr": "Disaster Recovery",
+    "ro_reporting": "Read-Only Reporting",
+    "rw_reporting": "Read-Write Reporting",
+}
+COMPRESSION_MODES = ("System Selected", "Uncompressed", "Compressed")
+CODECS = ("zlib", "zstd", "lz4")
+PARALLEL_SETTINGS = ("failover+dr", "all", "failover")
+MAX_MEMBERS = 16
+
+_MIRROR_NAME = re.compile(r"^[A-Za-z0-9]{1,15}$")
+_MEMBER_FORBIDDEN = set(" \t:[]#;/*=^~,")
+_DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+class ConfigError(ValueError):
+    """The configuration file is invalid; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass
+class MemberConfig:
+    name: str
+    type: str
+    superserver: Address
+    private: Address | None
+    data_dir: Path
+    databases: list[str]
+    dejournal_filter: str | None = None
+    codecs: list[str] = field(default_factory=lambda: list(CODECS))
+    dejournal_workers: int = 4
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # membership as the primary keeps it (engine/member/mirror_file.py): the member's certificate
+    # DN on a TLS mirror, whether the primary authorized it, and the id of its join request
+    dn: str | None = None
+    authorized: bool = True
+    join_id: str | None = None
+
+    @property
+    def is_failover(self) -> bool:
+        return self.type == "failover"
+
+    @property
+    def is_reporting(self) -> bool:
+        return self.type in ("ro_reporting", "rw_reporting")
+
+    @property
+    def type_label(self) -> str:
+        return TYPE_LABELS[self.type]
+
+    @property
+    def data_address(self) -> Address:
+        """Where this member's data channel listens (private, else superserver port + 1)."""
+        return self.private or self.superserver
+
+
+@dataclass
+class MirrorConfig:
+    name: str
+    members: list[MemberConfig]
+    databases: list[str]
+    qos_timeout_ms: int = 8000
+    failover_compression: str = "System Selected"
+    failover_compression_type: str = "zlib"
+    async_compression: str = "System Selected"
+    async_compression_type: str = "zlib"
+    parallel_dejournaling: str = "failover+dr"
+    tls: bool = False
+    tls_ca: Path | None = None
+    journal_file_bytes: int = 64 * 1024 * 1024
+    source: Path | None = None
+    # configured through the agent (kept in <data_dir>/mirror.json) rather than from a file
+    dynamic: bool = False
+    version: int = 0  # raised by the primary on every change it propagates
+    rejected: list[str] = field(default_factory=list)  # join ids the primary rejected
+    dn_updates: dict[str, str] = field(default_factory=dict)  # member -> new DN awaiting
+    rejected_dns: dict[str, list[str]] = field(default_factory=dict)  # member -> DNs refused
+
+    def find(self, name: str) -> MemberConfig | None:
+        for m in self.members:
+            if m.name == name.upper():
+                return m
+        return None
+
+    def member(self, name: str) -> MemberConfig:
+        found = self.find(name)
+        if found is not None:
+            return found
+        known = ", ".join(m.name for m in self.members)
+        raise ConfigError(f"no member named {name!r} in mirror {self.name} (members: {known})")
+
+    @property
+    def failover_members(self) -> list[MemberConfig]:
+        return [m for m in self.members if m.is_failover]
+
+    @property
+    def first_primary(self) -> MemberConfig:
+        return self.failover_members[0]
+
+    def parallel_for(self, member: MemberConfig) -> bool:
+        """Whether `member` dejournals in parallel under the mirror's setting (SPEC §3.6)."""
+        if member.is_failover:
+            return True
+        if self.parallel_dejournaling == "all":
+            return True
+        return self.parallel_dejournaling == "failover+dr" and member.type == "dr"
+
+
+def parse_address(text: object, where: str) -> Address:
+    if not isinstance(text, str) or ":" not in text:
+        raise ConfigError(f"{where}: expected 'host:port', got {text!r}")
+    host, _, port = text.rpartition(":")
+    try:
+        p = int(port)
+    except ValueError:
+        raise ConfigError(f"{where}: port {port!r} is not a number") from None
+    if not 0 < p < 65536:
+        raise ConfigError(f"{where}: port {p} out of range 1-65535")
+    return Address(host or "127.0.0.1", p)
+
+
+def _choice(value: object, allowed: tuple[str, ...], where: str) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
+    return value  # type: ignore[return-value]
+
+
+def _db_list(value: object, where: str) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: expected a non-empty list of database names")
+    out = []
+    for db in value:
+        if not isinstance(db, str) or not _DB_NAME.match(db):
+            raise ConfigError(f"{where}: invalid database name {db!r}")
+        out.append(db.upper())
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{where}: database names must be unique (case-insensitively)")
+    return out
+
+
+def _member(
+    raw: dict, mirror_dbs: list[str], data_root: Path, index: int, base_dir: Path
+) -> MemberConfig:
+    where = f"members[{index}]"
+    name = raw.get("name")
+    if not isinstance(name, str) or not name or len(name) > 32 or set(name) & _MEMBER_FORBIDDEN:
+        raise ConfigError(
+            f"{where}.name: {name!r} must be 1-32 chars without spaces or : [ ] # ; / * = ^ ~ ,"
+        )
+    name = name.upper()
+    mtype = _choice(raw.get("type"), MEMBER_TYPES, f"{where}.type")
+    superserver = parse_address(raw.get("superserver"), f"{where}.superserver")
+    private = parse_address(raw["private"], f"{where}.private") if "private" in raw else None
+    data_dir = Path(raw.get("data_dir", data_root / name))
+    if not data_dir.is_absolute():
+        data_dir = data_root / data_dir
+    dbs = mirror_dbs
+    if "databases" in raw:
+        if mtype not in ("ro_reporting", "rw_reporting"):
+            raise ConfigError(
+                f"{where}.databases: only reporting asyncs may hold a subset of databases"
+            )
+        dbs = _db_list(raw["databases"], f"{where}.databases")
+        unknown = set(dbs) - set(mirror_dbs)
+        if unknown:
+            raise ConfigError(
+                f"{where}.databases: not mirrored databases: {', '.join(sorted(unknown))}"
+            )
+    flt = raw.get("dejournal_filter")
+    if flt is not None:
+        if mtype not in ("ro_reporting", "rw_reporting"):
+            raise ConfigError(
+                f"{where}.dejournal_filter: filters are allowed on reporting asyncs only"
+            )
+        if not isinstance(flt, str) or ":" not in flt:
+            raise ConfigError(f"{where}.dejournal_filter: expected 'module:function', got {flt!r}")
+    codecs = raw.get("codecs", list(CODECS))
+    if not isinstance(codecs, list) or any(c not in CODECS for c in codecs):
+        raise ConfigError(f"{where}.codecs: expected a list drawn from {', '.join(CODECS)}")
+    workers = raw.get("dejournal_workers", 4)
+    if not isinstance(workers, int) or not 1 <= workers <= 16:
+        raise ConfigError(f"{where}.dejournal_workers: must be 1-16")
+    m = MemberConfig(name, mtype, superserver, private, data_dir, dbs, flt, codecs, workers)
+    m.tls_cert = _path(raw.get("tls_cert"), base_dir, f"{where}.tls_cert")
+    m.tls_key = _path(raw.get("tls_key"), base_dir, f"{where}.tls_key")
+    return m
+
+
+def _path(value: object, base_dir: Path, where: str) -> Path | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: expected a file path")
+    p = Path(value)
+    return p if p.is_absolute() else base_dir / p
+
+
+def parse_config(data: dict, base_dir: Path, source: Path | None = None) -> MirrorConfig:
+    mirror = data.get("mirror")
+    if not isinstance(mirror, dict):
+        raise ConfigError("missing [mirror] table")
+    name = mirror.get("name")
+    if not isinstance(name, str) or not _MIRROR_NAME.match(name):
+        raise ConfigError(f"mirror.name: {name!r} must be 1-15 alphanumeric characters")
+    dbs = _db_list(mirror.get("databases"), "mirror.databases")
+    data_root = Path(mirror.get("data_root", "var"))
+    if not data_root.is_absolute():
+        data_root = (base_dir / data_root).resolve()
+    qos = mirror.get("qos_timeout_ms", 8000)
+    if not isinstance(qos, int) or qos < 50:
+        raise ConfigError("mirror.qos_timeout_ms: must be an integer >= 50")
+    cfg = MirrorConfig(
+        name=name.upper(),
+        members=[],
+        databases=dbs,
+        qos_timeout_ms=qos,
+        failover_compression=_choice(
+            mirror.get("failover_compression", "System Selected"),
+            COMPRESSION_MODES,
+            "mirror.failover_compression",
+        ),
+        failover_compression_type=_choice(
+            mirror.get("failover_compression_type", "zlib"),
+            CODECS,
+            "mirror.failover_compression_type",
+        ),
+        async_compression=_choice(
+            mirror.get("async_compression", "System Selected"),
+            COMPRESSION_MODES,
+            "mirror.async_compression",
+        ),
+        async_compression_type=_choice(
+            mirror.get("async_compression_type", "zlib"), CODECS, "mirror.async_compression_type"
+        ),
+        parallel_dejournaling=_choice(
+            mirror.get("parallel_dejournaling", "failover+dr"),
+            PARALLEL_SETTINGS,
+            "mirror.parallel_dejournaling",
+        ),
+        tls=bool(mirror.get("tls", False)),
+        tls_ca=_path(mirror.get("tls_ca"), base_dir, "mirror.tls_ca"),
+        journal_file_bytes=int(mirror.get("journal_file_bytes", 64 * 1024 * 1024)),
+        source=source,
+    )
+    raw_members = data.get("members")
+    if not isinstance(raw_members, list) or not raw_members:
+        raise ConfigError("missing [[members]] entries")
+    if len(raw_members) > MAX_MEMBERS:
+        raise ConfigError(f"a mirror has at most {MAX_MEMBERS} members, got {len(raw_members)}")
+    for i, raw in enumerate(raw_members):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"members[{i}]: expected a table")
+        cfg.members.append(_member(raw, dbs, data_root, i, base_dir))
+    names = [m.name for m in cfg.members]
+    if len(set(names)) != len(names):
+        raise ConfigError("member names must be unique")
+    nfail = len(cfg.failover_members)
+    if not 1 <= nfail <= 2:
+        raise ConfigError(f"a mirror needs 1 or 2 failover members, got {nfail}")
+    for m in cfg.failover_members:
+        if m.private is None:
+            raise ConfigError(
+                f"member {m.name}: failover members need a mirror private address ('private')"
+            )
+    if cfg.tls:
+        if cfg.tls_ca is None:
+            raise ConfigError("mirror.tls_ca: a mirror that requires TLS needs its CA certificate")
+        for m in cfg.members:
+            if m.tls_cert is None or m.tls_key is None:
+                raise ConfigError(f"member {m.name}: tls_cert and tls_key are required with TLS")
+    ports = [a for m in cfg.members for a in (m.superserver, m.private) if a is not None]
+    if len(set(ports)) != len(ports):
+        raise ConfigError("every superserver and private address must be distinct")
+    return cfg
+
+
+def read_toml(path: str | Path, what: str) -> tuple[dict, Path]:
+    """The parsed TOML file and its resolved path, or a ConfigError naming `what` it was."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return data, path.resolve()
+
+
+def load_config(path: str | Path) -> MirrorConfig:
+    data, resolved = read_toml(path, "configuration file")
+    return parse_config(data, resolved.parent, resolved)

@@ -1,0 +1,518 @@
+"""Database and member operations of SPEC §6.7, §6.8, §6.16, §6.23 (admin requests).
+
+Every operation is safe to retry: asking for a state the database is already in answers
+{"already": true, ...}; a precondition that does not hold raises Refused with the reason.
+
+New mirrored databases on the other members: creating a database on the primary journals a
+control record.  A backup or DR async that reads it creates the database empty at that
+journal position and dejournals it from there: every change of the new database comes after
+the record, so the empty copy plus the journal is the primary's database (no download).  A
+reporting async lists it and creates it on request (create_database), the same way, as long as
+its journal still holds everything since the creation.  A database added with its existing
+data is downloaded from another member (engine/member/download.py), or restored from a copy
+of the primary's, then added, activated and caught up (SPEC §6.7.3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from engine.member.membership import STOPPED_FILE
+from engine.replication.receiver import ReplicaLink
+from engine.storage.databases import (
+    DbEntry,
+    Refused,
+    attach,
+    check_name,
+    control_op,
+    db_status,
+    detach,
+    new_incarnation,
+    read_control,
+)
+from engine.storage.journal_codec import make_position
+
+if TYPE_CHECKING:
+    from engine.member.membership import Instance
+
+log = logging.getLogger("engine.dbops")
+
+
+def _pos(p) -> list | None:
+    return None if p is None else [p.file_seq, p.offset]
+
+
+def _args(op: str, arg, **defaults) -> dict:
+    """An admin argument: a database name, or a map with "name" and options."""
+    if isinstance(arg, dict):
+        out = dict(defaults)
+        unknown = set(arg) - {"name", *defaults}
+        if unknown:
+            raise Refused(op, None, f"unknown options {sorted(unknown)}")
+        out.update(arg)
+        return out
+    return {**defaults, "name": arg}
+
+
+def _entry(inst: Instance, op: str, name) -> DbEntry:
+    name = check_name(op, name)
+    entry = inst.catalog.get(name)
+    if entry is None:
+        raise Refused(op, name, f"not a mirrored database on member {inst.member.name}")
+    return entry
+
+
+def _result(inst: Instance, entry: DbEntry, already: bool = False, **extra) -> dict:
+    if not already:
+        log.info("database %s: %s", entry.name, db_status(inst, entry))
+    return {"database": entry.name, "status": db_status(inst, entry), "already": already, **extra}
+
+
+def _journal_control(inst: Instance, action: str, entry: DbEntry, result: dict):
+    """Journal a control record; the reply waits until it is durable (and acknowledged)."""
+    fut = inst.writer.submit([control_op(action, entry)])
+    out = asyncio.get_running_loop().create_future()
+
+    def done(f):
+        if f.cancelled():
+            out.cancel()
+        elif f.exception() is not None:
+            out.set_exception(f.exception())
+        else:
+            out.set_result(result)
+
+    fut.add_done_callback(done)
+    return out
+
+
+def _not_primary(inst: Instance, op: str, db: str | None) -> None:
+    if inst.role == "primary":
+        raise Refused(op, db, "not available on the primary")
+
+
+def _journal_covers(inst: Instance, op: str, db: str, since) -> None:
+    start = inst.journal_reader().start_position()
+    need = make_position(*since) if since is not None else None
+    if start is None:
+        return  # no journal yet: everything will come from the primary
+    if (need is None and start.file_seq != 1) or (need is not None and need < start):
+        raise Refused(
+            op,
+            db,
+            f"this member's journal no longer holds every change since {since or 'the start'} "
+            f"(it starts at {_pos(start)}); restore a newer copy from the primary",
+        )
+
+
+# -- create / add ------------------------------------------------------------------------
+
+
+def create_database(inst: Instance, arg):
+    a = _args("create_database", arg, mirrored=True)
+    name = check_name("create_database", a["name"])
+    entry = inst.catalog.get(name)
+    adopting = entry is not None and entry.needs_download and inst.role == "primary"
+    if entry is not None and not adopting:
+        return _result(inst, entry, already=True)
+    if not a["mirrored"]:
+        _check_idle(inst, "create_database", name)
+        if inst.db_path(name).exists():
+            return {"database": name, "status": "local", "already": True}
+        inst.open_store(name).close()
+        return {"database": name, "status": "local", "already": False}
+    if inst.db_path(name).exists() and not adopting:
+        raise Refused(
+            "create_database",
+            name,
+            "a local database of that name exists; add it with add_database",
+        )
+    if inst.role == "primary":
+        if name in inst.downloading:
+            return {"database": name, "status": "Downloading", "already": True}
+        # another member may hold a valid copy to adopt (SPEC §6.7.2)
+        from engine.member.adopt import create_on_primary
+
+        return create_on_primary(inst, name)
+    known = (inst.primary_db_info or {}).get(name)
+    if known is None:
+        raise Refused("create_database", name, "the primary has no mirrored database of that name")
+    if not known["created"]:
+        # added with its existing data: the journal alone cannot rebuild it (SPEC §6.7.2)
+        from engine.member.download import download_database
+
+        return download_database(inst, name)
+    _journal_covers(inst, "create_database", name, known["since"])
+    entry = DbEntry(name, known["incarnation"], since=known["since"], caught_up=False)
+    entry.failover_db = inst.member.type != "rw_reporting"
+    _mount_new(inst, entry)
+    return catchup(inst, name)
+
+
+def _mount_new(inst: Instance, entry: DbEntry, restored: bool = False) -> None:
+    # a restored copy keeps its own position: activation checks it against `since`
+    store = inst.open_store(entry.name, None if restored else entry.since)
+    inst.catalog.entries[entry.name] = entry
+    inst.catalog.save()
+    inst.stores[entry.name] = store
+    if inst.role != "primary" and entry.caught_up:
+        attach(inst.dejournal.dj, entry.name, store)
+
+
+def add_database(inst: Instance, arg):
+    name = check_name("add_database", _args("add_database", arg)["name"])
+    entry = inst.catalog.get(name)
+    if entry is not None:
+        return _result(inst, entry, already=True)
+    _check_idle(inst, "add_database", name)  # a primary looking for a copy to adopt
+    if not inst.db_path(name).exists():
+        raise Refused(
+            "add_database", name, f"no local database of that name on member {inst.member.name}"
+        )
+    if inst.role == "primary":
+        entry = DbEntry(name, new_incarnation(), since=_pos(inst.journal.end_position))
+        entry.created = False
+        _mount_new(inst, entry)
+        return _journal_control(inst, "add", entry, _result(inst, entry))
+    known = (inst.primary_db_info or {}).get(name)
+    if known is None:
+        raise Refused("add_database", name, "the primary has no mirrored database of that name")
+    # a restored copy: SPEC §6.7.3, activate and catch up by hand
+    entry = DbEntry(name, known["incarnation"], since=known["since"], activated=False)
+    entry.caught_up = False
+    entry.created = known["created"]
+    entry.failover_db = inst.member.type != "rw_reporting"
+    _mount_new(inst, entry, restored=True)
+    return _result(inst, entry)
+
+
+# -- activate / catch up -----------------------------------------------------------------
+
+
+def activate(inst: Instance, arg):
+    entry = _entry(inst, "activate", _args("activate", arg)["name"])
+    _not_primary(inst, "activate", entry.name)
+    if entry.activated:
+        return _result(inst, entry, already=True)
+    _check_activatable(inst, "activate", entry)
+    entry.activated = True
+    inst.catalog.save()
+    return _result(inst, entry)
+
+
+def _check_usable(inst: Instance, op: str, entry: DbEntry) -> None:
+    if not entry.mounted:
+        raise Refused(op, entry.name, "the database is dismounted; mount it first")
+    if entry.obsolete:
+        raise Refused(op, entry.name, "the database is obsolete; remove it from the mirror")
+    if entry.needs_download or entry.name in inst.downloading:
+        raise Refused(op, entry.name, "the database needs a download (download_database)")
+
+
+def _check_activatable(inst: Instance, op: str, entry: DbEntry) -> None:
+    _check_usable(inst, op, entry)
+    applied = inst.stores[entry.name].applied_position
+    if entry.since is not None and (applied is None or applied < make_position(*entry.since)):
+        raise Refused(
+            op,
+            entry.name,
+            f"the local copy (at {_pos(applied)}) is older than the database's addition to "
+            f"the mirror (at {entry.since}); restore a copy made on the primary since then",
+        )
+
+
+def _names(op: str, arg) -> tuple[list[str], bool]:
+    wait = False
+    if isinstance(arg, dict):
+        wait = bool(arg.get("wait", False))
+        arg = arg.get("names", arg.get("name"))
+    if isinstance(arg, str):
+        arg = [x for x in arg.split(",") if x]
+    if not isinstance(arg, list) or not arg:
+        raise Refused(op, None, "give one or more database names")
+    return [check_name(op, n) for n in arg], wait
+
+
+def catchup(inst: Instance, arg):
+    names, wait = _names("catchup", arg)
+    _not_primary(inst, "catchup", None)
+    entries = [_entry(inst, "catchup", n) for n in names]
+    # check every database first: nothing starts unless all can
+    for e in entries:
+        if not e.activated:
+            _check_activatable(inst, "catchup", e)
+        _check_usable(inst, "catchup", e)
+        if not e.caught_up and e.name not in inst.catching_up:
+            applied = inst.stores[e.name].applied_position
+            _journal_covers(inst, "catchup", e.name, _pos(applied) or e.since)
+    started, already = [], []
+    for e in entries:
+        if e.caught_up or e.name in inst.catching_up:
+            already.append(e.name)
+            continue
+        if not e.activated:
+            e.activated = True  # SPEC §6.7.4: the catch-up activates what needs it
+        inst.catching_up[e.name] = 0
+        inst.db_errors.pop(e.name, None)
+        started.append(e)
+    inst.catalog.save()
+    task = inst.run_in_background(_run_catchups(inst, started))
+    result = {"started": [e.name for e in started], "already": already}
+    if not wait:
+        return result
+    out = asyncio.get_running_loop().create_future()
+    task.add_done_callback(lambda _t: out.done() or out.set_result(result))
+    return out
+
+
+async def _run_catchups(inst: Instance, entries: list[DbEntry]) -> None:
+    if inst.cfg.parallel_for(inst.member):
+        await asyncio.gather(*(_catch_up_one(inst, e) for e in entries))
+    else:
+        for e in entries:
+            await _catch_up_one(inst, e)
+
+
+def replay(inst: Instance, store, db: str) -> int:
+    """Apply the local journal's records for db after the store's position."""
+    reader = inst.journal_reader()
+    n = 0
+    for batch in reader.batches_from(store.applied_position, db):
+        k = store.apply(batch)
+        n += k
+        if db in inst.catching_up:
+            inst.catching_up[db] += k  # progress, shown in the status row
+    return n
+
+
+def _replay_started(inst: Instance, store, db: str) -> int:
+    # logged by the worker thread as it begins, so the log shows when catch-ups overlap
+    log.info("catch-up of %s started from %s", db, _pos(store.applied_position))
+    return replay(inst, store, db)
+
+
+async def _catch_up_one(inst: Instance, entry: DbEntry) -> None:
+    db = entry.name
+    try:
+        store = inst.stores[db]
+        n = await asyncio.to_thread(_replay_started, inst, store, db)
+        # the tail received meanwhile, on the loop thread: no chunk arrives in between, so
+        # the dejournaler takes over exactly where this ends
+        n += replay(inst, store, db)
+        entry.caught_up = True
+        attach(inst.dejournal.dj, db, store)
+        inst.catalog.save()
+        log.info("catch-up of %s done: %d records applied", db, n)
+    except Exception as exc:
+        inst.db_errors[db] = f"catch-up failed: {exc}"
+        log.exception("catch-up of %s failed", db)
+    finally:
+        inst.catching_up.pop(db, None)
+
+
+# -- mount / dismount / remove -----------------------------------------------------------
+
+
+def dismount(inst: Instance, arg):
+    entry = _entry(inst, "dismount", _args("dismount", arg)["name"])
+    if not entry.mounted:
+        return _result(inst, entry, already=True)
+    _check_idle(inst, "dismount", entry.name)
+    _close(inst, entry.name)
+    entry.mounted = False
+    if inst.role != "primary":
+        entry.caught_up = False  # stale until mounted and caught up (SPEC §6.23)
+    inst.catalog.save()
+    return _result(inst, entry)
+
+
+def _check_idle(inst: Instance, op: str, db: str) -> None:
+    if db in inst.catching_up or db in inst.downloading:
+        raise Refused(op, db, "a catch-up or download is running; wait for it to finish")
+
+
+def _close(inst: Instance, db: str) -> None:
+    if inst.dejournal is not None:
+        detach(inst.dejournal.dj, db)  # which ends an operator's pause too
+    entry = inst.catalog.get(db)
+    if entry is not None:
+        entry.paused = False
+    store = inst.stores.pop(db, None)
+    if store is not None:
+        store.close()
+
+
+def mount(inst: Instance, arg):
+    a = _args("mount", arg, catchup=False)
+    entry = _entry(inst, "mount", a["name"])
+    if entry.mounted:
+        if a["catchup"] and not entry.caught_up and inst.role != "primary":
+            return catchup(inst, entry.name)
+        return _result(inst, entry, already=True)
+    store = inst.open_store(entry.name, entry.since)
+    entry.mounted = True
+    if inst.role == "primary":
+        # writes made while it was dismounted are in the journal
+        replay(inst, store, entry.name)
+        inst.stores[entry.name] = store
+        inst.catalog.save()
+        return _result(inst, entry)
+    inst.stores[entry.name] = store
+    inst.catalog.save()
+    if a["catchup"] and entry.activated and not entry.obsolete:
+        return catchup(inst, entry.name)
+    return _result(inst, entry)
+
+
+def remove(inst: Instance, arg):
+    name = check_name("remove", _args("remove", arg)["name"])
+    entry = inst.catalog.get(name)
+    if entry is None:
+        return {"database": name, "status": "not mirrored", "already": True}
+    _check_idle(inst, "remove", name)
+    _close(inst, name)
+    del inst.catalog.entries[name]
+    inst.catalog.save()
+    inst.db_errors.pop(name, None)
+    result = {"database": name, "status": "not mirrored", "already": False}
+    if inst.role == "primary":
+        # permanent (SPEC §6.8): the data stays as a local database
+        return _journal_control(inst, "remove", entry, result)
+    return result
+
+
+def clear_failover_db(inst: Instance, arg):
+    """Clear the FailoverDB flag (SPEC §5.3, §6.9) of one database (a name, or {"name"}),
+    of several ({"names": [...]}) or of every mirrored database here ({"all": true}, the
+    "Clear FailoverDB Flags" button).  Several answer {"databases": [one result each]};
+    nothing is cleared unless every database named is mirrored here."""
+    op = "clear_failover_db"
+    entries, several = _flag_entries(inst, arg)
+    db = None if several else entries[0].name
+    mtype = inst.member.type
+    if mtype == "dr":
+        raise Refused(op, db, "never allowed on a DR async (SPEC §5.3)")
+    if mtype == "failover":
+        raise Refused(op, db, "only on a read-only reporting async (SPEC §5.3)")
+    results = []
+    for entry in entries:
+        already = not entry.failover_db
+        entry.failover_db = False  # once cleared it cannot be set again
+        results.append(_result(inst, entry, already=already, failover_db=False))
+    if not all(r["already"] for r in results):
+        inst.catalog.save()
+    return {"databases": results} if several else results[0]
+
+
+def _flag_entries(inst: Instance, arg) -> tuple[list[DbEntry], bool]:
+    """The databases asked for, and whether several were (a list, or all)."""
+    op = "clear_failover_db"
+    if not (isinstance(arg, dict) and ("names" in arg or "all" in arg)):
+        return [_entry(inst, op, _args(op, arg)["name"])], False
+    unknown = set(arg) - {"names", "all"}
+    if unknown:
+        raise Refused(op, None, f"unknown options {sorted(unknown)}")
+    if "all" in arg:
+        if "names" in arg or arg["all"] is not True:
+            raise Refused(op, None, "give either 'names' or 'all': true")
+        return list(inst.catalog.entries.values()), True
+    names = arg["names"]
+    if not isinstance(names, list) or not names:
+        raise Refused(op, None, "'names' must be a non-empty list of database names")
+    checked = dict.fromkeys(check_name(op, n) for n in names)  # once each, in order
+    return [_entry(inst, op, n) for n in checked], True
+
+
+# -- stop / start mirroring (SPEC §6.16) --------------------------------------------------
+
+
+def stop_mirroring(inst: Instance, arg):
+    _not_primary(inst, "stop_mirroring", None)
+    if inst.mirroring_stopped:
+        return {"status": "Stopped", "already": True}
+    flag = inst.data_dir / STOPPED_FILE
+    flag.write_text("stopped by operator\n")
+    inst.mirroring_stopped = True
+    log.warning("mirroring stopped by operator")
+
+    async def run():
+        await inst.replica.stop()
+        return {"status": "Stopped", "already": False}
+
+    return asyncio.get_running_loop().create_task(run())
+
+
+def start_mirroring(inst: Instance, arg):
+    _not_primary(inst, "start_mirroring", None)
+    if not inst.mirroring_stopped:
+        return {"status": "running", "already": True}
+    (inst.data_dir / STOPPED_FILE).unlink(missing_ok=True)
+    inst.mirroring_stopped = False
+    old = inst.replica
+    inst.replica = ReplicaLink(inst)
+    inst.replica.disconnected_at = old.disconnected_at if old is not None else None
+    inst.replica.start()
+    log.info("mirroring started by operator")
+    return {"status": "Synchronizing", "already": False}
+
+
+# -- control records from the primary -----------------------------------------------------
+
+
+def on_control_record(inst: Instance, record) -> None:
+    try:
+        action, info = read_control(record)
+    except (ValueError, TypeError, IndexError):
+        log.error("unreadable mirror control record at %s", record.position)
+        return
+    name = info["name"]
+    known = inst.primary_db_info
+    if known is not None:  # set from the primary's list when the data channel opened
+        if action == "remove":
+            known.pop(name, None)
+        else:
+            known[name] = info
+    if action == "remove":
+        return
+    entry = inst.catalog.get(name)
+    if entry is not None:
+        if entry.incarnation != info["incarnation"] and not entry.obsolete:
+            # the primary made a new database of that name: this copy is obsolete (SPEC
+            # §6.7.2): its data is kept, its dejournaling stops
+            log.warning("database %s is obsolete: the primary recreated it", name)
+            entry.obsolete = True
+            entry.paused = False
+            if inst.dejournal is not None:
+                detach(inst.dejournal.dj, name)
+            inst.catalog.save()
+        return
+    if action != "create" or inst.member.is_reporting:
+        return  # listed as missing (backup/DR) or available to create (reporting)
+    if inst.db_path(name).exists():
+        log.warning("mirrored database %s not created: a local database has that name", name)
+        return
+    entry = DbEntry(name, info["incarnation"], since=info["since"])
+    _mount_new(inst, entry)
+    log.info("mirrored database %s created (empty, dejournaled from %s)", name, entry.since)
+
+
+ACTIONS = {
+    "create_database": create_database,
+    "add_database": add_database,
+    "activate": activate,
+    "catchup": catchup,
+    "dismount": dismount,
+    "mount": mount,
+    "remove_database": remove,
+    "clear_failover_db": clear_failover_db,
+    "stop_mirroring": stop_mirroring,
+    "start_mirroring": start_mirroring,
+}
+
+
+def _all_actions() -> dict:
+    from engine.member.download import ACTIONS as DOWNLOAD
+    from engine.member.membership_ops import ACTIONS as MEMBERSHIP
+
+    return {**ACTIONS, **DOWNLOAD, **MEMBERSHIP}

@@ -1,0 +1,372 @@
+"""Database download from another member (SPEC §6.7.2).
+
+The member that needs a copy asks sources in the order backup -> primary -> asyncs (skipping
+itself and read-write reporting asyncs, whose FailoverDB flag is cleared), moving to the next
+one when a source is unreachable, refuses, or goes away mid-download (the partial copy is
+thrown away).
+
+A source answers `export_snapshot` on its superserver port with a one-time port and token,
+and streams a snapshot of the database's file there: LMDB writes it from one read
+transaction, so it is the database exactly as of one journal position P, which it carries
+(the applied position is stored in the database).  Sources go on applying journal meanwhile.
+The bytes go from the snapshot writer through a pipe to the socket and from the socket to
+the new file with splice(2) (no copy through Python), or through TLS when the mirror requires
+it; a trailer with the byte count tells a whole copy from a cut one.  The copy is then caught
+up from P automatically (Downloading -> Catchup Running -> Dejournaling).  With no source
+able to supply it, the database is Needs Download with the reasons and is tried again after
+1 s, doubling to 15 s, until a source can (SPEC §6.7.2); `download_database` tries at once.
+While it downloads, its status row shows the bytes received of the size offered.
+
+The source's side (copy_info, export_snapshot, the TLS check of who receives, the rate cap)
+is engine/replication/snapshot_source.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import socket
+import time
+import weakref
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine.client.app import AsyncClient, EngineError
+from engine.replication.snapshot_source import (
+    CHUNK,
+    READ_TIMEOUT_S,
+    TRAILER,
+    TRAILER_MAGIC,
+    blocking_with_timeouts,
+    copy_info,
+    export_snapshot,
+    make_pipe,
+)
+from engine.storage.databases import DbEntry, Refused, check_name, db_status
+from engine.storage.store import Store
+
+if TYPE_CHECKING:
+    from engine.member.membership import Instance
+
+log = logging.getLogger("engine.download")
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 15.0
+
+
+@dataclass
+class Progress:
+    """One download in flight: `received_bytes` is set by the receiving thread once per
+    chunk (up to CHUNK bytes) and only read elsewhere; `total_bytes` is the size offered."""
+
+    received_bytes: int
+    total_bytes: int
+    source: str
+
+
+@dataclass
+class Downloads:
+    """An instance's downloads: progress of those in flight, and the wake-up of those
+    waiting to try again."""
+
+    progress: dict[str, Progress] = field(default_factory=dict)
+    waiting: dict[str, asyncio.Event] = field(default_factory=dict)
+
+
+# per instance (one process can run several), without a field on Instance for it
+_DOWNLOADS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def downloads_of(inst: Instance) -> Downloads:
+    found = _DOWNLOADS.get(inst)
+    if found is None:
+        found = _DOWNLOADS[inst] = Downloads()
+    return found
+
+
+def download_progress(inst: Instance, name: str) -> dict | None:
+    """`{received_bytes, total_bytes, source}` of the database's download in flight, or None."""
+    found = _DOWNLOADS.get(inst)
+    progress = found.progress.get(name) if found is not None else None
+    return None if progress is None else asdict(progress)
+
+
+# -- destination side ---------------------------------------------------------------------
+
+
+def may_hold_copy(member) -> bool:
+    """Whether a member's copy may be downloaded at all: authorized, not a read-write
+    reporting async (FailoverDB cleared) and not dejournaling a filtered part of the records."""
+    return member.authorized and member.type != "rw_reporting" and not member.dejournal_filter
+
+
+def _sources(inst: Instance) -> list:
+    cfg, me = inst.cfg, inst.member.name
+    primary = cfg.first_primary
+    backups = [m for m in cfg.failover_members if m.name not in (primary.name, me)]
+    asyncs = [m for m in cfg.members if not m.is_failover and may_hold_copy(m)]
+    return [m for m in [*backups, primary, *asyncs] if m.name != me]
+
+
+def download_database(inst: Instance, arg):
+    """Start downloading a database the primary has (retry-safe)."""
+    name = check_name("download_database", arg.get("name") if isinstance(arg, dict) else arg)
+    if inst.role == "primary":
+        raise Refused("download_database", name, "not available on the primary")
+    entry = inst.catalog.get(name)
+    if entry is not None and name in inst.downloading:
+        return {"database": name, "status": "Downloading", "already": True}
+    if entry is not None and retry_now(inst, name):
+        return {"database": name, "status": "Downloading", "already": False}
+    if entry is not None and not entry.needs_download:
+        return {"database": name, "status": db_status(inst, entry), "already": True}
+    known = (inst.primary_db_info or {}).get(name)
+    if known is None:
+        raise Refused(
+            "download_database", name, "the primary has no mirrored database of that name"
+        )
+    if entry is None and inst.db_path(name).exists():
+        raise Refused(
+            "download_database", name, "a local database of that name exists; remove it first"
+        )
+    if entry is None:
+        entry = DbEntry(name, known["incarnation"], since=known["since"], mounted=True)
+        entry.caught_up = entry.activated = False
+        entry.created = known["created"]
+        entry.failover_db = inst.member.type != "rw_reporting"
+        inst.catalog.entries[name] = entry
+    entry.needs_download = True
+    inst.catalog.save()
+    inst.downloading.add(name)
+    inst.run_in_background(_download(inst, entry))
+    return {"database": name, "status": "Downloading", "already": False}
+
+
+async def _copy_from(inst: Instance, entry: DbEntry, source) -> Store | None:
+    async with AsyncClient(
+        [str(source.superserver)], follow_primary=False, timeout=10, retries=0
+    ) as c:
+        offer = await c.admin("export_snapshot", {"name": entry.name, "mirror": inst.cfg.name})
+    if offer["incarnation"] != entry.incarnation:
+        log.warning("%s on %s is another incarnation; skipped", entry.name, source.name)
+        return None
+    path = inst.db_path(entry.name)
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    ssl_ctx = inst.tls_client_context()
+    address = (source.superserver.host, offer["port"])
+    progress = Progress(0, offer["size"], source.name)
+    in_flight = downloads_of(inst).progress
+    in_flight[entry.name] = progress
+    try:
+        size = await asyncio.to_thread(
+            _receive_snapshot, address, offer["token"], ssl_ctx, path / "data.mdb", progress
+        )
+        log.info("received %s from %s: %d bytes", entry.name, source.name, size)
+        return Store.open(str(path))
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    finally:
+        if in_flight.get(entry.name) is progress:
+            del in_flight[entry.name]
+
+
+def _receive_snapshot(address, token: str, ssl_ctx, target: Path, progress: Progress) -> int:
+    with socket.create_connection(address, timeout=READ_TIMEOUT_S) as raw:
+        conn = ssl_ctx.wrap_socket(raw, server_hostname=address[0]) if ssl_ctx else raw
+        conn.sendall(token.encode())
+        fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            total = _receive_into(conn, fd, ssl_ctx is None, progress)
+            if total < TRAILER.size:
+                raise OSError("the source closed the snapshot early")
+            tail = os.pread(fd, TRAILER.size, total - TRAILER.size)
+            magic, size = TRAILER.unpack(tail)
+            if magic != TRAILER_MAGIC or size != total - TRAILER.size:
+                raise OSError(f"the snapshot was cut after {total} bytes")
+            # not fsynced, like every store here (see engine/storage/store.py on durability)
+            os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+    return size
+
+
+def _receive_into(conn, fd: int, plain: bool, progress: Progress) -> int:
+    total = 0
+    if plain:
+        blocking_with_timeouts(conn)
+        r, w = make_pipe()
+        try:
+            while n := os.splice(conn.fileno(), w, CHUNK):
+                while n:
+                    moved = os.splice(r, fd, n)
+                    n -= moved
+                    total += moved
+                progress.received_bytes = total  # one store per chunk of up to CHUNK
+        finally:
+            os.close(r)
+            os.close(w)
+        return total
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    while n := conn.recv_into(buf):
+        done = 0
+        while done < n:
+            done += os.write(fd, view[done:n])
+        total += n
+        progress.received_bytes = total
+    return total
+
+
+def info_pos(store: Store) -> list | None:
+    p = store.applied_position
+    return None if p is None else [p.file_seq, p.offset]
+
+
+async def fetch_copy(inst: Instance, entry: DbEntry, sources: list) -> tuple[Store | None, list]:
+    """The first whole copy the sources give, in their order, and what went wrong on the way."""
+    errors = []
+    started = time.monotonic()
+    for source in sources:
+        try:
+            store = await _copy_from(inst, entry, source)
+        except (EngineError, OSError, TimeoutError) as exc:
+            errors.append(f"{source.name}: {exc or type(exc).__name__}")
+            log.warning("download of %s from %s failed: %s", entry.name, source.name, exc)
+            continue
+        if store is not None:
+            log.info(
+                "downloaded %s from %s in %.2f s",
+                entry.name,
+                source.name,
+                time.monotonic() - started,
+            )
+            return store, errors
+    return None, errors
+
+
+def _wanted(inst: Instance, entry: DbEntry) -> bool:
+    return (
+        inst.catalog.get(entry.name) is entry
+        and entry.needs_download
+        and not inst.stopping.is_set()
+    )
+
+
+async def until_copied(inst: Instance, entry: DbEntry, attempt, failed: str) -> Store | None:
+    """Run `attempt()` -> (store or None, errors) until it gives a whole copy (SPEC §6.7.2:
+    the download happens once a source is available).  In between, the database is Needs
+    Download showing `failed` and the errors, and waits RETRY_FIRST_S doubling to RETRY_MAX_S,
+    or until retry_now.  None, with no more attempts, once the database is removed or needs
+    no download any more, or the member stops."""
+    name, delay, attempts = entry.name, RETRY_FIRST_S, 0
+    try:
+        while True:
+            if not _wanted(inst, entry):  # removed (maybe made anew) while this one waited
+                return None
+            attempts += 1
+            inst.downloading.add(name)
+            store, errors = await attempt()
+            _release(inst, entry)
+            if not _wanted(inst, entry):
+                if store is not None:
+                    store.close()
+                return None
+            if store is not None:
+                inst.db_errors.pop(name, None)
+                if attempts > 1:
+                    log.info("download of %s succeeded on attempt %d", name, attempts)
+                return store
+            why = f"{failed}: {'; '.join(errors)}"
+            inst.db_errors[name] = f"{why} (next attempt in {delay:g} s)"
+            log.warning("download of %s: %s; trying again in %g s", name, why, delay)
+            woken = await _wait_to_retry(inst, entry, delay)
+            if woken is None:
+                return None
+            delay = RETRY_FIRST_S if woken else min(delay * 2, RETRY_MAX_S)
+    finally:
+        _release(inst, entry)
+
+
+def _release(inst: Instance, entry: DbEntry) -> None:
+    """No longer downloading entry, unless its name now belongs to another entry, whose
+    own download may be running."""
+    if inst.catalog.get(entry.name) in (entry, None):
+        inst.downloading.discard(entry.name)
+
+
+async def _wait_to_retry(inst: Instance, entry: DbEntry, delay: float) -> bool | None:
+    """Wait `delay` s or until retry_now: True if woken, False after the delay, None when
+    the download is not wanted any more."""
+    waiting = downloads_of(inst).waiting
+    wake = waiting[entry.name] = asyncio.Event()
+    waits = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(inst.stopping.wait())]
+    try:
+        await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+        if waiting.get(entry.name) is wake:
+            del waiting[entry.name]
+    return wake.is_set() if _wanted(inst, entry) else None
+
+
+def retry_now(inst: Instance, name: str) -> bool:
+    """Make a download waiting to try again try at once (shown Downloading from now on);
+    False when none is waiting."""
+    wake = downloads_of(inst).waiting.get(name)
+    if wake is None:
+        return False
+    inst.downloading.add(name)
+    wake.set()
+    return True
+
+
+def resume_downloads(inst: Instance) -> None:
+    """At start-up, go on with every download a stop cut short (Needs Download)."""
+    for entry in list(inst.catalog.entries.values()):
+        if not entry.needs_download or entry.name in inst.downloading:
+            continue
+        log.info("resuming the download of %s", entry.name)
+        if inst.role == "primary":
+            from engine.member.adopt import create_on_primary
+
+            create_on_primary(inst, entry.name)
+        else:
+            inst.downloading.add(entry.name)
+            inst.run_in_background(_download(inst, entry))
+
+
+async def _download(inst: Instance, entry: DbEntry) -> None:
+    from engine.member.dbops import _catch_up_one, _journal_covers
+
+    name = entry.name
+    store = await until_copied(
+        inst, entry, lambda: fetch_copy(inst, entry, _sources(inst)), "no source could supply it"
+    )
+    if store is None:
+        return
+    try:
+        _journal_covers(inst, "download_database", name, info_pos(store))
+    except Refused as exc:
+        store.close()
+        inst.db_errors[name] = exc.message
+        return
+    entry.needs_download = False
+    entry.activated = True
+    inst.stores[name] = store
+    inst.catching_up[name] = 0
+    inst.catalog.save()
+    started = time.monotonic()
+    await _catch_up_one(inst, entry)
+    log.info("%s caught up after its download in %.2f s", name, time.monotonic() - started)
+
+
+ACTIONS = {
+    "copy_info": copy_info,
+    "export_snapshot": export_snapshot,
+    "download_database": download_database,
+}

@@ -1,0 +1,292 @@
+"""The instance process when it is configured through the agent (engine/member/node.py).
+
+It owns the superserver listener and holds the instance's mirror memberships: none (SPEC
+§2.1: type Not Member, Not Initialized), one, or — for a reporting async — up to ten, each
+an Instance with its own journal and databases (engine/member/join.py).  Requests go to the
+membership they concern: database requests to the one holding the database, admin actions
+to the one named by `mirror` in their argument (or holding the database named), STATUS with
+a mirror name to that one.  With several memberships and nothing to choose by, STATUS sums
+them up (status "M/N": connected of all) and other requests are refused with the choice.
+
+Creating, joining or leaving a mirror writes or removes a membership's mirror.json and then
+restarts the process (same pid, so the agent still finds it) so that it starts as what it
+is now; so does a new superserver port (engine/member/port.py).  Removing the mirror
+configuration concerns every membership and the instance's TLS files, so it is the host's
+(engine/member/remove.py); a membership whose Join-Mirror flag it cleared is kept but not run
+(`dormant`) until the second call removes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+
+from engine.member import join as host_join
+from engine.member import mirror_file as ms
+from engine.member.admin_auth import check_admin, ensure_token, split_admin_args
+from engine.member.config import TYPE_LABELS, MirrorConfig
+from engine.member.membership import PID_FILE, Instance
+from engine.member.membership_ops import apply_tls_paths, set_tls
+from engine.member.node import Node
+from engine.member.port import set_superserver_port
+from engine.member.remove import dormant_reason, remove_mirror_config
+from engine.member.session import Connection, RequestError
+from engine.storage.databases import Refused
+from engine.wire import tls
+from engine.wire.protocol import DEFAULT_MAX_FRAME, ErrorCode, MsgType
+
+log = logging.getLogger("engine.member.instance")
+DATA_REQUESTS = frozenset({MsgType.GET, MsgType.SET, MsgType.KILL, MsgType.ORDER, MsgType.QUERY})
+HOST_ACTIONS = frozenset(
+    {
+        "set_tls",
+        "reload_tls",
+        "mirror_create",
+        "mirror_join",
+        "set_superserver_port",  # engine/member/port.py
+        "remove_mirror_config",  # engine/member/remove.py
+    }
+)
+
+
+class Host:
+    def __init__(
+        self,
+        node: Node,
+        memberships: list[tuple[MirrorConfig, str]],
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ):
+        self.node = node
+        self.memberships = memberships
+        self.max_frame = max_frame
+        self.boot_id = uuid.uuid4().hex
+        self.members: dict[str, Instance] = {}  # mirror name -> its member here
+        # memberships whose Join-Mirror flag is cleared: kept, not run (engine/member/remove.py)
+        self.dormant: dict[str, tuple[MirrorConfig, str]] = {}
+        self.sessions: set[Connection] = set()
+        self.server = None
+        self.stop_requested = asyncio.Event()
+        self.restart = False
+
+    async def start(self) -> None:
+        self.node.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.node.data_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+        self.admin_token = ensure_token(self.node.data_dir)
+        for cfg, member in self.memberships:
+            if not ms.joins_at_start(cfg):
+                log.warning("%s; not running as member %s", dormant_reason(cfg), member)
+                self.dormant[cfg.name] = (cfg, member)
+                continue
+            inst = Instance(cfg, member, node=self.node, host=self, max_frame=self.max_frame)
+            await inst.start()
+            self.members[cfg.name] = inst
+        addr = self.node.superserver
+        self.server = await asyncio.get_running_loop().create_server(
+            lambda: Connection(self, "superserver", self.max_frame),
+            addr.host,
+            addr.port,
+            reuse_address=True,
+        )
+        for inst in self.members.values():
+            inst.check_addresses()  # now that the superserver answers
+        if not self.members:
+            log.info("instance %s is not a mirror member; superserver %s", self.node.name, addr)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for conn in list(self.sessions):
+            conn.close()
+        for inst in self.members.values():
+            await inst.stop()
+        with contextlib.suppress(OSError):
+            (self.node.data_dir / PID_FILE).unlink()
+
+    def request_restart(self) -> None:
+        self.restart = True
+        # answer the request first, then stop
+        asyncio.get_running_loop().call_later(0.05, self.stop_requested.set)
+
+    # -- the Connection interface ---------------------------------------------------
+    def accept_data_channel(self, conn: Connection, frame) -> None:
+        from engine.wire.protocol import unpack
+
+        try:
+            hello = unpack(frame.body)
+        except ValueError:
+            hello = None
+        mirror = hello.get("mirror") if isinstance(hello, dict) else None
+        inst = self.members.get(mirror) if isinstance(mirror, str) else None
+        if inst is None:
+            conn.reject_stream(
+                f"instance {self.node.name} is not a member of mirror {mirror!r}", frame.req_id
+            )
+            return
+        inst.accept_data_channel(conn, frame)
+
+    def handle(self, conn: Connection, mtype: int, args: list):
+        if mtype == MsgType.PING:
+            return "pong"
+        if mtype == MsgType.INFO:
+            return self.info()
+        if mtype == MsgType.STATUS:
+            return self.status(args[0] if args else None)
+        if mtype == MsgType.ADMIN:
+            action, arg, token = split_admin_args(args)
+            check_admin(self.admin_token, action, token)
+            return self.admin(action, arg)
+        return self._for_request(conn, mtype, args).handle(conn, mtype, args)
+
+    # -- choosing the membership ----------------------------------------------------
+    def _only(self) -> Instance | None:
+        if not self.members:
+            raise RequestError(
+                ErrorCode.UNAVAILABLE, f"instance {self.node.name} is not a mirror member"
+            )
+        return next(iter(self.members.values())) if len(self.members) == 1 else None
+
+    def _holding(self, db) -> Instance | None:
+        if not isinstance(db, str):
+            return None
+        for inst in self.members.values():
+            if inst.catalog.get(db) is not None or db.upper() in inst.stores:
+                return inst
+        return None
+
+    def _for_request(self, conn: Connection, mtype: int, args: list) -> Instance:
+        only = self._only()
+        if only is not None:
+            return only
+        if mtype in DATA_REQUESTS:
+            db = args[0] if args else None
+            inst = self._holding(db)
+            if inst is None:
+                raise RequestError(
+                    ErrorCode.NO_DATABASE,
+                    f"no mirror of instance {self.node.name} holds database {db!r}",
+                )
+            return inst
+        if mtype == MsgType.TCOMMIT and conn.txn:
+            owners = {self._holding(op[1]) for op in conn.txn}
+            if len(owners) > 1:
+                conn.txn = None
+                raise RequestError(
+                    ErrorCode.TRANSACTION, "a transaction cannot span databases of two mirrors"
+                )
+            return owners.pop() or next(iter(self.members.values()))
+        # TSTART checks that some database takes local writes; TROLLBACK needs no mirror
+        writable = [i for i in self.members.values() if i.member.type == "rw_reporting"]
+        return (writable or list(self.members.values()))[0]
+
+    def _for_admin(self, action: str, arg) -> tuple[Instance, object]:
+        if isinstance(arg, dict) and "mirror" in arg:
+            arg = dict(arg)
+            mirror = str(arg.pop("mirror")).upper()
+            inst = self.members.get(mirror)
+            if inst is None:
+                raise Refused(action, None, f"this instance is not a member of mirror {mirror}")
+            return inst, arg
+        only = self._only()
+        if only is not None:
+            return only, arg
+        db = arg
+        if isinstance(arg, dict):
+            names = arg.get("names")
+            db = arg.get("name") or (names[0] if isinstance(names, list) and names else None)
+        inst = self._holding(db.split(",")[0] if isinstance(db, str) else db)
+        if inst is None:
+            raise Refused(
+                action,
+                None,
+                f"instance {self.node.name} belongs to mirrors {', '.join(self.members)}: "
+                "say which with 'mirror'",
+            )
+        return inst, arg
+
+    # -- requests -------------------------------------------------------------------
+    def info(self) -> dict:
+        if len(self.members) == 1:
+            return next(iter(self.members.values())).info()
+        out = {"instance": self.node.name, "boot_id": self.boot_id, "role": None}
+        out.update(member=None, mirror=None, mirrors=sorted(self.members))
+        out["tls"] = any(inst.cfg.tls for inst in self.members.values())
+        return out
+
+    def status(self, mirror=None) -> dict:
+        if isinstance(mirror, str) and mirror.upper() in self.members:
+            return self.members[mirror.upper()].status()
+        if not self.members:
+            out = {
+                "member": self.node.name,
+                "mirror": None,
+                "type": "Not Member",
+                "status": "Not Initialized",
+                "journal_transfer": "N/A",
+                "dejournaling": "N/A",
+                "databases": [],
+                "tls": self._tls_info(),
+            }
+            for cfg, _ in self.dormant.values():
+                out["waiting_reason"] = dormant_reason(cfg)
+            return out
+        if len(self.members) == 1:
+            return next(iter(self.members.values())).status()
+        per_mirror = {name: inst.status() for name, inst in self.members.items()}
+        connected = sum(1 for s in per_mirror.values() if s["status"] == "Connected")
+        first = next(iter(self.members.values()))
+        return {
+            "member": first.member.name,
+            "mirror": None,
+            "type": TYPE_LABELS[first.member.type],
+            "status": f"{connected}/{len(per_mirror)}",
+            "mirrors": per_mirror,
+            "tls": self._tls_info(),
+        }
+
+    def _tls_info(self) -> dict | None:
+        if self.members:  # the same node, cached (status is polled often)
+            return next(iter(self.members.values())).tls_info()
+        if not self.node.has_tls:
+            return None
+        try:
+            return tls.check_certificate(self.node.tls_cert, self.node.tls_ca)
+        except tls.TLSError as exc:
+            return {"error": str(exc)}
+
+    def admin(self, action, arg):
+        current = [(inst.cfg, inst.member.name) for inst in self.members.values()]
+        if action == "set_superserver_port":
+            return set_superserver_port(self, arg)
+        if action == "remove_mirror_config":
+            return remove_mirror_config(self, arg)
+        if self.dormant and action in ("mirror_create", "mirror_join", "mirror_info"):
+            cfg = next(iter(self.dormant.values()))[0]
+            raise Refused(str(action), None, dormant_reason(cfg))
+        if action in ("set_tls", "reload_tls") and self.members:
+            results = [set_tls(inst, arg) for inst in self.members.values()]
+            return results[0]
+        if action == "set_tls":
+            info = apply_tls_paths(self.node, "set_tls", arg if isinstance(arg, dict) else {})
+            return {"member": self.node.name, "dn": info["subject_dn"]}
+        if action == "mirror_create":
+            result = host_join.create(self.node, arg, current)
+            self.request_restart()
+            return result
+        if action == "mirror_join":
+            return asyncio.get_running_loop().create_task(self._join(arg, current))
+        if not self.members:
+            raise Refused(
+                str(action),
+                None,
+                f"instance {self.node.name} is not a mirror member (create or join a mirror first)",
+            )
+        inst, arg = self._for_admin(str(action), arg)
+        return inst.admin(action, arg)
+
+    async def _join(self, arg, current) -> dict:
+        result = await host_join.join(self.node, arg, current)
+        self.request_restart()
+        return result

@@ -1,0 +1,509 @@
+"""One mirror member: its databases, its journal, its listeners and its role.
+
+Roles come from the configuration for now: the first failover member starts as the
+primary (switching to a new journal file), the other failover member as the backup,
+every other member as an async.  Failover and the agent come with the next issue.
+
+    python -m engine instance --config FILE --member NAME
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import gc
+import logging
+import os
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from engine.member.admin_auth import ensure_token
+from engine.member.config import Address, MirrorConfig
+from engine.member.dejournal_runner import DejournalRunner
+from engine.member.node import Node
+from engine.member.requests import HANDLERS, KILL, SET
+from engine.member.session import Connection, RequestError
+from engine.member.writer import Writer
+from engine.replication.receiver import ReplicaLink
+from engine.replication.sender import Replicator
+from engine.storage import journal as jmod
+from engine.storage.databases import CONTROL_DB, Catalog
+from engine.storage.dejournal import Dejournaler
+from engine.storage.store import Store
+from engine.wire import tls
+from engine.wire.protocol import DEFAULT_MAX_FRAME, ErrorCode, Frame
+
+log = logging.getLogger("engine.member.membership")
+PID_FILE = "instance.pid"
+STOPPED_FILE = "mirroring.stopped"  # present while mirroring is stopped here (SPEC §5.8)
+_CONTROL_BYTES = CONTROL_DB.encode()
+DEJOURNAL_STOPPED_FILE = "dejournal.stopped"  # present while dejournaling is stopped (§5.9)
+
+
+class Instance:
+    def __init__(
+        self,
+        cfg: MirrorConfig,
+        member_name: str,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        node: Node | None = None,
+        host=None,
+    ):
+        self.cfg = cfg
+        self.member = cfg.member(member_name)
+        self.node = node  # set when configured through the agent (engine/member/node.py)
+        # engine/member/instance.py: owns the superserver listener and the pid file
+        self.host = host
+        self.max_frame = max_frame
+        if self.member.name == cfg.first_primary.name:
+            self.role = "primary"
+        elif self.member.is_failover:
+            self.role = "backup"
+        else:
+            self.role = "async"
+        self.data_dir = Path(self.member.data_dir)
+        self.journal_dir = self.data_dir / "journal"
+        self.sessions: set[Connection] = set()
+        self.stores: dict[str, Store] = {}  # mounted mirrored databases
+        self.dj_stores: dict[str, Store] = {}  # the ones being dejournaled (non-primary)
+        self.catalog = Catalog(self.data_dir)
+        self.catching_up: dict[str, int] = {}  # database -> records applied so far
+        self.downloading: set[str] = set()
+        self.background: set[asyncio.Task] = set()  # see run_in_background
+        self.unreplayed: set[str] = set()  # stopped / paused since start-up: journal not applied
+        self.db_errors: dict[str, str] = {}
+        # the primary's mirrored databases (name -> wire entry) as last heard; None: not yet
+        self.primary_db_info: dict[str, dict] | None = None
+        self.mirroring_stopped = False
+        self.journal: jmod.Journal | None = None
+        self.writer: Writer | None = None
+        self.replicator: Replicator | None = None
+        self.replica: ReplicaLink | None = None
+        self.dejournal = None
+        self.servers: list[asyncio.base_events.Server] = []
+        self.listeners: dict[str, asyncio.base_events.Server] = {}
+        self.started_at = time.time()
+        self.rate_samples: collections.deque = collections.deque()  # engine/member/status.py
+        self.stopping = asyncio.Event()
+        self.stop_requested = asyncio.Event()
+        self.restart = False  # leaving the mirror: run again as a non-member
+        self.removed = False  # the primary removed this member
+        self.address_error: str | None = None
+        # tells this process from a copy answering elsewhere (SPEC §6.20)
+        self.boot_id = host.boot_id if host is not None else uuid.uuid4().hex
+        self.rebuilding = False
+        self._private_ssl = None
+
+    # -- lifecycle -----------------------------------------------------------
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.host is None:
+            # the host agent finds the process to force down from this file
+            (self.data_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+        host = self.host
+        self.admin_token = ensure_token(self.data_dir) if host is None else host.admin_token
+        self.journal_dir.mkdir(exist_ok=True)
+        self._open_storage()
+        if self.role == "primary":
+            self.replicator = Replicator(self)
+            self.journal.on_append = self.replicator.on_append
+            self.journal.new_file()  # SPEC §9.1: a new journal file on becoming primary
+            self.writer = Writer(self)
+            self.writer.start()
+            self.replicator.start()
+        else:
+            self.dejournal = DejournalRunner(self._make_dejournaler())
+            if self.dejournal_stopped_at_start:
+                log.warning("dejournaling is stopped on this member; start it with dejournal_start")
+                self.dejournal.stop()
+            self.dejournal.start_task()
+            self.replica = ReplicaLink(self)
+            self.mirroring_stopped = (self.data_dir / STOPPED_FILE).exists()
+            if self.mirroring_stopped:
+                log.warning("mirroring is stopped on this member; start it with start_mirroring")
+                self.replica.stopped = True
+            else:
+                self.replica.start()
+        # private first: a member answering on its superserver port is fully listening
+        await self._listen_private()
+        if self.host is None:
+            await self._listen(self.member.superserver, "superserver")
+        log.info(
+            "member %s (%s) of mirror %s started as %s; superserver %s, private %s",
+            self.member.name,
+            self.member.type_label,
+            self.cfg.name,
+            self.role,
+            self.member.superserver,
+            self.member.private,
+        )
+        from engine.member.download import resume_downloads
+
+        resume_downloads(self)
+
+    def _open_storage(self) -> None:
+        # opening the journal cuts a torn tail first, so replay sees only whole records
+        self.journal = jmod.Journal(
+            self.journal_dir, self.cfg.name, max_file_bytes=self.cfg.journal_file_bytes
+        )
+        self.dejournal_stopped_at_start = (
+            self.role != "primary" and (self.data_dir / DEJOURNAL_STOPPED_FILE).exists()
+        )
+        self.catalog.load(self.member.databases, failover_db=self.member.type != "rw_reporting")
+        self.dj_stores.clear()
+        self.unreplayed.clear()
+        for entry in self.catalog.entries.values():
+            if not entry.mounted or entry.needs_download:
+                continue  # (a download cut short left no usable copy)
+            store = self.open_store(entry.name, entry.since)
+            self.stores[entry.name] = store
+            live = self.role == "primary" or (entry.activated and entry.caught_up)
+            held = self.dejournal_stopped_at_start or entry.paused
+            if live and not entry.obsolete and held and self.role != "primary":
+                self.dj_stores[entry.name] = store  # replayed when started / resumed
+                self.unreplayed.add(entry.name)
+            elif live and not entry.obsolete:
+                # the journal is the durability point: bring the store up to it
+                jmod.replay_into(store, self.journal_dir, entry.name, mirror=self.cfg.name)
+                if self.role != "primary":
+                    self.dj_stores[entry.name] = store
+
+    def db_path(self, db: str) -> Path:
+        return self.data_dir / "db" / db
+
+    def open_store(self, db: str, since=None) -> Store:
+        """Open (creating if need be) a database; a new one starts at journal position
+        `since`, so journal records of an earlier database of that name are never applied."""
+        store = Store.open(str(self.db_path(db)))
+        if since is not None and store.applied_position is None:
+            store.apply([], upto=jmod.make_position(*since))
+        return store
+
+    async def cut_journal(self, pos) -> None:
+        """Drop journal this member has beyond `pos` (bytes the primary never made durable,
+        e.g. shipped just before it was killed) and rebuild the databases from the rest,
+        since they may already hold those records."""
+        log.warning(
+            "journal beyond %s is not on the primary: cutting it, rebuilding databases", pos
+        )
+        self.rebuilding = True
+        try:
+            await self.dejournal.close()
+            self.journal.close()
+            for store in self.stores.values():
+                store.close()
+            self.stores = {}
+            for seq, name in jmod.list_files(self.journal_dir, self.cfg.name):
+                if seq > pos.file_seq:
+                    os.remove(self.journal_dir / name)
+                elif seq == pos.file_seq:
+                    os.truncate(self.journal_dir / name, pos.offset)
+            for entry in self.catalog.entries.values():
+                # a database made in the mirror is rebuilt from the journal; one added with
+                # its data (restored) cannot be, and is left as it is
+                if entry.created:
+                    shutil.rmtree(self.db_path(entry.name), ignore_errors=True)
+                else:
+                    log.warning("database %s may hold records beyond the cut", entry.name)
+            self._open_storage()
+            self.dejournal = DejournalRunner(self._make_dejournaler())
+            self.dejournal.start_task()
+        finally:
+            self.rebuilding = False
+
+    def _make_dejournaler(self) -> Dejournaler:
+        dj = Dejournaler(
+            self.dj_stores,
+            parallel=self.cfg.parallel_for(self.member),
+            workers=self.member.dejournal_workers,
+            record_filter=self.member.dejournal_filter,
+        )
+        for entry in self.catalog.entries.values():
+            if entry.paused and entry.name in self.dj_stores:
+                dj.pause_database(entry.name)  # an operator's pause outlives a restart
+        return dj
+
+    def tls_server_context(self):
+        """Mutual TLS for the data channel when the mirror requires TLS (SPEC §10.1)."""
+        if not self.cfg.tls:
+            return None
+        return tls.server_context(self.member.tls_cert, self.member.tls_key, self.cfg.tls_ca)
+
+    def tls_client_context(self):
+        if not self.cfg.tls:
+            return None
+        return tls.client_context(self.member.tls_cert, self.member.tls_key, self.cfg.tls_ca)
+
+    async def _listen(self, addr: Address, name: str, ssl=None) -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: Connection(self, name, self.max_frame),
+            addr.host,
+            addr.port,
+            reuse_address=True,
+            ssl=ssl,
+        )
+        self.servers.append(server)
+        self.listeners[name] = server
+
+    def reload_tls(self) -> None:
+        """Pick up new TLS files: the private listener's context takes the new chain for
+        the next handshakes; the data channel to the primary is made with a new context."""
+        if self._private_ssl is not None and self.cfg.tls:
+            self._private_ssl.load_cert_chain(self.member.tls_cert, self.member.tls_key)
+        if self.replica is not None:
+            self.replica.refresh_tls()
+
+    async def relisten_private(self) -> None:
+        """TLS turned on or off on the mirror: listen on the private address again."""
+        server = self.listeners.pop("private", None)
+        if server is not None:
+            server.close()
+            self.servers.remove(server)
+        for conn in [c for c in self.sessions if c.listener == "private"]:
+            conn.close()
+        await asyncio.sleep(0.05)  # let the closed sockets go before binding again
+        await self._listen_private()
+        self.check_addresses()
+
+    async def _listen_private(self) -> None:
+        if self.member.private is None:
+            return
+        self._private_ssl = self.tls_server_context()
+        try:
+            await self._listen(self.member.private, "private", self._private_ssl)
+        except OSError as exc:
+            if not self.cfg.dynamic:
+                raise
+            # the mirror's address for this member is not one of this host's: reported by
+            # the address validation (SPEC §6.20) rather than a crash at every start
+            log.error("cannot listen on mirror private address %s: %s", self.member.private, exc)
+
+    def tls_info(self) -> dict | None:
+        """This member's certificate: DN and expiry (re-read at most every few seconds,
+        since status is asked for often and a renewed file should show up)."""
+        node = self.node
+        if node is None or not node.has_tls:
+            return None
+        now = time.monotonic()
+        cached = getattr(self, "_tls_info", None)
+        if cached is None or now - cached[0] > 5.0:
+            try:
+                info = tls.check_certificate(node.tls_cert, node.tls_ca)
+            except tls.TLSError as exc:
+                info = {"error": str(exc)}
+            cached = self._tls_info = (now, info)
+        return cached[1]
+
+    def check_addresses(self) -> None:
+        """SPEC §6.20, in the background: this member must be the one answering at the
+        addresses the mirror has for it."""
+        if self.node is not None:
+            asyncio.get_running_loop().create_task(self._validate_addresses())
+
+    async def _validate_addresses(self) -> None:
+        from engine.member.membership_ops import address_problem
+
+        problems = []
+        me = self.member
+        for what, addr in (("superserver", me.superserver), ("private", me.private)):
+            ssl = self.tls_client_context() if what == "private" else None
+            problem = addr and await address_problem(self, what, addr, ssl)
+            if problem:
+                problems.append(problem)
+        self.address_error = "; ".join(problems) or None
+        if self.address_error:
+            log.error("network address validation: %s", self.address_error)
+
+    def request_restart(self) -> None:
+        if self.host is not None:
+            self.host.request_restart()
+            return
+        self.restart = True
+        asyncio.get_running_loop().call_later(0.05, self.stop_requested.set)
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            server.close()
+        for conn in list(self.sessions):
+            conn.close()
+        if self.replica is not None:
+            await self.replica.stop()
+        if self.replicator is not None:
+            await self.replicator.stop()
+        if self.writer is not None:
+            await self.writer.stop()
+        if self.dejournal is not None:
+            await self.dejournal.close()
+        if self.journal is not None:
+            self.journal.close()
+        for store in self.stores.values():
+            store.close()
+        if self.host is None:
+            with contextlib.suppress(OSError):
+                (self.data_dir / PID_FILE).unlink()
+        self.stopping.set()
+
+    # -- helpers used by request handlers -----------------------------------
+    def journal_entry(self, txid, db, op, gname, subs, value):
+        return jmod.Entry(txid, db, op, gname, subs, value)
+
+    def journal_reader(self):
+        return jmod.JournalReader(self.journal_dir, self.cfg.name)
+
+    def store_for(self, db: str) -> Store:
+        store = self.stores.get(db.upper())
+        if store is None:
+            raise RequestError(
+                ErrorCode.NO_DATABASE,
+                f"database {db!r} is not mirrored on member {self.member.name} "
+                f"(databases: {', '.join(self.stores)})",
+            )
+        return store
+
+    def not_primary_error(self, why: str) -> RequestError:
+        primary = self.cfg.first_primary
+        name = (
+            self.replica.primary_name
+            if self.replica and self.replica.primary_name
+            else primary.name
+        )
+        return RequestError(
+            ErrorCode.NOT_PRIMARY,
+            f"member {self.member.name} is not the primary ({why}); "
+            f"the primary is {name} at {primary.superserver}",
+            primary=name,
+            primary_address=str(primary.superserver),
+        )
+
+    def apply_records(self, records) -> None:
+        by_db: dict[str, list] = {}
+        for r in records:
+            by_db.setdefault(r.database, []).append(r)
+        for db, recs in by_db.items():
+            store = self.stores.get(db)
+            # control records have no store; a database dismounted meanwhile replays on mount
+            if store is not None:
+                store.apply(recs)
+
+    def local_write(self, ops: list) -> None:
+        """Writes on a read-write reporting async: local only, never journaled to the mirror."""
+        stores = {db: self.store_for(db) for _, db, _, _, _ in ops}
+        for store in stores.values():
+            store.begin()
+        try:
+            for op, db, gname, subs, value in ops:
+                if op == SET:
+                    stores[db].set(gname, subs, value)
+                elif op == KILL:
+                    stores[db].kill(gname, subs)
+        except BaseException:
+            for store in stores.values():
+                store.rollback()
+            raise
+        for store in stores.values():
+            store.commit()
+
+    def dejournal_feed(self, records, data: bytes, pos) -> None:
+        if records is None:
+            records = jmod.decode_records(data)
+        # a byte search over the chunk is much cheaper than looking at every record
+        if data is None or _CONTROL_BYTES in data:
+            self._control_records(records)
+        self.dejournal.submit(records)
+
+    def _control_records(self, records) -> None:
+        for r in records:
+            if r[3] == CONTROL_DB:
+                from engine.member.dbops import on_control_record
+
+                on_control_record(self, r)
+
+    def accept_data_channel(self, conn: Connection, frame: Frame) -> None:
+        if self.cfg.tls and conn.listener != "private":
+            conn.reject_stream(
+                "this mirror requires TLS: open the data channel to the mirror private address",
+                frame.req_id,
+            )
+            return
+        if self.replicator is None:
+            conn.reject_stream(
+                self.not_primary_error("journal is served only by the primary").message,
+                frame.req_id,
+            )
+            return
+        self.replicator.accept(conn, frame)
+
+    def run_in_background(self, coro) -> asyncio.Task:
+        """A task nobody awaits (a download, a catch-up), kept referenced until it ends: the
+        event loop holds only weak references to tasks."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return task
+
+    def handle(self, conn: Connection, mtype: int, args: list):
+        return HANDLERS[mtype](self, conn, args)
+
+    # -- info, status, admin --------------------------------------------------
+    def info(self) -> dict:
+        primary = self.cfg.first_primary
+        return {
+            "instance": self.node.name if self.node else self.member.name,
+            "boot_id": self.boot_id,
+            "member": self.member.name,
+            "mirror": self.cfg.name,
+            "type": self.member.type,
+            "role": self.role,
+            "primary": primary.name,
+            "primary_address": str(primary.superserver),
+            "databases": list(self.stores),
+            "tls": self.cfg.tls,  # the mirror requires TLS
+        }
+
+    def status(self) -> dict:
+        from engine.member.status import member_status
+
+        return member_status(self)
+
+    def admin(self, action, arg):
+        from engine.member.status import admin_action
+
+        return admin_action(self, action, arg)
+
+
+async def run_instance(cfg: MirrorConfig | None, member: str | None, node: Node | None = None):
+    """Run one member from a configuration file, or with a node the instance configured
+    through the agent (engine/member/instance.py), until SIGTERM/SIGINT; True when it stopped to run
+    again (it created, joined or left a mirror)."""
+    import signal
+
+    # Threads (journal fsync, dejournal workers) hand results back to the event loop; with
+    # the default 5 ms GIL switch interval that hand-off alone can cost milliseconds.
+    sys.setswitchinterval(0.0002)
+    if node is not None:
+        from engine.member.instance import Host
+        from engine.member.mirror_file import load_all
+
+        inst = Host(node, load_all(node))
+        label, address = node.name, node.superserver
+    else:
+        inst = Instance(cfg, member, node=node)
+        label, address = inst.member.name, inst.member.superserver
+    await inst.start()
+    # Long-lived objects from start-up need no more cyclic-GC passes; fewer passes, fewer
+    # pauses in the middle of a commit.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, inst.stop_requested.set)
+    print(f"member {label} ready: superserver {address}", flush=True)
+    await inst.stop_requested.wait()
+    log.info("member %s stopping", label)
+    await inst.stop()
+    return inst.restart

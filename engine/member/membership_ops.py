@@ -1,0 +1,559 @@
+"""Membership operations of a member configured through the agent
+(rules: engine/member/mirror_file.py).
+
+On the primary (which owns the configuration):
+    authorize_member / reject_member {member}      pending new members (SPEC §6.5)
+    authorize_dn_update / reject_dn_update {member} a member's new certificate DN (§6.21)
+    edit_mirror {settings, skip_verify?}            §5.1; compression restarts the links it
+                                                    concerns (§3.4), TLS every link; TLS on
+                                                    is verified first (§6.10 step b)
+    update_member_address {member, superserver?, private?}   §6.19 (not the superserver
+                                                    port: engine/member/port.py)
+    remove_member {member}                          "Remove Other Mirror Member" (§6.10)
+On any member:
+    mirror_info                                     the mirror as this member knows it
+    verify_tls                                      every member's TLS configuration
+                                                    (engine/member/tls_check.py)
+    set_tls {cert, key, ca} / reload_tls            its own TLS files; a new DN (§6.21)
+    leave_mirror {remove_db_attribute}              §6.9–§6.12; restarts (removing the
+                                                    whole configuration: engine/member/remove.py)
+    authorize_dn_update {member}                    on a non-primary: the primary's new DN
+    update_member_address {member: <primary>, ...}  on a disconnected member (§6.19 exc. 2)
+
+The primary side of joining (a DC_HELLO from an unknown member carrying `join`) and the
+member side of a configuration received from the primary are here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from engine.member import mirror_file as ms
+from engine.member import tls_check
+from engine.member.config import MemberConfig
+from engine.member.port import learn_superserver_port
+from engine.member.remove import leave_mirror
+from engine.storage.databases import Refused
+from engine.wire import tls
+from engine.wire.protocol import MsgType, encode_frame, read_frame, unpack
+
+if TYPE_CHECKING:
+    from engine.member.membership import Instance
+    from engine.member.session import Connection
+
+log = logging.getLogger("engine.member.mirror_file")
+
+
+class JoinRefused(ValueError):
+    """A data channel the primary will not take yet (pending, rejected, DN changed)."""
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _dynamic(inst: Instance, op: str) -> None:
+    if not inst.cfg.dynamic:
+        raise Refused(
+            op,
+            None,
+            f"member {inst.member.name} is configured by {inst.cfg.source}; mirror "
+            "configuration changes apply to members created or joined through the agent",
+        )
+
+
+def _primary_only(inst: Instance, op: str) -> None:
+    _dynamic(inst, op)
+    if inst.role != "primary":
+        raise Refused(op, None, f"only the primary changes the mirror configuration ({why(inst)})")
+
+
+def why(inst: Instance) -> str:
+    return f"member {inst.member.name} is the {inst.role}; the primary is {primary_name(inst)}"
+
+
+def primary_name(inst: Instance) -> str:
+    return inst.cfg.first_primary.name
+
+
+def _arg_map(op: str, arg, required: tuple[str, ...] = ()) -> dict:
+    if arg is None:
+        arg = {}
+    if isinstance(arg, str) and required == ("member",):
+        arg = {"member": arg}
+    if not isinstance(arg, dict):
+        raise Refused(op, None, "expected a map of arguments")
+    missing = [k for k in required if k not in arg]
+    if missing:
+        raise Refused(op, None, f"missing {', '.join(missing)}")
+    return arg
+
+
+def _other_member(inst: Instance, op: str, name) -> MemberConfig:
+    member = inst.cfg.find(str(name))
+    if member is None:
+        known = ", ".join(m.name for m in inst.cfg.members)
+        raise Refused(op, None, f"no member named {name!r} in mirror {inst.cfg.name} ({known})")
+    return member
+
+
+def config_changed(inst: Instance, restart_links: frozenset[str] = frozenset()) -> None:
+    """Persist a change made on the primary and send it to every connected member; the
+    links of the members named in `restart_links` are closed after it."""
+    cfg = inst.cfg
+    cfg.version += 1
+    ms.save_local(cfg, inst.member.name, inst.data_dir)
+    frame = encode_frame(MsgType.DC_CONFIG, 0, ms.to_wire(cfg))
+    rep = inst.replicator
+    for link in list(rep.links.values()) if rep is not None else []:
+        link.conn.write(frame)
+        if link.name in restart_links:
+            link.close()  # the member reconnects and gets the new codec / TLS
+    log.info("mirror configuration version %d sent to %d member(s)", cfg.version, len(rep.links))
+
+
+# -- primary: joining and identities ----------------------------------------------------
+
+
+def register_join(inst: Instance, conn: Connection, name: str, join) -> MemberConfig:
+    """A DC_HELLO from a member the primary does not know: a join request.  Without TLS the
+    member is authorized at once; with TLS it is pending with its certificate's DN."""
+    cfg = inst.cfg
+    if not cfg.dynamic or not isinstance(join, dict):
+        raise ValueError(f"no member named {name!r} in mirror {cfg.name}")
+    join_id = join.get("join_id")
+    if join_id in cfg.rejected:
+        raise JoinRefused(f"the primary rejected member {name}'s join request")
+    mtype = ms.check_type("join", join.get("type"))
+    name = ms.check_member_name("join", name, mtype)
+    superserver = ms.check_address("join", join.get("superserver"), "superserver")
+    private = join.get("private")
+    private = ms.check_address("join", private, "private") if private else None
+    if mtype == "failover" and private is None:
+        raise Refused("join", None, "a failover member needs a mirror private address")
+    ms.check_join(cfg, name, mtype, [a for a in (superserver, private) if a is not None])
+    dn = _peer_dn(conn) if cfg.tls else None
+    member = MemberConfig(
+        name,
+        mtype,
+        superserver,
+        private,
+        inst.data_dir / "-",
+        [],
+        dn=dn,
+        authorized=not cfg.tls,
+        join_id=join_id,
+    )
+    cfg.members.append(member)
+    log.warning(
+        "member %s (%s) joined mirror %s%s",
+        name,
+        mtype,
+        cfg.name,
+        f" and awaits authorization, DN {dn}" if cfg.tls else "",
+    )
+    config_changed(inst)
+    return member
+
+
+def _peer_dn(conn: Connection) -> str:
+    ssl_object = conn.transport.get_extra_info("ssl_object") if conn.transport else None
+    dn = tls.peer_dn(ssl_object) if ssl_object is not None else None
+    if dn is None:
+        raise ValueError("no client certificate on a mirror that requires TLS")
+    return tls.normalize_dn(dn)
+
+
+def check_identity(inst: Instance, conn: Connection, member: MemberConfig, hello: dict) -> None:
+    """Raise JoinRefused unless `member` may open its data channel now."""
+    cfg = inst.cfg
+    join = hello.get("join")
+    if isinstance(join, dict) and join.get("join_id") in cfg.rejected:
+        raise JoinRefused(f"the primary rejected member {member.name}'s join request")
+    if cfg.tls:
+        dn = _peer_dn(conn)
+        if member.dn is None:  # TLS was enabled on the mirror after this member joined
+            member.dn = dn
+            member.authorized = False
+            config_changed(inst)
+        elif dn != member.dn:
+            if not member.authorized:
+                raise JoinRefused(
+                    f"certificate {dn!r} is not member {member.name}'s ({member.dn!r})"
+                )
+            if dn in cfg.rejected_dns.get(member.name, ()):
+                raise JoinRefused(
+                    f"member {member.name}'s certificate DN {dn!r} was rejected on the primary: "
+                    "give it a certificate with another DN"
+                )
+            if cfg.dn_updates.get(member.name) != dn:
+                cfg.dn_updates[member.name] = dn
+                ms.save_local(cfg, inst.member.name, inst.data_dir)
+                log.warning("member %s presents a new DN %s: to authorize", member.name, dn)
+            raise JoinRefused(
+                f"member {member.name}'s new certificate DN {dn!r} awaits authorization on "
+                "the primary"
+            )
+    if not member.authorized:
+        raise JoinRefused(f"member {member.name} awaits authorization on the primary")
+    learn_superserver_port(inst, member, join)  # engine/member/port.py
+
+
+# -- primary operations -----------------------------------------------------------------
+
+
+def authorize_member(inst: Instance, arg):
+    op = "authorize_member"
+    _primary_only(inst, op)
+    member = _other_member(inst, op, _arg_map(op, arg, ("member",))["member"])
+    if member.authorized:
+        return {"member": member.name, "authorized": True, "already": True}
+    if inst.cfg.tls and member.dn is None:
+        # TLS was just turned on: its certificate is what gets authorized, so wait for it
+        raise Refused(
+            op, member.name, "the member has not connected with its certificate yet; try again"
+        )
+    member.authorized = True
+    config_changed(inst)
+    log.warning("member %s authorized (DN %s)", member.name, member.dn)
+    return {"member": member.name, "authorized": True, "already": False}
+
+
+def reject_member(inst: Instance, arg):
+    op = "reject_member"
+    _primary_only(inst, op)
+    member = _other_member(inst, op, _arg_map(op, arg, ("member",))["member"])
+    if member.authorized:
+        raise Refused(op, member.name, "the member is authorized; remove it instead")
+    inst.cfg.members.remove(member)
+    if member.join_id:
+        inst.cfg.rejected.append(member.join_id)
+    config_changed(inst)
+    log.warning("join request of member %s rejected", member.name)
+    return {"member": member.name, "rejected": True}
+
+
+def authorize_dn_update(inst: Instance, arg):
+    op = "authorize_dn_update"
+    _dynamic(inst, op)
+    name = str(_arg_map(op, arg, ("member",))["member"]).upper()
+    dn = inst.cfg.dn_updates.get(name)
+    if dn is None:
+        raise Refused(op, name, "no DN update of this member is pending here")
+    member = _other_member(inst, op, name)
+    member.dn = dn
+    del inst.cfg.dn_updates[name]
+    if inst.role == "primary":
+        config_changed(inst)
+    else:
+        ms.save_local(inst.cfg, inst.member.name, inst.data_dir)
+    log.warning("DN update of member %s authorized: %s", name, dn)
+    return {"member": name, "dn": dn}
+
+
+def reject_dn_update(inst: Instance, arg):
+    op = "reject_dn_update"
+    _primary_only(inst, op)  # a member cannot reject the primary's update (§6.21)
+    name = str(_arg_map(op, arg, ("member",))["member"]).upper()
+    dn = inst.cfg.dn_updates.pop(name, None)
+    if dn is None:
+        raise Refused(op, name, "no DN update of this member is pending here")
+    # remembered: the member asks again twice a second with the same certificate
+    inst.cfg.rejected_dns.setdefault(name, []).append(dn)
+    ms.save_local(inst.cfg, inst.member.name, inst.data_dir)
+    log.warning("DN update of member %s rejected: %s", name, dn)
+    return {"member": name, "rejected": True, "dn": dn}
+
+
+def edit_mirror(inst: Instance, arg):
+    """Turning TLS on first verifies every member's TLS configuration (SPEC §6.10 step b,
+    engine/member/tls_check.py) and is refused while a reachable member has none that is
+    valid, unless the request says `skip_verify`; the answer then carries the rows."""
+    op = "edit_mirror"
+    _primary_only(inst, op)
+    arg = dict(arg) if isinstance(arg, dict) else arg
+    skip = bool(arg.pop("skip_verify", False)) if isinstance(arg, dict) else False
+    changes = ms.check_settings(op, arg)
+    if changes.get("tls") and not inst.cfg.tls:
+        _check_own_tls(inst, op)
+        return asyncio.get_running_loop().create_task(_turn_tls_on(inst, changes, skip))
+    return _apply_settings(inst, op, changes)
+
+
+async def _turn_tls_on(inst: Instance, changes: dict, skip: bool) -> dict:
+    op = "edit_mirror"
+    report = await tls_check.check_members(inst, op)
+    _primary_only(inst, op)  # still, after the members answered
+    problem = tls_check.refusal(report)
+    if problem and not skip:
+        raise Refused(op, None, problem)
+    return {**_apply_settings(inst, op, changes), "verified": report["members"]}
+
+
+def _apply_settings(inst: Instance, op: str, changes: dict) -> dict:
+    cfg = inst.cfg
+    changed = {k: v for k, v in changes.items() if getattr(cfg, k) != v}
+    if changed.get("tls"):
+        _check_own_tls(inst, op)
+    for key, value in changed.items():
+        setattr(cfg, key, value)
+    if "tls" in changed:
+        # SPEC §6.10: after TLS is turned on every other member is authorized anew
+        for m in cfg.members:
+            if m.name != inst.member.name:
+                m.dn, m.authorized = None, not cfg.tls
+        inst.member.dn = _own_dn(inst) if cfg.tls else None
+    if "qos_timeout_ms" in changed and inst.replicator is not None:
+        inst.replicator.qos = cfg.qos_timeout_ms / 1000.0
+    restart = ms.links_to_restart(cfg, changed, inst.member.name)
+    if changed:
+        config_changed(inst, restart_links=restart)
+    if "tls" in changed:
+        asyncio.get_running_loop().create_task(inst.relisten_private())
+    return {"changed": sorted(changed), "version": cfg.version, "links_restarted": bool(restart)}
+
+
+def update_member_address(inst: Instance, arg):
+    op = "update_member_address"
+    _dynamic(inst, op)
+    arg = _arg_map(op, arg, ("member",))
+    member = _other_member(inst, op, arg["member"])
+    if inst.role != "primary":
+        # SPEC §6.19: only the primary's addresses, and only while disconnected from it
+        if member.name != primary_name(inst):
+            raise Refused(op, member.name, f"addresses are edited on the primary ({why(inst)})")
+        if inst.replica is not None and inst.replica.connected:
+            raise Refused(op, member.name, "this member is connected to the primary")
+    new = {}
+    if arg.get("superserver") is not None:
+        addr = ms.check_address(op, arg["superserver"], "superserver")
+        if addr.port != member.superserver.port:
+            raise Refused(
+                op,
+                member.name,
+                "the superserver port is changed on the member itself (§6.19): "
+                f"set_superserver_port on {member.name}",
+            )
+        new["superserver"] = addr
+    if arg.get("private") is not None:
+        new["private"] = ms.check_address(op, arg["private"], "private")
+    if not new:
+        raise Refused(op, member.name, "give superserver and/or private")
+    others = [m for m in inst.cfg.members if m is not member]
+    taken = {a for m in others for a in (m.superserver, m.private) if a is not None}
+    for addr in new.values():
+        if addr in taken:
+            raise Refused(op, member.name, f"address {addr} is used by another member")
+    for key, value in new.items():
+        setattr(member, key, value)
+    if inst.role == "primary":
+        config_changed(inst)
+        link = inst.replicator.links.get(member.name)
+        if link is not None:
+            link.close()  # it checks its addresses when it reconnects (§6.20)
+    else:
+        ms.save_local(inst.cfg, inst.member.name, inst.data_dir)
+    return {"member": member.name, **{k: str(v) for k, v in new.items()}}
+
+
+def remove_member(inst: Instance, arg):
+    op = "remove_member"
+    _primary_only(inst, op)
+    member = _other_member(inst, op, _arg_map(op, arg, ("member",))["member"])
+    if member is inst.member:
+        raise Refused(op, member.name, "the primary removes its own configuration instead")
+    inst.cfg.members.remove(member)
+    inst.cfg.dn_updates.pop(member.name, None)
+    inst.cfg.rejected_dns.pop(member.name, None)
+    config_changed(inst)  # the member hears it is no longer in the mirror
+    link = inst.replicator.links.get(member.name)
+    if link is not None:
+        link.close()
+    inst.replicator.disconnected.pop(member.name, None)
+    log.warning("member %s removed from mirror %s", member.name, inst.cfg.name)
+    return {"member": member.name, "removed": True}
+
+
+# -- any member ---------------------------------------------------------------------------
+
+
+def mirror_info(inst: Instance, arg):
+    out = ms.to_wire(inst.cfg)
+    out["primary"] = primary_name(inst)
+    out["member"] = inst.member.name
+    out["role"] = inst.role
+    out["dynamic"] = inst.cfg.dynamic
+    out["dn_updates"] = dict(inst.cfg.dn_updates)
+    return out
+
+
+def _check_own_tls(inst: Instance, op: str) -> None:
+    node = inst.node
+    if node is None or not node.has_tls:
+        raise Refused(op, None, f"set up TLS on member {inst.member.name} first (set_tls)")
+    try:
+        tls.check_certificate(node.tls_cert, node.tls_ca)
+    except tls.TLSError as exc:
+        raise Refused(op, None, str(exc)) from None
+
+
+def _own_dn(inst: Instance) -> str:
+    return tls.normalize_dn(tls.load_certificate(inst.node.tls_cert).subject.rfc4514_string())
+
+
+def set_tls(inst: Instance, arg):
+    """Record this member's TLS files (or re-read them: reload_tls).  A new DN on the
+    primary goes to the members at once (§6.21); on another member its data channel is
+    reopened with the new certificate, and the primary holds it until authorized."""
+    op = "set_tls"
+    _dynamic(inst, op)
+    arg = _arg_map(op, arg)
+    node = inst.node
+    paths = {k: arg.get(k) for k in ("cert", "key", "ca")}
+    if any(paths.values()):
+        apply_tls_paths(node, op, paths)
+    _check_own_tls(inst, op)
+    inst._tls_info = None  # the status shows the new certificate at once
+    for m in (inst.member,):
+        m.tls_cert, m.tls_key = node.tls_cert, node.tls_key
+    inst.cfg.tls_ca = node.tls_ca
+    dn = _own_dn(inst)
+    changed = inst.cfg.tls and dn != inst.member.dn
+    if inst.cfg.tls:
+        inst.reload_tls()
+        if inst.role == "primary" and changed:
+            inst.member.dn = dn
+            config_changed(inst)
+        elif changed and inst.replica is not None:
+            inst.replica.reconnect()
+    return {"member": inst.member.name, "dn": dn, "dn_changed": bool(changed)}
+
+
+def apply_tls_paths(node, op: str, paths: dict) -> dict:
+    from pathlib import Path
+
+    missing = [k for k, v in paths.items() if not v]
+    if missing:
+        raise Refused(op, None, f"give cert, key and ca (missing {', '.join(missing)})")
+    cert, key, ca = (Path(paths[k]) for k in ("cert", "key", "ca"))
+    try:
+        info = tls.check_certificate(cert, ca)
+        tls.server_context(cert, key, ca)  # the key must match the certificate
+    except (tls.TLSError, OSError) as exc:
+        raise Refused(op, None, str(exc)) from None
+    node.tls_cert, node.tls_key, node.tls_ca = cert.resolve(), key.resolve(), ca.resolve()
+    node.save()
+    return info
+
+
+# -- member side: configuration from the primary ------------------------------------------
+
+
+def apply_config(inst: Instance, wire: dict) -> None:
+    """A configuration the primary sent: save it, follow what changed."""
+    cfg = inst.cfg
+    if not cfg.dynamic or not isinstance(wire, dict) or wire.get("name") != cfg.name:
+        return
+    if int(wire.get("version", 0)) < cfg.version:
+        return
+    me = inst.member.name
+    if not any(isinstance(m, dict) and m.get("name") == me for m in wire.get("members", [])):
+        log.warning("the primary removed this member from mirror %s", cfg.name)
+        inst.removed = True
+        if inst.replica is not None:
+            inst.replica.stopped = True
+        return
+    fresh = ms.from_wire(wire, inst.node, me, inst.data_dir)
+    # what this member keeps for itself (engine/member/mirror_file.py) does not travel
+    fresh.dn_updates, fresh.rejected, fresh.rejected_dns = (
+        cfg.dn_updates,
+        cfg.rejected,
+        cfg.rejected_dns,
+    )
+    fresh.source = cfg.source
+    tls_changed = fresh.tls != cfg.tls
+    old_private = inst.member.private
+    cfg.__dict__.update({k: v for k, v in fresh.__dict__.items() if k != "members"})
+    cfg.members = fresh.members
+    inst.member = cfg.member(me)
+    ms.save_local(cfg, me, inst.data_dir)
+    if inst.replica is not None:
+        inst.replica.qos = cfg.qos_timeout_ms / 1000.0
+    if inst.dejournal is not None:  # the next batch follows an edited parallel_dejournaling
+        inst.dejournal.dj.parallel = cfg.parallel_for(inst.member)
+    if tls_changed or inst.member.private != old_private:
+        asyncio.get_running_loop().create_task(inst.relisten_private())  # then validates
+    else:
+        inst.check_addresses()
+    if tls_changed:
+        inst.reload_tls()
+        if inst.replica is not None:
+            inst.replica.reconnect()
+
+
+def check_primary_dn(inst: Instance, server_dn: str | None) -> None:
+    """On connecting: the primary's certificate must carry the DN this member knows.  A
+    changed one waits here for authorization (§6.21: a member cannot reject it)."""
+    cfg = inst.cfg
+    if not (cfg.dynamic and cfg.tls) or server_dn is None:
+        return
+    primary = cfg.first_primary
+    dn = tls.normalize_dn(server_dn)
+    if primary.dn is None:
+        primary.dn = dn
+        ms.save_local(cfg, inst.member.name, inst.data_dir)
+    elif dn != primary.dn:
+        if cfg.dn_updates.get(primary.name) != dn:
+            cfg.dn_updates[primary.name] = dn
+            ms.save_local(cfg, inst.member.name, inst.data_dir)
+        raise JoinRefused(
+            f"the primary {primary.name} presents a new certificate DN {dn!r}: authorize the "
+            "DN update on this member"
+        )
+
+
+async def address_problem(inst: Instance, what: str, addr, ssl) -> str | None:
+    """None if this very process answers at `addr`; else what answers there (SPEC §6.20):
+    another instance (a copied host) or nothing (the address changed, or the host is down)."""
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(addr.host, addr.port, ssl=ssl), 2.0
+        )
+    except (OSError, TimeoutError) as exc:
+        return f"nothing answers at this member's {what} address {addr} ({exc or 'timeout'})"
+    try:
+        writer.write(encode_frame(MsgType.INFO, 1, []))
+        frame = await asyncio.wait_for(read_frame(reader), 2.0)
+        body = unpack(frame.body)
+    except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
+        return f"no engine answers at this member's {what} address {addr} ({exc})"
+    finally:
+        writer.close()
+    if not isinstance(body, dict) or body.get("boot_id") != inst.boot_id:
+        other = body.get("instance") if isinstance(body, dict) else None
+        return (
+            f"a different instance ({other or 'unknown'}) answers at this member's {what} "
+            f"address {addr}: a copied host? update the address on the primary, or remove "
+            "the local mirror configuration and join as a new member"
+        )
+    return None
+
+
+ACTIONS = {
+    "mirror_info": mirror_info,
+    "authorize_member": authorize_member,
+    "reject_member": reject_member,
+    "authorize_dn_update": authorize_dn_update,
+    "reject_dn_update": reject_dn_update,
+    "edit_mirror": edit_mirror,
+    "update_member_address": update_member_address,
+    "remove_member": remove_member,
+    "set_tls": set_tls,
+    "reload_tls": set_tls,
+    "leave_mirror": leave_mirror,
+    "verify_tls": tls_check.verify_tls,
+    # on an instance configured through the agent engine/member/remove.py answers this first;
+    # here it is what a member configured by file hears (refused: not through the agent)
+    "remove_mirror_config": leave_mirror,
+}

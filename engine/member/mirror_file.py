@@ -1,0 +1,258 @@
+"""Mirror membership configured through the agent (SPEC §6.2–§6.5, §6.9–§6.12, §6.19, §6.21).
+
+A member configured through the agent keeps its view of the mirror in <data_dir>/mirror.json:
+the mirror's settings and every member (name, type, addresses, certificate DN, authorized or
+pending).  The primary owns that view.  Every change is made there, raises `version`, and
+goes to each connected member at once (DC_CONFIG) and to the others when they reconnect (in
+DC_WELCOME); a member saves what it receives.  Some things stay on the member that holds them:
+the pending DN updates (`dn_updates`) and, on the primary, the ids of rejected join requests
+(`rejected`) and the certificate DNs it rejected per member (`rejected_dns`), so that a member
+presenting one again stays refused instead of coming back as a new update; and the
+Join-Mirror flag (`join_mirror`, cleared only while the last member's configuration is being
+removed).  A member's data directory and TLS files are its own
+(engine/member/node.py) and never travel.
+
+This module holds the rules (limits of SPEC §1.4, names, addresses, editable settings) and
+the file format; engine/member/membership_ops.py holds the operations.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from engine.member.config import (
+    CODECS,
+    COMPRESSION_MODES,
+    MAX_MEMBERS,
+    MEMBER_TYPES,
+    PARALLEL_SETTINGS,
+    Address,
+    ConfigError,
+    MemberConfig,
+    MirrorConfig,
+    parse_address,
+)
+from engine.member.node import Node, write_json
+from engine.storage.databases import Refused
+
+MIRROR_FILE = "mirror.json"
+JOIN_FLAG = "join_mirror"  # local, like dn_updates: false once cleared (clear_join_flag)
+MIRRORS_DIR = "mirrors"  # further memberships of a reporting async (engine/member/join.py)
+MAX_FAILOVER = 2
+MAX_ASYNC = 14
+_MIRROR_NAME = re.compile(r"^[A-Za-z0-9]{1,15}$")
+_FAILOVER_FORBIDDEN = set(" \t:[]#;/*=^~,")
+_ASYNC_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+# setting -> (allowed values or a type, what the error says it must be)
+SETTINGS = {
+    "qos_timeout_ms": (int, "an integer of milliseconds, at least 50"),
+    "failover_compression": (COMPRESSION_MODES, None),
+    "failover_compression_type": (CODECS, None),
+    "async_compression": (COMPRESSION_MODES, None),
+    "async_compression_type": (CODECS, None),
+    "parallel_dejournaling": (PARALLEL_SETTINGS, None),
+    "tls": (bool, "true or false"),
+}
+
+
+# -- the file and the wire ----------------------------------------------------------
+
+
+def to_wire(cfg: MirrorConfig) -> dict:
+    """The mirror as every member may see it."""
+    out = {"name": cfg.name, "version": cfg.version}
+    out.update({key: getattr(cfg, key) for key in SETTINGS})
+    out["members"] = [
+        {
+            "name": m.name,
+            "type": m.type,
+            "superserver": str(m.superserver),
+            "private": None if m.private is None else str(m.private),
+            "dn": m.dn,
+            "authorized": m.authorized,
+        }
+        for m in cfg.members
+    ]
+    return out
+
+
+def from_wire(data: dict, node: Node, member: str, directory: Path | None = None) -> MirrorConfig:
+    """A MirrorConfig for `member` (this node, its membership kept in `directory`, by
+    default the data directory) from a wire or file form."""
+    directory = node.data_dir if directory is None else directory
+    cfg = MirrorConfig(name=data["name"], members=[], databases=[], dynamic=True)
+    cfg.version = int(data.get("version", 0))
+    for key in SETTINGS:
+        if key in data:
+            setattr(cfg, key, data[key])
+    for raw in data["members"]:
+        m = MemberConfig(
+            name=raw["name"],
+            type=raw["type"],
+            superserver=parse_address(raw["superserver"], f"member {raw['name']}"),
+            private=parse_address(raw["private"], raw["name"]) if raw.get("private") else None,
+            data_dir=directory if raw["name"] == member else directory / "-",
+            databases=[],
+            dn=raw.get("dn"),
+            authorized=bool(raw.get("authorized", True)),
+            join_id=raw.get("join_id"),
+        )
+        if m.name == member:
+            m.tls_cert, m.tls_key = node.tls_cert, node.tls_key
+        cfg.members.append(m)
+    cfg.tls_ca = node.tls_ca
+    return cfg
+
+
+def save_local(cfg: MirrorConfig, member: str, data_dir: Path) -> None:
+    data = to_wire(cfg)
+    data["member"] = member
+    data["rejected"] = cfg.rejected
+    data["dn_updates"] = cfg.dn_updates
+    data["rejected_dns"] = cfg.rejected_dns
+    for raw, m in zip(data["members"], cfg.members, strict=True):
+        raw["join_id"] = m.join_id
+    write_json(Path(data_dir) / MIRROR_FILE, data)
+
+
+def load_all(node: Node) -> list[tuple[MirrorConfig, str]]:
+    """Every membership of this node (mirror configuration, member name): none, one, or
+    several for a reporting async."""
+    dirs = [node.data_dir]
+    extra = node.data_dir / MIRRORS_DIR
+    if extra.is_dir():
+        dirs += sorted(p for p in extra.iterdir() if p.is_dir())
+    return [found for d in dirs if (found := load_local(node, d)) is not None]
+
+
+def load_local(node: Node, directory: Path | None = None) -> tuple[MirrorConfig, str] | None:
+    """The mirror configuration kept in `directory` (default: the data directory) and this
+    node's member name there, or None: no membership there."""
+    directory = node.data_dir if directory is None else directory
+    path = directory / MIRROR_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        cfg = from_wire(data, node, data["member"], directory)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: unreadable mirror configuration: {exc}") from None
+    cfg.rejected = list(data.get("rejected", []))
+    cfg.dn_updates = dict(data.get("dn_updates", {}))
+    cfg.rejected_dns = {k: list(v) for k, v in data.get("rejected_dns", {}).items()}
+    cfg.source = path
+    return cfg, data["member"]
+
+
+def remove_local(data_dir: Path) -> None:
+    (Path(data_dir) / MIRROR_FILE).unlink(missing_ok=True)
+
+
+def clear_join_flag(directory: Path) -> None:
+    """Clear the membership's Join-Mirror flag: from the next start the instance keeps the
+    configuration but does not run as that member (the first step of removing the last
+    member's configuration, SPEC §6.10; engine/member/remove.py).  Nothing saves the
+    configuration of a membership that is not running, so the flag stays until removal."""
+    path = Path(directory) / MIRROR_FILE
+    data = json.loads(path.read_text())
+    data[JOIN_FLAG] = False
+    write_json(path, data)
+
+
+def joins_at_start(cfg: MirrorConfig) -> bool:
+    """Whether the membership loaded as `cfg` has its Join-Mirror flag set (the default)."""
+    try:
+        return json.loads(Path(cfg.source).read_text()).get(JOIN_FLAG, True) is not False
+    except (OSError, TypeError, ValueError):
+        return True
+
+
+# -- rules --------------------------------------------------------------------------
+
+
+def check_mirror_name(op: str, name) -> str:
+    if not isinstance(name, str) or not _MIRROR_NAME.match(name):
+        raise Refused(op, None, f"mirror name {name!r} must be 1-15 letters or digits")
+    return name.upper()
+
+
+def check_member_name(op: str, name, mtype: str) -> str:
+    """SPEC §5.2: failover names exclude a few characters; async names are alphanumeric
+    with _ and -.  Both at most 32 characters, upper-cased."""
+    if not isinstance(name, str) or not name or len(name) > 32:
+        raise Refused(op, None, f"member name {name!r} must be 1-32 characters")
+    if mtype == "failover" and set(name) & _FAILOVER_FORBIDDEN:
+        raise Refused(
+            op, None, f"member name {name!r} may not contain spaces, tabs or : [ ] # ; / * = ^ ~ ,"
+        )
+    if mtype != "failover" and not _ASYNC_NAME.match(name):
+        raise Refused(op, None, f"async member name {name!r}: letters, digits, _ and - only")
+    return name.upper()
+
+
+def check_type(op: str, mtype) -> str:
+    if mtype not in MEMBER_TYPES:
+        raise Refused(op, None, f"member type {mtype!r} is not one of {', '.join(MEMBER_TYPES)}")
+    return mtype
+
+
+def check_address(op: str, value, what: str) -> Address:
+    try:
+        return parse_address(value, what)
+    except ConfigError as exc:
+        raise Refused(op, None, str(exc)) from None
+
+
+def check_join(cfg: MirrorConfig, name: str, mtype: str, addresses: list[Address]) -> None:
+    """Refuse a new member the mirror cannot take (SPEC §1.4), naming the limit."""
+    op = "join"
+    if any(m.name == name for m in cfg.members):
+        raise Refused(op, None, f"mirror {cfg.name} already has a member named {name}")
+    if len(cfg.members) >= MAX_MEMBERS:
+        raise Refused(op, None, f"mirror {cfg.name} has {MAX_MEMBERS} members, the most allowed")
+    if mtype == "failover" and len(cfg.failover_members) >= MAX_FAILOVER:
+        raise Refused(
+            op, None, f"mirror {cfg.name} already has {MAX_FAILOVER} failover members, the most"
+        )
+    asyncs = [m for m in cfg.members if not m.is_failover]
+    if mtype != "failover" and len(asyncs) >= MAX_ASYNC:
+        raise Refused(op, None, f"mirror {cfg.name} has {MAX_ASYNC} async members, the most")
+    taken = {a for m in cfg.members for a in (m.superserver, m.private) if a is not None}
+    for addr in addresses:
+        if addr in taken:
+            raise Refused(op, None, f"address {addr} is already used by a member of {cfg.name}")
+
+
+def links_to_restart(cfg: MirrorConfig, changed, primary: str) -> frozenset[str]:
+    """The members whose data channel an edit of the `changed` settings restarts: every one
+    for TLS; for a compression setting only those it applies to (SPEC §3.4: the failover
+    setting is primary to backup, the async one primary to asyncs)."""
+    others = [m for m in cfg.members if m.name != primary]
+    if "tls" in changed:
+        return frozenset(m.name for m in others)
+    failover = any(k.startswith("failover_compression") for k in changed)
+    asyncs = any(k.startswith("async_compression") for k in changed)
+    return frozenset(m.name for m in others if (failover if m.is_failover else asyncs))
+
+
+def check_settings(op: str, changes) -> dict:
+    """The mirror settings in `changes`, checked; the mirror name never changes (§5.1)."""
+    if not isinstance(changes, dict):
+        raise Refused(op, None, "expected a map of settings")
+    if "name" in changes:
+        raise Refused(op, None, "the mirror name cannot be changed after creation")
+    out = {}
+    for key, value in changes.items():
+        if key not in SETTINGS:
+            raise Refused(op, None, f"unknown setting {key!r} (settings: {', '.join(SETTINGS)})")
+        allowed, must = SETTINGS[key]
+        if isinstance(allowed, tuple):
+            if value not in allowed:
+                raise Refused(op, None, f"{key}: {value!r} is not one of {', '.join(allowed)}")
+        elif type(value) is not allowed or (key == "qos_timeout_ms" and value < 50):
+            raise Refused(op, None, f"{key} must be {must}")
+        out[key] = value
+    return out

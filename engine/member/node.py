@@ -1,0 +1,92 @@
+"""What an instance knows about itself before and apart from any mirror: <data_dir>/node.json.
+
+An instance configured through the agent starts with
+
+    python -m engine instance --data-dir DIR [--name NAME --superserver HOST:PORT]
+
+The first start records its name and superserver address in node.json; later starts (and the
+restart after a mirror is created, joined or left, or the superserver port changed) read
+them from there.  The member's TLS files ("Set up SSL/TLS", SPEC §5.2) are recorded here
+too, so they never travel with the mirror configuration: each member has its own
+(remove_mirror_config may forget them, engine/member/remove.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.member.config import Address, ConfigError, parse_address
+
+NODE_FILE = "node.json"
+
+
+@dataclass
+class Node:
+    name: str
+    superserver: Address
+    data_dir: Path
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+
+    @property
+    def has_tls(self) -> bool:
+        return None not in (self.tls_cert, self.tls_key, self.tls_ca)
+
+    def save(self) -> None:
+        data = {
+            "name": self.name,
+            "superserver": str(self.superserver),
+            "tls_cert": _text(self.tls_cert),
+            "tls_key": _text(self.tls_key),
+            "tls_ca": _text(self.tls_ca),
+        }
+        write_json(self.data_dir / NODE_FILE, data)
+
+
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Replace `path` atomically and durably: a crash leaves the old file or the new one."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_node(data_dir: str | Path, name: str | None = None, superserver: str | None = None):
+    """The node of `data_dir`; name and superserver are required on the first start; a
+    superserver given later replaces the recorded one.  A running instance changes its
+    port with set_superserver_port (engine/member/port.py), which records it here and
+    restarts without --superserver, so that the new port is the one read back."""
+    data_dir = Path(data_dir).resolve()
+    path = data_dir / NODE_FILE
+    if path.exists():
+        raw = json.loads(path.read_text())
+        node = Node(
+            raw["name"],
+            parse_address(raw["superserver"], f"{path}: superserver"),
+            data_dir,
+            *(Path(raw[k]) if raw.get(k) else None for k in ("tls_cert", "tls_key", "tls_ca")),
+        )
+        if name is not None and name.upper() != node.name:
+            raise ConfigError(f"{path} belongs to instance {node.name}, not {name.upper()}")
+        if superserver is not None:
+            node.superserver = parse_address(superserver, "--superserver")
+            node.save()
+        return node
+    if name is None or superserver is None:
+        raise ConfigError(f"{path} does not exist: the first start needs --name and --superserver")
+    if not name or len(name) > 32 or not all(c.isalnum() or c in "_-" for c in name):
+        raise ConfigError(f"--name {name!r}: 1-32 letters, digits, _ or -")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    node = Node(name.upper(), parse_address(superserver, "--superserver"), data_dir)
+    node.save()
+    return node

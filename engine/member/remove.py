@@ -1,0 +1,206 @@
+"""Leaving a mirror and Remove Mirror Configuration (SPEC §6.9-§6.12), on an instance
+configured through the agent.
+
+    remove_mirror_config {remove_db_attribute?, remove_tls?, mirror?}   (engine/member/instance.py)
+    leave_mirror {remove_db_attribute?}        one membership (engine/member/membership_ops.py)
+
+remove_mirror_config removes the instance's mirror configuration entirely, where
+leave_mirror leaves one mirror.  Options, as the guide's dialog offers them:
+  - remove_db_attribute: the databases lose their mirrored attribute (false: they keep it,
+    and on rejoining come back needing Activate and Catchup; §6.12);
+  - remove_tls: the instance forgets its TLS configuration (node.json's certificate, key and
+    CA; the files themselves stay where they are).
+
+A backup or async leaves (telling the primary when connected) and restarts as a non-member.
+A reporting async leaves all its mirrors, unless `mirror` names one (and then keeps its TLS
+configuration, which its other mirrors use).
+
+The primary may remove its configuration only as the mirror's last member (others, pending
+ones included, are removed first: refused, naming them), and in two steps (§6.10, §6.11):
+  1. the first call clears the membership's Join-Mirror flag and restarts the instance, which
+     then keeps the configuration but does not run as the member (status "Not Initialized"
+     with a waiting_reason saying what is left to do; creating or joining is refused);
+  2. the second call removes the configuration.  The databases stay on disk as the working,
+     non-mirrored copies (with or without the mirrored attribute as asked); no restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from engine.member import mirror_file as ms
+from engine.storage.databases import Catalog, Refused
+
+if TYPE_CHECKING:
+    from engine.member.config import MirrorConfig
+    from engine.member.instance import Host
+    from engine.member.membership import Instance
+
+log = logging.getLogger("engine.member.instance")
+OP = "remove_mirror_config"
+
+
+def _options(arg) -> dict:
+    if arg is None:
+        arg = {}
+    if not isinstance(arg, dict):
+        raise Refused(OP, None, "expected {remove_db_attribute?, remove_tls?, mirror?}")
+    unknown = sorted(set(arg) - {"remove_db_attribute", "remove_tls", "mirror"})
+    if unknown:
+        raise Refused(OP, None, f"unknown option(s) {', '.join(unknown)}")
+    return arg
+
+
+def dormant_reason(cfg: MirrorConfig) -> str:
+    return (
+        f"the Join-Mirror flag of mirror {cfg.name} is cleared: call remove_mirror_config again "
+        "to remove its configuration (SPEC §6.10)"
+    )
+
+
+def remove_mirror_config(host: Host, arg) -> dict:
+    arg = _options(arg)
+    remove_attr = bool(arg.get("remove_db_attribute", False))
+    remove_tls = bool(arg.get("remove_tls", False))
+    if host.dormant:
+        return _second_step(host, remove_attr, remove_tls)
+    if not host.members:
+        raise Refused(OP, None, f"instance {host.node.name} has no mirror configuration")
+    mirror = arg.get("mirror")
+    if mirror is not None:
+        inst = host.members.get(str(mirror).upper())
+        if inst is None:
+            raise Refused(OP, None, f"this instance is not a member of mirror {mirror}")
+        targets = [inst]
+    else:
+        targets = list(host.members.values())
+    primary = next((i for i in targets if i.role == "primary"), None)
+    if primary is not None:
+        return _first_step(host, primary)
+    staying = sorted(set(host.members) - {i.cfg.name for i in targets})
+    if remove_tls and staying:
+        raise Refused(
+            OP,
+            None,
+            f"the TLS configuration serves mirror(s) {', '.join(staying)} too: remove the "
+            "configuration of every mirror (no 'mirror') to remove it",
+        )
+    for inst in targets:
+        leave_mirror(inst, {"remove_db_attribute": remove_attr})  # restarts the process
+    if remove_tls:
+        _forget_tls(host)
+    names = [i.cfg.name for i in targets]
+    return {
+        "mirror": names[0],
+        "mirrors": names,
+        "removed": True,
+        "db_attribute_removed": remove_attr,
+        "tls_removed": remove_tls,
+        "restarting": True,
+    }
+
+
+def _first_step(host: Host, inst) -> dict:
+    others = [m.name for m in inst.cfg.members if m is not inst.member]
+    if others:
+        raise Refused(
+            OP,
+            None,
+            f"the primary removes its configuration as the last member: remove "
+            f"{', '.join(others)} first (SPEC §6.11)",
+        )
+    ms.clear_join_flag(inst.data_dir)
+    log.warning("Join-Mirror flag of mirror %s cleared; restarting", inst.cfg.name)
+    host.request_restart()
+    return {
+        "mirror": inst.cfg.name,
+        "mirrors": [inst.cfg.name],
+        "step": 1,
+        "join_flag_cleared": True,
+        "removed": False,
+        "restarting": True,
+        "next": "after the restart, call remove_mirror_config again to remove the configuration",
+    }
+
+
+def _second_step(host: Host, remove_attr: bool, remove_tls: bool) -> dict:
+    names = []
+    for cfg, _member in list(host.dormant.values()):
+        directory = cfg.source.parent
+        catalog = Catalog(directory)
+        if catalog.path.exists():
+            catalog.load([], failover_db=True)
+            drop_databases(catalog, remove_attr)
+        ms.remove_local(directory)
+        names.append(cfg.name)
+        log.warning(
+            "mirror %s configuration removed; its databases stay as local data (attribute %s)",
+            cfg.name,
+            "removed" if remove_attr else "kept",
+        )
+    host.dormant.clear()
+    if remove_tls:
+        _forget_tls(host)
+    return {
+        "mirror": names[0],
+        "mirrors": names,
+        "step": 2,
+        "removed": True,
+        "db_attribute_removed": remove_attr,
+        "tls_removed": remove_tls,
+        "restarting": False,
+    }
+
+
+def _forget_tls(host: Host) -> None:
+    node = host.node
+    node.tls_cert = node.tls_key = node.tls_ca = None
+    node.save()
+    log.warning("TLS configuration of instance %s removed", node.name)
+
+
+# -- leaving one mirror (leave_mirror, engine/member/membership_ops.py ACTIONS) ---------
+
+
+def leave_mirror(inst: Instance, arg):
+    """Leave the mirror (tell the primary when connected) and remove the local configuration,
+    keeping or removing the databases' mirrored attribute (§6.12); the process restarts as
+    a non-member."""
+    from engine.member.membership_ops import _arg_map, _dynamic
+
+    op = "leave_mirror"
+    _dynamic(inst, op)
+    arg = _arg_map(op, arg)
+    remove_attr = bool(arg.get("remove_db_attribute", False))
+    if inst.role == "primary":
+        others = [m.name for m in inst.cfg.members if m is not inst.member]
+        if others:
+            raise Refused(
+                op,
+                None,
+                f"the primary leaves last: remove {', '.join(others)} first (SPEC §6.11)",
+            )
+    elif inst.replica is not None:
+        inst.replica.leave()
+    drop_databases(inst.catalog, remove_attr)
+    ms.remove_local(inst.data_dir)
+    log.warning(
+        "left mirror %s (mirrored attribute %s)",
+        inst.cfg.name,
+        "removed" if remove_attr else "kept",
+    )
+    inst.request_restart()
+    return {"mirror": inst.cfg.name, "left": True, "db_attribute_removed": remove_attr}
+
+
+def drop_databases(catalog, remove_attr: bool) -> None:
+    """The databases' mirrored attribute on leaving: removed (the catalog goes; the files
+    stay as local data), or kept (§6.12: on rejoining they come back, and need Activate and
+    Catchup)."""
+    if remove_attr:
+        catalog.path.unlink(missing_ok=True)
+        return
+    for entry in catalog.entries.values():
+        entry.activated = entry.caught_up = False
+    catalog.save()

@@ -1,0 +1,219 @@
+"""Application requests of the superserver: argument checks, role checks, reads and writes.
+
+Each handler takes (instance, connection, args) and returns either a plain value (the
+reply is sent at once) or an asyncio.Future (the reply is sent, in order, when it
+completes).  Errors are raised as RequestError or ValueError and become ERROR replies.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from engine.member.admin_auth import check_admin, split_admin_args
+from engine.member.session import RequestError
+from engine.storage.collation import validate_global_name
+from engine.wire.protocol import ErrorCode, MsgType
+
+if TYPE_CHECKING:
+    from engine.member.membership import Instance
+    from engine.member.session import Connection
+
+SET = "SET"
+KILL = "KILL"
+MAX_QUERY_ROWS = 100_000
+
+
+def _arity(args: list, low: int, high: int, what: str) -> None:
+    if not low <= len(args) <= high:
+        want = str(low) if low == high else f"{low}-{high}"
+        raise ValueError(f"{what} takes {want} arguments, got {len(args)}")
+
+
+def check_subs(subs: Any) -> tuple:
+    if subs is None:
+        return ()
+    if not isinstance(subs, (list, tuple)):
+        raise ValueError(f"subscripts must be an array, not {type(subs).__name__}")
+    for s in subs:
+        if isinstance(s, bool) or not isinstance(s, (int, float, str)):
+            raise ValueError(f"subscript {s!r} must be an integer, a float or a string")
+        if isinstance(s, float) and s != s:
+            raise ValueError("subscript NaN is not allowed")
+    return tuple(subs)
+
+
+def check_value(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, bytes)):
+        raise ValueError(
+            f"value must be a string, integer, float or bytes, not {type(value).__name__}"
+        )
+    return value
+
+
+def node_args(inst: Instance, args: list, what: str, low: int, high: int):
+    _arity(args, low, high, what)
+    db = args[0]
+    if not isinstance(db, str):
+        raise ValueError("database name must be a string")
+    store = inst.store_for(db)
+    gname = validate_global_name(args[1])
+    subs = check_subs(args[2] if len(args) > 2 else None)
+    return db.upper(), store, gname, subs
+
+
+def check_read(inst: Instance) -> None:
+    """Backups serve no application reads (SPEC §1.2); asyncs and the primary do."""
+    if inst.role == "backup":
+        raise inst.not_primary_error("the backup does not serve application requests")
+
+
+def check_write(inst: Instance, db=None) -> None:
+    if inst.role == "primary" or inst.member.type == "rw_reporting":
+        return
+    if db is not None and inst.member.type == "ro_reporting" and isinstance(db, str):
+        entry = inst.catalog.get(db)
+        if entry is not None and not entry.failover_db:
+            return  # FailoverDB cleared (SPEC §5.3): the copy takes local writes
+    raise inst.not_primary_error("writes are accepted only by the primary")
+
+
+def op_ping(inst: Instance, conn: Connection, args: list):
+    return "pong"
+
+
+def op_info(inst: Instance, conn: Connection, args: list):
+    return inst.info()
+
+
+def op_get(inst: Instance, conn: Connection, args: list):
+    check_read(inst)
+    db, store, gname, subs = node_args(inst, args, "get", 2, 3)
+    if conn.txn is not None:
+        found, value = _txn_lookup(conn.txn, db, gname, subs)
+        if found:
+            return value
+    return store.get(gname, subs)
+
+
+def _txn_lookup(txn: list, db: str, gname: str, subs: tuple):
+    """A transaction reads its own uncommitted writes (newest first)."""
+    for op, tdb, tg, tsubs, value in reversed(txn):
+        if tdb != db or tg != gname:
+            continue
+        if op == SET and tsubs == subs:
+            return True, value
+        if op == KILL and subs[: len(tsubs)] == tsubs:
+            return True, None
+    return False, None
+
+
+def op_order(inst: Instance, conn: Connection, args: list):
+    check_read(inst)
+    _arity(args, 3, 4, "order")
+    db, store, gname, subs = node_args(inst, args[:3], "order", 3, 3)
+    if not subs:
+        raise ValueError("order needs at least one subscript (the level to move along)")
+    direction = args[3] if len(args) > 3 else 1
+    if direction not in (1, -1):
+        raise ValueError("order direction must be 1 or -1")
+    return store.order(gname, subs, direction)
+
+
+def op_query(inst: Instance, conn: Connection, args: list):
+    check_read(inst)
+    _arity(args, 2, 7, "query")
+    db, store, gname, prefix = node_args(inst, args[:3], "query", 2, 3)
+    start = check_subs(args[3]) if len(args) > 3 and args[3] is not None else None
+    stop = check_subs(args[4]) if len(args) > 4 and args[4] is not None else None
+    reverse = bool(args[5]) if len(args) > 5 else False
+    limit = args[6] if len(args) > 6 else None
+    if limit is None:
+        limit = MAX_QUERY_ROWS
+    elif isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValueError("query limit must be a non-negative integer")
+    limit = min(limit, MAX_QUERY_ROWS)
+    rows = store.query(gname, prefix=prefix, start=start, stop=stop, reverse=reverse, limit=limit)
+    return [[list(s), v] for s, v in rows]
+
+
+def op_set(inst: Instance, conn: Connection, args: list):
+    check_write(inst, args[0] if args else None)
+    db, store, gname, subs = node_args(inst, args[:3], "set", 3, 3)
+    _arity(args, 4, 4, "set")
+    value = check_value(args[3])
+    return _write(inst, conn, (SET, db, gname, subs, value))
+
+
+def op_kill(inst: Instance, conn: Connection, args: list):
+    check_write(inst, args[0] if args else None)
+    db, store, gname, subs = node_args(inst, args, "kill", 2, 3)
+    return _write(inst, conn, (KILL, db, gname, subs, None))
+
+
+def _write(inst: Instance, conn: Connection, op: tuple):
+    if conn.txn is not None:
+        conn.txn.append(op)
+        return None
+    if inst.role != "primary":
+        inst.local_write([op])
+        return None
+    return inst.writer.submit([op])
+
+
+def op_tstart(inst: Instance, conn: Connection, args: list):
+    # a reporting copy whose FailoverDB flag is cleared takes local transactions too
+    writable = [e.name for e in inst.catalog.entries.values() if not e.failover_db]
+    check_write(inst, writable[0] if writable else None)
+    if conn.txn is not None:
+        raise RequestError(
+            ErrorCode.TRANSACTION, "a transaction is already open on this connection"
+        )
+    conn.txn = []
+    return None
+
+
+def op_tcommit(inst: Instance, conn: Connection, args: list):
+    if conn.txn is None:
+        raise RequestError(ErrorCode.TRANSACTION, "no open transaction to commit")
+    ops, conn.txn = conn.txn, None
+    if not ops:
+        return None
+    for op in ops:
+        check_write(inst, op[1])
+    if inst.role != "primary":
+        inst.local_write(ops)
+        return None
+    return inst.writer.submit(ops)
+
+
+def op_trollback(inst: Instance, conn: Connection, args: list):
+    if conn.txn is None:
+        raise RequestError(ErrorCode.TRANSACTION, "no open transaction to roll back")
+    conn.txn = None
+    return None
+
+
+def op_status(inst: Instance, conn: Connection, args: list):
+    return inst.status()
+
+
+def op_admin(inst: Instance, conn: Connection, args: list):
+    action, arg, token = split_admin_args(args)
+    check_admin(inst.admin_token, action, token)
+    return inst.admin(action, arg)
+
+
+HANDLERS = {
+    MsgType.PING: op_ping,
+    MsgType.INFO: op_info,
+    MsgType.GET: op_get,
+    MsgType.SET: op_set,
+    MsgType.KILL: op_kill,
+    MsgType.ORDER: op_order,
+    MsgType.QUERY: op_query,
+    MsgType.TSTART: op_tstart,
+    MsgType.TCOMMIT: op_tcommit,
+    MsgType.TROLLBACK: op_trollback,
+    MsgType.STATUS: op_status,
+    MsgType.ADMIN: op_admin,
+}

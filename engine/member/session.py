@@ -1,0 +1,261 @@
+"""One TCP connection to a member: frame parsing, pipelining and error replies.
+
+Both listeners (superserver and mirror private address) use this class.  A
+connection whose first frame is DC_HELLO becomes a data channel and is handed to
+the primary's replicator; every other connection is an application session.
+
+Pipelining: requests are read as fast as they arrive; each gets a reply slot in
+arrival order, and slots are flushed strictly in order as their results become
+ready, so many requests can be in flight on one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from engine.wire.protocol import (
+    APP_REQUESTS,
+    BadFrame,
+    ErrorCode,
+    Frame,
+    FrameDecoder,
+    FrameError,
+    MsgType,
+    describe_truncation,
+    error_frame,
+    ok_frame,
+    unpack,
+)
+
+if TYPE_CHECKING:
+    from engine.member.membership import Instance
+
+log = logging.getLogger("engine.member.session")
+MAX_IN_FLIGHT = 10_000  # requests awaiting their reply on one connection
+# Reads pipelined behind a write on the same connection wait for that write.
+DEFERRED_READS = frozenset({MsgType.GET, MsgType.ORDER, MsgType.QUERY})
+
+
+class RequestError(Exception):
+    """Raised by request handlers; becomes an ERROR reply (the connection stays open)."""
+
+    def __init__(self, code: str, message: str, **extra: Any):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, instance: Instance, listener: str, max_frame: int):
+        self.instance = instance
+        self.listener = listener
+        self.decoder = FrameDecoder(max_frame)
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.txn: list | None = None  # buffered writes of an open transaction
+        self.data_link = None  # set when this connection becomes a data channel
+        self._slots: deque[list] = deque()  # [bytes | None] in request order
+        self._barrier: asyncio.Future | None = None  # the latest write still in flight
+        self._reading_paused = False
+        self._writing_paused = False
+        self.closed = False
+
+    # -- asyncio.Protocol -------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.instance.sessions.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.instance.sessions.discard(self)
+        trunc = describe_truncation(self.decoder)
+        if trunc:
+            log.warning("%s listener, peer %s: %s", self.listener, self.peer, trunc)
+        if self.data_link is not None:
+            self.data_link.connection_lost()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self.decoder.feed(data)
+        except FrameError as exc:
+            self.reject_stream(exc.reason, exc.req_id)
+            return
+        for frame in frames:
+            if self.closed:
+                return
+            if isinstance(frame, BadFrame):
+                log.warning(
+                    "%s listener, peer %s: rejected frame: %s",
+                    self.listener,
+                    self.peer,
+                    frame.reason,
+                )
+                self.reply_now(error_frame(frame.req_id, ErrorCode.PROTOCOL, frame.reason))
+                continue
+            if self.data_link is not None:
+                self.data_link.on_frame(frame)
+            elif frame.type == MsgType.DC_HELLO:
+                self.instance.accept_data_channel(self, frame)
+            else:
+                self.handle_request(frame)
+
+    # -- replies ----------------------------------------------------------
+    def reject_stream(self, reason: str, req_id: int = 0, quiet: bool = False) -> None:
+        """Unrecoverable input: reply with the reason, log it (unless quiet: already logged),
+        and close this connection only."""
+        if not quiet:
+            log.warning(
+                "%s listener, peer %s: closing connection: %s", self.listener, self.peer, reason
+            )
+        if self.transport is not None and not self.closed:
+            self.transport.write(error_frame(req_id, ErrorCode.PROTOCOL, reason))
+            self.transport.close()
+        self.closed = True
+
+    def reply_now(self, data: bytes) -> None:
+        """Reply to a request that completes synchronously (keeps pipelined order)."""
+        if self._slots:
+            self._slots.append([data])
+        elif self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def reply_later(self, req_id: int, fut: asyncio.Future) -> None:
+        slot: list = [None]
+        self._slots.append(slot)
+        if len(self._slots) > MAX_IN_FLIGHT and not self._reading_paused:
+            # a client may pipeline freely, but not without bound: stop reading until
+            # the replies catch up
+            self._pause_reading()
+
+        def done(f: asyncio.Future) -> None:
+            slot[0] = self._result_frame(req_id, f)
+            self._flush()
+
+        fut.add_done_callback(done)
+
+    def _result_frame(self, req_id: int, fut: asyncio.Future) -> bytes:
+        if fut.cancelled():
+            return error_frame(req_id, ErrorCode.UNAVAILABLE, "request cancelled (member stopping)")
+        exc = fut.exception()
+        if exc is None:
+            try:
+                return ok_frame(req_id, fut.result())
+            except (TypeError, ValueError) as bad:
+                # an answer that cannot be encoded must not leave the slot (and every later
+                # reply on this connection) waiting forever
+                exc = bad
+        if isinstance(exc, RequestError):
+            return error_frame(req_id, exc.code, exc.message, **exc.extra)
+        log.error("request %d from %s failed: %r", req_id, self.peer, exc)
+        return error_frame(req_id, ErrorCode.INTERNAL, f"internal error: {exc}")
+
+    def _flush(self) -> None:
+        slots = self._slots
+        out = []
+        while slots and slots[0][0] is not None:
+            out.append(slots.popleft()[0])
+        if out and self.transport is not None and not self.closed:
+            self.transport.write(b"".join(out))
+        if self._reading_paused and len(slots) < MAX_IN_FLIGHT // 2 and not self._writing_paused:
+            self._resume_reading()
+
+    # -- back-pressure ----------------------------------------------------
+    def pause_writing(self) -> None:
+        # The peer does not read its replies: stop reading its requests meanwhile.  Not on
+        # a data channel, whose acks must keep flowing while journal is queued to it.
+        if self.data_link is None:
+            self._writing_paused = True
+            self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if len(self._slots) < MAX_IN_FLIGHT // 2:
+            self._resume_reading()
+
+    def _pause_reading(self) -> None:
+        if self.transport is not None and not self.closed and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.transport is not None and not self.closed and self._reading_paused:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    # -- requests ---------------------------------------------------------
+    def handle_request(self, frame: Frame) -> None:
+        req_id = frame.req_id
+        if frame.type not in APP_REQUESTS:
+            reason = (
+                f"message type {MsgType(frame.type).name} is not a request this listener serves"
+            )
+            log.warning("%s listener, peer %s: %s", self.listener, self.peer, reason)
+            self.reply_now(error_frame(req_id, ErrorCode.PROTOCOL, reason))
+            return
+        try:
+            args = unpack(frame.body)
+            if args is None:
+                args = []
+            if not isinstance(args, list):
+                raise RequestError(
+                    ErrorCode.BAD_REQUEST, "request body must be an array of arguments"
+                )
+            barrier = self._barrier
+            if barrier is not None and not barrier.done() and frame.type in DEFERRED_READS:
+                self.reply_later(req_id, self._after(barrier, frame.type, args))
+                return
+            result = self.instance.handle(self, frame.type, args)
+        except ValueError as exc:
+            log.warning(
+                "%s listener, peer %s: bad request %d: %s", self.listener, self.peer, req_id, exc
+            )
+            self.reply_now(error_frame(req_id, ErrorCode.BAD_REQUEST, str(exc)))
+            return
+        except RequestError as exc:
+            self.reply_now(error_frame(req_id, exc.code, exc.message, **exc.extra))
+            return
+        except Exception as exc:  # keep serving whatever a handler did wrong
+            log.exception("request %d from %s failed", req_id, self.peer)
+            self.reply_now(error_frame(req_id, ErrorCode.INTERNAL, f"internal error: {exc}"))
+            return
+        if isinstance(result, asyncio.Future):
+            self.reply_later(req_id, result)
+            self._barrier = result
+        else:
+            self.reply_now(ok_frame(req_id, result))
+
+    def _after(self, barrier: asyncio.Future, mtype: int, args: list) -> asyncio.Future:
+        """Run a read once the connection's earlier writes are durable (read your writes)."""
+        fut = asyncio.get_running_loop().create_future()
+
+        def run(_):
+            try:
+                fut.set_result(self.instance.handle(self, mtype, args))
+            except ValueError as exc:
+                fut.set_exception(RequestError(ErrorCode.BAD_REQUEST, str(exc)))
+            except Exception as exc:
+                fut.set_exception(exc)
+
+        barrier.add_done_callback(run)
+        return fut
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+        self.closed = True

@@ -1,0 +1,357 @@
+"""Member status with the exact values of SPEC §2.1-2.3, and the `status` command.
+
+Journal Transfer (backup/asyncs; N/A on the primary):
+    Active | Caught up | <time> behind | Disconnected on <time>
+Dejournaling:
+    Caught up | <time> behind | Disconnected on <time>
+    | Warning! Some databases need attention. | Warning! Dejournaling is stopped.
+<time> is a duration such as "12 seconds" or "3 minutes 5 seconds"; the time of a
+disconnection is "YYYY-MM-DD HH:MM:SS UTC".  Incoming journal rate uses the formats of
+SPEC §7.3 and, like the Mirror Monitor, covers the data since the previous status query.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING
+
+from engine.member.config import TYPE_LABELS
+from engine.member.download import download_progress
+from engine.storage.databases import Refused, db_status, missing_databases
+
+if TYPE_CHECKING:
+    from engine.member.membership import Instance
+
+FIRST_RATE = "--- (will be displayed on refresh)"
+RATE_STEP_S = 0.5
+RATE_WINDOW_S = 10.0
+# A member receiving records written less than this long ago is "Caught up".
+CAUGHT_UP_SLACK_S = 1.0
+
+
+def format_duration(seconds: float) -> str:
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s} second{'s' if s != 1 else ''}"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m} minute{'s' if m != 1 else ''} {s} second{'s' if s != 1 else ''}"
+    h, m = divmod(m, 60)
+    return f"{h} hour{'s' if h != 1 else ''} {m} minute{'s' if m != 1 else ''}"
+
+
+def format_time(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+
+def journal_transfer(inst: Instance) -> tuple[str, float | None]:
+    """(Journal Transfer value, latency in seconds)."""
+    link = inst.replica
+    if link is None:
+        return "N/A", None
+    if not link.connected:
+        return f"Disconnected on {format_time(link.disconnected_at or inst.started_at)}", None
+    if link.active:
+        return "Active", 0.0
+    if link.caught_up:
+        return "Caught up", 0.0
+    behind = max(0.0, time.time() - (link.last_block_time or link.primary_time or time.time()))
+    if behind < CAUGHT_UP_SLACK_S:
+        # streaming live: the primary's end position we know is just a heartbeat old
+        return "Caught up", behind
+    return f"{format_duration(behind)} behind", behind
+
+
+def dejournaling(inst: Instance) -> tuple[str, float | None]:
+    """(Dejournaling value, latency in seconds)."""
+    dj = inst.dejournal
+    link = inst.replica
+    if dj is None or link is None:
+        return "N/A", None
+    if dj.stopped:
+        return "Warning! Dejournaling is stopped.", None
+    if dj.paused_databases() or any(
+        db_status(inst, e) != "Dejournaling" for e in inst.catalog.entries.values()
+    ):
+        return "Warning! Some databases need attention.", None
+    if not link.connected:
+        return f"Disconnected on {format_time(link.disconnected_at or inst.started_at)}", None
+    lag = dj.lag_seconds()
+    if lag is None or dj.caught_up():
+        return "Caught up", 0.0
+    return f"{format_duration(lag)} behind", lag
+
+
+def incoming_rate(inst: Instance) -> tuple[str, dict | None]:
+    link = inst.replica
+    if link is None:
+        return "N/A", None
+    # Samples kept at most every RATE_STEP_S over the last RATE_WINDOW_S: many callers (the
+    # agent polls every 20 ms) share them, so no caller's query resets another's interval.
+    now = time.time()
+    samples = inst.rate_samples
+    first = not samples
+    if first or now - samples[-1][0] >= RATE_STEP_S:
+        samples.append((now, link.bytes_network, link.bytes_journal))
+    while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW_S:
+        samples.popleft()
+    if first:
+        return FIRST_RATE, None
+    prev = samples[0]
+    interval = max(now - prev[0], 1e-6)
+    net_kb = (link.bytes_network - prev[1]) / 1024 / interval
+    jrn_kb = (link.bytes_journal - prev[2]) / 1024 / interval
+    figures = {
+        "network_kb_s": round(net_kb, 1),
+        "journal_kb_s": round(jrn_kb, 1),
+        "interval_s": round(interval, 1),
+    }
+    secs = int(round(interval))
+    if not link.codec:
+        return f"{int(round(jrn_kb))} KB/s ({secs}s interval)", figures
+    ratio = jrn_kb / net_kb if net_kb else 0.0
+    figures["ratio"] = round(ratio, 2)
+    return (
+        f"{int(round(net_kb))} KB/s network; {int(round(jrn_kb))} KB/s journal; "
+        f"ratio {ratio:.2f}:1 ({secs}s interval)",
+        figures,
+    )
+
+
+def member_state(inst: Instance) -> str:
+    if inst.role == "primary":
+        rep = inst.replicator
+        if (
+            rep is not None
+            and rep.trouble_since is not None
+            and time.time() - rep.trouble_since < 2 * rep.qos
+        ):
+            return "In Trouble"
+        return "Primary"
+    if inst.mirroring_stopped:
+        return "Stopped"
+    if waiting_reason(inst):
+        return "Waiting"
+    link = inst.replica
+    if link is None or not link.connected or not link.caught_up_once:
+        return "Synchronizing"
+    return "Backup" if inst.role == "backup" else "Connected"
+
+
+def waiting_reason(inst: Instance) -> str | None:
+    """Why this member cannot go on without an operator (SPEC §2.1 Waiting), or None."""
+    if inst.removed:
+        return "removed from the mirror by the primary: remove the mirror configuration"
+    link = inst.replica
+    if link is not None and not link.connected and link.refusal:
+        return link.refusal
+    return inst.address_error
+
+
+def _pos(p) -> list | None:
+    return None if p is None else [p.file_seq, p.offset]
+
+
+def member_status(inst: Instance) -> dict:
+    jt, jt_lat = journal_transfer(inst)
+    dj, dj_lat = dejournaling(inst)
+    rate, figures = incoming_rate(inst)
+    out = {
+        "member": inst.member.name,
+        "mirror": inst.cfg.name,
+        "type": TYPE_LABELS[inst.member.type],
+        "status": member_state(inst),
+        "journal_transfer": jt,
+        "dejournaling": dj,
+        "journal_transfer_latency_s": None if jt_lat is None else round(jt_lat, 3),
+        "dejournal_latency_s": None if dj_lat is None else round(dj_lat, 3),
+        "incoming_journal_rate": rate,
+        "incoming_journal_figures": figures,
+        "journal_end": _pos(inst.journal.end_position),
+        "databases": database_rows(inst),
+    }
+    missing = missing_databases(inst)
+    if missing is not None:
+        out["missing_mirrored_databases"] = missing
+    if inst.replica is not None:
+        out["primary"] = inst.replica.primary_name
+        out["codec"] = inst.replica.codec
+    if inst.dejournal is not None:  # under the mirror's parallel_dejournaling (SPEC §3.6)
+        out["dejournaling_parallel"] = inst.dejournal.dj.parallel
+    if inst.replicator is not None:
+        out["members"] = primary_view(inst)
+    reason = waiting_reason(inst)
+    if reason:
+        out["waiting_reason"] = reason
+    if inst.cfg.dynamic:
+        out["tls"] = inst.tls_info()
+        out["mirror_version"] = inst.cfg.version
+        out["pending_members"] = [
+            {"name": m.name, "type": m.type, "dn": m.dn}
+            for m in inst.cfg.members
+            if not m.authorized
+        ]
+        out["dn_updates"] = [{"member": k, "dn": v} for k, v in inst.cfg.dn_updates.items()]
+    return out
+
+
+def database_rows(inst: Instance) -> list[dict]:
+    """One row per mirrored database (SPEC §2.4); `records_applied`, `download`, `error` and
+    `failover_db` only when they say something (a catch-up running; a download in flight:
+    `{received_bytes, total_bytes, source}`; a failed one; a FailoverDB flag cleared)."""
+    rows = []
+    for db, entry in inst.catalog.entries.items():
+        store = inst.stores.get(db)
+        row = {
+            "name": db,
+            "status": db_status(inst, entry),
+            "applied": None if store is None else _pos(store.applied_position),
+        }
+        if db in inst.catching_up:
+            row["records_applied"] = inst.catching_up[db]
+        progress = download_progress(inst, db)
+        if progress is not None:
+            row["download"] = progress
+        if db in inst.db_errors:
+            row["error"] = inst.db_errors[db]
+        if not entry.failover_db and inst.member.type == "ro_reporting":
+            row["failover_db"] = False
+        rows.append(row)
+    return rows
+
+
+def primary_view(inst: Instance) -> list[dict]:
+    """The primary's view of the other members (connected links and known disconnections)."""
+    rep = inst.replicator
+    end = inst.journal.end_position
+    rows = []
+    for m in inst.cfg.members:
+        if m.name == inst.member.name:
+            continue
+        link = rep.links.get(m.name)
+        row = {"member": m.name, "type": TYPE_LABELS[m.type], "authorized": m.authorized}
+        if link is None:
+            gone = rep.disconnected.get(m.name)
+            row.update(
+                status="Down",
+                journal_transfer=f"Disconnected on {format_time(gone)}" if gone else "N/A",
+            )
+        else:
+            caught = link.live and (end is None or (link.acked is not None and link.acked >= end))
+            if rep.active is link:
+                jt = "Active"
+            elif caught:
+                jt = "Caught up"
+            else:
+                jt = f"{format_duration(time.time() - link.last_ack_at)} behind"
+            state = (
+                ("Backup" if m.is_failover else "Connected")
+                if caught or rep.active is link
+                else "Synchronizing"
+            )
+            row.update(status=state, journal_transfer=jt, acked=_pos(link.acked), codec=link.codec)
+        rows.append(row)
+    return rows
+
+
+def admin_action(inst: Instance, action, arg):
+    from engine.member.dbops import _all_actions
+    from engine.member.dejournal_runner import DEJOURNAL_CONTROLS, dejournal_control
+
+    ACTIONS = _all_actions()
+
+    if action in ACTIONS:
+        return ACTIONS[action](inst, arg)
+    if action == "digest":
+        return inst.store_for(str(arg)).digest()
+    if action == "positions":
+        return {db: _pos(s.applied_position) for db, s in inst.stores.items()}
+    if action == "purge_journal":
+        if inst.replicator is None:
+            raise Refused(action, None, f"member {inst.member.name} is not the primary")
+        return inst.replicator.purge_journal()
+    if action in DEJOURNAL_CONTROLS:
+        return dejournal_control(inst, action, arg)
+    known = ["digest", "positions", "purge_journal", "dejournal_stop", "dejournal_start"]
+    known += ["pause_database", "resume_database", *ACTIONS]
+    raise ValueError(f"unknown admin action {action!r} (known: {', '.join(known)})")
+
+
+# -- command line ------------------------------------------------------------------
+
+
+def render_table(rows: list[dict], mirror: str) -> str:
+    head = f"Status of Mirror {mirror} at {time.strftime('%H:%M:%S on %m/%d/%Y')}"
+    cols = ("Member Name+Type", "Status", "Journal Transfer", "Dejournaling")
+    lines = []
+    for r in rows:
+        lines.append(
+            (
+                r["member"],
+                r.get("status", ""),
+                r.get("journal_transfer", ""),
+                r.get("dejournaling", ""),
+            )
+        )
+        lines.append((f"  {r.get('type', '')}", "", "", ""))
+    widths = [max(len(c), *(len(x[i]) for x in lines)) for i, c in enumerate(cols)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [head, "", fmt.format(*cols), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*x).rstrip() for x in lines]
+    extra = [r for r in rows if r.get("incoming_journal_rate") not in (None, "N/A")]
+    if extra:
+        out.append("")
+        out += [
+            f"Incoming journal transfer rate for {r['member']}: {r['incoming_journal_rate']}"
+            for r in extra
+        ]
+    out += database_lines(rows)
+    return "\n".join(out)
+
+
+def database_lines(rows: list[dict]) -> list[str]:
+    """The Mirrored Databases list of each member, and its missing databases (SPEC §2.4)."""
+    out = []
+    for r in rows:
+        dbs = r.get("databases")
+        if dbs:
+            out += ["", f"Mirrored databases on {r['member']}:"]
+            out += [f"  {d['name']:<20} {d['status']}" for d in dbs]
+        if r.get("missing_mirrored_databases"):
+            names = ", ".join(r["missing_mirrored_databases"])
+            out.append(f"Missing mirrored databases on {r['member']}: {names}")
+    return out
+
+
+def query_status(cfg, member: str | None = None, timeout: float = 3.0) -> list[dict]:
+    """Ask each member (or one) for its status over the protocol; unreachable ones are Down."""
+    from engine.client.app import Client, EngineError
+
+    members = [cfg.member(member)] if member else cfg.members
+    rows = []
+    for m in members:
+        try:
+            with Client([str(m.superserver)], follow_primary=False, timeout=timeout) as c:
+                rows.append(c.status())
+        except (EngineError, OSError) as exc:
+            rows.append(
+                {
+                    "member": m.name,
+                    "type": TYPE_LABELS[m.type],
+                    "status": "Down",
+                    "journal_transfer": "",
+                    "dejournaling": "",
+                    "error": str(exc),
+                }
+            )
+    return rows
+
+
+def status_command(cfg, member: str | None, as_json: bool) -> int:
+    rows = query_status(cfg, member)
+    if as_json:
+        print(json.dumps({"mirror": cfg.name, "members": rows}, indent=2))
+    else:
+        print(render_table(rows, cfg.name))
+    return 0

@@ -1,0 +1,308 @@
+"""Member side of replication (backup and asyncs): the data channel to the primary.
+
+Connects to the primary's mirror private address (asyncs fall back to its superserver
+address), says where its own journal ends, then receives journal bytes: each chunk is
+written verbatim into the member's own journal file at the same file/offset (so
+positions are identical on every member), acknowledged, and queued for dejournaling.
+The backup acknowledges receipt of every chunk at once; the primary waits for that ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from engine.member.membership_ops import JoinRefused, apply_config, check_primary_dn
+from engine.replication.compression import decompress
+from engine.replication.sender import pos_from_wire, pos_wire
+from engine.wire.protocol import (
+    PROTOCOL_VERSION,
+    FrameError,
+    MsgType,
+    encode_frame,
+    read_frame,
+    unpack,
+)
+from engine.wire.tls import describe_ssl_error, peer_dn
+
+if TYPE_CHECKING:
+    from engine.member.config import Address
+    from engine.member.membership import Instance
+
+log = logging.getLogger("engine.replica")
+SYNC_INTERVAL = 0.05
+
+
+class ReplicaLink:
+    def __init__(self, inst: Instance):
+        self.inst = inst
+        self.connected = False
+        self.caught_up_once = False
+        self.active = False
+        self.disconnected_at: float | None = None
+        self.primary_name: str | None = None
+        self.primary_end = None
+        self.primary_time: float | None = None
+        self.last_block_time: float | None = None  # timestamp of the last record received
+        self.received = inst.journal.end_position
+        self.codec: str | None = None
+        self.bytes_network = 0
+        self.bytes_journal = 0
+        self.stopped = False
+        self._task: asyncio.Task | None = None
+        self._sync_task: asyncio.Task | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self.qos = inst.cfg.qos_timeout_ms / 1000.0
+        self._ssl = inst.tls_client_context()
+        self.refusal: str | None = None  # why the primary last refused this member
+
+    @property
+    def caught_up(self) -> bool:
+        return (
+            self.connected
+            and self.primary_end is not None
+            and self.received is not None
+            and (self.received >= self.primary_end)
+        )
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name="replica")
+        self._sync_task = loop.create_task(self._sync_loop(), name="journal-sync")
+
+    async def _sync_loop(self) -> None:
+        """Make received journal durable shortly after it arrives.  Acks do not wait for
+        this (the backup acknowledges receipt, SPEC §3.1), but a restarted member should not
+        have to fetch again what it already had."""
+        while True:
+            await asyncio.sleep(SYNC_INTERVAL)
+            if self.inst.rebuilding:
+                continue
+            try:
+                await self.inst.journal.sync()
+            except Exception:
+                log.exception("journal sync failed")
+
+    async def stop(self) -> None:
+        self.stopped = True
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+        if self._writer is not None:
+            self._writer.transport.abort()  # ends a session that missed its cancellation
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    def refresh_tls(self) -> None:
+        self._ssl = self.inst.tls_client_context()
+
+    def reconnect(self) -> None:
+        """Drop the data channel; the loop opens a new one (new TLS files or settings)."""
+        self.refresh_tls()
+        if self._writer is not None:
+            self._writer.transport.abort()
+
+    def leave(self) -> None:
+        """Tell the primary this member leaves the mirror, then stop."""
+        if self._writer is not None:
+            self._writer.write(encode_frame(MsgType.DC_LEAVE, 0, []))
+        self.stopped = True
+
+    def primary_addresses(self) -> list[Address]:
+        primary = self.inst.cfg.first_primary
+        addrs = [primary.private] if primary.private else []
+        if not self.inst.member.is_failover and not self.inst.cfg.tls:
+            addrs.append(primary.superserver)  # asyncs fall back to the superserver address
+        return addrs
+
+    async def _run(self) -> None:
+        delay = 0.05
+        while not self.stopped:
+            for addr in self.primary_addresses():
+                try:
+                    reader, writer = await asyncio.wait_for(
+                        asyncio.open_connection(addr.host, addr.port, ssl=self._ssl), 2.0
+                    )
+                except (TimeoutError, OSError) as exc:  # ssl.SSLError is an OSError
+                    if self._ssl is not None and not isinstance(exc, ConnectionRefusedError):
+                        log.warning(
+                            "TLS connection to %s failed: %s", addr, describe_ssl_error(exc)
+                        )
+                    continue
+                delay = 0.05
+                try:
+                    await self._session(reader, writer)
+                    if self.stopped:
+                        return
+                except JoinRefused as exc:
+                    if self.refusal != str(exc):
+                        log.warning("%s", exc)
+                    self.refusal = str(exc)
+                    delay = 0.5  # an operator's decision is awaited: ask twice a second
+                except (
+                    TimeoutError,
+                    OSError,
+                    asyncio.IncompleteReadError,
+                    FrameError,
+                    ValueError,
+                ) as exc:
+                    log.warning(
+                        "data channel to primary at %s lost: %s", addr, exc or type(exc).__name__
+                    )
+                except Exception:
+                    # e.g. a journal gap: log it and retry; the loop itself must never die
+                    log.exception("data channel to primary at %s failed", addr)
+                    delay = 1.0
+                finally:
+                    self._mark_disconnected()
+                    writer.close()
+                break
+            await asyncio.sleep(delay * (1 + random.random() / 4))
+            delay = min(delay * 2, 1.0)
+
+    def _mark_disconnected(self) -> None:
+        if self.connected or self.disconnected_at is None:
+            self.disconnected_at = time.time()
+        self.connected = False
+        self.active = False
+        self._writer = None
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        inst = self.inst
+        ssl_object = writer.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            check_primary_dn(inst, peer_dn(ssl_object))
+        hello = {
+            "mirror": inst.cfg.name,
+            "member": inst.member.name,
+            "type": inst.member.type,
+            "codecs": inst.member.codecs,
+            "position": pos_wire(inst.journal.end_position),
+            "version": PROTOCOL_VERSION,
+        }
+        if inst.cfg.dynamic:
+            me = inst.member
+            hello["join"] = {
+                "type": me.type,
+                "superserver": str(me.superserver),
+                "private": None if me.private is None else str(me.private),
+                "join_id": me.join_id,
+            }
+        writer.write(encode_frame(MsgType.DC_HELLO, 1, hello))
+        frame = await asyncio.wait_for(read_frame(reader), max(self.qos, 2.0))
+        if self.stopped:
+            # stop() cancelled this task, but Python 3.11's wait_for loses a cancellation
+            # that lands as the awaited call completes: never go on past a stop
+            return
+        body = unpack(frame.body)
+        if frame.type == MsgType.ERROR:
+            message = body.get("message") if isinstance(body, dict) else body
+            if str(message).startswith(("data channel refused", "join refused")):
+                raise JoinRefused(f"the primary refused this member: {message}")
+            raise ValueError(f"primary refused the data channel: {message}")
+        if frame.type != MsgType.DC_WELCOME or not isinstance(body, dict):
+            raise ValueError(f"expected DC_WELCOME, got message type {frame.type}")
+        self.refusal = None
+        if body.get("config"):
+            apply_config(inst, body["config"])
+            if inst.removed:
+                raise JoinRefused("this member is no longer in the mirror")
+        cut = pos_from_wire(body.get("cut"))
+        if cut is not None:
+            await inst.cut_journal(cut)
+        self.received = inst.journal.end_position
+        self.primary_name = body.get("primary")
+        dbs = body.get("databases")
+        if isinstance(dbs, list):
+            inst.primary_db_info = {d["name"]: d for d in dbs if isinstance(d, dict)}
+        self.codec = body.get("codec")
+        self.primary_end = pos_from_wire(body.get("end"))
+        self.primary_time = time.time()
+        self.caught_up_once = False
+        self.connected = True
+        self._writer = writer
+        log.info(
+            "connected to primary %s, codec %s, primary end %s",
+            self.primary_name,
+            self.codec,
+            self.primary_end,
+        )
+        self._check_caught_up()
+        # the backup must hear from the primary within QoS; asyncs are more patient
+        timeout = self.qos if inst.member.is_failover else max(self.qos * 3, 10.0)
+        journal = inst.journal
+        loop = asyncio.get_running_loop()
+        self._heard = loop.time()
+        # One watchdog per session rather than asyncio.wait_for around every read, which
+        # costs a task per journal chunk on the ack path.
+        watchdog = loop.create_task(self._watchdog(writer, timeout))
+        try:
+            await self._receive_loop(reader, writer, journal, loop)
+        finally:
+            watchdog.cancel()
+
+    async def _watchdog(self, writer: asyncio.StreamWriter, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(timeout / 4)
+            if loop.time() - self._heard > timeout:
+                log.warning("no message from the primary within %.1f s; reconnecting", timeout)
+                writer.transport.abort()
+                return
+
+    async def _receive_loop(self, reader, writer, journal, loop) -> None:
+        inst = self.inst
+        while not self.stopped:
+            frame = await read_frame(reader)
+            self._heard = loop.time()
+            args = unpack(frame.body)
+            if frame.type == MsgType.DC_JOURNAL:
+                seq, off, raw_len, codec, payload, sent_at, active = args
+                data = decompress(codec, payload) if codec else payload
+                if len(data) != raw_len:
+                    raise ValueError(
+                        f"journal chunk at ({seq}, {off}) decompressed to {len(data)} bytes, "
+                        f"not {raw_len}"
+                    )
+                pos = pos_from_wire([seq, off])
+                records = await journal.receive(pos.file_seq, pos.offset, data, durable=False)
+                self.received = journal.end_position
+                self.bytes_network += len(payload)
+                self.bytes_journal += raw_len
+                # SPEC §2.2 measures "behind" from the journal's own timestamps
+                self.last_block_time = records[-1].timestamp if records else sent_at
+                self.active = bool(active)
+                if self.primary_end is None or self.received > self.primary_end:
+                    self.primary_end = self.received
+                writer.write(encode_frame(MsgType.DC_ACK, 0, [pos_wire(self.received)]))
+                inst.dejournal_feed(records, data, pos)
+                self._check_caught_up()
+            elif frame.type == MsgType.DC_HEARTBEAT:
+                end, now, active = args
+                self.primary_end = pos_from_wire(end)
+                self.primary_time = now
+                self.active = bool(active)
+                self._check_caught_up()
+                writer.write(encode_frame(MsgType.DC_ACK, 0, [pos_wire(self.received)]))
+            elif frame.type == MsgType.DC_CONFIG:
+                apply_config(inst, args)
+                if inst.removed:
+                    raise JoinRefused("the primary removed this member from the mirror")
+            elif frame.type == MsgType.ERROR:
+                raise ValueError(f"primary reported an error: {args}")
+            else:
+                raise ValueError(f"unexpected message type {frame.type} from the primary")
+
+    def _check_caught_up(self) -> None:
+        if self.caught_up and not self.caught_up_once:
+            self.caught_up_once = True
+            self.disconnected_at = None

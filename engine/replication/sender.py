@@ -1,0 +1,454 @@
+"""Primary side of replication: one MemberLink per connected backup/async.
+
+A member opens a data channel (DC_HELLO with its journal end position).  The link first
+ships catch-up from the journal files (JournalReader), then switches to live streaming:
+every batch the journal appends is handed over (Journal.on_append) before its fsync
+completes and written to each live link, so shipping overlaps the local fsync.
+
+The backup is synchronous: once caught up and acknowledged it becomes Active, and a
+client write is answered only when the Active backup has acknowledged its end position
+(Writer asks ack_waiter()).  If no ack arrives within the QoS timeout (checked every
+QoS/2, so the effective window is QoS/2..QoS as in SPEC §3.5) the primary revokes
+Active, disconnects the backup and carries on; the backup reconnects and catches up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from cryptography.x509.oid import NameOID
+
+from engine.member.membership_ops import JoinRefused, check_identity, register_join
+from engine.member.mirror_file import to_wire
+from engine.member.session import RequestError
+from engine.replication.compression import choose_codec, compress
+from engine.storage.journal import list_files
+from engine.wire.protocol import (
+    ErrorCode,
+    Frame,
+    MsgType,
+    encode_frame,
+    encode_raw_frame,
+    error_frame,
+    pack,
+    unpack,
+)
+from engine.wire.tls import peer_certificate
+
+if TYPE_CHECKING:
+    from engine.member.membership import Instance
+    from engine.member.session import Connection
+
+log = logging.getLogger("engine.replication.sender")
+CATCHUP_CHUNK = 1024 * 1024
+HIGH_WATER = 8 * 1024 * 1024  # pause catch-up reads while this much is unsent
+
+
+def pos_wire(pos) -> list | None:
+    return None if pos is None else [pos.file_seq, pos.offset]
+
+
+def pos_from_wire(value):
+    from engine.storage.journal import JournalPosition
+
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, int) for v in value):
+        raise ValueError(f"journal position must be [file_seq, offset], got {value!r}")
+    return JournalPosition(value[0], value[1])
+
+
+def _check_peer(conn: Connection, name: str) -> None:
+    """With TLS the certificate, not the HELLO, says who connected: its CN must be the member."""
+    ssl_object = conn.transport.get_extra_info("ssl_object") if conn.transport else None
+    cert = peer_certificate(ssl_object) if ssl_object is not None else None
+    if cert is None:
+        raise ValueError("no client certificate on a mirror that requires TLS")
+    cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if name not in cns:
+        raise ValueError(f"certificate {cert.subject.rfc4514_string()!r} is not member {name}'s")
+
+
+class MemberLink:
+    """One member's data channel as seen by the primary."""
+
+    def __init__(
+        self, rep: Replicator, conn: Connection, name: str, mtype: str, codec: str | None, position
+    ):
+        self.rep = rep
+        self.conn = conn
+        self.name = name
+        self.type = mtype
+        self.is_backup = mtype == "failover"
+        self.codec = codec
+        self.position = position  # where the member's journal ended when it connected
+        self.acked = position
+        self.pending: list | None = []  # live batches queued while catching up
+        self.live_from = None  # journal position where live streaming took over
+        self.connected_at = time.time()
+        self.last_ack_at = time.time()
+        self.member_status: dict = {}
+        self.closed = False
+        self.bytes_journal = 0
+        self.bytes_network = 0
+        self.task: asyncio.Task | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.pending is None
+
+    def send(self, pos, data: bytes) -> None:
+        payload = compress(self.codec, data) if self.codec else data
+        self.bytes_journal += len(data)
+        self.bytes_network += len(payload)
+        body = pack(
+            [
+                pos.file_seq,
+                pos.offset,
+                len(data),
+                self.codec,
+                payload,
+                time.time(),
+                self.rep.active is self,
+            ]
+        )
+        self.conn.write(encode_raw_frame(MsgType.DC_JOURNAL, 0, body))
+
+    def on_append(self, pos, data: bytes) -> None:
+        if self.pending is None:
+            self.send(pos, data)
+        else:
+            self.pending.append((pos, data))
+
+    def on_frame(self, frame: Frame) -> None:
+        try:
+            args = unpack(frame.body)
+            if frame.type == MsgType.DC_ACK:
+                if not isinstance(args, list) or not args:
+                    raise ValueError("DC_ACK body must be [position, status]")
+                pos = pos_from_wire(args[0])
+                if len(args) > 1 and isinstance(args[1], dict):
+                    self.member_status = args[1]
+                self.rep.on_ack(self, pos)
+            elif frame.type == MsgType.DC_HEARTBEAT:
+                self.last_ack_at = time.time()
+            elif frame.type == MsgType.DC_LEAVE:
+                self.rep.member_leaves(self)
+            else:
+                raise ValueError(f"unexpected message {MsgType(frame.type).name} on a data channel")
+        except ValueError as exc:
+            log.warning("data channel from %s (%s): %s", self.name, self.conn.peer, exc)
+            self.conn.write(error_frame(frame.req_id, ErrorCode.PROTOCOL, str(exc)))
+
+    def connection_lost(self) -> None:
+        self.closed = True
+        self.rep.drop(self, "connection closed")
+
+    def close(self) -> None:
+        self.closed = True
+        self.conn.close()
+
+
+class Replicator:
+    def __init__(self, inst: Instance):
+        self.inst = inst
+        self.links: dict[str, MemberLink] = {}
+        self.active: MemberLink | None = None
+        self._waiters: deque = deque()  # (end position, future, started) in position order
+        self._last_ack_progress = time.monotonic()
+        self.qos = inst.cfg.qos_timeout_ms / 1000.0
+        self.trouble_since: float | None = None
+        self.disconnected: dict[str, float] = {}  # member -> time its link dropped
+        self.refused: dict[str, str] = {}  # member -> why its last data channel was refused
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._watchdog(), name="qos-watchdog"))
+        self._tasks.append(loop.create_task(self._heartbeats(), name="heartbeats"))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for link in list(self.links.values()):
+            link.close()
+        self._release_waiters()
+
+    # -- journal hook --------------------------------------------------------
+    def on_append(self, data: bytes, pos) -> None:
+        for link in self.links.values():
+            if not link.closed:
+                link.on_append(pos, data)
+
+    # -- handshake -----------------------------------------------------------
+    def accept(self, conn: Connection, frame: Frame) -> None:
+        cfg = self.inst.cfg
+        try:
+            hello = unpack(frame.body)
+            if not isinstance(hello, dict):
+                raise ValueError("DC_HELLO body must be a map")
+            if hello.get("mirror") != cfg.name:
+                raise ValueError(
+                    f"mirror {hello.get('mirror')!r} is not this member's mirror {cfg.name}"
+                )
+            name = str(hello.get("member"))
+            member = cfg.find(name) or register_join(self.inst, conn, name, hello.get("join"))
+            if member.name == self.inst.member.name:
+                raise ValueError("a member cannot connect to itself")
+            if cfg.dynamic:
+                check_identity(self.inst, conn, member, hello)
+            elif cfg.tls:
+                _check_peer(conn, member.name)
+            codecs = hello.get("codecs") or []
+            if not isinstance(codecs, list):
+                raise ValueError("codecs must be a list")
+            position = pos_from_wire(hello.get("position"))
+        except JoinRefused as exc:
+            # a member awaiting authorization asks twice a second: log each reason once
+            reason = f"data channel refused: {exc}"
+            quiet = self.refused.get(name) == reason
+            self.refused[name] = reason
+            conn.reject_stream(reason, frame.req_id, quiet=quiet)
+            return
+        except RequestError as exc:  # a join the mirror cannot take (SPEC §1.4)
+            conn.reject_stream(f"join refused: {exc.message}", frame.req_id)
+            return
+        except ValueError as exc:  # ConfigError is a ValueError
+            conn.reject_stream(f"bad data channel handshake: {exc}", frame.req_id)
+            return
+        self.refused.pop(member.name, None)
+        to_backup = member.is_failover
+        mode = cfg.failover_compression if to_backup else cfg.async_compression
+        ctype = cfg.failover_compression_type if to_backup else cfg.async_compression_type
+        codec = choose_codec(mode, ctype, to_backup, cfg.tls, set(codecs))
+        end = self.inst.journal.end_position
+        cut = self._cut_for(position)
+        if cut is not None:
+            log.warning(
+                "member %s has journal beyond ours (%s): it must cut at %s",
+                member.name,
+                position,
+                cut,
+            )
+            position = cut
+        elif position is not None and end is not None and position > end:
+            conn.reject_stream(
+                f"member journal position {position} is ahead of the primary's {end}", frame.req_id
+            )
+            return
+        old = self.links.get(member.name)
+        if old is not None:
+            self.drop(old, "replaced by a new connection")
+            old.close()
+        link = MemberLink(self, conn, member.name, member.type, codec, position)
+        conn.data_link = link
+        self.links[member.name] = link
+        self.disconnected.pop(member.name, None)
+        conn.write(
+            encode_frame(
+                MsgType.DC_WELCOME,
+                frame.req_id,
+                {
+                    "primary": self.inst.member.name,
+                    "codec": codec,
+                    "end": pos_wire(end),
+                    "qos_ms": cfg.qos_timeout_ms,
+                    "cut": pos_wire(cut),
+                    # the primary's mirrored databases (missing / Orphaned on the member)
+                    "databases": self.inst.catalog.wire(),
+                    "config": to_wire(cfg) if cfg.dynamic else None,
+                },
+            )
+        )
+        log.info(
+            "member %s (%s) connected from %s at %s, codec %s",
+            member.name,
+            member.type,
+            conn.peer,
+            position,
+            codec,
+        )
+        link.task = asyncio.get_running_loop().create_task(
+            self._catch_up(link), name=f"catchup-{member.name}"
+        )
+
+    async def _catch_up(self, link: MemberLink) -> None:
+        journal = self.inst.journal
+        reader = self.inst.journal_reader()
+        cursor = link.position if link.position is not None else reader.start_position()
+        try:
+            while not link.closed:
+                target = link.pending[0][0] if link.pending else journal.end_position
+                if target is None or cursor >= target:
+                    break
+                data, nxt = await asyncio.to_thread(reader.read_from, cursor, CATCHUP_CHUNK)
+                if data:
+                    link.send(cursor, data)
+                elif nxt == cursor:
+                    await asyncio.sleep(0.001)  # bytes handed to us but not yet in the file
+                cursor = nxt
+                while not link.closed and link.conn.transport.get_write_buffer_size() > HIGH_WATER:
+                    await asyncio.sleep(0.005)
+            if link.closed:
+                return
+            for pos, data in link.pending:
+                end = pos.__class__(pos.file_seq, pos.offset + len(data))
+                if end <= cursor:
+                    continue
+                if pos < cursor:
+                    data = data[cursor.offset - pos.offset :]
+                    pos = cursor
+                link.send(pos, data)
+                cursor = end
+            link.pending = None
+            link.live_from = cursor
+            log.info("member %s caught up to %s, now streaming live", link.name, cursor)
+        except Exception:
+            log.exception("catch-up of member %s failed", link.name)
+            link.close()
+
+    def _cut_for(self, position):
+        """Where a member's journal must be cut to be a prefix of ours, or None if it is one
+        (as far as lengths tell).  A member can hold bytes we lost: a batch is shipped just
+        before it is written here, and kill -9 can fall in between."""
+        if position is None:
+            return None
+        end = self.inst.journal.end_position
+        seq, offset = position
+        if seq == end.file_seq:
+            return end if offset > end.offset else None
+        if seq > end.file_seq:
+            return None  # files we never had: refused as "ahead"
+        files = dict(list_files(self.inst.journal_dir, self.inst.cfg.name))
+        if seq not in files:
+            return None  # purged here; nothing to compare with
+        size = os.path.getsize(self.inst.journal_dir / files[seq])
+        return position.__class__(seq, size) if offset > size else None
+
+    # -- journal purge ----------------------------------------------------------
+    def purge_journal(self) -> dict:
+        """Remove journal files that neither a member nor a local replay can need: every
+        configured member must be connected, and files from the oldest one still being
+        read (a member's acked position, a store's applied position) on are kept."""
+        inst = self.inst
+        dismounted = [e.name for e in inst.catalog.entries.values() if not e.mounted]
+        if dismounted:
+            raise ValueError(
+                f"cannot purge: database(s) {', '.join(dismounted)} dismounted; mounting "
+                "replays the journal written meanwhile"
+            )
+        others = [m.name for m in inst.cfg.members if m.name != inst.member.name]
+        missing = [n for n in others if n not in self.links or not self.links[n].live]
+        if missing:
+            raise ValueError(
+                f"cannot purge: member(s) {', '.join(missing)} not connected and caught up; "
+                "they may still need the journal files"
+            )
+        for store in inst.stores.values():
+            store.sync()  # after this, a replay starts from the stores' applied positions
+        needed = [inst.journal.end_position.file_seq]
+        needed += [link.acked.file_seq for link in self.links.values() if link.acked is not None]
+        needed += [s.applied_position.file_seq for s in inst.stores.values() if s.applied_position]
+        keep = min(needed)
+        removed = inst.journal.purge(keep)
+        log.info("journal purged before file %d: %s", keep, ", ".join(removed) or "nothing")
+        return {"removed": removed, "kept_from_seq": keep}
+
+    # -- acknowledgements and Active ------------------------------------------
+    def on_ack(self, link: MemberLink, pos) -> None:
+        link.acked = pos
+        link.last_ack_at = time.time()
+        if not link.is_backup:
+            return
+        if self.active is None:
+            # Caught up = everything shipped before live streaming began is acknowledged.
+            # (Not "acked == journal end": under steady load the end moves on forever.)
+            if link.live and (link.live_from is None or pos >= link.live_from):
+                self.active = link
+                self.trouble_since = None
+                log.info("backup %s is Active", link.name)
+                self._heartbeat(link)  # tell the backup now, not at the next heartbeat
+            return
+        if self.active is link:
+            waiters = self._waiters
+            progressed = False
+            while waiters and waiters[0][0] <= pos:
+                fut = waiters.popleft()[1]
+                if not fut.done():
+                    fut.set_result(None)
+                progressed = True
+            if progressed:
+                self._last_ack_progress = time.monotonic()
+
+    def ack_waiter(self, end) -> asyncio.Future | None:
+        if self.active is None or end is None:
+            return None
+        if self.active.acked is not None and self.active.acked >= end:
+            return None
+        fut = asyncio.get_running_loop().create_future()
+        if not self._waiters:
+            self._last_ack_progress = time.monotonic()
+        self._waiters.append((end, fut, time.monotonic()))
+        return fut
+
+    def _release_waiters(self) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()[1]
+            if not fut.done():
+                fut.set_result(None)
+
+    def revoke(self, reason: str) -> None:
+        link = self.active
+        if link is None:
+            return
+        self.active = None
+        self.trouble_since = time.time()
+        log.warning("backup %s: Active status revoked: %s", link.name, reason)
+        self._release_waiters()
+
+    def member_leaves(self, link: MemberLink) -> None:
+        from engine.member.membership_ops import remove_member
+
+        log.warning("member %s leaves the mirror", link.name)
+        if self.inst.cfg.dynamic:
+            remove_member(self.inst, {"member": link.name})
+        link.close()
+
+    def drop(self, link: MemberLink, reason: str) -> None:
+        if self.links.get(link.name) is link:
+            del self.links[link.name]
+            self.disconnected[link.name] = time.time()
+            log.info("member %s disconnected: %s", link.name, reason)
+        if self.active is link:
+            self.revoke(f"disconnected ({reason})")
+
+    async def _watchdog(self) -> None:
+        while True:
+            await asyncio.sleep(self.qos / 2)
+            if self.active is not None and self._waiters:
+                waited = time.monotonic() - max(self._waiters[0][2], self._last_ack_progress)
+                if waited >= self.qos / 2:
+                    link = self.active
+                    self.revoke(
+                        "no acknowledgement within the QoS timeout "
+                        f"({self.inst.cfg.qos_timeout_ms} ms)"
+                    )
+                    link.close()
+
+    async def _heartbeats(self) -> None:
+        interval = max(0.05, self.qos / 4)
+        while True:
+            await asyncio.sleep(interval)
+            for link in list(self.links.values()):
+                if link.live and not link.closed:
+                    self._heartbeat(link)
+
+    def _heartbeat(self, link: MemberLink) -> None:
+        end = pos_wire(self.inst.journal.end_position)
+        body = [end, time.time(), self.active is link]
+        link.conn.write(encode_frame(MsgType.DC_HEARTBEAT, 0, body))

@@ -1,0 +1,185 @@
+"""Mirrored databases of one member: the catalog kept in the data directory, the database
+statuses of SPEC §2.4, and the control records that tell the other members about them.
+
+Catalog (<data_dir>/databases.json, rewritten atomically on every change): for each mirrored
+database its name, `incarnation` (an id made when the primary created or added it, so that a
+database recreated under the same name is told apart: the older copies become Obsolete),
+`since` (the journal position from which the journal holds every change of it; a copy must be
+at least that far to be activated), and this member's flags: activated, caught_up (being
+dejournaled), mounted, obsolete, failover_db.  The first start seeds the catalog from the
+configuration's databases (activated and caught up from the start of the journal).
+
+Control records: creating, adding and removing a mirrored database on the primary journals one
+SET record in the pseudo-database CONTROL_DB (a name no real database can have), global
+"MirrorDB", subscripts (action, name), value the JSON of the catalog entry.  Every member reads
+it from its journal stream; stores never see it.  What a member does with it is in
+engine/member/dbops.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine.member.session import RequestError
+from engine.wire.protocol import ErrorCode
+
+if TYPE_CHECKING:
+    from engine.member.membership import Instance
+
+CONTROL_DB = "%MIRROR"
+CONTROL_GLOBAL = "MirrorDB"
+CATALOG_FILE = "databases.json"
+# SPEC §6.7: system databases cannot be mirrored
+SYSTEM_DATABASES = frozenset(
+    {"IRISSYS", "IRISLIB", "IRISLOCALDATA", "IRISTEMP", "IRISAUDIT", "ENSLIB"}
+)
+_DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+class Refused(RequestError):
+    """An operation whose preconditions do not hold; `reason` says which one."""
+
+    def __init__(self, op: str, db: str | None, reason: str):
+        where = f" {db}" if db else ""
+        super().__init__(ErrorCode.REFUSED, f"{op}{where}: {reason}", op=op, reason=reason)
+
+
+def check_name(op: str, name) -> str:
+    if not isinstance(name, str) or not _DB_NAME.match(name) or len(name) > 64:
+        raise Refused(
+            op,
+            None,
+            f"invalid database name {name!r}: the first character must be a letter or _, "
+            "the rest letters, digits, - or _ (at most 64)",
+        )
+    name = name.upper()
+    if name in SYSTEM_DATABASES:
+        raise Refused(op, name, "system databases cannot be mirrored (SPEC §6.7)")
+    return name
+
+
+@dataclass
+class DbEntry:
+    name: str
+    incarnation: str
+    since: list | None = None  # [file_seq, offset]; None: from the start of the journal
+    activated: bool = True
+    caught_up: bool = True
+    mounted: bool = True
+    obsolete: bool = False
+    failover_db: bool = True
+    created: bool = True  # created empty in the mirror (vs. an existing database added)
+    needs_download: bool = False
+    paused: bool = False  # its dejournaling paused by the operator
+
+    def wire(self) -> dict:
+        return {
+            "name": self.name,
+            "incarnation": self.incarnation,
+            "since": self.since,
+            "created": self.created,
+        }
+
+
+def new_incarnation() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class Catalog:
+    def __init__(self, data_dir: Path):
+        self.path = Path(data_dir) / CATALOG_FILE
+        self.entries: dict[str, DbEntry] = {}
+        self._lock = threading.Lock()
+
+    def load(self, seed: list[str], failover_db: bool) -> None:
+        if self.path.exists():
+            raw = json.loads(self.path.read_text())
+            self.entries = {e["name"]: DbEntry(**e) for e in raw["databases"]}
+            return
+        for db in seed:
+            # config databases share one incarnation on every member: the name itself
+            self.entries[db] = DbEntry(db, f"config-{db}", failover_db=failover_db)
+        self.save()
+
+    def save(self) -> None:
+        with self._lock:
+            tmp = self.path.with_suffix(".tmp")
+            data = {"databases": [asdict(e) for e in self.entries.values()]}
+            with open(tmp, "w") as f:
+                json.dump(data, f, indent=1)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+
+    def get(self, name: str) -> DbEntry | None:
+        return self.entries.get(name.upper())
+
+    def wire(self) -> list[dict]:
+        # a copy the primary is still downloading is announced once it is whole
+        return [e.wire() for e in self.entries.values() if not e.needs_download]
+
+
+def control_op(action: str, entry: DbEntry) -> tuple:
+    """The writer op (SET, db, gname, subs, value) journaling `action` on `entry`."""
+    return ("SET", CONTROL_DB, CONTROL_GLOBAL, (action, entry.name), json.dumps(entry.wire()))
+
+
+def read_control(record) -> tuple[str, dict]:
+    subs = record.subs
+    return str(subs[0]), json.loads(record.value)
+
+
+# -- statuses (SPEC §2.4) ---------------------------------------------------------------
+
+
+def db_status(inst: Instance, entry: DbEntry) -> str:
+    if not entry.mounted:
+        return "Database Dismounted"
+    if entry.obsolete:
+        return "Obsolete"
+    if entry.name in inst.downloading:
+        return "Downloading"
+    if entry.needs_download:
+        return "Needs Download"
+    if inst.role == "primary":
+        return "Normal"
+    if entry.name in inst.catching_up:
+        return "Catchup Running"
+    if not entry.activated:
+        return "Needs Activation"
+    if not entry.caught_up:
+        return "Needs Catchup"
+    primary_dbs = inst.primary_db_info
+    if primary_dbs is not None and entry.name not in primary_dbs:
+        return "Orphaned"
+    dj = inst.dejournal
+    if dj is not None and (dj.stopped or dj.error or entry.name in dj.paused_databases()):
+        return "Dejournaling Stopped"
+    return "Dejournaling"
+
+
+def missing_databases(inst: Instance) -> list[str] | None:
+    """Mirrored databases of the primary this member lacks (backup and DR only, SPEC §2.4)."""
+    if inst.role == "primary" or inst.member.is_reporting:
+        return None
+    if inst.primary_db_info is None:
+        return []
+    return sorted(n for n in inst.primary_db_info if n not in inst.catalog.entries)
+
+
+# -- the dejournaler's set of databases ---------------------------------------------------
+
+
+def attach(dj, db: str, store) -> None:
+    dj.add_database(db, store)
+
+
+def detach(dj, db: str) -> None:
+    dj.remove_database(db)  # held records stay in the journal; a catch-up replays them
