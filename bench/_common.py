@@ -1,6 +1,7 @@
-"""What the bench scripts share: free ports, percentiles, a throwaway mirror of real members
-(started, waited for, stopped and removed, also on SIGTERM), waiting for a member to receive
-the primary's journal, stopping a child process, logging to stderr.
+"""What the bench scripts share: free ports (engine/cluster/ports.py, the tests' own: below the
+kernel's range for outgoing ports), percentiles, a throwaway mirror of real members (started,
+waited for, stopped and removed, also on SIGTERM), waiting for a member to receive the
+primary's journal, stopping a child process, logging to stderr.
 
 Not a benchmark (the Makefile's bench loop runs only bench/[!_]*.py).  A script run as
 `python bench/NAME.py` has bench/ first on sys.path, so it imports this as `_common`;
@@ -13,7 +14,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine.cluster.launcher import start_member, stop_pids, wait_ready  # noqa: E402
+from engine.cluster.ports import free_ports  # noqa: E402 (the scripts import it from here too)
 from engine.member.admin_auth import TOKEN_ENV  # noqa: E402
 from engine.member.config import MirrorConfig, load_config  # noqa: E402
 
@@ -43,17 +44,6 @@ def stderr_log(bench: str) -> Callable[[str], None]:
         print(f"[{bench}] {msg}", file=sys.stderr, flush=True)
 
     return log
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct loopback ports that were free a moment ago (all held open together)."""
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -17,6 +17,9 @@ Each figure is the median of --repeat runs (3; 1 with --quick) of --seconds each
 process (asyncio, one connection per client); pgbench is PostgreSQL's own C client.
 Everything runs on this machine: the members, the clients and PostgreSQL share its
 cores, so other load on the machine moves every figure.
+
+A run in which the backup lost Active status measured something else (writes answered
+without the backup's acknowledgement): the bench then fails (exit status 1), naming the run.
 """
 
 from __future__ import annotations
@@ -40,6 +43,17 @@ from _common import free_ports, mirror, percentile  # first: puts the repo root 
 
 CLIENTS = (1, 4, 16)
 VALUE = "v" * 100
+CAVEAT = (
+    "Caveat: the engine's clients run in one asyncio Python process (a connection each),\n"
+    "compared against pgbench's C clients: the client side weighs more on the engine's figures."
+)
+REVOKED = (
+    "Active status revoked"  # what the primary logs when it revokes (engine/replication/sender.py)
+)
+
+
+class BackupLostActive(RuntimeError):
+    """The backup was not Active for the whole of a measurement."""
 
 
 # -- engine -------------------------------------------------------------------------
@@ -99,13 +113,44 @@ def run_load(address: str, clients: int, seconds: float) -> dict:
 
 @contextlib.contextmanager
 def engine_mirror(with_backup: bool):
-    """A running mirror (primary + backup, or a lone primary); yields the primary's address."""
+    """A running mirror (primary A + backup B, or a lone primary); yields (the primary's
+    address, a check(run) that raises BackupLostActive unless B stayed Active, or None)."""
     members = {"A": "failover", "B": "failover"} if with_backup else {"A": "failover"}
     with mirror("bench-repl-", members) as (cfg, _):
         address = str(cfg.first_primary.superserver)
-        if with_backup:
-            wait_backup_active(address)
-        yield address
+        if not with_backup:
+            yield address, None
+            return
+        wait_backup_active(address)
+        yield address, active_check(cfg)
+
+
+def active_check(cfg):
+    """check(run): the backup says it is Active now, and the primary logged no revocation
+    since the previous check (a revocation the backup recovered from within the run would
+    leave its status Active again)."""
+    from engine.client.app import Client
+
+    primary_log = cfg.first_primary.data_dir / "instance.log"
+    backup = cfg.member("B")
+    seen = [primary_log.read_text(errors="replace").count(REVOKED)]
+
+    def check(run: str) -> None:
+        revoked = primary_log.read_text(errors="replace").count(REVOKED) - seen[0]
+        seen[0] += revoked
+        try:
+            with Client([str(backup.superserver)], follow_primary=False, retries=0) as c:
+                transfer = c.status().get("journal_transfer")
+        except Exception as exc:
+            transfer = f"no status ({exc})"
+        if revoked or transfer != "Active":
+            raise BackupLostActive(
+                f"the backup lost Active status during the run '{run}' (the primary revoked it "
+                f"{revoked} time(s); the backup now reports journal transfer {transfer!r}): "
+                "its figures are of writes not waiting for the backup"
+            )
+
+    return check
 
 
 def wait_backup_active(address: str, timeout: float = 30.0) -> None:
@@ -294,11 +339,17 @@ def main() -> int:
     # All three systems stay up and take turns at each client count (and each repetition),
     # so a change in the machine's other load hits them alike; the median run is reported.
     with contextlib.ExitStack() as stack:
-        mirrored = stack.enter_context(engine_mirror(True))
-        alone = stack.enter_context(engine_mirror(False))
+        mirrored, still_active = stack.enter_context(engine_mirror(True))
+        alone, _ = stack.enter_context(engine_mirror(False))
         pg_run = stack.enter_context(postgres_pair()) if use_pg else None
+
+        def with_backup(n: int) -> dict:
+            figures = run_load(mirrored, n, seconds)
+            still_active(f"engine with active backup, {n} clients")
+            return figures
+
         systems = [
-            ("engine with active backup", "engine", True, lambda n: run_load(mirrored, n, seconds)),
+            ("engine with active backup", "engine", True, with_backup),
             ("engine no backup", "engine", False, lambda n: run_load(alone, n, seconds)),
         ]
         if pg_run is not None:
@@ -337,10 +388,16 @@ def main() -> int:
             print(
                 f"{r['name']:<44} {r['ops_per_s']:>10.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}"
             )
+    print()
+    print(CAVEAT)
     if not use_pg:
         print("(PostgreSQL not run: no binaries in /usr/lib/postgresql/*/bin or --no-postgres)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BackupLostActive as exc:
+        print(f"[replication] FAILED: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -169,6 +169,7 @@ def member_status(inst: Instance) -> dict:
         "incoming_journal_rate": rate,
         "incoming_journal_figures": figures,
         "journal_end": _pos(inst.journal.end_position),
+        "journal_fsync_count": inst.journal.fsync_count,
         "databases": database_rows(inst),
     }
     missing = missing_databases(inst)

@@ -1,4 +1,5 @@
-"""Real multi-process mirrors for the engine tests: free ports, config files, member processes.
+"""Real multi-process mirrors for the engine tests: free ports (engine/cluster/ports.py, shared
+with bench/), config files, member processes.
 
 Import the fixtures into a test module with
     from tests.engine.cluster_fixtures import make_cluster_fixture  # noqa: F401
@@ -10,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -21,37 +20,11 @@ import pytest
 
 from engine.client.app import Client, EngineError
 from engine.cluster.launcher import start_member, wait_ready
+from engine.cluster.ports import free_ports
 from engine.member.admin_auth import read_token
 from engine.member.config import load_config
 
 DEFAULT_TYPES = ("failover", "failover", "dr", "ro_reporting")
-
-
-def free_ports(n: int) -> list[int]:
-    """Ports nobody listens on right now, below the range the kernel picks outgoing ports
-    from: a port taken from that range (bind to port 0) can be grabbed as the source port of
-    some connection before the member binds it.  The ports of examples/*.toml are avoided."""
-    floor = _ephemeral_floor()
-    ports: list[int] = []
-    while len(ports) < n:
-        port = random.randrange(10000, floor)
-        if port in ports or 21000 <= port < 23000:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        ports.append(port)
-    return ports
-
-
-def _ephemeral_floor() -> int:
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    return max(low, 12000)
 
 
 def wait_for(predicate, timeout: float = 15.0, what: str = "condition", interval: float = 0.02):

@@ -46,6 +46,7 @@ def journal_on_disk(cluster, member: str) -> dict[str, bytes]:
 
 def test_listing_names_every_journal_file_with_its_size(agent, written):
     on_disk = journal_on_disk(written, "A")
+    assert on_disk
     with agent.client() as c:
         files = c.journal_files("TEST", instance="A")
     assert [f["name"] for f in files] == list(on_disk)
@@ -73,6 +74,8 @@ def test_journal_files_are_served_byte_identical_in_chunks(agent, written):
 def test_the_backup_serves_the_same_bytes_as_the_primary(agent, written):
     with agent.client() as c:
         names = [f["name"] for f in c.journal_files("TEST", instance="A")]
+        assert names == list(journal_on_disk(written, "A"))
+        assert names
 
         def same():
             return all(
@@ -186,6 +189,7 @@ def test_a_reporting_async_in_two_mirrors_serves_each_mirrors_journal(reporting_
         wait_for(lambda: served(c, "STOCK") == journal_in(b.data_dir, "STOCK"), 15, "STOCK")
         assert served(c, "SALES") == journal_in(r.data_dir, "SALES")
         assert served(c, "STOCK") == journal_in(r.data_dir / "mirrors" / "STOCK", "STOCK")
+        assert sum(map(len, served(c, "SALES").values())) > 1000
         assert sum(map(len, served(c, "STOCK").values())) > 1000
         with pytest.raises(AgentError, match="no instance on this host holds journal of OTHER"):
             c.journal_files("OTHER")
@@ -196,6 +200,7 @@ def test_a_mirror_joined_again_is_served_from_its_new_membership(reporting_in_tw
     with agent.client() as c:
         wait_for(lambda: served(c, "SALES") == journal_in(a.data_dir, "SALES"), 15, "SALES")
         left_behind = served(c, "SALES")
+    assert left_behind
     # leaving SALES keeps its journal in the data directory; joined again while in STOCK,
     # SALES is a further membership under mirrors/SALES, and its live journal is served
     r.admin("leave_mirror", {"mirror": "SALES"})

@@ -6,7 +6,6 @@ import shutil
 import socket
 import ssl
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -163,8 +162,14 @@ def test_source_dying_mid_download_falls_back_to_the_primary(make_cluster, monke
     admin(cluster, "B", "download_database", "LEGACY")
     wait_db(cluster, "B", "LEGACY", "Dejournaling", timeout=60)
     assert admin(cluster, "C", "download_database", "LEGACY")["status"] == "Downloading"
-    wait_for(lambda: db_status(cluster, "C", "LEGACY") == "Downloading", what="C downloading")
-    time.sleep(0.5)
+    wait_for(
+        lambda: (
+            (d := _row(cluster, "C", "LEGACY").get("download"))
+            and d["source"] == "B"
+            and d["received_bytes"] > 0
+        ),
+        what="C receiving LEGACY from B",
+    )
     cluster.kill9("B")
     wait_db(cluster, "C", "LEGACY", "Dejournaling", timeout=60)
     log = cluster.log("C")

@@ -94,11 +94,16 @@ def test_on_append_sees_each_batch_before_its_fsync_and_reproduces_the_files(jou
 
     async def main():
         for k in range(12):
-            before = journal.fsync_count
+            before, first = journal.fsync_count, len(seen)
             await asyncio.gather(
                 *[journal.commit(entries(3, start=k * 9 + j * 3)) for j in range(3)]
             )
             assert journal.fsync_count > before
+            # each batch was handed on before its fsync: every callback of the round saw a
+            # count below the one after it, the first one the count from before it
+            counts = [count for *_, count in seen[first:]]
+            assert counts and counts[0] == before, (before, counts)
+            assert max(counts) < journal.fsync_count, (counts, journal.fsync_count)
 
     asyncio.run(main())
     rebuilt = {}
@@ -110,6 +115,24 @@ def test_on_append_sees_each_batch_before_its_fsync_and_reproduces_the_files(jou
     for seq, name in reader.files():
         with open(os.path.join(jdir, name), "rb") as f:
             assert f.read() == bytes(rebuilt[seq])
+
+
+def test_commit_sync_hands_each_batch_on_after_its_write_and_before_its_fsync(journal, jdir):
+    journal.commit_sync(entries(1))  # the first file exists: each commit below is one batch
+    seen = []
+
+    def on_append(data, pos):
+        with open(os.path.join(jdir, journal.current_file), "rb") as f:
+            on_disk = f.read()[pos.offset : pos.offset + len(data)]
+        seen.append((on_disk == data, journal.fsync_count))
+
+    journal.on_append = on_append
+    for k in range(5):
+        before = journal.fsync_count
+        journal.commit_sync(entries(3, start=1 + k * 3))
+        assert seen[-1] == (True, before)
+        assert journal.fsync_count > before
+    assert len(seen) == 5
 
 
 def _ship(src_dir, dst, chunk=3000):

@@ -220,22 +220,31 @@ def test_backup_restarted_under_steady_load_becomes_active(make_cluster):
     cluster.wait_backup_active()
     cluster.kill9("B")
     stop = threading.Event()
+    written, errors = [0], []
 
     def load():
-        with cluster.client() as c:
-            i = 0
-            while not stop.is_set():
-                c.set("USER", "Steady", (i,), "s" * 100)
-                i += 1
+        try:
+            with cluster.client() as c:
+                while not stop.is_set():
+                    c.set("USER", "Steady", (written[0],), "s" * 100)
+                    written[0] += 1
+        except Exception as exc:  # a load that died is reported below, not lost
+            errors.append(exc)
 
     t = threading.Thread(target=load, daemon=True)
     t.start()
     try:
+        wait_for(lambda: written[0] or errors, what="the load to write")
         cluster.start("B")
         cluster.wait_backup_active(timeout=20)
+        # the load went on once B was Active (its writes then wait for B's acks)
+        active_at = written[0]
+        wait_for(lambda: written[0] > active_at + 10 or errors, what="writes while B is Active")
     finally:
         stop.set()
         t.join(10)
+    assert errors == [] and not t.is_alive()
+    assert written[0] > 10
     cluster.wait_converged("B")
 
 

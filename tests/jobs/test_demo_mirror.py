@@ -68,6 +68,9 @@ def demo(tmp_path_factory):
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     try:
         assert build.returncode == 0, build.stdout + build.stderr
+        # what the teardown below checks is stopped: every instance and agent of the plan
+        started = sorted((e["kind"], e["name"]) for e in state["processes"])
+        assert started == sorted([("agent", h) for h in HOSTS] + [("instance", m) for m in MEMBERS])
         yield plan, state
     finally:
         if state_path.exists():
@@ -168,7 +171,9 @@ def test_check_host_reaches_every_demo_agent_over_mutual_tls_as_the_portal(
     plan, _ = demo
     ensure_demo_mirror(plan)
 
-    for host in Host.objects.all():
+    hosts = list(Host.objects.all())
+    assert sorted(h.name for h in hosts) == sorted(HOSTS)
+    for host in hosts:
         job = wait_until_final(start_job(admin_user, "check_host", host))
 
         assert job.state == Job.SUCCEEDED, job.error
