@@ -155,6 +155,12 @@ def test_the_admin_never_shows_a_hosts_agent_credential(admin_browser):
     assert b"Agent credential set" in page.content
 
 
+def test_the_admin_labels_read_as_words(admin_browser, world):
+    page = admin_browser.get(f"/admin/members/mirror/{world['mirror'].pk}/change/").content
+    for label in [b"Requires TLS", b"VIP address", b"QoS timeout (ms)"]:
+        assert label in page
+
+
 @pytest.mark.parametrize("role", ["viewer", "operator"])
 def test_the_admin_site_is_closed_to_viewers_and_operators(users, role):
     client = Client()
