@@ -1,7 +1,7 @@
 """The configuration model of mirrors: what the portal believes each mirror should look like.
 
 Validation lives in `members.rules`; fields point at it and `clean()` applies the cross-object
-limits, so `full_clean()` (called by every service, form and the admin) enforces all of it.
+limits, so `full_clean()` (called by every service) enforces all of it.
 """
 
 from django.core.exceptions import ValidationError
