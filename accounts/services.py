@@ -2,6 +2,7 @@
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -9,7 +10,7 @@ from django.utils import timezone
 from accounts import audit
 from accounts.models import ApiToken, hash_token, new_token_secret
 from accounts.roles import ADMIN, ROLES, has_role
-from members.rules import field_error
+from members.rules import about, field_error
 
 User = get_user_model()
 
@@ -57,6 +58,17 @@ def update_user(
     user.full_clean(exclude=["password"])
     user.save()
     audit.record(actor, "user.update", user, before=before, after=_user_snapshot(user))
+    return user
+
+
+@transaction.atomic
+def set_password(actor, user, password: str):
+    """Give `user` a new password. The event says that it changed, never what to."""
+    with about("password"):
+        validate_password(password, user)
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    audit.record(actor, "user.set_password", user)
     return user
 
 

@@ -1,7 +1,7 @@
 """The configuration model of mirrors: what the portal believes each mirror should look like.
 
 Validation lives in `members.rules`; fields point at it and `clean()` applies the cross-object
-limits, so `full_clean()` (called by every service, form and the admin) enforces all of it.
+limits, so `full_clean()` (called by every service) enforces all of it.
 """
 
 from django.core.exceptions import ValidationError
@@ -16,16 +16,20 @@ class Mirror(models.Model):
         unique=True,
         help_text="1-15 letters or digits, stored uppercase; never changes.",
     )
-    requires_tls = models.BooleanField(default=True, help_text="Mutual TLS between all members.")
+    requires_tls = models.BooleanField(
+        "requires TLS", default=True, help_text="Mutual TLS between all members."
+    )
     arbiter_host = models.CharField(
         max_length=253, blank=True, validators=[rules.validate_host_address]
     )
     arbiter_port = models.PositiveIntegerField(
         default=rules.DEFAULT_AGENT_PORT, validators=[rules.validate_port]
     )
-    vip_address = models.GenericIPAddressField(null=True, blank=True)
-    vip_mask = models.PositiveSmallIntegerField(null=True, blank=True, help_text="CIDR bits")
-    vip_interface = models.CharField(max_length=64, blank=True)
+    vip_address = models.GenericIPAddressField("VIP address", null=True, blank=True)
+    vip_mask = models.PositiveSmallIntegerField(
+        "VIP mask", null=True, blank=True, help_text="CIDR bits"
+    )
+    vip_interface = models.CharField("VIP interface", max_length=64, blank=True)
     failover_compression = models.CharField(
         max_length=20, choices=rules.COMPRESSION_MODES, default=rules.SYSTEM_SELECTED
     )
@@ -39,7 +43,9 @@ class Mirror(models.Model):
         max_length=8, choices=rules.COMPRESSION_TYPES, default="zlib"
     )
     qos_timeout_ms = models.PositiveIntegerField(
-        default=rules.DEFAULT_QOS_TIMEOUT_MS, validators=[rules.validate_qos_timeout]
+        "QoS timeout (ms)",
+        default=rules.DEFAULT_QOS_TIMEOUT_MS,
+        validators=[rules.validate_qos_timeout],
     )
     parallel_dejournaling = models.CharField(
         max_length=16, choices=rules.PARALLEL_DEJOURNALING, default="failover_dr"
@@ -80,7 +86,7 @@ class Host(models.Model):
     # Sent to the agent, so it cannot be stored hashed; the API never returns it.
     credential = models.CharField(max_length=256, blank=True)
     reachable = models.BooleanField(null=True, editable=False)
-    rtt_ms = models.FloatField(null=True, editable=False)
+    rtt_ms = models.FloatField("RTT (ms)", null=True, editable=False)
     last_checked_at = models.DateTimeField(null=True, editable=False)
     last_check_error = models.TextField(blank=True, editable=False)
 
@@ -193,7 +199,7 @@ class PendingDNUpdate(models.Model):
     STATES = [(PENDING, "Pending"), (AUTHORIZED, "Authorized"), (REJECTED, "Rejected")]
 
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="dn_updates")
-    new_dn = models.CharField(max_length=512, validators=[rules.validate_x509_dn])
+    new_dn = models.CharField("new DN", max_length=512, validators=[rules.validate_x509_dn])
     state = models.CharField(max_length=12, choices=STATES, default=PENDING)
     requested_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)
@@ -244,7 +250,7 @@ class DatabaseCopy(models.Model):
         max_length=24, choices=rules.DATABASE_STATUSES, default="Needs Activation"
     )
     # Set on DR and read-only reporting copies, cleared on read-write reporting (SPEC §5.3).
-    failover_db = models.BooleanField(default=True)
+    failover_db = models.BooleanField("failover DB", default=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

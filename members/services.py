@@ -1,8 +1,8 @@
 """Every change to the mirror configuration, as one verb-named function each.
 
 Each runs in one transaction: validate the whole object (`full_clean`, which applies
-`members.rules`), save, and write the audit event. Views, API views, the admin and tasks call
-these and nothing else to change configuration.
+`members.rules`), save, and write the audit event. Views, API views and tasks call these and
+nothing else to change configuration; the admin only shows it.
 """
 
 from django.core.exceptions import ValidationError

@@ -1,6 +1,5 @@
 from django.contrib import admin
 
-from accounts import audit
 from accounts.roles import ADMIN, has_role
 
 
@@ -12,34 +11,33 @@ class PortalAdminSite(admin.AdminSite):
         return has_role(request.user, ADMIN)
 
 
-class AuditedAdmin(admin.ModelAdmin):
-    """Admin pages for portal models: open to the admin role, and every change audited the way
-    services audit theirs (the model form already ran `full_clean`, hence every rule)."""
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Admin pages that only show: list, detail, search and filters, for the admin role.
 
-    audit_name = None
+    Changes go through the service functions (pages, API, jobs), which validate, audit and, for
+    mirrors, act on the members that are the truth about them; the admin writes nothing itself.
+    """
 
-    def _allowed(self, request, obj=None):
+    def get_readonly_fields(self, request, obj=None):
+        # A form shows only editable fields; here the others (timestamps, observations) count too.
+        hidden = {*(self.exclude or ()), *self.readonly_fields}
+        computed = [
+            field.name
+            for field in self.model._meta.concrete_fields
+            if not field.editable and not field.primary_key and field.name not in hidden
+        ]
+        return [*computed, *self.readonly_fields]
+
+    def has_view_permission(self, request, obj=None):
         return has_role(request.user, ADMIN)
 
-    has_view_permission = has_add_permission = _allowed
-    has_change_permission = has_delete_permission = has_module_permission = _allowed
+    has_module_permission = has_view_permission
 
-    def save_model(self, request, obj, form, change):
-        name = self.audit_name or obj._meta.model_name
-        before = audit.snapshot(type(obj).objects.get(pk=obj.pk)) if change else None
-        super().save_model(request, obj, form, change)
-        action = f"{name}.update" if change else f"{name}.create"
-        audit.record(request.user, action, obj, before=before, after=audit.snapshot(obj))
+    def has_add_permission(self, request, obj=None):
+        return False
 
-    def delete_model(self, request, obj):
-        audit.record(
-            request.user,
-            f"{self.audit_name or obj._meta.model_name}.delete",
-            obj,
-            before=audit.snapshot(obj),
-        )
-        super().delete_model(request, obj)
+    def has_change_permission(self, request, obj=None):
+        return False
 
-    def delete_queryset(self, request, queryset):
-        for obj in queryset:
-            self.delete_model(request, obj)
+    def has_delete_permission(self, request, obj=None):
+        return False
