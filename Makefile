@@ -38,9 +38,12 @@ run: install
 
 test: install-test lint check test-embedded test-services
 
+# lint-imports checks the import contracts of .importlinter (engine layers, no Django in the
+# engine, the portal through the engine's public clients).
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 check:
 	$(BIN)/python manage.py check

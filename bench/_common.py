@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from engine.cluster.launcher import start_member, stop_pids, wait_ready  # noqa: E402
 from engine.cluster.ports import free_ports  # noqa: E402 (the scripts import it from here too)
-from engine.member.admin_auth import TOKEN_ENV  # noqa: E402
 from engine.member.config import MirrorConfig, load_config  # noqa: E402
+from engine.wire.admin_token import TOKEN_ENV  # noqa: E402
 
 # the members a bench starts and the clients it opens share one admin token
 os.environ.setdefault(TOKEN_ENV, os.urandom(16).hex())

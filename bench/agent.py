@@ -43,7 +43,7 @@ from _common import (  # first: puts the repository root on sys.path, for engine
 )
 
 from engine.client.app import AsyncClient
-from engine.member.admin_auth import read_token
+from engine.wire.admin_token import read_token
 from engine.wire.tls import client_context, make_ca, make_cert
 
 SUBSCRIBERS = (1, 10, 50)

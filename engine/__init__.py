@@ -1,6 +1,7 @@
-"""Mirror Portal member engine: store, journal, dejournaling, replication, instance, client.
+"""The member engine of Mirror Portal: the processes that hold a mirror's databases and ship
+its journal (plain Python, no Django).
 
-Plain Python (no Django).  Storage half: collation (subscript key encoding), store (one LMDB
-environment per mirrored database), journal (+ journal_codec, journal_files), dejournal,
-compression.  Each module's docstring describes its design and measured figures.
+Subpackages, each importing only those listed after it (checked by `lint-imports`, see
+.importlinter and docs/architecture.md): cluster, agent, member, replication, storage,
+client, wire, and the rule catalog (rules).
 """

@@ -168,7 +168,7 @@ def _admin(cfg, member: str, action: str, arg: str | None, timeout: float = 30.0
     import json
 
     from engine.client.app import Client, EngineError
-    from engine.member.admin_auth import read_token
+    from engine.wire.admin_token import read_token
 
     m = cfg.member(member)
     value = arg

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from rest_framework.test import APIClient
 
-from engine.member.admin_auth import TOKEN_ENV
+from engine.wire.admin_token import TOKEN_ENV
 
 ON_CI = os.environ.get("CI", "").lower() == "true"
 ROLES = ("viewer", "operator", "admin")

@@ -54,7 +54,7 @@ from aiohttp import web
 from engine.agent.auth import IDENTITY
 from engine.agent.config import InstanceEntry
 from engine.agent.errors import api_error
-from engine.agent.ops import _admin, _body, check_kind, chosen_mirror, instance_entry
+from engine.agent.ops import ask_admin, check_kind, chosen_mirror, instance_entry, read_body
 from engine.member import mirror_file as ms
 from engine.member.config import Address
 from engine.storage.databases import Refused
@@ -130,13 +130,15 @@ def _which(request: web.Request) -> dict:
 
 async def mirror_info(request: web.Request) -> web.Response:
     entry = instance_entry(request)
-    info = await _admin(request, entry, "mirror_info", _which(request) or None)
+    info = await ask_admin(request, entry, "mirror_info", _which(request) or None)
     return web.json_response({"instance": entry.name, **info})
 
 
 async def create_mirror(request: web.Request) -> web.Response:
     entry = instance_entry(request)
-    body = await _body(request, {"mirror": str, "private": str, "member": str, "settings": dict})
+    body = await read_body(
+        request, {"mirror": str, "private": str, "member": str, "settings": dict}
+    )
     _required(body, "mirror", "private")
     _rule(ms.check_mirror_name, "create", body["mirror"])
     _rule(ms.check_address, "create", body["private"], "private")
@@ -144,14 +146,14 @@ async def create_mirror(request: web.Request) -> web.Response:
         _rule(ms.check_member_name, "create", body["member"], "failover")
     if "settings" in body:
         body["settings"] = _settings(body["settings"], "settings")
-    result = await _admin(request, entry, "mirror_create", body)
+    result = await ask_admin(request, entry, "mirror_create", body)
     return _answer(request, entry, "create-mirror", {**result, "restarting": True}, body["mirror"])
 
 
 async def join_mirror(request: web.Request) -> web.Response:
     entry = instance_entry(request)
     allowed = {"mirror": str, "address": str, "type": str, "member": str, "private": str}
-    body = await _body(request, {**allowed, "superserver": str})
+    body = await read_body(request, {**allowed, "superserver": str})
     _required(body, "mirror", "address", "type")
     _rule(ms.check_mirror_name, "join", body["mirror"])
     mtype = _rule(ms.check_type, "join", body["type"])
@@ -164,7 +166,7 @@ async def join_mirror(request: web.Request) -> web.Response:
         raise api_error(
             400, "bad_request", "a failover member needs 'private' (its mirror address)"
         )
-    result = await _admin(request, entry, "mirror_join", body)
+    result = await ask_admin(request, entry, "mirror_join", body)
     detail = f"{body['mirror']} as {mtype} via {body['address']}"
     return _answer(request, entry, "join-mirror", {**result, "restarting": True}, detail)
 
@@ -173,7 +175,7 @@ async def edit_mirror(request: web.Request) -> web.Response:
     """Turning TLS on is refused (409) while a reachable member has no valid TLS
     configuration, unless `skip_verify` (engine/member/tls_check.py)."""
     entry = instance_entry(request)
-    body = await _body(request, {**SETTING_KINDS, "name": str, "skip_verify": bool})
+    body = await read_body(request, {**SETTING_KINDS, "name": str, "skip_verify": bool})
     if "name" in body:
         raise api_error(400, "bad_request", "the mirror name cannot be changed (SPEC §5.1)")
     skip = body.pop("skip_verify", False)
@@ -181,15 +183,15 @@ async def edit_mirror(request: web.Request) -> web.Response:
         raise api_error(400, "bad_request", f"give at least one of {', '.join(SETTING_KINDS)}")
     changes = _settings(body, "body")
     arg = {**changes, **_which(request), **({"skip_verify": True} if skip else {})}
-    result = await _admin(request, entry, "edit_mirror", arg)
+    result = await ask_admin(request, entry, "edit_mirror", arg)
     return _answer(request, entry, "edit-mirror", result, ", ".join(sorted(changes)))
 
 
 async def verify_tls(request: web.Request) -> web.Response:
     """Verify SSL (SPEC §6.10 step b): one row per member, unreachable ones included."""
     entry = instance_entry(request)
-    await _body(request, {})
-    result = await _admin(request, entry, "verify_tls", _which(request) or None)
+    await read_body(request, {})
+    result = await ask_admin(request, entry, "verify_tls", _which(request) or None)
     failing = ", ".join(result.get("failing", [])) or "none failing"
     return _answer(request, entry, "verify-tls", result, f"({failing})")
 
@@ -197,9 +199,9 @@ async def verify_tls(request: web.Request) -> web.Response:
 async def leave_mirror(request: web.Request) -> web.Response:
     """Leave one mirror; the instance restarts as a non-member of it (SPEC §6.9-§6.12)."""
     entry = instance_entry(request)
-    body = await _body(request, {"remove_db_attribute": bool})
+    body = await read_body(request, {"remove_db_attribute": bool})
     arg = {"remove_db_attribute": body.get("remove_db_attribute", False)}
-    result = await _admin(request, entry, "leave_mirror", {**arg, **_which(request)})
+    result = await ask_admin(request, entry, "leave_mirror", {**arg, **_which(request)})
     detail = "removing" if arg["remove_db_attribute"] else "keeping"
     result = {**result, "restarting": True}
     return _answer(request, entry, "leave-mirror", result, f"({detail} the mirrored attribute)")
@@ -209,9 +211,9 @@ async def remove_mirror_config(request: web.Request) -> web.Response:
     """Remove the instance's mirror configuration (engine/member/remove.py): a backup or
     async restarts as a non-member; the primary, as the last member, in two steps."""
     entry = instance_entry(request)
-    body = await _body(request, {"remove_db_attribute": bool, "remove_tls": bool})
+    body = await read_body(request, {"remove_db_attribute": bool, "remove_tls": bool})
     arg = {k: body.get(k, False) for k in ("remove_db_attribute", "remove_tls")}
-    result = await _admin(request, entry, "remove_mirror_config", {**arg, **_which(request)})
+    result = await ask_admin(request, entry, "remove_mirror_config", {**arg, **_which(request)})
     detail = f"step {result['step']}" if "step" in result else "removed"
     return _answer(request, entry, "remove-mirror-config", result, f"({detail})")
 
@@ -226,9 +228,9 @@ def _member_op(action: str, op: str):
     async def handler(request: web.Request) -> web.Response:
         entry = instance_entry(request)
         member = _member(request)
-        await _body(request, {})
+        await read_body(request, {})
         arg = {"member": member, **_which(request)}
-        result = await _admin(request, entry, action, arg)
+        result = await ask_admin(request, entry, action, arg)
         return _answer(request, entry, op, result, member)
 
     handler.__name__ = action
@@ -238,13 +240,13 @@ def _member_op(action: str, op: str):
 async def update_member_address(request: web.Request) -> web.Response:
     entry = instance_entry(request)
     member = _member(request)
-    body = await _body(request, {"superserver": str, "private": str})
+    body = await read_body(request, {"superserver": str, "private": str})
     if not body:
         raise api_error(400, "bad_request", "give 'superserver' and/or 'private'")
     for key, value in body.items():
         _rule(ms.check_address, "update", value, key)
     arg = {"member": member, **body, **_which(request)}
-    result = await _admin(request, entry, "update_member_address", arg)
+    result = await ask_admin(request, entry, "update_member_address", arg)
     return _answer(request, entry, "update-member-address", result, member)
 
 
@@ -253,7 +255,7 @@ async def update_member_address(request: web.Request) -> web.Response:
 
 async def set_tls(request: web.Request) -> web.Response:
     entry = instance_entry(request)
-    body = await _body(request, {"cert": str, "key": str, "ca": str})
+    body = await read_body(request, {"cert": str, "key": str, "ca": str})
     _required(body, "cert", "key", "ca")
     for key, value in body.items():
         # the instance resolves a relative path against its own working directory
@@ -261,25 +263,25 @@ async def set_tls(request: web.Request) -> web.Response:
             raise api_error(
                 400, "bad_request", f"{key!r} must be an absolute path on the agent's host"
             )
-    result = await _admin(request, entry, "set_tls", body)
+    result = await ask_admin(request, entry, "set_tls", body)
     return _answer(request, entry, "set-tls", result, body["cert"])
 
 
 async def reload_tls(request: web.Request) -> web.Response:
     entry = instance_entry(request)
-    await _body(request, {})
-    return _answer(request, entry, "reload-tls", await _admin(request, entry, "reload_tls"))
+    await read_body(request, {})
+    return _answer(request, entry, "reload-tls", await ask_admin(request, entry, "reload_tls"))
 
 
 async def set_superserver_port(request: web.Request) -> web.Response:
     """The instance's own superserver port (SPEC §6.19 exception 1, engine/member/port.py).
     The instance restarts there; from then on this agent asks it at the new port."""
     entry = instance_entry(request)
-    body = await _body(request, {"port": int})
+    body = await read_body(request, {"port": int})
     _required(body, "port")
     if not 0 < body["port"] < 65536:
         raise api_error(400, "bad_request", "'port' must be from 1 to 65535")
-    result = await _admin(request, entry, "set_superserver_port", {"port": body["port"]})
+    result = await ask_admin(request, entry, "set_superserver_port", {"port": body["port"]})
     entry.superserver = Address(entry.superserver.host, body["port"])
     return _answer(request, entry, "set-superserver-port", result, str(entry.superserver))
 

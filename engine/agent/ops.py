@@ -35,10 +35,10 @@ from engine.agent.auth import IDENTITY
 from engine.agent.config import AgentConfig, InstanceEntry
 from engine.agent.errors import CONFIG, api_error
 from engine.client.app import AsyncClient, ConnectionLost, EngineError, NoPrimaryFound, Unavailable
-from engine.member.admin_auth import read_token
 from engine.member.mirror_file import check_mirror_name
 from engine.storage.databases import Refused as NameRefused
 from engine.storage.databases import check_name
+from engine.wire.admin_token import read_token
 from engine.wire.protocol import ErrorCode
 
 log = logging.getLogger("engine.agent.server")
@@ -70,7 +70,7 @@ def _db_name(value, where: str) -> str:
         raise api_error(400, "bad_request", f"{where}: {exc.extra['reason']}") from None
 
 
-async def _body(request: web.Request, allowed: dict[str, type]) -> dict:
+async def read_body(request: web.Request, allowed: dict[str, type]) -> dict:
     """The JSON object body (empty body: {}), with only `allowed` keys of those types."""
     raw = await request.read()
     if not raw.strip():
@@ -170,7 +170,7 @@ async def _ask(
         await client.close()
 
 
-async def _admin(
+async def ask_admin(
     request: web.Request,
     entry: InstanceEntry,
     action: str,
@@ -229,7 +229,7 @@ async def list_databases(request: web.Request) -> web.Response:
 
 async def create_database(request: web.Request) -> web.Response:
     entry = instance_entry(request)
-    body = await _body(request, {"name": str, "mode": str, "mirrored": bool})
+    body = await read_body(request, {"name": str, "mode": str, "mirrored": bool})
     if "name" not in body:
         raise api_error(400, "bad_request", "'name' (the database name) is required")
     name = _db_name(body["name"], "name")
@@ -239,9 +239,11 @@ async def create_database(request: web.Request) -> web.Response:
     if mode == "add":
         if "mirrored" in body:
             raise api_error(400, "bad_request", "'mirrored' only applies to mode 'create'")
-        return _answer(request, entry, "add", await _admin(request, entry, "add_database", name))
+        return _answer(request, entry, "add", await ask_admin(request, entry, "add_database", name))
     arg = {"name": name, "mirrored": body.get("mirrored", True)}
-    return _answer(request, entry, "create", await _admin(request, entry, "create_database", arg))
+    return _answer(
+        request, entry, "create", await ask_admin(request, entry, "create_database", arg)
+    )
 
 
 def _db_op(action: str, op: str, options: dict[str, type] | None = None):
@@ -250,9 +252,9 @@ def _db_op(action: str, op: str, options: dict[str, type] | None = None):
     async def handler(request: web.Request) -> web.Response:
         entry = instance_entry(request)
         name = _db_name(request.match_info["db"], "database")
-        body = await _body(request, options or {})
+        body = await read_body(request, options or {})
         arg = {"name": name, **body} if body else name
-        return _answer(request, entry, op, await _admin(request, entry, action, arg))
+        return _answer(request, entry, op, await ask_admin(request, entry, action, arg))
 
     handler.__name__ = action
     return handler
@@ -260,20 +262,20 @@ def _db_op(action: str, op: str, options: dict[str, type] | None = None):
 
 async def _catchup(request: web.Request, entry: InstanceEntry, names: list[str], wait: bool):
     timeout = CATCHUP_WAIT_TIMEOUT_S if wait else ADMIN_TIMEOUT_S
-    result = await _admin(request, entry, "catchup", {"names": names, "wait": wait}, timeout)
+    result = await ask_admin(request, entry, "catchup", {"names": names, "wait": wait}, timeout)
     return _answer(request, entry, "catchup", result)
 
 
 async def catchup_one(request: web.Request) -> web.Response:
     entry = instance_entry(request)
     name = _db_name(request.match_info["db"], "database")
-    body = await _body(request, {"wait": bool})
+    body = await read_body(request, {"wait": bool})
     return await _catchup(request, entry, [name], body.get("wait", False))
 
 
 async def catchup_many(request: web.Request) -> web.Response:
     entry = instance_entry(request)
-    body = await _body(request, {"databases": list, "wait": bool})
+    body = await read_body(request, {"databases": list, "wait": bool})
     names = body.get("databases")
     if not names:
         raise api_error(400, "bad_request", "'databases' must be a non-empty list of names")
@@ -286,7 +288,7 @@ async def catchup_many(request: web.Request) -> web.Response:
 async def clear_failover_many(request: web.Request) -> web.Response:
     """SPEC §6.9 "Clear FailoverDB Flags": several databases, or all; one result each."""
     entry = instance_entry(request)
-    body = await _body(request, {"databases": list, "all": bool})
+    body = await read_body(request, {"databases": list, "all": bool})
     if ("databases" in body) == ("all" in body) or body.get("all") is False:
         raise api_error(400, "bad_request", "give either 'databases' (names) or 'all': true")
     if "all" in body:
@@ -299,15 +301,15 @@ async def clear_failover_many(request: web.Request) -> web.Response:
         if len(set(checked)) != len(checked):
             raise api_error(400, "bad_request", "'databases' names a database more than once")
         arg = {"names": checked}
-    result = await _admin(request, entry, "clear_failover_db", arg)
+    result = await ask_admin(request, entry, "clear_failover_db", arg)
     return _answer(request, entry, "clear-failover-db", result)
 
 
 def _member_op(action: str, op: str):
     async def handler(request: web.Request) -> web.Response:
         entry = instance_entry(request)
-        await _body(request, {})
-        return _answer(request, entry, op, await _admin(request, entry, action))
+        await read_body(request, {})
+        return _answer(request, entry, op, await ask_admin(request, entry, action))
 
     handler.__name__ = action
     return handler
@@ -319,8 +321,8 @@ def _dejournal_op(action: str, op: str, per_database: bool):
     async def handler(request: web.Request) -> web.Response:
         entry = instance_entry(request)
         name = _db_name(request.match_info["db"], "database") if per_database else None
-        await _body(request, {})
-        await _admin(request, entry, action, name)
+        await read_body(request, {})
+        await ask_admin(request, entry, action, name)
         st = await _status(request, entry)
         result = {"dejournaling": st.get("dejournaling")}
         if name is not None:

@@ -106,11 +106,7 @@ def _cmdline(pid: int) -> list[bytes]:
 
 def _is_engine_instance(pid: int) -> bool:
     args = _cmdline(pid)
-    return (
-        b"engine" in args
-        and b"instance" in args
-        or any(a.endswith(b"engine/member/membership.py") for a in args)
-    )
+    return b"engine" in args and b"instance" in args  # python -m engine instance ...
 
 
 def _gone(pid: int) -> bool:

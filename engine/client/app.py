@@ -25,7 +25,7 @@ import socket
 import threading
 from typing import Any
 
-from engine.member.admin_auth import TOKEN_ENV
+from engine.wire.admin_token import TOKEN_ENV
 from engine.wire.protocol import (
     DEFAULT_MAX_FRAME,
     BadFrame,

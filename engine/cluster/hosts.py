@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from engine.client.agent import AgentClient, AgentConnectionError, AgentError
-from engine.cluster.launcher import _port_open, is_running, spawn
+from engine.cluster.launcher import is_running, port_open, spawn
 from engine.cluster.plan import LOOPBACK, Plan, PlanMember
 from engine.cluster.watch import BuildError
 from engine.wire.tls import make_ca, make_cert
@@ -111,7 +111,7 @@ def check_fresh(plan: Plan) -> None:
         )
     ports = [h.agent_port for h in plan.hosts]
     ports += [p for m in plan.members for p in (m.superserver_port, m.private_port) if p]
-    busy = [str(p) for p in ports if _port_open(LOOPBACK, p)]
+    busy = [str(p) for p in ports if port_open(LOOPBACK, p)]
     if busy:
         raise BuildError(f"ports already in use on {LOOPBACK}: {', '.join(busy)}")
 
@@ -223,7 +223,7 @@ def wait_started(plan: Plan, entries: list[dict], agents: dict[str, AgentClient]
             if not is_running(e):
                 raise BuildError(f"{e['kind']} {e['name']} exited; see {e['log']}")
             if e["kind"] == "instance":
-                ready = _port_open(LOOPBACK, plan.member(e["name"]).superserver_port)
+                ready = port_open(LOOPBACK, plan.member(e["name"]).superserver_port)
             else:
                 try:
                     ready = bool(agents[e["name"]].health())

@@ -36,7 +36,7 @@ def state_path(cfg: MirrorConfig) -> Path:
     return root / "cluster-state.json"
 
 
-def _port_open(host: str, port: int) -> bool:
+def port_open(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.2):
             return True
@@ -77,7 +77,7 @@ def wait_ready(
                     f"member {name} exited with code {proc.returncode}; "
                     f"see {Path(m.data_dir) / 'instance.log'}"
                 )
-            if _port_open(m.superserver.host, m.superserver.port):
+            if port_open(m.superserver.host, m.superserver.port):
                 del waiting[name]
         if waiting and time.monotonic() > deadline:
             raise RuntimeError(f"members not ready after {timeout}s: {', '.join(waiting)}")
@@ -160,7 +160,7 @@ def cluster_up(files: list[str]) -> int:
             str(a)
             for m in cfg.members
             for a in (m.superserver, m.private)
-            if a and _port_open(a.host, a.port)
+            if a and port_open(a.host, a.port)
         ]
         if busy:
             print(

@@ -22,11 +22,9 @@ import os
 import secrets
 from pathlib import Path
 
-from engine.member.session import RequestError
-from engine.wire.protocol import ErrorCode
+from engine.wire.admin_token import TOKEN_ENV, TOKEN_FILE
+from engine.wire.protocol import ErrorCode, RequestError
 
-TOKEN_FILE = "admin.token"
-TOKEN_ENV = "ENGINE_ADMIN_TOKEN"
 OPEN_ACTIONS = frozenset({"mirror_info", "copy_info", "export_snapshot"})
 
 
@@ -40,16 +38,6 @@ def ensure_token(data_dir: Path) -> str:
         f.write(token + "\n")
     os.replace(tmp, path)
     return token
-
-
-def read_token(data_dir: Path | str | None) -> str | None:
-    """The token of the instance whose data directory this is; None when unreadable."""
-    if data_dir is None:
-        return None
-    try:
-        return (Path(data_dir) / TOKEN_FILE).read_text().strip() or None
-    except OSError:
-        return None
 
 
 def split_admin_args(args: list) -> tuple[object, object, object]:

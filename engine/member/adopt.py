@@ -24,15 +24,16 @@ from engine.client.app import AsyncClient, EngineError
 from engine.member.download import fetch_copy, may_hold_copy, retry_now, until_copied
 from engine.storage import journal as jmod
 from engine.storage.databases import DbEntry, new_incarnation
+from engine.storage.journal_codec import pos_wire
 
 if TYPE_CHECKING:
-    from engine.member.membership import Instance
+    from engine.member.membership import Membership
 
 log = logging.getLogger("engine.download")
 PROBE_TIMEOUT_S = 2.0
 
 
-def create_on_primary(inst: Instance, name: str) -> asyncio.Task | dict:
+def create_on_primary(inst: Membership, name: str) -> asyncio.Task | dict:
     """Create the database on the primary, or start adopting a valid copy (status
     Downloading); the task's result is the create_database answer."""
     if retry_now(inst, name):  # an adoption waiting to try again: at once, not a second one
@@ -41,8 +42,8 @@ def create_on_primary(inst: Instance, name: str) -> asyncio.Task | dict:
     return inst.run_in_background(_create(inst, name))
 
 
-async def _create(inst: Instance, name: str) -> dict:
-    from engine.member.dbops import _journal_control, _mount_new, _pos, _result
+async def _create(inst: Membership, name: str) -> dict:
+    from engine.member.dbops import db_result, journal_control, mount_new
 
     try:
         found = await _valid_copies(inst, name)
@@ -57,11 +58,11 @@ async def _create(inst: Instance, name: str) -> dict:
             # create it empty while a copy may come back; keep looking for one
             inst.downloading.add(name)
             inst.run_in_background(_adopt(inst, entry, []))
-            return _result(inst, entry, already=True)
-        entry = DbEntry(name, new_incarnation(), since=_pos(inst.journal.end_position))
-        _mount_new(inst, entry)
+            return db_result(inst, entry, already=True)
+        entry = DbEntry(name, new_incarnation(), since=pos_wire(inst.journal.end_position))
+        mount_new(inst, entry)
         log.info("no valid copy of %s on another member: created empty", name)
-        return await _journal_control(inst, "create", entry, _result(inst, entry))
+        return await journal_control(inst, "create", entry, db_result(inst, entry))
     incarnation, sources = found
     if entry is None:
         entry = DbEntry(name, incarnation, created=False, needs_download=True)
@@ -70,11 +71,11 @@ async def _create(inst: Instance, name: str) -> dict:
     inst.catalog.save()
     inst.db_errors.pop(name, None)
     inst.run_in_background(_adopt(inst, entry, sources))
-    return _result(inst, entry, source=sources[0].name)
+    return db_result(inst, entry, source=sources[0].name)
 
 
-async def _adopt(inst: Instance, entry: DbEntry, sources: list) -> None:
-    from engine.member.dbops import _journal_control, _pos
+async def _adopt(inst: Membership, entry: DbEntry, sources: list) -> None:
+    from engine.member.dbops import journal_control
 
     name = entry.name
     first = True
@@ -92,16 +93,16 @@ async def _adopt(inst: Instance, entry: DbEntry, sources: list) -> None:
     if store is None:
         return
     # the copy is the database as of now on this primary: nothing older is ever replayed
-    entry.since = _pos(inst.journal.end_position)
+    entry.since = pos_wire(inst.journal.end_position)
     store.apply([], upto=jmod.make_position(*entry.since))
     entry.needs_download = False
     inst.stores[name] = store
     inst.catalog.save()
     log.info("adopted %s (incarnation %s) from another member", name, entry.incarnation)
-    await _journal_control(inst, "add", entry, {})
+    await journal_control(inst, "add", entry, {})
 
 
-async def _valid_copies(inst: Instance, name: str) -> tuple[str, list] | None:
+async def _valid_copies(inst: Membership, name: str) -> tuple[str, list] | None:
     """The incarnation of the first valid copy in source order, and the members holding a
     valid copy of that incarnation, in that order."""
     valid = await _all_valid(inst, name)
@@ -111,12 +112,12 @@ async def _valid_copies(inst: Instance, name: str) -> tuple[str, list] | None:
     return incarnation, [m for m, i in valid if i == incarnation]
 
 
-async def _holders(inst: Instance, name: str, incarnation: str) -> list:
+async def _holders(inst: Membership, name: str, incarnation: str) -> list:
     """The members holding a valid copy of that incarnation, in source order."""
     return [m for m, i in await _all_valid(inst, name) if i == incarnation]
 
 
-async def _all_valid(inst: Instance, name: str) -> list[tuple]:
+async def _all_valid(inst: Membership, name: str) -> list[tuple]:
     """(member, incarnation) of every valid copy, backup first, then the asyncs."""
     me = inst.member.name
     candidates = [m for m in inst.cfg.failover_members if m.name != me]
@@ -127,7 +128,7 @@ async def _all_valid(inst: Instance, name: str) -> list[tuple]:
     return [(m, a["incarnation"]) for m, a in pairs if a and a["valid"]]
 
 
-async def _copy_info(inst: Instance, member, name: str) -> dict | None:
+async def _copy_info(inst: Membership, member, name: str) -> dict | None:
     try:
         async with AsyncClient(
             [str(member.superserver)], follow_primary=False, timeout=PROBE_TIMEOUT_S, retries=0

@@ -32,16 +32,12 @@ from engine.storage.databases import (
     new_incarnation,
     read_control,
 )
-from engine.storage.journal_codec import make_position
+from engine.storage.journal_codec import make_position, pos_wire
 
 if TYPE_CHECKING:
-    from engine.member.membership import Instance
+    from engine.member.membership import Membership
 
 log = logging.getLogger("engine.dbops")
-
-
-def _pos(p) -> list | None:
-    return None if p is None else [p.file_seq, p.offset]
 
 
 def _args(op: str, arg, **defaults) -> dict:
@@ -56,7 +52,7 @@ def _args(op: str, arg, **defaults) -> dict:
     return {**defaults, "name": arg}
 
 
-def _entry(inst: Instance, op: str, name) -> DbEntry:
+def _entry(inst: Membership, op: str, name) -> DbEntry:
     name = check_name(op, name)
     entry = inst.catalog.get(name)
     if entry is None:
@@ -64,13 +60,13 @@ def _entry(inst: Instance, op: str, name) -> DbEntry:
     return entry
 
 
-def _result(inst: Instance, entry: DbEntry, already: bool = False, **extra) -> dict:
+def db_result(inst: Membership, entry: DbEntry, already: bool = False, **extra) -> dict:
     if not already:
         log.info("database %s: %s", entry.name, db_status(inst, entry))
     return {"database": entry.name, "status": db_status(inst, entry), "already": already, **extra}
 
 
-def _journal_control(inst: Instance, action: str, entry: DbEntry, result: dict):
+def journal_control(inst: Membership, action: str, entry: DbEntry, result: dict):
     """Journal a control record; the reply waits until it is durable (and acknowledged)."""
     fut = inst.writer.submit([control_op(action, entry)])
     out = asyncio.get_running_loop().create_future()
@@ -87,12 +83,12 @@ def _journal_control(inst: Instance, action: str, entry: DbEntry, result: dict):
     return out
 
 
-def _not_primary(inst: Instance, op: str, db: str | None) -> None:
+def _not_primary(inst: Membership, op: str, db: str | None) -> None:
     if inst.role == "primary":
         raise Refused(op, db, "not available on the primary")
 
 
-def _journal_covers(inst: Instance, op: str, db: str, since) -> None:
+def journal_covers(inst: Membership, op: str, db: str, since) -> None:
     start = inst.journal_reader().start_position()
     need = make_position(*since) if since is not None else None
     if start is None:
@@ -102,20 +98,20 @@ def _journal_covers(inst: Instance, op: str, db: str, since) -> None:
             op,
             db,
             f"this member's journal no longer holds every change since {since or 'the start'} "
-            f"(it starts at {_pos(start)}); restore a newer copy from the primary",
+            f"(it starts at {pos_wire(start)}); restore a newer copy from the primary",
         )
 
 
 # -- create / add ------------------------------------------------------------------------
 
 
-def create_database(inst: Instance, arg):
+def create_database(inst: Membership, arg):
     a = _args("create_database", arg, mirrored=True)
     name = check_name("create_database", a["name"])
     entry = inst.catalog.get(name)
     adopting = entry is not None and entry.needs_download and inst.role == "primary"
     if entry is not None and not adopting:
-        return _result(inst, entry, already=True)
+        return db_result(inst, entry, already=True)
     if not a["mirrored"]:
         _check_idle(inst, "create_database", name)
         if inst.db_path(name).exists():
@@ -143,14 +139,14 @@ def create_database(inst: Instance, arg):
         from engine.member.download import download_database
 
         return download_database(inst, name)
-    _journal_covers(inst, "create_database", name, known["since"])
+    journal_covers(inst, "create_database", name, known["since"])
     entry = DbEntry(name, known["incarnation"], since=known["since"], caught_up=False)
     entry.failover_db = inst.member.type != "rw_reporting"
-    _mount_new(inst, entry)
+    mount_new(inst, entry)
     return catchup(inst, name)
 
 
-def _mount_new(inst: Instance, entry: DbEntry, restored: bool = False) -> None:
+def mount_new(inst: Membership, entry: DbEntry, restored: bool = False) -> None:
     # a restored copy keeps its own position: activation checks it against `since`
     store = inst.open_store(entry.name, None if restored else entry.since)
     inst.catalog.entries[entry.name] = entry
@@ -160,21 +156,21 @@ def _mount_new(inst: Instance, entry: DbEntry, restored: bool = False) -> None:
         attach(inst.dejournal.dj, entry.name, store)
 
 
-def add_database(inst: Instance, arg):
+def add_database(inst: Membership, arg):
     name = check_name("add_database", _args("add_database", arg)["name"])
     entry = inst.catalog.get(name)
     if entry is not None:
-        return _result(inst, entry, already=True)
+        return db_result(inst, entry, already=True)
     _check_idle(inst, "add_database", name)  # a primary looking for a copy to adopt
     if not inst.db_path(name).exists():
         raise Refused(
             "add_database", name, f"no local database of that name on member {inst.member.name}"
         )
     if inst.role == "primary":
-        entry = DbEntry(name, new_incarnation(), since=_pos(inst.journal.end_position))
+        entry = DbEntry(name, new_incarnation(), since=pos_wire(inst.journal.end_position))
         entry.created = False
-        _mount_new(inst, entry)
-        return _journal_control(inst, "add", entry, _result(inst, entry))
+        mount_new(inst, entry)
+        return journal_control(inst, "add", entry, db_result(inst, entry))
     known = (inst.primary_db_info or {}).get(name)
     if known is None:
         raise Refused("add_database", name, "the primary has no mirrored database of that name")
@@ -183,25 +179,25 @@ def add_database(inst: Instance, arg):
     entry.caught_up = False
     entry.created = known["created"]
     entry.failover_db = inst.member.type != "rw_reporting"
-    _mount_new(inst, entry, restored=True)
-    return _result(inst, entry)
+    mount_new(inst, entry, restored=True)
+    return db_result(inst, entry)
 
 
 # -- activate / catch up -----------------------------------------------------------------
 
 
-def activate(inst: Instance, arg):
+def activate(inst: Membership, arg):
     entry = _entry(inst, "activate", _args("activate", arg)["name"])
     _not_primary(inst, "activate", entry.name)
     if entry.activated:
-        return _result(inst, entry, already=True)
+        return db_result(inst, entry, already=True)
     _check_activatable(inst, "activate", entry)
     entry.activated = True
     inst.catalog.save()
-    return _result(inst, entry)
+    return db_result(inst, entry)
 
 
-def _check_usable(inst: Instance, op: str, entry: DbEntry) -> None:
+def _check_usable(inst: Membership, op: str, entry: DbEntry) -> None:
     if not entry.mounted:
         raise Refused(op, entry.name, "the database is dismounted; mount it first")
     if entry.obsolete:
@@ -210,14 +206,14 @@ def _check_usable(inst: Instance, op: str, entry: DbEntry) -> None:
         raise Refused(op, entry.name, "the database needs a download (download_database)")
 
 
-def _check_activatable(inst: Instance, op: str, entry: DbEntry) -> None:
+def _check_activatable(inst: Membership, op: str, entry: DbEntry) -> None:
     _check_usable(inst, op, entry)
     applied = inst.stores[entry.name].applied_position
     if entry.since is not None and (applied is None or applied < make_position(*entry.since)):
         raise Refused(
             op,
             entry.name,
-            f"the local copy (at {_pos(applied)}) is older than the database's addition to "
+            f"the local copy (at {pos_wire(applied)}) is older than the database's addition to "
             f"the mirror (at {entry.since}); restore a copy made on the primary since then",
         )
 
@@ -234,7 +230,7 @@ def _names(op: str, arg) -> tuple[list[str], bool]:
     return [check_name(op, n) for n in arg], wait
 
 
-def catchup(inst: Instance, arg):
+def catchup(inst: Membership, arg):
     names, wait = _names("catchup", arg)
     _not_primary(inst, "catchup", None)
     entries = [_entry(inst, "catchup", n) for n in names]
@@ -245,7 +241,7 @@ def catchup(inst: Instance, arg):
         _check_usable(inst, "catchup", e)
         if not e.caught_up and e.name not in inst.catching_up:
             applied = inst.stores[e.name].applied_position
-            _journal_covers(inst, "catchup", e.name, _pos(applied) or e.since)
+            journal_covers(inst, "catchup", e.name, pos_wire(applied) or e.since)
     started, already = [], []
     for e in entries:
         if e.caught_up or e.name in inst.catching_up:
@@ -266,15 +262,15 @@ def catchup(inst: Instance, arg):
     return out
 
 
-async def _run_catchups(inst: Instance, entries: list[DbEntry]) -> None:
+async def _run_catchups(inst: Membership, entries: list[DbEntry]) -> None:
     if inst.cfg.parallel_for(inst.member):
-        await asyncio.gather(*(_catch_up_one(inst, e) for e in entries))
+        await asyncio.gather(*(catch_up_one(inst, e) for e in entries))
     else:
         for e in entries:
-            await _catch_up_one(inst, e)
+            await catch_up_one(inst, e)
 
 
-def replay(inst: Instance, store, db: str) -> int:
+def replay(inst: Membership, store, db: str) -> int:
     """Apply the local journal's records for db after the store's position."""
     reader = inst.journal_reader()
     n = 0
@@ -286,13 +282,13 @@ def replay(inst: Instance, store, db: str) -> int:
     return n
 
 
-def _replay_started(inst: Instance, store, db: str) -> int:
+def _replay_started(inst: Membership, store, db: str) -> int:
     # logged by the worker thread as it begins, so the log shows when catch-ups overlap
-    log.info("catch-up of %s started from %s", db, _pos(store.applied_position))
+    log.info("catch-up of %s started from %s", db, pos_wire(store.applied_position))
     return replay(inst, store, db)
 
 
-async def _catch_up_one(inst: Instance, entry: DbEntry) -> None:
+async def catch_up_one(inst: Membership, entry: DbEntry) -> None:
     db = entry.name
     try:
         store = inst.stores[db]
@@ -314,25 +310,25 @@ async def _catch_up_one(inst: Instance, entry: DbEntry) -> None:
 # -- mount / dismount / remove -----------------------------------------------------------
 
 
-def dismount(inst: Instance, arg):
+def dismount(inst: Membership, arg):
     entry = _entry(inst, "dismount", _args("dismount", arg)["name"])
     if not entry.mounted:
-        return _result(inst, entry, already=True)
+        return db_result(inst, entry, already=True)
     _check_idle(inst, "dismount", entry.name)
     _close(inst, entry.name)
     entry.mounted = False
     if inst.role != "primary":
         entry.caught_up = False  # stale until mounted and caught up (SPEC §6.23)
     inst.catalog.save()
-    return _result(inst, entry)
+    return db_result(inst, entry)
 
 
-def _check_idle(inst: Instance, op: str, db: str) -> None:
+def _check_idle(inst: Membership, op: str, db: str) -> None:
     if db in inst.catching_up or db in inst.downloading:
         raise Refused(op, db, "a catch-up or download is running; wait for it to finish")
 
 
-def _close(inst: Instance, db: str) -> None:
+def _close(inst: Membership, db: str) -> None:
     if inst.dejournal is not None:
         detach(inst.dejournal.dj, db)  # which ends an operator's pause too
     entry = inst.catalog.get(db)
@@ -343,13 +339,13 @@ def _close(inst: Instance, db: str) -> None:
         store.close()
 
 
-def mount(inst: Instance, arg):
+def mount(inst: Membership, arg):
     a = _args("mount", arg, catchup=False)
     entry = _entry(inst, "mount", a["name"])
     if entry.mounted:
         if a["catchup"] and not entry.caught_up and inst.role != "primary":
             return catchup(inst, entry.name)
-        return _result(inst, entry, already=True)
+        return db_result(inst, entry, already=True)
     store = inst.open_store(entry.name, entry.since)
     entry.mounted = True
     if inst.role == "primary":
@@ -357,15 +353,15 @@ def mount(inst: Instance, arg):
         replay(inst, store, entry.name)
         inst.stores[entry.name] = store
         inst.catalog.save()
-        return _result(inst, entry)
+        return db_result(inst, entry)
     inst.stores[entry.name] = store
     inst.catalog.save()
     if a["catchup"] and entry.activated and not entry.obsolete:
         return catchup(inst, entry.name)
-    return _result(inst, entry)
+    return db_result(inst, entry)
 
 
-def remove(inst: Instance, arg):
+def remove(inst: Membership, arg):
     name = check_name("remove", _args("remove", arg)["name"])
     entry = inst.catalog.get(name)
     if entry is None:
@@ -378,11 +374,11 @@ def remove(inst: Instance, arg):
     result = {"database": name, "status": "not mirrored", "already": False}
     if inst.role == "primary":
         # permanent (SPEC §6.8): the data stays as a local database
-        return _journal_control(inst, "remove", entry, result)
+        return journal_control(inst, "remove", entry, result)
     return result
 
 
-def clear_failover_db(inst: Instance, arg):
+def clear_failover_db(inst: Membership, arg):
     """Clear the FailoverDB flag (SPEC §5.3, §6.9) of one database (a name, or {"name"}),
     of several ({"names": [...]}) or of every mirrored database here ({"all": true}, the
     "Clear FailoverDB Flags" button).  Several answer {"databases": [one result each]};
@@ -399,13 +395,13 @@ def clear_failover_db(inst: Instance, arg):
     for entry in entries:
         already = not entry.failover_db
         entry.failover_db = False  # once cleared it cannot be set again
-        results.append(_result(inst, entry, already=already, failover_db=False))
+        results.append(db_result(inst, entry, already=already, failover_db=False))
     if not all(r["already"] for r in results):
         inst.catalog.save()
     return {"databases": results} if several else results[0]
 
 
-def _flag_entries(inst: Instance, arg) -> tuple[list[DbEntry], bool]:
+def _flag_entries(inst: Membership, arg) -> tuple[list[DbEntry], bool]:
     """The databases asked for, and whether several were (a list, or all)."""
     op = "clear_failover_db"
     if not (isinstance(arg, dict) and ("names" in arg or "all" in arg)):
@@ -427,7 +423,7 @@ def _flag_entries(inst: Instance, arg) -> tuple[list[DbEntry], bool]:
 # -- stop / start mirroring (SPEC §6.16) --------------------------------------------------
 
 
-def stop_mirroring(inst: Instance, arg):
+def stop_mirroring(inst: Membership, arg):
     _not_primary(inst, "stop_mirroring", None)
     if inst.mirroring_stopped:
         return {"status": "Stopped", "already": True}
@@ -443,14 +439,14 @@ def stop_mirroring(inst: Instance, arg):
     return asyncio.get_running_loop().create_task(run())
 
 
-def start_mirroring(inst: Instance, arg):
+def start_mirroring(inst: Membership, arg):
     _not_primary(inst, "start_mirroring", None)
     if not inst.mirroring_stopped:
         return {"status": "running", "already": True}
     (inst.data_dir / STOPPED_FILE).unlink(missing_ok=True)
     inst.mirroring_stopped = False
     old = inst.replica
-    inst.replica = ReplicaLink(inst)
+    inst.replica = ReplicaLink(inst, inst.gate)
     inst.replica.disconnected_at = old.disconnected_at if old is not None else None
     inst.replica.start()
     log.info("mirroring started by operator")
@@ -460,7 +456,7 @@ def start_mirroring(inst: Instance, arg):
 # -- control records from the primary -----------------------------------------------------
 
 
-def on_control_record(inst: Instance, record) -> None:
+def on_control_record(inst: Membership, record) -> None:
     try:
         action, info = read_control(record)
     except (ValueError, TypeError, IndexError):
@@ -493,7 +489,7 @@ def on_control_record(inst: Instance, record) -> None:
         log.warning("mirrored database %s not created: a local database has that name", name)
         return
     entry = DbEntry(name, info["incarnation"], since=info["since"])
-    _mount_new(inst, entry)
+    mount_new(inst, entry)
     log.info("mirrored database %s created (empty, dejournaled from %s)", name, entry.since)
 
 
@@ -511,7 +507,7 @@ ACTIONS = {
 }
 
 
-def _all_actions() -> dict:
+def all_actions() -> dict:
     from engine.member.download import ACTIONS as DOWNLOAD
     from engine.member.membership_ops import ACTIONS as MEMBERSHIP
 

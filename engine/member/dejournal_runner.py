@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from engine.storage.databases import Refused, db_status
 
 if TYPE_CHECKING:
-    from engine.member.membership import Instance
+    from engine.member.membership import Membership
 
 log = logging.getLogger("engine.storage.dejournal")
 MAX_SLICE = 2000
@@ -128,7 +128,7 @@ class DejournalRunner:
 DEJOURNAL_CONTROLS = ("dejournal_stop", "dejournal_start", "pause_database", "resume_database")
 
 
-def dejournal_control(inst: Instance, action: str, arg) -> None:
+def dejournal_control(inst: Membership, action: str, arg) -> None:
     from engine.member.membership import DEJOURNAL_STOPPED_FILE
 
     runner = inst.dejournal
@@ -169,7 +169,7 @@ def dejournal_control(inst: Instance, action: str, arg) -> None:
     return None
 
 
-def _replay_held(inst: Instance, db: str) -> None:
+def _replay_held(inst: Membership, db: str) -> None:
     """Apply what the journal held for db at start-up (never applied: it was stopped or
     paused then); the records received since are held by the dejournaler and come after."""
     from engine.member.dbops import replay

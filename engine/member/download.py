@@ -49,7 +49,7 @@ from engine.storage.databases import DbEntry, Refused, check_name, db_status
 from engine.storage.store import Store
 
 if TYPE_CHECKING:
-    from engine.member.membership import Instance
+    from engine.member.membership import Membership
 
 log = logging.getLogger("engine.download")
 RETRY_FIRST_S = 1.0
@@ -79,14 +79,14 @@ class Downloads:
 _DOWNLOADS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def downloads_of(inst: Instance) -> Downloads:
+def downloads_of(inst: Membership) -> Downloads:
     found = _DOWNLOADS.get(inst)
     if found is None:
         found = _DOWNLOADS[inst] = Downloads()
     return found
 
 
-def download_progress(inst: Instance, name: str) -> dict | None:
+def download_progress(inst: Membership, name: str) -> dict | None:
     """`{received_bytes, total_bytes, source}` of the database's download in flight, or None."""
     found = _DOWNLOADS.get(inst)
     progress = found.progress.get(name) if found is not None else None
@@ -102,7 +102,7 @@ def may_hold_copy(member) -> bool:
     return member.authorized and member.type != "rw_reporting" and not member.dejournal_filter
 
 
-def _sources(inst: Instance) -> list:
+def _sources(inst: Membership) -> list:
     cfg, me = inst.cfg, inst.member.name
     primary = cfg.first_primary
     backups = [m for m in cfg.failover_members if m.name not in (primary.name, me)]
@@ -110,7 +110,7 @@ def _sources(inst: Instance) -> list:
     return [m for m in [*backups, primary, *asyncs] if m.name != me]
 
 
-def download_database(inst: Instance, arg):
+def download_database(inst: Membership, arg):
     """Start downloading a database the primary has (retry-safe)."""
     name = check_name("download_database", arg.get("name") if isinstance(arg, dict) else arg)
     if inst.role == "primary":
@@ -144,7 +144,7 @@ def download_database(inst: Instance, arg):
     return {"database": name, "status": "Downloading", "already": False}
 
 
-async def _copy_from(inst: Instance, entry: DbEntry, source) -> Store | None:
+async def _copy_from(inst: Membership, entry: DbEntry, source) -> Store | None:
     async with AsyncClient(
         [str(source.superserver)], follow_primary=False, timeout=10, retries=0
     ) as c:
@@ -226,7 +226,7 @@ def info_pos(store: Store) -> list | None:
     return None if p is None else [p.file_seq, p.offset]
 
 
-async def fetch_copy(inst: Instance, entry: DbEntry, sources: list) -> tuple[Store | None, list]:
+async def fetch_copy(inst: Membership, entry: DbEntry, sources: list) -> tuple[Store | None, list]:
     """The first whole copy the sources give, in their order, and what went wrong on the way."""
     errors = []
     started = time.monotonic()
@@ -248,7 +248,7 @@ async def fetch_copy(inst: Instance, entry: DbEntry, sources: list) -> tuple[Sto
     return None, errors
 
 
-def _wanted(inst: Instance, entry: DbEntry) -> bool:
+def _wanted(inst: Membership, entry: DbEntry) -> bool:
     return (
         inst.catalog.get(entry.name) is entry
         and entry.needs_download
@@ -256,7 +256,7 @@ def _wanted(inst: Instance, entry: DbEntry) -> bool:
     )
 
 
-async def until_copied(inst: Instance, entry: DbEntry, attempt, failed: str) -> Store | None:
+async def until_copied(inst: Membership, entry: DbEntry, attempt, failed: str) -> Store | None:
     """Run `attempt()` -> (store or None, errors) until it gives a whole copy (SPEC §6.7.2:
     the download happens once a source is available).  In between, the database is Needs
     Download showing `failed` and the errors, and waits RETRY_FIRST_S doubling to RETRY_MAX_S,
@@ -291,14 +291,14 @@ async def until_copied(inst: Instance, entry: DbEntry, attempt, failed: str) -> 
         _release(inst, entry)
 
 
-def _release(inst: Instance, entry: DbEntry) -> None:
+def _release(inst: Membership, entry: DbEntry) -> None:
     """No longer downloading entry, unless its name now belongs to another entry, whose
     own download may be running."""
     if inst.catalog.get(entry.name) in (entry, None):
         inst.downloading.discard(entry.name)
 
 
-async def _wait_to_retry(inst: Instance, entry: DbEntry, delay: float) -> bool | None:
+async def _wait_to_retry(inst: Membership, entry: DbEntry, delay: float) -> bool | None:
     """Wait `delay` s or until retry_now: True if woken, False after the delay, None when
     the download is not wanted any more."""
     waiting = downloads_of(inst).waiting
@@ -314,7 +314,7 @@ async def _wait_to_retry(inst: Instance, entry: DbEntry, delay: float) -> bool |
     return wake.is_set() if _wanted(inst, entry) else None
 
 
-def retry_now(inst: Instance, name: str) -> bool:
+def retry_now(inst: Membership, name: str) -> bool:
     """Make a download waiting to try again try at once (shown Downloading from now on);
     False when none is waiting."""
     wake = downloads_of(inst).waiting.get(name)
@@ -325,7 +325,7 @@ def retry_now(inst: Instance, name: str) -> bool:
     return True
 
 
-def resume_downloads(inst: Instance) -> None:
+def resume_downloads(inst: Membership) -> None:
     """At start-up, go on with every download a stop cut short (Needs Download)."""
     for entry in list(inst.catalog.entries.values()):
         if not entry.needs_download or entry.name in inst.downloading:
@@ -340,8 +340,8 @@ def resume_downloads(inst: Instance) -> None:
             inst.run_in_background(_download(inst, entry))
 
 
-async def _download(inst: Instance, entry: DbEntry) -> None:
-    from engine.member.dbops import _catch_up_one, _journal_covers
+async def _download(inst: Membership, entry: DbEntry) -> None:
+    from engine.member.dbops import catch_up_one, journal_covers
 
     name = entry.name
     store = await until_copied(
@@ -350,7 +350,7 @@ async def _download(inst: Instance, entry: DbEntry) -> None:
     if store is None:
         return
     try:
-        _journal_covers(inst, "download_database", name, info_pos(store))
+        journal_covers(inst, "download_database", name, info_pos(store))
     except Refused as exc:
         store.close()
         inst.db_errors[name] = exc.message
@@ -361,7 +361,7 @@ async def _download(inst: Instance, entry: DbEntry) -> None:
     inst.catching_up[name] = 0
     inst.catalog.save()
     started = time.monotonic()
-    await _catch_up_one(inst, entry)
+    await catch_up_one(inst, entry)
     log.info("%s caught up after its download in %.2f s", name, time.monotonic() - started)
 
 

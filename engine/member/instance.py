@@ -1,8 +1,9 @@
-"""The instance process when it is configured through the agent (engine/member/node.py).
+"""Instance: one engine process configured through its host's agent (engine/member/node.py).
 
-It owns the superserver listener and holds the instance's mirror memberships: none (SPEC
-§2.1: type Not Member, Not Initialized), one, or — for a reporting async — up to ten, each
-an Instance with its own journal and databases (engine/member/join.py).  Requests go to the
+It owns the superserver listener and holds the instance's mirror memberships: none (type
+Not Member, status Not Initialized), one, or — for a reporting async — up to ten, each a
+Membership with its own journal and databases (engine/member/membership.py, created or
+joined by engine/member/join.py).  Requests go to the
 membership they concern: database requests to the one holding the database, admin actions
 to the one named by `mirror` in their argument (or holding the database named), STATUS with
 a mirror name to that one.  With several memberships and nothing to choose by, STATUS sums
@@ -11,9 +12,9 @@ them up (status "M/N": connected of all) and other requests are refused with the
 Creating, joining or leaving a mirror writes or removes a membership's mirror.json and then
 restarts the process (same pid, so the agent still finds it) so that it starts as what it
 is now; so does a new superserver port (engine/member/port.py).  Removing the mirror
-configuration concerns every membership and the instance's TLS files, so it is the host's
-(engine/member/remove.py); a membership whose Join-Mirror flag it cleared is kept but not run
-(`dormant`) until the second call removes it.
+configuration concerns every membership and the instance's TLS files, so it belongs to the
+instance (engine/member/remove.py); a membership whose Join-Mirror flag it cleared is kept
+but not run (`dormant`) until the second call removes it.
 """
 
 from __future__ import annotations
@@ -24,19 +25,19 @@ import logging
 import os
 import uuid
 
-from engine.member import join as host_join
+from engine.member import join
 from engine.member import mirror_file as ms
 from engine.member.admin_auth import check_admin, ensure_token, split_admin_args
 from engine.member.config import TYPE_LABELS, MirrorConfig
-from engine.member.membership import PID_FILE, Instance
+from engine.member.membership import PID_FILE, Membership
 from engine.member.membership_ops import apply_tls_paths, set_tls
 from engine.member.node import Node
 from engine.member.port import set_superserver_port
 from engine.member.remove import dormant_reason, remove_mirror_config
-from engine.member.session import Connection, RequestError
+from engine.member.session import Connection
 from engine.storage.databases import Refused
 from engine.wire import tls
-from engine.wire.protocol import DEFAULT_MAX_FRAME, ErrorCode, MsgType
+from engine.wire.protocol import DEFAULT_MAX_FRAME, ErrorCode, MsgType, RequestError
 
 log = logging.getLogger("engine.member.instance")
 DATA_REQUESTS = frozenset({MsgType.GET, MsgType.SET, MsgType.KILL, MsgType.ORDER, MsgType.QUERY})
@@ -52,7 +53,7 @@ HOST_ACTIONS = frozenset(
 )
 
 
-class Host:
+class Instance:
     def __init__(
         self,
         node: Node,
@@ -63,7 +64,7 @@ class Host:
         self.memberships = memberships
         self.max_frame = max_frame
         self.boot_id = uuid.uuid4().hex
-        self.members: dict[str, Instance] = {}  # mirror name -> its member here
+        self.members: dict[str, Membership] = {}  # mirror name -> its member here
         # memberships whose Join-Mirror flag is cleared: kept, not run (engine/member/remove.py)
         self.dormant: dict[str, tuple[MirrorConfig, str]] = {}
         self.sessions: set[Connection] = set()
@@ -80,7 +81,7 @@ class Host:
                 log.warning("%s; not running as member %s", dormant_reason(cfg), member)
                 self.dormant[cfg.name] = (cfg, member)
                 continue
-            inst = Instance(cfg, member, node=self.node, host=self, max_frame=self.max_frame)
+            inst = Membership(cfg, member, node=self.node, host=self, max_frame=self.max_frame)
             await inst.start()
             self.members[cfg.name] = inst
         addr = self.node.superserver
@@ -141,14 +142,14 @@ class Host:
         return self._for_request(conn, mtype, args).handle(conn, mtype, args)
 
     # -- choosing the membership ----------------------------------------------------
-    def _only(self) -> Instance | None:
+    def _only(self) -> Membership | None:
         if not self.members:
             raise RequestError(
                 ErrorCode.UNAVAILABLE, f"instance {self.node.name} is not a mirror member"
             )
         return next(iter(self.members.values())) if len(self.members) == 1 else None
 
-    def _holding(self, db) -> Instance | None:
+    def _holding(self, db) -> Membership | None:
         if not isinstance(db, str):
             return None
         for inst in self.members.values():
@@ -156,7 +157,7 @@ class Host:
                 return inst
         return None
 
-    def _for_request(self, conn: Connection, mtype: int, args: list) -> Instance:
+    def _for_request(self, conn: Connection, mtype: int, args: list) -> Membership:
         only = self._only()
         if only is not None:
             return only
@@ -181,7 +182,7 @@ class Host:
         writable = [i for i in self.members.values() if i.member.type == "rw_reporting"]
         return (writable or list(self.members.values()))[0]
 
-    def _for_admin(self, action: str, arg) -> tuple[Instance, object]:
+    def _for_admin(self, action: str, arg) -> tuple[Membership, object]:
         if isinstance(arg, dict) and "mirror" in arg:
             arg = dict(arg)
             mirror = str(arg.pop("mirror")).upper()
@@ -272,7 +273,7 @@ class Host:
             info = apply_tls_paths(self.node, "set_tls", arg if isinstance(arg, dict) else {})
             return {"member": self.node.name, "dn": info["subject_dn"]}
         if action == "mirror_create":
-            result = host_join.create(self.node, arg, current)
+            result = join.create(self.node, arg, current)
             self.request_restart()
             return result
         if action == "mirror_join":
@@ -287,6 +288,6 @@ class Host:
         return inst.admin(action, arg)
 
     async def _join(self, arg, current) -> dict:
-        result = await host_join.join(self.node, arg, current)
+        result = await join.join(self.node, arg, current)
         self.request_restart()
         return result

@@ -1,10 +1,14 @@
-"""One mirror member: its databases, its journal, its listeners and its role.
+"""Membership: an instance's part in one mirror — its databases, its journal, its data
+channel links and its role.
 
-Roles come from the configuration for now: the first failover member starts as the
-primary (switching to a new journal file), the other failover member as the backup,
-every other member as an async.  Failover and the agent come with the next issue.
+An instance configured through its agent holds its memberships (engine/member/instance.py);
+one started from a mirror file is a single membership with its own listeners:
 
     python -m engine instance --config FILE --member NAME
+
+The role comes from the configuration: the first failover member starts as the primary
+(switching to a new journal file), the other failover member as the backup, every other
+member as an async.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from pathlib import Path
 from engine.member.admin_auth import ensure_token
 from engine.member.config import Address, MirrorConfig
 from engine.member.dejournal_runner import DejournalRunner
+from engine.member.gate import Gate
 from engine.member.node import Node
 from engine.member.requests import HANDLERS, KILL, SET
-from engine.member.session import Connection, RequestError
+from engine.member.session import Connection
 from engine.member.writer import Writer
 from engine.replication.receiver import ReplicaLink
 from engine.replication.sender import Replicator
@@ -35,7 +40,7 @@ from engine.storage.databases import CONTROL_DB, Catalog
 from engine.storage.dejournal import Dejournaler
 from engine.storage.store import Store
 from engine.wire import tls
-from engine.wire.protocol import DEFAULT_MAX_FRAME, ErrorCode, Frame
+from engine.wire.protocol import DEFAULT_MAX_FRAME, ErrorCode, Frame, RequestError
 
 log = logging.getLogger("engine.member.membership")
 PID_FILE = "instance.pid"
@@ -44,7 +49,7 @@ _CONTROL_BYTES = CONTROL_DB.encode()
 DEJOURNAL_STOPPED_FILE = "dejournal.stopped"  # present while dejournaling is stopped (§5.9)
 
 
-class Instance:
+class Membership:
     def __init__(
         self,
         cfg: MirrorConfig,
@@ -58,6 +63,7 @@ class Instance:
         self.node = node  # set when configured through the agent (engine/member/node.py)
         # engine/member/instance.py: owns the superserver listener and the pid file
         self.host = host
+        self.gate = Gate(self)  # what its data channel links ask of the membership
         self.max_frame = max_frame
         if self.member.name == cfg.first_primary.name:
             self.role = "primary"
@@ -109,7 +115,7 @@ class Instance:
         self.journal_dir.mkdir(exist_ok=True)
         self._open_storage()
         if self.role == "primary":
-            self.replicator = Replicator(self)
+            self.replicator = Replicator(self, self.gate)
             self.journal.on_append = self.replicator.on_append
             self.journal.new_file()  # SPEC §9.1: a new journal file on becoming primary
             self.writer = Writer(self)
@@ -121,7 +127,7 @@ class Instance:
                 log.warning("dejournaling is stopped on this member; start it with dejournal_start")
                 self.dejournal.stop()
             self.dejournal.start_task()
-            self.replica = ReplicaLink(self)
+            self.replica = ReplicaLink(self, self.gate)
             self.mirroring_stopped = (self.data_dir / STOPPED_FILE).exists()
             if self.mirroring_stopped:
                 log.warning("mirroring is stopped on this member; start it with start_mirroring")
@@ -486,13 +492,13 @@ async def run_instance(cfg: MirrorConfig | None, member: str | None, node: Node 
     # the default 5 ms GIL switch interval that hand-off alone can cost milliseconds.
     sys.setswitchinterval(0.0002)
     if node is not None:
-        from engine.member.instance import Host
+        from engine.member.instance import Instance
         from engine.member.mirror_file import load_all
 
-        inst = Host(node, load_all(node))
+        inst = Instance(node, load_all(node))
         label, address = node.name, node.superserver
     else:
-        inst = Instance(cfg, member, node=node)
+        inst = Membership(cfg, member, node=node)
         label, address = inst.member.name, inst.member.superserver
     await inst.start()
     # Long-lived objects from start-up need no more cyclic-GC passes; fewer passes, fewer

@@ -35,25 +35,22 @@ from engine.member import tls_check
 from engine.member.config import MemberConfig
 from engine.member.port import learn_superserver_port
 from engine.member.remove import leave_mirror
+from engine.replication.gate import JoinRefused
 from engine.storage.databases import Refused
 from engine.wire import tls
 from engine.wire.protocol import MsgType, encode_frame, read_frame, unpack
 
 if TYPE_CHECKING:
-    from engine.member.membership import Instance
+    from engine.member.membership import Membership
     from engine.member.session import Connection
 
 log = logging.getLogger("engine.member.mirror_file")
 
 
-class JoinRefused(ValueError):
-    """A data channel the primary will not take yet (pending, rejected, DN changed)."""
-
-
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _dynamic(inst: Instance, op: str) -> None:
+def require_dynamic(inst: Membership, op: str) -> None:
     if not inst.cfg.dynamic:
         raise Refused(
             op,
@@ -63,21 +60,21 @@ def _dynamic(inst: Instance, op: str) -> None:
         )
 
 
-def _primary_only(inst: Instance, op: str) -> None:
-    _dynamic(inst, op)
+def _primary_only(inst: Membership, op: str) -> None:
+    require_dynamic(inst, op)
     if inst.role != "primary":
         raise Refused(op, None, f"only the primary changes the mirror configuration ({why(inst)})")
 
 
-def why(inst: Instance) -> str:
+def why(inst: Membership) -> str:
     return f"member {inst.member.name} is the {inst.role}; the primary is {primary_name(inst)}"
 
 
-def primary_name(inst: Instance) -> str:
+def primary_name(inst: Membership) -> str:
     return inst.cfg.first_primary.name
 
 
-def _arg_map(op: str, arg, required: tuple[str, ...] = ()) -> dict:
+def arg_map(op: str, arg, required: tuple[str, ...] = ()) -> dict:
     if arg is None:
         arg = {}
     if isinstance(arg, str) and required == ("member",):
@@ -90,7 +87,7 @@ def _arg_map(op: str, arg, required: tuple[str, ...] = ()) -> dict:
     return arg
 
 
-def _other_member(inst: Instance, op: str, name) -> MemberConfig:
+def _other_member(inst: Membership, op: str, name) -> MemberConfig:
     member = inst.cfg.find(str(name))
     if member is None:
         known = ", ".join(m.name for m in inst.cfg.members)
@@ -98,7 +95,7 @@ def _other_member(inst: Instance, op: str, name) -> MemberConfig:
     return member
 
 
-def config_changed(inst: Instance, restart_links: frozenset[str] = frozenset()) -> None:
+def config_changed(inst: Membership, restart_links: frozenset[str] = frozenset()) -> None:
     """Persist a change made on the primary and send it to every connected member; the
     links of the members named in `restart_links` are closed after it."""
     cfg = inst.cfg
@@ -116,7 +113,7 @@ def config_changed(inst: Instance, restart_links: frozenset[str] = frozenset()) 
 # -- primary: joining and identities ----------------------------------------------------
 
 
-def register_join(inst: Instance, conn: Connection, name: str, join) -> MemberConfig:
+def register_join(inst: Membership, conn: Connection, name: str, join) -> MemberConfig:
     """A DC_HELLO from a member the primary does not know: a join request.  Without TLS the
     member is authorized at once; with TLS it is pending with its certificate's DN."""
     cfg = inst.cfg
@@ -165,7 +162,7 @@ def _peer_dn(conn: Connection) -> str:
     return tls.normalize_dn(dn)
 
 
-def check_identity(inst: Instance, conn: Connection, member: MemberConfig, hello: dict) -> None:
+def check_identity(inst: Membership, conn: Connection, member: MemberConfig, hello: dict) -> None:
     """Raise JoinRefused unless `member` may open its data channel now."""
     cfg = inst.cfg
     join = hello.get("join")
@@ -203,10 +200,10 @@ def check_identity(inst: Instance, conn: Connection, member: MemberConfig, hello
 # -- primary operations -----------------------------------------------------------------
 
 
-def authorize_member(inst: Instance, arg):
+def authorize_member(inst: Membership, arg):
     op = "authorize_member"
     _primary_only(inst, op)
-    member = _other_member(inst, op, _arg_map(op, arg, ("member",))["member"])
+    member = _other_member(inst, op, arg_map(op, arg, ("member",))["member"])
     if member.authorized:
         return {"member": member.name, "authorized": True, "already": True}
     if inst.cfg.tls and member.dn is None:
@@ -220,10 +217,10 @@ def authorize_member(inst: Instance, arg):
     return {"member": member.name, "authorized": True, "already": False}
 
 
-def reject_member(inst: Instance, arg):
+def reject_member(inst: Membership, arg):
     op = "reject_member"
     _primary_only(inst, op)
-    member = _other_member(inst, op, _arg_map(op, arg, ("member",))["member"])
+    member = _other_member(inst, op, arg_map(op, arg, ("member",))["member"])
     if member.authorized:
         raise Refused(op, member.name, "the member is authorized; remove it instead")
     inst.cfg.members.remove(member)
@@ -234,10 +231,10 @@ def reject_member(inst: Instance, arg):
     return {"member": member.name, "rejected": True}
 
 
-def authorize_dn_update(inst: Instance, arg):
+def authorize_dn_update(inst: Membership, arg):
     op = "authorize_dn_update"
-    _dynamic(inst, op)
-    name = str(_arg_map(op, arg, ("member",))["member"]).upper()
+    require_dynamic(inst, op)
+    name = str(arg_map(op, arg, ("member",))["member"]).upper()
     dn = inst.cfg.dn_updates.get(name)
     if dn is None:
         raise Refused(op, name, "no DN update of this member is pending here")
@@ -252,10 +249,10 @@ def authorize_dn_update(inst: Instance, arg):
     return {"member": name, "dn": dn}
 
 
-def reject_dn_update(inst: Instance, arg):
+def reject_dn_update(inst: Membership, arg):
     op = "reject_dn_update"
     _primary_only(inst, op)  # a member cannot reject the primary's update (§6.21)
-    name = str(_arg_map(op, arg, ("member",))["member"]).upper()
+    name = str(arg_map(op, arg, ("member",))["member"]).upper()
     dn = inst.cfg.dn_updates.pop(name, None)
     if dn is None:
         raise Refused(op, name, "no DN update of this member is pending here")
@@ -266,7 +263,7 @@ def reject_dn_update(inst: Instance, arg):
     return {"member": name, "rejected": True, "dn": dn}
 
 
-def edit_mirror(inst: Instance, arg):
+def edit_mirror(inst: Membership, arg):
     """Turning TLS on first verifies every member's TLS configuration (SPEC §6.10 step b,
     engine/member/tls_check.py) and is refused while a reachable member has none that is
     valid, unless the request says `skip_verify`; the answer then carries the rows."""
@@ -281,7 +278,7 @@ def edit_mirror(inst: Instance, arg):
     return _apply_settings(inst, op, changes)
 
 
-async def _turn_tls_on(inst: Instance, changes: dict, skip: bool) -> dict:
+async def _turn_tls_on(inst: Membership, changes: dict, skip: bool) -> dict:
     op = "edit_mirror"
     report = await tls_check.check_members(inst, op)
     _primary_only(inst, op)  # still, after the members answered
@@ -291,7 +288,7 @@ async def _turn_tls_on(inst: Instance, changes: dict, skip: bool) -> dict:
     return {**_apply_settings(inst, op, changes), "verified": report["members"]}
 
 
-def _apply_settings(inst: Instance, op: str, changes: dict) -> dict:
+def _apply_settings(inst: Membership, op: str, changes: dict) -> dict:
     cfg = inst.cfg
     changed = {k: v for k, v in changes.items() if getattr(cfg, k) != v}
     if changed.get("tls"):
@@ -314,10 +311,10 @@ def _apply_settings(inst: Instance, op: str, changes: dict) -> dict:
     return {"changed": sorted(changed), "version": cfg.version, "links_restarted": bool(restart)}
 
 
-def update_member_address(inst: Instance, arg):
+def update_member_address(inst: Membership, arg):
     op = "update_member_address"
-    _dynamic(inst, op)
-    arg = _arg_map(op, arg, ("member",))
+    require_dynamic(inst, op)
+    arg = arg_map(op, arg, ("member",))
     member = _other_member(inst, op, arg["member"])
     if inst.role != "primary":
         # SPEC §6.19: only the primary's addresses, and only while disconnected from it
@@ -357,10 +354,10 @@ def update_member_address(inst: Instance, arg):
     return {"member": member.name, **{k: str(v) for k, v in new.items()}}
 
 
-def remove_member(inst: Instance, arg):
+def remove_member(inst: Membership, arg):
     op = "remove_member"
     _primary_only(inst, op)
-    member = _other_member(inst, op, _arg_map(op, arg, ("member",))["member"])
+    member = _other_member(inst, op, arg_map(op, arg, ("member",))["member"])
     if member is inst.member:
         raise Refused(op, member.name, "the primary removes its own configuration instead")
     inst.cfg.members.remove(member)
@@ -378,7 +375,7 @@ def remove_member(inst: Instance, arg):
 # -- any member ---------------------------------------------------------------------------
 
 
-def mirror_info(inst: Instance, arg):
+def mirror_info(inst: Membership, arg):
     out = ms.to_wire(inst.cfg)
     out["primary"] = primary_name(inst)
     out["member"] = inst.member.name
@@ -388,7 +385,7 @@ def mirror_info(inst: Instance, arg):
     return out
 
 
-def _check_own_tls(inst: Instance, op: str) -> None:
+def _check_own_tls(inst: Membership, op: str) -> None:
     node = inst.node
     if node is None or not node.has_tls:
         raise Refused(op, None, f"set up TLS on member {inst.member.name} first (set_tls)")
@@ -398,17 +395,17 @@ def _check_own_tls(inst: Instance, op: str) -> None:
         raise Refused(op, None, str(exc)) from None
 
 
-def _own_dn(inst: Instance) -> str:
+def _own_dn(inst: Membership) -> str:
     return tls.normalize_dn(tls.load_certificate(inst.node.tls_cert).subject.rfc4514_string())
 
 
-def set_tls(inst: Instance, arg):
+def set_tls(inst: Membership, arg):
     """Record this member's TLS files (or re-read them: reload_tls).  A new DN on the
     primary goes to the members at once (§6.21); on another member its data channel is
     reopened with the new certificate, and the primary holds it until authorized."""
     op = "set_tls"
-    _dynamic(inst, op)
-    arg = _arg_map(op, arg)
+    require_dynamic(inst, op)
+    arg = arg_map(op, arg)
     node = inst.node
     paths = {k: arg.get(k) for k in ("cert", "key", "ca")}
     if any(paths.values()):
@@ -450,7 +447,7 @@ def apply_tls_paths(node, op: str, paths: dict) -> dict:
 # -- member side: configuration from the primary ------------------------------------------
 
 
-def apply_config(inst: Instance, wire: dict) -> None:
+def apply_config(inst: Membership, wire: dict) -> None:
     """A configuration the primary sent: save it, follow what changed."""
     cfg = inst.cfg
     if not cfg.dynamic or not isinstance(wire, dict) or wire.get("name") != cfg.name:
@@ -492,7 +489,7 @@ def apply_config(inst: Instance, wire: dict) -> None:
             inst.replica.reconnect()
 
 
-def check_primary_dn(inst: Instance, server_dn: str | None) -> None:
+def check_primary_dn(inst: Membership, server_dn: str | None) -> None:
     """On connecting: the primary's certificate must carry the DN this member knows.  A
     changed one waits here for authorization (§6.21: a member cannot reject it)."""
     cfg = inst.cfg
@@ -513,7 +510,7 @@ def check_primary_dn(inst: Instance, server_dn: str | None) -> None:
         )
 
 
-async def address_problem(inst: Instance, what: str, addr, ssl) -> str | None:
+async def address_problem(inst: Membership, what: str, addr, ssl) -> str | None:
     """None if this very process answers at `addr`; else what answers there (SPEC §6.20):
     another instance (a copied host) or nothing (the address changed, or the host is down)."""
     try:

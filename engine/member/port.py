@@ -31,8 +31,8 @@ from engine.storage.databases import Refused
 
 if TYPE_CHECKING:
     from engine.member.config import MemberConfig
-    from engine.member.instance import Host
-    from engine.member.membership import Instance
+    from engine.member.instance import Instance
+    from engine.member.membership import Membership
 
 log = logging.getLogger("engine.member.instance")
 OP = "set_superserver_port"
@@ -60,7 +60,7 @@ def _check_free(addr: Address) -> None:
             ) from None
 
 
-def _check_not_a_members(inst: Instance, port: int) -> Address:
+def _check_not_a_members(inst: Membership, port: int) -> Address:
     """This membership's new superserver address, unless another address of the mirror."""
     me = inst.member
     new = Address(me.superserver.host, port)
@@ -72,7 +72,7 @@ def _check_not_a_members(inst: Instance, port: int) -> Address:
     return new
 
 
-def set_superserver_port(host: Host, arg) -> dict:
+def set_superserver_port(host: Instance, arg) -> dict:
     from engine.member.membership_ops import config_changed
 
     port = _port(arg)
@@ -101,7 +101,7 @@ def set_superserver_port(host: Host, arg) -> dict:
     }
 
 
-def learn_superserver_port(inst: Instance, member: MemberConfig, join) -> None:
+def learn_superserver_port(inst: Membership, member: MemberConfig, join) -> None:
     """On the primary: `member`'s hello says its superserver port; a new one is recorded
     and propagated (see the module doc)."""
     from engine.member.membership_ops import config_changed

@@ -34,8 +34,8 @@ from engine.storage.databases import Catalog, Refused
 
 if TYPE_CHECKING:
     from engine.member.config import MirrorConfig
-    from engine.member.instance import Host
-    from engine.member.membership import Instance
+    from engine.member.instance import Instance
+    from engine.member.membership import Membership
 
 log = logging.getLogger("engine.member.instance")
 OP = "remove_mirror_config"
@@ -59,7 +59,7 @@ def dormant_reason(cfg: MirrorConfig) -> str:
     )
 
 
-def remove_mirror_config(host: Host, arg) -> dict:
+def remove_mirror_config(host: Instance, arg) -> dict:
     arg = _options(arg)
     remove_attr = bool(arg.get("remove_db_attribute", False))
     remove_tls = bool(arg.get("remove_tls", False))
@@ -101,7 +101,7 @@ def remove_mirror_config(host: Host, arg) -> dict:
     }
 
 
-def _first_step(host: Host, inst) -> dict:
+def _first_step(host: Instance, inst) -> dict:
     others = [m.name for m in inst.cfg.members if m is not inst.member]
     if others:
         raise Refused(
@@ -124,7 +124,7 @@ def _first_step(host: Host, inst) -> dict:
     }
 
 
-def _second_step(host: Host, remove_attr: bool, remove_tls: bool) -> dict:
+def _second_step(host: Instance, remove_attr: bool, remove_tls: bool) -> dict:
     names = []
     for cfg, _member in list(host.dormant.values()):
         directory = cfg.source.parent
@@ -153,7 +153,7 @@ def _second_step(host: Host, remove_attr: bool, remove_tls: bool) -> dict:
     }
 
 
-def _forget_tls(host: Host) -> None:
+def _forget_tls(host: Instance) -> None:
     node = host.node
     node.tls_cert = node.tls_key = node.tls_ca = None
     node.save()
@@ -163,15 +163,15 @@ def _forget_tls(host: Host) -> None:
 # -- leaving one mirror (leave_mirror, engine/member/membership_ops.py ACTIONS) ---------
 
 
-def leave_mirror(inst: Instance, arg):
+def leave_mirror(inst: Membership, arg):
     """Leave the mirror (tell the primary when connected) and remove the local configuration,
     keeping or removing the databases' mirrored attribute (§6.12); the process restarts as
     a non-member."""
-    from engine.member.membership_ops import _arg_map, _dynamic
+    from engine.member.membership_ops import arg_map, require_dynamic
 
     op = "leave_mirror"
-    _dynamic(inst, op)
-    arg = _arg_map(op, arg)
+    require_dynamic(inst, op)
+    arg = arg_map(op, arg)
     remove_attr = bool(arg.get("remove_db_attribute", False))
     if inst.role == "primary":
         others = [m.name for m in inst.cfg.members if m is not inst.member]

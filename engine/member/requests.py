@@ -10,12 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from engine.member.admin_auth import check_admin, split_admin_args
-from engine.member.session import RequestError
 from engine.storage.collation import validate_global_name
-from engine.wire.protocol import ErrorCode, MsgType
+from engine.wire.protocol import ErrorCode, MsgType, RequestError
 
 if TYPE_CHECKING:
-    from engine.member.membership import Instance
+    from engine.member.membership import Membership
     from engine.member.session import Connection
 
 SET = "SET"
@@ -50,7 +49,7 @@ def check_value(value: Any) -> Any:
     return value
 
 
-def node_args(inst: Instance, args: list, what: str, low: int, high: int):
+def node_args(inst: Membership, args: list, what: str, low: int, high: int):
     _arity(args, low, high, what)
     db = args[0]
     if not isinstance(db, str):
@@ -61,13 +60,13 @@ def node_args(inst: Instance, args: list, what: str, low: int, high: int):
     return db.upper(), store, gname, subs
 
 
-def check_read(inst: Instance) -> None:
+def check_read(inst: Membership) -> None:
     """Backups serve no application reads (SPEC §1.2); asyncs and the primary do."""
     if inst.role == "backup":
         raise inst.not_primary_error("the backup does not serve application requests")
 
 
-def check_write(inst: Instance, db=None) -> None:
+def check_write(inst: Membership, db=None) -> None:
     if inst.role == "primary" or inst.member.type == "rw_reporting":
         return
     if db is not None and inst.member.type == "ro_reporting" and isinstance(db, str):
@@ -77,15 +76,15 @@ def check_write(inst: Instance, db=None) -> None:
     raise inst.not_primary_error("writes are accepted only by the primary")
 
 
-def op_ping(inst: Instance, conn: Connection, args: list):
+def op_ping(inst: Membership, conn: Connection, args: list):
     return "pong"
 
 
-def op_info(inst: Instance, conn: Connection, args: list):
+def op_info(inst: Membership, conn: Connection, args: list):
     return inst.info()
 
 
-def op_get(inst: Instance, conn: Connection, args: list):
+def op_get(inst: Membership, conn: Connection, args: list):
     check_read(inst)
     db, store, gname, subs = node_args(inst, args, "get", 2, 3)
     if conn.txn is not None:
@@ -107,7 +106,7 @@ def _txn_lookup(txn: list, db: str, gname: str, subs: tuple):
     return False, None
 
 
-def op_order(inst: Instance, conn: Connection, args: list):
+def op_order(inst: Membership, conn: Connection, args: list):
     check_read(inst)
     _arity(args, 3, 4, "order")
     db, store, gname, subs = node_args(inst, args[:3], "order", 3, 3)
@@ -119,7 +118,7 @@ def op_order(inst: Instance, conn: Connection, args: list):
     return store.order(gname, subs, direction)
 
 
-def op_query(inst: Instance, conn: Connection, args: list):
+def op_query(inst: Membership, conn: Connection, args: list):
     check_read(inst)
     _arity(args, 2, 7, "query")
     db, store, gname, prefix = node_args(inst, args[:3], "query", 2, 3)
@@ -136,7 +135,7 @@ def op_query(inst: Instance, conn: Connection, args: list):
     return [[list(s), v] for s, v in rows]
 
 
-def op_set(inst: Instance, conn: Connection, args: list):
+def op_set(inst: Membership, conn: Connection, args: list):
     check_write(inst, args[0] if args else None)
     db, store, gname, subs = node_args(inst, args[:3], "set", 3, 3)
     _arity(args, 4, 4, "set")
@@ -144,13 +143,13 @@ def op_set(inst: Instance, conn: Connection, args: list):
     return _write(inst, conn, (SET, db, gname, subs, value))
 
 
-def op_kill(inst: Instance, conn: Connection, args: list):
+def op_kill(inst: Membership, conn: Connection, args: list):
     check_write(inst, args[0] if args else None)
     db, store, gname, subs = node_args(inst, args, "kill", 2, 3)
     return _write(inst, conn, (KILL, db, gname, subs, None))
 
 
-def _write(inst: Instance, conn: Connection, op: tuple):
+def _write(inst: Membership, conn: Connection, op: tuple):
     if conn.txn is not None:
         conn.txn.append(op)
         return None
@@ -160,7 +159,7 @@ def _write(inst: Instance, conn: Connection, op: tuple):
     return inst.writer.submit([op])
 
 
-def op_tstart(inst: Instance, conn: Connection, args: list):
+def op_tstart(inst: Membership, conn: Connection, args: list):
     # a reporting copy whose FailoverDB flag is cleared takes local transactions too
     writable = [e.name for e in inst.catalog.entries.values() if not e.failover_db]
     check_write(inst, writable[0] if writable else None)
@@ -172,7 +171,7 @@ def op_tstart(inst: Instance, conn: Connection, args: list):
     return None
 
 
-def op_tcommit(inst: Instance, conn: Connection, args: list):
+def op_tcommit(inst: Membership, conn: Connection, args: list):
     if conn.txn is None:
         raise RequestError(ErrorCode.TRANSACTION, "no open transaction to commit")
     ops, conn.txn = conn.txn, None
@@ -186,18 +185,18 @@ def op_tcommit(inst: Instance, conn: Connection, args: list):
     return inst.writer.submit(ops)
 
 
-def op_trollback(inst: Instance, conn: Connection, args: list):
+def op_trollback(inst: Membership, conn: Connection, args: list):
     if conn.txn is None:
         raise RequestError(ErrorCode.TRANSACTION, "no open transaction to roll back")
     conn.txn = None
     return None
 
 
-def op_status(inst: Instance, conn: Connection, args: list):
+def op_status(inst: Membership, conn: Connection, args: list):
     return inst.status()
 
 
-def op_admin(inst: Instance, conn: Connection, args: list):
+def op_admin(inst: Membership, conn: Connection, args: list):
     action, arg, token = split_admin_args(args)
     check_admin(inst.admin_token, action, token)
     return inst.admin(action, arg)

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import socket
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from engine.wire.protocol import (
     APP_REQUESTS,
@@ -26,6 +26,7 @@ from engine.wire.protocol import (
     FrameDecoder,
     FrameError,
     MsgType,
+    RequestError,
     describe_truncation,
     error_frame,
     ok_frame,
@@ -33,7 +34,7 @@ from engine.wire.protocol import (
 )
 
 if TYPE_CHECKING:
-    from engine.member.membership import Instance
+    from engine.member.membership import Membership
 
 log = logging.getLogger("engine.member.session")
 MAX_IN_FLIGHT = 10_000  # requests awaiting their reply on one connection
@@ -41,18 +42,8 @@ MAX_IN_FLIGHT = 10_000  # requests awaiting their reply on one connection
 DEFERRED_READS = frozenset({MsgType.GET, MsgType.ORDER, MsgType.QUERY})
 
 
-class RequestError(Exception):
-    """Raised by request handlers; becomes an ERROR reply (the connection stays open)."""
-
-    def __init__(self, code: str, message: str, **extra: Any):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.extra = extra
-
-
 class Connection(asyncio.Protocol):
-    def __init__(self, instance: Instance, listener: str, max_frame: int):
+    def __init__(self, instance: Membership, listener: str, max_frame: int):
         self.instance = instance
         self.listener = listener
         self.decoder = FrameDecoder(max_frame)

@@ -21,7 +21,7 @@ from engine.member.download import download_progress
 from engine.storage.databases import Refused, db_status, missing_databases
 
 if TYPE_CHECKING:
-    from engine.member.membership import Instance
+    from engine.member.membership import Membership
 
 FIRST_RATE = "--- (will be displayed on refresh)"
 RATE_STEP_S = 0.5
@@ -45,7 +45,7 @@ def format_time(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
 
-def journal_transfer(inst: Instance) -> tuple[str, float | None]:
+def journal_transfer(inst: Membership) -> tuple[str, float | None]:
     """(Journal Transfer value, latency in seconds)."""
     link = inst.replica
     if link is None:
@@ -63,7 +63,7 @@ def journal_transfer(inst: Instance) -> tuple[str, float | None]:
     return f"{format_duration(behind)} behind", behind
 
 
-def dejournaling(inst: Instance) -> tuple[str, float | None]:
+def dejournaling(inst: Membership) -> tuple[str, float | None]:
     """(Dejournaling value, latency in seconds)."""
     dj = inst.dejournal
     link = inst.replica
@@ -83,7 +83,7 @@ def dejournaling(inst: Instance) -> tuple[str, float | None]:
     return f"{format_duration(lag)} behind", lag
 
 
-def incoming_rate(inst: Instance) -> tuple[str, dict | None]:
+def incoming_rate(inst: Membership) -> tuple[str, dict | None]:
     link = inst.replica
     if link is None:
         return "N/A", None
@@ -119,7 +119,7 @@ def incoming_rate(inst: Instance) -> tuple[str, dict | None]:
     )
 
 
-def member_state(inst: Instance) -> str:
+def member_state(inst: Membership) -> str:
     if inst.role == "primary":
         rep = inst.replicator
         if (
@@ -139,7 +139,7 @@ def member_state(inst: Instance) -> str:
     return "Backup" if inst.role == "backup" else "Connected"
 
 
-def waiting_reason(inst: Instance) -> str | None:
+def waiting_reason(inst: Membership) -> str | None:
     """Why this member cannot go on without an operator (SPEC §2.1 Waiting), or None."""
     if inst.removed:
         return "removed from the mirror by the primary: remove the mirror configuration"
@@ -153,7 +153,7 @@ def _pos(p) -> list | None:
     return None if p is None else [p.file_seq, p.offset]
 
 
-def member_status(inst: Instance) -> dict:
+def member_status(inst: Membership) -> dict:
     jt, jt_lat = journal_transfer(inst)
     dj, dj_lat = dejournaling(inst)
     rate, figures = incoming_rate(inst)
@@ -197,7 +197,7 @@ def member_status(inst: Instance) -> dict:
     return out
 
 
-def database_rows(inst: Instance) -> list[dict]:
+def database_rows(inst: Membership) -> list[dict]:
     """One row per mirrored database (SPEC §2.4); `records_applied`, `download`, `error` and
     `failover_db` only when they say something (a catch-up running; a download in flight:
     `{received_bytes, total_bytes, source}`; a failed one; a FailoverDB flag cleared)."""
@@ -222,7 +222,7 @@ def database_rows(inst: Instance) -> list[dict]:
     return rows
 
 
-def primary_view(inst: Instance) -> list[dict]:
+def primary_view(inst: Membership) -> list[dict]:
     """The primary's view of the other members (connected links and known disconnections)."""
     rep = inst.replicator
     end = inst.journal.end_position
@@ -256,11 +256,11 @@ def primary_view(inst: Instance) -> list[dict]:
     return rows
 
 
-def admin_action(inst: Instance, action, arg):
-    from engine.member.dbops import _all_actions
+def admin_action(inst: Membership, action, arg):
+    from engine.member.dbops import all_actions
     from engine.member.dejournal_runner import DEJOURNAL_CONTROLS, dejournal_control
 
-    ACTIONS = _all_actions()
+    ACTIONS = all_actions()
 
     if action in ACTIONS:
         return ACTIONS[action](inst, arg)

@@ -37,7 +37,7 @@ from engine.wire import tls
 
 if TYPE_CHECKING:
     from engine.member.config import MemberConfig
-    from engine.member.membership import Instance
+    from engine.member.membership import Membership
 
 ASK_TIMEOUT_S = 2.0
 
@@ -46,7 +46,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def own_ca_dn(inst: Instance, op: str) -> str:
+def own_ca_dn(inst: Membership, op: str) -> str:
     """The subject DN of this member's CA certificate: what the others must be issued by."""
     node = inst.node
     if node is None or not node.has_tls:
@@ -94,7 +94,7 @@ async def _ask(mirror: str, member: MemberConfig) -> dict:
     return {"tls": status.get("tls")}
 
 
-async def check_members(inst: Instance, op: str = "verify_tls") -> dict:
+async def check_members(inst: Membership, op: str = "verify_tls") -> dict:
     """Verify every member's TLS configuration from this member (see the module doc)."""
     ca_dn = own_ca_dn(inst, op)
     cfg = inst.cfg
@@ -134,11 +134,11 @@ def _flag_shared_dns(rows: list[dict]) -> None:
             seen.setdefault(dn, row["member"])
 
 
-def verify_tls(inst: Instance, arg):
+def verify_tls(inst: Membership, arg):
     """The admin action: a task answering the verification."""
-    from engine.member.membership_ops import _dynamic
+    from engine.member.membership_ops import require_dynamic
 
-    _dynamic(inst, "verify_tls")
+    require_dynamic(inst, "verify_tls")
     own_ca_dn(inst, "verify_tls")  # refused at once rather than from the task
     return asyncio.get_running_loop().create_task(check_members(inst))
 

@@ -23,17 +23,16 @@ import time
 from typing import TYPE_CHECKING
 
 from engine.member.requests import KILL
-from engine.member.session import RequestError
-from engine.wire.protocol import ErrorCode
+from engine.wire.protocol import ErrorCode, RequestError
 
 if TYPE_CHECKING:
-    from engine.member.membership import Instance
+    from engine.member.membership import Membership
 
 log = logging.getLogger("engine.writer")
 
 
 class Writer:
-    def __init__(self, inst: Instance):
+    def __init__(self, inst: Membership):
         self.inst = inst
         self._pending: list[tuple[list, asyncio.Future]] = []
         self._flush_scheduled = False

@@ -17,9 +17,9 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from engine.member.membership_ops import JoinRefused, apply_config, check_primary_dn
 from engine.replication.compression import decompress
-from engine.replication.sender import pos_from_wire, pos_wire
+from engine.replication.gate import JoinRefused, MembershipGate
+from engine.storage.journal_codec import pos_from_wire, pos_wire
 from engine.wire.protocol import (
     PROTOCOL_VERSION,
     FrameError,
@@ -32,15 +32,16 @@ from engine.wire.tls import describe_ssl_error, peer_dn
 
 if TYPE_CHECKING:
     from engine.member.config import Address
-    from engine.member.membership import Instance
+    from engine.member.membership import Membership
 
 log = logging.getLogger("engine.replica")
 SYNC_INTERVAL = 0.05
 
 
 class ReplicaLink:
-    def __init__(self, inst: Instance):
+    def __init__(self, inst: Membership, gate: MembershipGate):
         self.inst = inst
+        self.gate = gate
         self.connected = False
         self.caught_up_once = False
         self.active = False
@@ -180,7 +181,7 @@ class ReplicaLink:
         inst = self.inst
         ssl_object = writer.get_extra_info("ssl_object")
         if ssl_object is not None:
-            check_primary_dn(inst, peer_dn(ssl_object))
+            self.gate.check_primary_dn(peer_dn(ssl_object))
         hello = {
             "mirror": inst.cfg.name,
             "member": inst.member.name,
@@ -213,7 +214,7 @@ class ReplicaLink:
             raise ValueError(f"expected DC_WELCOME, got message type {frame.type}")
         self.refusal = None
         if body.get("config"):
-            apply_config(inst, body["config"])
+            self.gate.apply_config(body["config"])
             if inst.removed:
                 raise JoinRefused("this member is no longer in the mirror")
         cut = pos_from_wire(body.get("cut"))
@@ -294,7 +295,7 @@ class ReplicaLink:
                 self._check_caught_up()
                 writer.write(encode_frame(MsgType.DC_ACK, 0, [pos_wire(self.received)]))
             elif frame.type == MsgType.DC_CONFIG:
-                apply_config(inst, args)
+                self.gate.apply_config(args)
                 if inst.removed:
                     raise JoinRefused("the primary removed this member from the mirror")
             elif frame.type == MsgType.ERROR:

@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING
 
 from cryptography.x509.oid import NameOID
 
-from engine.member.membership_ops import JoinRefused, check_identity, register_join
-from engine.member.mirror_file import to_wire
-from engine.member.session import RequestError
 from engine.replication.compression import choose_codec, compress
+from engine.replication.gate import JoinRefused, MembershipGate
 from engine.storage.journal import list_files
+from engine.storage.journal_codec import pos_from_wire, pos_wire
 from engine.wire.protocol import (
     ErrorCode,
     Frame,
     MsgType,
+    RequestError,
     encode_frame,
     encode_raw_frame,
     error_frame,
@@ -41,26 +41,12 @@ from engine.wire.protocol import (
 from engine.wire.tls import peer_certificate
 
 if TYPE_CHECKING:
-    from engine.member.membership import Instance
+    from engine.member.membership import Membership
     from engine.member.session import Connection
 
 log = logging.getLogger("engine.replication.sender")
 CATCHUP_CHUNK = 1024 * 1024
 HIGH_WATER = 8 * 1024 * 1024  # pause catch-up reads while this much is unsent
-
-
-def pos_wire(pos) -> list | None:
-    return None if pos is None else [pos.file_seq, pos.offset]
-
-
-def pos_from_wire(value):
-    from engine.storage.journal import JournalPosition
-
-    if value is None:
-        return None
-    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, int) for v in value):
-        raise ValueError(f"journal position must be [file_seq, offset], got {value!r}")
-    return JournalPosition(value[0], value[1])
 
 
 def _check_peer(conn: Connection, name: str) -> None:
@@ -155,8 +141,9 @@ class MemberLink:
 
 
 class Replicator:
-    def __init__(self, inst: Instance):
+    def __init__(self, inst: Membership, gate: MembershipGate):
         self.inst = inst
+        self.gate = gate
         self.links: dict[str, MemberLink] = {}
         self.active: MemberLink | None = None
         self._waiters: deque = deque()  # (end position, future, started) in position order
@@ -197,11 +184,11 @@ class Replicator:
                     f"mirror {hello.get('mirror')!r} is not this member's mirror {cfg.name}"
                 )
             name = str(hello.get("member"))
-            member = cfg.find(name) or register_join(self.inst, conn, name, hello.get("join"))
+            member = cfg.find(name) or self.gate.register_join(conn, name, hello.get("join"))
             if member.name == self.inst.member.name:
                 raise ValueError("a member cannot connect to itself")
             if cfg.dynamic:
-                check_identity(self.inst, conn, member, hello)
+                self.gate.check_identity(conn, member, hello)
             elif cfg.tls:
                 _check_peer(conn, member.name)
             codecs = hello.get("codecs") or []
@@ -261,7 +248,7 @@ class Replicator:
                     "cut": pos_wire(cut),
                     # the primary's mirrored databases (missing / Orphaned on the member)
                     "databases": self.inst.catalog.wire(),
-                    "config": to_wire(cfg) if cfg.dynamic else None,
+                    "config": self.gate.config_wire() if cfg.dynamic else None,
                 },
             )
         )
@@ -412,11 +399,9 @@ class Replicator:
         self._release_waiters()
 
     def member_leaves(self, link: MemberLink) -> None:
-        from engine.member.membership_ops import remove_member
-
         log.warning("member %s leaves the mirror", link.name)
         if self.inst.cfg.dynamic:
-            remove_member(self.inst, {"member": link.name})
+            self.gate.remove_member(link.name)
         link.close()
 
     def drop(self, link: MemberLink, reason: str) -> None:

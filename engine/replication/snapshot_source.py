@@ -32,7 +32,7 @@ from engine.storage.store import Store
 from engine.wire import tls
 
 if TYPE_CHECKING:
-    from engine.member.membership import Instance
+    from engine.member.membership import Membership
 
 log = logging.getLogger("engine.download")
 CHUNK = 1 << 20
@@ -43,7 +43,7 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 READ_TIMEOUT_S = 30.0
 
 
-def _source_store(inst: Instance, op: str, arg):
+def _source_store(inst: Membership, op: str, arg):
     name = check_name(op, arg.get("name") if isinstance(arg, dict) else arg)
     entry = inst.catalog.get(name)
     if entry is None:
@@ -54,7 +54,7 @@ def _source_store(inst: Instance, op: str, arg):
     return entry, inst.stores[name]
 
 
-def is_valid_copy(inst: Instance, status: str, entry: DbEntry) -> bool:
+def is_valid_copy(inst: Membership, status: str, entry: DbEntry) -> bool:
     """Activated, whole and FailoverDB not cleared (SPEC §6.7.2). An Orphaned copy counts: it
     is what a primary that lost the database adopts back, but not one whose records are held
     back (paused, dejournaling stopped): it is behind what it received."""
@@ -67,7 +67,7 @@ def is_valid_copy(inst: Instance, status: str, entry: DbEntry) -> bool:
     return not held and not runner.dj.held_records(entry.name)
 
 
-def copy_info(inst: Instance, arg):
+def copy_info(inst: Membership, arg):
     """What this member holds of a database, for a primary looking for a valid copy."""
     name = check_name("copy_info", arg.get("name") if isinstance(arg, dict) else arg)
     entry = inst.catalog.get(name)
@@ -82,7 +82,7 @@ def copy_info(inst: Instance, arg):
     }
 
 
-def export_snapshot(inst: Instance, arg):
+def export_snapshot(inst: Membership, arg):
     """Offer a snapshot of a database on a one-time port (the download's source side)."""
     entry, store = _source_store(inst, "export_snapshot", arg)
     host = (inst.node.superserver if inst.node else inst.member.superserver).host
@@ -106,7 +106,7 @@ def export_snapshot(inst: Instance, arg):
 
 
 def _serve_snapshot(
-    inst: Instance, store: Store, name: str, listener: socket.socket, token: str, ssl_ctx
+    inst: Membership, store: Store, name: str, listener: socket.socket, token: str, ssl_ctx
 ):
     try:
         conn, peer = listener.accept()

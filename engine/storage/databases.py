@@ -27,11 +27,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.member.session import RequestError
-from engine.wire.protocol import ErrorCode
+from engine.wire.protocol import ErrorCode, RequestError
 
 if TYPE_CHECKING:
-    from engine.member.membership import Instance
+    from engine.member.membership import Membership
 
 CONTROL_DB = "%MIRROR"
 CONTROL_GLOBAL = "MirrorDB"
@@ -139,7 +138,7 @@ def read_control(record) -> tuple[str, dict]:
 # -- statuses (SPEC §2.4) ---------------------------------------------------------------
 
 
-def db_status(inst: Instance, entry: DbEntry) -> str:
+def db_status(inst: Membership, entry: DbEntry) -> str:
     if not entry.mounted:
         return "Database Dismounted"
     if entry.obsolete:
@@ -165,7 +164,7 @@ def db_status(inst: Instance, entry: DbEntry) -> str:
     return "Dejournaling"
 
 
-def missing_databases(inst: Instance) -> list[str] | None:
+def missing_databases(inst: Membership) -> list[str] | None:
     """Mirrored databases of the primary this member lacks (backup and DR only, SPEC §2.4)."""
     if inst.role == "primary" or inst.member.is_reporting:
         return None

@@ -61,15 +61,15 @@ from engine.storage.journal_files import (
     JournalError,
     JournalGap,
     JournalReader,
-    _date_int,
-    _name_re,
-    _write_log,
+    date_int,
     file_name,
     list_files,
     log_name,
+    name_re,
     purge,
     replay_into,
     validate_mirror_name,
+    write_log,
 )
 
 __all__ = [
@@ -163,7 +163,7 @@ class Journal:
         self._seq, self._end, self._durable = seq, good, good
         logged = [n for _, n in files]
         if self._read_log() != logged:
-            _write_log(self.dir, self.mirror, logged)
+            write_log(self.dir, self.mirror, logged)
 
     def _scan(self, seq: int, name: str) -> tuple[int, int, int]:
         """Open a journal file; return (fd, length of its valid prefix, size)."""
@@ -177,7 +177,7 @@ class Journal:
             good = FILE_HEADER_SIZE + scan_good_prefix(memoryview(data)[FILE_HEADER_SIZE:])
         except CorruptRecord:
             # Header never made it to disk: nothing in this file was acknowledged.
-            date = int(_name_re(self.mirror).match(name).group(1))
+            date = int(name_re(self.mirror).match(name).group(1))
             os.pwrite(fd, encode_file_header(seq, date), 0)
             good = FILE_HEADER_SIZE
         return fd, good, size
@@ -215,7 +215,7 @@ class Journal:
         self._names[seq] = name
         self._forget_purged()
         # The log must list the file before anything in it is acknowledged.
-        _write_log(self.dir, self.mirror, self.files())
+        write_log(self.dir, self.mirror, self.files())
         return fd
 
     def _forget_purged(self) -> None:
@@ -233,7 +233,7 @@ class Journal:
         """Switch to a new journal file (on becoming primary, and at the size limit)."""
         self._check_failed()
         seq = (self._seq or 0) + 1
-        date = _date_int(_dt.datetime.now(_dt.UTC).date())
+        date = date_int(_dt.datetime.now(_dt.UTC).date())
         busy = self._pending or (self._flusher is not None and not self._flusher.done())
         if not busy and self._seq is not None and self._durable < self._end:
             self._sync_current()  # e.g. received data on a backup that is becoming primary

@@ -70,6 +70,19 @@ def make_position(file_seq: int, offset: int) -> JournalPosition:
     return _new_pos(JournalPosition, (file_seq, offset))
 
 
+def pos_wire(pos: JournalPosition | None) -> list | None:
+    """A journal position as it travels in messages: [file_seq, offset]."""
+    return None if pos is None else [pos.file_seq, pos.offset]
+
+
+def pos_from_wire(value) -> JournalPosition | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, int) for v in value):
+        raise ValueError(f"journal position must be [file_seq, offset], got {value!r}")
+    return JournalPosition(value[0], value[1])
+
+
 class Entry(NamedTuple):
     """An update to journal: what `Journal.commit` takes."""
 

@@ -36,7 +36,7 @@ def validate_mirror_name(mirror: str) -> str:
     return mirror
 
 
-def _date_int(date) -> int:
+def date_int(date) -> int:
     if isinstance(date, int):
         return date
     if isinstance(date, str):
@@ -46,20 +46,20 @@ def _date_int(date) -> int:
 
 def file_name(mirror: str, date, seq: int) -> str:
     """`MIRROR-<MIRROR>-YYYYMMDD.NNN` (date: datetime.date, int or 'YYYYMMDD')."""
-    return f"MIRROR-{mirror}-{_date_int(date):08d}.{seq:03d}"
+    return f"MIRROR-{mirror}-{date_int(date):08d}.{seq:03d}"
 
 
 def log_name(mirror: str) -> str:
     return f"mirrorjrn-{mirror}.log"
 
 
-def _name_re(mirror: str):
+def name_re(mirror: str):
     return re.compile(rf"MIRROR-{re.escape(mirror)}-(\d{{8}})\.(\d{{3,}})\Z")
 
 
 def list_files(directory, mirror: str) -> list[tuple[int, str]]:
     """(seq, name) of the mirror's journal files, from the log and the directory, in order."""
-    pat = _name_re(mirror)
+    pat = name_re(mirror)
     names = set()
     try:
         with open(os.path.join(directory, log_name(mirror))) as f:
@@ -83,7 +83,7 @@ def _fsync_dir(directory) -> None:
         os.close(fd)
 
 
-def _write_log(directory, mirror: str, names: list[str]) -> None:
+def write_log(directory, mirror: str, names: list[str]) -> None:
     """Rewrite the mirror journal log atomically."""
     path = os.path.join(directory, log_name(mirror))
     tmp = path + ".tmp"
@@ -201,7 +201,7 @@ def purge(directory, mirror: str, keep_from_seq: int) -> list[str]:
     if files:
         keep_from_seq = min(keep_from_seq, files[-1][0])
     removed = [n for s, n in files if s < keep_from_seq]
-    _write_log(directory, mirror, [n for s, n in files if s >= keep_from_seq])
+    write_log(directory, mirror, [n for s, n in files if s >= keep_from_seq])
     for n in removed:
         os.remove(os.path.join(directory, n))
     if removed:

@@ -251,3 +251,13 @@ async def read_frame(reader, max_frame: int = DEFAULT_MAX_FRAME) -> Frame:
         raise FrameError(f"frame too large: {length} bytes > limit {max_frame}", req_id)
     body = await reader.readexactly(length) if length else b""
     return Frame(mtype, req_id, body, version)
+
+
+class RequestError(Exception):
+    """Raised by request handlers; becomes an ERROR reply (the connection stays open)."""
+
+    def __init__(self, code: str, message: str, **extra: Any):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.extra = extra

@@ -21,8 +21,8 @@ import pytest
 from engine.client.app import Client, EngineError
 from engine.cluster.launcher import start_member, wait_ready
 from engine.cluster.ports import free_ports
-from engine.member.admin_auth import read_token
 from engine.member.config import load_config
+from engine.wire.admin_token import read_token
 
 DEFAULT_TYPES = ("failover", "failover", "dr", "ro_reporting")
 

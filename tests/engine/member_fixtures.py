@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from engine.client.app import Client
-from engine.member.admin_auth import read_token
 from engine.wire import tls
+from engine.wire.admin_token import read_token
 from tests.engine.cluster_fixtures import free_ports, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class Host:
+class InstanceProcess:
     """One instance process and its addresses."""
 
     def __init__(self, root: Path, name: str, superserver: int, private: int):
@@ -126,7 +126,7 @@ class Hosts:
         self.root = root
         self.certs = root / "certs"
         self.ca: tls.CA | None = None
-        self.hosts: dict[str, Host] = {}
+        self.hosts: dict[str, InstanceProcess] = {}
         self.promised: set[int] = set()
 
     def make_ca(self) -> tls.CA:
@@ -145,9 +145,9 @@ class Hosts:
                 self.promised.update(ports)
                 return ports
 
-    def add(self, name: str, tls_files: bool = False) -> Host:
+    def add(self, name: str, tls_files: bool = False) -> InstanceProcess:
         superserver, private = self.ports(2)
-        host = Host(self.root, name, superserver, private)
+        host = InstanceProcess(self.root, name, superserver, private)
         self.hosts[name] = host
         host.start()
         if tls_files:

@@ -15,7 +15,7 @@ import pytest
 
 from engine.client.agent import AgentError
 from engine.client.app import AsyncClient, Client, EngineError
-from engine.member.admin_auth import TOKEN_ENV, TOKEN_FILE, read_token
+from engine.wire.admin_token import TOKEN_ENV, TOKEN_FILE, read_token
 from tests.engine.agent_fixtures import instance_entries, start_agent_fixture  # noqa: F401
 from tests.engine.cluster_fixtures import make_cluster_fixture  # noqa: F401
 from tests.engine.member_fixtures import hosts  # noqa: F401

@@ -20,7 +20,7 @@ from tests.engine.agent_fixtures import (  # noqa: F401
     start_agent_fixture,
 )
 from tests.engine.cluster_fixtures import wait_for
-from tests.engine.member_fixtures import Host, hosts  # noqa: F401
+from tests.engine.member_fixtures import InstanceProcess, hosts  # noqa: F401
 from tests.engine.test_agent_api_spec import SPEC_PATH, validator
 
 pytestmark = pytest.mark.timeout(180)
@@ -63,14 +63,16 @@ def site(hosts, pki, start_agent):  # noqa: F811
         api.close()
 
 
-def start_hosts(hosts, names) -> list[Host]:  # noqa: F811
+def start_hosts(hosts, names) -> list[InstanceProcess]:  # noqa: F811
     """Instance processes started side by side (each takes a moment to answer)."""
     members = []
     for name in names:
         superserver, private = hosts.ports(2)
-        members.append(hosts.hosts.setdefault(name, Host(hosts.root, name, superserver, private)))
+        members.append(
+            hosts.hosts.setdefault(name, InstanceProcess(hosts.root, name, superserver, private))
+        )
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(Host.start, members))
+        list(pool.map(InstanceProcess.start, members))
     return members
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from engine.client.app import Refused
 from tests.engine.cluster_fixtures import free_ports, wait_for
-from tests.engine.member_fixtures import Host, hosts  # noqa: F401
+from tests.engine.member_fixtures import InstanceProcess, hosts  # noqa: F401
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -80,12 +80,12 @@ def test_a_dr_async_belongs_to_one_mirror_only(hosts):  # noqa: F811
         d.admin("mirror_create", {"mirror": "THREE", "private": d.private})
 
 
-def primaries(hosts, mirrors: list[str]) -> list[Host]:  # noqa: F811
+def primaries(hosts, mirrors: list[str]) -> list[InstanceProcess]:  # noqa: F811
     """A primary per mirror (PM1 creates M1, ...), started side by side."""
     ports = free_ports(2 * len(mirrors))
     made = []
     for i, mirror in enumerate(mirrors):
-        host = Host(hosts.root, f"P{mirror}", ports[2 * i], ports[2 * i + 1])
+        host = InstanceProcess(hosts.root, f"P{mirror}", ports[2 * i], ports[2 * i + 1])
         made.append(hosts.hosts.setdefault(host.name, host))
 
     def create(pair):
@@ -99,7 +99,7 @@ def primaries(hosts, mirrors: list[str]) -> list[Host]:  # noqa: F811
     return made
 
 
-def mirrors_of(host: Host) -> set[str] | None:
+def mirrors_of(host: InstanceProcess) -> set[str] | None:
     """The mirrors the instance answers for, None while it restarts."""
     try:
         st = host.status()

@@ -1,0 +1,36 @@
+"""The membership's answers to its data channel links (engine/replication/gate.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from engine.member import membership_ops as ops
+from engine.member.mirror_file import to_wire
+
+if TYPE_CHECKING:
+    from engine.member.config import MemberConfig
+    from engine.member.membership import Membership
+    from engine.member.session import Connection
+
+
+class Gate:
+    def __init__(self, inst: Membership):
+        self.inst = inst
+
+    def register_join(self, conn: Connection, name: str, join: Any) -> MemberConfig:
+        return ops.register_join(self.inst, conn, name, join)
+
+    def check_identity(self, conn: Connection, member: MemberConfig, hello: dict) -> None:
+        ops.check_identity(self.inst, conn, member, hello)
+
+    def config_wire(self) -> dict:
+        return to_wire(self.inst.cfg)
+
+    def remove_member(self, name: str) -> None:
+        ops.remove_member(self.inst, {"member": name})
+
+    def apply_config(self, wire: dict) -> None:
+        ops.apply_config(self.inst, wire)
+
+    def check_primary_dn(self, server_dn: str | None) -> None:
+        ops.check_primary_dn(self.inst, server_dn)
