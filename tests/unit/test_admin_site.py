@@ -23,12 +23,12 @@ MIRROR_FORM = {
     "arbiter_host": "",
     "arbiter_port": "2188",
     "vip_interface": "",
-    "failover_compression": "system_selected",
+    "failover_compression": "System Selected",
     "failover_compression_type": "zlib",
-    "async_compression": "system_selected",
+    "async_compression": "System Selected",
     "async_compression_type": "zlib",
     "qos_timeout_ms": "8000",
-    "parallel_dejournaling": "failover_dr",
+    "parallel_dejournaling": "failover+dr",
     "members-TOTAL_FORMS": "0",
     "members-INITIAL_FORMS": "0",
 }
@@ -45,7 +45,7 @@ def test_an_admin_creates_a_mirror_in_the_admin_and_it_is_audited(admin_browser)
 def test_the_admin_refuses_an_invalid_mirror_name_with_the_rules_message(admin_browser):
     response = admin_browser.post("/admin/members/mirror/add/", {**MIRROR_FORM, "name": "bad-1"})
     assert response.status_code == 200
-    assert b"only letters and digits" in response.content
+    assert b"must be 1-15 letters or digits" in response.content
     assert not Mirror.objects.exists()
 
 
@@ -68,7 +68,7 @@ def test_the_admin_refuses_a_third_failover_member(admin_browser):
         },
     )
     assert response.status_code == 200
-    assert b"already has two failover members" in response.content
+    assert b"already has 2 failover members" in response.content
     assert Member.objects.filter(mirror=mirror).count() == 2
 
 
