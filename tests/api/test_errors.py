@@ -38,7 +38,7 @@ def test_an_invalid_mirror_name_is_the_catalogs_code_on_field_name(world, api):
         (
             {"name": "GAMMA", "failover_compression": "gzip"},
             "failover_compression",
-            "invalid_choice",
+            "invalid_compression_mode",
         ),
         ({"name": "GAMMA", "requires_tls": "maybe"}, "requires_tls", "invalid"),
         ({"name": "GAMMA", "arbiter_host": "bad host!"}, "arbiter_host", "invalid_address"),
