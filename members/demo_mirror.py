@@ -17,13 +17,8 @@ from django.db import transaction
 
 from engine.cluster.hosts import ORG
 from engine.cluster.plan import LOOPBACK, Plan, PlanHost, PlanMember
-from members import rules, services
+from members import services
 from members.models import DatabaseCopy, Host, Member, Mirror, MirroredDatabase
-
-# The engine's spelling of a mirror setting's value -> the portal's (members.rules).
-COMPRESSION = {"System Selected": rules.SYSTEM_SELECTED, "Uncompressed": "uncompressed"}
-COMPRESSION["Compressed"] = "compressed"
-PARALLEL = {"failover+dr": "failover_dr", "all": "all", "failover": "failover_only"}
 
 
 class PlanMismatch(Exception):
@@ -51,14 +46,10 @@ class Registration:
 
 
 def mirror_fields(plan: Plan) -> dict:
+    """The plan's settings as the portal's fields: the values read the same (engine/rules.py),
+    only the engine's `tls` is the portal's `requires_tls`."""
     fields = {"requires_tls": plan.tls}
-    for key, value in plan.settings.items():
-        if key.endswith("_compression"):
-            fields[key] = COMPRESSION[value]
-        elif key == "parallel_dejournaling":
-            fields[key] = PARALLEL[value]
-        elif key != "tls":  # qos_timeout_ms and the compression types read the same
-            fields[key] = value
+    fields.update({key: value for key, value in plan.settings.items() if key != "tls"})
     return fields
 
 

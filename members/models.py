@@ -1,18 +1,24 @@
 """The configuration model of mirrors: what the portal believes each mirror should look like.
 
-Validation lives in `members.rules`; fields point at it and `clean()` applies the cross-object
-limits, so `full_clean()` (called by every service) enforces all of it.
+Validation lives in `members.rules` (the rules shared with the engine are engine/rules.py's);
+fields point at it and `clean()` applies the cross-object limits, so `full_clean()` (called by
+every service and form) enforces all of it. Setting values are stored as the engine
+spells them ("System Selected", "failover+dr").
 """
 
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from engine import rules as catalog
 from members import rules
+
+# Mirror fields whose values the catalog checks (the engine's `tls` is `requires_tls` here).
+SETTING_FIELDS = frozenset(catalog.SETTINGS) - {"tls"}
 
 
 class Mirror(models.Model):
     name = models.CharField(
-        max_length=rules.MAX_MIRROR_NAME_LENGTH,
+        max_length=catalog.MAX_MIRROR_NAME,
         unique=True,
         help_text="1-15 letters or digits, stored uppercase; never changes.",
     )
@@ -31,24 +37,26 @@ class Mirror(models.Model):
     )
     vip_interface = models.CharField("VIP interface", max_length=64, blank=True)
     failover_compression = models.CharField(
-        max_length=20, choices=rules.COMPRESSION_MODES, default=rules.SYSTEM_SELECTED
+        max_length=20, choices=rules.COMPRESSION_MODES, default=catalog.SYSTEM_SELECTED
     )
     failover_compression_type = models.CharField(
         max_length=8, choices=rules.COMPRESSION_TYPES, default="zlib"
     )
     async_compression = models.CharField(
-        max_length=20, choices=rules.COMPRESSION_MODES, default=rules.SYSTEM_SELECTED
+        max_length=20, choices=rules.COMPRESSION_MODES, default=catalog.SYSTEM_SELECTED
     )
     async_compression_type = models.CharField(
         max_length=8, choices=rules.COMPRESSION_TYPES, default="zlib"
     )
     qos_timeout_ms = models.PositiveIntegerField(
         "QoS timeout (ms)",
-        default=rules.DEFAULT_QOS_TIMEOUT_MS,
+        default=catalog.SETTINGS["qos_timeout_ms"],
         validators=[rules.validate_qos_timeout],
     )
     parallel_dejournaling = models.CharField(
-        max_length=16, choices=rules.PARALLEL_DEJOURNALING, default="failover_dr"
+        max_length=16,
+        choices=rules.PARALLEL_DEJOURNALING,
+        default=catalog.PARALLEL_FAILOVER_DR,
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -58,6 +66,23 @@ class Mirror(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean_fields(self, exclude=None):
+        """A setting the catalog refuses gets the catalog's reason code only (not Django's
+        invalid_choice besides it); the other fields, and good settings, Django's checks."""
+        exclude = set(exclude or ())
+        errors = {}
+        for name in SETTING_FIELDS - exclude:
+            try:
+                rules.check_setting(name, self._meta.get_field(name).to_python(getattr(self, name)))
+            except ValidationError as exc:
+                errors[name] = exc.error_list
+        try:
+            super().clean_fields(exclude=exclude | set(errors))
+        except ValidationError as exc:
+            errors = exc.update_error_dict(errors)
+        if errors:
+            raise ValidationError(errors)
 
     def clean(self):
         if self.name:
@@ -113,7 +138,7 @@ class Member(models.Model):
     mirror = models.ForeignKey(Mirror, on_delete=models.CASCADE, related_name="members")
     host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="members")
     name = models.CharField(
-        max_length=rules.MAX_MEMBER_NAME_LENGTH,
+        max_length=catalog.MAX_MEMBER_NAME,
         help_text="Stored uppercase; the same instance keeps it in every mirror.",
     )
     member_type = models.CharField(max_length=16, choices=rules.MEMBER_TYPES)
@@ -215,7 +240,7 @@ class PendingDNUpdate(models.Model):
 class MirroredDatabase(models.Model):
     mirror = models.ForeignKey(Mirror, on_delete=models.CASCADE, related_name="databases")
     name = models.CharField(
-        max_length=rules.MAX_DATABASE_NAME_LENGTH,
+        max_length=catalog.MAX_DATABASE_NAME,
         help_text="Mirror DB name; unique in the mirror whatever the case.",
     )
     mount_required_at_startup = models.BooleanField(default=False)

@@ -10,9 +10,10 @@ allow, a non-member asked about its mirror), 503 when the instance is down, hung
 restarting.
 
 Names, addresses, member types and setting values are checked here with the instance's
-own rules (engine/member/mirror_file.py), so a malformed one is a 400 that never reaches it; the
-limits and everything that depends on the mirror's state are the instance's to refuse
-(engine/member/instance.py, engine/member/join.py, engine/member/membership_ops.py).
+own rules (engine/rules.py, through engine/member/mirror_file.py), so a malformed one is a 400
+that never reaches it; the limits and everything that depends on the mirror's state are the
+instance's to refuse (engine/member/instance.py, engine/member/join.py,
+engine/member/membership_ops.py).
 
 A reporting async may belong to several mirrors (SPEC §1.4); the routes acting on one of
 an instance's mirrors take `?mirror=NAME` to say which, and the instance refuses (409) an
@@ -51,6 +52,7 @@ from pathlib import PurePosixPath
 
 from aiohttp import web
 
+from engine import rules
 from engine.agent.auth import IDENTITY
 from engine.agent.config import InstanceEntry
 from engine.agent.errors import api_error
@@ -61,11 +63,9 @@ from engine.storage.databases import Refused
 
 log = logging.getLogger("engine.agent.server")
 
-# the JSON type of each mirror setting; its allowed values are the instance's rule
-SETTING_KINDS: dict[str, type] = {
-    key: allowed if allowed in (int, bool) else str for key, (allowed, _) in ms.SETTINGS.items()
-}
-MAX_MEMBER_NAME = 32
+# the JSON type of each mirror setting (its default's); its allowed values are the catalog's
+SETTING_KINDS: dict[str, type] = {key: type(default) for key, default in rules.SETTINGS.items()}
+MAX_MEMBER_NAME = rules.MAX_MEMBER_NAME
 
 
 def _rule(check, *args):

@@ -35,8 +35,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.member.config import MEMBER_TYPES, ConfigError, read_toml
-from engine.member.mirror_file import SETTINGS, check_member_name, check_mirror_name
+from engine import rules
+from engine.member.config import ConfigError, read_toml
+from engine.member.mirror_file import check_member_name, check_mirror_name
 from engine.storage.databases import Refused, check_name
 
 LOOPBACK = "127.0.0.1"
@@ -165,12 +166,10 @@ def _mirror(raw: dict, base: Path) -> tuple[str, dict, Path]:
         raise ConfigError("mirror.data_root: expected a directory path")
     settings = {k: v for k, v in raw.items() if k not in ("name", "data_root")}
     for key, value in settings.items():
-        if key not in SETTINGS:
-            raise ConfigError(f"mirror.{key}: unknown setting (settings: {', '.join(SETTINGS)})")
-        allowed, must = SETTINGS[key]
-        ok = value in allowed if isinstance(allowed, tuple) else type(value) is allowed
-        if not ok:
-            raise ConfigError(f"mirror.{key}: must be {must or ' | '.join(allowed)}")
+        try:
+            rules.check_setting(key, value)
+        except rules.RuleError as exc:
+            raise ConfigError(f"mirror.{exc.message}") from None  # it starts with the key
     path = Path(root)
     return name, settings, (path if path.is_absolute() else base / path).resolve()
 
@@ -178,8 +177,8 @@ def _mirror(raw: dict, base: Path) -> tuple[str, dict, Path]:
 def _member(raw: dict, i: int) -> PlanMember:
     where = f"members[{i}]"
     mtype = raw.get("type")
-    if mtype not in MEMBER_TYPES:
-        raise ConfigError(f"{where}.type: one of {', '.join(MEMBER_TYPES)}")
+    if mtype not in rules.MEMBER_TYPES:
+        raise ConfigError(f"{where}.type: one of {', '.join(rules.MEMBER_TYPES)}")
     try:
         name = check_member_name("plan", raw.get("name"), mtype)
     except Refused as exc:
@@ -232,8 +231,10 @@ def parse_plan(data: dict, base: Path, source: Path) -> Plan:
         raise ConfigError("members: names must be unique")
     if not any(m.type == "failover" for m in members):
         raise ConfigError("members: the first failover member becomes the primary; there is none")
-    if sum(m.type == "failover" for m in members) > 2:
-        raise ConfigError("members: at most two failover members")
+    try:
+        rules.check_member_mix(name, [m.type for m in members])
+    except rules.RuleError as exc:
+        raise ConfigError(f"members: {exc.message}") from None
     hosts = []
     for i, raw in enumerate(_tables(data, "hosts")):
         where = f"hosts[{i}]"

@@ -30,26 +30,14 @@ Relative paths are relative to the configuration file.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MEMBER_TYPES = ("failover", "dr", "ro_reporting", "rw_reporting")
-TYPE_LABELS = {
-    "failover": "Failover",
-    "dr": "Disaster Recovery",
-    "ro_reporting": "Read-Only Reporting",
-    "rw_reporting": "Read-Write Reporting",
-}
-COMPRESSION_MODES = ("System Selected", "Uncompressed", "Compressed")
-CODECS = ("zlib", "zstd", "lz4")
-PARALLEL_SETTINGS = ("failover+dr", "all", "failover")
-MAX_MEMBERS = 16
-
-_MIRROR_NAME = re.compile(r"^[A-Za-z0-9]{1,15}$")
-_MEMBER_FORBIDDEN = set(" \t:[]#;/*=^~,")
-_DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+from engine import rules
+from engine.rules import COMPRESSION_TYPES as CODECS
+from engine.rules import MAX_MEMBERS
+from engine.rules import MEMBER_TYPE_LABELS as TYPE_LABELS
 
 
 class ConfigError(ValueError):
@@ -90,7 +78,7 @@ class MemberConfig:
 
     @property
     def is_reporting(self) -> bool:
-        return self.type in ("ro_reporting", "rw_reporting")
+        return self.type in rules.REPORTING_TYPES
 
     @property
     def type_label(self) -> str:
@@ -107,13 +95,14 @@ class MirrorConfig:
     name: str
     members: list[MemberConfig]
     databases: list[str]
-    qos_timeout_ms: int = 8000
-    failover_compression: str = "System Selected"
-    failover_compression_type: str = "zlib"
-    async_compression: str = "System Selected"
-    async_compression_type: str = "zlib"
-    parallel_dejournaling: str = "failover+dr"
-    tls: bool = False
+    # the settings (engine/rules.py SETTINGS and their defaults)
+    qos_timeout_ms: int = rules.SETTINGS["qos_timeout_ms"]
+    failover_compression: str = rules.SETTINGS["failover_compression"]
+    failover_compression_type: str = rules.SETTINGS["failover_compression_type"]
+    async_compression: str = rules.SETTINGS["async_compression"]
+    async_compression_type: str = rules.SETTINGS["async_compression_type"]
+    parallel_dejournaling: str = rules.SETTINGS["parallel_dejournaling"]
+    tls: bool = rules.SETTINGS["tls"]
     tls_ca: Path | None = None
     journal_file_bytes: int = 64 * 1024 * 1024
     source: Path | None = None
@@ -149,9 +138,9 @@ class MirrorConfig:
         """Whether `member` dejournals in parallel under the mirror's setting (SPEC §3.6)."""
         if member.is_failover:
             return True
-        if self.parallel_dejournaling == "all":
+        if self.parallel_dejournaling == rules.PARALLEL_ALL:
             return True
-        return self.parallel_dejournaling == "failover+dr" and member.type == "dr"
+        return self.parallel_dejournaling == rules.PARALLEL_FAILOVER_DR and member.type == rules.DR
 
 
 def parse_address(text: object, where: str) -> Address:
@@ -167,10 +156,19 @@ def parse_address(text: object, where: str) -> Address:
     return Address(host or "127.0.0.1", p)
 
 
-def _choice(value: object, allowed: tuple[str, ...], where: str) -> str:
-    if value not in allowed:
-        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
-    return value  # type: ignore[return-value]
+def _rule(where: str, check, *args):
+    """A rule of engine/rules.py; a broken one is a ConfigError naming the key."""
+    try:
+        return check(*args)
+    except rules.RuleError as exc:
+        raise ConfigError(f"{where}: {exc.message}") from None
+
+
+def _setting(mirror: dict, key: str):
+    try:
+        return rules.check_setting(key, mirror.get(key, rules.SETTINGS[key]))
+    except rules.RuleError as exc:  # the message starts with the key
+        raise ConfigError(f"mirror.{exc.message}") from None
 
 
 def _db_list(value: object, where: str) -> list[str]:
@@ -178,9 +176,7 @@ def _db_list(value: object, where: str) -> list[str]:
         raise ConfigError(f"{where}: expected a non-empty list of database names")
     out = []
     for db in value:
-        if not isinstance(db, str) or not _DB_NAME.match(db):
-            raise ConfigError(f"{where}: invalid database name {db!r}")
-        out.append(db.upper())
+        out.append(_rule(where, rules.check_database_name, db))
     if len(set(out)) != len(out):
         raise ConfigError(f"{where}: database names must be unique (case-insensitively)")
     return out
@@ -190,13 +186,8 @@ def _member(
     raw: dict, mirror_dbs: list[str], data_root: Path, index: int, base_dir: Path
 ) -> MemberConfig:
     where = f"members[{index}]"
-    name = raw.get("name")
-    if not isinstance(name, str) or not name or len(name) > 32 or set(name) & _MEMBER_FORBIDDEN:
-        raise ConfigError(
-            f"{where}.name: {name!r} must be 1-32 chars without spaces or : [ ] # ; / * = ^ ~ ,"
-        )
-    name = name.upper()
-    mtype = _choice(raw.get("type"), MEMBER_TYPES, f"{where}.type")
+    mtype = _rule(f"{where}.type", rules.check_member_type, raw.get("type"))
+    name = _rule(f"{where}.name", rules.check_member_name, raw.get("name"), mtype)
     superserver = parse_address(raw.get("superserver"), f"{where}.superserver")
     private = parse_address(raw["private"], f"{where}.private") if "private" in raw else None
     data_dir = Path(raw.get("data_dir", data_root / name))
@@ -204,7 +195,7 @@ def _member(
         data_dir = data_root / data_dir
     dbs = mirror_dbs
     if "databases" in raw:
-        if mtype not in ("ro_reporting", "rw_reporting"):
+        if mtype not in rules.REPORTING_TYPES:
             raise ConfigError(
                 f"{where}.databases: only reporting asyncs may hold a subset of databases"
             )
@@ -216,7 +207,7 @@ def _member(
             )
     flt = raw.get("dejournal_filter")
     if flt is not None:
-        if mtype not in ("ro_reporting", "rw_reporting"):
+        if mtype not in rules.REPORTING_TYPES:
             raise ConfigError(
                 f"{where}.dejournal_filter: filters are allowed on reporting asyncs only"
             )
@@ -226,8 +217,8 @@ def _member(
     if not isinstance(codecs, list) or any(c not in CODECS for c in codecs):
         raise ConfigError(f"{where}.codecs: expected a list drawn from {', '.join(CODECS)}")
     workers = raw.get("dejournal_workers", 4)
-    if not isinstance(workers, int) or not 1 <= workers <= 16:
-        raise ConfigError(f"{where}.dejournal_workers: must be 1-16")
+    if not isinstance(workers, int) or not 1 <= workers <= rules.MAX_DEJOURNAL_JOBS:
+        raise ConfigError(f"{where}.dejournal_workers: must be 1-{rules.MAX_DEJOURNAL_JOBS}")
     m = MemberConfig(name, mtype, superserver, private, data_dir, dbs, flt, codecs, workers)
     m.tls_cert = _path(raw.get("tls_cert"), base_dir, f"{where}.tls_cert")
     m.tls_key = _path(raw.get("tls_key"), base_dir, f"{where}.tls_key")
@@ -247,45 +238,16 @@ def parse_config(data: dict, base_dir: Path, source: Path | None = None) -> Mirr
     mirror = data.get("mirror")
     if not isinstance(mirror, dict):
         raise ConfigError("missing [mirror] table")
-    name = mirror.get("name")
-    if not isinstance(name, str) or not _MIRROR_NAME.match(name):
-        raise ConfigError(f"mirror.name: {name!r} must be 1-15 alphanumeric characters")
+    name = _rule("mirror.name", rules.check_mirror_name, mirror.get("name"))
     dbs = _db_list(mirror.get("databases"), "mirror.databases")
     data_root = Path(mirror.get("data_root", "var"))
     if not data_root.is_absolute():
         data_root = (base_dir / data_root).resolve()
-    qos = mirror.get("qos_timeout_ms", 8000)
-    if not isinstance(qos, int) or qos < 50:
-        raise ConfigError("mirror.qos_timeout_ms: must be an integer >= 50")
     cfg = MirrorConfig(
-        name=name.upper(),
+        name=name,
         members=[],
         databases=dbs,
-        qos_timeout_ms=qos,
-        failover_compression=_choice(
-            mirror.get("failover_compression", "System Selected"),
-            COMPRESSION_MODES,
-            "mirror.failover_compression",
-        ),
-        failover_compression_type=_choice(
-            mirror.get("failover_compression_type", "zlib"),
-            CODECS,
-            "mirror.failover_compression_type",
-        ),
-        async_compression=_choice(
-            mirror.get("async_compression", "System Selected"),
-            COMPRESSION_MODES,
-            "mirror.async_compression",
-        ),
-        async_compression_type=_choice(
-            mirror.get("async_compression_type", "zlib"), CODECS, "mirror.async_compression_type"
-        ),
-        parallel_dejournaling=_choice(
-            mirror.get("parallel_dejournaling", "failover+dr"),
-            PARALLEL_SETTINGS,
-            "mirror.parallel_dejournaling",
-        ),
-        tls=bool(mirror.get("tls", False)),
+        **{key: _setting(mirror, key) for key in rules.SETTINGS},
         tls_ca=_path(mirror.get("tls_ca"), base_dir, "mirror.tls_ca"),
         journal_file_bytes=int(mirror.get("journal_file_bytes", 64 * 1024 * 1024)),
         source=source,
@@ -303,8 +265,9 @@ def parse_config(data: dict, base_dir: Path, source: Path | None = None) -> Mirr
     if len(set(names)) != len(names):
         raise ConfigError("member names must be unique")
     nfail = len(cfg.failover_members)
-    if not 1 <= nfail <= 2:
+    if not 1 <= nfail <= rules.MAX_FAILOVER:
         raise ConfigError(f"a mirror needs 1 or 2 failover members, got {nfail}")
+    _rule("members", rules.check_member_mix, cfg.name, [m.type for m in cfg.members])
     for m in cfg.failover_members:
         if m.private is None:
             raise ConfigError(

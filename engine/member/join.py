@@ -17,6 +17,7 @@ import logging
 import uuid
 from pathlib import Path
 
+from engine import rules
 from engine.client.app import AsyncClient, EngineError
 from engine.member import mirror_file as ms
 from engine.member.config import MemberConfig, MirrorConfig
@@ -26,8 +27,6 @@ from engine.wire import tls
 
 log = logging.getLogger("engine.member.instance")
 JOIN_TIMEOUT_S = 5.0
-MAX_REPORTING_MIRRORS = 10
-REPORTING = ("ro_reporting", "rw_reporting")
 
 
 def own_dn(node: Node, op: str) -> str:
@@ -42,12 +41,11 @@ def own_dn(node: Node, op: str) -> str:
 
 def create(node: Node, arg, current: list[tuple[MirrorConfig, str]]) -> dict:
     op = "mirror_create"
-    if current:
-        names = ", ".join(cfg.name for cfg, _ in current)
-        raise Refused(op, None, f"instance {node.name} is already a member of mirror {names}")
     if not isinstance(arg, dict):
         raise Refused(op, None, "expected {mirror, private, member?, settings?}")
     name = ms.check_mirror_name(op, arg.get("mirror"))
+    # the creator becomes the mirror's first failover member
+    check_other_memberships(op, name, rules.FAILOVER, None, current)
     member = ms.check_member_name(op, arg.get("member") or node.name, "failover")
     private = ms.check_address(op, arg.get("private"), "private")
     settings = ms.check_settings(op, arg.get("settings") or {})
@@ -64,28 +62,17 @@ def create(node: Node, arg, current: list[tuple[MirrorConfig, str]]) -> dict:
     return {"mirror": name, "member": member, "role": "primary", "dn": m.dn}
 
 
-def _check_another(op: str, name: str, mtype: str, member: str, current: list) -> None:
+def check_other_memberships(
+    op: str, name: str, mtype: str, member: str | None, current: list
+) -> None:
     """The rules for an instance already in a mirror (SPEC §1.4, §6.4, §6.9)."""
     if not current:
         return
     mine = [(cfg, cfg.member(me)) for cfg, me in current]
-    kinds = {m.type for _, m in mine}
-    if name in {cfg.name for cfg, _ in mine}:
-        raise Refused(op, None, f"this instance is already a member of mirror {name}")
-    if kinds & {"failover", "dr"}:
-        kind = "a failover member" if "failover" in kinds else "a DR async"
-        raise Refused(op, None, f"{kind} belongs to one mirror only (SPEC §1.4)")
-    if mtype not in kinds:
-        (kind,) = kinds
-        raise Refused(
-            op, None, f"a reporting async joins further mirrors as the same kind ({kind})"
-        )
-    if len(current) >= MAX_REPORTING_MIRRORS:
-        raise Refused(
-            op, None, f"a reporting async belongs to at most {MAX_REPORTING_MIRRORS} mirrors"
-        )
+    others = [(cfg.name, m.type) for cfg, m in mine]
+    ms.rule(op, rules.check_other_mirrors, name, mtype, others)
     names = {m.name for _, m in mine}
-    if member not in names:
+    if member is not None and member not in names:
         raise Refused(op, None, f"this instance is member {names.pop()} in its other mirrors")
 
 
@@ -97,7 +84,7 @@ async def join(node: Node, arg, current: list[tuple[MirrorConfig, str]]) -> dict
     mtype = ms.check_type(op, arg.get("type"))
     default_name = current[0][1] if current else node.name
     member = ms.check_member_name(op, arg.get("member") or default_name, mtype)
-    _check_another(op, name, mtype, member, current)
+    check_other_memberships(op, name, mtype, member, current)
     address = str(ms.check_address(op, arg.get("address"), "address"))
     superserver = node.superserver
     if arg.get("superserver"):

@@ -12,22 +12,17 @@ Join-Mirror flag (`join_mirror`, cleared only while the last member's configurat
 removed).  A member's data directory and TLS files are its own
 (engine/member/node.py) and never travel.
 
-This module holds the rules (limits of SPEC §1.4, names, addresses, editable settings) and
-the file format; engine/member/membership_ops.py holds the operations.
+This module holds the file format and the refusals of the rules (names, limits of SPEC §1.4,
+settings: engine/rules.py); engine/member/membership_ops.py holds the operations.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
+from engine import rules
 from engine.member.config import (
-    CODECS,
-    COMPRESSION_MODES,
-    MAX_MEMBERS,
-    MEMBER_TYPES,
-    PARALLEL_SETTINGS,
     Address,
     ConfigError,
     MemberConfig,
@@ -35,27 +30,12 @@ from engine.member.config import (
     parse_address,
 )
 from engine.member.node import Node, write_json
+from engine.rules import SETTINGS
 from engine.storage.databases import Refused
 
 MIRROR_FILE = "mirror.json"
 JOIN_FLAG = "join_mirror"  # local, like dn_updates: false once cleared (clear_join_flag)
 MIRRORS_DIR = "mirrors"  # further memberships of a reporting async (engine/member/join.py)
-MAX_FAILOVER = 2
-MAX_ASYNC = 14
-_MIRROR_NAME = re.compile(r"^[A-Za-z0-9]{1,15}$")
-_FAILOVER_FORBIDDEN = set(" \t:[]#;/*=^~,")
-_ASYNC_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-
-# setting -> (allowed values or a type, what the error says it must be)
-SETTINGS = {
-    "qos_timeout_ms": (int, "an integer of milliseconds, at least 50"),
-    "failover_compression": (COMPRESSION_MODES, None),
-    "failover_compression_type": (CODECS, None),
-    "async_compression": (COMPRESSION_MODES, None),
-    "async_compression_type": (CODECS, None),
-    "parallel_dejournaling": (PARALLEL_SETTINGS, None),
-    "tls": (bool, "true or false"),
-}
 
 
 # -- the file and the wire ----------------------------------------------------------
@@ -173,30 +153,24 @@ def joins_at_start(cfg: MirrorConfig) -> bool:
 # -- rules --------------------------------------------------------------------------
 
 
+def rule(op: str, check, *args):
+    """A rule of engine/rules.py; a broken one is a refusal naming its reason code."""
+    try:
+        return check(*args)
+    except rules.RuleError as exc:
+        raise Refused.broken(op, exc) from None
+
+
 def check_mirror_name(op: str, name) -> str:
-    if not isinstance(name, str) or not _MIRROR_NAME.match(name):
-        raise Refused(op, None, f"mirror name {name!r} must be 1-15 letters or digits")
-    return name.upper()
+    return rule(op, rules.check_mirror_name, name)
 
 
 def check_member_name(op: str, name, mtype: str) -> str:
-    """SPEC §5.2: failover names exclude a few characters; async names are alphanumeric
-    with _ and -.  Both at most 32 characters, upper-cased."""
-    if not isinstance(name, str) or not name or len(name) > 32:
-        raise Refused(op, None, f"member name {name!r} must be 1-32 characters")
-    if mtype == "failover" and set(name) & _FAILOVER_FORBIDDEN:
-        raise Refused(
-            op, None, f"member name {name!r} may not contain spaces, tabs or : [ ] # ; / * = ^ ~ ,"
-        )
-    if mtype != "failover" and not _ASYNC_NAME.match(name):
-        raise Refused(op, None, f"async member name {name!r}: letters, digits, _ and - only")
-    return name.upper()
+    return rule(op, rules.check_member_name, name, mtype)
 
 
 def check_type(op: str, mtype) -> str:
-    if mtype not in MEMBER_TYPES:
-        raise Refused(op, None, f"member type {mtype!r} is not one of {', '.join(MEMBER_TYPES)}")
-    return mtype
+    return rule(op, rules.check_member_type, mtype)
 
 
 def check_address(op: str, value, what: str) -> Address:
@@ -211,15 +185,7 @@ def check_join(cfg: MirrorConfig, name: str, mtype: str, addresses: list[Address
     op = "join"
     if any(m.name == name for m in cfg.members):
         raise Refused(op, None, f"mirror {cfg.name} already has a member named {name}")
-    if len(cfg.members) >= MAX_MEMBERS:
-        raise Refused(op, None, f"mirror {cfg.name} has {MAX_MEMBERS} members, the most allowed")
-    if mtype == "failover" and len(cfg.failover_members) >= MAX_FAILOVER:
-        raise Refused(
-            op, None, f"mirror {cfg.name} already has {MAX_FAILOVER} failover members, the most"
-        )
-    asyncs = [m for m in cfg.members if not m.is_failover]
-    if mtype != "failover" and len(asyncs) >= MAX_ASYNC:
-        raise Refused(op, None, f"mirror {cfg.name} has {MAX_ASYNC} async members, the most")
+    rule(op, rules.check_mirror_limits, cfg.name, mtype, [m.type for m in cfg.members])
     taken = {a for m in cfg.members for a in (m.superserver, m.private) if a is not None}
     for addr in addresses:
         if addr in taken:
@@ -240,19 +206,4 @@ def links_to_restart(cfg: MirrorConfig, changed, primary: str) -> frozenset[str]
 
 def check_settings(op: str, changes) -> dict:
     """The mirror settings in `changes`, checked; the mirror name never changes (§5.1)."""
-    if not isinstance(changes, dict):
-        raise Refused(op, None, "expected a map of settings")
-    if "name" in changes:
-        raise Refused(op, None, "the mirror name cannot be changed after creation")
-    out = {}
-    for key, value in changes.items():
-        if key not in SETTINGS:
-            raise Refused(op, None, f"unknown setting {key!r} (settings: {', '.join(SETTINGS)})")
-        allowed, must = SETTINGS[key]
-        if isinstance(allowed, tuple):
-            if value not in allowed:
-                raise Refused(op, None, f"{key}: {value!r} is not one of {', '.join(allowed)}")
-        elif type(value) is not allowed or (key == "qos_timeout_ms" and value < 50):
-            raise Refused(op, None, f"{key} must be {must}")
-        out[key] = value
-    return out
+    return rule(op, rules.check_settings, changes)

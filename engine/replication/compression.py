@@ -23,8 +23,9 @@ import zlib
 import lz4.block
 import zstandard
 
-CODECS = ("zlib", "zstd", "lz4")
-MODES = ("System Selected", "Uncompressed", "Compressed")
+from engine.rules import COMPRESSION_MODES as MODES
+from engine.rules import COMPRESSION_TYPES as CODECS
+
 MAX_DECOMPRESSED = 64 * 1024 * 1024
 ZLIB_LEVEL = 1
 ZSTD_LEVEL = 3

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine import rules
 from engine.wire.protocol import ErrorCode, RequestError
 
 if TYPE_CHECKING:
@@ -35,33 +35,27 @@ if TYPE_CHECKING:
 CONTROL_DB = "%MIRROR"
 CONTROL_GLOBAL = "MirrorDB"
 CATALOG_FILE = "databases.json"
-# SPEC §6.7: system databases cannot be mirrored
-SYSTEM_DATABASES = frozenset(
-    {"IRISSYS", "IRISLIB", "IRISLOCALDATA", "IRISTEMP", "IRISAUDIT", "ENSLIB"}
-)
-_DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
 class Refused(RequestError):
-    """An operation whose preconditions do not hold; `reason` says which one."""
+    """An operation whose preconditions do not hold; `reason` says which one, and `rule`
+    the reason code when a rule of engine/rules.py was broken."""
 
-    def __init__(self, op: str, db: str | None, reason: str):
+    def __init__(self, op: str, db: str | None, reason: str, rule: str | None = None):
         where = f" {db}" if db else ""
-        super().__init__(ErrorCode.REFUSED, f"{op}{where}: {reason}", op=op, reason=reason)
+        extra = {"rule": rule} if rule else {}
+        super().__init__(ErrorCode.REFUSED, f"{op}{where}: {reason}", op=op, reason=reason, **extra)
+
+    @classmethod
+    def broken(cls, op: str, exc: rules.RuleError) -> Refused:
+        return cls(op, None, exc.message, rule=exc.reason)
 
 
 def check_name(op: str, name) -> str:
-    if not isinstance(name, str) or not _DB_NAME.match(name) or len(name) > 64:
-        raise Refused(
-            op,
-            None,
-            f"invalid database name {name!r}: the first character must be a letter or _, "
-            "the rest letters, digits, - or _ (at most 64)",
-        )
-    name = name.upper()
-    if name in SYSTEM_DATABASES:
-        raise Refused(op, name, "system databases cannot be mirrored (SPEC §6.7)")
-    return name
+    try:
+        return rules.check_database_name(name)
+    except rules.RuleError as exc:
+        raise Refused.broken(op, exc) from None
 
 
 @dataclass

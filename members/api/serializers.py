@@ -8,6 +8,7 @@ length and uniqueness checks run in `full_clean()` after the name is normalized 
 
 from rest_framework import serializers
 
+from members import rules
 from members.models import (
     DatabaseCopy,
     Host,
@@ -20,7 +21,18 @@ from members.services import MIRROR_EDITABLE
 
 
 # --- Configuration ----------------------------------------------------------------------------
+class SettingChoiceField(serializers.ChoiceField):
+    """A mirror setting (named as the field): a value the rule catalog refuses gets its reason
+    code (e.g. invalid_compression_mode), as from the service, not invalid_choice."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and data not in self.choices:
+            rules.check_setting(self.field_name, data)
+        return super().to_internal_value(data)
+
+
 class MirrorSerializer(serializers.ModelSerializer):
+    serializer_choice_field = SettingChoiceField  # its choice fields are all settings
     name = serializers.CharField(
         help_text="1-15 letters or digits, stored uppercase; never changes after creation."
     )

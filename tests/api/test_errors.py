@@ -18,19 +18,19 @@ def field_codes(response, field):
     return [e["code"] for e in body["error"]["fields"][field]]
 
 
-def test_an_invalid_mirror_name_is_code_invalid_on_field_name(world, api):
+def test_an_invalid_mirror_name_is_the_catalogs_code_on_field_name(world, api):
     response = api.post(V1 + "/mirrors/", {"name": "no spaces!"}, format="json")
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid"
-    assert field_codes(response, "name") == ["invalid"]
-    assert "letters and digits" in response.json()["error"]["message"]
+    assert field_codes(response, "name") == ["invalid_mirror_name"]
+    assert "letters or digits" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(
     "body,field,code",
     [
-        ({"name": "A" * 16}, "name", "too_long"),
+        ({"name": "A" * 16}, "name", "invalid_mirror_name"),
         ({"name": "alpha"}, "name", "unique"),  # stored uppercase: ALPHA exists
         ({"name": "GAMMA", "arbiter_port": 70000}, "arbiter_port", "invalid_port"),
         ({"name": "GAMMA", "qos_timeout_ms": 5}, "qos_timeout_ms", "invalid_qos_timeout"),
@@ -38,7 +38,7 @@ def test_an_invalid_mirror_name_is_code_invalid_on_field_name(world, api):
         (
             {"name": "GAMMA", "failover_compression": "gzip"},
             "failover_compression",
-            "invalid_choice",
+            "invalid_compression_mode",
         ),
         ({"name": "GAMMA", "requires_tls": "maybe"}, "requires_tls", "invalid"),
         ({"name": "GAMMA", "arbiter_host": "bad host!"}, "arbiter_host", "invalid_address"),
