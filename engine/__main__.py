@@ -4,7 +4,7 @@ python -m engine agent --config AGENT_FILE     (see engine/agent/server.py)
 python -m engine instance --config FILE --member NAME
 python -m engine instance --data-dir DIR [--name NAME --superserver HOST:PORT]
     an instance configured through the agent (engine/member/node.py, engine/member/instance.py)
-python -m engine status --config FILE [--member NAME] [--json]
+python -m engine status --config FILE|PLAN [--member NAME] [--json]
 python -m engine admin --config FILE --member NAME ACTION [ARG]
     ARG is a database name, a comma list, or JSON ({"name": "DB", "catchup": true});
     actions in engine/PROTOCOL.md: create_database, add_database, download_database,
@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     inst.add_argument("--log-level", default="INFO")
 
     st = sub.add_parser("status", help="print member status (SPEC 2.1-2.3)")
-    st.add_argument("--config", required=True)
+    st.add_argument("--config", required=True, help="a mirror file or a build plan")
     st.add_argument("--member", help="only this member")
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -79,9 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "instance":
             return _instance(args, argv)
         if args.command == "status":
-            from engine.member.status import status_command
-
-            return status_command(load_config(args.config), args.member, args.json)
+            return _status(args.config, args.member, args.json)
         if args.command == "admin":
             return _admin(
                 load_config(args.config), args.member, args.action, args.arg, args.timeout
@@ -90,6 +88,20 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+
+
+def _status(path: str, member: str | None, as_json: bool) -> int:
+    """The members of a mirror file, or of a build plan such as `make run`'s demo mirror."""
+    from engine.cluster.plan import is_plan, load_plan
+    from engine.member.status import status_command
+
+    if is_plan(path):
+        plan = load_plan(path)
+        mirror, members, find = plan.mirror, plan.members, plan.member
+    else:
+        cfg = load_config(path)
+        mirror, members, find = cfg.name, cfg.members, cfg.member
+    return status_command(mirror, [find(member)] if member else members, as_json)
 
 
 def _cluster(action: str, files: list[str]) -> int:

@@ -1,6 +1,6 @@
 """The agent: one per host, the portal's and the peers' way to reach the instances there.
 
-    python -m engine.agent.server --config agent.toml
+    python -m engine agent --config agent.toml
 
 It knows the instances on its host (up / down / hung, and their role) even when one is
 down or hung, can force an instance down, and serves journal files to peers that catch
@@ -8,18 +8,9 @@ up (SPEC §1.5).  Its control API is versioned JSON over HTTP under /v1/, descri
 engine/agent_api.yaml, and always authenticated (engine/agent/auth.py): mutual TLS with
 a DN allow list, or a bearer credential.  Default port 2188.
 
-Routes:
-    GET  /v1/health
-    GET  /v1/instances
-    GET  /v1/instances/{name}
-    POST /v1/instances/{name}/force-down
-    GET  /v1/journal/{mirror}/files
-    GET  /v1/journal/{mirror}/files/{name}?offset=N
-    GET  /v1/status/stream                  (server-sent events; engine/agent/stream.py)
-    GET  /v1/instances/{name}/databases     and the member and database operations
-    POST /v1/instances/{name}/...           (engine/agent/ops.py)
-    GET|POST|PATCH /v1/instances/{name}/mirror...   mirror membership and the
-    PUT  /v1/instances/{name}/tls ...       instance's TLS files (engine/agent/mirror.py)
+This module serves the routes about the agent and its instances; the stream, the journal
+files, the member and database operations and the mirror routes are in their own modules.
+Every route is listed, with its answers, in engine/agent_api.yaml only.
 """
 
 from __future__ import annotations

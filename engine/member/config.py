@@ -1,4 +1,9 @@
-"""Mirror configuration read from a TOML file (until the agent's control API exists).
+"""A mirror's configuration as the engine holds it (MirrorConfig, MemberConfig, Address), and
+the mirror file it can be read from.
+
+A mirror file starts every member of a local mirror without agents (`python -m engine
+instance --config FILE --member NAME`, engine/cluster/launcher.py); an instance configured
+through its agent keeps the same configuration in mirror.json (engine/member/mirror_file.py).
 
 Example (see examples/cluster.toml):
 

@@ -325,11 +325,13 @@ def database_lines(rows: list[dict]) -> list[str]:
     return out
 
 
-def query_status(cfg, member: str | None = None, timeout: float = 3.0) -> list[dict]:
-    """Ask each member (or one) for its status over the protocol; unreachable ones are Down."""
+def query_status(members, timeout: float = 3.0) -> list[dict]:
+    """Ask each member for its status over the protocol; unreachable ones are Down.
+
+    `members`: anything with name, type and superserver (a mirror file's MemberConfig or a
+    build plan's PlanMember)."""
     from engine.client.app import Client, EngineError
 
-    members = [cfg.member(member)] if member else cfg.members
     rows = []
     for m in members:
         try:
@@ -349,10 +351,10 @@ def query_status(cfg, member: str | None = None, timeout: float = 3.0) -> list[d
     return rows
 
 
-def status_command(cfg, member: str | None, as_json: bool) -> int:
-    rows = query_status(cfg, member)
+def status_command(mirror: str, members, as_json: bool) -> int:
+    rows = query_status(members)
     if as_json:
-        print(json.dumps({"mirror": cfg.name, "members": rows}, indent=2))
+        print(json.dumps({"mirror": mirror, "members": rows}, indent=2))
     else:
-        print(render_table(rows, cfg.name))
+        print(render_table(rows, mirror))
     return 0

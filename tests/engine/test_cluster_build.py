@@ -111,6 +111,15 @@ def test_a_tls_mirror_with_three_databases_is_built_through_the_agents_then_take
     assert all(m["authorized"] for m in primary_view.values())
     assert status("A")["tls"]["subject_dn"] == "CN=A,O=Mirror Portal"
 
+    # the status command reads the build plan as it reads a mirror file
+    command = [sys.executable, "-m", "engine", "status", "--config", str(plan), "--json"]
+    shown = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert report["mirror"] == "BUILT"
+    rows = {row["member"]: row["status"] for row in report["members"]}
+    assert rows == {"A": "Primary", "B": "Backup", "DR": "Connected", "REP": "Connected"}
+
     # through the agents, with the launcher's own certificate
     for host, names in HOSTS.items():
         with agent_for(state, host) as agent:
