@@ -16,24 +16,15 @@ from members.models import (
     PendingDNUpdate,
     PendingMember,
 )
-from portal.admin import ReadOnlyAdmin
+from portal.admin import NoWrites, ReadOnlyAdmin
 
 
-class MemberInline(admin.TabularInline):
+class MemberInline(NoWrites, admin.TabularInline):
     model = Member
     extra = 0
     fields = ["name", "member_type", "host", "authorization"]
     readonly_fields = fields
     show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Mirror)

@@ -11,7 +11,20 @@ class PortalAdminSite(admin.AdminSite):
         return has_role(request.user, ADMIN)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class NoWrites:
+    """Admin pages and inlines that add, change and delete nothing."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyAdmin(NoWrites, admin.ModelAdmin):
     """Admin pages that only show: list, detail, search and filters, for the admin role.
 
     Changes go through the service functions (pages, API, jobs), which validate, audit and, for
@@ -32,12 +45,3 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return has_role(request.user, ADMIN)
 
     has_module_permission = has_view_permission
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
