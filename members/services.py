@@ -181,7 +181,7 @@ def reject_member(actor, member: Member) -> None:
     member.delete()
 
 
-# --- X.509 DN updates (SPEC §6.21) ------------------------------------------------------------
+# --- X.509 DN updates (guide §5.4) ------------------------------------------------------------
 @transaction.atomic
 def request_dn_update(actor, member: Member, new_dn: str) -> PendingDNUpdate:
     update = PendingDNUpdate(member=member, new_dn=new_dn)

@@ -2,7 +2,7 @@
 (rules: engine/member/mirror_file.py).
 
 On the primary (which owns the configuration):
-    authorize_member / reject_member {member}      pending new members (SPEC §6.5)
+    authorize_member / reject_member {member}      pending new members (guide §4.7.3)
     authorize_dn_update / reject_dn_update {member} a member's new certificate DN (§6.21)
     edit_mirror {settings, skip_verify?}            §5.1; compression restarts the links it
                                                     concerns (§3.4), TLS every link; TLS on
@@ -264,7 +264,7 @@ def reject_dn_update(inst: Membership, arg):
 
 
 def edit_mirror(inst: Membership, arg):
-    """Turning TLS on first verifies every member's TLS configuration (SPEC §6.10 step b,
+    """Turning TLS on first verifies every member's TLS configuration (guide §4.10.4 step b,
     engine/member/tls_check.py) and is refused while a reachable member has none that is
     valid, unless the request says `skip_verify`; the answer then carries the rows."""
     op = "edit_mirror"
@@ -296,7 +296,7 @@ def _apply_settings(inst: Membership, op: str, changes: dict) -> dict:
     for key, value in changed.items():
         setattr(cfg, key, value)
     if "tls" in changed:
-        # SPEC §6.10: after TLS is turned on every other member is authorized anew
+        # guide §4.10.4: after TLS is turned on every other member is authorized anew
         for m in cfg.members:
             if m.name != inst.member.name:
                 m.dn, m.authorized = None, not cfg.tls
@@ -317,7 +317,7 @@ def update_member_address(inst: Membership, arg):
     arg = arg_map(op, arg, ("member",))
     member = _other_member(inst, op, arg["member"])
     if inst.role != "primary":
-        # SPEC §6.19: only the primary's addresses, and only while disconnected from it
+        # guide §5.2: only the primary's addresses, and only while disconnected from it
         if member.name != primary_name(inst):
             raise Refused(op, member.name, f"addresses are edited on the primary ({why(inst)})")
         if inst.replica is not None and inst.replica.connected:
@@ -511,7 +511,7 @@ def check_primary_dn(inst: Membership, server_dn: str | None) -> None:
 
 
 async def address_problem(inst: Membership, what: str, addr, ssl) -> str | None:
-    """None if this very process answers at `addr`; else what answers there (SPEC §6.20):
+    """None if this very process answers at `addr`; else what answers there (guide §5.3):
     another instance (a copied host) or nothing (the address changed, or the host is down)."""
     try:
         reader, writer = await asyncio.wait_for(

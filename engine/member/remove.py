@@ -1,4 +1,4 @@
-"""Leaving a mirror and Remove Mirror Configuration (SPEC §6.9-§6.12), on an instance
+"""Leaving a mirror and Remove Mirror Configuration (guide §4.9, §4.10.2-§4.10.4), on an instance
 configured through the agent.
 
     remove_mirror_config {remove_db_attribute?, remove_tls?, mirror?}   (engine/member/instance.py)
@@ -55,7 +55,7 @@ def _options(arg) -> dict:
 def dormant_reason(cfg: MirrorConfig) -> str:
     return (
         f"the Join-Mirror flag of mirror {cfg.name} is cleared: call remove_mirror_config again "
-        "to remove its configuration (SPEC §6.10)"
+        "to remove its configuration (guide §4.10.4)"
     )
 
 
@@ -108,7 +108,7 @@ def _first_step(host: Instance, inst) -> dict:
             OP,
             None,
             f"the primary removes its configuration as the last member: remove "
-            f"{', '.join(others)} first (SPEC §6.11)",
+            f"{', '.join(others)} first (guide §4.9)",
         )
     ms.clear_join_flag(inst.data_dir)
     log.warning("Join-Mirror flag of mirror %s cleared; restarting", inst.cfg.name)
@@ -179,7 +179,7 @@ def leave_mirror(inst: Membership, arg):
             raise Refused(
                 op,
                 None,
-                f"the primary leaves last: remove {', '.join(others)} first (SPEC §6.11)",
+                f"the primary leaves last: remove {', '.join(others)} first (guide §4.9)",
             )
     elif inst.replica is not None:
         inst.replica.leave()

@@ -1,4 +1,4 @@
-"""Changing a running mirror: X.509 DN updates (SPEC §6.21), TLS turned on later (§6.10),
+"""Changing a running mirror: X.509 DN updates (guide §5.4), TLS turned on later (§4.10.4),
 settings, addresses (§6.19), removing and leaving (§6.9-§6.12), with real instances."""
 
 import datetime as dt
