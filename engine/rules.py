@@ -249,7 +249,7 @@ def check_setting(key: str, value):
 
 
 def check_settings(changes) -> dict:
-    """Mirror settings to set, checked; the mirror name is not one of them (§5.1)."""
+    """Mirror settings to set, checked; the mirror name is not one of them (§4.10.4)."""
     if not isinstance(changes, dict):
         raise RuleError("invalid_settings", "expected a map of settings")
     if "name" in changes:

@@ -206,7 +206,7 @@ class PendingMemberManager(models.Manager):
 
 
 class PendingMember(Member):
-    """A member that joined a TLS mirror and waits for authorization on the primary (§6.5)."""
+    """A member that joined a TLS mirror and waits for authorization on the primary (§4.7.3)."""
 
     objects = PendingMemberManager()
 

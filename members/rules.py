@@ -21,7 +21,7 @@ DEFAULT_AGENT_PORT = 2188
 # The catalog's values, as stored and sent on the wire, with the portal's labels.
 FAILOVER, DR = catalog.FAILOVER, catalog.DR
 RO_REPORTING, RW_REPORTING = catalog.RO_REPORTING, catalog.RW_REPORTING
-_TYPE_LABELS = {DR: "Disaster Recovery (DR)"}  # the guide's Async System Type wording (§5.2)
+_TYPE_LABELS = {DR: "Disaster Recovery (DR)"}  # the guide's Async System Type wording (§4.7.5)
 MEMBER_TYPES = [
     (t, _TYPE_LABELS.get(t, catalog.MEMBER_TYPE_LABELS[t])) for t in catalog.MEMBER_TYPES
 ]
@@ -75,7 +75,7 @@ def normalize_member_name(value, member_type: str) -> str:
 
 
 def normalize_database_name(value) -> str:
-    """Mirror DB names start with a letter or underscore, then letters, digits, - or _ (§5.3)."""
+    """Mirror DB names start with a letter or underscore, then letters, digits, - or _ (§4.8.2)."""
     return verdict(catalog.check_database_name, value)
 
 
@@ -169,7 +169,7 @@ def validate_virtual_ip(address: str | None, mask: int | None, interface: str) -
 
 # --- The arbiter (guide §3.3.4) ----------------------------------------------------------------
 def check_arbiter_placement(arbiter_host: str, promotable_member_hosts) -> None:
-    """The arbiter may not run on a host of a failover or DR member of the same mirror (§1.6)."""
+    """The arbiter may not run on a host of a failover or DR member of the same mirror (§3.3.4)."""
     if not arbiter_host:
         return
     if arbiter_host.lower() in {h.lower() for h in promotable_member_hosts if h}:

@@ -1,7 +1,7 @@
 """Creating and joining a mirror from an instance (guide §4.7.1, §4.7.2, §4.7.5, limits §3.1.2).
 
-    mirror_create {mirror, private, member?, settings?}   §6.2: this instance becomes the primary
-    mirror_join {mirror, address, type, member?, private?, superserver?}   §6.3, §6.4
+    mirror_create {mirror, private, member?, settings?}   §4.7.1: this instance becomes the primary
+    mirror_join {mirror, address, type, member?, private?, superserver?}   §4.7.2, §4.7.5
 
 Both write the new membership's mirror.json and ask the process to restart as that member
 (engine/member/instance.py).  A joining instance first asks the member at `address` for the mirror's

@@ -205,5 +205,5 @@ def links_to_restart(cfg: MirrorConfig, changed, primary: str) -> frozenset[str]
 
 
 def check_settings(op: str, changes) -> dict:
-    """The mirror settings in `changes`, checked; the mirror name never changes (§5.1)."""
+    """The mirror settings in `changes`, checked; the mirror name never changes (§4.10.4)."""
     return rule(op, rules.check_settings, changes)

@@ -7,7 +7,7 @@ configured through the agent.
 remove_mirror_config removes the instance's mirror configuration entirely, where
 leave_mirror leaves one mirror.  Options, as the guide's dialog offers them:
   - remove_db_attribute: the databases lose their mirrored attribute (false: they keep it,
-    and on rejoining come back needing Activate and Catchup; §6.12);
+    and on rejoining come back needing Activate and Catchup; §4.10.2);
   - remove_tls: the instance forgets its TLS configuration (node.json's certificate, key and
     CA; the files themselves stay where they are).
 
@@ -16,7 +16,7 @@ A reporting async leaves all its mirrors, unless `mirror` names one (and then ke
 configuration, which its other mirrors use).
 
 The primary may remove its configuration only as the mirror's last member (others, pending
-ones included, are removed first: refused, naming them), and in two steps (§6.10, §6.11):
+ones included, are removed first: refused, naming them), and in two steps (§4.9, §4.10.4):
   1. the first call clears the membership's Join-Mirror flag and restarts the instance, which
      then keeps the configuration but does not run as the member (status "Not Initialized"
      with a waiting_reason saying what is left to do; creating or joining is refused);
@@ -165,7 +165,7 @@ def _forget_tls(host: Instance) -> None:
 
 def leave_mirror(inst: Membership, arg):
     """Leave the mirror (tell the primary when connected) and remove the local configuration,
-    keeping or removing the databases' mirrored attribute (§6.12); the process restarts as
+    keeping or removing the databases' mirrored attribute (§4.10.2); the process restarts as
     a non-member."""
     from engine.member.membership_ops import arg_map, require_dynamic
 
@@ -196,7 +196,7 @@ def leave_mirror(inst: Membership, arg):
 
 def drop_databases(catalog, remove_attr: bool) -> None:
     """The databases' mirrored attribute on leaving: removed (the catalog goes; the files
-    stay as local data), or kept (§6.12: on rejoining they come back, and need Activate and
+    stay as local data), or kept (§4.10.2: on rejoining they come back, and need Activate and
     Catchup)."""
     if remove_attr:
         catalog.path.unlink(missing_ok=True)
