@@ -13,7 +13,7 @@ how long D takes to apply it:
                      is Dejournaling again).  The records are replayed from D's journal
                      files (engine/member/dbops.py: replay).
 - dejournal restart: dejournaling stopped on D (`dejournal_stop`) while A writes; D keeps
-                     the received records in memory (SPEC §5.9); timed from
+                     the received records in memory (guide §5.9); timed from
                      `dejournal_start` until D's applied position of USER equals A's
                      (polled every 10 ms).
 

@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     inst.add_argument("--superserver", help="with --data-dir: the superserver HOST:PORT")
     inst.add_argument("--log-level", default="INFO")
 
-    st = sub.add_parser("status", help="print member status (SPEC 2.1-2.3)")
+    st = sub.add_parser("status", help="print member status (guide §5.1.1.1)")
     st.add_argument("--config", required=True, help="a mirror file or a build plan")
     st.add_argument("--member", help="only this member")
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -1,5 +1,6 @@
-"""The mirroring rules, written once: names (SPEC §5.1-§5.3), member limits (§1.4), member types,
-mirror settings and their ranges (§3.4-§3.6, §5.1) and the database statuses of §2.4.
+"""The mirroring rules, written once: names (guide §4.7.1, §4.7.5, §4.8.2), member limits
+(§3.1.2), member types, mirror settings and their ranges (§3.5.3, §4.7.1, §4.15, §4.16) and the
+database statuses of §5.1.1.3.
 
 Plain Python, importing nothing from the engine or Django: the engine's bottom layer.  A broken
 rule raises RuleError(reason, message); the engine maps it to Refused or ConfigError, the portal
@@ -21,13 +22,13 @@ class RuleError(ValueError):
         self.message = message
 
 
-# -- member types (SPEC §1.2, §1.3) ---------------------------------------------------------
+# -- member types (guide §3.1.1, §3.1.2) ----------------------------------------------------
 FAILOVER = "failover"
 DR = "dr"
 RO_REPORTING = "ro_reporting"
 RW_REPORTING = "rw_reporting"
 MEMBER_TYPES = (FAILOVER, DR, RO_REPORTING, RW_REPORTING)
-# as the Mirror Monitor shows them (SPEC §2.1)
+# as the Mirror Monitor shows them (guide §5.1.1.1)
 MEMBER_TYPE_LABELS = {
     FAILOVER: "Failover",
     DR: "Disaster Recovery",
@@ -36,9 +37,9 @@ MEMBER_TYPE_LABELS = {
 }
 ASYNC_TYPES = frozenset({DR, RO_REPORTING, RW_REPORTING})
 REPORTING_TYPES = frozenset({RO_REPORTING, RW_REPORTING})
-PROMOTABLE_TYPES = frozenset({FAILOVER, DR})  # may become primary (SPEC §1.6)
+PROMOTABLE_TYPES = frozenset({FAILOVER, DR})  # may become primary (guide §3.3.4)
 
-# -- limits (SPEC §1.4) ---------------------------------------------------------------------
+# -- limits (guide §3.1.2) ------------------------------------------------------------------
 MAX_MEMBERS = 16
 MAX_FAILOVER = 2
 MAX_ASYNC = 14  # beside a failover pair, and also beside a single failover member
@@ -48,7 +49,7 @@ MAX_MIRROR_NAME = 15
 MAX_MEMBER_NAME = 32
 MAX_DATABASE_NAME = 64  # the guide sets none; a bound keeps paths and screens sane
 
-# -- settings (SPEC §3.4-§3.6, §5.1) --------------------------------------------------------
+# -- settings (guide §3.5.3, §4.7.1, §4.15, §4.16) ------------------------------------------
 SYSTEM_SELECTED, UNCOMPRESSED, COMPRESSED = "System Selected", "Uncompressed", "Compressed"
 COMPRESSION_MODES = (SYSTEM_SELECTED, UNCOMPRESSED, COMPRESSED)
 COMPRESSION_TYPES = ("zlib", "zstd", "lz4")
@@ -75,7 +76,7 @@ _CHOICES = {
     "parallel_dejournaling": ("invalid_parallel_dejournaling", PARALLEL_DEJOURNALING),
 }
 
-# -- mirrored databases (SPEC §2.4, §6.7) ---------------------------------------------------
+# -- mirrored databases (guide §4.8, §5.1.1.3) ----------------------------------------------
 DATABASE_STATUSES = (
     "Normal",
     "Dejournaling",
@@ -95,7 +96,7 @@ SYSTEM_DATABASES = frozenset(
     {"IRISSYS", "IRISLIB", "IRISLOCALDATA", "IRISTEMP", "IRISAUDIT", "ENSLIB"}
 )
 
-# -- names (SPEC §5.1-§5.3) -----------------------------------------------------------------
+# -- names (guide §4.7.1, §4.7.5, §4.8.2) ---------------------------------------------------
 _MIRROR_NAME = re.compile(r"[A-Za-z0-9]{1,15}")
 _FAILOVER_FORBIDDEN = frozenset(" \t:[]#;/*=^~,")
 _ASYNC_NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -156,12 +157,12 @@ def check_database_name(name) -> str:
     if name.upper() in SYSTEM_DATABASES:
         raise RuleError(
             "system_database",
-            f"{name.upper()}: system databases cannot be mirrored (SPEC §6.7)",
+            f"{name.upper()}: system databases cannot be mirrored (guide §4.8.1)",
         )
     return name.upper()
 
 
-# -- member limits (SPEC §1.4) --------------------------------------------------------------
+# -- member limits (guide §3.1.2) -----------------------------------------------------------
 def check_mirror_limits(mirror: str, member_type: str, member_types: Iterable[str]) -> None:
     """May `mirror`, whose members have `member_types`, take one more of `member_type`?"""
     types = list(member_types)
@@ -204,11 +205,11 @@ def check_other_mirrors(mirror: str, member_type: str, others: Iterable[tuple[st
     if FAILOVER in kinds:
         raise RuleError(
             "failover_in_one_mirror",
-            f"a failover member belongs to one mirror only (SPEC §1.4); {where}",
+            f"a failover member belongs to one mirror only (docs/mirroring-model.md §2); {where}",
         )
     if DR in kinds:
         raise RuleError(
-            "dr_in_one_mirror", f"a DR async belongs to one mirror only (SPEC §1.4); {where}"
+            "dr_in_one_mirror", f"a DR async belongs to one mirror only (guide §3.1.2.1); {where}"
         )
     if member_type not in kinds:
         raise RuleError(
@@ -248,7 +249,7 @@ def check_setting(key: str, value):
 
 
 def check_settings(changes) -> dict:
-    """Mirror settings to set, checked; the mirror name is not one of them (§5.1)."""
+    """Mirror settings to set, checked; the mirror name is not one of them (§4.10.4)."""
     if not isinstance(changes, dict):
         raise RuleError("invalid_settings", "expected a map of settings")
     if "name" in changes:
@@ -256,7 +257,7 @@ def check_settings(changes) -> dict:
     return {key: check_setting(key, value) for key, value in changes.items()}
 
 
-# -- database statuses (SPEC §2.4) ----------------------------------------------------------
+# -- database statuses (guide §5.1.1.3) -----------------------------------------------------
 def check_database_status(status: str, on_primary: bool) -> str:
     """A status a copy can have on a primary (`on_primary`) or on another member."""
     if status not in DATABASE_STATUSES:

@@ -206,7 +206,7 @@ class PendingMemberManager(models.Manager):
 
 
 class PendingMember(Member):
-    """A member that joined a TLS mirror and waits for authorization on the primary (§6.5)."""
+    """A member that joined a TLS mirror and waits for authorization on the primary (§4.7.3)."""
 
     objects = PendingMemberManager()
 
@@ -216,7 +216,7 @@ class PendingMember(Member):
 
 
 class PendingDNUpdate(models.Model):
-    """A changed X.509 DN waiting to be authorized or rejected on the primary (SPEC §6.21)."""
+    """A changed X.509 DN waiting to be authorized or rejected on the primary (guide §5.4)."""
 
     PENDING = "pending"
     AUTHORIZED = "authorized"
@@ -267,14 +267,14 @@ class MirroredDatabase(models.Model):
 
 
 class DatabaseCopy(models.Model):
-    """One member's copy of a mirrored database, with its Mirror Monitor status (SPEC §2.4)."""
+    """One member's copy of a mirrored database, with its Mirror Monitor status (guide §5.1.1.3)."""
 
     database = models.ForeignKey(MirroredDatabase, on_delete=models.CASCADE, related_name="copies")
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="database_copies")
     status = models.CharField(
         max_length=24, choices=rules.DATABASE_STATUSES, default="Needs Activation"
     )
-    # Set on DR and read-only reporting copies, cleared on read-write reporting (SPEC §5.3).
+    # Set on DR and read-only reporting copies, cleared on read-write reporting (guide §4.10.1).
     failover_db = models.BooleanField("failover DB", default=True)
     updated_at = models.DateTimeField(auto_now=True)
 

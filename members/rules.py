@@ -5,7 +5,7 @@ ranges, database statuses) are engine/rules.py's; this module turns its verdicts
 ValidationErrors whose code is the catalog's reason code, gives its values the portal's labels,
 and keeps the portal's own rules: addresses, ports, X.509 DNs, the virtual IP and the arbiter's
 host. Model validators and `clean()` call these, so forms, the admin, serializers and services
-all enforce the same rules. Section numbers point into shared/SPEC.md.
+all enforce the same rules. Section numbers are the source guide's (see docs/mirroring-model.md).
 """
 
 import ipaddress
@@ -21,12 +21,12 @@ DEFAULT_AGENT_PORT = 2188
 # The catalog's values, as stored and sent on the wire, with the portal's labels.
 FAILOVER, DR = catalog.FAILOVER, catalog.DR
 RO_REPORTING, RW_REPORTING = catalog.RO_REPORTING, catalog.RW_REPORTING
-_TYPE_LABELS = {DR: "Disaster Recovery (DR)"}  # the guide's Async System Type wording (§5.2)
+_TYPE_LABELS = {DR: "Disaster Recovery (DR)"}  # the guide's Async System Type wording (§4.7.5)
 MEMBER_TYPES = [
     (t, _TYPE_LABELS.get(t, catalog.MEMBER_TYPE_LABELS[t])) for t in catalog.MEMBER_TYPES
 ]
 ASYNC_TYPES = catalog.ASYNC_TYPES
-# Members an arbiter must never share a host with: they may become primary (SPEC §1.6).
+# Members an arbiter must never share a host with: they may become primary (guide §3.3.4).
 PROMOTABLE_TYPES = catalog.PROMOTABLE_TYPES
 COMPRESSION_MODES = [(m, m) for m in catalog.COMPRESSION_MODES]
 _CODEC_LABELS = {"zlib": "zlib", "zstd": "Zstd", "lz4": "LZ4"}
@@ -64,18 +64,18 @@ def about(field: str):
 
 # --- The catalog's rules ----------------------------------------------------------------------
 def normalize_mirror_name(value) -> str:
-    """Mirror names are 1-15 letters or digits, stored uppercase (SPEC §5.1)."""
+    """Mirror names are 1-15 letters or digits, stored uppercase (guide §4.7.1)."""
     return verdict(catalog.check_mirror_name, value)
 
 
 def normalize_member_name(value, member_type: str) -> str:
     """Member names: at most 32 characters, stored uppercase; failover and async rules differ
-    (SPEC §5.2)."""
+    (guide §4.7.1, §4.7.5)."""
     return verdict(catalog.check_member_name, value, member_type)
 
 
 def normalize_database_name(value) -> str:
-    """Mirror DB names start with a letter or underscore, then letters, digits, - or _ (§5.3)."""
+    """Mirror DB names start with a letter or underscore, then letters, digits, - or _ (§4.8.2)."""
     return verdict(catalog.check_database_name, value)
 
 
@@ -92,7 +92,7 @@ def validate_database_status(status: str, member_is_primary: bool) -> None:
 
 
 def check_member_limits(*, mirror, member_type, instance_memberships, mirror_members) -> None:
-    """Refuse a membership that breaks a limit (SPEC §1.4).
+    """Refuse a membership that breaks a limit (guide §3.1.2).
 
     `mirror_members` are the mirror's other members (type strings); `instance_memberships` are
     the (mirror name, type) pairs of every other mirror the same instance already belongs to.
@@ -106,7 +106,7 @@ _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
 def validate_host_address(value: str) -> None:
-    """An IP address or a DNS host name (SPEC §5.2: names may stand in for IPs)."""
+    """An IP address or a DNS host name (guide §3.6: names may stand in for IPs)."""
     try:
         ipaddress.ip_address(value)
         return
@@ -143,7 +143,7 @@ def validate_x509_dn(value: str) -> None:
 
 
 def validate_virtual_ip(address: str | None, mask: int | None, interface: str) -> None:
-    """The VIP is all-or-nothing; it must be an IP, never a host name (SPEC §5.2, §5.4)."""
+    """The VIP is all-or-nothing; it must be an IP, never a host name (guide §3.6, §4.13)."""
     given = [address not in (None, ""), mask is not None, bool(interface)]
     if not any(given):
         return
@@ -167,9 +167,9 @@ def validate_virtual_ip(address: str | None, mask: int | None, interface: str) -
         )
 
 
-# --- The arbiter (SPEC §1.6) -------------------------------------------------------------------
+# --- The arbiter (guide §3.3.4) ----------------------------------------------------------------
 def check_arbiter_placement(arbiter_host: str, promotable_member_hosts) -> None:
-    """The arbiter may not run on a host of a failover or DR member of the same mirror (§1.6)."""
+    """The arbiter may not run on a host of a failover or DR member of the same mirror (§3.3.4)."""
     if not arbiter_host:
         return
     if arbiter_host.lower() in {h.lower() for h in promotable_member_hosts if h}:

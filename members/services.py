@@ -125,7 +125,7 @@ def record_host_check(host: Host, *, reachable: bool, rtt_ms: float | None, erro
 # --- Members ----------------------------------------------------------------------------------
 @transaction.atomic
 def add_member(actor, mirror: Mirror, **fields) -> Member:
-    """Add a member; on a TLS mirror every member but the first waits for authorization (§6.5)."""
+    """Add a member; on a TLS mirror every member but the first waits for authorization (§4.7.3)."""
     # Lock the mirror row so two concurrent joins cannot both squeeze under a limit.
     Mirror.objects.select_for_update().filter(pk=mirror.pk).first()
     first = not mirror.members.exists()
@@ -181,7 +181,7 @@ def reject_member(actor, member: Member) -> None:
     member.delete()
 
 
-# --- X.509 DN updates (SPEC §6.21) ------------------------------------------------------------
+# --- X.509 DN updates (guide §5.4) ------------------------------------------------------------
 @transaction.atomic
 def request_dn_update(actor, member: Member, new_dn: str) -> PendingDNUpdate:
     update = PendingDNUpdate(member=member, new_dn=new_dn)

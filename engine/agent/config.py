@@ -1,7 +1,7 @@
 """The agent's configuration file (TOML).
 
     [agent]
-    listen = "127.0.0.1:2188"          # default "0.0.0.0:2188": all interfaces (SPEC §1.5)
+    listen = "127.0.0.1:2188"          # default "0.0.0.0:2188": all interfaces (guide §4.14.2)
     probe_timeout_ms = 1000             # an instance silent this long is "hung"
     max_request_bytes = 65536           # larger request bodies get 413
     stream_interval_ms = 20             # status stream: how often each instance is polled

@@ -1,11 +1,11 @@
-"""Journal files served by the agent to peers that catch up (SPEC §1.5).
+"""Journal files served by the agent to peers that catch up (guide §3.1.3).
 
     GET /v1/journal/{mirror}/files[?instance=NAME]
     GET /v1/journal/{mirror}/files/{name}?offset=N[&length=M][&records=1][&instance=NAME]
 
 The mirror in the path picks the journal: an instance configured through the agent keeps
 its first membership in its data directory and each further one (a reporting async in up to
-ten mirrors, SPEC §1.4) in mirrors/<MIRROR>/ under it (engine/member/join.py membership_dir),
+ten mirrors, guide §3.1.2) in mirrors/<MIRROR>/ under it (engine/member/join.py membership_dir),
 each with its own journal/ directory (see journal_dir).
 
 A file is served only if its name is one the journal layer lists for that mirror in that

@@ -1,11 +1,11 @@
-"""Mirror membership through the agent (SPEC §6.2-§6.5, §6.9-§6.12, §6.19, §6.21, §10).
+"""Mirror membership through the agent (guide §4.5, §4.7, §4.9, §4.10.2-§4.10.4, §5.2, §5.4).
 
 Each route checks its input, sends one ADMIN request to the local instance
 (engine/member/instance.py and engine/member/join.py: create, join, TLS files;
 engine/member/membership_ops.py: the rest)
 and answers what the instance answered, mapped as in engine/agent/ops.py: 400 for a
 malformed path or body (nothing is sent), 404 for an unknown instance, 409 with the
-instance's reason when it refuses (a limit of SPEC §1.4, an operation its role does not
+instance's reason when it refuses (a limit of guide §3.1.2, an operation its role does not
 allow, a non-member asked about its mirror), 503 when the instance is down, hung or
 restarting.
 
@@ -15,7 +15,7 @@ that never reaches it; the limits and everything that depends on the mirror's st
 instance's to refuse (engine/member/instance.py, engine/member/join.py,
 engine/member/membership_ops.py).
 
-A reporting async may belong to several mirrors (SPEC §1.4); the routes acting on one of
+A reporting async may belong to several mirrors (guide §3.1.2.2); the routes acting on one of
 an instance's mirrors take `?mirror=NAME` to say which, and the instance refuses (409) an
 action on an instance in several mirrors that does not.  TLS files are the instance's, for
 all its mirrors.
@@ -177,7 +177,7 @@ async def edit_mirror(request: web.Request) -> web.Response:
     entry = instance_entry(request)
     body = await read_body(request, {**SETTING_KINDS, "name": str, "skip_verify": bool})
     if "name" in body:
-        raise api_error(400, "bad_request", "the mirror name cannot be changed (SPEC §5.1)")
+        raise api_error(400, "bad_request", "the mirror name cannot be changed (guide §4.10.4)")
     skip = body.pop("skip_verify", False)
     if not body:
         raise api_error(400, "bad_request", f"give at least one of {', '.join(SETTING_KINDS)}")
@@ -188,7 +188,7 @@ async def edit_mirror(request: web.Request) -> web.Response:
 
 
 async def verify_tls(request: web.Request) -> web.Response:
-    """Verify SSL (SPEC §6.10 step b): one row per member, unreachable ones included."""
+    """Verify SSL (guide §4.10.4 step b): one row per member, unreachable ones included."""
     entry = instance_entry(request)
     await read_body(request, {})
     result = await ask_admin(request, entry, "verify_tls", _which(request) or None)
@@ -197,7 +197,7 @@ async def verify_tls(request: web.Request) -> web.Response:
 
 
 async def leave_mirror(request: web.Request) -> web.Response:
-    """Leave one mirror; the instance restarts as a non-member of it (SPEC §6.9-§6.12)."""
+    """Leave one mirror; the instance restarts as a non-member of it (guide §4.10.2-§4.10.4)."""
     entry = instance_entry(request)
     body = await read_body(request, {"remove_db_attribute": bool})
     arg = {"remove_db_attribute": body.get("remove_db_attribute", False)}
@@ -274,7 +274,7 @@ async def reload_tls(request: web.Request) -> web.Response:
 
 
 async def set_superserver_port(request: web.Request) -> web.Response:
-    """The instance's own superserver port (SPEC §6.19 exception 1, engine/member/port.py).
+    """The instance's own superserver port (guide §5.2 exception 1, engine/member/port.py).
     The instance restarts there; from then on this agent asks it at the new port."""
     entry = instance_entry(request)
     body = await read_body(request, {"port": int})

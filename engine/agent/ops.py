@@ -1,4 +1,4 @@
-"""Member and database operations through the agent (SPEC §6.7, §6.8, §6.16, §6.23, §5.9).
+"""Member and database operations through the agent (guide §4.8, §4.10.5, §5.8, §5.9, §5.11.5).
 
 Each route validates its input, sends one ADMIN request (engine/PROTOCOL.md, "Admin
 actions") to the local instance over its superserver, and answers what the instance
@@ -11,7 +11,7 @@ answered.  Mapping of failures:
     the instance is down, hung or stopping 503 instance_unavailable
 
 Routes (all under /v1/instances/{name}, bodies JSON objects; see engine/agent_api.yaml):
-    GET  /databases                         statuses as the instance reports them (SPEC §2.4)
+    GET  /databases                         statuses as the instance reports them (guide §5.1.1.3)
     POST /databases                         {name, mode: create|add, mirrored}
     POST /databases/catchup                 {databases: [...], wait}
     POST /databases/clear-failover-db       {databases: [...]} or {all: true}
@@ -135,7 +135,7 @@ async def _ask(
         await client.connect()
         tls_mirror = (client.member_info or {}).get("tls")
         if acting and tls_mirror and not request.app[CONFIG].mutual_tls:
-            # SPEC §10.1: a TLS mirror is driven over mutual TLS only
+            # guide §4.5: a TLS mirror is driven over mutual TLS only
             raise api_error(
                 403,
                 "tls_required",
@@ -286,7 +286,7 @@ async def catchup_many(request: web.Request) -> web.Response:
 
 
 async def clear_failover_many(request: web.Request) -> web.Response:
-    """SPEC §6.9 "Clear FailoverDB Flags": several databases, or all; one result each."""
+    """guide §4.10.3 "Clear FailoverDB Flags": several databases, or all; one result each."""
     entry = instance_entry(request)
     body = await read_body(request, {"databases": list, "all": bool})
     if ("databases" in body) == ("all" in body) or body.get("all") is False:

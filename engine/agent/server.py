@@ -4,7 +4,7 @@
 
 It knows the instances on its host (up / down / hung, and their role) even when one is
 down or hung, can force an instance down, and serves journal files to peers that catch
-up (SPEC §1.5).  Its control API is versioned JSON over HTTP under /v1/, described in
+up (guide §3.1.3).  Its control API is versioned JSON over HTTP under /v1/, described in
 engine/agent_api.yaml, and always authenticated (engine/agent/auth.py): mutual TLS with
 a DN allow list, or a bearer credential.  Default port 2188.
 

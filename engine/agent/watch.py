@@ -1,6 +1,6 @@
 """One instance watched by the status stream: a kept-open connection asking INFO + STATUS.
 
-Each poll pipelines INFO (role, primary) and STATUS (engine/member/status.py: the SPEC §2.1-2.4
+Each poll pipelines INFO (role, primary) and STATUS (engine/member/status.py: the guide §5.1.1
 strings, latencies, rates, databases) in one round trip on a connection that stays open
 between polls, so a poll every 100 ms costs the instance two small requests, not a TCP
 handshake.  A poll that fails is classified like the agent's probe (engine/agent/probe.py):
@@ -13,7 +13,7 @@ configuration, else the one the instance was given through the agent (its node.j
 
 The record is flat, so a change is a patch of top-level keys (see agent_stream.py).  When
 the instance is not up, every status key is None except `type` (the last type it reported)
-and `status`: "Down" when down, "Error" when hung (SPEC §2.1: the status could not be
+and `status`: "Down" when down, "Error" when hung (guide §5.1.1.1: the status could not be
 fetched).
 """
 
@@ -199,7 +199,7 @@ class InstanceWatch:
         for key in STATUS_KEYS:
             rec[key] = None if status is None else status.get(key)
         if status is None:
-            # SPEC §2.1: Error = the member's status could not be fetched
+            # guide §5.1.1.1: Error = the member's status could not be fetched
             rec["type"] = self.last_type
             rec["status"] = "Down" if rec["state"] == "down" else "Error"
         elif isinstance(rec["incoming_journal_figures"], dict):

@@ -348,7 +348,7 @@ class AgentClient:
         return self._mirror("POST", instance, "/remove-config", body, mirror)
 
     def set_superserver_port(self, instance: str, port: int) -> dict:
-        """The instance's own superserver port; it restarts there (SPEC §6.19)."""
+        """The instance's own superserver port; it restarts there (guide §5.2)."""
         path = f"/v1/instances/{quote(instance, safe='')}/superserver"
         return self.call("PUT", path, body={"port": port})
 

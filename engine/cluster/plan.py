@@ -4,7 +4,7 @@
     name = "DEMO"
     data_root = "../var/mirror"      # relative to this file: certificates, agent configs,
                                       # data directories, logs and the state file
-    tls = true                        # and any other mirror setting (SPEC §5.1):
+    tls = true                        # and any other mirror setting (guide §4.7.1):
     qos_timeout_ms = 8000             #   qos_timeout_ms, failover_compression(_type),
                                       #   async_compression(_type), parallel_dejournaling
 
@@ -24,7 +24,7 @@
     how = "create"                    # create | download | restore
     rows = 100                        # records written on the primary
     members = ["MIRRORA", ...]        # optional: who holds it (default every member; only
-                                      # reporting asyncs may be left out, SPEC §6.7)
+                                      # reporting asyncs may be left out, guide §4.8)
 
 Every port is on the loopback address: this launcher builds a whole mirror on one machine.
 """
@@ -213,7 +213,7 @@ def _database(raw: dict, i: int, members: list[PlanMember]) -> PlanDatabase:
     unknown = sorted(set(holders) - set(everyone))
     if unknown:
         raise ConfigError(f"{where}.members: no member named {', '.join(unknown)}")
-    # SPEC §6.7: the same set on the failover members and every DR async
+    # guide §4.8: the same set on the failover members and every DR async
     left_out = [m.name for m in members if m.type in ("failover", "dr") and m.name not in holders]
     if left_out:
         raise ConfigError(

@@ -1,5 +1,5 @@
 """A mirrored database created on the primary under a name other members already hold
-(SPEC §6.7.2).
+(guide §4.8.3).
 
 Before it makes a new, empty database, the primary asks the other members (at once, briefly)
 what they hold of that name.  When one has a valid copy (activated, FailoverDB not cleared)

@@ -140,7 +140,7 @@ class MirrorConfig:
         return self.failover_members[0]
 
     def parallel_for(self, member: MemberConfig) -> bool:
-        """Whether `member` dejournals in parallel under the mirror's setting (SPEC §3.6)."""
+        """Whether `member` dejournals in parallel under the mirror's setting (guide §4.16)."""
         if member.is_failover:
             return True
         if self.parallel_dejournaling == rules.PARALLEL_ALL:

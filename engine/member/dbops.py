@@ -1,4 +1,4 @@
-"""Database and member operations of SPEC §6.7, §6.8, §6.16, §6.23 (admin requests).
+"""Database and member operations of guide §4.8, §4.10.5, §5.8, §5.11.5 (admin requests).
 
 Every operation is safe to retry: asking for a state the database is already in answers
 {"already": true, ...}; a precondition that does not hold raises Refused with the reason.
@@ -10,7 +10,7 @@ the record, so the empty copy plus the journal is the primary's database (no dow
 reporting async lists it and creates it on request (create_database), the same way, as long as
 its journal still holds everything since the creation.  A database added with its existing
 data is downloaded from another member (engine/member/download.py), or restored from a copy
-of the primary's, then added, activated and caught up (SPEC §6.7.3).
+of the primary's, then added, activated and caught up (guide §4.8.4).
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def create_database(inst: Membership, arg):
     if inst.role == "primary":
         if name in inst.downloading:
             return {"database": name, "status": "Downloading", "already": True}
-        # another member may hold a valid copy to adopt (SPEC §6.7.2)
+        # another member may hold a valid copy to adopt (guide §4.8.3)
         from engine.member.adopt import create_on_primary
 
         return create_on_primary(inst, name)
@@ -135,7 +135,7 @@ def create_database(inst: Membership, arg):
     if known is None:
         raise Refused("create_database", name, "the primary has no mirrored database of that name")
     if not known["created"]:
-        # added with its existing data: the journal alone cannot rebuild it (SPEC §6.7.2)
+        # added with its existing data: the journal alone cannot rebuild it (guide §4.8.3)
         from engine.member.download import download_database
 
         return download_database(inst, name)
@@ -174,7 +174,7 @@ def add_database(inst: Membership, arg):
     known = (inst.primary_db_info or {}).get(name)
     if known is None:
         raise Refused("add_database", name, "the primary has no mirrored database of that name")
-    # a restored copy: SPEC §6.7.3, activate and catch up by hand
+    # a restored copy: guide §4.8.4, activate and catch up by hand
     entry = DbEntry(name, known["incarnation"], since=known["since"], activated=False)
     entry.caught_up = False
     entry.created = known["created"]
@@ -248,7 +248,7 @@ def catchup(inst: Membership, arg):
             already.append(e.name)
             continue
         if not e.activated:
-            e.activated = True  # SPEC §6.7.4: the catch-up activates what needs it
+            e.activated = True  # guide §4.8.5: the catch-up activates what needs it
         inst.catching_up[e.name] = 0
         inst.db_errors.pop(e.name, None)
         started.append(e)
@@ -318,7 +318,7 @@ def dismount(inst: Membership, arg):
     _close(inst, entry.name)
     entry.mounted = False
     if inst.role != "primary":
-        entry.caught_up = False  # stale until mounted and caught up (SPEC §6.23)
+        entry.caught_up = False  # stale until mounted and caught up (guide §5.11.5)
     inst.catalog.save()
     return db_result(inst, entry)
 
@@ -373,13 +373,13 @@ def remove(inst: Membership, arg):
     inst.db_errors.pop(name, None)
     result = {"database": name, "status": "not mirrored", "already": False}
     if inst.role == "primary":
-        # permanent (SPEC §6.8): the data stays as a local database
+        # permanent (guide §4.10.5): the data stays as a local database
         return journal_control(inst, "remove", entry, result)
     return result
 
 
 def clear_failover_db(inst: Membership, arg):
-    """Clear the FailoverDB flag (SPEC §5.3, §6.9) of one database (a name, or {"name"}),
+    """Clear the FailoverDB flag (guide §4.10.1, §4.10.3) of one database (a name, or {"name"}),
     of several ({"names": [...]}) or of every mirrored database here ({"all": true}, the
     "Clear FailoverDB Flags" button).  Several answer {"databases": [one result each]};
     nothing is cleared unless every database named is mirrored here."""
@@ -388,9 +388,9 @@ def clear_failover_db(inst: Membership, arg):
     db = None if several else entries[0].name
     mtype = inst.member.type
     if mtype == "dr":
-        raise Refused(op, db, "never allowed on a DR async (SPEC §5.3)")
+        raise Refused(op, db, "never allowed on a DR async (guide §4.10.1)")
     if mtype == "failover":
-        raise Refused(op, db, "only on a read-only reporting async (SPEC §5.3)")
+        raise Refused(op, db, "only on a read-only reporting async (guide §4.10.1)")
     results = []
     for entry in entries:
         already = not entry.failover_db
@@ -420,7 +420,7 @@ def _flag_entries(inst: Membership, arg) -> tuple[list[DbEntry], bool]:
     return [_entry(inst, op, n) for n in checked], True
 
 
-# -- stop / start mirroring (SPEC §6.16) --------------------------------------------------
+# -- stop / start mirroring (guide §5.8) --------------------------------------------------
 
 
 def stop_mirroring(inst: Membership, arg):
@@ -474,8 +474,8 @@ def on_control_record(inst: Membership, record) -> None:
     entry = inst.catalog.get(name)
     if entry is not None:
         if entry.incarnation != info["incarnation"] and not entry.obsolete:
-            # the primary made a new database of that name: this copy is obsolete (SPEC
-            # §6.7.2): its data is kept, its dejournaling stops
+            # the primary made a new database of that name: this copy is obsolete (guide
+            # §4.8.3): its data is kept, its dejournaling stops
             log.warning("database %s is obsolete: the primary recreated it", name)
             entry.obsolete = True
             entry.paused = False

@@ -5,7 +5,7 @@ commit path).  Batches run on the event loop thread in slices of MAX_SLICE recor
 handing small batches to a worker thread costs more than applying them, because the
 loop thread then waits for the GIL to come back.
 
-Stopping dejournaling keeps receiving (SPEC §5.9): the Dejournaler holds the records of a
+Stopping dejournaling keeps receiving (guide §5.9): the Dejournaler holds the records of a
 stopped member or a paused database and applies them, in order, when started/resumed.
 Both the stop and a database's pause are kept across a restart; what the journal held for
 them at start-up is replayed when they are started / resumed.
@@ -113,7 +113,7 @@ class DejournalRunner:
                     if not self.dj.held_records():
                         self.applied_ts = batch[-1].timestamp
                 except Exception as exc:
-                    # SPEC §5.9: an error stops dejournaling until restarted; keep the records.
+                    # guide §5.9: an error stops dejournaling until restarted; keep the records.
                     self._queue.appendleft(batch)
                     self.error = str(exc)
                     self.dj.stop()
@@ -123,7 +123,7 @@ class DejournalRunner:
                 await asyncio.sleep(0)  # let the data channel read and ack between slices
 
 
-# -- operator controls (SPEC §5.9) ------------------------------------------------------
+# -- operator controls (guide §5.9) -----------------------------------------------------
 
 DEJOURNAL_CONTROLS = ("dejournal_stop", "dejournal_start", "pause_database", "resume_database")
 
@@ -138,7 +138,7 @@ def dejournal_control(inst: Membership, action: str, arg) -> None:
         )
     if action == "dejournal_stop":
         if inst.role == "backup":
-            raise Refused(action, None, "not available on the backup (SPEC §5.9)")
+            raise Refused(action, None, "not available on the backup (guide §5.9)")
         runner.stop()
         # stays stopped until started by the same option, restarts included
         (inst.data_dir / DEJOURNAL_STOPPED_FILE).write_text("stopped by operator\n")

@@ -1,4 +1,4 @@
-"""Database download from another member (SPEC §6.7.2).
+"""Database download from another member (guide §4.8.3).
 
 The member that needs a copy asks sources in the order backup -> primary -> asyncs (skipping
 itself and read-write reporting asyncs, whose FailoverDB flag is cleared), moving to the next
@@ -14,7 +14,7 @@ the new file with splice(2) (no copy through Python), or through TLS when the mi
 it; a trailer with the byte count tells a whole copy from a cut one.  The copy is then caught
 up from P automatically (Downloading -> Catchup Running -> Dejournaling).  With no source
 able to supply it, the database is Needs Download with the reasons and is tried again after
-1 s, doubling to 15 s, until a source can (SPEC §6.7.2); `download_database` tries at once.
+1 s, doubling to 15 s, until a source can (guide §4.8.3); `download_database` tries at once.
 While it downloads, its status row shows the bytes received of the size offered.
 
 The source's side (copy_info, export_snapshot, the TLS check of who receives, the rate cap)
@@ -257,7 +257,7 @@ def _wanted(inst: Membership, entry: DbEntry) -> bool:
 
 
 async def until_copied(inst: Membership, entry: DbEntry, attempt, failed: str) -> Store | None:
-    """Run `attempt()` -> (store or None, errors) until it gives a whole copy (SPEC §6.7.2:
+    """Run `attempt()` -> (store or None, errors) until it gives a whole copy (guide §4.8.3:
     the download happens once a source is available).  In between, the database is Needs
     Download showing `failed` and the errors, and waits RETRY_FIRST_S doubling to RETRY_MAX_S,
     or until retry_now.  None, with no more attempts, once the database is removed or needs

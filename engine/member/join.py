@@ -1,7 +1,7 @@
-"""Creating and joining a mirror from an instance (SPEC §6.2-§6.4, limits §1.4).
+"""Creating and joining a mirror from an instance (guide §4.7.1, §4.7.2, §4.7.5, limits §3.1.2).
 
-    mirror_create {mirror, private, member?, settings?}   §6.2: this instance becomes the primary
-    mirror_join {mirror, address, type, member?, private?, superserver?}   §6.3, §6.4
+    mirror_create {mirror, private, member?, settings?}   §4.7.1: this instance becomes the primary
+    mirror_join {mirror, address, type, member?, private?, superserver?}   §4.7.2, §4.7.5
 
 Both write the new membership's mirror.json and ask the process to restart as that member
 (engine/member/instance.py).  A joining instance first asks the member at `address` for the mirror's
@@ -65,7 +65,7 @@ def create(node: Node, arg, current: list[tuple[MirrorConfig, str]]) -> dict:
 def check_other_memberships(
     op: str, name: str, mtype: str, member: str | None, current: list
 ) -> None:
-    """The rules for an instance already in a mirror (SPEC §1.4, §6.4, §6.9)."""
+    """The rules for an instance already in a mirror (guide §3.1.2, §4.7.5, §4.10.3)."""
     if not current:
         return
     mine = [(cfg, cfg.member(me)) for cfg, me in current]

@@ -44,7 +44,7 @@ from engine.wire.protocol import DEFAULT_MAX_FRAME, ErrorCode, Frame, RequestErr
 
 log = logging.getLogger("engine.member.membership")
 PID_FILE = "instance.pid"
-STOPPED_FILE = "mirroring.stopped"  # present while mirroring is stopped here (SPEC §5.8)
+STOPPED_FILE = "mirroring.stopped"  # present while mirroring is stopped here (guide §5.8)
 _CONTROL_BYTES = CONTROL_DB.encode()
 DEJOURNAL_STOPPED_FILE = "dejournal.stopped"  # present while dejournaling is stopped (§5.9)
 
@@ -99,7 +99,7 @@ class Membership:
         self.restart = False  # leaving the mirror: run again as a non-member
         self.removed = False  # the primary removed this member
         self.address_error: str | None = None
-        # tells this process from a copy answering elsewhere (SPEC §6.20)
+        # tells this process from a copy answering elsewhere (guide §5.3)
         self.boot_id = host.boot_id if host is not None else uuid.uuid4().hex
         self.rebuilding = False
         self._private_ssl = None
@@ -117,7 +117,7 @@ class Membership:
         if self.role == "primary":
             self.replicator = Replicator(self, self.gate)
             self.journal.on_append = self.replicator.on_append
-            self.journal.new_file()  # SPEC §9.1: a new journal file on becoming primary
+            self.journal.new_file()  # guide §3.2: a new journal file on becoming primary
             self.writer = Writer(self)
             self.writer.start()
             self.replicator.start()
@@ -234,7 +234,7 @@ class Membership:
         return dj
 
     def tls_server_context(self):
-        """Mutual TLS for the data channel when the mirror requires TLS (SPEC §10.1)."""
+        """Mutual TLS for the data channel when the mirror requires TLS (guide §4.5)."""
         if not self.cfg.tls:
             return None
         return tls.server_context(self.member.tls_cert, self.member.tls_key, self.cfg.tls_ca)
@@ -286,7 +286,7 @@ class Membership:
             if not self.cfg.dynamic:
                 raise
             # the mirror's address for this member is not one of this host's: reported by
-            # the address validation (SPEC §6.20) rather than a crash at every start
+            # the address validation (guide §5.3) rather than a crash at every start
             log.error("cannot listen on mirror private address %s: %s", self.member.private, exc)
 
     def tls_info(self) -> dict | None:
@@ -306,7 +306,7 @@ class Membership:
         return cached[1]
 
     def check_addresses(self) -> None:
-        """SPEC §6.20, in the background: this member must be the one answering at the
+        """guide §5.3, in the background: this member must be the one answering at the
         addresses the mirror has for it."""
         if self.node is not None:
             asyncio.get_running_loop().create_task(self._validate_addresses())

@@ -2,23 +2,23 @@
 (rules: engine/member/mirror_file.py).
 
 On the primary (which owns the configuration):
-    authorize_member / reject_member {member}      pending new members (SPEC §6.5)
-    authorize_dn_update / reject_dn_update {member} a member's new certificate DN (§6.21)
-    edit_mirror {settings, skip_verify?}            §5.1; compression restarts the links it
-                                                    concerns (§3.4), TLS every link; TLS on
-                                                    is verified first (§6.10 step b)
-    update_member_address {member, superserver?, private?}   §6.19 (not the superserver
+    authorize_member / reject_member {member}      pending new members (guide §4.7.3)
+    authorize_dn_update / reject_dn_update {member} a member's new certificate DN (§5.4)
+    edit_mirror {settings, skip_verify?}            §4.10.4; compression restarts the links it
+                                                    concerns (§3.5.3), TLS every link; TLS on
+                                                    is verified first (§4.10.4 step b)
+    update_member_address {member, superserver?, private?}   §5.2 (not the superserver
                                                     port: engine/member/port.py)
-    remove_member {member}                          "Remove Other Mirror Member" (§6.10)
+    remove_member {member}                          "Remove Other Mirror Member" (§4.10.4)
 On any member:
     mirror_info                                     the mirror as this member knows it
     verify_tls                                      every member's TLS configuration
                                                     (engine/member/tls_check.py)
-    set_tls {cert, key, ca} / reload_tls            its own TLS files; a new DN (§6.21)
-    leave_mirror {remove_db_attribute}              §6.9–§6.12; restarts (removing the
+    set_tls {cert, key, ca} / reload_tls            its own TLS files; a new DN (§5.4)
+    leave_mirror {remove_db_attribute}              §4.10.2–§4.10.4; restarts (removing the
                                                     whole configuration: engine/member/remove.py)
     authorize_dn_update {member}                    on a non-primary: the primary's new DN
-    update_member_address {member: <primary>, ...}  on a disconnected member (§6.19 exc. 2)
+    update_member_address {member: <primary>, ...}  on a disconnected member (§5.2 exc. 2)
 
 The primary side of joining (a DC_HELLO from an unknown member carrying `join`) and the
 member side of a configuration received from the primary are here too.
@@ -251,7 +251,7 @@ def authorize_dn_update(inst: Membership, arg):
 
 def reject_dn_update(inst: Membership, arg):
     op = "reject_dn_update"
-    _primary_only(inst, op)  # a member cannot reject the primary's update (§6.21)
+    _primary_only(inst, op)  # a member cannot reject the primary's update (§5.4)
     name = str(arg_map(op, arg, ("member",))["member"]).upper()
     dn = inst.cfg.dn_updates.pop(name, None)
     if dn is None:
@@ -264,7 +264,7 @@ def reject_dn_update(inst: Membership, arg):
 
 
 def edit_mirror(inst: Membership, arg):
-    """Turning TLS on first verifies every member's TLS configuration (SPEC §6.10 step b,
+    """Turning TLS on first verifies every member's TLS configuration (guide §4.10.4 step b,
     engine/member/tls_check.py) and is refused while a reachable member has none that is
     valid, unless the request says `skip_verify`; the answer then carries the rows."""
     op = "edit_mirror"
@@ -296,7 +296,7 @@ def _apply_settings(inst: Membership, op: str, changes: dict) -> dict:
     for key, value in changed.items():
         setattr(cfg, key, value)
     if "tls" in changed:
-        # SPEC §6.10: after TLS is turned on every other member is authorized anew
+        # guide §4.10.4: after TLS is turned on every other member is authorized anew
         for m in cfg.members:
             if m.name != inst.member.name:
                 m.dn, m.authorized = None, not cfg.tls
@@ -317,7 +317,7 @@ def update_member_address(inst: Membership, arg):
     arg = arg_map(op, arg, ("member",))
     member = _other_member(inst, op, arg["member"])
     if inst.role != "primary":
-        # SPEC §6.19: only the primary's addresses, and only while disconnected from it
+        # guide §5.2: only the primary's addresses, and only while disconnected from it
         if member.name != primary_name(inst):
             raise Refused(op, member.name, f"addresses are edited on the primary ({why(inst)})")
         if inst.replica is not None and inst.replica.connected:
@@ -329,7 +329,7 @@ def update_member_address(inst: Membership, arg):
             raise Refused(
                 op,
                 member.name,
-                "the superserver port is changed on the member itself (§6.19): "
+                "the superserver port is changed on the member itself (§5.2): "
                 f"set_superserver_port on {member.name}",
             )
         new["superserver"] = addr
@@ -348,7 +348,7 @@ def update_member_address(inst: Membership, arg):
         config_changed(inst)
         link = inst.replicator.links.get(member.name)
         if link is not None:
-            link.close()  # it checks its addresses when it reconnects (§6.20)
+            link.close()  # it checks its addresses when it reconnects (§5.3)
     else:
         ms.save_local(inst.cfg, inst.member.name, inst.data_dir)
     return {"member": member.name, **{k: str(v) for k, v in new.items()}}
@@ -401,7 +401,7 @@ def _own_dn(inst: Membership) -> str:
 
 def set_tls(inst: Membership, arg):
     """Record this member's TLS files (or re-read them: reload_tls).  A new DN on the
-    primary goes to the members at once (§6.21); on another member its data channel is
+    primary goes to the members at once (§5.4); on another member its data channel is
     reopened with the new certificate, and the primary holds it until authorized."""
     op = "set_tls"
     require_dynamic(inst, op)
@@ -491,7 +491,7 @@ def apply_config(inst: Membership, wire: dict) -> None:
 
 def check_primary_dn(inst: Membership, server_dn: str | None) -> None:
     """On connecting: the primary's certificate must carry the DN this member knows.  A
-    changed one waits here for authorization (§6.21: a member cannot reject it)."""
+    changed one waits here for authorization (§5.4: a member cannot reject it)."""
     cfg = inst.cfg
     if not (cfg.dynamic and cfg.tls) or server_dn is None:
         return
@@ -511,7 +511,7 @@ def check_primary_dn(inst: Membership, server_dn: str | None) -> None:
 
 
 async def address_problem(inst: Membership, what: str, addr, ssl) -> str | None:
-    """None if this very process answers at `addr`; else what answers there (SPEC §6.20):
+    """None if this very process answers at `addr`; else what answers there (guide §5.3):
     another instance (a copied host) or nothing (the address changed, or the host is down)."""
     try:
         reader, writer = await asyncio.wait_for(

@@ -1,4 +1,4 @@
-"""Mirror membership configured through the agent (SPEC §6.2–§6.5, §6.9–§6.12, §6.19, §6.21).
+"""Mirror membership configured through the agent (guide §4.7, §4.9, §4.10.2–§4.10.4, §5.2, §5.4).
 
 A member configured through the agent keeps its view of the mirror in <data_dir>/mirror.json:
 the mirror's settings and every member (name, type, addresses, certificate DN, authorized or
@@ -12,7 +12,7 @@ Join-Mirror flag (`join_mirror`, cleared only while the last member's configurat
 removed).  A member's data directory and TLS files are its own
 (engine/member/node.py) and never travel.
 
-This module holds the file format and the refusals of the rules (names, limits of SPEC §1.4,
+This module holds the file format and the refusals of the rules (names, limits of guide §3.1.2,
 settings: engine/rules.py); engine/member/membership_ops.py holds the operations.
 """
 
@@ -134,7 +134,7 @@ def remove_local(data_dir: Path) -> None:
 def clear_join_flag(directory: Path) -> None:
     """Clear the membership's Join-Mirror flag: from the next start the instance keeps the
     configuration but does not run as that member (the first step of removing the last
-    member's configuration, SPEC §6.10; engine/member/remove.py).  Nothing saves the
+    member's configuration, guide §4.10.4; engine/member/remove.py).  Nothing saves the
     configuration of a membership that is not running, so the flag stays until removal."""
     path = Path(directory) / MIRROR_FILE
     data = json.loads(path.read_text())
@@ -181,7 +181,7 @@ def check_address(op: str, value, what: str) -> Address:
 
 
 def check_join(cfg: MirrorConfig, name: str, mtype: str, addresses: list[Address]) -> None:
-    """Refuse a new member the mirror cannot take (SPEC §1.4), naming the limit."""
+    """Refuse a new member the mirror cannot take (guide §3.1.2), naming the limit."""
     op = "join"
     if any(m.name == name for m in cfg.members):
         raise Refused(op, None, f"mirror {cfg.name} already has a member named {name}")
@@ -194,7 +194,7 @@ def check_join(cfg: MirrorConfig, name: str, mtype: str, addresses: list[Address
 
 def links_to_restart(cfg: MirrorConfig, changed, primary: str) -> frozenset[str]:
     """The members whose data channel an edit of the `changed` settings restarts: every one
-    for TLS; for a compression setting only those it applies to (SPEC §3.4: the failover
+    for TLS; for a compression setting only those it applies to (guide §3.5.3: the failover
     setting is primary to backup, the async one primary to asyncs)."""
     others = [m for m in cfg.members if m.name != primary]
     if "tls" in changed:
@@ -205,5 +205,5 @@ def links_to_restart(cfg: MirrorConfig, changed, primary: str) -> frozenset[str]
 
 
 def check_settings(op: str, changes) -> dict:
-    """The mirror settings in `changes`, checked; the mirror name never changes (§5.1)."""
+    """The mirror settings in `changes`, checked; the mirror name never changes (§4.10.4)."""
     return rule(op, rules.check_settings, changes)

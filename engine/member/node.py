@@ -6,7 +6,7 @@ An instance configured through the agent starts with
 
 The first start records its name and superserver address in node.json; later starts (and the
 restart after a mirror is created, joined or left, or the superserver port changed) read
-them from there.  The member's TLS files ("Set up SSL/TLS", SPEC §5.2) are recorded here
+them from there.  The member's TLS files ("Set up SSL/TLS", guide §4.5) are recorded here
 too, so they never travel with the mirror configuration: each member has its own
 (remove_mirror_config may forget them, engine/member/remove.py).
 """

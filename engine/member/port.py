@@ -1,4 +1,4 @@
-"""The superserver port, edited on the member itself (SPEC §6.19 exception 1).
+"""The superserver port, edited on the member itself (guide §5.2 exception 1).
 
 The superserver port belongs to the instance's own configuration (node.json), so it is the
 one network address a member always changes locally; update_member_address refuses it

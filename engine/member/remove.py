@@ -1,4 +1,4 @@
-"""Leaving a mirror and Remove Mirror Configuration (SPEC §6.9-§6.12), on an instance
+"""Leaving a mirror and Remove Mirror Configuration (guide §4.9, §4.10.2-§4.10.4), on an instance
 configured through the agent.
 
     remove_mirror_config {remove_db_attribute?, remove_tls?, mirror?}   (engine/member/instance.py)
@@ -7,7 +7,7 @@ configured through the agent.
 remove_mirror_config removes the instance's mirror configuration entirely, where
 leave_mirror leaves one mirror.  Options, as the guide's dialog offers them:
   - remove_db_attribute: the databases lose their mirrored attribute (false: they keep it,
-    and on rejoining come back needing Activate and Catchup; §6.12);
+    and on rejoining come back needing Activate and Catchup; §4.10.2);
   - remove_tls: the instance forgets its TLS configuration (node.json's certificate, key and
     CA; the files themselves stay where they are).
 
@@ -16,7 +16,7 @@ A reporting async leaves all its mirrors, unless `mirror` names one (and then ke
 configuration, which its other mirrors use).
 
 The primary may remove its configuration only as the mirror's last member (others, pending
-ones included, are removed first: refused, naming them), and in two steps (§6.10, §6.11):
+ones included, are removed first: refused, naming them), and in two steps (§4.9, §4.10.4):
   1. the first call clears the membership's Join-Mirror flag and restarts the instance, which
      then keeps the configuration but does not run as the member (status "Not Initialized"
      with a waiting_reason saying what is left to do; creating or joining is refused);
@@ -55,7 +55,7 @@ def _options(arg) -> dict:
 def dormant_reason(cfg: MirrorConfig) -> str:
     return (
         f"the Join-Mirror flag of mirror {cfg.name} is cleared: call remove_mirror_config again "
-        "to remove its configuration (SPEC §6.10)"
+        "to remove its configuration (guide §4.10.4)"
     )
 
 
@@ -108,7 +108,7 @@ def _first_step(host: Instance, inst) -> dict:
             OP,
             None,
             f"the primary removes its configuration as the last member: remove "
-            f"{', '.join(others)} first (SPEC §6.11)",
+            f"{', '.join(others)} first (guide §4.9)",
         )
     ms.clear_join_flag(inst.data_dir)
     log.warning("Join-Mirror flag of mirror %s cleared; restarting", inst.cfg.name)
@@ -165,7 +165,7 @@ def _forget_tls(host: Instance) -> None:
 
 def leave_mirror(inst: Membership, arg):
     """Leave the mirror (tell the primary when connected) and remove the local configuration,
-    keeping or removing the databases' mirrored attribute (§6.12); the process restarts as
+    keeping or removing the databases' mirrored attribute (§4.10.2); the process restarts as
     a non-member."""
     from engine.member.membership_ops import arg_map, require_dynamic
 
@@ -179,7 +179,7 @@ def leave_mirror(inst: Membership, arg):
             raise Refused(
                 op,
                 None,
-                f"the primary leaves last: remove {', '.join(others)} first (SPEC §6.11)",
+                f"the primary leaves last: remove {', '.join(others)} first (guide §4.9)",
             )
     elif inst.replica is not None:
         inst.replica.leave()
@@ -196,7 +196,7 @@ def leave_mirror(inst: Membership, arg):
 
 def drop_databases(catalog, remove_attr: bool) -> None:
     """The databases' mirrored attribute on leaving: removed (the catalog goes; the files
-    stay as local data), or kept (§6.12: on rejoining they come back, and need Activate and
+    stay as local data), or kept (§4.10.2: on rejoining they come back, and need Activate and
     Catchup)."""
     if remove_attr:
         catalog.path.unlink(missing_ok=True)

@@ -61,7 +61,7 @@ def node_args(inst: Membership, args: list, what: str, low: int, high: int):
 
 
 def check_read(inst: Membership) -> None:
-    """Backups serve no application reads (SPEC §1.2); asyncs and the primary do."""
+    """Backups serve no application reads (guide §3.1.1); asyncs and the primary do."""
     if inst.role == "backup":
         raise inst.not_primary_error("the backup does not serve application requests")
 
@@ -72,7 +72,7 @@ def check_write(inst: Membership, db=None) -> None:
     if db is not None and inst.member.type == "ro_reporting" and isinstance(db, str):
         entry = inst.catalog.get(db)
         if entry is not None and not entry.failover_db:
-            return  # FailoverDB cleared (SPEC §5.3): the copy takes local writes
+            return  # FailoverDB cleared (guide §4.10.1): the copy takes local writes
     raise inst.not_primary_error("writes are accepted only by the primary")
 
 

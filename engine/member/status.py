@@ -1,4 +1,4 @@
-"""Member status with the exact values of SPEC §2.1-2.3, and the `status` command.
+"""Member status with the exact values of guide §5.1.1.1, and the `status` command.
 
 Journal Transfer (backup/asyncs; N/A on the primary):
     Active | Caught up | <time> behind | Disconnected on <time>
@@ -7,7 +7,7 @@ Dejournaling:
     | Warning! Some databases need attention. | Warning! Dejournaling is stopped.
 <time> is a duration such as "12 seconds" or "3 minutes 5 seconds"; the time of a
 disconnection is "YYYY-MM-DD HH:MM:SS UTC".  Incoming journal rate uses the formats of
-SPEC §7.3 and, like the Mirror Monitor, covers the data since the previous status query.
+guide §5.1.1.2 and, like the Mirror Monitor, covers the data since the previous status query.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def member_state(inst: Membership) -> str:
 
 
 def waiting_reason(inst: Membership) -> str | None:
-    """Why this member cannot go on without an operator (SPEC §2.1 Waiting), or None."""
+    """Why this member cannot go on without an operator (guide §5.1.1.1 Waiting), or None."""
     if inst.removed:
         return "removed from the mirror by the primary: remove the mirror configuration"
     link = inst.replica
@@ -178,7 +178,7 @@ def member_status(inst: Membership) -> dict:
     if inst.replica is not None:
         out["primary"] = inst.replica.primary_name
         out["codec"] = inst.replica.codec
-    if inst.dejournal is not None:  # under the mirror's parallel_dejournaling (SPEC §3.6)
+    if inst.dejournal is not None:  # under the mirror's parallel_dejournaling (guide §4.16)
         out["dejournaling_parallel"] = inst.dejournal.dj.parallel
     if inst.replicator is not None:
         out["members"] = primary_view(inst)
@@ -198,7 +198,7 @@ def member_status(inst: Membership) -> dict:
 
 
 def database_rows(inst: Membership) -> list[dict]:
-    """One row per mirrored database (SPEC §2.4); `records_applied`, `download`, `error` and
+    """One row per mirrored database (guide §5.1.1.3); `records_applied`, `download`, `error` and
     `failover_db` only when they say something (a catch-up running; a download in flight:
     `{received_bytes, total_bytes, source}`; a failed one; a FailoverDB flag cleared)."""
     rows = []
@@ -312,7 +312,7 @@ def render_table(rows: list[dict], mirror: str) -> str:
 
 
 def database_lines(rows: list[dict]) -> list[str]:
-    """The Mirrored Databases list of each member, and its missing databases (SPEC §2.4)."""
+    """The Mirrored Databases list of each member, and its missing databases (guide §5.1.1.3)."""
     out = []
     for r in rows:
         dbs = r.get("databases")

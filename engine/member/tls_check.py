@@ -1,4 +1,4 @@
-"""Verify SSL (SPEC §6.10 step b, §10.1): before TLS is turned on for a running mirror, check
+"""Verify SSL (guide §4.10.4 step b, §4.5): before TLS is turned on for a running mirror, check
 from the primary that every member has a TLS configuration the mirror can use.
 
     verify_tls {}        on any member configured through the agent (step b: the primary)

@@ -84,7 +84,7 @@ class Writer:
             records = inst.journal.commit_sync(self._entries(batch))
             inst.apply_records(records)
         except Exception as exc:
-            # SPEC §9.2: freeze on journal error rather than journal around a hole
+            # guide §3.2: freeze on journal error rather than journal around a hole
             self.frozen = exc
             log.exception("journal commit failed; %d requests refused, journal frozen", len(batch))
             _fail(batch, RequestError(ErrorCode.UNAVAILABLE, f"journal write failed: {exc}"))

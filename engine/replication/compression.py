@@ -1,4 +1,4 @@
-"""Journal compression on the data channel (SPEC §3.4): codec choice, compress, decompress.
+"""Journal compression on the data channel (guide §3.5.3): codec choice, compress, decompress.
 
 Codecs: "zlib" (level 1), "zstd" (level 3), "lz4" (block format with the size stored).  Levels
 were picked with bench/compression.py on generated journal batches: zlib's default level 6 costs
@@ -57,7 +57,7 @@ def choose_codec(
     tls: bool = False,
     receiver_codecs=None,
 ) -> str | None:
-    """Codec for a primary -> member connection, or None for uncompressed (SPEC §3.4)."""
+    """Codec for a primary -> member connection, or None for uncompressed (guide §3.5.3)."""
     m = _norm_mode(mode)
     if m == "Uncompressed":
         return None

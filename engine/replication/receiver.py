@@ -78,7 +78,7 @@ class ReplicaLink:
 
     async def _sync_loop(self) -> None:
         """Make received journal durable shortly after it arrives.  Acks do not wait for
-        this (the backup acknowledges receipt, SPEC §3.1), but a restarted member should not
+        this (the backup acknowledges receipt, guide §3.3.2.1), but a restarted member should not
         have to fetch again what it already had."""
         while True:
             await asyncio.sleep(SYNC_INTERVAL)
@@ -279,7 +279,7 @@ class ReplicaLink:
                 self.received = journal.end_position
                 self.bytes_network += len(payload)
                 self.bytes_journal += raw_len
-                # SPEC §2.2 measures "behind" from the journal's own timestamps
+                # guide §5.1.1.1 measures "behind" from the journal's own timestamps
                 self.last_block_time = records[-1].timestamp if records else sent_at
                 self.active = bool(active)
                 if self.primary_end is None or self.received > self.primary_end:

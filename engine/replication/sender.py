@@ -8,7 +8,7 @@ completes and written to each live link, so shipping overlaps the local fsync.
 The backup is synchronous: once caught up and acknowledged it becomes Active, and a
 client write is answered only when the Active backup has acknowledged its end position
 (Writer asks ack_waiter()).  If no ack arrives within the QoS timeout (checked every
-QoS/2, so the effective window is QoS/2..QoS as in SPEC §3.5) the primary revokes
+QoS/2, so the effective window is QoS/2..QoS as in guide §4.15) the primary revokes
 Active, disconnects the backup and carries on; the backup reconnects and catches up.
 """
 
@@ -202,7 +202,7 @@ class Replicator:
             self.refused[name] = reason
             conn.reject_stream(reason, frame.req_id, quiet=quiet)
             return
-        except RequestError as exc:  # a join the mirror cannot take (SPEC §1.4)
+        except RequestError as exc:  # a join the mirror cannot take (guide §3.1.2)
             conn.reject_stream(f"join refused: {exc.message}", frame.req_id)
             return
         except ValueError as exc:  # ConfigError is a ValueError

@@ -1,4 +1,4 @@
-"""The source side of a database download (SPEC §6.7.2): what a member holds of a database
+"""The source side of a database download (guide §4.8.3): what a member holds of a database
 (`copy_info`), and the snapshot it streams to the member that downloads it
 (`export_snapshot`).
 
@@ -55,7 +55,7 @@ def _source_store(inst: Membership, op: str, arg):
 
 
 def is_valid_copy(inst: Membership, status: str, entry: DbEntry) -> bool:
-    """Activated, whole and FailoverDB not cleared (SPEC §6.7.2). An Orphaned copy counts: it
+    """Activated, whole and FailoverDB not cleared (guide §4.8.3). An Orphaned copy counts: it
     is what a primary that lost the database adopts back, but not one whose records are held
     back (paused, dejournaling stopped): it is behind what it received."""
     if status not in ("Normal", "Dejournaling", "Orphaned") or not entry.failover_db:

@@ -1,5 +1,5 @@
 """Mirrored databases of one member: the catalog kept in the data directory, the database
-statuses of SPEC §2.4, and the control records that tell the other members about them.
+statuses of guide §5.1.1.3, and the control records that tell the other members about them.
 
 Catalog (<data_dir>/databases.json, rewritten atomically on every change): for each mirrored
 database its name, `incarnation` (an id made when the primary created or added it, so that a
@@ -129,7 +129,7 @@ def read_control(record) -> tuple[str, dict]:
     return str(subs[0]), json.loads(record.value)
 
 
-# -- statuses (SPEC §2.4) ---------------------------------------------------------------
+# -- statuses (guide §5.1.1.3) ----------------------------------------------------------
 
 
 def db_status(inst: Membership, entry: DbEntry) -> str:
@@ -159,7 +159,7 @@ def db_status(inst: Membership, entry: DbEntry) -> str:
 
 
 def missing_databases(inst: Membership) -> list[str] | None:
-    """Mirrored databases of the primary this member lacks (backup and DR only, SPEC §2.4)."""
+    """Mirrored databases of the primary this member lacks (backup and DR only, guide §5.1.1.3)."""
     if inst.role == "primary" or inst.member.is_reporting:
         return None
     if inst.primary_db_info is None:

@@ -6,7 +6,7 @@ Interface additions to the contract: `paused` (set), `held_records()`, `drain()`
 `Dejournaler.apply(records)` groups a batch by database (keeping journal order inside each
 group) and applies each group to its Store in one transaction (Store.apply: idempotent, records
 the applied position).  With parallel=True the groups of different databases run at the same
-time on up to `workers` threads (max 16, SPEC §3.6).  Every update of one global of one database
+time on up to `workers` threads (max 16, guide §4.16).  Every update of one global of one database
 is applied by the single job handling that database, in journal order, so a global's updates
 are never reordered; different databases may be at slightly different points.  Globals of one
 database are not split across jobs: they share the database's single LMDB writer, so splitting
@@ -15,7 +15,7 @@ them would only add lock hand-offs under the GIL.
 Operator controls: pause_database/resume_database (records for a paused database are held and
 applied, in order, on resume), stop/start (everything is held while stopped; receiving goes on
 elsewhere), and a record filter, a callable(record) -> bool (False skips the record) or its
-"module:function" name (SPEC §6.18: reporting asyncs).  Skipped records still advance the
+"module:function" name (guide §5.9.3: reporting asyncs).  Skipped records still advance the
 database's applied position, so they are not offered again.
 
 """

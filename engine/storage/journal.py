@@ -24,7 +24,7 @@ If the file before it is torn too, the last file only holds the rest of that una
 batch and is dropped, so the journal never has a hole.
 
 A write error freezes the journal (every later commit raises JournalError), since positions
-after the failed batch were already handed out (SPEC §9.2 freeze-on-error).
+after the failed batch were already handed out (guide §3.2 freeze-on-error).
 """
 
 from __future__ import annotations
@@ -314,7 +314,7 @@ class Journal:
                 await loop.run_in_executor(self._executor, self._write_segments, batch)
             except Exception as exc:
                 # Positions after this batch are already handed out: freeze rather than leave
-                # a hole (SPEC §9.2 freeze-on-error).
+                # a hole (guide §3.2 freeze-on-error).
                 self._failed = exc
                 log.error("journal write failed, journal frozen: %s", exc)
                 err = JournalError(f"journal write failed: {exc}")

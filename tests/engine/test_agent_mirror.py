@@ -1,6 +1,6 @@
 """Mirror membership through the agent (engine/agent/mirror.py): instances that start as
 non-members are made into a TLS mirror by agent calls alone, pending members are
-authorized or rejected, the limits of SPEC §1.4 come back as 409 with the instance's
+authorized or rejected, the limits of guide §3.1.2 come back as 409 with the instance's
 reason, malformed bodies are 400, and nobody without an allowed certificate gets in.
 Real instance processes, a real agent process over mutual TLS, HTTP on loopback."""
 

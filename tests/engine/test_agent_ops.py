@@ -164,7 +164,7 @@ def test_a_database_added_with_its_data_is_downloaded_to_a_member_through_the_ag
 def test_refusals_are_409_with_the_instance_reason(mirror):
     _, _, client = mirror
     cases = [
-        (client.stop_dejournaling, ("B",), "SPEC §5.9"),
+        (client.stop_dejournaling, ("B",), "guide §5.9"),
         (client.clear_failover_db, ("C", "USER"), "never allowed on a DR async"),
         (client.activate, ("B", "NOSUCH"), "not a mirrored database"),
         (client.add_database, ("A", "NOSUCH"), "no local database"),

@@ -160,7 +160,7 @@ def test_journal_frame_from_an_impostor_is_refused_and_replication_goes_on(clust
 
 
 def test_the_primary_also_serves_the_data_channel_on_its_superserver_port(cluster):
-    # asyncs fall back to the primary's superserver address (SPEC §3.1)
+    # asyncs fall back to the primary's superserver address (guide §3.5.4)
     a = cluster.cfg.member("A").superserver
     hello = {"mirror": "TEST", "member": "C", "codecs": ["zlib"], "position": None}
     frames = exchange(a.host, a.port, encode_frame(MsgType.DC_HELLO, 1, hello))

@@ -1,5 +1,5 @@
 """Database operations on real member processes: create, add, activate, catch up, mount,
-dismount, remove, FailoverDB flag, and the database statuses of SPEC §2.4."""
+dismount, remove, FailoverDB flag, and the database statuses of guide §5.1.1.3."""
 
 import re
 import shutil
@@ -211,7 +211,7 @@ def overlapped(events: list[tuple[str, str]]) -> bool:
 def test_catch_ups_overlap_only_where_parallel_dejournaling_covers_the_member(
     make_cluster, setting, parallel_on
 ):
-    # B a DR async, C a read-only reporting async (SPEC §3.6: parallel for DR by default)
+    # B a DR async, C a read-only reporting async (guide §4.16: parallel for DR by default)
     cluster = make_cluster(
         ("failover", "dr", "ro_reporting"), mirror={"parallel_dejournaling": setting}
     )

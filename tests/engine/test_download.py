@@ -1,4 +1,4 @@
-"""Database download from another member (SPEC §6.7.2): source order, fallback, a copy
+"""Database download from another member (guide §4.8.3): source order, fallback, a copy
 consistent with the primary under concurrent writes, progress while it runs, Needs Download
 and automatic retries when no source can, and on a TLS mirror only to members."""
 

@@ -308,7 +308,7 @@ def test_a_receiver_that_becomes_primary_continues_in_a_new_file(journal, jdir, 
     try:
         _ship(jdir, backup)
         received_end = backup.end_position
-        pos = backup.new_file()  # takeover: SPEC §9.1 switch to a new file
+        pos = backup.new_file()  # takeover: guide §3.2 switch to a new file
         assert pos == (received_end.file_seq + 1, FILE_HEADER_SIZE)
         assert backup.fsync_count >= 1
         [rec] = backup.commit_sync(entries(1, start=10))

@@ -1,5 +1,5 @@
-"""Changing a running mirror: X.509 DN updates (SPEC §6.21), TLS turned on later (§6.10),
-settings, addresses (§6.19), removing and leaving (§6.9-§6.12), with real instances."""
+"""Changing a running mirror: X.509 DN updates (guide §5.4), TLS turned on later (§4.10.4),
+settings, addresses (§5.2), removing and leaving (§4.10.2-§4.10.4), with real instances."""
 
 import datetime as dt
 import json
@@ -163,7 +163,7 @@ def test_addresses_are_edited_on_the_primary_and_propagated(hosts):  # noqa: F81
         "C has its new address",
     )
     c.wait_state("Connected")
-    # a member cut off from the primary may fix the primary's address (§6.19, exception 2)
+    # a member cut off from the primary may fix the primary's address (§5.2, exception 2)
     c.admin("stop_mirroring")
     c.admin("update_member_address", {"member": "A", "private": "localhost:" + a.private[10:]})
     assert {m["name"]: m["private"] for m in c.admin("mirror_info")["members"]}["A"] == (

@@ -1,5 +1,5 @@
 """Creating and joining a mirror over TLS: pending members, authorize and reject, foreign and
-expired certificates (SPEC §6.2-§6.5, §10.1), with real instance processes."""
+expired certificates (guide §4.5, §4.7), with real instance processes."""
 
 import socket
 import ssl

@@ -1,4 +1,4 @@
-"""A reporting async in several mirrors (SPEC §1.4, §6.4, §6.9): one instance, one
+"""A reporting async in several mirrors (guide §3.1.2.2, §4.7.5, §4.10.3): one instance, one
 superserver, a membership per mirror; requests go to the mirror holding the database."""
 
 from concurrent.futures import ThreadPoolExecutor

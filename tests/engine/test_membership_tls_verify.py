@@ -1,4 +1,4 @@
-"""Verify SSL before TLS is turned on for a running mirror (SPEC §6.10 step b, §10.1): the
+"""Verify SSL before TLS is turned on for a running mirror (guide §4.10.4 step b, §4.5): the
 primary asks every member for its certificate, names those without a valid one, and will
 not turn TLS on while a reachable member fails.  Real instance processes."""
 

@@ -1,4 +1,4 @@
-"""Member status values (SPEC §2.1-2.3, §7.3) and the `status` command."""
+"""Member status values (guide §5.1.1.1, §5.1.1.2) and the `status` command."""
 
 import json
 import re

@@ -1,4 +1,4 @@
-"""Stop / start mirroring on a member (SPEC §5.8): status Stopped, no automatic restart, kept
+"""Stop / start mirroring on a member (guide §5.8): status Stopped, no automatic restart, kept
 across a restart of the member until started again; dejournaling controls."""
 
 import json

@@ -1,5 +1,5 @@
 """What an answered write promises, with real member processes: the Active backup holds it
-in its journal (the primary waits for the backup's acknowledgement, SPEC §3.1), and the
+in its journal (the primary waits for the backup's acknowledgement, guide §3.3.2.1), and the
 journal was fsynced before the answer (the STATUS reply's journal_fsync_count)."""
 
 import threading

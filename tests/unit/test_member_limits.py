@@ -1,4 +1,4 @@
-"""The membership limits of SPEC §1.4 and the arbiter placement rule of §1.6, enforced on the
+"""The membership limits of guide §3.1.2 and the arbiter placement rule of §3.3.4, enforced on the
 saved configuration through the services (so every entry point shares them)."""
 
 import pytest

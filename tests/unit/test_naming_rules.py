@@ -1,5 +1,5 @@
-"""Every naming and setting rule of SPEC §5.1-5.3, valid and invalid, through the portal's rules
-module (the shared ones come from engine/rules.py with its reason codes)."""
+"""Every naming and setting rule of guide §4.7, §4.8.2, valid and invalid, through the portal's
+rules module (the shared ones come from engine/rules.py with its reason codes)."""
 
 import pytest
 from django.core.exceptions import ValidationError

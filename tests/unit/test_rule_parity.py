@@ -293,7 +293,7 @@ def engine_status(role="backup", **entry_flags):
             True,
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="the engine shows a primary's adopted copy as Downloading; SPEC §2.4 "
+                reason="the engine shows a primary's adopted copy as Downloading; guide §5.1.1.3 "
                 "(and so the catalog) says Downloading is a non-primary status",
             ),
         ),
