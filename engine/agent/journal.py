@@ -1,7 +1,7 @@
 """Journal files served by the agent to peers that catch up (guide §3.1.3).
 
-    GET /v1/journal/{mirror}/files[?instance=NAME]
-    GET /v1/journal/{mirror}/files/{name}?offset=N[&length=M][&records=1][&instance=NAME]
+The list of a mirror's journal files, and a file's bytes from an offset (routes and parameters
+in engine/agent_api.yaml).
 
 The mirror in the path picks the journal: an instance configured through the agent keeps
 its first membership in its data directory and each further one (a reporting async in up to

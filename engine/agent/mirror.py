@@ -20,23 +20,8 @@ an instance's mirrors take `?mirror=NAME` to say which, and the instance refuses
 action on an instance in several mirrors that does not.  TLS files are the instance's, for
 all its mirrors.
 
-Routes (under /v1/instances/{name}; bodies are JSON objects; see engine/agent_api.yaml;
-[?mirror] marks those taking the query parameter):
-    GET    /mirror [?mirror]                  the mirror as this member knows it
-    POST   /mirror                            {mirror, private, member?, settings?}  create
-    POST   /mirror/join                       {mirror, address, type, member?, private?,
-                                               superserver?}
-    PATCH  /mirror [?mirror]                  {setting: value, ..., skip_verify?}  (primary)
-    POST   /mirror/verify-tls [?mirror]       every member's TLS configuration (Verify SSL)
-    POST   /mirror/leave [?mirror]            {remove_db_attribute?}
-    POST   /mirror/remove-config [?mirror]    {remove_db_attribute?, remove_tls?}
-    POST   /mirror/members/{member}/authorize | /reject [?mirror]   pending members (primary)
-    PATCH  /mirror/members/{member} [?mirror]  {superserver?, private?}
-    DELETE /mirror/members/{member} [?mirror]  remove another member (primary)
-    POST   /mirror/dn-updates/{member}/authorize | /reject [?mirror]
-    PUT    /tls                               {cert, key, ca}: absolute paths on this host
-    POST   /tls/reload                        re-read the TLS files (a renewed certificate)
-    PUT    /superserver                       {port}: the instance's own superserver port
+The routes (under /v1/instances/{name}: /mirror..., /tls, /superserver), which of them take
+`?mirror`, and their bodies and answers are listed in engine/agent_api.yaml.
 
 Creating, joining, leaving, removing the configuration and a new superserver port restart
 the instance process (same pid); the answer comes before the restart and says `restarting:

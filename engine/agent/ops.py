@@ -10,14 +10,8 @@ answered.  Mapping of failures:
       request that its state does not allow)
     the instance is down, hung or stopping 503 instance_unavailable
 
-Routes (all under /v1/instances/{name}, bodies JSON objects; see engine/agent_api.yaml):
-    GET  /databases                         statuses as the instance reports them (guide §5.1.1.3)
-    POST /databases                         {name, mode: create|add, mirrored}
-    POST /databases/catchup                 {databases: [...], wait}
-    POST /databases/clear-failover-db       {databases: [...]} or {all: true}
-    POST /databases/{db}/download | activate | catchup {wait} | mount {catchup} | dismount | remove
-         | clear-failover-db | pause | resume
-    POST /mirroring/stop | /mirroring/start | /dejournaling/stop | /dejournaling/start
+The routes (under /v1/instances/{name}/databases, /mirroring and /dejournaling) and their
+bodies and answers are listed in engine/agent_api.yaml.
 
 Every operation is safe to retry: the instance answers `already: true` when the state
 asked for already holds.  Dejournaling and pause/resume answer the state afterwards as
