@@ -1,7 +1,7 @@
 """Dejournaling: applying received journal records to the member's databases.
 
-Interface additions to the contract: `paused` (set), `held_records()`, `drain()`,
-`wait_idle()`, counters `applied`, `filtered`, `unknown`.
+Besides apply: `paused` (databases whose records are held back), `held_records()`, `drain()`,
+`wait_idle()`, and the counters `applied`, `filtered`, `unknown`.
 
 `Dejournaler.apply(records)` groups a batch by database (keeping journal order inside each
 group) and applies each group to its Store in one transaction (Store.apply: idempotent, records

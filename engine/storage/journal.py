@@ -1,10 +1,10 @@
 """Mirror journal files: the writer with group commit, the receiver's copy, reading and purging.
 
-Interface notes (vs the contract): `on_append` is called as on_append(data, position) with a
-JournalPosition; `replay_into` also takes mirror=; `Journal.sync()` (async) makes received data
-durable; `commit_sync()` is a blocking commit for code without an event loop; receive() returns
-the decoded records it wrote.  File naming, the log, JournalReader, replay_into and purge live
-in engine/storage/journal_files.py and are re-exported here.
+`on_append(data, position)` hands each committed batch on (to the primary's sender) after its
+write and before its fsync; `Journal.sync()` (async) makes received data durable;
+`commit_sync()` is the blocking commit of the primary's writer; receive() writes a backup's or
+async's copy and returns the decoded records.  File naming, the log, JournalReader,
+replay_into and purge live in engine/storage/journal_files.py and are re-exported here.
 
 Files live in one directory per member: `MIRROR-<MIRROR>-YYYYMMDD.NNN` (NNN = the file
 sequence number, which keeps counting across days) plus the mirror journal log

@@ -1,9 +1,10 @@
 """One mirrored database: an embedded LMDB environment holding globals.
 
-Interface vs the contract: additions only: `apply(records, upto=None)` can move the applied
-position past records it was not given (filtered ones); `sync()`, `count()`, `globals()`,
-`dump()`, `size_bytes()`, `in_transaction`.  query() takes start/stop as full subscript tuples
-or as one subscript below prefix.  Opening a store twice in one process raises StoreError.
+Reads (get, order, query, count, dump), writes in transactions, and `apply(records, upto=None)`,
+which applies journal records and records the applied position — it may move that position
+past records it was not given (filtered ones).  query() takes start/stop as full subscript
+tuples or as one subscript below prefix.  Opening a store twice in one process raises
+StoreError.
 
 Why LMDB (bench/store_choice.py, 400k random keys, 100-byte values, this 2-core VM, which other
 jobs were sharing, so take the figures as +-30%):
