@@ -130,7 +130,7 @@ def _cluster(action: str, files: list[str]) -> int:
 
 
 def _instance(args, argv: list[str]) -> int:
-    from engine.member.membership import run_instance
+    from engine.member.instance import run_instance
 
     node = None
     if args.data_dir:

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 from engine.agent.config import InstanceEntry
+from engine.member.files import PID_FILE
 from engine.wire.protocol import FrameDecoder, FrameError, MsgType, encode_frame, unpack
 
-PID_FILE = "instance.pid"
 MAX_INFO_FRAME = 1 << 20
 
 

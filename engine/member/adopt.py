@@ -21,6 +21,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from engine.client.app import AsyncClient, EngineError
+from engine.member.db_steps import db_result, journal_control, mount_new
 from engine.member.download import fetch_copy, may_hold_copy, retry_now, until_copied
 from engine.storage import journal as jmod
 from engine.storage.databases import DbEntry, new_incarnation
@@ -43,8 +44,6 @@ def create_on_primary(inst: Membership, name: str) -> asyncio.Task | dict:
 
 
 async def _create(inst: Membership, name: str) -> dict:
-    from engine.member.dbops import db_result, journal_control, mount_new
-
     try:
         found = await _valid_copies(inst, name)
     except BaseException:
@@ -75,8 +74,6 @@ async def _create(inst: Membership, name: str) -> dict:
 
 
 async def _adopt(inst: Membership, entry: DbEntry, sources: list) -> None:
-    from engine.member.dbops import journal_control
-
     name = entry.name
     first = True
 

@@ -19,15 +19,21 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from engine.member.membership import STOPPED_FILE
+from engine.member import adopt, download
+from engine.member.db_steps import (
+    catch_up_one,
+    db_result,
+    journal_control,
+    journal_covers,
+    mount_new,
+    replay,
+)
+from engine.member.files import STOPPED_FILE
 from engine.replication.receiver import ReplicaLink
 from engine.storage.databases import (
     DbEntry,
     Refused,
-    attach,
     check_name,
-    control_op,
-    db_status,
     detach,
     new_incarnation,
     read_control,
@@ -60,46 +66,9 @@ def _entry(inst: Membership, op: str, name) -> DbEntry:
     return entry
 
 
-def db_result(inst: Membership, entry: DbEntry, already: bool = False, **extra) -> dict:
-    if not already:
-        log.info("database %s: %s", entry.name, db_status(inst, entry))
-    return {"database": entry.name, "status": db_status(inst, entry), "already": already, **extra}
-
-
-def journal_control(inst: Membership, action: str, entry: DbEntry, result: dict):
-    """Journal a control record; the reply waits until it is durable (and acknowledged)."""
-    fut = inst.writer.submit([control_op(action, entry)])
-    out = asyncio.get_running_loop().create_future()
-
-    def done(f):
-        if f.cancelled():
-            out.cancel()
-        elif f.exception() is not None:
-            out.set_exception(f.exception())
-        else:
-            out.set_result(result)
-
-    fut.add_done_callback(done)
-    return out
-
-
 def _not_primary(inst: Membership, op: str, db: str | None) -> None:
     if inst.role == "primary":
         raise Refused(op, db, "not available on the primary")
-
-
-def journal_covers(inst: Membership, op: str, db: str, since) -> None:
-    start = inst.journal_reader().start_position()
-    need = make_position(*since) if since is not None else None
-    if start is None:
-        return  # no journal yet: everything will come from the primary
-    if (need is None and start.file_seq != 1) or (need is not None and need < start):
-        raise Refused(
-            op,
-            db,
-            f"this member's journal no longer holds every change since {since or 'the start'} "
-            f"(it starts at {pos_wire(start)}); restore a newer copy from the primary",
-        )
 
 
 # -- create / add ------------------------------------------------------------------------
@@ -128,32 +97,18 @@ def create_database(inst: Membership, arg):
         if name in inst.downloading:
             return {"database": name, "status": "Downloading", "already": True}
         # another member may hold a valid copy to adopt (guide §4.8.3)
-        from engine.member.adopt import create_on_primary
-
-        return create_on_primary(inst, name)
+        return adopt.create_on_primary(inst, name)
     known = (inst.primary_db_info or {}).get(name)
     if known is None:
         raise Refused("create_database", name, "the primary has no mirrored database of that name")
     if not known["created"]:
         # added with its existing data: the journal alone cannot rebuild it (guide §4.8.3)
-        from engine.member.download import download_database
-
-        return download_database(inst, name)
+        return download.download_database(inst, name)
     journal_covers(inst, "create_database", name, known["since"])
     entry = DbEntry(name, known["incarnation"], since=known["since"], caught_up=False)
     entry.failover_db = inst.member.type != "rw_reporting"
     mount_new(inst, entry)
     return catchup(inst, name)
-
-
-def mount_new(inst: Membership, entry: DbEntry, restored: bool = False) -> None:
-    # a restored copy keeps its own position: activation checks it against `since`
-    store = inst.open_store(entry.name, None if restored else entry.since)
-    inst.catalog.entries[entry.name] = entry
-    inst.catalog.save()
-    inst.stores[entry.name] = store
-    if inst.role != "primary" and entry.caught_up:
-        attach(inst.dejournal.dj, entry.name, store)
 
 
 def add_database(inst: Membership, arg):
@@ -268,43 +223,6 @@ async def _run_catchups(inst: Membership, entries: list[DbEntry]) -> None:
     else:
         for e in entries:
             await catch_up_one(inst, e)
-
-
-def replay(inst: Membership, store, db: str) -> int:
-    """Apply the local journal's records for db after the store's position."""
-    reader = inst.journal_reader()
-    n = 0
-    for batch in reader.batches_from(store.applied_position, db):
-        k = store.apply(batch)
-        n += k
-        if db in inst.catching_up:
-            inst.catching_up[db] += k  # progress, shown in the status row
-    return n
-
-
-def _replay_started(inst: Membership, store, db: str) -> int:
-    # logged by the worker thread as it begins, so the log shows when catch-ups overlap
-    log.info("catch-up of %s started from %s", db, pos_wire(store.applied_position))
-    return replay(inst, store, db)
-
-
-async def catch_up_one(inst: Membership, entry: DbEntry) -> None:
-    db = entry.name
-    try:
-        store = inst.stores[db]
-        n = await asyncio.to_thread(_replay_started, inst, store, db)
-        # the tail received meanwhile, on the loop thread: no chunk arrives in between, so
-        # the dejournaler takes over exactly where this ends
-        n += replay(inst, store, db)
-        entry.caught_up = True
-        attach(inst.dejournal.dj, db, store)
-        inst.catalog.save()
-        log.info("catch-up of %s done: %d records applied", db, n)
-    except Exception as exc:
-        inst.db_errors[db] = f"catch-up failed: {exc}"
-        log.exception("catch-up of %s failed", db)
-    finally:
-        inst.catching_up.pop(db, None)
 
 
 # -- mount / dismount / remove -----------------------------------------------------------
@@ -456,6 +374,19 @@ def start_mirroring(inst: Membership, arg):
 # -- control records from the primary -----------------------------------------------------
 
 
+def resume_downloads(inst: Membership) -> None:
+    """At start-up, go on with every download a stop cut short (Needs Download)."""
+    for entry in list(inst.catalog.entries.values()):
+        if not entry.needs_download or entry.name in inst.downloading:
+            continue
+        log.info("resuming the download of %s", entry.name)
+        if inst.role == "primary":
+            adopt.create_on_primary(inst, entry.name)
+        else:
+            inst.downloading.add(entry.name)
+            inst.run_in_background(download.download_in_background(inst, entry))
+
+
 def on_control_record(inst: Membership, record) -> None:
     try:
         action, info = read_control(record)
@@ -505,10 +436,3 @@ ACTIONS = {
     "stop_mirroring": stop_mirroring,
     "start_mirroring": start_mirroring,
 }
-
-
-def all_actions() -> dict:
-    from engine.member.download import ACTIONS as DOWNLOAD
-    from engine.member.membership_ops import ACTIONS as MEMBERSHIP
-
-    return {**ACTIONS, **DOWNLOAD, **MEMBERSHIP}

@@ -21,6 +21,8 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
+from engine.member.db_steps import replay
+from engine.member.files import DEJOURNAL_STOPPED_FILE
 from engine.storage.databases import Refused, db_status
 
 if TYPE_CHECKING:
@@ -129,7 +131,6 @@ DEJOURNAL_CONTROLS = ("dejournal_stop", "dejournal_start", "pause_database", "re
 
 
 def dejournal_control(inst: Membership, action: str, arg) -> None:
-    from engine.member.membership import DEJOURNAL_STOPPED_FILE
 
     runner = inst.dejournal
     if runner is None:
@@ -172,8 +173,6 @@ def dejournal_control(inst: Membership, action: str, arg) -> None:
 def _replay_held(inst: Membership, db: str) -> None:
     """Apply what the journal held for db at start-up (never applied: it was stopped or
     paused then); the records received since are held by the dejournaler and come after."""
-    from engine.member.dbops import replay
-
     store = inst.dj_stores.get(db)
     if db in inst.unreplayed and store is not None:
         replay(inst, store, db)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.client.app import AsyncClient, EngineError
+from engine.member.db_steps import catch_up_one, journal_covers
 from engine.replication.snapshot_source import (
     CHUNK,
     READ_TIMEOUT_S,
@@ -140,7 +141,7 @@ def download_database(inst: Membership, arg):
     entry.needs_download = True
     inst.catalog.save()
     inst.downloading.add(name)
-    inst.run_in_background(_download(inst, entry))
+    inst.run_in_background(download_in_background(inst, entry))
     return {"database": name, "status": "Downloading", "already": False}
 
 
@@ -325,24 +326,7 @@ def retry_now(inst: Membership, name: str) -> bool:
     return True
 
 
-def resume_downloads(inst: Membership) -> None:
-    """At start-up, go on with every download a stop cut short (Needs Download)."""
-    for entry in list(inst.catalog.entries.values()):
-        if not entry.needs_download or entry.name in inst.downloading:
-            continue
-        log.info("resuming the download of %s", entry.name)
-        if inst.role == "primary":
-            from engine.member.adopt import create_on_primary
-
-            create_on_primary(inst, entry.name)
-        else:
-            inst.downloading.add(entry.name)
-            inst.run_in_background(_download(inst, entry))
-
-
-async def _download(inst: Membership, entry: DbEntry) -> None:
-    from engine.member.dbops import catch_up_one, journal_covers
-
+async def download_in_background(inst: Membership, entry: DbEntry) -> None:
     name = entry.name
     store = await until_copied(
         inst, entry, lambda: fetch_copy(inst, entry, _sources(inst)), "no source could supply it"

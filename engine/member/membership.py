@@ -16,22 +16,25 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import gc
 import logging
 import os
 import shutil
-import sys
 import time
 import uuid
 from pathlib import Path
 
+from engine.member.actions import admin_action
 from engine.member.admin_auth import ensure_token
 from engine.member.config import Address, MirrorConfig
+from engine.member.dbops import on_control_record, resume_downloads
 from engine.member.dejournal_runner import DejournalRunner
+from engine.member.files import DEJOURNAL_STOPPED_FILE, PID_FILE, STOPPED_FILE
 from engine.member.gate import Gate
+from engine.member.membership_ops import address_problem
 from engine.member.node import Node
 from engine.member.requests import HANDLERS, KILL, SET
 from engine.member.session import Connection
+from engine.member.status import member_status
 from engine.member.writer import Writer
 from engine.replication.receiver import ReplicaLink
 from engine.replication.sender import Replicator
@@ -43,10 +46,7 @@ from engine.wire import tls
 from engine.wire.protocol import DEFAULT_MAX_FRAME, ErrorCode, Frame, RequestError
 
 log = logging.getLogger("engine.member.membership")
-PID_FILE = "instance.pid"
-STOPPED_FILE = "mirroring.stopped"  # present while mirroring is stopped here (guide §5.8)
 _CONTROL_BYTES = CONTROL_DB.encode()
-DEJOURNAL_STOPPED_FILE = "dejournal.stopped"  # present while dejournaling is stopped (§5.9)
 
 
 class Membership:
@@ -147,8 +147,6 @@ class Membership:
             self.member.superserver,
             self.member.private,
         )
-        from engine.member.download import resume_downloads
-
         resume_downloads(self)
 
     def _open_storage(self) -> None:
@@ -312,8 +310,6 @@ class Membership:
             asyncio.get_running_loop().create_task(self._validate_addresses())
 
     async def _validate_addresses(self) -> None:
-        from engine.member.membership_ops import address_problem
-
         problems = []
         me = self.member
         for what, addr in (("superserver", me.superserver), ("private", me.private)):
@@ -425,8 +421,6 @@ class Membership:
     def _control_records(self, records) -> None:
         for r in records:
             if r[3] == CONTROL_DB:
-                from engine.member.dbops import on_control_record
-
                 on_control_record(self, r)
 
     def accept_data_channel(self, conn: Connection, frame: Frame) -> None:
@@ -472,44 +466,7 @@ class Membership:
         }
 
     def status(self) -> dict:
-        from engine.member.status import member_status
-
         return member_status(self)
 
     def admin(self, action, arg):
-        from engine.member.status import admin_action
-
         return admin_action(self, action, arg)
-
-
-async def run_instance(cfg: MirrorConfig | None, member: str | None, node: Node | None = None):
-    """Run one member from a configuration file, or with a node the instance configured
-    through the agent (engine/member/instance.py), until SIGTERM/SIGINT; True when it stopped to run
-    again (it created, joined or left a mirror)."""
-    import signal
-
-    # Threads (journal fsync, dejournal workers) hand results back to the event loop; with
-    # the default 5 ms GIL switch interval that hand-off alone can cost milliseconds.
-    sys.setswitchinterval(0.0002)
-    if node is not None:
-        from engine.member.instance import Instance
-        from engine.member.mirror_file import load_all
-
-        inst = Instance(node, load_all(node))
-        label, address = node.name, node.superserver
-    else:
-        inst = Membership(cfg, member, node=node)
-        label, address = inst.member.name, inst.member.superserver
-    await inst.start()
-    # Long-lived objects from start-up need no more cyclic-GC passes; fewer passes, fewer
-    # pauses in the middle of a commit.
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, inst.stop_requested.set)
-    print(f"member {label} ready: superserver {address}", flush=True)
-    await inst.stop_requested.wait()
-    log.info("member %s stopping", label)
-    await inst.stop()
-    return inst.restart

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from engine.member import mirror_file as ms
 from engine.member import tls_check
+from engine.member.changes import arg_map, config_changed, require_dynamic
 from engine.member.config import MemberConfig
 from engine.member.port import learn_superserver_port
 from engine.member.remove import leave_mirror
@@ -50,16 +51,6 @@ log = logging.getLogger("engine.member.mirror_file")
 # -- helpers ------------------------------------------------------------------------------
 
 
-def require_dynamic(inst: Membership, op: str) -> None:
-    if not inst.cfg.dynamic:
-        raise Refused(
-            op,
-            None,
-            f"member {inst.member.name} is configured by {inst.cfg.source}; mirror "
-            "configuration changes apply to members created or joined through the agent",
-        )
-
-
 def _primary_only(inst: Membership, op: str) -> None:
     require_dynamic(inst, op)
     if inst.role != "primary":
@@ -74,40 +65,12 @@ def primary_name(inst: Membership) -> str:
     return inst.cfg.first_primary.name
 
 
-def arg_map(op: str, arg, required: tuple[str, ...] = ()) -> dict:
-    if arg is None:
-        arg = {}
-    if isinstance(arg, str) and required == ("member",):
-        arg = {"member": arg}
-    if not isinstance(arg, dict):
-        raise Refused(op, None, "expected a map of arguments")
-    missing = [k for k in required if k not in arg]
-    if missing:
-        raise Refused(op, None, f"missing {', '.join(missing)}")
-    return arg
-
-
 def _other_member(inst: Membership, op: str, name) -> MemberConfig:
     member = inst.cfg.find(str(name))
     if member is None:
         known = ", ".join(m.name for m in inst.cfg.members)
         raise Refused(op, None, f"no member named {name!r} in mirror {inst.cfg.name} ({known})")
     return member
-
-
-def config_changed(inst: Membership, restart_links: frozenset[str] = frozenset()) -> None:
-    """Persist a change made on the primary and send it to every connected member; the
-    links of the members named in `restart_links` are closed after it."""
-    cfg = inst.cfg
-    cfg.version += 1
-    ms.save_local(cfg, inst.member.name, inst.data_dir)
-    frame = encode_frame(MsgType.DC_CONFIG, 0, ms.to_wire(cfg))
-    rep = inst.replicator
-    for link in list(rep.links.values()) if rep is not None else []:
-        link.conn.write(frame)
-        if link.name in restart_links:
-            link.close()  # the member reconnects and gets the new codec / TLS
-    log.info("mirror configuration version %d sent to %d member(s)", cfg.version, len(rep.links))
 
 
 # -- primary: joining and identities ----------------------------------------------------

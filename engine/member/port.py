@@ -26,6 +26,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from engine.member import mirror_file as ms
+from engine.member.changes import config_changed
 from engine.member.config import Address
 from engine.storage.databases import Refused
 
@@ -73,8 +74,6 @@ def _check_not_a_members(inst: Membership, port: int) -> Address:
 
 
 def set_superserver_port(host: Instance, arg) -> dict:
-    from engine.member.membership_ops import config_changed
-
     port = _port(arg)
     node = host.node
     old = node.superserver
@@ -104,8 +103,6 @@ def set_superserver_port(host: Instance, arg) -> dict:
 def learn_superserver_port(inst: Membership, member: MemberConfig, join) -> None:
     """On the primary: `member`'s hello says its superserver port; a new one is recorded
     and propagated (see the module doc)."""
-    from engine.member.membership_ops import config_changed
-
     said = join.get("superserver") if isinstance(join, dict) else None
     try:
         port = ms.check_address("hello", said, "superserver").port

@@ -30,6 +30,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from engine.member import mirror_file as ms
+from engine.member.changes import arg_map, require_dynamic
 from engine.storage.databases import Catalog, Refused
 
 if TYPE_CHECKING:
@@ -167,8 +168,6 @@ def leave_mirror(inst: Membership, arg):
     """Leave the mirror (tell the primary when connected) and remove the local configuration,
     keeping or removing the databases' mirrored attribute (§4.10.2); the process restarts as
     a non-member."""
-    from engine.member.membership_ops import arg_map, require_dynamic
-
     op = "leave_mirror"
     require_dynamic(inst, op)
     arg = arg_map(op, arg)

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from engine.member.config import TYPE_LABELS
 from engine.member.download import download_progress
-from engine.storage.databases import Refused, db_status, missing_databases
+from engine.storage.databases import db_status, missing_databases
+from engine.storage.journal_codec import pos_wire
 
 if TYPE_CHECKING:
     from engine.member.membership import Membership
@@ -149,10 +150,6 @@ def waiting_reason(inst: Membership) -> str | None:
     return inst.address_error
 
 
-def _pos(p) -> list | None:
-    return None if p is None else [p.file_seq, p.offset]
-
-
 def member_status(inst: Membership) -> dict:
     jt, jt_lat = journal_transfer(inst)
     dj, dj_lat = dejournaling(inst)
@@ -168,7 +165,7 @@ def member_status(inst: Membership) -> dict:
         "dejournal_latency_s": None if dj_lat is None else round(dj_lat, 3),
         "incoming_journal_rate": rate,
         "incoming_journal_figures": figures,
-        "journal_end": _pos(inst.journal.end_position),
+        "journal_end": pos_wire(inst.journal.end_position),
         "journal_fsync_count": inst.journal.fsync_count,
         "databases": database_rows(inst),
     }
@@ -207,7 +204,7 @@ def database_rows(inst: Membership) -> list[dict]:
         row = {
             "name": db,
             "status": db_status(inst, entry),
-            "applied": None if store is None else _pos(store.applied_position),
+            "applied": None if store is None else pos_wire(store.applied_position),
         }
         if db in inst.catching_up:
             row["records_applied"] = inst.catching_up[db]
@@ -251,32 +248,11 @@ def primary_view(inst: Membership) -> list[dict]:
                 if caught or rep.active is link
                 else "Synchronizing"
             )
-            row.update(status=state, journal_transfer=jt, acked=_pos(link.acked), codec=link.codec)
+            row.update(
+                status=state, journal_transfer=jt, acked=pos_wire(link.acked), codec=link.codec
+            )
         rows.append(row)
     return rows
-
-
-def admin_action(inst: Membership, action, arg):
-    from engine.member.dbops import all_actions
-    from engine.member.dejournal_runner import DEJOURNAL_CONTROLS, dejournal_control
-
-    ACTIONS = all_actions()
-
-    if action in ACTIONS:
-        return ACTIONS[action](inst, arg)
-    if action == "digest":
-        return inst.store_for(str(arg)).digest()
-    if action == "positions":
-        return {db: _pos(s.applied_position) for db, s in inst.stores.items()}
-    if action == "purge_journal":
-        if inst.replicator is None:
-            raise Refused(action, None, f"member {inst.member.name} is not the primary")
-        return inst.replicator.purge_journal()
-    if action in DEJOURNAL_CONTROLS:
-        return dejournal_control(inst, action, arg)
-    known = ["digest", "positions", "purge_journal", "dejournal_stop", "dejournal_start"]
-    known += ["pause_database", "resume_database", *ACTIONS]
-    raise ValueError(f"unknown admin action {action!r} (known: {', '.join(known)})")
 
 
 # -- command line ------------------------------------------------------------------

@@ -32,6 +32,7 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from engine.client.app import AsyncClient, EngineError
+from engine.member.changes import require_dynamic
 from engine.storage.databases import Refused
 from engine.wire import tls
 
@@ -136,8 +137,6 @@ def _flag_shared_dns(rows: list[dict]) -> None:
 
 def verify_tls(inst: Membership, arg):
     """The admin action: a task answering the verification."""
-    from engine.member.membership_ops import require_dynamic
-
     require_dynamic(inst, "verify_tls")
     own_ca_dn(inst, "verify_tls")  # refused at once rather than from the task
     return asyncio.get_running_loop().create_task(check_members(inst))
