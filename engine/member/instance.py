@@ -41,7 +41,7 @@ from engine.member.remove import dormant_reason, remove_mirror_config
 from engine.member.session import Connection
 from engine.storage.databases import Refused
 from engine.wire import tls
-from engine.wire.protocol import DEFAULT_MAX_FRAME, ErrorCode, MsgType, RequestError
+from engine.wire.protocol import DEFAULT_MAX_FRAME, ErrorCode, MsgType, RequestError, unpack
 
 log = logging.getLogger("engine.member.instance")
 DATA_REQUESTS = frozenset({MsgType.GET, MsgType.SET, MsgType.KILL, MsgType.ORDER, MsgType.QUERY})
@@ -117,8 +117,6 @@ class Instance:
 
     # -- the Connection interface ---------------------------------------------------
     def accept_data_channel(self, conn: Connection, frame) -> None:
-        from engine.wire.protocol import unpack
-
         try:
             hello = unpack(frame.body)
         except ValueError:
