@@ -1,6 +1,6 @@
 """The mirroring rules, written once: names (guide §4.7.1, §4.7.5, §4.8.2), member limits
-(§3.1.2), member types, mirror settings and their ranges (§3.5.3, §4.7.1, §4.15, §4.16) and the
-database statuses of §5.1.1.3.
+(§3.1.2), member types, mirror settings and their ranges (§3.5.3, §4.7.1, §4.15, §4.16), the
+fixed status strings of a member (§5.1.1.1) and the database statuses of §5.1.1.3.
 
 Plain Python, importing nothing from the engine or Django: the engine's bottom layer.  A broken
 rule raises RuleError(reason, message); the engine maps it to Refused or ConfigError, the portal
@@ -38,6 +38,28 @@ MEMBER_TYPE_LABELS = {
 ASYNC_TYPES = frozenset({DR, RO_REPORTING, RW_REPORTING})
 REPORTING_TYPES = frozenset({RO_REPORTING, RW_REPORTING})
 PROMOTABLE_TYPES = frozenset({FAILOVER, DR})  # may become primary (guide §3.3.4)
+
+# -- member status, journal transfer and dejournaling (guide §5.1.1.1) ----------------------
+PRIMARY, BACKUP, CONNECTED = "Primary", "Backup", "Connected"
+IN_TROUBLE, SYNCHRONIZING, WAITING, STOPPED = "In Trouble", "Synchronizing", "Waiting", "Stopped"
+DOWN, ERROR = "Down", "Error"  # no answer: the instance is down, or it is hung
+NOT_MEMBER, NOT_INITIALIZED = "Not Member", "Not Initialized"  # an instance in no mirror
+MEMBER_STATUSES = (
+    PRIMARY,
+    BACKUP,
+    CONNECTED,
+    IN_TROUBLE,
+    SYNCHRONIZING,
+    WAITING,
+    STOPPED,
+    DOWN,
+    ERROR,
+    NOT_INITIALIZED,
+)
+# the fixed values; the others read "<time> behind" or "Disconnected on <time>"
+ACTIVE, CAUGHT_UP, NOT_APPLICABLE = "Active", "Caught up", "N/A"
+DEJOURNALING_STOPPED = "Warning! Dejournaling is stopped."
+DATABASES_NEED_ATTENTION = "Warning! Some databases need attention."
 
 # -- limits (guide §3.1.2) ------------------------------------------------------------------
 MAX_MEMBERS = 16

@@ -27,6 +27,7 @@ import os
 import time
 from pathlib import Path
 
+from engine import rules
 from engine.agent.config import InstanceEntry
 from engine.agent.probe import find_pid
 from engine.member.node import NODE_FILE
@@ -201,7 +202,7 @@ class InstanceWatch:
         if status is None:
             # guide §5.1.1.1: Error = the member's status could not be fetched
             rec["type"] = self.last_type
-            rec["status"] = "Down" if rec["state"] == "down" else "Error"
+            rec["status"] = rules.DOWN if rec["state"] == "down" else rules.ERROR
         elif isinstance(rec["incoming_journal_figures"], dict):
             # the sampling interval is the poll interval: it jitters and is not a change
             figures = dict(rec["incoming_journal_figures"])

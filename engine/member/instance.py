@@ -28,6 +28,7 @@ import signal
 import sys
 import uuid
 
+from engine import rules
 from engine.member import join
 from engine.member import mirror_file as ms
 from engine.member.admin_auth import check_admin, ensure_token, split_admin_args
@@ -225,8 +226,8 @@ class Instance:
             out = {
                 "member": self.node.name,
                 "mirror": None,
-                "type": "Not Member",
-                "status": "Not Initialized",
+                "type": rules.NOT_MEMBER,
+                "status": rules.NOT_INITIALIZED,
                 "journal_transfer": "N/A",
                 "dejournaling": "N/A",
                 "databases": [],
@@ -238,7 +239,7 @@ class Instance:
         if len(self.members) == 1:
             return next(iter(self.members.values())).status()
         per_mirror = {name: inst.status() for name, inst in self.members.items()}
-        connected = sum(1 for s in per_mirror.values() if s["status"] == "Connected")
+        connected = sum(1 for s in per_mirror.values() if s["status"] == rules.CONNECTED)
         first = next(iter(self.members.values()))
         return {
             "member": first.member.name,

@@ -1,4 +1,5 @@
-"""Member status with the exact values of guide §5.1.1.1, and the `status` command.
+"""Member status with the values of guide §5.1.1.1 (the fixed strings are engine/rules.py's),
+and the `status` command.
 
 Journal Transfer (backup/asyncs; N/A on the primary):
     Active | Caught up | <time> behind | Disconnected on <time>
@@ -16,6 +17,7 @@ import json
 import time
 from typing import TYPE_CHECKING
 
+from engine import rules
 from engine.member.config import TYPE_LABELS
 from engine.member.download import download_progress
 from engine.storage.databases import db_status, missing_databases
@@ -50,17 +52,17 @@ def journal_transfer(inst: Membership) -> tuple[str, float | None]:
     """(Journal Transfer value, latency in seconds)."""
     link = inst.replica
     if link is None:
-        return "N/A", None
+        return rules.NOT_APPLICABLE, None
     if not link.connected:
         return f"Disconnected on {format_time(link.disconnected_at or inst.started_at)}", None
     if link.active:
-        return "Active", 0.0
+        return rules.ACTIVE, 0.0
     if link.caught_up:
-        return "Caught up", 0.0
+        return rules.CAUGHT_UP, 0.0
     behind = max(0.0, time.time() - (link.last_block_time or link.primary_time or time.time()))
     if behind < CAUGHT_UP_SLACK_S:
         # streaming live: the primary's end position we know is just a heartbeat old
-        return "Caught up", behind
+        return rules.CAUGHT_UP, behind
     return f"{format_duration(behind)} behind", behind
 
 
@@ -69,25 +71,25 @@ def dejournaling(inst: Membership) -> tuple[str, float | None]:
     dj = inst.dejournal
     link = inst.replica
     if dj is None or link is None:
-        return "N/A", None
+        return rules.NOT_APPLICABLE, None
     if dj.stopped:
-        return "Warning! Dejournaling is stopped.", None
+        return rules.DEJOURNALING_STOPPED, None
     if dj.paused_databases() or any(
         db_status(inst, e) != "Dejournaling" for e in inst.catalog.entries.values()
     ):
-        return "Warning! Some databases need attention.", None
+        return rules.DATABASES_NEED_ATTENTION, None
     if not link.connected:
         return f"Disconnected on {format_time(link.disconnected_at or inst.started_at)}", None
     lag = dj.lag_seconds()
     if lag is None or dj.caught_up():
-        return "Caught up", 0.0
+        return rules.CAUGHT_UP, 0.0
     return f"{format_duration(lag)} behind", lag
 
 
 def incoming_rate(inst: Membership) -> tuple[str, dict | None]:
     link = inst.replica
     if link is None:
-        return "N/A", None
+        return rules.NOT_APPLICABLE, None
     # Samples kept at most every RATE_STEP_S over the last RATE_WINDOW_S: many callers (the
     # agent polls every 20 ms) share them, so no caller's query resets another's interval.
     now = time.time()
@@ -128,16 +130,16 @@ def member_state(inst: Membership) -> str:
             and rep.trouble_since is not None
             and time.time() - rep.trouble_since < 2 * rep.qos
         ):
-            return "In Trouble"
-        return "Primary"
+            return rules.IN_TROUBLE
+        return rules.PRIMARY
     if inst.mirroring_stopped:
-        return "Stopped"
+        return rules.STOPPED
     if waiting_reason(inst):
-        return "Waiting"
+        return rules.WAITING
     link = inst.replica
     if link is None or not link.connected or not link.caught_up_once:
-        return "Synchronizing"
-    return "Backup" if inst.role == "backup" else "Connected"
+        return rules.SYNCHRONIZING
+    return rules.BACKUP if inst.role == "backup" else rules.CONNECTED
 
 
 def waiting_reason(inst: Membership) -> str | None:
@@ -231,22 +233,20 @@ def primary_view(inst: Membership) -> list[dict]:
         row = {"member": m.name, "type": TYPE_LABELS[m.type], "authorized": m.authorized}
         if link is None:
             gone = rep.disconnected.get(m.name)
-            row.update(
-                status="Down",
-                journal_transfer=f"Disconnected on {format_time(gone)}" if gone else "N/A",
-            )
+            transfer = f"Disconnected on {format_time(gone)}" if gone else rules.NOT_APPLICABLE
+            row.update(status=rules.DOWN, journal_transfer=transfer)
         else:
             caught = link.live and (end is None or (link.acked is not None and link.acked >= end))
             if rep.active is link:
                 jt = "Active"
             elif caught:
-                jt = "Caught up"
+                jt = rules.CAUGHT_UP
             else:
                 jt = f"{format_duration(time.time() - link.last_ack_at)} behind"
             state = (
-                ("Backup" if m.is_failover else "Connected")
+                (rules.BACKUP if m.is_failover else rules.CONNECTED)
                 if caught or rep.active is link
-                else "Synchronizing"
+                else rules.SYNCHRONIZING
             )
             row.update(
                 status=state, journal_transfer=jt, acked=pos_wire(link.acked), codec=link.codec
@@ -276,7 +276,7 @@ def render_table(rows: list[dict], mirror: str) -> str:
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [head, "", fmt.format(*cols), fmt.format(*("-" * w for w in widths))]
     out += [fmt.format(*x).rstrip() for x in lines]
-    extra = [r for r in rows if r.get("incoming_journal_rate") not in (None, "N/A")]
+    extra = [r for r in rows if r.get("incoming_journal_rate") not in (None, rules.NOT_APPLICABLE)]
     if extra:
         out.append("")
         out += [
@@ -318,7 +318,7 @@ def query_status(members, timeout: float = 3.0) -> list[dict]:
                 {
                     "member": m.name,
                     "type": TYPE_LABELS[m.type],
-                    "status": "Down",
+                    "status": rules.DOWN,
                     "journal_transfer": "",
                     "dejournaling": "",
                     "error": str(exc),
