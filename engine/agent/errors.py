@@ -25,17 +25,28 @@ _REASONS = {
 }
 
 
-def error_body(status: int, code: str, message: str) -> str:
-    return json.dumps({"error": {"status": status, "code": code, "message": message}})
+def error_body(status: int, code: str, message: str, rule: str | None = None) -> str:
+    """`rule`: the reason code of engine/rules.py when a mirroring rule was broken."""
+    error = {"status": status, "code": code, "message": message}
+    if rule:
+        error["rule"] = rule
+    return json.dumps({"error": error})
 
 
 class APIError(web.HTTPException):
     """An HTTP error whose body is the agent's JSON error shape."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict | None = None,
+        rule: str | None = None,
+    ):
         self.status_code = status
         super().__init__(
-            text=error_body(status, code, message),
+            text=error_body(status, code, message, rule),
             content_type="application/json",
             headers=headers,
         )
@@ -44,8 +55,10 @@ class APIError(web.HTTPException):
         self.extra = dict(headers or {})
 
 
-def api_error(status: int, code: str, message: str, headers: dict | None = None) -> APIError:
-    return APIError(status, code, message, headers)
+def api_error(
+    status: int, code: str, message: str, headers: dict | None = None, rule: str | None = None
+) -> APIError:
+    return APIError(status, code, message, headers, rule)
 
 
 def _peer(request: web.Request) -> str:

@@ -58,7 +58,8 @@ def _rule(check, *args):
     try:
         return check(*args)
     except Refused as exc:
-        raise api_error(400, "bad_request", exc.extra.get("reason", exc.message)) from None
+        reason = exc.extra.get("reason", exc.message)
+        raise api_error(400, "bad_request", reason, rule=exc.extra.get("rule")) from None
 
 
 def _required(body: dict, *keys: str) -> None:

@@ -159,7 +159,8 @@ async def _ask(
             ) from None
         # Refused, and requests the instance's state does not allow (a dejournaling
         # action on the primary, a database not mirrored there): the instance's reason
-        raise api_error(409, exc.code or ErrorCode.REFUSED, exc.message) from None
+        rule = exc.details.get("rule")
+        raise api_error(409, exc.code or ErrorCode.REFUSED, exc.message, rule=rule) from None
     finally:
         await client.close()
 

@@ -26,11 +26,15 @@ if TYPE_CHECKING:
 
 
 class AgentError(Exception):
-    def __init__(self, status: int, code: str, message: str):
+    """The agent's error answer; `rule` is the reason code of engine/rules.py when the
+    request broke a mirroring rule (the portal shows the same code as its own validation)."""
+
+    def __init__(self, status: int, code: str, message: str, rule: str | None = None):
         super().__init__(f"agent answered {status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.rule = rule
 
 
 class AgentConnectionError(Exception):
@@ -137,7 +141,8 @@ class AgentClient:
             raise AgentError(status, "bad_reply", f"not JSON: {data[:200]!r}") from None
         if status >= 400:
             err = body.get("error", {}) if isinstance(body, dict) else {}
-            raise AgentError(status, err.get("code", "error"), err.get("message", str(body)))
+            code, message = err.get("code", "error"), err.get("message", str(body))
+            raise AgentError(status, code, message, err.get("rule"))
         return body
 
     # -- endpoints ----------------------------------------------------------------------

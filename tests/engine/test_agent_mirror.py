@@ -190,7 +190,7 @@ def test_a_pending_member_rejected_through_the_agent_stays_out(site):
     assert err.status == 409 and "only the primary" in err.message
 
 
-def test_each_limit_on_members_is_a_409_with_the_reason(site):
+def test_each_limit_on_members_is_a_409_with_the_reason_and_the_rules_code(site):
     _, api, (a, b, c) = site("A", "B", "C", tls=False)
     create(api, a)
     join(api, b, a, "failover")
@@ -199,6 +199,7 @@ def test_each_limit_on_members_is_a_409_with_the_reason(site):
     err = refusal(api.join_mirror, "C", "DEMO", a.superserver, "failover", private=c.private)
     assert err.status == 409 and err.code == "refused"
     assert "already has 2 failover members" in err.message
+    assert err.rule == "too_many_failover_members"  # the code the portal's validation gives
     err = refusal(api.join_mirror, "C", "DEMO", a.superserver, "dr", member="B")
     assert err.status == 409 and "already has a member named B" in err.message
     assert status_of(api, "C") == "Not Initialized"  # refused before anything changed
@@ -209,6 +210,7 @@ def test_each_limit_on_members_is_a_409_with_the_reason(site):
     err = refusal(api.join_mirror, "C", "OTHER", a.superserver, "dr")
     assert err.status == 409 and err.code == "refused"
     assert "a DR async belongs to one mirror only" in err.message
+    assert err.rule == "dr_in_one_mirror"
     err = refusal(api.join_mirror, "B", "OTHER", a.superserver, "ro_reporting")
     assert err.status == 409 and "a failover member belongs to one mirror only" in err.message
     err = refusal(api.create_mirror, "A", "OTHER", a.private)
@@ -301,6 +303,9 @@ def test_settings_addresses_removal_and_leaving_through_the_agent(site):
     wait_for(lambda: api.mirror_info("C")["qos_timeout_ms"] == 6000, 15, "C has the new QoS")
     err = refusal(api.edit_mirror, "C", qos_timeout_ms=5000)
     assert err.status == 409 and "only the primary" in err.message
+    err = refusal(api.edit_mirror, "A", qos_timeout_ms=4611686018427387904)
+    assert (err.status, err.rule) == (400, "invalid_qos_timeout")
+    assert api.mirror_info("A")["qos_timeout_ms"] == 6000
 
     moved = "localhost:" + c.private.rsplit(":", 1)[1]
     out = conforms("MemberResult", api.update_member_address("A", "C", private=moved))
