@@ -86,7 +86,7 @@ class Instance:
                 log.warning("%s; not running as member %s", dormant_reason(cfg), member)
                 self.dormant[cfg.name] = (cfg, member)
                 continue
-            inst = Membership(cfg, member, node=self.node, host=self, max_frame=self.max_frame)
+            inst = Membership(cfg, member, node=self.node, instance=self, max_frame=self.max_frame)
             await inst.start()
             self.members[cfg.name] = inst
         addr = self.node.superserver

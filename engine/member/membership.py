@@ -56,13 +56,13 @@ class Membership:
         member_name: str,
         max_frame: int = DEFAULT_MAX_FRAME,
         node: Node | None = None,
-        host=None,
+        instance=None,
     ):
         self.cfg = cfg
         self.member = cfg.member(member_name)
         self.node = node  # set when configured through the agent (engine/member/node.py)
         # engine/member/instance.py: owns the superserver listener and the pid file
-        self.host = host
+        self.instance = instance
         self.gate = Gate(self)  # what its data channel links ask of the membership
         self.max_frame = max_frame
         if self.member.name == cfg.first_primary.name:
@@ -100,18 +100,18 @@ class Membership:
         self.removed = False  # the primary removed this member
         self.address_error: str | None = None
         # tells this process from a copy answering elsewhere (guide §5.3)
-        self.boot_id = host.boot_id if host is not None else uuid.uuid4().hex
+        self.boot_id = instance.boot_id if instance is not None else uuid.uuid4().hex
         self.rebuilding = False
         self._private_ssl = None
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if self.host is None:
+        if self.instance is None:
             # the host agent finds the process to force down from this file
             (self.data_dir / PID_FILE).write_text(f"{os.getpid()}\n")
-        host = self.host
-        self.admin_token = ensure_token(self.data_dir) if host is None else host.admin_token
+        instance = self.instance
+        self.admin_token = ensure_token(self.data_dir) if instance is None else instance.admin_token
         self.journal_dir.mkdir(exist_ok=True)
         self._open_storage()
         if self.role == "primary":
@@ -136,7 +136,7 @@ class Membership:
                 self.replica.start()
         # private first: a member answering on its superserver port is fully listening
         await self._listen_private()
-        if self.host is None:
+        if self.instance is None:
             await self._listen(self.member.superserver, "superserver")
         log.info(
             "member %s (%s) of mirror %s started as %s; superserver %s, private %s",
@@ -322,8 +322,8 @@ class Membership:
             log.error("network address validation: %s", self.address_error)
 
     def request_restart(self) -> None:
-        if self.host is not None:
-            self.host.request_restart()
+        if self.instance is not None:
+            self.instance.request_restart()
             return
         self.restart = True
         asyncio.get_running_loop().call_later(0.05, self.stop_requested.set)
@@ -345,7 +345,7 @@ class Membership:
             self.journal.close()
         for store in self.stores.values():
             store.close()
-        if self.host is None:
+        if self.instance is None:
             with contextlib.suppress(OSError):
                 (self.data_dir / PID_FILE).unlink()
         self.stopping.set()

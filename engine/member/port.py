@@ -73,16 +73,17 @@ def _check_not_a_members(inst: Membership, port: int) -> Address:
     return new
 
 
-def set_superserver_port(host: Instance, arg) -> dict:
+def set_superserver_port(instance: Instance, arg) -> dict:
     port = _port(arg)
-    node = host.node
+    node = instance.node
     old = node.superserver
     if port == old.port:
         return {"superserver": str(old), "previous": str(old), "restarting": False}
-    new_addresses = {name: _check_not_a_members(inst, port) for name, inst in host.members.items()}
+    members = instance.members.items()
+    new_addresses = {name: _check_not_a_members(inst, port) for name, inst in members}
     new = Address(old.host, port)
     _check_free(new)
-    for name, inst in host.members.items():
+    for name, inst in instance.members.items():
         inst.member.superserver = new_addresses[name]
         if inst.role == "primary":
             config_changed(inst)  # the members hear it now (or when they reconnect)
@@ -91,11 +92,11 @@ def set_superserver_port(host: Instance, arg) -> dict:
     node.superserver = new
     node.save()
     log.warning("superserver port changed from %d to %d; restarting", old.port, port)
-    host.request_restart()
+    instance.request_restart()
     return {
         "superserver": str(new),
         "previous": str(old),
-        "mirrors": sorted(host.members),
+        "mirrors": sorted(instance.members),
         "restarting": True,
     }
 

@@ -60,26 +60,26 @@ def dormant_reason(cfg: MirrorConfig) -> str:
     )
 
 
-def remove_mirror_config(host: Instance, arg) -> dict:
+def remove_mirror_config(instance: Instance, arg) -> dict:
     arg = _options(arg)
     remove_attr = bool(arg.get("remove_db_attribute", False))
     remove_tls = bool(arg.get("remove_tls", False))
-    if host.dormant:
-        return _second_step(host, remove_attr, remove_tls)
-    if not host.members:
-        raise Refused(OP, None, f"instance {host.node.name} has no mirror configuration")
+    if instance.dormant:
+        return _second_step(instance, remove_attr, remove_tls)
+    if not instance.members:
+        raise Refused(OP, None, f"instance {instance.node.name} has no mirror configuration")
     mirror = arg.get("mirror")
     if mirror is not None:
-        inst = host.members.get(str(mirror).upper())
+        inst = instance.members.get(str(mirror).upper())
         if inst is None:
             raise Refused(OP, None, f"this instance is not a member of mirror {mirror}")
         targets = [inst]
     else:
-        targets = list(host.members.values())
+        targets = list(instance.members.values())
     primary = next((i for i in targets if i.role == "primary"), None)
     if primary is not None:
-        return _first_step(host, primary)
-    staying = sorted(set(host.members) - {i.cfg.name for i in targets})
+        return _first_step(instance, primary)
+    staying = sorted(set(instance.members) - {i.cfg.name for i in targets})
     if remove_tls and staying:
         raise Refused(
             OP,
@@ -90,7 +90,7 @@ def remove_mirror_config(host: Instance, arg) -> dict:
     for inst in targets:
         leave_mirror(inst, {"remove_db_attribute": remove_attr})  # restarts the process
     if remove_tls:
-        _forget_tls(host)
+        _forget_tls(instance)
     names = [i.cfg.name for i in targets]
     return {
         "mirror": names[0],
@@ -102,7 +102,7 @@ def remove_mirror_config(host: Instance, arg) -> dict:
     }
 
 
-def _first_step(host: Instance, inst) -> dict:
+def _first_step(instance: Instance, inst) -> dict:
     others = [m.name for m in inst.cfg.members if m is not inst.member]
     if others:
         raise Refused(
@@ -113,7 +113,7 @@ def _first_step(host: Instance, inst) -> dict:
         )
     ms.clear_join_flag(inst.data_dir)
     log.warning("Join-Mirror flag of mirror %s cleared; restarting", inst.cfg.name)
-    host.request_restart()
+    instance.request_restart()
     return {
         "mirror": inst.cfg.name,
         "mirrors": [inst.cfg.name],
@@ -125,9 +125,9 @@ def _first_step(host: Instance, inst) -> dict:
     }
 
 
-def _second_step(host: Instance, remove_attr: bool, remove_tls: bool) -> dict:
+def _second_step(instance: Instance, remove_attr: bool, remove_tls: bool) -> dict:
     names = []
-    for cfg, _member in list(host.dormant.values()):
+    for cfg, _member in list(instance.dormant.values()):
         directory = cfg.source.parent
         catalog = Catalog(directory)
         if catalog.path.exists():
@@ -140,9 +140,9 @@ def _second_step(host: Instance, remove_attr: bool, remove_tls: bool) -> dict:
             cfg.name,
             "removed" if remove_attr else "kept",
         )
-    host.dormant.clear()
+    instance.dormant.clear()
     if remove_tls:
-        _forget_tls(host)
+        _forget_tls(instance)
     return {
         "mirror": names[0],
         "mirrors": names,
@@ -154,8 +154,8 @@ def _second_step(host: Instance, remove_attr: bool, remove_tls: bool) -> dict:
     }
 
 
-def _forget_tls(host: Instance) -> None:
-    node = host.node
+def _forget_tls(instance: Instance) -> None:
+    node = instance.node
     node.tls_cert = node.tls_key = node.tls_ca = None
     node.save()
     log.warning("TLS configuration of instance %s removed", node.name)
