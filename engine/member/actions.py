@@ -20,19 +20,19 @@ if TYPE_CHECKING:
 ACTIONS = {**dbops.ACTIONS, **download.ACTIONS, **membership_ops.ACTIONS}
 
 
-def admin_action(inst: Membership, action, arg):
+def admin_action(membership: Membership, action, arg):
     if action in ACTIONS:
-        return ACTIONS[action](inst, arg)
+        return ACTIONS[action](membership, arg)
     if action == "digest":
-        return inst.store_for(str(arg)).digest()
+        return membership.store_for(str(arg)).digest()
     if action == "positions":
-        return {db: pos_wire(s.applied_position) for db, s in inst.stores.items()}
+        return {db: pos_wire(s.applied_position) for db, s in membership.stores.items()}
     if action == "purge_journal":
-        if inst.replicator is None:
-            raise Refused(action, None, f"member {inst.member.name} is not the primary")
-        return inst.replicator.purge_journal()
+        if membership.replicator is None:
+            raise Refused(action, None, f"member {membership.member.name} is not the primary")
+        return membership.replicator.purge_journal()
     if action in DEJOURNAL_CONTROLS:
-        return dejournal_control(inst, action, arg)
+        return dejournal_control(membership, action, arg)
     known = ["digest", "positions", "purge_journal", "dejournal_stop", "dejournal_start"]
     known += ["pause_database", "resume_database", *ACTIONS]
     raise ValueError(f"unknown admin action {action!r} (known: {', '.join(known)})")

@@ -34,103 +34,103 @@ log = logging.getLogger("engine.download")
 PROBE_TIMEOUT_S = 2.0
 
 
-def create_on_primary(inst: Membership, name: str) -> asyncio.Task | dict:
+def create_on_primary(membership: Membership, name: str) -> asyncio.Task | dict:
     """Create the database on the primary, or start adopting a valid copy (status
     Downloading); the task's result is the create_database answer."""
-    if retry_now(inst, name):  # an adoption waiting to try again: at once, not a second one
+    if retry_now(membership, name):  # an adoption waiting to try again: at once, not a second one
         return {"database": name, "status": "Downloading", "already": False}
-    inst.downloading.add(name)
-    return inst.run_in_background(_create(inst, name))
+    membership.downloading.add(name)
+    return membership.run_in_background(_create(membership, name))
 
 
-async def _create(inst: Membership, name: str) -> dict:
+async def _create(membership: Membership, name: str) -> dict:
     try:
-        found = await _valid_copies(inst, name)
+        found = await _valid_copies(membership, name)
     except BaseException:
-        inst.downloading.discard(name)
+        membership.downloading.discard(name)
         raise
-    entry = inst.catalog.get(name)
+    entry = membership.catalog.get(name)
     if found is None:
-        inst.downloading.discard(name)
+        membership.downloading.discard(name)
         if entry is not None:
             # an earlier adoption (e.g. resumed at start-up before the others are up): never
             # create it empty while a copy may come back; keep looking for one
-            inst.downloading.add(name)
-            inst.run_in_background(_adopt(inst, entry, []))
-            return db_result(inst, entry, already=True)
-        entry = DbEntry(name, new_incarnation(), since=pos_wire(inst.journal.end_position))
-        mount_new(inst, entry)
+            membership.downloading.add(name)
+            membership.run_in_background(_adopt(membership, entry, []))
+            return db_result(membership, entry, already=True)
+        entry = DbEntry(name, new_incarnation(), since=pos_wire(membership.journal.end_position))
+        mount_new(membership, entry)
         log.info("no valid copy of %s on another member: created empty", name)
-        return await journal_control(inst, "create", entry, db_result(inst, entry))
+        return await journal_control(membership, "create", entry, db_result(membership, entry))
     incarnation, sources = found
     if entry is None:
         entry = DbEntry(name, incarnation, created=False, needs_download=True)
-        inst.catalog.entries[name] = entry
+        membership.catalog.entries[name] = entry
     entry.incarnation = incarnation
-    inst.catalog.save()
-    inst.db_errors.pop(name, None)
-    inst.run_in_background(_adopt(inst, entry, sources))
-    return db_result(inst, entry, source=sources[0].name)
+    membership.catalog.save()
+    membership.db_errors.pop(name, None)
+    membership.run_in_background(_adopt(membership, entry, sources))
+    return db_result(membership, entry, source=sources[0].name)
 
 
-async def _adopt(inst: Membership, entry: DbEntry, sources: list) -> None:
+async def _adopt(membership: Membership, entry: DbEntry, sources: list) -> None:
     name = entry.name
     first = True
 
     async def attempt():
         nonlocal first, sources
         if not first or not sources:  # who holds a valid copy may have changed meanwhile
-            sources = await _holders(inst, name, entry.incarnation)
+            sources = await _holders(membership, name, entry.incarnation)
             if not sources:
                 return None, ["no member holds a valid copy of it now"]
         first = False
-        return await fetch_copy(inst, entry, sources)
+        return await fetch_copy(membership, entry, sources)
 
-    store = await until_copied(inst, entry, attempt, "no valid copy could be downloaded")
+    store = await until_copied(membership, entry, attempt, "no valid copy could be downloaded")
     if store is None:
         return
     # the copy is the database as of now on this primary: nothing older is ever replayed
-    entry.since = pos_wire(inst.journal.end_position)
+    entry.since = pos_wire(membership.journal.end_position)
     store.apply([], upto=jmod.make_position(*entry.since))
     entry.needs_download = False
-    inst.stores[name] = store
-    inst.catalog.save()
+    membership.stores[name] = store
+    membership.catalog.save()
     log.info("adopted %s (incarnation %s) from another member", name, entry.incarnation)
-    await journal_control(inst, "add", entry, {})
+    await journal_control(membership, "add", entry, {})
 
 
-async def _valid_copies(inst: Membership, name: str) -> tuple[str, list] | None:
+async def _valid_copies(membership: Membership, name: str) -> tuple[str, list] | None:
     """The incarnation of the first valid copy in source order, and the members holding a
     valid copy of that incarnation, in that order."""
-    valid = await _all_valid(inst, name)
+    valid = await _all_valid(membership, name)
     if not valid:
         return None
     incarnation = valid[0][1]
     return incarnation, [m for m, i in valid if i == incarnation]
 
 
-async def _holders(inst: Membership, name: str, incarnation: str) -> list:
+async def _holders(membership: Membership, name: str, incarnation: str) -> list:
     """The members holding a valid copy of that incarnation, in source order."""
-    return [m for m, i in await _all_valid(inst, name) if i == incarnation]
+    return [m for m, i in await _all_valid(membership, name) if i == incarnation]
 
 
-async def _all_valid(inst: Membership, name: str) -> list[tuple]:
+async def _all_valid(membership: Membership, name: str) -> list[tuple]:
     """(member, incarnation) of every valid copy, backup first, then the asyncs."""
-    me = inst.member.name
-    candidates = [m for m in inst.cfg.failover_members if m.name != me]
-    candidates += [m for m in inst.cfg.members if not m.is_failover]
+    me = membership.member.name
+    candidates = [m for m in membership.cfg.failover_members if m.name != me]
+    candidates += [m for m in membership.cfg.members if not m.is_failover]
     candidates = [m for m in candidates if may_hold_copy(m)]
-    answers = await asyncio.gather(*(_copy_info(inst, m, name) for m in candidates))
+    answers = await asyncio.gather(*(_copy_info(membership, m, name) for m in candidates))
     pairs = zip(candidates, answers, strict=True)
     return [(m, a["incarnation"]) for m, a in pairs if a and a["valid"]]
 
 
-async def _copy_info(inst: Membership, member, name: str) -> dict | None:
+async def _copy_info(membership: Membership, member, name: str) -> dict | None:
     try:
         async with AsyncClient(
             [str(member.superserver)], follow_primary=False, timeout=PROBE_TIMEOUT_S, retries=0
         ) as c:
-            return await c.admin("copy_info", {"name": name, "mirror": inst.cfg.name})
+            return await c.admin("copy_info", {"name": name, "mirror": membership.cfg.name})
     except (EngineError, OSError, TimeoutError) as exc:
         log.info("member %s not asked about %s: %s", member.name, name, exc)
         return None

@@ -17,12 +17,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("engine.member.membership_ops")
 
 
-def require_dynamic(inst: Membership, op: str) -> None:
-    if not inst.cfg.dynamic:
+def require_dynamic(membership: Membership, op: str) -> None:
+    if not membership.cfg.dynamic:
         raise Refused(
             op,
             None,
-            f"member {inst.member.name} is configured by {inst.cfg.source}; mirror "
+            f"member {membership.member.name} is configured by {membership.cfg.source}; mirror "
             "configuration changes apply to members created or joined through the agent",
         )
 
@@ -40,14 +40,14 @@ def arg_map(op: str, arg, required: tuple[str, ...] = ()) -> dict:
     return arg
 
 
-def config_changed(inst: Membership, restart_links: frozenset[str] = frozenset()) -> None:
+def config_changed(membership: Membership, restart_links: frozenset[str] = frozenset()) -> None:
     """Persist a change made on the primary and send it to every connected member; the
     links of the members named in `restart_links` are closed after it."""
-    cfg = inst.cfg
+    cfg = membership.cfg
     cfg.version += 1
-    ms.save_local(cfg, inst.member.name, inst.data_dir)
+    ms.save_local(cfg, membership.member.name, membership.data_dir)
     frame = encode_frame(MsgType.DC_CONFIG, 0, ms.to_wire(cfg))
-    rep = inst.replicator
+    rep = membership.replicator
     for link in list(rep.links.values()) if rep is not None else []:
         link.conn.write(frame)
         if link.name in restart_links:

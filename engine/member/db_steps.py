@@ -17,15 +17,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("engine.dbops")
 
 
-def db_result(inst: Membership, entry: DbEntry, already: bool = False, **extra) -> dict:
+def db_result(membership: Membership, entry: DbEntry, already: bool = False, **extra) -> dict:
     if not already:
-        log.info("database %s: %s", entry.name, db_status(inst, entry))
-    return {"database": entry.name, "status": db_status(inst, entry), "already": already, **extra}
+        log.info("database %s: %s", entry.name, db_status(membership, entry))
+    return {
+        "database": entry.name,
+        "status": db_status(membership, entry),
+        "already": already,
+        **extra,
+    }
 
 
-def journal_control(inst: Membership, action: str, entry: DbEntry, result: dict):
+def journal_control(membership: Membership, action: str, entry: DbEntry, result: dict):
     """Journal a control record; the reply waits until it is durable (and acknowledged)."""
-    fut = inst.writer.submit([control_op(action, entry)])
+    fut = membership.writer.submit([control_op(action, entry)])
     out = asyncio.get_running_loop().create_future()
 
     def done(f):
@@ -40,8 +45,8 @@ def journal_control(inst: Membership, action: str, entry: DbEntry, result: dict)
     return out
 
 
-def journal_covers(inst: Membership, op: str, db: str, since) -> None:
-    start = inst.journal_reader().start_position()
+def journal_covers(membership: Membership, op: str, db: str, since) -> None:
+    start = membership.journal_reader().start_position()
     need = make_position(*since) if since is not None else None
     if start is None:
         return  # no journal yet: everything will come from the primary
@@ -54,48 +59,48 @@ def journal_covers(inst: Membership, op: str, db: str, since) -> None:
         )
 
 
-def mount_new(inst: Membership, entry: DbEntry, restored: bool = False) -> None:
+def mount_new(membership: Membership, entry: DbEntry, restored: bool = False) -> None:
     # a restored copy keeps its own position: activation checks it against `since`
-    store = inst.open_store(entry.name, None if restored else entry.since)
-    inst.catalog.entries[entry.name] = entry
-    inst.catalog.save()
-    inst.stores[entry.name] = store
-    if inst.role != "primary" and entry.caught_up:
-        attach(inst.dejournal.dj, entry.name, store)
+    store = membership.open_store(entry.name, None if restored else entry.since)
+    membership.catalog.entries[entry.name] = entry
+    membership.catalog.save()
+    membership.stores[entry.name] = store
+    if membership.role != "primary" and entry.caught_up:
+        attach(membership.dejournal.dj, entry.name, store)
 
 
-def replay(inst: Membership, store, db: str) -> int:
+def replay(membership: Membership, store, db: str) -> int:
     """Apply the local journal's records for db after the store's position."""
-    reader = inst.journal_reader()
+    reader = membership.journal_reader()
     n = 0
     for batch in reader.batches_from(store.applied_position, db):
         k = store.apply(batch)
         n += k
-        if db in inst.catching_up:
-            inst.catching_up[db] += k  # progress, shown in the status row
+        if db in membership.catching_up:
+            membership.catching_up[db] += k  # progress, shown in the status row
     return n
 
 
-def _replay_started(inst: Membership, store, db: str) -> int:
+def _replay_started(membership: Membership, store, db: str) -> int:
     # logged by the worker thread as it begins, so the log shows when catch-ups overlap
     log.info("catch-up of %s started from %s", db, pos_wire(store.applied_position))
-    return replay(inst, store, db)
+    return replay(membership, store, db)
 
 
-async def catch_up_one(inst: Membership, entry: DbEntry) -> None:
+async def catch_up_one(membership: Membership, entry: DbEntry) -> None:
     db = entry.name
     try:
-        store = inst.stores[db]
-        n = await asyncio.to_thread(_replay_started, inst, store, db)
+        store = membership.stores[db]
+        n = await asyncio.to_thread(_replay_started, membership, store, db)
         # the tail received meanwhile, on the loop thread: no chunk arrives in between, so
         # the dejournaler takes over exactly where this ends
-        n += replay(inst, store, db)
+        n += replay(membership, store, db)
         entry.caught_up = True
-        attach(inst.dejournal.dj, db, store)
-        inst.catalog.save()
+        attach(membership.dejournal.dj, db, store)
+        membership.catalog.save()
         log.info("catch-up of %s done: %d records applied", db, n)
     except Exception as exc:
-        inst.db_errors[db] = f"catch-up failed: {exc}"
+        membership.db_errors[db] = f"catch-up failed: {exc}"
         log.exception("catch-up of %s failed", db)
     finally:
-        inst.catching_up.pop(db, None)
+        membership.catching_up.pop(db, None)

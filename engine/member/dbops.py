@@ -58,112 +58,114 @@ def _args(op: str, arg, **defaults) -> dict:
     return {**defaults, "name": arg}
 
 
-def _entry(inst: Membership, op: str, name) -> DbEntry:
+def _entry(membership: Membership, op: str, name) -> DbEntry:
     name = check_name(op, name)
-    entry = inst.catalog.get(name)
+    entry = membership.catalog.get(name)
     if entry is None:
-        raise Refused(op, name, f"not a mirrored database on member {inst.member.name}")
+        raise Refused(op, name, f"not a mirrored database on member {membership.member.name}")
     return entry
 
 
-def _not_primary(inst: Membership, op: str, db: str | None) -> None:
-    if inst.role == "primary":
+def _not_primary(membership: Membership, op: str, db: str | None) -> None:
+    if membership.role == "primary":
         raise Refused(op, db, "not available on the primary")
 
 
 # -- create / add ------------------------------------------------------------------------
 
 
-def create_database(inst: Membership, arg):
+def create_database(membership: Membership, arg):
     a = _args("create_database", arg, mirrored=True)
     name = check_name("create_database", a["name"])
-    entry = inst.catalog.get(name)
-    adopting = entry is not None and entry.needs_download and inst.role == "primary"
+    entry = membership.catalog.get(name)
+    adopting = entry is not None and entry.needs_download and membership.role == "primary"
     if entry is not None and not adopting:
-        return db_result(inst, entry, already=True)
+        return db_result(membership, entry, already=True)
     if not a["mirrored"]:
-        _check_idle(inst, "create_database", name)
-        if inst.db_path(name).exists():
+        _check_idle(membership, "create_database", name)
+        if membership.db_path(name).exists():
             return {"database": name, "status": "local", "already": True}
-        inst.open_store(name).close()
+        membership.open_store(name).close()
         return {"database": name, "status": "local", "already": False}
-    if inst.db_path(name).exists() and not adopting:
+    if membership.db_path(name).exists() and not adopting:
         raise Refused(
             "create_database",
             name,
             "a local database of that name exists; add it with add_database",
         )
-    if inst.role == "primary":
-        if name in inst.downloading:
+    if membership.role == "primary":
+        if name in membership.downloading:
             return {"database": name, "status": "Downloading", "already": True}
         # another member may hold a valid copy to adopt (guide §4.8.3)
-        return adopt.create_on_primary(inst, name)
-    known = (inst.primary_db_info or {}).get(name)
+        return adopt.create_on_primary(membership, name)
+    known = (membership.primary_db_info or {}).get(name)
     if known is None:
         raise Refused("create_database", name, "the primary has no mirrored database of that name")
     if not known["created"]:
         # added with its existing data: the journal alone cannot rebuild it (guide §4.8.3)
-        return download.download_database(inst, name)
-    journal_covers(inst, "create_database", name, known["since"])
+        return download.download_database(membership, name)
+    journal_covers(membership, "create_database", name, known["since"])
     entry = DbEntry(name, known["incarnation"], since=known["since"], caught_up=False)
-    entry.failover_db = inst.member.type != "rw_reporting"
-    mount_new(inst, entry)
-    return catchup(inst, name)
+    entry.failover_db = membership.member.type != "rw_reporting"
+    mount_new(membership, entry)
+    return catchup(membership, name)
 
 
-def add_database(inst: Membership, arg):
+def add_database(membership: Membership, arg):
     name = check_name("add_database", _args("add_database", arg)["name"])
-    entry = inst.catalog.get(name)
+    entry = membership.catalog.get(name)
     if entry is not None:
-        return db_result(inst, entry, already=True)
-    _check_idle(inst, "add_database", name)  # a primary looking for a copy to adopt
-    if not inst.db_path(name).exists():
+        return db_result(membership, entry, already=True)
+    _check_idle(membership, "add_database", name)  # a primary looking for a copy to adopt
+    if not membership.db_path(name).exists():
         raise Refused(
-            "add_database", name, f"no local database of that name on member {inst.member.name}"
+            "add_database",
+            name,
+            f"no local database of that name on member {membership.member.name}",
         )
-    if inst.role == "primary":
-        entry = DbEntry(name, new_incarnation(), since=pos_wire(inst.journal.end_position))
+    if membership.role == "primary":
+        entry = DbEntry(name, new_incarnation(), since=pos_wire(membership.journal.end_position))
         entry.created = False
-        mount_new(inst, entry)
-        return journal_control(inst, "add", entry, db_result(inst, entry))
-    known = (inst.primary_db_info or {}).get(name)
+        mount_new(membership, entry)
+        return journal_control(membership, "add", entry, db_result(membership, entry))
+    known = (membership.primary_db_info or {}).get(name)
     if known is None:
         raise Refused("add_database", name, "the primary has no mirrored database of that name")
     # a restored copy: guide §4.8.4, activate and catch up by hand
     entry = DbEntry(name, known["incarnation"], since=known["since"], activated=False)
     entry.caught_up = False
     entry.created = known["created"]
-    entry.failover_db = inst.member.type != "rw_reporting"
-    mount_new(inst, entry, restored=True)
-    return db_result(inst, entry)
+    entry.failover_db = membership.member.type != "rw_reporting"
+    mount_new(membership, entry, restored=True)
+    return db_result(membership, entry)
 
 
 # -- activate / catch up -----------------------------------------------------------------
 
 
-def activate(inst: Membership, arg):
-    entry = _entry(inst, "activate", _args("activate", arg)["name"])
-    _not_primary(inst, "activate", entry.name)
+def activate(membership: Membership, arg):
+    entry = _entry(membership, "activate", _args("activate", arg)["name"])
+    _not_primary(membership, "activate", entry.name)
     if entry.activated:
-        return db_result(inst, entry, already=True)
-    _check_activatable(inst, "activate", entry)
+        return db_result(membership, entry, already=True)
+    _check_activatable(membership, "activate", entry)
     entry.activated = True
-    inst.catalog.save()
-    return db_result(inst, entry)
+    membership.catalog.save()
+    return db_result(membership, entry)
 
 
-def _check_usable(inst: Membership, op: str, entry: DbEntry) -> None:
+def _check_usable(membership: Membership, op: str, entry: DbEntry) -> None:
     if not entry.mounted:
         raise Refused(op, entry.name, "the database is dismounted; mount it first")
     if entry.obsolete:
         raise Refused(op, entry.name, "the database is obsolete; remove it from the mirror")
-    if entry.needs_download or entry.name in inst.downloading:
+    if entry.needs_download or entry.name in membership.downloading:
         raise Refused(op, entry.name, "the database needs a download (download_database)")
 
 
-def _check_activatable(inst: Membership, op: str, entry: DbEntry) -> None:
-    _check_usable(inst, op, entry)
-    applied = inst.stores[entry.name].applied_position
+def _check_activatable(membership: Membership, op: str, entry: DbEntry) -> None:
+    _check_usable(membership, op, entry)
+    applied = membership.stores[entry.name].applied_position
     if entry.since is not None and (applied is None or applied < make_position(*entry.since)):
         raise Refused(
             op,
@@ -185,30 +187,30 @@ def _names(op: str, arg) -> tuple[list[str], bool]:
     return [check_name(op, n) for n in arg], wait
 
 
-def catchup(inst: Membership, arg):
+def catchup(membership: Membership, arg):
     names, wait = _names("catchup", arg)
-    _not_primary(inst, "catchup", None)
-    entries = [_entry(inst, "catchup", n) for n in names]
+    _not_primary(membership, "catchup", None)
+    entries = [_entry(membership, "catchup", n) for n in names]
     # check every database first: nothing starts unless all can
     for e in entries:
         if not e.activated:
-            _check_activatable(inst, "catchup", e)
-        _check_usable(inst, "catchup", e)
-        if not e.caught_up and e.name not in inst.catching_up:
-            applied = inst.stores[e.name].applied_position
-            journal_covers(inst, "catchup", e.name, pos_wire(applied) or e.since)
+            _check_activatable(membership, "catchup", e)
+        _check_usable(membership, "catchup", e)
+        if not e.caught_up and e.name not in membership.catching_up:
+            applied = membership.stores[e.name].applied_position
+            journal_covers(membership, "catchup", e.name, pos_wire(applied) or e.since)
     started, already = [], []
     for e in entries:
-        if e.caught_up or e.name in inst.catching_up:
+        if e.caught_up or e.name in membership.catching_up:
             already.append(e.name)
             continue
         if not e.activated:
             e.activated = True  # guide §4.8.5: the catch-up activates what needs it
-        inst.catching_up[e.name] = 0
-        inst.db_errors.pop(e.name, None)
+        membership.catching_up[e.name] = 0
+        membership.db_errors.pop(e.name, None)
         started.append(e)
-    inst.catalog.save()
-    task = inst.run_in_background(_run_catchups(inst, started))
+    membership.catalog.save()
+    task = membership.run_in_background(_run_catchups(membership, started))
     result = {"started": [e.name for e in started], "already": already}
     if not wait:
         return result
@@ -217,94 +219,94 @@ def catchup(inst: Membership, arg):
     return out
 
 
-async def _run_catchups(inst: Membership, entries: list[DbEntry]) -> None:
-    if inst.cfg.parallel_for(inst.member):
-        await asyncio.gather(*(catch_up_one(inst, e) for e in entries))
+async def _run_catchups(membership: Membership, entries: list[DbEntry]) -> None:
+    if membership.cfg.parallel_for(membership.member):
+        await asyncio.gather(*(catch_up_one(membership, e) for e in entries))
     else:
         for e in entries:
-            await catch_up_one(inst, e)
+            await catch_up_one(membership, e)
 
 
 # -- mount / dismount / remove -----------------------------------------------------------
 
 
-def dismount(inst: Membership, arg):
-    entry = _entry(inst, "dismount", _args("dismount", arg)["name"])
+def dismount(membership: Membership, arg):
+    entry = _entry(membership, "dismount", _args("dismount", arg)["name"])
     if not entry.mounted:
-        return db_result(inst, entry, already=True)
-    _check_idle(inst, "dismount", entry.name)
-    _close(inst, entry.name)
+        return db_result(membership, entry, already=True)
+    _check_idle(membership, "dismount", entry.name)
+    _close(membership, entry.name)
     entry.mounted = False
-    if inst.role != "primary":
+    if membership.role != "primary":
         entry.caught_up = False  # stale until mounted and caught up (guide §5.11.5)
-    inst.catalog.save()
-    return db_result(inst, entry)
+    membership.catalog.save()
+    return db_result(membership, entry)
 
 
-def _check_idle(inst: Membership, op: str, db: str) -> None:
-    if db in inst.catching_up or db in inst.downloading:
+def _check_idle(membership: Membership, op: str, db: str) -> None:
+    if db in membership.catching_up or db in membership.downloading:
         raise Refused(op, db, "a catch-up or download is running; wait for it to finish")
 
 
-def _close(inst: Membership, db: str) -> None:
-    if inst.dejournal is not None:
-        detach(inst.dejournal.dj, db)  # which ends an operator's pause too
-    entry = inst.catalog.get(db)
+def _close(membership: Membership, db: str) -> None:
+    if membership.dejournal is not None:
+        detach(membership.dejournal.dj, db)  # which ends an operator's pause too
+    entry = membership.catalog.get(db)
     if entry is not None:
         entry.paused = False
-    store = inst.stores.pop(db, None)
+    store = membership.stores.pop(db, None)
     if store is not None:
         store.close()
 
 
-def mount(inst: Membership, arg):
+def mount(membership: Membership, arg):
     a = _args("mount", arg, catchup=False)
-    entry = _entry(inst, "mount", a["name"])
+    entry = _entry(membership, "mount", a["name"])
     if entry.mounted:
-        if a["catchup"] and not entry.caught_up and inst.role != "primary":
-            return catchup(inst, entry.name)
-        return db_result(inst, entry, already=True)
-    store = inst.open_store(entry.name, entry.since)
+        if a["catchup"] and not entry.caught_up and membership.role != "primary":
+            return catchup(membership, entry.name)
+        return db_result(membership, entry, already=True)
+    store = membership.open_store(entry.name, entry.since)
     entry.mounted = True
-    if inst.role == "primary":
+    if membership.role == "primary":
         # writes made while it was dismounted are in the journal
-        replay(inst, store, entry.name)
-        inst.stores[entry.name] = store
-        inst.catalog.save()
-        return db_result(inst, entry)
-    inst.stores[entry.name] = store
-    inst.catalog.save()
+        replay(membership, store, entry.name)
+        membership.stores[entry.name] = store
+        membership.catalog.save()
+        return db_result(membership, entry)
+    membership.stores[entry.name] = store
+    membership.catalog.save()
     if a["catchup"] and entry.activated and not entry.obsolete:
-        return catchup(inst, entry.name)
-    return db_result(inst, entry)
+        return catchup(membership, entry.name)
+    return db_result(membership, entry)
 
 
-def remove(inst: Membership, arg):
+def remove(membership: Membership, arg):
     name = check_name("remove", _args("remove", arg)["name"])
-    entry = inst.catalog.get(name)
+    entry = membership.catalog.get(name)
     if entry is None:
         return {"database": name, "status": "not mirrored", "already": True}
-    _check_idle(inst, "remove", name)
-    _close(inst, name)
-    del inst.catalog.entries[name]
-    inst.catalog.save()
-    inst.db_errors.pop(name, None)
+    _check_idle(membership, "remove", name)
+    _close(membership, name)
+    del membership.catalog.entries[name]
+    membership.catalog.save()
+    membership.db_errors.pop(name, None)
     result = {"database": name, "status": "not mirrored", "already": False}
-    if inst.role == "primary":
+    if membership.role == "primary":
         # permanent (guide §4.10.5): the data stays as a local database
-        return journal_control(inst, "remove", entry, result)
+        return journal_control(membership, "remove", entry, result)
     return result
 
 
-def clear_failover_db(inst: Membership, arg):
+def clear_failover_db(membership: Membership, arg):
     """Clear the FailoverDB flag (guide §4.10.1, §4.10.3) of one database (a name, or {"name"}),
     of several ({"names": [...]}) or of every mirrored database here ({"all": true}, the
     "Clear FailoverDB Flags" button).  Several answer {"databases": [one result each]};
     nothing is cleared unless every database named is mirrored here."""
     op = "clear_failover_db"
-    entries, several = _flag_entries(inst, arg)
+    entries, several = _flag_entries(membership, arg)
     db = None if several else entries[0].name
-    mtype = inst.member.type
+    mtype = membership.member.type
     if mtype == "dr":
         raise Refused(op, db, "never allowed on a DR async (guide §4.10.1)")
     if mtype == "failover":
@@ -313,60 +315,60 @@ def clear_failover_db(inst: Membership, arg):
     for entry in entries:
         already = not entry.failover_db
         entry.failover_db = False  # once cleared it cannot be set again
-        results.append(db_result(inst, entry, already=already, failover_db=False))
+        results.append(db_result(membership, entry, already=already, failover_db=False))
     if not all(r["already"] for r in results):
-        inst.catalog.save()
+        membership.catalog.save()
     return {"databases": results} if several else results[0]
 
 
-def _flag_entries(inst: Membership, arg) -> tuple[list[DbEntry], bool]:
+def _flag_entries(membership: Membership, arg) -> tuple[list[DbEntry], bool]:
     """The databases asked for, and whether several were (a list, or all)."""
     op = "clear_failover_db"
     if not (isinstance(arg, dict) and ("names" in arg or "all" in arg)):
-        return [_entry(inst, op, _args(op, arg)["name"])], False
+        return [_entry(membership, op, _args(op, arg)["name"])], False
     unknown = set(arg) - {"names", "all"}
     if unknown:
         raise Refused(op, None, f"unknown options {sorted(unknown)}")
     if "all" in arg:
         if "names" in arg or arg["all"] is not True:
             raise Refused(op, None, "give either 'names' or 'all': true")
-        return list(inst.catalog.entries.values()), True
+        return list(membership.catalog.entries.values()), True
     names = arg["names"]
     if not isinstance(names, list) or not names:
         raise Refused(op, None, "'names' must be a non-empty list of database names")
     checked = dict.fromkeys(check_name(op, n) for n in names)  # once each, in order
-    return [_entry(inst, op, n) for n in checked], True
+    return [_entry(membership, op, n) for n in checked], True
 
 
 # -- stop / start mirroring (guide §5.8) --------------------------------------------------
 
 
-def stop_mirroring(inst: Membership, arg):
-    _not_primary(inst, "stop_mirroring", None)
-    if inst.mirroring_stopped:
+def stop_mirroring(membership: Membership, arg):
+    _not_primary(membership, "stop_mirroring", None)
+    if membership.mirroring_stopped:
         return {"status": "Stopped", "already": True}
-    flag = inst.data_dir / STOPPED_FILE
+    flag = membership.data_dir / STOPPED_FILE
     flag.write_text("stopped by operator\n")
-    inst.mirroring_stopped = True
+    membership.mirroring_stopped = True
     log.warning("mirroring stopped by operator")
 
     async def run():
-        await inst.replica.stop()
+        await membership.replica.stop()
         return {"status": "Stopped", "already": False}
 
     return asyncio.get_running_loop().create_task(run())
 
 
-def start_mirroring(inst: Membership, arg):
-    _not_primary(inst, "start_mirroring", None)
-    if not inst.mirroring_stopped:
+def start_mirroring(membership: Membership, arg):
+    _not_primary(membership, "start_mirroring", None)
+    if not membership.mirroring_stopped:
         return {"status": "running", "already": True}
-    (inst.data_dir / STOPPED_FILE).unlink(missing_ok=True)
-    inst.mirroring_stopped = False
-    old = inst.replica
-    inst.replica = ReplicaLink(inst, inst.gate)
-    inst.replica.disconnected_at = old.disconnected_at if old is not None else None
-    inst.replica.start()
+    (membership.data_dir / STOPPED_FILE).unlink(missing_ok=True)
+    membership.mirroring_stopped = False
+    old = membership.replica
+    membership.replica = ReplicaLink(membership, membership.gate)
+    membership.replica.disconnected_at = old.disconnected_at if old is not None else None
+    membership.replica.start()
     log.info("mirroring started by operator")
     return {"status": "Synchronizing", "already": False}
 
@@ -374,27 +376,27 @@ def start_mirroring(inst: Membership, arg):
 # -- control records from the primary -----------------------------------------------------
 
 
-def resume_downloads(inst: Membership) -> None:
+def resume_downloads(membership: Membership) -> None:
     """At start-up, go on with every download a stop cut short (Needs Download)."""
-    for entry in list(inst.catalog.entries.values()):
-        if not entry.needs_download or entry.name in inst.downloading:
+    for entry in list(membership.catalog.entries.values()):
+        if not entry.needs_download or entry.name in membership.downloading:
             continue
         log.info("resuming the download of %s", entry.name)
-        if inst.role == "primary":
-            adopt.create_on_primary(inst, entry.name)
+        if membership.role == "primary":
+            adopt.create_on_primary(membership, entry.name)
         else:
-            inst.downloading.add(entry.name)
-            inst.run_in_background(download.download_in_background(inst, entry))
+            membership.downloading.add(entry.name)
+            membership.run_in_background(download.download_in_background(membership, entry))
 
 
-def on_control_record(inst: Membership, record) -> None:
+def on_control_record(membership: Membership, record) -> None:
     try:
         action, info = read_control(record)
     except (ValueError, TypeError, IndexError):
         log.error("unreadable mirror control record at %s", record.position)
         return
     name = info["name"]
-    known = inst.primary_db_info
+    known = membership.primary_db_info
     if known is not None:  # set from the primary's list when the data channel opened
         if action == "remove":
             known.pop(name, None)
@@ -402,7 +404,7 @@ def on_control_record(inst: Membership, record) -> None:
             known[name] = info
     if action == "remove":
         return
-    entry = inst.catalog.get(name)
+    entry = membership.catalog.get(name)
     if entry is not None:
         if entry.incarnation != info["incarnation"] and not entry.obsolete:
             # the primary made a new database of that name: this copy is obsolete (guide
@@ -410,17 +412,17 @@ def on_control_record(inst: Membership, record) -> None:
             log.warning("database %s is obsolete: the primary recreated it", name)
             entry.obsolete = True
             entry.paused = False
-            if inst.dejournal is not None:
-                detach(inst.dejournal.dj, name)
-            inst.catalog.save()
+            if membership.dejournal is not None:
+                detach(membership.dejournal.dj, name)
+            membership.catalog.save()
         return
-    if action != "create" or inst.member.is_reporting:
+    if action != "create" or membership.member.is_reporting:
         return  # listed as missing (backup/DR) or available to create (reporting)
-    if inst.db_path(name).exists():
+    if membership.db_path(name).exists():
         log.warning("mirrored database %s not created: a local database has that name", name)
         return
     entry = DbEntry(name, info["incarnation"], since=info["since"])
-    mount_new(inst, entry)
+    mount_new(membership, entry)
     log.info("mirrored database %s created (empty, dejournaled from %s)", name, entry.since)
 
 

@@ -130,50 +130,50 @@ class DejournalRunner:
 DEJOURNAL_CONTROLS = ("dejournal_stop", "dejournal_start", "pause_database", "resume_database")
 
 
-def dejournal_control(inst: Membership, action: str, arg) -> None:
+def dejournal_control(membership: Membership, action: str, arg) -> None:
 
-    runner = inst.dejournal
+    runner = membership.dejournal
     if runner is None:
         raise Refused(
-            action, None, f"member {inst.member.name} is the primary; it does not dejournal"
+            action, None, f"member {membership.member.name} is the primary; it does not dejournal"
         )
     if action == "dejournal_stop":
-        if inst.role == "backup":
+        if membership.role == "backup":
             raise Refused(action, None, "not available on the backup (guide §5.9)")
         runner.stop()
         # stays stopped until started by the same option, restarts included
-        (inst.data_dir / DEJOURNAL_STOPPED_FILE).write_text("stopped by operator\n")
+        (membership.data_dir / DEJOURNAL_STOPPED_FILE).write_text("stopped by operator\n")
         return None
     if action == "dejournal_start":
-        (inst.data_dir / DEJOURNAL_STOPPED_FILE).unlink(missing_ok=True)
-        inst.dejournal_stopped_at_start = False
-        for db in list(inst.unreplayed):
+        (membership.data_dir / DEJOURNAL_STOPPED_FILE).unlink(missing_ok=True)
+        membership.dejournal_stopped_at_start = False
+        for db in list(membership.unreplayed):
             if db not in runner.paused_databases():
-                _replay_held(inst, db)
+                _replay_held(membership, db)
         runner.start()
         return None
     db = str(arg.get("name") if isinstance(arg, dict) else arg).upper()
-    entry = inst.catalog.get(db)
+    entry = membership.catalog.get(db)
     if entry is None:
-        inst.store_for(db)  # the usual "not mirrored here" error
-    if db not in inst.dj_stores:
-        why = db_status(inst, entry)
+        membership.store_for(db)  # the usual "not mirrored here" error
+    if db not in membership.dj_stores:
+        why = db_status(membership, entry)
         raise Refused(action, db, f"the database is not being dejournaled ({why})")
     if action == "pause_database":
         runner.pause_database(db)
     else:
         if not runner.stopped:  # else dejournal_start replays it
-            _replay_held(inst, db)
+            _replay_held(membership, db)
         runner.resume_database(db)
     entry.paused = action == "pause_database"
-    inst.catalog.save()
+    membership.catalog.save()
     return None
 
 
-def _replay_held(inst: Membership, db: str) -> None:
+def _replay_held(membership: Membership, db: str) -> None:
     """Apply what the journal held for db at start-up (never applied: it was stopped or
     paused then); the records received since are held by the dejournaler and come after."""
-    store = inst.dj_stores.get(db)
-    if db in inst.unreplayed and store is not None:
-        replay(inst, store, db)
-    inst.unreplayed.discard(db)
+    store = membership.dj_stores.get(db)
+    if db in membership.unreplayed and store is not None:
+        replay(membership, store, db)
+    membership.unreplayed.discard(db)

@@ -80,16 +80,16 @@ class Downloads:
 _DOWNLOADS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def downloads_of(inst: Membership) -> Downloads:
-    found = _DOWNLOADS.get(inst)
+def downloads_of(membership: Membership) -> Downloads:
+    found = _DOWNLOADS.get(membership)
     if found is None:
-        found = _DOWNLOADS[inst] = Downloads()
+        found = _DOWNLOADS[membership] = Downloads()
     return found
 
 
-def download_progress(inst: Membership, name: str) -> dict | None:
+def download_progress(membership: Membership, name: str) -> dict | None:
     """`{received_bytes, total_bytes, source}` of the database's download in flight, or None."""
-    found = _DOWNLOADS.get(inst)
+    found = _DOWNLOADS.get(membership)
     progress = found.progress.get(name) if found is not None else None
     return None if progress is None else asdict(progress)
 
@@ -103,32 +103,32 @@ def may_hold_copy(member) -> bool:
     return member.authorized and member.type != "rw_reporting" and not member.dejournal_filter
 
 
-def _sources(inst: Membership) -> list:
-    cfg, me = inst.cfg, inst.member.name
+def _sources(membership: Membership) -> list:
+    cfg, me = membership.cfg, membership.member.name
     primary = cfg.first_primary
     backups = [m for m in cfg.failover_members if m.name not in (primary.name, me)]
     asyncs = [m for m in cfg.members if not m.is_failover and may_hold_copy(m)]
     return [m for m in [*backups, primary, *asyncs] if m.name != me]
 
 
-def download_database(inst: Membership, arg):
+def download_database(membership: Membership, arg):
     """Start downloading a database the primary has (retry-safe)."""
     name = check_name("download_database", arg.get("name") if isinstance(arg, dict) else arg)
-    if inst.role == "primary":
+    if membership.role == "primary":
         raise Refused("download_database", name, "not available on the primary")
-    entry = inst.catalog.get(name)
-    if entry is not None and name in inst.downloading:
+    entry = membership.catalog.get(name)
+    if entry is not None and name in membership.downloading:
         return {"database": name, "status": "Downloading", "already": True}
-    if entry is not None and retry_now(inst, name):
+    if entry is not None and retry_now(membership, name):
         return {"database": name, "status": "Downloading", "already": False}
     if entry is not None and not entry.needs_download:
-        return {"database": name, "status": db_status(inst, entry), "already": True}
-    known = (inst.primary_db_info or {}).get(name)
+        return {"database": name, "status": db_status(membership, entry), "already": True}
+    known = (membership.primary_db_info or {}).get(name)
     if known is None:
         raise Refused(
             "download_database", name, "the primary has no mirrored database of that name"
         )
-    if entry is None and inst.db_path(name).exists():
+    if entry is None and membership.db_path(name).exists():
         raise Refused(
             "download_database", name, "a local database of that name exists; remove it first"
         )
@@ -136,30 +136,32 @@ def download_database(inst: Membership, arg):
         entry = DbEntry(name, known["incarnation"], since=known["since"], mounted=True)
         entry.caught_up = entry.activated = False
         entry.created = known["created"]
-        entry.failover_db = inst.member.type != "rw_reporting"
-        inst.catalog.entries[name] = entry
+        entry.failover_db = membership.member.type != "rw_reporting"
+        membership.catalog.entries[name] = entry
     entry.needs_download = True
-    inst.catalog.save()
-    inst.downloading.add(name)
-    inst.run_in_background(download_in_background(inst, entry))
+    membership.catalog.save()
+    membership.downloading.add(name)
+    membership.run_in_background(download_in_background(membership, entry))
     return {"database": name, "status": "Downloading", "already": False}
 
 
-async def _copy_from(inst: Membership, entry: DbEntry, source) -> Store | None:
+async def _copy_from(membership: Membership, entry: DbEntry, source) -> Store | None:
     async with AsyncClient(
         [str(source.superserver)], follow_primary=False, timeout=10, retries=0
     ) as c:
-        offer = await c.admin("export_snapshot", {"name": entry.name, "mirror": inst.cfg.name})
+        offer = await c.admin(
+            "export_snapshot", {"name": entry.name, "mirror": membership.cfg.name}
+        )
     if offer["incarnation"] != entry.incarnation:
         log.warning("%s on %s is another incarnation; skipped", entry.name, source.name)
         return None
-    path = inst.db_path(entry.name)
+    path = membership.db_path(entry.name)
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
-    ssl_ctx = inst.tls_client_context()
+    ssl_ctx = membership.tls_client_context()
     address = (source.superserver.host, offer["port"])
     progress = Progress(0, offer["size"], source.name)
-    in_flight = downloads_of(inst).progress
+    in_flight = downloads_of(membership).progress
     in_flight[entry.name] = progress
     try:
         size = await asyncio.to_thread(
@@ -227,13 +229,15 @@ def info_pos(store: Store) -> list | None:
     return None if p is None else [p.file_seq, p.offset]
 
 
-async def fetch_copy(inst: Membership, entry: DbEntry, sources: list) -> tuple[Store | None, list]:
+async def fetch_copy(
+    membership: Membership, entry: DbEntry, sources: list
+) -> tuple[Store | None, list]:
     """The first whole copy the sources give, in their order, and what went wrong on the way."""
     errors = []
     started = time.monotonic()
     for source in sources:
         try:
-            store = await _copy_from(inst, entry, source)
+            store = await _copy_from(membership, entry, source)
         except (EngineError, OSError, TimeoutError) as exc:
             errors.append(f"{source.name}: {exc or type(exc).__name__}")
             log.warning("download of %s from %s failed: %s", entry.name, source.name, exc)
@@ -249,15 +253,17 @@ async def fetch_copy(inst: Membership, entry: DbEntry, sources: list) -> tuple[S
     return None, errors
 
 
-def _wanted(inst: Membership, entry: DbEntry) -> bool:
+def _wanted(membership: Membership, entry: DbEntry) -> bool:
     return (
-        inst.catalog.get(entry.name) is entry
+        membership.catalog.get(entry.name) is entry
         and entry.needs_download
-        and not inst.stopping.is_set()
+        and not membership.stopping.is_set()
     )
 
 
-async def until_copied(inst: Membership, entry: DbEntry, attempt, failed: str) -> Store | None:
+async def until_copied(
+    membership: Membership, entry: DbEntry, attempt, failed: str
+) -> Store | None:
     """Run `attempt()` -> (store or None, errors) until it gives a whole copy (guide §4.8.3:
     the download happens once a source is available).  In between, the database is Needs
     Download showing `failed` and the errors, and waits RETRY_FIRST_S doubling to RETRY_MAX_S,
@@ -266,45 +272,45 @@ async def until_copied(inst: Membership, entry: DbEntry, attempt, failed: str) -
     name, delay, attempts = entry.name, RETRY_FIRST_S, 0
     try:
         while True:
-            if not _wanted(inst, entry):  # removed (maybe made anew) while this one waited
+            if not _wanted(membership, entry):  # removed (maybe made anew) while this one waited
                 return None
             attempts += 1
-            inst.downloading.add(name)
+            membership.downloading.add(name)
             store, errors = await attempt()
-            _release(inst, entry)
-            if not _wanted(inst, entry):
+            _release(membership, entry)
+            if not _wanted(membership, entry):
                 if store is not None:
                     store.close()
                 return None
             if store is not None:
-                inst.db_errors.pop(name, None)
+                membership.db_errors.pop(name, None)
                 if attempts > 1:
                     log.info("download of %s succeeded on attempt %d", name, attempts)
                 return store
             why = f"{failed}: {'; '.join(errors)}"
-            inst.db_errors[name] = f"{why} (next attempt in {delay:g} s)"
+            membership.db_errors[name] = f"{why} (next attempt in {delay:g} s)"
             log.warning("download of %s: %s; trying again in %g s", name, why, delay)
-            woken = await _wait_to_retry(inst, entry, delay)
+            woken = await _wait_to_retry(membership, entry, delay)
             if woken is None:
                 return None
             delay = RETRY_FIRST_S if woken else min(delay * 2, RETRY_MAX_S)
     finally:
-        _release(inst, entry)
+        _release(membership, entry)
 
 
-def _release(inst: Membership, entry: DbEntry) -> None:
+def _release(membership: Membership, entry: DbEntry) -> None:
     """No longer downloading entry, unless its name now belongs to another entry, whose
     own download may be running."""
-    if inst.catalog.get(entry.name) in (entry, None):
-        inst.downloading.discard(entry.name)
+    if membership.catalog.get(entry.name) in (entry, None):
+        membership.downloading.discard(entry.name)
 
 
-async def _wait_to_retry(inst: Membership, entry: DbEntry, delay: float) -> bool | None:
+async def _wait_to_retry(membership: Membership, entry: DbEntry, delay: float) -> bool | None:
     """Wait `delay` s or until retry_now: True if woken, False after the delay, None when
     the download is not wanted any more."""
-    waiting = downloads_of(inst).waiting
+    waiting = downloads_of(membership).waiting
     wake = waiting[entry.name] = asyncio.Event()
-    waits = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(inst.stopping.wait())]
+    waits = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(membership.stopping.wait())]
     try:
         await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -312,40 +318,43 @@ async def _wait_to_retry(inst: Membership, entry: DbEntry, delay: float) -> bool
             w.cancel()
         if waiting.get(entry.name) is wake:
             del waiting[entry.name]
-    return wake.is_set() if _wanted(inst, entry) else None
+    return wake.is_set() if _wanted(membership, entry) else None
 
 
-def retry_now(inst: Membership, name: str) -> bool:
+def retry_now(membership: Membership, name: str) -> bool:
     """Make a download waiting to try again try at once (shown Downloading from now on);
     False when none is waiting."""
-    wake = downloads_of(inst).waiting.get(name)
+    wake = downloads_of(membership).waiting.get(name)
     if wake is None:
         return False
-    inst.downloading.add(name)
+    membership.downloading.add(name)
     wake.set()
     return True
 
 
-async def download_in_background(inst: Membership, entry: DbEntry) -> None:
+async def download_in_background(membership: Membership, entry: DbEntry) -> None:
     name = entry.name
     store = await until_copied(
-        inst, entry, lambda: fetch_copy(inst, entry, _sources(inst)), "no source could supply it"
+        membership,
+        entry,
+        lambda: fetch_copy(membership, entry, _sources(membership)),
+        "no source could supply it",
     )
     if store is None:
         return
     try:
-        journal_covers(inst, "download_database", name, info_pos(store))
+        journal_covers(membership, "download_database", name, info_pos(store))
     except Refused as exc:
         store.close()
-        inst.db_errors[name] = exc.message
+        membership.db_errors[name] = exc.message
         return
     entry.needs_download = False
     entry.activated = True
-    inst.stores[name] = store
-    inst.catching_up[name] = 0
-    inst.catalog.save()
+    membership.stores[name] = store
+    membership.catching_up[name] = 0
+    membership.catalog.save()
     started = time.monotonic()
-    await catch_up_one(inst, entry)
+    await catch_up_one(membership, entry)
     log.info("%s caught up after its download in %.2f s", name, time.monotonic() - started)
 
 

@@ -14,23 +14,23 @@ if TYPE_CHECKING:
 
 
 class Gate:
-    def __init__(self, inst: Membership):
-        self.inst = inst
+    def __init__(self, membership: Membership):
+        self.membership = membership
 
     def register_join(self, conn: Connection, name: str, join: Any) -> MemberConfig:
-        return ops.register_join(self.inst, conn, name, join)
+        return ops.register_join(self.membership, conn, name, join)
 
     def check_identity(self, conn: Connection, member: MemberConfig, hello: dict) -> None:
-        ops.check_identity(self.inst, conn, member, hello)
+        ops.check_identity(self.membership, conn, member, hello)
 
     def config_wire(self) -> dict:
-        return to_wire(self.inst.cfg)
+        return to_wire(self.membership.cfg)
 
     def remove_member(self, name: str) -> None:
-        ops.remove_member(self.inst, {"member": name})
+        ops.remove_member(self.membership, {"member": name})
 
     def apply_config(self, wire: dict) -> None:
-        ops.apply_config(self.inst, wire)
+        ops.apply_config(self.membership, wire)
 
     def check_primary_dn(self, server_dn: str | None) -> None:
-        ops.check_primary_dn(self.inst, server_dn)
+        ops.check_primary_dn(self.membership, server_dn)

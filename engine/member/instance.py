@@ -86,9 +86,11 @@ class Instance:
                 log.warning("%s; not running as member %s", dormant_reason(cfg), member)
                 self.dormant[cfg.name] = (cfg, member)
                 continue
-            inst = Membership(cfg, member, node=self.node, instance=self, max_frame=self.max_frame)
-            await inst.start()
-            self.members[cfg.name] = inst
+            membership = Membership(
+                cfg, member, node=self.node, instance=self, max_frame=self.max_frame
+            )
+            await membership.start()
+            self.members[cfg.name] = membership
         addr = self.node.superserver
         self.server = await asyncio.get_running_loop().create_server(
             lambda: Connection(self, "superserver", self.max_frame),
@@ -96,8 +98,8 @@ class Instance:
             addr.port,
             reuse_address=True,
         )
-        for inst in self.members.values():
-            inst.check_addresses()  # now that the superserver answers
+        for membership in self.members.values():
+            membership.check_addresses()  # now that the superserver answers
         if not self.members:
             log.info("instance %s is not a mirror member; superserver %s", self.node.name, addr)
 
@@ -106,8 +108,8 @@ class Instance:
             self.server.close()
         for conn in list(self.sessions):
             conn.close()
-        for inst in self.members.values():
-            await inst.stop()
+        for membership in self.members.values():
+            await membership.stop()
         with contextlib.suppress(OSError):
             (self.node.data_dir / PID_FILE).unlink()
 
@@ -123,13 +125,13 @@ class Instance:
         except ValueError:
             hello = None
         mirror = hello.get("mirror") if isinstance(hello, dict) else None
-        inst = self.members.get(mirror) if isinstance(mirror, str) else None
-        if inst is None:
+        membership = self.members.get(mirror) if isinstance(mirror, str) else None
+        if membership is None:
             conn.reject_stream(
                 f"instance {self.node.name} is not a member of mirror {mirror!r}", frame.req_id
             )
             return
-        inst.accept_data_channel(conn, frame)
+        membership.accept_data_channel(conn, frame)
 
     def handle(self, conn: Connection, mtype: int, args: list):
         if mtype == MsgType.PING:
@@ -155,9 +157,9 @@ class Instance:
     def _holding(self, db) -> Membership | None:
         if not isinstance(db, str):
             return None
-        for inst in self.members.values():
-            if inst.catalog.get(db) is not None or db.upper() in inst.stores:
-                return inst
+        for membership in self.members.values():
+            if membership.catalog.get(db) is not None or db.upper() in membership.stores:
+                return membership
         return None
 
     def _for_request(self, conn: Connection, mtype: int, args: list) -> Membership:
@@ -166,13 +168,13 @@ class Instance:
             return only
         if mtype in DATA_REQUESTS:
             db = args[0] if args else None
-            inst = self._holding(db)
-            if inst is None:
+            membership = self._holding(db)
+            if membership is None:
                 raise RequestError(
                     ErrorCode.NO_DATABASE,
                     f"no mirror of instance {self.node.name} holds database {db!r}",
                 )
-            return inst
+            return membership
         if mtype == MsgType.TCOMMIT and conn.txn:
             owners = {self._holding(op[1]) for op in conn.txn}
             if len(owners) > 1:
@@ -189,10 +191,10 @@ class Instance:
         if isinstance(arg, dict) and "mirror" in arg:
             arg = dict(arg)
             mirror = str(arg.pop("mirror")).upper()
-            inst = self.members.get(mirror)
-            if inst is None:
+            membership = self.members.get(mirror)
+            if membership is None:
                 raise Refused(action, None, f"this instance is not a member of mirror {mirror}")
-            return inst, arg
+            return membership, arg
         only = self._only()
         if only is not None:
             return only, arg
@@ -200,15 +202,15 @@ class Instance:
         if isinstance(arg, dict):
             names = arg.get("names")
             db = arg.get("name") or (names[0] if isinstance(names, list) and names else None)
-        inst = self._holding(db.split(",")[0] if isinstance(db, str) else db)
-        if inst is None:
+        membership = self._holding(db.split(",")[0] if isinstance(db, str) else db)
+        if membership is None:
             raise Refused(
                 action,
                 None,
                 f"instance {self.node.name} belongs to mirrors {', '.join(self.members)}: "
                 "say which with 'mirror'",
             )
-        return inst, arg
+        return membership, arg
 
     # -- requests -------------------------------------------------------------------
     def info(self) -> dict:
@@ -216,7 +218,7 @@ class Instance:
             return next(iter(self.members.values())).info()
         out = {"instance": self.node.name, "boot_id": self.boot_id, "role": None}
         out.update(member=None, mirror=None, mirrors=sorted(self.members))
-        out["tls"] = any(inst.cfg.tls for inst in self.members.values())
+        out["tls"] = any(membership.cfg.tls for membership in self.members.values())
         return out
 
     def status(self, mirror=None) -> dict:
@@ -238,7 +240,7 @@ class Instance:
             return out
         if len(self.members) == 1:
             return next(iter(self.members.values())).status()
-        per_mirror = {name: inst.status() for name, inst in self.members.items()}
+        per_mirror = {name: membership.status() for name, membership in self.members.items()}
         connected = sum(1 for s in per_mirror.values() if s["status"] == rules.CONNECTED)
         first = next(iter(self.members.values()))
         return {
@@ -261,7 +263,7 @@ class Instance:
             return {"error": str(exc)}
 
     def admin(self, action, arg):
-        current = [(inst.cfg, inst.member.name) for inst in self.members.values()]
+        current = [(membership.cfg, membership.member.name) for membership in self.members.values()]
         if action == "set_superserver_port":
             return set_superserver_port(self, arg)
         if action == "remove_mirror_config":
@@ -270,7 +272,7 @@ class Instance:
             cfg = next(iter(self.dormant.values()))[0]
             raise Refused(str(action), None, dormant_reason(cfg))
         if action in ("set_tls", "reload_tls") and self.members:
-            results = [set_tls(inst, arg) for inst in self.members.values()]
+            results = [set_tls(membership, arg) for membership in self.members.values()]
             return results[0]
         if action == "set_tls":
             info = apply_tls_paths(self.node, "set_tls", arg if isinstance(arg, dict) else {})
@@ -287,8 +289,8 @@ class Instance:
                 None,
                 f"instance {self.node.name} is not a mirror member (create or join a mirror first)",
             )
-        inst, arg = self._for_admin(str(action), arg)
-        return inst.admin(action, arg)
+        membership, arg = self._for_admin(str(action), arg)
+        return membership.admin(action, arg)
 
     async def _join(self, arg, current) -> dict:
         result = await join.join(self.node, arg, current)
@@ -304,21 +306,21 @@ async def run_instance(cfg: MirrorConfig | None, member: str | None, node: Node 
     # the default 5 ms GIL switch interval that hand-off alone can cost milliseconds.
     sys.setswitchinterval(0.0002)
     if node is not None:
-        inst = Instance(node, ms.load_all(node))
+        membership = Instance(node, ms.load_all(node))
         label, address = node.name, node.superserver
     else:
-        inst = Membership(cfg, member, node=node)
-        label, address = inst.member.name, inst.member.superserver
-    await inst.start()
+        membership = Membership(cfg, member, node=node)
+        label, address = membership.member.name, membership.member.superserver
+    await membership.start()
     # Long-lived objects from start-up need no more cyclic-GC passes; fewer passes, fewer
     # pauses in the middle of a commit.
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, inst.stop_requested.set)
+        loop.add_signal_handler(sig, membership.stop_requested.set)
     print(f"member {label} ready: superserver {address}", flush=True)
-    await inst.stop_requested.wait()
+    await membership.stop_requested.wait()
     log.info("member %s stopping", label)
-    await inst.stop()
-    return inst.restart
+    await membership.stop()
+    return membership.restart

@@ -51,35 +51,40 @@ log = logging.getLogger("engine.member.mirror_file")
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _primary_only(inst: Membership, op: str) -> None:
-    require_dynamic(inst, op)
-    if inst.role != "primary":
-        raise Refused(op, None, f"only the primary changes the mirror configuration ({why(inst)})")
+def _primary_only(membership: Membership, op: str) -> None:
+    require_dynamic(membership, op)
+    if membership.role != "primary":
+        raise Refused(
+            op, None, f"only the primary changes the mirror configuration ({why(membership)})"
+        )
 
 
-def why(inst: Membership) -> str:
-    return f"member {inst.member.name} is the {inst.role}; the primary is {primary_name(inst)}"
+def why(membership: Membership) -> str:
+    me = membership.member.name
+    return f"member {me} is the {membership.role}; the primary is {primary_name(membership)}"
 
 
-def primary_name(inst: Membership) -> str:
-    return inst.cfg.first_primary.name
+def primary_name(membership: Membership) -> str:
+    return membership.cfg.first_primary.name
 
 
-def _other_member(inst: Membership, op: str, name) -> MemberConfig:
-    member = inst.cfg.find(str(name))
+def _other_member(membership: Membership, op: str, name) -> MemberConfig:
+    member = membership.cfg.find(str(name))
     if member is None:
-        known = ", ".join(m.name for m in inst.cfg.members)
-        raise Refused(op, None, f"no member named {name!r} in mirror {inst.cfg.name} ({known})")
+        known = ", ".join(m.name for m in membership.cfg.members)
+        raise Refused(
+            op, None, f"no member named {name!r} in mirror {membership.cfg.name} ({known})"
+        )
     return member
 
 
 # -- primary: joining and identities ----------------------------------------------------
 
 
-def register_join(inst: Membership, conn: Connection, name: str, join) -> MemberConfig:
+def register_join(membership: Membership, conn: Connection, name: str, join) -> MemberConfig:
     """A DC_HELLO from a member the primary does not know: a join request.  Without TLS the
     member is authorized at once; with TLS it is pending with its certificate's DN."""
-    cfg = inst.cfg
+    cfg = membership.cfg
     if not cfg.dynamic or not isinstance(join, dict):
         raise ValueError(f"no member named {name!r} in mirror {cfg.name}")
     join_id = join.get("join_id")
@@ -99,7 +104,7 @@ def register_join(inst: Membership, conn: Connection, name: str, join) -> Member
         mtype,
         superserver,
         private,
-        inst.data_dir / "-",
+        membership.data_dir / "-",
         [],
         dn=dn,
         authorized=not cfg.tls,
@@ -113,7 +118,7 @@ def register_join(inst: Membership, conn: Connection, name: str, join) -> Member
         cfg.name,
         f" and awaits authorization, DN {dn}" if cfg.tls else "",
     )
-    config_changed(inst)
+    config_changed(membership)
     return member
 
 
@@ -125,9 +130,11 @@ def _peer_dn(conn: Connection) -> str:
     return tls.normalize_dn(dn)
 
 
-def check_identity(inst: Membership, conn: Connection, member: MemberConfig, hello: dict) -> None:
+def check_identity(
+    membership: Membership, conn: Connection, member: MemberConfig, hello: dict
+) -> None:
     """Raise JoinRefused unless `member` may open its data channel now."""
-    cfg = inst.cfg
+    cfg = membership.cfg
     join = hello.get("join")
     if isinstance(join, dict) and join.get("join_id") in cfg.rejected:
         raise JoinRefused(f"the primary rejected member {member.name}'s join request")
@@ -136,7 +143,7 @@ def check_identity(inst: Membership, conn: Connection, member: MemberConfig, hel
         if member.dn is None:  # TLS was enabled on the mirror after this member joined
             member.dn = dn
             member.authorized = False
-            config_changed(inst)
+            config_changed(membership)
         elif dn != member.dn:
             if not member.authorized:
                 raise JoinRefused(
@@ -149,7 +156,7 @@ def check_identity(inst: Membership, conn: Connection, member: MemberConfig, hel
                 )
             if cfg.dn_updates.get(member.name) != dn:
                 cfg.dn_updates[member.name] = dn
-                ms.save_local(cfg, inst.member.name, inst.data_dir)
+                ms.save_local(cfg, membership.member.name, membership.data_dir)
                 log.warning("member %s presents a new DN %s: to authorize", member.name, dn)
             raise JoinRefused(
                 f"member {member.name}'s new certificate DN {dn!r} awaits authorization on "
@@ -157,133 +164,135 @@ def check_identity(inst: Membership, conn: Connection, member: MemberConfig, hel
             )
     if not member.authorized:
         raise JoinRefused(f"member {member.name} awaits authorization on the primary")
-    learn_superserver_port(inst, member, join)  # engine/member/port.py
+    learn_superserver_port(membership, member, join)  # engine/member/port.py
 
 
 # -- primary operations -----------------------------------------------------------------
 
 
-def authorize_member(inst: Membership, arg):
+def authorize_member(membership: Membership, arg):
     op = "authorize_member"
-    _primary_only(inst, op)
-    member = _other_member(inst, op, arg_map(op, arg, ("member",))["member"])
+    _primary_only(membership, op)
+    member = _other_member(membership, op, arg_map(op, arg, ("member",))["member"])
     if member.authorized:
         return {"member": member.name, "authorized": True, "already": True}
-    if inst.cfg.tls and member.dn is None:
+    if membership.cfg.tls and member.dn is None:
         # TLS was just turned on: its certificate is what gets authorized, so wait for it
         raise Refused(
             op, member.name, "the member has not connected with its certificate yet; try again"
         )
     member.authorized = True
-    config_changed(inst)
+    config_changed(membership)
     log.warning("member %s authorized (DN %s)", member.name, member.dn)
     return {"member": member.name, "authorized": True, "already": False}
 
 
-def reject_member(inst: Membership, arg):
+def reject_member(membership: Membership, arg):
     op = "reject_member"
-    _primary_only(inst, op)
-    member = _other_member(inst, op, arg_map(op, arg, ("member",))["member"])
+    _primary_only(membership, op)
+    member = _other_member(membership, op, arg_map(op, arg, ("member",))["member"])
     if member.authorized:
         raise Refused(op, member.name, "the member is authorized; remove it instead")
-    inst.cfg.members.remove(member)
+    membership.cfg.members.remove(member)
     if member.join_id:
-        inst.cfg.rejected.append(member.join_id)
-    config_changed(inst)
+        membership.cfg.rejected.append(member.join_id)
+    config_changed(membership)
     log.warning("join request of member %s rejected", member.name)
     return {"member": member.name, "rejected": True}
 
 
-def authorize_dn_update(inst: Membership, arg):
+def authorize_dn_update(membership: Membership, arg):
     op = "authorize_dn_update"
-    require_dynamic(inst, op)
+    require_dynamic(membership, op)
     name = str(arg_map(op, arg, ("member",))["member"]).upper()
-    dn = inst.cfg.dn_updates.get(name)
+    dn = membership.cfg.dn_updates.get(name)
     if dn is None:
         raise Refused(op, name, "no DN update of this member is pending here")
-    member = _other_member(inst, op, name)
+    member = _other_member(membership, op, name)
     member.dn = dn
-    del inst.cfg.dn_updates[name]
-    if inst.role == "primary":
-        config_changed(inst)
+    del membership.cfg.dn_updates[name]
+    if membership.role == "primary":
+        config_changed(membership)
     else:
-        ms.save_local(inst.cfg, inst.member.name, inst.data_dir)
+        ms.save_local(membership.cfg, membership.member.name, membership.data_dir)
     log.warning("DN update of member %s authorized: %s", name, dn)
     return {"member": name, "dn": dn}
 
 
-def reject_dn_update(inst: Membership, arg):
+def reject_dn_update(membership: Membership, arg):
     op = "reject_dn_update"
-    _primary_only(inst, op)  # a member cannot reject the primary's update (§5.4)
+    _primary_only(membership, op)  # a member cannot reject the primary's update (§5.4)
     name = str(arg_map(op, arg, ("member",))["member"]).upper()
-    dn = inst.cfg.dn_updates.pop(name, None)
+    dn = membership.cfg.dn_updates.pop(name, None)
     if dn is None:
         raise Refused(op, name, "no DN update of this member is pending here")
     # remembered: the member asks again twice a second with the same certificate
-    inst.cfg.rejected_dns.setdefault(name, []).append(dn)
-    ms.save_local(inst.cfg, inst.member.name, inst.data_dir)
+    membership.cfg.rejected_dns.setdefault(name, []).append(dn)
+    ms.save_local(membership.cfg, membership.member.name, membership.data_dir)
     log.warning("DN update of member %s rejected: %s", name, dn)
     return {"member": name, "rejected": True, "dn": dn}
 
 
-def edit_mirror(inst: Membership, arg):
+def edit_mirror(membership: Membership, arg):
     """Turning TLS on first verifies every member's TLS configuration (guide §4.10.4 step b,
     engine/member/tls_check.py) and is refused while a reachable member has none that is
     valid, unless the request says `skip_verify`; the answer then carries the rows."""
     op = "edit_mirror"
-    _primary_only(inst, op)
+    _primary_only(membership, op)
     arg = dict(arg) if isinstance(arg, dict) else arg
     skip = bool(arg.pop("skip_verify", False)) if isinstance(arg, dict) else False
     changes = ms.check_settings(op, arg)
-    if changes.get("tls") and not inst.cfg.tls:
-        _check_own_tls(inst, op)
-        return asyncio.get_running_loop().create_task(_turn_tls_on(inst, changes, skip))
-    return _apply_settings(inst, op, changes)
+    if changes.get("tls") and not membership.cfg.tls:
+        _check_own_tls(membership, op)
+        return asyncio.get_running_loop().create_task(_turn_tls_on(membership, changes, skip))
+    return _apply_settings(membership, op, changes)
 
 
-async def _turn_tls_on(inst: Membership, changes: dict, skip: bool) -> dict:
+async def _turn_tls_on(membership: Membership, changes: dict, skip: bool) -> dict:
     op = "edit_mirror"
-    report = await tls_check.check_members(inst, op)
-    _primary_only(inst, op)  # still, after the members answered
+    report = await tls_check.check_members(membership, op)
+    _primary_only(membership, op)  # still, after the members answered
     problem = tls_check.refusal(report)
     if problem and not skip:
         raise Refused(op, None, problem)
-    return {**_apply_settings(inst, op, changes), "verified": report["members"]}
+    return {**_apply_settings(membership, op, changes), "verified": report["members"]}
 
 
-def _apply_settings(inst: Membership, op: str, changes: dict) -> dict:
-    cfg = inst.cfg
+def _apply_settings(membership: Membership, op: str, changes: dict) -> dict:
+    cfg = membership.cfg
     changed = {k: v for k, v in changes.items() if getattr(cfg, k) != v}
     if changed.get("tls"):
-        _check_own_tls(inst, op)
+        _check_own_tls(membership, op)
     for key, value in changed.items():
         setattr(cfg, key, value)
     if "tls" in changed:
         # guide §4.10.4: after TLS is turned on every other member is authorized anew
         for m in cfg.members:
-            if m.name != inst.member.name:
+            if m.name != membership.member.name:
                 m.dn, m.authorized = None, not cfg.tls
-        inst.member.dn = _own_dn(inst) if cfg.tls else None
-    if "qos_timeout_ms" in changed and inst.replicator is not None:
-        inst.replicator.qos = cfg.qos_timeout_ms / 1000.0
-    restart = ms.links_to_restart(cfg, changed, inst.member.name)
+        membership.member.dn = _own_dn(membership) if cfg.tls else None
+    if "qos_timeout_ms" in changed and membership.replicator is not None:
+        membership.replicator.qos = cfg.qos_timeout_ms / 1000.0
+    restart = ms.links_to_restart(cfg, changed, membership.member.name)
     if changed:
-        config_changed(inst, restart_links=restart)
+        config_changed(membership, restart_links=restart)
     if "tls" in changed:
-        asyncio.get_running_loop().create_task(inst.relisten_private())
+        asyncio.get_running_loop().create_task(membership.relisten_private())
     return {"changed": sorted(changed), "version": cfg.version, "links_restarted": bool(restart)}
 
 
-def update_member_address(inst: Membership, arg):
+def update_member_address(membership: Membership, arg):
     op = "update_member_address"
-    require_dynamic(inst, op)
+    require_dynamic(membership, op)
     arg = arg_map(op, arg, ("member",))
-    member = _other_member(inst, op, arg["member"])
-    if inst.role != "primary":
+    member = _other_member(membership, op, arg["member"])
+    if membership.role != "primary":
         # guide §5.2: only the primary's addresses, and only while disconnected from it
-        if member.name != primary_name(inst):
-            raise Refused(op, member.name, f"addresses are edited on the primary ({why(inst)})")
-        if inst.replica is not None and inst.replica.connected:
+        if member.name != primary_name(membership):
+            raise Refused(
+                op, member.name, f"addresses are edited on the primary ({why(membership)})"
+            )
+        if membership.replica is not None and membership.replica.connected:
             raise Refused(op, member.name, "this member is connected to the primary")
     new = {}
     if arg.get("superserver") is not None:
@@ -300,94 +309,94 @@ def update_member_address(inst: Membership, arg):
         new["private"] = ms.check_address(op, arg["private"], "private")
     if not new:
         raise Refused(op, member.name, "give superserver and/or private")
-    others = [m for m in inst.cfg.members if m is not member]
+    others = [m for m in membership.cfg.members if m is not member]
     taken = {a for m in others for a in (m.superserver, m.private) if a is not None}
     for addr in new.values():
         if addr in taken:
             raise Refused(op, member.name, f"address {addr} is used by another member")
     for key, value in new.items():
         setattr(member, key, value)
-    if inst.role == "primary":
-        config_changed(inst)
-        link = inst.replicator.links.get(member.name)
+    if membership.role == "primary":
+        config_changed(membership)
+        link = membership.replicator.links.get(member.name)
         if link is not None:
             link.close()  # it checks its addresses when it reconnects (§5.3)
     else:
-        ms.save_local(inst.cfg, inst.member.name, inst.data_dir)
+        ms.save_local(membership.cfg, membership.member.name, membership.data_dir)
     return {"member": member.name, **{k: str(v) for k, v in new.items()}}
 
 
-def remove_member(inst: Membership, arg):
+def remove_member(membership: Membership, arg):
     op = "remove_member"
-    _primary_only(inst, op)
-    member = _other_member(inst, op, arg_map(op, arg, ("member",))["member"])
-    if member is inst.member:
+    _primary_only(membership, op)
+    member = _other_member(membership, op, arg_map(op, arg, ("member",))["member"])
+    if member is membership.member:
         raise Refused(op, member.name, "the primary removes its own configuration instead")
-    inst.cfg.members.remove(member)
-    inst.cfg.dn_updates.pop(member.name, None)
-    inst.cfg.rejected_dns.pop(member.name, None)
-    config_changed(inst)  # the member hears it is no longer in the mirror
-    link = inst.replicator.links.get(member.name)
+    membership.cfg.members.remove(member)
+    membership.cfg.dn_updates.pop(member.name, None)
+    membership.cfg.rejected_dns.pop(member.name, None)
+    config_changed(membership)  # the member hears it is no longer in the mirror
+    link = membership.replicator.links.get(member.name)
     if link is not None:
         link.close()
-    inst.replicator.disconnected.pop(member.name, None)
-    log.warning("member %s removed from mirror %s", member.name, inst.cfg.name)
+    membership.replicator.disconnected.pop(member.name, None)
+    log.warning("member %s removed from mirror %s", member.name, membership.cfg.name)
     return {"member": member.name, "removed": True}
 
 
 # -- any member ---------------------------------------------------------------------------
 
 
-def mirror_info(inst: Membership, arg):
-    out = ms.to_wire(inst.cfg)
-    out["primary"] = primary_name(inst)
-    out["member"] = inst.member.name
-    out["role"] = inst.role
-    out["dynamic"] = inst.cfg.dynamic
-    out["dn_updates"] = dict(inst.cfg.dn_updates)
+def mirror_info(membership: Membership, arg):
+    out = ms.to_wire(membership.cfg)
+    out["primary"] = primary_name(membership)
+    out["member"] = membership.member.name
+    out["role"] = membership.role
+    out["dynamic"] = membership.cfg.dynamic
+    out["dn_updates"] = dict(membership.cfg.dn_updates)
     return out
 
 
-def _check_own_tls(inst: Membership, op: str) -> None:
-    node = inst.node
+def _check_own_tls(membership: Membership, op: str) -> None:
+    node = membership.node
     if node is None or not node.has_tls:
-        raise Refused(op, None, f"set up TLS on member {inst.member.name} first (set_tls)")
+        raise Refused(op, None, f"set up TLS on member {membership.member.name} first (set_tls)")
     try:
         tls.check_certificate(node.tls_cert, node.tls_ca)
     except tls.TLSError as exc:
         raise Refused(op, None, str(exc)) from None
 
 
-def _own_dn(inst: Membership) -> str:
-    return tls.normalize_dn(tls.load_certificate(inst.node.tls_cert).subject.rfc4514_string())
+def _own_dn(membership: Membership) -> str:
+    return tls.normalize_dn(tls.load_certificate(membership.node.tls_cert).subject.rfc4514_string())
 
 
-def set_tls(inst: Membership, arg):
+def set_tls(membership: Membership, arg):
     """Record this member's TLS files (or re-read them: reload_tls).  A new DN on the
     primary goes to the members at once (§5.4); on another member its data channel is
     reopened with the new certificate, and the primary holds it until authorized."""
     op = "set_tls"
-    require_dynamic(inst, op)
+    require_dynamic(membership, op)
     arg = arg_map(op, arg)
-    node = inst.node
+    node = membership.node
     paths = {k: arg.get(k) for k in ("cert", "key", "ca")}
     if any(paths.values()):
         apply_tls_paths(node, op, paths)
-    _check_own_tls(inst, op)
-    inst._tls_info = None  # the status shows the new certificate at once
-    for m in (inst.member,):
+    _check_own_tls(membership, op)
+    membership._tls_info = None  # the status shows the new certificate at once
+    for m in (membership.member,):
         m.tls_cert, m.tls_key = node.tls_cert, node.tls_key
-    inst.cfg.tls_ca = node.tls_ca
-    dn = _own_dn(inst)
-    changed = inst.cfg.tls and dn != inst.member.dn
-    if inst.cfg.tls:
-        inst.reload_tls()
-        if inst.role == "primary" and changed:
-            inst.member.dn = dn
-            config_changed(inst)
-        elif changed and inst.replica is not None:
-            inst.replica.reconnect()
-    return {"member": inst.member.name, "dn": dn, "dn_changed": bool(changed)}
+    membership.cfg.tls_ca = node.tls_ca
+    dn = _own_dn(membership)
+    changed = membership.cfg.tls and dn != membership.member.dn
+    if membership.cfg.tls:
+        membership.reload_tls()
+        if membership.role == "primary" and changed:
+            membership.member.dn = dn
+            config_changed(membership)
+        elif changed and membership.replica is not None:
+            membership.replica.reconnect()
+    return {"member": membership.member.name, "dn": dn, "dn_changed": bool(changed)}
 
 
 def apply_tls_paths(node, op: str, paths: dict) -> dict:
@@ -410,21 +419,21 @@ def apply_tls_paths(node, op: str, paths: dict) -> dict:
 # -- member side: configuration from the primary ------------------------------------------
 
 
-def apply_config(inst: Membership, wire: dict) -> None:
+def apply_config(membership: Membership, wire: dict) -> None:
     """A configuration the primary sent: save it, follow what changed."""
-    cfg = inst.cfg
+    cfg = membership.cfg
     if not cfg.dynamic or not isinstance(wire, dict) or wire.get("name") != cfg.name:
         return
     if int(wire.get("version", 0)) < cfg.version:
         return
-    me = inst.member.name
+    me = membership.member.name
     if not any(isinstance(m, dict) and m.get("name") == me for m in wire.get("members", [])):
         log.warning("the primary removed this member from mirror %s", cfg.name)
-        inst.removed = True
-        if inst.replica is not None:
-            inst.replica.stopped = True
+        membership.removed = True
+        if membership.replica is not None:
+            membership.replica.stopped = True
         return
-    fresh = ms.from_wire(wire, inst.node, me, inst.data_dir)
+    fresh = ms.from_wire(wire, membership.node, me, membership.data_dir)
     # what this member keeps for itself (engine/member/mirror_file.py) does not travel
     fresh.dn_updates, fresh.rejected, fresh.rejected_dns = (
         cfg.dn_updates,
@@ -433,47 +442,47 @@ def apply_config(inst: Membership, wire: dict) -> None:
     )
     fresh.source = cfg.source
     tls_changed = fresh.tls != cfg.tls
-    old_private = inst.member.private
+    old_private = membership.member.private
     cfg.__dict__.update({k: v for k, v in fresh.__dict__.items() if k != "members"})
     cfg.members = fresh.members
-    inst.member = cfg.member(me)
-    ms.save_local(cfg, me, inst.data_dir)
-    if inst.replica is not None:
-        inst.replica.qos = cfg.qos_timeout_ms / 1000.0
-    if inst.dejournal is not None:  # the next batch follows an edited parallel_dejournaling
-        inst.dejournal.dj.parallel = cfg.parallel_for(inst.member)
-    if tls_changed or inst.member.private != old_private:
-        asyncio.get_running_loop().create_task(inst.relisten_private())  # then validates
+    membership.member = cfg.member(me)
+    ms.save_local(cfg, me, membership.data_dir)
+    if membership.replica is not None:
+        membership.replica.qos = cfg.qos_timeout_ms / 1000.0
+    if membership.dejournal is not None:  # the next batch follows an edited parallel_dejournaling
+        membership.dejournal.dj.parallel = cfg.parallel_for(membership.member)
+    if tls_changed or membership.member.private != old_private:
+        asyncio.get_running_loop().create_task(membership.relisten_private())  # then validates
     else:
-        inst.check_addresses()
+        membership.check_addresses()
     if tls_changed:
-        inst.reload_tls()
-        if inst.replica is not None:
-            inst.replica.reconnect()
+        membership.reload_tls()
+        if membership.replica is not None:
+            membership.replica.reconnect()
 
 
-def check_primary_dn(inst: Membership, server_dn: str | None) -> None:
+def check_primary_dn(membership: Membership, server_dn: str | None) -> None:
     """On connecting: the primary's certificate must carry the DN this member knows.  A
     changed one waits here for authorization (§5.4: a member cannot reject it)."""
-    cfg = inst.cfg
+    cfg = membership.cfg
     if not (cfg.dynamic and cfg.tls) or server_dn is None:
         return
     primary = cfg.first_primary
     dn = tls.normalize_dn(server_dn)
     if primary.dn is None:
         primary.dn = dn
-        ms.save_local(cfg, inst.member.name, inst.data_dir)
+        ms.save_local(cfg, membership.member.name, membership.data_dir)
     elif dn != primary.dn:
         if cfg.dn_updates.get(primary.name) != dn:
             cfg.dn_updates[primary.name] = dn
-            ms.save_local(cfg, inst.member.name, inst.data_dir)
+            ms.save_local(cfg, membership.member.name, membership.data_dir)
         raise JoinRefused(
             f"the primary {primary.name} presents a new certificate DN {dn!r}: authorize the "
             "DN update on this member"
         )
 
 
-async def address_problem(inst: Membership, what: str, addr, ssl) -> str | None:
+async def address_problem(membership: Membership, what: str, addr, ssl) -> str | None:
     """None if this very process answers at `addr`; else what answers there (guide §5.3):
     another instance (a copied host) or nothing (the address changed, or the host is down)."""
     try:
@@ -490,7 +499,7 @@ async def address_problem(inst: Membership, what: str, addr, ssl) -> str | None:
         return f"no engine answers at this member's {what} address {addr} ({exc})"
     finally:
         writer.close()
-    if not isinstance(body, dict) or body.get("boot_id") != inst.boot_id:
+    if not isinstance(body, dict) or body.get("boot_id") != membership.boot_id:
         other = body.get("instance") if isinstance(body, dict) else None
         return (
             f"a different instance ({other or 'unknown'}) answers at this member's {what} "

@@ -61,15 +61,15 @@ def _check_free(addr: Address) -> None:
             ) from None
 
 
-def _check_not_a_members(inst: Membership, port: int) -> Address:
+def _check_not_a_members(membership: Membership, port: int) -> Address:
     """This membership's new superserver address, unless another address of the mirror."""
-    me = inst.member
+    me = membership.member
     new = Address(me.superserver.host, port)
-    for m in inst.cfg.members:
+    for m in membership.cfg.members:
         mine = [m.private] if m is me else [m.superserver, m.private]
         if new in mine:
             whose = "this member's private" if m is me else f"member {m.name}'s"
-            raise Refused(OP, None, f"{new} is {whose} address in mirror {inst.cfg.name}")
+            raise Refused(OP, None, f"{new} is {whose} address in mirror {membership.cfg.name}")
     return new
 
 
@@ -80,15 +80,17 @@ def set_superserver_port(instance: Instance, arg) -> dict:
     if port == old.port:
         return {"superserver": str(old), "previous": str(old), "restarting": False}
     members = instance.members.items()
-    new_addresses = {name: _check_not_a_members(inst, port) for name, inst in members}
+    new_addresses = {name: _check_not_a_members(membership, port) for name, membership in members}
     new = Address(old.host, port)
     _check_free(new)
-    for name, inst in instance.members.items():
-        inst.member.superserver = new_addresses[name]
-        if inst.role == "primary":
-            config_changed(inst)  # the members hear it now (or when they reconnect)
+    for name, membership in instance.members.items():
+        membership.member.superserver = new_addresses[name]
+        if membership.role == "primary":
+            config_changed(membership)  # the members hear it now (or when they reconnect)
         else:
-            ms.save_local(inst.cfg, inst.member.name, inst.data_dir)  # its next hello says it
+            ms.save_local(
+                membership.cfg, membership.member.name, membership.data_dir
+            )  # its next hello says it
     node.superserver = new
     node.save()
     log.warning("superserver port changed from %d to %d; restarting", old.port, port)
@@ -101,7 +103,7 @@ def set_superserver_port(instance: Instance, arg) -> dict:
     }
 
 
-def learn_superserver_port(inst: Membership, member: MemberConfig, join) -> None:
+def learn_superserver_port(membership: Membership, member: MemberConfig, join) -> None:
     """On the primary: `member`'s hello says its superserver port; a new one is recorded
     and propagated (see the module doc)."""
     said = join.get("superserver") if isinstance(join, dict) else None
@@ -113,7 +115,10 @@ def learn_superserver_port(inst: Membership, member: MemberConfig, join) -> None
         return
     new = Address(member.superserver.host, port)
     taken = {
-        a: m.name for m in inst.cfg.members if m is not member for a in (m.superserver, m.private)
+        a: m.name
+        for m in membership.cfg.members
+        if m is not member
+        for a in (m.superserver, m.private)
     }
     if new in taken:
         log.error("member %s says its superserver is %s, member %s's", member.name, new, taken[new])
@@ -122,4 +127,4 @@ def learn_superserver_port(inst: Membership, member: MemberConfig, join) -> None
         "member %s moved its superserver to %s (was %s)", member.name, new, member.superserver
     )
     member.superserver = new
-    config_changed(inst)
+    config_changed(membership)

@@ -70,10 +70,10 @@ def remove_mirror_config(instance: Instance, arg) -> dict:
         raise Refused(OP, None, f"instance {instance.node.name} has no mirror configuration")
     mirror = arg.get("mirror")
     if mirror is not None:
-        inst = instance.members.get(str(mirror).upper())
-        if inst is None:
+        membership = instance.members.get(str(mirror).upper())
+        if membership is None:
             raise Refused(OP, None, f"this instance is not a member of mirror {mirror}")
-        targets = [inst]
+        targets = [membership]
     else:
         targets = list(instance.members.values())
     primary = next((i for i in targets if i.role == "primary"), None)
@@ -87,8 +87,8 @@ def remove_mirror_config(instance: Instance, arg) -> dict:
             f"the TLS configuration serves mirror(s) {', '.join(staying)} too: remove the "
             "configuration of every mirror (no 'mirror') to remove it",
         )
-    for inst in targets:
-        leave_mirror(inst, {"remove_db_attribute": remove_attr})  # restarts the process
+    for membership in targets:
+        leave_mirror(membership, {"remove_db_attribute": remove_attr})  # restarts the process
     if remove_tls:
         _forget_tls(instance)
     names = [i.cfg.name for i in targets]
@@ -102,8 +102,8 @@ def remove_mirror_config(instance: Instance, arg) -> dict:
     }
 
 
-def _first_step(instance: Instance, inst) -> dict:
-    others = [m.name for m in inst.cfg.members if m is not inst.member]
+def _first_step(instance: Instance, membership) -> dict:
+    others = [m.name for m in membership.cfg.members if m is not membership.member]
     if others:
         raise Refused(
             OP,
@@ -111,12 +111,12 @@ def _first_step(instance: Instance, inst) -> dict:
             f"the primary removes its configuration as the last member: remove "
             f"{', '.join(others)} first (guide §4.9)",
         )
-    ms.clear_join_flag(inst.data_dir)
-    log.warning("Join-Mirror flag of mirror %s cleared; restarting", inst.cfg.name)
+    ms.clear_join_flag(membership.data_dir)
+    log.warning("Join-Mirror flag of mirror %s cleared; restarting", membership.cfg.name)
     instance.request_restart()
     return {
-        "mirror": inst.cfg.name,
-        "mirrors": [inst.cfg.name],
+        "mirror": membership.cfg.name,
+        "mirrors": [membership.cfg.name],
         "step": 1,
         "join_flag_cleared": True,
         "removed": False,
@@ -164,33 +164,33 @@ def _forget_tls(instance: Instance) -> None:
 # -- leaving one mirror (leave_mirror, engine/member/membership_ops.py ACTIONS) ---------
 
 
-def leave_mirror(inst: Membership, arg):
+def leave_mirror(membership: Membership, arg):
     """Leave the mirror (tell the primary when connected) and remove the local configuration,
     keeping or removing the databases' mirrored attribute (§4.10.2); the process restarts as
     a non-member."""
     op = "leave_mirror"
-    require_dynamic(inst, op)
+    require_dynamic(membership, op)
     arg = arg_map(op, arg)
     remove_attr = bool(arg.get("remove_db_attribute", False))
-    if inst.role == "primary":
-        others = [m.name for m in inst.cfg.members if m is not inst.member]
+    if membership.role == "primary":
+        others = [m.name for m in membership.cfg.members if m is not membership.member]
         if others:
             raise Refused(
                 op,
                 None,
                 f"the primary leaves last: remove {', '.join(others)} first (guide §4.9)",
             )
-    elif inst.replica is not None:
-        inst.replica.leave()
-    drop_databases(inst.catalog, remove_attr)
-    ms.remove_local(inst.data_dir)
+    elif membership.replica is not None:
+        membership.replica.leave()
+    drop_databases(membership.catalog, remove_attr)
+    ms.remove_local(membership.data_dir)
     log.warning(
         "left mirror %s (mirrored attribute %s)",
-        inst.cfg.name,
+        membership.cfg.name,
         "removed" if remove_attr else "kept",
     )
-    inst.request_restart()
-    return {"mirror": inst.cfg.name, "left": True, "db_attribute_removed": remove_attr}
+    membership.request_restart()
+    return {"mirror": membership.cfg.name, "left": True, "db_attribute_removed": remove_attr}
 
 
 def drop_databases(catalog, remove_attr: bool) -> None:

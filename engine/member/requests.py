@@ -49,44 +49,44 @@ def check_value(value: Any) -> Any:
     return value
 
 
-def node_args(inst: Membership, args: list, what: str, low: int, high: int):
+def node_args(membership: Membership, args: list, what: str, low: int, high: int):
     _arity(args, low, high, what)
     db = args[0]
     if not isinstance(db, str):
         raise ValueError("database name must be a string")
-    store = inst.store_for(db)
+    store = membership.store_for(db)
     gname = validate_global_name(args[1])
     subs = check_subs(args[2] if len(args) > 2 else None)
     return db.upper(), store, gname, subs
 
 
-def check_read(inst: Membership) -> None:
+def check_read(membership: Membership) -> None:
     """Backups serve no application reads (guide §3.1.1); asyncs and the primary do."""
-    if inst.role == "backup":
-        raise inst.not_primary_error("the backup does not serve application requests")
+    if membership.role == "backup":
+        raise membership.not_primary_error("the backup does not serve application requests")
 
 
-def check_write(inst: Membership, db=None) -> None:
-    if inst.role == "primary" or inst.member.type == "rw_reporting":
+def check_write(membership: Membership, db=None) -> None:
+    if membership.role == "primary" or membership.member.type == "rw_reporting":
         return
-    if db is not None and inst.member.type == "ro_reporting" and isinstance(db, str):
-        entry = inst.catalog.get(db)
+    if db is not None and membership.member.type == "ro_reporting" and isinstance(db, str):
+        entry = membership.catalog.get(db)
         if entry is not None and not entry.failover_db:
             return  # FailoverDB cleared (guide §4.10.1): the copy takes local writes
-    raise inst.not_primary_error("writes are accepted only by the primary")
+    raise membership.not_primary_error("writes are accepted only by the primary")
 
 
-def op_ping(inst: Membership, conn: Connection, args: list):
+def op_ping(membership: Membership, conn: Connection, args: list):
     return "pong"
 
 
-def op_info(inst: Membership, conn: Connection, args: list):
-    return inst.info()
+def op_info(membership: Membership, conn: Connection, args: list):
+    return membership.info()
 
 
-def op_get(inst: Membership, conn: Connection, args: list):
-    check_read(inst)
-    db, store, gname, subs = node_args(inst, args, "get", 2, 3)
+def op_get(membership: Membership, conn: Connection, args: list):
+    check_read(membership)
+    db, store, gname, subs = node_args(membership, args, "get", 2, 3)
     if conn.txn is not None:
         found, value = _txn_lookup(conn.txn, db, gname, subs)
         if found:
@@ -106,10 +106,10 @@ def _txn_lookup(txn: list, db: str, gname: str, subs: tuple):
     return False, None
 
 
-def op_order(inst: Membership, conn: Connection, args: list):
-    check_read(inst)
+def op_order(membership: Membership, conn: Connection, args: list):
+    check_read(membership)
     _arity(args, 3, 4, "order")
-    db, store, gname, subs = node_args(inst, args[:3], "order", 3, 3)
+    db, store, gname, subs = node_args(membership, args[:3], "order", 3, 3)
     if not subs:
         raise ValueError("order needs at least one subscript (the level to move along)")
     direction = args[3] if len(args) > 3 else 1
@@ -118,10 +118,10 @@ def op_order(inst: Membership, conn: Connection, args: list):
     return store.order(gname, subs, direction)
 
 
-def op_query(inst: Membership, conn: Connection, args: list):
-    check_read(inst)
+def op_query(membership: Membership, conn: Connection, args: list):
+    check_read(membership)
     _arity(args, 2, 7, "query")
-    db, store, gname, prefix = node_args(inst, args[:3], "query", 2, 3)
+    db, store, gname, prefix = node_args(membership, args[:3], "query", 2, 3)
     start = check_subs(args[3]) if len(args) > 3 and args[3] is not None else None
     stop = check_subs(args[4]) if len(args) > 4 and args[4] is not None else None
     reverse = bool(args[5]) if len(args) > 5 else False
@@ -135,34 +135,34 @@ def op_query(inst: Membership, conn: Connection, args: list):
     return [[list(s), v] for s, v in rows]
 
 
-def op_set(inst: Membership, conn: Connection, args: list):
-    check_write(inst, args[0] if args else None)
-    db, store, gname, subs = node_args(inst, args[:3], "set", 3, 3)
+def op_set(membership: Membership, conn: Connection, args: list):
+    check_write(membership, args[0] if args else None)
+    db, store, gname, subs = node_args(membership, args[:3], "set", 3, 3)
     _arity(args, 4, 4, "set")
     value = check_value(args[3])
-    return _write(inst, conn, (SET, db, gname, subs, value))
+    return _write(membership, conn, (SET, db, gname, subs, value))
 
 
-def op_kill(inst: Membership, conn: Connection, args: list):
-    check_write(inst, args[0] if args else None)
-    db, store, gname, subs = node_args(inst, args, "kill", 2, 3)
-    return _write(inst, conn, (KILL, db, gname, subs, None))
+def op_kill(membership: Membership, conn: Connection, args: list):
+    check_write(membership, args[0] if args else None)
+    db, store, gname, subs = node_args(membership, args, "kill", 2, 3)
+    return _write(membership, conn, (KILL, db, gname, subs, None))
 
 
-def _write(inst: Membership, conn: Connection, op: tuple):
+def _write(membership: Membership, conn: Connection, op: tuple):
     if conn.txn is not None:
         conn.txn.append(op)
         return None
-    if inst.role != "primary":
-        inst.local_write([op])
+    if membership.role != "primary":
+        membership.local_write([op])
         return None
-    return inst.writer.submit([op])
+    return membership.writer.submit([op])
 
 
-def op_tstart(inst: Membership, conn: Connection, args: list):
+def op_tstart(membership: Membership, conn: Connection, args: list):
     # a reporting copy whose FailoverDB flag is cleared takes local transactions too
-    writable = [e.name for e in inst.catalog.entries.values() if not e.failover_db]
-    check_write(inst, writable[0] if writable else None)
+    writable = [e.name for e in membership.catalog.entries.values() if not e.failover_db]
+    check_write(membership, writable[0] if writable else None)
     if conn.txn is not None:
         raise RequestError(
             ErrorCode.TRANSACTION, "a transaction is already open on this connection"
@@ -171,35 +171,35 @@ def op_tstart(inst: Membership, conn: Connection, args: list):
     return None
 
 
-def op_tcommit(inst: Membership, conn: Connection, args: list):
+def op_tcommit(membership: Membership, conn: Connection, args: list):
     if conn.txn is None:
         raise RequestError(ErrorCode.TRANSACTION, "no open transaction to commit")
     ops, conn.txn = conn.txn, None
     if not ops:
         return None
     for op in ops:
-        check_write(inst, op[1])
-    if inst.role != "primary":
-        inst.local_write(ops)
+        check_write(membership, op[1])
+    if membership.role != "primary":
+        membership.local_write(ops)
         return None
-    return inst.writer.submit(ops)
+    return membership.writer.submit(ops)
 
 
-def op_trollback(inst: Membership, conn: Connection, args: list):
+def op_trollback(membership: Membership, conn: Connection, args: list):
     if conn.txn is None:
         raise RequestError(ErrorCode.TRANSACTION, "no open transaction to roll back")
     conn.txn = None
     return None
 
 
-def op_status(inst: Membership, conn: Connection, args: list):
-    return inst.status()
+def op_status(membership: Membership, conn: Connection, args: list):
+    return membership.status()
 
 
-def op_admin(inst: Membership, conn: Connection, args: list):
+def op_admin(membership: Membership, conn: Connection, args: list):
     action, arg, token = split_admin_args(args)
-    check_admin(inst.admin_token, action, token)
-    return inst.admin(action, arg)
+    check_admin(membership.admin_token, action, token)
+    return membership.admin(action, arg)
 
 
 HANDLERS = {

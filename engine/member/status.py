@@ -48,13 +48,13 @@ def format_time(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
 
-def journal_transfer(inst: Membership) -> tuple[str, float | None]:
+def journal_transfer(membership: Membership) -> tuple[str, float | None]:
     """(Journal Transfer value, latency in seconds)."""
-    link = inst.replica
+    link = membership.replica
     if link is None:
         return rules.NOT_APPLICABLE, None
     if not link.connected:
-        return f"Disconnected on {format_time(link.disconnected_at or inst.started_at)}", None
+        return f"Disconnected on {format_time(link.disconnected_at or membership.started_at)}", None
     if link.active:
         return rules.ACTIVE, 0.0
     if link.caught_up:
@@ -66,34 +66,34 @@ def journal_transfer(inst: Membership) -> tuple[str, float | None]:
     return f"{format_duration(behind)} behind", behind
 
 
-def dejournaling(inst: Membership) -> tuple[str, float | None]:
+def dejournaling(membership: Membership) -> tuple[str, float | None]:
     """(Dejournaling value, latency in seconds)."""
-    dj = inst.dejournal
-    link = inst.replica
+    dj = membership.dejournal
+    link = membership.replica
     if dj is None or link is None:
         return rules.NOT_APPLICABLE, None
     if dj.stopped:
         return rules.DEJOURNALING_STOPPED, None
     if dj.paused_databases() or any(
-        db_status(inst, e) != "Dejournaling" for e in inst.catalog.entries.values()
+        db_status(membership, e) != "Dejournaling" for e in membership.catalog.entries.values()
     ):
         return rules.DATABASES_NEED_ATTENTION, None
     if not link.connected:
-        return f"Disconnected on {format_time(link.disconnected_at or inst.started_at)}", None
+        return f"Disconnected on {format_time(link.disconnected_at or membership.started_at)}", None
     lag = dj.lag_seconds()
     if lag is None or dj.caught_up():
         return rules.CAUGHT_UP, 0.0
     return f"{format_duration(lag)} behind", lag
 
 
-def incoming_rate(inst: Membership) -> tuple[str, dict | None]:
-    link = inst.replica
+def incoming_rate(membership: Membership) -> tuple[str, dict | None]:
+    link = membership.replica
     if link is None:
         return rules.NOT_APPLICABLE, None
     # Samples kept at most every RATE_STEP_S over the last RATE_WINDOW_S: many callers (the
     # agent polls every 20 ms) share them, so no caller's query resets another's interval.
     now = time.time()
-    samples = inst.rate_samples
+    samples = membership.rate_samples
     first = not samples
     if first or now - samples[-1][0] >= RATE_STEP_S:
         samples.append((now, link.bytes_network, link.bytes_journal))
@@ -122,9 +122,9 @@ def incoming_rate(inst: Membership) -> tuple[str, dict | None]:
     )
 
 
-def member_state(inst: Membership) -> str:
-    if inst.role == "primary":
-        rep = inst.replicator
+def member_state(membership: Membership) -> str:
+    if membership.role == "primary":
+        rep = membership.replicator
         if (
             rep is not None
             and rep.trouble_since is not None
@@ -132,102 +132,102 @@ def member_state(inst: Membership) -> str:
         ):
             return rules.IN_TROUBLE
         return rules.PRIMARY
-    if inst.mirroring_stopped:
+    if membership.mirroring_stopped:
         return rules.STOPPED
-    if waiting_reason(inst):
+    if waiting_reason(membership):
         return rules.WAITING
-    link = inst.replica
+    link = membership.replica
     if link is None or not link.connected or not link.caught_up_once:
         return rules.SYNCHRONIZING
-    return rules.BACKUP if inst.role == "backup" else rules.CONNECTED
+    return rules.BACKUP if membership.role == "backup" else rules.CONNECTED
 
 
-def waiting_reason(inst: Membership) -> str | None:
+def waiting_reason(membership: Membership) -> str | None:
     """Why this member cannot go on without an operator (guide §5.1.1.1 Waiting), or None."""
-    if inst.removed:
+    if membership.removed:
         return "removed from the mirror by the primary: remove the mirror configuration"
-    link = inst.replica
+    link = membership.replica
     if link is not None and not link.connected and link.refusal:
         return link.refusal
-    return inst.address_error
+    return membership.address_error
 
 
-def member_status(inst: Membership) -> dict:
-    jt, jt_lat = journal_transfer(inst)
-    dj, dj_lat = dejournaling(inst)
-    rate, figures = incoming_rate(inst)
+def member_status(membership: Membership) -> dict:
+    jt, jt_lat = journal_transfer(membership)
+    dj, dj_lat = dejournaling(membership)
+    rate, figures = incoming_rate(membership)
     out = {
-        "member": inst.member.name,
-        "mirror": inst.cfg.name,
-        "type": TYPE_LABELS[inst.member.type],
-        "status": member_state(inst),
+        "member": membership.member.name,
+        "mirror": membership.cfg.name,
+        "type": TYPE_LABELS[membership.member.type],
+        "status": member_state(membership),
         "journal_transfer": jt,
         "dejournaling": dj,
         "journal_transfer_latency_s": None if jt_lat is None else round(jt_lat, 3),
         "dejournal_latency_s": None if dj_lat is None else round(dj_lat, 3),
         "incoming_journal_rate": rate,
         "incoming_journal_figures": figures,
-        "journal_end": pos_wire(inst.journal.end_position),
-        "journal_fsync_count": inst.journal.fsync_count,
-        "databases": database_rows(inst),
+        "journal_end": pos_wire(membership.journal.end_position),
+        "journal_fsync_count": membership.journal.fsync_count,
+        "databases": database_rows(membership),
     }
-    missing = missing_databases(inst)
+    missing = missing_databases(membership)
     if missing is not None:
         out["missing_mirrored_databases"] = missing
-    if inst.replica is not None:
-        out["primary"] = inst.replica.primary_name
-        out["codec"] = inst.replica.codec
-    if inst.dejournal is not None:  # under the mirror's parallel_dejournaling (guide §4.16)
-        out["dejournaling_parallel"] = inst.dejournal.dj.parallel
-    if inst.replicator is not None:
-        out["members"] = primary_view(inst)
-    reason = waiting_reason(inst)
+    if membership.replica is not None:
+        out["primary"] = membership.replica.primary_name
+        out["codec"] = membership.replica.codec
+    if membership.dejournal is not None:  # under the mirror's parallel_dejournaling (guide §4.16)
+        out["dejournaling_parallel"] = membership.dejournal.dj.parallel
+    if membership.replicator is not None:
+        out["members"] = primary_view(membership)
+    reason = waiting_reason(membership)
     if reason:
         out["waiting_reason"] = reason
-    if inst.cfg.dynamic:
-        out["tls"] = inst.tls_info()
-        out["mirror_version"] = inst.cfg.version
+    if membership.cfg.dynamic:
+        out["tls"] = membership.tls_info()
+        out["mirror_version"] = membership.cfg.version
         out["pending_members"] = [
             {"name": m.name, "type": m.type, "dn": m.dn}
-            for m in inst.cfg.members
+            for m in membership.cfg.members
             if not m.authorized
         ]
-        out["dn_updates"] = [{"member": k, "dn": v} for k, v in inst.cfg.dn_updates.items()]
+        out["dn_updates"] = [{"member": k, "dn": v} for k, v in membership.cfg.dn_updates.items()]
     return out
 
 
-def database_rows(inst: Membership) -> list[dict]:
+def database_rows(membership: Membership) -> list[dict]:
     """One row per mirrored database (guide §5.1.1.3); `records_applied`, `download`, `error` and
     `failover_db` only when they say something (a catch-up running; a download in flight:
     `{received_bytes, total_bytes, source}`; a failed one; a FailoverDB flag cleared)."""
     rows = []
-    for db, entry in inst.catalog.entries.items():
-        store = inst.stores.get(db)
+    for db, entry in membership.catalog.entries.items():
+        store = membership.stores.get(db)
         row = {
             "name": db,
-            "status": db_status(inst, entry),
+            "status": db_status(membership, entry),
             "applied": None if store is None else pos_wire(store.applied_position),
         }
-        if db in inst.catching_up:
-            row["records_applied"] = inst.catching_up[db]
-        progress = download_progress(inst, db)
+        if db in membership.catching_up:
+            row["records_applied"] = membership.catching_up[db]
+        progress = download_progress(membership, db)
         if progress is not None:
             row["download"] = progress
-        if db in inst.db_errors:
-            row["error"] = inst.db_errors[db]
-        if not entry.failover_db and inst.member.type == "ro_reporting":
+        if db in membership.db_errors:
+            row["error"] = membership.db_errors[db]
+        if not entry.failover_db and membership.member.type == "ro_reporting":
             row["failover_db"] = False
         rows.append(row)
     return rows
 
 
-def primary_view(inst: Membership) -> list[dict]:
+def primary_view(membership: Membership) -> list[dict]:
     """The primary's view of the other members (connected links and known disconnections)."""
-    rep = inst.replicator
-    end = inst.journal.end_position
+    rep = membership.replicator
+    end = membership.journal.end_position
     rows = []
-    for m in inst.cfg.members:
-        if m.name == inst.member.name:
+    for m in membership.cfg.members:
+        if m.name == membership.member.name:
             continue
         link = rep.links.get(m.name)
         row = {"member": m.name, "type": TYPE_LABELS[m.type], "authorized": m.authorized}

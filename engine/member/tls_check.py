@@ -47,11 +47,11 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def own_ca_dn(inst: Membership, op: str) -> str:
+def own_ca_dn(membership: Membership, op: str) -> str:
     """The subject DN of this member's CA certificate: what the others must be issued by."""
-    node = inst.node
+    node = membership.node
     if node is None or not node.has_tls:
-        raise Refused(op, None, f"set up TLS on member {inst.member.name} first (set_tls)")
+        raise Refused(op, None, f"set up TLS on member {membership.member.name} first (set_tls)")
     try:
         return tls.normalize_dn(tls.load_certificate(node.tls_ca).subject.rfc4514_string())
     except (tls.TLSError, OSError, ValueError) as exc:
@@ -95,13 +95,13 @@ async def _ask(mirror: str, member: MemberConfig) -> dict:
     return {"tls": status.get("tls")}
 
 
-async def check_members(inst: Membership, op: str = "verify_tls") -> dict:
+async def check_members(membership: Membership, op: str = "verify_tls") -> dict:
     """Verify every member's TLS configuration from this member (see the module doc)."""
-    ca_dn = own_ca_dn(inst, op)
-    cfg = inst.cfg
-    others = [m for m in cfg.members if m.name != inst.member.name]
+    ca_dn = own_ca_dn(membership, op)
+    cfg = membership.cfg
+    others = [m for m in cfg.members if m.name != membership.member.name]
     answers = await asyncio.gather(*(_ask(cfg.name, m) for m in others))
-    rows = [judge(inst.member.name, inst.tls_info(), ca_dn)]
+    rows = [judge(membership.member.name, membership.tls_info(), ca_dn)]
     for member, answer in zip(others, answers, strict=True):
         where = f"superserver {member.superserver}"
         if "unreachable" in answer:
@@ -135,11 +135,11 @@ def _flag_shared_dns(rows: list[dict]) -> None:
             seen.setdefault(dn, row["member"])
 
 
-def verify_tls(inst: Membership, arg):
+def verify_tls(membership: Membership, arg):
     """The admin action: a task answering the verification."""
-    require_dynamic(inst, "verify_tls")
-    own_ca_dn(inst, "verify_tls")  # refused at once rather than from the task
-    return asyncio.get_running_loop().create_task(check_members(inst))
+    require_dynamic(membership, "verify_tls")
+    own_ca_dn(membership, "verify_tls")  # refused at once rather than from the task
+    return asyncio.get_running_loop().create_task(check_members(membership))
 
 
 def refusal(report: dict) -> str | None:

@@ -32,8 +32,8 @@ log = logging.getLogger("engine.writer")
 
 
 class Writer:
-    def __init__(self, inst: Membership):
-        self.inst = inst
+    def __init__(self, membership: Membership):
+        self.membership = membership
         self._pending: list[tuple[list, asyncio.Future]] = []
         self._flush_scheduled = False
         self.frozen: Exception | None = None
@@ -57,7 +57,7 @@ class Writer:
         return fut
 
     def _entries(self, batch: list) -> list:
-        make = self.inst.journal_entry
+        make = self.membership.journal_entry
         entries = []
         for ops, _ in batch:
             self._txid += 1
@@ -71,7 +71,7 @@ class Writer:
         batch, self._pending = self._pending, []
         if not batch:
             return
-        inst = self.inst
+        membership = self.membership
         if self.frozen is not None:
             err = f"journal frozen after a write error ({self.frozen}); no new updates accepted"
             _fail(batch, RequestError(ErrorCode.UNAVAILABLE, err))
@@ -81,15 +81,15 @@ class Writer:
             # the members (Journal.on_append) before the fsync starts, and requests and acks
             # arriving meanwhile wait in the socket buffers and form the next batch.  This
             # saves two thread hand-offs per commit over Journal.commit().
-            records = inst.journal.commit_sync(self._entries(batch))
-            inst.apply_records(records)
+            records = membership.journal.commit_sync(self._entries(batch))
+            membership.apply_records(records)
         except Exception as exc:
             # guide §3.2: freeze on journal error rather than journal around a hole
             self.frozen = exc
             log.exception("journal commit failed; %d requests refused, journal frozen", len(batch))
             _fail(batch, RequestError(ErrorCode.UNAVAILABLE, f"journal write failed: {exc}"))
             return
-        waiter = inst.replicator.ack_waiter(records[-1].end) if records else None
+        waiter = membership.replicator.ack_waiter(records[-1].end) if records else None
         if waiter is None:
             _resolve(batch)
         else:

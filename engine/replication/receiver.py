@@ -39,8 +39,8 @@ SYNC_INTERVAL = 0.05
 
 
 class ReplicaLink:
-    def __init__(self, inst: Membership, gate: MembershipGate):
-        self.inst = inst
+    def __init__(self, membership: Membership, gate: MembershipGate):
+        self.membership = membership
         self.gate = gate
         self.connected = False
         self.caught_up_once = False
@@ -50,7 +50,7 @@ class ReplicaLink:
         self.primary_end = None
         self.primary_time: float | None = None
         self.last_block_time: float | None = None  # timestamp of the last record received
-        self.received = inst.journal.end_position
+        self.received = membership.journal.end_position
         self.codec: str | None = None
         self.bytes_network = 0
         self.bytes_journal = 0
@@ -58,8 +58,8 @@ class ReplicaLink:
         self._task: asyncio.Task | None = None
         self._sync_task: asyncio.Task | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self.qos = inst.cfg.qos_timeout_ms / 1000.0
-        self._ssl = inst.tls_client_context()
+        self.qos = membership.cfg.qos_timeout_ms / 1000.0
+        self._ssl = membership.tls_client_context()
         self.refusal: str | None = None  # why the primary last refused this member
 
     @property
@@ -82,10 +82,10 @@ class ReplicaLink:
         have to fetch again what it already had."""
         while True:
             await asyncio.sleep(SYNC_INTERVAL)
-            if self.inst.rebuilding:
+            if self.membership.rebuilding:
                 continue
             try:
-                await self.inst.journal.sync()
+                await self.membership.journal.sync()
             except Exception:
                 log.exception("journal sync failed")
 
@@ -101,7 +101,7 @@ class ReplicaLink:
                 await self._task
 
     def refresh_tls(self) -> None:
-        self._ssl = self.inst.tls_client_context()
+        self._ssl = self.membership.tls_client_context()
 
     def reconnect(self) -> None:
         """Drop the data channel; the loop opens a new one (new TLS files or settings)."""
@@ -116,9 +116,9 @@ class ReplicaLink:
         self.stopped = True
 
     def primary_addresses(self) -> list[Address]:
-        primary = self.inst.cfg.first_primary
+        primary = self.membership.cfg.first_primary
         addrs = [primary.private] if primary.private else []
-        if not self.inst.member.is_failover and not self.inst.cfg.tls:
+        if not self.membership.member.is_failover and not self.membership.cfg.tls:
             addrs.append(primary.superserver)  # asyncs fall back to the superserver address
         return addrs
 
@@ -178,20 +178,20 @@ class ReplicaLink:
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        inst = self.inst
+        membership = self.membership
         ssl_object = writer.get_extra_info("ssl_object")
         if ssl_object is not None:
             self.gate.check_primary_dn(peer_dn(ssl_object))
         hello = {
-            "mirror": inst.cfg.name,
-            "member": inst.member.name,
-            "type": inst.member.type,
-            "codecs": inst.member.codecs,
-            "position": pos_wire(inst.journal.end_position),
+            "mirror": membership.cfg.name,
+            "member": membership.member.name,
+            "type": membership.member.type,
+            "codecs": membership.member.codecs,
+            "position": pos_wire(membership.journal.end_position),
             "version": PROTOCOL_VERSION,
         }
-        if inst.cfg.dynamic:
-            me = inst.member
+        if membership.cfg.dynamic:
+            me = membership.member
             hello["join"] = {
                 "type": me.type,
                 "superserver": str(me.superserver),
@@ -215,16 +215,16 @@ class ReplicaLink:
         self.refusal = None
         if body.get("config"):
             self.gate.apply_config(body["config"])
-            if inst.removed:
+            if membership.removed:
                 raise JoinRefused("this member is no longer in the mirror")
         cut = pos_from_wire(body.get("cut"))
         if cut is not None:
-            await inst.cut_journal(cut)
-        self.received = inst.journal.end_position
+            await membership.cut_journal(cut)
+        self.received = membership.journal.end_position
         self.primary_name = body.get("primary")
         dbs = body.get("databases")
         if isinstance(dbs, list):
-            inst.primary_db_info = {d["name"]: d for d in dbs if isinstance(d, dict)}
+            membership.primary_db_info = {d["name"]: d for d in dbs if isinstance(d, dict)}
         self.codec = body.get("codec")
         self.primary_end = pos_from_wire(body.get("end"))
         self.primary_time = time.time()
@@ -239,8 +239,8 @@ class ReplicaLink:
         )
         self._check_caught_up()
         # the backup must hear from the primary within QoS; asyncs are more patient
-        timeout = self.qos if inst.member.is_failover else max(self.qos * 3, 10.0)
-        journal = inst.journal
+        timeout = self.qos if membership.member.is_failover else max(self.qos * 3, 10.0)
+        journal = membership.journal
         loop = asyncio.get_running_loop()
         self._heard = loop.time()
         # One watchdog per session rather than asyncio.wait_for around every read, which
@@ -261,7 +261,7 @@ class ReplicaLink:
                 return
 
     async def _receive_loop(self, reader, writer, journal, loop) -> None:
-        inst = self.inst
+        membership = self.membership
         while not self.stopped:
             frame = await read_frame(reader)
             self._heard = loop.time()
@@ -285,7 +285,7 @@ class ReplicaLink:
                 if self.primary_end is None or self.received > self.primary_end:
                     self.primary_end = self.received
                 writer.write(encode_frame(MsgType.DC_ACK, 0, [pos_wire(self.received)]))
-                inst.dejournal_feed(records, data, pos)
+                membership.dejournal_feed(records, data, pos)
                 self._check_caught_up()
             elif frame.type == MsgType.DC_HEARTBEAT:
                 end, now, active = args
@@ -296,7 +296,7 @@ class ReplicaLink:
                 writer.write(encode_frame(MsgType.DC_ACK, 0, [pos_wire(self.received)]))
             elif frame.type == MsgType.DC_CONFIG:
                 self.gate.apply_config(args)
-                if inst.removed:
+                if membership.removed:
                     raise JoinRefused("the primary removed this member from the mirror")
             elif frame.type == MsgType.ERROR:
                 raise ValueError(f"primary reported an error: {args}")

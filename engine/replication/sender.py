@@ -141,14 +141,14 @@ class MemberLink:
 
 
 class Replicator:
-    def __init__(self, inst: Membership, gate: MembershipGate):
-        self.inst = inst
+    def __init__(self, membership: Membership, gate: MembershipGate):
+        self.membership = membership
         self.gate = gate
         self.links: dict[str, MemberLink] = {}
         self.active: MemberLink | None = None
         self._waiters: deque = deque()  # (end position, future, started) in position order
         self._last_ack_progress = time.monotonic()
-        self.qos = inst.cfg.qos_timeout_ms / 1000.0
+        self.qos = membership.cfg.qos_timeout_ms / 1000.0
         self.trouble_since: float | None = None
         self.disconnected: dict[str, float] = {}  # member -> time its link dropped
         self.refused: dict[str, str] = {}  # member -> why its last data channel was refused
@@ -174,7 +174,7 @@ class Replicator:
 
     # -- handshake -----------------------------------------------------------
     def accept(self, conn: Connection, frame: Frame) -> None:
-        cfg = self.inst.cfg
+        cfg = self.membership.cfg
         try:
             hello = unpack(frame.body)
             if not isinstance(hello, dict):
@@ -185,7 +185,7 @@ class Replicator:
                 )
             name = str(hello.get("member"))
             member = cfg.find(name) or self.gate.register_join(conn, name, hello.get("join"))
-            if member.name == self.inst.member.name:
+            if member.name == self.membership.member.name:
                 raise ValueError("a member cannot connect to itself")
             if cfg.dynamic:
                 self.gate.check_identity(conn, member, hello)
@@ -213,7 +213,7 @@ class Replicator:
         mode = cfg.failover_compression if to_backup else cfg.async_compression
         ctype = cfg.failover_compression_type if to_backup else cfg.async_compression_type
         codec = choose_codec(mode, ctype, to_backup, cfg.tls, set(codecs))
-        end = self.inst.journal.end_position
+        end = self.membership.journal.end_position
         cut = self._cut_for(position)
         if cut is not None:
             log.warning(
@@ -241,13 +241,13 @@ class Replicator:
                 MsgType.DC_WELCOME,
                 frame.req_id,
                 {
-                    "primary": self.inst.member.name,
+                    "primary": self.membership.member.name,
                     "codec": codec,
                     "end": pos_wire(end),
                     "qos_ms": cfg.qos_timeout_ms,
                     "cut": pos_wire(cut),
                     # the primary's mirrored databases (missing / Orphaned on the member)
-                    "databases": self.inst.catalog.wire(),
+                    "databases": self.membership.catalog.wire(),
                     "config": self.gate.config_wire() if cfg.dynamic else None,
                 },
             )
@@ -265,8 +265,8 @@ class Replicator:
         )
 
     async def _catch_up(self, link: MemberLink) -> None:
-        journal = self.inst.journal
-        reader = self.inst.journal_reader()
+        journal = self.membership.journal
+        reader = self.membership.journal_reader()
         cursor = link.position if link.position is not None else reader.start_position()
         try:
             while not link.closed:
@@ -305,16 +305,16 @@ class Replicator:
         before it is written here, and kill -9 can fall in between."""
         if position is None:
             return None
-        end = self.inst.journal.end_position
+        end = self.membership.journal.end_position
         seq, offset = position
         if seq == end.file_seq:
             return end if offset > end.offset else None
         if seq > end.file_seq:
             return None  # files we never had: refused as "ahead"
-        files = dict(list_files(self.inst.journal_dir, self.inst.cfg.name))
+        files = dict(list_files(self.membership.journal_dir, self.membership.cfg.name))
         if seq not in files:
             return None  # purged here; nothing to compare with
-        size = os.path.getsize(self.inst.journal_dir / files[seq])
+        size = os.path.getsize(self.membership.journal_dir / files[seq])
         return position.__class__(seq, size) if offset > size else None
 
     # -- journal purge ----------------------------------------------------------
@@ -322,27 +322,29 @@ class Replicator:
         """Remove journal files that neither a member nor a local replay can need: every
         configured member must be connected, and files from the oldest one still being
         read (a member's acked position, a store's applied position) on are kept."""
-        inst = self.inst
-        dismounted = [e.name for e in inst.catalog.entries.values() if not e.mounted]
+        membership = self.membership
+        dismounted = [e.name for e in membership.catalog.entries.values() if not e.mounted]
         if dismounted:
             raise ValueError(
                 f"cannot purge: database(s) {', '.join(dismounted)} dismounted; mounting "
                 "replays the journal written meanwhile"
             )
-        others = [m.name for m in inst.cfg.members if m.name != inst.member.name]
+        others = [m.name for m in membership.cfg.members if m.name != membership.member.name]
         missing = [n for n in others if n not in self.links or not self.links[n].live]
         if missing:
             raise ValueError(
                 f"cannot purge: member(s) {', '.join(missing)} not connected and caught up; "
                 "they may still need the journal files"
             )
-        for store in inst.stores.values():
+        for store in membership.stores.values():
             store.sync()  # after this, a replay starts from the stores' applied positions
-        needed = [inst.journal.end_position.file_seq]
+        needed = [membership.journal.end_position.file_seq]
         needed += [link.acked.file_seq for link in self.links.values() if link.acked is not None]
-        needed += [s.applied_position.file_seq for s in inst.stores.values() if s.applied_position]
+        needed += [
+            s.applied_position.file_seq for s in membership.stores.values() if s.applied_position
+        ]
         keep = min(needed)
-        removed = inst.journal.purge(keep)
+        removed = membership.journal.purge(keep)
         log.info("journal purged before file %d: %s", keep, ", ".join(removed) or "nothing")
         return {"removed": removed, "kept_from_seq": keep}
 
@@ -400,7 +402,7 @@ class Replicator:
 
     def member_leaves(self, link: MemberLink) -> None:
         log.warning("member %s leaves the mirror", link.name)
-        if self.inst.cfg.dynamic:
+        if self.membership.cfg.dynamic:
             self.gate.remove_member(link.name)
         link.close()
 
@@ -421,7 +423,7 @@ class Replicator:
                     link = self.active
                     self.revoke(
                         "no acknowledgement within the QoS timeout "
-                        f"({self.inst.cfg.qos_timeout_ms} ms)"
+                        f"({self.membership.cfg.qos_timeout_ms} ms)"
                     )
                     link.close()
 
@@ -434,6 +436,6 @@ class Replicator:
                     self._heartbeat(link)
 
     def _heartbeat(self, link: MemberLink) -> None:
-        end = pos_wire(self.inst.journal.end_position)
+        end = pos_wire(self.membership.journal.end_position)
         body = [end, time.time(), self.active is link]
         link.conn.write(encode_frame(MsgType.DC_HEARTBEAT, 0, body))

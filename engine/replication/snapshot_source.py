@@ -43,56 +43,56 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 READ_TIMEOUT_S = 30.0
 
 
-def _source_store(inst: Membership, op: str, arg):
+def _source_store(membership: Membership, op: str, arg):
     name = check_name(op, arg.get("name") if isinstance(arg, dict) else arg)
-    entry = inst.catalog.get(name)
+    entry = membership.catalog.get(name)
     if entry is None:
-        raise Refused(op, name, f"not a mirrored database on member {inst.member.name}")
-    status = db_status(inst, entry)
-    if not is_valid_copy(inst, status, entry):
+        raise Refused(op, name, f"not a mirrored database on member {membership.member.name}")
+    status = db_status(membership, entry)
+    if not is_valid_copy(membership, status, entry):
         raise Refused(op, name, f"not a valid download source here (status {status})")
-    return entry, inst.stores[name]
+    return entry, membership.stores[name]
 
 
-def is_valid_copy(inst: Membership, status: str, entry: DbEntry) -> bool:
+def is_valid_copy(membership: Membership, status: str, entry: DbEntry) -> bool:
     """Activated, whole and FailoverDB not cleared (guide §4.8.3). An Orphaned copy counts: it
     is what a primary that lost the database adopts back, but not one whose records are held
     back (paused, dejournaling stopped): it is behind what it received."""
     if status not in ("Normal", "Dejournaling", "Orphaned") or not entry.failover_db:
         return False
-    runner = inst.dejournal
+    runner = membership.dejournal
     if runner is None:
         return True
     held = runner.stopped or entry.name in runner.paused_databases()
     return not held and not runner.dj.held_records(entry.name)
 
 
-def copy_info(inst: Membership, arg):
+def copy_info(membership: Membership, arg):
     """What this member holds of a database, for a primary looking for a valid copy."""
     name = check_name("copy_info", arg.get("name") if isinstance(arg, dict) else arg)
-    entry = inst.catalog.get(name)
+    entry = membership.catalog.get(name)
     if entry is None:
         return {"database": name, "valid": False, "status": None, "incarnation": None}
-    status = db_status(inst, entry)
+    status = db_status(membership, entry)
     return {
         "database": name,
-        "valid": is_valid_copy(inst, status, entry) and name in inst.stores,
+        "valid": is_valid_copy(membership, status, entry) and name in membership.stores,
         "status": status,
         "incarnation": entry.incarnation,
     }
 
 
-def export_snapshot(inst: Membership, arg):
+def export_snapshot(membership: Membership, arg):
     """Offer a snapshot of a database on a one-time port (the download's source side)."""
-    entry, store = _source_store(inst, "export_snapshot", arg)
-    host = (inst.node.superserver if inst.node else inst.member.superserver).host
+    entry, store = _source_store(membership, "export_snapshot", arg)
+    host = (membership.node.superserver if membership.node else membership.member.superserver).host
     listener = socket.create_server((host, 0))
     listener.settimeout(ACCEPT_TIMEOUT_S)
     token = secrets.token_hex(16)
-    ssl_ctx = inst.tls_server_context() if inst.cfg.tls else None
+    ssl_ctx = membership.tls_server_context() if membership.cfg.tls else None
     threading.Thread(
         target=_serve_snapshot,
-        args=(inst, store, entry.name, listener, token, ssl_ctx),
+        args=(membership, store, entry.name, listener, token, ssl_ctx),
         name=f"snapshot-{entry.name}",
         daemon=True,
     ).start()
@@ -106,7 +106,7 @@ def export_snapshot(inst: Membership, arg):
 
 
 def _serve_snapshot(
-    inst: Membership, store: Store, name: str, listener: socket.socket, token: str, ssl_ctx
+    membership: Membership, store: Store, name: str, listener: socket.socket, token: str, ssl_ctx
 ):
     try:
         conn, peer = listener.accept()
@@ -119,7 +119,7 @@ def _serve_snapshot(
         conn.settimeout(READ_TIMEOUT_S)
         if ssl_ctx is not None:
             conn = ssl_ctx.wrap_socket(conn, server_side=True)
-            refusal = unauthorized_peer(inst.cfg, tls.peer_certificate(conn))
+            refusal = unauthorized_peer(membership.cfg, tls.peer_certificate(conn))
             if refusal:
                 log.warning("snapshot of %s: refused to %s: %s", name, peer, refusal)
                 return

@@ -132,39 +132,39 @@ def read_control(record) -> tuple[str, dict]:
 # -- statuses (guide §5.1.1.3) ----------------------------------------------------------
 
 
-def db_status(inst: Membership, entry: DbEntry) -> str:
+def db_status(membership: Membership, entry: DbEntry) -> str:
     if not entry.mounted:
         return "Database Dismounted"
     if entry.obsolete:
         return "Obsolete"
-    if entry.name in inst.downloading:
+    if entry.name in membership.downloading:
         return "Downloading"
     if entry.needs_download:
         return "Needs Download"
-    if inst.role == "primary":
+    if membership.role == "primary":
         return "Normal"
-    if entry.name in inst.catching_up:
+    if entry.name in membership.catching_up:
         return "Catchup Running"
     if not entry.activated:
         return "Needs Activation"
     if not entry.caught_up:
         return "Needs Catchup"
-    primary_dbs = inst.primary_db_info
+    primary_dbs = membership.primary_db_info
     if primary_dbs is not None and entry.name not in primary_dbs:
         return "Orphaned"
-    dj = inst.dejournal
+    dj = membership.dejournal
     if dj is not None and (dj.stopped or dj.error or entry.name in dj.paused_databases()):
         return "Dejournaling Stopped"
     return "Dejournaling"
 
 
-def missing_databases(inst: Membership) -> list[str] | None:
+def missing_databases(membership: Membership) -> list[str] | None:
     """Mirrored databases of the primary this member lacks (backup and DR only, guide §5.1.1.3)."""
-    if inst.role == "primary" or inst.member.is_reporting:
+    if membership.role == "primary" or membership.member.is_reporting:
         return None
-    if inst.primary_db_info is None:
+    if membership.primary_db_info is None:
         return []
-    return sorted(n for n in inst.primary_db_info if n not in inst.catalog.entries)
+    return sorted(n for n in membership.primary_db_info if n not in membership.catalog.entries)
 
 
 # -- the dejournaler's set of databases ---------------------------------------------------
