@@ -244,8 +244,11 @@ def test_a_reporting_async_in_two_mirrors_is_told_which_by_the_query(site, follo
     assert refusal(api.create_database, "R", "ORDERS").status == 409
     api.create_database("R", "ORDERS", mirror="SALES")
     api.create_database("R", "ITEMS", mirror="STOCK")
-    rows = {d["name"]: d["status"] for d in api.databases("R", mirror="STOCK")["databases"]}
-    assert rows == {"ITEMS": "Dejournaling"}
+
+    def rows():  # a member's create starts the copy's catch-up, which ends in a moment
+        return {d["name"]: d["status"] for d in api.databases("R", mirror="STOCK")["databases"]}
+
+    wait_for(lambda: rows() == {"ITEMS": "Dejournaling"}, 15, "R's ITEMS dejournaling")
     assert api.databases("R", mirror="SALES")["databases"][0]["name"] == "ORDERS"
     assert api.stop_mirroring("R", mirror="STOCK")["status"] == "Stopped"
     wait_status(api, "R", "1/2")

@@ -50,8 +50,12 @@ def test_acknowledged_writes_survive_kill9_of_the_primary_under_load(make_cluste
     load.thread.start()
     wait_for(lambda: len(load.acked) >= 1500, timeout=30, what="1500 acknowledged writes")
     cluster.kill9("A")
-    load.stop.set()
+    # no stop signal: each writer writes until a write fails, so every one saw the kill land
+    # (with a stop set at once, a writer starved of the CPU could read the replies sent just
+    # before the kill, then the stop, and end without a failed write)
     load.thread.join(30)
+    load.stop.set()
+    assert not load.thread.is_alive(), "writers still running after the kill"
     acked = dict(load.acked)
     assert len(acked) >= 1500 and load.failed > 0, (len(acked), load.failed)
     cluster.start("A")

@@ -142,7 +142,8 @@ def test_a_registration_that_drifted_from_the_plan_is_put_back(demo, db):
     ensure_demo_mirror(plan)
     host = Host.objects.get(name="alpha")
     port = host.agent_port
-    services.update_host(None, host, agent_port=port + 1)
+    (elsewhere,) = free_ports(1)  # not another host's port (ports are handed out in turn)
+    services.update_host(None, host, agent_port=elsewhere)
     services.update_mirror(None, Mirror.objects.get(), qos_timeout_ms=9000)
 
     out = ensure_demo_mirror(plan)
