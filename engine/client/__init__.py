@@ -2,6 +2,6 @@
 
 app: Client / AsyncClient on a member's superserver (reads, writes, admin actions).
 agent: AgentClient on a host agent's /v1 control API.  stream: StatusStream, the follower of
-an agent's status stream.  The portal imports agent and stream, and nothing else of the engine
-but the rule catalog.
+an agent's status stream; errors: what the agent client raises.  The portal imports agent and
+stream, and nothing else of the engine but the rule catalog.
 """

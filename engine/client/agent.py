@@ -16,29 +16,13 @@ import http.client
 import json
 import ssl
 import time
-from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode, urlsplit
 
+from engine.client.errors import AgentConnectionError, AgentError
+from engine.client.stream import StatusStream
 from engine.wire.tls import TLSError, check_certificate, client_context, describe_ssl_error
 
-if TYPE_CHECKING:
-    from engine.client.stream import StatusStream
-
-
-class AgentError(Exception):
-    """The agent's error answer; `rule` is the reason code of engine/rules.py when the
-    request broke a mirroring rule (the portal shows the same code as its own validation)."""
-
-    def __init__(self, status: int, code: str, message: str, rule: str | None = None):
-        super().__init__(f"agent answered {status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.rule = rule
-
-
-class AgentConnectionError(Exception):
-    pass
+__all__ = ["AgentClient", "AgentConnectionError", "AgentError", "StatusStream"]
 
 
 class AgentClient:
@@ -493,14 +477,12 @@ class AgentClient:
 
     def status_stream(self, **kw) -> StatusStream:
         """A follower of this agent's status stream (engine/client/stream.py)."""
-        from engine.client.stream import StatusStream
-
         return StatusStream(self, **kw)
 
     @staticmethod
     def _raise(status: int, data: bytes) -> None:
         try:
             err = json.loads(data)["error"]
-            raise AgentError(status, err["code"], err["message"])
+            raise AgentError(status, err["code"], err["message"], err.get("rule"))
         except (ValueError, KeyError, TypeError):
             raise AgentError(status, "error", data[:200].decode(errors="replace")) from None

@@ -11,7 +11,7 @@ import socket
 import threading
 from typing import TYPE_CHECKING
 
-from engine.client.agent import AgentConnectionError
+from engine.client.errors import AgentConnectionError
 
 if TYPE_CHECKING:
     from engine.client.agent import AgentClient
