@@ -2,6 +2,7 @@ import django_filters
 from django import forms
 
 from accounts.models import AuditEvent
+from portal.filters import FilterSet, TextFilter
 
 
 class TokenForm(forms.Form):
@@ -26,10 +27,8 @@ class DateInput(forms.DateInput):
     input_type = "date"
 
 
-class AuditFilter(django_filters.FilterSet):
-    actor = django_filters.CharFilter(
-        field_name="actor_name", lookup_expr="iexact", label="Actor (user name)"
-    )
+class AuditFilter(FilterSet):
+    actor = TextFilter(field_name="actor_name", lookup_expr="iexact", label="Actor (user name)")
     action = django_filters.ChoiceFilter(choices=_recorded("action"), empty_label="Any")
     object_type = django_filters.ChoiceFilter(
         choices=_recorded("object_type"), empty_label="Any", label="Object type"

@@ -157,6 +157,9 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_PARSER_CLASSES": ["portal.api.StrictJSONParser"],
+    # JSON only: the browsable API's HTML renderer read a request's body while rendering, after
+    # the view had acted, so a non-JSON body made a 500 for a change already applied
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "portal.api.Pagination",
     "PAGE_SIZE": env_int("PORTAL_API_PAGE_SIZE", 50, minimum=1),
     "DEFAULT_SCHEMA_CLASS": "portal.api.PortalAutoSchema",

@@ -21,6 +21,7 @@ from accounts.roles import ADMIN, ROLES, VIEWER
 from members.api.filters import DateTimeFilter
 from members.rules import field_error
 from portal.api import changed_fields
+from portal.filters import FilterSet
 
 User = get_user_model()
 
@@ -38,7 +39,7 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
 
 
 # --- Audit trail ------------------------------------------------------------------------------
-class AuditEventFilter(django_filters.FilterSet):
+class AuditEventFilter(FilterSet):
     since = DateTimeFilter(field_name="at", lookup_expr="gte")
     until = DateTimeFilter(field_name="at", lookup_expr="lte")
 
@@ -91,7 +92,7 @@ class TokenViewSet(
 
 
 # --- Users ------------------------------------------------------------------------------------
-class UserFilter(django_filters.FilterSet):
+class UserFilter(FilterSet):
     role = django_filters.ChoiceFilter(
         choices=[(r, r) for r in ROLES], field_name="groups__name", distinct=True
     )

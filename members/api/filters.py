@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 
 from members.models import DatabaseCopy, Host, Member, Mirror, MirroredDatabase, PendingDNUpdate
 from members.rules import MEMBER_TYPES
+from portal.filters import FilterSet, TextFilter
 
 
 class _BoundedDateTimeField(forms.DateTimeField):
@@ -44,7 +45,7 @@ class IdFilter(django_filters.Filter):
         super().__init__(**kwargs)
 
 
-class NameFilter(django_filters.CharFilter):
+class NameFilter(TextFilter):
     """Names are stored uppercase; match them whatever case the caller uses."""
 
     def __init__(self, **kwargs):
@@ -52,7 +53,7 @@ class NameFilter(django_filters.CharFilter):
         super().__init__(**kwargs)
 
 
-class MirrorFilter(django_filters.FilterSet):
+class MirrorFilter(FilterSet):
     name = NameFilter()
 
     class Meta:
@@ -60,9 +61,9 @@ class MirrorFilter(django_filters.FilterSet):
         fields = ["requires_tls"]
 
 
-class HostFilter(django_filters.FilterSet):
+class HostFilter(FilterSet):
     name = NameFilter()
-    address = django_filters.CharFilter()
+    address = TextFilter()
     reachable = django_filters.BooleanFilter()
 
     class Meta:
@@ -70,7 +71,7 @@ class HostFilter(django_filters.FilterSet):
         fields = ["agent_port"]
 
 
-class MemberFilter(django_filters.FilterSet):
+class MemberFilter(FilterSet):
     mirror_name = NameFilter(field_name="mirror__name")
     name = NameFilter()
     member_type = django_filters.ChoiceFilter(choices=MEMBER_TYPES)
@@ -81,7 +82,7 @@ class MemberFilter(django_filters.FilterSet):
         fields = ["mirror", "host"]
 
 
-class PendingMemberFilter(django_filters.FilterSet):
+class PendingMemberFilter(FilterSet):
     mirror_name = NameFilter(field_name="mirror__name")
 
     class Meta:
@@ -89,7 +90,7 @@ class PendingMemberFilter(django_filters.FilterSet):
         fields = ["mirror", "host"]
 
 
-class DNUpdateFilter(django_filters.FilterSet):
+class DNUpdateFilter(FilterSet):
     mirror = IdFilter(field_name="member__mirror")
     state = django_filters.ChoiceFilter(choices=PendingDNUpdate.STATES)
 
@@ -98,7 +99,7 @@ class DNUpdateFilter(django_filters.FilterSet):
         fields = ["member"]
 
 
-class MirroredDatabaseFilter(django_filters.FilterSet):
+class MirroredDatabaseFilter(FilterSet):
     mirror_name = NameFilter(field_name="mirror__name")
     name = NameFilter()
 
@@ -107,7 +108,7 @@ class MirroredDatabaseFilter(django_filters.FilterSet):
         fields = ["mirror", "mount_required_at_startup"]
 
 
-class DatabaseCopyFilter(django_filters.FilterSet):
+class DatabaseCopyFilter(FilterSet):
     mirror = IdFilter(field_name="database__mirror")
 
     class Meta:

@@ -3,11 +3,12 @@
 import django_filters
 from rest_framework import viewsets
 
+from portal.filters import FilterSet
 from tasks.api.serializers import JobSerializer
 from tasks.models import Job
 
 
-class JobFilter(django_filters.FilterSet):
+class JobFilter(FilterSet):
     state = django_filters.ChoiceFilter(choices=Job.STATES)
 
     class Meta:
