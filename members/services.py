@@ -19,6 +19,7 @@ from members.models import (
     MirroredDatabase,
     PendingDNUpdate,
 )
+from portal.exceptions import StateConflict
 
 MIRROR_EDITABLE = {
     "requires_tls",
@@ -164,19 +165,26 @@ def remove_member(actor, member: Member) -> None:
 
 @transaction.atomic
 def authorize_member(actor, member: Member) -> Member:
-    if member.authorization != Member.PENDING:
-        raise ValidationError("This member is not waiting for authorization.", code="not_pending")
+    # A conditional update, so that of two decisions made at once exactly one wins.
     before = audit.snapshot(member)
-    member.authorization = Member.AUTHORIZED
-    member.save(update_fields=["authorization", "updated_at"])
+    won = Member.objects.filter(pk=member.pk, authorization=Member.PENDING).update(
+        authorization=Member.AUTHORIZED, updated_at=timezone.now()
+    )
+    if not won:
+        raise StateConflict("This member is not waiting for authorization.", code="not_pending")
+    member.refresh_from_db()
     audit.record(actor, "member.authorize", member, before=before, after=audit.snapshot(member))
     return member
 
 
 @transaction.atomic
 def reject_member(actor, member: Member) -> None:
-    if member.authorization != Member.PENDING:
-        raise ValidationError("Only a pending member can be rejected.", code="not_pending")
+    # Locked while still pending (a queryset's delete() selects first and deletes by id, so it
+    # would remove a member authorized in between).
+    pending = Member.objects.select_for_update().filter(pk=member.pk, authorization=Member.PENDING)
+    member = pending.first()
+    if member is None:
+        raise StateConflict("Only a pending member can be rejected.", code="not_pending")
     audit.record(actor, "member.reject", member, before=audit.snapshot(member))
     member.delete()
 
@@ -192,12 +200,15 @@ def request_dn_update(actor, member: Member, new_dn: str) -> PendingDNUpdate:
 
 @transaction.atomic
 def decide_dn_update(actor, update: PendingDNUpdate, *, authorize: bool) -> PendingDNUpdate:
-    if update.state != PendingDNUpdate.PENDING:
-        raise ValidationError("This DN update has already been decided.", code="not_pending")
+    # A conditional update, so that of two decisions made at once exactly one wins.
     before = audit.snapshot(update)
-    update.state = PendingDNUpdate.AUTHORIZED if authorize else PendingDNUpdate.REJECTED
-    update.decided_at = timezone.now()
-    update.save(update_fields=["state", "decided_at"])
+    won = PendingDNUpdate.objects.filter(pk=update.pk, state=PendingDNUpdate.PENDING).update(
+        state=PendingDNUpdate.AUTHORIZED if authorize else PendingDNUpdate.REJECTED,
+        decided_at=timezone.now(),
+    )
+    if not won:
+        raise StateConflict("This DN update has already been decided.", code="not_pending")
+    update.refresh_from_db()
     if authorize:
         member = update.member
         member_before = audit.snapshot(member)

@@ -10,6 +10,7 @@ from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
 from accounts.roles import OPERATOR
@@ -101,16 +102,25 @@ class PendingMemberViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = filters.PendingMemberFilter
     ordering_fields = ["name", "mirror__name", "created_at"]
 
+    def _decision_target(self) -> Member:
+        # Any member, not only pending ones: a decision made already is a 409 from the service,
+        # not a 404 (the member exists).  A rejected member is removed, so it is a 404.
+        member = get_object_or_404(
+            Member.objects.select_related("mirror", "host"), pk=self.kwargs["pk"]
+        )
+        self.check_object_permissions(self.request, member)
+        return member
+
     @extend_schema(request=None, responses={200: MemberSerializer})
     @action(detail=True, methods=["post"])
     def authorize(self, request, pk=None):
-        member = services.authorize_member(request.user, self.get_object())
+        member = services.authorize_member(request.user, self._decision_target())
         return Response(MemberSerializer(member).data)
 
     @extend_schema(request=None, responses={204: None})
     @action(detail=True, methods=["post"])
     def reject(self, request, pk=None):
-        services.reject_member(request.user, self.get_object())
+        services.reject_member(request.user, self._decision_target())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
