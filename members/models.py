@@ -198,6 +198,9 @@ class Member(models.Model):
         )
         if self.member_type in rules.PROMOTABLE_TYPES:
             rules.check_arbiter_placement(self.mirror.arbiter_host, [self.host.address])
+        rules.check_member_addresses(
+            self, siblings.values_list("name", "superserver_address", "superserver_port")
+        )
 
 
 class PendingMemberManager(models.Manager):

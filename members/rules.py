@@ -178,3 +178,27 @@ def check_arbiter_placement(arbiter_host: str, promotable_member_hosts) -> None:
             f"runs there.",
             code="arbiter_on_member_host",
         )
+
+
+def check_member_addresses(member, siblings) -> None:
+    """A member answers where no other member of its mirror does, and its agent is its host's.
+
+    `siblings`: (name, superserver address, superserver port) of the mirror's other members.
+    Two members at one superserver address would be one instance counted twice; an agent port
+    other than the host's names an agent that is not there (guide §3.1.3: one agent per host).
+    """
+    here = (member.superserver_address.lower(), member.superserver_port)
+    for name, address, port in siblings:
+        if (address.lower(), port) == here:
+            raise field_error(
+                "superserver_port",
+                f"Member {name} of this mirror already answers at {address}:{port}.",
+                "address_in_use",
+            )
+    if member.agent_port != member.host.agent_port:
+        raise field_error(
+            "agent_port",
+            f"The agent of host {member.host.name} listens on port {member.host.agent_port}, "
+            f"not {member.agent_port}.",
+            "agent_port_mismatch",
+        )

@@ -98,7 +98,7 @@ ROWS = [
     Row("post", at(V1 + "/members/"), "admin", 201, member_body),
     Row("get", at(V1 + "/members/{member}/"), "viewer", 200),
     Row("put", at(V1 + "/members/{member}/"), "admin", 200, member_put),
-    Row("patch", at(V1 + "/members/{member}/"), "admin", 200, lambda w: {"agent_port": 2190}),
+    Row("patch", at(V1 + "/members/{member}/"), "admin", 200, lambda w: {"superserver_port": 1973}),
     Row("delete", at(V1 + "/members/{pending}/"), "admin", 204),
     # pending members
     Row("get", at(V1 + "/pending-members/"), "viewer", 200),

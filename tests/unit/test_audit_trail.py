@@ -71,7 +71,7 @@ def test_member_lifecycle_is_audited(admin_user):
     factories.member(mirror, admin_user)
     pending = factories.member(mirror, admin_user, member_type="dr")
     services.authorize_member(admin_user, pending)
-    services.update_member(admin_user, pending, agent_port=2200)
+    services.update_member(admin_user, pending, superserver_port=1980)
     services.remove_member(admin_user, pending)
     rejected = factories.member(mirror, admin_user, member_type="ro_reporting")
     services.reject_member(admin_user, rejected)
