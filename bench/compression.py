@@ -25,7 +25,7 @@ import zlib
 import zstandard
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from engine.replication.sender import compression  # noqa: E402
+from engine.replication import compression  # noqa: E402
 from engine.storage.journal_codec import FILE_HEADER_SIZE, encode_record  # noqa: E402
 
 FIRST = ["Ann", "Bob", "Chen", "Dara", "Eve", "Farid", "Grace", "Hiro", "Ines", "Jon"]
