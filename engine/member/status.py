@@ -177,6 +177,7 @@ def member_status(membership: Membership) -> dict:
     if membership.replica is not None:
         out["primary"] = membership.replica.primary_name
         out["codec"] = membership.replica.codec
+        out["data_channel_refusals"] = membership.replica.refusals
     if membership.dejournal is not None:  # under the mirror's parallel_dejournaling (guide §4.16)
         out["dejournaling_parallel"] = membership.dejournal.dj.parallel
     if membership.replicator is not None:

@@ -61,6 +61,7 @@ class ReplicaLink:
         self.qos = membership.cfg.qos_timeout_ms / 1000.0
         self._ssl = membership.tls_client_context()
         self.refusal: str | None = None  # why the primary last refused this member
+        self.refusals = 0  # data channels the primary refused since this process started
 
     @property
     def caught_up(self) -> bool:
@@ -142,6 +143,7 @@ class ReplicaLink:
                     if self.stopped:
                         return
                 except JoinRefused as exc:
+                    self.refusals += 1
                     if self.refusal != str(exc):
                         log.warning("%s", exc)
                     self.refusal = str(exc)
