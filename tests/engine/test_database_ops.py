@@ -70,6 +70,9 @@ def test_database_created_on_the_primary_is_created_on_backup_and_dr_and_converg
     # a reporting async holds any subset: it creates its copy when asked, from its journal
     assert db_status(cluster, "D", "NEWDB") is None
     assert "missing_mirrored_databases" not in cluster.status("D")
+    # D knows the database once it has received the journal up to its creation
+    end = cluster.status("A")["journal_end"]
+    wait_for(lambda: cluster.status("D")["journal_end"] >= end, 20, "D has received NEWDB")
     admin(cluster, "D", "create_database", "NEWDB")
     wait_db(cluster, "D", "NEWDB", "Dejournaling")
     write(cluster, "NEWDB", "y")
