@@ -25,7 +25,8 @@ import time
 from aiohttp import web
 
 from engine.agent.auth import IDENTITY, TLSAcceptor, require_auth
-from engine.agent.config import AgentConfig, ConfigError, load_agent_config
+from engine.agent.certificates import instance_certificate
+from engine.agent.config import AgentConfig, ConfigError, InstanceEntry, load_agent_config
 from engine.agent.errors import CONFIG, STATE, JSONErrorRequestHandler, json_errors
 from engine.agent.journal import list_journal_files, read_journal_file
 from engine.agent.mirror import MIRROR_ROUTES
@@ -67,13 +68,20 @@ async def health(request: web.Request) -> web.Response:
 
 async def list_instances(request: web.Request) -> web.Response:
     cfg: AgentConfig = request.app[CONFIG]
-    rows = await asyncio.gather(*(probe(e, cfg.probe_timeout_s) for e in cfg.instances))
+    rows = await asyncio.gather(*(_described(e, cfg.probe_timeout_s) for e in cfg.instances))
     return web.json_response({"instances": list(rows)})
+
+
+async def _described(entry: InstanceEntry, timeout: float) -> dict:
+    """The probe's answer and the instance's certificate (DN and expiry), for discovery."""
+    row = await probe(entry, timeout)
+    row["certificate"] = await asyncio.to_thread(instance_certificate, entry)
+    return row
 
 
 async def get_instance(request: web.Request) -> web.Response:
     cfg: AgentConfig = request.app[CONFIG]
-    return web.json_response(await probe(instance_entry(request), cfg.probe_timeout_s))
+    return web.json_response(await _described(instance_entry(request), cfg.probe_timeout_s))
 
 
 async def force_instance_down(request: web.Request) -> web.Response:

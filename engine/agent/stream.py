@@ -37,9 +37,10 @@ import time
 
 from aiohttp import web
 
+from engine.agent.certificates import certificate_summary
 from engine.agent.config import AgentConfig
 from engine.agent.errors import CONFIG, api_error
-from engine.agent.watch import CERT_RECHECK_S, InstanceWatch, certificate_summary
+from engine.agent.watch import CERT_RECHECK_S, InstanceWatch
 
 log = logging.getLogger("engine.agent.server")
 

@@ -21,18 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import math
 import os
 import time
 from pathlib import Path
 
 from engine import rules
+from engine.agent.certificates import certificate_summary, node_certificate
 from engine.agent.config import InstanceEntry
 from engine.agent.probe import find_pid
 from engine.member.node import NODE_FILE
 from engine.wire.protocol import FrameDecoder, FrameError, MsgType, encode_frame, unpack
-from engine.wire.tls import TLSError, cert_info, load_certificate
 
 MAX_STATUS_FRAME = 4 << 20
 # keys of the instance's STATUS answer carried in the record (the rest stays out)
@@ -61,34 +59,6 @@ STATUS_KEYS = (
     # mirror's own status under its name (engine/member/instance.py)
     "mirrors",
 )
-
-
-def node_certificate(data_dir) -> Path | None:
-    """The certificate an instance configured through the agent was given (set_tls), as
-    its <data_dir>/node.json records it (engine/member/node.py); None without one."""
-    try:
-        raw = json.loads((Path(data_dir) / NODE_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    value = raw.get("tls_cert") if isinstance(raw, dict) else None
-    return Path(value) if isinstance(value, str) and value else None
-
-
-def certificate_summary(path) -> dict | None:
-    """Expiry of the certificate at `path` (None without one), in whole days so that the
-    record does not change on every poll; an unreadable file is reported, not raised."""
-    if path is None:
-        return None
-    try:
-        info = cert_info(load_certificate(path))
-    except (TLSError, OSError, ValueError) as exc:
-        return {"path": str(path), "error": str(exc)}
-    return {
-        "subject_dn": info["subject_dn"],
-        "not_after": info["not_after"],
-        "expired": info["expired"],
-        "days_left": math.floor(info["days_left"]),
-    }
 
 
 class InstanceWatch:
