@@ -23,10 +23,15 @@ def snapshot(obj, *, exclude=()) -> dict:
 
 
 def record(actor, action: str, obj, *, before=None, after=None) -> AuditEvent:
+    """`actor` is the user who asked, or a text naming who else made the change (a member, when
+    a refresh records what changed on the members)."""
     authenticated = actor is not None and getattr(actor, "is_authenticated", False)
+    name = actor.get_username() if authenticated else ""
+    if isinstance(actor, str):
+        name = actor
     return AuditEvent.objects.create(
         actor=actor if authenticated else None,
-        actor_name=actor.get_username() if authenticated else "",
+        actor_name=name[:150],
         action=action,
         object_type=obj._meta.model_name,
         object_id=str(obj.pk or (before or {}).get("id", "")),

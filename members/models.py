@@ -157,6 +157,9 @@ class Member(models.Model):
         "X.509 DN", max_length=512, blank=True, validators=[rules.validate_x509_dn]
     )
     authorization = models.CharField(max_length=12, choices=AUTHORIZATION, default=AUTHORIZED)
+    # What the member itself last answered (guide §5.1.1.1): written by import and refresh.
+    status = models.CharField(max_length=32, blank=True, editable=False)
+    observed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -301,3 +304,50 @@ class DatabaseCopy(models.Model):
             raise ValidationError(
                 "A copy belongs to a member of the database's own mirror.", code="wrong_mirror"
             )
+
+
+class Instance(models.Model):
+    """An instance a host's agent reports (host discovery): what runs there, whether it is a
+    member, and its certificate. Observations only: rewritten by every discovery."""
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="instances")
+    name = models.CharField(max_length=64)
+    superserver = models.CharField(max_length=260)
+    state = models.CharField(max_length=8, help_text="up, down or hung, as the agent probes it")
+    role = models.CharField(max_length=8, blank=True)
+    mirror_name = models.CharField(max_length=catalog.MAX_MIRROR_NAME, blank=True)
+    member_name = models.CharField(max_length=catalog.MAX_MEMBER_NAME, blank=True)
+    member_type = models.CharField(max_length=16, blank=True)
+    certificate_dn = models.CharField(max_length=512, blank=True)
+    certificate_not_after = models.DateTimeField(null=True, blank=True)
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["host__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["host", "name"], name="instance_unique_per_host")
+        ]
+
+    def __str__(self):
+        return f"{self.name} on {self.host_id and self.host.name}"
+
+
+class Drift(models.Model):
+    """A mirror setting whose value on the primary differs from the one the portal keeps:
+    shown until it is re-applied to the primary or adopted by the portal."""
+
+    mirror = models.ForeignKey(Mirror, on_delete=models.CASCADE, related_name="drifts")
+    setting = models.CharField(max_length=40)
+    desired = models.CharField(max_length=100, help_text="The portal's value.")
+    observed = models.CharField(max_length=100, help_text="The primary's value.")
+    detected_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["mirror__name", "setting"]
+        constraints = [
+            models.UniqueConstraint(fields=["mirror", "setting"], name="drift_unique_setting")
+        ]
+
+    def __str__(self):
+        mirror = self.mirror_id and self.mirror.name
+        return f"{mirror}.{self.setting}: {self.desired} -> {self.observed}"

@@ -91,6 +91,15 @@ def delete_mirror(actor, mirror: Mirror) -> None:
     mirror.delete()
 
 
+@transaction.atomic
+def forget_mirror(actor, mirror: Mirror, *, reason: str) -> None:
+    """The portal stops keeping the mirror (its members, databases, drift); the members are not
+    told. Its jobs and audit events stay, pointing at nothing."""
+    before = {**audit.snapshot(mirror), "reason": reason}
+    audit.record(actor, "mirror.forget", mirror, before=before)
+    mirror.delete()
+
+
 # --- Hosts ------------------------------------------------------------------------------------
 @transaction.atomic
 def register_host(actor, **fields) -> Host:

@@ -207,6 +207,9 @@ USE_TZ = True
 
 # Agent calls (e.g. the "check host" job) give up after this long.
 PORTAL_AGENT_TIMEOUT_S = env_int("PORTAL_AGENT_TIMEOUT_MS", 3000, minimum=1) / 1000
+# The longest a job waits for the members to show an outcome (a join, a catch-up) unless the
+# request names its own bound; past it the job fails with the last status seen.
+PORTAL_JOB_WAIT_S = env_int("PORTAL_JOB_WAIT_S", 120, minimum=1)
 # The portal's client certificate for agents that require mutual TLS: all three or none.
 _agent_tls = {k: env_str(f"PORTAL_AGENT_TLS_{k.upper()}") for k in ("cert", "key", "ca")}
 if any(_agent_tls.values()) and not all(_agent_tls.values()):

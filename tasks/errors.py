@@ -3,8 +3,13 @@ class JobError(Exception):
 
 
 class TransientJobError(JobError):
-    """Worth retrying: the peer may come back (a timeout, a refused connection)."""
+    """Worth retrying: the peer may come back (a timeout, a refused connection, an agent whose
+    instance is restarting)."""
 
 
 class PermanentJobError(JobError):
-    """Retrying cannot help (bad configuration, a precondition that does not hold)."""
+    """Retrying cannot help (a member refused by a rule, a precondition that does not hold)."""
+
+
+class JobCancelled(JobError):
+    """The operator cancelled the job; it stopped at a wait."""

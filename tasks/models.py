@@ -10,18 +10,33 @@ class Job(models.Model):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
     STATES = [
         (QUEUED, "Queued"),
         (RUNNING, "Running"),
         (SUCCEEDED, "Succeeded"),
         (FAILED, "Failed"),
+        (CANCELLED, "Cancelled"),
     ]
-    FINAL_STATES = {SUCCEEDED, FAILED}
+    FINAL_STATES = {SUCCEEDED, FAILED, CANCELLED}
 
     kind = models.CharField(max_length=40, db_index=True)
     target_type = models.CharField(max_length=40, blank=True)
     target_id = models.CharField(max_length=64, blank=True)
     target_repr = models.CharField(max_length=200, blank=True)
+    # What the operator asked, as the handler reads it (names, settings, flags).
+    params = models.JSONField(default=dict, blank=True)
+    # For listing a mirror's or a member's jobs; kept (null) when the record is forgotten.
+    mirror = models.ForeignKey(
+        "members.Mirror", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    member = models.ForeignKey(
+        "members.Member", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+    cancel_requested = models.BooleanField(default=False)
     state = models.CharField(max_length=12, choices=STATES, default=QUEUED, db_index=True)
     progress = models.PositiveSmallIntegerField(default=0)
     log = models.JSONField(default=list, blank=True)

@@ -1,18 +1,31 @@
-"""Starting jobs and writing their progress. A job is a row first; the Celery message carries
-only its id and is sent once the row is committed."""
+"""Starting jobs, writing their progress, cancelling and retrying them. A job is a row first; the
+Celery message carries only its id and is sent once the row is committed."""
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from accounts import audit
+from portal.exceptions import StateConflict
 from tasks.models import Job
 
 MAX_LOG_LINES = 500
 
 
+def _target_fields(target) -> dict:
+    if target is None:
+        return {}
+    return {
+        "target_type": target._meta.model_name,
+        "target_id": str(target.pk),
+        "target_repr": str(target)[:200],
+    }
+
+
 @transaction.atomic
-def start_job(actor, kind: str, target=None) -> Job:
+def start_job(actor, kind: str, target=None, *, params=None, mirror=None, member=None) -> Job:
+    """Queue `kind` on `target` with the operator's `params` (JSON); the audit trail records who
+    asked for what, and the job's end records what the members answered."""
     from tasks.jobs import HANDLERS
     from tasks.tasks import run_job
 
@@ -20,13 +33,53 @@ def start_job(actor, kind: str, target=None) -> Job:
         raise ValueError(f"unknown job kind {kind!r}")
     job = Job.objects.create(
         kind=kind,
-        target_type=target._meta.model_name if target is not None else "",
-        target_id=str(target.pk) if target is not None else "",
-        target_repr=str(target)[:200] if target is not None else "",
+        params=params or {},
+        mirror=mirror,
+        member=member,
         requested_by=actor if getattr(actor, "is_authenticated", False) else None,
+        **_target_fields(target),
     )
     audit.record(actor, "job.start", job, after=audit.snapshot(job, exclude=["log"]))
     transaction.on_commit(lambda: run_job.delay(job.pk))
+    return job
+
+
+@transaction.atomic
+def retry_job(actor, job: Job) -> Job:
+    """A failed or cancelled job again, as a new row with the same kind, target and params."""
+    if job.state not in (Job.FAILED, Job.CANCELLED):
+        raise StateConflict("Only a failed or cancelled job can be retried.", code="not_retryable")
+    from tasks.tasks import run_job
+
+    again = Job.objects.create(
+        kind=job.kind,
+        target_type=job.target_type,
+        target_id=job.target_id,
+        target_repr=job.target_repr,
+        params=job.params,
+        mirror_id=job.mirror_id,
+        member_id=job.member_id,
+        retry_of=job,
+        requested_by=actor if getattr(actor, "is_authenticated", False) else None,
+    )
+    audit.record(actor, "job.retry", again, after=audit.snapshot(again, exclude=["log"]))
+    transaction.on_commit(lambda: run_job.delay(again.pk))
+    return again
+
+
+@transaction.atomic
+def cancel_job(actor, job: Job) -> Job:
+    """A queued job ends at once; a running one stops at its next wait (a download, a catch-up,
+    a member's status) and ends cancelled. A job already final is a conflict."""
+    queued = Job.objects.filter(pk=job.pk, state=Job.QUEUED).update(
+        state=Job.CANCELLED, cancel_requested=True, finished_at=timezone.now(), error="Cancelled."
+    )
+    if not queued:
+        running = Job.objects.filter(pk=job.pk, state=Job.RUNNING).update(cancel_requested=True)
+        if not running:
+            raise StateConflict("This job has already ended.", code="job_final")
+    job.refresh_from_db()
+    audit.record(actor, "job.cancel", job, after={"state": job.state})
     return job
 
 
@@ -52,13 +105,29 @@ def report(job: Job, message: str, *, progress: int | None = None) -> None:
     job.log, job.progress = locked.log, locked.progress
 
 
-def finish_job(job: Job, *, result=None, error: str = "") -> None:
-    state = Job.FAILED if error else Job.SUCCEEDED
+def cancel_requested(job: Job) -> bool:
+    return Job.objects.filter(pk=job.pk, cancel_requested=True).exists()
+
+
+@transaction.atomic
+def finish_job(job: Job, *, result=None, error: str = "", state: str | None = None) -> None:
+    state = state or (Job.FAILED if error else Job.SUCCEEDED)
     updates = {"state": state, "finished_at": timezone.now(), "error": error, "result": result}
-    if not error:
+    if state == Job.SUCCEEDED:
         updates["progress"] = 100
     Job.objects.filter(pk=job.pk).update(**updates)
     job.refresh_from_db()
+    # The members' answer, beside the request's job.start event.
+    outcome = {"state": state, "error": error, "result": result}
+    audit.record(job.requested_by, "job.finish", job, after=outcome)
 
 
-__all__ = ["start_job", "mark_running", "report", "finish_job"]
+__all__ = [
+    "start_job",
+    "retry_job",
+    "cancel_job",
+    "mark_running",
+    "report",
+    "cancel_requested",
+    "finish_job",
+]

@@ -5,9 +5,10 @@ import logging
 from celery import shared_task
 
 from tasks import services
-from tasks.errors import PermanentJobError, TransientJobError
+from tasks.errors import JobCancelled, PermanentJobError, TransientJobError
 from tasks.jobs import HANDLERS
 from tasks.models import Job
+from tasks.runner import JobRun
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 3
@@ -19,12 +20,15 @@ def run_job(self, job_id: int):
     if job is None or job.is_final or not services.mark_running(job):
         return
     try:
-        result = HANDLERS[job.kind](job)
+        result = HANDLERS[job.kind](JobRun(job))
     except TransientJobError as exc:
         if self.request.retries < MAX_RETRIES:
-            services.report(job, f"{exc} — retrying")
-            raise self.retry(countdown=min(2**self.request.retries, 30)) from exc
-        services.finish_job(job, error=str(exc))
+            delay = 2**self.request.retries
+            services.report(job, f"{exc} — retrying in {delay} s")
+            raise self.retry(countdown=delay) from exc
+        services.finish_job(job, error=f"{exc} (gave up after {MAX_RETRIES} retries)")
+    except JobCancelled as exc:
+        services.finish_job(job, error=str(exc), state=Job.CANCELLED)
     except PermanentJobError as exc:
         services.finish_job(job, error=str(exc))
     except Exception as exc:  # an unexpected bug must still end the job, not leave it running

@@ -1,0 +1,332 @@
+"""What an operator may ask of the members, one verb-named function per operation.
+
+Each checks the request with the shared rules (members.rules over engine/rules.py) and what the
+portal last saw, then starts the job that does it (members.operations) and returns the job.
+Nothing here changes a mirror's rows: the job records what the members answer. Decisions on one
+member (authorize, reject, a DN) are serialized: while one is under way, another is a 409.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from engine import rules as catalog
+from members import reconcile, rules, services
+from members.models import DatabaseCopy, Host, Member, Mirror, PendingDNUpdate
+from portal.exceptions import StateConflict
+from tasks.models import Job
+from tasks.services import start_job
+
+ACTIVE = [Job.QUEUED, Job.RUNNING]
+DECISIONS = [
+    "authorize_member",
+    "reject_member",
+    "authorize_dn_update",
+    "reject_dn_update",
+    "remove_member",
+]
+ENGINE_NAMES = {field: key for key, field in reconcile.SETTING_FIELDS.items()}
+MIRROR_SWITCHES = {"stop_mirroring", "start_mirroring", "stop_dejournaling", "start_dejournaling"}
+COPY_OPERATIONS = {
+    "download": "download_database",
+    "activate": "activate_database",
+    "mount": "mount_database",
+    "dismount": "dismount_database",
+    "remove": "remove_database",
+    "pause": "pause_dejournaling",
+    "resume": "resume_dejournaling",
+}
+
+
+def _member_job(actor, kind: str, member: Member, params=None) -> Job:
+    return start_job(actor, kind, member, params=params, mirror=member.mirror, member=member)
+
+
+def _mirror_job(actor, kind: str, mirror: Mirror, params=None) -> Job:
+    return start_job(actor, kind, mirror, params=params, mirror=mirror)
+
+
+def _claim(member: Member, kinds=DECISIONS) -> None:
+    """Serialize decisions on `member`: the write takes the row lock (PostgreSQL) or the
+    database's write lock (SQLite) first, so a second request sees the first one's job."""
+    Member.objects.filter(pk=member.pk).update(updated_at=timezone.now())
+    running = Job.objects.filter(member=member, kind__in=kinds, state__in=ACTIVE).first()
+    if running is not None:
+        raise StateConflict(
+            f"A decision on {member.name} is already under way (job {running.pk}, {running.kind}).",
+            code="in_progress",
+        )
+
+
+# --- Hosts and reading the members ------------------------------------------------------------
+def check_host(actor, host: Host) -> Job:
+    return start_job(actor, "check_host", host)
+
+
+def import_mirror(actor, host: Host, instance: str, mirror: str = "") -> Job:
+    instance = instance.strip().upper()
+    if not instance:
+        raise rules.field_error("instance", "Name the instance to import from.", "required")
+    params = {"host": host.pk, "instance": instance}
+    if mirror:
+        with rules.about("mirror"):
+            params["mirror"] = rules.normalize_mirror_name(mirror)
+    return start_job(actor, "import_mirror", host, params=params)
+
+
+def refresh_mirror(actor, mirror: Mirror) -> Job:
+    return _mirror_job(actor, "refresh_mirror", mirror)
+
+
+def adopt_settings(actor, mirror: Mirror) -> Job:
+    return _mirror_job(actor, "adopt_settings", mirror)
+
+
+def reapply_settings(actor, mirror: Mirror) -> Job:
+    return _mirror_job(actor, "reapply_settings", mirror)
+
+
+# --- Creating, joining, deciding ------------------------------------------------------------
+def _engine_settings(fields: dict) -> dict:
+    """Portal field names to the engine's, each value checked by the catalog."""
+    out = {}
+    for field, value in fields.items():
+        key = ENGINE_NAMES[field]
+        with rules.about(field):
+            out[key] = rules.check_setting(key, value)
+    return out
+
+
+def _address(field: str, value: str) -> str:
+    host, port = reconcile.split_address(value or "")
+    with rules.about(field):
+        if not host or port is None:
+            raise ValidationError("Give an address as host:port.", code="invalid")
+        rules.validate_host_address(host)
+        rules.validate_port(port)
+    return f"{host}:{port}"
+
+
+@transaction.atomic
+def create_mirror(actor, *, host: Host, instance: str, name: str, private: str, **settings) -> Job:
+    with rules.about("name"):
+        name = rules.normalize_mirror_name(name)
+    if Mirror.objects.filter(name=name).exists():
+        raise rules.field_error("name", f"Mirror {name} is already registered.", "unique")
+    params = {
+        "host": host.pk,
+        "instance": instance.strip().upper(),
+        "name": name,
+        "private": _address("private", private),
+        "settings": _engine_settings(settings),
+    }
+    return start_job(actor, "create_mirror", host, params=params)
+
+
+@transaction.atomic
+def join_mirror(
+    actor,
+    mirror: Mirror,
+    *,
+    host: Host,
+    instance: str,
+    member_type: str,
+    private: str = "",
+    member: str = "",
+) -> Job:
+    if member_type not in catalog.MEMBER_TYPES:
+        valid = ", ".join(catalog.MEMBER_TYPES)
+        raise rules.field_error(
+            "member_type", f"{member_type!r} is not a member type ({valid}).", "invalid_choice"
+        )
+    name = (member or instance).strip()
+    with rules.about("member"):
+        name = rules.normalize_member_name(name, member_type)
+    if member_type == catalog.FAILOVER and not private:
+        raise rules.field_error(
+            "private", "A failover member needs a mirror private address.", "required"
+        )
+    siblings = Member.objects.filter(mirror=mirror)
+    if siblings.filter(name=name).exists():
+        raise rules.field_error("member", f"{mirror.name} already has a member {name}.", "unique")
+    others = Member.objects.filter(host=host, name=name).exclude(mirror=mirror)
+    rules.check_member_limits(
+        mirror=mirror.name,
+        member_type=member_type,
+        mirror_members=siblings.values_list("member_type", flat=True),
+        instance_memberships=others.values_list("mirror__name", "member_type"),
+    )
+    if member_type in rules.PROMOTABLE_TYPES:
+        with rules.about("host"):
+            rules.check_arbiter_placement(mirror.arbiter_host, [host.address, host.name])
+    seen = host.instances.filter(name=instance.strip().upper()).first()
+    if seen is not None and seen.superserver:
+        address, port = reconcile.split_address(seen.superserver)
+        probe = Member(name=name, superserver_address=address, superserver_port=port or 0)
+        probe.host, probe.agent_port = host, host.agent_port
+        rules.check_member_addresses(
+            probe, siblings.values_list("name", "superserver_address", "superserver_port")
+        )
+    params = {"host": host.pk, "instance": instance.strip().upper(), "type": member_type}
+    if private:
+        params["private"] = _address("private", private)
+    if member:
+        params["member"] = name
+    return _mirror_job(actor, "join_mirror", mirror, params)
+
+
+@transaction.atomic
+def authorize_member(actor, member: Member) -> Job:
+    _claim(member)
+    member.refresh_from_db()
+    if member.authorization != Member.PENDING:
+        raise StateConflict("This member is not waiting for authorization.", code="not_pending")
+    if member.mirror.requires_tls and not member.x509_dn:
+        raise ValidationError(
+            f"{member.name} presented no certificate DN: on a TLS mirror a member is "
+            "authorized by the DN it presents (guide §4.7.3).",
+            code="no_dn",
+        )
+    return _member_job(actor, "authorize_member", member)
+
+
+@transaction.atomic
+def reject_member(actor, member: Member) -> Job:
+    _claim(member)
+    member.refresh_from_db()
+    if member.authorization != Member.PENDING:
+        raise StateConflict("Only a pending member can be rejected.", code="not_pending")
+    return _member_job(actor, "reject_member", member)
+
+
+@transaction.atomic
+def decide_dn_update(actor, update: PendingDNUpdate, *, authorize: bool) -> Job:
+    _claim(update.member)
+    update.refresh_from_db()
+    if update.state != PendingDNUpdate.PENDING:
+        raise StateConflict("This DN update has already been decided.", code="not_pending")
+    kind = "authorize_dn_update" if authorize else "reject_dn_update"
+    return _member_job(actor, kind, update.member, {"update": update.pk})
+
+
+# --- Settings and addresses -------------------------------------------------------------------
+@transaction.atomic
+def edit_mirror(actor, mirror: Mirror, *, skip_verify: bool = False, **changes) -> Job | None:
+    """Engine settings go to the primary (a job); the portal's own (arbiter, VIP) are saved
+    here. Returns the job, or None when only the portal's own settings changed."""
+    engine = {k: v for k, v in changes.items() if k in ENGINE_NAMES}
+    own = {k: v for k, v in changes.items() if k not in ENGINE_NAMES}
+    if own:
+        services.update_mirror(actor, mirror, **own)
+    if not engine:
+        return None
+    params = {"settings": _engine_settings(engine), "skip_verify": bool(skip_verify)}
+    return _mirror_job(actor, "edit_mirror", mirror, params)
+
+
+def update_member_address(actor, member: Member, *, superserver="", private="") -> Job:
+    params = {}
+    if superserver:
+        params["superserver"] = _address("superserver", superserver)
+        address, port = reconcile.split_address(params["superserver"])
+        probe = Member(name=member.name, superserver_address=address, superserver_port=port)
+        probe.host, probe.agent_port = member.host, member.host.agent_port
+        siblings = Member.objects.filter(mirror=member.mirror_id).exclude(pk=member.pk)
+        rules.check_member_addresses(
+            probe, siblings.values_list("name", "superserver_address", "superserver_port")
+        )
+    if private:
+        params["private"] = _address("private", private)
+    if not params:
+        raise ValidationError("Give a new superserver or private address.", code="required")
+    return _member_job(actor, "update_member_address", member, params)
+
+
+def set_superserver_port(actor, member: Member, port: int) -> Job:
+    with rules.about("port"):
+        rules.validate_port(port)
+    return _member_job(actor, "set_superserver_port", member, {"port": int(port)})
+
+
+# --- Leaving and removing ---------------------------------------------------------------------
+@transaction.atomic
+def remove_member(actor, member: Member) -> Job:
+    _claim(member)
+    return _member_job(actor, "remove_member", member)
+
+
+def leave_mirror(actor, member: Member, *, remove_db_attribute: bool = False) -> Job:
+    return _member_job(
+        actor, "leave_mirror", member, {"remove_db_attribute": bool(remove_db_attribute)}
+    )
+
+
+def _confirmed(mirror: Mirror, confirm: str) -> None:
+    if (confirm or "").strip().upper() != mirror.name:
+        raise rules.field_error(
+            "confirm", f"Type the mirror's name, {mirror.name}, to confirm.", "not_confirmed"
+        )
+
+
+def remove_mirror(actor, mirror: Mirror, *, confirm: str, **flags) -> Job:
+    """Remove the mirror from every member (an engine operation; the portal forgets it after)."""
+    _confirmed(mirror, confirm)
+    params = {k: bool(flags.get(k)) for k in ("remove_db_attribute", "remove_tls")}
+    return _mirror_job(actor, "remove_mirror", mirror, params)
+
+
+def forget_mirror(actor, mirror: Mirror, *, confirm: str) -> None:
+    """Unregister the mirror from the portal; nothing happens to its members."""
+    _confirmed(mirror, confirm)
+    services.forget_mirror(actor, mirror, reason="forgotten by an operator")
+
+
+def switch_member(actor, member: Member, kind: str) -> Job:
+    if kind not in MIRROR_SWITCHES:
+        raise ValueError(kind)
+    return _member_job(actor, kind, member)
+
+
+# --- Databases ------------------------------------------------------------------------------
+def create_database(actor, mirror: Mirror, *, name: str, how: str = "create", members=()) -> Job:
+    with rules.about("name"):
+        name = rules.normalize_database_name(name)
+    if how not in ("create", "add"):
+        raise rules.field_error("how", "How is 'create' or 'add'.", "invalid_choice")
+    known = set(mirror.members.values_list("name", flat=True))
+    wanted = [m.upper() for m in members]
+    unknown = sorted(set(wanted) - known)
+    if unknown:
+        raise rules.field_error(
+            "members", f"Not members of {mirror.name}: {', '.join(unknown)}.", "unknown_member"
+        )
+    params = {"name": name, "how": how, "members": wanted}
+    return _mirror_job(actor, "create_database", mirror, params)
+
+
+def copy_operation(actor, copy: DatabaseCopy, operation: str, **params) -> Job:
+    kind = COPY_OPERATIONS[operation]
+    member = copy.member
+    return start_job(actor, kind, copy, params=params, mirror=member.mirror, member=member)
+
+
+def catchup_databases(actor, member: Member, databases: list[str]) -> Job:
+    names = sorted({d.upper() for d in databases})
+    held = set(member.database_copies.values_list("database__name", flat=True))
+    unknown = sorted(set(names) - held)
+    if not names or unknown:
+        raise rules.field_error(
+            "databases",
+            f"{member.name} holds no copy of {', '.join(unknown)}."
+            if unknown
+            else "Name the databases.",
+            "unknown_database" if unknown else "required",
+        )
+    return _member_job(actor, "catchup_databases", member, {"databases": names})
+
+
+def clear_failover_db(actor, member: Member, databases: list[str] | None = None) -> Job:
+    names = sorted({d.upper() for d in databases or ()})
+    return _member_job(actor, "clear_failover_db", member, {"databases": names})

@@ -1,0 +1,44 @@
+"""Every operation the portal runs on real members, as job handlers: kind -> function(run).
+
+A handler gets a tasks.runner.JobRun (the job's params, progress, bounded waits), talks to the
+agents through members.agents, and returns what the members answered (JSON) after recording it
+with a refresh. members.actions validates a request and starts the job."""
+
+from members.operations import databases, discovery, membership
+
+HANDLERS = {
+    # reading the members
+    "check_host": discovery.check_host,
+    "import_mirror": discovery.import_mirror,
+    "refresh_mirror": discovery.refresh_mirror,
+    "adopt_settings": discovery.adopt_settings,
+    "reapply_settings": discovery.reapply_settings,
+    # membership
+    "create_mirror": membership.create_mirror,
+    "join_mirror": membership.join_mirror,
+    "authorize_member": membership.authorize_member,
+    "reject_member": membership.reject_member,
+    "authorize_dn_update": membership.authorize_dn_update,
+    "reject_dn_update": membership.reject_dn_update,
+    "edit_mirror": membership.edit_mirror,
+    "update_member_address": membership.update_member_address,
+    "set_superserver_port": membership.set_superserver_port,
+    "remove_member": membership.remove_member,
+    "leave_mirror": membership.leave_mirror,
+    "remove_mirror": membership.remove_mirror,
+    "stop_mirroring": membership.stop_mirroring,
+    "start_mirroring": membership.start_mirroring,
+    "stop_dejournaling": membership.stop_dejournaling,
+    "start_dejournaling": membership.start_dejournaling,
+    # databases
+    "create_database": databases.create_database,
+    "download_database": databases.download_database,
+    "activate_database": databases.activate_database,
+    "catchup_databases": databases.catchup_databases,
+    "mount_database": databases.mount_database,
+    "dismount_database": databases.dismount_database,
+    "remove_database": databases.remove_database,
+    "clear_failover_db": databases.clear_failover_db,
+    "pause_dejournaling": databases.pause_dejournaling,
+    "resume_dejournaling": databases.resume_dejournaling,
+}

@@ -1,0 +1,255 @@
+"""Writing what the members answered (members/sync.py reads it) into the portal's rows.
+
+Each function is one transaction. A change is audited with the member that reported it as the
+actor ("member MIRRORA"); observations that change on every read (a member's status, an
+instance's state) are stored without an event. Mirror settings are the exception to "the members
+win": the portal keeps the value an operator set, and a primary that differs is a Drift row
+until the value is re-applied to the primary or adopted here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts import audit
+from engine import rules as catalog
+from members import rules
+from members.models import (
+    DatabaseCopy,
+    Drift,
+    Host,
+    Instance,
+    Member,
+    Mirror,
+    MirroredDatabase,
+    PendingDNUpdate,
+)
+
+# The engine's setting names and the portal's fields (only `tls` is spelt differently).
+SETTING_FIELDS = {key: ("requires_tls" if key == "tls" else key) for key in catalog.SETTINGS}
+
+
+def split_address(text: str) -> tuple[str, int | None]:
+    """ "host:port" as the engine writes it (engine/member/config.py Address)."""
+    if not text:
+        return "", None
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port) if port.isdigit() else None
+
+
+@transaction.atomic
+def record_instances(host: Host, rows: list[dict]) -> None:
+    """The instances `host`'s agent reports, replacing what it reported before."""
+    now = timezone.now()
+    seen = []
+    for row in rows:
+        cert = row.get("certificate") or {}
+        not_after = cert.get("not_after")
+        Instance.objects.update_or_create(
+            host=host,
+            name=row["name"],
+            defaults={
+                "superserver": row.get("superserver") or "",
+                "state": row.get("state") or "",
+                "role": row.get("role") or "",
+                "mirror_name": row.get("mirror") or "",
+                "member_name": row.get("member") or "",
+                "member_type": row.get("type") or "",
+                "certificate_dn": cert.get("subject_dn") or "",
+                "certificate_not_after": dt.datetime.fromisoformat(not_after)
+                if not_after
+                else None,
+                "seen_at": now,
+            },
+        )
+        seen.append(row["name"])
+    Instance.objects.filter(host=host).exclude(name__in=seen).delete()
+
+
+def _mirror_settings(settings: dict) -> dict:
+    return {SETTING_FIELDS[key]: value for key, value in settings.items() if key in SETTING_FIELDS}
+
+
+@transaction.atomic
+def record_observed_mirror(view, *, adopt_settings: bool = False) -> tuple[Mirror, list[str]]:
+    """Make the portal's rows say what `view` (members/sync.py MirrorView) says; the lines
+    describe each change. `adopt_settings` takes the primary's settings as the portal's (an
+    import, or an operator adopting drift); otherwise differences become Drift rows."""
+    changes: list[str] = []
+    actor = f"member {view.source}"
+    mirror = Mirror.objects.select_for_update().filter(name=view.name).first()
+    observed = _mirror_settings(view.settings)
+    if mirror is None:
+        mirror = Mirror.objects.create(name=view.name, **observed)
+        audit.record(actor, "mirror.import", mirror, after=audit.snapshot(mirror))
+        changes.append(f"mirror {mirror} recorded")
+    elif adopt_settings:
+        _adopt(actor, mirror, observed, changes)
+    _record_drift(mirror, observed if not adopt_settings else {}, changes)
+    members = _record_members(actor, mirror, view, changes)
+    _record_dn_updates(actor, view, members, changes)
+    _record_databases(actor, mirror, view, members, changes)
+    return mirror, changes
+
+
+def _adopt(actor, mirror: Mirror, observed: dict, changes: list[str]) -> None:
+    differing = {k: v for k, v in observed.items() if getattr(mirror, k) != v}
+    if not differing:
+        return
+    before = audit.snapshot(mirror)
+    for key, value in differing.items():
+        setattr(mirror, key, value)
+    mirror.save()
+    audit.record(actor, "mirror.update", mirror, before=before, after=audit.snapshot(mirror))
+    changes.append(f"mirror settings taken from the primary: {', '.join(sorted(differing))}")
+
+
+def _record_drift(mirror: Mirror, observed: dict, changes: list[str]) -> None:
+    kept = []
+    for key, value in observed.items():
+        desired = getattr(mirror, key)
+        if desired == value:
+            continue
+        drift, created = Drift.objects.update_or_create(
+            mirror=mirror, setting=key, defaults={"desired": str(desired), "observed": str(value)}
+        )
+        kept.append(drift.pk)
+        if created:
+            changes.append(f"drift: {key} is {value} on the primary, {desired} in the portal")
+    Drift.objects.filter(mirror=mirror).exclude(pk__in=kept).delete()
+
+
+def _record_members(actor, mirror: Mirror, view, changes: list[str]) -> dict[str, Member]:
+    now = timezone.now()
+    existing = {m.name: m for m in Member.objects.filter(mirror=mirror).select_related("host")}
+    members = {}
+    for seen in view.members:
+        superserver, port = split_address(seen.superserver)
+        private, _ = split_address(seen.private)
+        wanted = {
+            "member_type": seen.type,
+            "superserver_address": superserver,
+            "superserver_port": port or 0,
+            "mirror_private_address": private,
+            "x509_dn": seen.dn,
+            "authorization": Member.AUTHORIZED if seen.authorized else Member.PENDING,
+        }
+        if seen.instance is not None:
+            host = seen.instance.host
+            wanted.update(host=host, agent_address=host.address, agent_port=host.agent_port)
+        member = existing.pop(seen.name, None)
+        if member is None:
+            if "host" not in wanted:
+                changes.append(f"member {seen.name}: not recorded, {seen.problem}")
+                continue
+            member = Member.objects.create(mirror=mirror, name=seen.name, **wanted)
+            audit.record(actor, "member.add", member, after=audit.snapshot(member))
+            changes.append(f"member {seen.name} recorded ({seen.type})")
+        else:
+            differing = {k: v for k, v in wanted.items() if getattr(member, k) != v}
+            if differing:
+                before = audit.snapshot(member)
+                for key, value in differing.items():
+                    setattr(member, key, value)
+                member.save()
+                audit.record(
+                    actor, "member.update", member, before=before, after=audit.snapshot(member)
+                )
+                changes.append(f"member {seen.name}: {', '.join(sorted(differing))} changed")
+        if seen.status is not None:
+            Member.objects.filter(pk=member.pk).update(status=seen.status, observed_at=now)
+            member.status, member.observed_at = seen.status, now
+        members[seen.name] = member
+    for gone in existing.values():
+        audit.record(actor, "member.gone", gone, before=audit.snapshot(gone))
+        changes.append(f"member {gone.name} is no longer in the mirror")
+        gone.delete()
+    return members
+
+
+def _record_dn_updates(actor, view, members: dict[str, Member], changes: list[str]) -> None:
+    open_rows = {
+        u.member.name: u
+        for u in PendingDNUpdate.objects.filter(
+            member__in=members.values(), state=PendingDNUpdate.PENDING
+        ).select_related("member")
+    }
+    for name, dn in view.dn_updates.items():
+        member = members.get(name)
+        if member is None:
+            continue
+        row = open_rows.pop(name, None)
+        if row is not None and row.new_dn == dn:
+            continue
+        if row is not None:  # the member presented yet another DN: the older request is moot
+            _decide(actor, row, PendingDNUpdate.REJECTED)
+        update = PendingDNUpdate.objects.create(member=member, new_dn=dn)
+        audit.record(actor, "dn_update.request", update, after=audit.snapshot(update))
+        changes.append(f"member {name} presents a new DN, waiting for authorization: {dn}")
+    for name, row in open_rows.items():  # decided on the primary (here, or by someone else)
+        member = members[name]
+        state = (
+            PendingDNUpdate.AUTHORIZED if member.x509_dn == row.new_dn else PendingDNUpdate.REJECTED
+        )
+        _decide(actor, row, state)
+        changes.append(f"DN update of {name}: {state} on the primary")
+
+
+DECISION_ACTIONS = {
+    PendingDNUpdate.AUTHORIZED: "dn_update.authorize",
+    PendingDNUpdate.REJECTED: "dn_update.reject",
+}
+
+
+def _decide(actor, row: PendingDNUpdate, state: str) -> None:
+    before = audit.snapshot(row)
+    row.state, row.decided_at = state, timezone.now()
+    row.save(update_fields=["state", "decided_at"])
+    audit.record(actor, DECISION_ACTIONS[state], row, before=before, after=audit.snapshot(row))
+
+
+def _record_databases(actor, mirror: Mirror, view, members: dict[str, Member], changes) -> None:
+    reached = {
+        m.name: m.databases for m in view.members if m.databases is not None and m.name in members
+    }
+    names = sorted({db for copies in reached.values() for db in copies})
+    databases = {d.name: d for d in MirroredDatabase.objects.filter(mirror=mirror)}
+    for name in names:
+        if name not in databases:
+            databases[name] = MirroredDatabase.objects.create(mirror=mirror, name=name)
+            audit.record(actor, "database.add", databases[name], after={"name": name})
+            changes.append(f"database {name} recorded")
+    copies = {
+        (c.database.name, c.member.name): c
+        for c in DatabaseCopy.objects.filter(database__mirror=mirror).select_related(
+            "database", "member"
+        )
+    }
+    for member_name, held in reached.items():
+        member = members[member_name]
+        for db, status in held.items():
+            copy = copies.pop((db, member_name), None)
+            if copy is None:
+                DatabaseCopy.objects.create(
+                    database=databases[db],
+                    member=member,
+                    status=status,
+                    failover_db=member.member_type != rules.RW_REPORTING,
+                )
+                changes.append(f"{db} on {member_name}: {status}")
+            elif copy.status != status:
+                DatabaseCopy.objects.filter(pk=copy.pk).update(status=status)
+                changes.append(f"{db} on {member_name}: {copy.status} -> {status}")
+    # copies of members that answered and no longer list them are gone; others are unknown now
+    for (db, member_name), copy in copies.items():
+        if member_name in reached:
+            copy.delete()
+            changes.append(f"{db} on {member_name}: no longer there")
+    for name, database in databases.items():
+        if name not in names and not database.copies.exists() and len(reached) == len(members):
+            audit.record(actor, "database.gone", database, before=audit.snapshot(database))
+            database.delete()
+            changes.append(f"database {name} is no longer in the mirror")

@@ -1,0 +1,167 @@
+"""Reading the members into the portal: what runs on a host (discovery), a whole mirror from any
+one of its members (import), and again later (refresh).
+
+The members are the truth (docs/architecture.md): what they answer is written to the portal's
+rows by `members.services.record_observed_mirror`, each change audited with the member as its
+actor. Reading and writing are apart so that a slow agent never holds a transaction open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+from engine import rules as catalog
+from members import reconcile
+from members.agents import AgentConnectionError, AgentError, open_agent, refusals
+from members.models import Host, Instance
+from tasks.errors import PermanentJobError
+
+
+@dataclass
+class MemberView:
+    """One member as the mirror's configuration lists it, and as it answers for itself."""
+
+    name: str
+    type: str
+    superserver: str
+    private: str
+    dn: str
+    authorized: bool
+    instance: Instance | None = None
+    status: str | None = None  # None: not reached (problem says why)
+    databases: dict[str, str] | None = None  # its copies: name -> status (guide §5.1.1.3)
+    problem: str = ""
+
+
+@dataclass
+class MirrorView:
+    name: str
+    settings: dict
+    primary: str | None
+    source: str  # the member whose configuration this is
+    members: list[MemberView] = field(default_factory=list)
+    dn_updates: dict[str, str] = field(default_factory=dict)
+
+    def member(self, name: str) -> MemberView | None:
+        return next((m for m in self.members if m.name == name), None)
+
+
+class Agents:
+    """One open client per host for the length of a read (kept-alive connections)."""
+
+    def __init__(self):
+        self.clients = {}
+
+    def __call__(self, host: Host):
+        if host.pk not in self.clients:
+            self.clients[host.pk] = open_agent(host)
+        return self.clients[host.pk]
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+
+
+# --- Discovery --------------------------------------------------------------------------------
+def discover_host(host: Host) -> tuple[dict, list[dict]]:
+    """The agent's health and its instances, recorded as the host's Instance rows."""
+    with refusals(f"The agent of {host.name}"), contextlib.closing(open_agent(host)) as agent:
+        health = agent.health()
+        rows = agent.instances()
+    reconcile.record_instances(host, rows)
+    return health, rows
+
+
+def rediscover_all() -> list[str]:
+    """Every host's instances again; the hosts that could not be read, with the reason."""
+    problems = []
+    for host in Host.objects.all():
+        try:
+            discover_host(host)
+        except PermanentJobError as exc:
+            problems.append(str(exc))
+        except Exception as exc:  # noqa: BLE001 - one unreachable host must not stop the rest
+            problems.append(f"Host {host.name}: {exc}")
+    return problems
+
+
+def locate(mirror: str, member: str) -> Instance | None:
+    """The instance that is `member` of `mirror`, as the hosts last reported them."""
+    known = Instance.objects.select_related("host")
+    return (
+        known.filter(mirror_name=mirror, member_name=member).first()
+        or known.filter(name=member, member_name="").first()
+        or known.filter(name=member).first()
+    )
+
+
+# --- Reading a mirror -------------------------------------------------------------------------
+def read_mirror(host: Host, instance: str, mirror: str | None = None) -> MirrorView:
+    """The mirror `instance` on `host` belongs to (or `mirror`, for a reporting async in
+    several), with each member's own status and copies."""
+    agents = Agents()
+    try:
+        with refusals(f"{instance} on {host.name}"):
+            info = agents(host).mirror_info(instance, mirror=mirror)
+        view = _view(info)
+        if view.primary and view.primary != view.source:
+            # the primary holds the pending members and DN updates: prefer its configuration
+            where = _find(view.name, view.primary)
+            if where is not None:
+                with contextlib.suppress(AgentError, AgentConnectionError, PermanentJobError):
+                    view = _view(agents(where.host).mirror_info(where.name, mirror=view.name))
+        for member in view.members:
+            _read_member(agents, view.name, member)
+        return view
+    finally:
+        agents.close()
+
+
+def _find(mirror: str, member: str) -> Instance | None:
+    found = locate(mirror, member)
+    if found is None:
+        rediscover_all()
+        found = locate(mirror, member)
+    return found
+
+
+def _view(info: dict) -> MirrorView:
+    settings = {key: info[key] for key in catalog.SETTINGS if key in info}
+    view = MirrorView(
+        name=info["name"],
+        settings=settings,
+        primary=info.get("primary"),
+        source=info.get("member") or info.get("instance", ""),
+        dn_updates=dict(info.get("dn_updates") or {}),
+    )
+    for row in info.get("members", []):
+        view.members.append(
+            MemberView(
+                name=row["name"],
+                type=row["type"],
+                superserver=row.get("superserver") or "",
+                private=row.get("private") or "",
+                dn=row.get("dn") or "",
+                authorized=bool(row.get("authorized", True)),
+            )
+        )
+    return view
+
+
+def _read_member(agents: Agents, mirror: str, member: MemberView) -> None:
+    member.instance = _find(mirror, member.name)
+    if member.instance is None:
+        member.problem = "on no registered host (register its host, then refresh)"
+        return
+    try:
+        answer = agents(member.instance.host).databases(member.instance.name, mirror=mirror)
+    except AgentError as exc:
+        member.status = catalog.DOWN if exc.status == 503 else None
+        member.problem = exc.message
+        return
+    except (AgentConnectionError, PermanentJobError) as exc:
+        member.problem = str(exc)
+        return
+    member.status = answer.get("status") or ""
+    member.databases = {row["name"]: row["status"] for row in answer.get("databases", [])}
