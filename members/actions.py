@@ -115,12 +115,15 @@ def create_mirror(actor, *, host: Host, instance: str, name: str, private: str, 
         name = rules.normalize_mirror_name(name)
     if Mirror.objects.filter(name=name).exists():
         raise rules.field_error("name", f"Mirror {name} is already registered.", "unique")
+    own = {k: v for k, v in settings.items() if k not in ENGINE_NAMES}
+    Mirror(name=name, **own).full_clean(exclude=["name"], validate_unique=False)
     params = {
         "host": host.pk,
         "instance": instance.strip().upper(),
         "name": name,
         "private": _address("private", private),
-        "settings": _engine_settings(settings),
+        "settings": _engine_settings({k: v for k, v in settings.items() if k in ENGINE_NAMES}),
+        "portal_settings": own,
     }
     return start_job(actor, "create_mirror", host, params=params)
 
@@ -213,15 +216,13 @@ def decide_dn_update(actor, update: PendingDNUpdate, *, authorize: bool) -> Job:
 
 # --- Settings and addresses -------------------------------------------------------------------
 @transaction.atomic
-def edit_mirror(actor, mirror: Mirror, *, skip_verify: bool = False, **changes) -> Job | None:
-    """Engine settings go to the primary (a job); the portal's own (arbiter, VIP) are saved
-    here. Returns the job, or None when only the portal's own settings changed."""
+def edit_mirror(actor, mirror: Mirror, *, skip_verify: bool = False, **changes) -> Job:
+    """The settings the engine keeps go to the primary (the job records them once the primary
+    has them); the portal's own (arbiter, VIP) are saved here, checked with the rest."""
     engine = {k: v for k, v in changes.items() if k in ENGINE_NAMES}
     own = {k: v for k, v in changes.items() if k not in ENGINE_NAMES}
     if own:
         services.update_mirror(actor, mirror, **own)
-    if not engine:
-        return None
     params = {"settings": _engine_settings(engine), "skip_verify": bool(skip_verify)}
     return _mirror_job(actor, "edit_mirror", mirror, params)
 

@@ -104,3 +104,18 @@ def changed_fields(serializer) -> dict:
         for field, value in serializer.validated_data.items()
         if getattr(instance, field, None) != value
     }
+
+
+class ChoiceField(serializers.ChoiceField):
+    """A choice whose error lists the valid values, so a caller can correct it without the docs."""
+
+    def to_internal_value(self, data):
+        if data == "" and self.allow_blank:
+            return ""
+        key = str(data)
+        if key not in self.choice_strings_to_values:
+            valid = ", ".join(map(str, self.choices))
+            raise serializers.ValidationError(
+                f'"{data}" is not a valid choice; choose one of: {valid}.', code="invalid_choice"
+            )
+        return self.choice_strings_to_values[key]

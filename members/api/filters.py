@@ -10,7 +10,15 @@ import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
 
-from members.models import DatabaseCopy, Host, Member, Mirror, MirroredDatabase, PendingDNUpdate
+from members.models import (
+    DatabaseCopy,
+    Host,
+    Instance,
+    Member,
+    Mirror,
+    MirroredDatabase,
+    PendingDNUpdate,
+)
 from members.rules import MEMBER_TYPES
 from portal.filters import FilterSet, TextFilter
 
@@ -114,3 +122,13 @@ class DatabaseCopyFilter(FilterSet):
     class Meta:
         model = DatabaseCopy
         fields = ["database", "member", "status"]
+
+
+class InstanceFilter(FilterSet):
+    name = NameFilter()
+    mirror_name = NameFilter()
+    member_name = NameFilter()
+
+    class Meta:
+        model = Instance
+        fields = ["host", "state", "role", "member_type"]

@@ -11,13 +11,16 @@ from rest_framework import serializers
 from members import rules
 from members.models import (
     DatabaseCopy,
+    Drift,
     Host,
+    Instance,
     Member,
     Mirror,
     MirroredDatabase,
     PendingDNUpdate,
 )
 from members.services import MIRROR_EDITABLE
+from portal.api import ChoiceField
 
 
 # --- Configuration ----------------------------------------------------------------------------
@@ -63,6 +66,7 @@ class HostSerializer(serializers.ModelSerializer):
 
 
 class MemberSerializer(serializers.ModelSerializer):
+    serializer_choice_field = ChoiceField
     name = serializers.CharField(
         help_text="At most 32 characters, stored uppercase; failover and async rules differ."
     )
@@ -86,6 +90,8 @@ class MemberSerializer(serializers.ModelSerializer):
             "agent_port",
             "x509_dn",
             "authorization",
+            "status",
+            "observed_at",
             "created_at",
             "updated_at",
         ]
@@ -136,3 +142,156 @@ class MirroredDatabaseSerializer(serializers.ModelSerializer):
         fields = ["id", "mirror", "mirror_name", "name", "mount_required_at_startup"]
         fields += ["created_at", "copies"]
         validators = []
+
+
+# --- Operation requests: each becomes a job (members.actions) ---------------------------------
+NAME = {"max_length": 64, "trim_whitespace": True}
+
+
+class ImportMirrorSerializer(serializers.Serializer):
+    instance = serializers.CharField(help_text="An instance on this host that is a member.", **NAME)
+    mirror = serializers.CharField(
+        required=False, allow_blank=True, max_length=15, help_text="For a reporting async only."
+    )
+
+
+class SettingField(SettingChoiceField, ChoiceField):
+    """A setting's choice: the catalog's reason code for a value it refuses, and the valid values
+    in the message."""
+
+
+class MirrorSettingsSerializer(serializers.Serializer):
+    """Mirror settings (guide §4.7.2): those the engine keeps go to the primary, the arbiter and
+    the VIP are the portal's. Each is checked by the same rule as everywhere (members.rules)."""
+
+    requires_tls = serializers.BooleanField(required=False)
+    qos_timeout_ms = serializers.IntegerField(
+        required=False, validators=[rules.validate_qos_timeout]
+    )
+    failover_compression = SettingField(rules.COMPRESSION_MODES, required=False)
+    failover_compression_type = SettingField(rules.COMPRESSION_TYPES, required=False)
+    async_compression = SettingField(rules.COMPRESSION_MODES, required=False)
+    async_compression_type = SettingField(rules.COMPRESSION_TYPES, required=False)
+    parallel_dejournaling = SettingField(rules.PARALLEL_DEJOURNALING, required=False)
+    arbiter_host = serializers.CharField(
+        required=False, allow_blank=True, max_length=253, validators=[rules.validate_host_address]
+    )
+    arbiter_port = serializers.IntegerField(required=False, validators=[rules.validate_port])
+    vip_address = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    vip_mask = serializers.IntegerField(required=False, allow_null=True)
+    vip_interface = serializers.CharField(required=False, allow_blank=True, max_length=64)
+
+    def validate(self, attrs):
+        vip = [k for k in ("vip_address", "vip_mask", "vip_interface") if k in attrs]
+        if vip:
+            rules.validate_virtual_ip(
+                attrs.get("vip_address") or None,
+                attrs.get("vip_mask"),
+                attrs.get("vip_interface", ""),
+            )
+        return attrs
+
+
+class EditMirrorSerializer(MirrorSettingsSerializer):
+    skip_verify = serializers.BooleanField(
+        default=False, help_text="Turn TLS on even if a member fails Verify SSL."
+    )
+
+
+class CreateMirrorSerializer(MirrorSettingsSerializer):
+    host = serializers.PrimaryKeyRelatedField(queryset=Host.objects.all())
+    instance = serializers.CharField(help_text="The instance that becomes the primary.", **NAME)
+    name = serializers.CharField(help_text="1-15 letters or digits, stored uppercase.")
+    private = serializers.CharField(
+        max_length=260, help_text="Its mirror private address, host:port."
+    )
+
+    def validate(self, attrs):
+        # all or nothing: checked here as a whole for a new mirror (an edit checks the result)
+        vip = (attrs.get("vip_address") or None, attrs.get("vip_mask"), attrs.get("vip_interface"))
+        rules.validate_virtual_ip(*vip[:2], vip[2] or "")
+        return attrs
+
+    def validate_name(self, value):
+        name = rules.normalize_mirror_name(value)
+        if Mirror.objects.filter(name=name).exists():
+            raise serializers.ValidationError(
+                f"Mirror {name} is already registered.", code="unique"
+            )
+        return name
+
+
+class JoinMirrorSerializer(serializers.Serializer):
+    host = serializers.PrimaryKeyRelatedField(queryset=Host.objects.all())
+    instance = serializers.CharField(**NAME)
+    member_type = ChoiceField(rules.MEMBER_TYPES)
+    private = serializers.CharField(
+        required=False, allow_blank=True, max_length=260, help_text="Failover members: host:port."
+    )
+    member = serializers.CharField(
+        required=False, allow_blank=True, max_length=32, help_text="Defaults to the instance's."
+    )
+
+
+class MemberAddressSerializer(serializers.Serializer):
+    superserver = serializers.CharField(required=False, allow_blank=True, max_length=260)
+    private = serializers.CharField(required=False, allow_blank=True, max_length=260)
+
+
+class SuperserverPortSerializer(serializers.Serializer):
+    port = serializers.IntegerField()
+
+
+class LeaveMirrorSerializer(serializers.Serializer):
+    remove_db_attribute = serializers.BooleanField(default=False)
+
+
+class ConfirmSerializer(serializers.Serializer):
+    confirm = serializers.CharField(max_length=64, help_text="The mirror's name.")
+
+
+class RemoveMirrorSerializer(ConfirmSerializer):
+    remove_db_attribute = serializers.BooleanField(default=False)
+    remove_tls = serializers.BooleanField(default=False)
+
+
+class CreateDatabaseSerializer(serializers.Serializer):
+    mirror = serializers.PrimaryKeyRelatedField(queryset=Mirror.objects.all())
+    name = serializers.CharField(max_length=64)
+    how = ChoiceField([("create", "create"), ("add", "add")], default="create")
+    members = serializers.ListField(
+        child=serializers.CharField(max_length=32),
+        max_length=16,
+        required=False,
+        help_text="Members to hold a copy; every other member by default.",
+    )
+
+
+class DatabaseNamesSerializer(serializers.Serializer):
+    databases = serializers.ListField(
+        child=serializers.CharField(max_length=64), max_length=200, required=False
+    )
+
+
+class MountSerializer(serializers.Serializer):
+    catchup = serializers.BooleanField(default=False)
+
+
+class InstanceSerializer(serializers.ModelSerializer):
+    host_name = serializers.CharField(source="host.name", read_only=True)
+
+    class Meta:
+        model = Instance
+        fields = ["id", "host", "host_name", "name", "superserver", "state", "role"]
+        fields += ["mirror_name", "member_name", "member_type", "certificate_dn"]
+        fields += ["certificate_not_after", "seen_at"]
+        read_only_fields = fields
+
+
+class DriftSerializer(serializers.ModelSerializer):
+    mirror_name = serializers.CharField(source="mirror.name", read_only=True)
+
+    class Meta:
+        model = Drift
+        fields = ["id", "mirror", "mirror_name", "setting", "desired", "observed", "detected_at"]
+        read_only_fields = fields

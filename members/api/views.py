@@ -1,59 +1,67 @@
-"""REST endpoints for the mirror configuration.
+"""REST endpoints for mirrors, their members and databases.
 
-Viewsets are declarative: a queryset that loads related rows up front (so a list costs the same
-number of queries whatever its length), a serializer and a filterset; parser, pagination and the
-error responses in the schema come from portal.api. Every change calls one service function with
-the caller as the actor; the service validates, saves and audits.
+Reads are declarative viewsets: a queryset that loads related rows up front (so a list costs the
+same number of queries whatever its length), a serializer and a filterset. A mirror's rows are
+what its members last answered, so they are never written here: every change is an operation
+that checks the request (members.actions) and answers 202 with the job that does it on the
+members. Only the portal's own records (hosts, a database's startup flag) are edited directly.
+Operators run operations; admins change configuration and decide on members.
 """
 
 from django.db.models import Prefetch
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
-from accounts.roles import OPERATOR
-from members import services
+from accounts.roles import ADMIN, OPERATOR
+from members import actions, services
 from members.api import filters
-from members.api.serializers import (
-    DatabaseCopySerializer,
-    DNUpdateSerializer,
-    HostSerializer,
-    MemberSerializer,
-    MirroredDatabaseSerializer,
-    MirrorSerializer,
+from members.api import serializers as s
+from members.models import (
+    DatabaseCopy,
+    Drift,
+    Host,
+    Instance,
+    Member,
+    Mirror,
+    MirroredDatabase,
+    PendingDNUpdate,
 )
-from members.models import DatabaseCopy, Host, Member, Mirror, MirroredDatabase, PendingDNUpdate
 from portal.api import changed_fields
 from tasks.api.serializers import JobSerializer
-from tasks.services import start_job
+
+ACCEPTED = {202: OpenApiResponse(JobSerializer, description="The job, queued.")}
 
 
-class MirrorViewSet(viewsets.ModelViewSet):
-    queryset = Mirror.objects.all()
-    serializer_class = MirrorSerializer
-    filterset_class = filters.MirrorFilter
-    ordering_fields = ["name", "created_at", "updated_at"]
-
-    def perform_create(self, serializer):
-        serializer.instance = services.create_mirror(self.request.user, **serializer.validated_data)
-
-    def perform_update(self, serializer):
-        serializer.instance = services.update_mirror(
-            self.request.user, serializer.instance, **changed_fields(serializer)
-        )
-
-    def perform_destroy(self, instance):
-        services.delete_mirror(self.request.user, instance)
+def accepted(job) -> Response:
+    return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
+def operation(body=None, *, detail=True, url_path=None, responses=None):
+    """A POST action that starts a job: documented with its body and the 202 answer."""
+
+    def wrap(func):
+        documented = extend_schema(request=body, responses=responses or ACCEPTED)(func)
+        return action(detail=detail, methods=["post"], url_path=url_path)(documented)
+
+    return wrap
+
+
+def body(request, serializer_class) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+# --- Hosts and what runs on them --------------------------------------------------------------
 class HostViewSet(viewsets.ModelViewSet):
     queryset = Host.objects.all()
-    serializer_class = HostSerializer
+    serializer_class = s.HostSerializer
     filterset_class = filters.HostFilter
     ordering_fields = ["name", "address", "last_checked_at"]
-    action_roles = {"check": OPERATOR}
+    action_roles = {"check": OPERATOR, "import_mirror": ADMIN}
 
     def perform_create(self, serializer):
         serializer.instance = services.register_host(self.request.user, **serializer.validated_data)
@@ -66,101 +74,233 @@ class HostViewSet(viewsets.ModelViewSet):
     def perform_destroy(self, instance):
         services.delete_host(self.request.user, instance)
 
-    @extend_schema(request=None, responses={202: JobSerializer})
-    @action(detail=True, methods=["post"])
+    @operation()
     def check(self, request, pk=None):
-        """Start a "check host" job: is the agent reachable, and how far away is it?"""
-        job = start_job(request.user, "check_host", self.get_object())
-        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+        """Check and discover: is the agent reachable, how far, and which instances run there."""
+        return accepted(actions.check_host(request.user, self.get_object()))
 
-
-class MemberViewSet(viewsets.ModelViewSet):
-    queryset = Member.objects.select_related("mirror", "host")
-    serializer_class = MemberSerializer
-    filterset_class = filters.MemberFilter
-    ordering_fields = ["name", "mirror__name", "member_type", "created_at"]
-
-    def perform_create(self, serializer):
-        fields = dict(serializer.validated_data)
-        mirror = fields.pop("mirror")
-        serializer.instance = services.add_member(self.request.user, mirror, **fields)
-
-    def perform_update(self, serializer):
-        serializer.instance = services.update_member(
-            self.request.user, serializer.instance, **changed_fields(serializer)
+    @operation(s.ImportMirrorSerializer, url_path="import")
+    def import_mirror(self, request, pk=None):
+        """Register the mirror one of this host's instances belongs to, as its members report it."""
+        return accepted(
+            actions.import_mirror(
+                request.user, self.get_object(), **body(request, s.ImportMirrorSerializer)
+            )
         )
 
-    def perform_destroy(self, instance):
-        services.remove_member(self.request.user, instance)
+
+class InstanceViewSet(viewsets.ReadOnlyModelViewSet):
+    """Instances the hosts' agents reported at their last check."""
+
+    queryset = Instance.objects.select_related("host")
+    serializer_class = s.InstanceSerializer
+    filterset_class = filters.InstanceFilter
+    ordering_fields = ["name", "seen_at"]
+
+
+# --- Mirrors ----------------------------------------------------------------------------------
+class MirrorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = Mirror.objects.all()
+    serializer_class = s.MirrorSerializer
+    filterset_class = filters.MirrorFilter
+    ordering_fields = ["name", "created_at", "updated_at"]
+    action_roles = {"refresh": OPERATOR, "create_database": OPERATOR}
+
+    @extend_schema(request=s.CreateMirrorSerializer, responses=ACCEPTED)
+    def create(self, request):
+        """Create a mirror on an instance, which becomes its first failover member (primary)."""
+        return accepted(
+            actions.create_mirror(request.user, **body(request, s.CreateMirrorSerializer))
+        )
+
+    @operation()
+    def refresh(self, request, pk=None):
+        """Read every member and record what changed (and any drift of settings)."""
+        return accepted(actions.refresh_mirror(request.user, self.get_object()))
+
+    @operation(s.EditMirrorSerializer, url_path="settings")
+    def edit_settings(self, request, pk=None):
+        """Change settings: the engine's on the primary (turning TLS on runs Verify SSL first)."""
+        return accepted(
+            actions.edit_mirror(
+                request.user, self.get_object(), **body(request, s.EditMirrorSerializer)
+            )
+        )
+
+    @operation(url_path="adopt-settings")
+    def adopt_settings(self, request, pk=None):
+        """Settle drift by taking the primary's settings as the portal's."""
+        return accepted(actions.adopt_settings(request.user, self.get_object()))
+
+    @operation(url_path="reapply-settings")
+    def reapply_settings(self, request, pk=None):
+        """Settle drift by writing the portal's settings to the primary again."""
+        return accepted(actions.reapply_settings(request.user, self.get_object()))
+
+    @operation(s.JoinMirrorSerializer)
+    def join(self, request, pk=None):
+        """An instance joins as a failover member or an async (DR, reporting)."""
+        return accepted(
+            actions.join_mirror(
+                request.user, self.get_object(), **body(request, s.JoinMirrorSerializer)
+            )
+        )
+
+    @operation(s.RemoveMirrorSerializer)
+    def remove(self, request, pk=None):
+        """Remove the mirror from every member (the primary last, in two steps)."""
+        return accepted(
+            actions.remove_mirror(
+                request.user, self.get_object(), **body(request, s.RemoveMirrorSerializer)
+            )
+        )
+
+    @operation(s.ConfirmSerializer, responses={204: None})
+    def forget(self, request, pk=None):
+        """Unregister the mirror from the portal only; its members are not told."""
+        actions.forget_mirror(request.user, self.get_object(), **body(request, s.ConfirmSerializer))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DriftViewSet(viewsets.ReadOnlyModelViewSet):
+    """Settings whose value on the primary differs from the portal's."""
+
+    queryset = Drift.objects.select_related("mirror")
+    serializer_class = s.DriftSerializer
+    filterset_fields = ["mirror", "setting"]
+    ordering_fields = ["detected_at"]
+
+
+# --- Members ----------------------------------------------------------------------------------
+class MemberViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Member.objects.select_related("mirror", "host")
+    serializer_class = s.MemberSerializer
+    filterset_class = filters.MemberFilter
+    ordering_fields = ["name", "mirror__name", "member_type", "created_at"]
+    action_roles = {
+        name: OPERATOR
+        for name in (
+            "stop_mirroring",
+            "start_mirroring",
+            "stop_dejournaling",
+            "start_dejournaling",
+            "catchup",
+            "clear_failover_db",
+        )
+    }
+
+    @operation(s.MemberAddressSerializer)
+    def addresses(self, request, pk=None):
+        """New superserver or private address, recorded on the primary."""
+        return accepted(
+            actions.update_member_address(
+                request.user, self.get_object(), **body(request, s.MemberAddressSerializer)
+            )
+        )
+
+    @operation(s.SuperserverPortSerializer, url_path="superserver-port")
+    def superserver_port(self, request, pk=None):
+        """The member's instance moves to another superserver port (it restarts there)."""
+        port = body(request, s.SuperserverPortSerializer)["port"]
+        return accepted(actions.set_superserver_port(request.user, self.get_object(), port))
+
+    @operation()
+    def remove(self, request, pk=None):
+        """The primary removes this member from the mirror."""
+        return accepted(actions.remove_member(request.user, self.get_object()))
+
+    @operation(s.LeaveMirrorSerializer)
+    def leave(self, request, pk=None):
+        """The member leaves the mirror itself."""
+        return accepted(
+            actions.leave_mirror(
+                request.user, self.get_object(), **body(request, s.LeaveMirrorSerializer)
+            )
+        )
+
+    def _switch(self, kind):
+        return accepted(actions.switch_member(self.request.user, self.get_object(), kind))
+
+    @operation(url_path="stop-mirroring")
+    def stop_mirroring(self, request, pk=None):
+        return self._switch("stop_mirroring")
+
+    @operation(url_path="start-mirroring")
+    def start_mirroring(self, request, pk=None):
+        return self._switch("start_mirroring")
+
+    @operation(url_path="stop-dejournaling")
+    def stop_dejournaling(self, request, pk=None):
+        return self._switch("stop_dejournaling")
+
+    @operation(url_path="start-dejournaling")
+    def start_dejournaling(self, request, pk=None):
+        return self._switch("start_dejournaling")
+
+    @operation(s.DatabaseNamesSerializer)
+    def catchup(self, request, pk=None):
+        """Catch up several of the member's databases at once."""
+        names = body(request, s.DatabaseNamesSerializer).get("databases") or []
+        return accepted(actions.catchup_databases(request.user, self.get_object(), names))
+
+    @operation(s.DatabaseNamesSerializer, url_path="clear-failover-db")
+    def clear_failover_db(self, request, pk=None):
+        """Clear the FailoverDB flag of the named databases, or of all of them."""
+        names = body(request, s.DatabaseNamesSerializer).get("databases")
+        return accepted(actions.clear_failover_db(request.user, self.get_object(), names))
 
 
 class PendingMemberViewSet(viewsets.ReadOnlyModelViewSet):
     """Members that joined a TLS mirror and wait for an admin to authorize or reject them."""
 
     queryset = Member.objects.filter(authorization=Member.PENDING).select_related("mirror", "host")
-    serializer_class = MemberSerializer
+    serializer_class = s.MemberSerializer
     filterset_class = filters.PendingMemberFilter
     ordering_fields = ["name", "mirror__name", "created_at"]
 
     def _decision_target(self) -> Member:
-        # Any member, not only pending ones: a decision made already is a 409 from the service,
-        # not a 404 (the member exists).  A rejected member is removed, so it is a 404.
+        # Any member, not only pending ones: a decision made already is a 409 from the action,
+        # not a 404 (the member exists). A rejected member is removed, so it is a 404.
         member = get_object_or_404(
             Member.objects.select_related("mirror", "host"), pk=self.kwargs["pk"]
         )
         self.check_object_permissions(self.request, member)
         return member
 
-    @extend_schema(request=None, responses={200: MemberSerializer})
-    @action(detail=True, methods=["post"])
+    @operation()
     def authorize(self, request, pk=None):
-        member = services.authorize_member(request.user, self._decision_target())
-        return Response(MemberSerializer(member).data)
+        """Authorize the member on the primary, by the DN it presented; waits until it connects."""
+        return accepted(actions.authorize_member(request.user, self._decision_target()))
 
-    @extend_schema(request=None, responses={204: None})
-    @action(detail=True, methods=["post"])
+    @operation()
     def reject(self, request, pk=None):
-        services.reject_member(request.user, self._decision_target())
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return accepted(actions.reject_member(request.user, self._decision_target()))
 
 
-class DNUpdateViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    viewsets.GenericViewSet,
-):
-    """Requests to change a member's X.509 DN; an admin authorizes or rejects each."""
+class DNUpdateViewSet(viewsets.ReadOnlyModelViewSet):
+    """Changed X.509 DNs the members presented (read from the primary); an admin decides each."""
 
     queryset = PendingDNUpdate.objects.select_related("member")
-    serializer_class = DNUpdateSerializer
+    serializer_class = s.DNUpdateSerializer
     filterset_class = filters.DNUpdateFilter
     ordering_fields = ["requested_at", "decided_at"]
 
-    def perform_create(self, serializer):
-        data = serializer.validated_data
-        serializer.instance = services.request_dn_update(
-            self.request.user, data["member"], data["new_dn"]
-        )
-
-    def _decide(self, authorize: bool):
-        update = services.decide_dn_update(
-            self.request.user, self.get_object(), authorize=authorize
-        )
-        return Response(DNUpdateSerializer(update).data)
-
-    @extend_schema(request=None, responses={200: DNUpdateSerializer})
-    @action(detail=True, methods=["post"])
+    @operation()
     def authorize(self, request, pk=None):
-        return self._decide(authorize=True)
+        return accepted(actions.decide_dn_update(request.user, self.get_object(), authorize=True))
 
-    @extend_schema(request=None, responses={200: DNUpdateSerializer})
-    @action(detail=True, methods=["post"])
+    @operation()
     def reject(self, request, pk=None):
-        return self._decide(authorize=False)
+        return accepted(actions.decide_dn_update(request.user, self.get_object(), authorize=False))
 
 
-class MirroredDatabaseViewSet(viewsets.ModelViewSet):
+# --- Databases --------------------------------------------------------------------------------
+class MirroredDatabaseViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
     queryset = MirroredDatabase.objects.select_related("mirror").prefetch_related(
         # Only what the nested summary shows: a list of 50 databases carries ~100 copies.
         Prefetch(
@@ -170,42 +310,68 @@ class MirroredDatabaseViewSet(viewsets.ModelViewSet):
             ),
         )
     )
-    serializer_class = MirroredDatabaseSerializer
+    serializer_class = s.MirroredDatabaseSerializer
     filterset_class = filters.MirroredDatabaseFilter
     ordering_fields = ["name", "mirror__name", "created_at"]
+    action_roles = {"create": OPERATOR}
 
-    def perform_create(self, serializer):
-        fields = dict(serializer.validated_data)
+    @extend_schema(request=s.CreateDatabaseSerializer, responses=ACCEPTED)
+    def create(self, request):
+        """A database in the mirror: created, or an existing one of the primary's added; each
+        other member gets its copy (from the journal, or downloaded)."""
+        fields = body(request, s.CreateDatabaseSerializer)
         mirror = fields.pop("mirror")
-        serializer.instance = services.create_mirrored_database(self.request.user, mirror, **fields)
+        return accepted(actions.create_database(request.user, mirror, **fields))
 
     def perform_update(self, serializer):
         serializer.instance = services.update_mirrored_database(
             self.request.user, serializer.instance, **changed_fields(serializer)
         )
 
-    def perform_destroy(self, instance):
-        services.remove_mirrored_database(self.request.user, instance)
 
-
-class DatabaseCopyViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
-):
-    """Each member's copy of a mirrored database and its status."""
+class DatabaseCopyViewSet(viewsets.ReadOnlyModelViewSet):
+    """Each member's copy of a mirrored database, its status, and the operations on it."""
 
     queryset = DatabaseCopy.objects.select_related("database", "member")
-    serializer_class = DatabaseCopySerializer
+    serializer_class = s.DatabaseCopySerializer
     filterset_class = filters.DatabaseCopyFilter
     ordering_fields = ["status", "updated_at"]
+    action_roles = {
+        name: OPERATOR
+        for name in ("download", "activate", "mount", "dismount", "remove", "pause", "resume")
+    }
 
-    def perform_create(self, serializer):
-        serializer.instance = services.add_database_copy(
-            self.request.user, **serializer.validated_data
-        )
+    def _run(self, operation, **params):
+        copy = self.get_object()
+        return accepted(actions.copy_operation(self.request.user, copy, operation, **params))
 
-    def perform_destroy(self, instance):
-        services.remove_database_copy(self.request.user, instance)
+    @operation()
+    def download(self, request, pk=None):
+        """Download the database from another member; the job shows bytes received."""
+        return self._run("download")
+
+    @operation()
+    def activate(self, request, pk=None):
+        return self._run("activate")
+
+    @operation(s.MountSerializer)
+    def mount(self, request, pk=None):
+        return self._run("mount", **body(request, s.MountSerializer))
+
+    @operation()
+    def dismount(self, request, pk=None):
+        return self._run("dismount")
+
+    @operation()
+    def remove(self, request, pk=None):
+        """The member stops holding the database (it stays in the mirror)."""
+        return self._run("remove")
+
+    @operation()
+    def pause(self, request, pk=None):
+        """Pause dejournaling of this database on the member."""
+        return self._run("pause")
+
+    @operation()
+    def resume(self, request, pk=None):
+        return self._run("resume")

@@ -4,7 +4,7 @@ the members to show the outcome, and ends with a refresh."""
 
 from __future__ import annotations
 
-from members import sync
+from members import services, sync
 from members.agents import AgentError, refusals
 from members.models import Mirror, PendingDNUpdate
 from members.operations.base import (
@@ -76,6 +76,10 @@ def create_mirror(run):
     result = refresh(run, None, adopt=True, view=view)
     run.job.mirror = Mirror.objects.get(name=name)
     run.job.save(update_fields=["mirror"])
+    if run.params.get("portal_settings"):  # the arbiter and the VIP are the portal's to keep
+        services.update_mirror(
+            run.job.requested_by, run.job.mirror, **run.params["portal_settings"]
+        )
     return result
 
 
@@ -159,7 +163,10 @@ def edit_mirror(run):
     """Mirror settings on the primary; turning TLS on first verifies every member (Verify SSL)
     and the job shows each member's result."""
     mirror = mirror_of(run)
-    changes = dict(run.params["settings"])
+    changes = dict(run.params.get("settings") or {})
+    if not changes:
+        run.step("No setting the engine keeps changed: reading the members", progress=50)
+        return refresh(run, mirror)
     with primary(mirror) as place, refusals(f"Settings on {place.instance}"):
         answer = place.agent.edit_mirror(
             place.instance,

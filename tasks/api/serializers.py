@@ -14,6 +14,7 @@ class JobSerializer(serializers.ModelSerializer):
     )
     log = JobLogLineSerializer(many=True, read_only=True)
     result = serializers.JSONField(read_only=True, allow_null=True)
+    params = serializers.JSONField(read_only=True)
 
     class Meta:
         model = Job
@@ -23,12 +24,17 @@ class JobSerializer(serializers.ModelSerializer):
             "target_type",
             "target_id",
             "target_repr",
+            "mirror",
+            "member",
+            "params",
             "state",
             "progress",
             "log",
             "error",
             "result",
             "attempts",
+            "retry_of",
+            "cancel_requested",
             "requested_by",
             "requested_by_name",
             "created_at",
