@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from engine import rules as catalog
 from members import reconcile, rules, services
-from members.models import DatabaseCopy, Host, Member, Mirror, PendingDNUpdate
+from members.models import DatabaseCopy, Host, Instance, Member, Mirror, PendingDNUpdate
 from portal.exceptions import StateConflict
 from tasks.models import Job
 from tasks.services import start_job
@@ -74,6 +74,14 @@ def import_mirror(actor, host: Host, instance: str, mirror: str = "") -> Job:
         with rules.about("mirror"):
             params["mirror"] = rules.normalize_mirror_name(mirror)
     return start_job(actor, "import_mirror", host, params=params)
+
+
+def set_instance_tls(actor, instance: Instance, *, cert: str, key: str, ca: str) -> Job:
+    for field, path in (("cert", cert), ("key", key), ("ca", ca)):
+        if not path.startswith("/"):
+            raise rules.field_error(field, "An absolute path on the instance's host.", "invalid")
+    params = {"cert": cert, "key": key, "ca": ca}
+    return start_job(actor, "set_instance_tls", instance, params=params)
 
 
 def refresh_mirror(actor, mirror: Mirror) -> Job:
@@ -291,20 +299,28 @@ def switch_member(actor, member: Member, kind: str) -> Job:
 
 
 # --- Databases ------------------------------------------------------------------------------
-def create_database(actor, mirror: Mirror, *, name: str, how: str = "create", members=()) -> Job:
+def create_database(actor, mirror: Mirror, *, name: str, how: str = "create", members=None) -> Job:
+    """`members`: who else gets a copy now (None: every other member; [] none yet)."""
     with rules.about("name"):
         name = rules.normalize_database_name(name)
     if how not in ("create", "add"):
         raise rules.field_error("how", "How is 'create' or 'add'.", "invalid_choice")
     known = set(mirror.members.values_list("name", flat=True))
-    wanted = [m.upper() for m in members]
+    wanted = [m.upper() for m in members or ()]
     unknown = sorted(set(wanted) - known)
     if unknown:
         raise rules.field_error(
             "members", f"Not members of {mirror.name}: {', '.join(unknown)}.", "unknown_member"
         )
-    params = {"name": name, "how": how, "members": wanted}
+    params = {"name": name, "how": how, "members": None if members is None else wanted}
     return _mirror_job(actor, "create_database", mirror, params)
+
+
+def add_database_copy(actor, member: Member, name: str) -> Job:
+    """An existing database (restored from the primary's files) added on a member."""
+    with rules.about("name"):
+        name = rules.normalize_database_name(name)
+    return _member_job(actor, "add_database_copy", member, {"name": name})
 
 
 def copy_operation(actor, copy: DatabaseCopy, operation: str, **params) -> Job:

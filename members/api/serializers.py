@@ -295,3 +295,13 @@ class DriftSerializer(serializers.ModelSerializer):
         model = Drift
         fields = ["id", "mirror", "mirror_name", "setting", "desired", "observed", "detected_at"]
         read_only_fields = fields
+
+
+class InstanceTLSSerializer(serializers.Serializer):
+    cert = serializers.CharField(max_length=1024, help_text="Absolute path on the host.")
+    key = serializers.CharField(max_length=1024)
+    ca = serializers.CharField(max_length=1024)
+
+
+class DatabaseNameSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64)

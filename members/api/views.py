@@ -97,6 +97,12 @@ class InstanceViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = filters.InstanceFilter
     ordering_fields = ["name", "seen_at"]
 
+    @operation(s.InstanceTLSSerializer)
+    def tls(self, request, pk=None):
+        """Give the instance its certificate, key and CA (files on its host) for mutual TLS."""
+        fields = body(request, s.InstanceTLSSerializer)
+        return accepted(actions.set_instance_tls(request.user, self.get_object(), **fields))
+
 
 # --- Mirrors ----------------------------------------------------------------------------------
 class MirrorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -186,6 +192,7 @@ class MemberViewSet(viewsets.ReadOnlyModelViewSet):
             "start_dejournaling",
             "catchup",
             "clear_failover_db",
+            "add_database",
         )
     }
 
@@ -242,6 +249,12 @@ class MemberViewSet(viewsets.ReadOnlyModelViewSet):
         """Catch up several of the member's databases at once."""
         names = body(request, s.DatabaseNamesSerializer).get("databases") or []
         return accepted(actions.catchup_databases(request.user, self.get_object(), names))
+
+    @operation(s.DatabaseNameSerializer, url_path="add-database")
+    def add_database(self, request, pk=None):
+        """Add an existing database on this member (restored from the primary's files)."""
+        name = body(request, s.DatabaseNameSerializer)["name"]
+        return accepted(actions.add_database_copy(request.user, self.get_object(), name))
 
     @operation(s.DatabaseNamesSerializer, url_path="clear-failover-db")
     def clear_failover_db(self, request, pk=None):

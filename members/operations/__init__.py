@@ -13,6 +13,7 @@ HANDLERS = {
     "refresh_mirror": discovery.refresh_mirror,
     "adopt_settings": discovery.adopt_settings,
     "reapply_settings": discovery.reapply_settings,
+    "set_instance_tls": discovery.set_instance_tls,
     # membership
     "create_mirror": membership.create_mirror,
     "join_mirror": membership.join_mirror,
@@ -32,6 +33,7 @@ HANDLERS = {
     "start_dejournaling": membership.start_dejournaling,
     # databases
     "create_database": databases.create_database,
+    "add_database_copy": databases.add_database_copy,
     "download_database": databases.download_database,
     "activate_database": databases.activate_database,
     "catchup_databases": databases.catchup_databases,

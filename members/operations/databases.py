@@ -81,7 +81,9 @@ def create_database(run):
     mirror = mirror_of(run)
     name, how = run.params["name"].upper(), run.params.get("how", "create")
     view = read(mirror)
-    holders = run.params.get("members") or [m.name for m in view.members if m.name != view.primary]
+    holders = run.params.get("members")
+    if holders is None:
+        holders = [m.name for m in view.members if m.name != view.primary]
     with primary(mirror) as place, refusals(f"{name} on the primary {place.instance}"):
         existing = _row(place, mirror.name, name)
         if existing is None:
@@ -189,3 +191,19 @@ def clear_failover_db(run):
     result = refresh(run, mirror)
     result["cleared"] = cleared
     return result
+
+
+def add_database_copy(run):
+    """The member adds an existing database (restored from a copy of the primary's files): it
+    then needs activating and catching up (guide §4.11.2)."""
+    member, mirror = member_of(run), mirror_of(run)
+    name = run.params["name"]
+    with where(mirror.name, member.name) as place:
+        answer = _ask(
+            run,
+            place,
+            lambda inst, db: place.agent.add_database(inst, db, mirror=mirror.name),
+            name,
+        )
+    run.step(f"{name} added on {member.name}: {answer.get('status')}", progress=60)
+    return refresh(run, mirror)

@@ -7,8 +7,8 @@ from django.conf import settings
 
 from members import reconcile, sync
 from members.agents import agent_client_for, refusals
-from members.models import Drift, Host, Mirror
-from members.operations.base import host_of, mirror_of, primary, read, refresh
+from members.models import Drift, Host, Instance, Mirror
+from members.operations.base import Where, host_of, mirror_of, primary, read, refresh
 from members.probes import AgentUnreachable, measure_agent_rtt
 from members.services import record_host_check
 from tasks.errors import PermanentJobError
@@ -106,3 +106,16 @@ def reapply_settings(run):
         run.step(f"Applying {', '.join(sorted(changes))} on the primary {place.instance}")
         place.agent.edit_mirror(place.instance, mirror=mirror.name, **changes)
     return refresh(run, mirror, view=read(mirror))
+
+
+def set_instance_tls(run):
+    """Give an instance its TLS files (paths on its host), for every mirror it is in."""
+    found = Instance.objects.select_related("host").filter(pk=run.job.target_id).first()
+    if found is None:
+        raise PermanentJobError("The instance is no longer known: check its host again.")
+    files = [run.params[k] for k in ("cert", "key", "ca")]
+    with Where(found) as place, refusals(f"TLS files of {found.name}"):
+        answer = place.agent.set_tls(found.name, *files)
+    run.step(f"{found.name} now presents {answer.get('dn')}", progress=70)
+    sync.discover_host(found.host)
+    return {"instance": found.name, "dn": answer.get("dn")}
