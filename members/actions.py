@@ -61,11 +61,11 @@ def _claim(member: Member, kinds=DECISIONS) -> None:
 
 
 # --- Hosts and reading the members ------------------------------------------------------------
-def check_host(actor, host: Host) -> Job:
-    return start_job(actor, "check_host", host)
+def check_host(actor, host: Host, *, dispatch: bool = True) -> Job:
+    return start_job(actor, "check_host", host, dispatch=dispatch)
 
 
-def import_mirror(actor, host: Host, instance: str, mirror: str = "") -> Job:
+def import_mirror(actor, host: Host, instance: str, mirror: str = "", dispatch=True) -> Job:
     instance = instance.strip().upper()
     if not instance:
         raise rules.field_error("instance", "Name the instance to import from.", "required")
@@ -73,7 +73,7 @@ def import_mirror(actor, host: Host, instance: str, mirror: str = "") -> Job:
     if mirror:
         with rules.about("mirror"):
             params["mirror"] = rules.normalize_mirror_name(mirror)
-    return start_job(actor, "import_mirror", host, params=params)
+    return start_job(actor, "import_mirror", host, params=params, dispatch=dispatch)
 
 
 def set_instance_tls(actor, instance: Instance, *, cert: str, key: str, ca: str) -> Job:

@@ -123,11 +123,16 @@ def delete_host(actor, host: Host) -> None:
     host.delete()
 
 
-def record_host_check(host: Host, *, reachable: bool, rtt_ms: float | None, error: str) -> Host:
-    """Store what a "check host" job found. Observations are not configuration: no audit."""
+def record_host_check(
+    host: Host, *, reachable: bool, rtt_ms: float | None, error: str, tls_dn: str = ""
+) -> Host:
+    """Store what a "check host" job found. Observations are not configuration: no audit. A host
+    registered without its agent's DN takes the one the agent presented (first use)."""
     Host.objects.filter(pk=host.pk).update(
         reachable=reachable, rtt_ms=rtt_ms, last_check_error=error, last_checked_at=timezone.now()
     )
+    if tls_dn:
+        Host.objects.filter(pk=host.pk, tls_dn="").update(tls_dn=tls_dn)
     host.refresh_from_db()
     return host
 

@@ -23,9 +23,12 @@ def _target_fields(target) -> dict:
 
 
 @transaction.atomic
-def start_job(actor, kind: str, target=None, *, params=None, mirror=None, member=None) -> Job:
+def start_job(
+    actor, kind: str, target=None, *, params=None, mirror=None, member=None, dispatch=True
+) -> Job:
     """Queue `kind` on `target` with the operator's `params` (JSON); the audit trail records who
-    asked for what, and the job's end records what the members answered."""
+    asked for what, and the job's end records what the members answered. `dispatch=False`
+    leaves the sending to the caller (run_here, for a command that has no worker)."""
     from tasks.jobs import HANDLERS
     from tasks.tasks import run_job
 
@@ -40,7 +43,18 @@ def start_job(actor, kind: str, target=None, *, params=None, mirror=None, member
         **_target_fields(target),
     )
     audit.record(actor, "job.start", job, after=audit.snapshot(job, exclude=["log"]))
-    transaction.on_commit(lambda: run_job.delay(job.pk))
+    if dispatch:
+        transaction.on_commit(lambda: run_job.delay(job.pk))
+    return job
+
+
+def run_here(job: Job) -> Job:
+    """Run a job started with dispatch=False in this process, as the worker would (a management
+    command, where no worker runs yet); returns it final."""
+    from tasks.tasks import run_job
+
+    run_job.apply(args=[job.pk])
+    job.refresh_from_db()
     return job
 
 
@@ -124,6 +138,7 @@ def finish_job(job: Job, *, result=None, error: str = "", state: str | None = No
 
 __all__ = [
     "start_job",
+    "run_here",
     "retry_job",
     "cancel_job",
     "mark_running",

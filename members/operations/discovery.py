@@ -40,7 +40,12 @@ def check_host(run):
         reason = f"the agent did not accept the portal: {str(exc).split(': ', 1)[-1]}"
         record_host_check(host, reachable=True, rtt_ms=rtt_ms, error=reason)
         raise PermanentJobError(f"Host {host.name}: {reason}") from None
-    record_host_check(host, reachable=True, rtt_ms=rtt_ms, error="")
+    presented = (health.get("certificate") or {}).get("subject_dn", "")
+    if host.tls_dn and presented and presented != host.tls_dn:
+        reason = f"the agent presents {presented}, not the expected {host.tls_dn}"
+        record_host_check(host, reachable=True, rtt_ms=rtt_ms, error=reason)
+        raise PermanentJobError(f"Host {host.name}: {reason}")
+    record_host_check(host, reachable=True, rtt_ms=rtt_ms, error="", tls_dn=presented)
     run.step(f"Agent {health['version']} answered (auth {health['auth']})", progress=70)
     for row in instances:
         membership = (

@@ -79,26 +79,50 @@ def demo(tmp_path_factory):
             assert not is_running(e), f"{e['kind']} {e['name']} still runs"
 
 
-def ensure_demo_mirror(plan: Path) -> str:
+def ensure_demo_mirror(state_file: Path) -> str:
     out = io.StringIO()
-    call_command("ensure_demo_mirror", "--plan", str(plan), stdout=out)
+    call_command("ensure_demo_mirror", "--state", str(state_file), stdout=out)
     return out.getvalue()
 
 
-def everything() -> dict:
-    """Every row the registration may write, as comparable values."""
+def configuration() -> dict:
+    """What the import records as configuration (not observations such as a member's status
+    or a host's round trip), as comparable values."""
     return {
-        model.__name__: sorted(map(str, model.objects.values_list()))
-        for model in (Mirror, Host, Member, MirroredDatabase, DatabaseCopy, AuditEvent)
+        "mirror": sorted(Mirror.objects.values_list("name", "requires_tls", "qos_timeout_ms")),
+        "hosts": sorted(Host.objects.values_list("name", "address", "agent_port", "tls_dn")),
+        "members": sorted(
+            Member.objects.values_list(
+                "name", "member_type", "host__name", "superserver_port", "x509_dn", "authorization"
+            )
+        ),
+        "databases": sorted(MirroredDatabase.objects.values_list("name", flat=True)),
+        "copies": sorted(
+            DatabaseCopy.objects.values_list("database__name", "member__name", "status")
+        ),
     }
 
 
-def test_the_built_mirror_is_registered_with_its_hosts_members_and_databases_once(demo, db):
+@pytest.fixture
+def demo_portal_identity(demo, settings, monkeypatch):
+    """The portal presents the certificate the build made for it (in this process and in a
+    worker process started after this fixture), as `make run` arranges."""
+    _, state = demo
+    for key, value in state["portal"].items():
+        monkeypatch.setenv(f"PORTAL_AGENT_TLS_{key.upper()}", value)
+    settings.PORTAL_AGENT_TLS = dict(state["portal"])
+    return state["portal"]
+
+
+def test_the_built_mirror_is_imported_with_its_hosts_members_and_databases(
+    demo, demo_portal_identity, db
+):
     plan, state = demo
+    state_file = plan.parent / "var" / "cluster-state.json"
 
-    out = ensure_demo_mirror(plan)
+    out = ensure_demo_mirror(state_file)
 
-    assert "Demo mirror SHOP registered (2 hosts, 3 members, 2 databases)" in out
+    assert "Demo mirror SHOP imported from" in out
     mirror = Mirror.objects.get()
     assert (mirror.name, mirror.requires_tls, mirror.qos_timeout_ms) == ("SHOP", True, 4000)
     assert mirror.parallel_dejournaling == "all"
@@ -106,6 +130,7 @@ def test_the_built_mirror_is_registered_with_its_hosts_members_and_databases_onc
     assert set(hosts) == set(HOSTS)
     for name, host in hosts.items():
         assert f"https://{host.address}:{host.agent_port}" == state["agents"][name]
+        # the DN the agent presented at its first check
         assert host.tls_dn == f"CN=agent-{name},O=Mirror Portal" and not host.credential
     members = {m.name: m for m in Member.objects.filter(mirror=mirror)}
     assert {name: m.member_type for name, m in members.items()} == MEMBERS
@@ -113,6 +138,11 @@ def test_the_built_mirror_is_registered_with_its_hosts_members_and_databases_onc
         name: host for host, names in HOSTS.items() for name in names
     }
     assert all(m.authorization == Member.AUTHORIZED for m in members.values())
+    assert {name: m.status for name, m in members.items()} == {
+        "A": "Primary",
+        "B": "Backup",
+        "REP": "Connected",
+    }
     assert members["B"].x509_dn == "CN=B,O=Mirror Portal"
     assert members["A"].mirror_private_address == "127.0.0.1"
     assert members["REP"].mirror_private_address == ""
@@ -128,49 +158,41 @@ def test_the_built_mirror_is_registered_with_its_hosts_members_and_databases_onc
         ("STOCK", "A"): "Normal",
         ("STOCK", "B"): "Dejournaling",
     }
-    assert AuditEvent.objects.filter(action="member.authorize").count() == 2  # B and REP
+    # recorded as the members reported it: the member is the actor of each change
+    added = AuditEvent.objects.filter(action="member.add")
+    assert sorted(added.values_list("actor_name", "object_repr")) == [
+        ("member A", f"SHOP/{n}") for n in ("A", "B", "REP")
+    ]
 
-    before = everything()
-    again = ensure_demo_mirror(plan)
+    before = configuration()
+    again = ensure_demo_mirror(state_file)
 
-    assert "already registered" in again and "nothing changed" in again
-    assert everything() == before
+    assert "imported from" in again
+    assert configuration() == before
+    assert AuditEvent.objects.filter(action="member.add").count() == 3
 
 
-def test_a_registration_that_drifted_from_the_plan_is_put_back(demo, db):
+def test_importing_again_puts_back_a_host_whose_agent_port_was_changed(
+    demo, demo_portal_identity, db
+):
     plan, _ = demo
-    ensure_demo_mirror(plan)
+    state_file = plan.parent / "var" / "cluster-state.json"
+    ensure_demo_mirror(state_file)
     host = Host.objects.get(name="alpha")
     port = host.agent_port
     (elsewhere,) = free_ports(1)  # not another host's port (ports are handed out in turn)
     services.update_host(None, host, agent_port=elsewhere)
-    services.update_mirror(None, Mirror.objects.get(), qos_timeout_ms=9000)
 
-    out = ensure_demo_mirror(plan)
+    ensure_demo_mirror(state_file)
 
-    assert "updated host alpha: agent_port" in out
-    assert "updated mirror SHOP: qos_timeout_ms" in out
-    assert "2 updated" in out
     assert Host.objects.get(name="alpha").agent_port == port
-    assert Mirror.objects.get().qos_timeout_ms == 4000
-
-
-@pytest.fixture
-def demo_portal_identity(demo, settings, monkeypatch):
-    """The portal presents the certificate the build made for it (in this process and in a
-    worker process started after this fixture), as `make run` arranges."""
-    _, state = demo
-    for key, value in state["portal"].items():
-        monkeypatch.setenv(f"PORTAL_AGENT_TLS_{key.upper()}", value)
-    settings.PORTAL_AGENT_TLS = dict(state["portal"])
-    return state["portal"]
 
 
 def test_check_host_reaches_every_demo_agent_over_mutual_tls_as_the_portal(
     demo, demo_portal_identity, celery_worker, admin_user
 ):
     plan, _ = demo
-    ensure_demo_mirror(plan)
+    ensure_demo_mirror(plan.parent / "var" / "cluster-state.json")
 
     hosts = list(Host.objects.all())
     assert sorted(h.name for h in hosts) == sorted(HOSTS)

@@ -1,44 +1,70 @@
+"""Register `make run`'s demo mirror the way a user adopts a mirror built elsewhere: register
+its hosts' agents, check and discover each, then import the mirror from one of its members
+(members.actions.import_mirror). Idempotent: a second run refreshes what is registered."""
+
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from engine.cluster.plan import load_plan
-from engine.member.config import ConfigError
-from members.demo_mirror import PlanMismatch, register_plan
+from members import actions, services
+from members.models import Host
+from tasks.models import Job
+from tasks.services import run_here
 
-DEFAULT_PLAN = settings.BASE_DIR / "examples" / "mirror.toml"
+DEFAULT_STATE = settings.BASE_DIR / "var" / "mirror" / "cluster-state.json"
 
 
 class Command(BaseCommand):
     help = (
-        "Register the mirror a build plan describes (`python -m engine cluster build -f PLAN`) "
-        "in the portal: mirror, hosts, members, databases. Idempotent; make run calls this."
+        "Register the demo mirror `python -m engine cluster build` started: its hosts, then the "
+        "mirror imported through their agents. make run calls this."
     )
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--plan", default=str(DEFAULT_PLAN), help=f"build plan (default {DEFAULT_PLAN})"
+            "--state",
+            default=str(DEFAULT_STATE),
+            help=f"the build's state file (default {DEFAULT_STATE})",
         )
 
-    def handle(self, *args, plan, **options):
+    def handle(self, *args, state, **options):
         try:
-            built = load_plan(plan)
-            done = register_plan(built)
-        except (ConfigError, PlanMismatch) as exc:
-            raise CommandError(f"demo mirror not registered: {exc}") from None
-        for line in done.lines:
-            self.stdout.write(f"  {line}")
-        counts = (
-            f"{len(built.hosts)} hosts, {len(built.members)} members, "
-            f"{len(built.databases)} databases"
+            built = json.loads(Path(state).read_text())
+            agents, mirror = built["agents"], built["mirror"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise CommandError(f"no demo mirror build to register ({state}): {exc}") from None
+        if not settings.PORTAL_AGENT_TLS:
+            raise CommandError("the portal has no TLS identity (PORTAL_AGENT_TLS_CERT/KEY/CA)")
+        hosts = [self.ensure_host(name, url) for name, url in agents.items()]
+        for host in hosts:
+            self.run(actions.check_host(None, host, dispatch=False))
+        source = next(
+            (i for h in hosts for i in h.instances.filter(mirror_name=mirror.upper())), None
         )
-        if done.changed:
-            summary = f"{done.created} created, {done.updated} updated"
-            self.stdout.write(
-                self.style.SUCCESS(f"Demo mirror {built.mirror} registered ({counts}): {summary}")
-            )
-        else:
-            self.stdout.write(
-                self.style.SUCCESS(
-                    f"Demo mirror {built.mirror} already registered ({counts}); nothing changed"
-                )
-            )
+        if source is None:
+            raise CommandError(f"no agent reports an instance of mirror {mirror}")
+        self.run(actions.import_mirror(None, source.host, source.name, dispatch=False))
+        self.stdout.write(self.style.SUCCESS(f"Demo mirror {mirror} imported from {source}"))
+
+    def ensure_host(self, name: str, url: str) -> Host:
+        parts = urlsplit(url)
+        wanted = {"address": parts.hostname, "agent_port": parts.port}
+        try:
+            host = Host.objects.filter(name=name).first()
+            if host is None:
+                return services.register_host(None, name=name, **wanted)
+            changes = {k: v for k, v in wanted.items() if getattr(host, k) != v}
+            return services.update_host(None, host, **changes) if changes else host
+        except ValidationError as exc:
+            raise CommandError(f"host {name}: {' '.join(exc.messages)}") from None
+
+    def run(self, job: Job) -> None:
+        job = run_here(job)
+        for line in job.log:
+            self.stdout.write(f"  {line['message']}")
+        if job.state != Job.SUCCEEDED:
+            raise CommandError(f"{job.kind} failed: {job.error}")
