@@ -146,8 +146,11 @@ def _dn_decision(run, authorize: bool):
         call = place.agent.authorize_dn_update if authorize else place.agent.reject_dn_update
         call(place.instance, member.name, mirror=mirror.name)
     run.step(
-        f"{verb[:-3]}ed on the primary {place.instance}: {update and update.new_dn}", progress=60
+        f"{verb[:-3]}ed on the primary {place.instance}: {update and update.new_dn}", progress=40
     )
+    if authorize:  # with its new certificate accepted, the member connects again
+        with where(mirror.name, member.name) as at_member:
+            wait_connected(run, at_member, mirror.name, member.member_type)
     return refresh(run, mirror)
 
 

@@ -1,0 +1,157 @@
+"""Operations whose outcome only the members can show, through the REST API against real agents:
+a DN update made on a member, a setting changed behind the portal's back, an agent that dies
+while its job runs."""
+
+import os
+import signal
+
+import pytest
+
+from engine.cluster.hosts import ORG
+from engine.cluster.launcher import spawn
+from engine.wire.tls import load_ca, make_cert
+
+pytestmark = [pytest.mark.jobs, pytest.mark.timeout(240)]
+
+HOSTS = {"hosta": ["A"], "hostb": ["DR"]}
+MEMBERS = {"A": "failover", "DR": "dr"}
+
+
+def build(site, portal, *, tls: bool) -> dict:
+    """Hosts registered and checked, certificates given (TLS), the mirror created on A, DR
+    joined (and authorized), one database: all through the API."""
+    plan, hosts = site.plan, {}
+    for host in plan.hosts:
+        row = portal.post(
+            "/hosts/",
+            {"name": host.name, "address": "127.0.0.1", "agent_port": host.agent_port},
+            expect=201,
+        )
+        portal.run(f"/hosts/{row['id']}/check/")
+        hosts[host.name] = row["id"]
+    if tls:
+        certs = plan.certs
+        for name in MEMBERS:
+            instance = portal.one("/instances/", name=name)
+            files = {"cert": f"{certs}/{name}.pem", "key": f"{certs}/{name}-key.pem"}
+            portal.run(f"/instances/{instance['id']}/tls/", {**files, "ca": f"{certs}/ca.pem"})
+    portal.run(
+        "/mirrors/",
+        {
+            "host": hosts["hosta"],
+            "instance": "A",
+            "name": "ops",
+            "private": plan.member("A").private,
+            "requires_tls": tls,
+        },
+    )
+    mirror = portal.one("/mirrors/", name="OPS")
+    joined = portal.run(
+        f"/mirrors/{mirror['id']}/join/",
+        {"host": hosts["hostb"], "instance": "DR", "member_type": "dr"},
+    )
+    if tls:
+        assert joined["result"]["pending"] is True
+        pending = portal.one("/pending-members/", mirror=mirror["id"])
+        portal.run(f"/pending-members/{pending['id']}/authorize/")
+    portal.run("/databases/", {"mirror": mirror["id"], "name": "USER"})
+    return mirror
+
+
+def test_a_dn_update_made_on_a_member_shows_after_refresh_and_once_authorized_it_reconnects(
+    fresh_hosts, portal, worker
+):
+    site = fresh_hosts(HOSTS, MEMBERS, tls=True)
+    worker()
+    mirror = build(site, portal, tls=True)
+    # DR's certificate is renewed under another name: the primary holds it until authorized
+    renewed = make_cert(load_ca(site.plan.certs), site.plan.certs, "DR-2027", name="DR-renewed")
+    instance = portal.one("/instances/", name="DR")
+    portal.run(
+        f"/instances/{instance['id']}/tls/",
+        {"cert": str(renewed.cert), "key": str(renewed.key), "ca": f"{site.plan.certs}/ca.pem"},
+    )
+    new_dn = f"CN=DR-2027,O={ORG}"
+    assert site.agents["hosta"].mirror_info("A")["dn_updates"] == {"DR": new_dn}
+
+    refreshed = portal.run(f"/mirrors/{mirror['id']}/refresh/")
+    update = portal.one("/dn-updates/", state="pending")
+
+    assert any("presents a new DN" in line for line in refreshed["result"]["changes"])
+    assert update["member_name"] == "DR" and update["new_dn"] == new_dn
+    assert site.agents["hostb"].databases("DR")["status"] != "Connected"
+
+    portal.run(f"/dn-updates/{update['id']}/authorize/")
+
+    assert site.agents["hostb"].databases("DR")["status"] == "Connected"
+    info = site.agents["hosta"].mirror_info("A")
+    assert info["dn_updates"] == {}
+    assert {m["name"]: m["dn"] for m in info["members"]}["DR"] == new_dn
+    assert portal.one("/members/", name="DR")["x509_dn"] == new_dn
+    assert portal.get(f"/dn-updates/{update['id']}/")["state"] == "authorized"
+
+
+def test_a_setting_changed_through_an_agent_is_drift_until_the_portal_reapplies_it(
+    fresh_hosts, portal, worker
+):
+    site = fresh_hosts(HOSTS, MEMBERS, tls=False)
+    worker()
+    mirror = build(site, portal, tls=False)
+    portal.run(f"/mirrors/{mirror['id']}/settings/", {"qos_timeout_ms": 6000})
+    assert site.agents["hosta"].mirror_info("A")["qos_timeout_ms"] == 6000
+
+    site.agents["hosta"].edit_mirror("A", qos_timeout_ms=9000)  # behind the portal's back
+    portal.run(f"/mirrors/{mirror['id']}/refresh/")
+    drift = portal.one("/drifts/", mirror=mirror["id"])
+
+    assert (drift["setting"], drift["desired"], drift["observed"]) == (
+        "qos_timeout_ms",
+        "6000",
+        "9000",
+    )
+
+    portal.run(f"/mirrors/{mirror['id']}/reapply-settings/")
+
+    assert site.agents["hosta"].mirror_info("A")["qos_timeout_ms"] == 6000
+    assert portal.get("/drifts/", mirror=mirror["id"])["count"] == 0
+    assert portal.get(f"/mirrors/{mirror['id']}/")["qos_timeout_ms"] == 6000
+
+
+def test_a_job_whose_agent_dies_fails_with_the_reason_and_succeeds_when_retried(
+    fresh_hosts, portal, worker
+):
+    site = fresh_hosts(HOSTS, MEMBERS, tls=False)
+    worker()
+    build(site, portal, tls=False)
+    dr = portal.one("/members/", name="DR")
+    agent = site.entry("agent", "hostb")
+    os.kill(agent["pid"], signal.SIGKILL)
+
+    failed = portal.wait(portal.post(f"/members/{dr['id']}/stop-dejournaling/"))
+
+    assert failed["state"] == "failed"
+    assert "unreachable" in failed["error"] and "gave up after 3 retries" in failed["error"]
+    assert sum("retrying" in line["message"] for line in failed["log"]) == 3
+
+    restarted = spawn(["agent", "--config", agent["match"]], site.plan.root / "agent-again.log")
+    agent["pid"] = restarted.pid  # stopped at teardown
+    wait_for_agent(site.agents["hostb"])
+    retried = portal.run(f"/jobs/{failed['id']}/retry/")
+
+    assert retried["retry_of"] == failed["id"]
+    copies = {db["name"]: db["status"] for db in site.agents["hostb"].databases("DR")["databases"]}
+    assert copies == {"USER": "Dejournaling Stopped"}
+
+
+def wait_for_agent(agent, timeout: float = 15.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            agent.health()
+            return
+        except Exception:  # noqa: BLE001 - still starting
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
