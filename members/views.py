@@ -1,4 +1,5 @@
-"""Mirror and host pages. Views parse, check the role, call one service and render."""
+"""Mirror and host pages. Views parse, check the role, call one service or action and render;
+an operation on the members starts its job and shows it."""
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -9,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.decorators import admin_required, operator_required, viewer_required
-from members import rules, services
+from members import actions, rules
 from members.models import (
     DatabaseCopy,
     Host,
@@ -18,7 +19,6 @@ from members.models import (
     MirroredDatabase,
     PendingDNUpdate,
 )
-from tasks.services import start_job
 
 PAGE_SIZE = 50
 
@@ -73,24 +73,26 @@ def mirror_detail(request, name):
     return render(request, "members/mirror_detail.html", context)
 
 
-def _report(request, action, done: str):
-    """Run one service call; a rule it refuses becomes an error message, not a crash."""
+def _start(request, start, what: str):
+    """Start one operation's job and show it; a request the rules refuse is an error message on
+    the page it came from, not a crash."""
     try:
-        action()
+        job = start()
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
-    else:
-        messages.success(request, done)
+        return None
+    messages.info(request, f"{what}: job {job.pk} started.")
+    return redirect("job-detail", pk=job.pk)
 
 
 @admin_required
 @require_POST
 def decide_member(request, name, pk, authorize: bool):
     member = get_object_or_404(Member, pk=pk, mirror__name=name.upper())
-    service = services.authorize_member if authorize else services.reject_member
-    done = "is authorized" if authorize else "was rejected and removed"
-    _report(request, lambda: service(request.user, member), f"Member {member.name} {done}.")
-    return redirect("mirror-detail", name=member.mirror.name)
+    action = actions.authorize_member if authorize else actions.reject_member
+    what = f"{'Authorizing' if authorize else 'Rejecting'} {member.name} on the primary"
+    started = _start(request, lambda: action(request.user, member), what)
+    return started or redirect("mirror-detail", name=member.mirror.name)
 
 
 @admin_required
@@ -101,13 +103,13 @@ def decide_dn_update(request, name, pk, authorize: bool):
         pk=pk,
         member__mirror__name=name.upper(),
     )
-    verdict = "authorized" if authorize else "rejected"
-    _report(
+    verb = "Authorizing" if authorize else "Rejecting"
+    started = _start(
         request,
-        lambda: services.decide_dn_update(request.user, update, authorize=authorize),
-        f"The new DN of {update.member.name} was {verdict}.",
+        lambda: actions.decide_dn_update(request.user, update, authorize=authorize),
+        f"{verb} the new DN of {update.member.name}",
     )
-    return redirect("mirror-detail", name=update.member.mirror.name)
+    return started or redirect("mirror-detail", name=update.member.mirror.name)
 
 
 @viewer_required
@@ -121,6 +123,6 @@ def host_list(request):
 @require_POST
 def check_host(request, pk):
     host = get_object_or_404(Host, pk=pk)
-    job = start_job(request.user, "check_host", host)
+    job = actions.check_host(request.user, host)
     messages.info(request, f"Checking host {host.name}.")
     return redirect("job-detail", pk=job.pk)

@@ -52,7 +52,7 @@ def world(admin_user):
     mirror = factories.mirror(admin_user, name="ALPHA")
     member = factories.member(mirror, admin_user, name="NODEA")
     # A TLS mirror's second member waits for authorization.
-    pending = factories.member(mirror, admin_user, name="NODEB")
+    pending = factories.member(mirror, admin_user, name="NODEB", x509_dn="CN=NODEB,O=Example")
     database = factories.database(mirror, admin_user, name="SALES")
     services.add_database_copy(admin_user, database, member, status="Normal")
     dn_update = services.request_dn_update(admin_user, member, "CN=nodea-renewed,O=Example")

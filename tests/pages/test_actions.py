@@ -27,25 +27,43 @@ def test_viewer_and_operator_cannot_authorize_a_member(client_as, world):
     assert not AuditEvent.objects.filter(action="member.authorize").exists()
 
 
-def test_admin_authorizes_a_pending_member_and_the_audit_trail_says_so(
+def started(response, admin_user, kind: str) -> Job:
+    """The decision's job: queued for the members, shown on its page, audited as asked."""
+    job = Job.objects.get(kind=kind)
+    assert response.redirect_chain[-1][0] == reverse("job-detail", args=[job.pk])
+    assert job.state == Job.QUEUED and job.requested_by == admin_user
+    assert AuditEvent.objects.filter(action="job.start", actor=admin_user, object_id=str(job.pk))
+    return job
+
+
+def test_admin_authorizing_a_pending_member_starts_the_job_that_asks_the_primary(
     client_as, world, admin_user
 ):
     response = decide(client_as("admin"), world, "member-authorize", world.pending.pk)
-    assert response.status_code == 200
-    assert f"Member {world.pending.name} is authorized." in response.text
+
+    job = started(response, admin_user, "authorize_member")
+    assert job.member == world.pending and job.mirror == world.mirror
+    # the portal records what the members answer, and they have not answered yet
     world.pending.refresh_from_db()
-    assert world.pending.authorization == Member.AUTHORIZED
-    event = AuditEvent.objects.get(action="member.authorize")
-    assert event.actor == admin_user
-    assert event.object_id == str(world.pending.pk)
-    assert event.before["authorization"] == "pending"
-    assert event.after["authorization"] == "authorized"
+    assert world.pending.authorization == Member.PENDING
 
 
-def test_admin_rejects_a_pending_member_which_removes_it(client_as, world):
-    decide(client_as("admin"), world, "member-reject", world.pending.pk)
-    assert not Member.objects.filter(pk=world.pending.pk).exists()
-    assert AuditEvent.objects.filter(action="member.reject", object_id=str(world.pending.pk))
+def test_admin_rejecting_a_pending_member_starts_the_job_and_removes_nothing_yet(
+    client_as, world, admin_user
+):
+    response = decide(client_as("admin"), world, "member-reject", world.pending.pk)
+
+    assert started(response, admin_user, "reject_member").member == world.pending
+    assert Member.objects.filter(pk=world.pending.pk).exists()
+
+
+def test_a_second_decision_while_the_first_runs_is_refused(client_as, world, admin_user):
+    decide(client_as("admin"), world, "member-authorize", world.pending.pk)
+
+    response = decide(client_as("admin"), world, "member-reject", world.pending.pk)
+
+    assert "already under way" in response.text
+    assert not Job.objects.filter(kind="reject_member").exists()
 
 
 def test_authorizing_an_authorized_member_shows_the_reason_and_changes_nothing(client_as, world):
@@ -68,23 +86,24 @@ def test_a_member_is_only_reachable_under_its_own_mirror(client_as, world):
     assert world.pending.authorization == Member.PENDING
 
 
-def test_admin_authorizes_a_dn_update_which_changes_the_members_dn(client_as, world):
-    decide(client_as("admin"), world, "dn-update-authorize", world.dn_update.pk)
-    world.dn_update.refresh_from_db()
-    world.member.refresh_from_db()
-    assert world.dn_update.state == PendingDNUpdate.AUTHORIZED
-    assert world.member.x509_dn == "CN=nodea-renewed,O=Example"
-    assert AuditEvent.objects.filter(action="dn_update.authorize").count() == 1
-
-
-def test_admin_rejects_a_dn_update_and_the_member_keeps_its_dn(client_as, world):
+def test_admin_deciding_a_dn_update_starts_the_job_and_keeps_the_dn_until_the_members_say(
+    client_as, world, admin_user
+):
     old_dn = world.member.x509_dn
-    decide(client_as("admin"), world, "dn-update-reject", world.dn_update.pk)
+    response = decide(client_as("admin"), world, "dn-update-authorize", world.dn_update.pk)
+
+    job = started(response, admin_user, "authorize_dn_update")
+    assert job.params == {"update": world.dn_update.pk}
     world.dn_update.refresh_from_db()
     world.member.refresh_from_db()
-    assert world.dn_update.state == PendingDNUpdate.REJECTED
+    assert world.dn_update.state == PendingDNUpdate.PENDING
     assert world.member.x509_dn == old_dn
-    assert AuditEvent.objects.filter(action="dn_update.reject").count() == 1
+
+
+def test_admin_rejecting_a_dn_update_starts_its_job(client_as, world, admin_user):
+    response = decide(client_as("admin"), world, "dn-update-reject", world.dn_update.pk)
+
+    assert started(response, admin_user, "reject_dn_update").member == world.member
 
 
 def test_operator_checks_a_host_which_queues_a_job_and_opens_its_page(client_as, world, operator):

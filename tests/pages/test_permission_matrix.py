@@ -90,25 +90,25 @@ def test_login_page_is_open_to_everyone_signed_out(client_as, identity):
 # POST actions: (url builder, where a permitted request redirects, lowest role allowed).
 def actions(world):
     name = world.mirror.name
-    detail = reverse("mirror-detail", args=[name])
+    jobs = "/jobs/"  # an operation on the members starts its job and shows it
     return {
         "authorize member": (
             reverse("member-authorize", args=[name, world.pending.pk]),
-            detail,
+            jobs,
             "admin",
         ),
-        "reject member": (reverse("member-reject", args=[name, world.pending.pk]), detail, "admin"),
+        "reject member": (reverse("member-reject", args=[name, world.pending.pk]), jobs, "admin"),
         "authorize DN": (
             reverse("dn-update-authorize", args=[name, world.dn_update.pk]),
-            detail,
+            jobs,
             "admin",
         ),
         "reject DN": (
             reverse("dn-update-reject", args=[name, world.dn_update.pk]),
-            detail,
+            jobs,
             "admin",
         ),
-        "check host": (reverse("host-check", args=[world.host.pk]), "/jobs/", "operator"),
+        "check host": (reverse("host-check", args=[world.host.pk]), jobs, "operator"),
         "revoke token": (None, reverse("token-list"), "viewer"),
     }
 
