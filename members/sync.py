@@ -9,13 +9,15 @@ actor. Reading and writing are apart so that a slow agent never holds a transact
 from __future__ import annotations
 
 import contextlib
+import statistics
+import time
 from dataclasses import dataclass, field
 
 from engine import rules as catalog
 from members import reconcile
 from members.agents import AgentConnectionError, AgentError, open_agent, refusals
 from members.models import Host, Instance
-from tasks.errors import PermanentJobError
+from tasks.errors import PermanentJobError, TransientJobError
 
 
 @dataclass
@@ -64,13 +66,22 @@ class Agents:
 
 
 # --- Discovery --------------------------------------------------------------------------------
-def discover_host(host: Host) -> tuple[dict, list[dict]]:
-    """The agent's health and its instances, recorded as the host's Instance rows."""
+def discover_host(host: Host) -> tuple[dict, list[dict], float]:
+    """The agent's health, its instances (recorded as the host's Instance rows), and the round
+    trip of a request on an open connection in milliseconds (the median of a few)."""
     with refusals(f"The agent of {host.name}"), contextlib.closing(open_agent(host)) as agent:
-        health = agent.health()
+        health = agent.health()  # connects (and shakes hands): not part of the round trip
+        timings = []
+        for _ in range(RTT_SAMPLES):
+            started = time.perf_counter()
+            agent.health()
+            timings.append((time.perf_counter() - started) * 1000)
         rows = agent.instances()
     reconcile.record_instances(host, rows)
-    return health, rows
+    return health, rows, statistics.median(timings)
+
+
+RTT_SAMPLES = 3
 
 
 def rediscover_all() -> list[str]:
@@ -79,7 +90,7 @@ def rediscover_all() -> list[str]:
     for host in Host.objects.all():
         try:
             discover_host(host)
-        except PermanentJobError as exc:
+        except (PermanentJobError, TransientJobError) as exc:
             problems.append(str(exc))
         except Exception as exc:  # noqa: BLE001 - one unreachable host must not stop the rest
             problems.append(f"Host {host.name}: {exc}")

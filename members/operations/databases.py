@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from members.agents import AgentError, refusals
+from members.agents import AgentConnectionError, AgentError, refusals
 from members.models import DatabaseCopy
 from members.operations.base import (
     member_of,
@@ -61,17 +61,28 @@ def _wait_settled(run, place, mirror: str, db: str, progress) -> str:
 
 
 def _ask(run, place, call, *args):
-    """An operation a member may refuse only because it has not heard of the database yet."""
+    """An operation a member may refuse only because it has not heard of the database yet: asked
+    again (the job says it waits, and may be cancelled) until the wait's bound."""
     deadline = time.monotonic() + wait_s(run)
+    told = False
     while True:
         try:
             return call(place.instance, *args)
         except AgentError as exc:
             if NOT_YET not in exc.message or time.monotonic() > deadline:
-                with refusals(f"{place.instance}"):
-                    raise
+                _as_job_error(place, exc)
+            if not told:
+                run.step(f"{place.instance} has not heard of {args[0]} from the primary yet")
+                told = True
+        except AgentConnectionError as exc:
+            _as_job_error(place, exc)
         run.check_cancel()
         time.sleep(0.2)
+
+
+def _as_job_error(place, exc: Exception):
+    with refusals(place.instance):
+        raise exc
 
 
 def create_database(run):

@@ -11,7 +11,7 @@ from members.models import Drift, Host, Instance, Mirror
 from members.operations.base import Where, host_of, mirror_of, primary, read, refresh
 from members.probes import AgentUnreachable, measure_agent_rtt
 from members.services import record_host_check
-from tasks.errors import PermanentJobError
+from tasks.errors import PermanentJobError, TransientJobError
 
 
 def check_host(run):
@@ -20,26 +20,20 @@ def check_host(run):
     if host is None:
         raise PermanentJobError("The host no longer exists.")
     run.step(f"Connecting to the agent at {host.address}:{host.agent_port}", progress=10)
-    try:
-        rtt_ms = measure_agent_rtt(
-            host.address, host.agent_port, timeout_s=settings.PORTAL_AGENT_TIMEOUT_S
-        )
-    except AgentUnreachable as exc:
-        record_host_check(host, reachable=False, rtt_ms=None, error=str(exc))
-        run.step(f"Unreachable: {exc}", progress=100)
-        raise PermanentJobError(f"Host {host.name} is unreachable: {exc}") from None
-    run.step(f"Reachable, round trip {rtt_ms:.2f} ms", progress=40)
-    result = {"reachable": True, "rtt_ms": round(rtt_ms, 3), "agent": None, "instances": []}
     if agent_client_for(host) is None:
-        record_host_check(host, reachable=True, rtt_ms=rtt_ms, error="")
-        run.step("No credential or portal TLS identity for this agent: reachability only.")
-        return result
+        return _reachability_only(run, host)
     try:
-        health, instances = sync.discover_host(host)
+        health, instances, rtt_ms = sync.discover_host(host)
+    except TransientJobError as exc:  # no answer: a check reports it rather than retrying
+        reason = str(exc).split(": ", 1)[-1]
+        record_host_check(host, reachable=False, rtt_ms=None, error=reason)
+        raise PermanentJobError(f"Host {host.name} is unreachable: {reason}") from None
     except PermanentJobError as exc:
         reason = f"the agent did not accept the portal: {str(exc).split(': ', 1)[-1]}"
-        record_host_check(host, reachable=True, rtt_ms=rtt_ms, error=reason)
+        record_host_check(host, reachable=True, rtt_ms=None, error=reason)
         raise PermanentJobError(f"Host {host.name}: {reason}") from None
+    run.step(f"Reachable, round trip {rtt_ms:.2f} ms", progress=40)
+    result = {"reachable": True, "rtt_ms": round(rtt_ms, 3), "agent": None, "instances": []}
     presented = (health.get("certificate") or {}).get("subject_dn", "")
     if host.tls_dn and presented and presented != host.tls_dn:
         reason = f"the agent presents {presented}, not the expected {host.tls_dn}"
@@ -64,6 +58,23 @@ def check_host(run):
     }
     result["instances"] = instances
     return result
+
+
+def _reachability_only(run, host: Host) -> dict:
+    """Without a way to authenticate to the agent, only whether it accepts connections and how
+    far away it is (a TCP handshake is one round trip)."""
+    try:
+        rtt_ms = measure_agent_rtt(
+            host.address, host.agent_port, timeout_s=settings.PORTAL_AGENT_TIMEOUT_S
+        )
+    except AgentUnreachable as exc:
+        record_host_check(host, reachable=False, rtt_ms=None, error=str(exc))
+        run.step(f"Unreachable: {exc}", progress=100)
+        raise PermanentJobError(f"Host {host.name} is unreachable: {exc}") from None
+    record_host_check(host, reachable=True, rtt_ms=rtt_ms, error="")
+    run.step(f"Reachable, round trip {rtt_ms:.2f} ms", progress=50)
+    run.step("No credential or portal TLS identity for this agent: reachability only.")
+    return {"reachable": True, "rtt_ms": round(rtt_ms, 3), "agent": None, "instances": []}
 
 
 def import_mirror(run):

@@ -155,3 +155,38 @@ def wait_for_agent(agent, timeout: float = 15.0) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def test_a_job_waiting_on_a_member_can_be_cancelled_and_retried_later(fresh_hosts, portal, worker):
+    site = fresh_hosts(HOSTS, MEMBERS, tls=False)
+    worker()
+    mirror = build(site, portal, tls=False)
+    dr = portal.one("/members/", name="DR")
+    portal.run(f"/members/{dr['id']}/stop-mirroring/")
+    # DR hears of nothing new while it is not mirroring: the job waits for it
+    waiting = portal.post("/databases/", {"mirror": mirror["id"], "name": "NEWDB"})
+    wait_until(lambda: "not heard of NEWDB" in log_of(portal, waiting), "the job to wait for DR")
+
+    cancelled = portal.post(f"/jobs/{waiting['id']}/cancel/", expect=200)
+    ended = portal.wait(cancelled, timeout=30)
+
+    assert ended["state"] == "cancelled" and ended["error"] == "Cancelled by an operator."
+    assert portal.post(f"/jobs/{waiting['id']}/cancel/", expect=409)["error"]["code"] == "job_final"
+    portal.run(f"/members/{dr['id']}/start-mirroring/")
+    portal.run(f"/jobs/{waiting['id']}/retry/")
+    copies = {db["name"]: db["status"] for db in site.agents["hostb"].databases("DR")["databases"]}
+    assert copies["NEWDB"] == "Dejournaling"
+
+
+def log_of(portal, job) -> str:
+    return "\n".join(line["message"] for line in portal.get(f"/jobs/{job['id']}/")["log"])
+
+
+def wait_until(predicate, what: str, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
