@@ -39,13 +39,16 @@ class JobRun:
         """Poll until `poll()` answers (True, state); each new state is a log line, so the job
         shows the member's status as it goes. Gives up after `timeout` seconds with the last
         state seen; stops at once when the job is cancelled. `progress` (from, to) moves the
-        bar along the wait."""
+        bar along the wait: by the fraction done when `poll` gives one as a third value (a
+        download's bytes), else by the time spent."""
         started = time.monotonic()
         last_state, failures = None, 0
         while True:
             self.check_cancel()
+            fraction = None
             try:
-                done, state = poll()
+                done, state, *rest = poll()
+                fraction = rest[0] if rest else None
                 failures = 0
             except TransientJobError as exc:
                 failures += 1
@@ -57,7 +60,8 @@ class JobRun:
                 bar = None
                 if progress:
                     low, high = progress
-                    bar = low + int((high - low) * min(1.0, elapsed / timeout))
+                    share = fraction if fraction is not None else min(1.0, elapsed / timeout)
+                    bar = low + int((high - low) * share)
                 self.step(f"{what}: {state}", progress=bar)
                 last_state = state
             if done:

@@ -54,7 +54,10 @@ def _wait_settled(run, place, mirror: str, db: str, progress) -> str:
         seen["row"] = row
         if row is not None and row.get("error"):
             raise PermanentJobError(f"{db} on {place.instance}: {row['error']}")
-        return row is not None and row["status"] in SETTLED, _describe(row)
+        download = (row or {}).get("download") or {}
+        total = download.get("total_bytes")
+        share = min(1.0, download.get("received_bytes", 0) / total) if total else None
+        return row is not None and row["status"] in SETTLED, _describe(row), share
 
     run.wait(poll, what=f"{db} on {place.instance}", timeout=wait_s(run), progress=progress)
     return seen["row"]["status"]
