@@ -90,9 +90,11 @@ class Mirror(models.Model):
                 self.name = rules.normalize_mirror_name(self.name)
         rules.validate_virtual_ip(self.vip_address, self.vip_mask, self.vip_interface)
         if self.pk:
-            hosts = self.members.filter(member_type__in=rules.PROMOTABLE_TYPES).values_list(
-                "host__address", flat=True
-            )
+            promotable = self.members.filter(member_type__in=rules.PROMOTABLE_TYPES)
+            # a host is known by its address and by its name
+            hosts = [
+                h for pair in promotable.values_list("host__address", "host__name") for h in pair
+            ]
             with rules.about("arbiter_host"):
                 rules.check_arbiter_placement(self.arbiter_host, hosts)
 
@@ -200,7 +202,9 @@ class Member(models.Model):
             instance_memberships=same_instance.values_list("mirror__name", "member_type"),
         )
         if self.member_type in rules.PROMOTABLE_TYPES:
-            rules.check_arbiter_placement(self.mirror.arbiter_host, [self.host.address])
+            rules.check_arbiter_placement(
+                self.mirror.arbiter_host, [self.host.address, self.host.name]
+            )
         rules.check_member_addresses(
             self, siblings.values_list("name", "superserver_address", "superserver_port")
         )

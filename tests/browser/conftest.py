@@ -7,7 +7,8 @@ import pytest
 from tests.conftest import require
 
 # A real Celery worker and something listening where an agent would be, as the job tests use.
-from tests.jobs.conftest import celery_worker, listening_agent  # noqa: F401
+from tests.engine.agent_fixtures import start_agent_fixture  # noqa: F401
+from tests.jobs.conftest import celery_worker  # noqa: F401
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -56,9 +56,16 @@ def test_viewer_logs_in_sees_the_mirrors_and_opens_one(live_server, browser_page
 
 
 def test_operator_checks_a_host_and_watches_the_job_succeed(
-    live_server, browser_page, celery_worker, listening_agent
+    live_server, browser_page, celery_worker, start_agent
 ):
-    services.register_host(None, name="agent-1", address="127.0.0.1", agent_port=listening_agent)
+    agent = start_agent(credential="browser-agent-secret-01")
+    services.register_host(
+        None,
+        name="agent-1",
+        address="127.0.0.1",
+        agent_port=agent.port,
+        credential="browser-agent-secret-01",
+    )
     operator = make_user("otto-operator", "operator")
     page = browser_page
     log_in(page, live_server.url, operator.username)
@@ -71,6 +78,7 @@ def test_operator_checks_a_host_and_watches_the_job_succeed(
     # The page refreshes itself every 2 s until the job is final; the worker runs it meanwhile.
     expect(page.locator(".badge")).to_have_text("Succeeded", timeout=30_000)
     expect(page.get_by_text("Reachable, round trip")).to_be_visible()
+    expect(page.get_by_text("answered (auth credential)")).to_be_visible()
     expect(page.locator("progress")).to_have_attribute("value", "100")
 
     page.get_by_role("link", name="Hosts").click()

@@ -13,10 +13,13 @@ from tests.jobs.conftest import wait_until_final
 pytestmark = [pytest.mark.jobs, pytest.mark.timeout(120)]
 
 
-def test_check_host_records_reachability_and_round_trip_time(
-    celery_worker, listening_agent, admin_user
+def test_check_host_records_reachability_round_trip_and_what_runs_there(
+    celery_worker, start_agent, admin_user
 ):
-    host = factories.host(address="127.0.0.1", agent_port=listening_agent)
+    agent = start_agent(credential="agent-secret-0000000009")
+    host = factories.host(
+        address="127.0.0.1", agent_port=agent.port, credential="agent-secret-0000000009"
+    )
     job = start_job(admin_user, "check_host", host)
     assert job.state == Job.QUEUED
 
@@ -30,6 +33,20 @@ def test_check_host_records_reachability_and_round_trip_time(
     assert host.reachable is True
     assert host.rtt_ms is not None and host.rtt_ms > 0
     assert job.result["rtt_ms"] == pytest.approx(host.rtt_ms, abs=0.001)
+    assert job.result["instances"] == [] and host.instances.count() == 0
+
+
+def test_without_a_way_to_authenticate_check_host_reports_reachability_only(
+    celery_worker, start_agent, admin_user
+):
+    agent = start_agent(credential="agent-secret-0000000010")
+    host = factories.host(address="127.0.0.1", agent_port=agent.port)  # no credential, no TLS
+
+    job = wait_until_final(start_job(admin_user, "check_host", host))
+
+    assert job.state == Job.SUCCEEDED, job.error
+    assert job.result["agent"] is None and job.result["rtt_ms"] > 0
+    assert "reachability only" in job.log[-1]["message"]
 
 
 def test_check_host_fails_with_a_clear_reason_when_nothing_listens(
