@@ -124,6 +124,9 @@ if REDIS_URL:
     }
 else:
     CELERY_BROKER_URL = "memory://"
+    # kombu's in-memory transport sleeps polling_interval (1 s by default) whenever its queue is
+    # empty, which made every embedded job wait up to a second before it ran (bench/workflow.py)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.01}
     CELERY_RESULT_BACKEND = "cache+memory://"
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
