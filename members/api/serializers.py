@@ -181,16 +181,6 @@ class MirrorSettingsSerializer(serializers.Serializer):
     vip_mask = serializers.IntegerField(required=False, allow_null=True)
     vip_interface = serializers.CharField(required=False, allow_blank=True, max_length=64)
 
-    def validate(self, attrs):
-        vip = [k for k in ("vip_address", "vip_mask", "vip_interface") if k in attrs]
-        if vip:
-            rules.validate_virtual_ip(
-                attrs.get("vip_address") or None,
-                attrs.get("vip_mask"),
-                attrs.get("vip_interface", ""),
-            )
-        return attrs
-
 
 class EditMirrorSerializer(MirrorSettingsSerializer):
     skip_verify = serializers.BooleanField(

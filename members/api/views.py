@@ -43,8 +43,9 @@ def operation(body=None, *, detail=True, url_path=None, responses=None):
     """A POST action that starts a job: documented with its body and the 202 answer."""
 
     def wrap(func):
-        documented = extend_schema(request=body, responses=responses or ACCEPTED)(func)
-        return action(detail=detail, methods=["post"], url_path=url_path)(documented)
+        # @action first: it replaces the function's kwargs, where extend_schema keeps the schema
+        routed = action(detail=detail, methods=["post"], url_path=url_path)(func)
+        return extend_schema(request=body, responses=responses or ACCEPTED)(routed)
 
     return wrap
 

@@ -1,5 +1,9 @@
 """A small seeded world for the API tests, and clients that authenticate the way scripts do:
-with a real Bearer token per role."""
+with a real Bearer token per role.
+
+No Celery worker runs here: an operation's job stays queued (Celery's in-memory broker only
+holds the message), so the tests see the request's side of every operation, never its effect
+on members."""
 
 from dataclasses import dataclass, field
 
@@ -9,9 +13,18 @@ from rest_framework.test import APIClient
 from accounts import services as account_services
 from accounts.models import ApiToken
 from members import services
-from members.models import DatabaseCopy, Host, Member, Mirror, MirroredDatabase, PendingDNUpdate
+from members.models import (
+    DatabaseCopy,
+    Drift,
+    Host,
+    Instance,
+    Member,
+    Mirror,
+    MirroredDatabase,
+    PendingDNUpdate,
+)
 from tasks.models import Job
-from tasks.services import start_job
+from tasks.services import finish_job, start_job
 from tests import factories
 from tests.conftest import make_user
 
@@ -20,6 +33,8 @@ RANK = {None: 0, "viewer": 1, "operator": 2, "admin": 3}
 RESOURCES = [
     "mirrors",
     "hosts",
+    "instances",
+    "drifts",
     "members",
     "pending-members",
     "dn-updates",
@@ -49,7 +64,10 @@ class World:
     spare_database: MirroredDatabase
     copy: DatabaseCopy
     dn_update: PendingDNUpdate
-    job: Job
+    instance: Instance
+    drift: Drift
+    job: Job  # queued (no worker runs)
+    failed_job: Job
     someone: object
     tokens: dict = field(default_factory=dict)  # role -> (ApiToken, secret)
 
@@ -69,7 +87,8 @@ def world(users):
     mirror = factories.mirror(admin, name="ALPHA")
     host = factories.host(admin, name="alpha-host")
     member = factories.member(mirror, admin, name="ALPHA1", host=host)
-    pending = factories.member(mirror, admin, name="ALPHA2")
+    # ALPHA requires TLS, so its second member waits for an admin, by the DN it presented.
+    pending = factories.member(mirror, admin, name="ALPHA2", x509_dn="CN=alpha2,O=Example")
     database = factories.database(mirror, admin, name="SALES")
     copy = services.add_database_copy(admin, database, member, status="Normal")
     world = World(
@@ -82,9 +101,13 @@ def world(users):
         spare_database=factories.database(mirror, admin, name="SPARE"),
         copy=copy,
         dn_update=services.request_dn_update(admin, member, "CN=alpha1,O=Example"),
+        instance=factories.instance(host, name="IRIS"),
+        drift=factories.drift(mirror, "qos_timeout_ms", observed="9000"),
         job=start_job(admin, "check_host", host),
+        failed_job=start_job(admin, "refresh_mirror", mirror, mirror=mirror),
         someone=make_user("sam-someone", "viewer"),
     )
+    finish_job(world.failed_job, error="ALPHA1 did not answer.")
     for role, user in users.items():
         world.tokens[role] = account_services.create_token(user, name=f"{role} script")
     return world

@@ -1,11 +1,15 @@
 """Errors come in one JSON shape with machine-readable codes per field, and no input, however
-malformed, gets a 5xx."""
+malformed, gets a 5xx.
+
+A mirror's rules are those of the operations that change it: creating one (POST /mirrors/),
+changing its settings, joining it. A refused request starts no job."""
 
 import json
 
 import pytest
 
-from tests import factories
+from members import services
+from tasks.models import Job
 from tests.api.conftest import RESOURCES
 
 V1 = "/api/v1"
@@ -18,8 +22,14 @@ def field_codes(response, field):
     return [e["code"] for e in body["error"]["fields"][field]]
 
 
+def new_mirror(world, **fields):
+    """A body for POST /mirrors/: a new mirror on the spare host's instance IRIS."""
+    body = {"host": world.spare_host.pk, "instance": "IRIS", "private": "10.9.9.9:2188"}
+    return body | {"name": "GAMMA"} | fields
+
+
 def test_an_invalid_mirror_name_is_the_catalogs_code_on_field_name(world, api):
-    response = api.post(V1 + "/mirrors/", {"name": "no spaces!"}, format="json")
+    response = api.post(V1 + "/mirrors/", new_mirror(world, name="no spaces!"), format="json")
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid"
@@ -27,70 +37,160 @@ def test_an_invalid_mirror_name_is_the_catalogs_code_on_field_name(world, api):
     assert "letters or digits" in response.json()["error"]["message"]
 
 
-@pytest.mark.parametrize(
-    "body,field,code",
-    [
-        ({"name": "A" * 16}, "name", "invalid_mirror_name"),
-        ({"name": "alpha"}, "name", "unique"),  # stored uppercase: ALPHA exists
-        ({"name": "GAMMA", "arbiter_port": 70000}, "arbiter_port", "invalid_port"),
-        ({"name": "GAMMA", "qos_timeout_ms": 5}, "qos_timeout_ms", "invalid_qos_timeout"),
-        ({"name": "GAMMA", "vip_address": "10.0.0.9"}, "vip_address", "incomplete_vip"),
-        (
-            {"name": "GAMMA", "failover_compression": "gzip"},
-            "failover_compression",
-            "invalid_compression_mode",
-        ),
-        ({"name": "GAMMA", "requires_tls": "maybe"}, "requires_tls", "invalid"),
-        ({"name": "GAMMA", "arbiter_host": "bad host!"}, "arbiter_host", "invalid_address"),
-        ({}, "name", "required"),
-    ],
-)
-def test_each_mirror_rule_reports_its_own_code(world, api, body, field, code):
+MIRROR_RULES = [
+    ({"name": "A" * 16}, "name", "invalid_mirror_name"),
+    ({"name": "alpha"}, "name", "unique"),  # stored uppercase: ALPHA exists
+    ({"arbiter_port": 70000}, "arbiter_port", "invalid_port"),
+    ({"qos_timeout_ms": 5}, "qos_timeout_ms", "invalid_qos_timeout"),
+    ({"vip_address": "10.0.0.9"}, "vip_address", "incomplete_vip"),
+    (
+        {"vip_address": "vip.example", "vip_mask": 24, "vip_interface": "eth0"},
+        "vip_address",
+        "invalid_vip",
+    ),
+    (
+        {"vip_address": "10.0.0.9", "vip_mask": 33, "vip_interface": "eth0"},
+        "vip_mask",
+        "invalid_vip_mask",
+    ),
+    ({"failover_compression": "gzip"}, "failover_compression", "invalid_compression_mode"),
+    ({"async_compression_type": "rar"}, "async_compression_type", "invalid_compression_type"),
+    ({"requires_tls": "maybe"}, "requires_tls", "invalid"),
+    ({"arbiter_host": "bad host!"}, "arbiter_host", "invalid_address"),
+    ({"private": "10.9.9.9"}, "private", "invalid"),  # host:port
+    ({"private": "10.9.9.9:0"}, "private", "invalid_port"),
+    ({"private": "bad host!:2188"}, "private", "invalid_address"),
+    ({"host": 999999}, "host", "does_not_exist"),
+]
+
+
+@pytest.mark.parametrize("fields,field,code", MIRROR_RULES, ids=[r[2] for r in MIRROR_RULES])
+def test_each_mirror_rule_reports_its_own_code(world, api, fields, field, code):
+    response = api.post(V1 + "/mirrors/", new_mirror(world, **fields), format="json")
+
+    assert response.status_code == 400
+    assert code in field_codes(response, field)
+    assert not Job.objects.filter(kind="create_mirror").exists()
+
+
+@pytest.mark.parametrize("field", ["host", "instance", "name", "private"])
+def test_a_new_mirror_needs_a_host_an_instance_a_name_and_a_private_address(world, api, field):
+    body = new_mirror(world)
+    del body[field]
+
     response = api.post(V1 + "/mirrors/", body, format="json")
+
+    assert response.status_code == 400
+    assert field_codes(response, field) == ["required"]
+
+
+SETTING_RULES = [
+    ({"qos_timeout_ms": 5}, "qos_timeout_ms", "invalid_qos_timeout"),
+    ({"qos_timeout_ms": 600_001}, "qos_timeout_ms", "invalid_qos_timeout"),
+    ({"failover_compression": "gzip"}, "failover_compression", "invalid_compression_mode"),
+    ({"parallel_dejournaling": "some"}, "parallel_dejournaling", "invalid_parallel_dejournaling"),
+    ({"vip_address": "10.0.0.9"}, "vip_address", "incomplete_vip"),
+    ({"arbiter_port": 0}, "arbiter_port", "invalid_port"),
+    ({"arbiter_host": "bad host!"}, "arbiter_host", "invalid_address"),
+    ({"skip_verify": "perhaps"}, "skip_verify", "invalid"),
+]
+
+
+@pytest.mark.parametrize("fields,field,code", SETTING_RULES, ids=[r[2] for r in SETTING_RULES])
+def test_changing_a_setting_is_checked_by_the_same_rule(world, api, fields, field, code):
+    response = api.post(V1 + f"/mirrors/{world.mirror.pk}/settings/", fields, format="json")
+
+    assert response.status_code == 400
+    assert code in field_codes(response, field)
+    assert not Job.objects.filter(kind="edit_mirror").exists()
+    world.mirror.refresh_from_db()
+    assert (world.mirror.arbiter_host, world.mirror.arbiter_port) == ("", 2188)
+
+
+def test_a_mirror_is_never_edited_or_deleted_directly(world, api):
+    path = V1 + f"/mirrors/{world.mirror.pk}/"
+    before = api.get(path).json()
+
+    answers = [
+        api.put(path, {"name": "ALPHA", "qos_timeout_ms": 9000}, format="json"),
+        api.patch(path, {"qos_timeout_ms": 9000}, format="json"),
+        api.delete(path),
+    ]
+
+    assert [a.status_code for a in answers] == [405, 405, 405]
+    assert {a.json()["error"]["code"] for a in answers} == {"method_not_allowed"}
+    assert api.get(path).json() == before
+
+
+def join(api, world, **fields):
+    return api.post(V1 + f"/mirrors/{world.mirror.pk}/join/", fields, format="json")
+
+
+def test_a_limit_breach_gives_the_rules_code(world, api):
+    # ALPHA already has two failover members (one authorized, one pending).
+    response = join(
+        api,
+        world,
+        host=world.spare_host.pk,
+        instance="ALPHA3",
+        member_type="failover",
+        private="10.2.2.2:2188",
+    )
+
+    assert response.status_code == 400
+    assert field_codes(response, "non_field_errors") == ["too_many_failover_members"]
+    assert not Job.objects.filter(kind="join_mirror").exists()
+
+
+def test_a_member_type_that_does_not_exist_lists_the_valid_ones(world, api):
+    response = join(api, world, host=world.spare_host.pk, instance="X", member_type="arbiter")
+
+    assert response.status_code == 400
+    assert field_codes(response, "member_type") == ["invalid_choice"]
+    message = response.json()["error"]["fields"]["member_type"][0]["message"]
+    for valid in ("failover", "dr", "ro_reporting", "rw_reporting"):
+        assert valid in message
+
+
+@pytest.mark.parametrize(
+    "fields,field,code",
+    [
+        ({"member_type": "failover"}, "private", "required"),  # a failover member needs one
+        ({"member_type": "dr", "instance": "ALPHA1"}, "member", "unique"),
+        ({"member_type": "dr", "member": "no spaces"}, "member", "invalid_member_name"),
+        ({"member_type": "dr", "private": "nowhere"}, "private", "invalid"),
+        ({"member_type": "dr", "host": 999999}, "host", "does_not_exist"),
+        ({"member_type": "dr", "instance": ""}, "instance", "blank"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_each_join_rule_reports_its_own_code(world, api, fields, field, code):
+    body = {"host": world.spare_host.pk, "instance": "ALPHADR"} | fields
+
+    response = join(api, world, **body)
 
     assert response.status_code == 400
     assert code in field_codes(response, field)
 
 
-def test_a_mirror_name_never_changes_but_repeating_it_is_fine(world, api):
-    path = V1 + f"/mirrors/{world.mirror.pk}/"
+def test_an_async_on_the_arbiters_host_is_refused(world, api):
+    services.update_mirror(None, world.mirror, arbiter_host=world.spare_host.address)
 
-    refused = api.patch(path, {"name": "OTHER"}, format="json")
-    repeated = api.put(path, {"name": "alpha", "qos_timeout_ms": 9000}, format="json")
-
-    assert refused.status_code == 400
-    assert field_codes(refused, "name") == ["immutable"]
-    assert repeated.status_code == 200 and repeated.json()["qos_timeout_ms"] == 9000
-    world.mirror.refresh_from_db()
-    assert world.mirror.name == "ALPHA"
-
-
-def test_a_limit_breach_gives_the_rules_code(world, api):
-    # ALPHA already has two failover members (one authorized, one pending).
-    response = api.post(
-        V1 + "/members/",
-        {
-            "mirror": world.mirror.pk,
-            "host": world.spare_host.pk,
-            "name": "ALPHA3",
-            "member_type": "failover",
-            "superserver_address": "10.2.2.2",
-            "superserver_port": 1972,
-        },
-        format="json",
-    )
+    response = join(api, world, host=world.spare_host.pk, instance="ALPHADR", member_type="dr")
 
     assert response.status_code == 400
-    assert field_codes(response, "non_field_errors") == ["too_many_failover_members"]
+    assert field_codes(response, "host") == ["arbiter_on_member_host"]
 
 
-def test_a_members_mirror_cannot_change(world, api):
-    other = factories.mirror(name="OMEGA")
+def test_members_are_read_only_rows(world, api):
+    path = V1 + f"/members/{world.member.pk}/"
 
-    response = api.patch(V1 + f"/members/{world.member.pk}/", {"mirror": other.pk}, format="json")
+    patched = api.patch(path, {"superserver_port": 1999}, format="json")
+    deleted = api.delete(path)
 
-    assert response.status_code == 400
-    assert field_codes(response, "mirror") == ["immutable"]
+    assert (patched.status_code, deleted.status_code) == (405, 405)
+    world.member.refresh_from_db()
+    assert world.member.superserver_port == 1972
 
 
 def test_a_host_with_members_cannot_be_deleted(world, api):
@@ -113,16 +213,17 @@ def test_the_host_credential_is_write_only(world, api):
     assert "agent-password" not in api.get(V1 + f"/hosts/{created.json()['id']}/").content.decode()
 
 
-def test_deciding_a_dn_update_twice_is_refused(world, api):
+def test_deciding_a_dn_update_while_a_decision_is_under_way_is_refused(world, api):
     path = V1 + f"/dn-updates/{world.dn_update.pk}/"
-    assert api.post(path + "authorize/").status_code == 200
+    assert api.post(path + "authorize/").status_code == 202
 
     again = api.post(path + "reject/")
 
     assert again.status_code == 409
-    assert again.json()["error"]["code"] == "not_pending"
+    assert again.json()["error"]["code"] == "in_progress"
+    assert Job.objects.filter(member=world.member).count() == 1
     world.member.refresh_from_db()
-    assert world.member.x509_dn == "CN=alpha1,O=Example"
+    assert world.member.x509_dn == ""  # the job, once it has run, records the primary's answer
 
 
 def test_an_admin_cannot_delete_their_own_account(world, api, admin_user):
@@ -183,12 +284,20 @@ BAD_BODIES = [(*b, True) for b in UNREADABLE] + [(*b, False) for b in BAD_VALUES
     "method,path",
     [
         ("post", "/mirrors/"),
-        ("put", "/mirrors/{mirror}/"),
-        ("patch", "/members/{member}/"),
-        ("post", "/members/"),
+        ("post", "/mirrors/{mirror}/settings/"),
+        ("post", "/mirrors/{mirror}/join/"),
+        ("post", "/mirrors/{mirror}/remove/"),
+        ("post", "/mirrors/{mirror}/forget/"),
         ("post", "/hosts/"),
-        ("post", "/dn-updates/"),
-        ("post", "/database-copies/"),
+        ("post", "/hosts/{host}/import/"),
+        ("post", "/instances/{instance}/tls/"),
+        ("post", "/members/{member}/addresses/"),
+        ("post", "/members/{member}/superserver-port/"),
+        ("post", "/members/{member}/catchup/"),
+        ("post", "/members/{member}/add-database/"),
+        ("post", "/databases/"),
+        ("patch", "/databases/{database}/"),
+        ("post", "/database-copies/{copy}/mount/"),
         ("post", "/tokens/"),
         ("post", "/users/"),
         ("patch", "/users/{someone}/"),
@@ -197,7 +306,9 @@ BAD_BODIES = [(*b, True) for b in UNREADABLE] + [(*b, False) for b in BAD_VALUES
 def test_malformed_bodies_never_get_a_5xx(
     world, api, method, path, label, body, content_type, unreadable
 ):
-    url = V1 + path.format(mirror=world.mirror.pk, member=world.member.pk, someone=world.someone.pk)
+    ids = {name: getattr(world, name).pk for name in ("mirror", "host", "instance", "member")}
+    ids |= {"database": world.database.pk, "copy": world.copy.pk, "someone": world.someone.pk}
+    url = V1 + path.format(**ids)
 
     response = getattr(api, method)(url, body, content_type=content_type)
 
@@ -257,7 +368,7 @@ def test_the_api_keeps_serving_after_bad_requests(world, api):
     api.post(V1 + "/mirrors/", b'{"name": "\\ud800"}', content_type="application/json")
 
     assert api.get(V1 + "/mirrors/").json()["count"] == 1
-    assert api.post(V1 + "/mirrors/", {"name": "beta"}, format="json").status_code == 201
+    assert api.post(V1 + "/mirrors/", new_mirror(world), format="json").status_code == 202
 
 
 @pytest.mark.parametrize("name", RESOURCES)

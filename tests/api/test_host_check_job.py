@@ -9,7 +9,8 @@ from accounts.services import create_token
 from tests import factories
 from tests.api.conftest import bearer
 from tests.conftest import make_user
-from tests.jobs.conftest import celery_worker, closed_port, listening_agent  # noqa: F401
+from tests.engine.agent_fixtures import start_agent_fixture  # noqa: F401
+from tests.jobs.conftest import celery_worker, closed_port  # noqa: F401
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -32,10 +33,11 @@ def operator_client(transactional_db):
 
 def test_an_operator_checks_a_host_and_reads_the_outcome_from_the_jobs_endpoint(
     celery_worker,  # noqa: F811
-    listening_agent,  # noqa: F811
+    start_agent,
     operator_client,
 ):
-    host = factories.host(address="127.0.0.1", agent_port=listening_agent)
+    agent = start_agent(credential="api-agent-secret-00001")
+    host = factories.host(address="127.0.0.1", agent_port=agent.port, credential=agent.credential)
 
     started = operator_client.post(f"/api/v1/hosts/{host.pk}/check/")
 
@@ -45,7 +47,7 @@ def test_an_operator_checks_a_host_and_reads_the_outcome_from_the_jobs_endpoint(
     job = follow(operator_client, started.json()["id"])
     assert job["state"] == "succeeded", job["error"]
     assert job["progress"] == 100 and job["log"]
-    assert job["result"]["rtt_ms"] > 0
+    assert job["result"]["rtt_ms"] > 0 and job["result"]["agent"]["auth"] == "credential"
     checked = operator_client.get(f"/api/v1/hosts/{host.pk}/").json()
     assert checked["reachable"] is True and checked["rtt_ms"] > 0
 

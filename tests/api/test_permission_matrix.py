@@ -2,9 +2,13 @@
 
 Each row names the weakest role that may do it and the exact status it then gets; weaker roles
 get 403, anonymous callers 401 (the API asks them for a Bearer token). Methods an endpoint does
-not offer give 405 to whoever passes the role check first.
+not offer give 405 to whoever passes the role check first. A mirror's rows (mirrors, members,
+DN updates, database copies) are never written directly: a change is an operation, a POST that
+answers 202 with its job, queued for the caller. Operators run operations; admins change
+configuration and decide on members.
 """
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,7 +41,8 @@ def at(template: str):
         ids = {
             name: getattr(world, name).pk
             for name in ("mirror", "host", "spare_host", "member", "pending", "database")
-            + ("spare_database", "copy", "dn_update", "job", "someone")
+            + ("spare_database", "copy", "dn_update", "instance", "drift", "job", "failed_job")
+            + ("someone",)
         }
         token = world.token_of(role)
         ids["token"] = token.pk if token else world.token_of("viewer").pk
@@ -48,38 +53,39 @@ def at(template: str):
     return build
 
 
-def member_body(world):
-    return {
-        "mirror": world.mirror.pk,
-        "host": world.spare_host.pk,
-        "name": "ALPHA-DR",
-        "member_type": "dr",
-        "superserver_address": "10.1.1.1",
-        "superserver_port": 1972,
-    }
+def operation(template, needs, body=None, ok=202):
+    """A POST that starts a job: answered 202 with the job, queued."""
+    return Row("post", at(V1 + template), needs, ok, body)
 
 
-def member_put(world):
-    m = world.member
-    return {
-        "mirror": m.mirror_id,
-        "host": m.host_id,
-        "name": m.name,
-        "member_type": m.member_type,
-        "superserver_address": m.superserver_address,
-        "superserver_port": 1980,
-    }
+def copy_of(world):
+    return {"database": world.spare_database.pk, "member": world.member.pk}
 
 
 ROWS = [
-    # mirrors
+    # mirrors: read; created as a job; changed only through operations
     Row("get", at(V1 + "/mirrors/"), "viewer", 200),
-    Row("post", at(V1 + "/mirrors/"), "admin", 201, lambda w: {"name": "beta"}),
     Row("get", at(V1 + "/mirrors/{mirror}/"), "viewer", 200),
-    Row("put", at(V1 + "/mirrors/{mirror}/"), "admin", 200, lambda w: {"name": "ALPHA"}),
-    Row("patch", at(V1 + "/mirrors/{mirror}/"), "admin", 200, lambda w: {"qos_timeout_ms": 9000}),
-    Row("delete", at(V1 + "/mirrors/{mirror}/"), "admin", 204),
-    # hosts
+    operation(
+        "/mirrors/",
+        "admin",
+        lambda w: (
+            {"host": w.spare_host.pk, "instance": "IRIS", "name": "beta"}
+            | {"private": "10.9.9.9:2188"}
+        ),
+    ),
+    operation("/mirrors/{mirror}/refresh/", "operator"),
+    operation("/mirrors/{mirror}/settings/", "admin", lambda w: {"qos_timeout_ms": 9000}),
+    operation("/mirrors/{mirror}/adopt-settings/", "admin"),
+    operation("/mirrors/{mirror}/reapply-settings/", "admin"),
+    operation(
+        "/mirrors/{mirror}/join/",
+        "admin",
+        lambda w: {"host": w.spare_host.pk, "instance": "ALPHADR", "member_type": "dr"},
+    ),
+    operation("/mirrors/{mirror}/remove/", "admin", lambda w: {"confirm": "ALPHA"}),
+    operation("/mirrors/{mirror}/forget/", "admin", lambda w: {"confirm": "alpha"}, ok=204),
+    # hosts: the portal's own records, edited directly; checking and importing are jobs
     Row("get", at(V1 + "/hosts/"), "viewer", 200),
     Row("post", at(V1 + "/hosts/"), "admin", 201, lambda w: {"name": "h9", "address": "10.9.9.9"}),
     Row("get", at(V1 + "/hosts/{host}/"), "viewer", 200),
@@ -92,43 +98,57 @@ ROWS = [
     ),
     Row("patch", at(V1 + "/hosts/{host}/"), "admin", 200, lambda w: {"agent_port": 2201}),
     Row("delete", at(V1 + "/hosts/{spare_host}/"), "admin", 204),
-    Row("post", at(V1 + "/hosts/{host}/check/"), "operator", 202),
-    # members
+    operation("/hosts/{host}/check/", "operator"),
+    operation("/hosts/{host}/import/", "admin", lambda w: {"instance": "IRIS"}),
+    # instances and drifts: what the agents and primaries answered
+    Row("get", at(V1 + "/instances/"), "viewer", 200),
+    Row("get", at(V1 + "/instances/{instance}/"), "viewer", 200),
+    operation(
+        "/instances/{instance}/tls/",
+        "admin",
+        lambda w: {"cert": "/tls/iris.pem", "key": "/tls/iris.key", "ca": "/tls/ca.pem"},
+    ),
+    Row("get", at(V1 + "/drifts/"), "viewer", 200),
+    Row("get", at(V1 + "/drifts/{drift}/"), "viewer", 200),
+    # members: read-only rows; every change is an operation
     Row("get", at(V1 + "/members/"), "viewer", 200),
-    Row("post", at(V1 + "/members/"), "admin", 201, member_body),
     Row("get", at(V1 + "/members/{member}/"), "viewer", 200),
-    Row("put", at(V1 + "/members/{member}/"), "admin", 200, member_put),
-    Row("patch", at(V1 + "/members/{member}/"), "admin", 200, lambda w: {"superserver_port": 1973}),
-    Row("delete", at(V1 + "/members/{pending}/"), "admin", 204),
-    # pending members
+    operation(
+        "/members/{member}/addresses/", "admin", lambda w: {"superserver": "alpha1.example:1973"}
+    ),
+    operation("/members/{member}/superserver-port/", "admin", lambda w: {"port": 1973}),
+    operation("/members/{member}/remove/", "admin"),
+    operation("/members/{member}/leave/", "admin", lambda w: {"remove_db_attribute": True}),
+    operation("/members/{member}/stop-mirroring/", "operator"),
+    operation("/members/{member}/start-mirroring/", "operator"),
+    operation("/members/{member}/stop-dejournaling/", "operator"),
+    operation("/members/{member}/start-dejournaling/", "operator"),
+    operation("/members/{member}/catchup/", "operator", lambda w: {"databases": ["sales"]}),
+    operation("/members/{member}/clear-failover-db/", "operator", lambda w: {}),
+    operation("/members/{member}/add-database/", "operator", lambda w: {"name": "spare"}),
+    # pending members: an admin decides
     Row("get", at(V1 + "/pending-members/"), "viewer", 200),
     Row("get", at(V1 + "/pending-members/{pending}/"), "viewer", 200),
-    Row("post", at(V1 + "/pending-members/{pending}/authorize/"), "admin", 200),
-    Row("post", at(V1 + "/pending-members/{pending}/reject/"), "admin", 204),
+    operation("/pending-members/{pending}/authorize/", "admin"),
+    operation("/pending-members/{pending}/reject/", "admin"),
     Row("patch", at(V1 + "/pending-members/{pending}/"), "admin", 405, lambda w: {}),
-    # DN updates
+    # DN updates: read from the primary, decided by an admin
     Row("get", at(V1 + "/dn-updates/"), "viewer", 200),
+    Row("get", at(V1 + "/dn-updates/{dn_update}/"), "viewer", 200),
+    operation("/dn-updates/{dn_update}/authorize/", "admin"),
+    operation("/dn-updates/{dn_update}/reject/", "admin"),
     Row(
         "post",
         at(V1 + "/dn-updates/"),
         "admin",
-        201,
+        405,
         lambda w: {"member": w.member.pk, "new_dn": "CN=alpha1b,O=Example"},
     ),
-    Row("get", at(V1 + "/dn-updates/{dn_update}/"), "viewer", 200),
-    Row("post", at(V1 + "/dn-updates/{dn_update}/authorize/"), "admin", 200),
-    Row("post", at(V1 + "/dn-updates/{dn_update}/reject/"), "admin", 200),
     Row("put", at(V1 + "/dn-updates/{dn_update}/"), "admin", 405, lambda w: {}),
-    # mirrored databases and copies
+    # mirrored databases: created as a job; the startup flag is the portal's own
     Row("get", at(V1 + "/databases/"), "viewer", 200),
-    Row(
-        "post",
-        at(V1 + "/databases/"),
-        "admin",
-        201,
-        lambda w: {"mirror": w.mirror.pk, "name": "ORDERS"},
-    ),
     Row("get", at(V1 + "/databases/{database}/"), "viewer", 200),
+    operation("/databases/", "operator", lambda w: {"mirror": w.mirror.pk, "name": "orders"}),
     Row(
         "put",
         at(V1 + "/databases/{database}/"),
@@ -143,20 +163,22 @@ ROWS = [
         200,
         lambda w: {"mount_required_at_startup": True},
     ),
-    Row("delete", at(V1 + "/databases/{database}/"), "admin", 204),
+    # database copies: read-only rows, operators run the operations on them
     Row("get", at(V1 + "/database-copies/"), "viewer", 200),
-    Row(
-        "post",
-        at(V1 + "/database-copies/"),
-        "admin",
-        201,
-        lambda w: {"database": w.spare_database.pk, "member": w.member.pk},
-    ),
     Row("get", at(V1 + "/database-copies/{copy}/"), "viewer", 200),
-    Row("delete", at(V1 + "/database-copies/{copy}/"), "admin", 204),
-    # jobs
+    operation("/database-copies/{copy}/download/", "operator"),
+    operation("/database-copies/{copy}/activate/", "operator"),
+    operation("/database-copies/{copy}/mount/", "operator", lambda w: {"catchup": True}),
+    operation("/database-copies/{copy}/dismount/", "operator"),
+    operation("/database-copies/{copy}/remove/", "operator"),
+    operation("/database-copies/{copy}/pause/", "operator"),
+    operation("/database-copies/{copy}/resume/", "operator"),
+    Row("post", at(V1 + "/database-copies/"), "admin", 405, copy_of),
+    # jobs: read by anyone, retried and cancelled by operators, started only by operations
     Row("get", at(V1 + "/jobs/"), "viewer", 200),
     Row("get", at(V1 + "/jobs/{job}/"), "viewer", 200),
+    operation("/jobs/{failed_job}/retry/", "operator"),
+    operation("/jobs/{job}/cancel/", "operator", ok=200),
     Row("post", at(V1 + "/jobs/"), "admin", 405, lambda w: {"kind": "check_host"}),
     Row("delete", at(V1 + "/jobs/{job}/"), "admin", 405),
     # audit trail
@@ -196,8 +218,34 @@ ROWS = [
 
 
 # Methods an endpoint does not offer: 405 for whoever passes the role check for that method
-# (reads need viewer, writes admin; tokens are anyone's, users only admins').
+# (reads need viewer, writes admin; tokens are anyone's, users only admins'). A mirror's rows
+# are what its members answered, so none of them is written directly.
 NOT_OFFERED = [
+    ("put", "/mirrors/{mirror}/"),
+    ("patch", "/mirrors/{mirror}/"),
+    ("delete", "/mirrors/{mirror}/"),
+    ("get", "/mirrors/{mirror}/refresh/"),
+    ("get", "/mirrors/{mirror}/settings/"),
+    ("put", "/mirrors/{mirror}/settings/"),
+    ("delete", "/mirrors/{mirror}/forget/"),
+    ("get", "/hosts/{host}/check/"),
+    ("delete", "/hosts/{host}/check/"),
+    ("get", "/hosts/{host}/import/"),
+    ("post", "/instances/"),
+    ("put", "/instances/{instance}/"),
+    ("patch", "/instances/{instance}/"),
+    ("delete", "/instances/{instance}/"),
+    ("get", "/instances/{instance}/tls/"),
+    ("post", "/drifts/"),
+    ("patch", "/drifts/{drift}/"),
+    ("delete", "/drifts/{drift}/"),
+    ("post", "/members/"),
+    ("put", "/members/{member}/"),
+    ("patch", "/members/{member}/"),
+    ("delete", "/members/{member}/"),
+    ("delete", "/members/{pending}/"),
+    ("get", "/members/{member}/remove/"),
+    ("put", "/members/{member}/addresses/"),
     ("post", "/pending-members/"),
     ("put", "/pending-members/{pending}/"),
     ("delete", "/pending-members/{pending}/"),
@@ -205,17 +253,20 @@ NOT_OFFERED = [
     ("patch", "/dn-updates/{dn_update}/"),
     ("delete", "/dn-updates/{dn_update}/"),
     ("get", "/dn-updates/{dn_update}/reject/"),
+    ("delete", "/databases/{database}/"),
     ("put", "/database-copies/{copy}/"),
     ("patch", "/database-copies/{copy}/"),
+    ("delete", "/database-copies/{copy}/"),
+    ("get", "/database-copies/{copy}/mount/"),
     ("put", "/jobs/{job}/"),
     ("patch", "/jobs/{job}/"),
+    ("get", "/jobs/{job}/retry/"),
+    ("get", "/jobs/{job}/cancel/"),
     ("post", "/audit-events/"),
     ("put", "/audit-events/{event}/"),
     ("patch", "/audit-events/{event}/"),
     ("patch", "/tokens/{token}/"),
     ("get", "/tokens/{token}/revoke/"),
-    ("get", "/hosts/{host}/check/"),
-    ("delete", "/hosts/{host}/check/"),
     ("post", "/users/{someone}/"),
 ]
 ROWS += [
@@ -251,6 +302,41 @@ def test_each_role_gets_exactly_the_expected_status(world, client_for, row, role
     assert response.status_code == expected_status(row, role), response.content[:500]
     if response.status_code >= 400 and response["Content-Type"] == "application/json":
         assert "code" in response.json()["error"]
+    if response.status_code == 202:  # an operation: its job, queued, asked for by the caller
+        job = response.json()
+        assert job["state"] == "queued" and job["requested_by"] == world.token_of(role).user_id
+
+
+def offered_routes() -> set[tuple[str, str]]:
+    """(method, path) for every route the API's routers serve, ids written {id}."""
+    from accounts.api.urls import router as accounts
+    from members.api.urls import router as members
+    from tasks.api.urls import router as tasks
+
+    offered = set()
+    for router in (members, tasks, accounts):
+        for prefix, viewset, _ in router.registry:
+            for route in router.get_routes(viewset):
+                url = route.url.format(prefix=prefix, lookup="{id}", trailing_slash="/")
+                for method in router.get_method_map(viewset, route.mapping):
+                    offered.add((method, V1 + "/" + url.strip("^$")))
+    return offered
+
+
+def test_every_route_the_api_serves_has_its_row():
+    """A new endpoint or action cannot slip in without its weakest role pinned here."""
+
+    def route(row):
+        return row.method, re.sub(r"\{\w+\}", "{id}", row.path.__doc__)
+
+    offered = offered_routes()
+    allowed = {route(row) for row in ROWS if row.ok != 405 and row.path.__doc__.startswith(V1)}
+    refused = {route(row) for row in ROWS if row.ok == 405}
+
+    assert len(offered) > 60
+    assert sorted(offered - allowed) == []  # served, but no row says who may
+    assert sorted(allowed - offered) == []  # a row for something not served
+    assert sorted(refused & offered) == []  # a 405 row for something served
 
 
 def test_a_user_without_any_role_is_refused_everywhere_but_gets_no_401(world):

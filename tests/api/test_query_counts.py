@@ -26,6 +26,17 @@ def add_hosts(admin, n):
         factories.host(admin)
 
 
+def add_instances(admin, n):
+    host = factories.host(admin)
+    for _ in range(n):
+        factories.instance(host)
+
+
+def add_drifts(admin, n):
+    for _ in range(n):
+        factories.drift(factories.mirror(admin), "qos_timeout_ms")
+
+
 def add_members(admin, n):
     for _ in range(n // 2):  # failover pairs, each in its own mirror
         mirror = factories.mirror(admin, requires_tls=False)
@@ -55,8 +66,11 @@ def add_databases(admin, n):
 
 def add_jobs(admin, n):
     host = factories.host(admin)
+    mirror = factories.mirror(admin)
+    member = factories.member(mirror, admin)
     for _ in range(n):
         start_job(admin, "check_host", host)
+        start_job(admin, "stop_mirroring", member, mirror=mirror, member=member)
 
 
 def add_audit_events(admin, n):
@@ -79,6 +93,8 @@ def add_users(admin, n):
 LISTS = [
     ("mirrors", add_mirrors, 3),
     ("hosts", add_hosts, 3),
+    ("instances", add_instances, 3),  # with their hosts
+    ("drifts", add_drifts, 3),  # with their mirrors
     ("members", add_members, 3),
     ("pending-members", add_pending_members, 3),
     ("dn-updates", add_dn_updates, 3),

@@ -32,8 +32,81 @@ def test_every_resource_is_in_the_schema(schema):
     for resource in RESOURCES:
         assert f"{V1}/{resource}/" in paths
         assert f"{V1}/{resource}/{{id}}/" in paths
-    assert f"{V1}/hosts/{{id}}/check/" in paths
-    assert "202" in doc["paths"][f"{V1}/hosts/{{id}}/check/"]["post"]["responses"]
+
+
+# Operations, with the body each takes (None: no body). Each answers 202 with the queued job.
+OPERATIONS = {
+    "/hosts/{id}/check/": None,
+    "/hosts/{id}/import/": "ImportMirrorRequest",
+    "/instances/{id}/tls/": "InstanceTLSRequest",
+    "/mirrors/": "CreateMirrorRequest",
+    "/mirrors/{id}/refresh/": None,
+    "/mirrors/{id}/settings/": "EditMirrorRequest",
+    "/mirrors/{id}/adopt-settings/": None,
+    "/mirrors/{id}/reapply-settings/": None,
+    "/mirrors/{id}/join/": "JoinMirrorRequest",
+    "/mirrors/{id}/remove/": "RemoveMirrorRequest",
+    "/members/{id}/addresses/": "MemberAddressRequest",
+    "/members/{id}/superserver-port/": "SuperserverPortRequest",
+    "/members/{id}/remove/": None,
+    "/members/{id}/leave/": "LeaveMirrorRequest",
+    "/members/{id}/stop-mirroring/": None,
+    "/members/{id}/start-mirroring/": None,
+    "/members/{id}/stop-dejournaling/": None,
+    "/members/{id}/start-dejournaling/": None,
+    "/members/{id}/catchup/": "DatabaseNamesRequest",
+    "/members/{id}/clear-failover-db/": "DatabaseNamesRequest",
+    "/members/{id}/add-database/": "DatabaseNameRequest",
+    "/pending-members/{id}/authorize/": None,
+    "/pending-members/{id}/reject/": None,
+    "/dn-updates/{id}/authorize/": None,
+    "/dn-updates/{id}/reject/": None,
+    "/databases/": "CreateDatabaseRequest",
+    "/database-copies/{id}/download/": None,
+    "/database-copies/{id}/activate/": None,
+    "/database-copies/{id}/mount/": "MountRequest",
+    "/database-copies/{id}/dismount/": None,
+    "/database-copies/{id}/remove/": None,
+    "/database-copies/{id}/pause/": None,
+    "/database-copies/{id}/resume/": None,
+    "/jobs/{id}/retry/": None,
+}
+
+
+@pytest.mark.parametrize("path", OPERATIONS)
+def test_each_operation_is_documented_as_202_with_its_job_and_its_body(schema, path):
+    doc, _ = schema
+    post = doc["paths"][V1 + path]["post"]
+
+    assert set(post["responses"]) & {"200", "201", "202", "204"} == {"202"}, post["responses"]
+    job = post["responses"]["202"]["content"]["application/json"]["schema"]
+    assert job["$ref"] == "#/components/schemas/Job"
+    body = OPERATIONS[path]
+    if body is None:
+        assert "requestBody" not in post, post["requestBody"]
+    else:
+        content = post["requestBody"]["content"]["application/json"]["schema"]
+        assert content["$ref"] == f"#/components/schemas/{body}"
+
+
+def test_a_forgotten_mirror_is_documented_as_204(schema):
+    doc, _ = schema
+    forget = doc["paths"][f"{V1}/mirrors/{{id}}/forget/"]["post"]
+
+    assert set(forget["responses"]) & {"200", "201", "202", "204"} == {"204"}
+    body = forget["requestBody"]["content"]["application/json"]["schema"]
+    assert body["$ref"] == "#/components/schemas/ConfirmRequest"
+
+
+def test_a_mirrors_rows_are_documented_read_only(schema):
+    doc, _ = schema
+    paths = doc["paths"]
+
+    assert set(paths[f"{V1}/mirrors/{{id}}/"]) & {"put", "patch", "delete"} == set()
+    for resource in ("members", "dn-updates", "database-copies", "instances", "drifts"):
+        assert "post" not in paths[f"{V1}/{resource}/"], resource
+        assert set(paths[f"{V1}/{resource}/{{id}}/"]) & {"put", "patch", "delete"} == set()
+    assert "delete" not in paths[f"{V1}/databases/{{id}}/"]
 
 
 def test_the_schema_documents_bearer_tokens_and_the_error_shape(schema):

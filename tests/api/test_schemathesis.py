@@ -2,7 +2,8 @@
 no 5xx, and every response's status, content type and body match what the schema promises.
 
 Generated ids rarely hit a real row, so half the cases reuse the seeded objects' ids; without
-that, detail endpoints would only ever answer 404.
+that, detail endpoints would only ever answer 404. Operations (202 with a queued job) are
+exercised like any other write: no worker runs, so every one of them can be called here.
 """
 
 import os
@@ -43,12 +44,14 @@ def seeded_ids(world, user_token) -> dict[str, list[int]]:
     return {
         "mirrors": [world.mirror.pk],
         "hosts": [world.host.pk, world.spare_host.pk],
+        "instances": [world.instance.pk],
+        "drifts": [world.drift.pk],
         "members": [world.member.pk, world.pending.pk],
         "pending-members": [world.pending.pk],
         "dn-updates": [world.dn_update.pk],
         "databases": [world.database.pk, world.spare_database.pk],
         "database-copies": [world.copy.pk],
-        "jobs": [world.job.pk],
+        "jobs": [world.job.pk, world.failed_job.pk],
         "audit-events": list(AuditEvent.objects.values_list("pk", flat=True)[:3]),
         "tokens": [user_token.pk],
         "users": [world.someone.pk],
@@ -63,39 +66,59 @@ def restore_caller(user, token):
     user.groups.set([Group.objects.get_or_create(name="admin")[0]])
 
 
-# Body fields that point at other rows, and the resource whose seeded ids they may take.
+# Body fields that point at other rows, and the resource whose seeded ids they may take (when
+# the schema makes them ids: a join's `member` and an import's `mirror` are names).
 REFERENCES = {"mirror": "mirrors", "host": "hosts", "member": "members", "database": "databases"}
 NAMES = st.from_regex(r"[A-Z][A-Z0-9]{0,9}", fullmatch=True)
+# Fields whose rule a random string almost never meets: values an operator would type.
+TYPED = {
+    "private": st.sampled_from(["10.9.9.9:2188", "alpha-private.example:2188"]),
+    "superserver": st.sampled_from(["10.9.9.8:1972", "alpha1.example:1973"]),
+    "cert": st.just("/tls/iris.pem"),
+    "key": st.just("/tls/iris.key"),
+    "ca": st.just("/tls/ca.pem"),
+    "databases": st.sampled_from([["SALES"], ["sales", "SALES"]]),
+    "instance": NAMES,
+}
 
 
-def with_real_references(operation, ids):
-    """Positive cases whose references and names are real enough for creates to succeed."""
+def with_real_references(operation, ids, **kwargs):
+    """Positive cases whose references and names are real enough for operations to start."""
     fields = {field: st.sampled_from(ids[res]) for field, res in REFERENCES.items()}
+    typed = st.fixed_dictionaries(TYPED)
 
     def patch(drawn):
-        case, values, name = drawn
+        case, values, name, text = drawn
         if isinstance(case.body, dict):
-            case.body.update({f: v for f, v in values.items() if f in case.body})
+            for field, value in values.items():
+                if isinstance(case.body.get(field), int):
+                    case.body[field] = value
+            case.body.update({f: v for f, v in text.items() if f in case.body})
             if "name" in case.body:
                 case.body["name"] = name
         return case
 
     return st.tuples(
-        operation.as_strategy(GenerationMode.POSITIVE), st.fixed_dictionaries(fields), NAMES
+        operation.as_strategy(GenerationMode.POSITIVE, **kwargs),
+        st.fixed_dictionaries(fields),
+        NAMES,
+        typed,
     ).map(patch)
 
 
 def strategy_for(operation, ids):
     modes = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
     strategies = [operation.as_strategy(mode) for mode in modes]
-    if operation.method.lower() in ("post", "put", "patch"):
+    writes = operation.method.lower() in ("post", "put", "patch")
+    if writes:
         strategies.append(with_real_references(operation, ids))
     resource = operation.path.removeprefix("/api/v1/").split("/")[0]
     if "{id}" in operation.path:
-        strategies += [
-            operation.as_strategy(GenerationMode.POSITIVE, path_parameters={"id": pk})
-            for pk in ids.get(resource, [])
-        ]
+        for pk in ids.get(resource, []):
+            real = {"path_parameters": {"id": pk}}
+            strategies.append(operation.as_strategy(GenerationMode.POSITIVE, **real))
+            if writes:
+                strategies.append(with_real_references(operation, ids, **real))
     return st.one_of(strategies)
 
 
