@@ -74,21 +74,26 @@ def _mirror_settings(settings: dict) -> dict:
 
 
 @transaction.atomic
-def record_observed_mirror(view, *, adopt_settings: bool = False) -> tuple[Mirror, list[str]]:
+def record_observed_mirror(view, *, adopt_settings=False) -> tuple[Mirror, list[str]]:
     """Make the portal's rows say what `view` (members/sync.py MirrorView) says; the lines
-    describe each change. `adopt_settings` takes the primary's settings as the portal's (an
-    import, or an operator adopting drift); otherwise differences become Drift rows."""
+    describe each change. `adopt_settings` takes the primary's settings as the portal's: all of
+    them (True: an import, or an operator adopting drift) or those named (the engine's names:
+    the ones an edit just applied); a difference in any other is a Drift row."""
     changes: list[str] = []
     actor = f"member {view.source}"
     mirror = Mirror.objects.select_for_update().filter(name=view.name).first()
     observed = _mirror_settings(view.settings)
+    if adopt_settings is True:
+        adopted = set(observed)
+    else:
+        adopted = {SETTING_FIELDS[key] for key in adopt_settings or ()}
     if mirror is None:
         mirror = Mirror.objects.create(name=view.name, **observed)
         audit.record(actor, "mirror.import", mirror, after=audit.snapshot(mirror))
         changes.append(f"mirror {mirror} recorded")
-    elif adopt_settings:
-        _adopt(actor, mirror, observed, changes)
-    _record_drift(mirror, observed if not adopt_settings else {}, changes)
+    elif adopted:
+        _adopt(actor, mirror, {k: v for k, v in observed.items() if k in adopted}, changes)
+    _record_drift(mirror, {k: v for k, v in observed.items() if k not in adopted}, changes)
     members = _record_members(actor, mirror, view, changes)
     _record_dn_updates(actor, view, members, changes)
     _record_databases(actor, mirror, view, members, changes)
@@ -108,6 +113,7 @@ def _adopt(actor, mirror: Mirror, observed: dict, changes: list[str]) -> None:
 
 
 def _record_drift(mirror: Mirror, observed: dict, changes: list[str]) -> None:
+    """Drift rows for the settings in `observed` that differ; any other row is settled."""
     kept = []
     for key, value in observed.items():
         desired = getattr(mirror, key)

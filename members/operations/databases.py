@@ -199,7 +199,7 @@ def clear_failover_db(run):
             answer = place.agent.clear_failover_db(
                 place.instance, all_databases=True, mirror=mirror.name
             )
-    cleared = [r.get("name") for r in answer.get("databases", [])]
+    cleared = [r.get("database") for r in answer.get("databases", [])]
     run.step(f"FailoverDB cleared on {member.name}: {', '.join(map(str, cleared)) or 'none'}")
     DatabaseCopy.objects.filter(member=member, database__name__in=cleared).update(failover_db=False)
     result = refresh(run, mirror)

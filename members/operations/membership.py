@@ -178,10 +178,10 @@ def edit_mirror(run):
             **({"skip_verify": True} if run.params.get("skip_verify") else {}),
         )
     run.step(f"The primary {place.instance} took {', '.join(sorted(changes))}", progress=60)
-    verified = answer.get("verified") or answer.get("verify_tls")
-    for row in (verified or {}).get("members", []) if isinstance(verified, dict) else []:
-        run.step(f"Verify SSL {row.get('member')}: {'ok' if row.get('ok') else row.get('problem')}")
-    result = refresh(run, mirror, adopt=True)
+    for row in answer.get("verified") or []:  # turning TLS on: Verify SSL, member by member
+        outcome = "ok" if row.get("ok") else row.get("problem") or "not verified"
+        run.step(f"Verify SSL {row.get('member')}: {outcome}")
+    result = refresh(run, mirror, adopt=set(changes))
     result["answer"] = answer
     return result
 
