@@ -130,12 +130,22 @@ def authorize_member(run):
     return refresh(run, mirror)
 
 
-def reject_member(run):
+def _on_primary(run, what: str, method: str, *args, done: str, **kwargs):
+    """One call to the primary about the job's member, then a refresh: `done` (with
+    {member} and {primary}) is the log line once the primary has answered."""
     member, mirror = member_of(run), mirror_of(run)
-    with primary(mirror) as place, refusals(f"Rejecting {member.name} on {place.instance}"):
-        place.agent.reject_member(place.instance, member.name, mirror=mirror.name)
-    run.step(f"{member.name} rejected on the primary {place.instance}", progress=60)
+    with primary(mirror) as place, refusals(f"{what} {member.name} on {place.instance}"):
+        getattr(place.agent, method)(
+            place.instance, member.name, *args, mirror=mirror.name, **kwargs
+        )
+    run.step(done.format(member=member.name, primary=place.instance), progress=60)
     return refresh(run, mirror)
+
+
+def reject_member(run):
+    return _on_primary(
+        run, "Rejecting", "reject_member", done="{member} rejected on the primary {primary}"
+    )
 
 
 def _dn_decision(run, authorize: bool):
@@ -187,17 +197,14 @@ def edit_mirror(run):
 
 
 def update_member_address(run):
-    member, mirror = member_of(run), mirror_of(run)
-    with primary(mirror) as place, refusals(f"New addresses of {member.name}"):
-        place.agent.update_member_address(
-            place.instance,
-            member.name,
-            run.params.get("superserver"),
-            run.params.get("private"),
-            mirror=mirror.name,
-        )
-    run.step(f"The primary {place.instance} recorded {member.name}'s new addresses", progress=60)
-    return refresh(run, mirror)
+    return _on_primary(
+        run,
+        "New addresses of",
+        "update_member_address",
+        run.params.get("superserver"),
+        run.params.get("private"),
+        done="The primary {primary} recorded {member}'s new addresses",
+    )
 
 
 def set_superserver_port(run):
@@ -213,11 +220,9 @@ def set_superserver_port(run):
 
 def remove_member(run):
     """The primary removes the member from the mirror's configuration (guide §4.10.3)."""
-    member, mirror = member_of(run), mirror_of(run)
-    with primary(mirror) as place, refusals(f"Removing {member.name} on {place.instance}"):
-        place.agent.remove_member(place.instance, member.name, mirror=mirror.name)
-    run.step(f"The primary {place.instance} removed {member.name}", progress=60)
-    return refresh(run, mirror)
+    return _on_primary(
+        run, "Removing", "remove_member", done="The primary {primary} removed {member}"
+    )
 
 
 def leave_mirror(run):
