@@ -61,11 +61,11 @@ def _claim(member: Member, kinds=DECISIONS) -> None:
 
 
 # --- Hosts and reading the members ------------------------------------------------------------
-def check_host(actor, host: Host, *, dispatch: bool = True) -> Job:
-    return start_job(actor, "check_host", host, dispatch=dispatch)
+def check_host(actor, host: Host, *, send: bool = True) -> Job:
+    return start_job(actor, "check_host", host, send=send)
 
 
-def import_mirror(actor, host: Host, instance: str, mirror: str = "", dispatch=True) -> Job:
+def import_mirror(actor, host: Host, instance: str, mirror: str = "", send=True) -> Job:
     instance = instance.strip().upper()
     if not instance:
         raise rules.field_error("instance", "Name the instance to import from.", "required")
@@ -73,7 +73,7 @@ def import_mirror(actor, host: Host, instance: str, mirror: str = "", dispatch=T
     if mirror:
         with rules.about("mirror"):
             params["mirror"] = rules.normalize_mirror_name(mirror)
-    return start_job(actor, "import_mirror", host, params=params, dispatch=dispatch)
+    return start_job(actor, "import_mirror", host, params=params, send=send)
 
 
 def set_instance_tls(actor, instance: Instance, *, cert: str, key: str, ca: str) -> Job:

@@ -1,6 +1,7 @@
 """Starting jobs, writing their progress, cancelling and retrying them. A job is a row first; the
 Celery message carries only its id and is sent once the row is committed."""
 
+from celery import current_app
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -10,6 +11,13 @@ from portal.exceptions import StateConflict
 from tasks.models import Job
 
 MAX_LOG_LINES = 500
+# The task that runs every job (tasks/tasks.py), sent by name: the task module imports this one.
+RUN_JOB = "tasks.tasks.run_job"
+
+
+def dispatch(job_id: int) -> None:
+    """Send the job to the workers (once its row is committed)."""
+    current_app.send_task(RUN_JOB, args=[job_id])
 
 
 def _target_fields(target) -> dict:
@@ -24,13 +32,12 @@ def _target_fields(target) -> dict:
 
 @transaction.atomic
 def start_job(
-    actor, kind: str, target=None, *, params=None, mirror=None, member=None, dispatch=True
+    actor, kind: str, target=None, *, params=None, mirror=None, member=None, send=True
 ) -> Job:
     """Queue `kind` on `target` with the operator's `params` (JSON); the audit trail records who
-    asked for what, and the job's end records what the members answered. `dispatch=False`
-    leaves the sending to the caller (run_here, for a command that has no worker)."""
-    from tasks.jobs import HANDLERS
-    from tasks.tasks import run_job
+    asked for what, and the job's end records what the members answered. `send=False` leaves
+    the running to the caller (run_here, for a command that has no worker)."""
+    from tasks.jobs import HANDLERS  # the handlers import the apps that start jobs
 
     if kind not in HANDLERS:
         raise ValueError(f"unknown job kind {kind!r}")
@@ -43,17 +50,15 @@ def start_job(
         **_target_fields(target),
     )
     audit.record(actor, "job.start", job, after=audit.snapshot(job, exclude=["log"]))
-    if dispatch:
-        transaction.on_commit(lambda: run_job.delay(job.pk))
+    if send:
+        transaction.on_commit(lambda: dispatch(job.pk))
     return job
 
 
 def run_here(job: Job) -> Job:
     """Run a job started with dispatch=False in this process, as the worker would (a management
     command, where no worker runs yet); returns it final."""
-    from tasks.tasks import run_job
-
-    run_job.apply(args=[job.pk])
+    current_app.tasks[RUN_JOB].apply(args=[job.pk])
     job.refresh_from_db()
     return job
 
@@ -63,7 +68,6 @@ def retry_job(actor, job: Job) -> Job:
     """A failed or cancelled job again, as a new row with the same kind, target and params."""
     if job.state not in (Job.FAILED, Job.CANCELLED):
         raise StateConflict("Only a failed or cancelled job can be retried.", code="not_retryable")
-    from tasks.tasks import run_job
 
     again = Job.objects.create(
         kind=job.kind,
@@ -77,7 +81,7 @@ def retry_job(actor, job: Job) -> Job:
         requested_by=actor if getattr(actor, "is_authenticated", False) else None,
     )
     audit.record(actor, "job.retry", again, after=audit.snapshot(again, exclude=["log"]))
-    transaction.on_commit(lambda: run_job.delay(again.pk))
+    transaction.on_commit(lambda: dispatch(again.pk))
     return again
 
 

@@ -19,7 +19,7 @@ from django.db import connection
 from accounts.models import AuditEvent
 from members import services
 from members.models import Member
-from tasks import tasks as celery_tasks
+from tasks import services as services_of_tasks
 from tasks.models import Job
 from tests import factories
 from tests.api.conftest import bearer
@@ -33,7 +33,7 @@ ROUNDS = 8
 def sent(monkeypatch):
     """The job ids sent to Celery, in order (instead of sending them)."""
     ids: list[int] = []
-    monkeypatch.setattr(celery_tasks.run_job, "delay", ids.append)
+    monkeypatch.setattr(services_of_tasks, "dispatch", ids.append)
     return ids
 
 

@@ -41,13 +41,13 @@ class Command(BaseCommand):
             raise CommandError("the portal has no TLS identity (PORTAL_AGENT_TLS_CERT/KEY/CA)")
         hosts = [self.ensure_host(name, url) for name, url in agents.items()]
         for host in hosts:
-            self.run(actions.check_host(None, host, dispatch=False))
+            self.run(actions.check_host(None, host, send=False))
         source = next(
             (i for h in hosts for i in h.instances.filter(mirror_name=mirror.upper())), None
         )
         if source is None:
             raise CommandError(f"no agent reports an instance of mirror {mirror}")
-        self.run(actions.import_mirror(None, source.host, source.name, dispatch=False))
+        self.run(actions.import_mirror(None, source.host, source.name, send=False))
         self.stdout.write(self.style.SUCCESS(f"Demo mirror {mirror} imported from {source}"))
 
     def ensure_host(self, name: str, url: str) -> Host:
