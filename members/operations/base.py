@@ -5,11 +5,12 @@ members report, and the refresh that ends each operation by recording what the m
 from __future__ import annotations
 
 from django.conf import settings
+from django.db import IntegrityError
 
 from members import reconcile, sync
 from members.agents import open_agent, refusals
 from members.models import Host, Member, Mirror
-from tasks.errors import PermanentJobError
+from tasks.errors import PermanentJobError, TransientJobError
 
 
 def wait_s(run) -> float:
@@ -43,6 +44,7 @@ class Where:
     """An instance's agent and name: where to send an operation for a member."""
 
     def __init__(self, instance):
+        self.seen = instance  # the Instance row, as its agent last reported it
         self.instance = instance.name
         self.host = instance.host
         self.agent = open_agent(instance.host)
@@ -93,7 +95,12 @@ def primary(mirror: Mirror) -> Where:
 def refresh(run, mirror: Mirror | None, *, adopt=False, view=None) -> dict:
     """Record what the members say now (or what `view` says); each change is a log line."""
     view = view or read(mirror)
-    mirror, changes = reconcile.record_observed_mirror(view, adopt_settings=adopt)
+    try:
+        mirror, changes = reconcile.record_observed_mirror(view, adopt_settings=adopt)
+    except IntegrityError:  # another job recorded the same new rows first: read again
+        raise TransientJobError(
+            f"another job recorded mirror {view.name} at the same moment; reading it again"
+        ) from None
     for line in changes:
         run.step(line)
     unreached = [f"{m.name}: {m.problem}" for m in view.members if m.problem]

@@ -47,14 +47,14 @@ def _on_host(run) -> Where:
     found = host.instances.filter(name=instance).select_related("host").first()
     if found is None:
         raise PermanentJobError(f"Host {host.name} has no instance {instance}.")
-    return Where(found)
+    return Where(found)  # as discovered just now: a retried job skips what is done
 
 
 def create_mirror(run):
     """The instance creates the mirror and becomes its first failover member and primary."""
     name = run.params["name"].upper()
     with _on_host(run) as place:
-        if sync.locate(name, place.instance) is None or not Mirror.objects.filter(name=name):
+        if place.seen.mirror_name != name or not place.seen.member_name:
             with refusals(f"Creating {name} on {place.instance}"):
                 place.agent.create_mirror(
                     place.instance, name, run.params["private"], None, run.params.get("settings")
