@@ -37,6 +37,14 @@ def seed() -> dict:
 
     from accounts.services import create_token
     from members import services
+    from members.models import DatabaseCopy, Member, Mirror, MirroredDatabase
+
+    def saved(obj):
+        """A mirror's rows are what its members answered (a job records them); seeded here
+        directly, each checked by the model's rules first."""
+        obj.full_clean()
+        obj.save()
+        return obj
 
     admin = User.objects.create_user("bench-admin", password=None)
     admin.groups.add(Group.objects.get_or_create(name="admin")[0])
@@ -46,26 +54,29 @@ def seed() -> dict:
     ]
     member = database = mirror = None
     for m in range(MIRRORS):
-        mirror = services.create_mirror(admin, name=f"MIRROR{m}", requires_tls=m % 5 == 0)
+        mirror = saved(Mirror(name=f"MIRROR{m}", requires_tls=m % 5 == 0))
         failovers = []
         for i in range(MEMBERS_PER_MIRROR):
             kind = "failover" if i < 2 else ("dr", "ro_reporting")[i % 2]
             host = hosts[(m * MEMBERS_PER_MIRROR + i) % HOSTS]
-            member = services.add_member(
-                admin,
-                mirror,
-                name=f"M{m}N{i}",
-                member_type=kind,
-                host=host,
-                superserver_address=host.address,
-                superserver_port=1972,
+            waits = mirror.requires_tls and i > 0  # on a TLS mirror, until authorized
+            member = saved(
+                Member(
+                    mirror=mirror,
+                    name=f"M{m}N{i}",
+                    member_type=kind,
+                    host=host,
+                    superserver_address=host.address,
+                    superserver_port=1972,
+                    authorization=Member.PENDING if waits else Member.AUTHORIZED,
+                )
             )
             if kind == "failover":
                 failovers.append(member)
         for d in range(DATABASES_PER_MIRROR):
-            database = services.create_mirrored_database(admin, mirror, name=f"DB{m}X{d}")
+            database = saved(MirroredDatabase(mirror=mirror, name=f"DB{m}X{d}"))
             for copy_holder in failovers:
-                services.add_database_copy(admin, database, copy_holder)
+                saved(DatabaseCopy(database=database, member=copy_holder))
     _, secret = create_token(admin, name="bench")
     return {
         "token": secret,

@@ -1,9 +1,11 @@
-"""The configuration model of mirrors: what the portal believes each mirror should look like.
+"""Mirrors as the portal knows them: what their members last answered (members/reconcile.py),
+the settings the portal keeps for them (drift shows where the primary differs), the hosts and
+the instances their agents report.
 
 Validation lives in `members.rules` (the rules shared with the engine are engine/rules.py's);
-fields point at it and `clean()` applies the cross-object limits, so `full_clean()` (called by
-every service and form) enforces all of it. Setting values are stored as the engine
-spells them ("System Selected", "failover+dr").
+fields point at it and `clean()` applies the cross-object limits, so `full_clean()` enforces all
+of it for what the portal itself writes (hosts, its own settings). Setting values are stored as
+the engine spells them ("System Selected", "failover+dr").
 """
 
 from django.core.exceptions import ValidationError

@@ -4,9 +4,10 @@ The rules shared with the engine (names, member limits, member types, setting va
 ranges, database statuses) are engine/rules.py's; this module turns its verdicts into
 ValidationErrors whose code is the catalog's reason code, gives its values the portal's labels,
 and keeps the portal's own rules: addresses, ports, X.509 DNs, the virtual IP and the arbiter's
-host. Model validators and `clean()` call these, so forms, serializers and services (the only
-writers: the admin shows the mirror models read-only) all enforce the same rules. Section
-numbers are the source guide's (see docs/mirroring-model.md).
+host. members/actions.py checks every operator's request with them before its job starts,
+serializers and model validators call them too, so a request the members would refuse is
+refused here first with the same code. What the members answer (members/reconcile.py) is
+recorded as they said it. Section numbers are the source guide's (see docs/mirroring-model.md).
 """
 
 import ipaddress

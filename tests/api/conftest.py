@@ -12,7 +12,6 @@ from rest_framework.test import APIClient
 
 from accounts import services as account_services
 from accounts.models import ApiToken
-from members import services
 from members.models import (
     DatabaseCopy,
     Drift,
@@ -84,13 +83,13 @@ def bearer(secret: str) -> APIClient:
 @pytest.fixture
 def world(users):
     admin = users["admin"]
-    mirror = factories.mirror(admin, name="ALPHA")
+    mirror = factories.mirror(name="ALPHA")
     host = factories.host(admin, name="alpha-host")
-    member = factories.member(mirror, admin, name="ALPHA1", host=host)
+    member = factories.member(mirror, name="ALPHA1", host=host)
     # ALPHA requires TLS, so its second member waits for an admin, by the DN it presented.
-    pending = factories.member(mirror, admin, name="ALPHA2", x509_dn="CN=alpha2,O=Example")
-    database = factories.database(mirror, admin, name="SALES")
-    copy = services.add_database_copy(admin, database, member, status="Normal")
+    pending = factories.member(mirror, name="ALPHA2", x509_dn="CN=alpha2,O=Example")
+    database = factories.database(mirror, name="SALES")
+    copy = factories.copy(database, member, status="Normal")
     world = World(
         mirror=mirror,
         host=host,
@@ -98,9 +97,9 @@ def world(users):
         member=member,
         pending=pending,
         database=database,
-        spare_database=factories.database(mirror, admin, name="SPARE"),
+        spare_database=factories.database(mirror, name="SPARE"),
         copy=copy,
-        dn_update=services.request_dn_update(admin, member, "CN=alpha1,O=Example"),
+        dn_update=factories.dn_update(member, "CN=alpha1,O=Example"),
         instance=factories.instance(host, name="IRIS"),
         drift=factories.drift(mirror, "qos_timeout_ms", observed="9000"),
         job=start_job(admin, "check_host", host),

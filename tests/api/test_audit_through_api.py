@@ -291,7 +291,6 @@ def test_audit_events_filter_by_actor_action_object_and_date(world, client_for, 
     )
     since = update.at.isoformat()
     assert listed(since=since, action="mirror.update") == {update.pk}
-    assert listed(until=since, action="mirror.create") == set(
-        AuditEvent.objects.filter(action="mirror.create").values_list("pk", flat=True)
-    )
+    registered = set(AuditEvent.objects.filter(action="host.create").values_list("pk", flat=True))
+    assert registered and listed(until=since, action="host.create") == registered
     assert listed(since="2999-01-01T00:00:00Z") == set()

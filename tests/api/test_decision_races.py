@@ -17,7 +17,6 @@ import pytest
 from django.db import connection
 
 from accounts.models import AuditEvent
-from members import services
 from members.models import Member
 from tasks import services as services_of_tasks
 from tasks.models import Job
@@ -73,7 +72,7 @@ def starts_of(jobs: list[Job]) -> int:
 
 def pending_member(world, n: int) -> Member:
     member = factories.member(
-        world.mirror, world.someone, name=f"RACE{n}", member_type="dr", x509_dn=f"CN=race{n}"
+        world.mirror, name=f"RACE{n}", member_type="dr", x509_dn=f"CN=race{n}"
     )
     assert member.authorization == Member.PENDING  # a TLS mirror's new member waits
     return member
@@ -117,13 +116,12 @@ def test_a_dn_update_decided_twice_at_once_starts_one_decision(world, sent):
     for n in range(ROUNDS):
         member = factories.member(
             world.mirror,
-            world.someone,
             name=f"DN{n}",
             member_type="dr",
             authorization=Member.AUTHORIZED,
             x509_dn=f"CN=dn{n}",
         )
-        update = services.request_dn_update(world.someone, member, f"CN=dn{n}-renewed")
+        update = factories.dn_update(member, f"CN=dn{n}-renewed")
         base = V1 + f"/dn-updates/{update.pk}/"
 
         answers = at_once(secret, base + "authorize/", base + "reject/")
@@ -143,12 +141,11 @@ def test_a_dn_decision_and_a_removal_at_once_start_one_job(world, sent):
     for n in range(ROUNDS):
         member = factories.member(
             world.mirror,
-            world.someone,
             name=f"GONE{n}",
             member_type="dr",
             authorization=Member.AUTHORIZED,
         )
-        update = services.request_dn_update(world.someone, member, f"CN=gone{n}")
+        update = factories.dn_update(member, f"CN=gone{n}")
 
         answers = at_once(
             secret, V1 + f"/dn-updates/{update.pk}/authorize/", V1 + f"/members/{member.pk}/remove/"

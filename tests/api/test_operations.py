@@ -589,7 +589,7 @@ def test_a_pending_member_that_is_gone_is_not_found(world, api):
 
 
 def dn_update_of_pending(world):
-    return services.request_dn_update(None, world.pending, "CN=alpha2b,O=Example")
+    return factories.dn_update(world.pending, "CN=alpha2b,O=Example")
 
 
 @pytest.mark.parametrize(
@@ -646,14 +646,14 @@ def test_an_operation_that_is_not_a_decision_does_not_block_one(world, api):
 
 
 def test_decisions_on_one_member_do_not_block_another_members(world, api):
-    other = factories.member(world.mirror, None, name="ALPHADR", member_type="dr", x509_dn="CN=dr")
+    other = factories.member(world.mirror, name="ALPHADR", member_type="dr", x509_dn="CN=dr")
     assert api.post(V1 + f"/pending-members/{world.pending.pk}/authorize/").status_code == 202
 
     assert api.post(V1 + f"/pending-members/{other.pk}/reject/").status_code == 202
 
 
 def test_on_a_tls_mirror_a_member_without_a_dn_cannot_be_authorized(world, api):
-    anonymous = factories.member(world.mirror, None, name="ALPHADR", member_type="dr")
+    anonymous = factories.member(world.mirror, name="ALPHADR", member_type="dr")
     assert world.mirror.requires_tls and anonymous.authorization == Member.PENDING
 
     response = api.post(V1 + f"/pending-members/{anonymous.pk}/authorize/")

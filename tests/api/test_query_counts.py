@@ -8,7 +8,6 @@ from rest_framework.test import APIClient
 
 from accounts import audit
 from accounts.services import create_token
-from members import services
 from tasks.services import start_job
 from tests import factories
 from tests.conftest import make_user
@@ -18,7 +17,7 @@ _seq = itertools.count(1)
 
 def add_mirrors(admin, n):
     for _ in range(n):
-        factories.mirror(admin)
+        factories.mirror()
 
 
 def add_hosts(admin, n):
@@ -34,47 +33,47 @@ def add_instances(admin, n):
 
 def add_drifts(admin, n):
     for _ in range(n):
-        factories.drift(factories.mirror(admin), "qos_timeout_ms")
+        factories.drift(factories.mirror(), "qos_timeout_ms")
 
 
 def add_members(admin, n):
     for _ in range(n // 2):  # failover pairs, each in its own mirror
-        mirror = factories.mirror(admin, requires_tls=False)
-        factories.member(mirror, admin)
-        factories.member(mirror, admin)
+        mirror = factories.mirror(requires_tls=False)
+        factories.member(mirror)
+        factories.member(mirror)
 
 
 def add_pending_members(admin, n):
     for _ in range(n):  # on a TLS mirror the second member waits for authorization
-        mirror = factories.mirror(admin)
-        factories.member(mirror, admin)
-        factories.member(mirror, admin)
+        mirror = factories.mirror()
+        factories.member(mirror)
+        factories.member(mirror)
 
 
 def add_dn_updates(admin, n):
-    member = factories.member(factories.mirror(admin), admin)
+    member = factories.member(factories.mirror())
     for i in range(n):
-        services.request_dn_update(admin, member, f"CN=node{next(_seq)}-{i},O=Example")
+        factories.dn_update(member, f"CN=node{next(_seq)}-{i},O=Example")
 
 
 def add_databases(admin, n):
-    mirror = factories.mirror(admin)
-    member = factories.member(mirror, admin)
+    mirror = factories.mirror()
+    member = factories.member(mirror)
     for _ in range(n):
-        services.add_database_copy(admin, factories.database(mirror, admin), member)
+        factories.copy(factories.database(mirror), member)
 
 
 def add_jobs(admin, n):
     host = factories.host(admin)
-    mirror = factories.mirror(admin)
-    member = factories.member(mirror, admin)
+    mirror = factories.mirror()
+    member = factories.member(mirror)
     for _ in range(n):
         start_job(admin, "check_host", host)
         start_job(admin, "stop_mirroring", member, mirror=mirror, member=member)
 
 
 def add_audit_events(admin, n):
-    mirror = factories.mirror(admin)
+    mirror = factories.mirror()
     for _ in range(n):
         audit.record(admin, "mirror.touch", mirror, before={}, after={})
 

@@ -14,14 +14,13 @@ SCREENSHOT = "/tmp/mirror-portal-browser.png"
 
 @pytest.fixture
 def seeded(transactional_db):
-    admin = make_user("ada-admin", "admin")
-    alpha = factories.mirror(admin, name="ALPHA")
-    node_a = factories.member(alpha, admin, name="NODEA")
-    factories.member(alpha, admin, name="NODEB")
-    factories.member(alpha, admin, name="FARAWAY", member_type="dr")
-    database = factories.database(alpha, admin, name="SALES")
-    services.add_database_copy(admin, database, node_a, status="Normal")
-    factories.mirror(admin, name="BRAVO", requires_tls=False)
+    alpha = factories.mirror(name="ALPHA")
+    node_a = factories.member(alpha, name="NODEA")
+    factories.member(alpha, name="NODEB")
+    factories.member(alpha, name="FARAWAY", member_type="dr")
+    database = factories.database(alpha, name="SALES")
+    factories.copy(database, node_a, status="Normal")
+    factories.mirror(name="BRAVO", requires_tls=False)
     return make_user("vera-viewer", "viewer")
 
 

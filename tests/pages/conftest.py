@@ -6,7 +6,6 @@ from types import SimpleNamespace
 import pytest
 from django.test import Client
 
-from members import services
 from tasks.services import start_job
 from tests import factories
 from tests.conftest import make_user
@@ -49,13 +48,13 @@ def client_as(people):
 
 @pytest.fixture
 def world(admin_user):
-    mirror = factories.mirror(admin_user, name="ALPHA")
-    member = factories.member(mirror, admin_user, name="NODEA")
+    mirror = factories.mirror(name="ALPHA")
+    member = factories.member(mirror, name="NODEA")
     # A TLS mirror's second member waits for authorization.
-    pending = factories.member(mirror, admin_user, name="NODEB", x509_dn="CN=NODEB,O=Example")
-    database = factories.database(mirror, admin_user, name="SALES")
-    services.add_database_copy(admin_user, database, member, status="Normal")
-    dn_update = services.request_dn_update(admin_user, member, "CN=nodea-renewed,O=Example")
+    pending = factories.member(mirror, name="NODEB", x509_dn="CN=NODEB,O=Example")
+    database = factories.database(mirror, name="SALES")
+    factories.copy(database, member, status="Normal")
+    dn_update = factories.dn_update(member, "CN=nodea-renewed,O=Example")
     job = start_job(admin_user, "check_host", member.host)
     return SimpleNamespace(
         mirror=mirror,

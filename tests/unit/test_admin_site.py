@@ -8,7 +8,6 @@ from django.test import Client
 
 from accounts import services as accounts_services
 from accounts.models import ApiToken, AuditEvent
-from members import services
 from members.models import DatabaseCopy, Host, Member, Mirror, MirroredDatabase, PendingDNUpdate
 from tests import factories
 from tests.conftest import make_user
@@ -45,12 +44,12 @@ def last_event():
 
 @pytest.fixture
 def world(admin_user):
-    mirror = factories.mirror(admin_user, name="adm1", requires_tls=True)
-    primary = factories.member(mirror, admin_user, name="alpha")
-    pending = factories.member(mirror, admin_user, name="beta", member_type="dr")
-    dn_update = services.request_dn_update(admin_user, primary, "CN=alpha-new,O=Example")
-    database = factories.database(mirror, admin_user, name="sales")
-    copy = services.add_database_copy(admin_user, database, primary)
+    mirror = factories.mirror(name="adm1", requires_tls=True)
+    primary = factories.member(mirror, name="alpha")
+    pending = factories.member(mirror, name="beta", member_type="dr")
+    dn_update = factories.dn_update(primary, "CN=alpha-new,O=Example")
+    database = factories.database(mirror, name="sales")
+    copy = factories.copy(database, primary)
     return {
         "mirror": mirror,
         "host": primary.host,

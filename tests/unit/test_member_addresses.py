@@ -1,10 +1,11 @@
 """Rules the portal checks on a member's addresses (issue #9 item 4): no two members of a mirror
-answer at one superserver address, and a member's agent is its host's agent."""
+answer at one superserver address, and a member's agent is its host's agent. Checked here through
+the model's full_clean (which the factories call); members.actions applies the same
+members.rules check to a request before its job (tests/api)."""
 
 import pytest
 from django.core.exceptions import ValidationError
 
-from members import services
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -54,10 +55,11 @@ def test_the_address_comparison_ignores_the_case_of_a_host_name():
 def test_a_member_names_its_hosts_agent_port_and_no_other():
     mirror = factories.mirror()
     host = factories.host(agent_port=2190)
-    member = factories.member(mirror, host=host, agent_port=2190)
+    factories.member(mirror, host=host, name="A", agent_port=2190)
 
-    other_port = lambda: services.update_member(None, member, agent_port=2188)  # noqa: E731
+    other_port = lambda: factories.member(  # noqa: E731
+        mirror, host=host, name="B", superserver_port=1973, agent_port=2188
+    )
 
     assert refusal(other_port) == ("agent_port", "agent_port_mismatch")
-    member.refresh_from_db()
-    assert member.agent_port == 2190
+    assert list(mirror.members.values_list("name", flat=True)) == ["A"]

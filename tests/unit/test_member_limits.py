@@ -1,11 +1,14 @@
-"""The membership limits of guide §3.1.2 and the arbiter placement rule of §3.3.4, enforced on the
-saved configuration through the services (so every entry point shares them)."""
+"""The membership limits of guide §3.1.2 and the arbiter placement rule of §3.3.4: enforced on
+every saved row by the models' full_clean (members/models.py; the factories call it, so seeded
+data obeys them too), on the portal's own settings by members.services, and on an operator's
+request to join by members.actions before any job starts."""
 
 import pytest
 from django.core.exceptions import ValidationError
 
 from engine import rules as catalog
-from members import services
+from members import actions, services
+from tasks.models import Job
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -45,13 +48,6 @@ def test_fourteen_asyncs_fit_beside_a_failover_pair_but_not_fifteen():
 def test_fourteen_asyncs_is_the_limit_even_with_a_single_failover_member():
     mirror = full_mirror(catalog.MAX_ASYNC, failovers=1)
     assert refusal_code(lambda: factories.member(mirror, member_type="dr")) == "too_many_asyncs"
-
-
-def test_the_first_member_of_a_mirror_must_be_failover():
-    mirror = factories.mirror()
-    assert refusal_code(lambda: factories.member(mirror, member_type="dr")) == (
-        "first_member_failover"
-    )
 
 
 def _instance_in(mirror, host, name, member_type):
@@ -157,11 +153,26 @@ def test_a_mirrors_name_never_changes():
     assert (mirror.name, mirror.qos_timeout_ms) == ("KEEP", 9000)
 
 
-def test_members_after_the_first_wait_for_authorization_on_a_tls_mirror():
-    mirror = factories.mirror(requires_tls=True)
-    first = factories.member(mirror)
-    second = factories.member(mirror)
-    assert (first.authorization, second.authorization) == ("authorized", "pending")
-    plain = factories.mirror(requires_tls=False)
-    factories.member(plain)
-    assert factories.member(plain).authorization == "authorized"
+# --- The same limits on an operator's request to join (members.actions) ---------------------
+def join_code(mirror, member_type, host=None, private="10.9.9.9:2188"):
+    host = host or factories.host()
+    call = lambda: actions.join_mirror(  # noqa: E731
+        None, mirror, host=host, instance="IRIS", member_type=member_type, private=private
+    )
+    code = refusal_code(call)
+    assert not Job.objects.filter(kind="join_mirror").exists()  # a refused request starts no job
+    return code
+
+
+def test_a_request_to_join_as_a_third_failover_member_is_refused_with_the_catalogs_code():
+    assert join_code(full_mirror(0), "failover") == "too_many_failover_members"
+
+
+def test_a_request_to_join_a_full_mirror_is_refused_with_the_catalogs_code():
+    assert join_code(full_mirror(catalog.MAX_ASYNC), "dr") == "too_many_members"
+
+
+def test_a_request_to_join_on_the_arbiters_host_as_a_dr_member_is_refused():
+    host = factories.host(address="10.9.9.8")
+    mirror = full_mirror(0, failovers=1, arbiter_host="10.9.9.8")
+    assert join_code(mirror, "dr", host=host) == "arbiter_on_member_host"

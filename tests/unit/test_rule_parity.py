@@ -1,5 +1,5 @@
 """The portal and the engine judge every input alike: one table of good and bad inputs, each fed
-to the portal's validation (members/rules.py, the model's full_clean through the services) and
+to the portal's validation (members/rules.py, the model's full_clean: the factories call it) and
 to the engine's (the checks the agent and the instance call), with the verdict both must give:
 OK, or the same reason code of engine/rules.py."""
 
