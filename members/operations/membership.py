@@ -5,7 +5,7 @@ the members to show the outcome, and ends with a refresh."""
 from __future__ import annotations
 
 from members import services, sync
-from members.agents import AgentError, refusals
+from members.agents import AgentConnectionError, AgentError, refusals
 from members.models import Mirror, PendingDNUpdate
 from members.operations.base import (
     Where,
@@ -263,6 +263,38 @@ def start_dejournaling(run):
     return _member_switch(run, "start_dejournaling", "dejournaling started")
 
 
+def _remove_primary_config(run, place, name: str, flags: dict) -> None:
+    """The primary, last: step 1 (once it knows the others have gone) clears its Join-Mirror
+    flag and restarts it; step 2, asked of the restarted process, removes the configuration.
+    A call that reaches the old process before its restart is step 1 again, so the job waits
+    for the answer that says step 2."""
+
+    def ask(want: int):
+        try:
+            answer = place.agent.remove_mirror_config(place.instance, **flags)
+        except AgentError as exc:
+            if exc.status == 503 or (exc.status == 409 and "first" in exc.message):
+                return False, exc.message  # restarting, or the others' departure not seen yet
+            raise PermanentJobError(f"{name}: refused ({exc.status}): {exc.message}") from None
+        except AgentConnectionError as exc:
+            raise TransientJobError(str(exc)) from None
+        step = answer.get("step")
+        return step == want or (want == 1 and step == 2), f"step {step} done"
+
+    run.wait(
+        lambda: ask(1),
+        what=f"{name} to clear its Join-Mirror flag",
+        timeout=wait_s(run),
+        progress=(70, 80),
+    )
+    run.wait(
+        lambda: ask(2),
+        what=f"{name} to remove its configuration",
+        timeout=wait_s(run),
+        progress=(80, 95),
+    )
+
+
 def remove_mirror(run):
     """Every member's mirror configuration goes (guide §6.9 - §6.12): the others first, then
     the primary in its two steps. The portal forgets the mirror once the members have."""
@@ -283,32 +315,6 @@ def remove_mirror(run):
         )
     if view.primary:
         with where(mirror.name, view.primary) as place:
-            with refusals(f"Removing the configuration of the primary {view.primary}"):
-                first = place.agent.remove_mirror_config(
-                    place.instance, mirror=mirror.name, **flags
-                )
-            run.step(
-                f"{view.primary}: step 1 done ({first.get('step', 1)}), it restarts", progress=70
-            )
-
-            def second_step():
-                try:
-                    answer = place.agent.remove_mirror_config(place.instance, **flags)
-                except AgentError as exc:
-                    if exc.status == 503:
-                        return False, "restarting"
-                    raise PermanentJobError(f"{view.primary}: refused: {exc.message}") from None
-                except Exception as exc:  # noqa: BLE001 - restarting
-                    raise TransientJobError(str(exc)) from None
-                return True, f"step {answer.get('step', 2)} done"
-
-            run.wait(
-                second_step,
-                what=f"{view.primary} to remove its configuration",
-                timeout=wait_s(run),
-                progress=(70, 95),
-            )
-    from members.services import forget_mirror
-
-    forget_mirror(f"member {view.primary}", mirror, reason="removed on every member")
+            _remove_primary_config(run, place, view.primary, flags)
+    services.forget_mirror(f"member {view.primary}", mirror, reason="removed on every member")
     return {"mirror": view.name, "removed_from": [m.name for m in view.members]}

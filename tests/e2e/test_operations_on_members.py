@@ -72,7 +72,11 @@ def test_a_dn_update_made_on_a_member_shows_after_refresh_and_once_authorized_it
         {"cert": str(renewed.cert), "key": str(renewed.key), "ca": f"{site.plan.certs}/ca.pem"},
     )
     new_dn = f"CN=DR-2027,O={ORG}"
-    assert site.agents["hosta"].mirror_info("A")["dn_updates"] == {"DR": new_dn}
+    # DR reconnects with it by itself; the primary then holds the new DN for a decision
+    wait_until(
+        lambda: site.agents["hosta"].mirror_info("A")["dn_updates"] == {"DR": new_dn},
+        "the primary to hold DR's new DN",
+    )
 
     refreshed = portal.run(f"/mirrors/{mirror['id']}/refresh/")
     update = portal.one("/dn-updates/", state="pending")
