@@ -58,6 +58,7 @@ def start_job(
 def run_here(job: Job) -> Job:
     """Run a job started with dispatch=False in this process, as the worker would (a management
     command, where no worker runs yet); returns it final."""
+    current_app.loader.import_default_modules()  # the task modules, as a worker loads them
     current_app.tasks[RUN_JOB].apply(args=[job.pk])
     job.refresh_from_db()
     return job

@@ -5,6 +5,7 @@ made for the portal."""
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -186,6 +187,36 @@ def test_importing_again_puts_back_a_host_whose_agent_port_was_changed(
     ensure_demo_mirror(state_file)
 
     assert Host.objects.get(name="alpha").agent_port == port
+
+
+def test_make_runs_commands_import_the_demo_mirror_in_fresh_processes(demo, tmp_path):
+    """As scripts/run-portal runs them: each command a new interpreter on the portal's own
+    SQLite file (the in-process tests share modules a lone command must load itself)."""
+    plan, state = demo
+    env = dict(os.environ, PORTAL_VAR_DIR=str(tmp_path))
+    for name in ("DATABASE_URL", "REDIS_URL"):  # make run's embedded default
+        env.pop(name, None)
+    env.update({f"PORTAL_AGENT_TLS_{k.upper()}": v for k, v in state["portal"].items()})
+
+    def manage(*args):
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    migrated = manage("migrate", "--noinput", "-v0")
+    imported = manage(
+        "ensure_demo_mirror", "--state", str(plan.parent / "var" / "cluster-state.json")
+    )
+
+    assert migrated.returncode == 0, migrated.stderr
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    assert "Demo mirror SHOP imported from" in imported.stdout
+    assert "member REP recorded (ro_reporting)" in imported.stdout
 
 
 def test_check_host_reaches_every_demo_agent_over_mutual_tls_as_the_portal(
