@@ -5,6 +5,7 @@ from members import views
 urlpatterns = [
     path("", views.mirror_list, name="mirror-list"),
     path("mirrors/<str:name>/", views.mirror_detail, name="mirror-detail"),
+    path("mirrors/<str:name>/refresh/", views.refresh_mirror, name="mirror-refresh"),
     path(
         "mirrors/<str:name>/members/<int:pk>/authorize/",
         views.decide_member,

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.decorators import admin_required, operator_required, viewer_required
+from accounts.roles import OPERATOR, has_role
 from members import actions, rules
 from members.models import (
     DatabaseCopy,
@@ -21,6 +22,7 @@ from members.models import (
 )
 
 PAGE_SIZE = 50
+RECENT_JOBS = 10
 
 
 def _count_members(**conditions):
@@ -62,6 +64,9 @@ def mirror_detail(request, name):
     }
     context = {
         "mirror": mirror,
+        "can_operate": has_role(request.user, OPERATOR),
+        "drifts": mirror.drifts.all(),
+        "jobs": mirror.jobs.select_related("requested_by").defer("log", "result")[:RECENT_JOBS],
         "members": members,
         "pending_members": [m for m in members if m.authorization == Member.PENDING],
         "dn_updates": PendingDNUpdate.objects.filter(
@@ -110,6 +115,15 @@ def decide_dn_update(request, name, pk, authorize: bool):
         f"{verb} the new DN of {update.member.name}",
     )
     return started or redirect("mirror-detail", name=update.member.mirror.name)
+
+
+@operator_required
+@require_POST
+def refresh_mirror(request, name):
+    mirror = get_object_or_404(Mirror, name=name.upper())
+    job = actions.refresh_mirror(request.user, mirror)
+    messages.info(request, f"Reading {mirror.name} from its members.")
+    return redirect("job-detail", pk=job.pk)
 
 
 @viewer_required

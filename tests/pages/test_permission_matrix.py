@@ -109,6 +109,7 @@ def actions(world):
             "admin",
         ),
         "check host": (reverse("host-check", args=[world.host.pk]), jobs, "operator"),
+        "refresh mirror": (reverse("mirror-refresh", args=[name]), jobs, "operator"),
         "revoke token": (None, reverse("token-list"), "viewer"),
     }
 
@@ -120,6 +121,7 @@ ACTION_NAMES = [
     "authorize DN",
     "reject DN",
     "check host",
+    "refresh mirror",
     "revoke token",
 ]
 
