@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served by us: /api/docs/ works offline
     "channels",
     "accounts",
     "members",
@@ -174,6 +175,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Create mirrors, join and authorize members, add databases, run jobs.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["accounts.permissions.RolePermission"],
     "SERVE_AUTHENTICATION": None,
     "COMPONENT_SPLIT_REQUEST": True,

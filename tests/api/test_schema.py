@@ -1,6 +1,7 @@
 """The OpenAPI schema generates without a single warning and describes what the API does."""
 
 import io
+import re
 
 import pytest
 import yaml
@@ -139,3 +140,16 @@ def test_schema_and_docs_are_served_to_a_viewer(world, client_for):
     assert served.json()["info"]["title"] == "Mirror Portal API"
     assert docs.status_code == 200 and b"swagger" in docs.content.lower()
     assert bearer("mp_wrong").get("/api/schema/").status_code == 401
+
+
+def test_the_docs_page_loads_swagger_ui_from_our_own_static_files(world, client_for):
+    from django.contrib.staticfiles import finders
+
+    html = client_for("viewer").get("/api/docs/").content.decode()
+
+    assets = re.findall(r'(?:src|href)="([^"]+swagger-ui[^"]*)"', html)
+    assert assets, html[:500]
+    for url in assets:  # nothing from another site: the page works offline
+        assert url.startswith("/static/drf_spectacular_sidecar/"), url
+        assert finders.find(url.removeprefix("/static/")), f"{url} is not among our static files"
+    assert "cdn" not in html.lower()

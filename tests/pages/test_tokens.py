@@ -84,3 +84,17 @@ def test_the_token_list_shows_only_my_tokens(client_as, viewer, operator):
     page = client_as("viewer").get(reverse("token-list")).text
     assert "veras-token" in page
     assert "ottos-token" not in page
+
+
+def test_the_example_request_on_the_new_token_page_works_as_shown(client_as, viewer):
+    response, secret = create_in_ui(client_as("viewer"))
+
+    example = re.search(r'curl -H "Authorization: Bearer ([^"]+)" (\S+)</code>', response.text)
+    assert example is not None, response.text
+    shown_secret, url = example.groups()
+    path = re.sub(r"^https?://[^/]+", "", url)
+    answer = Client().get(path, HTTP_AUTHORIZATION=f"Bearer {shown_secret}")
+
+    assert shown_secret == secret
+    assert answer.status_code == 200, (url, answer.content[:200])
+    assert "results" in answer.json()
