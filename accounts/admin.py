@@ -1,8 +1,9 @@
-"""Users, tokens and the audit trail in the admin.
+"""Users, groups, tokens and the audit trail in the admin.
 
 Users are the one thing the admin still changes, and it changes them through `accounts.services`
-like the API does: same checks, same audit events. Tokens are revoked through the service; the
-audit trail is only shown.
+like the API and the Users pages do: same checks, same audit events. Groups (the roles) are only
+shown, with their users; a role is set on the user's page. Tokens are revoked through the
+service; the audit trail is only shown.
 """
 
 from django import forms
@@ -10,6 +11,7 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 
 from accounts import services
 from accounts.models import ApiToken, AuditEvent
@@ -55,6 +57,8 @@ class UserAddForm(forms.ModelForm):
 
 
 class UserChangeForm(forms.ModelForm):
+    actor = None  # the admin making the change; UserAdmin.get_form sets it per request
+
     role = forms.ChoiceField(
         choices=[("", "(no role)")] + [(r, r) for r in ROLES],
         required=False,
@@ -86,6 +90,20 @@ class UserChangeForm(forms.ModelForm):
         if password:
             validate_password(password, self.instance)
         return password
+
+    def clean(self):
+        # The service refuses to lock people out (one's own account, the last admin); asking it
+        # here, before the save, shows that next to the field instead of failing the save.
+        cleaned = super().clean()
+        role = cleaned.get("role") if "role" in self.changed_data else None
+        is_active = cleaned.get("is_active") if "is_active" in self.changed_data else None
+        try:
+            services.check_user_change(
+                self.actor, self.instance, role=role or None, is_active=is_active
+            )
+        except ValidationError as exc:
+            self.add_error(None, exc)
+        return cleaned
 
 
 class RoleFilter(admin.SimpleListFilter):
@@ -144,7 +162,9 @@ class UserAdmin(admin.ModelAdmin):
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
             kwargs["form"] = self.add_form
-        return super().get_form(request, obj, **kwargs)
+        form = super().get_form(request, obj, **kwargs)  # a new class for this request
+        form.actor = request.user
+        return form
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
@@ -178,6 +198,29 @@ class UserAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for user in queryset:  # never holds the admin themselves: see has_delete_permission
             services.delete_user(request.user, user)
+
+
+@admin.register(Group)
+class GroupAdmin(ReadOnlyAdmin):
+    """Roles are groups: shown here with their users, so who holds which role is visible;
+    a role is given on the user's page (or the portal's Users pages), through the service."""
+
+    list_display = ["name", "user_count", "usernames"]
+    fields = ["name", "usernames"]
+    readonly_fields = ["usernames"]
+    search_fields = ["name", "user__username"]
+    ordering = ["name"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("user_set")
+
+    @admin.display(description="users")
+    def user_count(self, group):
+        return len(group.user_set.all())
+
+    @admin.display(description="user names")
+    def usernames(self, group):
+        return ", ".join(sorted(user.username for user in group.user_set.all())) or "—"
 
 
 @admin.register(ApiToken)

@@ -1,10 +1,17 @@
-"""Users, roles and API tokens. Every change is audited in its own transaction."""
+"""Users, roles and API tokens. Every change is audited in its own transaction.
+
+The portal's pages, the API and the admin site all change users through these functions, so the
+same rules hold everywhere: passwords meet the validators, nobody deactivates or deletes their
+own account, and the last active admin is never deactivated, demoted or deleted.
+"""
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts import audit
@@ -23,6 +30,54 @@ def _user_snapshot(user):
     return data
 
 
+def held_role(user) -> str | None:
+    """The role a user is given, active or not: `admin` for a superuser, otherwise the strongest
+    role group they are in (read from `user.groups.all()`, so a prefetch serves a whole list)."""
+    if user.is_superuser:
+        return ADMIN
+    held = {group.name for group in user.groups.all()}
+    return next((role for role in reversed(ROLES) if role in held), None)
+
+
+def _is_active_admin(user) -> bool:
+    return user.is_active and (user.is_superuser or user.groups.filter(name=ADMIN).exists())
+
+
+def _keep_an_active_admin(user, field: str | None):
+    """Refuse to take away `user`, the last active admin (deactivated, demoted or deleted)."""
+    # Two admins removing each other at once must not both see the other one still there: every
+    # such check waits for the one before it (PostgreSQL; SQLite runs one writer at a time anyway).
+    list(Group.objects.select_for_update().filter(name=ADMIN))
+    others = (
+        User.objects.filter(is_active=True)
+        .filter(Q(is_superuser=True) | Q(groups__name=ADMIN))
+        .exclude(pk=user.pk)
+    )
+    if others.exists():
+        return
+    message = f"{user.get_username()} is the last active admin; make someone else an admin first."
+    if field is None:
+        raise ValidationError(message, code="last_admin")
+    raise field_error(field, message, "last_admin")
+
+
+@transaction.atomic
+def check_user_change(actor, user, *, role: str | None = None, is_active: bool | None = None):
+    """Refuse a change that would lock people out: deactivating one's own account, or leaving
+    no active admin (deactivating or demoting the last one).
+
+    `update_user` calls it; a form may call it too, to show the refusal next to its field.
+    """
+    if is_active is False and actor is not None and actor.pk == user.pk:
+        raise field_error("is_active", "You cannot deactivate your own account.", "self_deactivate")
+    if not _is_active_admin(user):
+        return
+    stays_active = user.is_active if is_active is None else is_active
+    stays_admin = user.is_superuser or role in (None, ADMIN)
+    if not (stays_active and stays_admin):
+        _keep_an_active_admin(user, "role" if stays_active else "is_active")
+
+
 @transaction.atomic
 def create_user(actor, *, username: str, password: str | None, role: str, email: str = ""):
     if role not in ROLES:
@@ -31,6 +86,8 @@ def create_user(actor, *, username: str, password: str | None, role: str, email:
         raise field_error("username", "A user with that name already exists.", "unique")
     user = User(username=username, email=email)
     if password:
+        with about("password"):
+            validate_password(password, user)
         user.set_password(password)
     else:
         user.set_unusable_password()
@@ -45,10 +102,11 @@ def create_user(actor, *, username: str, password: str | None, role: str, email:
 def update_user(
     actor, user, *, role: str | None = None, is_active: bool | None = None, email: str | None = None
 ):
+    if role is not None and role not in ROLES:
+        raise field_error("role", f"Role must be one of {', '.join(ROLES)}.", "invalid_role")
+    check_user_change(actor, user, role=role, is_active=is_active)
     before = _user_snapshot(user)
     if role is not None:
-        if role not in ROLES:
-            raise field_error("role", f"Role must be one of {', '.join(ROLES)}.", "invalid_role")
         user.groups.remove(*Group.objects.filter(name__in=ROLES))
         user.groups.add(Group.objects.get_or_create(name=role)[0])
     if is_active is not None:
@@ -73,9 +131,30 @@ def set_password(actor, user, password: str):
 
 
 @transaction.atomic
+def invite_user(actor, user) -> str:
+    """A token for a one-time set-password link, for an active user who has no password yet.
+
+    It is Django's password-reset token: nothing is stored, it expires after
+    PASSWORD_RESET_TIMEOUT, and it stops working once a password is set (the token covers the
+    password hash). The event records that a link was made, never the token.
+    """
+    if not user.is_active:
+        raise ValidationError(
+            f"{user.get_username()} is deactivated; reactivate them first.", code="inactive"
+        )
+    if user.has_usable_password():
+        raise ValidationError(f"{user.get_username()} already has a password.", code="has_password")
+    token = default_token_generator.make_token(user)
+    audit.record(actor, "user.invite", user)
+    return token
+
+
+@transaction.atomic
 def delete_user(actor, user):
     if actor is not None and actor.pk == user.pk:
         raise ValidationError("You cannot delete your own account.", code="self_delete")
+    if _is_active_admin(user):
+        _keep_an_active_admin(user, None)
     before = _user_snapshot(user)
     audit.record(actor, "user.delete", user, before=before)
     user.delete()

@@ -4,6 +4,8 @@ Each checks the request with the shared rules (members.rules over engine/rules.p
 portal last saw, then starts the job that does it (members.operations) and returns the job.
 Nothing here changes a mirror's rows: the job records what the members answer. Decisions on one
 member (authorize, reject, a DN) are serialized: while one is under way, another is a 409.
+Destructive ones (remove or reject a member, remove or forget the mirror, turn TLS off, remove a
+database copy) go ahead only when the caller typed the mirror's name (`check_confirmed`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,15 @@ def _claim(member: Member, kinds=DECISIONS) -> None:
         )
 
 
+def check_confirmed(mirror: Mirror, confirm: str) -> None:
+    """The guard on every destructive operation: the caller types the mirror's name (any case).
+    Missing or wrong, the request is refused with `not_confirmed` and nothing starts."""
+    if (confirm or "").strip().upper() != mirror.name:
+        raise rules.field_error(
+            "confirm", f"Type the mirror's name, {mirror.name}, to confirm.", "not_confirmed"
+        )
+
+
 # --- Hosts and reading the members ------------------------------------------------------------
 def check_host(actor, host: Host, *, send: bool = True) -> Job:
     return start_job(actor, "check_host", host, send=send)
@@ -86,6 +97,10 @@ def set_instance_tls(actor, instance: Instance, *, cert: str, key: str, ca: str)
 
 def refresh_mirror(actor, mirror: Mirror) -> Job:
     return _mirror_job(actor, "refresh_mirror", mirror)
+
+
+def review_mirror(actor, mirror: Mirror) -> Job:
+    return _mirror_job(actor, "review_mirror", mirror)
 
 
 def adopt_settings(actor, mirror: Mirror) -> Job:
@@ -204,7 +219,9 @@ def authorize_member(actor, member: Member) -> Job:
 
 
 @transaction.atomic
-def reject_member(actor, member: Member) -> Job:
+def reject_member(actor, member: Member, *, confirm: str) -> Job:
+    """Dangerous: the member's configuration is refused and removed on the primary."""
+    check_confirmed(member.mirror, confirm)
     _claim(member)
     member.refresh_from_db()
     if member.authorization != Member.PENDING:
@@ -224,9 +241,15 @@ def decide_dn_update(actor, update: PendingDNUpdate, *, authorize: bool) -> Job:
 
 # --- Settings and addresses -------------------------------------------------------------------
 @transaction.atomic
-def edit_mirror(actor, mirror: Mirror, *, skip_verify: bool = False, **changes) -> Job:
+def edit_mirror(
+    actor, mirror: Mirror, *, skip_verify: bool = False, confirm: str = "", **changes
+) -> Job:
     """The settings the engine keeps go to the primary (the job records them once the primary
-    has them); the portal's own (arbiter, VIP) are saved here, checked with the rest."""
+    has them); the portal's own (arbiter, VIP) are saved here, checked with the rest.
+    Turning TLS off is dangerous (members are no longer authenticated by their certificate's
+    DN, guide §4.7): it needs the mirror's name typed."""
+    if mirror.requires_tls and changes.get("requires_tls") is False:
+        check_confirmed(mirror, confirm)
     engine = {k: v for k, v in changes.items() if k in ENGINE_NAMES}
     own = {k: v for k, v in changes.items() if k not in ENGINE_NAMES}
     if own:
@@ -261,7 +284,9 @@ def set_superserver_port(actor, member: Member, port: int) -> Job:
 
 # --- Leaving and removing ---------------------------------------------------------------------
 @transaction.atomic
-def remove_member(actor, member: Member) -> Job:
+def remove_member(actor, member: Member, *, confirm: str) -> Job:
+    """Dangerous: the primary removes the member; its copies are no longer mirrored there."""
+    check_confirmed(member.mirror, confirm)
     _claim(member)
     return _member_job(actor, "remove_member", member)
 
@@ -272,23 +297,16 @@ def leave_mirror(actor, member: Member, *, remove_db_attribute: bool = False) ->
     )
 
 
-def _confirmed(mirror: Mirror, confirm: str) -> None:
-    if (confirm or "").strip().upper() != mirror.name:
-        raise rules.field_error(
-            "confirm", f"Type the mirror's name, {mirror.name}, to confirm.", "not_confirmed"
-        )
-
-
 def remove_mirror(actor, mirror: Mirror, *, confirm: str, **flags) -> Job:
     """Remove the mirror from every member (an engine operation; the portal forgets it after)."""
-    _confirmed(mirror, confirm)
+    check_confirmed(mirror, confirm)
     params = {k: bool(flags.get(k)) for k in ("remove_db_attribute", "remove_tls")}
     return _mirror_job(actor, "remove_mirror", mirror, params)
 
 
 def forget_mirror(actor, mirror: Mirror, *, confirm: str) -> None:
     """Unregister the mirror from the portal; nothing happens to its members."""
-    _confirmed(mirror, confirm)
+    check_confirmed(mirror, confirm)
     services.forget_mirror(actor, mirror, reason="forgotten by an operator")
 
 
@@ -323,15 +341,35 @@ def add_database_copy(actor, member: Member, name: str) -> Job:
     return _member_job(actor, "add_database_copy", member, {"name": name})
 
 
-def copy_operation(actor, copy: DatabaseCopy, operation: str, **params) -> Job:
+def copy_operation(
+    actor, copy: DatabaseCopy, operation: str, *, confirm: str = "", **params
+) -> Job:
+    """One member's copy. Removing it is dangerous (the member stops holding the database, and
+    adding it back means restoring it, guide §4.10.5): it needs the mirror's name typed."""
     kind = COPY_OPERATIONS[operation]
     member = copy.member
+    if operation == "remove":
+        check_confirmed(member.mirror, confirm)
     return start_job(actor, kind, copy, params=params, mirror=member.mirror, member=member)
 
 
-def catchup_databases(actor, member: Member, databases: list[str]) -> Job:
-    names = sorted({d.upper() for d in databases})
+@transaction.atomic
+def copy_operations(actor, copies, operation: str, *, confirm: str = "", **params) -> list[Job]:
+    """The same operation on several copies, one job each: all start, or none (a page's
+    multi-select, as the Mirror Monitor's "Select an action" does, guide §4.8.5)."""
+    copies = list(copies)
+    if not copies:
+        raise rules.field_error("copies", "Select at least one database.", "required")
+    return [copy_operation(actor, c, operation, confirm=confirm, **params) for c in copies]
+
+
+def catchup_databases(actor, member: Member, databases: list[str], restored=()) -> Job:
+    """Catch up (activating what needs it) copies the member holds; `restored`: databases whose
+    files were restored there from the primary's, added first (guide §4.8.4)."""
+    names = sorted({d.upper() for d in databases} | {d.upper() for d in restored})
+    mirrored = set(member.mirror.databases.values_list("name", flat=True))
     held = set(member.database_copies.values_list("database__name", flat=True))
+    held |= {d.upper() for d in restored} & mirrored
     unknown = sorted(set(names) - held)
     if not names or unknown:
         raise rules.field_error(
@@ -341,7 +379,10 @@ def catchup_databases(actor, member: Member, databases: list[str]) -> Job:
             else "Name the databases.",
             "unknown_database" if unknown else "required",
         )
-    return _member_job(actor, "catchup_databases", member, {"databases": names})
+    params = {"databases": names}
+    if restored:
+        params["restored"] = sorted({d.upper() for d in restored})
+    return _member_job(actor, "catchup_databases", member, params)
 
 
 def clear_failover_db(actor, member: Member, databases: list[str] | None = None) -> Job:

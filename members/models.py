@@ -8,6 +8,7 @@ of it for what the portal itself writes (hosts, its own settings). Setting value
 the engine spells them ("System Selected", "failover+dr").
 """
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -357,3 +358,24 @@ class Drift(models.Model):
     def __str__(self):
         mirror = self.mirror_id and self.mirror.name
         return f"{mirror}.{self.setting}: {self.desired} -> {self.observed}"
+
+
+class Draft(models.Model):
+    """A mirror being built in the wizard (members/wizard/): its steps' answers and the jobs
+    they started, kept so that a person can leave halfway and carry on later, from any browser."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mirror_drafts"
+    )
+    title = models.CharField(max_length=catalog.MAX_MIRROR_NAME, blank=True)
+    step = models.CharField(max_length=32, blank=True)
+    state = models.JSONField(default=dict, help_text="The wizard's storage (django-formtools).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+
+    def __str__(self):
+        return f"draft {self.pk}: {self.title or 'new mirror'} at {self.step or 'the start'}"

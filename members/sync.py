@@ -34,6 +34,8 @@ class MemberView:
     instance: Instance | None = None
     status: str | None = None  # None: not reached (problem says why)
     databases: dict[str, str] | None = None  # its copies: name -> status (guide §5.1.1.3)
+    journal_transfer: str = ""  # as the member reports it (guide §5.1.1.2)
+    dejournaling: str = ""
     problem: str = ""
 
 
@@ -203,4 +205,6 @@ def _read_member(agents: Agents, mirror: str, member: MemberView) -> None:
         member.problem = str(exc)
         return
     member.status = answer.get("status") or ""
+    member.journal_transfer = answer.get("journal_transfer") or ""
+    member.dejournaling = answer.get("dejournaling") or ""
     member.databases = {row["name"]: row["status"] for row in answer.get("databases", [])}

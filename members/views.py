@@ -1,19 +1,31 @@
 """Mirror and host pages. Views parse, check the role, call one service or action and render;
-an operation on the members starts its job and shows it."""
+an operation on the members starts its job and shows it. Operators run operations, admins change
+configuration and decide on members (as in the API). A dangerous operation first shows what is
+at risk and goes ahead only with the mirror's name typed (members.actions.check_confirmed)."""
+
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from accounts.decorators import admin_required, operator_required, viewer_required
-from accounts.roles import OPERATOR, has_role
-from members import actions, rules
+from accounts.roles import ADMIN, OPERATOR, has_role
+from engine import rules as catalog
+from members import actions, forms, rules
+from members.health import mirror_health
 from members.models import (
     DatabaseCopy,
+    Draft,
     Host,
     Member,
     Mirror,
@@ -23,6 +35,7 @@ from members.models import (
 
 PAGE_SIZE = 50
 RECENT_JOBS = 10
+COPY_PAUSED = "Dejournaling Stopped"  # a copy's status once dejournaling stopped (guide §5.1.1.3)
 
 
 def _count_members(**conditions):
@@ -49,8 +62,17 @@ def mirror_list(request):
             0,
         ),
     ).order_by("name")
-    page = Paginator(mirrors, PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "members/mirror_list.html", {"page": page})
+    page = Paginator(mirrors.prefetch_related("members"), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    for mirror in page:
+        mirror.health = mirror_health(list(mirror.members.all()))
+    context = {
+        "page": page,
+        "can_create": has_role(request.user, ADMIN),
+        "drafts": Draft.objects.filter(owner=request.user, finished_at=None).count(),
+    }
+    return render(request, "members/mirror_list.html", context)
 
 
 @viewer_required
@@ -58,13 +80,16 @@ def mirror_detail(request, name):
     mirror = get_object_or_404(Mirror, name=name.upper())
     members = list(mirror.members.select_related("host"))
     databases = list(mirror.databases.all())
-    statuses = {
-        (copy.database_id, copy.member_id): copy.status
-        for copy in DatabaseCopy.objects.filter(database__mirror=mirror)
-    }
+    copies = list(DatabaseCopy.objects.filter(database__mirror=mirror).select_related("database"))
+    statuses = {(copy.database_id, copy.member_id): copy.status for copy in copies}
+    can_operate = has_role(request.user, OPERATOR)
+    for member in members:
+        member.switches = _switches(mirror, member, copies) if can_operate else []
+    chosen = next((m for m in members if m.name == request.GET.get("member", "").upper()), None)
     context = {
         "mirror": mirror,
-        "can_operate": has_role(request.user, OPERATOR),
+        "can_operate": can_operate,
+        "can_admin": has_role(request.user, ADMIN),
         "drifts": mirror.drifts.all(),
         "jobs": mirror.jobs.select_related("requested_by").defer("log", "result")[:RECENT_JOBS],
         "members": members,
@@ -74,8 +99,32 @@ def mirror_detail(request, name):
         ).select_related("member"),
         # One row per database, one cell per member in the members table's order.
         "database_rows": [(db, [statuses.get((db.pk, m.pk)) for m in members]) for db in databases],
+        # The Mirror Monitor's list: one member's copies, several selected, one action for all.
+        "chosen": chosen,
+        "chosen_copies": [c for c in copies if chosen and c.member_id == chosen.pk],
+        "copy_actions": forms.COPY_ACTIONS,
     }
     return render(request, "members/mirror_detail.html", context)
+
+
+def _switches(mirror, member, copies) -> list[tuple[str, str]]:
+    """(url, label) of the switches that apply to what the member last reported: stop or start
+    mirroring, never on the primary (guide §5.8); on an async, stop or start dejournaling
+    (guide §5.9)."""
+    if member.status == catalog.PRIMARY:
+        return []
+    stopped = member.status == catalog.STOPPED
+    kinds = ["start_mirroring" if stopped else "stop_mirroring"]
+    if member.is_async:
+        paused = any(c.member_id == member.pk and c.status == COPY_PAUSED for c in copies)
+        kinds.append("start_dejournaling" if paused else "stop_dejournaling")
+    return [
+        (
+            reverse("member-switch", args=[mirror.name, member.pk, kind.replace("_", "-")]),
+            kind.replace("_", " ").capitalize(),
+        )
+        for kind in kinds
+    ]
 
 
 def _start(request, start, what: str):
@@ -90,13 +139,60 @@ def _start(request, start, what: str):
     return redirect("job-detail", pk=job.pk)
 
 
+def _data(request):
+    return request.POST if request.method == "POST" else None
+
+
+def _refused(form, exc: ValidationError) -> None:
+    """The rule's refusal on the form: on the field it names, else above the form."""
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, exc)
+
+
+def _submit(request, form, start, what: str):
+    """A valid form starts its job (start(cleaned_data)) and shows it; None when the form or
+    the rules refuse it, with the reasons on the form."""
+    if not form.is_valid():
+        return None
+    try:
+        job = start(form.cleaned_data)
+    except ValidationError as exc:
+        _refused(form, exc)
+        return None
+    messages.info(request, f"{what}: job {job.pk} started.")
+    return redirect("job-detail", pk=job.pk)
+
+
+def _show_jobs(request, jobs, what: str, back: str):
+    """One job: its page. Several: each linked in a message on the page they came from."""
+    if len(jobs) == 1:
+        messages.info(request, f"{what}: job {jobs[0].pk} started.")
+        return redirect("job-detail", pk=jobs[0].pk)
+    links = format_html_join(
+        ", ", '<a href="{}">job {}</a>', ((reverse("job-detail", args=[j.pk]), j.pk) for j in jobs)
+    )
+    messages.info(request, format_html("{}: {} started.", what, links))
+    return redirect(back)
+
+
+def _member(name, pk) -> Member:
+    return get_object_or_404(
+        Member.objects.select_related("mirror", "host"), pk=pk, mirror__name=name.upper()
+    )
+
+
 @admin_required
 @require_POST
-def decide_member(request, name, pk, authorize: bool):
-    member = get_object_or_404(Member, pk=pk, mirror__name=name.upper())
-    action = actions.authorize_member if authorize else actions.reject_member
-    what = f"{'Authorizing' if authorize else 'Rejecting'} {member.name} on the primary"
-    started = _start(request, lambda: action(request.user, member), what)
+def authorize_member(request, name, pk):
+    member = _member(name, pk)
+    started = _start(
+        request,
+        lambda: actions.authorize_member(request.user, member),
+        f"Authorizing {member.name} on the primary",
+    )
     return started or redirect("mirror-detail", name=member.mirror.name)
 
 
@@ -140,3 +236,266 @@ def check_host(request, pk):
     job = actions.check_host(request.user, host)
     messages.info(request, f"Checking host {host.name}.")
     return redirect("job-detail", pk=job.pk)
+
+
+@viewer_required
+def host_detail(request, pk):
+    host = get_object_or_404(Host, pk=pk)
+    now = timezone.now()
+    instances = list(host.instances.all())
+    for found in instances:
+        found.expiry, found.expiry_level = _expiry(found.certificate_not_after, now)
+        found.type_label = dict(rules.MEMBER_TYPES).get(found.member_type, found.member_type)
+    context = {
+        "host": host,
+        "instances": instances,
+        "members": host.members.select_related("mirror").order_by("mirror__name", "name"),
+        "can_operate": has_role(request.user, OPERATOR),
+    }
+    return render(request, "members/host_detail.html", context)
+
+
+def _expiry(not_after, now) -> tuple[str, str]:
+    """A certificate's days left in words, and how urgent: bad when expired or under 14 days,
+    warn under 30, ok otherwise."""
+    if not_after is None:
+        return "", ""
+    days = (not_after - now).days
+    level = "bad" if days < 14 else "warn" if days < 30 else "ok"
+    if days < 0:
+        return f"Expired {-days} day{pluralize(-days)} ago", level
+    return f"{days} day{pluralize(days)} left", level
+
+
+# --- Operations from the mirror page -----------------------------------------------------------
+def _form_page(request, form, template: str, context: dict, start, what: str):
+    """An operation's page: GET shows the form; a POST the form and the rules accept starts
+    the job and shows it, else the page comes back with the reasons."""
+    if request.method == "POST":
+        started = _submit(request, form, start, what)
+        if started:
+            return started
+    return render(request, f"members/{template}", {"form": form, **context})
+
+
+@admin_required
+def edit_settings(request, name):
+    mirror = get_object_or_404(Mirror, name=name.upper())
+    form = forms.MirrorSettingsForm(mirror, data=_data(request))
+    return _form_page(
+        request,
+        form,
+        "mirror_settings.html",
+        {"mirror": mirror},
+        lambda _: actions.edit_mirror(request.user, mirror, **form.changes()),
+        f"New settings for {mirror.name}",
+    )
+
+
+@admin_required
+def join_mirror(request, name):
+    mirror = get_object_or_404(Mirror, name=name.upper())
+    form = forms.JoinForm(mirror, data=_data(request))
+    return _form_page(
+        request,
+        form,
+        "mirror_join.html",
+        {"mirror": mirror},
+        lambda _: actions.join_mirror(request.user, mirror, **form.arguments()),
+        f"Joining {mirror.name}",
+    )
+
+
+@operator_required
+def create_database(request, name):
+    mirror = get_object_or_404(Mirror, name=name.upper())
+    form = forms.DatabaseForm(mirror, data=_data(request))
+    return _form_page(
+        request,
+        form,
+        "database_create.html",
+        {"mirror": mirror},
+        lambda _: actions.create_database(request.user, mirror, **form.arguments()),
+        f"Adding a database to {mirror.name}",
+    )
+
+
+@admin_required
+def member_addresses(request, name, pk):
+    member = _member(name, pk)
+    form = forms.MemberAddressForm(member, data=_data(request))
+    return _form_page(
+        request,
+        form,
+        "member_addresses.html",
+        {"mirror": member.mirror, "member": member},
+        lambda _: actions.update_member_address(request.user, member, **form.arguments()),
+        f"New addresses of {member.name}",
+    )
+
+
+@operator_required
+@require_POST
+def switch_member(request, name, pk, operation):
+    kind = operation.replace("-", "_")
+    if kind not in actions.MIRROR_SWITCHES:
+        raise Http404("No such operation.")
+    member = _member(name, pk)
+    started = _start(
+        request,
+        lambda: actions.switch_member(request.user, member, kind),
+        f"{kind.replace('_', ' ').capitalize()} on {member.name}",
+    )
+    return started or redirect("mirror-detail", name=member.mirror.name)
+
+
+def _monitor(member) -> str:
+    """The mirror page, showing `member`'s databases."""
+    url = reverse("mirror-detail", args=[member.mirror.name])
+    return f"{url}?{urlencode({'member': member.name})}#monitor-heading"
+
+
+@operator_required
+@require_POST
+def act_on_copies(request, name, pk):
+    """The databases table's action on the selected copies of one member."""
+    member = _member(name, pk)
+    form = forms.CopiesForm(member, data=request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+        return redirect(_monitor(member))
+    copies, action = list(form.cleaned_data["copies"]), form.cleaned_data["action"]
+    names = ", ".join(c.database.name for c in copies)
+    if action == "remove":  # dangerous: confirmed on its own page first
+        query = urlencode([("copies", c.pk) for c in copies])
+        return redirect(f"{reverse('copies-remove', args=[name, member.pk])}?{query}")
+    if action == "catchup":  # several databases of one member: one job
+        started = _start(
+            request,
+            lambda: actions.catchup_databases(
+                request.user, member, [c.database.name for c in copies]
+            ),
+            f"Catching up {names} on {member.name}",
+        )
+        return started or redirect(_monitor(member))
+    try:
+        jobs = actions.copy_operations(request.user, copies, action)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect(_monitor(member))
+    label = dict(forms.COPY_ACTIONS)[action]
+    return _show_jobs(request, jobs, f"{label} {names} on {member.name}", _monitor(member))
+
+
+# --- Dangerous operations: a page that says what is at risk, and the mirror's name typed -------
+@admin_required
+def reject_member(request, name, pk):
+    member = _member(name, pk)
+    form = forms.ConfirmForm(member.mirror, data=_data(request))
+    return _form_page(
+        request,
+        form,
+        "confirm_reject_member.html",
+        {"mirror": member.mirror, "member": member},
+        lambda data: actions.reject_member(request.user, member, confirm=data["confirm"]),
+        f"Rejecting {member.name} on the primary",
+    )
+
+
+@admin_required
+def remove_member(request, name, pk):
+    member = _member(name, pk)
+    form = forms.ConfirmForm(member.mirror, data=_data(request))
+    copies = member.database_copies.select_related("database")
+    return _form_page(
+        request,
+        form,
+        "confirm_remove_member.html",
+        {"mirror": member.mirror, "member": member, "copies": copies},
+        lambda data: actions.remove_member(request.user, member, confirm=data["confirm"]),
+        f"Removing {member.name} from {member.mirror.name}",
+    )
+
+
+@operator_required
+def remove_copies(request, name, pk):
+    member = _member(name, pk)
+    chosen = [v for v in (request.POST or request.GET).getlist("copies") if v.isdigit()]
+    copies = list(member.database_copies.select_related("database").filter(pk__in=chosen))
+    if not copies:
+        messages.error(request, "Select at least one database.")
+        return redirect(_monitor(member))
+    form = forms.RemoveCopiesForm(
+        member, data=_data(request), initial={"copies": [c.pk for c in copies]}
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            jobs = actions.copy_operations(
+                request.user,
+                form.cleaned_data["copies"],
+                "remove",
+                confirm=form.cleaned_data["confirm"],
+            )
+        except ValidationError as exc:
+            _refused(form, exc)
+        else:
+            names = ", ".join(c.database.name for c in copies)
+            return _show_jobs(request, jobs, f"Removing {names} on {member.name}", _monitor(member))
+    context = {"mirror": member.mirror, "member": member, "copies": copies, "form": form}
+    return render(request, "members/confirm_remove_copies.html", context)
+
+
+@admin_required
+def turn_tls_off(request, name):
+    mirror = get_object_or_404(Mirror, name=name.upper())
+    if not mirror.requires_tls:
+        messages.info(request, f"{mirror.name} does not require TLS.")
+        return redirect("mirror-detail", name=mirror.name)
+    form = forms.ConfirmForm(mirror, data=_data(request))
+    return _form_page(
+        request,
+        form,
+        "confirm_tls_off.html",
+        {"mirror": mirror, "members": mirror.members.all()},
+        lambda data: actions.edit_mirror(
+            request.user, mirror, requires_tls=False, confirm=data["confirm"]
+        ),
+        f"Turning TLS off on {mirror.name}",
+    )
+
+
+@admin_required
+def remove_mirror(request, name):
+    mirror = get_object_or_404(Mirror, name=name.upper())
+    form = forms.RemoveMirrorForm(mirror, data=_data(request))
+    return _form_page(
+        request,
+        form,
+        "confirm_remove_mirror.html",
+        {"mirror": mirror, "members": mirror.members.all(), "databases": mirror.databases.all()},
+        lambda data: actions.remove_mirror(request.user, mirror, **data),
+        f"Removing the mirror {mirror.name} from its members",
+    )
+
+
+@admin_required
+def forget_mirror(request, name):
+    mirror = get_object_or_404(Mirror, name=name.upper())
+    form = forms.ConfirmForm(mirror, data=_data(request))
+    if request.method == "POST" and form.is_valid():
+        try:
+            actions.forget_mirror(request.user, mirror, confirm=form.cleaned_data["confirm"])
+        except ValidationError as exc:
+            _refused(form, exc)
+        else:
+            messages.info(
+                request, f"The portal no longer keeps {mirror.name}; its members were not told."
+            )
+            return redirect("mirror-list")
+    context = {
+        "mirror": mirror,
+        "form": form,
+        "members": mirror.members.all(),
+        "databases": mirror.databases.all(),
+    }
+    return render(request, "members/confirm_forget_mirror.html", context)

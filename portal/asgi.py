@@ -1,7 +1,19 @@
 import gc
 import os
+import warnings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+# WhiteNoise serves static files as a response over a synchronous file iterator, which Django's
+# ASGI handler reads in a worker thread, warning once per process that it must ("Warning:
+# StreamingHttpResponse must consume synchronous iterators ..."): the files are served all
+# the same (evansd/whitenoise#531). The portal streams nothing of its own; a view that did
+# should give an asynchronous iterator, which Django streams without that warning.
+warnings.filterwarnings(
+    "ignore",
+    message="StreamingHttpResponse must consume synchronous iterators",
+    module="django.core.handlers.asgi",
+)
 
 from django.conf import settings  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402

@@ -4,14 +4,29 @@ Used on the embedded default, where the broker is in memory and so only reachabl
 this process. Jobs still go through Celery's queue and run off the request thread.
 """
 
+import logging
 import threading
 
+from celery import signals
 from celery.worker import WorkController
 
 from portal.celery import app
 
+logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _worker: WorkController | None = None
+
+
+class EmbeddedWorker(WorkController):
+    """WorkController (not celery.apps.worker.Worker) installs no signal handlers, which only
+    the main thread may do; it also neither says nor signals that it is ready, which this does
+    as `celery worker` would: one INFO line, then `worker_ready`."""
+
+    def on_consumer_ready(self, consumer):
+        logger.info(
+            "Celery worker %s ready in this process (%d threads)", self.hostname, self.concurrency
+        )
+        signals.worker_ready.send(sender=consumer)
 
 
 def start_embedded_worker(concurrency: int = 2) -> WorkController:
@@ -20,9 +35,7 @@ def start_embedded_worker(concurrency: int = 2) -> WorkController:
     with _lock:
         if _worker is not None:
             return _worker
-        # WorkController (not celery.apps.worker.Worker) installs no signal handlers, which only
-        # the main thread may do.
-        worker = WorkController(
+        worker = EmbeddedWorker(
             app=app,
             pool_cls="threads",
             concurrency=concurrency,

@@ -225,9 +225,15 @@ if any(_agent_tls.values()) and not all(_agent_tls.values()):
     )
 PORTAL_AGENT_TLS = _agent_tls if all(_agent_tls.values()) else None
 
+# Every line names its level and logger, as uvicorn's lines name theirs: on stderr, an INFO
+# line (a Celery task's outcome, the worker's broker connection) then reads as the normal
+# information it is, and a WARNING or ERROR stands out.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"levelled": {"format": "%(levelname)s %(name)s: %(message)s"}},
+    "filters": {"in_memory_broker": {"()": "portal.celery.InMemoryBrokerHasNoHost"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "levelled"}},
+    "loggers": {"kombu.connection": {"filters": ["in_memory_broker"]}},
     "root": {"handlers": ["console"], "level": env_str("PORTAL_LOG_LEVEL", "INFO")},
 }

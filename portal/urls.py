@@ -22,6 +22,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("", include("accounts.urls")),
     path("", include("tasks.urls")),
+    path("", include("members.wizard.urls")),
     path("", include("members.urls")),
 ]
 

@@ -214,6 +214,7 @@ async def list_databases(request: web.Request) -> web.Response:
         "instance": entry.name,
         "member": st.get("member"),
         "status": st.get("status"),
+        "journal_transfer": st.get("journal_transfer"),
         "dejournaling": st.get("dejournaling"),
         "databases": st.get("databases", []),
     }

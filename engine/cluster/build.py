@@ -4,9 +4,9 @@
     python -m engine cluster down -f examples/mirror.toml
 
 From a build plan (engine/cluster/plan.py) the launcher
-  1. makes a throwaway CA and certificates: one per member, one per agent, one for itself
-     (CN=cluster-launcher) and one for the portal (CN=portal), the two clients the agents
-     admit;
+  1. makes a throwaway CA and certificates: one per member and spare, one per agent, one for
+     itself (CN=cluster-launcher) and one for the portal (CN=portal), the two clients the
+     agents admit;
   2. writes each host's agent configuration (mutual TLS) and starts every instance as a
      non-member (`python -m engine instance --data-dir ...`) and every agent, each in its
      own session, logging beside its data, and records them in a state file for `down`
@@ -16,6 +16,9 @@ From a build plan (engine/cluster/plan.py) the launcher
      authorizes them on the primary, waits for Backup / Active and Connected, adds the
      databases (created; added with its data and downloaded; added, restored from a copy of
      the primary's files, activated and caught up), and prints a status summary.
+Spares (engine/cluster/plan.py) go through steps 1 and 2 and get their TLS files in step 3,
+whatever the plan's `tls` (the mirror they join later is not this one), but join nothing: they
+stay running, in no mirror, ready for a mirror made in the portal.
 Only two things touch files directly, as an administrator would on the host: the existing
 data of the databases added to the mirror, and the copy of a dismounted database's files
 (the restore).  Waiting is done on the agents' status streams, not by sleeping.
@@ -39,7 +42,7 @@ from engine.cluster.hosts import (
     wait_started,
 )
 from engine.cluster.launcher import stop_pids
-from engine.cluster.plan import Plan, PlanDatabase, PlanMember, load_plan
+from engine.cluster.plan import Plan, PlanDatabase, PlanMember, PlanSpare, load_plan
 from engine.cluster.watch import BuildError, Watch
 from engine.member.config import TYPE_LABELS
 from engine.storage.store import Store
@@ -66,8 +69,8 @@ class Builder:
     def step(self, text: str) -> None:
         self.out(f"[{time.monotonic() - self.started:6.1f}s] {text}")
 
-    def agent(self, member: PlanMember) -> AgentClient:
-        return self.agents[member.host]
+    def agent(self, instance: PlanMember | PlanSpare) -> AgentClient:
+        return self.agents[instance.host]
 
     @property
     def others(self) -> list[PlanMember]:
@@ -75,9 +78,12 @@ class Builder:
 
     # -- members --------------------------------------------------------------------
     def set_up_tls(self) -> None:
-        for m in self.plan.members:
-            out = self.agent(m).set_tls(m.name, *map(str, member_tls(self.plan, m)))
-            self.step(f"TLS set up on {m.name}: {out.get('dn')}")
+        """The members' TLS files if the mirror requires TLS; the spares' always."""
+        members = self.plan.members if self.plan.tls else []
+        for i in [*members, *self.plan.spares]:
+            out = self.agent(i).set_tls(i.name, *map(str, member_tls(self.plan, i)))
+            spare = "" if isinstance(i, PlanMember) else " (a spare, joined to no mirror)"
+            self.step(f"TLS set up on {i.name}{spare}: {out.get('dn')}")
 
     def create_mirror(self) -> None:
         p = self.plan.primary
@@ -103,6 +109,8 @@ class Builder:
     def authorize_others(self) -> None:
         p = self.plan.primary
         names = {m.name for m in self.others}
+        if not names:
+            return  # a mirror of one member: nobody to authorize
 
         def known(records):
             rows = records.get(p.name, {}).get("members") or []
@@ -220,8 +228,7 @@ class Builder:
         self.step("every database is Normal on the primary and Dejournaling elsewhere")
 
     def run(self) -> None:
-        if self.plan.tls:
-            self.set_up_tls()
+        self.set_up_tls()
         self.create_mirror()
         self.join_others()
         if self.plan.tls:
@@ -234,7 +241,8 @@ class Builder:
         }
         for db in self.plan.databases:
             build[db.how](db)
-        self.wait_databases()
+        if self.plan.databases:
+            self.wait_databases()
 
 
 def _outcome(answer: dict) -> str:
@@ -265,6 +273,19 @@ def summary(plan: Plan, records: dict) -> list[str]:
                 }
                 cells.append(f" {rows.get(db.name, '-'):<14}")
             lines.append(f"  {db.name:<12}" + "".join(cells))
+    if plan.spares:
+        lines.append(
+            f"  {'spare':<12} {'host':<10} {'superserver':<21} {'private (kept free)':<21} "
+            "state, mirror, certificate"
+        )
+        for s in plan.spares:
+            r = records.get(s.name, {})
+            mirror = f"in mirror {r['mirror']}" if r.get("mirror") else "in no mirror"
+            cert = (r.get("certificate") or {}).get("subject_dn") or "no certificate"
+            lines.append(
+                f"  {s.name:<12} {s.host:<10} {s.superserver:<21} {s.private or '-':<21} "
+                f"{r.get('state') or '?'}, {mirror}, {cert}"
+            )
     return lines
 
 
@@ -285,9 +306,11 @@ def cluster_build(path: str) -> int:
         }
         entries = start_processes(plan, identities)
         wait_started(plan, entries, agents)
+        names = ", ".join(s.name for s in plan.spares)
+        spares = f"; spares among them: {names}" if names else ""
         print(
-            f"[{time.monotonic() - started:6.1f}s] {len(plan.members)} instances (not members "
-            f"yet) and {len(plan.hosts)} agents answering; state file {plan.state_path}"
+            f"[{time.monotonic() - started:6.1f}s] {len(plan.instances)} instances (not members "
+            f"yet{spares}) and {len(plan.hosts)} agents answering; state file {plan.state_path}"
         )
         with Watch(agents) as watch:
             Builder(plan, agents, watch, started).run()

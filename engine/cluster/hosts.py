@@ -4,13 +4,14 @@ Everything else goes through the agents (engine/cluster/build.py).
 
 Layout under the plan's data_root:
     certs/ca.pem, ca-key.pem            the throwaway CA (made at run time, never committed)
-    certs/<member>.pem, -key.pem        each member's certificate (CN = member name)
+    certs/<instance>.pem, -key.pem      each member's and spare's certificate (CN = its name)
     certs/agent-<host>.pem, -key.pem    each agent's
     certs/cluster-launcher.pem, -key.pem  the launcher's client identity
     certs/portal.pem, -key.pem          the portal's client identity (PORTAL_AGENT_TLS_*);
                                         these two are the DNs the agents admit
     <host>/agent.toml, agent.log        each host's agent
-    <host>/<member>/                    each instance's data directory and instance.log
+    <host>/<instance>/                  each instance's (member's or spare's) data directory
+                                        and instance.log
     cluster-state.json                  the processes started (what `cluster down` stops)
 """
 
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from engine.client.agent import AgentClient, AgentConnectionError, AgentError
 from engine.cluster.launcher import is_running, port_open, spawn
-from engine.cluster.plan import LOOPBACK, Plan, PlanMember
+from engine.cluster.plan import LOOPBACK, Plan, PlanMember, PlanSpare
 from engine.cluster.watch import BuildError
 from engine.wire.tls import make_ca, make_cert
 
@@ -49,8 +50,8 @@ def make_pki(plan: Plan) -> dict:
     its certificate, key and CA: "client" (the launcher's own) and "portal"."""
     certs = plan.certs
     ca = make_ca(certs, name=f"{plan.mirror} throwaway CA")
-    for m in plan.members:
-        make_cert(ca, certs, m.name, org=ORG, days=CERT_DAYS)
+    for i in plan.instances:
+        make_cert(ca, certs, i.name, org=ORG, days=CERT_DAYS)
     for h in plan.hosts:
         make_cert(ca, certs, f"agent-{h.name}", org=ORG, days=CERT_DAYS)
     me = make_cert(ca, certs, LAUNCHER_CN, org=ORG, days=CERT_DAYS)
@@ -61,9 +62,9 @@ def make_pki(plan: Plan) -> dict:
     }
 
 
-def member_tls(plan: Plan, member: PlanMember) -> tuple[Path, Path, Path]:
+def member_tls(plan: Plan, instance: PlanMember | PlanSpare) -> tuple[Path, Path, Path]:
     c = plan.certs
-    return c / f"{member.name}.pem", c / f"{member.name}-key.pem", c / "ca.pem"
+    return c / f"{instance.name}.pem", c / f"{instance.name}-key.pem", c / "ca.pem"
 
 
 def write_agent_config(plan: Plan, host) -> Path:
@@ -80,16 +81,18 @@ def write_agent_config(plan: Plan, host) -> Path:
         f"allowed_dns = {_toml(CLIENT_DNS)}",
     ]
     for name in host.instances:
-        m = plan.member(name)
+        i = plan.instance(name)
         lines += [
             "",
             "[[instances]]",
-            f"name = {_toml(m.name)}",
-            f"superserver = {_toml(m.superserver)}",
-            f"data_dir = {_toml(plan.data_dir(m))}",
-            f"mirror = {_toml(plan.mirror)}",
-            f"cert = {_toml(c / f'{m.name}.pem')}",
+            f"name = {_toml(i.name)}",
+            f"superserver = {_toml(i.superserver)}",
+            f"data_dir = {_toml(plan.data_dir(i))}",
         ]
+        if isinstance(i, PlanMember):
+            # a spare names no mirror: it has none yet, and the one it joins is not this plan's
+            lines.append(f"mirror = {_toml(plan.mirror)}")
+        lines.append(f"cert = {_toml(c / f'{i.name}.pem')}")
     path = plan.host_dir(host) / "agent.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
@@ -104,14 +107,13 @@ def check_fresh(plan: Plan) -> None:
                 f"mirror {plan.mirror} is running (state file {plan.state_path}); "
                 "run 'cluster down' first"
             )
-    used = [d for d in map(plan.data_dir, plan.members) if (d / "node.json").exists()]
+    used = [d for d in map(plan.data_dir, plan.instances) if (d / "node.json").exists()]
     if used:
         raise BuildError(
             f"{used[0]} holds an instance from an earlier build; remove {plan.root} to build afresh"
         )
-    ports = [h.agent_port for h in plan.hosts]
-    ports += [p for m in plan.members for p in (m.superserver_port, m.private_port) if p]
-    busy = [str(p) for p in ports if port_open(LOOPBACK, p)]
+    # a spare's private port too: the build does not bind it, but its mirror will
+    busy = [str(p) for p in plan.ports if port_open(LOOPBACK, p)]
     if busy:
         raise BuildError(f"ports already in use on {LOOPBACK}: {', '.join(busy)}")
 
@@ -132,13 +134,17 @@ def mark_built(plan: Plan) -> None:
 
 
 def build_running(plan: Plan) -> bool:
-    """Is a finished build of this plan up: every process it started still running and every
-    agent of the plan answering the launcher over mutual TLS?"""
+    """Is a finished build of this plan up: the plan's instances (no more, no fewer) and its
+    agents those it started, every one still running, and every agent answering the launcher
+    over mutual TLS?"""
     state = read_state(plan)
     if not state or not state.get("built"):
         return False
     if not all(is_running(e) for e in state["processes"]):
         return False
+    started = {e["name"] for e in state["processes"] if e["kind"] == "instance"}
+    if started != {i.name for i in plan.instances}:
+        return False  # the plan changed since (a spare added, say)
     ident = state["client"]
     for h in plan.hosts:
         if state["agents"].get(h.name) != h.url:
@@ -173,17 +179,18 @@ def clear_build(plan: Plan) -> list[Path]:
 
 
 def start_processes(plan: Plan, identities: dict) -> list[dict]:
-    """Every instance (a non-member yet) and every agent; the state file lists them, with the
-    agents' addresses and the client identities they admit (make_pki)."""
+    """Every instance (the members' and the spares', none a member yet) and every agent; the
+    state file lists them, with the agents' addresses and the client identities they admit
+    (make_pki)."""
     entries = []
-    for m in plan.members:
-        data_dir = plan.data_dir(m)
-        args = ["instance", "--data-dir", str(data_dir), "--name", m.name]
-        proc = spawn([*args, "--superserver", m.superserver], data_dir / "instance.log")
+    for i in plan.instances:
+        data_dir = plan.data_dir(i)
+        args = ["instance", "--data-dir", str(data_dir), "--name", i.name]
+        proc = spawn([*args, "--superserver", i.superserver], data_dir / "instance.log")
         entries.append(
             {
                 "kind": "instance",
-                "name": m.name,
+                "name": i.name,
                 "pid": proc.pid,
                 "match": str(data_dir),
                 "log": str(data_dir / "instance.log"),
@@ -223,7 +230,7 @@ def wait_started(plan: Plan, entries: list[dict], agents: dict[str, AgentClient]
             if not is_running(e):
                 raise BuildError(f"{e['kind']} {e['name']} exited; see {e['log']}")
             if e["kind"] == "instance":
-                ready = port_open(LOOPBACK, plan.member(e["name"]).superserver_port)
+                ready = port_open(LOOPBACK, plan.instance(e["name"]).superserver_port)
             else:
                 try:
                     ready = bool(agents[e["name"]].health())

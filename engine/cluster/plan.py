@@ -11,7 +11,7 @@
     [[hosts]]                         # one agent per host, on 127.0.0.1
     name = "hosta"
     agent = 52180                     # the agent's port
-    instances = ["MIRRORA"]           # the members whose instance runs on this host
+    instances = ["MIRRORA"]           # the members (and spares) whose instance runs here
 
     [[members]]                       # in order: the first failover member becomes primary
     name = "MIRRORA"
@@ -25,6 +25,15 @@
     rows = 100                        # records written on the primary
     members = ["MIRRORA", ...]        # optional: who holds it (default every member; only
                                       # reporting asyncs may be left out, guide §4.8)
+
+    [[spares]]                        # optional: an instance started, given its certificate
+    name = "SHOPA"                    #   and TLS files, but joined to nothing: ready for a
+    superserver = 52140               #   mirror made later (in the portal's wizard, say)
+    private = 52141                   # optional: kept free for it as a failover member
+
+A spare's name is also its instance's name, under the stricter of the member-name rules (it
+may become any type of member); member and spare names are unique together, every port is
+distinct, and every member and spare runs on exactly one host.
 
 Every port is on the loopback address: this launcher builds a whole mirror on one machine.
 """
@@ -56,13 +65,11 @@ class PlanHost:
         return f"https://{LOOPBACK}:{self.agent_port}"
 
 
-@dataclass
-class PlanMember:
-    name: str
-    type: str
+class _Addresses:
+    """The addresses of an instance the launcher starts, from its ports on the loopback."""
+
     superserver_port: int
     private_port: int | None
-    host: str = ""
 
     @property
     def superserver(self) -> str:
@@ -71,6 +78,30 @@ class PlanMember:
     @property
     def private(self) -> str | None:
         return None if self.private_port is None else f"{LOOPBACK}:{self.private_port}"
+
+    @property
+    def ports(self) -> list[int]:
+        return [p for p in (self.superserver_port, self.private_port) if p is not None]
+
+
+@dataclass
+class PlanMember(_Addresses):
+    name: str
+    type: str
+    superserver_port: int
+    private_port: int | None
+    host: str = ""
+
+
+@dataclass
+class PlanSpare(_Addresses):
+    """An instance started beside the mirror but joined to nothing (its private port, if
+    any, is only kept free in the plan: it is bound when the instance joins as failover)."""
+
+    name: str
+    superserver_port: int
+    private_port: int | None
+    host: str = ""
 
 
 @dataclass
@@ -90,6 +121,7 @@ class Plan:
     members: list[PlanMember]
     databases: list[PlanDatabase]
     source: Path
+    spares: list[PlanSpare] = field(default_factory=list)
 
     @property
     def primary(self) -> PlanMember:
@@ -98,11 +130,24 @@ class Plan:
     def member(self, name: str) -> PlanMember:
         return next(m for m in self.members if m.name == name.upper())
 
+    @property
+    def instances(self) -> list[PlanMember | PlanSpare]:
+        """Every instance the launcher starts: the members, then the spares."""
+        return [*self.members, *self.spares]
+
+    def instance(self, name: str) -> PlanMember | PlanSpare:
+        return next(i for i in self.instances if i.name == name.upper())
+
+    @property
+    def ports(self) -> list[int]:
+        """Every port of the plan: the agents', then the instances' (private ones included)."""
+        return [h.agent_port for h in self.hosts] + [p for i in self.instances for p in i.ports]
+
     def host(self, name: str) -> PlanHost:
         return next(h for h in self.hosts if h.name == name)
 
-    def data_dir(self, member: PlanMember) -> Path:
-        return self.root / member.host / member.name
+    def data_dir(self, instance: PlanMember | PlanSpare) -> Path:
+        return self.root / instance.host / instance.name
 
     def host_dir(self, host: PlanHost) -> Path:
         return self.root / host.name
@@ -146,9 +191,9 @@ def _port(value, where: str) -> int:
     return value
 
 
-def _names(value, where: str) -> list[str]:
+def _names(value, where: str, what: str = "member names") -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where}: expected a list of member names")
+        raise ConfigError(f"{where}: expected a list of {what}")
     return [v.upper() for v in value]
 
 
@@ -196,6 +241,75 @@ def _member(raw: dict, i: int) -> PlanMember:
     )
 
 
+SPARE_KEYS = ("name", "superserver", "private")
+
+
+def _spare(raw: dict, i: int) -> PlanSpare:
+    where = f"spares[{i}]"
+    unknown = sorted(set(raw) - set(SPARE_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{where}.{unknown[0]}: a spare has only {', '.join(SPARE_KEYS)} "
+            "(it becomes a member, of any type, when it joins a mirror)"
+        )
+    try:
+        # it may join as any type: the stricter rule (an async's), which also suits a directory
+        name = check_member_name("plan", raw.get("name"), "dr")
+    except Refused as exc:
+        raise _refused(f"{where}.name", exc) from None
+    private = raw.get("private")
+    return PlanSpare(
+        name,
+        _port(raw.get("superserver"), f"{where}.superserver"),
+        None if private is None else _port(private, f"{where}.private"),
+    )
+
+
+def _spares(data: dict, members: list[PlanMember]) -> list[PlanSpare]:
+    raw = data.get("spares", [])
+    if not isinstance(raw, list) or not all(isinstance(s, dict) for s in raw):
+        raise ConfigError("spares: expected [[spares]] tables")
+    spares = []
+    taken = {m.name: "a member" for m in members}
+    for i, item in enumerate(raw):
+        spare = _spare(item, i)
+        if spare.name in taken:
+            raise ConfigError(
+                f"spares[{i}].name: {spare.name} is already the name of {taken[spare.name]} "
+                "(member and spare names are unique together: each is an instance's)"
+            )
+        taken[spare.name] = "another spare"
+        spares.append(spare)
+    return spares
+
+
+def _hosts(data: dict, instances: list[PlanMember | PlanSpare]) -> list[PlanHost]:
+    """The hosts, each member and spare placed on the one that names it."""
+    by_name = {i.name: i for i in instances}
+    hosts = []
+    for i, raw in enumerate(_tables(data, "hosts")):
+        where = f"hosts[{i}]"
+        hname = raw.get("name")
+        if not isinstance(hname, str) or not _HOST_NAME.match(hname):
+            raise ConfigError(f"{where}.name: 1-32 letters, digits, _ or -")
+        names = _names(raw.get("instances"), f"{where}.instances", "member or spare names")
+        host = PlanHost(hname, _port(raw.get("agent"), f"{where}.agent"), names)
+        for name in host.instances:
+            instance = by_name.get(name)
+            if instance is None:
+                raise ConfigError(f"{where}.instances: no member or spare named {name}")
+            if instance.host:
+                raise ConfigError(f"{where}.instances: {name} is already on host {instance.host}")
+            instance.host = hname
+        hosts.append(host)
+    if len({h.name for h in hosts}) != len(hosts):
+        raise ConfigError("hosts: names must be unique")
+    homeless = [i.name for i in instances if not i.host]
+    if homeless:
+        raise ConfigError(f"hosts: no host runs {', '.join(homeless)}")
+    return hosts
+
+
 def _database(raw: dict, i: int, members: list[PlanMember]) -> PlanDatabase:
     where = f"databases[{i}]"
     try:
@@ -235,39 +349,22 @@ def parse_plan(data: dict, base: Path, source: Path) -> Plan:
         rules.check_member_mix(name, [m.type for m in members])
     except rules.RuleError as exc:
         raise ConfigError(f"members: {exc.message}") from None
-    hosts = []
-    for i, raw in enumerate(_tables(data, "hosts")):
-        where = f"hosts[{i}]"
-        hname = raw.get("name")
-        if not isinstance(hname, str) or not _HOST_NAME.match(hname):
-            raise ConfigError(f"{where}.name: 1-32 letters, digits, _ or -")
-        host = PlanHost(
-            hname, _port(raw.get("agent"), f"{where}.agent"), _names(raw.get("instances"), where)
-        )
-        for inst in host.instances:
-            if inst not in names:
-                raise ConfigError(f"{where}.instances: no member named {inst}")
-            member = members[names.index(inst)]
-            if member.host:
-                raise ConfigError(f"{where}.instances: {inst} is already on host {member.host}")
-            member.host = hname
-        hosts.append(host)
-    if len({h.name for h in hosts}) != len(hosts):
-        raise ConfigError("hosts: names must be unique")
-    homeless = [m.name for m in members if not m.host]
-    if homeless:
-        raise ConfigError(f"hosts: no host runs {', '.join(homeless)}")
-    ports = [h.agent_port for h in hosts]
-    ports += [p for m in members for p in (m.superserver_port, m.private_port) if p]
+    spares = _spares(data, members)
+    hosts = _hosts(data, [*members, *spares])
+    ports = [h.agent_port for h in hosts] + [p for i in (*members, *spares) for p in i.ports]
     if len(set(ports)) != len(ports):
-        raise ConfigError("ports: every agent, superserver and private port must be distinct")
+        twice = sorted({p for p in ports if ports.count(p) > 1})
+        raise ConfigError(
+            "ports: every agent, superserver and private port must be distinct "
+            f"({', '.join(map(str, twice))} given more than once)"
+        )
     raw_dbs = data.get("databases", [])
     if not isinstance(raw_dbs, list) or not all(isinstance(d, dict) for d in raw_dbs):
         raise ConfigError("databases: expected [[databases]] tables")
     databases = [_database(raw, i, members) for i, raw in enumerate(raw_dbs)]
     if len({d.name for d in databases}) != len(databases):
         raise ConfigError("databases: names must be unique")
-    return Plan(name, settings, root, hosts, members, databases, source)
+    return Plan(name, settings, root, hosts, members, databases, source, spares)
 
 
 def load_plan(path: str | Path) -> Plan:

@@ -7,6 +7,7 @@ length and uniqueness checks run in `full_clean()` after the name is normalized 
 """
 
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from members import rules
 from members.models import (
@@ -155,6 +156,21 @@ class ImportMirrorSerializer(serializers.Serializer):
     )
 
 
+class ConfirmField(serializers.CharField):
+    """The mirror's name, typed again to confirm a destructive operation. Missing or blank is
+    refused like a wrong name (members.actions.check_confirmed: code not_confirmed, a message
+    naming the mirror), not with a bare "required"."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("help_text", "The mirror's name, typed to confirm (any case).")
+        super().__init__(max_length=64, allow_blank=True, **kwargs)
+
+    def validate_empty_values(self, data):
+        if data is empty:
+            return True, ""
+        return super().validate_empty_values(data)
+
+
 class SettingField(SettingChoiceField, ChoiceField):
     """A setting's choice: the catalog's reason code for a value it refuses, and the valid values
     in the message."""
@@ -185,6 +201,10 @@ class MirrorSettingsSerializer(serializers.Serializer):
 class EditMirrorSerializer(MirrorSettingsSerializer):
     skip_verify = serializers.BooleanField(
         default=False, help_text="Turn TLS on even if a member fails Verify SSL."
+    )
+    confirm = ConfirmField(
+        required=False,
+        help_text="The mirror's name: needed only to turn TLS off (requires_tls false).",
     )
 
 
@@ -237,7 +257,7 @@ class LeaveMirrorSerializer(serializers.Serializer):
 
 
 class ConfirmSerializer(serializers.Serializer):
-    confirm = serializers.CharField(max_length=64, help_text="The mirror's name.")
+    confirm = ConfirmField()
 
 
 class RemoveMirrorSerializer(ConfirmSerializer):

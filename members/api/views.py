@@ -5,7 +5,8 @@ same number of queries whatever its length), a serializer and a filterset. A mir
 what its members last answered, so they are never written here: every change is an operation
 that checks the request (members.actions) and answers 202 with the job that does it on the
 members. Only the portal's own records (hosts, a database's startup flag) are edited directly.
-Operators run operations; admins change configuration and decide on members.
+Operators run operations; admins change configuration and decide on members. Destructive calls
+carry `confirm`, the mirror's name; without it they are a 400 `not_confirmed` and nothing starts.
 """
 
 from django.db.models import Prefetch
@@ -111,7 +112,7 @@ class MirrorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     serializer_class = s.MirrorSerializer
     filterset_class = filters.MirrorFilter
     ordering_fields = ["name", "created_at", "updated_at"]
-    action_roles = {"refresh": OPERATOR, "create_database": OPERATOR}
+    action_roles = {"refresh": OPERATOR, "review": OPERATOR, "create_database": OPERATOR}
 
     @extend_schema(request=s.CreateMirrorSerializer, responses=ACCEPTED)
     def create(self, request):
@@ -125,9 +126,16 @@ class MirrorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         """Read every member and record what changed (and any drift of settings)."""
         return accepted(actions.refresh_mirror(request.user, self.get_object()))
 
+    @operation()
+    def review(self, request, pk=None):
+        """Ask every member how it stands (status, journal transfer, dejournaling, copies): the
+        review after creation (guide §4.7.4); the job's result holds the answers."""
+        return accepted(actions.review_mirror(request.user, self.get_object()))
+
     @operation(s.EditMirrorSerializer, url_path="settings")
     def edit_settings(self, request, pk=None):
-        """Change settings: the engine's on the primary (turning TLS on runs Verify SSL first)."""
+        """Change settings: the engine's on the primary (turning TLS on runs Verify SSL first;
+        turning it off needs confirm, the mirror's name)."""
         return accepted(
             actions.edit_mirror(
                 request.user, self.get_object(), **body(request, s.EditMirrorSerializer)
@@ -212,10 +220,14 @@ class MemberViewSet(viewsets.ReadOnlyModelViewSet):
         port = body(request, s.SuperserverPortSerializer)["port"]
         return accepted(actions.set_superserver_port(request.user, self.get_object(), port))
 
-    @operation()
+    @operation(s.ConfirmSerializer)
     def remove(self, request, pk=None):
-        """The primary removes this member from the mirror."""
-        return accepted(actions.remove_member(request.user, self.get_object()))
+        """The primary removes this member from the mirror (confirm: the mirror's name)."""
+        return accepted(
+            actions.remove_member(
+                request.user, self.get_object(), **body(request, s.ConfirmSerializer)
+            )
+        )
 
     @operation(s.LeaveMirrorSerializer)
     def leave(self, request, pk=None):
@@ -286,9 +298,11 @@ class PendingMemberViewSet(viewsets.ReadOnlyModelViewSet):
         """Authorize the member on the primary, by the DN it presented; waits until it connects."""
         return accepted(actions.authorize_member(request.user, self._decision_target()))
 
-    @operation()
+    @operation(s.ConfirmSerializer)
     def reject(self, request, pk=None):
-        return accepted(actions.reject_member(request.user, self._decision_target()))
+        """Reject the member on the primary (confirm: the mirror's name)."""
+        confirm = body(request, s.ConfirmSerializer)
+        return accepted(actions.reject_member(request.user, self._decision_target(), **confirm))
 
 
 class DNUpdateViewSet(viewsets.ReadOnlyModelViewSet):
@@ -376,10 +390,11 @@ class DatabaseCopyViewSet(viewsets.ReadOnlyModelViewSet):
     def dismount(self, request, pk=None):
         return self._run("dismount")
 
-    @operation()
+    @operation(s.ConfirmSerializer)
     def remove(self, request, pk=None):
-        """The member stops holding the database (it stays in the mirror)."""
-        return self._run("remove")
+        """The member stops holding the database (it stays in the mirror); confirm: the
+        mirror's name."""
+        return self._run("remove", **body(request, s.ConfirmSerializer))
 
     @operation()
     def pause(self, request, pk=None):

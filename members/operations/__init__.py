@@ -11,6 +11,7 @@ HANDLERS = {
     "check_host": discovery.check_host,
     "import_mirror": discovery.import_mirror,
     "refresh_mirror": discovery.refresh_mirror,
+    "review_mirror": discovery.review_mirror,
     "adopt_settings": discovery.adopt_settings,
     "reapply_settings": discovery.reapply_settings,
     "set_instance_tls": discovery.set_instance_tls,

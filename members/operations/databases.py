@@ -5,6 +5,7 @@ ends with a refresh."""
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from members.agents import AgentConnectionError, AgentError, refusals
 from members.models import DatabaseCopy
@@ -180,6 +181,11 @@ def catchup_databases(run):
     member, mirror = member_of(run), mirror_of(run)
     names = [n.upper() for n in run.params["databases"]]
     with where(mirror.name, member.name) as place:
+        for name in run.params.get("restored", []):
+            if _row(place, mirror.name, name) is None:
+                add = partial(place.agent.add_database, mirror=mirror.name)
+                answer = _ask(run, place, add, name)
+                run.step(f"Restored copy of {name} added on {member.name}: {answer.get('status')}")
         with refusals(f"Catching up {', '.join(names)} on {member.name}"):
             place.agent.catchup(place.instance, names)
         run.step(f"Catch-up of {', '.join(names)} started on {member.name}", progress=10)

@@ -103,6 +103,31 @@ def refresh_mirror(run):
     return refresh(run, mirror)
 
 
+def review_mirror(run):
+    """Every member asked now how it stands, for the review after creation (guide §4.7.4): its
+    status, journal transfer, dejournaling and copies, as it reports them."""
+    mirror = mirror_of(run)
+    run.step(f"Asking each member of {mirror.name} how it stands", progress=20)
+    view = read(mirror)
+    result = refresh(run, mirror, view=view)
+    result["review"] = [
+        {
+            "name": m.name,
+            "type": m.type,
+            "authorized": m.authorized,
+            "dn": m.dn,
+            "status": m.status,
+            "journal_transfer": m.journal_transfer,
+            "dejournaling": m.dejournaling,
+            "databases": m.databases,
+            "problem": m.problem,
+        }
+        for m in view.members
+    ]
+    result["requires_tls"] = bool(view.settings.get("tls"))
+    return result
+
+
 def adopt_settings(run):
     """The primary's settings become the portal's: the drift is accepted."""
     mirror = mirror_of(run)

@@ -55,6 +55,7 @@ def fill(value, ids):
     return value
 
 
+CONFIRMED = {"confirm": "ALPHA"}  # the mirror's name: destructive calls need it
 TLS_FILES = {"cert": "/tls/iris.pem", "key": "/tls/iris.key", "ca": "/tls/ca.pem"}
 OPERATIONS = [
     # hosts and instances
@@ -125,6 +126,7 @@ OPERATIONS = [
         "host:spare_host",
     ),
     Op("operator", "/mirrors/{mirror}/refresh/", None, "refresh_mirror", {}, "mirror:mirror", True),
+    Op("operator", "/mirrors/{mirror}/review/", None, "review_mirror", {}, "mirror:mirror", True),
     Op(
         "admin",
         "/mirrors/{mirror}/settings/",
@@ -216,7 +218,7 @@ OPERATIONS = [
     Op(
         "admin",
         "/members/{member}/remove/",
-        None,
+        {"confirm": "alpha"},  # the mirror's name, any case
         "remove_member",
         {},
         "member:member",
@@ -305,7 +307,7 @@ OPERATIONS = [
     Op(
         "admin",
         "/pending-members/{pending}/reject/",
-        None,
+        {"confirm": "ALPHA"},
         "reject_member",
         {},
         "member:pending",
@@ -375,11 +377,20 @@ OPERATIONS = [
             ("download", "download_database"),
             ("activate", "activate_database"),
             ("dismount", "dismount_database"),
-            ("remove", "remove_database"),
             ("pause", "pause_dejournaling"),
             ("resume", "resume_dejournaling"),
         ]
     ],
+    Op(
+        "operator",
+        "/database-copies/{copy}/remove/",
+        {"confirm": "Alpha"},
+        "remove_database",
+        {},
+        "databasecopy:copy",
+        True,
+        "member",
+    ),
     Op(
         "operator",
         "/database-copies/{copy}/mount/",
@@ -554,6 +565,61 @@ def test_removing_or_forgetting_a_mirror_needs_its_name_typed(world, api, action
     assert not Job.objects.filter(kind="remove_mirror").exists()
 
 
+# Every destructive call, and the body it takes besides the confirmation.
+DESTRUCTIVE = {
+    "remove mirror": ("/mirrors/{mirror}/remove/", {"remove_tls": True}),
+    "forget mirror": ("/mirrors/{mirror}/forget/", {}),
+    "turn TLS off": ("/mirrors/{mirror}/settings/", {"requires_tls": False}),
+    "remove member": ("/members/{member}/remove/", {}),
+    "reject member": ("/pending-members/{pending}/reject/", {}),
+    "remove database copy": ("/database-copies/{copy}/remove/", {}),
+}
+
+
+@pytest.mark.parametrize("confirm", [None, "", "  ", "ALPH", "BETA", "ALPHA1"])
+@pytest.mark.parametrize("call", DESTRUCTIVE)
+def test_a_destructive_call_without_the_mirrors_name_is_refused_and_starts_nothing(
+    world, api, call, confirm
+):
+    path, body = DESTRUCTIVE[call]
+    if confirm is not None:
+        body = body | {"confirm": confirm}
+    jobs_before = Job.objects.count()
+
+    response = api.post(V1 + fill(path, ids_of(world)), body, format="json")
+
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["fields"]["confirm"] == [
+        {"code": "not_confirmed", "message": "Type the mirror's name, ALPHA, to confirm."}
+    ]
+    assert error["message"] == "Type the mirror's name, ALPHA, to confirm."
+    assert Job.objects.count() == jobs_before
+    assert Mirror.objects.filter(pk=world.mirror.pk, requires_tls=True).exists()
+    assert Member.objects.filter(pk=world.pending.pk).exists()
+
+
+def test_turning_tls_off_with_the_mirrors_name_asks_the_primary(world, api):
+    response = api.post(
+        V1 + f"/mirrors/{world.mirror.pk}/settings/",
+        {"requires_tls": False, "confirm": "alpha"},
+        format="json",
+    )
+
+    assert response.status_code == 202, response.content
+    assert response.json()["params"] == {"settings": {"tls": False}, "skip_verify": False}
+
+
+def test_other_settings_and_turning_tls_on_need_no_confirmation(world, api):
+    Mirror.objects.filter(pk=world.mirror.pk).update(requires_tls=False)
+    path = V1 + f"/mirrors/{world.mirror.pk}/settings/"
+
+    on = api.post(path, {"requires_tls": True}, format="json")
+    tls_already_off = api.post(path, {"requires_tls": False}, format="json")
+
+    assert (on.status_code, tls_already_off.status_code) == (202, 202)
+
+
 def test_forgetting_a_mirror_unregisters_it_from_the_portal_only(world, api, admin_user):
     path = V1 + f"/mirrors/{world.mirror.pk}/"
 
@@ -575,7 +641,9 @@ def test_forgetting_a_mirror_unregisters_it_from_the_portal_only(world, api, adm
 # --- Members and pending members ----------------------------------------------------------
 def test_a_member_not_pending_cannot_be_authorized_or_rejected(world, api):
     for decision in ("authorize", "reject"):
-        response = api.post(V1 + f"/pending-members/{world.member.pk}/{decision}/")
+        response = api.post(
+            V1 + f"/pending-members/{world.member.pk}/{decision}/", CONFIRMED, format="json"
+        )
 
         assert response.status_code == 409
         assert response.json()["error"]["code"] == "not_pending"
@@ -605,9 +673,10 @@ def dn_update_of_pending(world):
 @pytest.mark.parametrize("first", ["authorize", "reject"])
 def test_no_second_decision_while_one_is_under_way(world, api, first, second):
     ids = {"pending": world.pending.pk, "pending_dn": dn_update_of_pending(world).pk}
-    assert api.post(V1 + f"/pending-members/{world.pending.pk}/{first}/").status_code == 202
+    path = V1 + f"/pending-members/{world.pending.pk}/{first}/"
+    assert api.post(path, CONFIRMED, format="json").status_code == 202
 
-    response = api.post(V1 + second.format(**ids))
+    response = api.post(V1 + second.format(**ids), CONFIRMED, format="json")
 
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "in_progress"
@@ -618,7 +687,9 @@ def test_a_running_decision_blocks_another_too(world, api):
     api.post(V1 + f"/pending-members/{world.pending.pk}/authorize/")
     assert mark_running(Job.objects.get(kind="authorize_member"))
 
-    response = api.post(V1 + f"/pending-members/{world.pending.pk}/reject/")
+    response = api.post(
+        V1 + f"/pending-members/{world.pending.pk}/reject/", CONFIRMED, format="json"
+    )
 
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "in_progress"
@@ -649,7 +720,8 @@ def test_decisions_on_one_member_do_not_block_another_members(world, api):
     other = factories.member(world.mirror, name="ALPHADR", member_type="dr", x509_dn="CN=dr")
     assert api.post(V1 + f"/pending-members/{world.pending.pk}/authorize/").status_code == 202
 
-    assert api.post(V1 + f"/pending-members/{other.pk}/reject/").status_code == 202
+    reject = api.post(V1 + f"/pending-members/{other.pk}/reject/", CONFIRMED, format="json")
+    assert reject.status_code == 202
 
 
 def test_on_a_tls_mirror_a_member_without_a_dn_cannot_be_authorized(world, api):
@@ -662,7 +734,8 @@ def test_on_a_tls_mirror_a_member_without_a_dn_cannot_be_authorized(world, api):
     assert response.json()["error"]["fields"]["non_field_errors"][0]["code"] == "no_dn"
     assert not Job.objects.filter(member=anonymous).exists()
     # ...but it can be rejected
-    assert api.post(V1 + f"/pending-members/{anonymous.pk}/reject/").status_code == 202
+    reject = api.post(V1 + f"/pending-members/{anonymous.pk}/reject/", CONFIRMED, format="json")
+    assert reject.status_code == 202
 
 
 def test_a_dn_update_already_decided_is_refused(world, api):

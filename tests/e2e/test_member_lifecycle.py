@@ -75,7 +75,7 @@ def test_a_mirror_lives_and_is_removed_through_the_api(fresh_hosts, portal, work
     job = portal.run(f"/members/{rep['id']}/clear-failover-db/", {"databases": ["USER"]})
     assert job["result"]["cleared"] == ["USER"]
     assert statuses(site, "REP")["USER"]["failover_db"] is False
-    portal.run(f"/database-copies/{copy_on(portal, 'REP')['id']}/remove/")
+    portal.run(f"/database-copies/{copy_on(portal, 'REP')['id']}/remove/", {"confirm": "life"})
     assert "USER" not in statuses(site, "REP")
     assert portal.get("/database-copies/", member=rep["id"])["count"] == 0
 
@@ -92,7 +92,7 @@ def test_a_mirror_lives_and_is_removed_through_the_api(fresh_hosts, portal, work
 
     # DR leaves by itself; the primary removes REP
     portal.run(f"/members/{dr['id']}/leave/")
-    portal.run(f"/members/{rep['id']}/remove/")
+    portal.run(f"/members/{rep['id']}/remove/", {"confirm": "life"})
     assert set(members_on_primary(site)) == {"A", "B"}
     assert {m["name"] for m in portal.get("/members/", mirror=mirror["id"])["results"]} == {
         "A",

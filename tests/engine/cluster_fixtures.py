@@ -1,5 +1,6 @@
 """Real multi-process mirrors for the engine tests: free ports (engine/cluster/ports.py, shared
-with bench/), config files, member processes.
+with bench/), config files, member processes; and for build plans (`cluster build`), the
+command line, the agents it started and the logs it left.
 
 Import the fixtures into a test module with
     from tests.engine.cluster_fixtures import make_cluster_fixture  # noqa: F401
@@ -13,11 +14,13 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from engine.client.agent import AgentClient
 from engine.client.app import Client, EngineError
 from engine.cluster.launcher import start_member, wait_ready
 from engine.cluster.ports import free_ports
@@ -25,6 +28,7 @@ from engine.member.config import load_config
 from engine.wire.admin_token import read_token
 
 DEFAULT_TYPES = ("failover", "failover", "dr", "ro_reporting")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_for(predicate, timeout: float = 15.0, what: str = "condition", interval: float = 0.02):
@@ -223,3 +227,36 @@ def started_cluster(directory: Path, types=DEFAULT_TYPES, **kw):
         yield cluster
     finally:
         cluster.close()
+
+
+# -- build plans (`python -m engine cluster build`) ----------------------------------------
+
+
+def cluster_cli(*args, timeout=180) -> subprocess.CompletedProcess:
+    """`python -m engine cluster ARGS` as a process of its own, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "engine", "cluster", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def log_tails(root: Path, lines: int = 15) -> str:
+    """The last lines of every agent and instance log a build left under `root` (its
+    data_root), for a failed assertion's message."""
+    out = []
+    for log in sorted([*root.glob("*/agent.log"), *root.glob("*/*/instance.log")]):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        out.append(f"\n--- {log.relative_to(root)}\n" + "\n".join(tail))
+    return "".join(out)
+
+
+def agent_for(state: dict, host: str, who: str = "client") -> AgentClient:
+    """A client of `host`'s agent with one of the identities the build made ("client": the
+    launcher's, "portal": the portal's), from the build's state file."""
+    ident = state[who]
+    return AgentClient(
+        state["agents"][host], cert=ident["cert"], key=ident["key"], ca=ident["ca"], timeout=10
+    )

@@ -10,16 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.client.agent import AgentClient
 from engine.client.app import Client
 from engine.cluster.hosts import build_running, clear_build
 from engine.cluster.launcher import is_running
 from engine.cluster.plan import load_plan, parse_plan
 from engine.cluster.watch import BuildError
 from engine.member.config import ConfigError
-from tests.engine.cluster_fixtures import free_ports
+from tests.engine.cluster_fixtures import ROOT, agent_for, cluster_cli, free_ports, log_tails
 
-ROOT = Path(__file__).resolve().parents[2]
 MEMBERS = {"A": "failover", "B": "failover", "DR": "dr", "REP": "ro_reporting"}
 HOSTS = {"h1": ["A", "DR"], "h2": ["B", "REP"]}
 DATABASES = {"USER": "create", "APP": "download", "LEGACY": "restore"}
@@ -42,30 +40,12 @@ def plan_text(ports: list[int]) -> str:
     return "\n".join(lines)
 
 
-def cli(*args, timeout=180) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "engine", "cluster", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
-
-
-def log_tails(root: Path, lines: int = 15) -> str:
-    out = []
-    for log in sorted([*root.glob("*/agent.log"), *root.glob("*/*/instance.log")]):
-        tail = log.read_text(errors="replace").splitlines()[-lines:]
-        out.append(f"\n--- {log.relative_to(root)}\n" + "\n".join(tail))
-    return "".join(out)
-
-
 @pytest.fixture
 def built(tmp_path):
     """The plan built by a real `cluster build` process; `cluster down` at the end."""
     plan = tmp_path / "plan.toml"
     plan.write_text(plan_text(free_ports(len(HOSTS) + len(MEMBERS) + 2)))
-    build = cli("build", "-f", str(plan))
+    build = cluster_cli("build", "-f", str(plan))
     state_path = tmp_path / "var" / "cluster-state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else None
     try:
@@ -73,16 +53,9 @@ def built(tmp_path):
         yield plan, state, build.stdout
     finally:
         if state_path.exists():
-            cli("down", "-f", str(plan))
+            cluster_cli("down", "-f", str(plan))
         for e in (state or {}).get("processes", []):
             assert not is_running(e), f"{e['kind']} {e['name']} still runs"
-
-
-def agent_for(state: dict, host: str, who: str = "client") -> AgentClient:
-    ident = state[who]
-    return AgentClient(
-        state["agents"][host], cert=ident["cert"], key=ident["key"], ca=ident["ca"], timeout=10
-    )
 
 
 def superserver(plan: Path, member: str) -> str:
@@ -149,13 +122,13 @@ def test_a_tls_mirror_with_three_databases_is_built_through_the_agents_then_take
         assert c.get("LEGACY", "Existing", (7,)) == "existing 7"
         assert c.get("LEGACY", "Build", ("after-copy", 299)) == "after-copy 299"
 
-    again = cli("build", "-f", str(plan))
+    again = cluster_cli("build", "-f", str(plan))
     assert again.returncode == 1
     assert "is running" in again.stderr and "cluster down" in again.stderr
     with pytest.raises(BuildError, match="is running"):
         clear_build(load_plan(plan))
 
-    down = cli("down", "-f", str(plan))
+    down = cluster_cli("down", "-f", str(plan))
     assert down.returncode == 0, down.stderr
     assert "6 processes stopped" in down.stdout  # 4 instances, 2 agents
     for e in state["processes"]:
@@ -191,7 +164,7 @@ def plan_data(**changes) -> dict:
         ("members", lambda ms: ms[0].pop("private"), r"members\[0\].private"),
         ("members", lambda ms: ms[1].update(superserver=7000), "distinct"),
         ("hosts", lambda hs: hs[0].update(instances=["A"]), "no host runs R"),
-        ("hosts", lambda hs: hs[0].update(instances=["A", "R", "X"]), "no member named X"),
+        ("hosts", lambda hs: hs[0].update(instances=["A", "R", "X"]), "no member or spare named X"),
         ("databases", lambda ds: ds[0].update(how="clone"), "create, download, restore"),
         ("databases", lambda ds: ds[0].update(members=["R"]), "missing A"),
     ],
@@ -209,9 +182,9 @@ def test_a_reporting_async_may_hold_only_some_databases(tmp_path):
 
 
 def test_up_with_a_plan_and_build_with_a_mirror_file_say_which_command_fits():
-    up = cli("up", "-f", str(ROOT / "examples" / "mirror.toml"))
+    up = cluster_cli("up", "-f", str(ROOT / "examples" / "mirror.toml"))
     assert up.returncode == 2 and "use 'cluster build" in up.stderr
-    build = cli("build", "-f", str(ROOT / "examples" / "cluster.toml"))
+    build = cluster_cli("build", "-f", str(ROOT / "examples" / "cluster.toml"))
     assert build.returncode == 2 and "for 'cluster up', not a build plan" in build.stderr
 
 

@@ -1,7 +1,8 @@
 """The demo mirror of `make run`, for real: a TLS mirror built by `python -m engine cluster build`
 (agents and instances as processes), registered in the portal by `manage.py ensure_demo_mirror`,
 and checked by the portal's "check host" job over mutual TLS with the certificate the build
-made for the portal."""
+made for the portal. Beside the mirror runs a spare instance, in no mirror, which the import
+leaves alone and the host check lists with its certificate (ready for the wizard)."""
 
 import io
 import json
@@ -16,7 +17,7 @@ from django.core.management import call_command
 from accounts.models import AuditEvent
 from engine.cluster.launcher import is_running
 from members import services
-from members.models import DatabaseCopy, Host, Member, Mirror, MirroredDatabase
+from members.models import DatabaseCopy, Host, Instance, Member, Mirror, MirroredDatabase
 from tasks.models import Job
 from tasks.services import start_job
 from tests.engine.cluster_fixtures import free_ports
@@ -25,8 +26,9 @@ from tests.jobs.conftest import wait_until_final
 pytestmark = [pytest.mark.jobs, pytest.mark.timeout(240)]
 
 ROOT = Path(__file__).resolve().parents[2]
-HOSTS = {"alpha": ["A"], "beta": ["B", "REP"]}
+HOSTS = {"alpha": ["A", "SPARE"], "beta": ["B", "REP"]}
 MEMBERS = {"A": "failover", "B": "failover", "REP": "ro_reporting"}
+SPARES = ["SPARE"]
 
 
 def plan_text(ports) -> str:
@@ -42,6 +44,9 @@ def plan_text(ports) -> str:
         if mtype == "failover":
             lines.append(f"private = {next(ports)}")
         lines.append("")
+    for name in SPARES:
+        lines += ["[[spares]]", f'name = "{name}"', f"superserver = {next(ports)}"]
+        lines += [f"private = {next(ports)}", ""]
     lines += ["[[databases]]", 'name = "ORDERS"', 'how = "create"', "rows = 20", ""]
     lines += ["[[databases]]", 'name = "STOCK"', 'how = "create"', "rows = 20"]
     lines.append('members = ["A", "B"]')  # a reporting async may hold only some
@@ -63,7 +68,7 @@ def demo(tmp_path_factory):
     """A plan built by a real `cluster build`: (plan path, state file contents)."""
     directory = tmp_path_factory.mktemp("demo")
     plan = directory / "plan.toml"
-    plan.write_text(plan_text(free_ports(len(HOSTS) + len(MEMBERS) + 2)))
+    plan.write_text(plan_text(free_ports(len(HOSTS) + len(MEMBERS) + 2 + 2 * len(SPARES))))
     build = cluster("build", "-f", str(plan))
     state_path = directory / "var" / "cluster-state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
@@ -71,7 +76,8 @@ def demo(tmp_path_factory):
         assert build.returncode == 0, build.stdout + build.stderr
         # what the teardown below checks is stopped: every instance and agent of the plan
         started = sorted((e["kind"], e["name"]) for e in state["processes"])
-        assert started == sorted([("agent", h) for h in HOSTS] + [("instance", m) for m in MEMBERS])
+        instances = [("instance", name) for name in [*MEMBERS, *SPARES]]
+        assert started == sorted([("agent", h) for h in HOSTS] + instances)
         yield plan, state
     finally:
         if state_path.exists():
@@ -136,8 +142,9 @@ def test_the_built_mirror_is_imported_with_its_hosts_members_and_databases(
     members = {m.name: m for m in Member.objects.filter(mirror=mirror)}
     assert {name: m.member_type for name, m in members.items()} == MEMBERS
     assert {name: m.host.name for name, m in members.items()} == {
-        name: host for host, names in HOSTS.items() for name in names
+        name: host for host, names in HOSTS.items() for name in names if name in MEMBERS
     }
+    assert Member.objects.count() == len(MEMBERS)  # the spare is no member of anything
     assert all(m.authorization == Member.AUTHORIZED for m in members.values())
     assert {name: m.status for name, m in members.items()} == {
         "A": "Primary",
@@ -217,6 +224,7 @@ def test_make_runs_commands_import_the_demo_mirror_in_fresh_processes(demo, tmp_
     assert imported.returncode == 0, imported.stdout + imported.stderr
     assert "Demo mirror SHOP imported from" in imported.stdout
     assert "member REP recorded (ro_reporting)" in imported.stdout
+    assert "Instances in no mirror yet, for a new one: SPARE on alpha" in imported.stdout
 
 
 def test_check_host_reaches_every_demo_agent_over_mutual_tls_as_the_portal(
@@ -237,3 +245,13 @@ def test_check_host_reaches_every_demo_agent_over_mutual_tls_as_the_portal(
         assert agent["certificate"]["subject_dn"] == host.tls_dn
         host.refresh_from_db()
         assert host.reachable is True and host.last_check_error == ""
+        # what the wizard offers for a new mirror: the spares, up, in no mirror, with the
+        # certificate the build set up for them
+        seen = {i.name: i for i in Instance.objects.filter(host=host)}
+        assert sorted(seen) == sorted(HOSTS[host.name])
+        for name in set(seen) & set(SPARES):
+            spare = seen[name]
+            assert (spare.state, spare.mirror_name, spare.member_name) == ("up", "", "")
+            assert spare.certificate_dn == f"CN={name},O=Mirror Portal"
+        for name in set(seen) & set(MEMBERS):
+            assert seen[name].mirror_name == "SHOP"

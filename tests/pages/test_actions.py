@@ -12,8 +12,8 @@ from tasks.models import Job
 pytestmark = pytest.mark.django_db
 
 
-def decide(client, world, name, pk):
-    return client.post(reverse(name, args=[world.mirror.name, pk]), follow=True)
+def decide(client, world, name, pk, **data):
+    return client.post(reverse(name, args=[world.mirror.name, pk]), data, follow=True)
 
 
 def test_viewer_and_operator_cannot_authorize_a_member(client_as, world):
@@ -51,7 +51,7 @@ def test_admin_authorizing_a_pending_member_starts_the_job_that_asks_the_primary
 def test_admin_rejecting_a_pending_member_starts_the_job_and_removes_nothing_yet(
     client_as, world, admin_user
 ):
-    response = decide(client_as("admin"), world, "member-reject", world.pending.pk)
+    response = decide(client_as("admin"), world, "member-reject", world.pending.pk, confirm="ALPHA")
 
     assert started(response, admin_user, "reject_member").member == world.pending
     assert Member.objects.filter(pk=world.pending.pk).exists()
@@ -60,7 +60,7 @@ def test_admin_rejecting_a_pending_member_starts_the_job_and_removes_nothing_yet
 def test_a_second_decision_while_the_first_runs_is_refused(client_as, world, admin_user):
     decide(client_as("admin"), world, "member-authorize", world.pending.pk)
 
-    response = decide(client_as("admin"), world, "member-reject", world.pending.pk)
+    response = decide(client_as("admin"), world, "member-reject", world.pending.pk, confirm="ALPHA")
 
     assert "already under way" in response.text
     assert not Job.objects.filter(kind="reject_member").exists()

@@ -3,7 +3,7 @@ configuration and never changes it, and what it does change (users, tokens) goes
 services as the API, so it is checked and audited the same way."""
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.test import Client
 
 from accounts import services as accounts_services
@@ -168,8 +168,11 @@ def test_the_admin_site_is_closed_to_viewers_and_operators(users, role):
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 
-def test_groups_are_not_edited_in_the_admin(admin_browser):
-    assert admin_browser.get("/admin/auth/group/").status_code == 404
+def test_groups_are_listed_in_the_admin_but_not_edited(admin_browser):
+    group = Group.objects.get_or_create(name="operator")[0]
+    assert admin_browser.get("/admin/auth/group/").status_code == 200
+    assert admin_browser.get("/admin/auth/group/add/").status_code == 403
+    assert admin_browser.post(f"/admin/auth/group/{group.pk}/delete/").status_code == 403
 
 
 # --- Users: changed through accounts.services, audited as the API's changes are ---------------

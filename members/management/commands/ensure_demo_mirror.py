@@ -1,8 +1,12 @@
 """Register `make run`'s demo mirror the way a user adopts a mirror built elsewhere: register
 its hosts' agents, check and discover each, then import the mirror from one of its members
-(members.actions.import_mirror). Idempotent: a second run refreshes what is registered."""
+(members.actions.import_mirror). Idempotent: a second run refreshes what is registered.
+The build's spare instances (examples/mirror.toml), in no mirror, are listed by the host checks
+like any other instance; this names them, as what a new mirror can be made of."""
 
+import contextlib
 import json
+import logging
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -11,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from members import actions, services
-from members.models import Host
+from members.models import Host, Instance
 from tasks.models import Job
 from tasks.services import run_here
 
@@ -49,6 +53,10 @@ class Command(BaseCommand):
             raise CommandError(f"no agent reports an instance of mirror {mirror}")
         self.run(actions.import_mirror(None, source.host, source.name, send=False))
         self.stdout.write(self.style.SUCCESS(f"Demo mirror {mirror} imported from {source}"))
+        spares = Instance.objects.filter(host__in=hosts, mirror_name="").select_related("host")
+        if spares:
+            names = ", ".join(map(str, spares))
+            self.stdout.write(f"Instances in no mirror yet, for a new one: {names}")
 
     def ensure_host(self, name: str, url: str) -> Host:
         parts = urlsplit(url)
@@ -63,8 +71,23 @@ class Command(BaseCommand):
             raise CommandError(f"host {name}: {' '.join(exc.messages)}") from None
 
     def run(self, job: Job) -> None:
-        job = run_here(job)
+        with _task_outcomes_unlogged():
+            job = run_here(job)
         for line in job.log:
             self.stdout.write(f"  {line['message']}")
         if job.state != Job.SUCCEEDED:
             raise CommandError(f"{job.kind} failed: {job.error}")
+
+
+@contextlib.contextmanager
+def _task_outcomes_unlogged():
+    """Celery logs each task's outcome at INFO ("Task tasks.tasks.run_job[...] succeeded in
+    0.03s: None"); here the job's own log lines, printed next, say more. A failed task is
+    logged at ERROR and still shows."""
+    trace = logging.getLogger("celery.app.trace")
+    level = trace.level
+    trace.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        trace.setLevel(level)
