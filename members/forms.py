@@ -9,15 +9,14 @@ reads them, not a script.
 from django import forms
 from django.core.exceptions import ValidationError
 
+from engine import rules as catalog
 from members import actions, rules
 from members.models import Instance, Member, Mirror
-
-PRIMARY = "Primary"  # a member's status when it is the primary (guide §5.1.1.1)
 
 
 def other_members(mirror: Mirror) -> list[Member]:
     """Members that may get a copy of a new database: all but the one that reports Primary."""
-    return [m for m in mirror.members.all() if m.status != PRIMARY]
+    return [m for m in mirror.members.all() if m.status != catalog.PRIMARY]
 
 
 # --- The confirmation every destructive operation asks for -------------------------------------

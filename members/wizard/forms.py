@@ -3,6 +3,7 @@ with the shared rules here, and again by the action the step starts (members/act
 
 from __future__ import annotations
 
+import copy
 import re
 
 from django import forms
@@ -10,6 +11,7 @@ from django.core.exceptions import ValidationError
 
 from engine import rules as catalog
 from members import reconcile, rules
+from members.forms import MirrorSettingsForm
 from members.models import Instance, Member, Mirror
 
 ADVANCED = [
@@ -25,22 +27,6 @@ ADVANCED = [
     "vip_mask",
     "vip_interface",
 ]
-HELP = {
-    "qos_timeout_ms": "How long the primary waits for the backup's acknowledgment before it "
-    "goes on without it (guide §4.7.1).",
-    "failover_compression": "Whether the journal sent to the backup is compressed; "
-    "System Selected decides by the link.",
-    "failover_compression_type": "The algorithm used when the backup's journal is compressed.",
-    "async_compression": "Whether the journal sent to async members is compressed.",
-    "async_compression_type": "The algorithm used when the asyncs' journal is compressed.",
-    "parallel_dejournaling": "Which members apply the journal with several jobs at once.",
-    "arbiter_host": "The host whose agent arbitrates between the failover members; "
-    "not a host of a failover or DR member. Leave empty for none.",
-    "arbiter_port": "The arbiter agent's port.",
-    "vip_address": "A virtual IP address that follows the primary. Leave empty for none.",
-    "vip_mask": "The virtual IP's network mask, in CIDR bits.",
-    "vip_interface": "The network interface that carries the virtual IP.",
-}
 NAMES = re.compile(r"[\s,]+")
 
 
@@ -155,36 +141,37 @@ class CertificatesForm(forms.Form):
         return [i for i in self.instances if data.get(f"cert_{i.pk}") and data.get(f"key_{i.pk}")]
 
 
-class MirrorForm(forms.ModelForm):
+class MirrorForm(forms.Form):
+    """The mirror's name and the primary's private address; the advanced settings are the
+    mirror page's settings fields (members.forms.MirrorSettingsForm), with the same words."""
+
+    name = forms.CharField(
+        label="Mirror name",
+        max_length=catalog.MAX_MIRROR_NAME,
+        help_text="1-15 letters or digits; stored uppercase and never changed.",
+    )
     private = forms.CharField(
         label="Mirror private address of the first failover member",
         help_text="host:port where the failover members exchange the journal (guide §4.7.1).",
     )
 
-    class Meta:
-        model = Mirror
-        fields = ["name", *ADVANCED]
-        labels = {"name": "Mirror name"}
-        help_texts = {"name": "1-15 letters or digits; stored uppercase and never changed.", **HELP}
-
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        defaults = Mirror()
         for name in ADVANCED:  # folded away: an advanced setting left out takes its default
-            self.fields[name].required = False
+            field = copy.deepcopy(MirrorSettingsForm.base_fields[name])
+            field.required, field.initial = False, getattr(defaults, name)
+            self.fields[name] = field
+
+    def clean_name(self):
+        return rules.normalize_mirror_name(self.cleaned_data["name"])
 
     def clean(self):
         data = super().clean()
         for name in ADVANCED:
             if data.get(name) in (None, "") and name not in self.errors:
-                data[name] = self.fields[name].initial  # the model field's default
+                data[name] = self.fields[name].initial
         return data
-
-    def validate_unique(self):
-        """Left to create_mirror when the step starts: the answers are checked again when the
-        wizard finishes, after the mirror exists."""
-
-    def clean_name(self):
-        return rules.normalize_mirror_name(self.cleaned_data["name"])
 
 
 class BackupForm(forms.Form):

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 
+from engine import rules as catalog
 from members import actions
 from members.models import Instance, Member, Mirror
+from members.wizard.checklist import SETTLED_COPY
 from tasks.models import Job
 
 ORDER = [
@@ -102,8 +104,9 @@ def check_waits(extra: dict, step: str) -> None:
             )
 
 
-def record(extra: dict, step: str, jobs: list[Job]) -> None:
-    extra.setdefault("jobs", {})[step] = [job.pk for job in jobs]
+def record(extra: dict, step: str, jobs: list[Job], *, append: bool = False) -> None:
+    known = extra.setdefault("jobs", {})
+    known[step] = (known.get(step, []) if append else []) + [job.pk for job in jobs]
 
 
 def mirror_of(extra: dict) -> Mirror | None:
@@ -184,14 +187,14 @@ def copies_to_settle(mirror: Mirror, restored: list[str]) -> list[tuple[str, str
     """(key, label, wanted) for every copy that is not caught up, and every member without a
     copy of a restored database: what the catch-up step offers."""
     out = []
-    for member in mirror.members.exclude(status="Primary").order_by("name"):
+    for member in mirror.members.exclude(status=catalog.PRIMARY).order_by("name"):
         held = {c.database.name: c for c in member.database_copies.select_related("database")}
         for name in sorted(restored):
             if name not in held:
                 label = f"{name} on {member.name}: add the restored copy, then catch it up"
                 out.append((f"{member.pk}:{name}:restored", label, True))
         for name, copy in sorted(held.items()):
-            if copy.status not in ("Dejournaling", "Normal"):
+            if copy.status not in SETTLED_COPY:
                 label = f"{name} on {member.name}: {copy.status}"
                 out.append((f"{member.pk}:{name}:held", label, True))
     return out

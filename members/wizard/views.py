@@ -240,8 +240,7 @@ def discard(request, draft):
 
 
 def _draft_jobs(draft: Draft, key: str, jobs: list[Job], *, append: bool = False) -> None:
-    known = draft.state.setdefault("extra_data", {}).setdefault("jobs", {})
-    known[key] = (known.get(key, []) if append else []) + [j.pk for j in jobs]
+    steps.record(draft.state.setdefault("extra_data", {}), key, jobs, append=append)
     draft.save(update_fields=["state", "updated_at"])
 
 

@@ -117,7 +117,8 @@ def test_the_wizard_builds_a_healthy_tls_mirror_from_nothing(
     page.get_by_label("Mirror private address of the first failover member").fill(
         plan.member("A").private
     )
-    expect(page.get_by_label("QoS timeout (ms)")).to_be_hidden()  # folded away
+    qos = page.get_by_label("Quality of service timeout (milliseconds)")
+    expect(qos).to_be_hidden()  # folded away
     wait_jobs_succeeded(page, "[data-waiting]")
     snap(page, "3-mirror")
     go_on(page, "Create the mirror")
