@@ -28,6 +28,11 @@ ADVANCED = [
     "vip_interface",
 ]
 NAMES = re.compile(r"[\s,]+")
+# Bounds on what a person may type: each value is kept in the draft and in jobs' parameters.
+PATH_MAX = 4096
+ADDRESS_MAX = 260
+NAMES_MAX = 4000
+MAX_DATABASES_AT_ONCE = 50  # one job each
 
 
 def instance_label(instance: Instance) -> str:
@@ -101,6 +106,7 @@ class InstancesForm(forms.Form):
 class CertificatesForm(forms.Form):
     ca = forms.CharField(
         label="CA certificate",
+        max_length=PATH_MAX,
         required=False,
         help_text="The file of the certificate authority all members trust, on each host.",
     )
@@ -112,12 +118,14 @@ class CertificatesForm(forms.Form):
             shown = f" (its agent reports {i.certificate_dn})" if i.certificate_dn else ""
             self.fields[f"cert_{i.pk}"] = forms.CharField(
                 label=f"{i.name}'s certificate",
+                max_length=PATH_MAX,
                 required=False,
                 help_text=f"Its certificate file on {i.host.name}{shown}; its DN identifies "
                 "the member.",
             )
             self.fields[f"key_{i.pk}"] = forms.CharField(
                 label=f"{i.name}'s private key",
+                max_length=PATH_MAX,
                 required=False,
                 help_text=f"Its key file on {i.host.name}.",
             )
@@ -152,6 +160,7 @@ class MirrorForm(forms.Form):
     )
     private = forms.CharField(
         label="Mirror private address of the first failover member",
+        max_length=ADDRESS_MAX,
         help_text="host:port where the failover members exchange the journal (guide §4.7.1).",
     )
 
@@ -177,6 +186,7 @@ class MirrorForm(forms.Form):
 class BackupForm(forms.Form):
     private = forms.CharField(
         label="Mirror private address of the second failover member",
+        max_length=ADDRESS_MAX,
         help_text="host:port where it receives the journal from the primary.",
     )
 
@@ -239,11 +249,13 @@ class DatabasesForm(forms.Form):
     ]
     new = forms.CharField(
         label="New databases",
+        max_length=NAMES_MAX,
         required=False,
         help_text="Names of empty databases to create on every member, separated by commas.",
     )
     existing = forms.CharField(
         label="Existing databases of the primary",
+        max_length=NAMES_MAX,
         required=False,
         help_text="Names of databases the first failover member already holds, with their "
         "data, to add to the mirror.",
@@ -259,7 +271,11 @@ class DatabasesForm(forms.Form):
 
     def _names(self, field: str) -> list[str]:
         names = []
-        for name in split_names(self.cleaned_data.get(field, "")):
+        given = split_names(self.cleaned_data.get(field, ""))
+        if len(given) > MAX_DATABASES_AT_ONCE:
+            self.add_error(field, f"At most {MAX_DATABASES_AT_ONCE} databases in one step.")
+            return []
+        for name in given:
             try:
                 names.append(rules.normalize_database_name(name))
             except ValidationError as exc:

@@ -63,6 +63,7 @@ GO_LABELS = {
     "databases": "Add the databases",
     "catchup": "Catch up",
 }
+NEEDS_MIRROR = {"backup", "asyncs", "authorize", "databases", "catchup"}
 # Which earlier steps' jobs must have succeeded before a step may be submitted.
 WAITS_FOR = {
     "mirror": ["instances", "certificates"],

@@ -151,6 +151,8 @@ class MirrorWizard(NamedUrlWizardView):
             self.request.mirror_draft.title = data["name"]
             return jobs
         mirror = steps.mirror_of(self.extra)
+        if mirror is None and step in steps.NEEDS_MIRROR:  # a step posted out of turn
+            raise ValidationError("Create the mirror first (step Create the mirror).", "no_mirror")
         if step == "backup":
             return steps.start_backup(user, mirror, data, _choice(self))
         if step == "asyncs":

@@ -122,3 +122,67 @@ def test_a_draft_keeps_its_answers_and_lists_where_it_stopped(client, admin_user
     assert step_url(draft, "mirror") in listing
     page = client.get(step_url(draft, "instances")).content.decode()
     assert f'<option value="{instances["B"].pk}" selected>' in page
+
+
+# --- Hostile input -----------------------------------------------------------------------------
+def test_an_anonymous_visitor_is_sent_to_log_in_and_changes_nothing(client):
+    assert client.get("/new-mirror/")["Location"].startswith("/login/")
+    response = client.post("/new-mirror/1/add-host/", {"name": "x", "address": "10.0.0.9"})
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+    assert not Draft.objects.exists()
+
+
+def test_a_malformed_host_is_refused_with_the_reason_and_nothing_registered(client, admin_user):
+    client.force_login(admin_user)
+    draft = started_draft(client)
+    url = f"/new-mirror/{draft.pk}/add-host/"
+    response = client.post(url, {"name": "h" * 5000, "address": "10.0.0.9", "agent_port": "abc"})
+    page = client.get(response["Location"]).content.decode()
+    assert "at most 64 characters" in page
+    assert not Job.objects.exists()
+    from members.models import Host
+
+    assert not Host.objects.exists()
+
+
+def test_huge_certificate_paths_are_refused_and_start_nothing(client, admin_user, instances):
+    client.force_login(admin_user)
+    draft = started_draft(client)
+    a = instances["A"].pk
+    post_step(client, draft, "instances", primary=a, tls="on")
+    huge = "/" + "x" * 5000
+    response = post_step(
+        client, draft, "certificates", ca=huge, **{f"cert_{a}": huge, f"key_{a}": huge}
+    )
+    assert response.status_code == 200
+    assert "at most 4096 characters" in response.content.decode()
+    assert not Job.objects.exists()
+
+
+def test_too_many_databases_at_once_are_refused(client, admin_user, instances):
+    client.force_login(admin_user)
+    draft = started_draft(client)
+    post_step(client, draft, "instances", primary=instances["A"].pk)
+    names = ", ".join(f"DB{i}" for i in range(51))
+    response = post_step(client, draft, "databases", new=names, existing="", how="download")
+    assert "At most 50 databases in one step." in response.content.decode()
+    assert not Job.objects.exists()
+
+
+def test_a_step_posted_before_the_mirror_exists_is_refused_not_crashed(
+    client, admin_user, instances
+):
+    client.force_login(admin_user)
+    draft = started_draft(client)
+    post_step(client, draft, "instances", primary=instances["A"].pk, backup=instances["B"].pk)
+    response = post_step(client, draft, "databases", new="ORDERS", existing="", how="download")
+    assert response.status_code == 200
+    assert "Create the mirror first" in response.content.decode()
+    assert not Job.objects.exists()
+
+
+def test_a_tampered_wizard_form_is_a_bad_request(client, admin_user, instances):
+    client.force_login(admin_user)
+    draft = started_draft(client)
+    response = client.post(step_url(draft, "instances"), {"instances-primary": "1"})
+    assert response.status_code == 400
