@@ -19,6 +19,15 @@ def other_members(mirror: Mirror) -> list[Member]:
     return [m for m in mirror.members.all() if m.status != catalog.PRIMARY]
 
 
+def show_refusal(form, exc: ValidationError) -> None:
+    """A rule's refusal on the form: on the field it names, else above the form."""
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, exc)
+
+
 # --- The confirmation every destructive operation asks for -------------------------------------
 class ConfirmForm(forms.Form):
     """Type the mirror's name: members.actions.check_confirmed decides, as for the API."""

@@ -143,15 +143,6 @@ def _data(request):
     return request.POST if request.method == "POST" else None
 
 
-def _refused(form, exc: ValidationError) -> None:
-    """The rule's refusal on the form: on the field it names, else above the form."""
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.error_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, exc)
-
-
 def _submit(request, form, start, what: str):
     """A valid form starts its job (start(cleaned_data)) and shows it; None when the form or
     the rules refuse it, with the reasons on the form."""
@@ -160,7 +151,7 @@ def _submit(request, form, start, what: str):
     try:
         job = start(form.cleaned_data)
     except ValidationError as exc:
-        _refused(form, exc)
+        forms.show_refusal(form, exc)
         return None
     messages.info(request, f"{what}: job {job.pk} started.")
     return redirect("job-detail", pk=job.pk)
@@ -437,7 +428,7 @@ def remove_copies(request, name, pk):
                 confirm=form.cleaned_data["confirm"],
             )
         except ValidationError as exc:
-            _refused(form, exc)
+            forms.show_refusal(form, exc)
         else:
             names = ", ".join(c.database.name for c in copies)
             return _show_jobs(request, jobs, f"Removing {names} on {member.name}", _monitor(member))
@@ -486,7 +477,7 @@ def forget_mirror(request, name):
         try:
             actions.forget_mirror(request.user, mirror, confirm=form.cleaned_data["confirm"])
         except ValidationError as exc:
-            _refused(form, exc)
+            forms.show_refusal(form, exc)
         else:
             messages.info(
                 request, f"The portal no longer keeps {mirror.name}; its members were not told."

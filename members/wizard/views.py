@@ -17,6 +17,7 @@ from formtools.wizard.views import NamedUrlWizardView
 
 from accounts.decorators import admin_required
 from members import actions, services
+from members.forms import show_refusal
 from members.models import Draft, Host, Instance
 from members.wizard import checklist, forms, steps
 from tasks.models import Job
@@ -126,7 +127,7 @@ class MirrorWizard(NamedUrlWizardView):
             with transaction.atomic():
                 return super().post(*args, **kwargs)
         except StepRefused as refused:
-            _add_errors(refused.form, refused.error)
+            show_refusal(refused.form, refused.error)
             return self.render(refused.form)
 
     def process_step(self, form):
@@ -212,14 +213,6 @@ class MirrorWizard(NamedUrlWizardView):
 class StepRefused(Exception):
     def __init__(self, form, error: ValidationError):
         self.form, self.error = form, error
-
-
-def _add_errors(form, error: ValidationError) -> None:
-    if hasattr(error, "error_dict"):
-        for field, errors in error.error_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, error)
 
 
 # --- beside the steps -------------------------------------------------------------------------
