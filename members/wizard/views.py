@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 from formtools.wizard.views import NamedUrlWizardView
 
 from accounts.decorators import admin_required
+from engine import rules as catalog
 from members import actions, services
 from members.forms import show_refusal
 from members.models import Draft, Host, Instance
@@ -99,7 +100,7 @@ class MirrorWizard(NamedUrlWizardView):
             reporting = [
                 i
                 for i in known
-                if i.member_type in ("ro_reporting", "rw_reporting") and i not in free
+                if i.member_type in catalog.REPORTING_TYPES and i not in free
             ]
             return {"free": free, "reporting": reporting}
         if step == "certificates":
