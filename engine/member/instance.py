@@ -222,22 +222,12 @@ class Instance:
         return out
 
     def status(self, mirror=None) -> dict:
-        if isinstance(mirror, str) and mirror.upper() in self.members:
-            return self.members[mirror.upper()].status()
+        if isinstance(mirror, str):
+            # a mirror this instance is not (yet) a member of: not another mirror's status
+            found = self.members.get(mirror.upper())
+            return found.status() if found else self._not_member(mirror.upper())
         if not self.members:
-            out = {
-                "member": self.node.name,
-                "mirror": None,
-                "type": rules.NOT_MEMBER,
-                "status": rules.NOT_INITIALIZED,
-                "journal_transfer": "N/A",
-                "dejournaling": "N/A",
-                "databases": [],
-                "tls": self._tls_info(),
-            }
-            for cfg, _ in self.dormant.values():
-                out["waiting_reason"] = dormant_reason(cfg)
-            return out
+            return self._not_member(None)
         if len(self.members) == 1:
             return next(iter(self.members.values())).status()
         per_mirror = {name: membership.status() for name, membership in self.members.items()}
@@ -251,6 +241,21 @@ class Instance:
             "mirrors": per_mirror,
             "tls": self._tls_info(),
         }
+
+    def _not_member(self, mirror: str | None) -> dict:
+        out = {
+            "member": self.node.name,
+            "mirror": mirror,
+            "type": rules.NOT_MEMBER,
+            "status": rules.NOT_INITIALIZED,
+            "journal_transfer": "N/A",
+            "dejournaling": "N/A",
+            "databases": [],
+            "tls": self._tls_info(),
+        }
+        for cfg, _ in self.dormant.values():
+            out["waiting_reason"] = dormant_reason(cfg)
+        return out
 
     def _tls_info(self) -> dict | None:
         if self.members:  # the same node, cached (status is polled often)

@@ -98,9 +98,7 @@ class MirrorWizard(NamedUrlWizardView):
             known = Instance.objects.select_related("host").order_by("host__name", "name")
             free = [i for i in known if not i.member_name or i.pk in mine]
             reporting = [
-                i
-                for i in known
-                if i.member_type in catalog.REPORTING_TYPES and i not in free
+                i for i in known if i.member_type in catalog.REPORTING_TYPES and i not in free
             ]
             return {"free": free, "reporting": reporting}
         if step == "certificates":

@@ -20,6 +20,7 @@ from members import services
 from members.models import DatabaseCopy, Host, Instance, Member, Mirror, MirroredDatabase
 from tasks.models import Job
 from tasks.services import start_job
+from tests import factories
 from tests.engine.cluster_fixtures import free_ports
 from tests.jobs.conftest import wait_until_final
 
@@ -178,6 +179,27 @@ def test_the_built_mirror_is_imported_with_its_hosts_members_and_databases(
     assert "imported from" in again
     assert configuration() == before
     assert AuditEvent.objects.filter(action="member.add").count() == 3
+
+
+def test_a_mirror_no_demo_instance_reports_any_more_is_forgotten_one_elsewhere_kept(
+    demo, demo_portal_identity, db
+):
+    plan, _ = demo
+    state_file = plan.parent / "var" / "cluster-state.json"
+    ensure_demo_mirror(state_file)
+    demo_host = Host.objects.get(name="alpha")
+    vanished = factories.mirror(name="GONE")  # made on the demo before it was rebuilt
+    on_demo = {"host": demo_host, "agent_port": demo_host.agent_port}
+    factories.member(vanished, name="SPARE", **on_demo)
+    elsewhere = factories.mirror(name="ELSEWHERE")
+    factories.member(elsewhere, name="X", host=factories.host(name="far"))
+    factories.member(elsewhere, name="Y", **on_demo)
+
+    out = ensure_demo_mirror(state_file)
+
+    assert "Forgot mirror GONE" in out
+    assert set(Mirror.objects.values_list("name", flat=True)) == {"SHOP", "ELSEWHERE"}
+    assert AuditEvent.objects.filter(action="mirror.forget", object_repr="GONE").exists()
 
 
 def test_importing_again_puts_back_a_host_whose_agent_port_was_changed(

@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from members import actions, services
-from members.models import Host, Instance
+from members.models import Host, Instance, Mirror
 from tasks.models import Job
 from tasks.services import run_here
 
@@ -53,10 +53,27 @@ class Command(BaseCommand):
             raise CommandError(f"no agent reports an instance of mirror {mirror}")
         self.run(actions.import_mirror(None, source.host, source.name, send=False))
         self.stdout.write(self.style.SUCCESS(f"Demo mirror {mirror} imported from {source}"))
+        self.forget_vanished(hosts)
         spares = Instance.objects.filter(host__in=hosts, mirror_name="").select_related("host")
         if spares:
             names = ", ".join(map(str, spares))
             self.stdout.write(f"Instances in no mirror yet, for a new one: {names}")
+
+    def forget_vanished(self, hosts: list[Host]) -> None:
+        """A mirror made earlier on the demo's instances (with the wizard, say) is gone once the
+        demo is built afresh: no instance of its members reports it any more. The members are
+        the truth, so the portal forgets it rather than keep rows no member backs."""
+        reported = set(
+            Instance.objects.filter(host__in=hosts).values_list("host_id", "name", "mirror_name")
+        )
+        for mirror in Mirror.objects.filter(members__host__in=hosts).distinct():
+            members = list(mirror.members.all())
+            if any(m.host_id not in {h.pk for h in hosts} for m in members):
+                continue  # a member elsewhere may still hold it
+            if any((m.host_id, m.name, mirror.name) in reported for m in members):
+                continue
+            services.forget_mirror(None, mirror, reason="no demo instance reports it any more")
+            self.stdout.write(f"Forgot mirror {mirror.name}: no demo instance reports it any more")
 
     def ensure_host(self, name: str, url: str) -> Host:
         parts = urlsplit(url)
