@@ -25,6 +25,7 @@ from tasks.errors import PermanentJobError
 # it refuses with this reason, and is asked again until the wait's bound.
 NOT_YET = "primary has no mirrored database"
 SETTLED = {"Dejournaling", "Normal"}
+DONE = {"create": "created", "add": "added"}
 
 
 def _row(place, mirror: str, db: str) -> dict | None:
@@ -107,13 +108,15 @@ def create_database(run):
             else:
                 answer = place.agent.create_database(place.instance, name, mirror=mirror.name)
             run.step(
-                f"{name} {how}ed on the primary {place.instance}: {answer.get('status')}",
+                f"{name} {DONE[how]} on the primary {place.instance}: {answer.get('status')}",
                 progress=15,
             )
     for i, holder in enumerate(holders):
         with where(mirror.name, holder) as at:
             if _row(at, mirror.name, name) is None:
-                answer = _ask(run, at, at.agent.create_database, name)
+                # named: a reporting member may belong to several mirrors
+                create = partial(at.agent.create_database, mirror=mirror.name)
+                answer = _ask(run, at, create, name)
                 run.step(f"{name} on {holder}: {answer.get('status', 'started')}")
             low = 20 + 75 * i // len(holders)
             status = _wait_settled(run, at, mirror.name, name, (low, low + 75 // len(holders)))

@@ -1,7 +1,8 @@
 """A read-only reporting async joins a second mirror (guide §3.3.3: up to ten), through the
 REST API against real agents and instances. Joining restarts the instance as a member of both;
 the job ends when the second mirror's primary holds it pending authorization, and once
-authorized the member is Connected in both mirrors, as its agent says."""
+authorized the member is Connected in both mirrors, as its agent says, and a database created
+in the second reaches it there."""
 
 import pytest
 
@@ -63,3 +64,9 @@ def test_a_reporting_member_joins_a_second_mirror_and_is_connected_in_both(
     assert rep.databases("REP", mirror="ONE")["status"] == "Connected"
     assert rep.databases("REP", mirror="TWO")["status"] == "Connected"
     assert portal.one("/members/", mirror=second["id"], name="REP")["status"] == "Connected"
+
+    # a database of the second mirror reaches the member in both (told which mirror it is for)
+    portal.run("/databases/", {"mirror": second["id"], "name": "stock"})
+    copies = rep.databases("REP", mirror="TWO")["databases"]
+    assert {d["name"]: d["status"] for d in copies} == {"STOCK": "Dejournaling"}
+    assert {d["name"] for d in rep.databases("REP", mirror="ONE")["databases"]} == {"SALES"}
