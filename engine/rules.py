@@ -61,6 +61,15 @@ ACTIVE, CAUGHT_UP, NOT_APPLICABLE = "Active", "Caught up", "N/A"
 DEJOURNALING_STOPPED = "Warning! Dejournaling is stopped."
 DATABASES_NEED_ATTENTION = "Warning! Some databases need attention."
 
+# -- failover mode and the arbiter connection, as a failover member reports them (guide §3.3.5,
+# §5.1.1); a mirror starts Agent Controlled, and "not connected" also means no arbiter at all
+ARBITER_CONTROLLED, AGENT_CONTROLLED = "Arbiter Controlled", "Agent Controlled"
+FAILOVER_MODES = (ARBITER_CONTROLLED, AGENT_CONTROLLED)
+ARBITER_BOTH = "Both failover members are connected to the arbiter"
+ARBITER_ONLY_THIS = "Only this member is connected to the arbiter"
+ARBITER_NOT_CONNECTED = "This member is not connected to the arbiter"
+ARBITER_CONNECTION_STATUSES = (ARBITER_BOTH, ARBITER_ONLY_THIS, ARBITER_NOT_CONNECTED)
+
 # -- limits (guide §3.1.2) ------------------------------------------------------------------
 MAX_MEMBERS = 16
 MAX_FAILOVER = 2

@@ -21,25 +21,19 @@ from django.urls import get_resolver  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-
-from monitor.routing import websocket_urlpatterns  # noqa: E402
+from portal.routing import build_application  # noqa: E402
 
 if settings.PORTAL_EMBEDDED_WORKER:
     from portal.embedded_worker import start_embedded_worker
 
     start_embedded_worker(settings.PORTAL_EMBEDDED_CONCURRENCY)
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
-    }
-)
+if settings.PORTAL_EMBEDDED_MONITOR:
+    from monitor.collector import start_embedded_collector
+
+    start_embedded_collector()
+
+application = build_application(django_asgi_app)
 
 # Load every URLconf and view module now rather than on the first request, then move the
 # start-up heap out of the garbage collector's reach: full collections otherwise re-walk those

@@ -141,6 +141,22 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# --- Live monitor (docs/monitor.md) -----------------------------------------------------------
+# The collector follows every agent's status stream; with no separate `manage.py runmonitor`
+# (the embedded default) it runs inside the portal process.
+PORTAL_EMBEDDED_MONITOR = env_bool("PORTAL_EMBEDDED_MONITOR", not REDIS_URL)
+MONITOR_LEASE_S = env_int("MONITOR_LEASE_S", 3, minimum=1)
+MONITOR_SAMPLE_S = env_int("MONITOR_SAMPLE_S", 5, minimum=1)
+MONITOR_SAMPLE_KEEP_S = env_int("MONITOR_SAMPLE_KEEP_S", 3600, minimum=60)
+MONITOR_RECONNECT_MAX_S = env_int("MONITOR_RECONNECT_MAX_S", 5, minimum=1)
+# alert rules: thresholds (docs/monitor.md "Alerts")
+MONITOR_BACKUP_NOT_ACTIVE_S = env_int("MONITOR_BACKUP_NOT_ACTIVE_S", 30, minimum=0)
+MONITOR_ASYNC_LAG_S = env_int("MONITOR_ASYNC_LAG_S", 60, minimum=0)
+MONITOR_CERT_EXPIRY_DAYS = env_int("MONITOR_CERT_EXPIRY_DAYS", 14, minimum=0)
+# webhooks that receive alerts (JSON POST), comma-separated
+MONITOR_WEBHOOK_URLS = env_list("MONITOR_WEBHOOK_URLS", [])
+MONITOR_WEBHOOK_TIMEOUT_S = env_int("MONITOR_WEBHOOK_TIMEOUT_MS", 3000, minimum=1) / 1000
+
 # --- Auth, API --------------------------------------------------------------------------------
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "mirror-list"

@@ -8,6 +8,7 @@ api_v1 = [
     path("", include("members.api.urls")),
     path("", include("accounts.api.urls")),
     path("", include("tasks.api.urls")),
+    path("", include("monitor.api.urls")),
 ]
 
 urlpatterns = [
@@ -23,6 +24,7 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("tasks.urls")),
     path("", include("members.wizard.urls")),
+    path("", include("monitor.urls")),
     path("", include("members.urls")),
 ]
 

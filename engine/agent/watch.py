@@ -35,6 +35,7 @@ from engine.wire.protocol import FrameDecoder, FrameError, MsgType, encode_frame
 MAX_STATUS_FRAME = 4 << 20
 # keys of the instance's STATUS answer carried in the record (the rest stays out)
 STATUS_KEYS = (
+    "member",
     "type",
     "status",
     "journal_transfer",
@@ -58,6 +59,8 @@ STATUS_KEYS = (
     # a reporting async in several mirrors: status "M/N" (connected of all) and each
     # mirror's own status under its name (engine/member/instance.py)
     "mirrors",
+    "failover_mode",
+    "arbiter_connection",
 )
 
 

@@ -178,6 +178,10 @@ def member_status(membership: Membership) -> dict:
         out["primary"] = membership.replica.primary_name
         out["codec"] = membership.replica.codec
         out["data_channel_refusals"] = membership.replica.refusals
+    if membership.member.type == rules.FAILOVER:
+        # no arbiter link exists yet: a mirror without one stays Agent Controlled (guide §3.3.5.1)
+        out["failover_mode"] = rules.AGENT_CONTROLLED
+        out["arbiter_connection"] = rules.ARBITER_NOT_CONNECTED
     if membership.dejournal is not None:  # under the mirror's parallel_dejournaling (guide §4.16)
         out["dejournaling_parallel"] = membership.dejournal.dj.parallel
     if membership.replicator is not None:

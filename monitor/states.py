@@ -1,0 +1,187 @@
+"""From an agent's instance records (GET /v1/status/stream, engine/agent/watch.py) to the
+state of each mirror member, and from two states of a member to the events of its history.
+
+Pure functions on plain dicts: the collector (monitor/collector.py) feeds them and writes what
+they return. A state holds what the Mirror Monitor shows of a member (guide §5.1.1):
+
+    {"status", "journal_transfer", "dejournaling", "transfer_lag_s", "dejournal_lag_s",
+     "agent_reachable", "record": {rates, databases, missing report, pending members, ...}}
+"""
+
+from __future__ import annotations
+
+from engine import rules as catalog
+from monitor.models import Event
+
+# what a member's record carries into MemberState.record (instance keys, then status keys)
+RECORD_KEYS = (
+    "state",
+    "detail",
+    "pid",
+    "superserver",
+    "certificate",
+    "incoming_journal_rate",
+    "incoming_journal_figures",
+    "journal_end",
+    "databases",
+    "missing_mirrored_databases",
+    "primary",
+    "codec",
+    "members",
+    "waiting_reason",
+    "pending_members",
+    "dn_updates",
+    "failover_mode",
+    "arbiter_connection",
+)
+INSTANCE_KEYS = ("state", "detail", "pid", "superserver", "certificate")
+
+
+def members_of(record: dict, known_as: str | None) -> list[tuple[str, str, dict]]:
+    """(mirror, member, flat status record) for each mirror the instance of `record` is in.
+
+    A reporting async in several mirrors reports each under "mirrors"; a down instance reports
+    no mirror and no member name, so `known_as` (the member name it last had) fills in, and the
+    mirror is left "" for the caller to match every mirror the member is in."""
+    per_mirror = record.get("mirrors")
+    if isinstance(per_mirror, dict) and per_mirror:
+        out = []
+        for mirror, status in per_mirror.items():
+            flat = {key: record.get(key) for key in INSTANCE_KEYS}
+            flat.update(status)
+            out.append((mirror, status.get("member") or record.get("member") or known_as, flat))
+        return out
+    member = record.get("member") or known_as or record.get("name")
+    up = record.get("state") == "up" and record.get("type") != catalog.NOT_MEMBER
+    return [(record.get("mirror") or "" if up else "", member, record)]
+
+
+def state_of(flat: dict, reachable: bool = True) -> dict:
+    return {
+        "status": flat.get("status") or "",
+        "journal_transfer": flat.get("journal_transfer") or "",
+        "dejournaling": flat.get("dejournaling") or "",
+        "transfer_lag_s": flat.get("journal_transfer_latency_s"),
+        "dejournal_lag_s": flat.get("dejournal_latency_s"),
+        "agent_reachable": reachable,
+        "record": {key: flat.get(key) for key in RECORD_KEYS if flat.get(key) is not None},
+    }
+
+
+def unreachable(state: dict, reason: str) -> dict:
+    """The member's last state, marked: its agent's stream cannot be followed."""
+    out = dict(state, agent_reachable=False)
+    out["record"] = dict(state.get("record") or {}, agent_error=reason)
+    return out
+
+
+def phase(value: str) -> str:
+    """The kind of a journal transfer / dejournaling value: "5 s behind" and "6 s behind" are
+    the same phase, so only a change of phase is an event (guide §5.1.1.1)."""
+    if not value or value in (catalog.ACTIVE, catalog.CAUGHT_UP, catalog.NOT_APPLICABLE):
+        return value
+    if value.endswith("behind"):
+        return "behind"
+    if value.startswith("Disconnected"):
+        return "disconnected"
+    return value
+
+
+def changes(member: str, old: dict | None, new: dict) -> list[tuple[str, str, str, str]]:
+    """The events between two states of `member`: (kind, before, after, text)."""
+    old = old or {}
+    out = []
+    before, after = old.get("status", ""), new["status"]
+    if before != after:
+        trouble = catalog.IN_TROUBLE in (before, after)
+        kind = Event.TROUBLE if trouble else Event.STATUS
+        out.append((kind, before, after, f"{member}: {before or 'unknown'} → {after}"))
+    for key, kind, label in (
+        ("journal_transfer", Event.JOURNAL_TRANSFER, "journal transfer"),
+        ("dejournaling", Event.DEJOURNALING, "dejournaling"),
+    ):
+        was, now = old.get(key, ""), new[key]
+        if phase(was) != phase(now) and now:
+            out.append((kind, was, now, f"{member}: {label} {now}"))
+    if old and old.get("agent_reachable", True) != new["agent_reachable"]:
+        if new["agent_reachable"]:
+            out.append((Event.AGENT, "unreachable", "reachable", f"{member}: agent reachable"))
+        else:
+            reason = new["record"].get("agent_error", "")
+            out.append((Event.AGENT, "reachable", "unreachable", f"{member}: agent {reason}"))
+    rec_old, rec_new = old.get("record") or {}, new["record"]
+    out += _database_changes(member, rec_old, rec_new)
+    for key, name_key, kind in (
+        ("pending_members", "name", Event.PENDING),
+        ("dn_updates", "member", Event.DN_UPDATE),
+    ):
+        out += _named_list_changes(member, rec_old.get(key), rec_new.get(key), name_key, kind)
+    for key, kind in (
+        ("failover_mode", Event.FAILOVER_MODE),
+        ("arbiter_connection", Event.ARBITER),
+    ):
+        was, now = rec_old.get(key), rec_new.get(key)
+        if was != now and now is not None:
+            out.append((kind, was or "", now, f"{member}: {now}"))
+    was, now = _expiry(rec_old), _expiry(rec_new)
+    if old and was != now and now:
+        out.append((Event.CERTIFICATE, was, now, f"{member}: certificate valid until {now}"))
+    return out
+
+
+def _database_changes(member: str, old: dict, new: dict) -> list[tuple[str, str, str, str]]:
+    was = {row["name"]: row.get("status", "") for row in old.get("databases") or []}
+    now = {row["name"]: row.get("status", "") for row in new.get("databases") or []}
+    out = []
+    for name in sorted(set(was) | set(now)):
+        before, after = was.get(name, ""), now.get(name, "")
+        if before == after:
+            continue
+        text = f"{member}: {name} {before or 'added'} → {after or 'removed'}"
+        out.append((Event.DATABASE, before, after, text))
+    return out
+
+
+def _named_list_changes(member, old, new, key, kind) -> list[tuple[str, str, str, str]]:
+    was = {row.get(key) for row in old or []}
+    now = {row.get(key) for row in new or []}
+    what = "waits for authorization" if kind == Event.PENDING else "DN update waits"
+    out = []
+    for name in sorted(now - was):
+        out.append((kind, "", "pending", f"{member}: {name} {what}"))
+    for name in sorted(was - now):
+        out.append((kind, "pending", "", f"{member}: {name} no longer pending"))
+    return out
+
+
+def _expiry(record: dict) -> str:
+    cert = record.get("certificate") or {}
+    return cert.get("not_after") or ""
+
+
+def significant(old: dict | None, new: dict) -> bool:
+    """Worth writing and publishing at once (else the collector batches it within a second):
+    anything but lags, rates, journal positions and the "N s behind" counters."""
+    if old is None:
+        return True
+    if (old["status"], old["agent_reachable"]) != (new["status"], new["agent_reachable"]):
+        return True
+    for key in ("journal_transfer", "dejournaling"):
+        if phase(old[key]) != phase(new[key]):
+            return True
+    volatile = {
+        "incoming_journal_rate",
+        "incoming_journal_figures",
+        "journal_end",
+        "databases",
+        "members",  # the primary's view of its links: each member's own state tells
+    }
+    rec_old, rec_new = old["record"], new["record"]
+    if _db_statuses(rec_old) != _db_statuses(rec_new):
+        return True
+    keys = (set(rec_old) | set(rec_new)) - volatile
+    return any(rec_old.get(k) != rec_new.get(k) for k in keys)
+
+
+def _db_statuses(record: dict) -> dict:
+    return {row["name"]: row.get("status") for row in record.get("databases") or []}

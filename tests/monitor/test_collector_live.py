@@ -1,0 +1,69 @@
+"""The collector against a real mirror: it follows the agents' status streams, keeps each
+member's live state, and writes the history of what changed — a backup killed with SIGKILL is
+Down within a second or two, and Backup again once it is started and has caught up."""
+
+import threading
+
+import pytest
+
+from members.models import Member
+from monitor.collector import Collector
+from monitor.models import Event, MemberState
+from tests.monitor.live_cluster import live_cluster, live_portal, wait_for  # noqa: F401
+
+pytestmark = [pytest.mark.timeout(240)]
+
+
+@pytest.fixture
+def collector(live_portal):
+    collector = Collector(holder="test")
+    thread = threading.Thread(target=collector.run, daemon=True)
+    thread.start()
+    yield collector
+    collector.stop()
+    thread.join(10)
+
+
+def live(name: str) -> MemberState | None:
+    return MemberState.objects.filter(member__name=name).first()
+
+
+def status_of(name: str) -> str:
+    state = live(name)
+    return state.status if state else ""
+
+
+def test_the_collector_shows_each_member_as_its_agent_streams_it(collector):
+    wait_for(lambda: status_of("DR") == "Connected", what="every member read")
+
+    assert status_of("A") == "Primary"
+    assert status_of("B") == "Backup"
+    assert live("B").journal_transfer == "Active"
+    assert live("A").record["failover_mode"] == "Agent Controlled"
+    assert [d["name"] for d in live("B").record["databases"]] == ["ORDERS"]
+    # the portal's member rows follow what the members said
+    assert Member.objects.get(name="B").status == "Backup"
+
+
+def test_a_killed_backup_is_down_then_backup_again_with_its_history(collector, live_portal):
+    wait_for(lambda: live("B") and live("B").journal_transfer == "Active", what="B active")
+
+    argv = live_portal.kill("B")
+
+    wait_for(lambda: status_of("B") == "Down", timeout=5, what="B down")
+    assert Member.objects.get(name="B").status == "Down"
+    down = Event.objects.get(member_name="B", kind=Event.STATUS, after="Down")
+    assert down.before == "Backup" and down.mirror_name == "LIVE"
+
+    live_portal.start_again("B", argv)
+
+    wait_for(lambda: status_of("B") == "Backup", timeout=60, what="B backup again")
+    wait_for(lambda: live("B").journal_transfer == "Active", timeout=30, what="B active again")
+    history = [
+        (e.before, e.after)
+        for e in Event.objects.filter(member_name="B", kind=Event.STATUS).order_by("at", "id")
+    ]
+    assert history[0] == ("", "Backup")  # first seen
+    assert history[1] == ("Backup", "Down")
+    assert history[-1][1] == "Backup"
+    assert [after for _, after in history].count("Down") == 1, history
