@@ -55,7 +55,7 @@ test-embedded:
 
 test-services:
 	@if scripts/services-up; then \
-		$(SERVICES_ENV) $(BIN)/pytest -m "api or jobs or services"; \
+		$(SERVICES_ENV) $(BIN)/pytest -m "api or jobs or live or services"; \
 	elif [ "$$CI" = "true" ]; then \
 		echo "PostgreSQL and Redis are required on CI"; exit 1; \
 	else \

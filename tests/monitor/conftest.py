@@ -8,6 +8,7 @@ import time
 import pytest
 
 from tests.conftest import make_user
+from tests.monitor.live_cluster import live_cluster, live_portal  # noqa: F401 - fixtures
 
 
 class AsgiServer:
@@ -24,7 +25,7 @@ class AsgiServer:
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, lifespan="off", log_level="warning", ws="websockets")
+        config = uvicorn.Config(app, lifespan="off", log_level="warning", ws="auto")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True

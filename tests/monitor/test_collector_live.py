@@ -9,7 +9,7 @@ import pytest
 from members.models import Member
 from monitor.collector import Collector
 from monitor.models import Event, MemberState
-from tests.monitor.live_cluster import live_cluster, live_portal, wait_for  # noqa: F401
+from tests.monitor.live_cluster import wait_for
 
 pytestmark = [pytest.mark.timeout(240)]
 
