@@ -1,0 +1,109 @@
+"""From agent records to member states and history events (monitor/states.py): what becomes an
+event, what is only a moving figure, and which member a record speaks for."""
+
+from monitor.models import Event
+from monitor.states import changes, members_of, phase, significant, state_of, unreachable
+
+
+def record(**fields) -> dict:
+    base = {
+        "name": "B",
+        "member": "B",
+        "mirror": "SHOP",
+        "state": "up",
+        "type": "Failover",
+        "status": "Backup",
+        "journal_transfer": "Active",
+        "dejournaling": "Caught up",
+        "journal_transfer_latency_s": 0.0,
+        "dejournal_latency_s": 0.0,
+        "databases": [{"name": "ORDERS", "status": "Dejournaling", "applied": [1, 10]}],
+        "journal_end": [1, 10],
+    }
+    return base | fields
+
+
+def test_behind_by_more_or_fewer_seconds_is_one_phase():
+    assert phase("5 s behind") == phase("2 min behind") == "behind"
+    assert phase("Disconnected on 12/05/2026 10:00:01") == "disconnected"
+    assert phase("Active") == "Active"
+
+
+def test_a_status_change_is_an_event_and_in_trouble_is_a_trouble_event():
+    old = state_of(record())
+
+    down = changes("B", old, state_of(record(status="Down", state="down")))
+    trouble = changes(
+        "A", state_of(record(status="Primary")), state_of(record(status="In Trouble"))
+    )
+
+    assert (Event.STATUS, "Backup", "Down", "B: Backup → Down") in down
+    assert [kind for kind, *_ in trouble] == [Event.TROUBLE]
+
+
+def test_a_lag_moving_is_no_event_and_not_urgent_but_a_new_phase_is_both():
+    old = state_of(record(journal_transfer="3 s behind", journal_transfer_latency_s=3.0))
+    later = state_of(record(journal_transfer="9 s behind", journal_transfer_latency_s=9.0))
+    caught_up = state_of(record(journal_transfer="Caught up"))
+
+    assert changes("B", old, later) == []
+    assert not significant(old, later)
+    assert [kind for kind, *_ in changes("B", old, caught_up)] == [Event.JOURNAL_TRANSFER]
+    assert significant(old, caught_up)
+
+
+def test_a_journal_position_moving_is_not_urgent_but_a_database_status_is():
+    old = state_of(record())
+    written = state_of(record(journal_end=[1, 99]))
+    needs = state_of(record(databases=[{"name": "ORDERS", "status": "Needs Catchup"}]))
+
+    assert not significant(old, written)
+    assert significant(old, needs)
+    assert changes("B", old, needs) == [
+        (Event.DATABASE, "Dejournaling", "Needs Catchup", "B: ORDERS Dejournaling → Needs Catchup")
+    ]
+
+
+def test_members_waiting_for_authorization_come_and_go_in_the_history():
+    old = state_of(record(pending_members=[]))
+    new = state_of(record(pending_members=[{"name": "DR", "type": "dr", "dn": "CN=DR"}]))
+
+    assert changes("A", old, new) == [
+        (Event.PENDING, "", "pending", "A: DR waits for authorization")
+    ]
+    assert changes("A", new, old)[0][3] == "A: DR no longer pending"
+
+
+def test_an_unreachable_agent_keeps_the_last_status_and_says_why():
+    old = state_of(record())
+
+    stale = unreachable(old, "unreachable at https://10.0.0.2:2188")
+
+    assert stale["status"] == "Backup" and stale["agent_reachable"] is False
+    assert significant(old, stale)
+    assert changes("B", old, stale) == [
+        (Event.AGENT, "reachable", "unreachable", "B: agent unreachable at https://10.0.0.2:2188")
+    ]
+
+
+def test_a_down_instance_speaks_for_the_member_it_was_in_every_mirror():
+    down = {"name": "inst-b", "state": "down", "status": "Down", "mirror": None, "member": None}
+
+    assert members_of(down, known_as="B") == [("", "B", down)]
+
+
+def test_a_reporting_async_in_two_mirrors_is_two_members():
+    rec = {
+        "name": "REP",
+        "member": "REP",
+        "state": "up",
+        "status": "2/2",
+        "mirrors": {
+            "SHOP": {"member": "REP", "status": "Connected", "journal_transfer": "Caught up"},
+            "BOOKS": {"member": "REP", "status": "Synchronizing"},
+        },
+    }
+
+    seen = {(mirror, member): flat["status"] for mirror, member, flat in members_of(rec, None)}
+
+    assert seen == {("SHOP", "REP"): "Connected", ("BOOKS", "REP"): "Synchronizing"}
