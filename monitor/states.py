@@ -89,13 +89,14 @@ def phase(value: str) -> str:
 
 def changes(member: str, old: dict | None, new: dict) -> list[tuple[str, str, str, str]]:
     """The events between two states of `member`: (kind, before, after, text)."""
-    old = old or {}
+    if not old:  # first sight: one line, not one per database and field
+        return [(Event.STATUS, "", new["status"], f"{member}: {new['status']} (first seen)")]
     out = []
     before, after = old.get("status", ""), new["status"]
     if before != after:
         trouble = catalog.IN_TROUBLE in (before, after)
         kind = Event.TROUBLE if trouble else Event.STATUS
-        out.append((kind, before, after, f"{member}: {before or 'unknown'} → {after}"))
+        out.append((kind, before, after, f"{member}: {before} → {after}"))
     for key, kind, label in (
         ("journal_transfer", Event.JOURNAL_TRANSFER, "journal transfer"),
         ("dejournaling", Event.DEJOURNALING, "dejournaling"),
@@ -103,7 +104,7 @@ def changes(member: str, old: dict | None, new: dict) -> list[tuple[str, str, st
         was, now = old.get(key, ""), new[key]
         if phase(was) != phase(now) and now:
             out.append((kind, was, now, f"{member}: {label} {now}"))
-    if old and old.get("agent_reachable", True) != new["agent_reachable"]:
+    if old.get("agent_reachable", True) != new["agent_reachable"]:
         if new["agent_reachable"]:
             out.append((Event.AGENT, "unreachable", "reachable", f"{member}: agent reachable"))
         else:
@@ -124,7 +125,7 @@ def changes(member: str, old: dict | None, new: dict) -> list[tuple[str, str, st
         if was != now and now is not None:
             out.append((kind, was or "", now, f"{member}: {now}"))
     was, now = _expiry(rec_old), _expiry(rec_new)
-    if old and was != now and now:
+    if was != now and now:
         out.append((Event.CERTIFICATE, was, now, f"{member}: certificate valid until {now}"))
     return out
 

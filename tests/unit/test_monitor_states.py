@@ -107,3 +107,9 @@ def test_a_reporting_async_in_two_mirrors_is_two_members():
     seen = {(mirror, member): flat["status"] for mirror, member, flat in members_of(rec, None)}
 
     assert seen == {("SHOP", "REP"): "Connected", ("BOOKS", "REP"): "Synchronizing"}
+
+
+def test_a_member_seen_for_the_first_time_is_one_line_of_history():
+    assert changes("B", None, state_of(record())) == [
+        (Event.STATUS, "", "Backup", "B: Backup (first seen)")
+    ]
