@@ -19,6 +19,7 @@ from monitor.models import Alert, Event, Lease, MemberState
 # members listed primary first, then the backup, then the asyncs (guide §5.1.1.1)
 _ORDER = {catalog.PRIMARY: 0, catalog.IN_TROUBLE: 0, catalog.BACKUP: 1}
 
+
 class EventSerializer(serializers.ModelSerializer):
     job_url = serializers.SerializerMethodField()
 
@@ -39,6 +40,7 @@ class EventSerializer(serializers.ModelSerializer):
 
     def get_job_url(self, event) -> str | None:
         return reverse("job-detail", args=[event.job_id]) if event.job_id else None
+
 
 class AlertSerializer(serializers.ModelSerializer):
     mirror = serializers.CharField(source="mirror.name")
@@ -62,6 +64,7 @@ class AlertSerializer(serializers.ModelSerializer):
             "delivered_at",
             "delivery_attempts",
         ]
+
 
 class MemberStatusSerializer(serializers.Serializer):
     """One line of the Mirror Member Status table, and what the monitor knows besides."""
@@ -115,10 +118,12 @@ class MemberStatusSerializer(serializers.Serializer):
     def get_superserver(self, member) -> str:
         return f"{member.superserver_address}|{member.superserver_port}"
 
+
 def _members(mirror: Mirror) -> list[Member]:
     rows = list(Member.objects.filter(mirror=mirror).select_related("live", "host"))
     rows.sort(key=lambda m: (_ORDER.get(m.status, 2), m.member_type != catalog.FAILOVER, m.name))
     return rows
+
 
 def _primary_record(members: list[Member]) -> dict:
     for m in members:
@@ -127,12 +132,14 @@ def _primary_record(members: list[Member]) -> dict:
             return live.record
     return {}
 
+
 def _has_live(member: Member) -> bool:
     try:
         member.live  # noqa: B018 - the reverse one-to-one raises when there is none
     except MemberState.DoesNotExist:
         return False
     return True
+
 
 def collector_state() -> dict:
     lease = Lease.objects.filter(name="collector").first()
@@ -142,6 +149,7 @@ def collector_state() -> dict:
         "holder": lease.holder if lease else None,
         "since": lease.acquired_at if lease else None,
     }
+
 
 def mirror_status(mirror: Mirror) -> dict:
     """The live Mirror Monitor of `mirror` (guide §5.1.1): members, failover information,
@@ -178,6 +186,7 @@ def mirror_status(mirror: Mirror) -> dict:
         "generated_at": timezone.now(),
     }
 
+
 def fleet_row(mirror: Mirror) -> dict:
     """The mirror at a glance: health, primary, whether the backup is Active, the worst async
     lag, open alerts (the fleet overview sorts by `rank`, worst first)."""
@@ -207,8 +216,8 @@ def fleet_row(mirror: Mirror) -> dict:
         "down": sum(1 for m in members if m.status in (catalog.DOWN, catalog.ERROR)),
     }
 
+
 def fleet() -> list[dict]:
     rows = [fleet_row(m) for m in Mirror.objects.all()]
     rows.sort(key=lambda r: (r["rank"], -r["open_alerts"], r["mirror"]))
     return rows
-

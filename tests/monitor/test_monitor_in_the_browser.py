@@ -1,0 +1,111 @@
+"""The live monitor end to end, as the issue asks: a real mirror (agents and instances as
+processes), the collector following it, the portal served with its websockets, two real
+Chromium pages on the Mirror Monitor. The backup's instance is SIGKILLed: both pages show it
+Down, the primary's word for its journal transfer and a red link, without a reload; started
+again it comes back to Backup / Active. The history holds the events and a local webhook
+receiver gets exactly one alert for it."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from monitor.collector import Collector
+from monitor.models import Alert, Event
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.conftest import make_user, require
+from tests.monitor.conftest import session_cookie
+from tests.monitor.live_cluster import wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+
+class Receiver(BaseHTTPRequestHandler):
+    posts: list[dict] = []
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Receiver.posts.append({"id": self.headers.get("X-Alert-Id"), **json.loads(body)})
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook(settings):
+    Receiver.posts = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings.MONITOR_WEBHOOK_URLS = [f"http://127.0.0.1:{server.server_port}/hook"]
+    yield Receiver.posts
+    server.shutdown()
+
+
+@pytest.fixture
+def collector(live_portal):
+    collector = Collector(holder="browser-test")
+    thread = threading.Thread(target=collector.run, daemon=True)
+    thread.start()
+    yield collector
+    collector.stop()
+    thread.join(10)
+
+
+@pytest.fixture
+def two_pages(asgi_server, monkeypatch):
+    require(CHROMIUM.exists(), f"Chromium is not installed at {CHROMIUM}")
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    cookie = session_cookie(make_user("watcher", "viewer"))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            pages = []
+            for _ in range(2):
+                context = browser.new_context(viewport={"width": 1280, "height": 900})
+                context.add_cookies([{**cookie, "url": asgi_server.url}])
+                page = context.new_page()
+                page.set_default_timeout(20_000)
+                page.goto(f"{asgi_server.url}/mirrors/LIVE/monitor/")
+                pages.append(page)
+            yield pages
+        finally:
+            browser.close()
+
+
+def field(page, member: str, name: str):
+    return page.locator(f'tr[data-member="{member}"] [data-field="{name}"]')
+
+
+def test_two_browsers_follow_a_backup_killed_and_started_again(
+    collector, live_portal, celery_worker, webhook, two_pages
+):
+    for page in two_pages:
+        page.locator('[data-live][data-state="live"]').wait_for()
+        field(page, "B", "status").filter(has_text="Backup").wait_for()
+        page.locator('[data-link="A->B"][data-state="ok"]').wait_for(state="attached")
+
+    argv = live_portal.kill("B")
+
+    for page in two_pages:
+        field(page, "B", "status").filter(has_text="Down").wait_for(timeout=5_000)
+        field(page, "B", "journal_transfer").filter(has_text="Disconnected on").wait_for()
+        page.locator('[data-link="A->B"][data-state="bad"]').wait_for(state="attached")
+    wait_for(lambda: len(webhook) >= 1, timeout=20, what="the webhook's alert")
+
+    live_portal.start_again("B", argv)
+
+    for page in two_pages:
+        field(page, "B", "status").filter(has_text="Backup").wait_for(timeout=60_000)
+        field(page, "B", "journal_transfer").filter(has_text="Active").wait_for(timeout=30_000)
+        page.locator('[data-link="A->B"][data-state="ok"]').wait_for(state="attached")
+    after = [e.after for e in Event.objects.filter(member_name="B", kind=Event.STATUS)]
+    assert "Down" in after and after[0] == "Backup"  # newest first
+    down_alerts = Alert.objects.filter(rule=Alert.MEMBER_DOWN, member_name="B")
+    assert down_alerts.count() == 1 and down_alerts.get().resolved_at is not None
+    member_down = [p for p in webhook if p.get("rule") == Alert.MEMBER_DOWN]
+    assert len(member_down) == 1, webhook
