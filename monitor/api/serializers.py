@@ -84,13 +84,19 @@ class MemberStatusSerializer(serializers.Serializer):
     mirror_private_address = serializers.CharField()
     seen_at = serializers.DateTimeField(source="live.seen_at", default=None)
     changed_at = serializers.DateTimeField(source="live.changed_at", default=None)
-    record = serializers.JSONField(source="live.record", default=dict)
+    record = serializers.SerializerMethodField(
+        help_text="The rest of the member's own record: rates, databases, pending members..."
+    )
 
     def _live(self, member) -> MemberState | None:
         try:
             return member.live
         except MemberState.DoesNotExist:
             return None
+
+    def get_record(self, member) -> dict:
+        live = self._live(member)
+        return live.record if live else {}
 
     def get_type(self, member) -> str:
         return catalog.MEMBER_TYPE_LABELS.get(member.member_type, member.member_type)

@@ -8,6 +8,7 @@ on members."""
 from dataclasses import dataclass, field
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts import services as account_services
@@ -22,6 +23,7 @@ from members.models import (
     MirroredDatabase,
     PendingDNUpdate,
 )
+from monitor.models import Alert
 from tasks.models import Job
 from tasks.services import finish_job, start_job
 from tests import factories
@@ -68,6 +70,7 @@ class World:
     job: Job  # queued (no worker runs)
     failed_job: Job
     someone: object
+    alert: Alert
     tokens: dict = field(default_factory=dict)  # role -> (ApiToken, secret)
 
     def token_of(self, role) -> ApiToken | None:
@@ -105,6 +108,14 @@ def world(users):
         job=start_job(admin, "check_host", host),
         failed_job=start_job(admin, "refresh_mirror", mirror, mirror=mirror),
         someone=make_user("sam-someone", "viewer"),
+        alert=Alert.objects.create(
+            mirror=mirror,
+            member_name="ALPHA1",
+            rule=Alert.MEMBER_DOWN,
+            key="member_down:ALPHA:ALPHA1",
+            text="ALPHA1 is Down",
+            opened_at=timezone.now(),
+        ),
     )
     finish_job(world.failed_job, error="ALPHA1 did not answer.")
     for role, user in users.items():

@@ -42,7 +42,7 @@ def at(template: str):
             name: getattr(world, name).pk
             for name in ("mirror", "host", "spare_host", "member", "pending", "database")
             + ("spare_database", "copy", "dn_update", "instance", "drift", "job", "failed_job")
-            + ("someone",)
+            + ("someone", "alert")
         }
         token = world.token_of(role)
         ids["token"] = token.pk if token else world.token_of("viewer").pk
@@ -182,6 +182,12 @@ ROWS = [
     operation("/jobs/{job}/cancel/", "operator", ok=200),
     Row("post", at(V1 + "/jobs/"), "admin", 405, lambda w: {"kind": "check_host"}),
     Row("delete", at(V1 + "/jobs/{job}/"), "admin", 405),
+    # alerts: read by anyone, acknowledged by operators, opened and resolved only by the collector
+    Row("get", at(V1 + "/alerts/"), "viewer", 200),
+    Row("get", at(V1 + "/alerts/{alert}/"), "viewer", 200),
+    operation("/alerts/{alert}/acknowledge/", "operator", ok=200),
+    Row("post", at(V1 + "/alerts/"), "admin", 405, lambda w: {"rule": "drift"}),
+    Row("delete", at(V1 + "/alerts/{alert}/"), "admin", 405),
     # audit trail
     Row("get", at(V1 + "/audit-events/"), "viewer", 200),
     Row("get", at(V1 + "/audit-events/{event}/"), "viewer", 200),
@@ -313,10 +319,11 @@ def offered_routes() -> set[tuple[str, str]]:
     """(method, path) for every route the API's routers serve, ids written {id}."""
     from accounts.api.urls import router as accounts
     from members.api.urls import router as members
+    from monitor.api.urls import router as monitor
     from tasks.api.urls import router as tasks
 
     offered = set()
-    for router in (members, tasks, accounts):
+    for router in (members, tasks, accounts, monitor):
         for prefix, viewset, _ in router.registry:
             for route in router.get_routes(viewset):
                 url = route.url.format(prefix=prefix, lookup="{id}", trailing_slash="/")

@@ -55,6 +55,7 @@ def seeded_ids(world, user_token) -> dict[str, list[int]]:
         "audit-events": list(AuditEvent.objects.values_list("pk", flat=True)[:3]),
         "tokens": [user_token.pk],
         "users": [world.someone.pk],
+        "alerts": [world.alert.pk],
     }
 
 

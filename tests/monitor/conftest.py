@@ -8,6 +8,7 @@ import time
 import pytest
 
 from tests.conftest import make_user
+from tests.jobs.conftest import celery_worker  # noqa: F401 - fixture
 from tests.monitor.live_cluster import live_cluster, live_portal  # noqa: F401 - fixtures
 
 
