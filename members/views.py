@@ -62,15 +62,21 @@ def mirror_list(request):
             0,
         ),
     ).order_by("name")
-    page = Paginator(mirrors.prefetch_related("members"), PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
-    for mirror in page:
+    # The fleet overview (docs/monitor-pages.md): every mirror's live row, worst first, kept
+    # current by static/js/fleet.js. Imported here: the monitor's pages own the fleet rows.
+    from monitor.views import fleet_rows, with_fleet_data
+
+    mirrors = list(with_fleet_data(mirrors))
+    for mirror in mirrors:
         mirror.health = mirror_health(list(mirror.members.all()))
+    page = Paginator(fleet_rows(mirrors), PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "page": page,
         "can_create": has_role(request.user, ADMIN),
         "drafts": Draft.objects.filter(owner=request.user, finished_at=None).count(),
+        # fleet.js updates the rows shown; it re-sorts them, and adds new mirrors, only when
+        # one page holds every mirror
+        "live_sort": page.paginator.num_pages == 1,
     }
     return render(request, "members/mirror_list.html", context)
 

@@ -1,17 +1,271 @@
 """The live pages: the Mirror Monitor of one mirror (guide §5.1.1), kept current over a
-websocket; the fleet overview is the Mirrors page."""
+websocket (static/js/monitor.js); the fleet overview, which is the Mirrors page
+(members.views.mirror_list calls fleet_rows); the timeline of every mirror's events.
 
+Each page is complete without JavaScript: the server renders what `mirror_status()` and the
+fleet rows hold, and the scripts then keep the same elements current (docs/monitor-pages.md).
+"""
+
+import django_filters
+from django import forms
+from django.core.paginator import Paginator
+from django.db.models import Count, OuterRef, Prefetch, Subquery
+from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 
 from accounts.decorators import role_required
-from accounts.roles import VIEWER
-from members.models import Mirror
+from accounts.roles import OPERATOR, VIEWER, has_role
+from engine import rules as catalog
+from members.api.filters import DateTimeFilter
+from members.health import mirror_health
+from members.models import Member, Mirror
 from monitor.api.serializers import mirror_status
+from monitor.models import Alert, Event, MemberState
+from portal.filters import FilterSet, TextFilter
+
+RECENT_EVENTS = 20
+TIMELINE_PAGE_SIZE = 50
+
+# A member's colour (static/js/monitor.js has the same three lists): green when it does its
+# job, amber while it gets there, red when it cannot (guide §5.1.1.1).
+OK_STATUSES = {catalog.PRIMARY, catalog.BACKUP, catalog.CONNECTED}
+WARN_STATUSES = {catalog.SYNCHRONIZING, "Transition", catalog.WAITING}
+BAD_STATUSES = {catalog.DOWN, catalog.ERROR, "Crashed", catalog.STOPPED, catalog.IN_TROUBLE}
+
+
+def status_level(status: str, agent_reachable) -> str:
+    if agent_reachable is False:  # the status shown is stale: we cannot know it is fine
+        return "bad"
+    if status in OK_STATUSES:
+        return "ok"
+    if status in WARN_STATUSES:
+        return "warn"
+    if status in BAD_STATUSES:
+        return "bad"
+    return "unknown"
+
+
+def next_record(position, on_primary: bool) -> str:
+    """ "Next Record to Dejournal" (guide §5.1.1.3): N/A on the primary; elsewhere the journal
+    position the copy has applied up to, [file, offset] as the member reports it."""
+    if on_primary:
+        return catalog.NOT_APPLICABLE
+    if isinstance(position, list | tuple) and len(position) == 2:
+        return f"{position[0]}:{position[1]}"
+    return str(position) if position else "—"
+
+
+def lag_text(seconds) -> str:
+    """A lag as the fleet overview and the charts' legend show it (fleet.js: lagText)."""
+    if seconds is None:
+        return "—"
+    s = max(0, round(seconds))
+    return f"{s} s" if s < 120 else f"{s // 60} min {s % 60} s"
+
+
+def present(status: dict) -> dict:
+    """What the Mirror Monitor template shows beside `status`: each member's colour, rate,
+    databases and troubles, and the primary's pending members and DN updates."""
+    members = []
+    primary_record = {}
+    for m in status["members"]:
+        record = m["record"] or {}
+        on_primary = m["status"] in (catalog.PRIMARY, catalog.IN_TROUBLE)
+        if on_primary and not primary_record:
+            primary_record = record
+        members.append(
+            {
+                **m,
+                "level": status_level(m["status"], m["agent_reachable"]),
+                "on_primary": on_primary,
+                "rate": None if on_primary else record.get("incoming_journal_rate"),
+                "missing": record.get("missing_mirrored_databases") or [],
+                "waiting_reason": record.get("waiting_reason") or "",
+                "databases": [
+                    {
+                        "name": db.get("name", ""),
+                        "status": db.get("status", ""),
+                        "next": next_record(db.get("applied"), on_primary),
+                    }
+                    for db in record.get("databases") or []
+                ],
+            }
+        )
+    return {
+        "members": members,
+        "waiting": any(m["waiting_reason"] for m in members),
+        "missing": any(m["missing"] for m in members),
+        "pending": pending_members(status, primary_record),
+        "dn_updates": primary_record.get("dn_updates") or [],
+        "alerts": [{**a, "when": when(a["opened_at"])} for a in status["alerts"]],
+    }
+
+
+def when(iso) -> str:
+    """An ISO time of the API's JSON as the pages show it, "2025-01-31 12:00:00" (UTC)."""
+    return str(iso or "")[:19].replace("T", " ")
+
+
+def pending_members(status: dict, primary_record: dict) -> list[dict]:
+    """Members waiting for authorization: as the primary reports them, and those the portal
+    recorded as pending that the primary's report does not name (it may be unreachable)."""
+    rows = [
+        {
+            "name": p.get("name", ""),
+            "type": catalog.MEMBER_TYPE_LABELS.get(p.get("type"), p.get("type") or ""),
+            "dn": p.get("dn") or "",
+        }
+        for p in primary_record.get("pending_members") or []
+    ]
+    named = {r["name"] for r in rows}
+    rows += [
+        {"name": m["name"], "type": m["type"], "dn": m["x509_dn"]}
+        for m in status["members"]
+        if m["authorization"] == Member.PENDING and m["name"] not in named
+    ]
+    return rows
 
 
 @role_required(VIEWER)
 def mirror_monitor(request, name):
     mirror = get_object_or_404(Mirror, name=name.upper())
-    return render(
-        request, "monitor/mirror_monitor.html", {"mirror": mirror, "status": mirror_status(mirror)}
+    status = mirror_status(mirror)
+    context = {
+        "mirror": mirror,
+        "status": status,
+        "view": present(status),
+        "can_operate": has_role(request.user, OPERATOR),
+        "events": Event.objects.filter(mirror=mirror)[:RECENT_EVENTS],
+        # what monitor.js needs that the status does not say
+        "page_config": {
+            "mirror": mirror.name,
+            "socket": f"/ws/mirrors/{mirror.name}/",
+            "samples": reverse("mirror-samples", args=[mirror.name]),
+            "copies": reverse("mirror-detail", args=[mirror.name]),
+            "timeline": reverse("timeline"),
+            "canOperate": has_role(request.user, OPERATOR),
+            "typeLabels": catalog.MEMBER_TYPE_LABELS,
+        },
+    }
+    return render(request, "monitor/mirror_monitor.html", context)
+
+
+# --- The fleet overview (the Mirrors page) ----------------------------------------------------
+def with_fleet_data(mirrors):
+    """`mirrors` (a queryset) with what their fleet rows need: the open alerts counted, the
+    members with their live state, so fleet_rows() makes no query of its own."""
+    open_alerts = (
+        Alert.objects.filter(mirror=OuterRef("pk"), resolved_at=None)
+        .order_by()
+        .values("mirror")
+        .annotate(n=Count("pk"))
+        .values("n")
     )
+    # a subquery, not a join: members x alerts rows would multiply the page's member counts
+    return mirrors.annotate(open_alerts=Coalesce(Subquery(open_alerts), 0)).prefetch_related(
+        Prefetch("members", queryset=Member.objects.select_related("live"))
+    )
+
+
+def _live(member):
+    try:
+        return member.live
+    except MemberState.DoesNotExist:
+        return None
+
+
+def fleet_rows(mirrors) -> list:
+    """`mirrors` (from with_fleet_data) worst first, each with `.fleet`: the same row as
+    monitor.api.serializers.fleet_row() builds with queries of its own (a test keeps the two
+    equal). A mirror's `.health`, when the caller set it, is used as is."""
+    for mirror in mirrors:
+        members = list(mirror.members.all())
+        health = getattr(mirror, "health", None) or mirror_health(members)
+        primary = next((m.name for m in members if m.status == catalog.PRIMARY), None)
+        backup = next((m for m in members if m.status == catalog.BACKUP), None)
+        backup_live = _live(backup) if backup is not None else None
+        lags = [
+            live.transfer_lag_s
+            for live in (_live(m) for m in members if m.member_type != catalog.FAILOVER)
+            if live is not None and live.transfer_lag_s is not None
+        ]
+        mirror.health = health
+        mirror.fleet = {
+            "mirror": mirror.name,
+            "url": reverse("mirror-monitor", args=[mirror.name]),
+            "health": {"level": health.level, "text": health.text},
+            "rank": {"bad": 0, "warn": 1, "unknown": 2, "ok": 3}[health.level],
+            "primary": primary,
+            "backup": backup.name if backup else None,
+            "backup_active": bool(backup_live and backup_live.journal_transfer == catalog.ACTIVE),
+            "worst_async_lag_s": max(lags) if lags else None,
+            "open_alerts": mirror.open_alerts,
+            "members": len(members),
+            "down": sum(1 for m in members if m.status in (catalog.DOWN, catalog.ERROR)),
+        }
+        mirror.lag_text = lag_text(mirror.fleet["worst_async_lag_s"])
+    rows = list(mirrors)
+    rows.sort(key=lambda m: (m.fleet["rank"], -m.fleet["open_alerts"], m.name))
+    return rows
+
+
+# --- The timeline -----------------------------------------------------------------------------
+class DateTimeInput(forms.DateTimeInput):
+    input_type = "datetime-local"
+
+
+class EventFilter(FilterSet):
+    mirror = TextFilter(field_name="mirror_name", lookup_expr="iexact", label="Mirror")
+    member = TextFilter(field_name="member_name", lookup_expr="iexact", label="Member")
+    kind = django_filters.ChoiceFilter(choices=Event.KINDS, empty_label="Any", label="Kind")
+    since = DateTimeFilter(
+        field_name="at", lookup_expr="gte", label="From (UTC)", widget=DateTimeInput
+    )
+    until = DateTimeFilter(
+        field_name="at", lookup_expr="lte", label="To (UTC)", widget=DateTimeInput
+    )
+
+    class Meta:
+        model = Event
+        fields = []
+
+    def clean_range(self):
+        data = self.form.cleaned_data
+        since, until = data.get("since"), data.get("until")
+        if since and until and since > until:
+            self.form.add_error("until", "The end of the range comes before its start.")
+
+
+@role_required(VIEWER)
+def timeline(request):
+    filters = EventFilter(request.GET or None, queryset=Event.objects.all())
+    valid = not filters.is_bound or filters.is_valid()
+    if valid and filters.is_bound:
+        filters.clean_range()
+        valid = not filters.form.errors
+    # A filter that cannot be read shows nothing rather than everything: a wrong page that
+    # looks filtered is worse than an empty one that says why.
+    events = filters.qs if valid else Event.objects.none()
+    page = Paginator(events, TIMELINE_PAGE_SIZE).get_page(request.GET.get("page"))
+    chosen = filters.form.cleaned_data if valid and filters.is_bound else {}
+    # New events are added live only to one mirror's newest page with no end to the range.
+    name = chosen.get("mirror") or ""
+    follows = name.isalnum() and not chosen.get("until") and page.number == 1
+    context = {
+        "filters": filters,
+        "valid": valid,
+        "page": page,
+        "live": {
+            "mirror": name.upper(),
+            "member": chosen.get("member") or "",
+            "kind": chosen.get("kind") or "",
+            "socket": f"/ws/mirrors/{name.upper()}/",
+            "monitor": reverse("mirror-monitor", args=[name.upper()]),
+            "audit": reverse("audit-list"),
+            "kinds": dict(Event.KINDS),
+        }
+        if follows
+        else None,
+    }
+    return render(request, "monitor/timeline.html", context, status=200 if valid else 400)

@@ -1,0 +1,173 @@
+"""The live pages in real Chromium against the portal served over ASGI with its websockets:
+what the collector publishes reaches every open page without a reload — the Mirror Monitor's
+member table and topology, the fleet overview's order — and the pages say when the live
+connection is lost."""
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from members.models import Member
+from monitor import publish
+from monitor.api.serializers import fleet_row, mirror_status
+from monitor.models import MemberState
+from tests import factories
+from tests.conftest import make_user
+from tests.monitor.conftest import asgi_server, session_cookie  # noqa: F401 - the fixture
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
+
+BOTH = "Both failover members are connected to the arbiter"
+
+
+def seen(member, status, journal_transfer="", **record):
+    """`member` as its agent streams it: the live row and the member's status, as the
+    collector writes them."""
+    now = timezone.now()
+    Member.objects.filter(pk=member.pk).update(status=status, observed_at=now)
+    MemberState.objects.update_or_create(
+        member=member,
+        defaults={
+            "status": status,
+            "journal_transfer": journal_transfer,
+            "dejournaling": "Caught up",
+            "record": record,
+            "seen_at": now,
+            "changed_at": now,
+        },
+    )
+
+
+def publish_status(mirror):
+    """What the collector does after writing a change: the mirror's viewers get it."""
+    publish.send(
+        [publish.mirror_group(mirror.pk)], {"type": "status", "status": mirror_status(mirror)}
+    )
+
+
+def publish_fleet_row(mirror):
+    publish.send([publish.FLEET_GROUP], {"type": "fleet_row", "row": fleet_row(mirror)})
+
+
+def healthy_mirror(name, arbiter=""):
+    mirror = factories.mirror(name=name, requires_tls=False, arbiter_host=arbiter)
+    a = factories.member(mirror, name=f"{name}A")
+    b = factories.member(mirror, name=f"{name}B")
+    seen(a, "Primary", "N/A", arbiter_connection=BOTH, failover_mode="Arbiter Controlled")
+    seen(
+        b,
+        "Backup",
+        "Active",
+        arbiter_connection=BOTH,
+        incoming_journal_rate="42 KB/s (5s interval)",
+    )
+    return mirror, a, b
+
+
+@pytest.fixture
+def viewer_cookie(asgi_server):  # noqa: F811 - asgi_server is the fixture
+    """A viewer's session, as the cookie a browser sends to the ASGI server."""
+    return {**session_cookie(make_user("vera-viewer", "viewer")), "url": asgi_server.url}
+
+
+@pytest.fixture
+def signed_in(browser_page, viewer_cookie):
+    browser_page.context.add_cookies([viewer_cookie])
+    return browser_page
+
+
+def another_browser_page(page, cookie):
+    """A second page in its own browser context (its own cookies, like a second person)."""
+    other = page.context.browser.new_page(viewport={"width": 1280, "height": 900})
+    other.set_default_timeout(15_000)
+    other.context.add_cookies([cookie])
+    return other
+
+
+def open_live(page, url):
+    page.goto(url)
+    expect(page.locator("[data-live]")).to_have_attribute("data-state", "live")
+    # a page that reloads loses this; one updated in place keeps it
+    page.evaluate("window.notReloaded = true")
+
+
+def test_two_open_monitors_show_a_member_going_down_without_reloading(
+    asgi_server,  # noqa: F811
+    signed_in,
+    viewer_cookie,
+):
+    mirror, _, backup = healthy_mirror("ALPHA", arbiter="10.9.9.9")
+    url = f"{asgi_server.url}/mirrors/ALPHA/monitor/"
+    pages = [signed_in, another_browser_page(signed_in, viewer_cookie)]
+    for page in pages:
+        open_live(page, url)
+        expect(page.locator('[data-link="ALPHAA->ALPHAB"]')).to_have_attribute("data-state", "ok")
+        expect(page.locator('[data-link="ALPHAB->ARBITER"]')).to_have_attribute("data-state", "ok")
+
+    seen(backup, "Down", "Disconnected on 2025-01-31 12:00:00 UTC")
+    publish_status(mirror)
+
+    for page in pages:
+        row = page.locator('table.member-status tr[data-member="ALPHAB"]')
+        expect(row.locator('[data-field="status"]')).to_have_text("Down")
+        expect(row).to_have_attribute("data-level", "bad")
+        expect(row.locator('[data-field="journal_transfer"]')).to_have_text(
+            "Disconnected on 2025-01-31 12:00:00 UTC"
+        )
+        expect(page.locator('[data-link="ALPHAA->ALPHAB"]')).to_have_attribute("data-state", "bad")
+        expect(page.locator('[data-link="ALPHAB->ARBITER"]')).to_have_attribute("data-state", "bad")
+        expect(page.locator('[data-section="health"] [data-field="health-level"]')).to_have_text(
+            "Warn"
+        )
+        assert page.evaluate("window.notReloaded") is True
+
+
+def test_a_new_event_appears_on_the_open_monitor(asgi_server, signed_in):  # noqa: F811
+    mirror, _, _ = healthy_mirror("ALPHA")
+    open_live(signed_in, f"{asgi_server.url}/mirrors/ALPHA/monitor/")
+    event = {
+        "id": 991,
+        "at": "2025-01-31T12:00:00Z",
+        "mirror_name": "ALPHA",
+        "member_name": "ALPHAB",
+        "kind": "status",
+        "before": "Backup",
+        "after": "Down",
+        "text": "ALPHAB is Down",
+        "job": None,
+        "job_url": None,
+    }
+    publish.send([publish.mirror_group(mirror.pk)], {"type": "event", "event": event})
+    expect(signed_in.locator('[data-events] [data-event="991"]')).to_contain_text("ALPHAB is Down")
+
+
+def test_the_fleet_overview_moves_a_mirror_that_goes_bad_to_the_top(
+    asgi_server,  # noqa: F811
+    signed_in,
+):
+    healthy_mirror("ALPHA")
+    bravo, bravo_primary, _ = healthy_mirror("BRAVO")
+    page = signed_in
+    open_live(page, f"{asgi_server.url}/")
+    rows = page.locator("table[data-fleet] tbody tr")
+    expect(rows.first).to_have_attribute("data-mirror", "ALPHA")
+
+    seen(bravo_primary, "Down")
+    publish_fleet_row(bravo)
+
+    expect(rows.first).to_have_attribute("data-mirror", "BRAVO")
+    expect(rows.first.locator('[data-field="health"]')).to_have_text("Bad")
+    expect(rows.first.locator('[data-field="primary"]')).to_have_text("—")
+    assert page.evaluate("window.notReloaded") is True
+
+
+def test_the_live_indicator_says_reconnecting_when_the_server_goes_away(
+    asgi_server,  # noqa: F811
+    signed_in,
+):
+    healthy_mirror("ALPHA")
+    open_live(signed_in, f"{asgi_server.url}/mirrors/ALPHA/monitor/")
+    asgi_server.stop()
+    indicator = signed_in.locator("[data-live]")
+    expect(indicator).to_have_attribute("data-state", "reconnecting")
+    expect(indicator).to_have_text("reconnecting…")
