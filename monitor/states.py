@@ -180,8 +180,18 @@ def significant(old: dict | None, new: dict) -> bool:
     rec_old, rec_new = old["record"], new["record"]
     if _db_statuses(rec_old) != _db_statuses(rec_new):
         return True
+    if _links(rec_old) != _links(rec_new):  # the primary's word for a member that went down
+        return True
     keys = (set(rec_old) | set(rec_new)) - volatile
     return any(rec_old.get(k) != rec_new.get(k) for k in keys)
+
+
+def _links(record: dict) -> dict:
+    """The primary's view of each other member, as phases (guide §5.1.1.1)."""
+    return {
+        row.get("member"): (row.get("status"), phase(row.get("journal_transfer") or ""))
+        for row in record.get("members") or []
+    }
 
 
 def _db_statuses(record: dict) -> dict:

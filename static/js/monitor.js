@@ -219,7 +219,7 @@
     setHTML(body("waiting"), waitingHTML(view));
     setHTML(body("failover"), failoverHTML(status));
     var arbiter = section("arbiter");
-    setText(field(arbiter, "arbiter-address"), status.arbiter.address || "None");
+    setText(field(arbiter, "arbiter-address"), status.arbiter.address || "none configured");
     setText(field(arbiter, "failover-mode"), orDash(status.failover_mode));
     setText(field(arbiter, "arbiter-connection"), orDash(status.arbiter.connection));
     updateMembers(status, view);

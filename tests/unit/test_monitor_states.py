@@ -113,3 +113,12 @@ def test_a_member_seen_for_the_first_time_is_one_line_of_history():
     assert changes("B", None, state_of(record())) == [
         (Event.STATUS, "", "Backup", "B: Backup (first seen)")
     ]
+
+
+def test_the_primary_seeing_a_member_disconnect_is_urgent_its_lag_moving_is_not():
+    def primary(transfer):
+        links = [{"member": "B", "status": "Backup", "journal_transfer": transfer}]
+        return state_of(record(member="A", status="Primary", members=links))
+
+    assert not significant(primary("2 s behind"), primary("3 s behind"))
+    assert significant(primary("Active"), primary("Disconnected on 12/06/2026 07:01:39"))
