@@ -56,6 +56,13 @@ def _loop_for(layer) -> asyncio.AbstractEventLoop | None:
         return _own_loop
 
 
+def can_deliver() -> bool:
+    """False when no websocket can be listening: the in-memory layer before any consumer of
+    this process connected (a `runmonitor` without Redis, or a portal nobody watches yet)."""
+    layer = get_channel_layer()
+    return layer is not None and _loop_for(layer) is not None
+
+
 def send(groups: list[str], message: dict) -> None:
     """Send `message` to every viewer of `groups` (from any thread but an event loop's)."""
     layer = get_channel_layer()

@@ -10,7 +10,14 @@ from monitor.models import Event
 TEXT_MAX = 300
 
 
-def add_event(
+def add_event(mirror, kind: str, text: str, **fields) -> Event:
+    """One line of the history (call it inside the transaction that makes the change)."""
+    event = new_event(mirror, kind, text, **fields)
+    event.save()
+    return event
+
+
+def new_event(
     mirror,
     kind: str,
     text: str,
@@ -21,8 +28,8 @@ def add_event(
     job=None,
     at=None,
 ) -> Event:
-    """One line of the history (call it inside the transaction that makes the change)."""
-    return Event.objects.create(
+    """An unsaved line of the history, for writing many at once (Event.objects.bulk_create)."""
+    return Event(
         mirror=mirror,
         mirror_name=mirror.name if mirror is not None else "",
         member_name=member_name,
