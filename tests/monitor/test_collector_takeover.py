@@ -100,12 +100,17 @@ def test_a_second_collector_takes_over_and_the_history_has_each_change_once(
         wait_for(lambda: status(database, "B") == "Down", timeout=10, what="B down, seen by two")
 
         assert took_over_s < 6, f"takeover took {took_over_s:.1f} s"
-        assert b_status_events(database) == [("", "Backup"), ("Backup", "Down")]
+        events = b_status_events(database)
+        # killed: refused at once (Down), or first no answer in time from the dying process
+        assert events in (
+            [("", "Backup"), ("Backup", "Down")],
+            [("", "Backup"), ("Backup", "Error"), ("Error", "Down")],
+        ), events
 
         live_cluster.start_again("B", argv)
         wait_for(lambda: status(database, "B") == "Backup", timeout=60, what="B backup again")
         events = b_status_events(database)
-        assert events.count(("Backup", "Down")) == 1
+        assert len(events) == len(set(events)), events  # nothing written twice
         assert events[-1][1] == "Backup"
     finally:
         for proc in (one, two):
