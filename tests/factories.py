@@ -94,3 +94,13 @@ def drift(mirror_obj, setting="qos_timeout_ms", **fields):
     fields.setdefault("desired", str(getattr(mirror_obj, setting)))
     fields.setdefault("observed", "12345")
     return Drift.objects.create(mirror=mirror_obj, setting=setting, **fields)
+
+
+def member_state(member_obj, status, **fields):
+    """What the collector would have written for a member its agent streamed (monitor/)."""
+    from monitor.models import MemberState
+
+    now = timezone.now()
+    fields.setdefault("seen_at", now)
+    fields.setdefault("changed_at", now)
+    return MemberState.objects.create(member=member_obj, status=status, **fields)

@@ -7,9 +7,8 @@ import time
 
 import pytest
 
-from tests.conftest import make_user
 from tests.jobs.conftest import celery_worker  # noqa: F401 - fixture
-from tests.monitor.live_cluster import live_cluster, live_portal  # noqa: F401 - fixtures
+from tests.monitor.live_cluster import collector, live_cluster, live_portal  # noqa: F401
 
 
 class AsgiServer:
@@ -47,6 +46,12 @@ class AsgiServer:
         self.sock.close()
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # the tests make users by the handful; the production hasher would spend seconds on them
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def asgi_server(transactional_db):
     server = AsgiServer().start()
@@ -61,8 +66,3 @@ def session_cookie(client_user) -> dict:
     client = Client()
     client.force_login(client_user)
     return {"name": "sessionid", "value": client.cookies["sessionid"].value}
-
-
-@pytest.fixture
-def monitor_viewer(transactional_db):
-    return make_user("watcher", "viewer")

@@ -3,7 +3,7 @@ instances as processes (A primary, B backup, DR async, on two hosts, TLS), once 
 each test imports it into its own portal database with `manage.py ensure_demo_mirror`.
 
 Import the fixtures into a test module:
-    from tests.monitor.live_cluster import live_cluster, live_portal  # noqa: F401
+    from tests.monitor.live_cluster import collector, live_cluster, live_portal  # noqa: F401
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -117,6 +118,20 @@ def live_portal(live_cluster, settings, monkeypatch, transactional_db):
     call_command("ensure_demo_mirror", "--state", str(live_cluster.state_file), stdout=out)
     assert "imported from" in out.getvalue(), out.getvalue()
     return live_cluster
+
+
+@pytest.fixture
+def collector(live_portal):
+    """A collector following the live cluster, on a thread of the test process (so it shares
+    the test database and the in-memory channel layer with `asgi_server`)."""
+    from monitor.collector import Collector
+
+    running = Collector(holder="test")
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    yield running
+    running.stop()
+    thread.join(10)
 
 
 def wait_for(check, timeout: float = 20.0, what: str = "condition"):

@@ -2,26 +2,13 @@
 member's live state, and writes the history of what changed — a backup killed with SIGKILL is
 Down within a second or two, and Backup again once it is started and has caught up."""
 
-import threading
-
 import pytest
 
 from members.models import Member
-from monitor.collector import Collector
 from monitor.models import Event, MemberState
 from tests.monitor.live_cluster import wait_for
 
 pytestmark = [pytest.mark.timeout(240)]
-
-
-@pytest.fixture
-def collector(live_portal):
-    collector = Collector(holder="test")
-    thread = threading.Thread(target=collector.run, daemon=True)
-    thread.start()
-    yield collector
-    collector.stop()
-    thread.join(10)
 
 
 def live(name: str) -> MemberState | None:

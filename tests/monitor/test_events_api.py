@@ -18,11 +18,6 @@ pytestmark = pytest.mark.api
 EVENTS = "/api/v1/events/"
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def now():
     return timezone.now().replace(microsecond=0)

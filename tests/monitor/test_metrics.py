@@ -10,24 +10,13 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from accounts.services import create_token
-from monitor.models import Alert, Lease, MemberState
+from monitor.models import Alert, Lease
 from tasks.models import Job
 from tests import factories
 from tests.conftest import make_user
+from tests.factories import member_state as live
 
 pytestmark = pytest.mark.api
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def live(member, status, **fields):
-    now = timezone.now()
-    fields.setdefault("seen_at", now)
-    fields.setdefault("changed_at", now)
-    return MemberState.objects.create(member=member, status=status, **fields)
 
 
 @pytest.fixture

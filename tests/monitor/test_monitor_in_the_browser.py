@@ -11,7 +11,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from monitor.collector import Collector
 from monitor.models import Alert, Event
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import make_user, require
@@ -42,16 +41,6 @@ def webhook(settings):
     settings.MONITOR_WEBHOOK_URLS = [f"http://127.0.0.1:{server.server_port}/hook"]
     yield Receiver.posts
     server.shutdown()
-
-
-@pytest.fixture
-def collector(live_portal):
-    collector = Collector(holder="browser-test")
-    thread = threading.Thread(target=collector.run, daemon=True)
-    thread.start()
-    yield collector
-    collector.stop()
-    thread.join(10)
 
 
 @pytest.fixture

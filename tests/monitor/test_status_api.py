@@ -16,25 +16,14 @@ from monitor.api.views import (
     MirrorStatusSerializer,
     MirrorStatusView,
 )
-from monitor.models import Alert, Lease, MemberState, Sample
+from monitor.models import Alert, Lease, Sample
 from tests import factories
 from tests.conftest import api_client_for, make_user
+from tests.factories import member_state as live
 
 pytestmark = pytest.mark.api
 
 V1 = "/api/v1"
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def live(member, status, **fields):
-    now = timezone.now()
-    fields.setdefault("seen_at", now)
-    fields.setdefault("changed_at", now)
-    return MemberState.objects.create(member=member, status=status, **fields)
 
 
 @pytest.fixture
