@@ -25,7 +25,9 @@ class AsgiServer:
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, lifespan="off", log_level="warning", ws="auto")
+        config = uvicorn.Config(
+            app, lifespan="off", log_level="warning", ws="auto", ws_max_size=65536
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True

@@ -168,3 +168,13 @@ def test_a_resync_request_gets_a_fresh_snapshot(asgi_server, shop, watcher):
 
     members = {m["name"]: m["status"] for m in again["status"]["members"]}
     assert members["A"] == "In Trouble"
+
+
+def test_a_huge_message_is_cut_off_by_the_server_before_it_is_buffered(asgi_server, shop, watcher):
+    with open_socket(asgi_server, "/ws/mirrors/SHOP/", watcher) as socket:
+        receive(socket)
+        socket.send("x" * 200_000)
+        with pytest.raises(ConnectionClosed) as closed:
+            socket.recv(timeout=5)
+
+    assert closed.value.rcvd.code == 1009  # message too big
