@@ -62,14 +62,12 @@ class LiveCluster:
         self.state_file = plan.parent / "var" / "cluster-state.json"
         self.restarted: list[subprocess.Popen] = []
 
-    def instance(self, name: str) -> dict:
-        return next(
-            e for e in self.state["processes"] if e["kind"] == "instance" and e["name"] == name
-        )
+    def process(self, name: str, kind: str = "instance") -> dict:
+        return next(e for e in self.state["processes"] if e["kind"] == kind and e["name"] == name)
 
-    def kill(self, name: str) -> list[str]:
-        """SIGKILL the instance `name`; its command line, to start it again."""
-        entry = self.instance(name)
+    def kill(self, name: str, kind: str = "instance") -> list[str]:
+        """SIGKILL the instance (or agent) `name`; its command line, to start it again."""
+        entry = self.process(name, kind)
         argv = Path(f"/proc/{entry['pid']}/cmdline").read_bytes().split(b"\0")[:-1]
         os.kill(entry["pid"], signal.SIGKILL)
         deadline = time.monotonic() + 10
@@ -77,8 +75,8 @@ class LiveCluster:
             time.sleep(0.02)
         return [a.decode() for a in argv]
 
-    def start_again(self, name: str, argv: list[str]) -> None:
-        entry = self.instance(name)
+    def start_again(self, name: str, argv: list[str], kind: str = "instance") -> None:
+        entry = self.process(name, kind)
         log = open(entry["log"], "ab")  # noqa: SIM115 - the process keeps it
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=log, start_new_session=True)
         entry["pid"] = proc.pid  # so the teardown stops this one

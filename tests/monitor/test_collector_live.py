@@ -55,3 +55,22 @@ def test_a_killed_backup_is_down_then_backup_again_with_its_history(collector, l
     assert history[1] in (("Backup", "Down"), ("Backup", "Error")), history
     assert history[-1][1] == "Backup"
     assert [after for _, after in history].count("Down") == 1, history
+
+
+def test_members_whose_agent_cannot_be_reached_are_marked_so_until_it_answers_again(
+    collector, live_portal
+):
+    wait_for(lambda: status_of("DR") == "Connected", what="every member read")
+
+    argv = live_portal.kill("beta", kind="agent")  # B and DR live on beta
+
+    wait_for(lambda: not live("DR").agent_reachable, timeout=10, what="DR marked unreachable")
+    assert not live("B").agent_reachable and live("A").agent_reachable
+    assert live("DR").status == "Connected"  # the last word, shown as stale
+    lost = Event.objects.get(member_name="DR", kind=Event.AGENT, after="unreachable")
+    assert "unreachable at https://127.0.0.1:" in lost.text
+
+    live_portal.start_again("beta", argv, kind="agent")
+
+    wait_for(lambda: live("DR").agent_reachable, timeout=20, what="DR reachable again")
+    assert Event.objects.filter(member_name="DR", kind=Event.AGENT, after="reachable").exists()
