@@ -249,6 +249,7 @@ class Collector:
                 self._note(member, self.states.get(member.pk), states.state_of(flat), now, urgent)
 
     def _note(self, member, old, new, now, urgent) -> None:
+        new = states.keep_last_known(old, new)
         events = states.changes(member.name, old, new)
         self.states[member.pk] = new
         if states.significant(old, new):

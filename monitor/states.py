@@ -68,6 +68,21 @@ def state_of(flat: dict, reachable: bool = True) -> dict:
     }
 
 
+# what a member that cannot answer does not say, but still has: shown as it was last seen
+LAST_KNOWN = ("databases", "missing_mirrored_databases")
+
+
+def keep_last_known(old: dict | None, new: dict) -> dict:
+    """A member that does not answer (down, hung) reports no databases; its copies are not
+    gone for that, so the last list it gave stays (its status says it is stale)."""
+    if not old or new["record"].get("state") in (None, "up"):
+        return new
+    kept = {
+        k: old["record"][k] for k in LAST_KNOWN if k in old["record"] and k not in new["record"]
+    }
+    return dict(new, record={**new["record"], **kept}) if kept else new
+
+
 def unreachable(state: dict, reason: str) -> dict:
     """The member's last state, marked: its agent's stream cannot be followed."""
     out = dict(state, agent_reachable=False)

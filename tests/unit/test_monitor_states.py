@@ -2,7 +2,15 @@
 event, what is only a moving figure, and which member a record speaks for."""
 
 from monitor.models import Event
-from monitor.states import changes, members_of, phase, significant, state_of, unreachable
+from monitor.states import (
+    changes,
+    keep_last_known,
+    members_of,
+    phase,
+    significant,
+    state_of,
+    unreachable,
+)
 
 
 def record(**fields) -> dict:
@@ -122,3 +130,13 @@ def test_the_primary_seeing_a_member_disconnect_is_urgent_its_lag_moving_is_not(
 
     assert not significant(primary("2 s behind"), primary("3 s behind"))
     assert significant(primary("Active"), primary("Disconnected on 12/06/2026 07:01:39"))
+
+
+def test_a_member_that_went_down_keeps_its_last_databases_and_none_is_removed():
+    old = state_of(record())
+    down = state_of(record(state="down", status="Down", databases=None, journal_transfer=None))
+
+    kept = keep_last_known(old, down)
+
+    assert kept["record"]["databases"] == old["record"]["databases"]
+    assert [kind for kind, *_ in changes("B", old, kept)] == [Event.STATUS]
