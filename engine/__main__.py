@@ -4,6 +4,11 @@ python -m engine agent --config AGENT_FILE     (see engine/agent/server.py)
 python -m engine instance --config FILE --member NAME
 python -m engine instance --data-dir DIR [--name NAME --superserver HOST:PORT]
     an instance configured through the agent (engine/member/node.py, engine/member/instance.py)
+    either form takes the superserver's connection limits (engine/wire/limits.py,
+    docs/hardening.md): --superserver-max-connections N, --superserver-handshake-timeout S,
+    --superserver-idle-timeout S, --superserver-frame-timeout S,
+    --superserver-max-buffered-per-connection BYTES, --superserver-max-buffered-total BYTES
+    (BYTES may end in KiB, MiB or GiB); with --data-dir they are recorded in node.json
 python -m engine status --config FILE|PLAN [--member NAME] [--json]
 python -m engine admin --config FILE --member NAME ACTION [ARG]
     ARG is a database name, a comma list, or JSON ({"name": "DB", "catchup": true});
@@ -27,6 +32,12 @@ import os
 import sys
 
 from engine.member.config import ConfigError, load_config
+from engine.wire.limits import SETTINGS as LIMITS
+
+
+def limit_flag(key: str) -> str:
+    """The command-line option of a superserver limit: --superserver-idle-timeout, ..."""
+    return "--superserver-" + key.removesuffix("_s").replace("_", "-")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     inst.add_argument("--name", help="with --data-dir, first start: the instance name")
     inst.add_argument("--superserver", help="with --data-dir: the superserver HOST:PORT")
     inst.add_argument("--log-level", default="INFO")
+    for key, limit in LIMITS.items():
+        unit = f" {limit.unit}" if limit.unit else ""
+        inst.add_argument(
+            limit_flag(key),
+            dest=f"limit_{key}",
+            metavar={"bytes": "BYTES", "s": "SECONDS"}.get(limit.unit, "N"),
+            help=f"{limit.help} (default {limit.default}{unit}; {limit.low} to {limit.high})",
+        )
 
     st = sub.add_parser("status", help="print member status (guide §5.1.1.1)")
     st.add_argument("--config", required=True, help="a mirror file or a build plan")
@@ -131,17 +150,19 @@ def _cluster(action: str, files: list[str]) -> int:
 
 def _instance(args, argv: list[str]) -> int:
     from engine.member.instance import run_instance
+    from engine.member.node import limit_settings, load_node
 
     node = None
+    given = {k: v for k in LIMITS if (v := getattr(args, f"limit_{k}")) is not None}
     if args.data_dir:
-        from engine.member.node import load_node
-
-        node = load_node(args.data_dir, args.name, args.superserver)
+        node = load_node(args.data_dir, args.name, args.superserver, given)
         cfg = member = None
         label = node.name
+        limits = limit_settings(node.superserver_limits, "superserver limit ")
     elif args.config and args.member:
         cfg = load_config(args.config)
         member = label = cfg.member(args.member).name
+        limits = limit_settings(given, "superserver limit ")
     else:
         raise ConfigError("give --config FILE --member NAME, or --data-dir DIR")
     logging.basicConfig(
@@ -154,7 +175,7 @@ def _instance(args, argv: list[str]) -> int:
         uvloop.install()
     except ImportError:
         pass
-    if asyncio.run(run_instance(cfg, member, node)):
+    if asyncio.run(run_instance(cfg, member, node, limits)):
         # created, joined or left a mirror: start afresh as what it is now (same pid, so
         # the agent's pid file stays right)
         sys.stdout.flush()

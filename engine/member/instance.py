@@ -42,6 +42,7 @@ from engine.member.remove import dormant_reason, remove_mirror_config
 from engine.member.session import Connection
 from engine.storage.databases import Refused
 from engine.wire import tls
+from engine.wire.limits import ConnectionLimits, LimitSettings
 from engine.wire.protocol import DEFAULT_MAX_FRAME, ErrorCode, MsgType, RequestError, unpack
 
 log = logging.getLogger("engine.member.instance")
@@ -64,6 +65,7 @@ class Instance:
         node: Node,
         memberships: list[tuple[MirrorConfig, str]],
         max_frame: int = DEFAULT_MAX_FRAME,
+        limits: LimitSettings | None = None,
     ):
         self.node = node
         self.memberships = memberships
@@ -74,6 +76,8 @@ class Instance:
         self.dormant: dict[str, tuple[MirrorConfig, str]] = {}
         self.sessions: set[Connection] = set()
         self.server = None
+        # the superserver's connection limits (engine/wire/limits.py, docs/hardening.md)
+        self.superserver_limits = superserver_limits(limits)
         self.stop_requested = asyncio.Event()
         self.restart = False
 
@@ -92,8 +96,9 @@ class Instance:
             await membership.start()
             self.members[cfg.name] = membership
         addr = self.node.superserver
+        limits = self.superserver_limits
         self.server = await asyncio.get_running_loop().create_server(
-            lambda: Connection(self, "superserver", self.max_frame),
+            lambda: Connection(self, "superserver", self.max_frame, limits),
             addr.host,
             addr.port,
             reuse_address=True,
@@ -108,6 +113,7 @@ class Instance:
             self.server.close()
         for conn in list(self.sessions):
             conn.close()
+        self.superserver_limits.close()
         for membership in self.members.values():
             await membership.stop()
         with contextlib.suppress(OSError):
@@ -303,18 +309,33 @@ class Instance:
         return result
 
 
-async def run_instance(cfg: MirrorConfig | None, member: str | None, node: Node | None = None):
+def superserver_limits(settings: LimitSettings | None) -> ConnectionLimits:
+    """The superserver's limits, fitted to the descriptors this process may open."""
+    limits = ConnectionLimits(settings, "superserver", logging.getLogger("engine.member.session"))
+    limits.fit_descriptors()
+    log.info("%s", limits.describe())
+    return limits
+
+
+async def run_instance(
+    cfg: MirrorConfig | None,
+    member: str | None,
+    node: Node | None = None,
+    limits: LimitSettings | None = None,
+):
     """Run one member from a mirror file, or an instance configured through its agent (`node`),
     until SIGTERM/SIGINT; True when it stopped to run again (it created, joined or left a
-    mirror)."""
+    mirror).  `limits`: the superserver's (engine/wire/limits.py; defaults without)."""
     # Threads (journal fsync, dejournal workers) hand results back to the event loop; with
     # the default 5 ms GIL switch interval that hand-off alone can cost milliseconds.
     sys.setswitchinterval(0.0002)
     if node is not None:
-        membership = Instance(node, ms.load_all(node))
+        membership = Instance(node, ms.load_all(node), limits=limits)
         label, address = node.name, node.superserver
     else:
         membership = Membership(cfg, member, node=node)
+        # its superserver's connections find their limits here (engine/member/session.py)
+        membership.superserver_limits = superserver_limits(limits)
         label, address = membership.member.name, membership.member.superserver
     await membership.start()
     # Long-lived objects from start-up need no more cyclic-GC passes; fewer passes, fewer
@@ -328,4 +349,5 @@ async def run_instance(cfg: MirrorConfig | None, member: str | None, node: Node 
     await membership.stop_requested.wait()
     log.info("member %s stopping", label)
     await membership.stop()
+    membership.superserver_limits.close()
     return membership.restart

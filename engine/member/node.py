@@ -9,16 +9,22 @@ restart after a mirror is created, joined or left, or the superserver port chang
 them from there.  The member's TLS files ("Set up SSL/TLS", guide §4.5) are recorded here
 too, so they never travel with the mirror configuration: each member has its own
 (remove_mirror_config may forget them, engine/member/remove.py).
+
+The superserver's connection limits (engine/wire/limits.py, docs/hardening.md) are the
+instance's own too: `superserver_limits` holds those set apart from their defaults, given as
+--superserver-* options (python -m engine instance --help) and recorded here like
+--superserver, so that later starts keep them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.member.config import Address, ConfigError, parse_address
+from engine.wire.limits import LimitError, LimitSettings
 
 NODE_FILE = "node.json"
 
@@ -31,6 +37,7 @@ class Node:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
+    superserver_limits: dict = field(default_factory=dict)  # limits set apart from defaults
 
     @property
     def has_tls(self) -> bool:
@@ -44,6 +51,8 @@ class Node:
             "tls_key": _text(self.tls_key),
             "tls_ca": _text(self.tls_ca),
         }
+        if self.superserver_limits:
+            data["superserver_limits"] = self.superserver_limits
         write_json(self.data_dir / NODE_FILE, data)
 
 
@@ -61,9 +70,23 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def load_node(data_dir: str | Path, name: str | None = None, superserver: str | None = None):
+def limit_settings(values: dict | None, where: str) -> LimitSettings:
+    """Superserver limits from node.json or the command line, checked (ConfigError)."""
+    try:
+        return LimitSettings.from_mapping(values, where)
+    except LimitError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def load_node(
+    data_dir: str | Path,
+    name: str | None = None,
+    superserver: str | None = None,
+    limits: dict | None = None,
+):
     """The node of `data_dir`; name and superserver are required on the first start; a
-    superserver given later replaces the recorded one.  A running instance changes its
+    superserver given later replaces the recorded one, and so do superserver `limits`
+    (checked; only those apart from their defaults are recorded).  A running instance changes its
     port with set_superserver_port (engine/member/port.py), which records it here and
     restarts without --superserver, so that the new port is the one read back."""
     data_dir = Path(data_dir).resolve()
@@ -76,10 +99,18 @@ def load_node(data_dir: str | Path, name: str | None = None, superserver: str | 
             data_dir,
             *(Path(raw[k]) if raw.get(k) else None for k in ("tls_cert", "tls_key", "tls_ca")),
         )
+        recorded = raw.get("superserver_limits") or {}
+        if not isinstance(recorded, dict):
+            raise ConfigError(f"{path}: superserver_limits must be a map of limits")
+        node.superserver_limits = limit_settings(recorded, f"{path}: ").changed()
         if name is not None and name.upper() != node.name:
             raise ConfigError(f"{path} belongs to instance {node.name}, not {name.upper()}")
         if superserver is not None:
             node.superserver = parse_address(superserver, "--superserver")
+        if limits:
+            merged = {**node.superserver_limits, **limits}
+            node.superserver_limits = limit_settings(merged, "superserver limit ").changed()
+        if superserver is not None or limits:
             node.save()
         return node
     if name is None or superserver is None:
@@ -88,5 +119,6 @@ def load_node(data_dir: str | Path, name: str | None = None, superserver: str | 
         raise ConfigError(f"--name {name!r}: 1-32 letters, digits, _ or -")
     data_dir.mkdir(parents=True, exist_ok=True)
     node = Node(name.upper(), parse_address(superserver, "--superserver"), data_dir)
+    node.superserver_limits = limit_settings(limits, "superserver limit ").changed()
     node.save()
     return node

@@ -7,6 +7,13 @@ the primary's replicator; every other connection is an application session.
 Pipelining: requests are read as fast as they arrive; each gets a reply slot in
 arrival order, and slots are flushed strictly in order as their results become
 ready, so many requests can be in flight on one connection.
+
+Limits: a connection of a listener with ConnectionLimits (engine/wire/limits.py; the
+superserver's, from the instance's settings) is admitted by them or refused at once, tells
+them what each read left buffered, and is closed by them when a cap or a timer bites — with
+the reason in an error frame (request id 0) and in the log, rate-limited.  The limits are
+passed in, or for the superserver found as `superserver_limits` on the owner (the instance,
+or the membership of a member run from a mirror file).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from engine.wire.protocol import (
 
 if TYPE_CHECKING:
     from engine.member.membership import Membership
+    from engine.wire.limits import ConnectionLimits
 
 log = logging.getLogger("engine.member.session")
 MAX_IN_FLIGHT = 10_000  # requests awaiting their reply on one connection
@@ -43,8 +51,17 @@ DEFERRED_READS = frozenset({MsgType.GET, MsgType.ORDER, MsgType.QUERY})
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, instance: Membership, listener: str, max_frame: int):
+    def __init__(
+        self,
+        instance: Membership,
+        listener: str,
+        max_frame: int,
+        limits: ConnectionLimits | None = None,
+    ):
         self.instance = instance
+        if limits is None and listener == "superserver":
+            limits = getattr(instance, "superserver_limits", None)
+        self.limits = limits
         self.listener = listener
         self.decoder = FrameDecoder(max_frame)
         self.transport: asyncio.Transport | None = None
@@ -56,6 +73,7 @@ class Connection(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self.closed = False
+        self.limit_closed = False  # closed by the limits (which logged why)
 
     # -- asyncio.Protocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -66,50 +84,87 @@ class Connection(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if self.limits is not None:
+            refusal = self.limits.admit(self, self.peer)
+            if refusal is not None:  # counted and logged by the limits
+                transport.write(error_frame(0, ErrorCode.UNAVAILABLE, refusal))
+                transport.close()
+                self.closed = self.limit_closed = True
+                return
         self.instance.sessions.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.instance.sessions.discard(self)
+        if self.limits is not None:
+            self.limits.release(self)
         trunc = describe_truncation(self.decoder)
-        if trunc:
-            log.warning("%s listener, peer %s: %s", self.listener, self.peer, trunc)
+        if trunc and not self.limit_closed:  # a close by the limits is logged already
+            self._warn("truncated frame", f"peer {self.peer}: {trunc}")
         if self.data_link is not None:
             self.data_link.connection_lost()
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
         try:
             frames = self.decoder.feed(data)
         except FrameError as exc:
             self.reject_stream(exc.reason, exc.req_id)
             return
+        if self.limits is not None:
+            decoder = self.decoder
+            reason = self.limits.received(self, decoder.pending, decoder.expected, len(frames))
+            if reason is not None:
+                self.limit_close(reason)
+                return
         for frame in frames:
             if self.closed:
                 return
             if isinstance(frame, BadFrame):
-                log.warning(
-                    "%s listener, peer %s: rejected frame: %s",
-                    self.listener,
-                    self.peer,
-                    frame.reason,
-                )
+                self._warn("rejected frame", f"peer {self.peer}: rejected frame: {frame.reason}")
                 self.reply_now(error_frame(frame.req_id, ErrorCode.PROTOCOL, frame.reason))
                 continue
             if self.data_link is not None:
                 self.data_link.on_frame(frame)
             elif frame.type == MsgType.DC_HELLO:
                 self.instance.accept_data_channel(self, frame)
+                if self.data_link is not None and self.limits is not None:
+                    self.limits.exempt(self)  # the data channel has its own liveness
             else:
                 self.handle_request(frame)
+
+    def _warn(self, kind: str, text: str) -> None:
+        """A warning about this peer: rate-limited per kind on a listener with limits."""
+        if self.limits is not None:
+            self.limits.warn(kind, f"{self.listener} listener, {text}")
+        else:
+            log.warning("%s listener, %s", self.listener, text)
+
+    # -- the limits' interface (engine/wire/limits.py) -------------------------------
+    def in_flight(self) -> bool:
+        """Requests of this peer still awaiting their reply: then it waits for us."""
+        return bool(self._slots)
+
+    def limit_close(self, reason: str) -> None:
+        """A limit bit (counted and logged by the limits): say why, and close at once."""
+        if self.limits is not None:
+            self.limits.release(self)  # its buffer no longer counts against the total
+        transport = self.transport
+        if transport is not None and not self.closed:
+            transport.write(error_frame(0, ErrorCode.PROTOCOL, reason))
+            if transport.get_write_buffer_size():
+                transport.abort()  # a peer that does not read must not keep it open
+            else:
+                transport.close()
+        self.closed = self.limit_closed = True
 
     # -- replies ----------------------------------------------------------
     def reject_stream(self, reason: str, req_id: int = 0, quiet: bool = False) -> None:
         """Unrecoverable input: reply with the reason, log it (unless quiet: already logged),
         and close this connection only."""
         if not quiet:
-            log.warning(
-                "%s listener, peer %s: closing connection: %s", self.listener, self.peer, reason
-            )
+            self._warn("closing connection", f"peer {self.peer}: closing connection: {reason}")
         if self.transport is not None and not self.closed:
             self.transport.write(error_frame(req_id, ErrorCode.PROTOCOL, reason))
             self.transport.close()
@@ -192,7 +247,7 @@ class Connection(asyncio.Protocol):
             reason = (
                 f"message type {MsgType(frame.type).name} is not a request this listener serves"
             )
-            log.warning("%s listener, peer %s: %s", self.listener, self.peer, reason)
+            self._warn("not a request", f"peer {self.peer}: {reason}")
             self.reply_now(error_frame(req_id, ErrorCode.PROTOCOL, reason))
             return
         try:

@@ -175,6 +175,14 @@ class FrameDecoder:
         """Bytes of an incomplete frame held back (used to report truncation)."""
         return len(self._buf)
 
+    @property
+    def expected(self) -> int | None:
+        """Size (header included) of the incomplete frame held back, once its header is in:
+        a listener can refuse a frame too large for it before buffering its body."""
+        if len(self._buf) < HEADER_SIZE:
+            return None
+        return HEADER_SIZE + HEADER.unpack_from(self._buf, 0)[4]
+
     def feed(self, data: bytes) -> list[Frame | BadFrame]:
         buf = self._buf
         if self._skip:

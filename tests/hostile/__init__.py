@@ -1,0 +1,1 @@
+"""The hostile-client suite (issue 12): real processes attacked as a client on loopback would."""
