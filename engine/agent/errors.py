@@ -20,14 +20,35 @@ _REASONS = {
     404: "not_found",
     405: "method_not_allowed",
     413: "request_too_large",
+    415: "unsupported_media_type",
     416: "offset_out_of_range",
     500: "internal",
 }
 
 
+# an answer's message, and the reason in the log line, are cut to these lengths: a refusal
+# may quote what the caller sent, and that may be a 64 KiB string
+MAX_MESSAGE = 1000
+MAX_LOGGED = 300
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def for_log(text: object, limit: int = MAX_LOGGED) -> str:
+    """`text` on one log line: control characters (and lone surrogates) escaped, cut."""
+    text = str(text)
+    if not text.isprintable():
+        text = "".join(
+            c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+        )
+    return _cut(text, limit)
+
+
 def error_body(status: int, code: str, message: str, rule: str | None = None) -> str:
     """`rule`: the reason code of engine/rules.py when a mirroring rule was broken."""
-    error = {"status": status, "code": code, "message": message}
+    error = {"status": status, "code": code, "message": _cut(message, MAX_MESSAGE)}
     if rule:
         error["rule"] = rule
     return json.dumps({"error": error})
@@ -63,22 +84,29 @@ def api_error(
 
 def _peer(request: web.Request) -> str:
     peer = request.transport.get_extra_info("peername") if request.transport else None
-    return f"{peer[0]}:{peer[1]}" if peer else "?"
+    if peer:
+        return f"{peer[0]}:{peer[1]}"
+    return request.remote or "?"
 
 
 def _respond(request: web.Request, exc: APIError) -> web.Response:
-    log.info(
-        "%s %s from %s: %s %s",
+    """The error answer, and its WARNING line: the request, the peer, who it was (once
+    authenticated), the status and code, and the reason."""
+    who = request.get("identity")  # engine/agent/auth.py IDENTITY, once authenticated
+    log.warning(
+        "%s %s from %s%s refused: %s %s: %s",
         request.method,
-        request.rel_url,
+        for_log(request.rel_url, 200),
         _peer(request),
+        f" ({for_log(who, 200)})" if who else "",
         exc.status_code,
-        exc.message,
+        exc.code,
+        for_log(exc.message),
     )
     resp = web.Response(
         status=exc.status_code, text=exc.text, content_type="application/json", headers=exc.extra
     )
-    if exc.status_code == 413:
+    if exc.status_code in (413, 415):
         resp.force_close()  # the unread body must not be parsed as the next request
     return resp
 
@@ -123,7 +151,7 @@ class JSONErrorRequestHandler(web.RequestHandler):
     def handle_error(self, request, status=500, exc=None, message=None):
         reason = str(getattr(exc, "message", None) or exc or message or "")
         reason = reason.strip().splitlines()[0][:200] if reason.strip() else "bad request"
-        log.info("bad request from %s refused (%s): %s", request.remote, status, reason)
+        log.warning("bad request from %s refused (%s): %s", _peer(request), status, for_log(reason))
         if request.writer.output_size > 0:
             raise ConnectionError("response already started; closing the connection")
         code = _REASONS.get(status, "error")

@@ -5,6 +5,7 @@ actions") to the local instance over its superserver, and answers what the insta
 answered.  Mapping of failures:
 
     bad path parameter or body             400 bad_request (nothing is sent)
+    a body not sent as application/json    415 unsupported_media_type (engine/agent/body.py)
     unknown instance                       404 not_found
     the instance refuses (Refused, or a    409 with the instance's code and its reason
       request that its state does not allow)
@@ -20,12 +21,12 @@ the instance reports it in STATUS (the instance answers nil for those actions).
 
 from __future__ import annotations
 
-import json
 import logging
 
 from aiohttp import web
 
 from engine.agent.auth import IDENTITY
+from engine.agent.body import NO_BODY, read_json
 from engine.agent.config import AgentConfig, InstanceEntry
 from engine.agent.errors import CONFIG, api_error
 from engine.client.app import AsyncClient, ConnectionLost, EngineError, NoPrimaryFound, Unavailable
@@ -33,7 +34,7 @@ from engine.member.mirror_file import check_mirror_name
 from engine.storage.databases import Refused as NameRefused
 from engine.storage.databases import check_name
 from engine.wire.admin_token import read_token
-from engine.wire.protocol import ErrorCode
+from engine.wire.protocol import ErrorCode, pack
 
 log = logging.getLogger("engine.agent.server")
 
@@ -65,22 +66,19 @@ def _db_name(value, where: str) -> str:
 
 
 async def read_body(request: web.Request, allowed: dict[str, type]) -> dict:
-    """The JSON object body (empty body: {}), with only `allowed` keys of those types."""
-    raw = await request.read()
-    if not raw.strip():
+    """The JSON object body (no body: {}), with only `allowed` keys of those types; what
+    the body must be to be read at all is engine/agent/body.py's (415 / 400)."""
+    body = await read_json(request)
+    if body is NO_BODY:
         return {}
-    try:
-        body = json.loads(raw)
-    except RecursionError:
-        raise api_error(400, "bad_request", "the body is nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise api_error(400, "bad_request", f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise api_error(400, "bad_request", "the body must be a JSON object")
     unknown = sorted(set(body) - set(allowed))
     if unknown:
         known = ", ".join(sorted(allowed)) or "none"
-        raise api_error(400, "bad_request", f"unknown fields {unknown} (allowed: {known})")
+        shown = ", ".join(repr(k[:40]) for k in unknown[:10])
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        raise api_error(400, "bad_request", f"unknown fields {shown}{more} (allowed: {known})")
     for key, kind in allowed.items():
         if key in body:
             check_kind(key, body[key], kind)
@@ -176,8 +174,21 @@ async def ask_admin(
     if mirror is not None:  # the instance picks that membership (engine/member/instance.py)
         arg = {**(arg if isinstance(arg, dict) else {} if arg is None else {"name": arg})}
         arg["mirror"] = mirror
+    _sendable(action, arg)
     acting = action not in READING_ACTIONS
     return await _ask(request, entry, lambda c: c.admin(action, arg), timeout, acting=acting)
+
+
+def _sendable(action: str, arg) -> None:
+    """400 for an argument the instance could never be sent (MessagePack refuses it).  The
+    body checks already keep such values out (engine/agent/body.py); this is the last line
+    before the wire, so a check missed is a refusal, not a 500 after the connection."""
+    try:
+        pack([action, arg])
+    except (UnicodeEncodeError, OverflowError, TypeError, ValueError) as exc:
+        raise api_error(
+            400, "bad_request", f"the request cannot be sent to the instance: {exc}"
+        ) from None
 
 
 async def _status(request: web.Request, entry: InstanceEntry) -> dict:

@@ -30,7 +30,7 @@ from engine.agent.config import AgentConfig, ConfigError, InstanceEntry, load_ag
 from engine.agent.errors import CONFIG, STATE, JSONErrorRequestHandler, json_errors
 from engine.agent.journal import list_journal_files, read_journal_file
 from engine.agent.mirror import MIRROR_ROUTES
-from engine.agent.ops import OPS_ROUTES, instance_entry
+from engine.agent.ops import OPS_ROUTES, instance_entry, read_body
 from engine.agent.probe import force_down, probe
 from engine.agent.stream import HUB, StatusHub, status_stream
 from engine.wire.tls import TLSError, cert_info, load_certificate, peer_certificate, server_context
@@ -86,6 +86,7 @@ async def get_instance(request: web.Request) -> web.Response:
 
 async def force_instance_down(request: web.Request) -> web.Response:
     entry = instance_entry(request)
+    await read_body(request, {})  # it takes none: a body it does not understand stops it
     result = await force_down(entry)
     log.warning(
         "force-down of instance %s requested by %s: %s",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import socket
 import ssl
 
@@ -66,7 +67,10 @@ def test_garbage_gets_a_json_400_and_the_agent_keeps_serving(agent):
     status, err = status_and_error(exchange(agent.port, b"\x00\xff\xfe garbage\r\n\r\n"))
     assert status == 400 and err["code"] == "bad_request"
     assert_serving(agent)
-    assert "bad request from 127.0.0.1 refused (400)" in agent.log()
+    # a WARNING naming the peer (address and port) and the reason
+    assert re.search(
+        r" WARNING .*bad request from 127\.0\.0\.1:\d+ refused \(400\): \S", agent.log()
+    )
 
 
 def test_an_oversized_header_gets_a_json_400(agent):
