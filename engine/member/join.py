@@ -96,7 +96,12 @@ async def join(node: Node, arg, current: list[tuple[MirrorConfig, str]]) -> dict
     if info.get("name") != name:
         raise Refused(op, None, f"the member at {address} is in mirror {info.get('name')}")
     directory = membership_dir(node, name, bool(current))
-    cfg = ms.from_wire(info, node, member, directory)
+    try:
+        cfg = ms.from_wire(info, node, member, directory)
+    except rules.RuleError as exc:
+        raise Refused(
+            op, None, f"the mirror's configuration at {address}: {exc}", exc.reason
+        ) from None
     ms.check_join(cfg, member, mtype, [a for a in (superserver, private) if a is not None])
     m = MemberConfig(member, mtype, superserver, private, directory, [])
     m.dn = own_dn(node, op) if cfg.tls else None

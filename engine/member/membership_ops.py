@@ -433,7 +433,11 @@ def apply_config(membership: Membership, wire: dict) -> None:
         if membership.replica is not None:
             membership.replica.stopped = True
         return
-    fresh = ms.from_wire(wire, membership.node, me, membership.data_dir)
+    try:
+        fresh = ms.from_wire(wire, membership.node, me, membership.data_dir)
+    except (KeyError, TypeError, ValueError) as exc:  # rules.RuleError is a ValueError
+        log.warning("refused a configuration of mirror %s from the primary: %s", cfg.name, exc)
+        return
     # what this member keeps for itself (engine/member/mirror_file.py) does not travel
     fresh.dn_updates, fresh.rejected, fresh.rejected_dns = (
         cfg.dn_updates,

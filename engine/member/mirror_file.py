@@ -65,9 +65,10 @@ def from_wire(data: dict, node: Node, member: str, directory: Path | None = None
     directory = node.data_dir if directory is None else directory
     cfg = MirrorConfig(name=data["name"], members=[], databases=[], dynamic=True)
     cfg.version = int(data.get("version", 0))
-    for key in SETTINGS:
-        if key in data:
-            setattr(cfg, key, data[key])
+    # a configuration from the wire or a file is checked like one given by an operator: a
+    # forged or stale one must not bring a 2**62 ms QoS (raises rules.RuleError, a ValueError)
+    for key, value in rules.check_settings({k: data[k] for k in SETTINGS if k in data}).items():
+        setattr(cfg, key, value)
     for raw in data["members"]:
         m = MemberConfig(
             name=raw["name"],
