@@ -9,8 +9,10 @@ PIP := $(BIN)/pip install -q -c constraints.txt
 SERVICES_ENV := DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test \
 	REDIS_URL=redis://127.0.0.1:6379 REDIS_DB_BROKER=10 REDIS_DB_RESULTS=11 \
 	REDIS_DB_CHANNELS=12 REDIS_DB_CACHE=13
-# Production-like settings for `check --deploy` (a throwaway key, never used to serve).
+# Production-like settings for `check --deploy` (throwaway keys, never used to serve; production
+# needs a Fernet key in PORTAL_SECRET_KEYS: 32 random bytes in url-safe base64).
 DEPLOY_ENV := DJANGO_SECRET_KEY=deploy-check-$(shell head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n') \
+	PORTAL_SECRET_KEYS=$(shell head -c 32 /dev/urandom | base64 | tr '+/' '-_') \
 	DJANGO_DEBUG=false PORTAL_HTTPS=true DJANGO_ALLOWED_HOSTS=portal.example.com
 
 .PHONY: run test install install-test lint check test-embedded test-services bench clean

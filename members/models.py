@@ -14,6 +14,7 @@ from django.db import models
 
 from engine import rules as catalog
 from members import rules
+from portal.crypto import EncryptedCharField
 
 # Mirror fields whose values the catalog checks (the engine's `tls` is `requires_tls` here).
 SETTING_FIELDS = frozenset(catalog.SETTINGS) - {"tls"}
@@ -113,8 +114,9 @@ class Host(models.Model):
     tls_dn = models.CharField(
         "agent certificate DN", max_length=512, blank=True, validators=[rules.validate_x509_dn]
     )
-    # Sent to the agent, so it cannot be stored hashed; the API never returns it.
-    credential = models.CharField(max_length=256, blank=True)
+    # Sent to the agent, so it cannot be stored hashed: stored encrypted (portal/crypto.py); the
+    # API never returns it.
+    credential = EncryptedCharField(max_length=256, blank=True)
     reachable = models.BooleanField(null=True, editable=False)
     rtt_ms = models.FloatField("RTT (ms)", null=True, editable=False)
     last_checked_at = models.DateTimeField(null=True, editable=False)

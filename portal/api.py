@@ -7,6 +7,8 @@ from rest_framework.exceptions import ParseError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import JSONParser
 
+from portal.crypto import SecretUnreadable
+
 
 class StrictJSONParser(JSONParser):
     """JSON the rest of the stack can handle: no lone surrogates (they cannot be encoded to UTF-8
@@ -102,8 +104,15 @@ def changed_fields(serializer) -> dict:
     return {
         field: value
         for field, value in serializer.validated_data.items()
-        if getattr(instance, field, None) != value
+        if _current(instance, field) != value
     }
+
+
+def _current(instance, field: str):
+    try:
+        return getattr(instance, field, None)
+    except SecretUnreadable:  # a stored secret no key opens: what is sent replaces it
+        return None
 
 
 class ChoiceField(serializers.ChoiceField):

@@ -12,6 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from portal.crypto import check_keys
 from portal.env import env_bool, env_int, env_list, env_str, env_url, redis_database
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -240,6 +241,13 @@ if any(_agent_tls.values()) and not all(_agent_tls.values()):
         "PORTAL_AGENT_TLS_CERT, PORTAL_AGENT_TLS_KEY and PORTAL_AGENT_TLS_CA go together"
     )
 PORTAL_AGENT_TLS = _agent_tls if all(_agent_tls.values()) else None
+# Fernet keys that encrypt the secrets the portal keeps (agent credentials), comma-separated:
+# the first encrypts, all decrypt (portal/crypto.py, docs/hardening.md). Required in production,
+# recognised as `check --deploy` recognises it: DJANGO_SECRET_KEY is set. The embedded default
+# generates one key into VAR_DIR/secret-keys.
+PORTAL_SECRET_KEYS = check_keys(
+    env_list("PORTAL_SECRET_KEYS", []), production=bool(env_str("DJANGO_SECRET_KEY"))
+)
 
 # Every line names its level and logger, as uvicorn's lines name theirs: on stderr, an INFO
 # line (a Celery task's outcome, the worker's broker connection) then reads as the normal
