@@ -41,6 +41,7 @@ from monitor import lease, publish, states
 from monitor.api.serializers import EventSerializer, fleet_row, mirror_status
 from monitor.models import Event, MemberState, Sample
 from monitor.services import add_event, new_event
+from portal.crypto import SecretUnreadable
 from tasks.models import Job
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,7 @@ class Collector:
         self.latest: dict[tuple[int, str], dict] = {}  # (host, instance) -> its last record
         self.known_as: dict[tuple[int, str], str] = {}  # (host, instance) -> member name
         self.members: dict[int, Member] = {}
+        self.unreadable: set[int] = set()  # hosts whose stored credential no key opens
         self.next_tick = 0.0
         self.next_sample = 0.0
         self.job_watermark = None
@@ -360,7 +362,14 @@ class Collector:
         """One follower per registered host with a way to authenticate to its agent."""
         wanted = {}
         for host in Host.objects.all():
-            key = (host.address, host.agent_port, host.credential)
+            try:
+                key = (host.address, host.agent_port, host.credential)
+            except SecretUnreadable as exc:  # its key is gone: skip it, say so once
+                if host.pk not in self.unreadable:
+                    log.warning("collector: not following host %s: %s", host.name, exc)
+                    self.unreadable.add(host.pk)
+                continue
+            self.unreadable.discard(host.pk)
             wanted[host.pk] = (key, host)
         for pk in list(self.followers):
             key, follower = self.followers[pk]

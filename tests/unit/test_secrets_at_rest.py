@@ -345,3 +345,28 @@ def test_the_migration_seals_credentials_kept_in_clear_and_going_back_opens_them
 
     migrate_to(BEFORE)
     assert stored(plain) == SECRET
+
+
+def test_the_collector_skips_a_host_whose_credential_no_key_opens_and_follows_the_rest(
+    use_keys, caplog
+):
+    from monitor.collector import Collector
+
+    use_keys(a_key())
+    lost = factories.host(name="lost-key", credential=SECRET)
+    kept = factories.host(name="kept", credential=SECRET)
+    use_keys(a_key())  # the key that sealed them is gone ...
+    kept.credential = SECRET  # ... but this one is set again with the new key
+    kept.save()
+    collector = Collector(holder="test")
+
+    collector._follow_hosts()
+    collector._follow_hosts()  # and again: said once, not every second
+
+    try:
+        assert list(collector.followers) == [kept.pk]
+        said = [r for r in caplog.records if "not following host lost-key" in r.getMessage()]
+        assert len(said) == 1 and lost.pk in collector.unreadable
+    finally:
+        for _, follower in collector.followers.values():
+            follower.stop()
