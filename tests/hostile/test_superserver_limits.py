@@ -201,7 +201,8 @@ def test_connections_over_the_maximum_are_refused_at_once_while_a_good_client_is
     assert time.monotonic() - t0 < 5
     assert all(r and "too many connections" in r for r in reasons), reasons
     assert good.ping() == "pong"  # the good client connected before is still served
-    with pytest.raises(EngineError, match="too many connections"), inst.client() as late:
+    # the refusal frame, or a reset when the server closes with the client's hello unread
+    with pytest.raises(EngineError, match="too many connections|lost"), inst.client() as late:
         late.ping()
     for s in held[:5]:
         s.close()
