@@ -5,6 +5,8 @@ address), says where its own journal ends, then receives journal bytes: each chu
 written verbatim into the member's own journal file at the same file/offset (so
 positions are identical on every member), acknowledged, and queued for dejournaling.
 The backup acknowledges receipt of every chunk at once; the primary waits for that ack.
+The session's silence watchdog reads qos_timeout_ms afresh and sleeps at most TIMER_SLICE at
+a time, so a lowered QoS takes effect at once (engine/replication/sender.py does the same).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("engine.replica")
 SYNC_INTERVAL = 0.05
+TIMER_SLICE = 0.25  # the longest the silence watchdog sleeps before reading its setting again
 
 
 class ReplicaLink:
@@ -58,10 +61,25 @@ class ReplicaLink:
         self._task: asyncio.Task | None = None
         self._sync_task: asyncio.Task | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self.qos = membership.cfg.qos_timeout_ms / 1000.0
         self._ssl = membership.tls_client_context()
         self.refusal: str | None = None  # why the primary last refused this member
         self.refusals = 0  # data channels the primary refused since this process started
+
+    @property
+    def qos(self) -> float:
+        """The QoS timeout in seconds, read afresh from the mirror's settings every time."""
+        return self.membership.cfg.qos_timeout_ms / 1000.0
+
+    @qos.setter
+    def qos(self, seconds: float) -> None:
+        self.membership.cfg.qos_timeout_ms = round(seconds * 1000)
+
+    def silence_timeout(self) -> float:
+        """How long the primary may say nothing before the link is given up: the backup must
+        hear from it within QoS; asyncs are more patient."""
+        if self.membership.member.is_failover:
+            return self.qos
+        return max(self.qos * 3, 10.0)
 
     @property
     def caught_up(self) -> bool:
@@ -240,24 +258,29 @@ class ReplicaLink:
             self.primary_end,
         )
         self._check_caught_up()
-        # the backup must hear from the primary within QoS; asyncs are more patient
-        timeout = self.qos if membership.member.is_failover else max(self.qos * 3, 10.0)
         journal = membership.journal
         loop = asyncio.get_running_loop()
         self._heard = loop.time()
         # One watchdog per session rather than asyncio.wait_for around every read, which
         # costs a task per journal chunk on the ack path.
-        watchdog = loop.create_task(self._watchdog(writer, timeout))
+        watchdog = loop.create_task(self._watchdog(writer))
         try:
             await self._receive_loop(reader, writer, journal, loop)
         finally:
             watchdog.cancel()
 
-    async def _watchdog(self, writer: asyncio.StreamWriter, timeout: float) -> None:
+    async def _watchdog(self, writer: asyncio.StreamWriter) -> None:
+        """Checks every timeout/4, the timeout read afresh on every slice."""
         loop = asyncio.get_running_loop()
+        last = loop.time()
         while True:
-            await asyncio.sleep(timeout / 4)
-            if loop.time() - self._heard > timeout:
+            timeout = self.silence_timeout()
+            wait = last + timeout / 4 - loop.time()
+            if wait > 0:
+                await asyncio.sleep(min(wait, TIMER_SLICE))
+                continue
+            last = loop.time()
+            if last - self._heard > timeout:
                 log.warning("no message from the primary within %.1f s; reconnecting", timeout)
                 writer.transport.abort()
                 return

@@ -10,6 +10,14 @@ client write is answered only when the Active backup has acknowledged its end po
 (Writer asks ack_waiter()).  If no ack arrives within the QoS timeout (checked every
 QoS/2, so the effective window is QoS/2..QoS as in guide §4.15) the primary revokes
 Active, disconnects the backup and carries on; the backup reconnects and catches up.
+The timers (the QoS watchdog, the heartbeats) read qos_timeout_ms afresh on every round and
+never sleep longer than TIMER_SLICE at a time, so a lowered QoS takes effect within one new
+interval, however long the old one was.
+
+Acknowledgements are checked (MemberLink.check_ack): a member can only acknowledge journal
+the primary has sent on that link, and its acknowledgements never go backwards.  An ack
+outside that range cannot come from a member that follows the protocol; it closes the link
+with a warning and counts for nothing (neither durability nor the Active flag).
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from cryptography.x509.oid import NameOID
 from engine.replication.compression import choose_codec, compress
 from engine.replication.gate import JoinRefused, MembershipGate
 from engine.storage.journal import list_files
-from engine.storage.journal_codec import pos_from_wire, pos_wire
+from engine.storage.journal_codec import make_position, pos_from_wire, pos_wire
 from engine.wire.protocol import (
     ErrorCode,
     Frame,
@@ -47,6 +55,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("engine.replication.sender")
 CATCHUP_CHUNK = 1024 * 1024
 HIGH_WATER = 8 * 1024 * 1024  # pause catch-up reads while this much is unsent
+# The longest a timer sleeps before it reads its setting again: a lowered qos_timeout_ms
+# takes effect within this much (and within one new interval) whatever the old one was.
+TIMER_SLICE = 0.25
+# How far an acknowledgement may go back from the link's previous one, in bytes of the same
+# journal file: none.  Acks are cumulative (the member's journal end), they travel in order on
+# one TCP connection, and a member's journal only grows during a session (a cut is made
+# before its first ack), so a smaller ack than before means a confused or forged peer.
+ACK_REGRESSION_TOLERANCE = 0
 
 
 def _check_peer(conn: Connection, name: str) -> None:
@@ -74,6 +90,7 @@ class MemberLink:
         self.codec = codec
         self.position = position  # where the member's journal ended when it connected
         self.acked = position
+        self.sent_end = position  # the end of the journal sent on this link (or held before)
         self.pending: list | None = []  # live batches queued while catching up
         self.live_from = None  # journal position where live streaming took over
         self.connected_at = time.time()
@@ -104,6 +121,45 @@ class MemberLink:
             ]
         )
         self.conn.write(encode_raw_frame(MsgType.DC_JOURNAL, 0, body))
+        end = make_position(pos.file_seq, pos.offset + len(data))
+        if self.sent_end is None or end > self.sent_end:
+            self.sent_end = end
+
+    def check_ack(self, pos) -> str | None:
+        """Why an acknowledgement of `pos` is impossible on this link (None: it is possible).
+
+        Possible: from the previous ack (at first the member's own journal end, as its hello
+        said) up to the end of what this link has sent.  Anything else never reached this
+        member from us, or contradicts what it acknowledged already.
+        """
+        if pos is None:
+            # a member with no journal yet, before its first chunk: holds nothing
+            return None if self.acked is None else f"no position, after acknowledging {self.acked}"
+        sent = self.sent_end
+        if sent is None:
+            return f"{pos} acknowledged beyond the end sent: nothing was sent on this link"
+        if pos > sent:
+            return f"{pos} acknowledged beyond the end sent on this link ({sent})"
+        prev = self.acked
+        if prev is not None and pos < prev:
+            same_file = pos.file_seq == prev.file_seq
+            if not same_file or prev.offset - pos.offset > ACK_REGRESSION_TOLERANCE:
+                return f"{pos} acknowledged backwards, after {prev}"
+        return None
+
+    def refuse_ack(self, frame: Frame, reason: str) -> None:
+        """An impossible ack: log it, tell the peer, drop the link (revoking Active)."""
+        log.warning(
+            "data channel from %s (%s): impossible acknowledgement, closing the link: %s",
+            self.name,
+            self.conn.peer,
+            reason,
+        )
+        self.conn.write(
+            error_frame(frame.req_id, ErrorCode.PROTOCOL, f"impossible acknowledgement: {reason}")
+        )
+        self.rep.drop(self, "impossible acknowledgement")
+        self.close()
 
     def on_append(self, pos, data: bytes) -> None:
         if self.pending is None:
@@ -112,12 +168,18 @@ class MemberLink:
             self.pending.append((pos, data))
 
     def on_frame(self, frame: Frame) -> None:
+        if self.closed:
+            return  # frames read in the same batch as the one that closed the link
         try:
             args = unpack(frame.body)
             if frame.type == MsgType.DC_ACK:
                 if not isinstance(args, list) or not args:
                     raise ValueError("DC_ACK body must be [position, status]")
                 pos = pos_from_wire(args[0])
+                reason = self.check_ack(pos)
+                if reason is not None:
+                    self.refuse_ack(frame, reason)
+                    return
                 if len(args) > 1 and isinstance(args[1], dict):
                     self.member_status = args[1]
                 self.rep.on_ack(self, pos)
@@ -148,11 +210,19 @@ class Replicator:
         self.active: MemberLink | None = None
         self._waiters: deque = deque()  # (end position, future, started) in position order
         self._last_ack_progress = time.monotonic()
-        self.qos = membership.cfg.qos_timeout_ms / 1000.0
         self.trouble_since: float | None = None
         self.disconnected: dict[str, float] = {}  # member -> time its link dropped
         self.refused: dict[str, str] = {}  # member -> why its last data channel was refused
         self._tasks: list[asyncio.Task] = []
+
+    @property
+    def qos(self) -> float:
+        """The QoS timeout in seconds, read afresh from the mirror's settings every time."""
+        return self.membership.cfg.qos_timeout_ms / 1000.0
+
+    @qos.setter
+    def qos(self, seconds: float) -> None:
+        self.membership.cfg.qos_timeout_ms = round(seconds * 1000)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -350,8 +420,11 @@ class Replicator:
 
     # -- acknowledgements and Active ------------------------------------------
     def on_ack(self, link: MemberLink, pos) -> None:
-        link.acked = pos
+        """A checked acknowledgement (MemberLink.check_ack) from a link still open."""
         link.last_ack_at = time.time()
+        if pos is None:
+            return  # a member that holds no journal yet acknowledges nothing
+        link.acked = pos
         if not link.is_backup:
             return
         if self.active is None:
@@ -414,26 +487,42 @@ class Replicator:
         if self.active is link:
             self.revoke(f"disconnected ({reason})")
 
-    async def _watchdog(self) -> None:
+    async def _every(self, period, action) -> None:
+        """Run action() every period() seconds, period read afresh on every slice: a long
+        period that is then shortened is cut short at once (never more than TIMER_SLICE)."""
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(self.qos / 2)
-            if self.active is not None and self._waiters:
-                waited = time.monotonic() - max(self._waiters[0][2], self._last_ack_progress)
-                if waited >= self.qos / 2:
-                    link = self.active
-                    self.revoke(
-                        "no acknowledgement within the QoS timeout "
-                        f"({self.membership.cfg.qos_timeout_ms} ms)"
-                    )
-                    link.close()
+            wait = last + period() - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(min(wait, TIMER_SLICE))
+                continue
+            last = time.monotonic()
+            try:
+                action()
+            except Exception:  # a timer must outlive whatever went wrong in one round
+                log.exception("%s failed", getattr(action, "__name__", "timer"))
+
+    async def _watchdog(self) -> None:
+        await self._every(lambda: self.qos / 2, self._check_qos)
+
+    def _check_qos(self) -> None:
+        if self.active is not None and self._waiters:
+            waited = time.monotonic() - max(self._waiters[0][2], self._last_ack_progress)
+            if waited >= self.qos / 2:
+                link = self.active
+                self.revoke(
+                    "no acknowledgement within the QoS timeout "
+                    f"({self.membership.cfg.qos_timeout_ms} ms)"
+                )
+                link.close()
 
     async def _heartbeats(self) -> None:
-        interval = max(0.05, self.qos / 4)
-        while True:
-            await asyncio.sleep(interval)
-            for link in list(self.links.values()):
-                if link.live and not link.closed:
-                    self._heartbeat(link)
+        await self._every(lambda: max(0.05, self.qos / 4), self._beat)
+
+    def _beat(self) -> None:
+        for link in list(self.links.values()):
+            if link.live and not link.closed:
+                self._heartbeat(link)
 
     def _heartbeat(self, link: MemberLink) -> None:
         end = pos_wire(self.membership.journal.end_position)

@@ -11,15 +11,28 @@ A member's identity is its certificate's X.509 subject DN in RFC 4514 form
 (`peer_dn(ssl_object)`, `normalize_dn(text)`).  Problems are reported as TLSError with a
 message that names the file and the reason (missing, not PEM, key not matching, expired,
 issued by another CA).
+
+A TLS handshake refused by a listener made with server_context (the members' mirror private
+address, the snapshot port) is logged: asyncio drops it silently otherwise.  See
+HandshakeFailureLog: one WARNING line per refusal with the peer and the reason, at most
+HANDSHAKE_LOG_LINES lines per reason in HANDSHAKE_LOG_WINDOW seconds, then one summary line
+with the count of those not logged one by one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import gc
 import ipaddress
+import logging
 import os
 import re
 import ssl
+import sys
+import threading
+import time
+from asyncio import sslproto
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +46,10 @@ _DN_TYPE = re.compile(r"(^|(?<!\\)[,+])\s*([A-Za-z][A-Za-z0-9-]*)\s*=")
 DEFAULT_CA_DAYS = 30
 DEFAULT_CERT_DAYS = 7
 UTC = dt.UTC
+HANDSHAKE_LOG_LINES = 5  # lines per reason and window; the rest are counted
+HANDSHAKE_LOG_WINDOW = 10.0  # seconds
+HANDSHAKE_LOG_REASONS = 32  # reasons tracked apart; more are counted together as "other"
+log = logging.getLogger("engine.wire.tls")
 
 
 class TLSError(Exception):
@@ -337,6 +354,204 @@ def _load_ca(ctx: ssl.SSLContext, ca: str | Path) -> None:
         raise TLSError(f"{ca}: not a PEM CA certificate ({exc.reason or exc})") from None
 
 
+# -- refused handshakes ----------------------------------------------------------------
+
+
+class HandshakeFailureLog:
+    """Rate-limited WARNING lines for refused TLS handshakes, so a flood cannot fill a disk.
+
+    Per reason, the first `lines` refusals of a `window` (seconds, from the first one) are
+    logged one by one; the others are counted, and the count is logged in one line when the
+    window ends (or, without an event loop to call back, at the next refusal after it).
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger = log,
+        lines: int = HANDSHAKE_LOG_LINES,
+        window: float = HANDSHAKE_LOG_WINDOW,
+        reasons: int = HANDSHAKE_LOG_REASONS,
+    ):
+        self.logger = logger
+        self.lines = lines
+        self.window = window
+        self.reasons = reasons
+        self.total = 0  # refusals seen since start, logged or not
+        self._windows: dict[str, list] = {}  # reason -> [start, logged, suppressed]
+        self._lock = threading.Lock()
+
+    def refused(self, where, reason: str) -> None:
+        """One refusal; `where()` gives (peer, local) addresses, asked only for a line that
+        is written (finding them may cost something, see _LoggedSSLObject)."""
+        now = time.monotonic()
+        with self._lock:
+            self.total += 1
+            key = reason
+            if key not in self._windows and len(self._windows) >= self.reasons:
+                key = "other reasons"
+            state = self._windows.get(key)
+            if state is not None and now >= state[0] + self.window:
+                self._summarize(key)
+                state = None
+            if state is None:
+                state = self._windows[key] = [now, 0, 0]
+            if state[1] < self.lines:
+                state[1] += 1
+                peer, local = where()
+                self.logger.warning("TLS handshake from %s to %s refused: %s", peer, local, reason)
+                return
+            state[2] += 1
+            if state[2] == 1:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    return  # summarized at the next refusal after the window
+                loop.call_later(state[0] + self.window - now, self._flush, key, state)
+
+    def _flush(self, key: str, state: list) -> None:
+        with self._lock:
+            if self._windows.get(key) is state:
+                self._summarize(key)
+
+    def _summarize(self, key: str) -> None:
+        start, _, suppressed = self._windows.pop(key)
+        if suppressed:
+            self.logger.warning(
+                "%d more TLS handshakes refused in the last %.0f s, not logged one by one: %s",
+                suppressed,
+                max(self.window, time.monotonic() - start),
+                key,
+            )
+
+
+handshake_failures = HandshakeFailureLog()
+
+# OpenSSL's reason codes for what a TLS server meets most, in words
+_HANDSHAKE_REASONS = {
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "no client certificate: the peer did not return a "
+    "certificate",
+    "CERTIFICATE_REQUIRED": "no client certificate: the peer did not return a certificate",
+    "WRONG_VERSION_NUMBER": "not a TLS client hello (plain TCP or another protocol)",
+    "HTTP_REQUEST": "not a TLS client hello (plain HTTP)",
+    "UNKNOWN_PROTOCOL": "not a TLS client hello",
+    "NO_SHARED_CIPHER": "no cipher in common with the peer",
+    "UNSUPPORTED_PROTOCOL": "the peer's TLS version is not accepted (TLS 1.2 at least)",
+}
+
+
+def handshake_refusal(exc: BaseException) -> str:
+    """Why this side refused a client's handshake, as a sentence for the log."""
+    verify = getattr(exc, "verify_message", None)
+    if verify:
+        reason = f"certificate verify failed: {verify}"
+        if "local issuer" in verify or "self-signed" in verify or "self signed" in verify:
+            reason += " (the client certificate was not issued by the CA this side trusts)"
+        return reason
+    code = str(getattr(exc, "reason", None) or "")
+    if code.upper() in _HANDSHAKE_REASONS:
+        return f"{_HANDSHAKE_REASONS[code.upper()]} ({code})"
+    return describe_ssl_error(exc) or type(exc).__name__
+
+
+def _asyncio_transport():
+    """The transport under asyncio's SSLProtocol running the failed handshake (a caller a few
+    frames up), and whether that protocol is a start_tls one (its caller hears of it)."""
+    frame = sys._getframe(3)
+    for _ in range(4):
+        if frame is None:
+            break
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, sslproto.SSLProtocol):
+            return candidate._transport, not getattr(candidate, "_call_connection_made", True)
+        frame = frame.f_back
+    return None, False
+
+
+class _LookupBudget:
+    """At most `n` searches of the heap per HANDSHAKE_LOG_WINDOW, so the cost of naming the
+    peer is bounded whatever a flood does."""
+
+    def __init__(self, n: int = 2 * HANDSHAKE_LOG_LINES):
+        self.n = n
+        self._spent: list[float] = []
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._spent = [t for t in self._spent if now - t < HANDSHAKE_LOG_WINDOW]
+        if len(self._spent) >= self.n:
+            return False
+        self._spent.append(now)
+        return True
+
+
+_lookups = _LookupBudget()
+
+
+def _compiled_transport(sslobj):
+    """uvloop's SSLProtocol is compiled: no frame and no attribute to read.  Its transport is
+    found as what refers to the protocol that refers to this SSLObject."""
+    if not _lookups.take():
+        return None
+    for proto in gc.get_referrers(sslobj):
+        if type(proto).__name__ != "SSLProtocol":
+            continue
+        for holder in gc.get_referrers(proto):
+            get_protocol = getattr(holder, "get_protocol", None)
+            if callable(get_protocol) and hasattr(holder, "get_extra_info"):
+                try:
+                    if get_protocol() is proto:
+                        return holder
+                except Exception:  # noqa: S112 - a closing transport: look on
+                    continue
+    return None
+
+
+def _address(transport, name: str) -> str:
+    try:
+        addr = transport.get_extra_info(name) if transport is not None else None
+    except Exception:  # a transport closing under us
+        addr = None
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return f"{addr[0]}:{addr[1]}"
+    return "?" if addr is None else str(addr)
+
+
+class _LoggedSSLObject(ssl.SSLObject):
+    """The SSLObject of the server contexts: a handshake it refuses is logged.
+
+    Only where the event loop would swallow the error: a listener made with
+    create_server(ssl=).  A handshake started with asyncio's loop.start_tls raises to its
+    caller, which reports it (the agent's TLSAcceptor, engine/agent/auth.py), so it is not
+    logged here twice.  The peer's address comes from the transport under the handshake:
+    asyncio's SSLProtocol is a caller of this method; uvloop's is compiled code, found
+    through the garbage collector's referrers (a few times per window at most).
+    """
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, ssl.SSLSyscallError):
+            raise
+        except ssl.SSLError as exc:
+            _log_refusal(self, exc)
+            raise
+
+
+def _log_refusal(sslobj: ssl.SSLObject, exc: ssl.SSLError) -> None:
+    try:
+        transport, started_tls = _asyncio_transport()
+        if started_tls:
+            return  # start_tls: the caller hears of it
+
+        def where():
+            t = transport if transport is not None else _compiled_transport(sslobj)
+            return _address(t, "peername"), _address(t, "sockname")
+
+        handshake_failures.refused(where, handshake_refusal(exc))
+    except Exception:  # logging must never change what the handshake does
+        log.debug("cannot log a refused TLS handshake", exc_info=True)
+
+
 def server_context(
     cert: str | Path, key: str | Path, ca: str | Path | None = None, require_client_cert=True
 ) -> ssl.SSLContext:
@@ -344,10 +559,12 @@ def server_context(
 
     require_client_cert=False still verifies a certificate when one is presented but lets
     a client without one finish the handshake (the application answers it with a clear
-    "certificate required" instead of a bare TLS alert).
+    "certificate required" instead of a bare TLS alert).  Handshakes it refuses on a
+    listening socket are logged (HandshakeFailureLog).
     """
     check_certificate(cert)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.sslobject_class = _LoggedSSLObject
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     _load_chain(ctx, cert, key)
     if ca is not None:
