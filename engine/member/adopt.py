@@ -7,7 +7,8 @@ the primary downloads it, backup first then the asyncs, and adopts it: the same 
 so the members holding it go on dejournaling it.  Meanwhile the database is Downloading (its
 status row shows the bytes received); when no source could send it, Needs Download with the
 reason, tried again with a backoff (asking the members anew each time) until a valid copy
-comes, and create_database again tries at once.
+comes, and create_database again tries at once.  The adopted copy, its applied position set to
+the primary's journal end, is fsync'ed before the catalog records it (engine/storage/durable.py).
 With no valid copy anywhere, the database is created empty under a new incarnation and every
 older copy elsewhere becomes Obsolete when the control record reaches it.  This is how a
 primary that lost a database (removed from the mirror, files gone) gets it back without
@@ -25,6 +26,7 @@ from engine.member.db_steps import db_result, journal_control, mount_new
 from engine.member.download import fetch_copy, may_hold_copy, retry_now, until_copied
 from engine.storage import journal as jmod
 from engine.storage.databases import DbEntry, new_incarnation
+from engine.storage.durable import sync_store
 from engine.storage.journal_codec import pos_wire
 
 if TYPE_CHECKING:
@@ -92,6 +94,10 @@ async def _adopt(membership: Membership, entry: DbEntry, sources: list) -> None:
     # the copy is the database as of now on this primary: nothing older is ever replayed
     entry.since = pos_wire(membership.journal.end_position)
     store.apply([], upto=jmod.make_position(*entry.since))
+    # that position must survive an OS crash too, or a start would replay older records of
+    # the name into the copy: durable before the catalog records it (the copy's file already is)
+    fsyncs = sync_store(store)
+    log.info("adopted copy of %s durable: %d fsyncs", name, fsyncs)
     entry.needs_download = False
     membership.stores[name] = store
     membership.catalog.save()

@@ -9,6 +9,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from engine.storage.databases import DbEntry, Refused, attach, control_op, db_status
+from engine.storage.durable import sync_store
 from engine.storage.journal_codec import make_position, pos_wire
 
 if TYPE_CHECKING:
@@ -62,6 +63,10 @@ def journal_covers(membership: Membership, op: str, db: str, since) -> None:
 def mount_new(membership: Membership, entry: DbEntry, restored: bool = False) -> None:
     # a restored copy keeps its own position: activation checks it against `since`
     store = membership.open_store(entry.name, None if restored else entry.since)
+    # the member takes an added copy as it is, with no journal behind it: durable before the
+    # catalog counts it (engine/storage/durable.py); for a new empty one this costs little
+    fsyncs = sync_store(store)
+    log.info("database %s durable before it is mounted: %d fsyncs", entry.name, fsyncs)
     membership.catalog.entries[entry.name] = entry
     membership.catalog.save()
     membership.stores[entry.name] = store

@@ -11,10 +11,14 @@ transaction, so it is the database exactly as of one journal position P, which i
 (the applied position is stored in the database).  Sources go on applying journal meanwhile.
 The bytes go from the snapshot writer through a pipe to the socket and from the socket to
 the new file with splice(2) (no copy through Python), or through TLS when the mirror requires
-it; a trailer with the byte count tells a whole copy from a cut one.  The copy is then caught
-up from P automatically (Downloading -> Catchup Running -> Dejournaling).  With no source
-able to supply it, the database is Needs Download with the reasons and is tried again after
-1 s, doubling to 15 s, until a source can (guide §4.8.3); `download_database` tries at once.
+it; a trailer with the byte count tells a whole copy from a cut one.  The whole copy is
+fsync'ed, its file and the directories naming it, before the catalog records it (needs_download
+cleared, the catalog's rename fsync'ed too): a start after a crash, even of the OS, finds
+either a durable copy or one that still Needs Download, which it downloads again from scratch
+(engine/storage/durable.py).  The copy is then caught up from P automatically (Downloading
+-> Catchup Running -> Dejournaling).  With no source able to supply it, the database is Needs
+Download with the reasons and is tried again after 1 s, doubling to 15 s, until a source can
+(guide §4.8.3); `download_database` tries at once.
 While it downloads, its status row shows the bytes received of the size offered.
 
 The source's side (copy_info, export_snapshot, the TLS check of who receives, the rate cap)
@@ -47,6 +51,7 @@ from engine.replication.snapshot_source import (
     make_pipe,
 )
 from engine.storage.databases import DbEntry, Refused, check_name, db_status
+from engine.storage.durable import sync_copy
 from engine.storage.store import Store
 
 if TYPE_CHECKING:
@@ -168,6 +173,10 @@ async def _copy_from(membership: Membership, entry: DbEntry, source) -> Store | 
             _receive_snapshot, address, offer["token"], ssl_ctx, path / "data.mdb", progress
         )
         log.info("received %s from %s: %d bytes", entry.name, source.name, size)
+        # durable before it counts as a copy (the catalog records it only after this):
+        # no journal here could bring back pages an OS crash lost (engine/storage/durable.py)
+        fsyncs = await asyncio.to_thread(sync_copy, path)
+        log.info("copy of %s durable: %d fsyncs (data file and directories)", entry.name, fsyncs)
         return Store.open(str(path))
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)
@@ -190,8 +199,7 @@ def _receive_snapshot(address, token: str, ssl_ctx, target: Path, progress: Prog
             magic, size = TRAILER.unpack(tail)
             if magic != TRAILER_MAGIC or size != total - TRAILER.size:
                 raise OSError(f"the snapshot was cut after {total} bytes")
-            # not fsynced, like every store here (see engine/storage/store.py on durability)
-            os.ftruncate(fd, size)
+            os.ftruncate(fd, size)  # fsync'ed by _copy_from, with the directories
         finally:
             os.close(fd)
     return size

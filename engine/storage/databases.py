@@ -1,9 +1,9 @@
 """Mirrored databases of one member: the catalog kept in the data directory, the database
 statuses of guide §5.1.1.3, and the control records that tell the other members about them.
 
-Catalog (<data_dir>/databases.json, rewritten atomically on every change): for each mirrored
-database its name, `incarnation` (an id made when the primary created or added it, so that a
-database recreated under the same name is told apart: the older copies become Obsolete),
+Catalog (<data_dir>/databases.json, rewritten atomically and durably on every change): for each
+mirrored database its name, `incarnation` (an id made when the primary created or added it, so
+that a database recreated under the same name is told apart: the older copies become Obsolete),
 `since` (the journal position from which the journal holds every change of it; a copy must be
 at least that far to be activated), and this member's flags: activated, caught_up (being
 dejournaled), mounted, obsolete, failover_db.  The first start seeds the catalog from the
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine import rules
+from engine.storage.durable import fsync_dir
 from engine.wire.protocol import ErrorCode, RequestError
 
 if TYPE_CHECKING:
@@ -110,6 +111,9 @@ class Catalog:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
+            # the rename itself is durable too: a copy counts as present only once the
+            # catalog says so on disk (engine/storage/durable.py)
+            fsync_dir(self.path.parent)
 
     def get(self, name: str) -> DbEntry | None:
         return self.entries.get(name.upper())

@@ -34,7 +34,9 @@ metasync=False).  Data survives a process crash (kill -9: it is in the OS page c
 instance replays the journal from `applied_position` at start.  An OS crash or power loss can
 lose recent store commits and, LMDB being unsynced, can even leave data.mdb inconsistent: then
 the store must be rebuilt from the journal (or copied from another member).  `sync()` forces the
-store to disk; call it before purging journal files a replay would need.
+store to disk; call it before purging journal files a replay would need (a checkpoint).  A copy
+with no journal behind it (downloaded, adopted, restored and added) is fsync'ed before the
+member's catalog counts it: engine/storage/durable.py.
 
 Threads: reads may come from any thread (each uses its own LMDB read transaction); writes are
 serialized by a lock, and an explicit transaction (begin..commit) belongs to the thread that
