@@ -1,6 +1,6 @@
 """Durable writes through a mirror vs PostgreSQL synchronous streaming replication.
 
-    .venv/bin/python bench/replication.py [--quick] [--json] [--seconds S] [--repeat N]
+    .venv/bin/python bench/replication.py [--quick] [--json] [--seconds S] [--repeat N] [--auth]
 
 Workload: each client sets a random key (1..1,000,000) to a 100-byte value, one request
 at a time, waiting for the durable acknowledgement.  Measured at 1, 4 and 16 concurrent
@@ -17,6 +17,12 @@ Each figure is the median of --repeat runs (3; 1 with --quick) of --seconds each
 process (asyncio, one connection per client); pgbench is PostgreSQL's own C client.
 Everything runs on this machine: the members, the clients and PostgreSQL share its
 cores, so other load on the machine moves every figure.
+
+With --auth, a third mirror (primary + Active backup) whose primary holds an application
+credential, so its superserver requires authentication (engine/member/app_auth.py): its clients
+authenticate each connection (SCRAM-SHA-256 challenge-response) and the same workload runs
+there, beside the two rows above; and the time to open a connection (connect, authenticate,
+INFO) is measured with and without a credential.
 
 A run in which the backup lost Active status measured something else (writes answered
 without the backup's acknowledgement): the bench then fails (exit status 1), naming the run.
@@ -59,11 +65,13 @@ class BackupLostActive(RuntimeError):
 # -- engine -------------------------------------------------------------------------
 
 
-async def _client_worker(address: str, nclients: int, seconds: float, seed: int) -> list[float]:
+async def _client_worker(
+    address: str, nclients: int, seconds: float, seed: int, credential=None
+) -> list[float]:
     from engine.client.app import AsyncClient
 
     rng = random.Random(seed)
-    clients = [AsyncClient([address]) for _ in range(nclients)]
+    clients = [AsyncClient([address], credential=credential) for _ in range(nclients)]
     for c in clients:
         await c.connect()
     lat: list[float] = []
@@ -84,23 +92,23 @@ async def _client_worker(address: str, nclients: int, seconds: float, seed: int)
 
 
 def _worker_entry(args) -> list[float]:
-    address, n, seconds, seed = args
+    address, n, seconds, seed, credential = args
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    return asyncio.run(_client_worker(address, n, seconds, seed))
+    return asyncio.run(_client_worker(address, n, seconds, seed, credential))
 
 
-def run_load(address: str, clients: int, seconds: float) -> dict:
+def run_load(address: str, clients: int, seconds: float, credential=None) -> dict:
     # All clients share one worker process (asyncio, a connection each): on 2 cores a
     # second client process only takes CPU from the members (measured).
     ctx = mp.get_context("fork")
     t0 = time.perf_counter()
     with ctx.Pool(1) as pool:
-        lat = sorted(pool.apply(_worker_entry, ((address, clients, seconds, 1),)))
+        lat = sorted(pool.apply(_worker_entry, ((address, clients, seconds, 1, credential),)))
     elapsed = time.perf_counter() - t0
     return {
         "ops": len(lat),
@@ -164,6 +172,39 @@ def wait_backup_active(address: str, timeout: float = 30.0) -> None:
                 return
             time.sleep(0.05)
     raise RuntimeError("backup did not become Active")
+
+
+def make_credential(address: str) -> tuple[str, str]:
+    """An application credential on the primary at `address` (the admin token is the
+    benchmark's ENGINE_ADMIN_TOKEN): from then on its superserver requires authentication."""
+    from engine.client.app import Client
+
+    with Client([address]) as c:
+        made = c.admin("app_credential_create", {"name": "bench"})
+        assert c.admin("app_credential_list")["auth"] == "required"
+    return made["name"], made["secret"]
+
+
+def connect_cost(address: str, credential, count: int) -> dict:
+    """Milliseconds to open a connection (TCP, authentication if any, INFO) and close it."""
+    from engine.client.app import AsyncClient
+
+    async def run() -> list[float]:
+        times = []
+        for _ in range(count):
+            c = AsyncClient([address], credential=credential)
+            t0 = time.perf_counter()
+            await c.connect()
+            times.append(time.perf_counter() - t0)
+            await c.close()
+        return sorted(times)
+
+    times = asyncio.run(run())
+    return {
+        "connects": count,
+        "p50_ms": round(percentile(times, 50) * 1000, 3),
+        "p99_ms": round(percentile(times, 99) * 1000, 3),
+    }
 
 
 # -- PostgreSQL ---------------------------------------------------------------------
@@ -331,6 +372,11 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, help="duration of each measurement")
     ap.add_argument("--no-postgres", action="store_true")
     ap.add_argument("--repeat", type=int, help="runs per figure, the median is kept (default 3)")
+    ap.add_argument(
+        "--auth",
+        action="store_true",
+        help="add a mirror whose primary requires authentication (an application credential)",
+    )
     args = ap.parse_args()
     seconds = args.seconds or (1.5 if args.quick else 4.0)
     repeat = args.repeat or (1 if args.quick else 3)
@@ -342,6 +388,9 @@ def main() -> int:
         mirrored, still_active = stack.enter_context(engine_mirror(True))
         alone, _ = stack.enter_context(engine_mirror(False))
         pg_run = stack.enter_context(postgres_pair()) if use_pg else None
+        if args.auth:
+            secured, secured_active = stack.enter_context(engine_mirror(True))
+            credential = make_credential(secured)
 
         def with_backup(n: int) -> dict:
             figures = run_load(mirrored, n, seconds)
@@ -352,6 +401,16 @@ def main() -> int:
             ("engine with active backup", "engine", True, with_backup),
             ("engine no backup", "engine", False, lambda n: run_load(alone, n, seconds)),
         ]
+        if args.auth:
+
+            def authenticated(n: int) -> dict:
+                figures = run_load(secured, n, seconds, credential)
+                secured_active(f"engine with active backup and authentication, {n} clients")
+                return figures
+
+            systems.insert(
+                1, ("engine with active backup + auth", "engine-auth", True, authenticated)
+            )
         if pg_run is not None:
             systems.append(
                 ("postgresql sync standby", "postgresql", True, lambda n: pg_run(n, seconds))
@@ -366,7 +425,15 @@ def main() -> int:
                 best = sorted(runs[label], key=lambda r: r["ops_per_s"])[len(runs[label]) // 2]
                 row = {"name": f"{label}, {n} clients", "system": system, "backup": backup}
                 results.append({**row, "clients": n, "runs": repeat, **best})
-    by = {(r["system"], r["backup"], r["clients"]): r for r in results}
+        if args.auth:
+            count = 20 if args.quick else 200
+            for label, cred in (
+                ("without authentication", None),
+                ("with a credential", credential),
+            ):
+                cost = connect_cost(secured if cred else mirrored, cred, count)
+                results.append({"name": f"engine connect {label}", "system": "connect", **cost})
+    by = {(r["system"], r["backup"], r["clients"]): r for r in results if "clients" in r}
     for n in CLIENTS:
         ours, theirs = by.get(("engine", True, n)), by.get(("postgresql", True, n))
         if ours and theirs and theirs["ops_per_s"]:
@@ -382,7 +449,9 @@ def main() -> int:
         return 0
     print(f"{'name':<44} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}")
     for r in results:
-        if "ratio" in r:
+        if "connects" in r:
+            print(f"{r['name']:<44} {'':>10} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}")
+        elif "ratio" in r:
             print(f"{r['name']:<44} {'':>10} {'':>8} {'':>8} {r['ratio']:>6}")
         else:
             print(

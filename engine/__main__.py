@@ -9,6 +9,9 @@ python -m engine instance --data-dir DIR [--name NAME --superserver HOST:PORT]
     --superserver-idle-timeout S, --superserver-frame-timeout S,
     --superserver-max-buffered-per-connection BYTES, --superserver-max-buffered-total BYTES
     (BYTES may end in KiB, MiB or GiB); with --data-dir they are recorded in node.json
+    --superserver-auth auto|required|off: the application port's authentication
+    (engine/member/app_auth.py; auto: required once the instance holds an application
+    credential or has TLS configured); with --data-dir recorded in node.json
 python -m engine status --config FILE|PLAN [--member NAME] [--json]
 python -m engine admin --config FILE --member NAME ACTION [ARG]
     ARG is a database name, a comma list, or JSON ({"name": "DB", "catchup": true});
@@ -52,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     inst.add_argument("--name", help="with --data-dir, first start: the instance name")
     inst.add_argument("--superserver", help="with --data-dir: the superserver HOST:PORT")
     inst.add_argument("--log-level", default="INFO")
+    inst.add_argument(
+        "--superserver-auth",
+        choices=("auto", "required", "off"),
+        help="authentication on the application port: required, off, or auto (the default: "
+        "required once the instance holds an application credential or has TLS configured)",
+    )
     for key, limit in LIMITS.items():
         unit = f" {limit.unit}" if limit.unit else ""
         inst.add_argument(
@@ -149,25 +158,34 @@ def _cluster(action: str, files: list[str]) -> int:
 
 
 def _instance(args, argv: list[str]) -> int:
+    from engine.member import app_auth
     from engine.member.instance import run_instance
     from engine.member.node import limit_settings, load_node
 
     node = None
     given = {k: v for k in LIMITS if (v := getattr(args, f"limit_{k}")) is not None}
     if args.data_dir:
-        node = load_node(args.data_dir, args.name, args.superserver, given)
+        node = load_node(args.data_dir, args.name, args.superserver, given, args.superserver_auth)
         cfg = member = None
         label = node.name
         limits = limit_settings(node.superserver_limits, "superserver limit ")
+        auth = app_auth.AppAuth(node.data_dir, node.superserver_auth)
     elif args.config and args.member:
         cfg = load_config(args.config)
         member = label = cfg.member(args.member).name
         limits = limit_settings(given, "superserver limit ")
+        auth = app_auth.AppAuth(cfg.member(member).data_dir, args.superserver_auth or "auto")
     else:
         raise ConfigError("give --config FILE --member NAME, or --data-dir DIR")
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper(), logging.INFO),
         format=f"%(asctime)s {label} %(levelname)s %(name)s: %(message)s",
+    )
+    app_auth.install(auth)  # the superserver's connections find it (engine/member/session.py)
+    logging.getLogger("engine.member.session").info(
+        "superserver authentication mode %s; %d application credentials",
+        auth.mode,
+        len(auth.records()),
     )
     try:
         import uvloop  # optional: faster event loop when installed

@@ -24,6 +24,7 @@ import time
 
 from aiohttp import web
 
+from engine.agent.app_credentials import CREDENTIAL_ROUTES
 from engine.agent.auth import IDENTITY, TLSAcceptor, require_auth
 from engine.agent.certificates import instance_certificate
 from engine.agent.config import AgentConfig, ConfigError, InstanceEntry, load_agent_config
@@ -107,6 +108,7 @@ ROUTES = [
     ("GET", "/v1/status/stream", status_stream),
     *OPS_ROUTES,
     *MIRROR_ROUTES,
+    *CREDENTIAL_ROUTES,
 ]
 
 

@@ -30,6 +30,7 @@ from engine.agent.certificates import certificate_summary, node_certificate
 from engine.agent.config import InstanceEntry
 from engine.agent.probe import find_pid
 from engine.member.node import NODE_FILE
+from engine.wire.admin_token import read_token
 from engine.wire.protocol import FrameDecoder, FrameError, MsgType, encode_frame, unpack
 
 MAX_STATUS_FRAME = 4 << 20
@@ -64,6 +65,9 @@ STATUS_KEYS = (
 )
 
 
+AUTH_REQ_ID = 0x7FFFFFFE  # outside the ids of the INFO / STATUS exchanges
+
+
 class InstanceWatch:
     def __init__(self, entry: InstanceEntry, timeout: float):
         self.entry = entry
@@ -92,6 +96,17 @@ class InstanceWatch:
         self.reader, self.writer = await asyncio.open_connection(host, port)
         self.decoder = FrameDecoder(MAX_STATUS_FRAME)
         self.pid_stale = True  # maybe a restarted instance
+        token = read_token(self.entry.data_dir)
+        if token is not None:
+            # authenticated with the admin token, so an instance that requires authentication
+            # does not close this kept-open connection (engine/member/app_auth.py)
+            self.writer.write(encode_frame(MsgType.ADMIN, AUTH_REQ_ID, ["auth", None, token]))
+            while True:
+                data = await self.reader.read(65536)
+                if not data:
+                    raise ConnectionResetError("the instance closed the connection")
+                if any(getattr(f, "req_id", None) == AUTH_REQ_ID for f in self.decoder.feed(data)):
+                    break  # a refused token: STATUS says what the instance allows
 
     async def _exchange(self) -> tuple[dict, dict]:
         """INFO and STATUS, pipelined; raises OSError/ValueError/FrameError on a bad answer.

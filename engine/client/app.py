@@ -14,6 +14,16 @@ The client finds the primary among the given addresses (asking each member with 
 and follows it: a "not primary" error names the current primary, so the client
 reconnects there and retries the refused request.  follow_primary=False pins the client
 to the first reachable member (reads on a reporting async).
+
+Authentication (engine/member/app_auth.py): an instance may require it on its application
+port.  `credential=(name, secret)` authenticates every connection the client opens with that
+application credential (a challenge-response: the secret never travels, and the client checks
+the instance's answer, so it knows it spoke to an instance holding the credential); an
+`admin_token` authenticates as the instance's operator.  Without either, an instance that
+requires authentication serves only PING, INFO and STATUS, and answers anything else with
+`Unauthorized`.
+
+    with Client(["127.0.0.1:21100"], credential=("billing", secret)) as c: ...
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import socket
 import threading
 from typing import Any
 
+from engine.wire import app_credentials as ac
 from engine.wire.admin_token import TOKEN_ENV
 from engine.wire.protocol import (
     DEFAULT_MAX_FRAME,
@@ -94,6 +105,10 @@ class ConnectionLost(EngineError):
     pass
 
 
+class Unauthorized(EngineError):
+    """Authentication required or failed, or an admin action without the admin token."""
+
+
 class NoPrimaryFound(EngineError):
     pass
 
@@ -107,6 +122,7 @@ _ERRORS = {
     ErrorCode.TRANSACTION: TransactionError,
     ErrorCode.UNAVAILABLE: Unavailable,
     ErrorCode.REFUSED: Refused,
+    ErrorCode.UNAUTHORIZED: Unauthorized,
 }
 
 
@@ -222,7 +238,14 @@ class AsyncClient:
         retries: int = 20,
         max_frame: int = DEFAULT_MAX_FRAME,
         admin_token: str | None = None,
+        credential: tuple[str, str] | None = None,
     ):
+        if credential is not None and (
+            len(credential) != 2 or not all(isinstance(x, str) and x for x in credential)
+        ):
+            raise ValueError("credential must be (name, secret)")
+        self.credential = credential
+        self._salted: dict[tuple[str, int], bytes] = {}  # (salt, iterations) -> salted secret
         # operator actions carry the instance's admin token (engine/member/admin_auth.py); the
         # engine's own calls to other members are given none, so never send theirs away
         self.admin_token = admin_token
@@ -257,11 +280,67 @@ class AsyncClient:
         )
         conn.address = addr
         try:
-            info = await asyncio.wait_for(conn.request(MsgType.INFO, []), self.timeout)
+            auth = await self._authenticate(conn)
+            try:
+                info = await asyncio.wait_for(conn.request(MsgType.INFO, []), self.timeout)
+            except EngineError:
+                if auth is not None:  # its outcome is read here or never
+                    auth[0].add_done_callback(lambda f: f.cancelled() or f.exception())
+                # a refused credential: the instance answers, then closes the connection
+                done = auth and auth[0].done() and not auth[0].cancelled()
+                refused = auth[0].exception() if done else None
+                if isinstance(refused, Unauthorized) and auth[1] is not None:
+                    raise refused from None
+                raise
+            if auth is not None:
+                await self._check_auth(conn, auth)
         except BaseException:
             conn.close()
             raise
         return conn, info
+
+    async def _authenticate(self, conn: _Connection) -> tuple | None:
+        """Send this client's authentication (the INFO that follows is pipelined behind it)."""
+        if self.credential is not None:
+            name, secret = self.credential
+            challenge = await asyncio.wait_for(
+                conn.request(MsgType.ADMIN, [ac.CHALLENGE_ACTION, {"name": name}]), self.timeout
+            )
+            if not isinstance(challenge, dict) or challenge.get("mechanism") != ac.MECHANISM:
+                raise ProtocolError(f"unexpected challenge from {conn.address}: {challenge!r}")
+            salt, iterations = challenge["salt"], challenge["iterations"]
+            salted = self._salted.get((salt, iterations))
+            if salted is None:
+                if not isinstance(iterations, int) or not 1 <= iterations <= 10_000_000:
+                    raise ProtocolError(f"unexpected iteration count {iterations!r}")
+                salted = ac.salted_password(secret, ac.unb64(salt, "salt"), iterations)
+                self._salted = {(salt, iterations): salted}
+            client_key, stored_key, server_key = ac.derive_keys(salted)
+            nonce = ac.new_nonce()
+            message = ac.auth_message(name, challenge["nonce"], nonce)
+            proof = ac.b64(ac.client_proof(client_key, stored_key, message))
+            fut = conn.request(
+                MsgType.ADMIN, [ac.AUTH_ACTION, {"name": name, "nonce": nonce, "proof": proof}]
+            )
+            return fut, ac.server_signature(server_key, message)
+        if self.admin_token is not None:
+            return conn.request(MsgType.ADMIN, [ac.AUTH_ACTION, None, self.admin_token]), None
+        return None
+
+    async def _check_auth(self, conn: _Connection, auth: tuple) -> None:
+        fut, signature = auth
+        try:
+            answer = await asyncio.wait_for(fut, self.timeout)
+        except Unauthorized:
+            if signature is None:
+                return  # a wrong admin token: admin actions will say so, if they are sent
+            raise
+        if signature is not None:
+            given = answer.get("server_signature") if isinstance(answer, dict) else None
+            if given != ac.b64(signature):
+                raise Unauthorized(
+                    f"{conn.address} did not prove it holds the credential", ErrorCode.UNAUTHORIZED
+                )
 
     async def connect(self, hint: str | None = None) -> None:
         """Connect to the primary (or, without follow_primary, to the first member that answers)."""
@@ -275,6 +354,8 @@ class AsyncClient:
             tried.add(addr)
             try:
                 conn, info = await self._open(addr)
+            except Unauthorized:
+                raise  # the credential is refused: another member would refuse it too
             except (TimeoutError, OSError, EngineError) as exc:
                 errors.append(f"{addr}: {exc or type(exc).__name__}")
                 continue

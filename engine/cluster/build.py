@@ -46,6 +46,7 @@ from engine.cluster.plan import Plan, PlanDatabase, PlanMember, PlanSpare, load_
 from engine.cluster.watch import BuildError, Watch
 from engine.member.config import TYPE_LABELS
 from engine.storage.store import Store
+from engine.wire.admin_token import read_token
 
 WAIT_TIMEOUT = 60.0
 WRITE_BATCH = 500
@@ -139,7 +140,9 @@ class Builder:
     def write(self, db: str, rows: range, label: str) -> None:
         """Records written on the primary through its superserver, as an application would."""
         ops = [("set", db, "Build", (label, i), f"{label} {i}") for i in rows]
-        with Client([self.plan.primary.superserver], timeout=30) as c:
+        # the primary's admin token: a TLS instance requires authentication (app_auth.py)
+        token = read_token(self.plan.data_dir(self.plan.primary))
+        with Client([self.plan.primary.superserver], timeout=30, admin_token=token) as c:
             for i in range(0, len(ops), WRITE_BATCH):
                 c.pipeline(ops[i : i + WRITE_BATCH])
 

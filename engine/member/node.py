@@ -14,6 +14,11 @@ The superserver's connection limits (engine/wire/limits.py, docs/hardening.md) a
 instance's own too: `superserver_limits` holds those set apart from their defaults, given as
 --superserver-* options (python -m engine instance --help) and recorded here like
 --superserver, so that later starts keep them.
+
+`superserver_auth` is the application port's authentication mode (engine/member/app_auth.py):
+`required` or `off` as given with --superserver-auth; absent means `auto` (required as soon as
+the instance holds an application credential or has TLS configured).  The credentials
+themselves are kept beside this file, in app_credentials.json.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from engine.member.config import Address, ConfigError, parse_address
 from engine.wire.limits import LimitError, LimitSettings
 
 NODE_FILE = "node.json"
+AUTH_MODES = ("auto", "required", "off")  # engine/member/app_auth.py
 
 
 @dataclass
@@ -38,6 +44,7 @@ class Node:
     tls_key: Path | None = None
     tls_ca: Path | None = None
     superserver_limits: dict = field(default_factory=dict)  # limits set apart from defaults
+    superserver_auth: str = "auto"  # engine/member/app_auth.py: auto, required or off
 
     @property
     def has_tls(self) -> bool:
@@ -53,6 +60,8 @@ class Node:
         }
         if self.superserver_limits:
             data["superserver_limits"] = self.superserver_limits
+        if self.superserver_auth != "auto":
+            data["superserver_auth"] = self.superserver_auth
         write_json(self.data_dir / NODE_FILE, data)
 
 
@@ -83,6 +92,7 @@ def load_node(
     name: str | None = None,
     superserver: str | None = None,
     limits: dict | None = None,
+    auth: str | None = None,
 ):
     """The node of `data_dir`; name and superserver are required on the first start; a
     superserver given later replaces the recorded one, and so do superserver `limits`
@@ -103,6 +113,7 @@ def load_node(
         if not isinstance(recorded, dict):
             raise ConfigError(f"{path}: superserver_limits must be a map of limits")
         node.superserver_limits = limit_settings(recorded, f"{path}: ").changed()
+        node.superserver_auth = _auth_mode(raw.get("superserver_auth", "auto"), f"{path}: ")
         if name is not None and name.upper() != node.name:
             raise ConfigError(f"{path} belongs to instance {node.name}, not {name.upper()}")
         if superserver is not None:
@@ -110,7 +121,9 @@ def load_node(
         if limits:
             merged = {**node.superserver_limits, **limits}
             node.superserver_limits = limit_settings(merged, "superserver limit ").changed()
-        if superserver is not None or limits:
+        if auth is not None:
+            node.superserver_auth = _auth_mode(auth, "--superserver-auth ")
+        if superserver is not None or limits or auth is not None:
             node.save()
         return node
     if name is None or superserver is None:
@@ -120,5 +133,13 @@ def load_node(
     data_dir.mkdir(parents=True, exist_ok=True)
     node = Node(name.upper(), parse_address(superserver, "--superserver"), data_dir)
     node.superserver_limits = limit_settings(limits, "superserver limit ").changed()
+    if auth is not None:
+        node.superserver_auth = _auth_mode(auth, "--superserver-auth ")
     node.save()
     return node
+
+
+def _auth_mode(value: object, where: str) -> str:
+    if value not in AUTH_MODES:
+        raise ConfigError(f"{where}superserver_auth: one of {', '.join(AUTH_MODES)}, got {value!r}")
+    return value  # type: ignore[return-value]

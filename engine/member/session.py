@@ -14,17 +14,28 @@ them what each read left buffered, and is closed by them when a cap or a timer b
 the reason in an error frame (request id 0) and in the log, rate-limited.  The limits are
 passed in, or for the superserver found as `superserver_limits` on the owner (the instance,
 or the membership of a member run from a mirror file).
+
+Authentication: when the instance requires it (engine/member/app_auth.py, decided as the
+connection is made), a connection is served only PING, INFO, STATUS, the data channel's
+hello, the open admin actions and the authentication itself until it authenticates with an
+application credential or the admin token; anything else gets `unauthorized` "authentication
+required", and the connection is closed if it has not authenticated within the handshake
+timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import socket
 from collections import deque
 from typing import TYPE_CHECKING
 
+from engine.member import app_auth
+from engine.member.admin_auth import split_admin_args
+from engine.wire import app_credentials as ac
 from engine.wire.protocol import (
     APP_REQUESTS,
     BadFrame,
@@ -74,6 +85,11 @@ class Connection(asyncio.Protocol):
         self._writing_paused = False
         self.closed = False
         self.limit_closed = False  # closed by the limits (which logged why)
+        self.auth = app_auth.current()
+        self.auth_required = False  # decided when the connection is made
+        self.user: str | None = None  # the credential it authenticated with, or "admin"
+        self.auth_nonce: tuple[str, str] | None = None  # (name, server nonce) of a challenge
+        self._auth_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -92,9 +108,35 @@ class Connection(asyncio.Protocol):
                 self.closed = self.limit_closed = True
                 return
         self.instance.sessions.add(self)
+        if self.auth.required(self.instance):
+            self.auth_required = True
+            limits = self.limits
+            wait = limits.settings.handshake_timeout_s if limits is not None else 10.0
+            self._auth_timer = asyncio.get_running_loop().call_later(wait, self._auth_expired)
+
+    def _auth_expired(self) -> None:
+        self._auth_timer = None
+        if self.closed or self.user is not None or self.data_link is not None:
+            return
+        self.auth.warn(
+            "authentication timeout",
+            f"peer {self.peer}: closed: not authenticated within the handshake timeout",
+        )
+        if self.transport is not None:
+            self.transport.write(
+                error_frame(0, ErrorCode.UNAUTHORIZED, "authentication required: timed out")
+            )
+        self.close()
+
+    def auth_done(self) -> None:
+        """Authenticated (engine/member/app_auth.py): no more waiting for it."""
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.auth_done()
         self.instance.sessions.discard(self)
         if self.limits is not None:
             self.limits.release(self)
@@ -129,8 +171,10 @@ class Connection(asyncio.Protocol):
                 self.data_link.on_frame(frame)
             elif frame.type == MsgType.DC_HELLO:
                 self.instance.accept_data_channel(self, frame)
-                if self.data_link is not None and self.limits is not None:
-                    self.limits.exempt(self)  # the data channel has its own liveness
+                if self.data_link is not None:
+                    self.auth_done()  # the data channel authenticates its own way
+                    if self.limits is not None:
+                        self.limits.exempt(self)  # the data channel has its own liveness
             else:
                 self.handle_request(frame)
 
@@ -258,6 +302,11 @@ class Connection(asyncio.Protocol):
                 raise RequestError(
                     ErrorCode.BAD_REQUEST, "request body must be an array of arguments"
                 )
+            if frame.type == MsgType.ADMIN or (self.auth_required and self.user is None):
+                answer = self._authorize(frame.type, args)
+                if answer is not None:
+                    self.reply_now(ok_frame(req_id, answer[0]))
+                    return
             barrier = self._barrier
             if barrier is not None and not barrier.done() and frame.type in DEFERRED_READS:
                 self.reply_later(req_id, self._after(barrier, frame.type, args))
@@ -281,6 +330,33 @@ class Connection(asyncio.Protocol):
             self._barrier = result
         else:
             self.reply_now(ok_frame(req_id, result))
+
+    def _authorize(self, mtype: int, args: list) -> tuple | None:
+        """The authentication's part of a request: (result,) when it answers it itself (the
+        handshake, credential actions); raises RequestError when it refuses it; None to go
+        on."""
+        action = arg = token = None
+        if mtype == MsgType.ADMIN:
+            action, arg, token = split_admin_args(args)
+            auth = self.auth
+            admin_token = getattr(self.instance, "admin_token", None)
+            if action == ac.CHALLENGE_ACTION:
+                return (auth.challenge(self, arg),)
+            if action == ac.AUTH_ACTION:
+                return (auth.authenticate(self, arg, token, admin_token),)
+            if action in app_auth.CREDENTIAL_ACTIONS:
+                return (auth.credential_action(self.instance, self, action, arg, token),)
+            if (
+                self.user is None
+                and isinstance(token, str)
+                and admin_token
+                and hmac.compare_digest(token.encode(), admin_token.encode())
+            ):
+                auth.accept(self, app_auth.ADMIN_USER)  # the agent's and operators' tools
+        if self.auth_required and self.user is None and not app_auth.is_pre_auth(mtype, action):
+            what = MsgType(mtype).name + (f" {action!r}" if action is not None else "")
+            raise self.auth.refuse(self, what)
+        return None
 
     def _after(self, barrier: asyncio.Future, mtype: int, args: list) -> asyncio.Future:
         """Run a read once the connection's earlier writes are durable (read your writes)."""

@@ -87,7 +87,8 @@ def site(tmp_path_factory):
 
 
 def path_for(template: str, instance: str = "GHOST") -> str:
-    return template.replace("{name}", instance).replace("{db}", "USER").replace("{member}", "B")
+    path = template.replace("{name}", instance).replace("{db}", "USER")
+    return path.replace("{member}", "B").replace("{credential}", "app")
 
 
 def send(
