@@ -80,6 +80,19 @@ MAX_MIRROR_NAME = 15
 MAX_MEMBER_NAME = 32
 MAX_DATABASE_NAME = 64  # the guide sets none; a bound keeps paths and screens sane
 
+# -- membership requests on a TLS mirror (issue 12) -----------------------------------------
+# Pending entries (new members, and members re-pending after TLS was turned on) are bounded
+# apart from the member limit, so that junk requests never fill the mirror's 16 places; and one
+# certificate registers at most one new pending member per interval.
+MAX_PENDING_JOINS = 4
+PENDING_JOIN_INTERVAL_S = 60.0
+# A member's certificate serves its mirror private port and connects to the primary's: an
+# extended key usage of both.  Client-only identities (the portal's, the launcher's) and
+# server-only ones (the agents') cannot ask to be a member.
+SERVER_AUTH, CLIENT_AUTH = "serverAuth", "clientAuth"
+MEMBER_KEY_USAGES = (SERVER_AUTH, CLIENT_AUTH)
+
+
 # -- settings (guide §3.5.3, §4.7.1, §4.15, §4.16) ------------------------------------------
 SYSTEM_SELECTED, UNCOMPRESSED, COMPRESSED = "System Selected", "Uncompressed", "Compressed"
 COMPRESSION_MODES = (SYSTEM_SELECTED, UNCOMPRESSED, COMPRESSED)
@@ -286,6 +299,41 @@ def check_settings(changes) -> dict:
     if "name" in changes:
         raise RuleError("mirror_name_immutable", "the mirror name cannot be changed after creation")
     return {key: check_setting(key, value) for key, value in changes.items()}
+
+
+# -- membership requests --------------------------------------------------------------------
+def check_pending_joins(mirror: str, pending: int) -> None:
+    """May `mirror`, with `pending` members awaiting authorization, take one more?"""
+    if pending >= MAX_PENDING_JOINS:
+        raise RuleError(
+            "too_many_pending_members",
+            f"mirror {mirror} already has {pending} members awaiting authorization (at most "
+            f"{MAX_PENDING_JOINS}): authorize or reject them first",
+        )
+
+
+def check_join_interval(dn: str, since_last: float | None) -> None:
+    """May the certificate `dn`, whose last new pending entry was `since_last` seconds ago
+    (None: never), register another now?"""
+    if since_last is not None and since_last < PENDING_JOIN_INTERVAL_S:
+        raise RuleError(
+            "pending_join_too_soon",
+            f"certificate {dn!r} registered a pending member {since_last:.0f} s ago: one new "
+            f"pending member per certificate every {PENDING_JOIN_INTERVAL_S:g} s",
+        )
+
+
+def check_member_certificate(dn: str, usages: Iterable[str] | None) -> None:
+    """May a certificate of subject `dn` whose extended key usages are `usages` (names such
+    as "serverAuth"; None: the certificate has no such extension) be a mirror member?"""
+    missing = [u for u in MEMBER_KEY_USAGES if u not in set(usages or ())]
+    if missing:
+        has = "no extended key usage" if usages is None else ", ".join(sorted(usages)) or "none"
+        raise RuleError(
+            "not_a_member_certificate",
+            f"certificate {dn!r} is not a member certificate: a member's needs the extended "
+            f"key usages {' and '.join(MEMBER_KEY_USAGES)} (it has {has})",
+        )
 
 
 # -- database statuses (guide §5.1.1.3) -----------------------------------------------------

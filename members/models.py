@@ -240,6 +240,12 @@ class PendingDNUpdate(models.Model):
 
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="dn_updates")
     new_dn = models.CharField("new DN", max_length=512, validators=[rules.validate_x509_dn])
+    # the certificate that presented it, as the primary recorded it (docs/hardening.md,
+    # Membership): an operator compares these before authorizing; blank if the primary gave none
+    fingerprint = models.CharField(
+        "SHA-256 fingerprint", max_length=95, blank=True, default="", editable=False
+    )
+    issuer = models.CharField("issuer DN", max_length=512, blank=True, default="", editable=False)
     state = models.CharField(max_length=12, choices=STATES, default=PENDING)
     requested_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)

@@ -187,14 +187,22 @@ def _record_dn_updates(actor, view, members: dict[str, Member], changes: list[st
         member = members.get(name)
         if member is None:
             continue
+        cert = view.dn_update_certs.get(name) or {}
+        seen = {"fingerprint": cert.get("fingerprint") or "", "issuer": cert.get("issuer") or ""}
         row = open_rows.pop(name, None)
-        if row is not None and row.new_dn == dn:
+        if row is not None and row.new_dn == dn and row.fingerprint in ("", seen["fingerprint"]):
+            if (row.fingerprint, row.issuer) != (seen["fingerprint"], seen["issuer"]):
+                row.fingerprint, row.issuer = seen["fingerprint"], seen["issuer"]
+                row.save(update_fields=["fingerprint", "issuer"])  # recorded before these were
             continue
-        if row is not None:  # the member presented yet another DN: the older request is moot
+        if row is not None:  # another certificate's request now: the older one was decided
             _decide(actor, row, PendingDNUpdate.REJECTED)
-        update = PendingDNUpdate.objects.create(member=member, new_dn=dn)
+        update = PendingDNUpdate.objects.create(member=member, new_dn=dn, **seen)
         audit.record(actor, "dn_update.request", update, after=audit.snapshot(update))
-        changes.append(f"member {name} presents a new DN, waiting for authorization: {dn}")
+        changes.append(
+            f"member {name} presents a new DN, waiting for authorization: {dn}"
+            + (f" (SHA-256 {seen['fingerprint']}, issuer {seen['issuer']})" if cert else "")
+        )
     for name, row in open_rows.items():  # decided on the primary (here, or by someone else)
         member = members[name]
         state = (

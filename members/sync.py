@@ -47,6 +47,8 @@ class MirrorView:
     source: str  # the member whose configuration this is
     members: list[MemberView] = field(default_factory=list)
     dn_updates: dict[str, str] = field(default_factory=dict)
+    # member -> the certificate of its pending DN update: fingerprint, issuer, not_after
+    dn_update_certs: dict[str, dict] = field(default_factory=dict)
 
     def member(self, name: str) -> MemberView | None:
         return next((m for m in self.members if m.name == name), None)
@@ -147,6 +149,7 @@ def _view(info: dict) -> MirrorView:
         primary=info.get("primary"),
         source=info.get("member") or info.get("instance", ""),
         dn_updates=dict(info.get("dn_updates") or {}),
+        dn_update_certs=dict(info.get("dn_update_certs") or {}),
     )
     for row in info.get("members", []):
         view.members.append(

@@ -76,6 +76,9 @@ class MemberConfig:
     dn: str | None = None
     authorized: bool = True
     join_id: str | None = None
+    # on the primary, while pending: the certificate it asked with (sha256 fingerprint, issuer
+    # DN, not_after: engine/member/membership_ops.py cert_record); kept locally, never sent
+    cert: dict | None = None
 
     @property
     def is_failover(self) -> bool:
@@ -117,6 +120,10 @@ class MirrorConfig:
     rejected: list[str] = field(default_factory=list)  # join ids the primary rejected
     dn_updates: dict[str, str] = field(default_factory=dict)  # member -> new DN awaiting
     rejected_dns: dict[str, list[str]] = field(default_factory=dict)  # member -> DNs refused
+    # member -> the certificate of its pending DN update (fingerprint, issuer, not_after)
+    dn_update_certs: dict[str, dict] = field(default_factory=dict)
+    # certificate fingerprint -> when (monotonic) it last registered a pending member; memory only
+    join_times: dict[str, float] = field(default_factory=dict)
 
     def find(self, name: str) -> MemberConfig | None:
         for m in self.members:

@@ -28,8 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from engine import rules
 from engine.member import mirror_file as ms
 from engine.member import tls_check
 from engine.member.changes import arg_map, config_changed, require_dynamic
@@ -98,7 +104,7 @@ def register_join(membership: Membership, conn: Connection, name: str, join) -> 
     if mtype == "failover" and private is None:
         raise Refused("join", None, "a failover member needs a mirror private address")
     ms.check_join(cfg, name, mtype, [a for a in (superserver, private) if a is not None])
-    dn = _peer_dn(conn) if cfg.tls else None
+    dn, cert = _pending_join_certificate(cfg, conn) if cfg.tls else (None, None)
     member = MemberConfig(
         name,
         mtype,
@@ -109,7 +115,10 @@ def register_join(membership: Membership, conn: Connection, name: str, join) -> 
         dn=dn,
         authorized=not cfg.tls,
         join_id=join_id,
+        cert=cert,
     )
+    if cert is not None:
+        cfg.join_times[cert["fingerprint"]] = time.monotonic()
     cfg.members.append(member)
     log.warning(
         "member %s (%s) joined mirror %s%s",
@@ -120,6 +129,51 @@ def register_join(membership: Membership, conn: Connection, name: str, join) -> 
     )
     config_changed(membership)
     return member
+
+
+def _pending_join_certificate(cfg, conn: Connection) -> tuple[str, dict]:
+    """The DN and cert_record of a certificate asking to join (issue 12): it must be a member
+    certificate, the mirror must have room for one more pending member, and that certificate
+    must not have registered another one within rules.PENDING_JOIN_INTERVAL_S."""
+    dn, cert = _member_certificate(conn)
+    pending = sum(not m.authorized for m in cfg.members)
+    ms.rule("join", rules.check_pending_joins, cfg.name, pending)
+    last = cfg.join_times.get(cert["fingerprint"])
+    since = None if last is None else time.monotonic() - last
+    ms.rule("join", rules.check_join_interval, dn, since)
+    return dn, cert
+
+
+_KEY_USAGES = {
+    ExtendedKeyUsageOID.SERVER_AUTH: rules.SERVER_AUTH,
+    ExtendedKeyUsageOID.CLIENT_AUTH: rules.CLIENT_AUTH,
+}
+
+
+def _member_certificate(conn: Connection) -> tuple[str, dict]:
+    """The peer certificate's DN and cert_record, if it may be a member
+    (rules.check_member_certificate: its extended key usages); else Refused."""
+    ssl_object = conn.transport.get_extra_info("ssl_object") if conn.transport else None
+    cert = tls.peer_certificate(ssl_object) if ssl_object is not None else None
+    if cert is None:
+        raise ValueError("no client certificate on a mirror that requires TLS")
+    dn = tls.normalize_dn(cert.subject.rfc4514_string())
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        usages = [_KEY_USAGES.get(oid, oid.dotted_string) for oid in eku]
+    except x509.ExtensionNotFound:
+        usages = None
+    ms.rule("join", rules.check_member_certificate, dn, usages)
+    return dn, cert_record(cert)
+
+
+def cert_record(cert: x509.Certificate) -> dict:
+    """What the primary keeps beside the DN of a certificate awaiting authorization."""
+    return {
+        "fingerprint": cert.fingerprint(hashes.SHA256()).hex(":").upper(),
+        "issuer": tls.normalize_dn(cert.issuer.rfc4514_string()),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+    }
 
 
 def _peer_dn(conn: Connection) -> str:
@@ -141,6 +195,7 @@ def check_identity(
     if cfg.tls:
         dn = _peer_dn(conn)
         if member.dn is None:  # TLS was enabled on the mirror after this member joined
+            dn, member.cert = _identity_certificate(conn, member)
             member.dn = dn
             member.authorized = False
             config_changed(membership)
@@ -154,10 +209,27 @@ def check_identity(
                     f"member {member.name}'s certificate DN {dn!r} was rejected on the primary: "
                     "give it a certificate with another DN"
                 )
-            if cfg.dn_updates.get(member.name) != dn:
+            _, cert = _identity_certificate(conn, member)
+            pending, known = cfg.dn_updates.get(member.name), cfg.dn_update_certs.get(member.name)
+            if pending is not None and (pending != dn or (known or cert) != cert):
+                # never replaced silently: the operator decides on the first one (issue 12)
+                raise JoinRefused(
+                    f"certificate {dn!r} (SHA-256 {cert['fingerprint']}) is not the one of "
+                    f"member {member.name}'s pending DN update {pending!r}"
+                    + (f" (SHA-256 {known['fingerprint']})" if known else "")
+                    + ": authorize or reject that update first"
+                )
+            if pending is None or known is None:
                 cfg.dn_updates[member.name] = dn
+                cfg.dn_update_certs[member.name] = cert
                 ms.save_local(cfg, membership.member.name, membership.data_dir)
-                log.warning("member %s presents a new DN %s: to authorize", member.name, dn)
+                log.warning(
+                    "member %s presents a new DN %s (SHA-256 %s, issuer %s): to authorize",
+                    member.name,
+                    dn,
+                    cert["fingerprint"],
+                    cert["issuer"],
+                )
             raise JoinRefused(
                 f"member {member.name}'s new certificate DN {dn!r} awaits authorization on "
                 "the primary"
@@ -165,6 +237,14 @@ def check_identity(
     if not member.authorized:
         raise JoinRefused(f"member {member.name} awaits authorization on the primary")
     learn_superserver_port(membership, member, join)  # engine/member/port.py
+
+
+def _identity_certificate(conn: Connection, member: MemberConfig) -> tuple[str, dict]:
+    """_member_certificate, its refusal a JoinRefused naming the member."""
+    try:
+        return _member_certificate(conn)
+    except Refused as exc:
+        raise JoinRefused(f"member {member.name}: {exc.extra['reason']}") from None
 
 
 # -- primary operations -----------------------------------------------------------------
@@ -211,11 +291,14 @@ def authorize_dn_update(membership: Membership, arg):
     member = _other_member(membership, op, name)
     member.dn = dn
     del membership.cfg.dn_updates[name]
+    cert = membership.cfg.dn_update_certs.pop(name, None) or {}
     if membership.role == "primary":
         config_changed(membership)
     else:
         ms.save_local(membership.cfg, membership.member.name, membership.data_dir)
-    log.warning("DN update of member %s authorized: %s", name, dn)
+    log.warning(
+        "DN update of member %s authorized: %s (SHA-256 %s)", name, dn, cert.get("fingerprint")
+    )
     return {"member": name, "dn": dn}
 
 
@@ -226,6 +309,7 @@ def reject_dn_update(membership: Membership, arg):
     dn = membership.cfg.dn_updates.pop(name, None)
     if dn is None:
         raise Refused(op, name, "no DN update of this member is pending here")
+    membership.cfg.dn_update_certs.pop(name, None)
     # remembered: the member asks again twice a second with the same certificate
     membership.cfg.rejected_dns.setdefault(name, []).append(dn)
     ms.save_local(membership.cfg, membership.member.name, membership.data_dir)
@@ -334,6 +418,7 @@ def remove_member(membership: Membership, arg):
         raise Refused(op, member.name, "the primary removes its own configuration instead")
     membership.cfg.members.remove(member)
     membership.cfg.dn_updates.pop(member.name, None)
+    membership.cfg.dn_update_certs.pop(member.name, None)
     membership.cfg.rejected_dns.pop(member.name, None)
     config_changed(membership)  # the member hears it is no longer in the mirror
     link = membership.replicator.links.get(member.name)
@@ -354,6 +439,8 @@ def mirror_info(membership: Membership, arg):
     out["role"] = membership.role
     out["dynamic"] = membership.cfg.dynamic
     out["dn_updates"] = dict(membership.cfg.dn_updates)
+    # the certificate of each (fingerprint, issuer, not_after), for the operator to compare
+    out["dn_update_certs"] = dict(membership.cfg.dn_update_certs)
     return out
 
 
@@ -444,6 +531,7 @@ def apply_config(membership: Membership, wire: dict) -> None:
         cfg.rejected,
         cfg.rejected_dns,
     )
+    fresh.dn_update_certs, fresh.join_times = cfg.dn_update_certs, cfg.join_times
     fresh.source = cfg.source
     tls_changed = fresh.tls != cfg.tls
     old_private = membership.member.private

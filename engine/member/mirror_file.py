@@ -5,7 +5,8 @@ the mirror's settings and every member (name, type, addresses, certificate DN, a
 pending).  The primary owns that view.  Every change is made there, raises `version`, and
 goes to each connected member at once (DC_CONFIG) and to the others when they reconnect (in
 DC_WELCOME); a member saves what it receives.  Some things stay on the member that holds them:
-the pending DN updates (`dn_updates`) and, on the primary, the ids of rejected join requests
+the pending DN updates (`dn_updates`, with the certificate of each: `dn_update_certs`, and a
+pending member's `cert`) and, on the primary, the ids of rejected join requests
 (`rejected`) and the certificate DNs it rejected per member (`rejected_dns`), so that a member
 presenting one again stays refused instead of coming back as a new update; and the
 Join-Mirror flag (`join_mirror`, cleared only while the last member's configuration is being
@@ -80,6 +81,7 @@ def from_wire(data: dict, node: Node, member: str, directory: Path | None = None
             dn=raw.get("dn"),
             authorized=bool(raw.get("authorized", True)),
             join_id=raw.get("join_id"),
+            cert=raw["cert"] if isinstance(raw.get("cert"), dict) else None,
         )
         if m.name == member:
             m.tls_cert, m.tls_key = node.tls_cert, node.tls_key
@@ -94,8 +96,11 @@ def save_local(cfg: MirrorConfig, member: str, data_dir: Path) -> None:
     data["rejected"] = cfg.rejected
     data["dn_updates"] = cfg.dn_updates
     data["rejected_dns"] = cfg.rejected_dns
+    data["dn_update_certs"] = cfg.dn_update_certs
     for raw, m in zip(data["members"], cfg.members, strict=True):
         raw["join_id"] = m.join_id
+        if m.cert is not None:
+            raw["cert"] = m.cert
     write_json(Path(data_dir) / MIRROR_FILE, data)
 
 
@@ -124,6 +129,7 @@ def load_local(node: Node, directory: Path | None = None) -> tuple[MirrorConfig,
     cfg.rejected = list(data.get("rejected", []))
     cfg.dn_updates = dict(data.get("dn_updates", {}))
     cfg.rejected_dns = {k: list(v) for k, v in data.get("rejected_dns", {}).items()}
+    cfg.dn_update_certs = {k: dict(v) for k, v in data.get("dn_update_certs", {}).items()}
     cfg.source = path
     return cfg, data["member"]
 

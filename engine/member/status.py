@@ -192,13 +192,24 @@ def member_status(membership: Membership) -> dict:
     if membership.cfg.dynamic:
         out["tls"] = membership.tls_info()
         out["mirror_version"] = membership.cfg.version
+        # with the certificate each asked with (fingerprint, issuer, not_after: issue 12)
         out["pending_members"] = [
-            {"name": m.name, "type": m.type, "dn": m.dn}
+            {"name": m.name, "type": m.type, "dn": m.dn, **_cert_fields(m.cert)}
             for m in membership.cfg.members
             if not m.authorized
         ]
-        out["dn_updates"] = [{"member": k, "dn": v} for k, v in membership.cfg.dn_updates.items()]
+        certs = membership.cfg.dn_update_certs
+        out["dn_updates"] = [
+            {"member": k, "dn": v, **_cert_fields(certs.get(k))}
+            for k, v in membership.cfg.dn_updates.items()
+        ]
     return out
+
+
+def _cert_fields(cert: dict | None) -> dict:
+    """A certificate's fingerprint, issuer and not_after, when the primary recorded them (not
+    for a primary's DN update as a member sees it, nor one recorded before they were)."""
+    return {k: cert.get(k) for k in ("fingerprint", "issuer", "not_after")} if cert else {}
 
 
 def database_rows(membership: Membership) -> list[dict]:

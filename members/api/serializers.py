@@ -106,9 +106,9 @@ class DNUpdateSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = PendingDNUpdate
-        fields = ["id", "member", "member_name", "mirror", "new_dn", "state"]
-        fields += ["requested_at", "decided_at"]
-        read_only_fields = ["state", "decided_at"]
+        fields = ["id", "member", "member_name", "mirror", "new_dn", "fingerprint", "issuer"]
+        fields += ["state", "requested_at", "decided_at"]
+        read_only_fields = ["fingerprint", "issuer", "state", "decided_at"]
 
 
 class CopySummarySerializer(serializers.ModelSerializer):

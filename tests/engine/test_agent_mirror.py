@@ -11,9 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import hashes
 
 from engine.agent.mirror import MIRROR_ROUTES
 from engine.client.agent import AgentError
+from engine.wire.tls import load_certificate
 from tests.engine.agent_fixtures import (  # noqa: F401
     follow_fixture,
     pki_fixture,
@@ -442,11 +444,21 @@ def test_the_status_stream_carries_non_members_pending_members_dn_updates_and_ex
     renewed = conforms("TLSResult", give_tls(hosts, api, "C", org="Renewed", name="C-renewed"))
     assert renewed["dn"] == "CN=C,O=Renewed" and renewed["dn_changed"] is True
     f.until_state(
-        lambda s: s.instances["A"]["dn_updates"] == [{"member": "C", "dn": "CN=C,O=Renewed"}],
+        lambda s: (
+            [(u["member"], u["dn"]) for u in s.instances["A"]["dn_updates"] or []]
+            == [("C", "CN=C,O=Renewed")]
+        ),
         20,
         "C's DN update on A",
     )
-    assert api.mirror_info("A")["dn_updates"] == {"C": "CN=C,O=Renewed"}
+    # the certificate that presented it passes through the agent (docs/hardening.md, Membership)
+    [update] = f.stream.instances["A"]["dn_updates"]
+    renewed_fp = load_certificate(hosts.certs / "C-renewed.pem").fingerprint(hashes.SHA256())
+    assert update["fingerprint"] == renewed_fp.hex(":").upper()
+    assert update["issuer"] == hosts.ca.dn
+    info = api.mirror_info("A")
+    assert info["dn_updates"] == {"C": "CN=C,O=Renewed"}
+    assert info["dn_update_certs"]["C"]["fingerprint"] == update["fingerprint"]
     assert api.authorize_dn_update("A", "C") == {
         "instance": "A",
         "operation": "authorize-dn-update",
