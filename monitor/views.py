@@ -97,7 +97,9 @@ def present(status: dict) -> dict:
         "waiting": any(m["waiting_reason"] for m in members),
         "missing": any(m["missing"] for m in members),
         "pending": pending_members(status, primary_record),
-        "dn_updates": primary_record.get("dn_updates") or [],
+        "dn_updates": [
+            {**u, "cert": certificate_text(u)} for u in primary_record.get("dn_updates") or []
+        ],
         "alerts": [{**a, "when": when(a["opened_at"])} for a in status["alerts"]],
     }
 
@@ -105,6 +107,14 @@ def present(status: dict) -> dict:
 def when(iso) -> str:
     """An ISO time of the API's JSON as the pages show it, "2025-01-31 12:00:00" (UTC)."""
     return str(iso or "")[:19].replace("T", " ")
+
+
+def certificate_text(row: dict) -> str:
+    """The certificate the primary saw asking (its issuer and SHA-256), to compare with the
+    member's real certificate before authorizing (static/js/monitor.js writes the same)."""
+    if not row.get("fingerprint"):
+        return ""
+    return f"{row.get('issuer') or '?'} · SHA-256 {row['fingerprint']}"
 
 
 def pending_members(status: dict, primary_record: dict) -> list[dict]:
@@ -115,12 +125,13 @@ def pending_members(status: dict, primary_record: dict) -> list[dict]:
             "name": p.get("name", ""),
             "type": catalog.MEMBER_TYPE_LABELS.get(p.get("type"), p.get("type") or ""),
             "dn": p.get("dn") or "",
+            "cert": certificate_text(p),
         }
         for p in primary_record.get("pending_members") or []
     ]
     named = {r["name"] for r in rows}
     rows += [
-        {"name": m["name"], "type": m["type"], "dn": m["x509_dn"]}
+        {"name": m["name"], "type": m["type"], "dn": m["x509_dn"], "cert": ""}
         for m in status["members"]
         if m["authorization"] == Member.PENDING and m["name"] not in named
     ]

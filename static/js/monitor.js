@@ -63,12 +63,12 @@
     });
     primaryRecord = primaryRecord || {};
     var pending = (primaryRecord.pending_members || []).map(function (p) {
-      return { name: p.name || "", type: config.typeLabels[p.type] || p.type || "", dn: p.dn || "" };
+      return { name: p.name || "", type: config.typeLabels[p.type] || p.type || "", dn: p.dn || "", cert: certText(p) };
     });
     var named = pending.map(function (p) { return p.name; });
     status.members.forEach(function (m) {
       if (m.authorization === "pending" && named.indexOf(m.name) < 0) {
-        pending.push({ name: m.name, type: m.type, dn: m.x509_dn });
+        pending.push({ name: m.name, type: m.type, dn: m.x509_dn, cert: "" });
       }
     });
     return {
@@ -153,18 +153,23 @@
     }).join("");
   }
 
+  // the certificate the primary saw asking (issue 12): compare it with the member's real one
+  function certText(row) {
+    return row.fingerprint ? (row.issuer || "?") + " · SHA-256 " + row.fingerprint : "";
+  }
+
   function pendingHTML(view, config) {
     var html = "";
     if (view.pending.length) {
-      html += '<h3>Members waiting for authorization</h3><table><thead><tr><th scope="col">Member Name</th><th scope="col">Type</th><th scope="col">X.509 DN</th></tr></thead><tbody>' +
+      html += '<h3>Members waiting for authorization</h3><table><thead><tr><th scope="col">Member Name</th><th scope="col">Type</th><th scope="col">X.509 DN</th><th scope="col">Certificate</th></tr></thead><tbody>' +
         view.pending.map(function (p) {
-          return '<tr data-pending="' + esc(p.name) + '"><th scope="row">' + esc(p.name) + "</th><td>" + esc(p.type) + "</td><td><code>" + esc(orDash(p.dn)) + "</code></td></tr>";
+          return '<tr data-pending="' + esc(p.name) + '"><th scope="row">' + esc(p.name) + "</th><td>" + esc(p.type) + "</td><td><code>" + esc(orDash(p.dn)) + '</code></td><td><code data-field="certificate">' + esc(orDash(p.cert)) + "</code></td></tr>";
         }).join("") + "</tbody></table>";
     }
     if (view.dnUpdates.length) {
-      html += '<h3>DN updates waiting for authorization</h3><table><thead><tr><th scope="col">Member Name</th><th scope="col">New X.509 DN</th></tr></thead><tbody>' +
+      html += '<h3>DN updates waiting for authorization</h3><table><thead><tr><th scope="col">Member Name</th><th scope="col">New X.509 DN</th><th scope="col">Certificate</th></tr></thead><tbody>' +
         view.dnUpdates.map(function (u) {
-          return '<tr data-dn-update="' + esc(u.member) + '"><th scope="row">' + esc(u.member) + "</th><td><code>" + esc(u.dn) + "</code></td></tr>";
+          return '<tr data-dn-update="' + esc(u.member) + '"><th scope="row">' + esc(u.member) + "</th><td><code>" + esc(u.dn) + '</code></td><td><code data-field="certificate">' + esc(orDash(certText(u))) + "</code></td></tr>";
         }).join("") + "</tbody></table>";
     }
     return html + '<p class="hint"><a href="' + esc(config.copies) + '">Decide on the mirror page</a> (admins).</p>';

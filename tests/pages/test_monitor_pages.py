@@ -396,3 +396,16 @@ def test_the_timeline_is_for_viewers_and_in_the_navigation(client_as, history):
     assert client_as("norole").get(url).status_code == 403
     html = client_as("viewer").get(url).text
     assert f'href="{url}" aria-current="page">Timeline</a>' in html
+
+
+def test_each_pending_request_shows_the_certificate_the_primary_saw_asking(client_as, alpha):
+    primary = MemberState.objects.get(status="Primary")
+    asked = {"fingerprint": "AB:CD:EF", "issuer": "CN=Mirror CA,O=Example"}
+    primary.record["pending_members"][0].update(asked)
+    primary.record["dn_updates"][0].update(fingerprint="12:34", issuer="CN=Other CA")
+    primary.save()
+
+    html = monitor_page(client_as("viewer"))
+
+    assert "CN=Mirror CA,O=Example · SHA-256 AB:CD:EF" in html
+    assert "CN=Other CA · SHA-256 12:34" in html
