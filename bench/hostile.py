@@ -412,7 +412,11 @@ def _classify(reason: str) -> str:
     if "too many connections" in reason:
         return "refused"
     m = re.search(r"\[limit (\w+)=", reason)
-    return f"cut {m.group(1)}" if m else f"error {reason[:60]}"
+    if not m:
+        return f"error {reason[:60]}"
+    # the total cap closes the largest holders of unfinished frames: "evicted" when this
+    # connection was closed for another's bytes (engine/wire/limits.py)
+    return f"cut {m.group(1)}" + (" (evicted)" if reason.startswith("evicted") else "")
 
 
 # -- the bench ---------------------------------------------------------------------------

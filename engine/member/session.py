@@ -11,7 +11,10 @@ ready, so many requests can be in flight on one connection.
 Limits: a connection of a listener with ConnectionLimits (engine/wire/limits.py; the
 superserver's, from the instance's settings) is admitted by them or refused at once, tells
 them what each read left buffered, and is closed by them when a cap or a timer bites — with
-the reason in an error frame (request id 0) and in the log, rate-limited.  The limits are
+the reason in an error frame (request id 0) and in the log, rate-limited.  The limits close a
+connection through its `limit_close`: the sweeper for a timer, and the total cap for the
+connections it evicts while another connection's bytes are being taken (the largest holders
+of unfinished frames, engine/wire/limits.py).  The limits are
 passed in, or for the superserver found as `superserver_limits` on the owner (the instance,
 or the membership of a member run from a mirror file).
 

@@ -22,6 +22,13 @@ A connection object handed to the limits needs two methods: `in_flight()` (true 
 the peer a reply: then it is not idle, and a frame it stopped reading is not slow) and
 `limit_close(message)` (reply with the reason and close).  Timers are checked by one sweeper
 task per listener, running only while it has connections.
+
+The total cap evicts: when the bytes a connection just sent would take the total over
+max_buffered_total, the connections holding the most bytes of an unfinished frame are closed,
+largest first, until it fits (`limit_close`, called by the limits themselves); the connection
+whose bytes crossed the cap is closed instead only when it holds at least as much as any other.
+So connections filling the cap with large half-sent frames cannot make a client sending an
+ordinary frame the one cut.
 """
 
 from __future__ import annotations
@@ -214,6 +221,10 @@ class ConnState:
     timed: bool = True  # false once it is a data channel, which has its own liveness
 
 
+def _started(state: ConnState) -> float:
+    return state.frame_started if state.frame_started is not None else float("inf")
+
+
 class ConnectionLimits:
     """The limits of one listener and what its connections hold now."""
 
@@ -233,6 +244,7 @@ class ConnectionLimits:
         self.log = RateLimitedLog(self.logger, log_rate, log_burst, clock)
         self.max_connections = self.settings.max_connections
         self.conns: dict[object, ConnState] = {}
+        self.holding: dict[object, ConnState] = {}  # the connections with buffered bytes
         self.buffered_total = 0
         self.counts: Counter[str] = Counter()  # refusals and closes, per limit
         self.sweeper: asyncio.Task | None = None
@@ -297,6 +309,7 @@ class ConnectionLimits:
         state = self.conns.pop(conn, None)
         if state is not None:
             self.buffered_total -= state.buffered
+            self.holding.pop(conn, None)
 
     def exempt(self, conn: object) -> None:
         """No timers for this connection (a data channel: its links have their own)."""
@@ -307,7 +320,8 @@ class ConnectionLimits:
     def received(self, conn: object, pending: int, expected: int | None, frames: int) -> str | None:
         """Bytes arrived: `pending` bytes of an unfinished frame are held now, of a frame
         `expected` bytes long (header included; None before its header is in) and `frames`
-        frames were completed.  The reason to close the connection, or None."""
+        frames were completed.  The reason to close the connection, or None.  When the total
+        cap is crossed, other connections may be closed here (see _make_room)."""
         state = self.conns.get(conn)
         if state is None:
             return None
@@ -321,6 +335,10 @@ class ConnectionLimits:
             state.frame_started = now
         self.buffered_total += pending - state.buffered
         state.buffered = pending
+        if pending:
+            self.holding[conn] = state
+        else:
+            self.holding.pop(conn, None)
         cap = s.max_buffered_per_connection
         if expected is not None and expected > cap:
             return self._close(
@@ -337,12 +355,45 @@ class ConnectionLimits:
                 f"[limit max_buffered_per_connection={cap}]",
             )
         if self.buffered_total > s.max_buffered_total:
-            return self._close(
-                conn,
-                "max_buffered_total",
-                f"unfinished frames of all connections would hold {self.buffered_total} bytes "
-                f"[limit max_buffered_total={s.max_buffered_total}]",
+            return self._make_room(conn, state)
+        return None
+
+    def _make_room(self, conn: object, state: ConnState) -> str | None:
+        """`conn`'s bytes took the total over its cap: close the connections holding the
+        most bytes of an unfinished frame, largest first (the oldest frame first among
+        equals), until the total fits, each with its reason (counted and logged).  `conn`
+        itself is closed instead, and its reason returned, once no other holds more."""
+        cap = self.settings.max_buffered_total
+        while self.buffered_total > cap:
+            total = self.buffered_total
+            victim, held = None, None
+            for other, st in self.holding.items():
+                if other is conn:
+                    continue
+                if (
+                    held is None
+                    or st.buffered > held.buffered
+                    or (st.buffered == held.buffered and _started(st) < _started(held))
+                ):
+                    victim, held = other, st
+            if held is None or held.buffered <= state.buffered:
+                return self._close(
+                    conn,
+                    "max_buffered_total",
+                    f"{state.buffered} bytes of an unfinished frame, the most of any "
+                    f"connection, and unfinished frames of all connections would hold {total} "
+                    f"bytes [limit max_buffered_total={cap}]",
+                )
+            reason = (
+                f"evicted: {held.buffered} bytes of an unfinished frame, the most of any "
+                f"connection, when unfinished frames of all connections would hold {total} "
+                f"bytes (crossed by {state.peer}) [limit max_buffered_total={cap}]"
             )
+            self._close(victim, "max_buffered_total", reason)
+            try:
+                victim.limit_close(reason)
+            except Exception:  # one broken connection must not stop the others
+                self.logger.exception("%s listener: closing a connection", self.listener)
         return None
 
     def expired(self, now: float | None = None) -> list[tuple[object, str]]:

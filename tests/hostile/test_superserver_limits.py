@@ -15,12 +15,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from engine.client.app import Client, EngineError
+from engine.cluster.launcher import spawn, start_member, wait_ready
 from engine.cluster.ports import free_ports
 from engine.wire.protocol import (
     HEADER,
@@ -32,7 +34,7 @@ from engine.wire.protocol import (
     encode_frame,
     unpack,
 )
-from tests.engine.cluster_fixtures import wait_for
+from tests.engine.cluster_fixtures import Cluster, wait_for, write_config
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[2]
@@ -248,6 +250,130 @@ def test_half_sent_frames_are_cut_at_the_caps_and_memory_stays_bounded(start):
         s.close()
     wait_for(lambda: inst.counted("max_buffered_total") == len(cut), 5, "every cut logged")
     assert inst.counted("max_buffered_per_connection") == 1
+
+
+class HalfSender(threading.Thread):
+    """Keeps one half-sent frame on the superserver: sends a header and `held` - 12 bytes of
+    its body, waits for the server to close it (keeping the reason), and comes back."""
+
+    def __init__(self, port: int, held: int, stop: threading.Event, release: threading.Event):
+        super().__init__(daemon=True)
+        self.port, self.held, self.stop, self.release = port, held, stop, release
+        self.reasons: list[str] = []
+        self.parked = threading.Event()  # stopped: nothing more will be sent
+
+    def run(self) -> None:
+        payload = header(MsgType.SET, 7, MIB - 64) + b"h" * (self.held - HEADER.size)
+        while not self.stop.is_set():
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            try:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    s.sendall(payload)
+                reason = None
+                while reason is None and not self.stop.is_set():
+                    reason = closed_with(s, 0.05)
+                if reason is None:  # stopped while held: anything the server says at last
+                    self.parked.set()
+                    self.release.wait(30)
+                    reason = closed_with(s, 0.2)
+                if reason is not None:
+                    self.reasons.append(reason)
+            finally:
+                s.close()
+            time.sleep(0.05)
+        self.parked.set()
+
+
+def test_a_good_client_writes_while_half_sent_frames_keep_the_total_cap_full(tmp_path):
+    """The total cap evicts the largest holders: a client whose ordinary frames arrive in two
+    reads crosses the cap again and again and is never the one cut."""
+    limits = {
+        "max_buffered_per_connection": MIB,
+        "max_buffered_total": 4 * MIB,
+        "frame_timeout_s": 60,
+        "handshake_timeout_s": 60,
+        "idle_timeout_s": 60,
+    }
+    cluster = Cluster(write_config(tmp_path, ("failover", "failover"), databases=("USER",)))
+    args = ["instance", "--config", str(cluster.path), "--member", "A"]
+    for key, value in limits.items():
+        args += ["--superserver-" + key.removesuffix("_s").replace("_", "-"), str(value)]
+    a = cluster.cfg.member("A")
+    cluster.procs["A"] = spawn(args, Path(a.data_dir) / "instance.log")
+    cluster.procs["B"] = start_member(cluster.cfg, "B")
+    stop, release = threading.Event(), threading.Event()
+    senders: list[HalfSender] = []
+    try:
+        wait_ready(cluster.cfg, cluster.procs)
+        cluster.wait_backup_active()
+        log_mark = len(cluster.log("A"))
+        # 8 of them hold 4 MiB - 4 KiB: 4 KiB left, and 4 more keep trying to get in
+        held = 512 * 1024 - 512
+        senders = [HalfSender(a.superserver.port, held, stop, release) for _ in range(12)]
+        for t in senders:
+            t.start()
+        wait_for(lambda: sum(len(t.reasons) for t in senders) >= 4, 10, "the total cap full")
+
+        good = connect_to(a.superserver.port)
+        good_peer = "{}:{}".format(*good.getsockname())
+        values = {}
+        dec = FrameDecoder()
+        for i in range(30):  # ordinary writes, each frame arriving in two reads
+            values[i] = f"good {i} " + "g" * (20 * 1024)
+            frame = encode_frame(MsgType.SET, i + 1, ["USER", "Good", [i], values[i]])
+            good.sendall(frame[: len(frame) // 2])
+            time.sleep(0.05)
+            good.sendall(frame[len(frame) // 2 :])
+            frames: list = []
+            while not frames:
+                chunk = good.recv(65536)
+                assert chunk, f"the good client was cut at write {i}"
+                frames = dec.feed(chunk)
+            assert frames[0].type == MsgType.OK and frames[0].req_id == i + 1, frames[0]
+        good.close()
+    finally:
+        stop.set()
+        for t in senders:  # nothing more is sent once every one is parked
+            t.parked.wait(30)
+        time.sleep(0.5)
+        release.set()
+        for t in senders:
+            t.join(30)
+
+    try:
+        with cluster.client() as c:
+            for i, value in values.items():
+                assert c.get("USER", "Good", (i,)) == value
+        reasons = [r for t in senders for r in t.reasons]
+        evicted = [r for r in reasons if r.startswith("evicted")]
+        assert all("max_buffered_total" in r for r in reasons), reasons
+        # the good client's bytes crossed the cap, and a hostile connection went instead
+        assert any(f"crossed by {good_peer})" in r for r in evicted), (good_peer, evicted[:5])
+        log = cluster.log("A")[log_mark:]
+        assert f"closed {good_peer}" not in log
+        assert "evicted:" in log
+
+        def counted() -> int:
+            n = 0
+            for line in log_since().splitlines():
+                if "[limit max_buffered_total=" in line:
+                    n += 1
+                elif "[limit max_buffered_total]" not in line:
+                    continue
+                more = re.search(r"\(\+(\d+) more not logged\)", line)
+                n += int(more.group(1)) if more else 0
+            return n
+
+        def log_since() -> str:
+            return cluster.log("A")[log_mark:]
+
+        wait_for(lambda: counted() == len(reasons), 10, f"{len(reasons)} cuts in A's log")
+    finally:
+        cluster.close()
+
+
+def connect_to(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
 
 
 def test_a_slow_sender_is_cut_when_its_frame_takes_too_long(start):

@@ -152,12 +152,81 @@ def test_total_cap_holds_across_connections_and_finished_frames_free_it():
     for c in conns:
         limits.admit(c, "p")
     assert limits.received(conns[0], 1000, 1024, 0) is None
-    assert limits.received(conns[1], 1000, 1024, 0) is None
-    reason = limits.received(conns[2], 100, 1024, 0)
-    assert "max_buffered_total=2048" in reason and limits.buffered_total == 2000
+    assert limits.received(conns[1], 600, 1024, 0) is None
+    # conns[2] holds the most when its bytes cross the cap: it is the one closed
+    assert limits.received(conns[2], 400, 1024, 0) is None
+    clock.now += 1
+    reason = limits.received(conns[2], 1010, 1024, 0)
+    assert "1010 bytes" in reason and "max_buffered_total=2048" in reason
+    assert conns[2].closed_with is None  # the caller closes it, with the reason returned
+    assert limits.buffered_total == 1600
     assert limits.received(conns[0], 0, None, 1) is None  # its frame finished
     assert limits.received(conns[3], 1000, 1024, 0) is None
-    assert limits.buffered_total == 2000 and limits.counts["max_buffered_total"] == 1
+    assert limits.buffered_total == 1600 and limits.counts["max_buffered_total"] == 1
+    assert not any(c.closed_with for c in conns)
+
+
+def test_total_cap_evicts_the_largest_holder_not_the_connection_that_crossed_it(caplog):
+    clock = Clock()
+    limits = make(clock, max_buffered_per_connection=1024, max_buffered_total=2048)
+    big1, big2, small, good = Conn(), Conn(), Conn(), Conn()
+    for name, c in (("big1", big1), ("big2", big2), ("small", small), ("good", good)):
+        limits.admit(c, name)
+    limits.received(big1, 900, 1024, 0)
+    clock.now += 1
+    limits.received(big2, 900, 1024, 0)  # as large, but its frame began later
+    limits.received(small, 200, 1024, 0)
+    with caplog.at_level(logging.WARNING, "engine.wire.limits"):
+        # good's 100 bytes take the total to 2100: the oldest of the largest goes instead
+        assert limits.received(good, 100, 300, 0) is None
+    assert "evicted: 900 bytes" in big1.closed_with and "crossed by good" in big1.closed_with
+    assert "max_buffered_total=2048" in big1.closed_with
+    assert big2.closed_with is None and small.closed_with is None
+    assert big1 not in limits.conns and limits.buffered_total == 1200
+    assert limits.counts["max_buffered_total"] == 1
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("superserver listener: closed big1: evicted: 900 bytes")
+    assert limits.received(good, 0, None, 1) is None  # its frame completes
+    assert good in limits.conns and limits.buffered_total == 1100
+
+
+def test_a_small_frame_completes_while_big_half_sent_ones_hold_the_cap():
+    clock = Clock()
+    limits = make(clock, max_buffered_per_connection=1024, max_buffered_total=4096)
+    hostile = [Conn() for _ in range(10)]
+    good = Conn()
+    limits.admit(good, "good")
+    for i, c in enumerate(hostile):
+        limits.admit(c, f"hostile{i}")
+
+    def fill() -> None:
+        """Every hostile connection not open comes back with 1020 bytes of a 1024-byte
+        frame; those that do not fit are closed as they cross (none holds more)."""
+        for c in hostile:
+            if c not in limits.conns:
+                c.closed_with = None
+                limits.admit(c, "again")
+            elif limits.conns[c].buffered:
+                continue
+            clock.now += 0.01
+            reason = limits.received(c, 1020, 1024, 0)
+            if reason is not None:
+                assert "the most of any connection" in reason
+                limits.release(c)
+
+    fill()
+    assert limits.buffered_total == 4 * 1020  # 16 bytes left
+    evicted = 0
+    for _ in range(20):  # a good client's frames, each arriving in two reads
+        assert limits.received(good, 60, 150, 0) is None  # crosses the cap
+        gone = [c for c in hostile if c.closed_with]
+        assert len(gone) == 1 and "evicted: 1020 bytes" in gone[0].closed_with
+        evicted += 1
+        assert limits.received(good, 0, None, 1) is None  # and completes
+        assert good in limits.conns and good.closed_with is None
+        fill()  # the hostile ones fill the cap again
+        assert limits.buffered_total == 4 * 1020
+    assert limits.counts["max_buffered_total"] == evicted + 6 * 21  # + those that crossed
 
 
 def test_timers_handshake_idle_and_slow_frame():
