@@ -22,7 +22,10 @@ Download with the reasons and is tried again after 1 s, doubling to 15 s, until 
 While it downloads, its status row shows the bytes received of the size offered.
 
 The source's side (copy_info, export_snapshot, the TLS check of who receives, the rate cap)
-is engine/replication/snapshot_source.py.
+is engine/replication/snapshot_source.py.  It checks who asks before it offers anything: on a
+TLS mirror a member's certificate, so a member asks on the source's mirror private address,
+over mutual TLS with its own certificate (`_ask_offer`), and connects to the host the offer
+names; on a plain mirror it asks on the superserver, from a member's address.
 """
 
 from __future__ import annotations
@@ -38,13 +41,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.client.app import AsyncClient, EngineError
+from engine.client.app import AsyncClient, EngineError, ProtocolError, error_from_reply
+from engine.member import app_auth
 from engine.member.db_steps import catch_up_one, journal_covers
+from engine.member.requests import ASKING
 from engine.replication.snapshot_source import (
     CHUNK,
     READ_TIMEOUT_S,
     TRAILER,
     TRAILER_MAGIC,
+    Requester,
     blocking_with_timeouts,
     copy_info,
     export_snapshot,
@@ -53,6 +59,8 @@ from engine.replication.snapshot_source import (
 from engine.storage.databases import DbEntry, Refused, check_name, db_status
 from engine.storage.durable import sync_copy
 from engine.storage.store import Store
+from engine.wire import tls
+from engine.wire.protocol import FrameError, MsgType, encode_frame, read_frame, unpack
 
 if TYPE_CHECKING:
     from engine.member.membership import Membership
@@ -150,13 +158,39 @@ def download_database(membership: Membership, arg):
     return {"database": name, "status": "Downloading", "already": False}
 
 
+async def _ask_offer(membership: Membership, source, arg: dict) -> dict:
+    """export_snapshot asked of `source`: on a TLS mirror on its mirror private address with
+    this member's certificate (the source offers a snapshot only to a member's), else on its
+    superserver."""
+    ssl_ctx = membership.tls_client_context()
+    if ssl_ctx is None or source.private is None:
+        async with AsyncClient(
+            [str(source.superserver)], follow_primary=False, timeout=10, retries=0
+        ) as c:
+            return await c.admin("export_snapshot", arg)
+    address = source.private
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(address.host, address.port, ssl=ssl_ctx), 10
+    )
+    try:
+        writer.write(encode_frame(MsgType.ADMIN, 1, ["export_snapshot", arg]))
+        frame = await asyncio.wait_for(read_frame(reader), 10)
+    except (FrameError, asyncio.IncompleteReadError) as exc:
+        raise ProtocolError(f"export_snapshot on {address}: {exc}") from None
+    finally:
+        writer.close()
+    body = unpack(frame.body)
+    if frame.type == MsgType.ERROR:
+        raise error_from_reply(body)
+    if not isinstance(body, dict):
+        raise ProtocolError(f"export_snapshot on {address}: unexpected answer {body!r}")
+    return body
+
+
 async def _copy_from(membership: Membership, entry: DbEntry, source) -> Store | None:
-    async with AsyncClient(
-        [str(source.superserver)], follow_primary=False, timeout=10, retries=0
-    ) as c:
-        offer = await c.admin(
-            "export_snapshot", {"name": entry.name, "mirror": membership.cfg.name}
-        )
+    offer = await _ask_offer(
+        membership, source, {"name": entry.name, "mirror": membership.cfg.name}
+    )
     if offer["incarnation"] != entry.incarnation:
         log.warning("%s on %s is another incarnation; skipped", entry.name, source.name)
         return None
@@ -164,7 +198,7 @@ async def _copy_from(membership: Membership, entry: DbEntry, source) -> Store | 
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     ssl_ctx = membership.tls_client_context()
-    address = (source.superserver.host, offer["port"])
+    address = (offer.get("host") or source.superserver.host, offer["port"])
     progress = Progress(0, offer["size"], source.name)
     in_flight = downloads_of(membership).progress
     in_flight[entry.name] = progress
@@ -366,8 +400,31 @@ async def download_in_background(membership: Membership, entry: DbEntry) -> None
     log.info("%s caught up after its download in %.2f s", name, time.monotonic() - started)
 
 
+def requester() -> Requester | None:
+    """Who sent the admin request being handled (engine/member/requests.py ASKING)."""
+    conn = ASKING.get()
+    if conn is None:
+        return None
+    transport = conn.transport
+    peername = transport.get_extra_info("peername") if transport is not None else None
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    return Requester(
+        peer=conn.peer,
+        host=str(peername[0]) if peername else "?",
+        listener=conn.listener,
+        user=conn.user,
+        admin=conn.user == app_auth.ADMIN_USER,
+        cert=tls.peer_certificate(ssl_object),
+    )
+
+
+def export_snapshot_asked(membership: Membership, arg):
+    """export_snapshot for the connection that asks (checked before anything is bound)."""
+    return export_snapshot(membership, arg, requester())
+
+
 ACTIONS = {
     "copy_info": copy_info,
-    "export_snapshot": export_snapshot,
+    "export_snapshot": export_snapshot_asked,
     "download_database": download_database,
 }

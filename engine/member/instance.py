@@ -39,6 +39,7 @@ from engine.member.membership_ops import apply_tls_paths, set_tls
 from engine.member.node import Node
 from engine.member.port import set_superserver_port
 from engine.member.remove import dormant_reason, remove_mirror_config
+from engine.member.requests import asking
 from engine.member.session import Connection
 from engine.storage.databases import Refused
 from engine.wire import tls
@@ -149,7 +150,8 @@ class Instance:
         if mtype == MsgType.ADMIN:
             action, arg, token = split_admin_args(args)
             check_admin(self.admin_token, action, token)
-            return self.admin(action, arg)
+            with asking(conn):  # export_snapshot checks who asks
+                return self.admin(action, arg)
         return self._for_request(conn, mtype, args).handle(conn, mtype, args)
 
     # -- choosing the membership ----------------------------------------------------

@@ -9,6 +9,12 @@ one started from a mirror file is a single membership with its own listeners:
 The role comes from the configuration: the first failover member starts as the primary
 (switching to a new journal file), the other failover member as the backup, every other
 member as an async.
+
+The mirror private address (the data channel's listener) has connection limits
+(engine/wire/limits.py, `private_limit_settings`): at most 64 connections, a connection that
+has sent no whole frame (its DC_HELLO) within 10 s is closed, the buffered-frame caps of the
+superserver; a connection that became a data channel link is exempt from the timers (its
+link has its own QoS watchdogs).  docs/hardening.md, "Data channel and snapshot port limits".
 """
 
 from __future__ import annotations
@@ -43,10 +49,27 @@ from engine.storage.databases import CONTROL_DB, Catalog
 from engine.storage.dejournal import Dejournaler
 from engine.storage.store import Store
 from engine.wire import tls
+from engine.wire.limits import ConnectionLimits, LimitSettings
 from engine.wire.protocol import DEFAULT_MAX_FRAME, ErrorCode, Frame, RequestError
 
 log = logging.getLogger("engine.member.membership")
 _CONTROL_BYTES = CONTROL_DB.encode()
+# The private listener's limits: room for the 16 members of a mirror (guide §3.1.2), their
+# reconnections and a few address checks and snapshot requests; a peer has 10 s to say its
+# DC_HELLO.  ENGINE_PRIVATE_LIMITS="max_connections=128,handshake_timeout_s=5" overrides any
+# of engine/wire/limits.py's settings (checked: a value out of range stops the start).
+PRIVATE_LIMITS_ENV = "ENGINE_PRIVATE_LIMITS"
+PRIVATE_LIMIT_DEFAULTS = {"max_connections": 64, "handshake_timeout_s": 10.0}
+
+
+def private_limit_settings(environ=os.environ) -> LimitSettings:
+    """The mirror private listener's limits: the defaults above, then the environment's."""
+    values: dict = dict(PRIVATE_LIMIT_DEFAULTS)
+    for item in (environ.get(PRIVATE_LIMITS_ENV) or "").split(","):
+        if item.strip():
+            key, _, value = item.partition("=")
+            values[key.strip()] = value.strip()
+    return LimitSettings.from_mapping(values, where=f"{PRIVATE_LIMITS_ENV}: ")
 
 
 class Membership:
@@ -103,6 +126,12 @@ class Membership:
         self.boot_id = instance.boot_id if instance is not None else uuid.uuid4().hex
         self.rebuilding = False
         self._private_ssl = None
+        # the data channel listener's limits, kept across relistens (TLS turned on or off)
+        self.private_limits = ConnectionLimits(
+            private_limit_settings(),
+            "mirror private",
+            logging.getLogger("engine.member.membership"),
+        )
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
@@ -242,14 +271,21 @@ class Membership:
             return None
         return tls.client_context(self.member.tls_cert, self.member.tls_key, self.cfg.tls_ca)
 
-    async def _listen(self, addr: Address, name: str, ssl=None) -> None:
+    async def _listen(
+        self, addr: Address, name: str, ssl=None, limits: ConnectionLimits | None = None
+    ) -> None:
         loop = asyncio.get_running_loop()
+        extra = {}
+        if ssl is not None and limits is not None:
+            # a TLS handshake is not yet a connection of the limits: bound it by the same wait
+            extra["ssl_handshake_timeout"] = limits.settings.handshake_timeout_s
         server = await loop.create_server(
-            lambda: Connection(self, name, self.max_frame),
+            lambda: Connection(self, name, self.max_frame, limits),
             addr.host,
             addr.port,
             reuse_address=True,
             ssl=ssl,
+            **extra,
         )
         self.servers.append(server)
         self.listeners[name] = server
@@ -279,7 +315,10 @@ class Membership:
             return
         self._private_ssl = self.tls_server_context()
         try:
-            await self._listen(self.member.private, "private", self._private_ssl)
+            await self._listen(
+                self.member.private, "private", self._private_ssl, self.private_limits
+            )
+            log.info("%s", self.private_limits.describe())
         except OSError as exc:
             if not self.cfg.dynamic:
                 raise
@@ -331,6 +370,7 @@ class Membership:
     async def stop(self) -> None:
         for server in self.servers:
             server.close()
+        self.private_limits.close()
         for conn in list(self.sessions):
             conn.close()
         if self.replica is not None:

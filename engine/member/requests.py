@@ -7,6 +7,8 @@ completes).  Errors are raised as RequestError or ValueError and become ERROR re
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from typing import TYPE_CHECKING, Any
 
 from engine.member.admin_auth import check_admin, split_admin_args
@@ -20,6 +22,19 @@ if TYPE_CHECKING:
 SET = "SET"
 KILL = "KILL"
 MAX_QUERY_ROWS = 100_000
+# the connection whose admin request is being handled: an action that must know who asks
+# (export_snapshot, engine/member/download.py) reads it; admin actions take no connection
+ASKING: contextvars.ContextVar[Connection | None] = contextvars.ContextVar("asking", default=None)
+
+
+@contextlib.contextmanager
+def asking(conn: Connection):
+    """Handle an admin request of `conn` (see ASKING)."""
+    token = ASKING.set(conn)
+    try:
+        yield
+    finally:
+        ASKING.reset(token)
 
 
 def _arity(args: list, low: int, high: int, what: str) -> None:
@@ -199,7 +214,8 @@ def op_status(membership: Membership, conn: Connection, args: list):
 def op_admin(membership: Membership, conn: Connection, args: list):
     action, arg, token = split_admin_args(args)
     check_admin(membership.admin_token, action, token)
-    return membership.admin(action, arg)
+    with asking(conn):
+        return membership.admin(action, arg)
 
 
 HANDLERS = {
