@@ -63,6 +63,10 @@ TIMER_SLICE = 0.25
 # one TCP connection, and a member's journal only grows during a session (a cut is made
 # before its first ack), so a smaller ack than before means a confused or forged peer.
 ACK_REGRESSION_TOLERANCE = 0
+# How long catch-up may find no whole record where the journal has bytes (a position inside a
+# record: never a real member's) before it gives up on the link.  Bytes being appended show up
+# within milliseconds.
+CATCHUP_STALL_S = 5.0
 
 
 def _check_peer(conn: Connection, name: str) -> None:
@@ -265,6 +269,8 @@ class Replicator:
             if not isinstance(codecs, list):
                 raise ValueError("codecs must be a list")
             position = pos_from_wire(hello.get("position"))
+            if position is not None and (position.file_seq < 0 or position.offset < 0):
+                raise ValueError(f"journal position {position} is negative")
         except JoinRefused as exc:
             # a member awaiting authorization asks twice a second: log each reason once
             reason = f"data channel refused: {exc}"
@@ -297,6 +303,10 @@ class Replicator:
             conn.reject_stream(
                 f"member journal position {position} is ahead of the primary's {end}", frame.req_id
             )
+            return
+        gap = self._gap_for(position)
+        if gap is not None:
+            conn.reject_stream(gap, frame.req_id)
             return
         old = self.links.get(member.name)
         if old is not None:
@@ -338,12 +348,20 @@ class Replicator:
         journal = self.membership.journal
         reader = self.membership.journal_reader()
         cursor = link.position if link.position is not None else reader.start_position()
+        stalled = None  # since when no whole record was found at the cursor
         try:
             while not link.closed:
                 target = link.pending[0][0] if link.pending else journal.end_position
                 if target is None or cursor >= target:
                     break
                 data, nxt = await asyncio.to_thread(reader.read_from, cursor, CATCHUP_CHUNK)
+                if data or nxt != cursor:
+                    stalled = None
+                else:
+                    stalled = stalled or time.monotonic()
+                    if time.monotonic() - stalled > CATCHUP_STALL_S:
+                        self._stalled(link, cursor)
+                        return
                 if data:
                     link.send(cursor, data)
                 elif nxt == cursor:
@@ -368,6 +386,29 @@ class Replicator:
         except Exception:
             log.exception("catch-up of member %s failed", link.name)
             link.close()
+
+    def _stalled(self, link: MemberLink, cursor) -> None:
+        reason = (
+            f"cannot catch up: no whole journal record at {cursor} within "
+            f"{CATCHUP_STALL_S:g} s (a position inside a record?)"
+        )
+        log.warning("data channel from %s (%s): %s", link.name, link.conn.peer, reason)
+        link.conn.write(error_frame(0, ErrorCode.PROTOCOL, reason))
+        self.drop(link, "catch-up stalled")
+        link.close()
+
+    def _gap_for(self, position) -> str | None:
+        """Why catch-up cannot start at `position`, a member's journal end: it lies in a
+        journal file this primary does not have (purged, or never written).  None if it can."""
+        if position is None:
+            return None
+        files = dict(list_files(self.membership.journal_dir, self.membership.cfg.name))
+        if files and position.file_seq not in files:
+            return (
+                f"member journal position {position} is in journal file {position.file_seq}, "
+                "which the primary does not have (purged?)"
+            )
+        return None
 
     def _cut_for(self, position):
         """Where a member's journal must be cut to be a prefix of ours, or None if it is one
