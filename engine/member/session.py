@@ -341,6 +341,8 @@ class Connection(asyncio.Protocol):
         action = arg = token = None
         if mtype == MsgType.ADMIN:
             action, arg, token = split_admin_args(args)
+            if not isinstance(action, str):  # a list or a map is unhashable: a 500 otherwise
+                raise RequestError(ErrorCode.BAD_REQUEST, "an admin action is named by a string")
             auth = self.auth
             admin_token = getattr(self.instance, "admin_token", None)
             if action == ac.CHALLENGE_ACTION:
