@@ -72,7 +72,11 @@ def test_database_created_on_the_primary_is_created_on_backup_and_dr_and_converg
     assert "missing_mirrored_databases" not in cluster.status("D")
     # D knows the database once it has received the journal up to its creation
     end = cluster.status("A")["journal_end"]
-    wait_for(lambda: cluster.status("D")["journal_end"] >= end, 20, "D has received NEWDB")
+
+    def received_up_to_end():  # journal_end is None until D has received its first record
+        return (cluster.status("D")["journal_end"] or [-1, -1]) >= end
+
+    wait_for(received_up_to_end, 20, "D has received NEWDB")
     admin(cluster, "D", "create_database", "NEWDB")
     wait_db(cluster, "D", "NEWDB", "Dejournaling")
     write(cluster, "NEWDB", "y")
