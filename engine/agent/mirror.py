@@ -45,6 +45,7 @@ from engine.agent.ops import ask_admin, check_kind, chosen_mirror, instance_entr
 from engine.member import mirror_file as ms
 from engine.member.config import Address
 from engine.storage.databases import Refused
+from engine.wire import mirror_secret
 
 log = logging.getLogger("engine.agent.server")
 
@@ -123,9 +124,10 @@ async def mirror_info(request: web.Request) -> web.Response:
 async def create_mirror(request: web.Request) -> web.Response:
     entry = instance_entry(request)
     body = await read_body(
-        request, {"mirror": str, "private": str, "member": str, "settings": dict}
+        request, {"mirror": str, "private": str, "member": str, "settings": dict, "secret": str}
     )
     _required(body, "mirror", "private")
+    _check_secret(body)
     _rule(ms.check_mirror_name, "create", body["mirror"])
     _rule(ms.check_address, "create", body["private"], "private")
     if "member" in body:
@@ -139,8 +141,9 @@ async def create_mirror(request: web.Request) -> web.Response:
 async def join_mirror(request: web.Request) -> web.Response:
     entry = instance_entry(request)
     allowed = {"mirror": str, "address": str, "type": str, "member": str, "private": str}
-    body = await read_body(request, {**allowed, "superserver": str})
+    body = await read_body(request, {**allowed, "superserver": str, "secret": str})
     _required(body, "mirror", "address", "type")
+    _check_secret(body)
     _rule(ms.check_mirror_name, "join", body["mirror"])
     mtype = _rule(ms.check_type, "join", body["type"])
     for key in ("address", "private", "superserver"):
@@ -155,6 +158,24 @@ async def join_mirror(request: web.Request) -> web.Response:
     result = await ask_admin(request, entry, "mirror_join", body)
     detail = f"{body['mirror']} as {mtype} via {body['address']}"
     return _answer(request, entry, "join-mirror", {**result, "restarting": True}, detail)
+
+
+async def mirror_secret_of(request: web.Request) -> web.Response:
+    """The primary's mirror secret, for a caller to hand to an instance that joins a mirror
+    without TLS (engine/wire/mirror_secret.py).  Never logged; on a TLS host an acting
+    caller's route, so only a client with mutual TLS reads it."""
+    entry = instance_entry(request)
+    await read_body(request, {})
+    result = await ask_admin(request, entry, "mirror_secret", _which(request) or None)
+    return _answer(request, entry, "mirror-secret", result)
+
+
+def _check_secret(body: dict) -> None:
+    if "secret" in body:
+        try:
+            mirror_secret.check_secret(body["secret"])
+        except mirror_secret.SecretError as exc:
+            raise api_error(400, "bad_request", f"secret: {exc}") from None
 
 
 async def edit_mirror(request: web.Request) -> web.Response:
@@ -280,6 +301,7 @@ MIRROR_ROUTES = [
     ("POST", M, create_mirror),
     ("PATCH", M, edit_mirror),
     ("POST", f"{M}/join", join_mirror),
+    ("GET", f"{M}/secret", mirror_secret_of),
     ("POST", f"{M}/verify-tls", verify_tls),
     ("POST", f"{M}/leave", leave_mirror),
     ("POST", f"{M}/remove-config", remove_mirror_config),

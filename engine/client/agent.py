@@ -296,14 +296,26 @@ class AgentClient:
         member: str | None = None,
         private: str | None = None,
         superserver: str | None = None,
+        secret: str | None = None,
     ) -> dict:
         """Join through the primary or backup at `address` (its superserver) as failover,
         dr, ro_reporting or rw_reporting; on a TLS mirror the member stays pending until
-        the primary authorizes it.  The instance restarts (wait_member)."""
+        the primary authorizes it.  A mirror without TLS needs its `secret` (mirror_secret
+        of the primary).  The instance restarts (wait_member)."""
         body = {"mirror": mirror, "address": address, "type": type}
-        optional = {"member": member, "private": private, "superserver": superserver}
+        optional = {
+            "member": member,
+            "private": private,
+            "superserver": superserver,
+            "secret": secret,
+        }
         body.update({k: v for k, v in optional.items() if v is not None})
         return self._mirror("POST", instance, "/join", body)
+
+    def mirror_secret(self, instance: str, *, mirror: str | None = None) -> str:
+        """The mirror secret held by member `instance` (the same on every member), to hand to
+        join_mirror."""
+        return self._mirror("GET", instance, "/secret", mirror=mirror)["secret"]
 
     def edit_mirror(self, instance: str, *, mirror: str | None = None, **settings) -> dict:
         """Mirror settings on the primary (qos_timeout_ms, failover_compression, ...).

@@ -99,9 +99,18 @@ class Builder:
 
     def join_others(self) -> None:
         p = self.plan.primary
+        # each joining instance gets the mirror secret through its agent: a mirror without TLS
+        # needs it, and a TLS mirror keeps working with it should TLS be turned off
+        secret = self.agent(p).mirror_secret(p.name)
         for m in self.others:
             out = self.agent(m).join_mirror(
-                m.name, self.plan.mirror, p.superserver, m.type, member=m.name, private=m.private
+                m.name,
+                self.plan.mirror,
+                p.superserver,
+                m.type,
+                member=m.name,
+                private=m.private,
+                secret=secret,
             )
             self.agent(m).wait_member(m.name, WAIT_TIMEOUT)
             pending = " (pending authorization)" if out.get("pending") else ""

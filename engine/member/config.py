@@ -19,6 +19,7 @@ Example (see examples/cluster.toml):
     tls = false                                   # true: mutual TLS on every data channel
     tls_ca = "certs/ca.pem"                       # with tls: the CA that signs member certs
     data_root = "var/demo"                        # relative to this file
+    secret_file = "secret"                        # without tls: the mirror secret
 
     [[members]]
     name = "A"
@@ -30,7 +31,10 @@ Member keys: data_dir (default data_root/NAME), databases (subset, reporting onl
 dejournal_filter ("module:function", reporting only), codecs (codecs this member can
 decompress; default all three), dejournal_workers, and with tls: tls_cert and tls_key
 (the member's certificate, whose subject CN is the member name, and its key).
-Relative paths are relative to the configuration file.
+Relative paths are relative to the configuration file.  `secret_file` holds the mirror secret
+(engine/wire/mirror_secret.py; make one with `python -c "from engine.wire.mirror_secret import
+new_secret; print(new_secret())"`); without TLS and without a secret the data channel is not
+authenticated, and each member says so in its log at start.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from engine import rules
 from engine.rules import COMPRESSION_TYPES as CODECS
 from engine.rules import MAX_MEMBERS
 from engine.rules import MEMBER_TYPE_LABELS as TYPE_LABELS
+from engine.wire import mirror_secret
 
 
 class ConfigError(ValueError):
@@ -112,6 +117,9 @@ class MirrorConfig:
     parallel_dejournaling: str = rules.SETTINGS["parallel_dejournaling"]
     tls: bool = rules.SETTINGS["tls"]
     tls_ca: Path | None = None
+    # authenticates the data channel without TLS (engine/wire/mirror_secret.py); never travels
+    # with the configuration
+    secret: str | None = None
     journal_file_bytes: int = 64 * 1024 * 1024
     source: Path | None = None
     # configured through the agent (kept in <data_dir>/mirror.json) rather than from a file
@@ -246,6 +254,20 @@ def _path(value: object, base_dir: Path, where: str) -> Path | None:
     return p if p.is_absolute() else base_dir / p
 
 
+def _secret(value: object, base_dir: Path) -> str | None:
+    """The mirror secret kept in the file `mirror.secret_file` names (a file, so that the
+    configuration itself can be shared without it)."""
+    path = _path(value, base_dir, "mirror.secret_file")
+    if path is None:
+        return None
+    try:
+        return mirror_secret.check_secret(path.read_text().strip())
+    except OSError as exc:
+        raise ConfigError(f"mirror.secret_file: cannot read {path}: {exc.strerror}") from None
+    except mirror_secret.SecretError as exc:
+        raise ConfigError(f"mirror.secret_file: {path}: {exc}") from None
+
+
 def parse_config(data: dict, base_dir: Path, source: Path | None = None) -> MirrorConfig:
     mirror = data.get("mirror")
     if not isinstance(mirror, dict):
@@ -264,6 +286,7 @@ def parse_config(data: dict, base_dir: Path, source: Path | None = None) -> Mirr
         journal_file_bytes=int(mirror.get("journal_file_bytes", 64 * 1024 * 1024)),
         source=source,
     )
+    cfg.secret = _secret(mirror.get("secret_file"), base_dir)
     raw_members = data.get("members")
     if not isinstance(raw_members, list) or not raw_members:
         raise ConfigError("missing [[members]] entries")

@@ -1,7 +1,13 @@
 """Creating and joining a mirror from an instance (guide §4.7.1, §4.7.2, §4.7.5, limits §3.1.2).
 
-    mirror_create {mirror, private, member?, settings?}   §4.7.1: this instance becomes the primary
-    mirror_join {mirror, address, type, member?, private?, superserver?}   §4.7.2, §4.7.5
+    mirror_create {mirror, private, member?, settings?, secret?}   §4.7.1: this instance becomes
+                                                                   the primary
+    mirror_join {mirror, address, type, member?, private?, superserver?, secret?}   §4.7.2, §4.7.5
+
+The mirror secret (engine/wire/mirror_secret.py) authenticates the data channel of a mirror
+without TLS: the creator makes one (or takes the one it is given), and a join to a mirror
+without TLS needs it, from the primary's agent.  It is kept in mirror.json and never travels
+with the configuration.
 
 Both write the new membership's mirror.json and ask the process to restart as that member
 (engine/member/instance.py).  A joining instance first asks the member at `address` for the mirror's
@@ -23,7 +29,7 @@ from engine.member import mirror_file as ms
 from engine.member.config import MemberConfig, MirrorConfig
 from engine.member.node import Node
 from engine.storage.databases import Refused
-from engine.wire import tls
+from engine.wire import mirror_secret, tls
 
 log = logging.getLogger("engine.member.instance")
 JOIN_TIMEOUT_S = 5.0
@@ -54,12 +60,22 @@ def create(node: Node, arg, current: list[tuple[MirrorConfig, str]]) -> dict:
     cfg = MirrorConfig(name=name, members=[], databases=[], dynamic=True, version=1)
     for key, value in settings.items():
         setattr(cfg, key, value)
+    cfg.secret = _secret(op, arg.get("secret")) or mirror_secret.new_secret()
     m = MemberConfig(member, "failover", node.superserver, private, node.data_dir, [])
     m.dn = own_dn(node, op) if cfg.tls else None
     cfg.members.append(m)
     ms.save_local(cfg, member, node.data_dir)
     log.warning("mirror %s created; restarting as its primary %s", name, member)
     return {"mirror": name, "member": member, "role": "primary", "dn": m.dn}
+
+
+def _secret(op: str, value) -> str | None:
+    if value is None:
+        return None
+    try:
+        return mirror_secret.check_secret(value)
+    except mirror_secret.SecretError as exc:
+        raise Refused(op, None, f"secret: {exc}") from None
 
 
 def check_other_memberships(
@@ -103,6 +119,15 @@ async def join(node: Node, arg, current: list[tuple[MirrorConfig, str]]) -> dict
             op, None, f"the mirror's configuration at {address}: {exc}", exc.reason
         ) from None
     ms.check_join(cfg, member, mtype, [a for a in (superserver, private) if a is not None])
+    cfg.secret = _secret(op, arg.get("secret"))
+    if cfg.secret is None and not cfg.tls:
+        raise Refused(
+            op,
+            None,
+            f"mirror {name} has no TLS, so its members prove themselves with the mirror secret: "
+            "give 'secret' (the primary's agent answers it: GET /v1/instances/<primary>/mirror/"
+            "secret)",
+        )
     m = MemberConfig(member, mtype, superserver, private, directory, [])
     m.dn = own_dn(node, op) if cfg.tls else None
     m.authorized, m.join_id = not cfg.tls, uuid.uuid4().hex

@@ -142,6 +142,12 @@ class Membership:
         instance = self.instance
         self.admin_token = ensure_token(self.data_dir) if instance is None else instance.admin_token
         self.journal_dir.mkdir(exist_ok=True)
+        if not self.cfg.tls and self.cfg.secret is None:
+            log.warning(
+                "mirror %s has neither TLS nor a mirror secret: its data channel is not "
+                "authenticated (set mirror.secret_file, docs/hardening.md)",
+                self.cfg.name,
+            )
         self._open_storage()
         if self.role == "primary":
             self.replicator = Replicator(self, self.gate)

@@ -444,6 +444,18 @@ def mirror_info(membership: Membership, arg):
     return out
 
 
+def mirror_secret_of(membership: Membership, arg) -> dict:
+    """The mirror secret, for the agent to hand to an instance that joins through this member
+    (engine/member/join.py); every member holds the same.  An admin action: only the agent
+    and operators ask it."""
+    op = "mirror_secret"
+    secret = membership.cfg.secret
+    if secret is None:
+        raise Refused(op, None, f"mirror {membership.cfg.name} has no secret")
+    log.info("mirror %s: its secret was asked for by an admin", membership.cfg.name)
+    return {"mirror": membership.cfg.name, "secret": secret}
+
+
 def _check_own_tls(membership: Membership, op: str) -> None:
     node = membership.node
     if node is None or not node.has_tls:
@@ -532,6 +544,7 @@ def apply_config(membership: Membership, wire: dict) -> None:
         cfg.rejected_dns,
     )
     fresh.dn_update_certs, fresh.join_times = cfg.dn_update_certs, cfg.join_times
+    fresh.secret = cfg.secret
     fresh.source = cfg.source
     tls_changed = fresh.tls != cfg.tls
     old_private = membership.member.private
@@ -603,6 +616,7 @@ async def address_problem(membership: Membership, what: str, addr, ssl) -> str |
 
 ACTIONS = {
     "mirror_info": mirror_info,
+    "mirror_secret": mirror_secret_of,
     "authorize_member": authorize_member,
     "reject_member": reject_member,
     "authorize_dn_update": authorize_dn_update,

@@ -5,13 +5,14 @@ the mirror's settings and every member (name, type, addresses, certificate DN, a
 pending).  The primary owns that view.  Every change is made there, raises `version`, and
 goes to each connected member at once (DC_CONFIG) and to the others when they reconnect (in
 DC_WELCOME); a member saves what it receives.  Some things stay on the member that holds them:
-the pending DN updates (`dn_updates`, with the certificate of each: `dn_update_certs`, and a
-pending member's `cert`) and, on the primary, the ids of rejected join requests
-(`rejected`) and the certificate DNs it rejected per member (`rejected_dns`), so that a member
-presenting one again stays refused instead of coming back as a new update; and the
-Join-Mirror flag (`join_mirror`, cleared only while the last member's configuration is being
-removed).  A member's data directory and TLS files are its own
-(engine/member/node.py) and never travel.
+the mirror secret (`secret`, engine/wire/mirror_secret.py: it reaches a member from its agent
+at the join, never over the data channel), the pending DN updates (`dn_updates`, with the
+certificate of each: `dn_update_certs`, and a pending member's `cert`) and, on the primary,
+the ids of rejected join requests (`rejected`) and the certificate DNs it rejected per member
+(`rejected_dns`), so that a member presenting one again stays refused instead of coming back
+as a new update; and the Join-Mirror flag (`join_mirror`, cleared only while the last
+member's configuration is being removed).  A member's data directory and TLS files are its
+own (engine/member/node.py) and never travel.
 
 This module holds the file format and the refusals of the rules (names, limits of guide §3.1.2,
 settings: engine/rules.py); engine/member/membership_ops.py holds the operations.
@@ -33,6 +34,7 @@ from engine.member.config import (
 from engine.member.node import Node, write_json
 from engine.rules import SETTINGS
 from engine.storage.databases import Refused
+from engine.wire import mirror_secret
 
 MIRROR_FILE = "mirror.json"
 JOIN_FLAG = "join_mirror"  # local, like dn_updates: false once cleared (clear_join_flag)
@@ -97,6 +99,8 @@ def save_local(cfg: MirrorConfig, member: str, data_dir: Path) -> None:
     data["dn_updates"] = cfg.dn_updates
     data["rejected_dns"] = cfg.rejected_dns
     data["dn_update_certs"] = cfg.dn_update_certs
+    if cfg.secret is not None:
+        data["secret"] = cfg.secret
     for raw, m in zip(data["members"], cfg.members, strict=True):
         raw["join_id"] = m.join_id
         if m.cert is not None:
@@ -130,6 +134,11 @@ def load_local(node: Node, directory: Path | None = None) -> tuple[MirrorConfig,
     cfg.dn_updates = dict(data.get("dn_updates", {}))
     cfg.rejected_dns = {k: list(v) for k, v in data.get("rejected_dns", {}).items()}
     cfg.dn_update_certs = {k: dict(v) for k, v in data.get("dn_update_certs", {}).items()}
+    if data.get("secret") is not None:
+        try:
+            cfg.secret = mirror_secret.check_secret(data["secret"])
+        except mirror_secret.SecretError as exc:
+            raise ConfigError(f"{path}: the mirror secret: {exc}") from None
     cfg.source = path
     return cfg, data["member"]
 

@@ -72,7 +72,8 @@ def _text(path: Path | None) -> str | None:
 def write_json(path: Path, data: dict) -> None:
     """Replace `path` atomically and durably: a crash leaves the old file or the new one."""
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as f:
+    # owner only: mirror.json holds the mirror secret (engine/wire/mirror_secret.py)
+    with open(tmp, "w", opener=lambda p, flags: os.open(p, flags, 0o600)) as f:
         json.dump(data, f, indent=1)
         f.flush()
         os.fsync(f.fileno())

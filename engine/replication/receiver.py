@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from engine.replication.compression import decompress
 from engine.replication.gate import JoinRefused, MembershipGate
 from engine.storage.journal_codec import pos_from_wire, pos_wire
+from engine.wire import mirror_secret
 from engine.wire.protocol import (
     PROTOCOL_VERSION,
     FrameError,
@@ -218,6 +219,7 @@ class ReplicaLink:
                 "private": None if me.private is None else str(me.private),
                 "join_id": me.join_id,
             }
+        hello["nonce"] = member_nonce = mirror_secret.new_nonce()
         writer.write(encode_frame(MsgType.DC_HELLO, 1, hello))
         frame = await asyncio.wait_for(read_frame(reader), max(self.qos, 2.0))
         if self.stopped:
@@ -225,6 +227,13 @@ class ReplicaLink:
             # that lands as the awaited call completes: never go on past a stop
             return
         body = unpack(frame.body)
+        primary_nonce = None
+        if frame.type == MsgType.DC_CHALLENGE:
+            primary_nonce = self._answer_challenge(writer, hello, body)
+            frame = await asyncio.wait_for(read_frame(reader), max(self.qos, 2.0))
+            if self.stopped:
+                return
+            body = unpack(frame.body)
         if frame.type == MsgType.ERROR:
             message = body.get("message") if isinstance(body, dict) else body
             if str(message).startswith(("data channel refused", "join refused")):
@@ -232,6 +241,7 @@ class ReplicaLink:
             raise ValueError(f"primary refused the data channel: {message}")
         if frame.type != MsgType.DC_WELCOME or not isinstance(body, dict):
             raise ValueError(f"expected DC_WELCOME, got message type {frame.type}")
+        self._check_primary_proof(body, member_nonce, primary_nonce)
         self.refusal = None
         if body.get("config"):
             self.gate.apply_config(body["config"])
@@ -268,6 +278,42 @@ class ReplicaLink:
             await self._receive_loop(reader, writer, journal, loop)
         finally:
             watchdog.cancel()
+
+    def _answer_challenge(self, writer: asyncio.StreamWriter, hello: dict, body) -> bytes:
+        """The primary asks for the mirror secret (engine/wire/mirror_secret.py): the hello
+        again, with this member's proof.  The primary's nonce, for checking its own proof."""
+        cfg = self.membership.cfg
+        if cfg.secret is None:
+            raise JoinRefused(
+                "the primary asks for the mirror secret, which this member was not given: "
+                "join again with it (the primary's agent answers it)"
+            )
+        try:
+            primary_nonce = mirror_secret.check_nonce(
+                body.get("nonce") if isinstance(body, dict) else None
+            )
+        except mirror_secret.SecretError as exc:
+            raise ValueError(f"a malformed challenge from the primary: {exc}") from None
+        hello["proof"] = mirror_secret.member_proof(
+            cfg.secret, cfg.name, self.membership.member.name, hello["nonce"], primary_nonce
+        )
+        writer.write(encode_frame(MsgType.DC_HELLO, 2, hello))
+        return primary_nonce
+
+    def _check_primary_proof(self, welcome: dict, member_nonce: bytes, primary_nonce) -> None:
+        """Journal is taken only from a primary that proved the mirror secret (without TLS;
+        with TLS its certificate did)."""
+        cfg = self.membership.cfg
+        if cfg.secret is None or cfg.tls:
+            return
+        primary = str(welcome.get("primary"))
+        if primary_nonce is not None:
+            expected = mirror_secret.primary_proof(
+                cfg.secret, cfg.name, primary, member_nonce, primary_nonce
+            )
+            if mirror_secret.same(expected, welcome.get("proof")):
+                return
+        raise JoinRefused(f"the primary ({primary}) did not prove the mirror secret")
 
     async def _watchdog(self, writer: asyncio.StreamWriter) -> None:
         """Checks every timeout/4, the timeout read afresh on every slice."""

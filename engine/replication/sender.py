@@ -26,6 +26,7 @@ import asyncio
 import logging
 import os
 import time
+import weakref
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,7 @@ from engine.replication.compression import choose_codec, compress
 from engine.replication.gate import JoinRefused, MembershipGate
 from engine.storage.journal import list_files
 from engine.storage.journal_codec import make_position, pos_from_wire, pos_wire
+from engine.wire import mirror_secret
 from engine.wire.protocol import (
     ErrorCode,
     Frame,
@@ -217,6 +219,8 @@ class Replicator:
         self.trouble_since: float | None = None
         self.disconnected: dict[str, float] = {}  # member -> time its link dropped
         self.refused: dict[str, str] = {}  # member -> why its last data channel was refused
+        # connection -> (primary nonce, member nonce, name) of a challenge awaiting its proof
+        self.challenges: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._tasks: list[asyncio.Task] = []
 
     @property
@@ -258,6 +262,11 @@ class Replicator:
                     f"mirror {hello.get('mirror')!r} is not this member's mirror {cfg.name}"
                 )
             name = str(hello.get("member"))
+            proof = None
+            if cfg.secret is not None and not cfg.tls:
+                proof = self._check_secret(conn, frame, hello, name)
+                if proof is None:
+                    return  # challenged: the proof comes in a second hello
             member = cfg.find(name) or self.gate.register_join(conn, name, hello.get("join"))
             if member.name == self.membership.member.name:
                 raise ValueError("a member cannot connect to itself")
@@ -275,7 +284,8 @@ class Replicator:
             # a member awaiting authorization asks twice a second: log each reason once
             reason = f"data channel refused: {exc}"
             quiet = self.refused.get(name) == reason
-            self.refused[name] = reason
+            if cfg.find(name) is not None:  # a stranger's names must not pile up here
+                self.refused[name] = reason
             conn.reject_stream(reason, frame.req_id, quiet=quiet)
             return
         except RequestError as exc:  # a join the mirror cannot take (guide §3.1.2)
@@ -329,6 +339,7 @@ class Replicator:
                     # the primary's mirrored databases (missing / Orphaned on the member)
                     "databases": self.membership.catalog.wire(),
                     "config": self.gate.config_wire() if cfg.dynamic else None,
+                    "proof": proof,  # the primary's own proof of the mirror secret
                 },
             )
         )
@@ -343,6 +354,34 @@ class Replicator:
         link.task = asyncio.get_running_loop().create_task(
             self._catch_up(link), name=f"catchup-{member.name}"
         )
+
+    def _check_secret(self, conn: Connection, frame: Frame, hello: dict, name: str):
+        """Without TLS a member proves the mirror secret (engine/wire/mirror_secret.py) before
+        anything in its hello counts, its name included.  None when a challenge was sent and
+        the proof is awaited; else the primary's own proof, for DC_WELCOME."""
+        cfg = self.membership.cfg
+        try:
+            member_nonce = mirror_secret.check_nonce(hello.get("nonce"))
+        except mirror_secret.SecretError as exc:
+            raise JoinRefused(
+                f"member {name} did not begin the mirror secret handshake ({exc})"
+            ) from None
+        challenged = self.challenges.pop(conn, None)
+        if challenged is None:
+            primary_nonce = mirror_secret.new_nonce()
+            self.challenges[conn] = (primary_nonce, member_nonce, name)
+            conn.write(encode_frame(MsgType.DC_CHALLENGE, frame.req_id, {"nonce": primary_nonce}))
+            return None
+        primary_nonce, first_nonce, first_name = challenged
+        expected = mirror_secret.member_proof(
+            cfg.secret, cfg.name, name, member_nonce, primary_nonce
+        )
+        if (first_nonce, first_name) != (member_nonce, name) or not mirror_secret.same(
+            expected, hello.get("proof")
+        ):
+            raise JoinRefused(f"member {name} did not prove the mirror secret")
+        me = self.membership.member.name
+        return mirror_secret.primary_proof(cfg.secret, cfg.name, me, member_nonce, primary_nonce)
 
     async def _catch_up(self, link: MemberLink) -> None:
         journal = self.membership.journal

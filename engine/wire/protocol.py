@@ -53,6 +53,7 @@ class MsgType(IntEnum):
     DC_HEARTBEAT = 0x24
     DC_CONFIG = 0x25  # primary -> member: the mirror configuration (engine/member/mirror_file.py)
     DC_LEAVE = 0x26  # member -> primary: remove me from the mirror
+    DC_CHALLENGE = 0x27  # primary -> member: prove the mirror secret (engine/wire/mirror_secret.py)
     # replies
     OK = 0x80
     ERROR = 0x81

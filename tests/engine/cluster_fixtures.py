@@ -26,6 +26,7 @@ from engine.cluster.launcher import start_member, wait_ready
 from engine.cluster.ports import free_ports
 from engine.member.config import load_config
 from engine.wire.admin_token import read_token
+from engine.wire.mirror_secret import new_secret
 
 DEFAULT_TYPES = ("failover", "failover", "dr", "ro_reporting")
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,11 +56,13 @@ def write_config(
     mirror: dict | None = None,
     member_extra: dict | None = None,
     tls: bool = False,
+    secret: bool = True,
 ) -> Path:
     """A mirror config with one member per entry of `types` on free loopback ports.
 
     Members are named A, B, C, ... in order; failover members get a private address.
-    tls=True makes a throwaway CA and a certificate per member (CN = member name).
+    tls=True makes a throwaway CA and a certificate per member (CN = member name); without it
+    the members share a mirror secret unless secret=False.
     """
     ports = free_ports(2 * len(types))
     settings = {"qos_timeout_ms": 2000}
@@ -75,6 +78,9 @@ def write_config(
             member_extra.setdefault(name, {}).update(
                 tls_cert=str(paths.cert), tls_key=str(paths.key)
             )
+    elif secret:  # without TLS the members prove themselves with the mirror secret
+        (directory / "secret").write_text(new_secret() + "\n")
+        settings["secret_file"] = str(directory / "secret")
     settings.update(mirror or {})
     lines = ["[mirror]", 'name = "TEST"', f"databases = {list(databases)!r}".replace("'", '"')]
     lines.append(f'data_root = "{directory}"')

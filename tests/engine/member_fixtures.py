@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,10 @@ from tests.engine.cluster_fixtures import free_ports, wait_for
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# superserver address -> instance, so that a join can be handed its mirror's secret
+BY_ADDRESS: dict[str, InstanceProcess] = {}
+
+
 class InstanceProcess:
     """One instance process and its addresses."""
 
@@ -28,6 +33,7 @@ class InstanceProcess:
         self.superserver = f"127.0.0.1:{superserver}"
         self.private = f"127.0.0.1:{private}"
         self.proc: subprocess.Popen | None = None
+        BY_ADDRESS[self.superserver] = self
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -73,6 +79,8 @@ class InstanceProcess:
         )
 
     def admin(self, action: str, arg=None, timeout: float = 10.0):
+        if action == "mirror_join" and isinstance(arg, dict) and "secret" not in arg:
+            arg = {**arg, "secret": secret_at(arg.get("address"), arg.get("mirror"))}
         with self.client(timeout) as c:
             return c.admin(action, arg)
 
@@ -119,6 +127,25 @@ class InstanceProcess:
                 "ca": str(certs / "ca.pem"),
             },
         )
+
+
+def secret_at(address, mirror) -> str | None:
+    """The mirror secret of the member at `address`, read from its mirror.json as an
+    administrator of that host would read it to hand to a joining instance (what the agent
+    does with GET .../mirror/secret).  None where there is none to read: the join is then
+    refused, or needs none (TLS)."""
+    host = BY_ADDRESS.get(address)
+    if host is None:
+        return None
+    for path in (
+        host.data_dir / "mirror.json",
+        host.data_dir / "mirrors" / str(mirror) / "mirror.json",
+    ):
+        if path.exists():
+            data = json.loads(path.read_text())
+            if data.get("name") == mirror:
+                return data.get("secret")
+    return None
 
 
 class Hosts:

@@ -111,9 +111,15 @@ def create(api, host, **settings) -> dict:
     return out
 
 
+def secret_of(api, primary) -> str:
+    """What a join to a mirror without TLS needs, handed from the primary's agent."""
+    return api.mirror_secret(primary.name)
+
+
 def join(api, host, primary, mtype: str, mirror: str = "DEMO", **extra) -> dict:
     if mtype == "failover":
         extra["private"] = host.private
+    extra.setdefault("secret", secret_of(api, primary))
     out = api.join_mirror(host.name, mirror, primary.superserver, mtype, **extra)
     api.wait_member(host.name)
     return out
@@ -231,7 +237,7 @@ def test_a_reporting_async_in_two_mirrors_is_told_which_by_the_query(site, follo
     wait_status(api, "R", "Connected")
     err = refusal(api.join_mirror, "R", "STOCK", b.superserver, "dr")
     assert err.status == 409 and "joins further mirrors as the same kind" in err.message
-    api.join_mirror("R", "STOCK", b.superserver, "ro_reporting")
+    api.join_mirror("R", "STOCK", b.superserver, "ro_reporting", secret=secret_of(api, b))
     api.wait_member("R", mirror="STOCK")
     wait_status(api, "R", "2/2")
     f = follow(agent)
@@ -274,8 +280,9 @@ def test_the_fifteenth_async_member_is_refused(site):
     _, api, (a, *asyncs) = site(*names, tls=False)
     create(api, a)
     types = ("dr", "ro_reporting", "rw_reporting")
+    secret = secret_of(api, a)
     for i, host in enumerate(asyncs[:14]):
-        api.join_mirror(host.name, "DEMO", a.superserver, types[i % 3])
+        api.join_mirror(host.name, "DEMO", a.superserver, types[i % 3], secret=secret)
 
     def members_on_a():
         try:

@@ -16,6 +16,7 @@ from engine.wire.protocol import (
     unpack,
 )
 from tests.engine.cluster_fixtures import started_cluster, wait_for
+from tests.engine.hello import say_hello
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -129,11 +130,12 @@ def test_request_sent_to_the_data_channel_handshake_rules(cluster):
     hello = {"mirror": "OTHER", "member": "B", "codecs": [], "position": None}
     err = error_of(exchange(a.host, a.port, encode_frame(MsgType.DC_HELLO, 1, hello)))
     assert "bad data channel handshake" in err["message"] and "OTHER" in err["message"]
+    # past the mirror secret (which a stranger never gets past: tests/hostile)
     hello = {"mirror": "TEST", "member": "NOBODY", "codecs": [], "position": None}
-    err = error_of(exchange(a.host, a.port, encode_frame(MsgType.DC_HELLO, 1, hello)))
+    err = error_of([say_hello(a, hello, cluster.cfg.secret)])
     assert "NOBODY" in err["message"]
     hello = {"mirror": "TEST", "member": "C", "codecs": [], "position": [1, "x"]}
-    err = error_of(exchange(a.host, a.port, encode_frame(MsgType.DC_HELLO, 1, hello)))
+    err = error_of([say_hello(a, hello, cluster.cfg.secret)])
     assert "journal position" in err["message"]
     still_serves(cluster, "A")
 
@@ -163,9 +165,9 @@ def test_the_primary_also_serves_the_data_channel_on_its_superserver_port(cluste
     # asyncs fall back to the primary's superserver address (guide §3.5.4)
     a = cluster.cfg.member("A").superserver
     hello = {"mirror": "TEST", "member": "C", "codecs": ["zlib"], "position": None}
-    frames = exchange(a.host, a.port, encode_frame(MsgType.DC_HELLO, 1, hello))
-    assert frames and frames[0].type == MsgType.DC_WELCOME, frames
-    welcome = unpack(frames[0].body)
+    frame = say_hello(a, hello, cluster.cfg.secret)
+    assert frame is not None and frame.type == MsgType.DC_WELCOME, frame
+    welcome = unpack(frame.body)
     assert welcome["primary"] == "A" and welcome["codec"] == "zlib"  # zstd falls back to zlib
     still_serves(cluster, "A")
     cluster.wait_status("C", "status", "Connected")  # the real C reconnects and goes on
