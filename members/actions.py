@@ -5,18 +5,24 @@ portal last saw, then starts the job that does it (members.operations) and retur
 Nothing here changes a mirror's rows: the job records what the members answer. Decisions on one
 member (authorize, reject, a DN) are serialized: while one is under way, another is a 409.
 Destructive ones (remove or reject a member, remove or forget the mirror, turn TLS off, remove a
-database copy) go ahead only when the caller typed the mirror's name (`check_confirmed`).
+database copy, revoke an application credential) go ahead only when the caller typed the mirror's
+name (`check_confirmed`).
 """
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
+import re
+
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
+from accounts import audit
 from engine import rules as catalog
 from members import reconcile, rules, services
 from members.models import DatabaseCopy, Host, Instance, Member, Mirror, PendingDNUpdate
+from members.operations import app_credentials
 from portal.exceptions import StateConflict
 from tasks.models import Job
 from tasks.services import start_job
@@ -388,3 +394,85 @@ def catchup_databases(actor, member: Member, databases: list[str], restored=()) 
 def clear_failover_db(actor, member: Member, databases: list[str] | None = None) -> Job:
     names = sorted({d.upper() for d in databases or ()})
     return _member_job(actor, "clear_failover_db", member, {"databases": names})
+
+
+# --- Application credentials ----------------------------------------------------------------
+# The instance's rule for a credential's name (engine/member/app_auth.py), checked here so that
+# a name it would refuse starts no job. Names are kept as typed: the instance tells case apart.
+CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _credential_name(value) -> str:
+    name = (value or "").strip()
+    if not name:
+        raise rules.field_error("name", "Name the application's credential.", "required")
+    if not CREDENTIAL_NAME.fullmatch(name):
+        raise rules.field_error(
+            "name",
+            "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.",
+            "invalid_credential_name",
+        )
+    return name
+
+
+def list_app_credentials(actor, member: Member) -> Job:
+    """Read the credentials the member's instance holds (names and creation times)."""
+    return _member_job(actor, app_credentials.LIST, member)
+
+
+def create_app_credential(actor, member: Member, name: str) -> Job:
+    """A credential for one application on the member's instance; its secret waits, sealed on
+    the job's row, for the operator who asked (`reveal_app_credential`)."""
+    app_credentials.erase_expired_secrets()
+    return _member_job(actor, app_credentials.CREATE, member, {"name": _credential_name(name)})
+
+
+def revoke_app_credential(actor, member: Member, name: str, *, confirm: str) -> Job:
+    """Dangerous: the application is refused from then on, and its open connections are closed
+    at once; a new credential means a new secret to give it."""
+    check_confirmed(member.mirror, confirm)
+    return _member_job(actor, app_credentials.REVOKE, member, {"name": _credential_name(name)})
+
+
+def reveal_app_credential(actor, job: Job) -> dict:
+    """The secret of the credential `job` made, once, to the operator who asked for it; it is
+    erased from the row as it is read (audited, naming the credential, never the secret)."""
+    app_credentials.erase_expired_secrets()
+    return _take_secret(actor, job)
+
+
+@transaction.atomic
+def _take_secret(actor, job: Job) -> dict:
+    # the write lock first (PostgreSQL's row lock, SQLite's database lock), as _claim does: a
+    # second request waits, then finds the secret gone
+    Job.objects.filter(pk=job.pk).update(progress=F("progress"))
+    job = Job.objects.select_for_update().select_related("member").get(pk=job.pk)
+    if job.kind != app_credentials.CREATE:
+        raise ValueError(job.kind)
+    if job.requested_by_id is None or job.requested_by_id != getattr(actor, "pk", None):
+        raise PermissionDenied("Only the operator who created the credential sees its secret.")
+    if not job.is_final:
+        raise StateConflict(
+            f"The credential is not made yet: job {job.pk} is {job.state}.", code="not_ready"
+        )
+    if job.state != Job.SUCCEEDED:
+        raise StateConflict(f"Job {job.pk} made no credential: {job.error}", code="no_secret")
+    if not app_credentials.waiting_secret(job) or app_credentials.expired(job):
+        raise StateConflict(
+            "The secret is no longer kept: it is shown once, within "
+            f"{app_credentials.REVEAL_WITHIN.seconds // 60} minutes of its making. If it is "
+            "lost, revoke the credential and make a new one.",
+            code="secret_gone",
+        )
+    secret = app_credentials.take_secret(job)
+    name = job.params["name"]
+    audit.record(actor, "app_credential.reveal", job.member or job, after={"credential": name})
+    result = job.result or {}
+    return {
+        "job": job.pk,
+        "member": result.get("member"),
+        "instance": result.get("instance"),
+        "host": result.get("host"),
+        "name": name,
+        "secret": secret,
+    }

@@ -35,6 +35,36 @@ urlpatterns = [
         name="copies-remove",
     ),
     path(
+        "mirrors/<str:name>/members/<int:pk>/app-credentials/",
+        views.app_credential_list,
+        name="app-credentials",
+    ),
+    path(
+        "mirrors/<str:name>/members/<int:pk>/app-credentials/new/",
+        views.create_app_credential,
+        name="app-credential-create",
+    ),
+    path(
+        "mirrors/<str:name>/members/<int:pk>/app-credentials/read/",
+        views.read_app_credentials,
+        name="app-credentials-read",
+    ),
+    path(
+        "mirrors/<str:name>/members/<int:pk>/app-credentials/revoke/",
+        views.revoke_app_credential,
+        name="app-credential-revoke",
+    ),
+    path(
+        "mirrors/<str:name>/members/<int:pk>/app-credentials/jobs/<int:job>/",
+        views.app_credential_job,
+        name="app-credential-job",
+    ),
+    path(
+        "mirrors/<str:name>/members/<int:pk>/app-credentials/jobs/<int:job>/secret/",
+        views.reveal_app_credential,
+        name="app-credential-secret",
+    ),
+    path(
         "mirrors/<str:name>/members/<int:pk>/<slug:operation>/",
         views.switch_member,
         name="member-switch",

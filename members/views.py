@@ -5,6 +5,7 @@ at risk and goes ahead only with the mirror's name typed (members.actions.check_
 
 from urllib.parse import urlencode
 
+from django import forms as django_forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -32,6 +33,8 @@ from members.models import (
     MirroredDatabase,
     PendingDNUpdate,
 )
+from members.operations import app_credentials
+from tasks.models import Job
 
 PAGE_SIZE = 50
 RECENT_JOBS = 10
@@ -496,3 +499,132 @@ def forget_mirror(request, name):
         "databases": mirror.databases.all(),
     }
     return render(request, "members/confirm_forget_mirror.html", context)
+
+
+# --- Application credentials of a member's instance (docs/hardening.md) -----------------------
+class AppCredentialForm(django_forms.Form):
+    name = django_forms.CharField(
+        label="Application's credential name",
+        max_length=64,
+        help_text="1-64 letters, digits, '.', '_' or '-', starting with a letter or digit: "
+        "the application's name, say billing.",
+    )
+
+
+class RevokeAppCredentialForm(forms.ConfirmForm):
+    name = django_forms.CharField(widget=django_forms.HiddenInput, max_length=64)
+
+
+def _credentials_page(request, member, form=None, status=200):
+    context = {
+        "mirror": member.mirror,
+        "member": member,
+        "recorded": app_credentials.recorded(member),
+        "can_operate": has_role(request.user, OPERATOR),
+        "form": form or AppCredentialForm(),
+        "jobs": Job.objects.filter(member=member, kind__in=app_credentials.KINDS)
+        .select_related("requested_by")
+        .defer("log", "result")[:RECENT_JOBS],
+    }
+    return render(request, "members/app_credentials.html", context, status=status)
+
+
+def _credential_job(job) -> str:
+    return reverse("app-credential-job", args=[job.member.mirror.name, job.member_id, job.pk])
+
+
+@viewer_required
+def app_credential_list(request, name, pk):
+    """The credentials of the member's instance as it last answered; operators make, read and
+    revoke them from here."""
+    return _credentials_page(request, _member(name, pk))
+
+
+@operator_required
+@require_POST
+def create_app_credential(request, name, pk):
+    member = _member(name, pk)
+    form = AppCredentialForm(data=request.POST)
+    if form.is_valid():
+        try:
+            job = actions.create_app_credential(request.user, member, form.cleaned_data["name"])
+        except ValidationError as exc:
+            forms.show_refusal(form, exc)
+        else:
+            messages.info(request, f"Creating credential {job.params['name']}: job {job.pk}.")
+            return redirect(_credential_job(job))
+    return _credentials_page(request, member, form, status=400)
+
+
+@operator_required
+@require_POST
+def read_app_credentials(request, name, pk):
+    job = actions.list_app_credentials(request.user, _member(name, pk))
+    messages.info(request, f"Reading the credentials of {job.member.name}: job {job.pk}.")
+    return redirect(_credential_job(job))
+
+
+@operator_required
+def revoke_app_credential(request, name, pk):
+    """Dangerous: the application is refused from then on; the mirror's name typed first."""
+    member = _member(name, pk)
+    credential = (request.POST or request.GET).get("name", "")
+    form = RevokeAppCredentialForm(member.mirror, data=_data(request), initial={"name": credential})
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = actions.revoke_app_credential(
+                request.user,
+                member,
+                form.cleaned_data["name"],
+                confirm=form.cleaned_data["confirm"],
+            )
+        except ValidationError as exc:
+            forms.show_refusal(form, exc)
+        else:
+            messages.info(request, f"Revoking credential {job.params['name']}: job {job.pk}.")
+            return redirect(_credential_job(job))
+    context = {"mirror": member.mirror, "member": member, "credential": credential, "form": form}
+    return render(request, "members/confirm_revoke_app_credential.html", context)
+
+
+def _app_job(name, pk, job_pk) -> Job:
+    return get_object_or_404(
+        Job.objects.select_related("member__mirror", "requested_by"),
+        pk=job_pk,
+        member__pk=pk,
+        member__mirror__name=name.upper(),
+        kind__in=app_credentials.KINDS,
+    )
+
+
+@viewer_required
+def app_credential_job(request, name, pk, job):
+    """One credential job as it goes; once a creation succeeds, the operator who asked for it
+    may have its secret shown, once."""
+    job = _app_job(name, pk, job)
+    waiting = app_credentials.waiting_secret(job) and not app_credentials.expired(job)
+    context = {
+        "mirror": job.member.mirror,
+        "member": job.member,
+        "job": job,
+        "secret_waiting": waiting,
+        "mine": job.requested_by_id == request.user.pk,
+    }
+    return render(request, "members/app_credential_job.html", context)
+
+
+@operator_required
+@require_POST
+def reveal_app_credential(request, name, pk, job):
+    job = _app_job(name, pk, job)
+    if job.kind != app_credentials.CREATE:
+        raise Http404("This job made no credential.")
+    try:
+        shown = actions.reveal_app_credential(request.user, job)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect(_credential_job(job))
+    context = {"mirror": job.member.mirror, "member": job.member, "shown": shown}
+    response = render(request, "members/app_credential_secret.html", context)
+    response["Cache-Control"] = "no-store"
+    return response

@@ -397,6 +397,23 @@ class AgentClient:
     def reload_tls(self, instance: str) -> dict:
         return self._op(instance, "tls/reload")
 
+    # -- application credentials (engine/agent/app_credentials.py) ----------------------
+    def app_credentials(self, instance: str) -> dict:
+        """{instance, credentials: [{name, created}], auth, mode}: names, never secrets."""
+        return self.call("GET", f"/v1/instances/{quote(instance, safe='')}/app-credentials")
+
+    def create_app_credential(self, instance: str, name: str) -> dict:
+        """{instance, name, secret}: the instance keeps only a hash; the secret is in this
+        answer and nowhere else."""
+        path = f"/v1/instances/{quote(instance, safe='')}/app-credentials"
+        return self.call("POST", path, body={"name": name})
+
+    def revoke_app_credential(self, instance: str, name: str) -> dict:
+        """{instance, name, revoked, closed_connections}: the credential's open connections
+        are closed."""
+        path = f"/v1/instances/{quote(instance, safe='')}/app-credentials/{quote(name, safe='')}"
+        return self.call("DELETE", path)
+
     def wait_member(
         self,
         instance: str,

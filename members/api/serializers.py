@@ -315,3 +315,51 @@ class InstanceTLSSerializer(serializers.Serializer):
 
 class DatabaseNameSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=64)
+
+
+# --- Application credentials of a member's instance (docs/hardening.md) ----------------------
+class AppCredentialNameSerializer(serializers.Serializer):
+    name = serializers.CharField(
+        max_length=64,
+        help_text="The application's credential: 1-64 letters, digits, '.', '_' or '-', "
+        "starting with a letter or digit (kept as typed).",
+    )
+
+
+class RevokeAppCredentialSerializer(ConfirmSerializer):
+    name = serializers.CharField(max_length=64, help_text="The credential to revoke.")
+
+
+class RevealAppCredentialSerializer(serializers.Serializer):
+    job = serializers.IntegerField(
+        min_value=1, max_value=2**63 - 1, help_text="The create_app_credential job, finished."
+    )
+
+
+class AppCredentialSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    created = serializers.CharField(allow_null=True, help_text="As the instance recorded it.")
+
+
+class AppCredentialListSerializer(serializers.Serializer):
+    member = serializers.IntegerField()
+    instance = serializers.CharField(allow_null=True)
+    host = serializers.CharField(allow_null=True)
+    credentials = AppCredentialSerializer(
+        many=True, allow_null=True, help_text="Names only, never secrets; null: not read yet."
+    )
+    auth = serializers.CharField(
+        allow_null=True, help_text="Whether the instance requires authentication: required, off."
+    )
+    mode = serializers.CharField(allow_null=True, help_text="Its setting: auto, required, off.")
+    job = serializers.IntegerField(allow_null=True, help_text="The job that read them.")
+    read_at = serializers.DateTimeField(allow_null=True)
+
+
+class AppCredentialSecretSerializer(serializers.Serializer):
+    job = serializers.IntegerField()
+    member = serializers.CharField(allow_null=True)
+    instance = serializers.CharField(allow_null=True)
+    host = serializers.CharField(allow_null=True)
+    name = serializers.CharField()
+    secret = serializers.CharField(help_text="Shown this once: the portal keeps no copy after.")

@@ -30,8 +30,10 @@ from members.models import (
     MirroredDatabase,
     PendingDNUpdate,
 )
+from members.operations import app_credentials
 from portal.api import changed_fields
 from tasks.api.serializers import JobSerializer
+from tasks.models import Job
 
 ACCEPTED = {202: OpenApiResponse(JobSerializer, description="The job, queued.")}
 
@@ -202,6 +204,10 @@ class MemberViewSet(viewsets.ReadOnlyModelViewSet):
             "catchup",
             "clear_failover_db",
             "add_database",
+            "create_app_credential",
+            "read_app_credentials",
+            "revoke_app_credential",
+            "reveal_app_credential",
         )
     }
 
@@ -274,6 +280,51 @@ class MemberViewSet(viewsets.ReadOnlyModelViewSet):
         """Clear the FailoverDB flag of the named databases, or of all of them."""
         names = body(request, s.DatabaseNamesSerializer).get("databases")
         return accepted(actions.clear_failover_db(request.user, self.get_object(), names))
+
+    # application credentials of the member's instance (docs/hardening.md)
+    @extend_schema(responses=s.AppCredentialListSerializer)
+    @action(detail=True, methods=["get"], url_path="app-credentials")
+    def app_credentials(self, request, pk=None):
+        """The application credentials of the member's instance as it last answered: names and
+        creation times, never secrets (POST app-credentials/read/ reads them again)."""
+        recorded = app_credentials.recorded(self.get_object())
+        return Response(s.AppCredentialListSerializer(recorded).data)
+
+    @extend_schema(request=s.AppCredentialNameSerializer, responses=ACCEPTED)
+    @app_credentials.mapping.post
+    def create_app_credential(self, request, pk=None):
+        """A credential for one application on the member's instance. Once the job succeeds,
+        its secret is shown once, to the caller alone: POST app-credentials/reveal/."""
+        name = body(request, s.AppCredentialNameSerializer)["name"]
+        return accepted(actions.create_app_credential(request.user, self.get_object(), name))
+
+    @operation(url_path="app-credentials/read")
+    def read_app_credentials(self, request, pk=None):
+        """Read the credentials the member's instance holds (the job's result lists them)."""
+        return accepted(actions.list_app_credentials(request.user, self.get_object()))
+
+    @operation(s.RevokeAppCredentialSerializer, url_path="app-credentials/revoke")
+    def revoke_app_credential(self, request, pk=None):
+        """Revoke a credential (confirm: the mirror's name): the application is refused from
+        then on and its open connections are closed."""
+        fields = body(request, s.RevokeAppCredentialSerializer)
+        return accepted(actions.revoke_app_credential(request.user, self.get_object(), **fields))
+
+    @operation(
+        s.RevealAppCredentialSerializer,
+        url_path="app-credentials/reveal",
+        responses={200: s.AppCredentialSecretSerializer},
+    )
+    def reveal_app_credential(self, request, pk=None):
+        """The secret of a credential the caller created (its create_app_credential job), once:
+        the portal erases its sealed copy as it answers. Later: 409 secret_gone."""
+        member = self.get_object()
+        number = body(request, s.RevealAppCredentialSerializer)["job"]
+        job = get_object_or_404(Job, pk=number, member=member, kind=app_credentials.CREATE)
+        answer = actions.reveal_app_credential(request.user, job)
+        return Response(
+            s.AppCredentialSecretSerializer(answer).data, headers={"Cache-Control": "no-store"}
+        )
 
 
 class PendingMemberViewSet(viewsets.ReadOnlyModelViewSet):

@@ -4,7 +4,7 @@ A handler gets a tasks.runner.JobRun (the job's params, progress, bounded waits)
 agents through members.agents, and returns what the members answered (JSON) after recording it
 with a refresh. members.actions validates a request and starts the job."""
 
-from members.operations import databases, discovery, membership
+from members.operations import app_credentials, databases, discovery, membership
 
 HANDLERS = {
     # reading the members
@@ -44,4 +44,8 @@ HANDLERS = {
     "clear_failover_db": databases.clear_failover_db,
     "pause_dejournaling": databases.pause_dejournaling,
     "resume_dejournaling": databases.resume_dejournaling,
+    # application credentials of a member's instance
+    "list_app_credentials": app_credentials.list_app_credentials,
+    "create_app_credential": app_credentials.create_app_credential,
+    "revoke_app_credential": app_credentials.revoke_app_credential,
 }

@@ -381,6 +381,37 @@ OPERATIONS = [
             ("resume", "resume_dejournaling"),
         ]
     ],
+    # application credentials of a member's instance
+    Op(
+        "operator",
+        "/members/{member}/app-credentials/",
+        {"name": "billing"},
+        "create_app_credential",
+        {"name": "billing"},
+        "member:member",
+        True,
+        "member",
+    ),
+    Op(
+        "operator",
+        "/members/{member}/app-credentials/read/",
+        None,
+        "list_app_credentials",
+        {},
+        "member:member",
+        True,
+        "member",
+    ),
+    Op(
+        "operator",
+        "/members/{member}/app-credentials/revoke/",
+        {"name": "billing", "confirm": "Alpha"},
+        "revoke_app_credential",
+        {"name": "billing"},
+        "member:member",
+        True,
+        "member",
+    ),
     Op(
         "operator",
         "/database-copies/{copy}/remove/",

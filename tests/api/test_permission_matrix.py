@@ -127,6 +127,23 @@ ROWS = [
     operation("/members/{member}/catchup/", "operator", lambda w: {"databases": ["sales"]}),
     operation("/members/{member}/clear-failover-db/", "operator", lambda w: {}),
     operation("/members/{member}/add-database/", "operator", lambda w: {"name": "spare"}),
+    # application credentials of the member's instance: read by anyone, managed by operators; a
+    # secret is shown only for a credential job of the caller's (none here: 404)
+    Row("get", at(V1 + "/members/{member}/app-credentials/"), "viewer", 200),
+    operation("/members/{member}/app-credentials/", "operator", lambda w: {"name": "billing"}),
+    operation("/members/{member}/app-credentials/read/", "operator"),
+    operation(
+        "/members/{member}/app-credentials/revoke/",
+        "operator",
+        lambda w: {"name": "billing", "confirm": "ALPHA"},
+    ),
+    Row(
+        "post",
+        at(V1 + "/members/{member}/app-credentials/reveal/"),
+        "operator",
+        404,
+        lambda w: {"job": w.job.pk},
+    ),
     # pending members: an admin decides
     Row("get", at(V1 + "/pending-members/"), "viewer", 200),
     Row("get", at(V1 + "/pending-members/{pending}/"), "viewer", 200),
