@@ -23,15 +23,11 @@ import shutil
 import time
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID
-
 from engine.client.agent import AgentClient, AgentConnectionError, AgentError
 from engine.cluster.launcher import is_running, port_open, spawn
 from engine.cluster.plan import LOOPBACK, Plan, PlanMember, PlanSpare
 from engine.cluster.watch import BuildError
-from engine.wire.tls import CA, CertPaths, load_certificate, make_ca, make_cert
+from engine.wire.tls import make_ca, make_cert
 
 LAUNCHER_CN = "cluster-launcher"
 PORTAL_CN = "portal"
@@ -56,42 +52,16 @@ def make_pki(plan: Plan) -> dict:
     ca = make_ca(certs, name=f"{plan.mirror} throwaway CA")
     for i in plan.instances:
         make_cert(ca, certs, i.name, org=ORG, days=CERT_DAYS)
-    # the members' serve and connect (serverAuth and clientAuth: what a member certificate
-    # needs, engine/rules.py check_member_certificate); the others one of the two only, so
-    # none of them can ask to be a member of the mirror (docs/hardening.md, Membership)
-    server, client = ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH
+    # the members serve and connect; the others do one of the two only, so none of them can
+    # ask to be a member of the mirror (docs/hardening.md, Membership)
     for h in plan.hosts:
-        _only(ca, make_cert(ca, certs, f"agent-{h.name}", org=ORG, days=CERT_DAYS), server)
-    me = _only(ca, make_cert(ca, certs, LAUNCHER_CN, org=ORG, days=CERT_DAYS), client)
-    portal = _only(ca, make_cert(ca, certs, PORTAL_CN, org=ORG, days=CERT_DAYS), client)
+        make_cert(ca, certs, f"agent-{h.name}", org=ORG, days=CERT_DAYS, usage="server")
+    me = make_cert(ca, certs, LAUNCHER_CN, org=ORG, days=CERT_DAYS, usage="client")
+    portal = make_cert(ca, certs, PORTAL_CN, org=ORG, days=CERT_DAYS, usage="client")
     return {
         who: {"cert": str(paths.cert), "key": str(paths.key), "ca": str(ca.cert_path)}
         for who, paths in (("client", me), ("portal", portal))
     }
-
-
-def _only(ca: CA, paths: CertPaths, usage: x509.ObjectIdentifier) -> CertPaths:
-    """The certificate at `paths` issued again by `ca` with the one extended key usage
-    `usage` (make_cert gives every certificate both); the same key, subject and validity."""
-    cert = load_certificate(paths.cert)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(cert.subject)
-        .issuer_name(cert.issuer)
-        .public_key(cert.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(cert.not_valid_before_utc)
-        .not_valid_after(cert.not_valid_after_utc)
-    )
-    for ext in cert.extensions:
-        if isinstance(ext.value, x509.ExtendedKeyUsage):
-            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), ext.critical)
-        else:
-            builder = builder.add_extension(ext.value, ext.critical)
-    paths.cert.write_bytes(
-        builder.sign(ca.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
-    )
-    return paths
 
 
 def member_tls(plan: Plan, instance: PlanMember | PlanSpare) -> tuple[Path, Path, Path]:

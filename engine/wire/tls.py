@@ -168,6 +168,13 @@ def load_ca(directory: str | Path, prefix: str = "ca") -> CA:
     return CA(cert_path, key_path, cert, key)
 
 
+CERT_USAGES = {
+    "member": [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+    "server": [ExtendedKeyUsageOID.SERVER_AUTH],
+    "client": [ExtendedKeyUsageOID.CLIENT_AUTH],
+}
+
+
 def make_cert(
     ca: CA,
     directory: str | Path,
@@ -179,12 +186,19 @@ def make_cert(
     not_after: dt.datetime | None = None,
     hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
     name: str | None = None,
+    usage: str = "member",
 ) -> CertPaths:
-    """A certificate for a member/agent/portal signed by ca, usable as TLS server and client.
+    """A certificate signed by ca, with the extended key usages of `usage` (CERT_USAGES):
+    "member" serves and connects (serverAuth and clientAuth, what a member certificate needs,
+    engine/rules.py check_member_certificate), "server" (an agent) only serves and "client" (the
+    portal, an operator's tool) only connects, so neither of those can ask to be a member
+    (docs/hardening.md, Membership).
 
     Files: <name or cn>.pem and <name or cn>-key.pem.  not_before/not_after override the
     validity window (an already expired certificate for tests: not_after in the past).
     """
+    if usage not in CERT_USAGES:
+        raise TLSError(f"certificate usage {usage!r}: expected one of {', '.join(CERT_USAGES)}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     stem = name or cn
@@ -208,12 +222,7 @@ def make_cert(
         .not_valid_before(start)
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
+        .add_extension(x509.ExtendedKeyUsage(CERT_USAGES[usage]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
             critical=False,

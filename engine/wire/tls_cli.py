@@ -2,11 +2,14 @@
 
     python -m engine.wire.tls_cli make-ca DIR [--name "Demo CA"] [--days 30]
     python -m engine.wire.tls_cli make-cert DIR --cn NAME [--org ORG] [--days 7] [--host H ...]
+                                          [--usage member|server|client]
     python -m engine.wire.tls_cli show CERT [--ca CA]      # DN, issuer, expiry; exit 1 if unusable
     python -m engine.wire.tls_cli make-credential FILE     # a random agent credential (mode 0600)
 
-make-cert signs with the CA made by make-ca in the same DIR (ca.pem + ca-key.pem).  Keys
-are written owner-only; none of these files belong in the repository.
+make-cert signs with the CA made by make-ca in the same DIR (ca.pem + ca-key.pem).  --usage
+says what the certificate is for: a mirror member (the default; serves and connects), an agent
+(server) or the portal / an operator's tool (client); only a member certificate can join a
+mirror.  Keys are written owner-only; none of these files belong in the repository.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import secrets
 import sys
 
 from engine.wire.tls import (
+    CERT_USAGES,
     TLSError,
     check_certificate,
     load_ca,
@@ -40,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     cert.add_argument("--days", type=float, default=7)
     cert.add_argument("--host", action="append", help="subject alternative name (repeatable)")
     cert.add_argument("--name", help="file name stem (default: the CN)")
+    cert.add_argument(
+        "--usage",
+        choices=sorted(CERT_USAGES),
+        default="member",
+        help="member (serves and connects), server (an agent) or client (the portal, a tool)",
+    )
     show = sub.add_parser("show", help="DN, issuer and expiry of a certificate")
     show.add_argument("cert")
     show.add_argument("--ca", help="also check that this CA issued it")
@@ -64,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 days=args.days,
                 hosts=hosts,
                 name=args.name,
+                usage=args.usage,
             )
             info = check_certificate(paths.cert)
             print(

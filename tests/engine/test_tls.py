@@ -13,7 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
+from engine import rules
 from engine.wire import tls
 
 REPO = Path(__file__).resolve().parents[2]
@@ -171,6 +173,24 @@ def test_the_command_line_makes_a_ca_and_certificates_and_shows_them(tmp_path):
     info = json.loads(shown.stdout)
     assert info["issuer_dn"] == "CN=Demo CA,O=Mirror Portal"
     assert info["expired"] is False
+
+
+@pytest.mark.parametrize(
+    ("usage", "may_be_a_member"), [("member", True), ("server", False), ("client", False)]
+)
+def test_only_a_member_certificate_may_be_a_member(tmp_path, usage, may_be_a_member):
+    assert run_cli("make-ca", str(tmp_path)).returncode == 0
+    made = run_cli("make-cert", str(tmp_path), "--cn", "X", "--usage", usage)
+    assert made.returncode == 0, made.stderr
+    cert = tls.load_certificate(tmp_path / "X.pem")
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    names = [oid._name for oid in eku]
+    if may_be_a_member:
+        rules.check_member_certificate("CN=X", names)
+    else:
+        with pytest.raises(rules.RuleError, match="is not a member certificate"):
+            rules.check_member_certificate("CN=X", names)
+    assert run_cli("make-cert", str(tmp_path), "--cn", "Y", "--usage", "any").returncode == 2
 
 
 def test_the_command_line_explains_unusable_certificates(certs, tmp_path):
