@@ -1,6 +1,7 @@
 """Durable writes through a mirror vs PostgreSQL synchronous streaming replication.
 
     .venv/bin/python bench/replication.py [--quick] [--json] [--seconds S] [--repeat N] [--auth]
+                                          [--superserver-tls]
 
 Workload: each client sets a random key (1..1,000,000) to a 100-byte value, one request
 at a time, waiting for the durable acknowledgement.  Measured at 1, 4 and 16 concurrent
@@ -24,6 +25,12 @@ authenticate each connection (SCRAM-SHA-256 challenge-response) and the same wor
 there, beside the two rows above; and the time to open a connection (connect, authenticate,
 INFO) is measured with and without a credential.
 
+With --superserver-tls, one more mirror (primary + Active backup, its data channel in plain as
+the first one's) whose members listen with `--superserver-tls required` (docs/hardening.md,
+"Application port TLS"): every client connection is TLS 1.3 with a client certificate from the
+mirror's CA, and authenticated with a credential; the same workload, and the time to open a
+connection (TCP, TLS handshake, authentication, INFO).
+
 A run in which the backup lost Active status measured something else (writes answered
 without the backup's acknowledgement): the bench then fails (exit status 1), naming the run.
 """
@@ -45,7 +52,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import free_ports, mirror, percentile  # first: puts the repo root on sys.path
+from _common import (  # first: puts the repo root on sys.path
+    free_ports,
+    mirror,
+    percentile,
+    write_mirror_config,
+)
 
 CLIENTS = (1, 4, 16)
 VALUE = "v" * 100
@@ -66,12 +78,13 @@ class BackupLostActive(RuntimeError):
 
 
 async def _client_worker(
-    address: str, nclients: int, seconds: float, seed: int, credential=None
+    address: str, nclients: int, seconds: float, seed: int, credential=None, tls=None
 ) -> list[float]:
     from engine.client.app import AsyncClient
 
     rng = random.Random(seed)
-    clients = [AsyncClient([address], credential=credential) for _ in range(nclients)]
+    tls = tls or {}
+    clients = [AsyncClient([address], credential=credential, **tls) for _ in range(nclients)]
     for c in clients:
         await c.connect()
     lat: list[float] = []
@@ -92,23 +105,24 @@ async def _client_worker(
 
 
 def _worker_entry(args) -> list[float]:
-    address, n, seconds, seed, credential = args
+    address, n, seconds, seed, credential, tls = args
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    return asyncio.run(_client_worker(address, n, seconds, seed, credential))
+    return asyncio.run(_client_worker(address, n, seconds, seed, credential, tls))
 
 
-def run_load(address: str, clients: int, seconds: float, credential=None) -> dict:
+def run_load(address: str, clients: int, seconds: float, credential=None, tls=None) -> dict:
     # All clients share one worker process (asyncio, a connection each): on 2 cores a
     # second client process only takes CPU from the members (measured).
     ctx = mp.get_context("fork")
     t0 = time.perf_counter()
     with ctx.Pool(1) as pool:
-        lat = sorted(pool.apply(_worker_entry, ((address, clients, seconds, 1, credential),)))
+        job = (address, clients, seconds, 1, credential, tls)
+        lat = sorted(pool.apply(_worker_entry, (job,)))
     elapsed = time.perf_counter() - t0
     return {
         "ops": len(lat),
@@ -133,7 +147,45 @@ def engine_mirror(with_backup: bool):
         yield address, active_check(cfg)
 
 
-def active_check(cfg):
+@contextlib.contextmanager
+def tls_mirror():
+    """Like engine_mirror(True), its members listening with --superserver-tls required: yields
+    (the primary's address, check(run), the client's TLS options: its certificate, the CA)."""
+    from engine.cluster.launcher import spawn, stop_pids, wait_ready
+    from engine.member.config import load_config
+    from engine.wire.tls import make_ca, make_cert
+
+    directory = Path(tempfile.mkdtemp(prefix="bench-repl-tls-"))
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        ca = make_ca(directory / "certs")
+        client = make_cert(ca, directory / "certs", "bench-client")
+        path = write_mirror_config(directory, {"A": "failover", "B": "failover"})
+        lines = []
+        for line in path.read_text().splitlines():
+            lines.append(line)
+            if line.startswith("data_root"):  # the CA of the superservers, not of the mirror
+                lines.append(f'tls_ca = "{ca.cert_path}"')
+            elif line.startswith('name = "') and len(line) == len('name = "A"'):
+                member = make_cert(ca, directory / "certs", line.split('"')[1])
+                lines += [f'tls_cert = "{member.cert}"', f'tls_key = "{member.key}"']
+        path.write_text("\n".join(lines) + "\n")
+        cfg = load_config(path)
+        for m in cfg.members:
+            args = ["instance", "--config", str(path), "--member", m.name]
+            args += ["--superserver-tls", "required"]
+            procs[m.name] = spawn(args, Path(m.data_dir) / "instance.log")
+        wait_ready(cfg, procs)
+        tls = {"ca": str(ca.cert_path), "cert": str(client.cert), "key": str(client.key)}
+        address = str(cfg.first_primary.superserver)
+        wait_backup_active(address, tls=tls)
+        yield address, active_check(cfg, tls), tls
+    finally:
+        stop_pids([{"pid": p.pid, "member": n} for n, p in procs.items()])
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def active_check(cfg, tls=None):
     """check(run): the backup says it is Active now, and the primary logged no revocation
     since the previous check (a revocation the backup recovered from within the run would
     leave its status Active again)."""
@@ -147,7 +199,8 @@ def active_check(cfg):
         revoked = primary_log.read_text(errors="replace").count(REVOKED) - seen[0]
         seen[0] += revoked
         try:
-            with Client([str(backup.superserver)], follow_primary=False, retries=0) as c:
+            where = [str(backup.superserver)]
+            with Client(where, follow_primary=False, retries=0, **(tls or {})) as c:
                 transfer = c.status().get("journal_transfer")
         except Exception as exc:
             transfer = f"no status ({exc})"
@@ -161,11 +214,11 @@ def active_check(cfg):
     return check
 
 
-def wait_backup_active(address: str, timeout: float = 30.0) -> None:
+def wait_backup_active(address: str, timeout: float = 30.0, tls=None) -> None:
     from engine.client.app import Client
 
     deadline = time.monotonic() + timeout
-    with Client([address]) as c:
+    with Client([address], **(tls or {})) as c:
         while time.monotonic() < deadline:
             rows = c.status().get("members", [])
             if any(r.get("journal_transfer") == "Active" for r in rows):
@@ -174,25 +227,29 @@ def wait_backup_active(address: str, timeout: float = 30.0) -> None:
     raise RuntimeError("backup did not become Active")
 
 
-def make_credential(address: str) -> tuple[str, str]:
+def make_credential(address: str, tls=None) -> tuple[str, str]:
     """An application credential on the primary at `address` (the admin token is the
     benchmark's ENGINE_ADMIN_TOKEN): from then on its superserver requires authentication."""
     from engine.client.app import Client
 
-    with Client([address]) as c:
+    with Client([address], **(tls or {})) as c:
         made = c.admin("app_credential_create", {"name": "bench"})
         assert c.admin("app_credential_list")["auth"] == "required"
     return made["name"], made["secret"]
 
 
-def connect_cost(address: str, credential, count: int) -> dict:
-    """Milliseconds to open a connection (TCP, authentication if any, INFO) and close it."""
+def connect_cost(address: str, credential, count: int, tls=None) -> dict:
+    """Milliseconds to open a connection (TCP, TLS and authentication if any, INFO) and close
+    it.  With TLS, the client's context is made once, as an application keeps its own."""
     from engine.client.app import AsyncClient
+    from engine.wire.tls import client_context
+
+    ssl = client_context(tls["cert"], tls["key"], tls["ca"]) if tls else None
 
     async def run() -> list[float]:
         times = []
         for _ in range(count):
-            c = AsyncClient([address], credential=credential)
+            c = AsyncClient([address], credential=credential, ssl=ssl)
             t0 = time.perf_counter()
             await c.connect()
             times.append(time.perf_counter() - t0)
@@ -377,6 +434,12 @@ def main() -> int:
         action="store_true",
         help="add a mirror whose primary requires authentication (an application credential)",
     )
+    ap.add_argument(
+        "--superserver-tls",
+        action="store_true",
+        help="add a mirror whose superservers require TLS with a client certificate, its "
+        "clients authenticated by a credential too",
+    )
     args = ap.parse_args()
     seconds = args.seconds or (1.5 if args.quick else 4.0)
     repeat = args.repeat or (1 if args.quick else 3)
@@ -391,6 +454,9 @@ def main() -> int:
         if args.auth:
             secured, secured_active = stack.enter_context(engine_mirror(True))
             credential = make_credential(secured)
+        if args.superserver_tls:
+            tls_primary, tls_active, tls = stack.enter_context(tls_mirror())
+            tls_credential = make_credential(tls_primary, tls)
 
         def with_backup(n: int) -> dict:
             figures = run_load(mirrored, n, seconds)
@@ -410,6 +476,16 @@ def main() -> int:
 
             systems.insert(
                 1, ("engine with active backup + auth", "engine-auth", True, authenticated)
+            )
+        if args.superserver_tls:
+
+            def over_tls(n: int) -> dict:
+                figures = run_load(tls_primary, n, seconds, tls_credential, tls)
+                tls_active(f"engine with active backup, TLS and authentication, {n} clients")
+                return figures
+
+            systems.insert(
+                1, ("engine with active backup + TLS + auth", "engine-tls", True, over_tls)
             )
         if pg_run is not None:
             systems.append(
@@ -433,6 +509,14 @@ def main() -> int:
             ):
                 cost = connect_cost(secured if cred else mirrored, cred, count)
                 results.append({"name": f"engine connect {label}", "system": "connect", **cost})
+        if args.superserver_tls:
+            count = 20 if args.quick else 200
+            if not args.auth:
+                cost = connect_cost(mirrored, None, count)
+                results.append({"name": "engine connect plain", "system": "connect", **cost})
+            for label, cred in (("with TLS", None), ("with TLS and a credential", tls_credential)):
+                cost = connect_cost(tls_primary, cred, count, tls)
+                results.append({"name": f"engine connect {label}", "system": "connect", **cost})
     by = {(r["system"], r["backup"], r["clients"]): r for r in results if "clients" in r}
     for n in CLIENTS:
         ours, theirs = by.get(("engine", True, n)), by.get(("postgresql", True, n))
@@ -447,15 +531,15 @@ def main() -> int:
     if args.json:
         print(json.dumps({"benchmark": "replication", "results": results}))
         return 0
-    print(f"{'name':<44} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}")
+    print(f"{'name':<52} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}")
     for r in results:
         if "connects" in r:
-            print(f"{r['name']:<44} {'':>10} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}")
+            print(f"{r['name']:<52} {'':>10} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}")
         elif "ratio" in r:
-            print(f"{r['name']:<44} {'':>10} {'':>8} {'':>8} {r['ratio']:>6}")
+            print(f"{r['name']:<52} {'':>10} {'':>8} {'':>8} {r['ratio']:>6}")
         else:
             print(
-                f"{r['name']:<44} {r['ops_per_s']:>10.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}"
+                f"{r['name']:<52} {r['ops_per_s']:>10.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}"
             )
     print()
     print(CAVEAT)

@@ -50,6 +50,7 @@ from engine.cluster import hosts as cluster
 from engine.cluster.launcher import stop_pids
 from engine.cluster.plan import load_plan
 from engine.storage.store import Store
+from engine.wire.tls import superserver_client_context
 
 log = stderr_log("workflow")
 V1 = "/api/v1"
@@ -258,7 +259,9 @@ class Outside:
 
 
 def write(plan, db: str, label: str) -> None:
-    with Client([plan.member("A").superserver], timeout=30) as client:
+    # the TLS mirror's superserver speaks TLS: reached as the host's tools reach it
+    ssl = superserver_client_context(plan.data_dir(plan.member("A")))
+    with Client([plan.member("A").superserver], timeout=30, ssl=ssl) as client:
         client.pipeline([("set", db, "E2E", (label, i), f"{label} {i}") for i in range(ROWS)])
 
 

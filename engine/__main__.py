@@ -12,6 +12,9 @@ python -m engine instance --data-dir DIR [--name NAME --superserver HOST:PORT]
     --superserver-auth auto|required|off: the application port's authentication
     (engine/member/app_auth.py; auto: required once the instance holds an application
     credential or has TLS configured); with --data-dir recorded in node.json
+    --superserver-tls auto|required|off, --superserver-client-cert required|optional: the
+    application port's TLS (engine/member/node.py SuperserverTLS; auto: TLS once the
+    instance has TLS files or a mirror that requires TLS); with --data-dir in node.json
 python -m engine status --config FILE|PLAN [--member NAME] [--json]
 python -m engine admin --config FILE --member NAME ACTION [ARG]
     ARG is a database name, a comma list, or JSON ({"name": "DB", "catchup": true});
@@ -60,6 +63,18 @@ def _parser() -> argparse.ArgumentParser:
         choices=("auto", "required", "off"),
         help="authentication on the application port: required, off, or auto (the default: "
         "required once the instance holds an application credential or has TLS configured)",
+    )
+    inst.add_argument(
+        "--superserver-tls",
+        choices=("auto", "required", "off"),
+        help="TLS on the application port: required, off, or auto (the default: TLS once the "
+        "instance has TLS files or belongs to a mirror that requires TLS)",
+    )
+    inst.add_argument(
+        "--superserver-client-cert",
+        choices=("required", "optional"),
+        help="with TLS on the application port, must clients present a certificate from the "
+        "instance's CA: required (the default) or optional (then a credential alone admits)",
     )
     for key, limit in LIMITS.items():
         unit = f" {limit.unit}" if limit.unit else ""
@@ -122,14 +137,26 @@ def _status(path: str, member: str | None, as_json: bool) -> int:
     """The members of a mirror file, or of a build plan such as `make run`'s demo mirror."""
     from engine.cluster.plan import is_plan, load_plan
     from engine.member.status import status_command
+    from engine.wire.tls import superserver_client_context
 
     if is_plan(path):
         plan = load_plan(path)
         mirror, members, find = plan.mirror, plan.members, plan.member
+        data_dir = plan.data_dir
     else:
         cfg = load_config(path)
         mirror, members, find = cfg.name, cfg.members, cfg.member
-    return status_command(mirror, [find(member)] if member else members, as_json)
+
+        def data_dir(m):
+            return m.data_dir
+
+    # a superserver that speaks TLS is reached as the admin token is read: from its data dir
+    return status_command(
+        mirror,
+        [find(member)] if member else members,
+        as_json,
+        lambda m: superserver_client_context(data_dir(m)),
+    )
 
 
 def _cluster(action: str, files: list[str]) -> int:
@@ -160,21 +187,33 @@ def _cluster(action: str, files: list[str]) -> int:
 def _instance(args, argv: list[str]) -> int:
     from engine.member import app_auth
     from engine.member.instance import run_instance
-    from engine.member.node import limit_settings, load_node
+    from engine.member.node import SuperserverTLS, limit_settings, load_node
 
     node = None
     given = {k: v for k in LIMITS if (v := getattr(args, f"limit_{k}")) is not None}
     if args.data_dir:
-        node = load_node(args.data_dir, args.name, args.superserver, given, args.superserver_auth)
+        node = load_node(
+            args.data_dir,
+            args.name,
+            args.superserver,
+            given,
+            args.superserver_auth,
+            args.superserver_tls,
+            args.superserver_client_cert,
+        )
         cfg = member = None
         label = node.name
         limits = limit_settings(node.superserver_limits, "superserver limit ")
         auth = app_auth.AppAuth(node.data_dir, node.superserver_auth)
+        superserver_tls = SuperserverTLS.of(node)
     elif args.config and args.member:
         cfg = load_config(args.config)
         member = label = cfg.member(args.member).name
         limits = limit_settings(given, "superserver limit ")
         auth = app_auth.AppAuth(cfg.member(member).data_dir, args.superserver_auth or "auto")
+        superserver_tls = SuperserverTLS(
+            args.superserver_tls or "auto", args.superserver_client_cert or "required"
+        )
     else:
         raise ConfigError("give --config FILE --member NAME, or --data-dir DIR")
     logging.basicConfig(
@@ -193,7 +232,7 @@ def _instance(args, argv: list[str]) -> int:
         uvloop.install()
     except ImportError:
         pass
-    if asyncio.run(run_instance(cfg, member, node, limits)):
+    if asyncio.run(run_instance(cfg, member, node, limits, superserver_tls)):
         # created, joined or left a mirror: start afresh as what it is now (same pid, so
         # the agent's pid file stays right)
         sys.stdout.flush()
@@ -220,6 +259,7 @@ def _admin(cfg, member: str, action: str, arg: str | None, timeout: float = 30.0
 
     from engine.client.app import Client, EngineError
     from engine.wire.admin_token import read_token
+    from engine.wire.tls import TLSError, superserver_client_context
 
     m = cfg.member(member)
     value = arg
@@ -236,9 +276,10 @@ def _admin(cfg, member: str, action: str, arg: str | None, timeout: float = 30.0
             timeout=timeout,
             retries=0,
             admin_token=read_token(m.data_dir),
+            ssl=superserver_client_context(m.data_dir),  # as the token: the instance's files
         ) as c:
             result = c.admin(action, value)
-    except (EngineError, OSError) as exc:
+    except (EngineError, OSError, TLSError) as exc:
         print(f"{m.name}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result) if result is not None else "ok")

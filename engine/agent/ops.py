@@ -2,7 +2,10 @@
 
 Each route validates its input, sends one ADMIN request (engine/PROTOCOL.md, "Admin
 actions") to the local instance over its superserver, and answers what the instance
-answered.  Mapping of failures:
+answered.  The agent reads from the instance's data directory both its admin token and, when
+its superserver speaks TLS, how to reach it (engine/wire/tls.py superserver_client_context:
+the instance's own certificate, which it always accepts; the agent's own may be a server
+certificate only, engine/cluster/hosts.py).  Mapping of failures:
 
     bad path parameter or body             400 bad_request (nothing is sent)
     a body not sent as application/json    415 unsupported_media_type (engine/agent/body.py)
@@ -10,6 +13,7 @@ answered.  Mapping of failures:
     the instance refuses (Refused, or a    409 with the instance's code and its reason
       request that its state does not allow)
     the instance is down, hung or stopping 503 instance_unavailable
+    its TLS files cannot be used           502 instance_tls
 
 The routes (under /v1/instances/{name}/databases, /mirroring and /dejournaling) and their
 bodies and answers are listed in engine/agent_api.yaml.
@@ -35,6 +39,7 @@ from engine.storage.databases import Refused as NameRefused
 from engine.storage.databases import check_name
 from engine.wire.admin_token import read_token
 from engine.wire.protocol import ErrorCode, pack
+from engine.wire.tls import TLSError, superserver_client_context
 
 log = logging.getLogger("engine.agent.server")
 
@@ -116,12 +121,19 @@ async def _ask(
     Connecting (and the instance's INFO answer) gets the probe timeout, so a hung instance
     is a prompt 503; only the operation itself may take `timeout`."""
     probe_s = request.app[CONFIG].probe_timeout_s
+    try:
+        ssl = superserver_client_context(entry.data_dir)
+    except TLSError as exc:
+        raise api_error(
+            502, "instance_tls", f"instance {entry.name}: its superserver's TLS: {exc}"
+        ) from None
     client = AsyncClient(
         [str(entry.superserver)],
         follow_primary=False,
         timeout=probe_s,
         retries=0,
         admin_token=read_token(entry.data_dir),  # the agent may read its instances' files
+        ssl=ssl,
     )
     try:
         await client.connect()

@@ -1,6 +1,7 @@
 """What the agent knows about the instances on its host: up / down / hung, role, pid.
 
-An instance is asked for INFO over its superserver (engine/wire/protocol.py).  A refused
+An instance is asked for INFO over its superserver (engine/wire/protocol.py), over TLS when
+it speaks TLS (engine/wire/tls.py superserver_client_context, from its data directory).  A refused
 connection means "down"; a connection or an answer that does not come within the probe
 timeout means "hung" (a stopped or wedged process still has its listening socket, so the
 kernel accepts the connection but nobody answers).
@@ -23,6 +24,7 @@ from pathlib import Path
 from engine.agent.config import InstanceEntry
 from engine.member.files import PID_FILE
 from engine.wire.protocol import FrameDecoder, FrameError, MsgType, encode_frame, unpack
+from engine.wire.tls import TLSError, superserver_client_context
 
 MAX_INFO_FRAME = 1 << 20
 
@@ -30,7 +32,12 @@ MAX_INFO_FRAME = 1 << 20
 async def _ask_info(entry: InstanceEntry, timeout: float) -> dict:
     """INFO from the instance; raises ConnectionRefusedError, TimeoutError or OSError/ValueError."""
     host, port = entry.superserver.host, entry.superserver.port
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    try:
+        ssl = superserver_client_context(entry.data_dir)
+    except TLSError as exc:  # a bad answer: the instance cannot be reached as it is
+        raise ValueError(f"its superserver's TLS: {exc}") from None
+    connecting = asyncio.open_connection(host, port, ssl=ssl)
+    reader, writer = await asyncio.wait_for(connecting, timeout)
     try:
         writer.write(encode_frame(MsgType.INFO, 1, []))
         decoder = FrameDecoder(MAX_INFO_FRAME)

@@ -8,6 +8,10 @@ refused = down, no answer within the probe timeout = hung.  A failure on a kept-
 connection is retried once on a fresh one, so an instance that just died reads as down
 (refused), not as hung.
 
+An instance whose superserver speaks TLS is reached as engine/agent/ops.py reaches it: with
+the context its data directory names (engine/wire/tls.py superserver_client_context), made
+again when the instance publishes another (after set_tls, or a restart).
+
 `certificate` is the expiry of the instance's certificate: the file named in the agent
 configuration, else the one the instance was given through the agent (its node.json).
 
@@ -32,6 +36,7 @@ from engine.agent.probe import find_pid
 from engine.member.node import NODE_FILE
 from engine.wire.admin_token import read_token
 from engine.wire.protocol import FrameDecoder, FrameError, MsgType, encode_frame, unpack
+from engine.wire.tls import TLSError, superserver_client_context
 
 MAX_STATUS_FRAME = 4 << 20
 # keys of the instance's STATUS answer carried in the record (the rest stays out)
@@ -93,7 +98,11 @@ class InstanceWatch:
 
     async def _connect(self) -> None:
         host, port = self.entry.superserver.host, self.entry.superserver.port
-        self.reader, self.writer = await asyncio.open_connection(host, port)
+        try:
+            ssl = superserver_client_context(self.entry.data_dir)
+        except TLSError as exc:  # read as a bad answer: the instance is not reachable as it is
+            raise ValueError(f"its superserver's TLS: {exc}") from None
+        self.reader, self.writer = await asyncio.open_connection(host, port, ssl=ssl)
         self.decoder = FrameDecoder(MAX_STATUS_FRAME)
         self.pid_stale = True  # maybe a restarted instance
         token = read_token(self.entry.data_dir)

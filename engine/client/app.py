@@ -24,6 +24,16 @@ requires authentication serves only PING, INFO and STATUS, and answers anything 
 `Unauthorized`.
 
     with Client(["127.0.0.1:21100"], credential=("billing", secret)) as c: ...
+
+TLS (docs/hardening.md "Application port TLS"): an instance with TLS configured speaks TLS on
+its application port, and by default admits only clients presenting a certificate from its CA.
+`ca=` (the CA that issued the members' certificates), `cert=` and `key=` (the client's own),
+or `ssl=` an ssl.SSLContext made by the caller; the server's certificate is verified, its
+name against the address's host.  The blocking Client, an operator's tool, takes them from
+ENGINE_TLS_CA, ENGINE_TLS_CERT and ENGINE_TLS_KEY when given none of them.
+
+    with Client(["db1:21100"], ca="ca.pem", cert="app.pem", key="app-key.pem",
+                credential=("billing", secret)) as c: ...
 """
 
 from __future__ import annotations
@@ -32,10 +42,12 @@ import asyncio
 import itertools
 import os
 import socket
+import ssl
 import threading
 from typing import Any
 
 from engine.wire import app_credentials as ac
+from engine.wire import tls
 from engine.wire.admin_token import TOKEN_ENV
 from engine.wire.protocol import (
     DEFAULT_MAX_FRAME,
@@ -134,6 +146,31 @@ def error_from_reply(body: Any) -> EngineError:
     return _ERRORS.get(code, EngineError)(body.get("message", "error"), code, details)
 
 
+# the blocking Client's TLS files when it is given none (an operator's shell, like TOKEN_ENV)
+TLS_ENV = {"ca": "ENGINE_TLS_CA", "cert": "ENGINE_TLS_CERT", "key": "ENGINE_TLS_KEY"}
+
+
+def _lost(conn: _Connection, exc: Exception | None) -> str:
+    why = f": {tls.describe_ssl_error(exc)}" if isinstance(exc, ssl.SSLError) else ""
+    if not why and not conn.answered and conn.plain:
+        why = (
+            " before any answer (a superserver that speaks TLS closes a plain connection so: "
+            "give the client ca, cert and key)"
+        )
+    elif not why and not conn.answered:  # the server ends a refused handshake without a word
+        why = (
+            " before any answer (the instance refused this client's TLS handshake? by default "
+            "it requires a client certificate from its CA)"
+        )
+    return f"connection to {conn.address} lost{why}"
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {tls.describe_ssl_error(exc)}"
+    return str(exc) or type(exc).__name__
+
+
 def split_address(addr: str) -> tuple[str, int]:
     host, _, port = addr.rpartition(":")
     return host or "127.0.0.1", int(port)
@@ -147,9 +184,12 @@ class _Connection(asyncio.Protocol):
         self.ids = itertools.count(1)
         self.lost: Exception | None = None
         self.address = ""
+        self.plain = True  # no TLS on this connection
+        self.answered = False
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self.plain = transport.get_extra_info("ssl_object") is None
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -164,6 +204,7 @@ class _Connection(asyncio.Protocol):
         return fut
 
     def data_received(self, data: bytes) -> None:
+        self.answered = True
         try:
             frames = self.decoder.feed(data)
         except FrameError as exc:
@@ -207,7 +248,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = exc or ConnectionError("closed")
-        self._fail(ConnectionLost(f"connection to {self.address} lost", ErrorCode.UNAVAILABLE))
+        self._fail(ConnectionLost(_lost(self, exc), ErrorCode.UNAVAILABLE))
 
     def close(self) -> None:
         if self.transport is not None:
@@ -239,6 +280,11 @@ class AsyncClient:
         max_frame: int = DEFAULT_MAX_FRAME,
         admin_token: str | None = None,
         credential: tuple[str, str] | None = None,
+        ssl: ssl.SSLContext | None = None,
+        ca: str | os.PathLike | None = None,
+        cert: str | os.PathLike | None = None,
+        key: str | os.PathLike | None = None,
+        plain_fallback: bool = False,
     ):
         if credential is not None and (
             len(credential) != 2 or not all(isinstance(x, str) and x for x in credential)
@@ -256,6 +302,14 @@ class AsyncClient:
         self.timeout = timeout
         self.retries = retries
         self.max_frame = max_frame
+        if ssl is not None and (ca or cert or key):
+            raise ValueError("give ssl= or ca=/cert=/key=, not both")
+        if ssl is None and (ca or cert or key):
+            ssl = tls.client_context(cert, key, ca)  # TLSError names the file and the reason
+        self.ssl = ssl
+        # the engine's members asking each other's open requests (engine/member/node.py): a
+        # superserver that answers a TLS hello in plain is asked again in plain
+        self.plain_fallback = plain_fallback
         self._conn: _Connection | None = None
         self._connecting: asyncio.Future | None = None
         self.member_info: dict | None = None
@@ -275,9 +329,17 @@ class AsyncClient:
     async def _open(self, addr: str) -> tuple[_Connection, dict]:
         host, port = split_address(addr)
         loop = asyncio.get_running_loop()
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: _Connection(self.max_frame), host, port), self.timeout
-        )
+
+        def connect(ctx):
+            made = loop.create_connection(lambda: _Connection(self.max_frame), host, port, ssl=ctx)
+            return asyncio.wait_for(made, self.timeout)
+
+        try:
+            _, conn = await connect(self.ssl)
+        except ssl.SSLError as exc:
+            if not (self.plain_fallback and tls.speaks_plain(exc)):
+                raise
+            _, conn = await connect(None)
         conn.address = addr
         try:
             auth = await self._authenticate(conn)
@@ -357,7 +419,7 @@ class AsyncClient:
             except Unauthorized:
                 raise  # the credential is refused: another member would refuse it too
             except (TimeoutError, OSError, EngineError) as exc:
-                errors.append(f"{addr}: {exc or type(exc).__name__}")
+                errors.append(f"{addr}: {_why(exc)}")
                 continue
             if not self.follow_primary or info.get("role") == "primary":
                 self._set_conn(conn, info)
@@ -519,6 +581,8 @@ class Client:
     def __init__(self, addresses: list[str] | str, **kwargs: Any):
         if kwargs.get("admin_token") is None:
             kwargs["admin_token"] = os.environ.get(TOKEN_ENV)
+        if "ssl" not in kwargs and not any(kwargs.get(k) for k in TLS_ENV):
+            kwargs.update({k: v for k, name in TLS_ENV.items() if (v := os.environ.get(name))})
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="engine-client", daemon=True

@@ -47,6 +47,7 @@ from engine.cluster.watch import BuildError, Watch
 from engine.member.config import TYPE_LABELS
 from engine.storage.store import Store
 from engine.wire.admin_token import read_token
+from engine.wire.tls import superserver_client_context
 
 WAIT_TIMEOUT = 60.0
 WRITE_BATCH = 500
@@ -149,9 +150,11 @@ class Builder:
     def write(self, db: str, rows: range, label: str) -> None:
         """Records written on the primary through its superserver, as an application would."""
         ops = [("set", db, "Build", (label, i), f"{label} {i}") for i in rows]
-        # the primary's admin token: a TLS instance requires authentication (app_auth.py)
-        token = read_token(self.plan.data_dir(self.plan.primary))
-        with Client([self.plan.primary.superserver], timeout=30, admin_token=token) as c:
+        # the primary's admin token: a TLS instance requires authentication (app_auth.py); its
+        # superserver speaks TLS, reached with the primary's own certificate (as the token)
+        data_dir = self.plan.data_dir(self.plan.primary)
+        token, ssl = read_token(data_dir), superserver_client_context(data_dir)
+        with Client([self.plan.primary.superserver], timeout=30, admin_token=token, ssl=ssl) as c:
             for i in range(0, len(ops), WRITE_BATCH):
                 c.pipeline(ops[i : i + WRITE_BATCH])
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from engine.client.app import AsyncClient, EngineError
 from engine.member.db_steps import db_result, journal_control, mount_new
 from engine.member.download import fetch_copy, may_hold_copy, retry_now, until_copied
+from engine.member.node import peer_tls
 from engine.storage import journal as jmod
 from engine.storage.databases import DbEntry, new_incarnation
 from engine.storage.durable import sync_store
@@ -134,7 +135,11 @@ async def _all_valid(membership: Membership, name: str) -> list[tuple]:
 async def _copy_info(membership: Membership, member, name: str) -> dict | None:
     try:
         async with AsyncClient(
-            [str(member.superserver)], follow_primary=False, timeout=PROBE_TIMEOUT_S, retries=0
+            [str(member.superserver)],
+            follow_primary=False,
+            timeout=PROBE_TIMEOUT_S,
+            retries=0,
+            **peer_tls(membership),
         ) as c:
             return await c.admin("copy_info", {"name": name, "mirror": membership.cfg.name})
     except (EngineError, OSError, TimeoutError) as exc:

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING
 from engine.client.app import AsyncClient, EngineError, ProtocolError, error_from_reply
 from engine.member import app_auth
 from engine.member.db_steps import catch_up_one, journal_covers
+from engine.member.node import peer_tls
 from engine.member.requests import ASKING
 from engine.replication.snapshot_source import (
     CHUNK,
@@ -165,7 +166,11 @@ async def _ask_offer(membership: Membership, source, arg: dict) -> dict:
     ssl_ctx = membership.tls_client_context()
     if ssl_ctx is None or source.private is None:
         async with AsyncClient(
-            [str(source.superserver)], follow_primary=False, timeout=10, retries=0
+            [str(source.superserver)],
+            follow_primary=False,
+            timeout=10,
+            retries=0,
+            **peer_tls(membership),
         ) as c:
             return await c.admin("export_snapshot", arg)
     address = source.private

@@ -15,6 +15,15 @@ is now; so does a new superserver port (engine/member/port.py).  Removing the mi
 configuration concerns every membership and the instance's TLS files, so it belongs to the
 instance (engine/member/remove.py); a membership whose Join-Mirror flag it cleared is kept
 but not run (`dormant`) until the second call removes it.
+
+The superserver speaks TLS when the instance's SuperserverTLS says so (engine/member/node.py:
+`auto` as soon as it has TLS files or a mirror that requires TLS), from the first byte, with
+its own certificate; by default a client must present one from the same CA.  A refused
+handshake is logged through the listener's rate-limited log (SuperserverRefusals).  Each listen
+publishes how to reach it (engine/wire/tls.py, superserver_tls.json) for the tools of the host.
+New TLS files (set_tls, reload_tls, remove_mirror_config) are taken at once: renewed files for
+the next handshakes; TLS turned on or off, or another CA, by listening again — the connections
+of the old listener are closed once the request that changed it has its answer.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import gc
 import logging
 import os
 import signal
+import ssl
 import sys
 import uuid
 
@@ -32,11 +42,11 @@ from engine import rules
 from engine.member import join
 from engine.member import mirror_file as ms
 from engine.member.admin_auth import check_admin, ensure_token, split_admin_args
-from engine.member.config import TYPE_LABELS, MirrorConfig
+from engine.member.config import TYPE_LABELS, ConfigError, MirrorConfig
 from engine.member.files import PID_FILE
 from engine.member.membership import Membership
 from engine.member.membership_ops import apply_tls_paths, set_tls
-from engine.member.node import Node
+from engine.member.node import Node, SuperserverRefusals, SuperserverTLS, describe_superserver_tls
 from engine.member.port import set_superserver_port
 from engine.member.remove import dormant_reason, remove_mirror_config
 from engine.member.requests import asking
@@ -79,6 +89,8 @@ class Instance:
         self.server = None
         # the superserver's connection limits (engine/wire/limits.py, docs/hardening.md)
         self.superserver_limits = superserver_limits(limits)
+        self.superserver_ssl = None  # the listener's SSL context when it speaks TLS
+        self.superserver_files: tuple | None = None  # and the files it was made from
         self.stop_requested = asyncio.Event()
         self.restart = False
 
@@ -97,13 +109,7 @@ class Instance:
             await membership.start()
             self.members[cfg.name] = membership
         addr = self.node.superserver
-        limits = self.superserver_limits
-        self.server = await asyncio.get_running_loop().create_server(
-            lambda: Connection(self, "superserver", self.max_frame, limits),
-            addr.host,
-            addr.port,
-            reuse_address=True,
-        )
+        await self._listen_superserver()
         for membership in self.members.values():
             membership.check_addresses()  # now that the superserver answers
         if not self.members:
@@ -124,6 +130,71 @@ class Instance:
         self.restart = True
         # answer the request first, then stop
         asyncio.get_running_loop().call_later(0.05, self.stop_requested.set)
+
+    # -- the superserver listener ------------------------------------------------------
+    def _superserver_context(self):
+        """(SSL context, files) the superserver should listen with now; ConfigError when TLS
+        is wanted and cannot be had."""
+        settings = SuperserverTLS.of(self.node)
+        return settings.context(self, SuperserverRefusals(self.superserver_limits))
+
+    async def _listen_superserver(self, made=None) -> None:
+        limits = self.superserver_limits
+        settings = SuperserverTLS.of(self.node)
+        ctx, files = made or self._superserver_context()
+        self.superserver_ssl, self.superserver_files = ctx, files
+        extra = {}
+        if ctx is not None:
+            # a handshake is not yet a connection of the limits: bound it by the same wait
+            extra = {"ssl": ctx, "ssl_handshake_timeout": limits.settings.handshake_timeout_s}
+        # said before listening: a tool that reads it finds this listener, not the last one
+        tls.publish_superserver_tls(self.node.data_dir, files, settings.client_cert)
+        addr = self.node.superserver
+        self.server = await asyncio.get_running_loop().create_server(
+            lambda: Connection(self, "superserver", self.max_frame, limits),
+            addr.host,
+            addr.port,
+            reuse_address=True,
+            **extra,
+        )
+        log.info("%s", describe_superserver_tls(settings, files))
+
+    def _tls_files_changed(self, action: str, result):
+        """TLS files set, re-read or forgotten: renewed files serve the next handshakes; TLS
+        turned on or off, or another CA, needs a new listener, up before the answer goes (the
+        caller's next connection reads the published state)."""
+        if self.restart or self.server is None:
+            return result  # the next start listens as it should
+        settings = SuperserverTLS.of(self.node)
+        files = settings.files(self) if settings.wanted(self) else None
+        ctx, old = self.superserver_ssl, self.superserver_files
+        if ctx is not None and files is not None and files[2] == old[2]:
+            try:
+                ctx.load_cert_chain(str(files[0]), str(files[1]))
+            except (OSError, ssl.SSLError) as exc:  # checked before, so changed meanwhile
+                log.error("superserver keeps its certificate %s: %s", old[0], exc)
+                return result
+            self.superserver_files = files
+            if files != old:
+                tls.publish_superserver_tls(self.node.data_dir, files, settings.client_cert)
+            return result
+        if files is None and ctx is None:
+            return result
+        try:  # before the listener goes: one that cannot be made leaves the old one serving
+            made = self._superserver_context()
+        except ConfigError as exc:
+            log.error("the superserver listens as before: %s", exc)
+            raise Refused(action, None, f"{exc}; restarting as it is would fail") from None
+        return asyncio.get_running_loop().create_task(self._relisten_superserver(result, made))
+
+    async def _relisten_superserver(self, result, made):
+        old_sessions = [c for c in self.sessions if c.listener == "superserver"]
+        self.server.close()
+        await asyncio.sleep(0.05)  # let the listening socket go before binding again
+        await self._listen_superserver(made)
+        # spoken in the old way: closed once this answer is on its way
+        asyncio.get_running_loop().call_later(0.2, lambda: [c.close() for c in old_sessions])
+        return result
 
     # -- the Connection interface ---------------------------------------------------
     def accept_data_channel(self, conn: Connection, frame) -> None:
@@ -280,16 +351,17 @@ class Instance:
         if action == "set_superserver_port":
             return set_superserver_port(self, arg)
         if action == "remove_mirror_config":
-            return remove_mirror_config(self, arg)
+            return self._tls_files_changed(action, remove_mirror_config(self, arg))
         if self.dormant and action in ("mirror_create", "mirror_join", "mirror_info"):
             cfg = next(iter(self.dormant.values()))[0]
             raise Refused(str(action), None, dormant_reason(cfg))
         if action in ("set_tls", "reload_tls") and self.members:
             results = [set_tls(membership, arg) for membership in self.members.values()]
-            return results[0]
+            return self._tls_files_changed(action, results[0])
         if action == "set_tls":
             info = apply_tls_paths(self.node, "set_tls", arg if isinstance(arg, dict) else {})
-            return {"member": self.node.name, "dn": info["subject_dn"]}
+            answer = {"member": self.node.name, "dn": info["subject_dn"]}
+            return self._tls_files_changed(action, answer)
         if action == "mirror_create":
             result = join.create(self.node, arg, current)
             self.request_restart()
@@ -324,10 +396,12 @@ async def run_instance(
     member: str | None,
     node: Node | None = None,
     limits: LimitSettings | None = None,
+    superserver_tls: SuperserverTLS | None = None,
 ):
     """Run one member from a mirror file, or an instance configured through its agent (`node`),
     until SIGTERM/SIGINT; True when it stopped to run again (it created, joined or left a
-    mirror).  `limits`: the superserver's (engine/wire/limits.py; defaults without)."""
+    mirror).  `limits`: the superserver's (engine/wire/limits.py; defaults without);
+    `superserver_tls`: its TLS with a mirror file (a node has its own in node.json)."""
     # Threads (journal fsync, dejournal workers) hand results back to the event loop; with
     # the default 5 ms GIL switch interval that hand-off alone can cost milliseconds.
     sys.setswitchinterval(0.0002)
@@ -338,6 +412,7 @@ async def run_instance(
         membership = Membership(cfg, member, node=node)
         # its superserver's connections find their limits here (engine/member/session.py)
         membership.superserver_limits = superserver_limits(limits)
+        membership.superserver_tls = superserver_tls or SuperserverTLS()
         label, address = membership.member.name, membership.member.superserver
     await membership.start()
     # Long-lived objects from start-up need no more cyclic-GC passes; fewer passes, fewer

@@ -27,7 +27,7 @@ from engine import rules
 from engine.client.app import AsyncClient, EngineError
 from engine.member import mirror_file as ms
 from engine.member.config import MemberConfig, MirrorConfig
-from engine.member.node import Node
+from engine.member.node import Node, peer_tls
 from engine.storage.databases import Refused
 from engine.wire import mirror_secret, tls
 
@@ -108,7 +108,7 @@ async def join(node: Node, arg, current: list[tuple[MirrorConfig, str]]) -> dict
     private = ms.check_address(op, arg["private"], "private") if arg.get("private") else None
     if mtype == "failover" and private is None:
         raise Refused(op, None, "a failover member needs a mirror private address")
-    info = await _mirror_info(op, address)
+    info = await _mirror_info(op, address, node)
     if info.get("name") != name:
         raise Refused(op, None, f"the member at {address} is in mirror {info.get('name')}")
     directory = membership_dir(node, name, bool(current))
@@ -151,8 +151,10 @@ def membership_dir(node: Node, mirror: str, another: bool) -> Path:
     return node.data_dir / ms.MIRRORS_DIR / mirror if another else node.data_dir
 
 
-async def _mirror_info(op: str, address: str) -> dict:
-    client = AsyncClient([address], follow_primary=False, timeout=JOIN_TIMEOUT_S, retries=0)
+async def _mirror_info(op: str, address: str, node: Node) -> dict:
+    client = AsyncClient(
+        [address], follow_primary=False, timeout=JOIN_TIMEOUT_S, retries=0, **peer_tls(node)
+    )
     try:
         await client.connect()
         info = await client.admin("mirror_info")

@@ -37,7 +37,7 @@ from engine.member.dejournal_runner import DejournalRunner
 from engine.member.files import DEJOURNAL_STOPPED_FILE, PID_FILE, STOPPED_FILE
 from engine.member.gate import Gate
 from engine.member.membership_ops import address_problem
-from engine.member.node import Node
+from engine.member.node import Node, SuperserverRefusals, SuperserverTLS, describe_superserver_tls
 from engine.member.requests import HANDLERS, KILL, SET
 from engine.member.session import Connection
 from engine.member.status import member_status
@@ -172,7 +172,7 @@ class Membership:
         # private first: a member answering on its superserver port is fully listening
         await self._listen_private()
         if self.instance is None:
-            await self._listen(self.member.superserver, "superserver")
+            await self._listen_superserver()
         log.info(
             "member %s (%s) of mirror %s started as %s; superserver %s, private %s",
             self.member.name,
@@ -296,6 +296,25 @@ class Membership:
         self.servers.append(server)
         self.listeners[name] = server
 
+    async def _listen_superserver(self) -> None:
+        """A member run from a mirror file listens on its superserver itself, with the TLS
+        its options ask (engine/member/node.py SuperserverTLS; an instance does this for its
+        memberships, engine/member/instance.py)."""
+        limits = getattr(self, "superserver_limits", None)
+        settings = getattr(self, "superserver_tls", None) or SuperserverTLS()
+        refusals = SuperserverRefusals(limits) if limits is not None else None
+        ctx, files = settings.context(self, refusals)
+        self.superserver_files = files
+        tls.publish_superserver_tls(self.data_dir, files, settings.client_cert)
+        await self._listen(self.member.superserver, "superserver", ctx, limits)
+        log.info("%s", describe_superserver_tls(settings, files))
+
+    def _own_superserver_tls(self):
+        """A client context for this member's own superserver when it speaks TLS."""
+        owner = self.instance if self.instance is not None else self
+        files = getattr(owner, "superserver_files", None)
+        return tls.client_context(*files) if files else None
+
     def reload_tls(self) -> None:
         """Pick up new TLS files: the private listener's context takes the new chain for
         the next handshakes; the data channel to the primary is made with a new context."""
@@ -358,7 +377,7 @@ class Membership:
         problems = []
         me = self.member
         for what, addr in (("superserver", me.superserver), ("private", me.private)):
-            ssl = self.tls_client_context() if what == "private" else None
+            ssl = self.tls_client_context() if what == "private" else self._own_superserver_tls()
             problem = addr and await address_problem(self, what, addr, ssl)
             if problem:
                 problems.append(problem)

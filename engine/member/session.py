@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("engine.member.session")
 MAX_IN_FLIGHT = 10_000  # requests awaiting their reply on one connection
+TLS_HANDSHAKE_RECORD = b"\x16\x03"  # what a TLS client sends first
 # Reads pipelined behind a write on the same connection wait for that write.
 DEFERRED_READS = frozenset({MsgType.GET, MsgType.ORDER, MsgType.QUERY})
 
@@ -155,7 +156,10 @@ class Connection(asyncio.Protocol):
         try:
             frames = self.decoder.feed(data)
         except FrameError as exc:
-            self.reject_stream(exc.reason, exc.req_id)
+            reason = exc.reason
+            if data.startswith(TLS_HANDSHAKE_RECORD):  # say why, for whoever reads the log
+                reason += f" (a TLS client hello: this {self.listener} listener speaks plain TCP)"
+            self.reject_stream(reason, exc.req_id)
             return
         if self.limits is not None:
             decoder = self.decoder

@@ -317,19 +317,22 @@ def database_lines(rows: list[dict]) -> list[str]:
     return out
 
 
-def query_status(members, timeout: float = 3.0) -> list[dict]:
+def query_status(members, timeout: float = 3.0, ssl_for=None) -> list[dict]:
     """Ask each member for its status over the protocol; unreachable ones are Down.
 
     `members`: anything with name, type and superserver (a mirror file's MemberConfig or a
-    build plan's PlanMember)."""
+    build plan's PlanMember); `ssl_for(member)`: the TLS context for its superserver, if any
+    (engine/wire/tls.py superserver_client_context)."""
     from engine.client.app import Client, EngineError
+    from engine.wire.tls import TLSError
 
     rows = []
     for m in members:
         try:
-            with Client([str(m.superserver)], follow_primary=False, timeout=timeout) as c:
+            ssl = ssl_for(m) if ssl_for is not None else None
+            with Client([str(m.superserver)], follow_primary=False, timeout=timeout, ssl=ssl) as c:
                 rows.append(c.status())
-        except (EngineError, OSError) as exc:
+        except (EngineError, OSError, TLSError) as exc:
             rows.append(
                 {
                     "member": m.name,
@@ -343,8 +346,8 @@ def query_status(members, timeout: float = 3.0) -> list[dict]:
     return rows
 
 
-def status_command(mirror: str, members, as_json: bool) -> int:
-    rows = query_status(members)
+def status_command(mirror: str, members, as_json: bool, ssl_for=None) -> int:
+    rows = query_status(members, ssl_for=ssl_for)
     if as_json:
         print(json.dumps({"mirror": mirror, "members": rows}, indent=2))
     else:

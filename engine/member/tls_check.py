@@ -16,6 +16,12 @@ as this member's, false with the `problem` otherwise, and null for a member that
 answer: the guide's Verify SSL checks the members that can be contacted and reports the
 others, so an unreachable member is a row, not an error.
 
+The members' superservers speak TLS once they have TLS files (docs/hardening.md, "Application
+port TLS"), so the question goes over TLS with this member's certificate (engine/member/node.py
+peer_tls).  A member whose TLS handshake fails — its certificate from another CA, expired —
+is judged by the certificate its superserver presents (read without verifying it): a reachable
+member that fails, not an unreachable one.
+
 The CA is compared by name (the certificate's issuer DN against the subject DN of this
 member's CA certificate): each member's own status has already checked that its
 certificate is directly issued by the CA file it holds.  A different CA that carries the
@@ -33,6 +39,7 @@ from typing import TYPE_CHECKING
 
 from engine.client.app import AsyncClient, EngineError
 from engine.member.changes import require_dynamic
+from engine.member.node import peer_tls
 from engine.storage.databases import Refused
 from engine.wire import tls
 
@@ -75,17 +82,28 @@ def judge(name: str, info: dict | None, ca_dn: str) -> dict:
     return {**row, "ok": True, "problem": None}
 
 
-async def _ask(mirror: str, member: MemberConfig) -> dict:
+async def _ask(mirror: str, member: MemberConfig, options: dict) -> dict:
     """What `member`'s host says about its certificate: {"tls": ...} or {"unreachable": why}
-    or {"other": who answers instead}."""
+    or {"other": who answers instead}; {"tls": ..., "handshake": why} when only its
+    superserver's certificate could be read."""
     client = AsyncClient(
-        [str(member.superserver)], follow_primary=False, timeout=ASK_TIMEOUT_S, retries=0
+        [str(member.superserver)],
+        follow_primary=False,
+        timeout=ASK_TIMEOUT_S,
+        retries=0,
+        **options,
     )
     try:
         await client.connect()
         status = await client.status(mirror)
     except (EngineError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        addr = member.superserver
+        cert = None
+        if options.get("ssl") is not None:
+            cert = await tls.presented_certificate(addr.host, addr.port, ASK_TIMEOUT_S)
+        if cert is not None:
+            return {"tls": tls.cert_info(cert), "handshake": reason}
         return {"unreachable": reason}
     finally:
         await client.close()
@@ -100,7 +118,8 @@ async def check_members(membership: Membership, op: str = "verify_tls") -> dict:
     ca_dn = own_ca_dn(membership, op)
     cfg = membership.cfg
     others = [m for m in cfg.members if m.name != membership.member.name]
-    answers = await asyncio.gather(*(_ask(cfg.name, m) for m in others))
+    options = peer_tls(membership)
+    answers = await asyncio.gather(*(_ask(cfg.name, m, options) for m in others))
     rows = [judge(membership.member.name, membership.tls_info(), ca_dn)]
     for member, answer in zip(others, answers, strict=True):
         where = f"superserver {member.superserver}"
@@ -111,6 +130,14 @@ async def check_members(membership: Membership, op: str = "verify_tls") -> dict:
         elif "other" in answer:
             row = judge(member.name, None, ca_dn)
             rows.append({**row, "problem": f"at its {where} {answer['other']}"})
+        elif "handshake" in answer:
+            row = judge(member.name, answer["tls"], ca_dn)
+            if row["ok"]:  # a good certificate, refused for another reason: say that one
+                problem = f"not reachable at its {where}: {answer['handshake']}"
+                row.update(reachable=False, ok=None, problem=problem)
+            else:
+                row["problem"] += f" (the certificate its {where} presents)"
+            rows.append(row)
         else:
             rows.append(judge(member.name, answer["tls"], ca_dn))
     _flag_shared_dns(rows)

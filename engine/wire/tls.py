@@ -16,7 +16,13 @@ A TLS handshake refused by a listener made with server_context (the members' mir
 address, the snapshot port) is logged: asyncio drops it silently otherwise.  See
 HandshakeFailureLog: one WARNING line per refusal with the peer and the reason, at most
 HANDSHAKE_LOG_LINES lines per reason in HANDSHAKE_LOG_WINDOW seconds, then one summary line
-with the count of those not logged one by one.
+with the count of those not logged one by one.  A listener with a log of its own (the
+superserver's, engine/member/instance.py) passes `refusals=` to server_context instead.
+
+An instance whose superserver speaks TLS says how to reach it in <data dir>/superserver_tls.json
+(publish_superserver_tls); the tools that read its admin token from there too — the host's
+agent, `python -m engine admin` and `status`, `cluster build` — connect with
+superserver_client_context(data_dir): the instance's own certificate, verified against its CA.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import asyncio
 import datetime as dt
 import gc
 import ipaddress
+import json
 import logging
 import os
 import re
@@ -536,6 +543,8 @@ class _LoggedSSLObject(ssl.SSLObject):
     through the garbage collector's referrers (a few times per window at most).
     """
 
+    refusals = None  # where refusals go (HandshakeFailureLog's interface); None: the module's
+
     def do_handshake(self) -> None:
         try:
             super().do_handshake()
@@ -556,24 +565,31 @@ def _log_refusal(sslobj: ssl.SSLObject, exc: ssl.SSLError) -> None:
             t = transport if transport is not None else _compiled_transport(sslobj)
             return _address(t, "peername"), _address(t, "sockname")
 
-        handshake_failures.refused(where, handshake_refusal(exc))
+        (sslobj.refusals or handshake_failures).refused(where, handshake_refusal(exc))
     except Exception:  # logging must never change what the handshake does
         log.debug("cannot log a refused TLS handshake", exc_info=True)
 
 
 def server_context(
-    cert: str | Path, key: str | Path, ca: str | Path | None = None, require_client_cert=True
+    cert: str | Path,
+    key: str | Path,
+    ca: str | Path | None = None,
+    require_client_cert=True,
+    refusals=None,
 ) -> ssl.SSLContext:
     """A TLS 1.2+ server context; with ca, clients must present a certificate from that CA.
 
     require_client_cert=False still verifies a certificate when one is presented but lets
     a client without one finish the handshake (the application answers it with a clear
     "certificate required" instead of a bare TLS alert).  Handshakes it refuses on a
-    listening socket are logged (HandshakeFailureLog).
+    listening socket are logged (HandshakeFailureLog), or handed to `refusals`, an object
+    with HandshakeFailureLog's refused(where, reason).
     """
     check_certificate(cert)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.sslobject_class = _LoggedSSLObject
+    if refusals is not None:  # per context: the class is what the context instantiates
+        ctx.sslobject_class = type("_LoggedSSLObject", (_LoggedSSLObject,), {"refusals": refusals})
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     _load_chain(ctx, cert, key)
     if ca is not None:
@@ -616,3 +632,76 @@ def describe_ssl_error(exc: BaseException) -> str:
     if "BAD_CERTIFICATE" in upper:
         return "the peer refused our certificate"
     return text
+
+
+def speaks_plain(exc: BaseException) -> bool:
+    """Did a TLS client handshake fail because the server answered in plain protocol bytes
+    (a superserver without TLS answers a client hello with a plain error frame)?"""
+    return isinstance(exc, ssl.SSLError) and exc.reason == "WRONG_VERSION_NUMBER"
+
+
+async def presented_certificate(host: str, port: int, timeout: float) -> x509.Certificate | None:
+    """The certificate a TLS server presents, unverified (None when no TLS handshake gets that
+    far): to say what is wrong with a peer whose verified handshake failed.  Nothing is sent;
+    a server that requires a client certificate presents its own before it refuses."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=ctx), timeout)
+    except (OSError, TimeoutError):
+        return None
+    try:
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    finally:
+        writer.close()
+    return certificate_from_der(der) if der else None
+
+
+# -- the superserver's TLS, as an instance publishes it --------------------------------
+
+SUPERSERVER_TLS_FILE = "superserver_tls.json"
+_published: dict[Path, tuple[tuple, ssl.SSLContext | None]] = {}
+
+
+def publish_superserver_tls(
+    data_dir: str | Path, files: tuple[Path, Path, Path] | None, client_cert: str = "required"
+) -> None:
+    """Tell the tools of this host how the superserver listens now: TLS with these
+    (cert, key, ca) files, or plain (None).  Rewritten at every listen, so a file left by an
+    earlier start never outlives the listener it described."""
+    data = {"tls": files is not None}
+    if files is not None:
+        cert, key, ca = (str(Path(f).resolve()) for f in files)
+        data.update(cert=cert, key=key, ca=ca, client_cert=client_cert)
+    path = Path(data_dir) / SUPERSERVER_TLS_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def superserver_client_context(data_dir: str | Path) -> ssl.SSLContext | None:
+    """How a tool of the host reaches the superserver of the instance in data_dir: None when
+    it listens in plain (or has not said), else a client context presenting the instance's own
+    certificate and verifying the instance against its CA.  Whoever may read the instance's
+    admin token may read its key, and that certificate is always one the instance accepts.
+    Raises TLSError when the files it names cannot be used."""
+    path = Path(data_dir) / SUPERSERVER_TLS_FILE
+    try:
+        st = path.stat()
+        stamp: tuple = (st.st_mtime_ns, st.st_size, st.st_ino)
+    except OSError:
+        return None
+    cached = _published.get(path)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise TLSError(f"{path}: unreadable ({exc})") from None
+    ctx = None
+    if isinstance(data, dict) and data.get("tls"):
+        ctx = client_context(data.get("cert"), data.get("key"), data.get("ca"))
+    _published[path] = (stamp, ctx)
+    return ctx

@@ -9,6 +9,7 @@ import pytest
 from engine.client.app import Client
 from engine.cluster.hosts import ORG, copy_database_files, member_tls
 from engine.storage.store import Store
+from engine.wire.tls import superserver_client_context
 
 pytestmark = [pytest.mark.jobs, pytest.mark.timeout(300)]
 
@@ -17,9 +18,15 @@ MEMBERS = {"A": "failover", "B": "failover", "DR": "dr", "REP": "ro_reporting"}
 ROWS = 200
 
 
+def reach(site, member: str) -> dict:
+    """A TLS mirror's superservers speak TLS: reached as its host's tools reach them."""
+    plan = site.plan
+    return {"ssl": superserver_client_context(plan.data_dir(plan.member(member)))}
+
+
 def write(site, db: str, label: str, rows=ROWS) -> None:
     """Records written on the primary through its superserver, as an application does."""
-    with Client([site.plan.member("A").superserver], timeout=30) as client:
+    with Client([site.plan.member("A").superserver], timeout=30, **reach(site, "A")) as client:
         client.pipeline([("set", db, "E2E", (label, i), f"{label} {i}") for i in range(rows)])
 
 
@@ -148,7 +155,7 @@ def test_an_empty_portal_builds_a_healthy_tls_mirror_through_the_api(fresh_hosts
         (n, MEMBERS[n], True, f"CN={n},O={ORG}") for n in sorted(MEMBERS)
     ]
     # the data itself: the reporting async reads what was written before and after the copy
-    with Client([plan.member("REP").superserver], timeout=30) as reader:
+    with Client([plan.member("REP").superserver], timeout=30, **reach(site, "REP")) as reader:
         assert reader.get("LEGACY", "E2E", ("after-copy", ROWS - 1)) == f"after-copy {ROWS - 1}"
         assert reader.get("APP", "E2E", ("existing", 0)) == "existing 0"
         assert reader.get("USER", "E2E", ("created", 7)) == "created 7"

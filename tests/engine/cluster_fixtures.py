@@ -27,6 +27,7 @@ from engine.cluster.ports import free_ports
 from engine.member.config import load_config
 from engine.wire.admin_token import read_token
 from engine.wire.mirror_secret import new_secret
+from engine.wire.tls import superserver_client_context
 
 DEFAULT_TYPES = ("failover", "failover", "dr", "ro_reporting")
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,7 +160,10 @@ class Cluster:
         return [str(m.superserver) for m in self.cfg.members]
 
     def client(self, name: str | None = None, **kw) -> Client:
-        """A client on the primary (default), or pinned to member `name`."""
+        """A client on the primary (default), or pinned to member `name`; over TLS when the
+        superservers speak it (a TLS mirror), as the host's tools reach them."""
+        member = self.cfg.member(name) if name is not None else self.cfg.members[0]
+        kw.setdefault("ssl", superserver_client_context(member.data_dir))
         if name is None:
             return Client(self.addresses(), **kw)
         # what an administrator of that member's host reads (engine/member/admin_auth.py)

@@ -76,6 +76,7 @@ class InstanceProcess:
             timeout=timeout,
             retries=0,
             admin_token=read_token(self.data_dir),  # as an administrator of its host reads it
+            ssl=tls.superserver_client_context(self.data_dir),  # and how to reach it, beside it
         )
 
     def admin(self, action: str, arg=None, timeout: float = 10.0):

@@ -15,6 +15,7 @@ import pytest
 
 from engine.client.agent import AgentError
 from engine.client.app import AsyncClient, Client, EngineError
+from engine.wire import tls
 from engine.wire.admin_token import TOKEN_ENV, TOKEN_FILE, read_token
 from tests.engine.agent_fixtures import instance_entries, start_agent_fixture  # noqa: F401
 from tests.engine.cluster_fixtures import make_cluster_fixture  # noqa: F401
@@ -84,7 +85,9 @@ def test_a_pending_member_cannot_authorize_itself_on_the_primary(hosts):  # noqa
     a, b = create_tls_mirror(hosts, "A", "B")
     join(b, a, "failover")
     assert pending_names(a) == {"B"} or b.wait_state("Waiting")
-    with Client([a.superserver], follow_primary=False) as c:
+    # B's own certificate opens the primary's superserver (it speaks TLS), not its actions
+    b_tls = tls.superserver_client_context(b.data_dir)
+    with Client([a.superserver], follow_primary=False, ssl=b_tls) as c:
         refused(c, "authorize_member", {"member": "B"})
         refused(c, "edit_mirror", {"settings": {"qos_timeout_ms": 9000}})
         # what a joining member asks before it joins stays open

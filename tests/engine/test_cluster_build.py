@@ -16,6 +16,7 @@ from engine.cluster.launcher import is_running
 from engine.cluster.plan import load_plan, parse_plan
 from engine.cluster.watch import BuildError
 from engine.member.config import ConfigError
+from engine.wire.tls import superserver_client_context
 from tests.engine.cluster_fixtures import ROOT, agent_for, cluster_cli, free_ports, log_tails
 
 MEMBERS = {"A": "failover", "B": "failover", "DR": "dr", "REP": "ro_reporting"}
@@ -62,6 +63,12 @@ def superserver(plan: Path, member: str) -> str:
     return load_plan(plan).member(member).superserver
 
 
+def reach(plan: Path, member: str) -> dict:
+    """A TLS mirror's superservers speak TLS: reached as its host's tools reach it."""
+    loaded = load_plan(plan)
+    return {"ssl": superserver_client_context(loaded.data_dir(loaded.member(member)))}
+
+
 @pytest.mark.timeout(240)
 def test_a_tls_mirror_with_three_databases_is_built_through_the_agents_then_taken_down(built):
     plan, state, out = built
@@ -72,7 +79,9 @@ def test_a_tls_mirror_with_three_databases_is_built_through_the_agents_then_take
     assert "APP: created on REP: Downloading" in out
 
     def status(member: str) -> dict:
-        with Client([superserver(plan, member)], follow_primary=False, timeout=10) as c:
+        with Client(
+            [superserver(plan, member)], follow_primary=False, timeout=10, **reach(plan, member)
+        ) as c:
             return c.status()
 
     b = status("B")
@@ -112,13 +121,17 @@ def test_a_tls_mirror_with_three_databases_is_built_through_the_agents_then_take
     for db in DATABASES:
         digests = set()
         for member in MEMBERS:
-            with Client([superserver(plan, member)], follow_primary=False, timeout=10) as c:
+            with Client(
+                [superserver(plan, member)], follow_primary=False, timeout=10, **reach(plan, member)
+            ) as c:
                 digests.add(c.admin("digest", db))
         assert len(digests) == 1, f"{db} differs between members"
 
     # the restored database holds its existing data, what was written before the copy,
     # and what only the journal held
-    with Client([superserver(plan, "REP")], follow_primary=False, timeout=10) as c:
+    with Client(
+        [superserver(plan, "REP")], follow_primary=False, timeout=10, **reach(plan, "REP")
+    ) as c:
         assert c.get("LEGACY", "Existing", (7,)) == "existing 7"
         assert c.get("LEGACY", "Build", ("after-copy", 299)) == "after-copy 299"
 

@@ -13,6 +13,7 @@ from engine.cluster.hosts import build_running
 from engine.cluster.launcher import is_running, port_open
 from engine.cluster.plan import PlanSpare, load_plan, parse_plan
 from engine.member.config import ConfigError
+from engine.wire.tls import superserver_client_context
 from tests.engine.cluster_fixtures import ROOT, agent_for, cluster_cli, free_ports, log_tails
 
 DN = "CN={},O=Mirror Portal"
@@ -89,13 +90,18 @@ def test_a_spare_runs_with_its_certificate_in_no_mirror_until_down_stops_it(tmp_
         assert rows["SPDR"]["mirror"] is None and rows["A"]["mirror"] == "FIRST"
 
         # the instance itself holds the TLS files the agent gave it (the agent's own
-        # configuration only names the certificate)
+        # configuration only names the certificate); its superserver speaks TLS with them
+        def reach(instance) -> dict:
+            return {"ssl": superserver_client_context(plan.data_dir(instance))}
+
         for name in ("SPA", "SPDR"):
-            with Client([plan.instance(name).superserver], follow_primary=False, timeout=10) as c:
+            spare = plan.instance(name)
+            with Client([spare.superserver], follow_primary=False, timeout=10, **reach(spare)) as c:
                 status = c.status()
             assert (status["type"], status["mirror"]) == ("Not Member", None)
             assert status["tls"]["subject_dn"] == DN.format(name)
-        with Client([plan.primary.superserver], follow_primary=False, timeout=10) as c:
+        primary = plan.primary
+        with Client([primary.superserver], follow_primary=False, timeout=10, **reach(primary)) as c:
             assert c.status()["members"] == []  # the primary knows of no other member
         # its private port is only kept for it: nothing binds it before it joins a mirror
         assert not port_open("127.0.0.1", plan.instance("SPA").private_port)

@@ -52,8 +52,14 @@ def test_plain_tcp_to_a_tls_data_channel_gets_nothing_and_the_member_goes_on(mak
         except (TimeoutError, ConnectionResetError):
             data = b""
         assert not data.startswith(b"MP")  # no protocol frame leaks before the handshake
-    # the journal is not served on the plain superserver port either
-    with socket.create_connection((a.superserver.host, a.superserver.port), timeout=5) as s:
+    # the journal is not served on the superserver port either, though it speaks TLS too
+    # (docs/hardening.md, "Application port TLS") and B's certificate opens it
+    certs = cluster.path.parent / "certs"
+    ctx = client_context(certs / "B.pem", certs / "B-key.pem", cluster.cfg.tls_ca)
+    with (
+        socket.create_connection((a.superserver.host, a.superserver.port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname=a.superserver.host) as s,
+    ):
         s.sendall(hello("B"))
         assert "requires TLS" in first_reply(s)["message"]
     cluster.wait_backup_active()

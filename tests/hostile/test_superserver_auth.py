@@ -18,6 +18,7 @@ import pytest
 from engine.client.agent import AgentError
 from engine.client.app import AsyncClient, Client, ConnectionLost, Unauthorized
 from engine.wire import app_credentials as ac
+from engine.wire import tls
 from engine.wire.admin_token import TOKEN_ENV
 from engine.wire.protocol import FrameDecoder, MsgType, encode_frame, unpack
 from tests.engine.agent_fixtures import start_agent_fixture  # noqa: F401
@@ -52,7 +53,9 @@ def _agent(start_agent, host):
 
 
 def _bare(host, **kw) -> Client:
-    """A client with no credential and no admin token."""
+    """A client with no credential and no admin token (over TLS where the instance speaks it:
+    docs/hardening.md, "Application port TLS")."""
+    kw.setdefault("ssl", tls.superserver_client_context(host.data_dir))
     return Client([host.superserver], follow_primary=False, retries=0, timeout=5, **kw)
 
 
@@ -271,7 +274,10 @@ def test_tls_instance_requires_authentication_by_default(hosts):  # noqa: F811
 
     async def pipelined():
         async with AsyncClient(
-            [host.superserver], follow_primary=False, credential=("reports", made["secret"])
+            [host.superserver],
+            follow_primary=False,
+            credential=("reports", made["secret"]),
+            ssl=tls.superserver_client_context(host.data_dir),
         ) as c:
             return await asyncio.gather(*(c.get(DB, "X", (1,)) for _ in range(50)))
 
