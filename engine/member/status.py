@@ -125,11 +125,7 @@ def incoming_rate(membership: Membership) -> tuple[str, dict | None]:
 def member_state(membership: Membership) -> str:
     if membership.role == "primary":
         rep = membership.replicator
-        if (
-            rep is not None
-            and rep.trouble_since is not None
-            and time.time() - rep.trouble_since < 2 * rep.qos
-        ):
+        if rep is not None and rep.in_trouble:
             return rules.IN_TROUBLE
         return rules.PRIMARY
     if membership.mirroring_stopped:

@@ -6,7 +6,9 @@ with Journal.commit_sync (write + fdatasync on the loop thread) and applied to t
 so journal order, store order and reply order are the same.  The journal hands the batch
 to replication (on_append) before it writes, so the backup receives it while the local
 fsync runs.  Each batch's clients are answered when the Active backup's ack covers the
-batch's end position (at once when there is no Active backup).
+batch's end position (at once when there is no Active backup).  While the primary is in
+trouble (it lost its Active backup, engine/replication/sender.py) nothing is committed: the
+batches wait for the trouble to end.
 
 Why blocking: measured with bench/replication.py-style load on this 2-core VM, the
 thread hand-offs of the asynchronous Journal.commit() cost more than they save (one
@@ -36,6 +38,7 @@ class Writer:
         self.membership = membership
         self._pending: list[tuple[list, asyncio.Future]] = []
         self._flush_scheduled = False
+        self._held = False  # a flush waits for the primary's trouble to end
         self.frozen: Exception | None = None
         # txids must not repeat across restarts: start from the clock
         self._txid = time.time_ns() // 1000
@@ -76,6 +79,14 @@ class Writer:
             err = f"journal frozen after a write error ({self.frozen}); no new updates accepted"
             _fail(batch, RequestError(ErrorCode.UNAVAILABLE, err))
             return
+        trouble = membership.replicator.after_trouble() if membership.replicator else None
+        if trouble is not None:
+            # a primary in trouble commits nothing new (guide §3.3.5.1): hold the batch
+            self._pending = batch + self._pending
+            if not self._held:
+                self._held = True
+                trouble.add_done_callback(self._trouble_over)
+            return
         try:
             # Blocking write + fdatasync on the loop thread: the batch is already shipped to
             # the members (Journal.on_append) before the fsync starts, and requests and acks
@@ -94,6 +105,12 @@ class Writer:
             _resolve(batch)
         else:
             waiter.add_done_callback(lambda _f, b=batch: _resolve(b))
+
+    def _trouble_over(self, _fut) -> None:
+        self._held = False
+        if self._pending and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
 
 def _resolve(batch: list) -> None:

@@ -9,7 +9,9 @@ The backup is synchronous: once caught up and acknowledged it becomes Active, an
 client write is answered only when the Active backup has acknowledged its end position
 (Writer asks ack_waiter()).  If no ack arrives within the QoS timeout (checked every
 QoS/2, so the effective window is QoS/2..QoS as in guide §4.15) the primary revokes
-Active, disconnects the backup and carries on; the backup reconnects and catches up.
+Active, disconnects the backup and is in trouble (guide §3.3.5.1): nothing new is committed
+and no waiting write is answered until the backup says hello again or 2 x QoS pass; then it
+carries on without an Active backup, and the backup catches up.
 The timers (the QoS watchdog, the heartbeats) read qos_timeout_ms afresh on every round and
 never sleep longer than TIMER_SLICE at a time, so a lowered QoS takes effect within one new
 interval, however long the old one was.
@@ -216,7 +218,12 @@ class Replicator:
         self.active: MemberLink | None = None
         self._waiters: deque = deque()  # (end position, future, started) in position order
         self._last_ack_progress = time.monotonic()
+        # the trouble state (guide §3.3.5.1): after losing the Active backup the primary commits
+        # nothing new and answers no waiting write until the backup says it knows it is no
+        # longer Active (it says hello again) or the trouble timeout (2 x QoS) passes
         self.trouble_since: float | None = None
+        self._trouble_over: asyncio.Future | None = None
+        self._trouble_of: str | None = None  # the backup whose loss put it there
         self.disconnected: dict[str, float] = {}  # member -> time its link dropped
         self.refused: dict[str, str] = {}  # member -> why its last data channel was refused
         # connection -> (primary nonce, member nonce, name) of a challenge awaiting its proof
@@ -232,9 +239,18 @@ class Replicator:
     def qos(self, seconds: float) -> None:
         self.membership.cfg.qos_timeout_ms = round(seconds * 1000)
 
+    @property
+    def in_trouble(self) -> bool:
+        return self.trouble_since is not None
+
+    def after_trouble(self) -> asyncio.Future | None:
+        """While in trouble, a future done when it ends (the Writer holds new commits on it)."""
+        return self._trouble_over if self.in_trouble else None
+
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._watchdog(), name="qos-watchdog"))
+        self._tasks.append(loop.create_task(self._trouble_timer(), name="trouble-timer"))
         self._tasks.append(loop.create_task(self._heartbeats(), name="heartbeats"))
 
     async def stop(self) -> None:
@@ -242,6 +258,7 @@ class Replicator:
             t.cancel()
         for link in list(self.links.values()):
             link.close()
+        self._end_trouble("the primary stops")
         self._release_waiters()
 
     # -- journal hook --------------------------------------------------------
@@ -295,6 +312,9 @@ class Replicator:
             conn.reject_stream(f"bad data channel handshake: {exc}", frame.req_id)
             return
         self.refused.pop(member.name, None)
+        if self.in_trouble and member.name == self._trouble_of:
+            # its hello says it knows it is no longer Active (it starts from Synchronizing)
+            self._end_trouble(f"backup {member.name} reconnected, no longer Active")
         to_backup = member.is_failover
         mode = cfg.failover_compression if to_backup else cfg.async_compression
         ctype = cfg.failover_compression_type if to_backup else cfg.async_compression_type
@@ -512,7 +532,7 @@ class Replicator:
             # (Not "acked == journal end": under steady load the end moves on forever.)
             if link.live and (link.live_from is None or pos >= link.live_from):
                 self.active = link
-                self.trouble_since = None
+                self._end_trouble(f"backup {link.name} is Active again")
                 log.info("backup %s is Active", link.name)
                 self._heartbeat(link)  # tell the backup now, not at the next heartbeat
             return
@@ -545,13 +565,45 @@ class Replicator:
                 fut.set_result(None)
 
     def revoke(self, reason: str) -> None:
+        """The Active backup is lost: the primary is in trouble (guide §3.3.5.1).  The writes
+        waiting for that backup stay unanswered, and nothing new is committed, until the
+        trouble ends: the backup may be taking over with what it acknowledged, and then
+        those writes were never durable in the mirror."""
         link = self.active
         if link is None:
             return
         self.active = None
-        self.trouble_since = time.time()
         log.warning("backup %s: Active status revoked: %s", link.name, reason)
-        self._release_waiters()
+        if self.trouble_since is None:
+            self.trouble_since = time.time()
+            self._trouble_over = asyncio.get_running_loop().create_future()
+            self._trouble_of = link.name
+            log.warning(
+                "primary in trouble: no new commits until backup %s says it is no longer Active "
+                "or %d ms (2 x QoS) pass",
+                link.name,
+                2 * self.membership.cfg.qos_timeout_ms,
+            )
+
+    def _end_trouble(self, why: str) -> None:
+        if self.trouble_since is None:
+            return
+        lasted = time.time() - self.trouble_since
+        self.trouble_since = None
+        log.warning("primary out of trouble after %.3f s: %s", lasted, why)
+        if self.active is None:
+            self._release_waiters()  # durable on the primary; no backup holds them now
+        fut, self._trouble_over = self._trouble_over, None
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    async def _trouble_timer(self) -> None:
+        await self._every(lambda: TIMER_SLICE, self._check_trouble)
+
+    def _check_trouble(self) -> None:
+        # the timeout read afresh: a QoS lowered meanwhile shortens the trouble at once
+        if self.trouble_since is not None and time.time() - self.trouble_since >= 2 * self.qos:
+            self._end_trouble("the trouble timeout (2 x QoS) passed")
 
     def member_leaves(self, link: MemberLink) -> None:
         log.warning("member %s leaves the mirror", link.name)
