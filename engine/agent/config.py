@@ -7,6 +7,11 @@
     stream_interval_ms = 20             # status stream: how often each instance is polled
     stream_queue = 256                  # events a stream subscriber may lag before it is cut off
     stream_heartbeat_ms = 10000         # keep-alive comment on an idle stream
+    max_connections = 256               # connections open at once; one more is closed at once
+    max_streams = 64                    # status streams at once; one more is answered 503
+    header_timeout_ms = 10000           # connect (TLS handshake included) to a whole request head
+    idle_timeout_ms = 75000             # a kept-alive connection with no request
+    body_timeout_ms = 30000             # a request head to the last byte of its body
 
     [agent.tls]                         # mutual TLS: identity = client certificate DN
     cert = "agent.pem"
@@ -64,6 +69,13 @@ class AgentConfig:
     stream_interval_s: float = 0.02  # the file default too: p99 change-to-event within 50 ms
     stream_queue: int = 256
     stream_heartbeat_s: float = 10.0
+    # the listener's limits (engine/agent/limits.py); a stream is long-lived by design, so it
+    # has its own cap instead of the idle and body timeouts
+    max_connections: int = 256
+    max_streams: int = 64
+    header_timeout_s: float = 10.0
+    idle_timeout_s: float = 75.0
+    body_timeout_s: float = 30.0
     source: Path | None = None
 
     @property
@@ -194,6 +206,11 @@ def parse_agent_config(data: dict, base: Path, source: Path | None = None) -> Ag
         stream_interval_s=_int(agent, "stream_interval_ms", 20, 10, 60000, "agent") / 1000,
         stream_queue=_int(agent, "stream_queue", 256, 1, 100000, "agent"),
         stream_heartbeat_s=_int(agent, "stream_heartbeat_ms", 10000, 100, 600000, "agent") / 1000,
+        max_connections=_int(agent, "max_connections", 256, 1, 100000, "agent"),
+        max_streams=_int(agent, "max_streams", 64, 1, 10000, "agent"),
+        header_timeout_s=_int(agent, "header_timeout_ms", 10000, 100, 3600000, "agent") / 1000,
+        idle_timeout_s=_int(agent, "idle_timeout_ms", 75000, 100, 86400000, "agent") / 1000,
+        body_timeout_s=_int(agent, "body_timeout_ms", 30000, 100, 3600000, "agent") / 1000,
         source=source,
     )
     if "tls" in agent:

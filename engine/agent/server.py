@@ -25,11 +25,18 @@ import time
 from aiohttp import web
 
 from engine.agent.app_credentials import CREDENTIAL_ROUTES
-from engine.agent.auth import IDENTITY, TLSAcceptor, require_auth
+from engine.agent.auth import IDENTITY, require_auth
 from engine.agent.certificates import instance_certificate
 from engine.agent.config import AgentConfig, ConfigError, InstanceEntry, load_agent_config
-from engine.agent.errors import CONFIG, STATE, JSONErrorRequestHandler, json_errors
+from engine.agent.errors import CONFIG, STATE, json_errors
 from engine.agent.journal import list_journal_files, read_journal_file
+from engine.agent.limits import (
+    LIMITS,
+    LimitedRequestHandler,
+    LimitedTLSAcceptor,
+    ListenerLimits,
+    track_requests,
+)
 from engine.agent.mirror import MIRROR_ROUTES
 from engine.agent.ops import OPS_ROUTES, instance_entry, read_body
 from engine.agent.probe import force_down, probe
@@ -41,6 +48,10 @@ API_VERSION = "v1"
 # how long an unread request body is drained after an error reply before the connection
 # closes (aiohttp waits 10 s by default, which a slow or hostile client can hold)
 LINGER_S = 1.0
+# header lines of one request head: aiohttp allows 128 of up to 8190 bytes, so each connection
+# that never finishes its head could hold about 2 MiB of parsed lines until header_timeout_ms
+# (256 of them took the agent from 49 to 530 MiB); no client of the agent sends 16
+MAX_HEADERS = 32
 log = logging.getLogger("engine.agent.server")
 
 
@@ -59,6 +70,7 @@ async def health(request: web.Request) -> web.Response:
         "instances": len(cfg.instances),
         "tls_handshake_failures": state.get("handshake_failures", 0),
         "status_stream": request.app[HUB].stats(),
+        "listener": limits.stats() if (limits := request.app.get(LIMITS)) else None,
         # the agent's own certificate and the caller's, so the portal can warn before
         # either lapses
         "certificate": cert_info(load_certificate(cfg.cert)) if cfg.cert else None,
@@ -113,9 +125,11 @@ ROUTES = [
 
 
 def make_app(cfg: AgentConfig) -> web.Application:
-    # json_errors is outermost, so auth refusals and aiohttp's own 404/405/413 are JSON too
+    # json_errors is outermost, so auth refusals and aiohttp's own 404/405/413 are JSON too;
+    # track_requests is inside it, so a request cut by a limit never reaches it as a 500
     app = web.Application(
-        middlewares=[json_errors, require_auth], client_max_size=cfg.max_request_bytes
+        middlewares=[json_errors, track_requests, require_auth],
+        client_max_size=cfg.max_request_bytes,
     )
     app[CONFIG] = cfg
     app[STATE] = {"started": time.monotonic()}
@@ -137,6 +151,7 @@ class Agent:
     def __init__(self, cfg: AgentConfig):
         self.cfg = cfg
         self.app = make_app(cfg)
+        self.limits = self.app[LIMITS] = ListenerLimits(cfg)
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         self.server: asyncio.base_events.Server | None = None
 
@@ -149,10 +164,19 @@ class Agent:
         await self.runner.setup()
         loop = asyncio.get_running_loop()
         listen = self.cfg.listen
+        limits = self.limits
+        limits.fit_descriptors()
+        limits.install()
 
-        def http():
-            return JSONErrorRequestHandler(
-                self.runner.server, loop=loop, access_log=None, lingering_time=LINGER_S
+        def http(conn=None):
+            return LimitedRequestHandler(
+                self.runner.server,
+                limits=limits,
+                conn=conn,
+                loop=loop,
+                access_log=None,
+                lingering_time=LINGER_S,
+                max_headers=MAX_HEADERS,
             )
 
         if context is None:
@@ -160,7 +184,7 @@ class Agent:
         else:
             stats = self.app[STATE]
             self.server = await loop.create_server(
-                lambda: TLSAcceptor(http, context, stats), listen.host, listen.port
+                lambda: LimitedTLSAcceptor(http, context, stats, limits), listen.host, listen.port
             )
         port = self.server.sockets[0].getsockname()[1]
         scheme = "https" if context else "http"
@@ -172,11 +196,13 @@ class Agent:
             self.cfg.auth_mode,
             len(self.cfg.instances),
         )
+        log.info("%s", limits.describe())
 
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
         await self.runner.cleanup()
+        self.limits.close()
 
 
 async def run_agent(cfg: AgentConfig) -> None:

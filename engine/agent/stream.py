@@ -22,6 +22,8 @@ Slow subscribers: each has a bounded queue (`stream_queue` events).  The poller 
 waits for a subscriber; one whose queue overflows is cut off: its queue is emptied, it is
 sent a goodbye with code "overflow" and its connection is closed (aborted if even the
 goodbye cannot be written within GOODBYE_S), so it reconnects and resyncs.
+
+At most `max_streams` subscribers at once: one more is answered 503 too_many_streams.
 """
 
 from __future__ import annotations
@@ -118,6 +120,7 @@ class StatusHub:
         self.joining = 0
         self.closed = False
         self.cut_off = 0  # subscribers disconnected for falling behind
+        self.refused = 0  # subscribers refused for max_streams
         self.generation = 0  # one per start of the poller
 
     def stats(self) -> dict:
@@ -126,12 +129,26 @@ class StatusHub:
             "polling": bool(self.tasks),
             "interval_ms": round(self.cfg.stream_interval_s * 1000),
             "cut_off": self.cut_off,
+            "max_streams": self.cfg.max_streams,
+            "refused": self.refused,
         }
 
     # -- subscribers ---------------------------------------------------------------
     async def subscribe(self) -> Subscriber:
         if self.closed:
             raise api_error(503, "stopping", "the agent is stopping")
+        # a stream is a request that never ends, which no timer of the listener cuts
+        # (engine/agent/limits.py), so their number is bounded here; those still joining
+        # count too, or a burst of them would get past it
+        if len(self.subscribers) + self.joining >= self.cfg.max_streams:
+            self.refused += 1
+            raise api_error(
+                503,
+                "too_many_streams",
+                f"this agent serves at most {self.cfg.max_streams} status streams at once "
+                "[limit max_streams]; try again later",
+                {"Retry-After": "5"},
+            )
         self.joining += 1
         try:
             if not self.tasks:

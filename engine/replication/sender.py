@@ -638,15 +638,20 @@ class Replicator:
         await self._every(lambda: self.qos / 2, self._check_qos)
 
     def _check_qos(self) -> None:
-        if self.active is not None and self._waiters:
+        link = self.active
+        if link is None:
+            return
+        qos_ms = self.membership.cfg.qos_timeout_ms
+        if self._waiters:
             waited = time.monotonic() - max(self._waiters[0][2], self._last_ack_progress)
             if waited >= self.qos / 2:
-                link = self.active
-                self.revoke(
-                    "no acknowledgement within the QoS timeout "
-                    f"({self.membership.cfg.qos_timeout_ms} ms)"
-                )
+                self.revoke(f"no acknowledgement within the QoS timeout ({qos_ms} ms)")
                 link.close()
+        elif time.time() - link.last_ack_at >= self.qos:
+            # idle: the backup acknowledges every heartbeat (QoS/4), so silence this long is a
+            # lost link even with no write waiting (a partition closes nothing)
+            self.revoke(f"nothing heard from it within the QoS timeout ({qos_ms} ms)")
+            link.close()
 
     async def _heartbeats(self) -> None:
         await self._every(lambda: max(0.05, self.qos / 4), self._beat)
