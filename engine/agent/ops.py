@@ -203,7 +203,8 @@ def _sendable(action: str, arg) -> None:
         ) from None
 
 
-async def _status(request: web.Request, entry: InstanceEntry) -> dict:
+async def instance_status(request: web.Request, entry: InstanceEntry) -> dict:
+    """The instance's STATUS (of the mirror ?mirror= names), failures as API errors."""
     mirror = chosen_mirror(request)
     return await _ask(request, entry, lambda c: c.status(mirror))
 
@@ -232,7 +233,7 @@ def _answer(request: web.Request, entry: InstanceEntry, op: str, result) -> web.
 
 async def list_databases(request: web.Request) -> web.Response:
     entry = instance_entry(request)
-    st = await _status(request, entry)
+    st = await instance_status(request, entry)
     body = {
         "instance": entry.name,
         "member": st.get("member"),
@@ -342,7 +343,7 @@ def _dejournal_op(action: str, op: str, per_database: bool):
         name = _db_name(request.match_info["db"], "database") if per_database else None
         await read_body(request, {})
         await ask_admin(request, entry, action, name)
-        st = await _status(request, entry)
+        st = await instance_status(request, entry)
         result = {"dejournaling": st.get("dejournaling")}
         if name is not None:
             rows = {r["name"]: r for r in st.get("databases", [])}

@@ -216,6 +216,24 @@ def start_agent_fixture(tmp_path):
         agent.stop()
 
 
+def started_agent(directory: Path, pki: PKI | None = None, credential: str | None = None, **kw):
+    """Generator for module-scoped fixtures: yields an agent started as start_agent(...) starts
+    one, then stops it."""
+    if pki is None and credential is None:
+        credential = secrets.token_urlsafe(24)
+    directory.mkdir(parents=True, exist_ok=True)
+    (port,) = free_ports(1)
+    config = write_agent_config(
+        directory / "agent.toml", port, pki=pki, credential=credential, **kw
+    )
+    agent = AgentProcess(config, port, pki, credential)
+    try:
+        agent.wait_ready()
+        yield agent
+    finally:
+        agent.stop()
+
+
 class StreamFollower:
     """An agent's status stream followed on a background thread (engine StatusStream),
     every event handed over through a queue so a test can wait for one with a deadline."""
