@@ -1,6 +1,8 @@
 """Command line of the member engine.
 
 python -m engine agent --config AGENT_FILE     (see engine/agent/server.py)
+python -m engine arbiter --listen HOST:PORT [--cert F --key F --ca F]
+    an arbiter on its own (engine/failover/arbiter.py; an agent runs one with `arbiter`)
 python -m engine instance --config FILE --member NAME
 python -m engine instance --data-dir DIR [--name NAME --superserver HOST:PORT]
     an instance configured through the agent (engine/member/node.py, engine/member/instance.py)
@@ -50,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description="Mirror Portal member engine")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("agent", help="run the host agent (options: python -m engine agent --help)")
+    sub.add_parser("arbiter", help="run an arbiter on its own (python -m engine arbiter --help)")
 
     inst = sub.add_parser("instance", help="run one mirror member")
     inst.add_argument("--config", help="mirror configuration (TOML)")
@@ -117,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         from engine.agent.server import main as agent_main
 
         return agent_main(argv[1:])
+    if argv[:1] == ["arbiter"]:  # so has the arbiter (engine/failover/arbiter.py)
+        from engine.failover.arbiter import main as arbiter_main
+
+        return arbiter_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "instance":

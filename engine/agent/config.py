@@ -12,6 +12,8 @@
     header_timeout_ms = 10000           # connect (TLS handshake included) to a whole request head
     idle_timeout_ms = 75000             # a kept-alive connection with no request
     body_timeout_ms = 30000             # a request head to the last byte of its body
+    arbiter = "0.0.0.0:2189"            # optional: an arbiter there (engine/failover/arbiter.py),
+                                        # or [agent.arbiter] listen, cert, key, ca: mutual TLS
 
     [agent.tls]                         # mutual TLS: identity = client certificate DN
     cert = "agent.pem"
@@ -39,6 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.failover.arbiter import ArbiterConfigError, ArbiterSettings, parse_arbiter_setting
 from engine.member.config import Address, ConfigError, parse_address, read_toml
 from engine.wire.tls import TLSError, normalize_dn
 
@@ -76,6 +79,7 @@ class AgentConfig:
     header_timeout_s: float = 10.0
     idle_timeout_s: float = 75.0
     body_timeout_s: float = 30.0
+    arbiter: ArbiterSettings | None = None  # the arbiter this agent runs (None: none)
     source: Path | None = None
 
     @property
@@ -213,6 +217,10 @@ def parse_agent_config(data: dict, base: Path, source: Path | None = None) -> Ag
         body_timeout_s=_int(agent, "body_timeout_ms", 30000, 100, 3600000, "agent") / 1000,
         source=source,
     )
+    try:
+        cfg.arbiter = parse_arbiter_setting(agent.get("arbiter"), base)
+    except ArbiterConfigError as exc:
+        raise ConfigError(str(exc)) from None
     if "tls" in agent:
         _tls(cfg, agent["tls"], base)
     if "auth" in agent:

@@ -6,7 +6,8 @@ It knows the instances on its host (up / down / hung, and their role) even when 
 down or hung, can force an instance down, and serves journal files to peers that catch
 up (guide §3.1.3).  Its control API is versioned JSON over HTTP under /v1/, described in
 engine/agent_api.yaml, and always authenticated (engine/agent/auth.py): mutual TLS with
-a DN allow list, or a bearer credential.  Default port 2188.
+a DN allow list, or a bearer credential.  Default port 2188.  With `arbiter` in its
+configuration it also runs an arbiter on that address (engine/failover/arbiter.py).
 
 This module serves the routes about the agent and its instances; the stream, the journal
 files, the member and database operations and the mirror routes are in their own modules.
@@ -42,6 +43,7 @@ from engine.agent.mirror import MIRROR_ROUTES
 from engine.agent.ops import OPS_ROUTES, instance_entry, read_body
 from engine.agent.probe import force_down, probe
 from engine.agent.stream import HUB, StatusHub, status_stream
+from engine.failover.arbiter import Arbiter
 from engine.wire.tls import TLSError, cert_info, load_certificate, peer_certificate, server_context
 
 AGENT_VERSION = "0.1.0"
@@ -156,6 +158,8 @@ class Agent:
         self.limits = self.app[LIMITS] = ListenerLimits(cfg)
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         self.server: asyncio.base_events.Server | None = None
+        # the arbiter for the mirrors whose failover members name this host (guide §3.1.4)
+        self.arbiter = Arbiter.from_settings(cfg.arbiter) if cfg.arbiter else None
 
     async def start(self) -> None:
         context = None
@@ -188,6 +192,8 @@ class Agent:
             self.server = await loop.create_server(
                 lambda: LimitedTLSAcceptor(http, context, stats, limits), listen.host, listen.port
             )
+        if self.arbiter is not None:  # before "agent listening": then all of it serves
+            await self.arbiter.start()
         port = self.server.sockets[0].getsockname()[1]
         scheme = "https" if context else "http"
         log.info(
@@ -201,6 +207,8 @@ class Agent:
         log.info("%s", limits.describe())
 
     async def stop(self) -> None:
+        if self.arbiter is not None:
+            await self.arbiter.stop()
         if self.server is not None:
             self.server.close()
         await self.runner.cleanup()

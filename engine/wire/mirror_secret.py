@@ -84,6 +84,17 @@ def primary_proof(
     return _proof(b"primary", secret, mirror, primary, member_nonce, primary_nonce)
 
 
+def arbiter_proof(secret: str, mirror: str, member: str, arbiter_nonce: bytes) -> bytes:
+    """What a failover member shows the arbiter (engine/failover/arbiter.py), which relays it to
+    the partner: HMAC(secret, "arbiter" | mirror | member | arbiter_nonce), each part preceded
+    by its length like the proofs above.  The arbiter knows no secret; the partner checks it,
+    so a stranger registered under this member's name is never taken for it."""
+    key = base64.urlsafe_b64decode(secret + "=")
+    parts = [b"arbiter", mirror.encode(), member.encode(), arbiter_nonce]
+    message = b"".join(len(p).to_bytes(2, "big") + p for p in parts)
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
 def same(expected: bytes, given: object) -> bool:
     """Whether `given` is the proof expected, compared in constant time."""
     return isinstance(given, bytes) and hmac.compare_digest(expected, given)

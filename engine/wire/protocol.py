@@ -54,6 +54,11 @@ class MsgType(IntEnum):
     DC_CONFIG = 0x25  # primary -> member: the mirror configuration (engine/member/mirror_file.py)
     DC_LEAVE = 0x26  # member -> primary: remove me from the mirror
     DC_CHALLENGE = 0x27  # primary -> member: prove the mirror secret (engine/wire/mirror_secret.py)
+    # arbiter (engine/failover/arbiter.py, its own address): 0x30-0x3F are kept for it
+    ARB_CHALLENGE = 0x30  # arbiter -> member, on accept: {nonce} to prove the mirror secret over
+    ARB_HELLO = 0x31  # member -> arbiter: {mirror, member, peer, timeout_ms, proof, state}
+    ARB_STATE = 0x32  # arbiter -> member: what it sees of the partner (reply, and pushed at once)
+    ARB_PING = 0x33  # member -> arbiter: every timeout/4, {state} when the member's state changed
     # replies
     OK = 0x80
     ERROR = 0x81
