@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 import time
 
@@ -44,6 +43,7 @@ from engine.agent.ops import OPS_ROUTES, instance_entry, read_body
 from engine.agent.probe import force_down, probe
 from engine.agent.stream import HUB, StatusHub, status_stream
 from engine.failover.arbiter import Arbiter
+from engine.wire.serving import serve_until_signalled
 from engine.wire.tls import TLSError, cert_info, load_certificate, peer_certificate, server_context
 
 AGENT_VERSION = "0.1.0"
@@ -217,16 +217,8 @@ class Agent:
 
 async def run_agent(cfg: AgentConfig) -> None:
     agent = Agent(cfg)
-    await agent.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await agent.stop()
-        log.info("agent stopped")
+    await serve_until_signalled(agent.start, agent.stop)
+    log.info("agent stopped")
 
 
 def main(argv: list[str] | None = None) -> int:

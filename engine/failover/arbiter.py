@@ -46,8 +46,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
-import socket
 import ssl
 import sys
 from dataclasses import dataclass, field
@@ -70,6 +68,7 @@ from engine.wire.protocol import (
     error_frame,
     unpack,
 )
+from engine.wire.serving import accepted, serve_until_signalled
 
 log = logging.getLogger("engine.failover.arbiter")
 
@@ -493,12 +492,7 @@ class ArbiterConnection(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.peer = accepted(transport)
         refusal = self.limits.admit(self, self.peer)
         if refusal is not None:  # counted and logged by the limits
             transport.write(error_frame(0, ErrorCode.UNAVAILABLE, refusal))
@@ -620,16 +614,8 @@ class ArbiterConnection(asyncio.Protocol):
 
 async def run_arbiter(settings: ArbiterSettings) -> None:
     arbiter = Arbiter.from_settings(settings)
-    await arbiter.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await arbiter.stop()
-        log.info("arbiter stopped")
+    await serve_until_signalled(arbiter.start, arbiter.stop)
+    log.info("arbiter stopped")
 
 
 def main(argv: list[str] | None = None) -> int:

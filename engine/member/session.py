@@ -29,10 +29,8 @@ timeout.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
-import socket
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -53,6 +51,7 @@ from engine.wire.protocol import (
     ok_frame,
     unpack,
 )
+from engine.wire.serving import accepted
 
 if TYPE_CHECKING:
     from engine.member.membership import Membership
@@ -98,12 +97,7 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.peer = accepted(transport)
         if self.limits is not None:
             refusal = self.limits.admit(self, self.peer)
             if refusal is not None:  # counted and logged by the limits
