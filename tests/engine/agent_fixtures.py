@@ -163,6 +163,10 @@ class AgentProcess:
         """The log of the current process (a restart starts a new one)."""
         return self.log_path.read_text(errors="replace")[self.log_start :]
 
+    def log_from_here(self) -> None:
+        """log() starts here from now on: a module's shared agent, for each test's own lines."""
+        self.log_start = len(self.log_path.read_text(errors="replace"))
+
     def restart(self) -> None:
         """Stop the agent and start it again with the same configuration and port."""
         self.stop()

@@ -16,6 +16,7 @@ from tests.engine.agent_fixtures import (  # noqa: F401
     REPO,
     pki_fixture,
     start_agent_fixture,
+    started_agent,
     write_agent_config,
 )
 from tests.engine.cluster_fixtures import free_ports, wait_for
@@ -23,9 +24,17 @@ from tests.engine.cluster_fixtures import free_ports, wait_for
 pytestmark = pytest.mark.timeout(60)
 
 
+@pytest.fixture(scope="module")
+def shared_tls_agent(pki, tmp_path_factory):
+    yield from started_agent(tmp_path_factory.mktemp("agent"), pki=pki)
+
+
 @pytest.fixture
-def tls_agent(pki, start_agent):
-    return start_agent(pki=pki)
+def tls_agent(shared_tls_agent):
+    """One TLS agent for the module's tests (they refuse clients and read; the one that stops
+    an agent starts its own), its log() read from the start of each test."""
+    shared_tls_agent.log_from_here()
+    return shared_tls_agent
 
 
 def test_health_over_mutual_tls_names_the_caller_and_the_agent_certificate_expiry(tls_agent):
@@ -182,7 +191,8 @@ def test_the_agent_refuses_to_start_without_authentication(tmp_path):
     assert "always authenticated" in result.stderr
 
 
-def test_the_agent_stops_cleanly_on_sigterm(tls_agent):
+def test_the_agent_stops_cleanly_on_sigterm(pki, start_agent):
+    tls_agent = start_agent(pki=pki)
     with tls_agent.client("portal") as c:
         c.health()
     tls_agent.stop()

@@ -11,14 +11,28 @@ import ssl
 
 import pytest
 
-from tests.engine.agent_fixtures import pki_fixture, start_agent_fixture  # noqa: F401
+from tests.engine.agent_fixtures import (  # noqa: F401
+    pki_fixture,
+    start_agent_fixture,
+    started_agent,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
 
+@pytest.fixture(scope="module")
+def shared_agent(tmp_path_factory):
+    yield from started_agent(
+        tmp_path_factory.mktemp("agent"), agent_extra={"max_request_bytes": 4096}
+    )
+
+
 @pytest.fixture
-def agent(start_agent):
-    return start_agent(agent_extra={"max_request_bytes": 4096})
+def agent(shared_agent):
+    """One agent for the module's tests (each checks it goes on serving), its log() read
+    from the start of each test."""
+    shared_agent.log_from_here()
+    return shared_agent
 
 
 def exchange(port: int, data: bytes, close_after_send: bool = False, wrap=None) -> bytes:

@@ -17,8 +17,13 @@ from tests.engine.agent_fixtures import (  # noqa: F401
     instance_entries,
     pki_fixture,
     start_agent_fixture,
+    started_agent,
 )
-from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
+from tests.engine.cluster_fixtures import (  # noqa: F401
+    make_cluster_fixture,
+    started_cluster,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -29,6 +34,27 @@ def mirror(make_cluster, start_agent):
     cluster = make_cluster(types=("failover", "failover", "dr"))
     cluster.wait_backup_active()
     agent = start_agent(instances=instance_entries(cluster))
+    with agent.client(credential=agent.credential) as client:
+        yield cluster, agent, client
+
+
+@pytest.fixture(scope="module")
+def shared_site(tmp_path_factory):
+    """The same mirror and agent, started once for the tests that leave them as they found
+    them (refusals, or operations they undo and wait for); a test that adds a database,
+    kills or stops an instance, or leaves a database dismounted takes `mirror`."""
+    root = tmp_path_factory.mktemp("shared")
+    for cluster in started_cluster(root / "mirror", types=("failover", "failover", "dr")):
+        for agent in started_agent(root / "agent", instances=instance_entries(cluster)):
+            yield cluster, agent
+
+
+@pytest.fixture
+def shared_mirror(shared_site):
+    """`mirror`'s (cluster, agent, client), shared: B the Active backup, C Connected."""
+    cluster, agent = shared_site
+    cluster.wait_backup_active()
+    cluster.wait_status("C", "status", "Connected")
     with agent.client(credential=agent.credential) as client:
         yield cluster, agent, client
 
@@ -67,8 +93,8 @@ def test_database_created_on_the_primary_through_the_agent_appears_on_every_memb
         wait_for(lambda: c.get("NEWDB", "G", (1,)) == "one", 15, "NEWDB data on C")
 
 
-def test_dismount_mount_and_catch_up_on_a_backup(mirror):
-    cluster, _, client = mirror
+def test_dismount_mount_and_catch_up_on_a_backup(shared_mirror):
+    cluster, _, client = shared_mirror
     out = client.dismount("B", "USER")
     assert out["status"] == "Database Dismounted" and out["already"] is False
     assert client.dismount("B", "user")["already"] is True
@@ -161,8 +187,8 @@ def test_a_database_added_with_its_data_is_downloaded_to_a_member_through_the_ag
     assert err.status == 409 and "not available on the primary" in err.message
 
 
-def test_refusals_are_409_with_the_instance_reason(mirror):
-    _, _, client = mirror
+def test_refusals_are_409_with_the_instance_reason(shared_mirror):
+    _, _, client = shared_mirror
     cases = [
         (client.stop_dejournaling, ("B",), "guide §5.9"),
         (client.clear_failover_db, ("C", "USER"), "never allowed on a DR async"),
@@ -178,8 +204,8 @@ def test_refusals_are_409_with_the_instance_reason(mirror):
     assert client.health()["agent"] == "engine-agent"  # still serving
 
 
-def test_stop_and_start_mirroring_on_backup_and_async(mirror):
-    cluster, _, client = mirror
+def test_stop_and_start_mirroring_on_backup_and_async(shared_mirror):
+    cluster, _, client = shared_mirror
     for member, running in (("B", "Backup"), ("C", "Connected")):
         assert client.stop_mirroring(member)["status"] == "Stopped"
         assert client.stop_mirroring(member)["already"] is True
@@ -191,8 +217,8 @@ def test_stop_and_start_mirroring_on_backup_and_async(mirror):
     cluster.wait_converged("C")
 
 
-def test_dejournaling_stop_start_and_pause_resume_on_an_async(mirror):
-    cluster, _, client = mirror
+def test_dejournaling_stop_start_and_pause_resume_on_an_async(shared_mirror):
+    cluster, _, client = shared_mirror
     out = client.stop_dejournaling("C")
     assert out["dejournaling"] == "Warning! Dejournaling is stopped."
     assert client.stop_dejournaling("C")["dejournaling"] == out["dejournaling"]
@@ -210,8 +236,8 @@ def test_dejournaling_stop_start_and_pause_resume_on_an_async(mirror):
     cluster.wait_converged("C")
 
 
-def test_bad_requests_are_400_with_a_reason_and_nothing_changes(mirror):
-    _, _, client = mirror
+def test_bad_requests_are_400_with_a_reason_and_nothing_changes(shared_mirror):
+    _, _, client = shared_mirror
     base = "/v1/instances/B"
     bad = [
         ("POST", f"{base}/databases", b"{not json", "not valid JSON"),
@@ -350,8 +376,8 @@ def test_failover_db_flags_of_several_or_all_databases_are_cleared_through_the_a
         client.clear_failover_db("C")  # neither names nor all: nothing is sent
 
 
-def test_malformed_bodies_on_every_operation_are_400_and_change_nothing(mirror):
-    _, agent, client = mirror
+def test_malformed_bodies_on_every_operation_are_400_and_change_nothing(shared_mirror):
+    _, agent, client = shared_mirror
     bodies = [b"null", b"[]", b'"stop"', b"1e999", b"\xff\xfe{", b'{"x": 1}', b"[" * 30000]
     for method, path, _ in OPS_ROUTES:
         if method != "POST":

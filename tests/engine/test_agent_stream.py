@@ -21,22 +21,44 @@ from tests.engine.agent_fixtures import (  # noqa: F401
     instance_entries,
     pki_fixture,
     start_agent_fixture,
+    started_agent,
 )
-from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
+from tests.engine.cluster_fixtures import started_cluster, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
 
-@pytest.fixture
-def mirror(make_cluster):
-    return make_cluster(types=("failover", "failover", "dr"), databases=("USER",))
+# The mirror and the TLS agent are started once for the module (they were ~1 s of the setup of
+# each of eleven tests): a test that forces an instance down, pauses it or restarts the agent
+# starts it again and waits for it, and `tls_agent` hands every test the two as a test of its
+# own would find them.
 
 
-@pytest.fixture
-def tls_agent(mirror, pki, start_agent):
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory):
+    yield from started_cluster(
+        tmp_path_factory.mktemp("mirror"), types=("failover", "failover", "dr"), databases=("USER",)
+    )
+
+
+@pytest.fixture(scope="module")
+def shared_tls_agent(mirror, pki, tmp_path_factory):
     entries = instance_entries(mirror)
     entries[0]["cert"] = str(pki.portal.cert)  # any certificate: its expiry is reported
-    return start_agent(pki=pki, instances=entries)
+    yield from started_agent(tmp_path_factory.mktemp("agent"), pki=pki, instances=entries)
+
+
+@pytest.fixture
+def tls_agent(shared_tls_agent, mirror):
+    """The module's TLS agent, as a fresh one would be: every instance up in its role (B the
+    Active backup, C Connected), no subscriber left from the test before and so no status
+    poller running, and its log() read from here on."""
+    mirror.wait_backup_active()
+    mirror.wait_status("C", "status", "Connected")
+    with shared_tls_agent.client() as c:
+        wait_for(lambda: not c.health()["status_stream"]["polling"], 15, "the poller stopped")
+    shared_tls_agent.log_from_here()
+    return shared_tls_agent
 
 
 def changes_of(name: str, key: str):

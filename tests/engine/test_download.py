@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.cluster.launcher import wait_ready
 from engine.storage.store import Store
 from engine.wire import tls
 from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
@@ -154,10 +155,23 @@ def test_download_is_refused_on_the_primary_and_for_unknown_databases(make_clust
     assert db_status(cluster, "B", "USER") == "Dejournaling"
 
 
-def test_source_dying_mid_download_falls_back_to_the_primary(make_cluster, monkeypatch):
-    # sources send at most 5 MB/s, so the copy below takes seconds: B dies in the middle
-    monkeypatch.setenv("ENGINE_SNAPSHOT_MAX_MB_S", "5")
-    cluster = make_cluster(("failover", "failover", "dr"))
+def _start_with_capped_sources(cluster, capped: str, mb_s: str) -> None:
+    """Start every member; the `capped` one sends snapshots at most mb_s MB/s (the source's
+    cap, ENGINE_SNAPSHOT_MAX_MB_S, is read from each process's own environment).  The copies
+    the scenario does not need slow (from A, or from a restarted member) run at full speed."""
+    for member in cluster.cfg.members:
+        with pytest.MonkeyPatch.context() as env:
+            env.delenv("ENGINE_SNAPSHOT_MAX_MB_S", raising=False)
+            if member.name == capped:
+                env.setenv("ENGINE_SNAPSHOT_MAX_MB_S", mb_s)
+            cluster.start(member.name, wait=False)
+    wait_ready(cluster.cfg, cluster.procs)
+
+
+def test_source_dying_mid_download_falls_back_to_the_primary(make_cluster):
+    # B sends at most 5 MB/s, so C's copy from B below takes seconds: B dies in the middle
+    cluster = make_cluster(("failover", "failover", "dr"), start=False)
+    _start_with_capped_sources(cluster, "B", "5")
     _legacy_on_primary(cluster, rows=200_000)
     admin(cluster, "B", "download_database", "LEGACY")
     wait_db(cluster, "B", "LEGACY", "Dejournaling", timeout=60)
@@ -219,10 +233,10 @@ def _legacy_on_primary_only(cluster, rows: int) -> None:
 
 
 def test_a_primary_adopting_a_copy_shows_progress_and_tries_again_when_its_source_dies(
-    make_cluster, monkeypatch
+    make_cluster,
 ):
-    monkeypatch.setenv("ENGINE_SNAPSHOT_MAX_MB_S", "1")  # B dies in the middle of A's copy
-    cluster = make_cluster(("failover", "failover"))
+    cluster = make_cluster(("failover", "failover"), start=False)
+    _start_with_capped_sources(cluster, "B", "1")  # B dies in the middle of A's copy
     _legacy_on_primary_only(cluster, rows=100_000)
     admin(cluster, "B", "download_database", "LEGACY")
     wait_db(cluster, "B", "LEGACY", "Dejournaling", timeout=60)

@@ -8,7 +8,12 @@ import time
 import pytest
 
 from tests.jobs.conftest import celery_worker  # noqa: F401 - fixture
-from tests.monitor.live_cluster import collector, live_cluster, live_portal  # noqa: F401
+from tests.monitor.live_cluster import (  # noqa: F401
+    collector,
+    live_cluster,
+    live_portal,
+    shared_live_cluster,
+)
 
 
 class AsgiServer:

@@ -1,9 +1,12 @@
 """A real mirror for the live monitor's tests: `python -m engine cluster build` starts agents and
-instances as processes (A primary, B backup, DR async, on two hosts, TLS), once per module;
-each test imports it into its own portal database with `manage.py ensure_demo_mirror`.
+instances as processes (A primary, B backup, DR async, on two hosts, TLS), once for the whole
+tests/monitor package (a build and its `cluster down` take 6-7 s); each module gets it whole
+(whatever a test killed and did not start again is started again, and every member is back in
+its role, B Active); each test imports it into its own portal database with
+`manage.py ensure_demo_mirror`.
 
-Import the fixtures into a test module:
-    from tests.monitor.live_cluster import collector, live_cluster, live_portal  # noqa: F401
+tests/monitor/conftest.py imports the fixtures for every module of the package (the shared
+cluster is package-scoped, so it is built once however many modules take `live_cluster`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from engine.client.agent import AgentClient
+from engine.client.errors import AgentConnectionError, AgentError
 from engine.cluster.launcher import is_running
 from tests.engine.cluster_fixtures import free_ports
 
@@ -61,6 +66,18 @@ class LiveCluster:
         self.state = state
         self.state_file = plan.parent / "var" / "cluster-state.json"
         self.restarted: list[subprocess.Popen] = []
+        self.killed: dict[tuple[str, str], list[str]] = {}  # (kind, name) -> its argv
+
+    def agent(self, host: str) -> AgentClient:
+        """A client of `host`'s agent with the portal's certificate."""
+        ident = self.state["portal"]
+        return AgentClient(
+            self.state["agents"][host],
+            cert=ident["cert"],
+            key=ident["key"],
+            ca=ident["ca"],
+            timeout=5,
+        )
 
     def process(self, name: str, kind: str = "instance") -> dict:
         return next(e for e in self.state["processes"] if e["kind"] == kind and e["name"] == name)
@@ -70,6 +87,7 @@ class LiveCluster:
         entry = self.process(name, kind)
         argv = Path(f"/proc/{entry['pid']}/cmdline").read_bytes().split(b"\0")[:-1]
         os.kill(entry["pid"], signal.SIGKILL)
+        self.killed[(kind, name)] = [a.decode() for a in argv]
         deadline = time.monotonic() + 10
         while is_running(entry) and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -82,10 +100,34 @@ class LiveCluster:
         entry["pid"] = proc.pid  # so the teardown stops this one
         self.state_file.write_text(json.dumps(self.state, indent=2))
         self.restarted.append(proc)
+        self.killed.pop((kind, name), None)
+
+    def restore(self, timeout: float = 60.0) -> None:
+        """Start again what a test killed and left down, then wait until every agent answers
+        and every member is in its role as built: A Primary, B Backup and Active, DR
+        Connected (what the tests of the next module start from)."""
+        for (kind, name), argv in list(self.killed.items()):
+            self.start_again(name, argv, kind)
+        hosts = {name: host for host, names in HOSTS.items() for name in names}
+        want = {"A": ("Primary", "N/A"), "B": ("Backup", "Active"), "DR": ("Connected", None)}
+
+        def in_role(name: str) -> bool:
+            with self.agent(hosts[name]) as api:
+                row = api.databases(name)
+            status, transfer = want[name]
+            return row.get("status") == status and transfer in (None, row.get("journal_transfer"))
+
+        def healthy() -> bool:
+            try:
+                return all(in_role(name) for name in MEMBERS)
+            except (AgentError, AgentConnectionError, OSError):
+                return False
+
+        wait_for(healthy, timeout, "the live cluster back as built (A Primary, B Backup Active)")
 
 
-@pytest.fixture(scope="module")
-def live_cluster(tmp_path_factory):
+@pytest.fixture(scope="package")
+def shared_live_cluster(tmp_path_factory):
     directory = tmp_path_factory.mktemp("live")
     plan = directory / "plan.toml"
     plan.write_text(plan_text(free_ports(len(HOSTS) + 2 * len(MEMBERS))))
@@ -103,6 +145,13 @@ def live_cluster(tmp_path_factory):
             if proc.poll() is None:
                 proc.kill()
             proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def live_cluster(shared_live_cluster):
+    """The package's cluster, as built, for the tests of one module."""
+    shared_live_cluster.restore()
+    return shared_live_cluster
 
 
 @pytest.fixture

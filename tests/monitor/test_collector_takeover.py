@@ -2,6 +2,7 @@
 holds the lease and collects; when it is SIGKILLed another takes over within seconds, and what
 happened while nobody collected is in the history once — not lost, not doubled."""
 
+import json
 import os
 import signal
 import sqlite3
@@ -25,18 +26,23 @@ def portal_files(live_cluster, tmp_path):
     env.update(
         {f"PORTAL_AGENT_TLS_{k.upper()}": v for k, v in live_cluster.state["portal"].items()}
     )
-    for args in (
+    # `manage.py migrate` then `manage.py ensure_demo_mirror`, in one process (one Django start)
+    commands = [
         ["migrate", "--noinput", "-v0"],
         ["ensure_demo_mirror", "--state", str(live_cluster.state_file)],
-    ):
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr.decode()
+    ]
+    script = (
+        "import json, sys, django; django.setup(); from django.core.management import "
+        "call_command; [call_command(*args) for args in json.loads(sys.argv[1])]"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(commands)],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "portal.settings"},
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr.decode()
     return env, tmp_path / "portal.sqlite3"
 
 
@@ -88,7 +94,12 @@ def test_a_second_collector_takes_over_and_the_history_has_each_change_once(
     two = start_collector(env, "two", tmp_path)
     try:
         wait_for(lambda: status(database, "B") == "Backup", timeout=20, what="B read")
-        time.sleep(1.5)  # two is up and waiting for the lease
+        # two is up and waiting for the lease (it asks at once, then every second)
+        wait_for(
+            lambda: "collector two started" in (tmp_path / "two.log").read_text(),
+            timeout=30,
+            what="collector two up",
+        )
         assert holder(database) == "one"
 
         one.send_signal(signal.SIGKILL)
