@@ -45,6 +45,14 @@ class Hello:
                 self.later = frames[1:]
                 return frames[0]
 
+    def until_closed(self, timeout: float = 10.0) -> list[Frame]:
+        """Every frame until the primary closes the connection (or says nothing for
+        `timeout`)."""
+        frames = []
+        while (frame := self.next(timeout)) is not None:
+            frames.append(frame)
+        return frames
+
     def say(self, hello: dict, proof: bytes | None = None) -> Frame | None:
         """The primary's answer to `hello`: DC_WELCOME or ERROR (after the challenge, if
         one came and a secret is known), or the DC_CHALLENGE itself without a secret."""

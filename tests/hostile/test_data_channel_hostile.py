@@ -19,8 +19,8 @@ import time
 import pytest
 
 from engine.client.app import Client
-from engine.wire import tls
-from engine.wire.protocol import FrameDecoder, MsgType, encode_frame
+from engine.wire import mirror_secret, tls
+from engine.wire.protocol import FrameDecoder, MsgType, encode_frame, unpack
 from tests.engine.cluster_fixtures import (  # noqa: F401
     make_cluster_fixture,
     started_cluster,
@@ -40,14 +40,23 @@ def hello(member: str, position) -> bytes:
 
 
 class Peer:
-    """A hand-made data channel client (no engine code on this side but the frame codec)."""
+    """A hand-made data channel client (no engine code on this side but the frame codec and
+    the mirror secret's proof): an insider, who knows the secret, misbehaving after its hello
+    (engine/wire/mirror_secret.py keeps out whoever does not know it: tests/engine)."""
 
-    def __init__(self, address, member: str, position):
+    def __init__(self, address, member: str, position, secret: str):
         self.sock = socket.create_connection((address.host, address.port), timeout=5)
         self.name = "{}:{}".format(*self.sock.getsockname()[:2])
         self.dec = FrameDecoder()
         self.frames: list = []
-        self.sock.sendall(hello(member, position))
+        body = {"mirror": "TEST", "member": member, "codecs": [], "position": position}
+        body["nonce"] = nonce = mirror_secret.new_nonce()
+        self.sock.sendall(encode_frame(MsgType.DC_HELLO, 1, body))
+        challenge = self.next_frame()
+        assert challenge is not None and challenge.type == MsgType.DC_CHALLENGE, challenge
+        theirs = unpack(challenge.body)["nonce"]
+        body["proof"] = mirror_secret.member_proof(secret, "TEST", member, nonce, theirs)
+        self.sock.sendall(encode_frame(MsgType.DC_HELLO, 2, body))
         self.welcome = self.next_frame()
 
     def next_frame(self):
@@ -104,7 +113,7 @@ def test_an_impossible_ack_closes_the_link_and_never_makes_the_backup_active(
     with cluster.client() as c:
         c.set("USER", "Before", (1,), "x")
         end = c.status()["journal_end"]
-    peer = Peer(cluster.cfg.member("A").private, "B", end)
+    peer = Peer(cluster.cfg.member("A").private, "B", end, cluster.cfg.secret)
     try:
         assert peer.welcome.type == MsgType.DC_WELCOME
         peer.ack(ack(end))
@@ -129,7 +138,7 @@ def test_a_possible_ack_still_makes_a_caught_up_backup_active_and_a_real_one_tak
     cluster.start("A")
     with cluster.client() as c:
         end = c.status()["journal_end"]
-    peer = Peer(cluster.cfg.member("A").private, "B", end)
+    peer = Peer(cluster.cfg.member("A").private, "B", end, cluster.cfg.secret)
     try:
         peer.ack(end)  # exactly where it said its journal ends: it holds everything sent
         wait_for(lambda: transfer(cluster) == "Active", 10, "the caught-up peer Active")
