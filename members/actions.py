@@ -446,7 +446,7 @@ def _take_secret(actor, job: Job) -> dict:
     # the write lock first (PostgreSQL's row lock, SQLite's database lock), as _claim does: a
     # second request waits, then finds the secret gone
     Job.objects.filter(pk=job.pk).update(progress=F("progress"))
-    job = Job.objects.select_for_update().select_related("member").get(pk=job.pk)
+    job = Job.objects.select_for_update(of=("self",)).select_related("member").get(pk=job.pk)
     if job.kind != app_credentials.CREATE:
         raise ValueError(job.kind)
     if job.requested_by_id is None or job.requested_by_id != getattr(actor, "pk", None):
