@@ -4,11 +4,8 @@ Unknown parameters are ignored; a malformed value (a date that is not one, an id
 number) is a 400 with the usual error shape, never a 500.
 """
 
-from datetime import UTC
-
 import django_filters
 from django import forms
-from django.core.exceptions import ValidationError
 
 from members.models import (
     DatabaseCopy,
@@ -20,7 +17,7 @@ from members.models import (
     PendingDNUpdate,
 )
 from members.rules import MEMBER_TYPES
-from portal.filters import FilterSet, TextFilter
+from portal.filters import FilterSet, TextFilter, in_utc
 
 
 class _BoundedDateTimeField(forms.DateTimeField):
@@ -28,13 +25,7 @@ class _BoundedDateTimeField(forms.DateTimeField):
     ±15:59 (Python allows ±23:59), and year 1 at UTC+14 does not exist in UTC at all."""
 
     def to_python(self, value):
-        result = super().to_python(value)
-        if result is None:
-            return None
-        try:
-            return result.astimezone(UTC)
-        except OverflowError:
-            raise ValidationError("Date out of range.", code="invalid") from None
+        return in_utc(super().to_python(value), "Date out of range.")
 
 
 class DateTimeFilter(django_filters.DateTimeFilter):

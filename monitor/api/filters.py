@@ -7,27 +7,19 @@ invalid filter set as a ValidationError, and so does the samples query's seriali
 from datetime import UTC
 
 import django_filters
-from django import forms
 from rest_framework import serializers
 
 from monitor.models import Event
-from portal.filters import FilterSet, TextFilter
+from portal.filters import FilterSet, TextFilter, in_utc
 
 OUT_OF_RANGE = "The date/time is out of range."
 
 
 class _AwareDateTimeField(django_filters.fields.IsoDateTimeField):
-    """An ISO 8601 date/time the database can take: one whose UTC value exists (year 1 at
-    +05:00 does not, and would fail only inside the database driver)."""
+    """An ISO 8601 date/time as the database takes it (portal/filters.py in_utc)."""
 
     def to_python(self, value):
-        parsed = super().to_python(value)
-        if parsed is not None:
-            try:
-                parsed.astimezone(UTC)
-            except (OverflowError, ValueError):
-                raise forms.ValidationError(OUT_OF_RANGE, code="invalid") from None
-        return parsed
+        return in_utc(super().to_python(value), OUT_OF_RANGE)
 
 
 class DateTimeFilter(django_filters.IsoDateTimeFilter):
