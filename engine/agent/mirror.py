@@ -170,6 +170,18 @@ async def mirror_secret_of(request: web.Request) -> web.Response:
     return _answer(request, entry, "mirror-secret", result)
 
 
+async def set_arbiter(request: web.Request) -> web.Response:
+    """The mirror's arbiter, set on the primary (guide §3.1.4; docs/failover.md): the failover
+    members keep contact with it.  An empty string removes it."""
+    entry = instance_entry(request)
+    body = await read_body(request, {"arbiter": str})
+    _required(body, "arbiter")
+    if body["arbiter"]:
+        _rule(ms.check_address, "set_arbiter", body["arbiter"], "arbiter")
+    result = await ask_admin(request, entry, "set_arbiter", {**_which(request), **body})
+    return _answer(request, entry, "set-arbiter", result, body["arbiter"] or "none")
+
+
 def _check_secret(body: dict) -> None:
     if "secret" in body:
         try:
@@ -302,6 +314,7 @@ MIRROR_ROUTES = [
     ("PATCH", M, edit_mirror),
     ("POST", f"{M}/join", join_mirror),
     ("GET", f"{M}/secret", mirror_secret_of),
+    ("PUT", f"{M}/arbiter", set_arbiter),
     ("POST", f"{M}/verify-tls", verify_tls),
     ("POST", f"{M}/leave", leave_mirror),
     ("POST", f"{M}/remove-config", remove_mirror_config),

@@ -317,6 +317,10 @@ class AgentClient:
         join_mirror."""
         return self._mirror("GET", instance, "/secret", mirror=mirror)["secret"]
 
+    def set_arbiter(self, instance: str, arbiter: str | None, *, mirror: str | None = None):
+        """The mirror's arbiter ("host:port"; None: none), set on the primary."""
+        return self._mirror("PUT", instance, "/arbiter", {"arbiter": arbiter or ""}, mirror)
+
     def edit_mirror(self, instance: str, *, mirror: str | None = None, **settings) -> dict:
         """Mirror settings on the primary (qos_timeout_ms, failover_compression, ...).
         tls=True is refused while a reachable member fails verify_tls, unless also

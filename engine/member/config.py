@@ -20,6 +20,7 @@ Example (see examples/cluster.toml):
     tls_ca = "certs/ca.pem"                       # with tls: the CA that signs member certs
     data_root = "var/demo"                        # relative to this file
     secret_file = "secret"                        # without tls: the mirror secret
+    arbiter = "127.0.0.1:2189"                    # optional: the arbiter (docs/failover.md)
 
     [[members]]
     name = "A"
@@ -120,6 +121,8 @@ class MirrorConfig:
     # authenticates the data channel without TLS (engine/wire/mirror_secret.py); never travels
     # with the configuration
     secret: str | None = None
+    # the arbiter the failover members keep contact with (engine/member/failover_watch.py)
+    arbiter: Address | None = None
     journal_file_bytes: int = 64 * 1024 * 1024
     source: Path | None = None
     # configured through the agent (kept in <data_dir>/mirror.json) rather than from a file
@@ -287,6 +290,8 @@ def parse_config(data: dict, base_dir: Path, source: Path | None = None) -> Mirr
         source=source,
     )
     cfg.secret = _secret(mirror.get("secret_file"), base_dir)
+    if mirror.get("arbiter") is not None:
+        cfg.arbiter = parse_address(mirror["arbiter"], "mirror.arbiter")
     raw_members = data.get("members")
     if not isinstance(raw_members, list) or not raw_members:
         raise ConfigError("missing [[members]] entries")

@@ -34,6 +34,7 @@ from engine.member.admin_auth import ensure_token
 from engine.member.config import Address, MirrorConfig
 from engine.member.dbops import on_control_record, resume_downloads
 from engine.member.dejournal_runner import DejournalRunner
+from engine.member.failover_watch import FailoverWatch
 from engine.member.files import DEJOURNAL_STOPPED_FILE, PID_FILE, STOPPED_FILE
 from engine.member.gate import Gate
 from engine.member.membership_ops import address_problem
@@ -112,6 +113,7 @@ class Membership:
         self.writer: Writer | None = None
         self.replicator: Replicator | None = None
         self.replica: ReplicaLink | None = None
+        self.failover: FailoverWatch | None = None  # failover members (failover_watch.py)
         self.dejournal = None
         self.servers: list[asyncio.base_events.Server] = []
         self.listeners: dict[str, asyncio.base_events.Server] = {}
@@ -169,6 +171,9 @@ class Membership:
                 self.replica.stopped = True
             else:
                 self.replica.start()
+        if self.member.type == "failover":
+            self.failover = FailoverWatch(self)
+            self.failover.start()
         # private first: a member answering on its superserver port is fully listening
         await self._listen_private()
         if self.instance is None:
@@ -398,6 +403,8 @@ class Membership:
         self.private_limits.close()
         for conn in list(self.sessions):
             conn.close()
+        if self.failover is not None:
+            await self.failover.stop()
         if self.replica is not None:
             await self.replica.stop()
         if self.replicator is not None:

@@ -444,6 +444,20 @@ def mirror_info(membership: Membership, arg):
     return out
 
 
+def set_arbiter(membership: Membership, arg) -> dict:
+    """The arbiter the failover members keep contact with (guide §3.1.4; docs/failover.md), a
+    mirror setting edited on the primary: {arbiter: "host:port"}, or null for none.  It travels
+    with the configuration; each failover member follows it (engine/member/failover_watch.py)."""
+    op = "set_arbiter"
+    _primary_only(membership, op)
+    value = arg.get("arbiter") if isinstance(arg, dict) else arg
+    cfg = membership.cfg
+    cfg.arbiter = None if value in (None, "") else ms.check_address(op, value, "arbiter")
+    config_changed(membership)
+    log.warning("mirror %s: arbiter set to %s", cfg.name, cfg.arbiter or "none")
+    return {"arbiter": None if cfg.arbiter is None else str(cfg.arbiter), "version": cfg.version}
+
+
 def mirror_secret_of(membership: Membership, arg) -> dict:
     """The mirror secret, for the agent to hand to an instance that joins through this member
     (engine/member/join.py); every member holds the same.  An admin action: only the agent
@@ -617,6 +631,7 @@ async def address_problem(membership: Membership, what: str, addr, ssl) -> str |
 ACTIONS = {
     "mirror_info": mirror_info,
     "mirror_secret": mirror_secret_of,
+    "set_arbiter": set_arbiter,
     "authorize_member": authorize_member,
     "reject_member": reject_member,
     "authorize_dn_update": authorize_dn_update,

@@ -48,6 +48,7 @@ def to_wire(cfg: MirrorConfig) -> dict:
     """The mirror as every member may see it."""
     out = {"name": cfg.name, "version": cfg.version}
     out.update({key: getattr(cfg, key) for key in SETTINGS})
+    out["arbiter"] = None if cfg.arbiter is None else str(cfg.arbiter)
     out["members"] = [
         {
             "name": m.name,
@@ -72,6 +73,8 @@ def from_wire(data: dict, node: Node, member: str, directory: Path | None = None
     # forged or stale one must not bring a 2**62 ms QoS (raises rules.RuleError, a ValueError)
     for key, value in rules.check_settings({k: data[k] for k in SETTINGS if k in data}).items():
         setattr(cfg, key, value)
+    if data.get("arbiter") is not None:
+        cfg.arbiter = parse_address(data["arbiter"], "arbiter")
     for raw in data["members"]:
         m = MemberConfig(
             name=raw["name"],

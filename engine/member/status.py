@@ -174,10 +174,11 @@ def member_status(membership: Membership) -> dict:
         out["primary"] = membership.replica.primary_name
         out["codec"] = membership.replica.codec
         out["data_channel_refusals"] = membership.replica.refusals
-    if membership.member.type == rules.FAILOVER:
-        # no arbiter link exists yet: a mirror without one stays Agent Controlled (guide §3.3.5.1)
-        out["failover_mode"] = rules.AGENT_CONTROLLED
-        out["arbiter_connection"] = rules.ARBITER_NOT_CONNECTED
+    watch = membership.failover
+    if membership.member.type == rules.FAILOVER and watch is not None:
+        # engine/member/failover_watch.py: Agent Controlled without an arbiter (§3.3.5.1)
+        out["failover_mode"] = watch.mode
+        out["arbiter_connection"] = watch.arbiter_connection
     if membership.dejournal is not None:  # under the mirror's parallel_dejournaling (guide §4.16)
         out["dejournaling_parallel"] = membership.dejournal.dj.parallel
     if membership.replicator is not None:
