@@ -38,7 +38,12 @@ run: install
 	$(BIN)/python manage.py ensure_demo_admin
 	$(BIN)/python scripts/run-portal
 
-test: install-test lint check test-embedded test-services
+# The two passes share nothing (SQLite and in-process layers vs PostgreSQL and Redis; free ports
+# are handed out under a lock, tests/engine/cluster_fixtures.py) and mostly wait on processes and
+# sockets, so they run side by side: the slower one sets the time. Each pass's output is printed
+# whole when it ends.
+test: install-test lint check
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-embedded test-services
 
 # lint-imports checks the import contracts of .importlinter (engine layers, no Django in the
 # engine, the portal through the engine's public clients).
