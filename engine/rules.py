@@ -43,6 +43,8 @@ PROMOTABLE_TYPES = frozenset({FAILOVER, DR})  # may become primary (guide §3.3.
 PRIMARY, BACKUP, CONNECTED = "Primary", "Backup", "Connected"
 IN_TROUBLE, SYNCHRONIZING, WAITING, STOPPED = "In Trouble", "Synchronizing", "Waiting", "Stopped"
 DOWN, ERROR = "Down", "Error"  # no answer: the instance is down, or it is hung
+# mirroring halted by an unexpected condition (the primary's journal could not be written)
+CRASHED = "Crashed"
 NOT_MEMBER, NOT_INITIALIZED = "Not Member", "Not Initialized"  # an instance in no mirror
 MEMBER_STATUSES = (
     PRIMARY,
@@ -54,6 +56,7 @@ MEMBER_STATUSES = (
     STOPPED,
     DOWN,
     ERROR,
+    CRASHED,
     NOT_INITIALIZED,
 )
 # the fixed values; the others read "<time> behind" or "Disconnected on <time>"

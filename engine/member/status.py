@@ -124,6 +124,8 @@ def incoming_rate(membership: Membership) -> tuple[str, dict | None]:
 
 def member_state(membership: Membership) -> str:
     if membership.role == "primary":
+        if membership.writer is not None and membership.writer.frozen is not None:
+            return rules.CRASHED  # guide §5.1.1.1: its journal froze on a write error (§3.2)
         rep = membership.replicator
         if rep is not None and rep.in_trouble:
             return rules.IN_TROUBLE
