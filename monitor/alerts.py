@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 # The primary is the member that says Primary, or In Trouble (a primary's trouble state).
 PRIMARY_STATUSES = (catalog.PRIMARY, catalog.IN_TROUBLE)
-DOWN_STATUSES = (catalog.DOWN, catalog.ERROR)
+DOWN_STATUSES = (catalog.DOWN, catalog.ERROR, catalog.CRASHED)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ TIMELINE_PAGE_SIZE = 50
 # job, amber while it gets there, red when it cannot (guide §5.1.1.1).
 OK_STATUSES = {catalog.PRIMARY, catalog.BACKUP, catalog.CONNECTED}
 WARN_STATUSES = {catalog.SYNCHRONIZING, "Transition", catalog.WAITING}
-BAD_STATUSES = {catalog.DOWN, catalog.ERROR, "Crashed", catalog.STOPPED, catalog.IN_TROUBLE}
+BAD_STATUSES = {catalog.DOWN, catalog.ERROR, catalog.CRASHED, catalog.STOPPED, catalog.IN_TROUBLE}
 
 
 def status_level(status: str, agent_reachable) -> str:
@@ -213,7 +213,9 @@ def fleet_rows(mirrors) -> list:
             "worst_async_lag_s": max(lags) if lags else None,
             "open_alerts": mirror.open_alerts,
             "members": len(members),
-            "down": sum(1 for m in members if m.status in (catalog.DOWN, catalog.ERROR)),
+            "down": sum(
+                1 for m in members if m.status in (catalog.DOWN, catalog.ERROR, catalog.CRASHED)
+            ),
         }
         mirror.lag_text = lag_text(mirror.fleet["worst_async_lag_s"])
     rows = list(mirrors)

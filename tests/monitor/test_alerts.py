@@ -96,6 +96,15 @@ def test_the_alert_resolves_when_the_member_is_back_and_the_history_says_so(alph
     assert history == [("open", "Alert: D is Error"), ("resolved", "Resolved: D is Error")]
 
 
+def test_a_crashed_primary_is_a_member_down_alert(alpha):
+    live(alpha.primary, status=catalog.CRASHED)
+
+    evaluate_alerts(now=seconds(1))
+
+    [alert] = open_alerts("member_down")
+    assert alert.member_name == alpha.primary.name and alert.text.endswith("is Crashed")
+
+
 def test_the_same_trouble_again_later_is_a_new_alert(alpha):
     for n, status in enumerate([catalog.DOWN, catalog.CONNECTED, catalog.DOWN], start=1):
         live(alpha.dr, status=status, at=seconds(n))
