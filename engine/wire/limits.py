@@ -35,8 +35,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
@@ -245,6 +248,11 @@ class ConnectionLimits:
         self.max_connections = self.settings.max_connections
         self.conns: dict[object, ConnState] = {}
         self.holding: dict[object, ConnState] = {}  # the connections with buffered bytes
+        # the holders, largest first (then oldest frame), for eviction in O(log n): entries
+        # (-buffered, frame start, seq, weak conn) pushed as they change, stale ones dropped
+        # lazily; weak, so that a closed connection's buffers are not kept for the heap's sake
+        self._largest: list[tuple[int, float, int, weakref.ref]] = []
+        self._seq = itertools.count()
         self.buffered_total = 0
         self.counts: Counter[str] = Counter()  # refusals and closes, per limit
         self.sweeper: asyncio.Task | None = None
@@ -337,6 +345,10 @@ class ConnectionLimits:
         state.buffered = pending
         if pending:
             self.holding[conn] = state
+            entry = (-pending, _started(state), next(self._seq), weakref.ref(conn))
+            heapq.heappush(self._largest, entry)
+            if len(self._largest) > 4 * len(self.holding) + 64:
+                self._rebuild_largest()
         else:
             self.holding.pop(conn, None)
         cap = s.max_buffered_per_connection
@@ -366,16 +378,7 @@ class ConnectionLimits:
         cap = self.settings.max_buffered_total
         while self.buffered_total > cap:
             total = self.buffered_total
-            victim, held = None, None
-            for other, st in self.holding.items():
-                if other is conn:
-                    continue
-                if (
-                    held is None
-                    or st.buffered > held.buffered
-                    or (st.buffered == held.buffered and _started(st) < _started(held))
-                ):
-                    victim, held = other, st
+            victim, held = self._largest_other(conn)
             if held is None or held.buffered <= state.buffered:
                 return self._close(
                     conn,
@@ -394,7 +397,34 @@ class ConnectionLimits:
                 victim.limit_close(reason)
             except Exception:  # one broken connection must not stop the others
                 self.logger.exception("%s listener: closing a connection", self.listener)
+            self.release(victim)  # (limit_close released it; never pick it again)
         return None
+
+    def _largest_other(self, conn: object) -> tuple[object | None, ConnState | None]:
+        """The holder of the most buffered bytes other than `conn` (the oldest frame first
+        among equals), or (None, None)."""
+        heap, aside, found = self._largest, [], (None, None)
+        while heap:
+            neg, started, _, ref = heap[0]
+            other = ref()
+            st = self.holding.get(other) if other is not None else None
+            if st is None or st.buffered != -neg or _started(st) != started:
+                heapq.heappop(heap)  # stale: that connection holds something else now
+            elif other is conn:
+                aside.append(heapq.heappop(heap))
+            else:
+                found = (other, st)
+                break
+        for entry in aside:
+            heapq.heappush(heap, entry)
+        return found
+
+    def _rebuild_largest(self) -> None:
+        self._largest = [
+            (-st.buffered, _started(st), next(self._seq), weakref.ref(c))
+            for c, st in self.holding.items()
+        ]
+        heapq.heapify(self._largest)
 
     def expired(self, now: float | None = None) -> list[tuple[object, str]]:
         """The connections a timer closes now, with the reason (counted and logged)."""
