@@ -138,33 +138,39 @@ class Log:
 # -- the client side of the wire -------------------------------------------------------
 
 
+def _send_then_read_to_close(s: socket.socket, pieces: list[bytes], got: bytearray, timeout):
+    """Send `pieces` one write each, close our side, and read into `got` until the server
+    closes (an AssertionError if it keeps the connection `timeout` s after our close)."""
+    try:
+        for piece in pieces:
+            s.sendall(piece)
+        s.shutdown(socket.SHUT_WR)
+    except OSError:  # the server closed first (bad magic, a frame too large)
+        pass
+    deadline = time.monotonic() + timeout
+    while True:
+        s.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            chunk = s.recv(1 << 16)
+        except ConnectionResetError:
+            return
+        except TimeoutError:
+            raise AssertionError(
+                f"the server kept the connection {timeout} s after our close"
+            ) from None
+        if not chunk:
+            return
+        got += chunk
+
+
 def exchange(address, pieces: list[bytes], timeout: float = 10.0) -> tuple[bytes, int]:
-    """Send `pieces` one write each on a fresh connection, close our side, and read until
-    the server closes.  Returns (bytes received, our port)."""
+    """Send `pieces` on a fresh connection, close our side, and read until the server
+    closes.  Returns (bytes received, our port)."""
     s = socket.create_connection(address, timeout=timeout)
     port = s.getsockname()[1]
     got = bytearray()
     try:
-        try:
-            for piece in pieces:
-                s.sendall(piece)
-            s.shutdown(socket.SHUT_WR)
-        except OSError:  # the server closed first (bad magic, a frame too large)
-            pass
-        deadline = time.monotonic() + timeout
-        while True:
-            s.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                chunk = s.recv(1 << 16)
-            except ConnectionResetError:
-                break
-            except TimeoutError:
-                raise AssertionError(
-                    f"the server kept the connection {timeout} s after our close"
-                ) from None
-            if not chunk:
-                break
-            got += chunk
+        _send_then_read_to_close(s, pieces, got, timeout)
     finally:
         s.close()
     return bytes(got), port
@@ -188,24 +194,7 @@ def insider_exchange(address, body: dict, after: list[bytes], secret: str, timeo
                 secret, body["mirror"], body["member"], body["nonce"], theirs
             )
             s.sendall(encode_frame(MsgType.DC_HELLO, 2, {**body, "proof": proof}))
-        try:
-            for piece in after:
-                s.sendall(piece)
-            s.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        deadline = time.monotonic() + timeout
-        while True:
-            s.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                chunk = s.recv(1 << 16)
-            except ConnectionResetError:
-                break
-            except TimeoutError:
-                raise AssertionError(f"the server kept the connection {timeout} s") from None
-            if not chunk:
-                break
-            got += chunk
+        _send_then_read_to_close(s, after, got, timeout)
     finally:
         s.close()
     return bytes(got)
