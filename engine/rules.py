@@ -45,6 +45,8 @@ IN_TROUBLE, SYNCHRONIZING, WAITING, STOPPED = "In Trouble", "Synchronizing", "Wa
 DOWN, ERROR = "Down", "Error"  # no answer: the instance is down, or it is hung
 # mirroring halted by an unexpected condition (the primary's journal could not be written)
 CRASHED = "Crashed"
+# changing role (a backup becoming primary); re-query soon
+TRANSITION = "Transition"
 NOT_MEMBER, NOT_INITIALIZED = "Not Member", "Not Initialized"  # an instance in no mirror
 MEMBER_STATUSES = (
     PRIMARY,
@@ -57,6 +59,7 @@ MEMBER_STATUSES = (
     DOWN,
     ERROR,
     CRASHED,
+    TRANSITION,
     NOT_INITIALIZED,
 )
 # the fixed values; the others read "<time> behind" or "Disconnected on <time>"

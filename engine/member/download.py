@@ -119,7 +119,7 @@ def may_hold_copy(member) -> bool:
 
 def _sources(membership: Membership) -> list:
     cfg, me = membership.cfg, membership.member.name
-    primary = cfg.first_primary
+    primary = membership.primary_member()
     backups = [m for m in cfg.failover_members if m.name not in (primary.name, me)]
     asyncs = [m for m in cfg.members if not m.is_failover and may_hold_copy(m)]
     return [m for m in [*backups, primary, *asyncs] if m.name != me]

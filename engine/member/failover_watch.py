@@ -9,8 +9,23 @@ the partner, whether the backup is Active, and what the partner last relayed.  T
 the arbiter connection are in the member's status with the catalog's strings, and the mode is
 relayed to the partner through the arbiter.
 
-What the decisions ask beyond the mode (taking over, indefinite trouble) is not acted on yet:
-the primary's trouble state follows the Agent Controlled rule (engine/replication/sender.py).
+The watch acts on the decisions it can act on alone:
+
+- a backup told to take over (Table 3–1 row 7: the arbiter lost the primary too, and this
+  backup was Active) becomes primary (engine/member/takeover.py);
+- a primary that must commit nothing until the backup is known not to take over, or
+  indefinitely, holds its trouble state with no timeout; it is released when the decision
+  says continue;
+- a primary that hears, through the arbiter, that its partner became primary at a later term
+  stops its process: it is no longer the primary, and it stays down until restarted;
+- a failover member that starts as backup (every failover member but a new mirror's first
+  one) and finds no primary asks its partner what it remembers (engine/failover/state.py):
+  the member that remembers itself as primary at the highest term becomes primary again, if
+  its partner answers and agrees.  A partner that does not answer may have become primary
+  meanwhile, so the member waits (status Waiting, guide §6.1.1).
+
+Asking the primary's agent (the Agent Controlled way to confirm the primary down) is not
+built yet: a backup without the arbiter's report never takes over by itself.
 """
 
 from __future__ import annotations
@@ -22,14 +37,20 @@ import time
 from typing import TYPE_CHECKING
 
 from engine import rules
+from engine.client.app import AsyncClient, EngineError
 from engine.failover.arbiter_link import ArbiterLink
-from engine.failover.modes import Knowledge, decide
+from engine.failover.modes import Decision, Knowledge, decide
+from engine.failover.state import FailoverState, StateError
+from engine.member.node import peer_tls
+from engine.member.takeover import become_primary
 
 if TYPE_CHECKING:
     from engine.member.membership import Membership
 
 log = logging.getLogger("engine.member.failover")
 TICK_S = 0.25
+NEGOTIATE_EVERY_S = 1.0  # how often a member that finds no primary asks its partner
+ASK_TIMEOUT_S = 2.0
 
 
 class FailoverWatch:
@@ -40,6 +61,11 @@ class FailoverWatch:
         self.partner_lost_at: float | None = None
         self._task: asyncio.Task | None = None
         self._changed = asyncio.Event()
+        self._reported: dict | None = None  # the state last relayed to the partner
+        self._acting: asyncio.Task | None = None  # a takeover or a negotiation under way
+        self._negotiated_at = 0.0
+        self.waiting: str | None = None  # why no role can be taken now (status Waiting)
+        self._arbiter_lost_at: float | None = None  # see _tested
 
     @property
     def arbiter_connection(self) -> str:
@@ -103,28 +129,59 @@ class FailoverWatch:
 
     # -- the mode ----------------------------------------------------------------------------
     def _state(self) -> dict:
-        return {"mode": self.mode, "role": self.membership.role}
+        fstate = self.membership.fstate
+        return {"mode": self.mode, "role": self.membership.role, "term": fstate.term}
 
-    def _partner_link_and_active(self) -> tuple[bool, bool]:
+    def _partner_link(self) -> tuple[bool, bool, float | None]:
+        """(the data channel to the partner is open, the backup is (or was, when the link
+        was lost) Active, seconds since the partner was last heard on it)."""
         membership, partner = self.membership, self.partner()
         rep = membership.replicator
-        if rep is not None:  # the primary: the partner is its backup
+        if rep is not None:  # the primary: the partner is its backup, which acks every beat
             link = rep.links.get(partner) if partner is not None else None
-            up = link is not None and not link.closed
-            return up, rep.active is not None and rep.active is link
+            if link is None or link.closed:
+                return False, False, None
+            return True, rep.active is link, time.time() - link.last_ack_at
         replica = membership.replica
         if replica is None:
-            return False, False
-        return replica.connected, replica.active
+            return False, False, None
+        if not replica.connected:
+            return False, replica.active_when_lost, None
+        return True, replica.active, replica.heard_ago()
 
-    def knowledge(self) -> Knowledge:
-        up, active = self._partner_link_and_active()
+    def _tested(self, up: bool, heard_ago: float | None, arbiter_ok: bool) -> bool | None:
+        """The partner link as one network event sees it (guide §3.3.5.2: a member that loses
+        one link tests the other).  In Arbiter Controlled mode, when the arbiter side fails
+        while the data channel still looks open, the data channel counts as up only once the
+        partner is heard after that moment (it speaks every QoS/4), and as lost if it stays
+        silent for QoS/2: so an isolated partner is not mistaken for a lost arbiter (row 7 for
+        row 3, or the other way round) just because the arbiter noticed first.  None: still
+        testing, decide nothing yet."""
+        now = time.monotonic()
+        if self.mode != rules.ARBITER_CONTROLLED or not up or arbiter_ok:
+            self._arbiter_lost_at = None
+            return up
+        if self._arbiter_lost_at is None:
+            self._arbiter_lost_at = now
+        since = now - self._arbiter_lost_at
+        if heard_ago is not None and heard_ago < since:
+            return True  # heard after the arbiter side failed: the link is alive
+        if since >= self.membership.cfg.qos_timeout_ms / 2000:
+            return False
+        return None
+
+    def knowledge(self) -> Knowledge | None:
+        up, active, heard_ago = self._partner_link()
+        link = self.link
+        arbiter_ok = link is not None and link.connected and link.partner_seen
+        up = self._tested(up, heard_ago, arbiter_ok)
+        if up is None:
+            return None
         now = time.monotonic()
         if up:
             self.partner_lost_at = None
         elif self.partner_lost_at is None:
             self.partner_lost_at = now
-        link = self.link
         relayed = (link.partner_state or {}) if link is not None else {}
         return Knowledge(
             role=self.membership.role,
@@ -143,16 +200,124 @@ class FailoverWatch:
         )
 
     def _step(self) -> None:
-        if self.membership.role not in ("primary", "backup"):
+        membership = self.membership
+        if membership.role not in ("primary", "backup") or membership.transition is not None:
             return
-        outcome = decide(self.knowledge())
+        knowledge = self.knowledge()
+        if knowledge is None:
+            return  # testing the partner link (see _tested)
+        outcome = decide(knowledge)
         if outcome.mode != self.mode:
             log.warning(
-                "failover mode %s -> %s (arbiter: %s)",
+                "failover mode %s -> %s (arbiter: %s; %s -> %s)",
                 self.mode,
                 outcome.mode,
                 self.arbiter_connection,
+                knowledge,
+                outcome.decision,
             )
             self.mode = outcome.mode
-            if self.link is not None:
-                self.link.report(self._state())
+        state = self._state()
+        # a backup taking over relays nothing until it is primary: "Agent Controlled" from a
+        # backup tells the primary that it will not take over (Table 3-1 row 4)
+        taking_over = outcome.decision == Decision.TAKE_OVER
+        if self.link is not None and state != self._reported and not taking_over:
+            self._reported = state
+            self.link.report(state)
+        if membership.role == "primary":
+            self._act_as_primary(outcome.decision)
+        else:
+            self._act_as_backup(outcome.decision, knowledge.partner_link)
+
+    # -- acting on the decision ---------------------------------------------------------------
+    def _act_as_primary(self, decision: Decision) -> None:
+        rep = self.membership.replicator
+        if rep is None:
+            return
+        relayed = (self.link.partner_state or {}) if self.link is not None else {}
+        term = relayed.get("term")
+        later = isinstance(term, int) and term > self.membership.fstate.term
+        if relayed.get("role") == "primary" and later:
+            self._stand_down(relayed, term)
+        elif decision == Decision.TROUBLE_INDEFINITE:
+            rep.hold_trouble("cut off from both the backup and the arbiter (Arbiter Controlled)")
+        elif decision == Decision.TROUBLE_UNTIL_SWITCH:
+            rep.hold_trouble("backup lost while the arbiter still sees it (Arbiter Controlled)")
+        elif decision == Decision.CONTINUE and rep.trouble_held is not None:
+            rep.release_trouble("the backup will not take over (Agent Controlled)")
+
+    def _stand_down(self, relayed: dict, term: int) -> None:
+        """The partner became primary after this member lost it (guide §3.3.5.2): this member
+        must never act as primary again; it stops and stays down until restarted."""
+        membership = self.membership
+        log.error(
+            "member %s is primary at term %d (this member's term %d): stopping; "
+            "restart this member to rejoin as backup",
+            self.partner(),
+            term,
+            membership.fstate.term,
+        )
+        membership.replicator.hold_trouble("the backup took over")
+        membership.remember_primary(self.partner(), term)
+        (membership.instance or membership).stop_requested.set()
+
+    def _act_as_backup(self, decision: Decision, partner_link: bool) -> None:
+        if self._acting is not None and not self._acting.done():
+            return
+        membership = self.membership
+        replica = membership.replica
+        if replica is None or partner_link:
+            self.waiting = None
+            return
+        if decision == Decision.TAKE_OVER and not membership.fstate.no_failover:
+            self._acting = membership.run_in_background(
+                become_primary(membership, "the arbiter lost the primary too (Table 3-1 row 7)")
+            )
+        elif replica.connected:
+            return  # lost as one event with the arbiter, but not yet given up by the link
+        elif time.monotonic() - self._negotiated_at >= NEGOTIATE_EVERY_S:
+            self._negotiated_at = time.monotonic()
+            self._acting = membership.run_in_background(self._negotiate())
+
+    async def _negotiate(self) -> None:
+        """No primary answers: if this member was the last primary, and its partner answers
+        as a backup that knows no later primary, become primary again (guide §6.2, U6)."""
+        membership, partner_name = self.membership, self.partner()
+        mine = membership.fstate
+        if partner_name is None or mine.primary != membership.member.name:
+            self.waiting = None  # the partner is the one to act; this member keeps looking
+            return
+        partner = membership.cfg.member(partner_name)
+        client = AsyncClient(
+            [str(partner.superserver)],
+            follow_primary=False,
+            timeout=ASK_TIMEOUT_S,
+            retries=0,
+            **peer_tls(membership),
+        )
+        try:
+            info = await client.info()
+            theirs = FailoverState.from_wire(info.get("failover_state") or {})
+        except (EngineError, OSError, TimeoutError, StateError) as exc:
+            why = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+            self.waiting = (
+                f"this member was the last primary (term {mine.term}) but cannot reach its "
+                f"partner {partner_name} ({why}), which may have become primary since: it "
+                "waits for the partner (or for an operator to force it primary)"
+            )
+            return
+        finally:
+            await client.close()
+        if info.get("member") != partner_name or info.get("mirror") != membership.cfg.name:
+            who = info.get("member")
+            self.waiting = f"{partner.superserver} answers as {who}, not {partner_name}"
+            return
+        self.waiting = None
+        if info.get("role") == "primary" or membership.replica.connected:
+            return  # the data channel will find it
+        if theirs.later_than(mine):
+            return
+        await become_primary(
+            membership,
+            f"the last primary (term {mine.term}), and partner {partner_name} knows no later one",
+        )

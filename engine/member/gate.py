@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.member import membership_ops as ops
 from engine.member.mirror_file import to_wire
+from engine.member.takeover import become_primary
 
 if TYPE_CHECKING:
     from engine.member.config import MemberConfig
@@ -34,3 +35,7 @@ class Gate:
 
     def check_primary_dn(self, server_dn: str | None) -> None:
         ops.check_primary_dn(self.membership, server_dn)
+
+    def take_over(self, reason: str) -> None:
+        # in the background: taking over stops the very link that asks for it
+        self.membership.run_in_background(become_primary(self.membership, reason))

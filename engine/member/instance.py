@@ -126,6 +126,14 @@ class Instance:
         with contextlib.suppress(OSError):
             (self.node.data_dir / PID_FILE).unlink()
 
+    def close_clients(self) -> None:
+        """Take no more client requests (a primary handing over, engine/member/takeover.py);
+        data channels that came in on the superserver port stay."""
+        if self.server is not None:
+            self.server.close()
+        for conn in [c for c in self.sessions if c.data_link is None]:
+            conn.close()
+
     def request_restart(self) -> None:
         self.restart = True
         # answer the request first, then stop

@@ -27,11 +27,13 @@ import os
 import shutil
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
+from engine.failover import state as failover_state
 from engine.member.actions import admin_action
 from engine.member.admin_auth import ensure_token
-from engine.member.config import Address, MirrorConfig
+from engine.member.config import Address, MemberConfig, MirrorConfig
 from engine.member.dbops import on_control_record, resume_downloads
 from engine.member.dejournal_runner import DejournalRunner
 from engine.member.failover_watch import FailoverWatch
@@ -42,6 +44,7 @@ from engine.member.node import Node, SuperserverRefusals, SuperserverTLS, descri
 from engine.member.requests import HANDLERS, KILL, SET
 from engine.member.session import Connection
 from engine.member.status import member_status
+from engine.member.takeover import hand_over
 from engine.member.writer import Writer
 from engine.replication.receiver import ReplicaLink
 from engine.replication.sender import Replicator
@@ -73,6 +76,21 @@ def private_limit_settings(environ=os.environ) -> LimitSettings:
     return LimitSettings.from_mapping(values, where=f"{PRIVATE_LIMITS_ENV}: ")
 
 
+def start_role(cfg: MirrorConfig, member: MemberConfig, fstate) -> str:
+    """The role a member starts in.  Only a new mirror's first failover member starts as
+    primary, and a failover member alone in its mirror (its partner demoted or never
+    joined, guide §6.1.1); any other failover member starts as backup and becomes primary
+    only by the protocol (engine/member/failover_watch.py): a restarted primary may not
+    know whether its partner took over meanwhile (guide §3.3.2.3, §6.1.1)."""
+    if not member.is_failover:
+        return "async"
+    if len(cfg.failover_members) == 1:
+        return "primary"
+    if not fstate.known and member.name == cfg.first_primary.name:
+        return "primary"
+    return "backup"
+
+
 class Membership:
     def __init__(
         self,
@@ -89,13 +107,12 @@ class Membership:
         self.instance = instance
         self.gate = Gate(self)  # what its data channel links ask of the membership
         self.max_frame = max_frame
-        if self.member.name == cfg.first_primary.name:
-            self.role = "primary"
-        elif self.member.is_failover:
-            self.role = "backup"
-        else:
-            self.role = "async"
         self.data_dir = Path(self.member.data_dir)
+        # who was primary at which term, as this member last knew (engine/failover/state.py)
+        self.fstate = failover_state.load(self.data_dir)
+        self.role = start_role(cfg, self.member, self.fstate)
+        # why this member is changing role now (status Transition), or None
+        self.transition: str | None = None
         self.journal_dir = self.data_dir / "journal"
         self.sessions: set[Connection] = set()
         self.stores: dict[str, Store] = {}  # mounted mirrored databases
@@ -152,25 +169,9 @@ class Membership:
             )
         self._open_storage()
         if self.role == "primary":
-            self.replicator = Replicator(self, self.gate)
-            self.journal.on_append = self.replicator.on_append
-            self.journal.new_file()  # guide §3.2: a new journal file on becoming primary
-            self.writer = Writer(self)
-            self.writer.start()
-            self.replicator.start()
+            self.start_primary()
         else:
-            self.dejournal = DejournalRunner(self._make_dejournaler())
-            if self.dejournal_stopped_at_start:
-                log.warning("dejournaling is stopped on this member; start it with dejournal_start")
-                self.dejournal.stop()
-            self.dejournal.start_task()
-            self.replica = ReplicaLink(self, self.gate)
-            self.mirroring_stopped = (self.data_dir / STOPPED_FILE).exists()
-            if self.mirroring_stopped:
-                log.warning("mirroring is stopped on this member; start it with start_mirroring")
-                self.replica.stopped = True
-            else:
-                self.replica.start()
+            self._start_following()
         if self.member.type == "failover":
             self.failover = FailoverWatch(self)
             self.failover.start()
@@ -188,6 +189,55 @@ class Membership:
             self.member.private,
         )
         resume_downloads(self)
+
+    def start_primary(self) -> None:
+        """Serve as primary: the Writer commits, the Replicator ships (storage is open)."""
+        # a new term, written durably before the first commit (engine/failover/state.py)
+        self.remember_primary(self.member.name, self.fstate.term + 1)
+        self.replicator = Replicator(self, self.gate)
+        self.journal.on_append = self.replicator.on_append
+        self.journal.new_file()  # guide §3.2: a new journal file on becoming primary
+        self.writer = Writer(self)
+        self.writer.start()
+        self.replicator.start()
+
+    def _start_following(self) -> None:
+        """Follow a primary: dejournal what it sends over the data channel."""
+        self.dejournal = DejournalRunner(self._make_dejournaler())
+        if self.dejournal_stopped_at_start:
+            log.warning("dejournaling is stopped on this member; start it with dejournal_start")
+            self.dejournal.stop()
+        self.dejournal.start_task()
+        self.replica = ReplicaLink(self, self.gate)
+        self.mirroring_stopped = (self.data_dir / STOPPED_FILE).exists()
+        if self.mirroring_stopped:
+            log.warning("mirroring is stopped on this member; start it with start_mirroring")
+            self.replica.stopped = True
+        else:
+            self.replica.start()
+
+    def remember_primary(self, primary: str, term: int) -> None:
+        """Record (durably) who is primary at which term; a failover member only."""
+        if not self.member.is_failover or term < self.fstate.term:
+            return
+        if (term, primary) == (self.fstate.term, self.fstate.primary):
+            return
+        self.fstate = replace(self.fstate, term=term, primary=primary)
+        failover_state.save(self.data_dir, self.fstate)
+        log.info("the mirror's primary is %s (term %d)", primary, term)
+
+    def primary_member(self) -> MemberConfig:
+        """The member this one knows as primary: the one it follows or last heard of, else
+        the first failover member (the primary of a new mirror)."""
+        for name in (
+            self.member.name if self.role == "primary" else None,
+            self.replica.primary_name if self.replica is not None else None,
+            self.fstate.primary,
+        ):
+            found = name and self.cfg.find(name)
+            if found and found.is_failover:
+                return found
+        return self.cfg.first_primary
 
     def _open_storage(self) -> None:
         # opening the journal cuts a torn tail first, so replay sees only whole records
@@ -398,6 +448,9 @@ class Membership:
         asyncio.get_running_loop().call_later(0.05, self.stop_requested.set)
 
     async def stop(self) -> None:
+        restarting = self.restart or (self.instance is not None and self.instance.restart)
+        if not restarting:
+            await hand_over(self)  # a graceful shutdown of the primary (guide §3.3.2.2)
         for server in self.servers:
             server.close()
         self.private_limits.close()
@@ -440,12 +493,8 @@ class Membership:
         return store
 
     def not_primary_error(self, why: str) -> RequestError:
-        primary = self.cfg.first_primary
-        name = (
-            self.replica.primary_name
-            if self.replica and self.replica.primary_name
-            else primary.name
-        )
+        primary = self.primary_member()
+        name = primary.name
         return RequestError(
             ErrorCode.NOT_PRIMARY,
             f"member {self.member.name} is not the primary ({why}); "
@@ -503,9 +552,13 @@ class Membership:
             )
             return
         if self.replicator is None:
+            # asked by members looking for the primary (after a failover, at start-up): the
+            # answer names the primary this member knows, and is not worth a log line
             conn.reject_stream(
                 self.not_primary_error("journal is served only by the primary").message,
                 frame.req_id,
+                quiet=True,
+                code=ErrorCode.NOT_PRIMARY,
             )
             return
         self.replicator.accept(conn, frame)
@@ -523,7 +576,7 @@ class Membership:
 
     # -- info, status, admin --------------------------------------------------
     def info(self) -> dict:
-        primary = self.cfg.first_primary
+        primary = self.primary_member()
         return {
             "instance": self.node.name if self.node else self.member.name,
             "boot_id": self.boot_id,
@@ -535,6 +588,8 @@ class Membership:
             "primary_address": str(primary.superserver),
             "databases": list(self.stores),
             "tls": self.cfg.tls,  # the mirror requires TLS
+            # who was primary at which term, as this member knows (engine/failover/state.py)
+            "failover_state": self.fstate.to_wire() if self.member.is_failover else None,
         }
 
     def status(self) -> dict:

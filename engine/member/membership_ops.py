@@ -71,7 +71,7 @@ def why(membership: Membership) -> str:
 
 
 def primary_name(membership: Membership) -> str:
-    return membership.cfg.first_primary.name
+    return membership.primary_member().name
 
 
 def _other_member(membership: Membership, op: str, name) -> MemberConfig:
@@ -586,7 +586,9 @@ def check_primary_dn(membership: Membership, server_dn: str | None) -> None:
     cfg = membership.cfg
     if not (cfg.dynamic and cfg.tls) or server_dn is None:
         return
-    primary = cfg.first_primary
+    # the member this data channel was opened to (it answers only if it is the primary)
+    replica = membership.replica
+    primary = replica.candidate if replica and replica.candidate else membership.primary_member()
     dn = tls.normalize_dn(server_dn)
     if primary.dn is None:
         primary.dn = dn

@@ -205,13 +205,15 @@ class Connection(asyncio.Protocol):
         self.closed = self.limit_closed = True
 
     # -- replies ----------------------------------------------------------
-    def reject_stream(self, reason: str, req_id: int = 0, quiet: bool = False) -> None:
+    def reject_stream(
+        self, reason: str, req_id: int = 0, quiet: bool = False, code: str = ErrorCode.PROTOCOL
+    ) -> None:
         """Unrecoverable input: reply with the reason, log it (unless quiet: already logged),
         and close this connection only."""
         if not quiet:
             self._warn("closing connection", f"peer {self.peer}: closing connection: {reason}")
         if self.transport is not None and not self.closed:
-            self.transport.write(error_frame(req_id, ErrorCode.PROTOCOL, reason))
+            self.transport.write(error_frame(req_id, code, reason))
             self.transport.close()
         self.closed = True
 

@@ -123,6 +123,8 @@ def incoming_rate(membership: Membership) -> tuple[str, dict | None]:
 
 
 def member_state(membership: Membership) -> str:
+    if membership.transition is not None:
+        return rules.TRANSITION  # engine/member/takeover.py
     if membership.role == "primary":
         if membership.writer is not None and membership.writer.frozen is not None:
             return rules.CRASHED  # guide §5.1.1.1: its journal froze on a write error (§3.2)
@@ -144,6 +146,9 @@ def waiting_reason(membership: Membership) -> str | None:
     """Why this member cannot go on without an operator (guide §5.1.1.1 Waiting), or None."""
     if membership.removed:
         return "removed from the mirror by the primary: remove the mirror configuration"
+    watch = membership.failover
+    if watch is not None and watch.waiting and membership.role == "backup":
+        return watch.waiting
     link = membership.replica
     if link is not None and not link.connected and link.refusal:
         return link.refusal

@@ -104,7 +104,7 @@ class Writer:
         if waiter is None:
             _resolve(batch)
         else:
-            waiter.add_done_callback(lambda _f, b=batch: _resolve(b))
+            waiter.add_done_callback(lambda f, b=batch: _settle(f, b))
 
     def _trouble_over(self, _fut) -> None:
         self._held = False
@@ -117,6 +117,17 @@ def _resolve(batch: list) -> None:
     for _, fut in batch:
         if not fut.done():
             fut.set_result(None)
+
+
+def _settle(waiter: asyncio.Future, batch: list) -> None:
+    """The backup's acknowledgement came (or the trouble ended): answered; or the wait failed
+    (the primary stopped first): the batch's outcome is unknown, and said so."""
+    if waiter.cancelled():
+        _fail(batch, None)
+    elif waiter.exception() is not None:
+        _fail(batch, waiter.exception())
+    else:
+        _resolve(batch)
 
 
 def _fail(batch: list, exc: Exception | None) -> None:

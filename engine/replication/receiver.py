@@ -25,6 +25,7 @@ from engine.storage.journal_codec import pos_from_wire, pos_wire
 from engine.wire import mirror_secret
 from engine.wire.protocol import (
     PROTOCOL_VERSION,
+    ErrorCode,
     FrameError,
     MsgType,
     encode_frame,
@@ -34,12 +35,16 @@ from engine.wire.protocol import (
 from engine.wire.tls import describe_ssl_error, peer_dn
 
 if TYPE_CHECKING:
-    from engine.member.config import Address
+    from engine.member.config import Address, MemberConfig
     from engine.member.membership import Membership
 
 log = logging.getLogger("engine.replica")
 SYNC_INTERVAL = 0.05
 TIMER_SLICE = 0.25  # the longest the silence watchdog sleeps before reading its setting again
+
+
+class NotThePrimary(Exception):
+    """The member asked is not the primary (now): ask the next candidate."""
 
 
 class ReplicaLink:
@@ -49,6 +54,7 @@ class ReplicaLink:
         self.connected = False
         self.caught_up_once = False
         self.active = False
+        self.active_when_lost = False  # it was Active when its link to the primary was lost
         self.disconnected_at: float | None = None
         self.primary_name: str | None = None
         self.primary_end = None
@@ -63,6 +69,7 @@ class ReplicaLink:
         self._sync_task: asyncio.Task | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._ssl = membership.tls_client_context()
+        self.candidate: MemberConfig | None = None  # the member asked (or followed) now
         self.refusal: str | None = None  # why the primary last refused this member
         self.refusals = 0  # data channels the primary refused since this process started
 
@@ -135,17 +142,27 @@ class ReplicaLink:
             self._writer.write(encode_frame(MsgType.DC_LEAVE, 0, []))
         self.stopped = True
 
-    def primary_addresses(self) -> list[Address]:
-        primary = self.membership.cfg.first_primary
-        addrs = [primary.private] if primary.private else []
-        if not self.membership.member.is_failover and not self.membership.cfg.tls:
-            addrs.append(primary.superserver)  # asyncs fall back to the superserver address
-        return addrs
+    def candidates(self) -> list[tuple[MemberConfig, Address]]:
+        """Where the primary may be: every failover member but this one, the one known as
+        primary first (roles change by failover, so it is asked rather than assumed)."""
+        membership = self.membership
+        known = membership.primary_member()
+        members = [known] + [m for m in membership.cfg.failover_members if m is not known]
+        out = []
+        for m in members:
+            if m.name == membership.member.name:
+                continue
+            if m.private:
+                out.append((m, m.private))
+            if not membership.member.is_failover and not membership.cfg.tls:
+                out.append((m, m.superserver))  # asyncs fall back to the superserver address
+        return out
 
     async def _run(self) -> None:
         delay = 0.05
         while not self.stopped:
-            for addr in self.primary_addresses():
+            for member, addr in self.candidates():
+                self.candidate = member
                 try:
                     reader, writer = await asyncio.wait_for(
                         asyncio.open_connection(addr.host, addr.port, ssl=self._ssl), 2.0
@@ -161,6 +178,9 @@ class ReplicaLink:
                     await self._session(reader, writer)
                     if self.stopped:
                         return
+                except NotThePrimary:
+                    writer.close()
+                    continue  # ask the next one
                 except JoinRefused as exc:
                     self.refusals += 1
                     if self.refusal != str(exc):
@@ -189,6 +209,8 @@ class ReplicaLink:
             delay = min(delay * 2, 1.0)
 
     def _mark_disconnected(self) -> None:
+        if self.connected:
+            self.active_when_lost = self.active  # what a takeover decision needs to know
         if self.connected or self.disconnected_at is None:
             self.disconnected_at = time.time()
         self.connected = False
@@ -236,6 +258,8 @@ class ReplicaLink:
             body = unpack(frame.body)
         if frame.type == MsgType.ERROR:
             message = body.get("message") if isinstance(body, dict) else body
+            if isinstance(body, dict) and body.get("code") == ErrorCode.NOT_PRIMARY:
+                raise NotThePrimary(str(message))
             if str(message).startswith(("data channel refused", "join refused")):
                 raise JoinRefused(f"the primary refused this member: {message}")
             raise ValueError(f"primary refused the data channel: {message}")
@@ -252,6 +276,9 @@ class ReplicaLink:
             await membership.cut_journal(cut)
         self.received = membership.journal.end_position
         self.primary_name = body.get("primary")
+        term = body.get("term")
+        if isinstance(term, int) and self.primary_name == self.candidate.name:
+            membership.remember_primary(self.primary_name, term)
         dbs = body.get("databases")
         if isinstance(dbs, list):
             membership.primary_db_info = {d["name"]: d for d in dbs if isinstance(d, dict)}
@@ -365,6 +392,9 @@ class ReplicaLink:
                 self.active = bool(active)
                 self._check_caught_up()
                 writer.write(encode_frame(MsgType.DC_ACK, 0, [pos_wire(self.received)]))
+            elif frame.type == MsgType.DC_HANDOVER:
+                self._handover(args)
+                return
             elif frame.type == MsgType.DC_CONFIG:
                 self.gate.apply_config(args)
                 if membership.removed:
@@ -373,6 +403,34 @@ class ReplicaLink:
                 raise ValueError(f"primary reported an error: {args}")
             else:
                 raise ValueError(f"unexpected message type {frame.type} from the primary")
+
+    def _handover(self, args) -> None:
+        """The primary stops gracefully and asks this Active backup to take over (guide
+        §3.3.2.2): only with the whole of its journal, else the request is not taken."""
+        end, term = args
+        end = pos_from_wire(end)
+        who = self.primary_name
+        if not self.membership.member.is_failover or not self.active:
+            log.warning("primary %s asked for a takeover; this member is not Active", who)
+        elif self.received != end:
+            log.warning(
+                "primary %s asked for a takeover at journal end %s, but this member has %s",
+                who,
+                end,
+                self.received,
+            )
+        else:
+            self.membership.remember_primary(who, term)
+            self.stopped = True  # never back to the old primary, which is stopping
+            self.gate.take_over(f"primary {who} handed over on graceful shutdown")
+            return
+        raise ValueError("takeover request refused")
+
+    def heard_ago(self) -> float | None:
+        """Seconds since the primary last said anything on the data channel, or None."""
+        if not self.connected:
+            return None
+        return asyncio.get_running_loop().time() - self._heard
 
     def _check_caught_up(self) -> None:
         if self.caught_up and not self.caught_up_once:

@@ -224,6 +224,9 @@ class Replicator:
         self.trouble_since: float | None = None
         self._trouble_over: asyncio.Future | None = None
         self._trouble_of: str | None = None  # the backup whose loss put it there
+        # Arbiter Controlled (guide §3.3.5.2): the trouble timeout does not apply; only the
+        # failover watch (engine/member/failover_watch.py) or the backup's hello ends it
+        self.trouble_held: str | None = None
         self.disconnected: dict[str, float] = {}  # member -> time its link dropped
         self.refused: dict[str, str] = {}  # member -> why its last data channel was refused
         # connection -> (primary nonce, member nonce, name) of a challenge awaiting its proof
@@ -258,8 +261,16 @@ class Replicator:
             t.cancel()
         for link in list(self.links.values()):
             link.close()
+        # writes still waiting for the backup were never acknowledged by it: a backup that
+        # takes over may not have them, so they are not reported as committed
+        self._fail_waiters(
+            RequestError(
+                ErrorCode.UNAVAILABLE,
+                "the primary stopped before its backup acknowledged this write: whether the "
+                "mirror has it is unknown",
+            )
+        )
         self._end_trouble("the primary stops")
-        self._release_waiters()
 
     # -- journal hook --------------------------------------------------------
     def on_append(self, data: bytes, pos) -> None:
@@ -352,6 +363,7 @@ class Replicator:
                 frame.req_id,
                 {
                     "primary": self.membership.member.name,
+                    "term": self.membership.fstate.term,  # engine/failover/state.py
                     "codec": codec,
                     "end": pos_wire(end),
                     "qos_ms": cfg.qos_timeout_ms,
@@ -558,6 +570,12 @@ class Replicator:
         self._waiters.append((end, fut, time.monotonic()))
         return fut
 
+    def _fail_waiters(self, exc: Exception) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()[1]
+            if not fut.done():
+                fut.set_exception(exc)
+
     def _release_waiters(self) -> None:
         while self._waiters:
             fut = self._waiters.popleft()[1]
@@ -585,9 +603,25 @@ class Replicator:
                 2 * self.membership.cfg.qos_timeout_ms,
             )
 
+    def hold_trouble(self, why: str) -> None:
+        """Be (or stay) in trouble with no timeout: the backup may be taking over."""
+        if self.trouble_held is None:
+            log.warning("primary in trouble with no timeout: %s", why)
+        self.trouble_held = why
+        if self.trouble_since is None:
+            self.trouble_since = time.time()
+            self._trouble_over = asyncio.get_running_loop().create_future()
+
+    def release_trouble(self, why: str) -> None:
+        """The held trouble is over (the backup is known not to take over)."""
+        if self.trouble_held is not None:
+            self.trouble_held = None
+            self._end_trouble(why)
+
     def _end_trouble(self, why: str) -> None:
         if self.trouble_since is None:
             return
+        self.trouble_held = None
         lasted = time.time() - self.trouble_since
         self.trouble_since = None
         log.warning("primary out of trouble after %.3f s: %s", lasted, why)
@@ -602,6 +636,8 @@ class Replicator:
 
     def _check_trouble(self) -> None:
         # the timeout read afresh: a QoS lowered meanwhile shortens the trouble at once
+        if self.trouble_held is not None:
+            return
         if self.trouble_since is not None and time.time() - self.trouble_since >= 2 * self.qos:
             self._end_trouble("the trouble timeout (2 x QoS) passed")
 

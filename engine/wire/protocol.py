@@ -54,6 +54,9 @@ class MsgType(IntEnum):
     DC_CONFIG = 0x25  # primary -> member: the mirror configuration (engine/member/mirror_file.py)
     DC_LEAVE = 0x26  # member -> primary: remove me from the mirror
     DC_CHALLENGE = 0x27  # primary -> member: prove the mirror secret (engine/wire/mirror_secret.py)
+    # primary -> Active backup, on graceful shutdown: [journal end, term]; take over now
+    # (engine/member/takeover.py)
+    DC_HANDOVER = 0x28
     # arbiter (engine/failover/arbiter.py, its own address): 0x30-0x3F are kept for it
     ARB_CHALLENGE = 0x30  # arbiter -> member, on accept: {nonce} to prove the mirror secret over
     ARB_HELLO = 0x31  # member -> arbiter: {mirror, member, peer, timeout_ms, proof, state}

@@ -170,6 +170,15 @@ class Cluster:
         kw.setdefault("admin_token", read_token(self.cfg.member(name).data_dir))
         return Client([self.address(name)], follow_primary=False, **kw)
 
+    def role(self, name: str) -> str | None:
+        """The role a member says it has now (primary, backup, async), None if it does not
+        answer."""
+        try:
+            with self.client(name, timeout=2, retries=0) as c:
+                return c.info()["role"]
+        except (EngineError, OSError, TimeoutError):
+            return None
+
     def status(self, name: str) -> dict:
         with self.client(name) as c:
             return c.status()

@@ -1,0 +1,102 @@
+"""A backup becoming primary while it runs (guide §3.3.2; docs/failover.md "Takeover").
+
+Who decides is elsewhere (engine/member/failover_watch.py: the primary's request on graceful
+shutdown, the arbiter's report, the negotiation at start-up); this module does the change of
+role, in this order:
+
+1. the data channel to the old primary is closed, so nothing more is taken from it;
+2. dejournaling stops and the stores are closed; everything received is in the journal;
+3. the new term is written durably (engine/failover/state.py), before any commit;
+4. storage opens again as a primary's (each store is brought up to the end of the journal),
+   and the Writer and Replicator start: the new primary begins a new journal file, and the
+   other members, looking for the primary among the failover members, connect to it.
+
+While this runs the member's status is Transition (guide §5.1.1.1).  A failure on the way
+leaves the member down rather than half a primary: its process stops, and at the next start
+it is a backup again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from engine.storage.journal_codec import pos_wire
+from engine.wire.protocol import MsgType, encode_frame
+
+if TYPE_CHECKING:
+    from engine.member.membership import Membership
+
+log = logging.getLogger("engine.member.takeover")
+
+
+async def become_primary(membership: Membership, reason: str) -> bool:
+    """Make this backup the primary; False if it is not a backup (any more)."""
+    if membership.role != "backup" or membership.transition is not None:
+        return False
+    started = time.monotonic()
+    membership.transition = reason
+    log.warning("member %s becomes primary: %s", membership.member.name, reason)
+    try:
+        if membership.replica is not None:
+            await membership.replica.stop()
+            membership.replica = None
+        if membership.dejournal is not None:
+            await membership.dejournal.close()
+            membership.dejournal = None
+        membership.journal.close()
+        for store in membership.stores.values():
+            store.close()
+        membership.stores = {}
+        membership.role = "primary"
+        membership._open_storage()
+        membership.start_primary()
+    except Exception:
+        log.exception("taking over failed: stopping this member (it restarts as backup)")
+        (membership.instance or membership).stop_requested.set()
+        raise
+    finally:
+        membership.transition = None
+    log.warning(
+        "member %s is primary (term %d) after %.3f s",
+        membership.member.name,
+        membership.fstate.term,
+        time.monotonic() - started,
+    )
+    return True
+
+
+async def hand_over(membership: Membership) -> bool:
+    """On graceful shutdown of a primary with an Active backup (guide §3.3.2.2, the primary's
+    request): take no more writes, wait (at most QoS) until the backup has acknowledged the
+    whole journal, then tell it to take over.  True if the backup was told; the caller then
+    stops, and never acts as primary again in this process."""
+    rep = membership.replicator
+    if membership.role != "primary" or rep is None or membership.fstate.no_failover:
+        return False
+    link = rep.active
+    if link is None or link.closed:
+        log.info("graceful shutdown without an Active backup: no handover")
+        return False
+    for server in membership.servers:
+        server.close()  # no new client; the writes under way finish below
+    for conn in [c for c in membership.sessions if c.data_link is None]:
+        conn.close()
+    if membership.instance is not None:
+        membership.instance.close_clients()
+    end = membership.journal.end_position
+    deadline = time.monotonic() + membership.cfg.qos_timeout_ms / 1000
+    while link.acked is None or link.acked < end:
+        if link.closed or rep.active is not link or time.monotonic() > deadline:
+            log.warning("backup %s did not acknowledge journal end %s: no handover", link.name, end)
+            return False
+        await asyncio.sleep(0.005)
+        end = membership.journal.end_position
+    link.conn.write(encode_frame(MsgType.DC_HANDOVER, 0, [pos_wire(end), membership.fstate.term]))
+    log.warning("handing over to backup %s at journal end %s", link.name, end)
+    # the backup closes the data channel as it takes over; the journal is then its own
+    while not link.closed and time.monotonic() < deadline + 1.0:
+        await asyncio.sleep(0.005)
+    return True

@@ -1,0 +1,131 @@
+"""Takeover: a backup becomes primary while it runs, and roles after a restart are decided by
+the members, not by the configuration file (guide §3.3.2, §6.1; engine/member/takeover.py,
+engine/failover/state.py, docs/failover.md).  Real member processes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from engine.client.app import Client, EngineError
+from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
+from tests.engine.test_write_contracts import journal_bytes
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def remembered(cluster, member: str) -> dict:
+    """What failover.json says: the term and the primary this member last knew."""
+    path = cluster.cfg.member(member).data_dir / "failover.json"
+    return json.loads(path.read_text())
+
+
+def write(cluster, key: str) -> None:
+    with Client(cluster.addresses(), timeout=10) as c:
+        c.set("USER", "Takeover", (key,), key)
+
+
+def read(cluster, member: str, key: str):
+    with cluster.client(member) as c:
+        return c.get("USER", "Takeover", (key,))
+
+
+def test_scenario_1_graceful_shutdown_of_the_primary_hands_over_to_the_active_backup(
+    make_cluster,
+):
+    # guide §3.3.3.1 scenario 1 (and procedure P4, §6.1): the primary tells its Active backup
+    cluster = make_cluster(("failover", "failover", "dr"))
+    cluster.wait_backup_active()
+    before = f"before-{uuid.uuid4().hex}"
+    write(cluster, before)
+    assert remembered(cluster, "A") == {"term": 1, "primary": "A", "no_failover": False}
+
+    cluster.stop("A")  # SIGTERM: a graceful shutdown
+
+    wait_for(lambda: cluster.role("B") == "primary", 15, "B primary")
+    assert remembered(cluster, "B")["term"] == 2 and remembered(cluster, "B")["primary"] == "B"
+    assert "handing over to backup B" in cluster.log("A")
+    assert "primary A handed over on graceful shutdown" in cluster.log("B")
+    # nothing acknowledged by A is missing on B, and B takes writes
+    assert read(cluster, "B", before) == before
+    after = f"after-{uuid.uuid4().hex}"
+    write(cluster, after)
+    assert after.encode() in journal_bytes(cluster, "B")
+    # the DR async C finds the new primary by itself
+    wait_for(lambda: cluster.status("C").get("primary") == "B", 20, "C following B")
+    cluster.wait_converged("C", primary="B")
+
+
+def test_procedure_p4_the_former_primary_rejoins_as_backup_and_roles_swap_back(make_cluster):
+    cluster = make_cluster(("failover", "failover"))
+    cluster.wait_backup_active()
+    cluster.stop("A")
+    wait_for(lambda: cluster.role("B") == "primary", 15, "B primary")
+    written = f"while-a-down-{uuid.uuid4().hex}"
+    write(cluster, written)
+
+    cluster.start("A")  # its configuration still lists it first; its memory says B
+    cluster.wait_backup_active(backup="A", primary="B", timeout=20)
+    assert cluster.role("A") == "backup"
+    assert remembered(cluster, "A") == {"term": 2, "primary": "B", "no_failover": False}
+    cluster.wait_converged("A", primary="B")
+    assert written.encode() in journal_bytes(cluster, "A")
+
+    cluster.stop("B")  # and back: A primary again, at a later term
+    wait_for(lambda: cluster.role("A") == "primary", 15, "A primary again")
+    assert remembered(cluster, "A")["term"] == 3
+    write(cluster, f"back-{uuid.uuid4().hex}")
+
+
+def test_a_primary_without_an_active_backup_does_not_hand_over(make_cluster):
+    cluster = make_cluster(("failover", "failover"))
+    cluster.wait_backup_active()
+    cluster.stop("B")
+    cluster.stop("A")
+    assert "handing over" not in cluster.log("A")
+    cluster.start("A", "B")
+    # restarted together, they agree that A was the last primary (scenario U6, §6.2)
+    wait_for(lambda: cluster.role("A") == "primary", 20, "A primary again")
+    cluster.wait_backup_active(timeout=20)
+    assert remembered(cluster, "A")["term"] == 2
+    assert remembered(cluster, "B") == {"term": 2, "primary": "A", "no_failover": False}
+
+
+def test_procedure_p2_a_restarted_primary_whose_partner_is_unreachable_waits(make_cluster):
+    # guide §6.1.1: A cannot tell whether B became primary while it was down, so it does not
+    # become primary by itself
+    cluster = make_cluster(("failover", "failover"))
+    cluster.wait_backup_active()
+    cluster.kill9("B")
+    cluster.kill9("A")
+    cluster.start("A")
+    status = cluster.wait_status("A", "status", "Waiting", timeout=15)
+    assert "cannot reach its partner B" in status["waiting_reason"]
+    assert cluster.role("A") == "backup"
+    refused = pytest.raises(EngineError, match="primary")
+    with refused, Client([cluster.address("A")], timeout=3, retries=1) as c:
+        c.set("USER", "Takeover", ("no",), "no")
+    # once B answers (and knows no later primary) A becomes primary again
+    cluster.start("B")
+    wait_for(lambda: cluster.role("A") == "primary", 20, "A primary")
+    cluster.wait_backup_active(timeout=20)
+
+
+def test_the_member_that_remembers_the_later_term_becomes_primary(make_cluster):
+    # A handed over to B (term 2) and never heard of it; B then stopped too.  Restarted, A
+    # remembers itself (term 1) and B remembers itself (term 2): B wins, A follows
+    cluster = make_cluster(("failover", "failover"))
+    cluster.wait_backup_active()
+    cluster.stop("A")
+    wait_for(lambda: cluster.role("B") == "primary", 15, "B primary")
+    cluster.stop("B")  # no Active backup now: no handover
+    assert remembered(cluster, "A")["term"] == 1 and remembered(cluster, "B")["term"] == 2
+    cluster.start("A")
+    cluster.wait_status("A", "status", "Waiting", timeout=15)
+    cluster.start("B")
+    wait_for(lambda: cluster.role("B") == "primary", 20, "B primary again")
+    cluster.wait_backup_active(backup="A", primary="B", timeout=20)
+    assert cluster.role("A") == "backup"
+    assert remembered(cluster, "A") == {"term": 3, "primary": "B", "no_failover": False}

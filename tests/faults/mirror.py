@@ -1,0 +1,94 @@
+"""A real mirror whose failover links can be cut: members A and B (and any asyncs), and an
+arbiter, where every link between A, B and the arbiter crosses a LinkProxy of tests/faults/
+links.py.
+
+    "A->B", "B->A"                each failover member's data channel to the other (whichever
+                                  is primary: the backup connects to the primary)
+    "A->arbiter", "B->arbiter"    each failover member's contact with the arbiter
+
+Each failover member runs from its own copy of the mirror file in which the other's private
+address and the arbiter's address are the proxies'; asyncs run from the plain file (their
+links are not cut here).  `isolate("A")` cuts every link of A as one network event.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.client.app import Client
+from engine.cluster.launcher import start_member, wait_ready
+from engine.member.config import load_config
+from tests.engine.cluster_fixtures import Cluster, write_config
+from tests.faults.links import PARTITION, Links
+
+FAILOVER = ("A", "B")
+
+
+class LinkedMirror(Cluster):
+    def __init__(self, directory: Path, arbiter, types=("failover", "failover"), qos_ms=1000):
+        directory.mkdir(parents=True, exist_ok=True)
+        mirror = {"qos_timeout_ms": qos_ms}
+        if arbiter is not None:
+            mirror["arbiter"] = arbiter.address
+        path = write_config(directory, types, mirror=mirror)
+        super().__init__(path)
+        self.arbiter = arbiter
+        self.qos_ms = qos_ms
+        self.links = Links()
+        text = path.read_text()
+        self.member_cfgs = {}
+        for me, other in (("A", "B"), ("B", "A")):
+            real = self.cfg.member(other).private
+            proxy = self.links.add(f"{me}->{other}", real)
+            mine = text.replace(f'private = "{real}"', f'private = "{proxy.address}"')
+            if arbiter is not None:
+                proxy = self.links.add(f"{me}->arbiter", arbiter.address)
+                real = f'arbiter = "{arbiter.address}"'
+                mine = mine.replace(real, f'arbiter = "{proxy.address}"')
+            own = directory / f"mirror-{me}.toml"
+            own.write_text(mine)
+            self.member_cfgs[me] = load_config(own)
+
+    def start(self, *names: str, wait: bool = True) -> None:
+        names = names or tuple(m.name for m in self.cfg.members)
+        for n in names:
+            self.procs[n] = start_member(self.member_cfgs.get(n, self.cfg), n)
+        if wait:
+            wait_ready(self.cfg, {n: self.procs[n] for n in names})
+
+    def close(self) -> None:
+        super().close()
+        self.links.close()
+
+    # -- network events ----------------------------------------------------------------------
+    def cut(self, *names: str, mode: str = PARTITION):
+        return self.links.cut(*names, mode=mode)
+
+    def cut_between(self, a: str, b: str, mode: str = PARTITION):
+        """Cut the links between two parties ("A", "B" or "arbiter") both ways."""
+        names = [n for n in self.links.names() if set(n.split("->")) == {a, b}]
+        return self.links.cut(*names, mode=mode)
+
+    def isolate(self, member: str, mode: str = PARTITION):
+        """Every link of a failover member, as one event."""
+        names = [n for n in self.links.names() if member in n.split("->")]
+        return self.links.cut(*names, mode=mode)
+
+    # -- what the members say ------------------------------------------------------------------
+    def view(self, member: str) -> tuple[str, str]:
+        st = self.status(member)
+        return st.get("failover_mode"), st.get("arbiter_connection")
+
+    def exited(self, member: str) -> bool:
+        proc = self.procs.get(member)
+        return proc is not None and proc.poll() is not None
+
+    def forget(self, member: str) -> None:
+        """A member whose process ended by itself is started again with start()."""
+        self.procs.pop(member).wait(5)
+
+    def write(self, key: str, *members: str, timeout: float = 10.0) -> None:
+        """A client write wherever the primary is, looked for among `members` (all without)."""
+        addresses = [self.address(m) for m in members] or self.addresses()
+        with Client(addresses, timeout=timeout) as c:
+            c.set("USER", "Faults", (key,), key)

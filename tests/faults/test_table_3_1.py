@@ -1,0 +1,183 @@
+"""Table 3–1 of the guide (§3.3.5.2; docs/mirroring-model.md §9.6), one test per row: a mirror
+in Arbiter Controlled mode (both failover members and the arbiter in contact, the backup
+Active) loses some of its links, and each member does what the row says.  Real member
+processes, a real arbiter, links cut in a TCP proxy of our own (tests/faults/mirror.py).
+QoS is 1 s, so a lost link is noticed within about a second."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from engine import rules
+from tests.engine.cluster_fixtures import wait_for
+from tests.engine.test_failover_mode import arbiter  # noqa: F401
+from tests.engine.test_write_contracts import journal_bytes
+from tests.faults.mirror import LinkedMirror
+
+pytestmark = pytest.mark.timeout(150)
+
+ARBITER_CONTROLLED = (rules.ARBITER_CONTROLLED, rules.ARBITER_BOTH)
+AGENT_ALONE = (rules.AGENT_CONTROLLED, rules.ARBITER_NOT_CONNECTED)
+AGENT_WITH_ARBITER = (rules.AGENT_CONTROLLED, rules.ARBITER_ONLY_THIS)
+
+
+@pytest.fixture
+def mirror(tmp_path, arbiter):  # noqa: F811
+    m = LinkedMirror(tmp_path / "mirror", arbiter, types=("failover", "failover", "dr"))
+    try:
+        m.start()
+        m.wait_backup_active()
+        for member in "AB":
+            wait_for(lambda x=member: m.view(x) == ARBITER_CONTROLLED, 15, f"{member} Arbiter")
+        yield m
+    finally:
+        m.close()
+
+
+def key() -> str:
+    return f"k-{uuid.uuid4().hex}"
+
+
+class Write:
+    """A write to A on a thread of its own, to see when (and whether) it is answered."""
+
+    def __init__(self, mirror: LinkedMirror):
+        self.key = key()
+        self.answered = threading.Event()
+        self.error: Exception | None = None
+        threading.Thread(target=self._run, args=(mirror,), daemon=True).start()
+
+    def _run(self, mirror):
+        try:
+            with mirror.client("A", timeout=60, retries=0) as c:
+                c.set("USER", "Faults", (self.key,), self.key)
+        except Exception as exc:  # reported by the test
+            self.error = exc
+        finally:
+            self.answered.set()
+
+
+def test_row_1_all_three_connected_is_arbiter_controlled(mirror):
+    assert mirror.view("A") == mirror.view("B") == ARBITER_CONTROLLED
+    assert mirror.role("A") == "primary" and mirror.role("B") == "backup"
+    mirror.write(key())
+
+
+def test_row_2_backup_loses_the_arbiter_both_switch_to_agent_controlled_primary_continues(
+    mirror,
+):
+    with mirror.cut("B->arbiter"):
+        wait_for(lambda: mirror.view("B") == AGENT_ALONE, 10, "B Agent Controlled, alone")
+        wait_for(lambda: mirror.view("A")[0] == rules.AGENT_CONTROLLED, 10, "A Agent Controlled")
+        mirror.write(key())  # the primary continues
+        assert mirror.status("A")["status"] == rules.PRIMARY
+        assert mirror.role("B") == "backup"
+    # the backup retries the arbiter: all three again
+    for member in "AB":
+        wait_for(lambda x=member: mirror.view(x) == ARBITER_CONTROLLED, 15, f"{member} back")
+
+
+def test_row_3_primary_loses_the_arbiter_both_switch_to_agent_controlled_primary_continues(
+    mirror,
+):
+    with mirror.cut("A->arbiter"):
+        wait_for(lambda: mirror.view("A") == AGENT_ALONE, 10, "A Agent Controlled, alone")
+        wait_for(lambda: mirror.view("B")[0] == rules.AGENT_CONTROLLED, 10, "B Agent Controlled")
+        mirror.write(key())
+        assert mirror.role("A") == "primary" and mirror.role("B") == "backup"
+    for member in "AB":
+        wait_for(lambda x=member: mirror.view(x) == ARBITER_CONTROLLED, 15, f"{member} back")
+
+
+def test_row_4_members_lose_each_other_but_see_the_arbiter_primary_continues_no_takeover(
+    mirror,
+):
+    with mirror.cut_between("A", "B"):
+        # the primary is briefly in trouble, then continues once B switched mode
+        written = Write(mirror)
+        assert written.answered.wait(15) and written.error is None
+        wait_for(lambda: mirror.view("B")[0] == rules.AGENT_CONTROLLED, 10, "B Agent Controlled")
+        assert mirror.view("A")[0] == rules.AGENT_CONTROLLED
+        assert mirror.role("B") == "backup" and mirror.role("A") == "primary"
+        assert "becomes primary" not in mirror.log("B")
+    # the backup retries the primary and is Active again, with what A wrote meanwhile
+    mirror.wait_backup_active(timeout=20)
+    assert written.key.encode() in journal_bytes(mirror, "B")
+    for member in "AB":
+        wait_for(lambda x=member: mirror.view(x) == ARBITER_CONTROLLED, 15, f"{member} back")
+
+
+def test_row_5_arbiter_down_both_switch_to_agent_controlled_primary_continues(mirror):
+    mirror.arbiter.stop()
+    for member in "AB":
+        wait_for(lambda x=member: mirror.view(x) == AGENT_ALONE, 10, f"{member} alone")
+    mirror.write(key())
+    assert mirror.role("A") == "primary" and mirror.role("B") == "backup"
+    mirror.arbiter.start()  # both retry the arbiter
+    for member in "AB":
+        wait_for(lambda x=member: mirror.view(x) == ARBITER_CONTROLLED, 15, f"{member} back")
+
+
+def test_row_6_backup_down_primary_switches_to_agent_controlled_and_continues(mirror):
+    mirror.kill9("B")
+    wait_for(lambda: mirror.view("A") == AGENT_WITH_ARBITER, 10, "A Agent Controlled")
+    written = Write(mirror)
+    assert written.answered.wait(15) and written.error is None
+    assert mirror.status("A")["status"] == rules.PRIMARY
+    mirror.start("B")  # it retries the primary and rejoins as backup
+    mirror.wait_backup_active(timeout=20)
+
+
+def test_row_6_an_isolated_backup_switches_to_agent_controlled_and_never_takes_over(mirror):
+    with mirror.isolate("B"):
+        wait_for(lambda: mirror.view("B") == AGENT_ALONE, 10, "B Agent Controlled")
+        wait_for(lambda: mirror.view("A") == AGENT_WITH_ARBITER, 10, "A Agent Controlled")
+        mirror.write(key())
+        assert mirror.role("B") == "backup"
+    mirror.wait_backup_active(timeout=20)
+    assert "becomes primary" not in mirror.log("B")
+
+
+def test_row_7_primary_isolated_backup_takes_over_and_the_old_primary_stands_down(mirror):
+    before = key()
+    mirror.write(before)
+    with mirror.isolate("A"):
+        # A, alive, keeps Arbiter Controlled in trouble with no timeout: nothing committed
+        held = Write(mirror)
+        wait_for(lambda: mirror.role("B") == "primary", 15, "B primary")
+        assert mirror.status("A")["status"] == rules.IN_TROUBLE
+        assert mirror.view("A")[0] == rules.ARBITER_CONTROLLED
+        assert not held.answered.is_set()  # journaled on A perhaps, never acknowledged
+        assert mirror.view("B")[0] == rules.AGENT_CONTROLLED
+        after = key()
+        mirror.write(after, "B")  # the new primary takes writes (A still answers as one)
+        assert "the arbiter lost the primary too" in mirror.log("B")
+    # connectivity returns: A hears that B is primary at a later term and stops for good
+    wait_for(lambda: mirror.exited("A"), 15, "A to stop")
+    assert "restart this member to rejoin as backup" in mirror.log("A")
+    assert held.answered.wait(5) and held.error is not None  # never acknowledged
+    mirror.forget("A")
+    mirror.start("A")
+    mirror.wait_backup_active(backup="A", primary="B", timeout=20)
+    journal = journal_bytes(mirror, "A")
+    assert before.encode() in journal and after.encode() in journal
+    assert held.key.encode() not in journal
+
+
+def test_row_8_all_links_lost_the_primary_waits_indefinitely_then_resumes_no_takeover(mirror):
+    with mirror.cut():
+        held = Write(mirror)
+        wait_for(lambda: mirror.status("A")["status"] == rules.IN_TROUBLE, 10, "A In Trouble")
+        wait_for(lambda: mirror.view("B") == AGENT_ALONE, 10, "B Agent Controlled")
+        # well past the trouble timeout of Agent Controlled mode (2 x QoS): still in trouble
+        assert not held.answered.wait(4 * mirror.qos_ms / 1000)
+        assert mirror.status("A")["status"] == rules.IN_TROUBLE
+        assert mirror.view("A")[0] == rules.ARBITER_CONTROLLED
+        assert mirror.role("B") == "backup"
+    # the backup contacts the primary again: it resumes, and the held write is answered
+    assert held.answered.wait(20) and held.error is None
+    mirror.wait_backup_active(timeout=20)
+    assert mirror.role("A") == "primary" and "becomes primary" not in mirror.log("B")
