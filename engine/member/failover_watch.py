@@ -269,7 +269,10 @@ class FailoverWatch:
         if replica is None or partner_link:
             self.waiting = None
             return
-        if decision == Decision.TAKE_OVER and not membership.fstate.no_failover:
+        no_failover = membership.fstate.no_failover or replica.primary_no_failover
+        if decision == Decision.TAKE_OVER and no_failover:
+            self.waiting = "no failover is set: this member does not take over (guide §3.4)"
+        elif decision == Decision.TAKE_OVER:
             self._acting = membership.run_in_background(
                 become_primary(membership, "the arbiter lost the primary too (Table 3-1 row 7)")
             )
@@ -316,6 +319,13 @@ class FailoverWatch:
         if info.get("role") == "primary" or membership.replica.connected:
             return  # the data channel will find it
         if theirs.later_than(mine):
+            return
+        if theirs.term == mine.term and theirs.primary != membership.member.name:
+            # only operators' forcing makes two primaries of one term: they choose again
+            self.waiting = (
+                f"both failover members were made primary at term {mine.term} (forced?): "
+                "force the one whose data to keep (force_primary)"
+            )
             return
         await become_primary(
             membership,

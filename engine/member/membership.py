@@ -192,7 +192,11 @@ class Membership:
 
     def start_primary(self) -> None:
         """Serve as primary: the Writer commits, the Replicator ships (storage is open)."""
-        # a new term, written durably before the first commit (engine/failover/state.py)
+        # a new term, written durably before the first commit (engine/failover/state.py);
+        # a primary's start clears "no failover" (guide §6.1.3)
+        if self.fstate.no_failover:
+            self.fstate = replace(self.fstate, no_failover=False)
+            log.info("no failover cleared: this member starts as primary")
         self.remember_primary(self.member.name, self.fstate.term + 1)
         self.replicator = Replicator(self, self.gate)
         self.journal.on_append = self.replicator.on_append

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from engine.replication.compression import decompress
 from engine.replication.gate import JoinRefused, MembershipGate
+from engine.storage.journal import tail_digest
 from engine.storage.journal_codec import pos_from_wire, pos_wire
 from engine.wire import mirror_secret
 from engine.wire.protocol import (
@@ -55,6 +56,7 @@ class ReplicaLink:
         self.caught_up_once = False
         self.active = False
         self.active_when_lost = False  # it was Active when its link to the primary was lost
+        self.primary_no_failover = False  # the primary's "no failover", as last heard
         self.disconnected_at: float | None = None
         self.primary_name: str | None = None
         self.primary_end = None
@@ -231,6 +233,10 @@ class ReplicaLink:
             "type": membership.member.type,
             "codecs": membership.member.codecs,
             "position": pos_wire(membership.journal.end_position),
+            # what its journal holds just before that, for the primary to compare
+            "tail": tail_digest(
+                membership.journal_dir, membership.cfg.name, membership.journal.end_position
+            ),
             "version": PROTOCOL_VERSION,
         }
         if membership.cfg.dynamic:
@@ -273,6 +279,7 @@ class ReplicaLink:
                 raise JoinRefused("this member is no longer in the mirror")
         cut = pos_from_wire(body.get("cut"))
         if cut is not None:
+            self._check_cut(cut, body.get("cut_tail"))
             await membership.cut_journal(cut)
         self.received = membership.journal.end_position
         self.primary_name = body.get("primary")
@@ -326,6 +333,23 @@ class ReplicaLink:
         )
         writer.write(encode_frame(MsgType.DC_HELLO, 2, hello))
         return primary_nonce
+
+    def _check_cut(self, cut, primary_tail) -> None:
+        """Journal beyond the primary's is discarded only if what comes before it is the
+        primary's (guide §6.2.3.4); otherwise this member's data is inconsistent with the
+        mirror and it must be rebuilt (guide §5.7)."""
+        membership = self.membership
+        ours = tail_digest(membership.journal_dir, membership.cfg.name, cut)
+        if ours is not None and isinstance(primary_tail, str) and ours != primary_tail:
+            log.error(
+                "this member's journal before %s differs from the primary's: it holds journal "
+                "the mirror never had",
+                cut,
+            )
+            raise JoinRefused(
+                "this member's data is inconsistent with the mirror (its journal before "
+                f"{cut} is not the primary's): rebuild this member (guide §5.7)"
+            )
 
     def _check_primary_proof(self, welcome: dict, member_nonce: bytes, primary_nonce) -> None:
         """Journal is taken only from a primary that proved the mirror secret (without TLS;
@@ -386,7 +410,8 @@ class ReplicaLink:
                 membership.dejournal_feed(records, data, pos)
                 self._check_caught_up()
             elif frame.type == MsgType.DC_HEARTBEAT:
-                end, now, active = args
+                end, now, active, *more = args
+                self.primary_no_failover = bool(more and more[0])  # the primary's flag
                 self.primary_end = pos_from_wire(end)
                 self.primary_time = now
                 self.active = bool(active)
@@ -410,7 +435,9 @@ class ReplicaLink:
         end, term = args
         end = pos_from_wire(end)
         who = self.primary_name
-        if not self.membership.member.is_failover or not self.active:
+        if self.membership.fstate.no_failover:
+            log.warning("primary %s asked for a takeover; no failover is set here", who)
+        elif not self.membership.member.is_failover or not self.active:
             log.warning("primary %s asked for a takeover; this member is not Active", who)
         elif self.received != end:
             log.warning(

@@ -36,7 +36,7 @@ from cryptography.x509.oid import NameOID
 
 from engine.replication.compression import choose_codec, compress
 from engine.replication.gate import JoinRefused, MembershipGate
-from engine.storage.journal import list_files
+from engine.storage.journal import list_files, tail_digest
 from engine.storage.journal_codec import make_position, pos_from_wire, pos_wire
 from engine.wire import mirror_secret
 from engine.wire.protocol import (
@@ -349,6 +349,14 @@ class Replicator:
         if gap is not None:
             conn.reject_stream(gap, frame.req_id)
             return
+        if cut is None and not self._same_journal(position, hello.get("tail")):
+            conn.reject_stream(
+                f"data channel refused: member {member.name}'s journal before {position} is not "
+                "the primary's: its data is inconsistent with the mirror; rebuild it (guide "
+                "§5.7)",
+                frame.req_id,
+            )
+            return
         old = self.links.get(member.name)
         if old is not None:
             self.drop(old, "replaced by a new connection")
@@ -368,6 +376,8 @@ class Replicator:
                     "end": pos_wire(end),
                     "qos_ms": cfg.qos_timeout_ms,
                     "cut": pos_wire(cut),
+                    # what the journal before the cut holds here, for the member to compare
+                    "cut_tail": self._tail(cut),
                     # the primary's mirrored databases (missing / Orphaned on the member)
                     "databases": self.membership.catalog.wire(),
                     "config": self.gate.config_wire() if cfg.dynamic else None,
@@ -480,6 +490,16 @@ class Replicator:
                 "which the primary does not have (purged?)"
             )
         return None
+
+    def _tail(self, position) -> str | None:
+        return tail_digest(self.membership.journal_dir, self.membership.cfg.name, position)
+
+    def _same_journal(self, position, theirs) -> bool:
+        """The member's journal just before its end holds what ours holds there (compared
+        by content: equal lengths prove nothing after a failover, guide §3.3.2).  True when
+        either side has nothing to compare."""
+        ours = self._tail(position)
+        return ours is None or not isinstance(theirs, str) or ours == theirs
 
     def _cut_for(self, position):
         """Where a member's journal must be cut to be a prefix of ours, or None if it is one
@@ -699,5 +719,6 @@ class Replicator:
 
     def _heartbeat(self, link: MemberLink) -> None:
         end = pos_wire(self.membership.journal.end_position)
-        body = [end, time.time(), self.active is link]
+        no_failover = self.membership.fstate.no_failover
+        body = [end, time.time(), self.active is link, no_failover]
         link.conn.write(encode_frame(MsgType.DC_HEARTBEAT, 0, body))

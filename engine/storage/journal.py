@@ -68,6 +68,7 @@ from engine.storage.journal_files import (
     name_re,
     purge,
     replay_into,
+    tail_digest,
     validate_mirror_name,
     write_log,
 )
@@ -75,7 +76,7 @@ from engine.storage.journal_files import (
 __all__ = [
     "FILE_HEADER_SIZE", "OP_KILL", "OP_NAMES", "OP_SET", "CorruptRecord", "Entry", "Journal",
     "JournalError", "JournalGap", "JournalPosition", "JournalReader", "Record", "decode_records",
-    "encode_record", "file_name", "list_files", "log_name", "purge", "replay_into",
+    "encode_record", "file_name", "list_files", "log_name", "purge", "replay_into", "tail_digest",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)

@@ -7,6 +7,7 @@ line.  The writer/receiver is engine/storage/journal.py, which re-exports everyt
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 
@@ -207,3 +208,30 @@ def purge(directory, mirror: str, keep_from_seq: int) -> list[str]:
     if removed:
         _fsync_dir(directory)
     return removed
+
+
+# how much journal before a position two members compare when one rejoins the other
+TAIL_WINDOW = 64 * 1024
+
+
+def tail_digest(directory, mirror: str, position, window: int = TAIL_WINDOW) -> str | None:
+    """SHA-256 (hex) of the journal records just before `position` in its file (at most
+    `window` bytes; the file header, written by each member for itself, is left out).  None
+    when this member lacks the file or the bytes: nothing to compare."""
+    if position is None:
+        return None
+    files = dict(list_files(directory, mirror))
+    name = files.get(position.file_seq)
+    if name is None:
+        return None
+    start = max(FILE_HEADER_SIZE, position.offset - window)
+    length = max(0, position.offset - start)
+    try:
+        with open(os.path.join(directory, name), "rb") as f:
+            f.seek(start)
+            data = f.read(length)
+    except OSError:
+        return None
+    if len(data) != length:
+        return None
+    return hashlib.sha256(data).hexdigest()

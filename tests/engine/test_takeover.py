@@ -129,3 +129,108 @@ def test_the_member_that_remembers_the_later_term_becomes_primary(make_cluster):
     cluster.wait_backup_active(backup="A", primary="B", timeout=20)
     assert cluster.role("A") == "backup"
     assert remembered(cluster, "A") == {"term": 3, "primary": "B", "no_failover": False}
+
+
+def admin(cluster, member: str, action: str, arg=None):
+    with cluster.client(member) as c:
+        return c.admin(action, arg)
+
+
+def test_procedure_u4a_forcing_the_backup_shows_what_is_at_stake_then_makes_it_primary(
+    make_cluster,
+):
+    cluster = make_cluster(("failover", "failover"))
+    cluster.wait_backup_active()
+    kept = f"kept-{uuid.uuid4().hex}"
+    write(cluster, kept)
+    cluster.kill9("A")
+    wait_for(lambda: cluster.status("B")["journal_transfer"].startswith("Disconnected"), 10)
+    assert cluster.role("B") == "backup"  # without an arbiter or A's agent: no takeover
+    first = admin(cluster, "B", "force_primary")
+    assert first["confirmed"] is False and first["was_active_backup"] is True
+    assert first["journal_end"] == cluster.status("B")["journal_end"]
+    assert first["last_primary"] == "A" and "lost" in first["warning"]
+    assert cluster.role("B") == "backup"  # nothing done without the confirmation
+    second = admin(cluster, "B", "force_primary", {"confirm": True})
+    assert second["confirmed"] is True
+    wait_for(lambda: cluster.role("B") == "primary", 10, "B primary")
+    assert "forced by an operator" in cluster.log("B")
+    assert read(cluster, "B", kept) == kept
+    # A, restarted, finds B primary at a later term and rejoins as backup (U4a)
+    cluster.start("A")
+    cluster.wait_backup_active(backup="A", primary="B", timeout=20)
+
+
+def test_forcing_a_member_that_follows_a_primary_is_refused(make_cluster):
+    cluster = make_cluster(("failover", "failover", "dr"))
+    cluster.wait_backup_active()
+    with pytest.raises(EngineError, match="follows primary A"):
+        admin(cluster, "B", "force_primary", {"confirm": True})
+    with pytest.raises(EngineError, match="not a failover member"):
+        admin(cluster, "C", "force_primary", {"confirm": True})
+    with pytest.raises(EngineError, match="the primary already"):
+        admin(cluster, "A", "force_primary", {"confirm": True})
+
+
+def test_procedure_u4b_a_former_primary_discards_the_journal_the_new_primary_never_had(
+    make_cluster,
+):
+    cluster = make_cluster(("failover", "failover"), mirror={"qos_timeout_ms": 1000})
+    cluster.wait_backup_active()
+    cluster.kill9("B")
+    extra = f"extra-{uuid.uuid4().hex}"
+    write(cluster, extra)  # after the trouble timeout: on A only
+    cluster.kill9("A")
+    cluster.start("B")
+    admin(cluster, "B", "force_primary", {"confirm": True})
+    wait_for(lambda: cluster.role("B") == "primary", 10, "B primary")
+    cluster.start("A")
+    cluster.wait_backup_active(backup="A", primary="B", timeout=20)
+    assert extra.encode() not in journal_bytes(cluster, "A")
+    assert "cutting it, rebuilding databases" in cluster.log("A")
+    assert cluster.wait_converged("A", primary="B")
+
+
+def test_a_former_primary_whose_journal_differs_is_told_to_rebuild(make_cluster):
+    # both members forced primary in turn while the other was down: two histories after the
+    # same point (guide §4.9: "data is inconsistent with the mirror", rebuild)
+    cluster = make_cluster(("failover", "failover"))
+    cluster.wait_backup_active()
+    cluster.kill9("B")
+    cluster.kill9("A")
+    cluster.start("A")
+    admin(cluster, "A", "force_primary", {"confirm": True})
+    wait_for(lambda: cluster.role("A") == "primary", 10, "A primary")
+    write(cluster, f"on-a-{uuid.uuid4().hex}")
+    cluster.kill9("A")
+    cluster.start("B")
+    admin(cluster, "B", "force_primary", {"confirm": True})
+    wait_for(lambda: cluster.role("B") == "primary", 10, "B primary")
+    write(cluster, f"on-b-{uuid.uuid4().hex}")
+    before = journal_bytes(cluster, "A")
+    cluster.start("A")
+    status = cluster.wait_status("A", "status", "Waiting", timeout=15)
+    assert "inconsistent with the mirror" in status["waiting_reason"]
+    assert "rebuild" in status["waiting_reason"]
+    assert journal_bytes(cluster, "A") == before  # nothing discarded, nothing taken
+    assert cluster.role("B") == "primary"
+
+
+def test_no_failover_keeps_the_primary_from_handing_over_until_cleared(make_cluster):
+    # procedure P5 (guide §6.1.3): a brief stop of the primary without failover
+    cluster = make_cluster(("failover", "failover"))
+    cluster.wait_backup_active()
+    assert admin(cluster, "A", "set_no_failover")["no_failover"] is True
+    wait_for(lambda: remembered(cluster, "A")["no_failover"], 5, "the flag kept")
+    cluster.stop("A")
+    assert "handing over" not in cluster.log("A")
+    assert cluster.role("B") == "backup"
+    cluster.start("A")  # the primary's start clears it (with B there, A is primary again)
+    wait_for(lambda: cluster.role("A") == "primary", 20, "A primary")
+    assert remembered(cluster, "A")["no_failover"] is False
+    cluster.wait_backup_active(timeout=20)
+    admin(cluster, "B", "set_no_failover")
+    admin(cluster, "B", "clear_no_failover")
+    assert remembered(cluster, "B")["no_failover"] is False
+    cluster.stop("A")
+    wait_for(lambda: cluster.role("B") == "primary", 15, "B primary")
