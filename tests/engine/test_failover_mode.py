@@ -4,11 +4,6 @@ failover_watch.py, docs/failover.md).  A real arbiter process and real members."
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from engine import rules
@@ -20,44 +15,9 @@ from tests.engine.cluster_fixtures import (  # noqa: F401
     wait_for,
 )
 from tests.engine.member_fixtures import hosts  # noqa: F401
+from tests.faults.mirror import arbiter_fixture  # noqa: F401
 
 pytestmark = pytest.mark.timeout(120)
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class Arbiter:
-    """`python -m engine arbiter` on a free loopback port."""
-
-    def __init__(self, directory: Path):
-        (self.port,) = free_ports(1)
-        self.address = f"127.0.0.1:{self.port}"
-        self.log_path = directory / "arbiter.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "engine", "arbiter", "--listen", self.address],
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        wait_for(lambda: "arbiter listening" in self.log_path.read_text(), 15, "the arbiter")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def arbiter(tmp_path):
-    a = Arbiter(tmp_path)
-    a.start()
-    yield a
-    a.stop()
 
 
 def view(cluster, member: str) -> tuple[str, str]:

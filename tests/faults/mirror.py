@@ -9,19 +9,63 @@ links.py.
 Each failover member runs from its own copy of the mirror file in which the other's private
 address and the arbiter's address are the proxies'; asyncs run from the plain file (their
 links are not cut here).  `isolate("A")` cuts every link of A as one network event.
+
+`Arbiter` runs `python -m engine arbiter` on a free loopback port; the `arbiter` fixture
+(import `arbiter_fixture` into a test module) gives a started one.  bench/failover.py uses
+both as well.
 """
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from engine.client.app import Client
 from engine.cluster.launcher import start_member, wait_ready
 from engine.member.config import load_config
-from tests.engine.cluster_fixtures import Cluster, write_config
+from tests.engine.cluster_fixtures import Cluster, free_ports, wait_for, write_config
 from tests.faults.links import PARTITION, Links
 
-FAILOVER = ("A", "B")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Arbiter:
+    """`python -m engine arbiter` on a free loopback port."""
+
+    def __init__(self, directory: Path):
+        (self.port,) = free_ports(1)
+        self.address = f"127.0.0.1:{self.port}"
+        self.log_path = directory / "arbiter.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "engine", "arbiter", "--listen", self.address],
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        wait_for(lambda: "arbiter listening" in self.log_path.read_text(), 15, "the arbiter")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture(name="arbiter")
+def arbiter_fixture(tmp_path):
+    a = Arbiter(tmp_path)
+    a.start()
+    yield a
+    a.stop()
 
 
 class LinkedMirror(Cluster):

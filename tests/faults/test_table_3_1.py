@@ -13,9 +13,8 @@ import pytest
 
 from engine import rules
 from tests.engine.cluster_fixtures import wait_for
-from tests.engine.test_failover_mode import arbiter  # noqa: F401
 from tests.engine.test_write_contracts import journal_bytes
-from tests.faults.mirror import LinkedMirror
+from tests.faults.mirror import LinkedMirror, arbiter_fixture  # noqa: F401
 
 pytestmark = pytest.mark.timeout(150)
 
