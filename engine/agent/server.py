@@ -29,6 +29,7 @@ from engine.agent.auth import IDENTITY, require_auth
 from engine.agent.certificates import instance_certificate
 from engine.agent.config import AgentConfig, ConfigError, InstanceEntry, load_agent_config
 from engine.agent.errors import CONFIG, STATE, json_errors
+from engine.agent.failover import FAILOVER_ROUTES
 from engine.agent.health import HEALTH_ROUTES
 from engine.agent.journal import list_journal_files, read_journal_file
 from engine.agent.limits import (
@@ -122,6 +123,7 @@ ROUTES = [
     ("GET", "/v1/journal/{mirror}/files/{name}", read_journal_file),
     ("GET", "/v1/status/stream", status_stream),
     *OPS_ROUTES,
+    *FAILOVER_ROUTES,
     *MIRROR_ROUTES,
     *CREDENTIAL_ROUTES,
     *HEALTH_ROUTES,

@@ -245,6 +245,22 @@ class AgentClient:
     def start_mirroring(self, instance: str, *, mirror: str | None = None) -> dict:
         return self._op(instance, "mirroring/start", mirror=mirror)
 
+    # -- failover (engine/agent/failover.py) ---------------------------------------------
+    def stop_instance(self, name: str) -> dict:
+        """Graceful shutdown (a primary hands over to its Active backup): {stopped, pid}."""
+        return self.call("POST", f"/v1/instances/{quote(name, safe='')}/stop")
+
+    def set_no_failover(self, instance: str) -> dict:
+        return self._op(instance, "failover/set-no-failover")
+
+    def clear_no_failover(self, instance: str) -> dict:
+        return self._op(instance, "failover/clear-no-failover")
+
+    def force_primary(self, instance: str, *, confirm: bool = False) -> dict:
+        """Without confirm: what is at stake ({was_active_backup, journal_end, last_primary,
+        term, warning}); with it, the member becomes primary ({confirmed: true, ...})."""
+        return self._op(instance, "failover/force-primary", {"confirm": confirm})
+
     def stop_dejournaling(self, instance: str) -> dict:
         return self._op(instance, "dejournaling/stop")
 

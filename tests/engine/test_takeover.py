@@ -9,7 +9,9 @@ import uuid
 
 import pytest
 
+from engine.client.agent import AgentError
 from engine.client.app import Client, EngineError
+from tests.engine.agent_fixtures import instance_entries, start_agent_fixture  # noqa: F401
 from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
 from tests.engine.test_write_contracts import journal_bytes
 
@@ -234,3 +236,32 @@ def test_no_failover_keeps_the_primary_from_handing_over_until_cleared(make_clus
     assert remembered(cluster, "B")["no_failover"] is False
     cluster.stop("A")
     wait_for(lambda: cluster.role("B") == "primary", 15, "B primary")
+
+
+def test_the_agent_stops_a_primary_gracefully_and_drives_no_failover_and_force_primary(
+    make_cluster, start_agent
+):
+    cluster = make_cluster(("failover", "failover"))
+    cluster.wait_backup_active()
+    agent = start_agent(instances=instance_entries(cluster))
+    with agent.client(credential=agent.credential) as api:
+        assert api.set_no_failover("B")["no_failover"] is True
+        assert remembered(cluster, "B")["no_failover"] is True
+        assert api.clear_no_failover("B")["no_failover"] is False
+        with pytest.raises(AgentError) as refused:
+            api.force_primary("B", confirm=True)
+        assert refused.value.status == 409 and "follows primary A" in str(refused.value)
+        stopped = api.stop_instance("A")  # a graceful stop: A hands over to B
+        assert stopped["stopped"] is True and stopped["operation"] == "stop"
+        cluster.procs.pop("A").wait(5)
+        wait_for(lambda: cluster.role("B") == "primary", 15, "B primary")
+        assert api.stop_instance("A")["stopped"] is False  # not running: nothing to do
+        # B down too, then back alone: it waits; the operator looks, then forces it
+        stopped = api.stop_instance("B")
+        cluster.procs.pop("B").wait(5)
+        cluster.start("B")
+        cluster.wait_status("B", "status", "Waiting", timeout=15)
+        stake = api.force_primary("B")
+        assert stake["confirmed"] is False and stake["last_primary"] == "B"
+        assert api.force_primary("B", confirm=True)["confirmed"] is True
+        wait_for(lambda: cluster.role("B") == "primary", 15, "B primary again")

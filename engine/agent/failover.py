@@ -1,0 +1,93 @@
+"""Failover operations through the agent (guide §3.4, §6.1, §6.2; docs/failover.md).
+
+    POST /v1/instances/{name}/stop                        graceful shutdown: SIGTERM, then
+                                                          wait until the process is gone; a
+                                                          primary hands over to its Active
+                                                          backup on the way (engine/member/
+                                                          takeover.py)
+    POST /v1/instances/{name}/failover/set-no-failover    no automatic takeover (§6.1.3)
+    POST /v1/instances/{name}/failover/clear-no-failover
+    POST /v1/instances/{name}/failover/force-primary      {"confirm": bool}: without
+                                                          confirm, what is at stake (Active
+                                                          backup or not, journal end); with
+                                                          it, the member becomes primary
+
+Failures map as in engine/agent/ops.py (409 with the instance's reason, 503 when it is down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+
+from aiohttp import web
+
+from engine.agent.auth import IDENTITY
+from engine.agent.ops import _answer, ask_admin, instance_entry, read_body
+from engine.agent.probe import _gone, find_pid
+
+log = logging.getLogger("engine.agent.server")
+# a primary handing over waits up to QoS (8 s by default) for its backup's last ack
+STOP_WAIT_S = 60.0
+
+
+async def stop_instance(request: web.Request) -> web.Response:
+    entry = instance_entry(request)
+    await read_body(request, {})
+    pid = await asyncio.to_thread(find_pid, entry)
+    if pid is None:
+        return _answer(
+            request, entry, "stop", {"stopped": False, "pid": None, "detail": "not running"}
+        )
+    log.warning("graceful stop of instance %s (pid %d) by %s", entry.name, pid, request[IDENTITY])
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_WAIT_S
+    while not _gone(pid):
+        if time.monotonic() > deadline:
+            detail = f"SIGTERM sent; pid {pid} still runs after {STOP_WAIT_S:g} s"
+            return _answer(request, entry, "stop", {"stopped": False, "pid": pid, "detail": detail})
+        await asyncio.sleep(0.02)
+    detail = f"pid {pid} stopped (SIGTERM)"
+    return _answer(request, entry, "stop", {"stopped": True, "pid": pid, "detail": detail})
+
+
+def _flag_op(action: str, op: str):
+    async def handler(request: web.Request) -> web.Response:
+        entry = instance_entry(request)
+        await read_body(request, {})
+        return _answer(request, entry, op, await ask_admin(request, entry, action))
+
+    handler.__name__ = action
+    return handler
+
+
+async def force_primary(request: web.Request) -> web.Response:
+    entry = instance_entry(request)
+    body = await read_body(request, {"confirm": bool})
+    confirm = body.get("confirm", False)
+    result = await ask_admin(request, entry, "force_primary", {"confirm": confirm})
+    if confirm:
+        log.warning("force-primary of instance %s confirmed by %s", entry.name, request[IDENTITY])
+    return _answer(request, entry, "force-primary", result)
+
+
+INSTANCE = "/v1/instances/{name}"
+FAILOVER_ROUTES = [
+    ("POST", f"{INSTANCE}/stop", stop_instance),
+    (
+        "POST",
+        f"{INSTANCE}/failover/set-no-failover",
+        _flag_op("set_no_failover", "set-no-failover"),
+    ),
+    (
+        "POST",
+        f"{INSTANCE}/failover/clear-no-failover",
+        _flag_op("clear_no_failover", "clear-no-failover"),
+    ),
+    ("POST", f"{INSTANCE}/failover/force-primary", force_primary),
+]
