@@ -73,9 +73,15 @@ def authenticate(cfg: AgentConfig, request: web.Request) -> str:
     return "credential"
 
 
+PROOF_CHECKED = "/v1/failover/"  # a partner member proves the mirror secret (agent/partner.py)
+
+
 @web.middleware
 async def require_auth(request: web.Request, handler):
     cfg: AgentConfig = request.app[CONFIG]
+    if request.path.startswith(PROOF_CHECKED) and request.method == "POST":
+        request[IDENTITY] = "a failover member (mirror secret proof)"
+        return await handler(request)
     request[IDENTITY] = authenticate(cfg, request)
     return await handler(request)
 

@@ -27,8 +27,8 @@ import time
 from aiohttp import web
 
 from engine.agent.auth import IDENTITY
-from engine.agent.ops import _answer, ask_admin, instance_entry, read_body
-from engine.agent.probe import _gone, find_pid
+from engine.agent.ops import ask_admin, instance_entry, operation_answer, read_body
+from engine.agent.probe import find_pid, process_gone
 
 log = logging.getLogger("engine.agent.server")
 # a primary handing over waits up to QoS (8 s by default) for its backup's last ack
@@ -40,27 +40,28 @@ async def stop_instance(request: web.Request) -> web.Response:
     await read_body(request, {})
     pid = await asyncio.to_thread(find_pid, entry)
     if pid is None:
-        return _answer(
+        return operation_answer(
             request, entry, "stop", {"stopped": False, "pid": None, "detail": "not running"}
         )
     log.warning("graceful stop of instance %s (pid %d) by %s", entry.name, pid, request[IDENTITY])
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_WAIT_S
-    while not _gone(pid):
+    while not process_gone(pid):
         if time.monotonic() > deadline:
             detail = f"SIGTERM sent; pid {pid} still runs after {STOP_WAIT_S:g} s"
-            return _answer(request, entry, "stop", {"stopped": False, "pid": pid, "detail": detail})
+            result = {"stopped": False, "pid": pid, "detail": detail}
+            return operation_answer(request, entry, "stop", result)
         await asyncio.sleep(0.02)
     detail = f"pid {pid} stopped (SIGTERM)"
-    return _answer(request, entry, "stop", {"stopped": True, "pid": pid, "detail": detail})
+    return operation_answer(request, entry, "stop", {"stopped": True, "pid": pid, "detail": detail})
 
 
 def _flag_op(action: str, op: str):
     async def handler(request: web.Request) -> web.Response:
         entry = instance_entry(request)
         await read_body(request, {})
-        return _answer(request, entry, op, await ask_admin(request, entry, action))
+        return operation_answer(request, entry, op, await ask_admin(request, entry, action))
 
     handler.__name__ = action
     return handler
@@ -73,7 +74,7 @@ async def force_primary(request: web.Request) -> web.Response:
     result = await ask_admin(request, entry, "force_primary", {"confirm": confirm})
     if confirm:
         log.warning("force-primary of instance %s confirmed by %s", entry.name, request[IDENTITY])
-    return _answer(request, entry, "force-primary", result)
+    return operation_answer(request, entry, "force-primary", result)
 
 
 INSTANCE = "/v1/instances/{name}"

@@ -221,7 +221,7 @@ def chosen_mirror(request: web.Request) -> str | None:
         raise api_error(400, "bad_request", exc.message) from None
 
 
-def _answer(request: web.Request, entry: InstanceEntry, op: str, result) -> web.Response:
+def operation_answer(request: web.Request, entry: InstanceEntry, op: str, result) -> web.Response:
     log.info("%s on instance %s requested by %s", op, entry.name, request[IDENTITY])
     body = {"instance": entry.name, "operation": op}
     body.update(result if isinstance(result, dict) else {})
@@ -259,9 +259,10 @@ async def create_database(request: web.Request) -> web.Response:
     if mode == "add":
         if "mirrored" in body:
             raise api_error(400, "bad_request", "'mirrored' only applies to mode 'create'")
-        return _answer(request, entry, "add", await ask_admin(request, entry, "add_database", name))
+        result = await ask_admin(request, entry, "add_database", name)
+        return operation_answer(request, entry, "add", result)
     arg = {"name": name, "mirrored": body.get("mirrored", True)}
-    return _answer(
+    return operation_answer(
         request, entry, "create", await ask_admin(request, entry, "create_database", arg)
     )
 
@@ -274,7 +275,7 @@ def _db_op(action: str, op: str, options: dict[str, type] | None = None):
         name = _db_name(request.match_info["db"], "database")
         body = await read_body(request, options or {})
         arg = {"name": name, **body} if body else name
-        return _answer(request, entry, op, await ask_admin(request, entry, action, arg))
+        return operation_answer(request, entry, op, await ask_admin(request, entry, action, arg))
 
     handler.__name__ = action
     return handler
@@ -283,7 +284,7 @@ def _db_op(action: str, op: str, options: dict[str, type] | None = None):
 async def _catchup(request: web.Request, entry: InstanceEntry, names: list[str], wait: bool):
     timeout = CATCHUP_WAIT_TIMEOUT_S if wait else ADMIN_TIMEOUT_S
     result = await ask_admin(request, entry, "catchup", {"names": names, "wait": wait}, timeout)
-    return _answer(request, entry, "catchup", result)
+    return operation_answer(request, entry, "catchup", result)
 
 
 async def catchup_one(request: web.Request) -> web.Response:
@@ -322,14 +323,14 @@ async def clear_failover_many(request: web.Request) -> web.Response:
             raise api_error(400, "bad_request", "'databases' names a database more than once")
         arg = {"names": checked}
     result = await ask_admin(request, entry, "clear_failover_db", arg)
-    return _answer(request, entry, "clear-failover-db", result)
+    return operation_answer(request, entry, "clear-failover-db", result)
 
 
 def _member_op(action: str, op: str):
     async def handler(request: web.Request) -> web.Response:
         entry = instance_entry(request)
         await read_body(request, {})
-        return _answer(request, entry, op, await ask_admin(request, entry, action))
+        return operation_answer(request, entry, op, await ask_admin(request, entry, action))
 
     handler.__name__ = action
     return handler
@@ -348,7 +349,7 @@ def _dejournal_op(action: str, op: str, per_database: bool):
         if name is not None:
             rows = {r["name"]: r for r in st.get("databases", [])}
             result.update(database=name, status=rows.get(name, {}).get("status"))
-        return _answer(request, entry, op, result)
+        return operation_answer(request, entry, op, result)
 
     handler.__name__ = action
     return handler

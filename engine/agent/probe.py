@@ -116,7 +116,7 @@ def _is_engine_instance(pid: int) -> bool:
     return b"engine" in args and b"instance" in args  # python -m engine instance ...
 
 
-def _gone(pid: int) -> bool:
+def process_gone(pid: int) -> bool:
     """True once the process no longer runs (a zombie waiting for its parent counts)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -159,10 +159,10 @@ def _pid_holding(data_dir: Path) -> int | None:
 def find_pid(entry: InstanceEntry) -> int | None:
     """The pid of the running instance, or None when no such process runs."""
     pid = _pid_from_file(entry.data_dir)
-    if pid is not None and _is_engine_instance(pid) and not _gone(pid):
+    if pid is not None and _is_engine_instance(pid) and not process_gone(pid):
         return pid
     pid = _pid_holding(entry.data_dir)
-    return pid if pid is not None and not _gone(pid) else None
+    return pid if pid is not None and not process_gone(pid) else None
 
 
 async def force_down(entry: InstanceEntry, wait: float = 10.0) -> dict:
@@ -179,7 +179,7 @@ async def force_down(entry: InstanceEntry, wait: float = 10.0) -> dict:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + wait
-    while not _gone(pid):
+    while not process_gone(pid):
         if time.monotonic() > deadline:
             return {
                 "name": entry.name,

@@ -41,6 +41,7 @@ from engine.agent.limits import (
 )
 from engine.agent.mirror import MIRROR_ROUTES
 from engine.agent.ops import OPS_ROUTES, instance_entry, read_body
+from engine.agent.partner import PARTNER_ROUTES
 from engine.agent.probe import force_down, probe
 from engine.agent.stream import HUB, StatusHub, status_stream
 from engine.failover.arbiter import Arbiter
@@ -124,6 +125,7 @@ ROUTES = [
     ("GET", "/v1/status/stream", status_stream),
     *OPS_ROUTES,
     *FAILOVER_ROUTES,
+    *PARTNER_ROUTES,
     *MIRROR_ROUTES,
     *CREDENTIAL_ROUTES,
     *HEALTH_ROUTES,

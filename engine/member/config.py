@@ -28,7 +28,8 @@ Example (see examples/cluster.toml):
     superserver = "127.0.0.1:21100"
     private = "127.0.0.1:21101"                  # mirror private address (data channel)
 
-Member keys: data_dir (default data_root/NAME), databases (subset, reporting only),
+Member keys: data_dir (default data_root/NAME), agent (the host agent's address, for a
+failover member's partner: docs/takeover.md), databases (subset, reporting only),
 dejournal_filter ("module:function", reporting only), codecs (codecs this member can
 decompress; default all three), dejournal_workers, and with tls: tls_cert and tls_key
 (the member's certificate, whose subject CN is the member name, and its key).
@@ -85,6 +86,9 @@ class MemberConfig:
     # on the primary, while pending: the certificate it asked with (sha256 fingerprint, issuer
     # DN, not_after: engine/member/membership_ops.py cert_record); kept locally, never sent
     cert: dict | None = None
+    # the agent on the member's host (guide §3.1.3): a failover member that loses its
+    # partner asks it whether the partner is down (engine/member/agent_confirm.py)
+    agent: str | None = None  # "http(s)://host:port"
 
     @property
     def is_failover(self) -> bool:
@@ -245,7 +249,18 @@ def _member(
     m = MemberConfig(name, mtype, superserver, private, data_dir, dbs, flt, codecs, workers)
     m.tls_cert = _path(raw.get("tls_cert"), base_dir, f"{where}.tls_cert")
     m.tls_key = _path(raw.get("tls_key"), base_dir, f"{where}.tls_key")
+    if "agent" in raw:
+        m.agent = parse_agent_url(raw["agent"], f"{where}.agent")
     return m
+
+
+def parse_agent_url(value: object, where: str) -> str:
+    """An agent's address: "http://host:port" or "https://host:port" (https: its certificate
+    is checked against the mirror's CA)."""
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}: expected 'http(s)://host:port', got {value!r}")
+    parse_address(value.split("://", 1)[1].rstrip("/"), where)
+    return value.rstrip("/")
 
 
 def _path(value: object, base_dir: Path, where: str) -> Path | None:

@@ -41,6 +41,7 @@ from engine.client.app import AsyncClient, EngineError
 from engine.failover.arbiter_link import ArbiterLink
 from engine.failover.modes import Decision, Knowledge, decide
 from engine.failover.state import FailoverState, StateError
+from engine.member.agent_confirm import AgentUnreachable, ask_partner_agent, fetch_latest_journal
 from engine.member.node import peer_tls
 from engine.member.takeover import become_primary
 
@@ -66,6 +67,7 @@ class FailoverWatch:
         self._negotiated_at = 0.0
         self.waiting: str | None = None  # why no role can be taken now (status Waiting)
         self._arbiter_lost_at: float | None = None  # see _tested
+        self._agent_note: str | None = None  # why the partner's agent did not answer, logged once
 
     @property
     def arbiter_connection(self) -> str:
@@ -280,7 +282,54 @@ class FailoverWatch:
             return  # lost as one event with the arbiter, but not yet given up by the link
         elif time.monotonic() - self._negotiated_at >= NEGOTIATE_EVERY_S:
             self._negotiated_at = time.monotonic()
-            self._acting = membership.run_in_background(self._negotiate())
+            ask = decision == Decision.ASK_PRIMARY_AGENT and not no_failover
+            work = self._ask_agent() if ask and self._agent_usable() else self._negotiate()
+            self._acting = membership.run_in_background(work)
+
+    def _agent_usable(self) -> bool:
+        partner = self.membership.cfg.find(self.partner() or "")
+        return (
+            partner is not None
+            and partner.agent is not None
+            and self.membership.cfg.secret is not None
+        )
+
+    async def _ask_agent(self) -> None:
+        """Agent Controlled (guide §3.3.5.1): the primary's agent confirms it down or forces it
+        down; an Active backup within the trouble timeout takes over with what it has, any
+        other first fetches the latest journal through the agent (guide §3.3.2.3)."""
+        membership = self.membership
+        partner = membership.cfg.member(self.partner())
+        if membership.fstate.primary != partner.name:
+            await self._negotiate()  # this member was the last primary, not the partner
+            return
+        try:
+            answer = await ask_partner_agent(membership, partner)
+        except AgentUnreachable as exc:
+            if self._agent_note != str(exc):
+                self._agent_note = str(exc)
+                log.warning(
+                    "cannot reach the agent of primary %s (%s): no takeover", partner.name, exc
+                )
+            return
+        self._agent_note = None
+        state = answer.get("state")
+        if state not in ("down", "forced_down"):
+            return  # alive (the data channel reconnects) or not confirmed
+        lost = self.partner_lost_at
+        in_time = (
+            lost is not None and time.monotonic() - lost <= 2 * membership.cfg.qos_timeout_ms / 1000
+        )
+        how = "confirmed it down" if state == "down" else "forced it down"
+        if membership.replica.active_when_lost and in_time:
+            reason = f"primary {partner.name}'s agent {how}; this member was its Active backup"
+        else:
+            got = await fetch_latest_journal(membership, partner, answer.get("files") or [])
+            reason = (
+                f"primary {partner.name}'s agent {how}; {got} bytes of its latest journal "
+                "fetched through the agent"
+            )
+        await become_primary(membership, reason)
 
     async def _negotiate(self) -> None:
         """No primary answers: if this member was the last primary, and its partner answers

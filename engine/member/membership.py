@@ -33,6 +33,7 @@ from pathlib import Path
 from engine.failover import state as failover_state
 from engine.member.actions import admin_action
 from engine.member.admin_auth import ensure_token
+from engine.member.agent_confirm import publish_partner_auth
 from engine.member.config import Address, MemberConfig, MirrorConfig
 from engine.member.dbops import on_control_record, resume_downloads
 from engine.member.dejournal_runner import DejournalRunner
@@ -168,6 +169,7 @@ class Membership:
                 self.cfg.name,
             )
         self._open_storage()
+        publish_partner_auth(self)  # for this host's agent (engine/member/agent_confirm.py)
         if self.role == "primary":
             self.start_primary()
         else:

@@ -30,6 +30,7 @@ from engine.member.config import (
     MemberConfig,
     MirrorConfig,
     parse_address,
+    parse_agent_url,
 )
 from engine.member.node import Node, write_json
 from engine.rules import SETTINGS
@@ -55,6 +56,7 @@ def to_wire(cfg: MirrorConfig) -> dict:
             "type": m.type,
             "superserver": str(m.superserver),
             "private": None if m.private is None else str(m.private),
+            "agent": m.agent,
             "dn": m.dn,
             "authorized": m.authorized,
         }
@@ -87,6 +89,7 @@ def from_wire(data: dict, node: Node, member: str, directory: Path | None = None
             authorized=bool(raw.get("authorized", True)),
             join_id=raw.get("join_id"),
             cert=raw["cert"] if isinstance(raw.get("cert"), dict) else None,
+            agent=parse_agent_url(raw["agent"], raw["name"]) if raw.get("agent") else None,
         )
         if m.name == member:
             m.tls_cert, m.tls_key = node.tls_cert, node.tls_key

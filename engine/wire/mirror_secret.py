@@ -95,6 +95,13 @@ def arbiter_proof(secret: str, mirror: str, member: str, arbiter_nonce: bytes) -
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
+def partner_proof(secret: str, mirror: str, asker: str, target: str, stamp: str) -> str:
+    """What a failover member shows its partner's agent to ask about the partner
+    (engine/agent/partner.py): hex HMAC(secret, "partner" | mirror | asker | target | stamp),
+    `stamp` being "<unix seconds>:<random hex>" so that a proof is good once and briefly."""
+    return _proof(b"partner", secret, mirror, f"{asker}>{target}", stamp.encode(), b"").hex()
+
+
 def same(expected: bytes, given: object) -> bool:
     """Whether `given` is the proof expected, compared in constant time."""
     return isinstance(given, bytes) and hmac.compare_digest(expected, given)

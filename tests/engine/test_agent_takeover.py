@@ -1,0 +1,126 @@
+"""Agent Controlled takeover (guide §3.3.2.2, §3.3.2.3, §3.3.5.1; docs/takeover.md): with no
+arbiter, a backup takes over only when the primary's agent confirms the primary down or forces
+it down, and a backup that was not Active first fetches the latest journal through that agent.
+Real member processes, one real agent per member's "host"."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+
+import pytest
+
+from engine.client.agent import AgentClient, AgentError
+from engine.member.config import load_config
+from engine.wire import mirror_secret
+from tests.engine.agent_fixtures import instance_entries, start_agent_fixture  # noqa: F401
+from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
+from tests.engine.test_takeover import read, write
+from tests.engine.test_write_contracts import journal_bytes
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def mirror_with_agents(make_cluster, start_agent):
+    """A and B, each with its own agent, the agents' addresses in the mirror file."""
+
+    def make(qos_ms: int = 1000):
+        cluster = make_cluster(
+            ("failover", "failover"), start=False, mirror={"qos_timeout_ms": qos_ms}
+        )
+        entries = {e["name"]: e for e in instance_entries(cluster)}
+        agents = {name: start_agent(instances=[entries[name]]) for name in "AB"}
+        text = cluster.path.read_text()
+        for name in "AB":
+            line = f'private = "{cluster.cfg.member(name).private}"'
+            text = text.replace(line, f'{line}\nagent = "http://127.0.0.1:{agents[name].port}"')
+        cluster.path.write_text(text)
+        cluster.cfg = load_config(cluster.path)
+        cluster.start()
+        cluster.wait_backup_active()
+        return cluster, agents
+
+    return make
+
+
+def test_scenario_3_an_active_backup_takes_over_when_the_primarys_agent_confirms_it_down(
+    mirror_with_agents,
+):
+    cluster, _ = mirror_with_agents()
+    kept = f"kept-{uuid.uuid4().hex}"
+    write(cluster, kept)
+    cluster.kill9("A")
+    wait_for(lambda: cluster.role("B") == "primary", 15, "B primary")
+    assert "agent confirmed it down; this member was its Active backup" in cluster.log("B")
+    assert read(cluster, "B", kept) == kept
+    cluster.start("A")  # the former primary rejoins as backup
+    cluster.wait_backup_active(backup="A", primary="B", timeout=20)
+
+
+def test_scenario_2_a_hung_primary_is_forced_down_by_its_agent_and_the_backup_takes_over(
+    mirror_with_agents,
+):
+    cluster, _ = mirror_with_agents()
+    proc = cluster.procs["A"]
+    os.kill(proc.pid, signal.SIGSTOP)  # alive, silent: hung
+    wait_for(lambda: cluster.role("B") == "primary", 20, "B primary")
+    assert "agent forced it down" in cluster.log("B")
+    assert proc.wait(10) == -signal.SIGKILL  # forced down, and it stays down
+    cluster.procs.pop("A")
+    write(cluster, f"after-{uuid.uuid4().hex}")
+
+
+def test_scenario_1_a_non_active_backup_takes_over_with_the_latest_journal_from_the_agent(
+    mirror_with_agents,
+):
+    # procedure U3 as well: the primary's host is up without its instance; the backup, which
+    # was not Active, fetches the journal it lacks through the agent, then becomes primary
+    cluster, _ = mirror_with_agents()
+    cluster.kill9("B")
+    only_on_a = f"only-on-a-{uuid.uuid4().hex}"
+    write(cluster, only_on_a)  # answered after the trouble timeout: on A alone
+    cluster.kill9("A")
+    assert only_on_a.encode() not in journal_bytes(cluster, "B")
+    cluster.start("B")
+    wait_for(lambda: cluster.role("B") == "primary", 20, "B primary")
+    assert "of its latest journal fetched through the agent" in cluster.log("B")
+    assert read(cluster, "B", only_on_a) == only_on_a
+
+
+def test_without_the_primarys_agent_the_backup_does_not_take_over(mirror_with_agents):
+    cluster, agents = mirror_with_agents()
+    agents["A"].stop()
+    cluster.kill9("A")
+    time.sleep(3)  # well past QoS and the trouble timeout (2 x 1 s)
+    assert cluster.role("B") == "backup"
+    assert "cannot reach the agent of primary A" in cluster.log("B")
+
+
+def test_the_agent_refuses_a_partner_request_without_the_mirror_secret(mirror_with_agents):
+    cluster, agents = mirror_with_agents()
+    agent = agents["A"]
+    stamp = f"{int(time.time())}:{os.urandom(12).hex()}"
+    forged = {"asker": "B", "target": "A", "stamp": stamp, "proof": "00" * 32}
+    with AgentClient(f"http://127.0.0.1:{agent.port}") as client:
+        with pytest.raises(AgentError) as refused:
+            client.call("POST", "/v1/failover/TEST/confirm-down", body=forged)
+        assert refused.value.status == 403
+        secret = (cluster.path.parent / "secret").read_text().strip()
+        good = dict(forged, proof=mirror_secret.partner_proof(secret, "TEST", "B", "A", stamp))
+        answer = client.call("POST", "/v1/failover/TEST/confirm-down", body=good)
+        assert answer["state"] == "primary"  # alive and primary: nothing to take over
+        with pytest.raises(AgentError) as replayed:
+            client.call("POST", "/v1/failover/TEST/confirm-down", body=good)
+        assert replayed.value.status == 401
+    assert cluster.role("A") == "primary"  # nothing was done to it
+    log = agent.log_path.read_text()
+    assert "did not prove the mirror secret" in log and "stamp was used already" in log
+    auth = json.loads((cluster.cfg.member("A").data_dir / "partner-auth.json").read_text())
+    assert auth["member"] == "A"
+    assert (
+        oct((cluster.cfg.member("A").data_dir / "partner-auth.json").stat().st_mode)[-3:] == "600"
+    )
