@@ -40,7 +40,7 @@ from aiohttp import web
 from engine import rules
 from engine.agent.auth import IDENTITY
 from engine.agent.config import InstanceEntry
-from engine.agent.errors import api_error
+from engine.agent.errors import CONFIG, api_error
 from engine.agent.ops import ask_admin, check_kind, chosen_mirror, instance_entry, read_body
 from engine.member import mirror_file as ms
 from engine.member.config import Address
@@ -106,6 +106,14 @@ def _answer(
     return web.json_response(body)
 
 
+def own_url(request: web.Request, entry) -> str:
+    """This agent as the instance's failover partner reaches it: on the instance's host, at
+    the port this agent listens on, https when it has a certificate (docs/takeover.md)."""
+    cfg = request.app[CONFIG]
+    scheme = "https" if cfg.cert else "http"
+    return f"{scheme}://{entry.superserver.host}:{cfg.listen.port}"
+
+
 def _which(request: web.Request) -> dict:
     """{"mirror": NAME} when the query names one of the instance's mirrors, else {}."""
     mirror = chosen_mirror(request)
@@ -124,9 +132,18 @@ async def mirror_info(request: web.Request) -> web.Response:
 async def create_mirror(request: web.Request) -> web.Response:
     entry = instance_entry(request)
     body = await read_body(
-        request, {"mirror": str, "private": str, "member": str, "settings": dict, "secret": str}
+        request,
+        {
+            "mirror": str,
+            "private": str,
+            "member": str,
+            "settings": dict,
+            "secret": str,
+            "agent": str,
+        },
     )
     _required(body, "mirror", "private")
+    body.setdefault("agent", own_url(request, entry))
     _check_secret(body)
     _rule(ms.check_mirror_name, "create", body["mirror"])
     _rule(ms.check_address, "create", body["private"], "private")
@@ -141,8 +158,9 @@ async def create_mirror(request: web.Request) -> web.Response:
 async def join_mirror(request: web.Request) -> web.Response:
     entry = instance_entry(request)
     allowed = {"mirror": str, "address": str, "type": str, "member": str, "private": str}
-    body = await read_body(request, {**allowed, "superserver": str, "secret": str})
+    body = await read_body(request, {**allowed, "superserver": str, "secret": str, "agent": str})
     _required(body, "mirror", "address", "type")
+    body.setdefault("agent", own_url(request, entry))
     _check_secret(body)
     _rule(ms.check_mirror_name, "join", body["mirror"])
     mtype = _rule(ms.check_type, "join", body["type"])

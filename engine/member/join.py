@@ -26,7 +26,7 @@ from pathlib import Path
 from engine import rules
 from engine.client.app import AsyncClient, EngineError
 from engine.member import mirror_file as ms
-from engine.member.config import MemberConfig, MirrorConfig
+from engine.member.config import ConfigError, MemberConfig, MirrorConfig, parse_agent_url
 from engine.member.node import Node, peer_tls
 from engine.storage.databases import Refused
 from engine.wire import mirror_secret, tls
@@ -62,11 +62,23 @@ def create(node: Node, arg, current: list[tuple[MirrorConfig, str]]) -> dict:
         setattr(cfg, key, value)
     cfg.secret = _secret(op, arg.get("secret")) or mirror_secret.new_secret()
     m = MemberConfig(member, "failover", node.superserver, private, node.data_dir, [])
+    m.agent = _agent(op, arg.get("agent"))
     m.dn = own_dn(node, op) if cfg.tls else None
     cfg.members.append(m)
     ms.save_local(cfg, member, node.data_dir)
     log.warning("mirror %s created; restarting as its primary %s", name, member)
     return {"mirror": name, "member": member, "role": "primary", "dn": m.dn}
+
+
+def _agent(op: str, value) -> str | None:
+    """The agent of this instance's host, which its failover partner may ask (docs/takeover.md);
+    the agent gives its own address when it creates or joins a mirror."""
+    if value is None:
+        return None
+    try:
+        return parse_agent_url(value, "agent")
+    except ConfigError as exc:
+        raise Refused(op, None, str(exc)) from None
 
 
 def _secret(op: str, value) -> str | None:
@@ -129,6 +141,7 @@ async def join(node: Node, arg, current: list[tuple[MirrorConfig, str]]) -> dict
             "secret)",
         )
     m = MemberConfig(member, mtype, superserver, private, directory, [])
+    m.agent = _agent(op, arg.get("agent"))
     m.dn = own_dn(node, op) if cfg.tls else None
     m.authorized, m.join_id = not cfg.tls, uuid.uuid4().hex
     cfg.members.append(m)

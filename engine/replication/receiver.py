@@ -245,6 +245,7 @@ class ReplicaLink:
                 "type": me.type,
                 "superserver": str(me.superserver),
                 "private": None if me.private is None else str(me.private),
+                "agent": me.agent,
                 "join_id": me.join_id,
             }
         hello["nonce"] = member_nonce = mirror_secret.new_nonce()

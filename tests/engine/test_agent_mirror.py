@@ -175,6 +175,8 @@ def test_a_tls_mirror_is_built_through_agent_calls_alone(site):
     assert info["tls"] is True and info["qos_timeout_ms"] == 4000
     assert info["version"] == api.mirror_info("A")["version"]
     assert pending(api) == set()
+    # each member's host agent, which its failover partner may ask (docs/takeover.md)
+    assert {m["name"]: m["agent"] for m in info["members"]} == dict.fromkeys("ABCD", api.url)
 
 
 def test_a_pending_member_rejected_through_the_agent_stays_out(site):
