@@ -1,11 +1,13 @@
 """A failover member asks its partner's agent about the partner (guide §3.3.2.2, §3.3.2.3;
 docs/takeover.md "Asking the partner's agent").
 
-    POST /v1/failover/{mirror}/confirm-down   {asker, target, stamp, proof}
+    POST /v1/failover/{mirror}/confirm-down   {asker, target, stamp, proof, force?}
         Is the target member's instance down?  The agent probes it: answering as primary is
         `primary` (the asker reconnects); hung (the kernel accepts, nobody answers) is forced
         down first (SIGKILL, engine/agent/probe.py) and answered `forced_down`; not running is
-        `down`.  The answer lists the target's journal files and their sizes.
+        `down`.  The answer lists the target's journal files and their sizes.  With `force`
+        (a member that took over, about the primary it replaced, guide §3.3.2.2) a target
+        still answering as primary is forced down too.
     POST /v1/failover/{mirror}/journal        {asker, target, stamp, proof, seq, offset}
         Whole records (up to 1 MiB) of the target's journal file `seq` from `offset`, and in
         X-Journal-Next where the next read starts ("seq:offset"; the next file's start at the
@@ -117,13 +119,17 @@ FIELDS = {"asker": str, "target": str, "stamp": str, "proof": str}
 
 
 async def confirm_down(request: web.Request) -> web.Response:
-    body = await read_body(request, FIELDS)
+    body = await read_body(request, {**FIELDS, "force": bool})
     mirror, entry = await _target(request, body)
     cfg: AgentConfig = request.app[CONFIG]
     seen = await probe(entry, cfg.probe_timeout_s)
     state = seen["state"]
-    if state == "up":
-        answer = "primary" if seen.get("role") == "primary" else "up"
+    primary = state == "up" and seen.get("role") == "primary"
+    if primary and body.get("force"):
+        forced = await force_down(entry)
+        answer = "forced_down" if forced["state"] == "down" else "primary"
+    elif state == "up":
+        answer = "primary" if primary else "up"
     elif state == "hung":
         forced = await force_down(entry)
         answer = "forced_down" if forced["state"] == "down" else "hung"

@@ -70,16 +70,23 @@ def _signed(membership: Membership, partner: MemberConfig) -> dict:
     return {"asker": me, "target": partner.name, "stamp": stamp, "proof": proof}
 
 
-def _confirm(membership: Membership, partner: MemberConfig) -> dict:
+def _confirm(membership: Membership, partner: MemberConfig, force: bool) -> dict:
     with _client(membership, partner) as agent:
         path = f"/v1/failover/{membership.cfg.name}/confirm-down"
-        return agent.call("POST", path, body=_signed(membership, partner))
+        body = _signed(membership, partner)
+        if force:
+            body["force"] = True
+        return agent.call("POST", path, body=body)
 
 
-async def ask_partner_agent(membership: Membership, partner: MemberConfig) -> dict:
-    """{state: primary | up | down | forced_down | hung, files: [...]}; AgentUnreachable."""
+async def ask_partner_agent(
+    membership: Membership, partner: MemberConfig, force: bool = False
+) -> dict:
+    """{state: primary | up | down | forced_down | hung, files: [...]}; AgentUnreachable.
+    force: a partner still answering as primary is forced down as well (this member took
+    over from it)."""
     try:
-        return await asyncio.to_thread(_confirm, membership, partner)
+        return await asyncio.to_thread(_confirm, membership, partner, force)
     except AgentConnectionError as exc:
         raise AgentUnreachable(str(exc)) from None
     except AgentError as exc:

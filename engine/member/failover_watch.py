@@ -52,6 +52,8 @@ log = logging.getLogger("engine.member.failover")
 TICK_S = 0.25
 NEGOTIATE_EVERY_S = 1.0  # how often a member that finds no primary asks its partner
 ASK_TIMEOUT_S = 2.0
+WATCH_REPLACED_S = 120.0  # how long after a takeover the replaced primary is watched
+FORCE_EVERY_S = 2.0
 
 
 class FailoverWatch:
@@ -236,6 +238,7 @@ class FailoverWatch:
         rep = self.membership.replicator
         if rep is None:
             return
+        self._watch_replaced_primary(rep)
         relayed = (self.link.partner_state or {}) if self.link is not None else {}
         term = relayed.get("term")
         later = isinstance(term, int) and term > self.membership.fstate.term
@@ -247,6 +250,35 @@ class FailoverWatch:
             rep.hold_trouble("backup lost while the arbiter still sees it (Arbiter Controlled)")
         elif decision == Decision.CONTINUE and rep.trouble_held is not None:
             rep.release_trouble("the backup will not take over (Agent Controlled)")
+
+    def _watch_replaced_primary(self, rep) -> None:
+        """For a while after taking over, make sure the primary this member replaced is not
+        acting as one: while it is not back as backup, its agent is asked to force it down
+        if it still answers as primary (guide §3.3.2.2, §3.3.5.2)."""
+        since = self.membership.took_over_at
+        if since is None or time.monotonic() - since > WATCH_REPLACED_S or not self._agent_usable():
+            return
+        partner = self.partner()
+        link = rep.links.get(partner) if partner else None
+        if link is not None and not link.closed:
+            self.membership.took_over_at = None  # it is back, as backup
+            return
+        busy = self._acting is not None and not self._acting.done()
+        if busy or time.monotonic() - self._negotiated_at < FORCE_EVERY_S:
+            return
+        self._negotiated_at = time.monotonic()
+        self._acting = self.membership.run_in_background(self._force_replaced_down())
+
+    async def _force_replaced_down(self) -> None:
+        partner = self.membership.cfg.member(self.partner())
+        try:
+            answer = await ask_partner_agent(self.membership, partner, force=True)
+        except AgentUnreachable:
+            return
+        if answer.get("state") == "forced_down":
+            log.warning(
+                "former primary %s still acted as primary: its agent forced it down", partner.name
+            )
 
     def _stand_down(self, relayed: dict, term: int) -> None:
         """The partner became primary after this member lost it (guide §3.3.5.2): this member

@@ -114,6 +114,7 @@ class Membership:
         self.role = start_role(cfg, self.member, self.fstate)
         # why this member is changing role now (status Transition), or None
         self.transition: str | None = None
+        self.took_over_at: float | None = None  # when it last became primary by takeover
         self.journal_dir = self.data_dir / "journal"
         self.sessions: set[Connection] = set()
         self.stores: dict[str, Store] = {}  # mounted mirrored databases

@@ -53,6 +53,7 @@ async def become_primary(membership: Membership, reason: str) -> bool:
         membership.role = "primary"
         membership._open_storage()
         membership.start_primary()
+        membership.took_over_at = time.monotonic()  # engine/member/failover_watch.py
     except Exception:
         log.exception("taking over failed: stopping this member (it restarts as backup)")
         (membership.instance or membership).stop_requested.set()

@@ -17,6 +17,7 @@ both as well.
 
 from __future__ import annotations
 
+import secrets
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ import pytest
 from engine.client.app import Client
 from engine.cluster.launcher import start_member, wait_ready
 from engine.member.config import load_config
+from tests.engine.agent_fixtures import AgentProcess, write_agent_config
 from tests.engine.cluster_fixtures import Cluster, free_ports, wait_for, write_config
 from tests.faults.links import PARTITION, Links
 
@@ -69,7 +71,9 @@ def arbiter_fixture(tmp_path):
 
 
 class LinkedMirror(Cluster):
-    def __init__(self, directory: Path, arbiter, types=("failover", "failover"), qos_ms=1000):
+    def __init__(
+        self, directory: Path, arbiter, types=("failover", "failover"), qos_ms=1000, agents=False
+    ):
         directory.mkdir(parents=True, exist_ok=True)
         mirror = {"qos_timeout_ms": qos_ms}
         if arbiter is not None:
@@ -79,6 +83,9 @@ class LinkedMirror(Cluster):
         self.arbiter = arbiter
         self.qos_ms = qos_ms
         self.links = Links()
+        self.agents: dict[str, AgentProcess] = {}
+        if agents:  # one per failover member's "host", reached directly (not through a link)
+            self._start_agents(directory, path)
         text = path.read_text()
         self.member_cfgs = {}
         for me, other in (("A", "B"), ("B", "A")):
@@ -93,6 +100,26 @@ class LinkedMirror(Cluster):
             own.write_text(mine)
             self.member_cfgs[me] = load_config(own)
 
+    def _start_agents(self, directory: Path, path: Path) -> None:
+        text = path.read_text()
+        for name in ("A", "B"):
+            member = self.cfg.member(name)
+            (port,) = free_ports(1)
+            entry = {"name": name, "superserver": member.superserver, "data_dir": member.data_dir}
+            config = write_agent_config(
+                directory / f"agent-{name}.toml",
+                port,
+                credential=secrets.token_urlsafe(24),
+                instances=[{**entry, "mirror": self.cfg.name}],
+            )
+            agent = AgentProcess(config, port, None, None)
+            agent.wait_ready()
+            self.agents[name] = agent
+            line = f'private = "{member.private}"'
+            text = text.replace(line, f'{line}\nagent = "http://127.0.0.1:{port}"')
+        path.write_text(text)
+        self.cfg = load_config(path)
+
     def start(self, *names: str, wait: bool = True) -> None:
         names = names or tuple(m.name for m in self.cfg.members)
         for n in names:
@@ -103,6 +130,8 @@ class LinkedMirror(Cluster):
     def close(self) -> None:
         super().close()
         self.links.close()
+        for agent in self.agents.values():
+            agent.stop()
 
     # -- network events ----------------------------------------------------------------------
     def cut(self, *names: str, mode: str = PARTITION):

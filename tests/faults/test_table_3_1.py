@@ -180,3 +180,27 @@ def test_row_8_all_links_lost_the_primary_waits_indefinitely_then_resumes_no_tak
     assert held.answered.wait(20) and held.error is None
     mirror.wait_backup_active(timeout=20)
     assert mirror.role("A") == "primary" and "becomes primary" not in mirror.log("B")
+
+
+def test_row_7_with_agents_the_new_primary_has_the_old_one_forced_down_at_once(
+    tmp_path,
+    arbiter,  # noqa: F811
+):
+    # guide §3.3.2.2: the new primary forces its predecessor down; here its agent can be
+    # reached while its links to B and the arbiter are cut, so that happens before they heal
+    mirror = LinkedMirror(tmp_path / "agents", arbiter, agents=True)
+    try:
+        mirror.start()
+        mirror.wait_backup_active()
+        for member in "AB":
+            wait_for(lambda x=member: mirror.view(x) == ARBITER_CONTROLLED, 15, f"{member}")
+        old = mirror.procs["A"]
+        with mirror.isolate("A"):
+            wait_for(lambda: mirror.role("B") == "primary", 15, "B primary")
+            assert old.wait(15) == -9  # SIGKILL from its agent, links still cut
+        assert "its agent forced it down" in mirror.log("B")
+        mirror.forget("A")
+        mirror.start("A")
+        mirror.wait_backup_active(backup="A", primary="B", timeout=20)
+    finally:
+        mirror.close()
