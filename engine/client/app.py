@@ -117,6 +117,12 @@ class ConnectionLost(EngineError):
     pass
 
 
+class OutcomeUnknown(ConnectionLost):
+    """A write was sent and its answer never came (the connection was lost, the member
+    stopped, a failover happened): it may or may not be in the mirror.  Never retried as if
+    new; the caller reads back to find out (docs/takeover.md, "Clients")."""
+
+
 class Unauthorized(EngineError):
     """Authentication required or failed, or an admin action without the admin token."""
 
@@ -124,6 +130,10 @@ class Unauthorized(EngineError):
 class NoPrimaryFound(EngineError):
     pass
 
+
+# a write whose answer was lost: the client's own code (engine/PROTOCOL.md, "Error codes")
+OUTCOME_UNKNOWN = "outcome_unknown"
+WRITES = frozenset({MsgType.SET, MsgType.KILL, MsgType.TCOMMIT})
 
 _ERRORS = {
     ErrorCode.PROTOCOL: ProtocolError,
@@ -450,15 +460,20 @@ class AsyncClient:
         return self._conn
 
     async def call(self, mtype: int, args: list) -> Any:
-        """Send one request; follow the primary on NotPrimary / lost connections."""
+        """Send one request; follow the primary on NotPrimary / lost connections.  A write
+        (SET, KILL, TCOMMIT) whose answer is lost after it was sent is OutcomeUnknown, never
+        sent again: it may have been committed."""
         delay = 0.02
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
+            sent = False
             try:
                 conn = self._conn
                 if conn is None or conn.lost is not None:
                     conn = await self._ensure()
-                return await _with_timeout(conn.request(mtype, args), self.timeout)
+                answer = conn.request(mtype, args)
+                sent = True
+                return await _with_timeout(answer, self.timeout)
             except NotPrimary as exc:
                 if not self.follow_primary or last or self._in_txn:
                     raise
@@ -466,6 +481,16 @@ class AsyncClient:
                 self._drop()
                 await self._reconnect(hint)
             except (TimeoutError, ConnectionLost, NoPrimaryFound, OSError) as exc:
+                # inside a transaction SET and KILL are only buffered; its commit is the write
+                committing = mtype == MsgType.TCOMMIT or not self._in_txn
+                if sent and mtype in WRITES and committing:
+                    self._in_txn = False
+                    self._drop()
+                    raise OutcomeUnknown(
+                        f"the write was sent to {conn.address} but its answer was lost "
+                        f"({_why(exc)}): it may or may not have been committed; read it back",
+                        OUTCOME_UNKNOWN,
+                    ) from exc
                 if self._in_txn:
                     self._in_txn = False
                     raise TransactionError(

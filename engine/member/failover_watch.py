@@ -80,6 +80,10 @@ class FailoverWatch:
         others = [m.name for m in self.membership.cfg.failover_members if m.name != me]
         return others[0] if others else None
 
+    def nudge(self) -> None:
+        """Decide again now: a data channel to the partner opened or closed."""
+        self._changed.set()
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="failover-watch")
 

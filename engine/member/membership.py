@@ -233,6 +233,12 @@ class Membership:
         failover_state.save(self.data_dir, self.fstate)
         log.info("the mirror's primary is %s (term %d)", primary, term)
 
+    def link_changed(self) -> None:
+        """A data channel link came or went (engine/replication): the failover watch decides
+        at once rather than at its next tick."""
+        if self.failover is not None:
+            self.failover.nudge()
+
     def primary_member(self) -> MemberConfig:
         """The member this one knows as primary: the one it follows or last heard of, else
         the first failover member (the primary of a new mirror)."""

@@ -213,6 +213,7 @@ class ReplicaLink:
     def _mark_disconnected(self) -> None:
         if self.connected:
             self.active_when_lost = self.active  # what a takeover decision needs to know
+            self.membership.link_changed()
         if self.connected or self.disconnected_at is None:
             self.disconnected_at = time.time()
         self.connected = False

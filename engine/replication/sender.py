@@ -672,6 +672,7 @@ class Replicator:
             del self.links[link.name]
             self.disconnected[link.name] = time.time()
             log.info("member %s disconnected: %s", link.name, reason)
+            self.membership.link_changed()
         if self.active is link:
             self.revoke(f"disconnected ({reason})")
 

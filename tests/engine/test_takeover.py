@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from engine.client.agent import AgentError
-from engine.client.app import Client, EngineError
+from engine.client.app import Client, EngineError, OutcomeUnknown
 from tests.engine.agent_fixtures import instance_entries, start_agent_fixture  # noqa: F401
 from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
 from tests.engine.test_write_contracts import journal_bytes
@@ -265,3 +265,20 @@ def test_the_agent_stops_a_primary_gracefully_and_drives_no_failover_and_force_p
         assert stake["confirmed"] is False and stake["last_primary"] == "B"
         assert api.force_primary("B", confirm=True)["confirmed"] is True
         wait_for(lambda: cluster.role("B") == "primary", 15, "B primary again")
+
+
+def test_a_write_whose_answer_is_lost_is_reported_unknown_and_never_sent_again(make_cluster):
+    # issue 13 item 6: no silent retry of a write as if it were new
+    cluster = make_cluster(("failover", "failover"), mirror={"qos_timeout_ms": 1000})
+    cluster.wait_backup_active()
+    value = f"once-{uuid.uuid4().hex}"
+    cluster.pause("B")  # A waits for B's acknowledgement, then for its trouble to end
+    try:
+        with Client(cluster.addresses(), timeout=0.3) as c:
+            with pytest.raises(OutcomeUnknown, match="may or may not have been committed"):
+                c.set("USER", "Takeover", ("once",), value)
+            assert c.get("USER", "Takeover", ("nothing",)) is None  # reads still work
+    finally:
+        cluster.resume("B")
+    wait_for(lambda: value.encode() in journal_bytes(cluster, "A"), 10, "the write committed")
+    assert journal_bytes(cluster, "A").count(value.encode()) == 1
