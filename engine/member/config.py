@@ -33,7 +33,10 @@ failover member's partner: docs/takeover.md), databases (subset, reporting only)
 dejournal_filter ("module:function", reporting only), codecs (codecs this member can
 decompress; default all three), dejournal_workers, and with tls: tls_cert and tls_key
 (the member's certificate, whose subject CN is the member name, and its key).
-Relative paths are relative to the configuration file.  `secret_file` holds the mirror secret
+`[members.hooks]` names executables run around becoming primary (can_become_primary,
+check_become_primary, notify_become_primary, notify_become_primary_failed: engine/member/
+hooks.py).  Relative paths are relative to the configuration file.
+`secret_file` holds the mirror secret
 (engine/wire/mirror_secret.py; make one with `python -c "from engine.wire.mirror_secret import
 new_secret; print(new_secret())"`); without TLS and without a secret the data channel is not
 authenticated, and each member says so in its log at start.
@@ -89,6 +92,8 @@ class MemberConfig:
     # the agent on the member's host (guide §3.1.3): a failover member that loses its
     # partner asks it whether the partner is down (engine/member/agent_confirm.py)
     agent: str | None = None  # "http(s)://host:port"
+    # executables run around becoming primary (engine/member/hooks.py), by hook name
+    hooks: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_failover(self) -> bool:
@@ -251,7 +256,27 @@ def _member(
     m.tls_key = _path(raw.get("tls_key"), base_dir, f"{where}.tls_key")
     if "agent" in raw:
         m.agent = parse_agent_url(raw["agent"], f"{where}.agent")
+    m.hooks = _hooks(raw.get("hooks", {}), base_dir, f"{where}.hooks")
     return m
+
+
+HOOK_NAMES = (
+    "can_become_primary",
+    "check_become_primary",
+    "notify_become_primary",
+    "notify_become_primary_failed",
+)
+
+
+def _hooks(value: object, base_dir: Path, where: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a table of hook = executable")
+    unknown = sorted(set(value) - set(HOOK_NAMES))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown hook(s) {', '.join(unknown)} (known: {', '.join(HOOK_NAMES)})"
+        )
+    return {k: str(_path(v, base_dir, f"{where}.{k}")) for k, v in value.items()}
 
 
 def parse_agent_url(value: object, where: str) -> str:

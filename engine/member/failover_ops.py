@@ -68,7 +68,7 @@ def force_primary(membership: Membership, arg) -> dict:
                 'and the last primary must stay down: confirm with {"confirm": true}'
             ),
         }
-    membership.run_in_background(become_primary(membership, "forced by an operator"))
+    membership.run_in_background(become_primary(membership, "forced by an operator", forced=True))
     return {**stake, "confirmed": True}
 
 

@@ -115,6 +115,7 @@ class Membership:
         # why this member is changing role now (status Transition), or None
         self.transition: str | None = None
         self.took_over_at: float | None = None  # when it last became primary by takeover
+        self.hook_waiting: str | None = None  # a hook said no to taking over (hooks.py)
         self.journal_dir = self.data_dir / "journal"
         self.sessions: set[Connection] = set()
         self.stores: dict[str, Store] = {}  # mounted mirrored databases

@@ -146,6 +146,8 @@ def waiting_reason(membership: Membership) -> str | None:
     """Why this member cannot go on without an operator (guide §5.1.1.1 Waiting), or None."""
     if membership.removed:
         return "removed from the mirror by the primary: remove the mirror configuration"
+    if membership.hook_waiting is not None:
+        return membership.hook_waiting
     watch = membership.failover
     if watch is not None and watch.waiting and membership.role == "backup":
         return watch.waiting

@@ -23,6 +23,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from engine.member.hooks import hooks_agree, run_hook
 from engine.storage.journal_codec import pos_wire
 from engine.wire.protocol import MsgType, encode_frame
 
@@ -32,8 +33,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("engine.member.takeover")
 
 
-async def become_primary(membership: Membership, reason: str) -> bool:
-    """Make this backup the primary; False if it is not a backup (any more)."""
+async def become_primary(membership: Membership, reason: str, *, forced: bool = False) -> bool:
+    """Make this backup the primary; False if it is not a backup (any more), a takeover is
+    already under way, or the hooks never agreed (engine/member/hooks.py; an operator's
+    `forced` takeover skips can_become_primary, not check_become_primary)."""
+    if membership.role != "backup" or membership.transition is not None:
+        return False
+    if membership.hook_waiting is not None:
+        return False  # another attempt waits for the hooks
+    if forced:
+        if not await run_hook(membership, "check_become_primary", reason):
+            await run_hook(membership, "notify_become_primary_failed", reason)
+            return False
+    elif not await hooks_agree(membership, reason):
+        return False
     if membership.role != "backup" or membership.transition is not None:
         return False
     started = time.monotonic()
@@ -56,6 +69,7 @@ async def become_primary(membership: Membership, reason: str) -> bool:
         membership.took_over_at = time.monotonic()  # engine/member/failover_watch.py
     except Exception:
         log.exception("taking over failed: stopping this member (it restarts as backup)")
+        await run_hook(membership, "notify_become_primary_failed", reason)
         (membership.instance or membership).stop_requested.set()
         raise
     finally:
@@ -66,6 +80,7 @@ async def become_primary(membership: Membership, reason: str) -> bool:
         membership.fstate.term,
         time.monotonic() - started,
     )
+    membership.run_in_background(run_hook(membership, "notify_become_primary", reason))
     return True
 
 
