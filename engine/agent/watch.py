@@ -67,6 +67,9 @@ STATUS_KEYS = (
     "mirrors",
     "failover_mode",
     "arbiter_connection",
+    # who the member knows as primary at which term, and "no failover" (docs/takeover.md)
+    "term",
+    "no_failover",
 )
 
 

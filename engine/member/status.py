@@ -188,6 +188,9 @@ def member_status(membership: Membership) -> dict:
         # engine/member/failover_watch.py: Agent Controlled without an arbiter (§3.3.5.1)
         out["failover_mode"] = watch.mode
         out["arbiter_connection"] = watch.arbiter_connection
+        # who is primary at which term as this member knows, and "no failover" (docs/takeover.md)
+        out["term"] = membership.fstate.term
+        out["no_failover"] = membership.fstate.no_failover
     if membership.dejournal is not None:  # under the mirror's parallel_dejournaling (guide §4.16)
         out["dejournaling_parallel"] = membership.dejournal.dj.parallel
     if membership.replicator is not None:
@@ -305,8 +308,24 @@ def render_table(rows: list[dict], mirror: str) -> str:
             f"Incoming journal transfer rate for {r['member']}: {r['incoming_journal_rate']}"
             for r in extra
         ]
+    out += failover_lines(rows)
     out += database_lines(rows)
     return "\n".join(out)
+
+
+def failover_lines(rows: list[dict]) -> list[str]:
+    """Each failover member's failover mode and arbiter connection (guide §5.1.1, the catalog's
+    strings), "no failover", and why a member waits."""
+    out = []
+    for r in rows:
+        if r.get("failover_mode"):
+            out += ["", f"Failover mode on {r['member']}: {r['failover_mode']}"]
+            out.append(f"Arbiter connection of {r['member']}: {r.get('arbiter_connection', '')}")
+            if r.get("no_failover"):
+                out.append(f"No failover is set on {r['member']}")
+        if r.get("waiting_reason"):
+            out.append(f"{r['member']} is waiting: {r['waiting_reason']}")
+    return out
 
 
 def database_lines(rows: list[dict]) -> list[str]:

@@ -124,12 +124,33 @@ def test_table_has_the_status_monitor_header_and_columns():
     assert "  Failover" in out
 
 
+def test_the_table_shows_failover_mode_arbiter_connection_no_failover_and_waiting():
+    rows = [
+        {
+            "member": "A",
+            "status": "Waiting",
+            "failover_mode": "Agent Controlled",
+            "arbiter_connection": "This member is not connected to the arbiter",
+            "no_failover": True,
+            "waiting_reason": "cannot reach its partner B",
+        },
+        {"member": "C", "status": "Connected"},  # an async has no failover mode
+    ]
+    out = render_table(rows, "MIR")
+    assert "Failover mode on A: Agent Controlled" in out
+    assert "Arbiter connection of A: This member is not connected to the arbiter" in out
+    assert "No failover is set on A" in out
+    assert "A is waiting: cannot reach its partner B" in out
+    assert "on C" not in out
+
+
 def test_status_command_prints_a_table_json_and_down_members(make_cluster):
     cluster = make_cluster(("failover", "failover", "dr"))
     cluster.wait_backup_active()
     cmd = [sys.executable, "-m", "engine", "status", "--config", str(cluster.path)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=30).stdout
     assert "Status of Mirror TEST" in out
+    assert "Failover mode on B: Agent Controlled" in out
     assert re.search(r"^A\s+Primary\s+N/A\s+N/A", out, re.M), out
     assert re.search(r"^B\s+Backup\s+Active\s+Caught up", out, re.M), out
     cluster.kill9("C")
