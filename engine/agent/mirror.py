@@ -340,6 +340,8 @@ MIRROR_ROUTES = [
     ("POST", f"{MEMBER}/reject", _member_op("reject_member", "reject-member")),
     ("PATCH", MEMBER, update_member_address),
     ("DELETE", MEMBER, _member_op("remove_member", "remove-member")),
+    ("POST", f"{MEMBER}/promote", _member_op("promote_member", "promote-member")),
+    ("POST", f"{MEMBER}/demote", _member_op("demote_member", "demote-member")),
     ("POST", f"{DN_UPDATE}/authorize", _member_op("authorize_dn_update", "authorize-dn-update")),
     ("POST", f"{DN_UPDATE}/reject", _member_op("reject_dn_update", "reject-dn-update")),
     ("PUT", "/v1/instances/{name}/tls", set_tls),

@@ -261,6 +261,17 @@ class AgentClient:
         term, warning}); with it, the member becomes primary ({confirmed: true, ...})."""
         return self._op(instance, "failover/force-primary", {"confirm": confirm})
 
+    def promote_member(self, instance: str, member: str, *, mirror: str | None = None) -> dict:
+        """On the primary: DR async `member` becomes the backup; the backup there was becomes
+        DR ({member, type, demoted})."""
+        path = f"/members/{quote(member, safe='')}/promote"
+        return self._mirror("POST", instance, path, mirror=mirror)
+
+    def demote_member(self, instance: str, member: str, *, mirror: str | None = None) -> dict:
+        """On the primary: the backup `member` becomes a DR async ({member, type})."""
+        path = f"/members/{quote(member, safe='')}/demote"
+        return self._mirror("POST", instance, path, mirror=mirror)
+
     def stop_dejournaling(self, instance: str) -> dict:
         return self._op(instance, "dejournaling/stop")
 

@@ -1,27 +1,41 @@
-"""Operator actions on failover (docs/failover.md "Operator actions"):
+"""Operator actions on failover (docs/takeover.md "Operator actions"):
 
 force_primary      make this backup the primary when no primary runs (guide §6.2.3,
-                   U4/U5 of docs/failover.md).  Without {"confirm": true} it only shows
+                   U4/U5 of docs/takeover.md).  Without {"confirm": true} it only shows
                    what is at stake: whether this member was the Active backup when it
                    lost the primary and where its journal ends, since anything the old
                    primary committed after that is not here.
 set_no_failover    no automatic takeover until cleared (guide §3.4, §6.1.3); kept in
 clear_no_failover  failover.json, and cleared when a primary starts.  The primary passes
                    its flag to its backup with every heartbeat.
+demote_member      on the primary: the backup becomes a DR async (guide §5.6): the mirror
+                   has one failover member, whose restart alone makes it primary again.
+promote_member     on the primary: a connected, caught-up DR async becomes a failover
+                   member, its backup (guide §5.5, a primary running); the backup there
+                   was is demoted to DR at the same time.
+
+Promotion and demotion change member types in the mirror configuration, which only a mirror
+configured through the agents carries (a mirror file's types are the file's).  The members
+concerned restart their membership in the new type when the configuration reaches them.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from engine import rules
 from engine.failover import state as failover_state
+from engine.member.changes import arg_map, config_changed, require_dynamic
 from engine.member.takeover import become_primary
 from engine.storage.databases import Refused
 from engine.storage.journal_codec import pos_wire
 
 if TYPE_CHECKING:
     from engine.member.membership import Membership
+
+log = logging.getLogger("engine.member.failover_ops")
 
 
 def _failover_member(membership: Membership, op: str) -> None:
@@ -88,7 +102,53 @@ def clear_no_failover(membership: Membership, arg) -> dict:
     return _set_no_failover(membership, False, "clear_no_failover")
 
 
+def _member(membership: Membership, op: str, arg):
+    require_dynamic(membership, op)
+    if membership.role != "primary":
+        raise Refused(op, None, f"{op} is done on the primary; {membership.member.name} is not")
+    name = str(arg_map(op, arg, ("member",))["member"]).upper()
+    member = membership.cfg.find(name)
+    if member is None or member is membership.member:
+        raise Refused(op, name, f"{name} is not another member of mirror {membership.cfg.name}")
+    return member
+
+
+def demote_member(membership: Membership, arg) -> dict:
+    op = "demote_member"
+    member = _member(membership, op, arg)
+    if member.type != rules.FAILOVER:
+        raise Refused(op, member.name, f"{member.name} is not a failover member")
+    member.type = rules.DR
+    config_changed(membership, restart_links=frozenset({member.name}))
+    log.warning("backup %s demoted to DR async", member.name)
+    return {"member": member.name, "type": member.type}
+
+
+def promote_member(membership: Membership, arg) -> dict:
+    op = "promote_member"
+    member = _member(membership, op, arg)
+    if member.type != rules.DR:
+        why = f"only a DR async is promoted ({member.name} is {member.type_label})"
+        raise Refused(op, member.name, why)
+    if member.private is None:
+        why = f"{member.name} has no mirror private address: set one first"
+        raise Refused(op, member.name, why)
+    link = membership.replicator.links.get(member.name)
+    if link is None or link.closed or not link.live:
+        raise Refused(op, member.name, f"{member.name} is not connected and caught up")
+    demoted = [m for m in membership.cfg.failover_members if m is not membership.member]
+    for m in demoted:
+        m.type = rules.DR
+    member.type = rules.FAILOVER
+    config_changed(membership, restart_links=frozenset({member.name, *(m.name for m in demoted)}))
+    names = [m.name for m in demoted]
+    log.warning("DR async %s promoted to failover member; demoted: %s", member.name, names)
+    return {"member": member.name, "type": member.type, "demoted": names}
+
+
 ACTIONS = {
+    "demote_member": demote_member,
+    "promote_member": promote_member,
     "force_primary": force_primary,
     "set_no_failover": set_no_failover,
     "clear_no_failover": clear_no_failover,

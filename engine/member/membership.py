@@ -87,7 +87,9 @@ def start_role(cfg: MirrorConfig, member: MemberConfig, fstate) -> str:
         return "async"
     if len(cfg.failover_members) == 1:
         return "primary"
-    if not fstate.known and member.name == cfg.first_primary.name:
+    # a new mirror file's first failover member; a mirror made through the agents has its
+    # creator alone at first, and a member joined or promoted later starts as backup
+    if not fstate.known and not cfg.dynamic and member.name == cfg.first_primary.name:
         return "primary"
     return "backup"
 

@@ -563,10 +563,18 @@ def apply_config(membership: Membership, wire: dict) -> None:
     fresh.source = cfg.source
     tls_changed = fresh.tls != cfg.tls
     old_private = membership.member.private
+    old_type = membership.member.type
     cfg.__dict__.update({k: v for k, v in fresh.__dict__.items() if k != "members"})
     cfg.members = fresh.members
     membership.member = cfg.member(me)
     ms.save_local(cfg, me, membership.data_dir)
+    if membership.member.type != old_type:
+        # promoted or demoted (engine/member/failover_ops.py): run again in the new type
+        log.warning("this member is now %s (was %s): restarting", membership.member.type, old_type)
+        if membership.replica is not None:
+            membership.replica.stopped = True
+        membership.request_restart()
+        return
     if membership.replica is not None:
         membership.replica.qos = cfg.qos_timeout_ms / 1000.0
     if membership.dejournal is not None:  # the next batch follows an edited parallel_dejournaling

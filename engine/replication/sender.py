@@ -674,7 +674,14 @@ class Replicator:
             log.info("member %s disconnected: %s", link.name, reason)
             self.membership.link_changed()
         if self.active is link:
-            self.revoke(f"disconnected ({reason})")
+            member = self.membership.cfg.find(link.name)
+            if member is not None and not member.is_failover:
+                # demoted (engine/member/failover_ops.py): no longer a backup to wait for
+                self.active = None
+                self._release_waiters()
+                log.warning("backup %s demoted: the primary no longer waits for it", link.name)
+            else:
+                self.revoke(f"disconnected ({reason})")
 
     async def _every(self, period, action) -> None:
         """Run action() every period() seconds, period read afresh on every slice: a long
