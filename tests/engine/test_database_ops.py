@@ -92,6 +92,8 @@ def test_created_database_survives_a_restart_of_primary_and_backup(make_cluster)
     cluster.stop("B")
     cluster.stop("A")
     cluster.start("A", "B")
+    # both start as backup; A, the last primary, becomes primary once B agrees (U6)
+    wait_for(lambda: cluster.role("A") == "primary", 20, "A primary again")
     assert db_status(cluster, "A", "KEEP") == "Normal"
     assert digest(cluster, "A", "KEEP") == want
     wait_db(cluster, "B", "KEEP", "Dejournaling")
