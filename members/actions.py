@@ -56,7 +56,7 @@ def _mirror_job(actor, kind: str, mirror: Mirror, params=None) -> Job:
     return start_job(actor, kind, mirror, params=params, mirror=mirror)
 
 
-def _claim(member: Member, kinds=DECISIONS) -> None:
+def claim(member: Member, kinds=DECISIONS) -> None:
     """Serialize decisions on `member`: the write takes the row lock (PostgreSQL) or the
     database's write lock (SQLite) first, so a second request sees the first one's job."""
     Member.objects.filter(pk=member.pk).update(updated_at=timezone.now())
@@ -211,7 +211,7 @@ def join_mirror(
 
 @transaction.atomic
 def authorize_member(actor, member: Member) -> Job:
-    _claim(member)
+    claim(member)
     member.refresh_from_db()
     if member.authorization != Member.PENDING:
         raise StateConflict("This member is not waiting for authorization.", code="not_pending")
@@ -228,7 +228,7 @@ def authorize_member(actor, member: Member) -> Job:
 def reject_member(actor, member: Member, *, confirm: str) -> Job:
     """Dangerous: the member's configuration is refused and removed on the primary."""
     check_confirmed(member.mirror, confirm)
-    _claim(member)
+    claim(member)
     member.refresh_from_db()
     if member.authorization != Member.PENDING:
         raise StateConflict("Only a pending member can be rejected.", code="not_pending")
@@ -237,7 +237,7 @@ def reject_member(actor, member: Member, *, confirm: str) -> Job:
 
 @transaction.atomic
 def decide_dn_update(actor, update: PendingDNUpdate, *, authorize: bool) -> Job:
-    _claim(update.member)
+    claim(update.member)
     update.refresh_from_db()
     if update.state != PendingDNUpdate.PENDING:
         raise StateConflict("This DN update has already been decided.", code="not_pending")
@@ -293,7 +293,7 @@ def set_superserver_port(actor, member: Member, port: int) -> Job:
 def remove_member(actor, member: Member, *, confirm: str) -> Job:
     """Dangerous: the primary removes the member; its copies are no longer mirrored there."""
     check_confirmed(member.mirror, confirm)
-    _claim(member)
+    claim(member)
     return _member_job(actor, "remove_member", member)
 
 
@@ -443,7 +443,7 @@ def reveal_app_credential(actor, job: Job) -> dict:
 
 @transaction.atomic
 def _take_secret(actor, job: Job) -> dict:
-    # the write lock first (PostgreSQL's row lock, SQLite's database lock), as _claim does: a
+    # the write lock first (PostgreSQL's row lock, SQLite's database lock), as claim does: a
     # second request waits, then finds the secret gone
     Job.objects.filter(pk=job.pk).update(progress=F("progress"))
     job = Job.objects.select_for_update(of=("self",)).select_related("member").get(pk=job.pk)

@@ -22,11 +22,21 @@ def mirror_health(members) -> Health:
         return Health("unknown", "no members")
     if all(m.observed_at is None for m in members):
         return Health("unknown", "not read from its members yet")
-    statuses = [m.status for m in members]
-    if statuses.count(catalog.PRIMARY) != 1:
-        return Health("bad", "no primary" if catalog.PRIMARY not in statuses else "two primaries")
+    # the primary is whoever says so now: roles change with every takeover
+    primaries = [m for m in members if m.status in (catalog.PRIMARY, catalog.IN_TROUBLE)]
+    if not primaries:
+        becoming = [m.name for m in members if m.status == catalog.TRANSITION]
+        if becoming:
+            return Health("warn", f"{becoming[0]} is becoming primary")
+        return Health("bad", "no primary")
+    if len(primaries) > 1:
+        return Health("bad", "two primaries")
+    if primaries[0].status == catalog.IN_TROUBLE:
+        return Health("bad", f"primary {primaries[0].name} In Trouble")
     wrong = []
     for m in members:
+        if m in primaries:
+            continue
         if m.authorization == "pending":
             wrong.append(f"{m.name} waits for authorization")
         elif m.member_type == catalog.FAILOVER:

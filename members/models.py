@@ -167,6 +167,9 @@ class Member(models.Model):
     # What the member itself last answered (guide §5.1.1.1): written by import and refresh.
     status = models.CharField(max_length=32, blank=True, editable=False)
     observed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # "No failover" (guide §3.4) as the member last answered a set or clear of it; None: never
+    # asked through the portal. Its status does not report the flag, so this is the last word.
+    no_failover = models.BooleanField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

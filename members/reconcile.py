@@ -176,6 +176,23 @@ def _record_members(actor, mirror: Mirror, view, changes: list[str]) -> dict[str
     return members
 
 
+@transaction.atomic
+def record_no_failover(member: Member, value: bool) -> None:
+    """The member's answer to a set or clear of "no failover", audited as its own word."""
+    before = {"no_failover": member.no_failover}
+    if member.no_failover == value:
+        return
+    Member.objects.filter(pk=member.pk).update(no_failover=value)
+    member.no_failover = value
+    audit.record(
+        f"member {member.name}",
+        "member.no_failover",
+        member,
+        before=before,
+        after={"no_failover": value},
+    )
+
+
 def _record_dn_updates(actor, view, members: dict[str, Member], changes: list[str]) -> None:
     open_rows = {
         u.member.name: u

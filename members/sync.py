@@ -128,9 +128,28 @@ def read_mirror(host: Host, instance: str, mirror: str | None = None) -> MirrorV
                 with contextlib.suppress(AgentError, AgentConnectionError, PermanentJobError):
                     view = _view(agents(where.host).mirror_info(where.name, mirror=view.name))
         _read_members(agents, view)
+        view.primary = primary_by_status(view)
         return view
     finally:
         agents.close()
+
+
+# A member that says one of these is the primary (In Trouble: a primary that lost its backup).
+PRIMARY_STATUSES = (catalog.PRIMARY, catalog.IN_TROUBLE)
+
+
+def primary_by_status(view: MirrorView) -> str | None:
+    """The primary as the members say it now: roles change with every takeover, so the one
+    member that reports itself Primary (or In Trouble) wins over the configuration's name. When
+    none does and the named one answered otherwise (Down, Backup...), there is no primary; a
+    Crashed one is still the primary, whose journal froze."""
+    claims = [m.name for m in view.members if m.status in PRIMARY_STATUSES]
+    if len(claims) == 1:
+        return claims[0]
+    named = view.member(view.primary) if view.primary else None
+    if not claims and named is not None and named.status not in (None, "", catalog.CRASHED):
+        return None
+    return view.primary
 
 
 def _find(mirror: str, member: str) -> Instance | None:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from members import views
+from members import failover_views, views
 
 urlpatterns = [
     path("", views.mirror_list, name="mirror-list"),
@@ -63,6 +63,16 @@ urlpatterns = [
         "mirrors/<str:name>/members/<int:pk>/app-credentials/jobs/<int:job>/secret/",
         views.reveal_app_credential,
         name="app-credential-secret",
+    ),
+    path(
+        "mirrors/<str:name>/members/<int:pk>/force-primary/",
+        failover_views.force_primary,
+        name="member-force-primary",
+    ),
+    path(
+        "mirrors/<str:name>/members/<int:pk>/force-primary/preview/",
+        failover_views.preview_force_primary,
+        name="member-force-primary-preview",
     ),
     path(
         "mirrors/<str:name>/members/<int:pk>/<slug:operation>/",

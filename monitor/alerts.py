@@ -152,6 +152,27 @@ def trouble(state: MemberState) -> Finding | None:
     return Finding(member.mirror, Alert.TROUBLE, member.name, text, member.name)
 
 
+def takeover(state: MemberState, now) -> Finding | None:
+    """A member took over as primary (the collector marks its record when its role becomes
+    primary): open for MONITOR_TAKEOVER_ALERT_S after, while it stays primary, so that someone
+    looks at why the former primary went and brings it back as backup."""
+    record = state.record or {}
+    at = record.get("took_over_at")
+    if not at:
+        return None
+    try:
+        since = dt.datetime.fromisoformat(str(at))
+    except ValueError:
+        return None
+    if (now - since).total_seconds() > settings.MONITOR_TAKEOVER_ALERT_S:
+        return None
+    member = state.member
+    former = record.get("took_over_from")
+    text = f"{member.name} took over as primary" + (f" from {former}" if former else "")
+    text += f" at {since:%Y-%m-%d %H:%M:%S} UTC"
+    return Finding(member.mirror, Alert.TAKEOVER, member.name, text, member.name)
+
+
 def certificate_not_after(record: dict) -> dt.datetime | None:
     """The member's certificate expiry from its record; None without a certificate, or when the
     agent could not read it (the record then holds an "error" instead)."""
@@ -220,6 +241,7 @@ def findings_now(states: list[MemberState], drifts: list[Drift], now) -> dict[st
             backup_not_active(state, since, now),
             async_lag(state),
             trouble(state),
+            takeover(state, now),
             certificate_expiring(state, now),
         ]
     for mirror_states in by_mirror.values():

@@ -252,6 +252,7 @@ class Collector:
 
     def _note(self, member, old, new, now, urgent) -> None:
         new = states.keep_last_known(old, new)
+        new = states.follow_takeover(old, new, now.isoformat())
         events = states.changes(member.name, old, new)
         self.states[member.pk] = new
         if states.significant(old, new):

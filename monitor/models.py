@@ -45,6 +45,7 @@ class Event(models.Model):
     CERTIFICATE = "certificate"
     FAILOVER_MODE = "failover_mode"
     ARBITER = "arbiter"
+    TAKEOVER = "takeover"
     AGENT = "agent"
     JOB = "job"
     ALERT = "alert"
@@ -59,6 +60,7 @@ class Event(models.Model):
         (CERTIFICATE, "Certificate"),
         (FAILOVER_MODE, "Failover mode"),
         (ARBITER, "Arbiter link"),
+        (TAKEOVER, "Takeover"),
         (AGENT, "Agent link"),
         (JOB, "Job"),
         (ALERT, "Alert"),
@@ -110,6 +112,7 @@ class Alert(models.Model):
     ASYNC_LAG = "async_lag"
     ARBITER_LOST = "arbiter_lost"
     TROUBLE = "trouble"
+    TAKEOVER = "takeover"
     CERTIFICATE = "certificate_expiring"
     DRIFT = "drift"
     RULES = [
@@ -118,6 +121,7 @@ class Alert(models.Model):
         (ASYNC_LAG, "Async lag"),
         (ARBITER_LOST, "Arbiter link lost"),
         (TROUBLE, "Primary in trouble"),
+        (TAKEOVER, "Takeover"),
         (CERTIFICATE, "Certificate expiring"),
         (DRIFT, "Setting drift"),
     ]

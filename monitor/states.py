@@ -33,6 +33,8 @@ RECORD_KEYS = (
     "dn_updates",
     "failover_mode",
     "arbiter_connection",
+    "role",  # "primary", "backup"...: the member's own word, changed by every takeover
+    "no_failover",
 )
 INSTANCE_KEYS = ("state", "detail", "pid", "superserver", "certificate")
 
@@ -69,7 +71,11 @@ def state_of(flat: dict, reachable: bool = True) -> dict:
 
 
 # what a member that cannot answer does not say, but still has: shown as it was last seen
-LAST_KNOWN = ("databases", "missing_mirrored_databases")
+# (its role too: a primary that went down and comes back as primary took nothing over)
+LAST_KNOWN = ("databases", "missing_mirrored_databases", "role")
+PRIMARY_ROLE = "primary"
+# the mark a takeover leaves on the new primary's record, for as long as it stays primary
+TAKEOVER_KEYS = ("took_over_at", "took_over_from")
 
 
 def keep_last_known(old: dict | None, new: dict) -> dict:
@@ -81,6 +87,26 @@ def keep_last_known(old: dict | None, new: dict) -> dict:
         k: old["record"][k] for k in LAST_KNOWN if k in old["record"] and k not in new["record"]
     }
     return dict(new, record={**new["record"], **kept}) if kept else new
+
+
+def took_over(old: dict | None, new: dict) -> bool:
+    """The member's role became primary: it was seen in another role (backup, or a former
+    primary restarted as backup), not first seen, nor a primary that comes back as primary."""
+    was = ((old or {}).get("record") or {}).get("role")
+    return new["record"].get("role") == PRIMARY_ROLE and was not in (None, PRIMARY_ROLE)
+
+
+def follow_takeover(old: dict | None, new: dict, at: str) -> dict:
+    """`new` with the mark of its takeover: set (`at`, and the primary it followed before) when
+    its role becomes primary, kept while it stays primary, dropped once it is not."""
+    rec_old = (old or {}).get("record") or {}
+    if took_over(old, new):
+        mark = {"took_over_at": at, "took_over_from": rec_old.get("primary") or ""}
+    elif new["record"].get("role") == PRIMARY_ROLE and "took_over_at" in rec_old:
+        mark = {k: rec_old[k] for k in TAKEOVER_KEYS if k in rec_old}
+    else:
+        return new
+    return dict(new, record={**new["record"], **mark})
 
 
 def unreachable(state: dict, reason: str) -> dict:
@@ -139,6 +165,13 @@ def changes(member: str, old: dict | None, new: dict) -> list[tuple[str, str, st
         was, now = rec_old.get(key), rec_new.get(key)
         if was != now and now is not None:
             out.append((kind, was or "", now, f"{member}: {now}"))
+    if took_over(old, new):
+        before = rec_old.get("role", "")
+        was_primary = rec_old.get("primary")
+        text = f"{member}: takeover, now the primary" + (
+            f" (was {before}, following {was_primary})" if was_primary else f" (was {before})"
+        )
+        out.append((Event.TAKEOVER, before, PRIMARY_ROLE, text))
     was, now = _expiry(rec_old), _expiry(rec_new)
     if was != now and now:
         out.append((Event.CERTIFICATE, was, now, f"{member}: certificate valid until {now}"))

@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
 from accounts.decorators import role_required
-from accounts.roles import OPERATOR, VIEWER, has_role
+from accounts.roles import ADMIN, OPERATOR, VIEWER, has_role
 from engine import rules as catalog
 from members.api.filters import DateTimeFilter
 from members.health import mirror_health
@@ -30,7 +30,7 @@ TIMELINE_PAGE_SIZE = 50
 # A member's colour (static/js/monitor.js has the same three lists): green when it does its
 # job, amber while it gets there, red when it cannot (guide §5.1.1.1).
 OK_STATUSES = {catalog.PRIMARY, catalog.BACKUP, catalog.CONNECTED}
-WARN_STATUSES = {catalog.SYNCHRONIZING, "Transition", catalog.WAITING}
+WARN_STATUSES = {catalog.SYNCHRONIZING, catalog.TRANSITION, catalog.WAITING}
 BAD_STATUSES = {catalog.DOWN, catalog.ERROR, catalog.CRASHED, catalog.STOPPED, catalog.IN_TROUBLE}
 
 
@@ -138,6 +138,20 @@ def pending_members(status: dict, primary_record: dict) -> list[dict]:
     return rows
 
 
+def operations(mirror, user) -> list[Member]:
+    """The mirror's members with the failover buttons an operator may press on each (a graceful
+    stop, no failover; forcing a primary for admins), chosen from what they last reported."""
+    if not has_role(user, OPERATOR):
+        return []
+    from members.views import can_force, failover_switches  # the mirror page's own buttons
+
+    members = list(mirror.members.order_by("member_type", "name"))
+    for member in members:
+        member.switches = failover_switches(mirror, member)
+        member.can_force = can_force(member)
+    return members
+
+
 @role_required(VIEWER)
 def mirror_monitor(request, name):
     mirror = get_object_or_404(Mirror, name=name.upper())
@@ -146,6 +160,8 @@ def mirror_monitor(request, name):
         "mirror": mirror,
         "status": status,
         "view": present(status),
+        "operations": operations(mirror, request.user),
+        "can_admin": has_role(request.user, ADMIN),
         "can_operate": has_role(request.user, OPERATOR),
         "events": Event.objects.filter(mirror=mirror)[:RECENT_EVENTS],
         # what monitor.js needs that the status does not say
@@ -193,7 +209,9 @@ def fleet_rows(mirrors) -> list:
     for mirror in mirrors:
         members = list(mirror.members.all())
         health = getattr(mirror, "health", None) or mirror_health(members)
-        primary = next((m.name for m in members if m.status == catalog.PRIMARY), None)
+        primary = next(
+            (m.name for m in members if m.status in (catalog.PRIMARY, catalog.IN_TROUBLE)), None
+        )
         backup = next((m for m in members if m.status == catalog.BACKUP), None)
         backup_live = _live(backup) if backup is not None else None
         lags = [

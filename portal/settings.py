@@ -154,6 +154,8 @@ MONITOR_RECONNECT_MAX_S = env_int("MONITOR_RECONNECT_MAX_S", 5, minimum=1)
 MONITOR_BACKUP_NOT_ACTIVE_S = env_int("MONITOR_BACKUP_NOT_ACTIVE_S", 30, minimum=0)
 MONITOR_ASYNC_LAG_S = env_int("MONITOR_ASYNC_LAG_S", 60, minimum=0)
 MONITOR_CERT_EXPIRY_DAYS = env_int("MONITOR_CERT_EXPIRY_DAYS", 14, minimum=0)
+# how long a takeover (a member's role becoming primary) stays an open alert
+MONITOR_TAKEOVER_ALERT_S = env_int("MONITOR_TAKEOVER_ALERT_S", 900, minimum=0)
 # webhooks that receive alerts (JSON POST), comma-separated
 MONITOR_WEBHOOK_URLS = env_list("MONITOR_WEBHOOK_URLS", [])
 MONITOR_WEBHOOK_TIMEOUT_S = env_int("MONITOR_WEBHOOK_TIMEOUT_MS", 3000, minimum=1) / 1000

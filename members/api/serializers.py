@@ -93,6 +93,7 @@ class MemberSerializer(serializers.ModelSerializer):
             "authorization",
             "status",
             "observed_at",
+            "no_failover",
             "created_at",
             "updated_at",
         ]

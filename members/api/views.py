@@ -17,7 +17,7 @@ from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
 from accounts.roles import ADMIN, OPERATOR
-from members import actions, services
+from members import actions, failover_actions, services
 from members.api import filters
 from members.api import serializers as s
 from members.models import (
@@ -201,6 +201,9 @@ class MemberViewSet(viewsets.ReadOnlyModelViewSet):
             "start_mirroring",
             "stop_dejournaling",
             "start_dejournaling",
+            "stop_instance",
+            "set_no_failover",
+            "clear_no_failover",
             "catchup",
             "clear_failover_db",
             "add_database",
@@ -262,6 +265,40 @@ class MemberViewSet(viewsets.ReadOnlyModelViewSet):
     @operation(url_path="start-dejournaling")
     def start_dejournaling(self, request, pk=None):
         return self._switch("start_dejournaling")
+
+    # failover (guide §3.4, §6.1 - §6.2): the job records what the member answers
+    @operation(url_path="stop-instance")
+    def stop_instance(self, request, pk=None):
+        """Graceful shutdown of the member's instance. A primary hands over to its Active
+        backup on the way, and the job waits until that backup says Primary; with no Active
+        backup (or no failover set) nobody takes over."""
+        return accepted(failover_actions.stop_instance(request.user, self.get_object()))
+
+    @operation(url_path="set-no-failover")
+    def set_no_failover(self, request, pk=None):
+        """No automatic takeover until cleared, or until a primary starts (which clears it). A
+        failover member only; set on the primary, it reaches the backup with its heartbeats."""
+        return accepted(failover_actions.set_no_failover(request.user, self.get_object()))
+
+    @operation(url_path="clear-no-failover")
+    def clear_no_failover(self, request, pk=None):
+        """Allow automatic takeover again."""
+        return accepted(failover_actions.clear_no_failover(request.user, self.get_object()))
+
+    @operation(url_path="force-primary/preview")
+    def preview_force_primary(self, request, pk=None):
+        """Step one of forcing this failover member to become primary, while no primary runs:
+        nothing changes; the job's result is what is at stake, as the member answers it
+        (was_active_backup, journal_end, last_primary, term, warning). Then step two."""
+        return accepted(failover_actions.preview_force_primary(request.user, self.get_object()))
+
+    @operation(s.ConfirmSerializer, url_path="force-primary")
+    def force_primary(self, request, pk=None):
+        """Step two: the member becomes primary (confirm: the mirror's name). Anything the last
+        primary committed after the member's journal end (step one's answer) is lost, and that
+        primary must stay down. Refused (409) while another member says it is the primary."""
+        fields = body(request, s.ConfirmSerializer)
+        return accepted(failover_actions.force_primary(request.user, self.get_object(), **fields))
 
     @operation(s.DatabaseNamesSerializer)
     def catchup(self, request, pk=None):

@@ -4,7 +4,7 @@ A handler gets a tasks.runner.JobRun (the job's params, progress, bounded waits)
 agents through members.agents, and returns what the members answered (JSON) after recording it
 with a refresh. members.actions validates a request and starts the job."""
 
-from members.operations import app_credentials, databases, discovery, membership
+from members.operations import app_credentials, databases, discovery, failover, membership
 
 HANDLERS = {
     # reading the members
@@ -32,6 +32,12 @@ HANDLERS = {
     "start_mirroring": membership.start_mirroring,
     "stop_dejournaling": membership.stop_dejournaling,
     "start_dejournaling": membership.start_dejournaling,
+    # failover (guide §3.4, §6.1 - §6.2)
+    "stop_instance": failover.stop_instance,
+    "set_no_failover": failover.set_no_failover,
+    "clear_no_failover": failover.clear_no_failover,
+    "preview_force_primary": failover.preview_force_primary,
+    "force_primary": failover.force_primary,
     # databases
     "create_database": databases.create_database,
     "add_database_copy": databases.add_database_copy,

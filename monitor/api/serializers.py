@@ -16,8 +16,10 @@ from members.health import mirror_health
 from members.models import Member, Mirror
 from monitor.models import Alert, Event, Lease, MemberState
 
-# members listed primary first, then the backup, then the asyncs (guide §5.1.1.1)
-_ORDER = {catalog.PRIMARY: 0, catalog.IN_TROUBLE: 0, catalog.BACKUP: 1}
+# members listed primary first, then the backup, then the asyncs (guide §5.1.1.1); the primary is
+# whoever says so now (roles change with every takeover), one in Transition is becoming it
+_ORDER = {catalog.PRIMARY: 0, catalog.IN_TROUBLE: 0, catalog.TRANSITION: 0, catalog.BACKUP: 1}
+PRIMARY_STATUSES = (catalog.PRIMARY, catalog.IN_TROUBLE)
 
 
 class EventSerializer(serializers.ModelSerializer):
@@ -134,9 +136,34 @@ def _members(mirror: Mirror) -> list[Member]:
 def _primary_record(members: list[Member]) -> dict:
     for m in members:
         live = getattr(m, "live", None) if _has_live(m) else None
-        if live and live.status in (catalog.PRIMARY, catalog.IN_TROUBLE):
+        if live and live.status in PRIMARY_STATUSES:
             return live.record
     return {}
+
+
+def _failover_record(members: list[Member]) -> dict:
+    """Whose failover mode and arbiter link the page shows: the primary's; with no primary
+    (a takeover under way, both waiting), the first failover member that reports them."""
+    primary = _primary_record(members)
+    if primary.get("failover_mode"):
+        return primary
+    for m in members:
+        record = m.live.record if _has_live(m) else {}
+        if m.member_type == catalog.FAILOVER and record.get("failover_mode"):
+            return record
+    return primary
+
+
+def no_failover(members: list[Member]) -> list[str]:
+    """The failover members with "no failover" set: as their status says it when it does,
+    else as they last answered a set or clear of it (members.operations.failover)."""
+    named = []
+    for m in members:
+        record = m.live.record if _has_live(m) else {}
+        flag = record.get("no_failover", m.no_failover)
+        if m.member_type == catalog.FAILOVER and flag:
+            named.append(m.name)
+    return named
 
 
 def _has_live(member: Member) -> bool:
@@ -162,6 +189,7 @@ def mirror_status(mirror: Mirror) -> dict:
     arbiter, databases per member, open alerts, the collector's own state."""
     members = _members(mirror)
     primary = _primary_record(members)
+    failover = _failover_record(members)
     arbiter = f"{mirror.arbiter_host}|{mirror.arbiter_port}" if mirror.arbiter_host else ""
     health = mirror_health(members)
     alerts = Alert.objects.filter(mirror=mirror, resolved_at=None).select_related(
@@ -171,8 +199,10 @@ def mirror_status(mirror: Mirror) -> dict:
         "mirror": mirror.name,
         "requires_tls": mirror.requires_tls,
         "health": {"level": health.level, "text": health.text},
-        "failover_mode": primary.get("failover_mode"),
-        "arbiter": {"address": arbiter, "connection": primary.get("arbiter_connection")},
+        "primary": next((m.name for m in members if m.status in PRIMARY_STATUSES), None),
+        "failover_mode": failover.get("failover_mode"),
+        "arbiter": {"address": arbiter, "connection": failover.get("arbiter_connection")},
+        "no_failover": no_failover(members),
         "failover_members": [
             {
                 "name": m.name,
@@ -198,7 +228,7 @@ def fleet_row(mirror: Mirror) -> dict:
     lag, open alerts (the fleet overview sorts by `rank`, worst first)."""
     members = _members(mirror)
     health = mirror_health(members)
-    primary = next((m.name for m in members if m.status == catalog.PRIMARY), None)
+    primary = next((m.name for m in members if m.status in PRIMARY_STATUSES), None)
     backup = next((m for m in members if m.status == catalog.BACKUP), None)
     backup_live = backup.live if backup is not None and _has_live(backup) else None
     lags = [
@@ -219,7 +249,9 @@ def fleet_row(mirror: Mirror) -> dict:
         "worst_async_lag_s": max(lags) if lags else None,
         "open_alerts": open_alerts,
         "members": len(members),
-        "down": sum(1 for m in members if m.status in (catalog.DOWN, catalog.ERROR)),
+        "down": sum(
+            1 for m in members if m.status in (catalog.DOWN, catalog.ERROR, catalog.CRASHED)
+        ),
     }
 
 

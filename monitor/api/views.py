@@ -113,8 +113,17 @@ class MirrorStatusSerializer(serializers.Serializer):
     mirror = serializers.CharField()
     requires_tls = serializers.BooleanField()
     health = LiveHealthSerializer()
+    primary = serializers.CharField(
+        allow_null=True,
+        help_text="The member that reports itself Primary (or In Trouble) now: roles change "
+        "with every takeover.",
+    )
     failover_mode = serializers.CharField(allow_null=True)
     arbiter = LiveArbiterSerializer()
+    no_failover = serializers.ListField(
+        child=serializers.CharField(),
+        help_text='Failover members with "no failover" set, as they last said it.',
+    )
     failover_members = LiveFailoverMemberSerializer(many=True)
     members = LiveMemberSerializer(
         many=True, help_text="Primary first, then the backup, then asyncs."

@@ -227,6 +227,8 @@
     setText(field(arbiter, "arbiter-address"), status.arbiter.address || "none configured");
     setText(field(arbiter, "failover-mode"), orDash(status.failover_mode));
     setText(field(arbiter, "arbiter-connection"), orDash(status.arbiter.connection));
+    var noFailover = status.no_failover || [];
+    setText(field(arbiter, "no-failover"), noFailover.length ? "set on " + noFailover.join(", ") : "not set");
     updateMembers(status, view);
     setHTML(body("rates"), ratesHTML(view));
     section("missing").hidden = !view.members.some(function (v) { return v.missing.length; });

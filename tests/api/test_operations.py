@@ -253,6 +253,44 @@ OPERATIONS = [
             ("start-dejournaling", "start_dejournaling"),
         ]
     ],
+    # failover: a graceful stop and no failover by operators, forcing a primary by admins
+    *[
+        Op(
+            "operator",
+            f"/members/{{member}}/{verb}/",
+            None,
+            kind,
+            {},
+            "member:member",
+            True,
+            "member",
+        )
+        for verb, kind in [
+            ("stop-instance", "stop_instance"),
+            ("set-no-failover", "set_no_failover"),
+            ("clear-no-failover", "clear_no_failover"),
+        ]
+    ],
+    Op(
+        "admin",
+        "/members/{member}/force-primary/preview/",
+        None,
+        "preview_force_primary",
+        {},
+        "member:member",
+        True,
+        "member",
+    ),
+    Op(
+        "admin",
+        "/members/{member}/force-primary/",
+        {"confirm": "alpha"},
+        "force_primary",
+        {},
+        "member:member",
+        True,
+        "member",
+    ),
     Op(
         "operator",
         "/members/{member}/catchup/",
@@ -603,6 +641,7 @@ DESTRUCTIVE = {
     "turn TLS off": ("/mirrors/{mirror}/settings/", {"requires_tls": False}),
     "remove member": ("/members/{member}/remove/", {}),
     "reject member": ("/pending-members/{pending}/reject/", {}),
+    "force a primary": ("/members/{member}/force-primary/", {}),
     "remove database copy": ("/database-copies/{copy}/remove/", {}),
 }
 

@@ -448,3 +448,23 @@ def test_a_viewer_cannot_acknowledge_through_the_api(down_alert, viewer):
 
     assert response.status_code == 403
     assert Alert.objects.get().acknowledged_at is None
+
+
+# --- Takeovers --------------------------------------------------------------------------------
+def test_a_takeover_opens_an_alert_that_resolves_after_its_time(alpha, settings):
+    settings.MONITOR_TAKEOVER_ALERT_S = 600
+    live(alpha.primary, status=catalog.DOWN, record={"role": "primary"})
+    live(
+        alpha.backup,
+        status=catalog.PRIMARY,
+        record={"role": "primary", "took_over_at": T0.isoformat(), "took_over_from": "A"},
+    )
+
+    evaluate_alerts(now=seconds(1))
+
+    (alert,) = open_alerts(Alert.TAKEOVER)
+    assert alert.key == "takeover:ALPHA:B" and alert.member_name == "B"
+    assert alert.text.startswith("B took over as primary from A at ")
+    assert Event.objects.filter(kind=Event.ALERT, text__startswith="Alert: B took over").exists()
+    evaluate_alerts(now=seconds(601))
+    assert open_alerts(Alert.TAKEOVER) == []

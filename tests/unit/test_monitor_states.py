@@ -4,11 +4,13 @@ event, what is only a moving figure, and which member a record speaks for."""
 from monitor.models import Event
 from monitor.states import (
     changes,
+    follow_takeover,
     keep_last_known,
     members_of,
     phase,
     significant,
     state_of,
+    took_over,
     unreachable,
 )
 
@@ -140,3 +142,45 @@ def test_a_member_that_went_down_keeps_its_last_databases_and_none_is_removed():
 
     assert kept["record"]["databases"] == old["record"]["databases"]
     assert [kind for kind, *_ in changes("B", old, kept)] == [Event.STATUS]
+
+
+# --- Takeovers: a member's role becoming primary ----------------------------------------------
+def test_a_backup_whose_role_becomes_primary_took_over_and_says_whom_it_followed():
+    old = state_of(record(role="backup", primary="A"))
+    new = state_of(record(role="primary", status="Primary"))
+
+    events = [e for e in changes("B", old, new) if e[0] == Event.TAKEOVER]
+
+    assert events == [
+        (
+            Event.TAKEOVER,
+            "backup",
+            "primary",
+            "B: takeover, now the primary (was backup, following A)",
+        )
+    ]
+    marked = follow_takeover(old, new, "2026-12-06T12:00:00+00:00")
+    assert marked["record"]["took_over_at"] == "2026-12-06T12:00:00+00:00"
+    assert marked["record"]["took_over_from"] == "A"
+
+
+def test_the_takeover_mark_stays_while_the_member_is_primary_and_goes_after():
+    old = state_of(record(role="backup", primary="A"))
+    primary = follow_takeover(old, state_of(record(role="primary")), "T1")
+
+    still = follow_takeover(primary, state_of(record(role="primary")), "T2")
+    demoted = follow_takeover(still, state_of(record(role="backup")), "T3")
+
+    assert still["record"]["took_over_at"] == "T1"
+    assert "took_over_at" not in demoted["record"]
+
+
+def test_a_primary_seen_first_or_back_as_primary_after_going_down_took_nothing_over():
+    primary = state_of(record(role="primary", status="Primary"))
+    down = keep_last_known(primary, state_of(record(state="down", role=None, status="Down")))
+    back = state_of(record(role="primary", status="Primary"))
+
+    assert down["record"]["role"] == "primary"  # its last known role
+    assert not took_over(None, primary)
+    assert not took_over(down, back)
+    assert Event.TAKEOVER not in [e[0] for e in changes("A", down, back)]

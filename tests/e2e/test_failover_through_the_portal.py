@@ -1,0 +1,157 @@
+"""Failover driven from the portal on real members: two failover members on two hosts, built
+through the REST API, followed by a real collector. A graceful stop of the primary hands over to
+the Active backup, and the portal then shows the new primary as its members report it, with the
+takeover in the history and as an alert; forcing a primary shows what is at stake first."""
+
+import threading
+
+import pytest
+
+from engine.cluster.launcher import spawn
+from monitor.models import Alert, Event, MemberState
+from tests.monitor.live_cluster import wait_for
+
+pytestmark = [pytest.mark.jobs, pytest.mark.timeout(240)]
+
+HOSTS = {"hosta": ["A"], "hostb": ["B"]}
+MEMBERS = {"A": "failover", "B": "failover"}
+
+
+def build(site, portal) -> dict:
+    """Both hosts registered and checked, the mirror created on A and B joined: by the API."""
+    hosts = {}
+    for host in site.plan.hosts:
+        row = portal.post(
+            "/hosts/",
+            {"name": host.name, "address": "127.0.0.1", "agent_port": host.agent_port},
+            expect=201,
+        )
+        portal.run(f"/hosts/{row['id']}/check/")
+        hosts[host.name] = row["id"]
+    plan = site.plan
+    portal.run(
+        "/mirrors/",
+        {
+            "host": hosts["hosta"],
+            "instance": "A",
+            "name": "swap",
+            "private": plan.member("A").private,
+            "requires_tls": False,
+        },
+    )
+    mirror = portal.one("/mirrors/", name="SWAP")
+    portal.run(
+        f"/mirrors/{mirror['id']}/join/",
+        {
+            "host": hosts["hostb"],
+            "instance": "B",
+            "member_type": "failover",
+            "private": plan.member("B").private,
+        },
+    )
+    return mirror
+
+
+@pytest.fixture
+def collector(fresh_hosts):
+    """The live monitor's collector, on a thread of this process (it shares the database)."""
+    from monitor.collector import Collector
+
+    running = Collector(holder="test")
+    thread = threading.Thread(target=running.run, daemon=True)
+    yield running, thread
+    running.stop()
+    if thread.is_alive():
+        thread.join(10)
+
+
+def live(name: str) -> MemberState | None:
+    return MemberState.objects.filter(member__name=name).first()
+
+
+def backup_is_active() -> bool:
+    state = live("B")
+    return bool(state and state.status == "Backup" and state.journal_transfer == "Active")
+
+
+def member_id(portal, name: str) -> int:
+    return portal.one("/members/", name=name)["id"]
+
+
+def start_instance_again(site, name: str) -> None:
+    """The instance `name` started again as the launcher first started it."""
+    entry = site.entry("instance", name)
+    superserver = next(i.superserver for i in site.plan.instances if i.name == name)
+    args = ["instance", "--data-dir", entry["match"], "--name", name, "--superserver", superserver]
+    entry["pid"] = spawn(args, site.plan.root / f"{name}-again.log").pid  # stopped at teardown
+
+
+def test_a_graceful_stop_of_the_primary_shows_the_backup_as_the_new_primary_an_event_and_an_alert(
+    fresh_hosts, portal, worker, collector
+):
+    site = fresh_hosts(HOSTS, MEMBERS, tls=False)
+    worker()
+    mirror = build(site, portal)
+    running, thread = collector
+    thread.start()
+    wait_for(backup_is_active, 60, "B the Active backup, as the collector sees it")
+
+    stopped = portal.run(f"/members/{member_id(portal, 'A')}/stop-instance/")
+
+    # the job records what the members answered: A stopped, B took over and says Primary
+    assert stopped["result"]["stopped"]["stopped"] is True
+    assert stopped["result"]["new_primary"] == "B"
+    assert stopped["result"]["primary"] == "B"
+    assert stopped["result"]["members"]["B"] == "Primary"
+    assert portal.one("/members/", name="B")["status"] == "Primary"
+    # the Mirror Monitor follows the members' roles, not the order they were created in
+    wait_for(lambda: live("B").status == "Primary", 15, "the collector to see B Primary")
+    status = portal.get(f"/mirrors/{mirror['id']}/status/")
+    assert status["primary"] == "B" and status["members"][0]["name"] == "B"
+    assert status["failover_mode"] == "Agent Controlled"
+    takeover = wait_for(
+        lambda: Event.objects.filter(kind=Event.TAKEOVER, member_name="B").first(),
+        15,
+        "the takeover in the history",
+    )
+    assert (takeover.before, takeover.after) == ("backup", "primary")
+    assert "following A" in takeover.text and takeover.mirror_name == "SWAP"
+    alert = wait_for(
+        lambda: Alert.objects.filter(rule=Alert.TAKEOVER, resolved_at=None).first(),
+        15,
+        "the takeover alert",
+    )
+    assert alert.member_name == "B" and alert.text.startswith("B took over as primary from A")
+
+
+def test_forcing_a_primary_shows_what_is_at_stake_then_needs_the_mirrors_name(
+    fresh_hosts, portal, worker
+):
+    site = fresh_hosts(HOSTS, MEMBERS, tls=False)
+    worker()
+    build(site, portal)
+    a, b = member_id(portal, "A"), member_id(portal, "B")
+    # no failover on the primary reaches its backup: stopping A, nobody takes over
+    flagged = portal.run(f"/members/{a}/set-no-failover/")
+    assert flagged["result"]["no_failover"] is True
+    assert portal.one("/members/", name="A")["no_failover"] is True
+    # while A says it is the primary, B cannot be forced: nothing is asked of it
+    refused = portal.post(f"/members/{b}/force-primary/preview/", expect=409)
+    assert refused["error"]["code"] == "has_primary"
+
+    portal.run(f"/members/{a}/stop-instance/")
+    portal.run(f"/members/{b}/stop-instance/")
+    start_instance_again(site, "B")  # alone, B cannot tell who is primary now: it waits
+    wait_for(
+        lambda: site.agents["hostb"].instance("B").get("state") == "up", 30, "B answering again"
+    )
+    preview = portal.run(f"/members/{b}/force-primary/preview/")
+
+    stake = preview["result"]
+    assert stake["confirmed"] is False and stake["last_primary"] == "A"
+    assert stake["journal_end"] and "was_active_backup" in stake
+    assert portal.post(f"/members/{b}/force-primary/", {"confirm": "SWA"}, expect=400)
+    forced = portal.run(f"/members/{b}/force-primary/", {"confirm": "swap"})
+    assert forced["result"]["forced"]["confirmed"] is True
+    assert forced["result"]["primary"] == "B"
+    assert portal.one("/members/", name="B")["status"] == "Primary"
