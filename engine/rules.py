@@ -48,6 +48,8 @@ CRASHED = "Crashed"
 # changing role (a backup becoming primary); re-query soon
 TRANSITION = "Transition"
 NOT_MEMBER, NOT_INITIALIZED = "Not Member", "Not Initialized"  # an instance in no mirror
+# the type of an instance whose mirror configuration could not be loaded (status Not Initialized)
+INDETERMINATE = "Indeterminate"
 MEMBER_STATUSES = (
     PRIMARY,
     BACKUP,

@@ -36,6 +36,7 @@ import os
 import signal
 import ssl
 import sys
+import time
 import uuid
 
 from engine import rules
@@ -77,6 +78,7 @@ class Instance:
         memberships: list[tuple[MirrorConfig, str]],
         max_frame: int = DEFAULT_MAX_FRAME,
         limits: LimitSettings | None = None,
+        config_error: str | None = None,
     ):
         self.node = node
         self.memberships = memberships
@@ -93,6 +95,9 @@ class Instance:
         self.superserver_files: tuple | None = None  # and the files it was made from
         self.stop_requested = asyncio.Event()
         self.restart = False
+        # its mirror configuration could not be read: type Indeterminate until it is fixed or
+        # set aside (remove_mirror_config), never overwritten by a create or join
+        self.config_error = config_error
 
     async def start(self) -> None:
         self.node.data_dir.mkdir(parents=True, exist_ok=True)
@@ -333,7 +338,7 @@ class Instance:
         out = {
             "member": self.node.name,
             "mirror": mirror,
-            "type": rules.NOT_MEMBER,
+            "type": rules.INDETERMINATE if self.config_error else rules.NOT_MEMBER,
             "status": rules.NOT_INITIALIZED,
             "journal_transfer": "N/A",
             "dejournaling": "N/A",
@@ -342,6 +347,11 @@ class Instance:
         }
         for cfg, _ in self.dormant.values():
             out["waiting_reason"] = dormant_reason(cfg)
+        if self.config_error:
+            out["waiting_reason"] = (
+                f"{self.config_error}: fix the file and restart, or set it aside with "
+                "remove_mirror_config"
+            )
         return out
 
     def _tls_info(self) -> dict | None:
@@ -358,8 +368,12 @@ class Instance:
         current = [(membership.cfg, membership.member.name) for membership in self.members.values()]
         if action == "set_superserver_port":
             return set_superserver_port(self, arg)
+        if action == "remove_mirror_config" and self.config_error:
+            return self._set_aside_unreadable()
         if action == "remove_mirror_config":
             return self._tls_files_changed(action, remove_mirror_config(self, arg))
+        if self.config_error and action in ("mirror_create", "mirror_join", "mirror_info"):
+            raise Refused(str(action), None, self.config_error)
         if self.dormant and action in ("mirror_create", "mirror_join", "mirror_info"):
             cfg = next(iter(self.dormant.values()))[0]
             raise Refused(str(action), None, dormant_reason(cfg))
@@ -384,6 +398,17 @@ class Instance:
             )
         membership, arg = self._for_admin(str(action), arg)
         return membership.admin(action, arg)
+
+    def _set_aside_unreadable(self) -> dict:
+        """The unreadable mirror.json is renamed, not deleted (nothing is lost), and the
+        instance restarts as a non-member."""
+        path = self.node.data_dir / ms.MIRROR_FILE
+        aside = path.with_name(f"{ms.MIRROR_FILE}.unreadable-{int(time.time())}")
+        if path.exists():
+            path.rename(aside)
+        log.warning("unreadable mirror configuration set aside as %s", aside.name)
+        self.request_restart()
+        return {"set_aside": aside.name, "restarting": True}
 
     async def _join(self, arg, current) -> dict:
         result = await join.join(self.node, arg, current)
@@ -414,7 +439,12 @@ async def run_instance(
     # the default 5 ms GIL switch interval that hand-off alone can cost milliseconds.
     sys.setswitchinterval(0.0002)
     if node is not None:
-        membership = Instance(node, ms.load_all(node), limits=limits)
+        try:
+            memberships, error = ms.load_all(node), None
+        except ConfigError as exc:  # a process keeps serving: it says what is wrong
+            log.error("%s: running as type Indeterminate until it is fixed", exc)
+            memberships, error = [], str(exc)
+        membership = Instance(node, memberships, limits=limits, config_error=error)
         label, address = node.name, node.superserver
     else:
         membership = Membership(cfg, member, node=node)

@@ -159,3 +159,23 @@ def test_join_without_tls_is_authorized_at_once_and_limits_are_refused(hosts):  
         c.admin("mirror_join", arg)
     # the instance that refused is still a non-member and still serving
     assert c.status()["type"] == "Not Member"
+
+
+def test_an_unreadable_mirror_configuration_is_indeterminate_and_never_overwritten(hosts):  # noqa: F811
+    a = hosts.add("A")
+    a.admin("mirror_create", {"mirror": "KEPT", "private": a.private})
+    a.after_restart()
+    a.stop()
+    broken = b'{"name": "KEPT", "members": [tru'  # cut short, as a disk fault might leave it
+    (a.data_dir / "mirror.json").write_bytes(broken)
+    a.start()  # the process serves and says what is wrong (guide §5.1.1.1 Indeterminate)
+    status = a.status()
+    assert (status["type"], status["status"]) == ("Indeterminate", "Not Initialized")
+    assert "unreadable mirror configuration" in status["waiting_reason"]
+    with pytest.raises(Refused, match="unreadable mirror configuration"):
+        a.admin("mirror_create", {"mirror": "OTHER", "private": a.private})
+    assert (a.data_dir / "mirror.json").read_bytes() == broken  # nothing overwritten
+    answer = a.admin("remove_mirror_config")
+    assert answer["set_aside"].startswith("mirror.json.unreadable-")
+    assert (a.data_dir / answer["set_aside"]).read_bytes() == broken  # nothing lost
+    wait_for(lambda: a.status()["type"] == "Not Member", 20, "A a non-member")
