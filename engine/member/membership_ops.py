@@ -371,14 +371,18 @@ def update_member_address(membership: Membership, arg):
     require_dynamic(membership, op)
     arg = arg_map(op, arg, ("member",))
     member = _other_member(membership, op, arg["member"])
+    # guide §5.2 exception 3: with no primary running, a failover member may need its
+    # addresses edited before it can become primary; its next configuration carries them
+    no_primary = False
     if membership.role != "primary":
-        # guide §5.2: only the primary's addresses, and only while disconnected from it
-        if member.name != primary_name(membership):
+        if membership.replica is not None and membership.replica.connected:
+            raise Refused(op, member.name, "this member is connected to the primary")
+        no_primary = membership.member.is_failover
+        # guide §5.2 exception 2: elsewhere, only the primary's addresses while disconnected
+        if member.name != primary_name(membership) and not no_primary:
             raise Refused(
                 op, member.name, f"addresses are edited on the primary ({why(membership)})"
             )
-        if membership.replica is not None and membership.replica.connected:
-            raise Refused(op, member.name, "this member is connected to the primary")
     new = {}
     if arg.get("superserver") is not None:
         addr = ms.check_address(op, arg["superserver"], "superserver")

@@ -23,6 +23,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from engine.member.changes import config_changed
 from engine.member.hooks import hooks_agree, run_hook
 from engine.storage.journal_codec import pos_wire
 from engine.wire.protocol import MsgType, encode_frame
@@ -67,6 +68,10 @@ async def become_primary(membership: Membership, reason: str, *, forced: bool = 
         membership._open_storage()
         membership.start_primary()
         membership.took_over_at = time.monotonic()  # engine/member/failover_watch.py
+        if membership.cfg.dynamic:
+            # a new version: what was edited here meanwhile (guide §5.2 exception 3) reaches
+            # every member as it connects
+            config_changed(membership)
     except Exception:
         log.exception("taking over failed: stopping this member (it restarts as backup)")
         await run_hook(membership, "notify_become_primary_failed", reason)

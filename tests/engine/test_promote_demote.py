@@ -81,3 +81,28 @@ def test_promotion_and_demotion_are_refused_where_they_do_not_apply(mirror):
     with pytest.raises(Refused, match="not another member"):
         a.admin("demote_member", {"member": "A"})
     assert a.status()["status"] == "Primary" and b.status()["status"] == "Backup"
+
+
+def test_exception_3_with_no_primary_a_failover_member_edits_addresses_then_sends_them(
+    mirror,
+    hosts,  # noqa: F811
+):
+    # guide §5.2 exception 3: no primary runs, and C's address must change before B can take
+    # over; B keeps the edit and, once primary, sends it to every member
+    a, b, c = mirror
+    with pytest.raises(Refused, match="connected to the primary"):
+        b.admin("update_member_address", {"member": "C", "private": "127.0.0.1:1"})
+    a.admin("set_no_failover")
+    a.stop()  # without a handover: B stays a backup with no primary
+    wait_for(lambda: b.status()["journal_transfer"].startswith("Disconnected"), 15, "B cut off")
+    (port,) = hosts.ports(1)
+    new_private = f"127.0.0.1:{port}"
+    answer = b.admin("update_member_address", {"member": "C", "private": new_private})
+    assert answer == {"member": "C", "private": new_private}
+    b.admin("force_primary", {"confirm": True})
+    b.wait_state("Primary", timeout=20)
+    def c_knows() -> bool:
+        members = {m["name"]: m["private"] for m in c.admin("mirror_info")["members"]}
+        return members["C"] == new_private
+
+    wait_for(c_knows, 20, "C to receive its new address from B")
