@@ -277,6 +277,19 @@ def check_other_mirrors(mirror: str, member_type: str, others: Iterable[tuple[st
 
 
 # -- settings -------------------------------------------------------------------------------
+def check_arbiter_placement(arbiter_host: str | None, promotable_member_hosts) -> None:
+    """The arbiter may not run on a host of a failover or DR member of the same mirror: losing
+    that host would take the arbiter with it (guide §3.3.4)."""
+    if not arbiter_host:
+        return
+    if arbiter_host.lower() in {h.lower() for h in promotable_member_hosts if h}:
+        raise RuleError(
+            "arbiter_on_member_host",
+            f"The arbiter cannot run on {arbiter_host}: a failover or DR member of this mirror "
+            "runs there.",
+        )
+
+
 def check_setting(key: str, value):
     """The value of one mirror setting, checked.  The message starts with the key."""
     if key not in SETTINGS:

@@ -171,15 +171,8 @@ def validate_virtual_ip(address: str | None, mask: int | None, interface: str) -
 
 # --- The arbiter (guide §3.3.4) ----------------------------------------------------------------
 def check_arbiter_placement(arbiter_host: str, promotable_member_hosts) -> None:
-    """The arbiter may not run on a host of a failover or DR member of the same mirror (§3.3.4)."""
-    if not arbiter_host:
-        return
-    if arbiter_host.lower() in {h.lower() for h in promotable_member_hosts if h}:
-        raise ValidationError(
-            f"The arbiter cannot run on {arbiter_host}: a failover or DR member of this mirror "
-            f"runs there.",
-            code="arbiter_on_member_host",
-        )
+    """The catalog's rule (guide §3.3.4), as a ValidationError with its code."""
+    verdict(catalog.check_arbiter_placement, arbiter_host, promotable_member_hosts)
 
 
 def check_member_addresses(member, siblings) -> None:

@@ -457,7 +457,19 @@ def set_arbiter(membership: Membership, arg) -> dict:
     _primary_only(membership, op)
     value = arg.get("arbiter") if isinstance(arg, dict) else arg
     cfg = membership.cfg
-    cfg.arbiter = None if value in (None, "") else ms.check_address(op, value, "arbiter")
+    arbiter = None if value in (None, "") else ms.check_address(op, value, "arbiter")
+    if arbiter is not None:
+        hosts = {
+            a.host
+            for m in cfg.members
+            if m.type in rules.PROMOTABLE_TYPES
+            for a in (m.superserver, m.private)
+            if a is not None
+        }
+        # a mirror entirely on this machine's loopback is a test or demo: one host by design
+        if not all(h.startswith("127.") or h in ("::1", "localhost") for h in hosts):
+            ms.rule(op, rules.check_arbiter_placement, arbiter.host, hosts)
+    cfg.arbiter = arbiter
     config_changed(membership)
     log.warning("mirror %s: arbiter set to %s", cfg.name, cfg.arbiter or "none")
     return {"arbiter": None if cfg.arbiter is None else str(cfg.arbiter), "version": cfg.version}

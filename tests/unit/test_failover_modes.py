@@ -240,3 +240,14 @@ def test_a_role_or_mode_out_of_the_catalog_is_refused():
         Knowledge(role="async")
     with pytest.raises(ValueError, match="mode"):
         Knowledge(role=PRIMARY, mode="Arbiter controlled")
+
+
+def test_the_arbiter_may_not_share_a_host_with_a_member_that_can_become_primary():
+    from engine.rules import RuleError, check_arbiter_placement
+
+    with pytest.raises(RuleError) as refused:
+        check_arbiter_placement("Host-B", ["host-a", "host-b"])  # names compare in any case
+    assert refused.value.reason == "arbiter_on_member_host"
+    assert "Host-B" in refused.value.message
+    check_arbiter_placement("arbiter-host", ["host-a", "host-b"])  # elsewhere: fine
+    check_arbiter_placement(None, ["host-a"])  # no arbiter: nothing to check
