@@ -175,6 +175,12 @@ def _lost(conn: _Connection, exc: Exception | None) -> str:
     return f"connection to {conn.address} lost{why}"
 
 
+def _term(info: dict) -> int:
+    state = info.get("failover_state")
+    term = state.get("term") if isinstance(state, dict) else None
+    return term if isinstance(term, int) else 0
+
+
 def _why(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError):
         return f"TLS handshake failed: {tls.describe_ssl_error(exc)}"
@@ -419,6 +425,7 @@ class AsyncClient:
         candidates = ([hint] if hint else []) + [a for a in self.addresses if a != hint]
         errors = []
         tried: set[str] = set()
+        troubled = None  # a primary in trouble: used only if no other primary answers
         while candidates:
             addr = candidates.pop(0)
             if addr in tried:
@@ -431,7 +438,22 @@ class AsyncClient:
             except (TimeoutError, OSError, EngineError) as exc:
                 errors.append(f"{addr}: {_why(exc)}")
                 continue
+            if self.follow_primary and info.get("role") == "primary" and info.get("in_trouble"):
+                # it may be an isolated primary its backup has replaced (docs/takeover.md):
+                # prefer a primary at a later term among the other addresses
+                if troubled is None or _term(info) > _term(troubled[1]):
+                    if troubled is not None:
+                        troubled[0].close()
+                    troubled = (conn, info)
+                else:
+                    conn.close()
+                continue
             if not self.follow_primary or info.get("role") == "primary":
+                if troubled is not None and _term(troubled[1]) > _term(info):
+                    conn.close()
+                    continue
+                if troubled is not None:
+                    troubled[0].close()
                 self._set_conn(conn, info)
                 return
             conn.close()
@@ -439,6 +461,9 @@ class AsyncClient:
             if primary and primary not in tried:
                 candidates.insert(0, primary)
             errors.append(f"{addr}: member {info.get('member')} is {info.get('role')}")
+        if troubled is not None:
+            self._set_conn(*troubled)
+            return
         raise NoPrimaryFound("no primary found: " + "; ".join(errors), ErrorCode.UNAVAILABLE)
 
     def _set_conn(self, conn: _Connection, info: dict) -> None:

@@ -606,6 +606,8 @@ class Membership:
             "tls": self.cfg.tls,  # the mirror requires TLS
             # who was primary at which term, as this member knows (engine/failover/state.py)
             "failover_state": self.fstate.to_wire() if self.member.is_failover else None,
+            # a primary in trouble may have been replaced: clients look further (client/app.py)
+            "in_trouble": bool(self.replicator is not None and self.replicator.in_trouble),
         }
 
     def status(self) -> dict:
