@@ -1,6 +1,7 @@
 """Automatic failover between the two failover members of a mirror (issue 13, guide §3.3).
 
-What is here so far is the context the failover decisions need, not the decisions' actions:
+The failover decisions and what they rest on; the actions are engine/member's
+(failover_watch.py, takeover.py, agent_confirm.py, hooks.py, failover_ops.py):
 
     arbiter.py       the arbiter service (guide §3.1.4, §3.3.4): a listener, run by an agent
                      or on its own (`python -m engine arbiter`), that keeps in contact with
@@ -10,8 +11,10 @@ What is here so far is the context the failover decisions need, not the decision
                      says whether the arbiter sees the partner (checked by the mirror secret)
     modes.py         pure logic: the failover mode and the decision of one failover member
                      from what it knows (guide §3.3.5, Table 3–1)
+    state.py         the term and the last primary a failover member remembers (failover.json),
+                     which decides roles at start-up
 
-The layer sits between engine.member (which will run a link and act on the decisions) and
+The layer sits between engine.member (which runs the link and acts on the decisions) and
 engine.replication: it imports only replication, storage, client, wire and rules
-(.importlinter).  docs/failover.md says how it works and what is not built yet.
+(.importlinter).  docs/failover.md and docs/takeover.md say how it works and what is not built.
 """

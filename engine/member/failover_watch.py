@@ -24,8 +24,11 @@ The watch acts on the decisions it can act on alone:
   its partner answers and agrees.  A partner that does not answer may have become primary
   meanwhile, so the member waits (status Waiting, guide §6.1.1).
 
-Asking the primary's agent (the Agent Controlled way to confirm the primary down) is not
-built yet: a backup without the arbiter's report never takes over by itself.
+- a backup that lost its primary the Agent Controlled way asks the primary's agent
+  (engine/member/agent_confirm.py): confirmed or forced down, it takes over, first fetching
+  the latest journal through the agent unless it was Active within the trouble timeout;
+- a member that took over has its predecessor forced down by the predecessor's agent while
+  that one still answers as primary.
 """
 
 from __future__ import annotations
