@@ -118,6 +118,7 @@ class Membership:
         self.transition: str | None = None
         self.took_over_at: float | None = None  # when it last became primary by takeover
         self.hook_waiting: str | None = None  # a hook said no to taking over (hooks.py)
+        self.stopping_started = False
         self.journal_dir = self.data_dir / "journal"
         self.sessions: set[Connection] = set()
         self.stores: dict[str, Store] = {}  # mounted mirrored databases
@@ -464,6 +465,7 @@ class Membership:
         asyncio.get_running_loop().call_later(0.05, self.stop_requested.set)
 
     async def stop(self) -> None:
+        self.stopping_started = True  # a backup that is stopping takes over nothing
         restarting = self.restart or (self.instance is not None and self.instance.restart)
         if not restarting:
             await hand_over(self)  # a graceful shutdown of the primary (guide §3.3.2.2)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from engine.member.membership import Membership
 
 log = logging.getLogger("engine.member.takeover")
+HANDOVER_WAIT_S = 2.0  # the longest a graceful stop waits at each step of a handover
 
 
 async def become_primary(membership: Membership, reason: str, *, forced: bool = False) -> bool:
@@ -39,6 +40,8 @@ async def become_primary(membership: Membership, reason: str, *, forced: bool = 
     already under way, or the hooks never agreed (engine/member/hooks.py; an operator's
     `forced` takeover skips can_become_primary, not check_become_primary)."""
     if membership.role != "backup" or membership.transition is not None:
+        return False
+    if membership.stopping_started:
         return False
     if membership.hook_waiting is not None:
         return False  # another attempt waits for the hooks
@@ -49,6 +52,8 @@ async def become_primary(membership: Membership, reason: str, *, forced: bool = 
     elif not await hooks_agree(membership, reason):
         return False
     if membership.role != "backup" or membership.transition is not None:
+        return False
+    if membership.stopping_started:
         return False
     started = time.monotonic()
     membership.transition = reason
@@ -108,7 +113,9 @@ async def hand_over(membership: Membership) -> bool:
     if membership.instance is not None:
         membership.instance.close_clients()
     end = membership.journal.end_position
-    deadline = time.monotonic() + membership.cfg.qos_timeout_ms / 1000
+    # an Active backup acknowledges within milliseconds; a stop must not wait long for one
+    # that will not (it may be stopping too)
+    deadline = time.monotonic() + min(membership.cfg.qos_timeout_ms / 1000, HANDOVER_WAIT_S)
     while link.acked is None or link.acked < end:
         if link.closed or rep.active is not link or time.monotonic() > deadline:
             log.warning("backup %s did not acknowledge journal end %s: no handover", link.name, end)
@@ -118,6 +125,7 @@ async def hand_over(membership: Membership) -> bool:
     link.conn.write(encode_frame(MsgType.DC_HANDOVER, 0, [pos_wire(end), membership.fstate.term]))
     log.warning("handing over to backup %s at journal end %s", link.name, end)
     # the backup closes the data channel as it takes over; the journal is then its own
-    while not link.closed and time.monotonic() < deadline + 1.0:
+    closing = time.monotonic() + HANDOVER_WAIT_S
+    while not link.closed and time.monotonic() < closing:
         await asyncio.sleep(0.005)
     return True

@@ -437,7 +437,9 @@ class ReplicaLink:
         end, term = args
         end = pos_from_wire(end)
         who = self.primary_name
-        if self.membership.fstate.no_failover:
+        if self.membership.stopping_started:
+            log.warning("primary %s asked for a takeover; this member is stopping", who)
+        elif self.membership.fstate.no_failover:
             log.warning("primary %s asked for a takeover; no failover is set here", who)
         elif not self.membership.member.is_failover or not self.active:
             log.warning("primary %s asked for a takeover; this member is not Active", who)
