@@ -64,8 +64,7 @@ def _auth_of(entry: InstanceEntry) -> dict | None:
 
 
 def _refuse(request: web.Request, status: int, code: str, why: str):
-    peer = request.remote or "?"
-    log.warning("partner request from %s refused: %s", peer, why)
+    # logged with the peer and the reason as every refusal is (engine/agent/errors.py)
     return api_error(status, code, why)
 
 

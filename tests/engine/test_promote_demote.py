@@ -101,6 +101,7 @@ def test_exception_3_with_no_primary_a_failover_member_edits_addresses_then_send
     assert answer == {"member": "C", "private": new_private}
     b.admin("force_primary", {"confirm": True})
     b.wait_state("Primary", timeout=20)
+
     def c_knows() -> bool:
         members = {m["name"]: m["private"] for m in c.admin("mirror_info")["members"]}
         return members["C"] == new_private
