@@ -67,6 +67,7 @@ class FailoverWatch:
         self.partner_lost_at: float | None = None
         self._task: asyncio.Task | None = None
         self._changed = asyncio.Event()
+        self._stopped = False
         self._reported: dict | None = None  # the state last relayed to the partner
         self._acting: asyncio.Task | None = None  # a takeover or a negotiation under way
         self._negotiated_at = 0.0
@@ -91,6 +92,10 @@ class FailoverWatch:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="failover-watch")
 
     async def stop(self) -> None:
+        # Python 3.11's wait_for loses a cancellation that lands as the awaited call
+        # completes (a nudge at the moment of a stop): the loop also reads this flag
+        self._stopped = True
+        self._changed.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -99,7 +104,7 @@ class FailoverWatch:
         await self._close_link()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopped:
             try:
                 await self._follow_configuration()
                 self._step()

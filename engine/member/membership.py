@@ -466,6 +466,11 @@ class Membership:
 
     async def stop(self) -> None:
         self.stopping_started = True  # a backup that is stopping takes over nothing
+        # a takeover under way (engine/member/takeover.py, a fraction of a second) finishes
+        # first: stopping in its middle would close what it is reopening
+        deadline = time.monotonic() + 10.0
+        while self.transition is not None and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         restarting = self.restart or (self.instance is not None and self.instance.restart)
         if not restarting:
             await hand_over(self)  # a graceful shutdown of the primary (guide §3.3.2.2)

@@ -282,3 +282,15 @@ def test_a_write_whose_answer_is_lost_is_reported_unknown_and_never_sent_again(m
         cluster.resume("B")
     wait_for(lambda: value.encode() in journal_bytes(cluster, "A"), 10, "the write committed")
     assert journal_bytes(cluster, "A").count(value.encode()) == 1
+
+
+def test_stopping_the_whole_mirror_at_once_stops_every_member_promptly(make_cluster):
+    # the primary offers a handover to a backup that is stopping too: neither waits long
+    cluster = make_cluster(("failover", "failover", "dr"))
+    cluster.wait_backup_active()
+    procs = dict(cluster.procs)
+    for proc in procs.values():
+        proc.terminate()
+    for name, proc in procs.items():
+        assert proc.wait(8) == 0, name  # a graceful, complete stop of each
+        cluster.procs.pop(name)
