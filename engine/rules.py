@@ -64,6 +64,8 @@ MEMBER_STATUSES = (
     TRANSITION,
     NOT_INITIALIZED,
 )
+# what a primary says of itself: In Trouble is a primary that lost its Active backup
+PRIMARY_STATUSES = (PRIMARY, IN_TROUBLE)
 # the fixed values; the others read "<time> behind" or "Disconnected on <time>"
 ACTIVE, CAUGHT_UP, NOT_APPLICABLE = "Active", "Caught up", "N/A"
 DEJOURNALING_STOPPED = "Warning! Dejournaling is stopped."

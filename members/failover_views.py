@@ -1,7 +1,11 @@
 """Forcing a failover member to become primary from the pages (guide §6.2.3), in two steps as
 in the API (members.failover_actions): a button asks the member what is at stake and opens a
 page that shows its answer as soon as it comes; the mirror's name typed there makes it primary.
-Other failover buttons (a graceful stop, no failover) are members.views.switch_member's."""
+Other failover buttons (a graceful stop, no failover) are members.views.switch_member's.
+
+Promoting a DR async and demoting the backup (guide §5.5, §5.6) each have a confirmation page
+that says, from what the portal last recorded, which member becomes the backup and which
+becomes DR; the mirror's name typed there starts the job."""
 
 from urllib.parse import urlencode
 
@@ -13,6 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.decorators import admin_required
+from engine import rules as catalog
 from members import failover_actions, forms
 from members.models import Member
 from members.views import back_to
@@ -80,3 +85,56 @@ def force_primary(request, name, pk):
         "form": form,
     }
     return render(request, "members/confirm_force_primary.html", context)
+
+
+def _retype(request, member: Member, start, template: str, context: dict, what: str):
+    """A promotion's or demotion's page: what changes, then the mirror's name typed."""
+    data = request.POST if request.method == "POST" else None
+    form = forms.ConfirmForm(member.mirror, data=data)
+    if data is not None and form.is_valid():
+        try:
+            job = start(form.cleaned_data["confirm"])
+        except ValidationError as exc:
+            forms.show_refusal(form, exc)
+        else:
+            messages.info(request, f"{what}: job {job.pk} started.")
+            return redirect("job-detail", pk=job.pk)
+    context = {"mirror": member.mirror, "member": member, "form": form, **context}
+    return render(request, f"members/{template}", context)
+
+
+def _primary_name(member: Member) -> str | None:
+    primary = member.mirror.members.filter(status__in=catalog.PRIMARY_STATUSES).first()
+    return primary.name if primary else None
+
+
+@admin_required
+def promote_member(request, name, pk):
+    """The DR async becomes the backup, and the backup there was becomes DR."""
+    member = _member(name, pk)
+    return _retype(
+        request,
+        member,
+        lambda confirm: failover_actions.promote_member(request.user, member, confirm=confirm),
+        "confirm_promote_member.html",
+        {
+            "changes": failover_actions.promotion_changes(member),
+            "primary": _primary_name(member),
+            "can_promote": failover_actions.can_promote(member),
+        },
+        f"Promoting {member.name} to failover member",
+    )
+
+
+@admin_required
+def demote_member(request, name, pk):
+    """The backup becomes a DR async."""
+    member = _member(name, pk)
+    return _retype(
+        request,
+        member,
+        lambda confirm: failover_actions.demote_member(request.user, member, confirm=confirm),
+        "confirm_demote_member.html",
+        {"primary": _primary_name(member), "can_demote": failover_actions.can_demote(member)},
+        f"Demoting {member.name} to DR async",
+    )

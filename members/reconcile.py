@@ -193,6 +193,25 @@ def record_no_failover(member: Member, value: bool) -> None:
     )
 
 
+@transaction.atomic
+def record_member_type(member: Member, member_type: str) -> bool:
+    """The type `member` reports itself (a promotion or demotion, guide §5.5, §5.6, makes it
+    restart in another), audited as its own word; whether it changed."""
+    if member_type not in catalog.MEMBER_TYPES or member.member_type == member_type:
+        return False
+    before = {"member_type": member.member_type}
+    Member.objects.filter(pk=member.pk).update(member_type=member_type)
+    member.member_type = member_type
+    audit.record(
+        f"member {member.name}",
+        "member.update",
+        member,
+        before=before,
+        after={"member_type": member_type},
+    )
+    return True
+
+
 def _record_dn_updates(actor, view, members: dict[str, Member], changes: list[str]) -> None:
     open_rows = {
         u.member.name: u

@@ -134,16 +134,12 @@ def read_mirror(host: Host, instance: str, mirror: str | None = None) -> MirrorV
         agents.close()
 
 
-# A member that says one of these is the primary (In Trouble: a primary that lost its backup).
-PRIMARY_STATUSES = (catalog.PRIMARY, catalog.IN_TROUBLE)
-
-
 def primary_by_status(view: MirrorView) -> str | None:
     """The primary as the members say it now: roles change with every takeover, so the one
     member that reports itself Primary (or In Trouble) wins over the configuration's name. When
     none does and the named one answered otherwise (Down, Backup...), there is no primary; a
     Crashed one is still the primary, whose journal froze."""
-    claims = [m.name for m in view.members if m.status in PRIMARY_STATUSES]
+    claims = [m.name for m in view.members if m.status in catalog.PRIMARY_STATUSES]
     if len(claims) == 1:
         return claims[0]
     named = view.member(view.primary) if view.primary else None

@@ -75,6 +75,16 @@ urlpatterns = [
         name="member-force-primary-preview",
     ),
     path(
+        "mirrors/<str:name>/members/<int:pk>/promote/",
+        failover_views.promote_member,
+        name="member-promote",
+    ),
+    path(
+        "mirrors/<str:name>/members/<int:pk>/demote/",
+        failover_views.demote_member,
+        name="member-demote",
+    ),
+    path(
         "mirrors/<str:name>/members/<int:pk>/<slug:operation>/",
         views.switch_member,
         name="member-switch",

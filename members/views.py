@@ -23,7 +23,7 @@ from django.views.decorators.http import require_POST
 from accounts.decorators import admin_required, operator_required, viewer_required
 from accounts.roles import ADMIN, OPERATOR, has_role
 from engine import rules as catalog
-from members import actions, failover_actions, forms, rules
+from members import actions, failover_actions, failover_buttons, forms, rules
 from members.health import mirror_health
 from members.models import (
     DatabaseCopy,
@@ -40,13 +40,6 @@ from tasks.models import Job
 PAGE_SIZE = 50
 RECENT_JOBS = 10
 COPY_PAUSED = "Dejournaling Stopped"  # a copy's status once dejournaling stopped (guide §5.1.1.3)
-PRIMARY_STATUSES = (catalog.PRIMARY, catalog.IN_TROUBLE)  # what a primary says of itself
-# Failover operations a button starts at once (forcing a primary has its own pages)
-FAILOVER_SWITCHES = {
-    "stop_instance": (failover_actions.stop_instance, "Stop gracefully"),
-    "set_no_failover": (failover_actions.set_no_failover, "Set no failover"),
-    "clear_no_failover": (failover_actions.clear_no_failover, "Clear no failover"),
-}
 
 
 def _count_members(**conditions):
@@ -102,8 +95,10 @@ def mirror_detail(request, name):
     can_operate = has_role(request.user, OPERATOR)
     for member in members:
         member.switches = _switches(mirror, member, copies) if can_operate else []
-        member.switches += failover_switches(mirror, member) if can_operate else []
-        member.can_force = can_force(member)
+        member.switches += failover_buttons.failover_switches(mirror, member) if can_operate else []
+        member.can_force = failover_buttons.can_force(member)
+        member.can_promote = failover_actions.can_promote(member)
+        member.can_demote = failover_actions.can_demote(member)
     chosen = next((m for m in members if m.name == request.GET.get("member", "").upper()), None)
     context = {
         "mirror": mirror,
@@ -130,7 +125,7 @@ def _switches(mirror, member, copies) -> list[tuple[str, str]]:
     """(url, label) of the switches that apply to what the member last reported: stop or start
     mirroring, never on the primary (guide §5.8); on an async, stop or start dejournaling
     (guide §5.9)."""
-    if member.status in PRIMARY_STATUSES:
+    if member.status in catalog.PRIMARY_STATUSES:
         return []
     stopped = member.status == catalog.STOPPED
     kinds = ["start_mirroring" if stopped else "stop_mirroring"]
@@ -144,27 +139,6 @@ def _switches(mirror, member, copies) -> list[tuple[str, str]]:
         )
         for kind in kinds
     ]
-
-
-def failover_switches(mirror, member) -> list[tuple[str, str]]:
-    """(url, label) of the failover operations a button starts on `member`: a graceful stop
-    (a primary hands over to its Active backup); on a failover member, set or clear "no
-    failover" as it last answered (guide §3.4)."""
-    kinds = ["stop_instance"]
-    if member.member_type == catalog.FAILOVER:
-        kinds.append("clear_no_failover" if member.no_failover else "set_no_failover")
-    return [
-        (
-            reverse("member-switch", args=[mirror.name, member.pk, kind.replace("_", "-")]),
-            FAILOVER_SWITCHES[kind][1],
-        )
-        for kind in kinds
-    ]
-
-
-def can_force(member) -> bool:
-    """Whether forcing `member` to become primary is worth offering (the action decides)."""
-    return member.member_type == catalog.FAILOVER and member.status not in PRIMARY_STATUSES
 
 
 def _start(request, start, what: str):
@@ -369,11 +343,11 @@ def member_addresses(request, name, pk):
 @require_POST
 def switch_member(request, name, pk, operation):
     kind = operation.replace("-", "_")
-    if kind not in FAILOVER_SWITCHES and kind not in actions.MIRROR_SWITCHES:
+    if kind not in failover_buttons.FAILOVER_SWITCHES and kind not in actions.MIRROR_SWITCHES:
         raise Http404("No such operation.")
     member = _member(name, pk)
-    if kind in FAILOVER_SWITCHES:
-        service, label = FAILOVER_SWITCHES[kind]
+    if kind in failover_buttons.FAILOVER_SWITCHES:
+        service, label = failover_buttons.FAILOVER_SWITCHES[kind]
         start = partial(service, request.user, member)
     else:
         label = kind.replace("_", " ").capitalize()

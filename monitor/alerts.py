@@ -34,7 +34,6 @@ from portal.exceptions import StateConflict
 log = logging.getLogger(__name__)
 
 # The primary is the member that says Primary, or In Trouble (a primary's trouble state).
-PRIMARY_STATUSES = (catalog.PRIMARY, catalog.IN_TROUBLE)
 DOWN_STATUSES = (catalog.DOWN, catalog.ERROR, catalog.CRASHED)
 
 
@@ -210,7 +209,7 @@ def arbiter_lost(mirror: Mirror, states: list[MemberState]) -> Finding | None:
     if not mirror.arbiter_host:
         return None
     primaries = sorted(
-        (s for s in states if s.status in PRIMARY_STATUSES), key=lambda s: s.member.name
+        (s for s in states if s.status in catalog.PRIMARY_STATUSES), key=lambda s: s.member.name
     )
     if not primaries:
         return None

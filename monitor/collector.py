@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from engine.client.agent import AgentError
 from engine.client.stream import StatusStream
+from members import reconcile
 from members.agents import agent_client_for
 from members.models import Host, Member, Mirror
 from monitor import lease, publish, states
@@ -286,6 +287,10 @@ class Collector:
                 if member.status != status:
                     Member.objects.filter(pk=pk).update(status=status, observed_at=now)
                     member.status = status
+                # the type too is the member's word: a promotion or demotion changes it
+                reported = states.reported_type(self.states[pk])
+                if reported and reported != member.member_type:
+                    reconcile.record_member_type(member, reported)
                 for kind, before, after, text in changed[pk]:
                     events.append(
                         new_event(

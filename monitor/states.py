@@ -35,6 +35,7 @@ RECORD_KEYS = (
     "arbiter_connection",
     "role",  # "primary", "backup"...: the member's own word, changed by every takeover
     "no_failover",
+    "type",  # "Failover", "Disaster Recovery"...: changed by a promotion or demotion
 )
 INSTANCE_KEYS = ("state", "detail", "pid", "superserver", "certificate")
 
@@ -56,6 +57,20 @@ def members_of(record: dict, known_as: str | None) -> list[tuple[str, str, dict]
     member = record.get("member") or known_as or record.get("name")
     up = record.get("state") == "up" and record.get("type") != catalog.NOT_MEMBER
     return [(record.get("mirror") or "" if up else "", member, record)]
+
+
+# the member types by the label a member reports (guide §5.1.1.1)
+TYPES_BY_LABEL = {label: code for code, label in catalog.MEMBER_TYPE_LABELS.items()}
+
+
+def reported_type(state: dict) -> str | None:
+    """The member type the member reports itself ("failover", "dr"...), None when it says none
+    the portal knows (not a member, not read yet), or is not up: a down instance's record keeps
+    the last type it reported, which for an instance in several mirrors is its first mirror's."""
+    record = state.get("record") or {}
+    if record.get("state") != "up":
+        return None
+    return TYPES_BY_LABEL.get(record.get("type"))
 
 
 def state_of(flat: dict, reachable: bool = True) -> dict:

@@ -17,6 +17,7 @@ from django.urls import reverse
 from accounts.decorators import role_required
 from accounts.roles import ADMIN, OPERATOR, VIEWER, has_role
 from engine import rules as catalog
+from members import failover_buttons
 from members.api.filters import DateTimeFilter
 from members.health import mirror_health
 from members.models import Member, Mirror
@@ -140,15 +141,17 @@ def pending_members(status: dict, primary_record: dict) -> list[dict]:
 
 def operations(mirror, user) -> list[Member]:
     """The mirror's members with the failover buttons an operator may press on each (a graceful
-    stop, no failover; forcing a primary for admins), chosen from what they last reported."""
+    stop, no failover; forcing a primary, promoting and demoting for admins), chosen from what
+    they last reported."""
     if not has_role(user, OPERATOR):
         return []
-    from members.views import can_force, failover_switches  # the mirror page's own buttons
+    from members.failover_actions import can_demote, can_promote
 
     members = list(mirror.members.order_by("member_type", "name"))
     for member in members:
-        member.switches = failover_switches(mirror, member)
-        member.can_force = can_force(member)
+        member.switches = failover_buttons.failover_switches(mirror, member)
+        member.can_force = failover_buttons.can_force(member)
+        member.can_promote, member.can_demote = can_promote(member), can_demote(member)
     return members
 
 

@@ -300,6 +300,24 @@ class MemberViewSet(viewsets.ReadOnlyModelViewSet):
         fields = body(request, s.ConfirmSerializer)
         return accepted(failover_actions.force_primary(request.user, self.get_object(), **fields))
 
+    # promotion and demotion (guide §5.5, §5.6): asked of the primary; admins only, typed name
+    @operation(s.ConfirmSerializer, url_path="promote")
+    def promote(self, request, pk=None):
+        """This DR async becomes a failover member, the backup, and the backup there was
+        becomes DR (confirm: the mirror's name). It needs a mirror private address; the primary
+        refuses (409, with its reason) a member that is not connected and caught up. The job
+        waits until the members report their new types and records them."""
+        fields = body(request, s.ConfirmSerializer)
+        return accepted(failover_actions.promote_member(request.user, self.get_object(), **fields))
+
+    @operation(s.ConfirmSerializer, url_path="demote")
+    def demote(self, request, pk=None):
+        """The backup becomes a DR async (confirm: the mirror's name): nothing takes over
+        automatically until a DR async is promoted. Refused for the primary and for a member
+        that is not a failover member. The job waits until the member reports its new type."""
+        fields = body(request, s.ConfirmSerializer)
+        return accepted(failover_actions.demote_member(request.user, self.get_object(), **fields))
+
     @operation(s.DatabaseNamesSerializer)
     def catchup(self, request, pk=None):
         """Catch up several of the member's databases at once."""

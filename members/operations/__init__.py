@@ -38,6 +38,8 @@ HANDLERS = {
     "clear_no_failover": failover.clear_no_failover,
     "preview_force_primary": failover.preview_force_primary,
     "force_primary": failover.force_primary,
+    "promote_member": failover.promote_member,
+    "demote_member": failover.demote_member,
     # databases
     "create_database": databases.create_database,
     "add_database_copy": databases.add_database_copy,

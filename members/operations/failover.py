@@ -4,14 +4,19 @@ instance gracefully (a primary hands over to its Active backup on the way), sett
 member what is at stake, then the forcing itself once an operator has seen it and typed the
 mirror's name (members.actions.force_primary).
 
+Promoting a DR async to failover member and demoting the backup to DR (guide §5.5, §5.6) are
+asked of the primary; the members concerned restart in their new type, and the job waits until
+each of them reports that type itself before it records it.
+
 Each records what the member answered (its own words for the outcome), waits for the members to
 show it, and ends with a refresh: after a takeover, the new primary is whoever says so."""
 
 from __future__ import annotations
 
 from engine import rules as catalog
-from members import reconcile
+from members import reconcile, sync
 from members.agents import refusals
+from members.models import Member
 from members.operations.base import (
     Where,
     member_of,
@@ -22,10 +27,7 @@ from members.operations.base import (
     wait_s,
     where,
 )
-from tasks.errors import PermanentJobError
-
-# A member that says one of these is the primary (In Trouble: a primary that lost its backup).
-PRIMARY_STATUSES = (catalog.PRIMARY, catalog.IN_TROUBLE)
+from tasks.errors import PermanentJobError, TransientJobError
 
 
 def stop_instance(run):
@@ -71,7 +73,7 @@ def stop_instance(run):
 def _wait_primary(run, place: Where, mirror: str, progress, timeout=None) -> None:
     def poll():
         status, _ = member_status(place, mirror)
-        return status in PRIMARY_STATUSES, status or "no status yet"
+        return status in catalog.PRIMARY_STATUSES, status or "no status yet"
 
     run.wait(
         poll,
@@ -127,7 +129,7 @@ def force_primary(run):
     member, mirror = member_of(run), mirror_of(run)
     with where(mirror.name, member.name) as place:
         status, _ = member_status(place, mirror.name)
-        if status in PRIMARY_STATUSES:  # a retry after the member already became primary
+        if status in catalog.PRIMARY_STATUSES:  # a retry after the member already became primary
             run.step(f"{member.name} already says {status}")
             answer = {"member": member.name, "confirmed": None, "already": status}
         else:
@@ -140,3 +142,104 @@ def force_primary(run):
             run.step(f"{member.name} becomes primary", progress=40)
         _wait_primary(run, place, mirror.name, (40, 90))
     return {**refresh(run, mirror), "forced": answer}
+
+
+# --- Promotion and demotion (guide §5.5, §5.6) ----------------------------------------------
+# what a member of each type says once it runs in it again (guide §5.1.1.1)
+SETTLED = {catalog.FAILOVER: catalog.BACKUP, catalog.DR: catalog.CONNECTED}
+
+
+def promote_member(run):
+    """The primary makes the DR async a failover member, and the failover member that was the
+    backup a DR async; the job waits until both say so themselves."""
+    member, mirror = member_of(run), mirror_of(run)
+    view, at_primary = _primary_view(mirror, f"promoting {member.name}")
+    listed = view.member(member.name)
+    if listed is not None and listed.type == catalog.FAILOVER:  # a retry after it was done
+        run.step(f"{member.name} is a failover member already, as {view.primary} lists it")
+        answer = {"member": member.name, "type": catalog.FAILOVER, "already": True}
+    else:
+        with where(mirror.name, at_primary) as place, refusals(f"Promoting {member.name}"):
+            answer = place.agent.promote_member(place.instance, member.name, mirror=mirror.name)
+    demoted = list(answer.get("demoted") or [])
+    run.step(
+        f"{at_primary}: {answer.get('member')} becomes a failover member"
+        + (f"; {', '.join(demoted)} becomes DR" if demoted else ""),
+        progress=30,
+    )
+    wanted = {member.name: catalog.FAILOVER, **dict.fromkeys(demoted, catalog.DR)}
+    reported = _wait_types(run, mirror, wanted, (30, 90))
+    return {**_record_types(run, mirror, reported), "promoted": answer}
+
+
+def demote_member(run):
+    """The primary makes its backup a DR async; the job waits until the member says so."""
+    member, mirror = member_of(run), mirror_of(run)
+    view, at_primary = _primary_view(mirror, f"demoting {member.name}")
+    listed = view.member(member.name)
+    if listed is not None and listed.type == catalog.DR:  # a retry after it was done
+        run.step(f"{member.name} is a DR async already, as {view.primary} lists it")
+        answer = {"member": member.name, "type": catalog.DR, "already": True}
+    else:
+        with where(mirror.name, at_primary) as place, refusals(f"Demoting {member.name}"):
+            answer = place.agent.demote_member(place.instance, member.name, mirror=mirror.name)
+    run.step(f"{at_primary}: {answer.get('member')} becomes a DR async", progress=30)
+    reported = _wait_types(run, mirror, {member.name: catalog.DR}, (30, 90))
+    return {**_record_types(run, mirror, reported), "demoted": answer}
+
+
+def _primary_view(mirror, what: str):
+    view = read(mirror)
+    if not view.primary:
+        raise PermanentJobError(
+            f"Mirror {mirror.name} has no primary right now: {what} is asked of the primary."
+        )
+    return view, view.primary
+
+
+def _wait_types(run, mirror, wanted: dict[str, str], progress) -> dict[str, str]:
+    """Wait until each member in `wanted` (name -> type) reports that type itself and runs in
+    it (a failover member as Backup, a DR async Connected); the types they reported."""
+    reported: dict[str, str] = {}
+    share = (progress[1] - progress[0]) // max(1, len(wanted))
+    for i, (name, mtype) in enumerate(sorted(wanted.items())):
+        low = progress[0] + i * share
+        with where(mirror.name, name) as place:
+
+            def poll(place=place, name=name, mtype=mtype):
+                with refusals(f"{place.instance} on {place.host.name}"):
+                    own = place.agent.instance(place.instance).get("type") or ""
+                status = ""
+                if own == mtype:
+                    try:
+                        status, _ = member_status(place, mirror.name)
+                    except PermanentJobError as exc:  # between two memberships: not yet
+                        status = str(exc)
+                reported[name] = own
+                label = catalog.MEMBER_TYPE_LABELS.get(own, own or "no type yet")
+                done = own == mtype and status == SETTLED[mtype]
+                return done, f"{label}, {status or 'restarting'}"
+
+            run.wait(
+                poll,
+                what=f"{name} to run as {catalog.MEMBER_TYPE_LABELS[mtype]}",
+                timeout=wait_s(run),
+                progress=(low, low + share),
+            )
+            # its host's instance rows say the new type too (discovery reads each instance);
+            # the member has answered already, so a host that does not is only a log line
+            try:
+                sync.discover_host(place.host)
+            except (PermanentJobError, TransientJobError) as exc:
+                run.step(f"{place.host.name}'s instances not read again: {exc}")
+    return reported
+
+
+def _record_types(run, mirror, reported: dict[str, str]) -> dict:
+    """The refresh, then each member's type as the member itself reported it (the members are
+    the truth: a configuration read from a member that lags does not undo it)."""
+    result = refresh(run, mirror)
+    for member in Member.objects.filter(mirror=mirror, name__in=list(reported)):
+        if reconcile.record_member_type(member, reported[member.name]):
+            run.step(f"member {member.name}: member_type {reported[member.name]}, as it reports")
+    return {**result, "types": reported}

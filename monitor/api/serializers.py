@@ -19,7 +19,6 @@ from monitor.models import Alert, Event, Lease, MemberState
 # members listed primary first, then the backup, then the asyncs (guide §5.1.1.1); the primary is
 # whoever says so now (roles change with every takeover), one in Transition is becoming it
 _ORDER = {catalog.PRIMARY: 0, catalog.IN_TROUBLE: 0, catalog.TRANSITION: 0, catalog.BACKUP: 1}
-PRIMARY_STATUSES = (catalog.PRIMARY, catalog.IN_TROUBLE)
 
 
 class EventSerializer(serializers.ModelSerializer):
@@ -136,7 +135,7 @@ def _members(mirror: Mirror) -> list[Member]:
 def _primary_record(members: list[Member]) -> dict:
     for m in members:
         live = getattr(m, "live", None) if _has_live(m) else None
-        if live and live.status in PRIMARY_STATUSES:
+        if live and live.status in catalog.PRIMARY_STATUSES:
             return live.record
     return {}
 
@@ -199,7 +198,7 @@ def mirror_status(mirror: Mirror) -> dict:
         "mirror": mirror.name,
         "requires_tls": mirror.requires_tls,
         "health": {"level": health.level, "text": health.text},
-        "primary": next((m.name for m in members if m.status in PRIMARY_STATUSES), None),
+        "primary": next((m.name for m in members if m.status in catalog.PRIMARY_STATUSES), None),
         "failover_mode": failover.get("failover_mode"),
         "arbiter": {"address": arbiter, "connection": failover.get("arbiter_connection")},
         "no_failover": no_failover(members),
@@ -228,7 +227,7 @@ def fleet_row(mirror: Mirror) -> dict:
     lag, open alerts (the fleet overview sorts by `rank`, worst first)."""
     members = _members(mirror)
     health = mirror_health(members)
-    primary = next((m.name for m in members if m.status in PRIMARY_STATUSES), None)
+    primary = next((m.name for m in members if m.status in catalog.PRIMARY_STATUSES), None)
     backup = next((m for m in members if m.status == catalog.BACKUP), None)
     backup_live = backup.live if backup is not None and _has_live(backup) else None
     lags = [

@@ -99,3 +99,99 @@ def test_a_member_shows_no_failover_as_it_last_answered(world, api):
     row = api.get(V1 + f"/members/{world.member.pk}/").json()
 
     assert row["no_failover"] is True
+
+
+# --- promotion and demotion (guide §5.5, §5.6) ------------------------------------------------
+def dr_member(world, **fields):
+    fields.setdefault("mirror_private_address", "10.0.0.9")
+    fields.setdefault("authorization", Member.AUTHORIZED)
+    return factories.member(world.mirror, name="ALPHADR", member_type=catalog.DR, **fields)
+
+
+def test_a_dr_async_is_promoted_once_the_mirrors_name_is_typed(world, api):
+    dr = dr_member(world)
+
+    unconfirmed = post(api, dr, "promote", {"confirm": "ALPH"})
+    promoted = post(api, dr, "promote", {"confirm": "alpha"})
+
+    assert unconfirmed.status_code == 400
+    assert unconfirmed.json()["error"]["fields"]["confirm"][0]["code"] == "not_confirmed"
+    assert promoted.status_code == 202
+    job = Job.objects.get(pk=promoted.json()["id"])
+    assert (job.kind, job.member, job.mirror) == ("promote_member", dr, world.mirror)
+    assert Job.objects.filter(kind="promote_member").count() == 1
+
+
+def test_only_a_dr_async_is_promoted(world, api):
+    reporting = factories.member(world.mirror, name="ALPHARO", member_type=catalog.RO_REPORTING)
+
+    for member in (world.member, reporting):
+        response = post(api, member, "promote", {"confirm": "alpha"})
+
+        assert response.status_code == 400, member.name
+        (refusal,) = [e for errors in response.json()["error"]["fields"].values() for e in errors]
+        assert refusal["code"] == "not_dr" and member.name in refusal["message"]
+    assert not Job.objects.filter(kind="promote_member").exists()
+
+
+def test_a_dr_async_without_a_mirror_private_address_is_not_promoted(world, api):
+    dr = dr_member(world, mirror_private_address="")
+
+    response = post(api, dr, "promote", {"confirm": "alpha"})
+
+    assert response.status_code == 400
+    (refusal,) = [e for errors in response.json()["error"]["fields"].values() for e in errors]
+    assert refusal["code"] == "no_private_address"
+    assert not Job.objects.filter(kind="promote_member").exists()
+
+
+def test_a_second_promotion_while_the_first_is_under_way_is_a_conflict(world, api):
+    dr = dr_member(world)
+
+    first = post(api, dr, "promote", {"confirm": "alpha"})
+    second = post(api, dr, "promote", {"confirm": "alpha"})
+
+    assert first.status_code == 202
+    assert second.status_code == 409 and second.json()["error"]["code"] == "in_progress"
+
+
+def test_the_backup_is_demoted_once_the_mirrors_name_is_typed(world, api):
+    reports(world.member, catalog.BACKUP)
+
+    unconfirmed = post(api, world.member, "demote", {})
+    demoted = post(api, world.member, "demote", {"confirm": "ALPHA"})
+
+    assert unconfirmed.status_code == 400
+    assert demoted.status_code == 202
+    job = Job.objects.get(pk=demoted.json()["id"])
+    assert (job.kind, job.member) == ("demote_member", world.member)
+
+
+def test_the_primary_is_not_demoted(world, api):
+    reports(world.member, catalog.PRIMARY)
+
+    response = post(api, world.member, "demote", {"confirm": "alpha"})
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "is_primary"
+    assert not Job.objects.filter(kind="demote_member").exists()
+
+
+def test_an_async_is_not_demoted(world, api):
+    dr = dr_member(world)
+
+    response = post(api, dr, "demote", {"confirm": "alpha"})
+
+    assert response.status_code == 400
+    (refusal,) = [e for errors in response.json()["error"]["fields"].values() for e in errors]
+    assert refusal["code"] == "not_failover"
+
+
+def test_only_admins_promote_and_demote(world, client_for):
+    dr = dr_member(world)
+
+    for role in ("viewer", "operator"):
+        caller = client_for(role)
+        assert post(caller, dr, "promote", {"confirm": "alpha"}).status_code == 403, role
+        assert post(caller, world.member, "demote", {"confirm": "alpha"}).status_code == 403
+    assert not Job.objects.filter(kind__in=["promote_member", "demote_member"]).exists()

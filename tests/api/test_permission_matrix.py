@@ -16,6 +16,8 @@ import pytest
 
 from accounts.models import AuditEvent
 from accounts.services import create_token
+from members.models import Member
+from tests import factories
 from tests.api.conftest import RANK, bearer
 from tests.conftest import make_user
 
@@ -50,6 +52,26 @@ def at(template: str):
         return template.format(**ids)
 
     build.__doc__ = template
+    return build
+
+
+def dr_async(template: str):
+    """A path builder for a DR async of the mirror (made on first use), the one member type
+    that is promoted (guide §5.5); `{dr}` is its id."""
+
+    def build(world, role):
+        dr = Member.objects.filter(mirror=world.mirror, name="ALPHADR").first()
+        if dr is None:
+            dr = factories.member(
+                world.mirror,
+                name="ALPHADR",
+                member_type="dr",
+                mirror_private_address="10.0.0.9",
+                authorization=Member.AUTHORIZED,
+            )
+        return (V1 + template).format(dr=dr.pk)
+
+    build.__doc__ = V1 + template
     return build
 
 
@@ -129,6 +151,8 @@ ROWS = [
     operation("/members/{member}/clear-no-failover/", "operator"),
     operation("/members/{member}/force-primary/preview/", "admin"),
     operation("/members/{member}/force-primary/", "admin", lambda w: {"confirm": "alpha"}),
+    Row("post", dr_async("/members/{dr}/promote/"), "admin", 202, lambda w: {"confirm": "alpha"}),
+    operation("/members/{member}/demote/", "admin", lambda w: {"confirm": "alpha"}),
     operation("/members/{member}/catchup/", "operator", lambda w: {"databases": ["sales"]}),
     operation("/members/{member}/clear-failover-db/", "operator", lambda w: {}),
     operation("/members/{member}/add-database/", "operator", lambda w: {"name": "spare"}),

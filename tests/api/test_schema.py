@@ -60,6 +60,8 @@ OPERATIONS = {
     "/members/{id}/clear-no-failover/": None,
     "/members/{id}/force-primary/preview/": None,
     "/members/{id}/force-primary/": "ConfirmRequest",
+    "/members/{id}/promote/": "ConfirmRequest",
+    "/members/{id}/demote/": "ConfirmRequest",
     "/members/{id}/catchup/": "DatabaseNamesRequest",
     "/members/{id}/clear-failover-db/": "DatabaseNamesRequest",
     "/members/{id}/add-database/": "DatabaseNameRequest",

@@ -1,13 +1,18 @@
 """Failover driven from the portal on real members: two failover members on two hosts, built
 through the REST API, followed by a real collector. A graceful stop of the primary hands over to
 the Active backup, and the portal then shows the new primary as its members report it, with the
-takeover in the history and as an alert; forcing a primary shows what is at stake first."""
+takeover in the history and as an alert; forcing a primary shows what is at stake first. A DR
+async with a mirror private address promoted through the portal becomes the backup, and the
+backup there was a DR async, as the members then report their types."""
 
 import threading
 
 import pytest
+from django.test import Client
+from django.urls import reverse
 
 from engine.cluster.launcher import spawn
+from engine.cluster.ports import free_ports
 from monitor.models import Alert, Event, MemberState
 from tests.monitor.live_cluster import wait_for
 
@@ -155,3 +160,60 @@ def test_forcing_a_primary_shows_what_is_at_stake_then_needs_the_mirrors_name(
     assert forced["result"]["forced"]["confirmed"] is True
     assert forced["result"]["primary"] == "B"
     assert portal.one("/members/", name="B")["status"] == "Primary"
+
+
+def test_a_dr_async_promoted_through_the_portal_becomes_the_backup_and_the_backup_dr(
+    fresh_hosts, portal, worker, admin_user
+):
+    site = fresh_hosts({**HOSTS, "hostc": ["C"]}, {**MEMBERS, "C": "dr"}, tls=False)
+    worker()
+    mirror = build(site, portal)
+    hostc = portal.one("/hosts/", name="hostc")["id"]
+    (port,) = free_ports(1)  # the plan gives no DR a private port: one for C to listen on
+    portal.run(
+        f"/mirrors/{mirror['id']}/join/",
+        {
+            "host": hostc,
+            "instance": "C",
+            "member_type": "dr",
+            "private": f"127.0.0.1:{port}",
+        },
+    )
+    wait_for(
+        lambda: site.agents["hostc"].databases("C").get("status") == "Connected", 30, "C Connected"
+    )
+    c = member_id(portal, "C")
+    assert portal.post(f"/members/{c}/promote/", {"confirm": "SWA"}, expect=400)
+
+    promoted = portal.run(f"/members/{c}/promote/", {"confirm": "swap"})
+
+    # the job records what the members then reported, not what was asked
+    result = promoted["result"]
+    assert result["promoted"]["demoted"] == ["B"]
+    assert result["types"] == {"C": "failover", "B": "dr"}
+    assert result["members"]["C"] == "Backup" and result["members"]["B"] == "Connected"
+    rows = {row["name"]: row for row in portal.get("/members/", mirror=mirror["id"])["results"]}
+    assert (rows["C"]["member_type"], rows["C"]["status"]) == ("failover", "Backup")
+    assert (rows["B"]["member_type"], rows["B"]["status"]) == ("dr", "Connected")
+    assert rows["A"]["status"] == "Primary"
+    # the members say so themselves
+    assert site.agents["hostc"].instance("C")["type"] == "failover"
+    assert site.agents["hostb"].instance("B")["type"] == "dr"
+    # and the pages show it: C the Failover backup, B Disaster Recovery
+    page = Client()
+    page.force_login(admin_user)
+    status = portal.get(f"/mirrors/{mirror['id']}/status/")
+    types = {m["name"]: (m["type"], m["status"]) for m in status["members"]}
+    assert types["C"] == ("Failover", "Backup") and types["B"][0] == "Disaster Recovery"
+    html = page.get(reverse("mirror-detail", args=["SWAP"])).content.decode()
+    assert reverse("member-demote", args=["SWAP", c]) in html  # C is the backup now
+    assert reverse("member-promote", args=["SWAP", member_id(portal, "B")]) in html
+    # C is a real backup: once Active, A's graceful stop hands over to it
+    wait_for(
+        lambda: site.agents["hostc"].databases("C").get("journal_transfer") == "Active",
+        30,
+        "C the Active backup",
+    )
+    stopped = portal.run(f"/members/{member_id(portal, 'A')}/stop-instance/")
+    assert stopped["result"]["new_primary"] == "C"
+    assert portal.one("/members/", name="C")["status"] == "Primary"

@@ -8,6 +8,7 @@ from monitor.states import (
     keep_last_known,
     members_of,
     phase,
+    reported_type,
     significant,
     state_of,
     took_over,
@@ -184,3 +185,15 @@ def test_a_primary_seen_first_or_back_as_primary_after_going_down_took_nothing_o
     assert not took_over(None, primary)
     assert not took_over(down, back)
     assert Event.TAKEOVER not in [e[0] for e in changes("A", down, back)]
+
+
+def test_the_type_a_member_reports_is_its_type_and_a_change_of_it_is_urgent():
+    backup = state_of(record())
+    demoted = state_of(record(type="Disaster Recovery", status="Connected"))
+    outsider = state_of(record(type="Not a member", status="Not initialized"))
+
+    assert (reported_type(backup), reported_type(demoted)) == ("failover", "dr")
+    assert reported_type(outsider) is None and reported_type(state_of({})) is None
+    # down, it says the last type it had, in its first mirror: not a word about this one
+    assert reported_type(state_of(record(state="down", status=None))) is None
+    assert significant(state_of(record(type="Disaster Recovery")), backup)
