@@ -375,14 +375,15 @@ def update_member_address(membership: Membership, arg):
     # addresses edited before it can become primary; its next configuration carries them
     no_primary = False
     if membership.role != "primary":
-        if membership.replica is not None and membership.replica.connected:
-            raise Refused(op, member.name, "this member is connected to the primary")
-        no_primary = membership.member.is_failover
+        connected = membership.replica is not None and membership.replica.connected
+        no_primary = membership.member.is_failover and not connected
         # guide §5.2 exception 2: elsewhere, only the primary's addresses while disconnected
         if member.name != primary_name(membership) and not no_primary:
             raise Refused(
                 op, member.name, f"addresses are edited on the primary ({why(membership)})"
             )
+        if connected:
+            raise Refused(op, member.name, "this member is connected to the primary")
     new = {}
     if arg.get("superserver") is not None:
         addr = ms.check_address(op, arg["superserver"], "superserver")

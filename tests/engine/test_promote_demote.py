@@ -90,7 +90,7 @@ def test_exception_3_with_no_primary_a_failover_member_edits_addresses_then_send
     # guide §5.2 exception 3: no primary runs, and C's address must change before B can take
     # over; B keeps the edit and, once primary, sends it to every member
     a, b, c = mirror
-    with pytest.raises(Refused, match="connected to the primary"):
+    with pytest.raises(Refused, match="edited on the primary"):
         b.admin("update_member_address", {"member": "C", "private": "127.0.0.1:1"})
     a.admin("set_no_failover")
     a.stop()  # without a handover: B stays a backup with no primary
