@@ -73,6 +73,19 @@ class World:
     alert: Alert
     tokens: dict = field(default_factory=dict)  # role -> (ApiToken, secret)
 
+    @property
+    def dr(self) -> Member:
+        """A DR async of the mirror with a private address, the member type that is promoted
+        (guide §5.5); made on first use, so the world's other tests do not see it."""
+        found = Member.objects.filter(mirror=self.mirror, name="ALPHADR").first()
+        return found or factories.member(
+            self.mirror,
+            name="ALPHADR",
+            member_type="dr",
+            mirror_private_address="10.0.0.9",
+            authorization=Member.AUTHORIZED,
+        )
+
     def token_of(self, role) -> ApiToken | None:
         return self.tokens[role][0] if role else None
 

@@ -36,9 +36,11 @@ class Op:
         return f"{self.path} -> {self.kind}"
 
 
-def ids_of(world) -> dict:
+def ids_of(world, op=None) -> dict:
     names = ("mirror", "host", "spare_host", "member", "pending", "database", "spare_database")
     names += ("dn_update", "copy", "instance", "job", "failed_job")
+    if op is not None and "{dr}" in op.path:
+        names += ("dr",)  # made only for the operation on it (tests/api/conftest.py)
     return {name: getattr(world, name).pk for name in names}
 
 
@@ -292,6 +294,26 @@ OPERATIONS = [
         "member",
     ),
     Op(
+        "admin",
+        "/members/{member}/demote/",
+        {"confirm": "alpha"},
+        "demote_member",
+        {},
+        "member:member",
+        True,
+        "member",
+    ),
+    Op(
+        "admin",
+        "/members/{dr}/promote/",
+        {"confirm": "alpha"},
+        "promote_member",
+        {},
+        "member:dr",
+        True,
+        "dr",
+    ),
+    Op(
         "operator",
         "/members/{member}/catchup/",
         {"databases": ["sales", "SALES"]},
@@ -485,7 +507,7 @@ OPERATIONS = [
 
 @pytest.mark.parametrize("op", OPERATIONS, ids=str)
 def test_each_operation_answers_202_with_its_queued_job(world, client_for, users, op):
-    ids = ids_of(world)
+    ids = ids_of(world, op)
 
     response = client_for(op.role).post(V1 + fill(op.path, ids), fill(op.body, ids), format="json")
 

@@ -120,7 +120,9 @@ def test_a_graceful_stop_of_the_primary_shows_the_backup_as_the_new_primary_an_e
         "the takeover in the history",
     )
     assert (takeover.before, takeover.after) == ("backup", "primary")
-    assert "following A" in takeover.text and takeover.mirror_name == "SWAP"
+    # whom B followed is named when the collector sampled B before its Transition began
+    assert takeover.text.startswith("B: takeover, now the primary (was backup")
+    assert takeover.mirror_name == "SWAP"
     alert = wait_for(
         lambda: Alert.objects.filter(rule=Alert.TAKEOVER, resolved_at=None).first(),
         15,
