@@ -77,10 +77,10 @@ class World:
     def dr(self) -> Member:
         """A DR async of the mirror with a private address, the member type that is promoted
         (guide §5.5); made on first use, so the world's other tests do not see it."""
-        found = Member.objects.filter(mirror=self.mirror, name="ALPHADR").first()
+        found = Member.objects.filter(mirror=self.mirror, name="ALPHAPROMO").first()
         return found or factories.member(
             self.mirror,
-            name="ALPHADR",
+            name="ALPHAPROMO",
             member_type="dr",
             mirror_private_address="10.0.0.9",
             authorization=Member.AUTHORIZED,

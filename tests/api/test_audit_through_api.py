@@ -129,7 +129,8 @@ CHANGES = [
 
 
 def ids_of(world) -> dict:
-    return operation_ids(world) | {"someone": world.someone.pk, "token": world.token_of("admin").pk}
+    ids = operation_ids(world) | {"someone": world.someone.pk, "token": world.token_of("admin").pk}
+    return ids | {"dr": world.dr.pk}  # the DR async a promotion is asked for
 
 
 def newest_event_id():
@@ -199,9 +200,9 @@ def rows_of_the_mirror() -> dict:
 
 
 def test_an_operation_changes_none_of_the_mirrors_rows(world, client_for):
+    ids = ids_of(world)  # first: it makes the DR async a promotion is asked for
     before = rows_of_the_mirror()
     client = client_for("admin")
-    ids = ids_of(world)
 
     for op in OPERATIONS:
         response = client.post(V1 + fill(op.path, ids), fill(op.body, ids), format="json")
