@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -136,8 +137,8 @@ def main() -> int:
         ap.error(f"unknown fault(s) {', '.join(unknown)}: choose from {', '.join(FAULTS)}")
     qos_s = args.qos_ms / 1000
     results = []
-    with tempfile.TemporaryDirectory(prefix="bench-failover-") as tmp:
-        directory = Path(tmp)
+    directory = Path(tempfile.mkdtemp(prefix="bench-failover-"))
+    try:
         arbiter = Arbiter(directory)
         arbiter.start()
         mirror = LinkedMirror(directory / "mirror", arbiter, qos_ms=args.qos_ms)
@@ -162,6 +163,10 @@ def main() -> int:
         finally:
             mirror.close()
             arbiter.stop()
+    except BaseException:
+        log(f"failed: the members' logs are kept in {directory}")
+        raise
+    shutil.rmtree(directory, ignore_errors=True)
     if args.json:
         print(json.dumps({"benchmark": "failover", "results": results}))
     else:
