@@ -132,6 +132,9 @@ async def confirm_down(request: web.Request) -> web.Response:
     elif state == "hung":
         forced = await force_down(entry)
         answer = "forced_down" if forced["state"] == "down" else "hung"
+    elif seen.get("pid") is not None:
+        # its process runs but does not answer yet: starting, and it will negotiate itself
+        answer = "starting"
     else:
         answer = "down"
     directory = journal_dir(entry, mirror)

@@ -379,8 +379,11 @@ class FailoverWatch:
         """No primary answers: if this member was the last primary, and its partner answers
         as a backup that knows no later primary, become primary again (guide §6.2, U6)."""
         membership, partner_name = self.membership, self.partner()
-        mine = membership.fstate
-        if partner_name is None or mine.primary != membership.member.name:
+        mine, cfg, me = membership.fstate, membership.cfg, membership.member.name
+        # no record of any primary (failover.json lost, or from before it existed): the mirror
+        # file's first failover member starts the mirror, if its partner has none either
+        unrecorded = mine.term == 0 and not cfg.dynamic and me == cfg.first_primary.name
+        if partner_name is None or (mine.primary != me and not unrecorded):
             self.waiting = None  # the partner is the one to act; this member keeps looking
             return
         partner = membership.cfg.member(partner_name)
@@ -412,6 +415,9 @@ class FailoverWatch:
         if info.get("role") == "primary" or membership.replica.connected:
             return  # the data channel will find it
         if theirs.later_than(mine):
+            return
+        if unrecorded:  # neither has known a primary
+            await become_primary(membership, f"neither it nor {partner_name} knew a primary")
             return
         if theirs.term == mine.term and theirs.primary != membership.member.name:
             # only operators' forcing makes two primaries of one term: they choose again

@@ -77,6 +77,11 @@ def private_limit_settings(environ=os.environ) -> LimitSettings:
     return LimitSettings.from_mapping(values, where=f"{PRIVATE_LIMITS_ENV}: ")
 
 
+def _holds_journal(member: MemberConfig, mirror: str) -> bool:
+    journal_dir = Path(member.data_dir) / "journal"
+    return journal_dir.is_dir() and bool(jmod.list_files(journal_dir, mirror))
+
+
 def start_role(cfg: MirrorConfig, member: MemberConfig, fstate) -> str:
     """The role a member starts in.  Only a new mirror's first failover member starts as
     primary, and a failover member alone in its mirror (its partner demoted or never
@@ -87,9 +92,13 @@ def start_role(cfg: MirrorConfig, member: MemberConfig, fstate) -> str:
         return "async"
     if len(cfg.failover_members) == 1:
         return "primary"
-    # a new mirror file's first failover member; a mirror made through the agents has its
-    # creator alone at first, and a member joined or promoted later starts as backup
-    if not fstate.known and not cfg.dynamic and member.name == cfg.first_primary.name:
+    # a new mirror file's first failover member (no record of a primary, no journal yet); a
+    # mirror made through the agents has its creator alone at first, and a member joined or
+    # promoted later starts as backup.  A first member with journal but no failover.json
+    # (lost, or from before failover.json) asks its partner first: the partner may have
+    # taken over meanwhile (engine/member/failover_watch.py _negotiate)
+    new = not fstate.known and not _holds_journal(member, cfg.name)
+    if new and not cfg.dynamic and member.name == cfg.first_primary.name:
         return "primary"
     return "backup"
 

@@ -294,3 +294,32 @@ def test_stopping_the_whole_mirror_at_once_stops_every_member_promptly(make_clus
     for name, proc in procs.items():
         assert proc.wait(8) == 0, name  # a graceful, complete stop of each
         cluster.procs.pop(name)
+
+
+def test_a_former_primary_that_lost_its_failover_state_does_not_start_as_a_second_primary(
+    make_cluster,
+):
+    # the mirror file names A first; B took over; A's failover.json is then lost
+    cluster = make_cluster(("failover", "failover"))
+    cluster.wait_backup_active()
+    cluster.stop("A")
+    wait_for(lambda: cluster.role("B") == "primary", 15, "B primary")
+    (cluster.cfg.member("A").data_dir / "failover.json").unlink()
+    cluster.start("A")  # it holds journal: it asks before acting, and finds B primary
+    cluster.wait_backup_active(backup="A", primary="B", timeout=20)
+    assert cluster.role("A") == "backup"
+
+
+def test_members_with_journal_and_no_failover_state_start_the_mirror_from_its_first(
+    make_cluster,
+):
+    # as members from before failover.json existed: neither knows a primary
+    cluster = make_cluster(("failover", "failover"))
+    cluster.wait_backup_active()
+    cluster.stop("B")
+    cluster.stop("A")
+    for member in "AB":
+        (cluster.cfg.member(member).data_dir / "failover.json").unlink()
+    cluster.start("A", "B")
+    wait_for(lambda: cluster.role("A") == "primary", 20, "A primary, B agreeing")
+    cluster.wait_backup_active(timeout=20)
