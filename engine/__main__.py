@@ -38,6 +38,7 @@ import asyncio
 import logging
 import os
 import sys
+from pathlib import Path
 
 from engine.member.config import ConfigError, load_config
 from engine.wire.limits import SETTINGS as LIMITS
@@ -195,10 +196,12 @@ def _instance(args, argv: list[str]) -> int:
     from engine.member import app_auth
     from engine.member.instance import run_instance
     from engine.member.node import SuperserverTLS, limit_settings, load_node
+    from engine.storage import dir_lock
 
     node = None
     given = {k: v for k in LIMITS if (v := getattr(args, f"limit_{k}")) is not None}
     if args.data_dir:
+        lock = _hold_data_dir(args.data_dir)
         node = load_node(
             args.data_dir,
             args.name,
@@ -216,6 +219,7 @@ def _instance(args, argv: list[str]) -> int:
     elif args.config and args.member:
         cfg = load_config(args.config)
         member = label = cfg.member(args.member).name
+        lock = _hold_data_dir(cfg.member(member).data_dir)
         limits = limit_settings(given, "superserver limit ")
         auth = app_auth.AppAuth(cfg.member(member).data_dir, args.superserver_auth or "auto")
         superserver_tls = SuperserverTLS(
@@ -244,8 +248,18 @@ def _instance(args, argv: list[str]) -> int:
         # the agent's pid file stays right)
         sys.stdout.flush()
         sys.stderr.flush()
+        dir_lock.keep_across_exec(lock)
         os.execv(sys.executable, [sys.executable, "-m", "engine", "instance", *_restart_args(argv)])
     return 0
+
+
+def _hold_data_dir(data_dir) -> int:
+    from engine.storage import dir_lock
+
+    try:
+        return dir_lock.hold(Path(data_dir))
+    except dir_lock.AlreadyRunning as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _restart_args(argv: list[str]) -> list[str]:

@@ -1,13 +1,18 @@
 """A failover member asks its partner's agent about the partner (guide §3.3.2.2, §3.3.2.3;
 docs/takeover.md "Asking the partner's agent").
 
-    POST /v1/failover/{mirror}/confirm-down   {asker, target, stamp, proof, force?}
+    POST /v1/failover/{mirror}/confirm-down   {asker, target, stamp, proof, force?, term?}
         Is the target member's instance down?  The agent probes it: answering as primary is
         `primary` (the asker reconnects); hung (the kernel accepts, nobody answers) is forced
         down first (SIGKILL, engine/agent/probe.py) and answered `forced_down`; not running is
-        `down`.  The answer lists the target's journal files and their sizes.  With `force`
-        (a member that took over, about the primary it replaced, guide §3.3.2.2) a target
-        still answering as primary is forced down too.
+        `down`, which the agent makes sure of by taking the instance's data-directory lock
+        (engine/storage/dir_lock.py): a process that holds it is `starting`.  The answer
+        lists the target's journal files and their sizes.  With `force` (a member that took
+        over, about the primary it replaced, guide §3.3.2.2) a target still answering as
+        primary is forced down too.  With `term` (the term at which the asker becomes
+        primary), a target that is down or forced down is told before it can start again:
+        under the lock, its failover.json names the asker primary at that term, so at its
+        next start it looks for the asker instead of negotiating to be primary itself.
     POST /v1/failover/{mirror}/journal        {asker, target, stamp, proof, seq, offset}
         Whole records (up to 1 MiB) of the target's journal file `seq` from `offset`, and in
         X-Journal-Next where the next read starts ("seq:offset"; the next file's start at the
@@ -29,6 +34,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
@@ -39,7 +45,9 @@ from engine.agent.errors import CONFIG, STATE, api_error
 from engine.agent.journal import journal_dir
 from engine.agent.ops import read_body
 from engine.agent.probe import force_down, probe
+from engine.failover import state as failover_state
 from engine.member.files import PARTNER_AUTH_FILE
+from engine.storage import dir_lock
 from engine.storage.journal_files import (
     JournalGap,
     JournalReader,
@@ -117,26 +125,51 @@ async def _target(request: web.Request, body: dict) -> tuple[str, InstanceEntry]
 FIELDS = {"asker": str, "target": str, "stamp": str, "proof": str}
 
 
+def _down_and_told(entry: InstanceEntry, asker: str, term: int | None) -> bool:
+    """True when no instance process holds the target's data directory; then, given a term,
+    its failover.json names the asker primary at that term (if later than what it knows)."""
+    data_dir = Path(entry.data_dir)
+    with dir_lock.while_down(data_dir) as down:
+        if not down or term is None:
+            return down
+        try:
+            known = failover_state.load(data_dir)
+        except failover_state.StateError as exc:
+            log.warning("not telling %s of the takeover: %s", entry.name, exc)
+            return down
+        if term > known.term:
+            failover_state.save(data_dir, replace(known, term=term, primary=asker))
+            log.warning(
+                "%s: primary is now %s (term %d), kept for its next start", entry.name, asker, term
+            )
+        return down
+
+
 async def confirm_down(request: web.Request) -> web.Response:
-    body = await read_body(request, {**FIELDS, "force": bool})
+    body = await read_body(request, {**FIELDS, "force": bool, "term": int})
     mirror, entry = await _target(request, body)
     cfg: AgentConfig = request.app[CONFIG]
+    term = body.get("term")
+    if term is not None and term < 1:
+        raise _refuse(request, 400, "bad_request", "term must be a whole number >= 1")
+    asker = body["asker"].upper()
     seen = await probe(entry, cfg.probe_timeout_s)
     state = seen["state"]
     primary = state == "up" and seen.get("role") == "primary"
-    if primary and body.get("force"):
+    if (primary and body.get("force")) or state == "hung":
         forced = await force_down(entry)
-        answer = "forced_down" if forced["state"] == "down" else "primary"
+        if forced["state"] == "down":
+            answer = "forced_down"
+            await asyncio.to_thread(_down_and_told, entry, asker, term)
+        else:
+            answer = "primary" if primary else "hung"
     elif state == "up":
         answer = "primary" if primary else "up"
-    elif state == "hung":
-        forced = await force_down(entry)
-        answer = "forced_down" if forced["state"] == "down" else "hung"
-    elif seen.get("pid") is not None:
+    elif await asyncio.to_thread(_down_and_told, entry, asker, term):
+        answer = "down"
+    else:
         # its process runs but does not answer yet: starting, and it will negotiate itself
         answer = "starting"
-    else:
-        answer = "down"
     directory = journal_dir(entry, mirror)
 
     def listing() -> list[dict]:
@@ -151,7 +184,7 @@ async def confirm_down(request: web.Request) -> web.Response:
     files = await asyncio.to_thread(listing) if answer != "primary" else []
     log.warning(
         "member %s asked about %s of %s: %s (%s)",
-        body["asker"].upper(),
+        asker,
         body["target"].upper(),
         mirror,
         answer,

@@ -70,23 +70,24 @@ def _signed(membership: Membership, partner: MemberConfig) -> dict:
     return {"asker": me, "target": partner.name, "stamp": stamp, "proof": proof}
 
 
-def _confirm(membership: Membership, partner: MemberConfig, force: bool) -> dict:
+def _confirm(membership: Membership, partner: MemberConfig, force: bool, term: int) -> dict:
     with _client(membership, partner) as agent:
         path = f"/v1/failover/{membership.cfg.name}/confirm-down"
-        body = _signed(membership, partner)
+        body = {**_signed(membership, partner), "term": term}
         if force:
             body["force"] = True
         return agent.call("POST", path, body=body)
 
 
 async def ask_partner_agent(
-    membership: Membership, partner: MemberConfig, force: bool = False
+    membership: Membership, partner: MemberConfig, *, term: int, force: bool = False
 ) -> dict:
-    """{state: primary | up | down | forced_down | hung, files: [...]}; AgentUnreachable.
-    force: a partner still answering as primary is forced down as well (this member took
-    over from it)."""
+    """{state: primary | up | down | forced_down | hung | starting, files: [...]};
+    AgentUnreachable.  term: the term at which this member is (or is about to become)
+    primary; a partner found down is told of it before it can start again.  force: a
+    partner still answering as primary is forced down as well (this member took over)."""
     try:
-        return await asyncio.to_thread(_confirm, membership, partner, force)
+        return await asyncio.to_thread(_confirm, membership, partner, force, term)
     except AgentConnectionError as exc:
         raise AgentUnreachable(str(exc)) from None
     except AgentError as exc:

@@ -284,7 +284,9 @@ class FailoverWatch:
     async def _force_replaced_down(self) -> None:
         partner = self.membership.cfg.member(self.partner())
         try:
-            answer = await ask_partner_agent(self.membership, partner, force=True)
+            answer = await ask_partner_agent(
+                self.membership, partner, term=self.membership.fstate.term, force=True
+            )
         except AgentUnreachable:
             return
         if answer.get("state") == "forced_down":
@@ -348,7 +350,8 @@ class FailoverWatch:
             await self._negotiate()  # this member was the last primary, not the partner
             return
         try:
-            answer = await ask_partner_agent(membership, partner)
+            # the term this member takes over at (engine/member/membership.py start_primary)
+            answer = await ask_partner_agent(membership, partner, term=membership.fstate.term + 1)
         except AgentUnreachable as exc:
             if self._agent_note != str(exc):
                 self._agent_note = str(exc)

@@ -8,8 +8,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +25,7 @@ from tests.engine.test_takeover import read, write
 from tests.engine.test_write_contracts import journal_bytes
 
 pytestmark = pytest.mark.timeout(120)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -124,3 +128,78 @@ def test_the_agent_refuses_a_partner_request_without_the_mirror_secret(mirror_wi
     assert (
         oct((cluster.cfg.member("A").data_dir / "partner-auth.json").stat().st_mode)[-3:] == "600"
     )
+
+
+def confirm_down(cluster, agent, target: str, asker: str, **extra) -> dict:
+    """A partner's confirm-down request, signed as the asker's member would sign it."""
+    secret = (cluster.path.parent / "secret").read_text().strip()
+    stamp = f"{int(time.time())}:{os.urandom(12).hex()}"
+    proof = mirror_secret.partner_proof(secret, "TEST", asker, target, stamp)
+    body = {"asker": asker, "target": target, "stamp": stamp, "proof": proof, **extra}
+    with AgentClient(f"http://127.0.0.1:{agent.port}") as client:
+        return client.call("POST", "/v1/failover/TEST/confirm-down", body=body)
+
+
+def failover_json(cluster, name: str) -> dict:
+    return json.loads((cluster.cfg.member(name).data_dir / "failover.json").read_text())
+
+
+def test_a_primary_confirmed_down_learns_who_took_over_before_it_can_start_again(
+    mirror_with_agents,
+):
+    cluster, _ = mirror_with_agents()
+    cluster.kill9("A")
+    wait_for(lambda: cluster.role("B") == "primary", 15, "B primary")
+    b_term = failover_json(cluster, "B")["term"]
+    # told by its agent, while it was down, not by B after it restarted
+    assert failover_json(cluster, "A") == {"term": b_term, "primary": "B", "no_failover": False}
+    cluster.start("A")
+    cluster.wait_backup_active(backup="A", primary="B", timeout=20)
+
+
+def test_the_agent_never_says_down_while_an_instance_process_holds_the_data_directory(
+    mirror_with_agents,
+):
+    # the restart race (docs/takeover.md): a process that started but does not answer yet
+    # holds the data-directory lock, so its partner cannot take over from under it
+    cluster, agents = mirror_with_agents()
+    cluster.kill9("B")
+    cluster.stop("A")
+    before = failover_json(cluster, "A")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(cluster.cfg.member("A").data_dir)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        answer = confirm_down(cluster, agents["A"], "A", "B", term=before["term"] + 1)
+        assert answer["state"] == "starting"
+        assert failover_json(cluster, "A") == before  # nothing told to a running process
+    finally:
+        holder.kill()
+        holder.wait()
+    answer = confirm_down(cluster, agents["A"], "A", "B", term=before["term"] + 1)
+    assert answer["state"] == "down"
+    assert failover_json(cluster, "A")["primary"] == "B"
+
+
+def test_a_second_instance_process_on_the_same_data_directory_is_refused(mirror_with_agents):
+    cluster, _ = mirror_with_agents()
+    command = ["-m", "engine", "instance", "--config", str(cluster.path), "--member", "A"]
+    second = subprocess.run(
+        [sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert second.returncode != 0
+    assert "another instance process runs on" in second.stderr + second.stdout
+    assert cluster.role("A") == "primary"  # the first one carries on
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from engine.storage import dir_lock
+dir_lock.hold(Path(sys.argv[1]))
+print("held", flush=True)
+time.sleep(60)
+"""
