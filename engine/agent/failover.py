@@ -11,6 +11,13 @@
                                                           confirm, what is at stake (Active
                                                           backup or not, journal end); with
                                                           it, the member becomes primary
+    POST /v1/instances/{name}/failover/promote-to-primary {"partner": NAME | null, "confirm":
+                                                          bool}: a DR async with no primary
+                                                          running (engine/member/promotion.py)
+    POST /v1/instances/{name}/failover/clear-validated-member
+                                                          on a stopped instance: ValidatedMember
+                                                          = 0 (guide §6.3.1.1); it takes its
+                                                          role from the primary it finds
 
 Failures map as in engine/agent/ops.py (409 with the instance's reason, 503 when it is down).
 """
@@ -23,16 +30,23 @@ import logging
 import os
 import signal
 import time
+from dataclasses import replace
+from pathlib import Path
 
 from aiohttp import web
 
 from engine.agent.auth import IDENTITY
+from engine.agent.errors import api_error
 from engine.agent.ops import ask_admin, instance_entry, operation_answer, read_body
 from engine.agent.probe import find_pid, process_gone
+from engine.failover import state as failover_state
+from engine.storage import dir_lock
 
 log = logging.getLogger("engine.agent.server")
 # a primary handing over waits up to QoS (8 s by default) for its backup's last ack
 STOP_WAIT_S = 60.0
+# a promotion with a partner asks its agent, then copies the journal the partner had
+PROMOTE_WAIT_S = 120.0
 
 
 async def stop_instance(request: web.Request) -> web.Response:
@@ -77,6 +91,44 @@ async def force_primary(request: web.Request) -> web.Response:
     return operation_answer(request, entry, "force-primary", result)
 
 
+async def promote_to_primary(request: web.Request) -> web.Response:
+    entry = instance_entry(request)
+    body = await read_body(request, {"partner": str, "confirm": bool})
+    arg = {"partner": body.get("partner"), "confirm": body.get("confirm", False)}
+    result = await ask_admin(request, entry, "promote_to_primary", arg, timeout=PROMOTE_WAIT_S)
+    if arg["confirm"]:
+        log.warning(
+            "promotion to primary of instance %s (partner %s) confirmed by %s",
+            entry.name,
+            arg["partner"],
+            request[IDENTITY],
+        )
+    return operation_answer(request, entry, "promote-to-primary", result)
+
+
+def _clear_validated(data_dir: Path) -> bool:
+    """False when the instance runs (its data-directory lock is held)."""
+    with dir_lock.while_down(data_dir) as down:
+        if down:
+            known = failover_state.load(data_dir)
+            failover_state.save(data_dir, replace(known, validated=False))
+        return down
+
+
+async def clear_validated_member(request: web.Request) -> web.Response:
+    entry = instance_entry(request)
+    await read_body(request, {})
+    try:
+        down = await asyncio.to_thread(_clear_validated, Path(entry.data_dir))
+    except failover_state.StateError as exc:
+        raise api_error(409, "refused", str(exc)) from None
+    if not down:
+        why = f"instance {entry.name} is running: ValidatedMember is cleared on a stopped instance"
+        raise api_error(409, "refused", why)
+    log.warning("ValidatedMember cleared on instance %s by %s", entry.name, request[IDENTITY])
+    return operation_answer(request, entry, "clear-validated-member", {"validated": False})
+
+
 INSTANCE = "/v1/instances/{name}"
 FAILOVER_ROUTES = [
     ("POST", f"{INSTANCE}/stop", stop_instance),
@@ -91,4 +143,6 @@ FAILOVER_ROUTES = [
         _flag_op("clear_no_failover", "clear-no-failover"),
     ),
     ("POST", f"{INSTANCE}/failover/force-primary", force_primary),
+    ("POST", f"{INSTANCE}/failover/promote-to-primary", promote_to_primary),
+    ("POST", f"{INSTANCE}/failover/clear-validated-member", clear_validated_member),
 ]

@@ -261,6 +261,19 @@ class AgentClient:
         term, warning}); with it, the member becomes primary ({confirmed: true, ...})."""
         return self._op(instance, "failover/force-primary", {"confirm": confirm})
 
+    def promote_to_primary(
+        self, instance: str, *, partner: str | None = None, confirm: bool = False
+    ) -> dict:
+        """On a DR async while no primary runs: without confirm, what is at stake
+        ({journal_end, last_primary, partner, warning}); with it, the member restarts as
+        primary ({confirmed: true, term, demoted, journal_fetched})."""
+        body = {"confirm": confirm} if partner is None else {"confirm": confirm, "partner": partner}
+        return self._op(instance, "failover/promote-to-primary", body)
+
+    def clear_validated_member(self, instance: str) -> dict:
+        """ValidatedMember=0 on a stopped instance ({validated: false})."""
+        return self._op(instance, "failover/clear-validated-member")
+
     def promote_member(self, instance: str, member: str, *, mirror: str | None = None) -> dict:
         """On the primary: DR async `member` becomes the backup; the backup there was becomes
         DR ({member, type, demoted})."""

@@ -17,6 +17,14 @@ it waits (guide §6.1.1 "both down", procedure P2 in docs/failover.md).
 
 `no_failover` is the operator's "Set No Failover" (guide §3.4, §6.1.3): kept here so that it
 outlives a restart of the backup; a primary clears it when it starts.
+
+`validated` false is the guide's ValidatedMember=0 (§6.3.1.1, docs/takeover.md "Promotion
+with no primary"): set by an operator on a stopped member after a DR async was promoted
+without it.  Such a member never becomes primary by itself: it takes its role from the first
+primary it finds among all the members, and is validated again once it has.
+
+`start_as_primary` is set by a DR async's promotion with no primary running (engine/member/
+promotion.py): its next start is as primary, at `term`, once.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ class FailoverState:
     term: int = 0  # 0: this member has never known a primary (a new member)
     primary: str | None = None
     no_failover: bool = False
+    validated: bool = True
+    start_as_primary: bool = False
 
     @property
     def known(self) -> bool:
@@ -63,7 +73,13 @@ class FailoverState:
             raise StateError(f"primary {primary!r} is not a member name")
         if term > 0 and primary is None:
             raise StateError(f"term {term} names no primary")
-        return cls(term, primary.upper() if primary else None, bool(raw.get("no_failover")))
+        return cls(
+            term,
+            primary.upper() if primary else None,
+            bool(raw.get("no_failover")),
+            validated=raw.get("validated", True) is not False,
+            start_as_primary=raw.get("start_as_primary") is True,
+        )
 
 
 def load(data_dir: Path) -> FailoverState:
@@ -84,8 +100,12 @@ def save(data_dir: Path, state: FailoverState) -> None:
     """Write the state durably (fsync of the file and its directory) before returning."""
     directory = Path(data_dir)
     tmp = directory / (STATE_FILE + ".tmp")
+    data = asdict(state)
+    for key, usual in (("validated", True), ("start_as_primary", False)):
+        if data[key] == usual:
+            del data[key]  # rare flags: written only while they are set
     with open(tmp, "w") as f:
-        json.dump(asdict(state), f)
+        json.dump(data, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, directory / STATE_FILE)

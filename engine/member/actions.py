@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.member import dbops, download, failover_ops, membership_ops
+from engine.member import dbops, download, failover_ops, membership_ops, promotion
 from engine.member.dejournal_runner import DEJOURNAL_CONTROLS, dejournal_control
 from engine.storage.databases import Refused
 from engine.storage.journal_codec import pos_wire
@@ -17,7 +17,13 @@ from engine.storage.journal_codec import pos_wire
 if TYPE_CHECKING:
     from engine.member.membership import Membership
 
-ACTIONS = {**dbops.ACTIONS, **download.ACTIONS, **membership_ops.ACTIONS, **failover_ops.ACTIONS}
+ACTIONS = {
+    **dbops.ACTIONS,
+    **download.ACTIONS,
+    **membership_ops.ACTIONS,
+    **failover_ops.ACTIONS,
+    **promotion.ACTIONS,
+}
 
 
 def admin_action(membership: Membership, action, arg):

@@ -91,6 +91,8 @@ def _set_no_failover(membership: Membership, value: bool, op: str) -> dict:
     if membership.fstate.no_failover != value:
         membership.fstate = replace(membership.fstate, no_failover=value)
         failover_state.save(membership.data_dir, membership.fstate)
+    if membership.replicator is not None:
+        membership.replicator.beat_now()  # the backup knows before this answer is sent
     return {"member": membership.member.name, "no_failover": value}
 
 

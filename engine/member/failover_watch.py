@@ -51,6 +51,10 @@ from engine.member.takeover import become_primary
 if TYPE_CHECKING:
     from engine.member.membership import Membership
 
+NOT_VALIDATED = (
+    "ValidatedMember is cleared (a DR async may have been promoted without this member): it "
+    "looks for a primary among all members and takes the role that primary gives it"
+)
 log = logging.getLogger("engine.member.failover")
 TICK_S = 0.25
 NEGOTIATE_EVERY_S = 1.0  # how often a member that finds no primary asks its partner
@@ -314,18 +318,26 @@ class FailoverWatch:
             return
         membership = self.membership
         replica = membership.replica
+        if not membership.fstate.validated and not partner_link:
+            # never primary by itself: it takes its role from the primary it finds
+            self.waiting = NOT_VALIDATED
+            return
         if replica is None or partner_link:
             self.waiting = None
             return
         no_failover = membership.fstate.no_failover or replica.primary_no_failover
-        if decision == Decision.TAKE_OVER and no_failover:
+        if no_failover and not replica.connected:
             self.waiting = "no failover is set: this member does not take over (guide §3.4)"
-        elif decision == Decision.TAKE_OVER:
+            if membership.fstate.primary != membership.member.name:
+                return  # nothing to negotiate either: it was not the last primary
+        if decision == Decision.TAKE_OVER and not no_failover:
             self._acting = membership.run_in_background(
                 become_primary(membership, "the arbiter lost the primary too (Table 3-1 row 7)")
             )
-        elif replica.connected:
-            return  # lost as one event with the arbiter, but not yet given up by the link
+        elif decision == Decision.TAKE_OVER or replica.connected:
+            # held by no failover; or lost as one event with the arbiter, but not yet given
+            # up by the link
+            return
         elif time.monotonic() - self._negotiated_at >= NEGOTIATE_EVERY_S:
             self._negotiated_at = time.monotonic()
             ask = decision == Decision.ASK_PRIMARY_AGENT and not no_failover
@@ -417,6 +429,10 @@ class FailoverWatch:
         self.waiting = None
         if info.get("role") == "primary" or membership.replica.connected:
             return  # the data channel will find it
+        if info.get("primary") not in (None, me, partner_name):
+            # the partner follows another primary (a DR async promoted meanwhile): this
+            # member looks for it too, among all members (engine/replication/receiver.py)
+            return
         if theirs.later_than(mine):
             return
         if unrecorded:  # neither has known a primary

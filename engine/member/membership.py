@@ -90,6 +90,10 @@ def start_role(cfg: MirrorConfig, member: MemberConfig, fstate) -> str:
     know whether its partner took over meanwhile (guide §3.3.2.3, §6.1.1)."""
     if not member.is_failover:
         return "async"
+    if fstate.start_as_primary and fstate.primary == member.name:
+        return "primary"  # a DR async promoted with no primary (engine/member/promotion.py)
+    if not fstate.validated:
+        return "backup"  # ValidatedMember=0: its role comes from the primary it finds
     if len(cfg.failover_members) == 1:
         return "primary"
     # a new mirror file's first failover member (no record of a primary, no journal yet); a
@@ -213,7 +217,11 @@ class Membership:
         if self.fstate.no_failover:
             self.fstate = replace(self.fstate, no_failover=False)
             log.info("no failover cleared: this member starts as primary")
-        self.remember_primary(self.member.name, self.fstate.term + 1)
+        if self.fstate.start_as_primary:  # promoted: the term was chosen and announced then
+            self.fstate = replace(self.fstate, start_as_primary=False)
+            failover_state.save(self.data_dir, self.fstate)
+        else:
+            self.remember_primary(self.member.name, self.fstate.term + 1)
         self.replicator = Replicator(self, self.gate)
         self.journal.on_append = self.replicator.on_append
         self.journal.new_file()  # guide §3.2: a new journal file on becoming primary
@@ -237,12 +245,18 @@ class Membership:
             self.replica.start()
 
     def remember_primary(self, primary: str, term: int) -> None:
-        """Record (durably) who is primary at which term; a failover member only."""
-        if not self.member.is_failover or term < self.fstate.term:
+        """Record (durably) who is primary at which term.  Asyncs keep it too: a DR async
+        promoted with no primary takes over at the next term (engine/member/promotion.py).
+        A member not validated is again once it has found a primary (guide §6.3.1.1)."""
+        if term < self.fstate.term:
             return
-        if (term, primary) == (self.fstate.term, self.fstate.primary):
+        if (term, primary, True) == (self.fstate.term, self.fstate.primary, self.fstate.validated):
             return
-        self.fstate = replace(self.fstate, term=term, primary=primary)
+        if not self.fstate.validated:
+            log.warning(
+                "validated again: primary %s (term %d) gives this member its role", primary, term
+            )
+        self.fstate = replace(self.fstate, term=term, primary=primary, validated=True)
         failover_state.save(self.data_dir, self.fstate)
         log.info("the mirror's primary is %s (term %d)", primary, term)
 
@@ -260,8 +274,10 @@ class Membership:
             self.replica.primary_name if self.replica is not None else None,
             self.fstate.primary,
         ):
+            # a DR async promoted with no primary is primary before this member's
+            # configuration says it is a failover member (engine/member/promotion.py)
             found = name and self.cfg.find(name)
-            if found and found.is_failover:
+            if found:
                 return found
         return self.cfg.first_primary
 

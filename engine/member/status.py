@@ -190,7 +190,9 @@ def member_status(membership: Membership) -> dict:
         out["arbiter_connection"] = watch.arbiter_connection
         # who is primary at which term as this member knows, and "no failover" (docs/takeover.md)
         out["term"] = membership.fstate.term
-        out["no_failover"] = membership.fstate.no_failover
+        # set here, or on the primary and heard with its heartbeats (guide §6.1.3: either one)
+        heard = membership.replica is not None and membership.replica.primary_no_failover
+        out["no_failover"] = membership.fstate.no_failover or heard
     if membership.dejournal is not None:  # under the mirror's parallel_dejournaling (guide §4.16)
         out["dejournaling_parallel"] = membership.dejournal.dj.parallel
     if membership.replicator is not None:

@@ -145,11 +145,16 @@ class ReplicaLink:
         self.stopped = True
 
     def candidates(self) -> list[tuple[MemberConfig, Address]]:
-        """Where the primary may be: every failover member but this one, the one known as
-        primary first (roles change by failover, so it is asked rather than assumed)."""
+        """Where the primary may be: every member but this one, the one known as primary
+        first, then the failover members (roles change by failover, so it is asked rather
+        than assumed).  Asyncs last: a DR async promoted while no primary ran is primary
+        before this member's configuration says so (docs/takeover.md "Promotion with no
+        primary"); a member that is not the primary answers not_primary at once."""
         membership = self.membership
         known = membership.primary_member()
-        members = [known] + [m for m in membership.cfg.failover_members if m is not known]
+        failover = [m for m in membership.cfg.failover_members if m is not known]
+        others = [m for m in membership.cfg.members if m is not known and not m.is_failover]
+        members = [known, *failover, *others]
         out = []
         for m in members:
             if m.name == membership.member.name:

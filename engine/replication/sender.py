@@ -720,6 +720,11 @@ class Replicator:
     async def _heartbeats(self) -> None:
         await self._every(lambda: max(0.05, self.qos / 4), self._beat)
 
+    def beat_now(self) -> None:
+        """A heartbeat to every member at once: a "no failover" just set must reach the
+        backup before the primary may stop (guide §6.1.3)."""
+        self._beat()
+
     def _beat(self) -> None:
         for link in list(self.links.values()):
             if link.live and not link.closed:
