@@ -29,6 +29,19 @@ def _member_job(actor, kind: str, member: Member) -> Job:
     return start_job(actor, kind, member, mirror=member.mirror, member=member)
 
 
+def _start_confirmed(
+    actor, kind: str, member: Member, confirm: str, *, serialized_with, check
+) -> Job:
+    """A dangerous operation on `member`: the mirror's name typed, no job of the
+    `serialized_with` kinds under way on it (members.actions.claim), and `check` passing on
+    the member as it is then."""
+    check_confirmed(member.mirror, confirm)
+    claim(member, serialized_with)
+    member.refresh_from_db()
+    check(member)
+    return _member_job(actor, kind, member)
+
+
 FORCING = ["force_primary"]
 
 
@@ -82,11 +95,9 @@ def force_primary(actor, member: Member, *, confirm: str) -> Job:
     """Step two, dangerous: the member becomes primary. Whatever the last primary committed
     after the member's journal end is lost, and that primary must stay down: the caller types
     the mirror's name, having seen step one's answer."""
-    check_confirmed(member.mirror, confirm)
-    claim(member, FORCING)
-    member.refresh_from_db()
-    _check_forcible(member)
-    return _member_job(actor, "force_primary", member)
+    return _start_confirmed(
+        actor, "force_primary", member, confirm, serialized_with=FORCING, check=_check_forcible
+    )
 
 
 # --- Promotion and demotion (guide §5.5, §5.6) ----------------------------------------------
@@ -150,19 +161,15 @@ def promote_member(actor, member: Member, *, confirm: str) -> Job:
     """The DR async becomes a failover member, the backup, and the backup there was becomes DR
     (guide §5.5, with a primary running): the primary decides, and refuses a member that is not
     connected and caught up. The mirror's name is typed: which member takes over changes."""
-    check_confirmed(member.mirror, confirm)
-    claim(member, RETYPING)
-    member.refresh_from_db()
-    _check_promotable(member)
-    return _member_job(actor, "promote_member", member)
+    return _start_confirmed(
+        actor, "promote_member", member, confirm, serialized_with=RETYPING, check=_check_promotable
+    )
 
 
 @transaction.atomic
 def demote_member(actor, member: Member, *, confirm: str) -> Job:
     """The backup becomes a DR async (guide §5.6): the mirror no longer fails over
     automatically until a DR async is promoted. The mirror's name is typed."""
-    check_confirmed(member.mirror, confirm)
-    claim(member, RETYPING)
-    member.refresh_from_db()
-    _check_demotable(member)
-    return _member_job(actor, "demote_member", member)
+    return _start_confirmed(
+        actor, "demote_member", member, confirm, serialized_with=RETYPING, check=_check_demotable
+    )

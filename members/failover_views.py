@@ -1,7 +1,7 @@
 """Forcing a failover member to become primary from the pages (guide §6.2.3), in two steps as
 in the API (members.failover_actions): a button asks the member what is at stake and opens a
 page that shows its answer as soon as it comes; the mirror's name typed there makes it primary.
-Other failover buttons (a graceful stop, no failover) are members.views.switch_member's.
+Other failover buttons (a graceful stop, no failover) are members.member_views.switch_member's.
 
 Promoting a DR async and demoting the backup (guide §5.5, §5.6) each have a confirmation page
 that says, from what the portal last recorded, which member becomes the backup and which
@@ -9,10 +9,9 @@ becomes DR; the mirror's name typed there starts the job."""
 
 from urllib.parse import urlencode
 
-from django import forms as django_forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
@@ -20,18 +19,8 @@ from accounts.decorators import admin_required
 from engine import rules as catalog
 from members import failover_actions, forms
 from members.models import Member
-from members.views import back_to
+from members.pages import back_to, confirm_member_page, member_or_404, posted
 from tasks.models import Job
-
-
-def _member(name, pk) -> Member:
-    return get_object_or_404(
-        Member.objects.select_related("mirror", "host"), pk=pk, mirror__name=name.upper()
-    )
-
-
-class ForcePrimaryForm(forms.ConfirmForm):
-    preview = django_forms.IntegerField(widget=django_forms.HiddenInput, min_value=1)
 
 
 @admin_required
@@ -39,7 +28,7 @@ class ForcePrimaryForm(forms.ConfirmForm):
 def preview_force_primary(request, name, pk):
     """Step one: the member is asked what forcing it would put at risk; the next page shows
     its answer as soon as it comes."""
-    member = _member(name, pk)
+    member = member_or_404(name, pk)
     try:
         job = failover_actions.preview_force_primary(request.user, member)
     except ValidationError as exc:
@@ -54,7 +43,7 @@ def force_primary(request, name, pk):
     """Step two: what the member answered is at stake (whether it was the Active backup, where
     its journal ends, the last primary it knew); the form shows once it has answered, and the
     mirror's name typed makes it primary."""
-    member = _member(name, pk)
+    member = member_or_404(name, pk)
     chosen = (request.POST or request.GET).get("preview", "")
     preview = (
         Job.objects.filter(pk=chosen, member=member, kind="preview_force_primary").first()
@@ -64,10 +53,11 @@ def force_primary(request, name, pk):
     if preview is None:
         messages.error(request, f"Ask {member.name} what is at stake first.")
         return redirect("mirror-detail", name=member.mirror.name)
-    data = request.POST if request.method == "POST" else None
-    form = ForcePrimaryForm(member.mirror, data=data, initial={"preview": preview.pk})
+    form = forms.ForcePrimaryForm(
+        member.mirror, data=posted(request), initial={"preview": preview.pk}
+    )
     answered = preview.state == Job.SUCCEEDED
-    if data is not None and answered and form.is_valid():
+    if request.method == "POST" and answered and form.is_valid():
         try:
             job = failover_actions.force_primary(
                 request.user, member, confirm=form.cleaned_data["confirm"]
@@ -87,22 +77,6 @@ def force_primary(request, name, pk):
     return render(request, "members/confirm_force_primary.html", context)
 
 
-def _retype(request, member: Member, start, template: str, context: dict, what: str):
-    """A promotion's or demotion's page: what changes, then the mirror's name typed."""
-    data = request.POST if request.method == "POST" else None
-    form = forms.ConfirmForm(member.mirror, data=data)
-    if data is not None and form.is_valid():
-        try:
-            job = start(form.cleaned_data["confirm"])
-        except ValidationError as exc:
-            forms.show_refusal(form, exc)
-        else:
-            messages.info(request, f"{what}: job {job.pk} started.")
-            return redirect("job-detail", pk=job.pk)
-    context = {"mirror": member.mirror, "member": member, "form": form, **context}
-    return render(request, f"members/{template}", context)
-
-
 def _primary_name(member: Member) -> str | None:
     primary = member.mirror.members.filter(status__in=catalog.PRIMARY_STATUSES).first()
     return primary.name if primary else None
@@ -111,17 +85,17 @@ def _primary_name(member: Member) -> str | None:
 @admin_required
 def promote_member(request, name, pk):
     """The DR async becomes the backup, and the backup there was becomes DR."""
-    member = _member(name, pk)
-    return _retype(
+    member = member_or_404(name, pk)
+    return confirm_member_page(
         request,
         member,
-        lambda confirm: failover_actions.promote_member(request.user, member, confirm=confirm),
         "confirm_promote_member.html",
         {
             "changes": failover_actions.promotion_changes(member),
             "primary": _primary_name(member),
             "can_promote": failover_actions.can_promote(member),
         },
+        lambda confirm: failover_actions.promote_member(request.user, member, confirm=confirm),
         f"Promoting {member.name} to failover member",
     )
 
@@ -129,12 +103,12 @@ def promote_member(request, name, pk):
 @admin_required
 def demote_member(request, name, pk):
     """The backup becomes a DR async."""
-    member = _member(name, pk)
-    return _retype(
+    member = member_or_404(name, pk)
+    return confirm_member_page(
         request,
         member,
-        lambda confirm: failover_actions.demote_member(request.user, member, confirm=confirm),
         "confirm_demote_member.html",
         {"primary": _primary_name(member), "can_demote": failover_actions.can_demote(member)},
+        lambda confirm: failover_actions.demote_member(request.user, member, confirm=confirm),
         f"Demoting {member.name} to DR async",
     )

@@ -341,3 +341,24 @@ class RemoveCopiesForm(ConfirmForm):
     def __init__(self, member: Member, *args, **kwargs):
         super().__init__(member.mirror, *args, **kwargs)
         self.fields["copies"].queryset = member.database_copies.select_related("database")
+
+
+# --- Application credentials of a member's instance (docs/hardening.md) ------------------------
+class AppCredentialForm(forms.Form):
+    name = forms.CharField(
+        label="Application's credential name",
+        max_length=64,
+        help_text="1-64 letters, digits, '.', '_' or '-', starting with a letter or digit: "
+        "the application's name, say billing.",
+    )
+
+
+class RevokeAppCredentialForm(ConfirmForm):
+    name = forms.CharField(widget=forms.HiddenInput, max_length=64)
+
+
+# --- Forcing a primary (members/failover_views.py) ---------------------------------------------
+class ForcePrimaryForm(ConfirmForm):
+    """The mirror's name typed, and which preview job's answer the operator saw."""
+
+    preview = forms.IntegerField(widget=forms.HiddenInput, min_value=1)

@@ -179,35 +179,28 @@ def _record_members(actor, mirror: Mirror, view, changes: list[str]) -> dict[str
 @transaction.atomic
 def record_no_failover(member: Member, value: bool) -> None:
     """The member's answer to a set or clear of "no failover", audited as its own word."""
-    before = {"no_failover": member.no_failover}
-    if member.no_failover == value:
-        return
-    Member.objects.filter(pk=member.pk).update(no_failover=value)
-    member.no_failover = value
-    audit.record(
-        f"member {member.name}",
-        "member.no_failover",
-        member,
-        before=before,
-        after={"no_failover": value},
-    )
+    _record_own_word(member, "no_failover", value, "member.no_failover")
 
 
 @transaction.atomic
 def record_member_type(member: Member, member_type: str) -> bool:
     """The type `member` reports itself (a promotion or demotion, guide §5.5, §5.6, makes it
     restart in another), audited as its own word; whether it changed."""
-    if member_type not in catalog.MEMBER_TYPES or member.member_type == member_type:
+    if member_type not in catalog.MEMBER_TYPES:
         return False
-    before = {"member_type": member.member_type}
-    Member.objects.filter(pk=member.pk).update(member_type=member_type)
-    member.member_type = member_type
+    return _record_own_word(member, "member_type", member_type, "member.update")
+
+
+def _record_own_word(member: Member, field: str, value, action: str) -> bool:
+    """One field of `member` as the member itself answered it, audited with the member as the
+    actor (only the field, not a whole snapshot); whether it changed."""
+    before = getattr(member, field)
+    if before == value:
+        return False
+    Member.objects.filter(pk=member.pk).update(**{field: value})
+    setattr(member, field, value)
     audit.record(
-        f"member {member.name}",
-        "member.update",
-        member,
-        before=before,
-        after={"member_type": member_type},
+        f"member {member.name}", action, member, before={field: before}, after={field: value}
     )
     return True
 

@@ -153,14 +153,7 @@ def promote_member(run):
     """The primary makes the DR async a failover member, and the failover member that was the
     backup a DR async; the job waits until both say so themselves."""
     member, mirror = member_of(run), mirror_of(run)
-    view, at_primary = _primary_view(mirror, f"promoting {member.name}")
-    listed = view.member(member.name)
-    if listed is not None and listed.type == catalog.FAILOVER:  # a retry after it was done
-        run.step(f"{member.name} is a failover member already, as {view.primary} lists it")
-        answer = {"member": member.name, "type": catalog.FAILOVER, "already": True}
-    else:
-        with where(mirror.name, at_primary) as place, refusals(f"Promoting {member.name}"):
-            answer = place.agent.promote_member(place.instance, member.name, mirror=mirror.name)
+    at_primary, answer = _ask_primary(run, member, mirror, catalog.FAILOVER)
     demoted = list(answer.get("demoted") or [])
     run.step(
         f"{at_primary}: {answer.get('member')} becomes a failover member"
@@ -175,26 +168,37 @@ def promote_member(run):
 def demote_member(run):
     """The primary makes its backup a DR async; the job waits until the member says so."""
     member, mirror = member_of(run), mirror_of(run)
-    view, at_primary = _primary_view(mirror, f"demoting {member.name}")
-    listed = view.member(member.name)
-    if listed is not None and listed.type == catalog.DR:  # a retry after it was done
-        run.step(f"{member.name} is a DR async already, as {view.primary} lists it")
-        answer = {"member": member.name, "type": catalog.DR, "already": True}
-    else:
-        with where(mirror.name, at_primary) as place, refusals(f"Demoting {member.name}"):
-            answer = place.agent.demote_member(place.instance, member.name, mirror=mirror.name)
+    at_primary, answer = _ask_primary(run, member, mirror, catalog.DR)
     run.step(f"{at_primary}: {answer.get('member')} becomes a DR async", progress=30)
     reported = _wait_types(run, mirror, {member.name: catalog.DR}, (30, 90))
     return {**_record_types(run, mirror, reported), "demoted": answer}
 
 
-def _primary_view(mirror, what: str):
+# what the primary is asked to make a member of each type: its agent's method, the job's verb,
+# the type in the job's words
+RETYPE = {
+    catalog.FAILOVER: ("promote_member", "Promoting", "a failover member"),
+    catalog.DR: ("demote_member", "Demoting", "a DR async"),
+}
+
+
+def _ask_primary(run, member: Member, mirror, new_type: str) -> tuple[str, dict]:
+    """The primary's name and its answer to making `member` a `new_type`; on a retry after the
+    primary did so already (it lists the member in that type), that instead of asking again."""
+    method, verb, in_words = RETYPE[new_type]
     view = read(mirror)
     if not view.primary:
         raise PermanentJobError(
-            f"Mirror {mirror.name} has no primary right now: {what} is asked of the primary."
+            f"Mirror {mirror.name} has no primary right now: "
+            f"{verb.lower()} {member.name} is asked of the primary."
         )
-    return view, view.primary
+    listed = view.member(member.name)
+    if listed is not None and listed.type == new_type:  # a retry after it was done
+        run.step(f"{member.name} is {in_words} already, as {view.primary} lists it")
+        return view.primary, {"member": member.name, "type": new_type, "already": True}
+    with where(mirror.name, view.primary) as place, refusals(f"{verb} {member.name}"):
+        answer = getattr(place.agent, method)(place.instance, member.name, mirror=mirror.name)
+    return view.primary, answer
 
 
 def _wait_types(run, mirror, wanted: dict[str, str], progress) -> dict[str, str]:

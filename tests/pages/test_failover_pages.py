@@ -1,6 +1,6 @@
-"""The failover buttons on the pages (members/views.py, members/failover_views.py): a graceful
-stop and no failover on the member rows and the Mirror Monitor, forcing a primary behind a page
-that shows what the member said is at stake before the mirror's name is typed."""
+"""The failover buttons on the pages (members/views.py, member_views.py, failover_views.py): a
+graceful stop and no failover on the member rows and the Mirror Monitor, forcing a primary behind
+a page that shows what the member said is at stake before the mirror's name is typed."""
 
 import pytest
 from django.urls import reverse
