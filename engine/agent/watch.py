@@ -70,6 +70,7 @@ STATUS_KEYS = (
     # who the member knows as primary at which term, and "no failover" (docs/takeover.md)
     "term",
     "no_failover",
+    "hooks",
 )
 
 

@@ -1,6 +1,9 @@
 """Hooks run when a failover member is about to become primary (guide §4.17; docs/takeover.md
 "Hooks").  Each is an executable named in the member's configuration (mirror file keys under
-`[members.hooks]`); none is required.
+`[members.hooks]`), or, for an instance configured through its agent, an executable file named
+after the hook in `<data_dir>/hooks/`, placed there by the host's administrator (like the
+guide's ^ZMIRROR routine, it is installed on the host, never sent over the network); none is
+required.
 
     can_become_primary     before taking over.  Exit 0: go on.  Anything else (or no exit
                            within HOOK_TIMEOUT_S): not now; asked again every HOOK_RETRY_S
@@ -25,19 +28,45 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from engine.member.config import HOOK_NAMES
 
 if TYPE_CHECKING:
     from engine.member.membership import Membership
 
 log = logging.getLogger("engine.member.hooks")
 HOOK_TIMEOUT_S = 60.0
+HOOKS_DIR = "hooks"
+
 HOOK_RETRY_S = float(os.environ.get("ENGINE_HOOK_RETRY_S", "30"))
+
+
+def hooks_dir(membership: Membership) -> Path:
+    """Where an instance's administrator installs its hooks (one directory per instance)."""
+    node = membership.node
+    return Path(node.data_dir if node is not None else membership.data_dir) / HOOKS_DIR
+
+
+def hook_path(membership: Membership, hook: str) -> str | None:
+    """The executable run for `hook`: the mirror file's, else the one installed in the
+    instance's hooks directory, else None."""
+    named = membership.member.hooks.get(hook)
+    if named:
+        return named
+    installed = hooks_dir(membership) / hook
+    return str(installed) if installed.is_file() else None
+
+
+def installed_hooks(membership: Membership) -> list[str]:
+    """The hooks this member would run, by name (for its status)."""
+    return [h for h in HOOK_NAMES if hook_path(membership, h)]
 
 
 async def run_hook(membership: Membership, hook: str, reason: str) -> bool:
     """Run `hook` if configured; True when it is not configured or exits 0."""
-    path = membership.member.hooks.get(hook)
+    path = hook_path(membership, hook)
     if not path:
         return True
     env = {

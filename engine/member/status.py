@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from engine import rules
 from engine.member.config import TYPE_LABELS
 from engine.member.download import download_progress
+from engine.member.hooks import installed_hooks
 from engine.storage.databases import db_status, missing_databases
 from engine.storage.journal_codec import pos_wire
 
@@ -193,6 +194,7 @@ def member_status(membership: Membership) -> dict:
         # set here, or on the primary and heard with its heartbeats (guide §6.1.3: either one)
         heard = membership.replica is not None and membership.replica.primary_no_failover
         out["no_failover"] = membership.fstate.no_failover or heard
+        out["hooks"] = installed_hooks(membership)  # engine/member/hooks.py
     if membership.dejournal is not None:  # under the mirror's parallel_dejournaling (guide §4.16)
         out["dejournaling_parallel"] = membership.dejournal.dj.parallel
     if membership.replicator is not None:

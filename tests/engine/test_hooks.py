@@ -7,6 +7,8 @@ import pytest
 
 from engine.member.config import ConfigError, load_config
 from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for, write_config  # noqa: F401
+from tests.engine.member_fixtures import hosts  # noqa: F401
+from tests.engine.test_promote_demote import backup_active
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -57,3 +59,27 @@ def test_an_unknown_hook_is_refused_with_the_names_it_may_have(tmp_path):
     path = write_config(tmp_path, ("failover",), member_extra={"A": {"hooks": {"on_fire": "x"}}})
     with pytest.raises(ConfigError, match="unknown hook.*on_fire.*can_become_primary"):
         load_config(path)
+
+
+def test_an_instance_configured_through_its_agent_runs_the_hooks_installed_in_its_directory(
+    hosts,  # noqa: F811
+    monkeypatch,
+):
+    monkeypatch.setenv("ENGINE_HOOK_RETRY_S", "0.5")  # the instances inherit it
+    a, b = hosts.add("A"), hosts.add("B")
+    installed = b.data_dir / "hooks"
+    installed.mkdir()
+    script(installed / "can_become_primary", f"test -e {installed}/allow")
+    a.admin("mirror_create", {"mirror": "HOOKED", "private": a.private})
+    a.after_restart()
+    join = {"mirror": "HOOKED", "address": a.superserver, "type": "failover"}
+    b.admin("mirror_join", {**join, "private": b.private})
+    b.after_restart()
+    b.wait_state("Backup")
+    assert b.status()["hooks"] == ["can_become_primary"]
+    wait_for(lambda: backup_active(a, "B"), 20, "B Active")
+    a.stop()  # a graceful shutdown hands over to B, whose hook says no
+    status = b.wait_state("Waiting", timeout=15)
+    assert "a hook said no to becoming primary" in status["waiting_reason"]
+    (installed / "allow").touch()
+    b.wait_state("Primary", timeout=15)
