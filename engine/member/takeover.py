@@ -94,6 +94,19 @@ async def become_primary(membership: Membership, reason: str, *, forced: bool = 
     return True
 
 
+async def give_up_primary(membership: Membership, why: str) -> None:
+    """A primary whose journal can no longer be written (guide §3.2 freeze-on-error; a
+    storage failure, scenario 4 of §3.3.3.1) cannot act as primary: as a hung primary does,
+    it asks its Active backup to take over, then stops, and stays down until an operator
+    restarts it.  Without an Active backup it stays, frozen: no write is accepted, and the
+    operator decides."""
+    log.error("primary %s cannot go on: %s", membership.member.name, why)
+    if await hand_over(membership):
+        (membership.instance or membership).stop_requested.set()
+    else:
+        log.error("no Active backup took over: this primary stays, refusing every write")
+
+
 async def hand_over(membership: Membership) -> bool:
     """On graceful shutdown of a primary with an Active backup (guide §3.3.2.2, the primary's
     request): take no more writes, wait (at most QoS) until the backup has acknowledged the
@@ -112,7 +125,7 @@ async def hand_over(membership: Membership) -> bool:
         conn.close()
     if membership.instance is not None:
         membership.instance.close_clients()
-    end = membership.journal.end_position
+    end = _handed_end(membership.journal)
     # an Active backup acknowledges within milliseconds; a stop must not wait long for one
     # that will not (it may be stopping too)
     deadline = time.monotonic() + min(membership.cfg.qos_timeout_ms / 1000, HANDOVER_WAIT_S)
@@ -121,7 +134,7 @@ async def hand_over(membership: Membership) -> bool:
             log.warning("backup %s did not acknowledge journal end %s: no handover", link.name, end)
             return False
         await asyncio.sleep(0.005)
-        end = membership.journal.end_position
+        end = _handed_end(membership.journal)
     link.conn.write(encode_frame(MsgType.DC_HANDOVER, 0, [pos_wire(end), membership.fstate.term]))
     log.warning("handing over to backup %s at journal end %s", link.name, end)
     # the backup closes the data channel as it takes over; the journal is then its own
@@ -129,3 +142,9 @@ async def hand_over(membership: Membership) -> bool:
     while not link.closed and time.monotonic() < closing:
         await asyncio.sleep(0.005)
     return True
+
+
+def _handed_end(journal):
+    """Where the backup's copy must end before it may take over: the journal's end, or, when
+    a write error froze the journal, the end of what reached the backup."""
+    return journal.shipped_position if journal.failed is not None else journal.end_position

@@ -25,6 +25,7 @@ import time
 from typing import TYPE_CHECKING
 
 from engine.member.requests import KILL
+from engine.member.takeover import give_up_primary
 from engine.wire.protocol import ErrorCode, RequestError
 
 if TYPE_CHECKING:
@@ -97,8 +98,15 @@ class Writer:
         except Exception as exc:
             # guide §3.2: freeze on journal error rather than journal around a hole
             self.frozen = exc
-            log.exception("journal commit failed; %d requests refused, journal frozen", len(batch))
-            _fail(batch, RequestError(ErrorCode.UNAVAILABLE, f"journal write failed: {exc}"))
+            log.exception("journal commit failed; %d requests failed, journal frozen", len(batch))
+            # the bytes may have reached the backup (shipped before the fsync), or this disk
+            why = (
+                f"the journal write failed ({exc}): whether the mirror has this write is "
+                "unknown; read it back from the primary"
+            )
+            _fail(batch, RequestError(ErrorCode.UNAVAILABLE, why))
+            failed = give_up_primary(membership, f"journal write failed: {exc}")
+            membership.run_in_background(failed)
             return
         waiter = membership.replicator.ack_waiter(records[-1].end) if records else None
         if waiter is None:

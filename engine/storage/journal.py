@@ -124,6 +124,9 @@ class Journal:
         self._batch_future: asyncio.Future | None = None
         self._flusher: asyncio.Task | None = None
         self._failed: BaseException | None = None
+        # the end of what on_append was given: after a write error, where the peers' copies
+        # may end (engine/member/takeover.py give_up_primary)
+        self.shipped_position: JournalPosition | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"journal-{mirror}")
         self._sync_lock = threading.Lock()
         self._recv_lock: asyncio.Lock | None = None
@@ -249,6 +252,11 @@ class Journal:
             self._durable = FILE_HEADER_SIZE
         return self.end_position
 
+    @property
+    def failed(self) -> BaseException | None:
+        """The write error that froze this journal, if one did (guide §3.2)."""
+        return self._failed
+
     def _check_failed(self) -> None:
         if self._failed is not None:
             raise JournalError(f"journal is frozen after a write error: {self._failed}")
@@ -333,6 +341,7 @@ class Journal:
 
     def _notify(self, data, seq, offset) -> None:
         cb = self.on_append
+        self.shipped_position = make_position(seq, offset + len(data))
         if cb is not None:
             try:
                 cb(data, make_position(seq, offset))
@@ -374,7 +383,12 @@ class Journal:
                 for seg in batch:
                     self._notify(bytes(seg.data), seg.seq, seg.offset)
 
-            self._write_segments(batch, after_write=ship)
+            try:
+                self._write_segments(batch, after_write=ship)
+            except Exception as exc:
+                # as in _flush_loop: positions are handed out, so no later commit may follow
+                self._failed = exc
+                raise
             self._close_finished_files()
             self._durable = self._end
             return records
