@@ -37,7 +37,7 @@ from aiohttp import web
 
 from engine.agent.auth import IDENTITY
 from engine.agent.errors import api_error
-from engine.agent.ops import ask_admin, instance_entry, operation_answer, read_body
+from engine.agent.ops import ask_admin, instance_entry, member_op, operation_answer, read_body
 from engine.agent.probe import find_pid, process_gone
 from engine.failover import state as failover_state
 from engine.storage import dir_lock
@@ -69,16 +69,6 @@ async def stop_instance(request: web.Request) -> web.Response:
         await asyncio.sleep(0.02)
     detail = f"pid {pid} stopped (SIGTERM)"
     return operation_answer(request, entry, "stop", {"stopped": True, "pid": pid, "detail": detail})
-
-
-def _flag_op(action: str, op: str):
-    async def handler(request: web.Request) -> web.Response:
-        entry = instance_entry(request)
-        await read_body(request, {})
-        return operation_answer(request, entry, op, await ask_admin(request, entry, action))
-
-    handler.__name__ = action
-    return handler
 
 
 async def force_primary(request: web.Request) -> web.Response:
@@ -135,12 +125,12 @@ FAILOVER_ROUTES = [
     (
         "POST",
         f"{INSTANCE}/failover/set-no-failover",
-        _flag_op("set_no_failover", "set-no-failover"),
+        member_op("set_no_failover", "set-no-failover"),
     ),
     (
         "POST",
         f"{INSTANCE}/failover/clear-no-failover",
-        _flag_op("clear_no_failover", "clear-no-failover"),
+        member_op("clear_no_failover", "clear-no-failover"),
     ),
     ("POST", f"{INSTANCE}/failover/force-primary", force_primary),
     ("POST", f"{INSTANCE}/failover/promote-to-primary", promote_to_primary),

@@ -326,7 +326,9 @@ async def clear_failover_many(request: web.Request) -> web.Response:
     return operation_answer(request, entry, "clear-failover-db", result)
 
 
-def _member_op(action: str, op: str):
+def member_op(action: str, op: str):
+    """A route handler asking the instance for `action` (no body), answered as operation `op`."""
+
     async def handler(request: web.Request) -> web.Response:
         entry = instance_entry(request)
         await read_body(request, {})
@@ -370,11 +372,11 @@ OPS_ROUTES = [
     ("POST", f"{DB}/clear-failover-db", _db_op("clear_failover_db", "clear-failover-db")),
     ("POST", f"{DB}/pause", _dejournal_op("pause_database", "pause", True)),
     ("POST", f"{DB}/resume", _dejournal_op("resume_database", "resume", True)),
-    ("POST", "/v1/instances/{name}/mirroring/stop", _member_op("stop_mirroring", "stop-mirroring")),
+    ("POST", "/v1/instances/{name}/mirroring/stop", member_op("stop_mirroring", "stop-mirroring")),
     (
         "POST",
         "/v1/instances/{name}/mirroring/start",
-        _member_op("start_mirroring", "start-mirroring"),
+        member_op("start_mirroring", "start-mirroring"),
     ),
     (
         "POST",
