@@ -62,7 +62,7 @@ def force_primary(membership: Membership, arg) -> dict:
     confirm = isinstance(arg, dict) and arg.get("confirm") is True
     replica = membership.replica
     if membership.role == "primary":
-        raise Refused(op, None, f"member {membership.member.name} is the primary already")
+        return _resume(membership, confirm)
     if membership.transition is not None:
         raise Refused(op, None, f"member {membership.member.name} is becoming primary already")
     if replica is not None and replica.connected:
@@ -83,6 +83,29 @@ def force_primary(membership: Membership, arg) -> dict:
             ),
         }
     membership.run_in_background(become_primary(membership, "forced by an operator", forced=True))
+    return {**stake, "confirmed": True}
+
+
+def _resume(membership: Membership, confirm: bool) -> dict:
+    """A primary held in trouble with no timeout (cut off from its backup and the arbiter,
+    Table 3-1 rows 7 and 8) resumes, by an operator's decision (guide §6.2, procedure U5):
+    only right when the backup is down, never became primary and wrote no later journal."""
+    rep = membership.replicator
+    if rep is None or rep.trouble_held is None:
+        why = f"member {membership.member.name} is the primary already, and not held in trouble"
+        raise Refused("force_primary", None, why)
+    stake = {**at_stake(membership), "held": rep.trouble_held}
+    if not confirm:
+        warning = (
+            "the backup may have taken over meanwhile: resume only if it is down, never became "
+            "primary and wrote no later journal file, or there will be two primaries; confirm "
+            'with {"confirm": true}'
+        )
+        return {**stake, "confirmed": False, "warning": warning}
+    log.warning("primary %s resumes: forced by an operator", membership.member.name)
+    if membership.failover is not None:
+        membership.failover.leave_arbiter_control("an operator forced this primary to resume")
+    rep.release_trouble("forced by an operator to resume as primary")
     return {**stake, "confirmed": True}
 
 

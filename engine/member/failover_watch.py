@@ -88,6 +88,14 @@ class FailoverWatch:
         others = [m.name for m in self.membership.cfg.failover_members if m.name != me]
         return others[0] if others else None
 
+    def leave_arbiter_control(self, why: str) -> None:
+        """Agent Controlled from now on (guide §3.3.5.1): an operator's decision replaced the
+        arbiter's, so the indefinite trouble of Arbiter Controlled no longer applies."""
+        if self.mode != rules.AGENT_CONTROLLED:
+            log.warning("failover mode %s -> %s: %s", self.mode, rules.AGENT_CONTROLLED, why)
+            self.mode = rules.AGENT_CONTROLLED
+        self._changed.set()
+
     def nudge(self) -> None:
         """Decide again now: a data channel to the partner opened or closed."""
         self._changed.set()
