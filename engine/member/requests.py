@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.member.admin_auth import check_admin, split_admin_args
 from engine.storage.collation import validate_global_name
+from engine.wire import trace
 from engine.wire.protocol import ErrorCode, MsgType, RequestError
 
 if TYPE_CHECKING:
@@ -171,6 +172,8 @@ def _write(membership: Membership, conn: Connection, op: tuple):
     if membership.role != "primary":
         membership.local_write([op])
         return None
+    if trace.ENABLED:
+        trace.mark("p.request")
     return membership.writer.submit([op])
 
 

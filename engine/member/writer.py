@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from engine.member.requests import KILL
 from engine.member.takeover import give_up_primary
+from engine.wire import trace
 from engine.wire.protocol import ErrorCode, RequestError
 
 if TYPE_CHECKING:
@@ -75,6 +76,8 @@ class Writer:
         batch, self._pending = self._pending, []
         if not batch:
             return
+        if trace.ENABLED:
+            trace.mark("p.flush")
         membership = self.membership
         if self.frozen is not None:
             err = f"journal frozen after a write error ({self.frozen}); no new updates accepted"
@@ -94,6 +97,8 @@ class Writer:
             # arriving meanwhile wait in the socket buffers and form the next batch.  This
             # saves two thread hand-offs per commit over Journal.commit().
             records = membership.journal.commit_sync(self._entries(batch))
+            if trace.ENABLED:
+                trace.mark("p.synced")
             membership.apply_records(records)
         except Exception as exc:
             # guide §3.2: freeze on journal error rather than journal around a hole
@@ -122,6 +127,8 @@ class Writer:
 
 
 def _resolve(batch: list) -> None:
+    if trace.ENABLED:
+        trace.mark("p.answered")
     for _, fut in batch:
         if not fut.done():
             fut.set_result(None)

@@ -23,7 +23,7 @@ from engine.replication.compression import decompress
 from engine.replication.gate import JoinRefused, MembershipGate
 from engine.storage.journal import tail_digest
 from engine.storage.journal_codec import pos_from_wire, pos_wire
-from engine.wire import mirror_secret
+from engine.wire import mirror_secret, trace
 from engine.wire.protocol import (
     PROTOCOL_VERSION,
     ErrorCode,
@@ -396,6 +396,8 @@ class ReplicaLink:
             self._heard = loop.time()
             args = unpack(frame.body)
             if frame.type == MsgType.DC_JOURNAL:
+                if trace.ENABLED:
+                    trace.mark("b.received")
                 seq, off, raw_len, codec, payload, sent_at, active = args
                 data = decompress(codec, payload) if codec else payload
                 if len(data) != raw_len:
@@ -414,6 +416,8 @@ class ReplicaLink:
                 if self.primary_end is None or self.received > self.primary_end:
                     self.primary_end = self.received
                 writer.write(encode_frame(MsgType.DC_ACK, 0, [pos_wire(self.received)]))
+                if trace.ENABLED:
+                    trace.mark("b.acked")
                 membership.dejournal_feed(records, data, pos)
                 self._check_caught_up()
             elif frame.type == MsgType.DC_HEARTBEAT:

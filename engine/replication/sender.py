@@ -38,7 +38,7 @@ from engine.replication.compression import choose_codec, compress
 from engine.replication.gate import JoinRefused, MembershipGate
 from engine.storage.journal import list_files, tail_digest
 from engine.storage.journal_codec import make_position, pos_from_wire, pos_wire
-from engine.wire import mirror_secret
+from engine.wire import mirror_secret, trace
 from engine.wire.protocol import (
     ErrorCode,
     Frame,
@@ -571,6 +571,8 @@ class Replicator:
         if self.active is link:
             waiters = self._waiters
             progressed = False
+            if trace.ENABLED:
+                trace.mark("p.acked")
             while waiters and waiters[0][0] <= pos:
                 fut = waiters.popleft()[1]
                 if not fut.done():

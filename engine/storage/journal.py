@@ -72,6 +72,7 @@ from engine.storage.journal_files import (
     validate_mirror_name,
     write_log,
 )
+from engine.wire import trace
 
 __all__ = [
     "FILE_HEADER_SIZE", "OP_KILL", "OP_NAMES", "OP_SET", "CorruptRecord", "Entry", "Journal",
@@ -380,6 +381,8 @@ class Journal:
             batch, self._pending = self._pending, []
 
             def ship():
+                if trace.ENABLED:
+                    trace.mark("p.written")
                 for seg in batch:
                     self._notify(bytes(seg.data), seg.seq, seg.offset)
 
