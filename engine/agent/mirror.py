@@ -46,6 +46,7 @@ from engine.member import mirror_file as ms
 from engine.member.config import Address
 from engine.storage.databases import Refused
 from engine.wire import mirror_secret
+from engine.wire.tls import TLSError, fingerprint_sha256, load_certificate
 
 log = logging.getLogger("engine.agent.server")
 
@@ -106,6 +107,28 @@ def _answer(
     return web.json_response(body)
 
 
+def own_pin(request: web.Request) -> str | None:
+    """The SHA-256 of this agent's certificate, which a failover partner pins
+    (engine/member/agent_confirm.py); None without https."""
+    cfg = request.app[CONFIG]
+    if not cfg.cert:
+        return None
+    try:
+        return fingerprint_sha256(load_certificate(cfg.cert))
+    except TLSError as exc:
+        log.warning("this agent's certificate cannot be pinned by partners: %s", exc)
+        return None
+
+
+def _own_agent(request: web.Request, entry, body: dict) -> None:
+    """The agent a partner asks about this instance: this one, unless the body names one."""
+    if "agent" not in body:
+        body["agent"] = own_url(request, entry)
+        pin = own_pin(request)
+        if pin is not None:
+            body.setdefault("agent_cert_sha256", pin)
+
+
 def own_url(request: web.Request, entry) -> str:
     """This agent as the instance's failover partner reaches it: on the instance's host, at
     the port this agent listens on, https when it has a certificate (docs/takeover.md)."""
@@ -140,10 +163,11 @@ async def create_mirror(request: web.Request) -> web.Response:
             "settings": dict,
             "secret": str,
             "agent": str,
+            "agent_cert_sha256": str,
         },
     )
     _required(body, "mirror", "private")
-    body.setdefault("agent", own_url(request, entry))
+    _own_agent(request, entry, body)
     _check_secret(body)
     _rule(ms.check_mirror_name, "create", body["mirror"])
     _rule(ms.check_address, "create", body["private"], "private")
@@ -158,9 +182,10 @@ async def create_mirror(request: web.Request) -> web.Response:
 async def join_mirror(request: web.Request) -> web.Response:
     entry = instance_entry(request)
     allowed = {"mirror": str, "address": str, "type": str, "member": str, "private": str}
-    body = await read_body(request, {**allowed, "superserver": str, "secret": str, "agent": str})
+    extra = {"superserver": str, "secret": str, "agent": str, "agent_cert_sha256": str}
+    body = await read_body(request, {**allowed, **extra})
     _required(body, "mirror", "address", "type")
-    body.setdefault("agent", own_url(request, entry))
+    _own_agent(request, entry, body)
     _check_secret(body)
     _rule(ms.check_mirror_name, "join", body["mirror"])
     mtype = _rule(ms.check_type, "join", body["type"])

@@ -20,7 +20,15 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from engine.client.errors import AgentConnectionError, AgentError
 from engine.client.stream import StatusStream
-from engine.wire.tls import TLSError, check_certificate, client_context, describe_ssl_error
+from engine.wire.tls import (
+    TLSError,
+    certificate_from_der,
+    check_certificate,
+    client_context,
+    describe_ssl_error,
+    fingerprint_sha256,
+    pinned_client_context,
+)
 
 __all__ = ["AgentClient", "AgentConnectionError", "AgentError", "StatusStream"]
 
@@ -35,7 +43,10 @@ class AgentClient:
         ca=None,
         credential: str | None = None,
         timeout: float = 10.0,
+        pin_sha256: str | None = None,
     ):
+        """pin_sha256: the agent's certificate must be exactly this one (SHA-256 of its DER
+        form); instead of a CA, for a failover partner's agent (engine/member/agent_confirm.py)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname or not parts.port:
             raise ValueError(f"agent URL must look like https://host:port, got {url!r}")
@@ -44,7 +55,13 @@ class AgentClient:
         self.cert, self.ca = cert, ca
         self.credential = credential
         self.timeout = timeout
-        self.context = client_context(cert, key, ca) if parts.scheme == "https" else None
+        self.pin = pin_sha256
+        if parts.scheme != "https":
+            self.context = None
+        elif pin_sha256 is not None:
+            self.context = pinned_client_context()
+        else:
+            self.context = client_context(cert, key, ca)
         self._conn: http.client.HTTPConnection | None = None
         self._conn_used = False
 
@@ -55,9 +72,26 @@ class AgentClient:
                 self._conn = http.client.HTTPSConnection(
                     self.host, self.port, context=self.context, timeout=self.timeout
                 )
+                if self.pin is not None:
+                    self._check_pin(self._conn)
             else:
                 self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         return self._conn
+
+    def _check_pin(self, conn: http.client.HTTPSConnection) -> None:
+        """Handshake now, and go on only with the pinned certificate: nothing is sent first."""
+        try:
+            conn.connect()
+            der = conn.sock.getpeercert(binary_form=True)
+        except (ssl.SSLError, OSError) as exc:
+            self.close()
+            raise AgentConnectionError(f"agent {self.url} unreachable: {exc}") from exc
+        if not der or fingerprint_sha256(certificate_from_der(der)) != self.pin:
+            self.close()
+            raise AgentConnectionError(
+                f"agent {self.url} presented a certificate other than the one the mirror "
+                "knows for it (agent_cert_sha256)"
+            )
 
     def close(self) -> None:
         if self._conn is not None:

@@ -56,10 +56,16 @@ def publish_partner_auth(membership: Membership) -> None:
 
 
 def _client(membership: Membership, partner: MemberConfig) -> AgentClient:
+    """The partner's agent over https is checked against the certificate the mirror knows
+    for it (agent_cert_sha256, given by that agent when its instance created or joined the
+    mirror), else, on a TLS mirror, against the mirror's CA."""
     tls = {}
-    if partner.agent.startswith("https://") and membership.cfg.tls:
-        m = membership.member
-        tls = {"cert": m.tls_cert, "key": m.tls_key, "ca": membership.cfg.tls_ca}
+    if partner.agent.startswith("https://"):
+        if partner.agent_cert_sha256 is not None:
+            tls = {"pin_sha256": partner.agent_cert_sha256}
+        elif membership.cfg.tls:
+            m = membership.member
+            tls = {"cert": m.tls_cert, "key": m.tls_key, "ca": membership.cfg.tls_ca}
     return AgentClient(partner.agent, timeout=TIMEOUT_S, **tls)
 
 

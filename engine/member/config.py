@@ -92,6 +92,9 @@ class MemberConfig:
     # the agent on the member's host (guide §3.1.3): a failover member that loses its
     # partner asks it whether the partner is down (engine/member/agent_confirm.py)
     agent: str | None = None  # "http(s)://host:port"
+    # the SHA-256 of that agent's certificate (hex), when it serves https: the partner pins it
+    # (an agent's certificate need not come from the mirror's CA; a mirror may have none)
+    agent_cert_sha256: str | None = None
     # executables run around becoming primary (engine/member/hooks.py), by hook name
     hooks: dict[str, str] = field(default_factory=dict)
 
@@ -256,6 +259,8 @@ def _member(
     m.tls_key = _path(raw.get("tls_key"), base_dir, f"{where}.tls_key")
     if "agent" in raw:
         m.agent = parse_agent_url(raw["agent"], f"{where}.agent")
+    if "agent_cert_sha256" in raw:
+        m.agent_cert_sha256 = parse_fingerprint(raw["agent_cert_sha256"], f"{where}.agent")
     m.hooks = _hooks(raw.get("hooks", {}), base_dir, f"{where}.hooks")
     return m
 
@@ -277,6 +282,14 @@ def _hooks(value: object, base_dir: Path, where: str) -> dict[str, str]:
             f"{where}: unknown hook(s) {', '.join(unknown)} (known: {', '.join(HOOK_NAMES)})"
         )
     return {k: str(_path(v, base_dir, f"{where}.{k}")) for k, v in value.items()}
+
+
+def parse_fingerprint(value: object, where: str) -> str:
+    """A certificate's SHA-256, 64 hex digits (colons allowed), in lower case."""
+    text = value.replace(":", "").lower() if isinstance(value, str) else ""
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise ConfigError(f"{where}: expected a SHA-256 fingerprint (64 hex digits), got {value!r}")
+    return text
 
 
 def parse_agent_url(value: object, where: str) -> str:

@@ -26,7 +26,13 @@ from pathlib import Path
 from engine import rules
 from engine.client.app import AsyncClient, EngineError
 from engine.member import mirror_file as ms
-from engine.member.config import ConfigError, MemberConfig, MirrorConfig, parse_agent_url
+from engine.member.config import (
+    ConfigError,
+    MemberConfig,
+    MirrorConfig,
+    parse_agent_url,
+    parse_fingerprint,
+)
 from engine.member.node import Node, peer_tls
 from engine.storage.databases import Refused
 from engine.wire import mirror_secret, tls
@@ -62,7 +68,7 @@ def create(node: Node, arg, current: list[tuple[MirrorConfig, str]]) -> dict:
         setattr(cfg, key, value)
     cfg.secret = _secret(op, arg.get("secret")) or mirror_secret.new_secret()
     m = MemberConfig(member, "failover", node.superserver, private, node.data_dir, [])
-    m.agent = _agent(op, arg.get("agent"))
+    m.agent, m.agent_cert_sha256 = _agent(op, arg.get("agent"), arg.get("agent_cert_sha256"))
     m.dn = own_dn(node, op) if cfg.tls else None
     cfg.members.append(m)
     ms.save_local(cfg, member, node.data_dir)
@@ -70,15 +76,16 @@ def create(node: Node, arg, current: list[tuple[MirrorConfig, str]]) -> dict:
     return {"mirror": name, "member": member, "role": "primary", "dn": m.dn}
 
 
-def _agent(op: str, value) -> str | None:
-    """The agent of this instance's host, which its failover partner may ask (docs/takeover.md);
-    the agent gives its own address when it creates or joins a mirror."""
-    if value is None:
-        return None
+def _agent(op: str, value, fingerprint) -> tuple[str | None, str | None]:
+    """The agent of this instance's host, which its failover partner may ask (docs/takeover.md),
+    and the SHA-256 of its certificate when it serves https; the agent gives both when it
+    creates or joins a mirror."""
     try:
-        return parse_agent_url(value, "agent")
+        url = None if value is None else parse_agent_url(value, "agent")
+        pin = None if fingerprint is None else parse_fingerprint(fingerprint, "agent_cert_sha256")
     except ConfigError as exc:
         raise Refused(op, None, str(exc)) from None
+    return url, pin
 
 
 def _secret(op: str, value) -> str | None:
@@ -141,7 +148,7 @@ async def join(node: Node, arg, current: list[tuple[MirrorConfig, str]]) -> dict
             "secret)",
         )
     m = MemberConfig(member, mtype, superserver, private, directory, [])
-    m.agent = _agent(op, arg.get("agent"))
+    m.agent, m.agent_cert_sha256 = _agent(op, arg.get("agent"), arg.get("agent_cert_sha256"))
     m.dn = own_dn(node, op) if cfg.tls else None
     m.authorized, m.join_id = not cfg.tls, uuid.uuid4().hex
     cfg.members.append(m)

@@ -39,7 +39,7 @@ from engine import rules
 from engine.member import mirror_file as ms
 from engine.member import tls_check
 from engine.member.changes import arg_map, config_changed, require_dynamic
-from engine.member.config import MemberConfig, parse_agent_url
+from engine.member.config import MemberConfig, parse_agent_url, parse_fingerprint
 from engine.member.port import learn_superserver_port
 from engine.member.remove import leave_mirror
 from engine.replication.gate import JoinRefused
@@ -117,6 +117,11 @@ def register_join(membership: Membership, conn: Connection, name: str, join) -> 
         join_id=join_id,
         cert=cert,
         agent=parse_agent_url(join["agent"], "join.agent") if join.get("agent") else None,
+        agent_cert_sha256=(
+            parse_fingerprint(join["agent_cert_sha256"], "join.agent_cert_sha256")
+            if join.get("agent_cert_sha256")
+            else None
+        ),
     )
     if cert is not None:
         cfg.join_times[cert["fingerprint"]] = time.monotonic()

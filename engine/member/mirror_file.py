@@ -31,6 +31,7 @@ from engine.member.config import (
     MirrorConfig,
     parse_address,
     parse_agent_url,
+    parse_fingerprint,
 )
 from engine.member.node import Node, write_json
 from engine.rules import SETTINGS
@@ -57,6 +58,7 @@ def to_wire(cfg: MirrorConfig) -> dict:
             "superserver": str(m.superserver),
             "private": None if m.private is None else str(m.private),
             "agent": m.agent,
+            "agent_cert_sha256": m.agent_cert_sha256,
             "dn": m.dn,
             "authorized": m.authorized,
         }
@@ -90,6 +92,11 @@ def from_wire(data: dict, node: Node, member: str, directory: Path | None = None
             join_id=raw.get("join_id"),
             cert=raw["cert"] if isinstance(raw.get("cert"), dict) else None,
             agent=parse_agent_url(raw["agent"], raw["name"]) if raw.get("agent") else None,
+            agent_cert_sha256=(
+                parse_fingerprint(raw["agent_cert_sha256"], raw["name"])
+                if raw.get("agent_cert_sha256")
+                else None
+            ),
         )
         if m.name == member:
             m.tls_cert, m.tls_key = node.tls_cert, node.tls_key

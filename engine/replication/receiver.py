@@ -252,6 +252,7 @@ class ReplicaLink:
                 "superserver": str(me.superserver),
                 "private": None if me.private is None else str(me.private),
                 "agent": me.agent,
+                "agent_cert_sha256": me.agent_cert_sha256,
                 "join_id": me.join_id,
             }
         hello["nonce"] = member_nonce = mirror_secret.new_nonce()

@@ -266,6 +266,21 @@ def load_certificate(path: str | Path) -> x509.Certificate:
         raise TLSError(f"{path}: not a PEM certificate") from None
 
 
+def fingerprint_sha256(cert: x509.Certificate) -> str:
+    """The certificate's SHA-256 over its DER form, 64 lower-case hex digits."""
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def pinned_client_context() -> ssl.SSLContext:
+    """A TLS 1.2+ client context that checks nothing by itself: the caller compares the
+    server's certificate with the one it pinned before sending a byte (AgentClient)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 def certificate_from_der(der: bytes) -> x509.Certificate:
     return x509.load_der_x509_certificate(der)
 

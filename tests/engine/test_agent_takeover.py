@@ -19,7 +19,12 @@ import pytest
 from engine.client.agent import AgentClient, AgentError
 from engine.member.config import load_config
 from engine.wire import mirror_secret
-from tests.engine.agent_fixtures import instance_entries, start_agent_fixture  # noqa: F401
+from engine.wire.tls import fingerprint_sha256, load_certificate
+from tests.engine.agent_fixtures import (  # noqa: F401
+    instance_entries,
+    pki_fixture,
+    start_agent_fixture,
+)
 from tests.engine.cluster_fixtures import make_cluster_fixture, wait_for  # noqa: F401
 from tests.engine.test_takeover import read, write
 from tests.engine.test_write_contracts import journal_bytes
@@ -32,16 +37,23 @@ ROOT = Path(__file__).resolve().parents[2]
 def mirror_with_agents(make_cluster, start_agent):
     """A and B, each with its own agent, the agents' addresses in the mirror file."""
 
-    def make(qos_ms: int = 1000):
+    def make(qos_ms: int = 1000, pki=None, pin: str | None = None):
+        """pki: the agents serve https with its agent certificate, which the mirror file pins
+        (or `pin` instead, to pin the wrong one)."""
         cluster = make_cluster(
             ("failover", "failover"), start=False, mirror={"qos_timeout_ms": qos_ms}
         )
         entries = {e["name"]: e for e in instance_entries(cluster)}
-        agents = {name: start_agent(instances=[entries[name]]) for name in "AB"}
+        agents = {name: start_agent(pki=pki, instances=[entries[name]]) for name in "AB"}
         text = cluster.path.read_text()
+        scheme = "https" if pki else "http"
         for name in "AB":
             line = f'private = "{cluster.cfg.member(name).private}"'
-            text = text.replace(line, f'{line}\nagent = "http://127.0.0.1:{agents[name].port}"')
+            agent = f'agent = "{scheme}://127.0.0.1:{agents[name].port}"'
+            if pki:
+                fingerprint = pin or fingerprint_sha256(load_certificate(pki.agent.cert))
+                agent += f'\nagent_cert_sha256 = "{fingerprint}"'
+            text = text.replace(line, f"{line}\n{agent}")
         cluster.path.write_text(text)
         cluster.cfg = load_config(cluster.path)
         cluster.start()
@@ -203,3 +215,20 @@ dir_lock.hold(Path(sys.argv[1]))
 print("held", flush=True)
 time.sleep(60)
 """
+
+
+def test_over_https_the_partners_agent_is_trusted_by_the_certificate_the_mirror_pins(
+    mirror_with_agents, pki
+):
+    # an agent's certificate need not come from the mirror's CA (this mirror has no TLS)
+    cluster, _ = mirror_with_agents(pki=pki)
+    cluster.kill9("A")
+    wait_for(lambda: cluster.role("B") == "primary", 15, "B primary")
+    assert "agent confirmed it down" in cluster.log("B")
+
+
+def test_an_agent_presenting_another_certificate_is_not_believed(mirror_with_agents, pki):
+    cluster, _ = mirror_with_agents(pki=pki, pin="ab" * 32)
+    cluster.kill9("A")
+    wait_for(lambda: "other than the one the mirror knows" in cluster.log("B"), 15, "refusal")
+    assert cluster.role("B") == "backup"
