@@ -10,6 +10,13 @@ it the Active backup, where its journal ends, the last primary it knew) and chan
 Promoting a DR async to failover member and demoting the backup to DR (guide §5.5, §5.6) are
 asked of the primary, and change which member would take over: both need the mirror's name
 typed, and `promotion_changes` says beforehand who becomes the backup and who becomes DR.
+
+With no primary running (both failover members lost, guide §5.5, §6.3), a DR async is promoted
+to primary on itself, in two steps as forcing is: `preview_promote_to_primary` asks it what is
+at stake with the partner chosen (one of the failover members, or none), and
+`promote_to_primary` needs the mirror's name typed. A mirror has one primary, so no two
+operations that make one run in a mirror at once. `clear_validated_member` then keeps a stopped
+former failover member from making itself primary at its next start.
 """
 
 from __future__ import annotations
@@ -18,15 +25,16 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from engine import rules as catalog
-from members.actions import check_confirmed, claim
-from members.models import Member
+from members import rules
+from members.actions import ACTIVE, check_confirmed, claim
+from members.models import Member, Mirror
 from portal.exceptions import StateConflict
 from tasks.models import Job
 from tasks.services import start_job
 
 
-def _member_job(actor, kind: str, member: Member) -> Job:
-    return start_job(actor, kind, member, mirror=member.mirror, member=member)
+def _member_job(actor, kind: str, member: Member, params: dict | None = None) -> Job:
+    return start_job(actor, kind, member, params=params, mirror=member.mirror, member=member)
 
 
 def _start_confirmed(
@@ -34,15 +42,38 @@ def _start_confirmed(
 ) -> Job:
     """A dangerous operation on `member`: the mirror's name typed, no job of the
     `serialized_with` kinds under way on it (members.actions.claim), and `check` passing on
-    the member as it is then."""
+    the member as it is then (what it returns, if anything, is the job's params)."""
     check_confirmed(member.mirror, confirm)
     claim(member, serialized_with)
+    if kind in MAKING_PRIMARY:
+        _one_primary_in_the_making(member)
     member.refresh_from_db()
-    check(member)
-    return _member_job(actor, kind, member)
+    return _member_job(actor, kind, member, check(member))
 
 
 FORCING = ["force_primary"]
+# the operations that make a member primary while none runs: one at a time in a mirror
+MAKING_PRIMARY = ["force_primary", "promote_to_primary"]
+
+
+def _one_primary_in_the_making(member: Member) -> None:
+    """No operation that makes a primary under way on another member of the mirror: two of
+    them would give it two primaries. The mirror's row lock (PostgreSQL; SQLite's write lock
+    is held already) makes a second request wait for the first one's job."""
+    Mirror.objects.select_for_update().get(pk=member.mirror_id)
+    running = (
+        Job.objects.filter(mirror_id=member.mirror_id, kind__in=MAKING_PRIMARY, state__in=ACTIVE)
+        .exclude(member=member)
+        .select_related("member")
+        .first()
+    )
+    if running is not None:
+        other = running.member.name if running.member else "another member"
+        raise StateConflict(
+            f"{other} is being made the primary already (job {running.pk}, {running.kind}): "
+            "a mirror has one primary.",
+            code="in_progress",
+        )
 
 
 def stop_instance(actor, member: Member) -> Job:
@@ -173,3 +204,102 @@ def demote_member(actor, member: Member, *, confirm: str) -> Job:
     return _start_confirmed(
         actor, "demote_member", member, confirm, serialized_with=RETYPING, check=_check_demotable
     )
+
+
+# --- Disaster recovery: no primary runs (guide §5.5, §6.3) ----------------------------------
+def failover_members(member: Member) -> list[Member]:
+    """The partners a promotion of `member` to primary may take: the mirror's failover
+    members, as the portal last recorded them."""
+    return list(member.mirror.members.filter(member_type=catalog.FAILOVER).order_by("name"))
+
+
+def _partner(member: Member, partner: str | None) -> str | None:
+    """The partner's name, checked against what the portal recorded; None: no partner."""
+    name = (partner or "").strip().upper()
+    if not name:
+        return None
+    found = member.mirror.members.filter(name=name).first()
+    if found is None:
+        raise rules.field_error(
+            "partner", f"{name} is not a member of {member.mirror.name}.", "unknown_member"
+        )
+    if found.member_type != catalog.FAILOVER:
+        raise rules.field_error(
+            "partner",
+            f"{name} is {found.get_member_type_display()}: the partner is one of the mirror's "
+            "failover members, or none.",
+            "partner_not_failover",
+        )
+    return name
+
+
+def _check_promotable_to_primary(member: Member, partner: str | None) -> dict:
+    """The promotion's params ({"partner": name or None}) once the request fits what the
+    portal last saw; the member itself decides the rest (a primary it still follows, a partner
+    whose agent does not confirm it down)."""
+    if member.member_type != catalog.DR:
+        raise ValidationError(
+            f"{member.name} is not a DR async: only a DR async is promoted to primary.",
+            code="not_dr",
+        )
+    if member.authorization == Member.PENDING:
+        raise StateConflict(f"{member.name} waits for authorization.", code="not_authorized")
+    primary = member.mirror.members.filter(status__in=catalog.PRIMARY_STATUSES).first()
+    if primary is not None:
+        raise StateConflict(
+            f"{primary.name} reports itself as the primary: a mirror has one primary. Promote "
+            f"{member.name} through it (Promote to failover), which makes it the backup.",
+            code="has_primary",
+        )
+    return {"partner": _partner(member, partner)}
+
+
+def preview_promote_to_primary(actor, member: Member, *, partner: str | None = None) -> Job:
+    """Step one: the DR async says what its promotion with `partner` (or none) puts at risk
+    (where its journal ends, the last primary it knew, its warning). Nothing changes."""
+    params = _check_promotable_to_primary(member, partner)
+    return _member_job(actor, "preview_promote_to_primary", member, params)
+
+
+@transaction.atomic
+def promote_to_primary(actor, member: Member, *, confirm: str, partner: str | None = None) -> Job:
+    """Step two, dangerous: the DR async restarts as the primary at a new term; `partner`
+    stays a failover member and every other failover member becomes DR. With no partner,
+    whatever the failover members committed after its journal end is lost. The caller types
+    the mirror's name, having seen step one's answer."""
+    return _start_confirmed(
+        actor,
+        "promote_to_primary",
+        member,
+        confirm,
+        serialized_with=MAKING_PRIMARY,
+        check=lambda m: _check_promotable_to_primary(m, partner),
+    )
+
+
+# ValidatedMember is a failover member's; a DR async may be a former failover member that a
+# promotion with no primary made DR in the new primary's configuration, while its own still
+# says failover (until it connects)
+VALIDATED_TYPES = (catalog.FAILOVER, catalog.DR)
+
+
+def _check_clearable(member: Member) -> None:
+    if member.member_type not in VALIDATED_TYPES:
+        raise ValidationError(
+            f"{member.name} is {member.get_member_type_display()}: ValidatedMember is a "
+            "failover member's (or a former one's, made DR by a promotion).",
+            code="not_failover",
+        )
+    if member.status != catalog.DOWN:
+        raise StateConflict(
+            f"{member.name} was last seen {member.status or 'not read yet'}: ValidatedMember is "
+            "cleared on a stopped instance (stop it, or refresh the mirror if it has stopped).",
+            code="not_down",
+        )
+
+
+def clear_validated_member(actor, member: Member) -> Job:
+    """ValidatedMember=0 on the member's stopped instance (guide §6.3.1.1): at its next start
+    it never becomes primary by itself, and takes the role the primary it finds gives it."""
+    _check_clearable(member)
+    return _member_job(actor, "clear_validated_member", member)

@@ -1,6 +1,6 @@
 """The failover buttons a member row offers, on the mirror page and the Mirror Monitor alike
 (members/views.py, monitor/views.py): what each starts (members/failover_actions.py) and when
-it is worth showing, from what the member last reported."""
+it is worth showing, from what the members last reported."""
 
 from __future__ import annotations
 
@@ -36,3 +36,19 @@ def failover_switches(mirror, member) -> list[tuple[str, str]]:
 def can_force(member) -> bool:
     """Whether forcing `member` to become primary is worth offering (the action decides)."""
     return member.member_type == catalog.FAILOVER and member.status not in catalog.PRIMARY_STATUSES
+
+
+def can_promote_to_primary(member, members) -> bool:
+    """Whether promoting `member` to primary is worth offering: an authorized DR async, while
+    none of the mirror's `members` says it is the primary (guide §5.5, §6.3)."""
+    return (
+        member.member_type == catalog.DR
+        and member.authorization != member.PENDING
+        and not any(m.status in catalog.PRIMARY_STATUSES for m in members)
+    )
+
+
+def can_clear_validated(member) -> bool:
+    """Whether clearing ValidatedMember is worth offering: a failover member that is Down, or a
+    DR async that is (a former failover member a promotion made DR, guide §6.3.1.1)."""
+    return member.member_type in failover_actions.VALIDATED_TYPES and member.status == catalog.DOWN

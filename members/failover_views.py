@@ -5,7 +5,12 @@ Other failover buttons (a graceful stop, no failover) are members.member_views.s
 
 Promoting a DR async and demoting the backup (guide §5.5, §5.6) each have a confirmation page
 that says, from what the portal last recorded, which member becomes the backup and which
-becomes DR; the mirror's name typed there starts the job."""
+becomes DR; the mirror's name typed there starts the job.
+
+With no primary running (guide §5.5, §6.3), a DR async is promoted to primary in the same two
+steps as forcing: a page to choose the partner (a failover member, or none) asks the member
+what is at stake; the next page shows its answer, and the mirror's name typed there promotes it
+with that partner. Clearing ValidatedMember on a stopped member is one button."""
 
 from urllib.parse import urlencode
 
@@ -19,7 +24,7 @@ from accounts.decorators import admin_required
 from engine import rules as catalog
 from members import failover_actions, forms
 from members.models import Member
-from members.pages import back_to, confirm_member_page, member_or_404, posted
+from members.pages import back_to, confirm_member_page, member_or_404, posted, start_job_page
 from tasks.models import Job
 
 
@@ -38,34 +43,29 @@ def preview_force_primary(request, name, pk):
     return redirect(f"{page}?{urlencode({'preview': job.pk})}")
 
 
-@admin_required
-def force_primary(request, name, pk):
-    """Step two: what the member answered is at stake (whether it was the Active backup, where
-    its journal ends, the last primary it knew); the form shows once it has answered, and the
-    mirror's name typed makes it primary."""
-    member = member_or_404(name, pk)
+def _preview_sent(request, member: Member, kind: str) -> Job | None:
+    """The preview job (of `kind`, on `member`) the page was sent with, if it is one."""
     chosen = (request.POST or request.GET).get("preview", "")
-    preview = (
-        Job.objects.filter(pk=chosen, member=member, kind="preview_force_primary").first()
-        if chosen.isdigit()
-        else None
-    )
-    if preview is None:
-        messages.error(request, f"Ask {member.name} what is at stake first.")
-        return redirect("mirror-detail", name=member.mirror.name)
+    if not chosen.isdigit():
+        return None
+    return Job.objects.filter(pk=chosen, member=member, kind=kind).first()
+
+
+def _previewed_page(request, member: Member, preview: Job, template: str, start, what: str):
+    """Step two of a two-step operation: what the member answered in `preview` is at stake;
+    the form shows once it has answered, and the mirror's name typed starts the job
+    (start(confirm))."""
     form = forms.ForcePrimaryForm(
         member.mirror, data=posted(request), initial={"preview": preview.pk}
     )
     answered = preview.state == Job.SUCCEEDED
     if request.method == "POST" and answered and form.is_valid():
         try:
-            job = failover_actions.force_primary(
-                request.user, member, confirm=form.cleaned_data["confirm"]
-            )
+            job = start(form.cleaned_data["confirm"])
         except ValidationError as exc:
             forms.show_refusal(form, exc)
         else:
-            messages.info(request, f"Forcing {member.name} to become primary: job {job.pk}.")
+            messages.info(request, f"{what}: job {job.pk}.")
             return redirect("job-detail", pk=job.pk)
     context = {
         "mirror": member.mirror,
@@ -74,7 +74,27 @@ def force_primary(request, name, pk):
         "stake": preview.result if answered else None,
         "form": form,
     }
-    return render(request, "members/confirm_force_primary.html", context)
+    return render(request, f"members/{template}", context)
+
+
+@admin_required
+def force_primary(request, name, pk):
+    """Step two: what the member answered is at stake (whether it was the Active backup, where
+    its journal ends, the last primary it knew); the form shows once it has answered, and the
+    mirror's name typed makes it primary."""
+    member = member_or_404(name, pk)
+    preview = _preview_sent(request, member, "preview_force_primary")
+    if preview is None:
+        messages.error(request, f"Ask {member.name} what is at stake first.")
+        return redirect("mirror-detail", name=member.mirror.name)
+    return _previewed_page(
+        request,
+        member,
+        preview,
+        "confirm_force_primary.html",
+        lambda confirm: failover_actions.force_primary(request.user, member, confirm=confirm),
+        f"Forcing {member.name} to become primary",
+    )
 
 
 def _primary_name(member: Member) -> str | None:
@@ -112,3 +132,60 @@ def demote_member(request, name, pk):
         lambda confirm: failover_actions.demote_member(request.user, member, confirm=confirm),
         f"Demoting {member.name} to DR async",
     )
+
+
+# --- Disaster recovery: no primary runs (guide §5.5, §6.3) ----------------------------------
+@admin_required
+def preview_promote_to_primary(request, name, pk):
+    """Step one: the partner chosen (a failover member, or none), the DR async is asked what
+    its promotion would put at risk; the next page shows its answer as soon as it comes."""
+    member = member_or_404(name, pk)
+    form = forms.PartnerForm(failover_actions.failover_members(member), data=posted(request))
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = failover_actions.preview_promote_to_primary(
+                request.user, member, partner=form.cleaned_data["partner"]
+            )
+        except ValidationError as exc:
+            forms.show_refusal(form, exc)
+        else:
+            page = reverse("member-promote-to-primary", args=[member.mirror.name, member.pk])
+            return redirect(f"{page}?{urlencode({'preview': job.pk})}")
+    context = {"mirror": member.mirror, "member": member, "form": form}
+    return render(request, "members/promote_to_primary_partner.html", context)
+
+
+@admin_required
+def promote_to_primary(request, name, pk):
+    """Step two: what the DR async answered is at stake (where its journal ends, the last
+    primary it knew, its warning, the partner or none); the mirror's name typed promotes it
+    with the partner step one named."""
+    member = member_or_404(name, pk)
+    preview = _preview_sent(request, member, "preview_promote_to_primary")
+    if preview is None:
+        messages.error(request, f"Choose {member.name}'s partner and ask what is at stake first.")
+        return redirect("mirror-detail", name=member.mirror.name)
+    partner = preview.params.get("partner")
+    return _previewed_page(
+        request,
+        member,
+        preview,
+        "confirm_promote_to_primary.html",
+        lambda confirm: failover_actions.promote_to_primary(
+            request.user, member, confirm=confirm, partner=partner
+        ),
+        f"Promoting {member.name} to primary",
+    )
+
+
+@admin_required
+@require_POST
+def clear_validated_member(request, name, pk):
+    """ValidatedMember cleared on the member's stopped instance."""
+    member = member_or_404(name, pk)
+    started = start_job_page(
+        request,
+        lambda: failover_actions.clear_validated_member(request.user, member),
+        f"Clearing ValidatedMember on {member.name}",
+    )
+    return started or redirect(back_to(request, member))

@@ -357,8 +357,33 @@ class RevokeAppCredentialForm(ConfirmForm):
     name = forms.CharField(widget=forms.HiddenInput, max_length=64)
 
 
-# --- Forcing a primary (members/failover_views.py) ---------------------------------------------
+# --- Forcing a primary, promoting a DR async to primary (members/failover_views.py) -----------
 class ForcePrimaryForm(ConfirmForm):
-    """The mirror's name typed, and which preview job's answer the operator saw."""
+    """The mirror's name typed, and which preview job's answer the operator saw (step two of
+    forcing a primary and of promoting a DR async to primary alike)."""
 
     preview = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
+
+
+# --- Promoting a DR async to primary with no primary running (members/failover_views.py) -------
+class PartnerForm(forms.Form):
+    """Step one: the partner the DR async takes, one of the mirror's failover members, or none
+    (members.failover_actions decides, as for the API)."""
+
+    partner = forms.ChoiceField(
+        label="Partner",
+        widget=forms.RadioSelect,
+        required=False,
+        help_text="A failover member whose host is up but whose instance is down: its agent "
+        "confirms it down and its journal beyond the DR async's is copied first, so nothing it "
+        "had is lost. None: what the failover members committed after the DR async's journal "
+        "end is lost.",
+    )
+
+    def __init__(self, failover_members: list[Member], *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["partner"].choices = [("", "None")] + [
+            (m.name, f"{m.name} ({m.status or 'not read yet'}, as it last reported)")
+            for m in failover_members
+        ]
+        self.initial.setdefault("partner", "")

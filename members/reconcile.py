@@ -183,6 +183,19 @@ def record_no_failover(member: Member, value: bool) -> None:
 
 
 @transaction.atomic
+def record_validated_cleared(member: Member) -> None:
+    """The member's agent cleared its ValidatedMember (guide §6.3.1.1): its status does not
+    report the flag and the portal keeps no field for it, so its answer is an audit event,
+    with the member as the actor."""
+    audit.record(
+        f"member {member.name}",
+        "member.clear_validated_member",
+        member,
+        after={"validated_member": False},
+    )
+
+
+@transaction.atomic
 def record_member_type(member: Member, member_type: str) -> bool:
     """The type `member` reports itself (a promotion or demotion, guide §5.5, §5.6, makes it
     restart in another), audited as its own word; whether it changed."""

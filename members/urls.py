@@ -102,6 +102,21 @@ urlpatterns = [
         name="member-demote",
     ),
     path(
+        "mirrors/<str:name>/members/<int:pk>/promote-to-primary/",
+        failover_views.promote_to_primary,
+        name="member-promote-to-primary",
+    ),
+    path(
+        "mirrors/<str:name>/members/<int:pk>/promote-to-primary/preview/",
+        failover_views.preview_promote_to_primary,
+        name="member-promote-to-primary-preview",
+    ),
+    path(
+        "mirrors/<str:name>/members/<int:pk>/clear-validated-member/",
+        failover_views.clear_validated_member,
+        name="member-clear-validated-member",
+    ),
+    path(
         "mirrors/<str:name>/members/<int:pk>/<slug:operation>/",
         member_views.switch_member,
         name="member-switch",

@@ -81,6 +81,8 @@ def mirror_detail(request, name):
         member.can_force = failover_buttons.can_force(member)
         member.can_promote = failover_actions.can_promote(member)
         member.can_demote = failover_actions.can_demote(member)
+        member.can_promote_to_primary = failover_buttons.can_promote_to_primary(member, members)
+        member.can_clear_validated = failover_buttons.can_clear_validated(member)
     chosen = next((m for m in members if m.name == request.GET.get("member", "").upper()), None)
     context = {
         "mirror": mirror,

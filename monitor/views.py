@@ -141,8 +141,8 @@ def pending_members(status: dict, primary_record: dict) -> list[dict]:
 
 def operations(mirror, user) -> list[Member]:
     """The mirror's members with the failover buttons an operator may press on each (a graceful
-    stop, no failover; forcing a primary, promoting and demoting for admins), chosen from what
-    they last reported."""
+    stop, no failover; forcing a primary, promoting and demoting, promoting a DR async to
+    primary and clearing ValidatedMember for admins), chosen from what they last reported."""
     if not has_role(user, OPERATOR):
         return []
     from members.failover_actions import can_demote, can_promote
@@ -152,6 +152,8 @@ def operations(mirror, user) -> list[Member]:
         member.switches = failover_buttons.failover_switches(mirror, member)
         member.can_force = failover_buttons.can_force(member)
         member.can_promote, member.can_demote = can_promote(member), can_demote(member)
+        member.can_promote_to_primary = failover_buttons.can_promote_to_primary(member, members)
+        member.can_clear_validated = failover_buttons.can_clear_validated(member)
     return members
 
 

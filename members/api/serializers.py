@@ -261,6 +261,21 @@ class ConfirmSerializer(serializers.Serializer):
     confirm = ConfirmField()
 
 
+class PartnerSerializer(serializers.Serializer):
+    partner = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        max_length=32,
+        help_text="The failover member to take as partner (its host up, its instance down); "
+        "omitted, blank or null: no partner.",
+    )
+
+
+class PromoteToPrimarySerializer(ConfirmSerializer, PartnerSerializer):
+    pass
+
+
 class RemoveMirrorSerializer(ConfirmSerializer):
     remove_db_attribute = serializers.BooleanField(default=False)
     remove_tls = serializers.BooleanField(default=False)

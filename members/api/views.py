@@ -10,16 +10,18 @@ carry `confirm`, the mirror's name; without it they are a 400 `not_confirmed` an
 """
 
 from django.db.models import Prefetch
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
 from accounts.roles import ADMIN, OPERATOR
-from members import actions, failover_actions, services
+from members import actions, services
 from members.api import filters
 from members.api import serializers as s
+from members.api.failover import FAILOVER_ROLES, FailoverActions
+from members.api.job_actions import ACCEPTED, accepted, body, operation
 from members.models import (
     DatabaseCopy,
     Drift,
@@ -32,31 +34,7 @@ from members.models import (
 )
 from members.operations import app_credentials
 from portal.api import changed_fields
-from tasks.api.serializers import JobSerializer
 from tasks.models import Job
-
-ACCEPTED = {202: OpenApiResponse(JobSerializer, description="The job, queued.")}
-
-
-def accepted(job) -> Response:
-    return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
-
-
-def operation(body=None, *, detail=True, url_path=None, responses=None):
-    """A POST action that starts a job: documented with its body and the 202 answer."""
-
-    def wrap(func):
-        # @action first: it replaces the function's kwargs, where extend_schema keeps the schema
-        routed = action(detail=detail, methods=["post"], url_path=url_path)(func)
-        return extend_schema(request=body, responses=responses or ACCEPTED)(routed)
-
-    return wrap
-
-
-def body(request, serializer_class) -> dict:
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
 
 
 # --- Hosts and what runs on them --------------------------------------------------------------
@@ -189,7 +167,10 @@ class DriftViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 # --- Members ----------------------------------------------------------------------------------
-class MemberViewSet(viewsets.ReadOnlyModelViewSet):
+class MemberViewSet(FailoverActions, viewsets.ReadOnlyModelViewSet):
+    """A member's row as it last answered, and the operations on it (the failover ones are
+    members/api/failover.py's)."""
+
     queryset = Member.objects.select_related("mirror", "host")
     serializer_class = s.MemberSerializer
     filterset_class = filters.MemberFilter
@@ -201,9 +182,6 @@ class MemberViewSet(viewsets.ReadOnlyModelViewSet):
             "start_mirroring",
             "stop_dejournaling",
             "start_dejournaling",
-            "stop_instance",
-            "set_no_failover",
-            "clear_no_failover",
             "catchup",
             "clear_failover_db",
             "add_database",
@@ -212,7 +190,7 @@ class MemberViewSet(viewsets.ReadOnlyModelViewSet):
             "revoke_app_credential",
             "reveal_app_credential",
         )
-    }
+    } | FAILOVER_ROLES
 
     @operation(s.MemberAddressSerializer)
     def addresses(self, request, pk=None):
@@ -265,58 +243,6 @@ class MemberViewSet(viewsets.ReadOnlyModelViewSet):
     @operation(url_path="start-dejournaling")
     def start_dejournaling(self, request, pk=None):
         return self._switch("start_dejournaling")
-
-    # failover (guide §3.4, §6.1 - §6.2): the job records what the member answers
-    @operation(url_path="stop-instance")
-    def stop_instance(self, request, pk=None):
-        """Graceful shutdown of the member's instance. A primary hands over to its Active
-        backup on the way, and the job waits until that backup says Primary; with no Active
-        backup (or no failover set) nobody takes over."""
-        return accepted(failover_actions.stop_instance(request.user, self.get_object()))
-
-    @operation(url_path="set-no-failover")
-    def set_no_failover(self, request, pk=None):
-        """No automatic takeover until cleared, or until a primary starts (which clears it). A
-        failover member only; set on the primary, it reaches the backup with its heartbeats."""
-        return accepted(failover_actions.set_no_failover(request.user, self.get_object()))
-
-    @operation(url_path="clear-no-failover")
-    def clear_no_failover(self, request, pk=None):
-        """Allow automatic takeover again."""
-        return accepted(failover_actions.clear_no_failover(request.user, self.get_object()))
-
-    @operation(url_path="force-primary/preview")
-    def preview_force_primary(self, request, pk=None):
-        """Step one of forcing this failover member to become primary, while no primary runs:
-        nothing changes; the job's result is what is at stake, as the member answers it
-        (was_active_backup, journal_end, last_primary, term, warning). Then step two."""
-        return accepted(failover_actions.preview_force_primary(request.user, self.get_object()))
-
-    @operation(s.ConfirmSerializer, url_path="force-primary")
-    def force_primary(self, request, pk=None):
-        """Step two: the member becomes primary (confirm: the mirror's name). Anything the last
-        primary committed after the member's journal end (step one's answer) is lost, and that
-        primary must stay down. Refused (409) while another member says it is the primary."""
-        fields = body(request, s.ConfirmSerializer)
-        return accepted(failover_actions.force_primary(request.user, self.get_object(), **fields))
-
-    # promotion and demotion (guide §5.5, §5.6): asked of the primary; admins only, typed name
-    @operation(s.ConfirmSerializer, url_path="promote")
-    def promote(self, request, pk=None):
-        """This DR async becomes a failover member, the backup, and the backup there was
-        becomes DR (confirm: the mirror's name). It needs a mirror private address; the primary
-        refuses (409, with its reason) a member that is not connected and caught up. The job
-        waits until the members report their new types and records them."""
-        fields = body(request, s.ConfirmSerializer)
-        return accepted(failover_actions.promote_member(request.user, self.get_object(), **fields))
-
-    @operation(s.ConfirmSerializer, url_path="demote")
-    def demote(self, request, pk=None):
-        """The backup becomes a DR async (confirm: the mirror's name): nothing takes over
-        automatically until a DR async is promoted. Refused for the primary and for a member
-        that is not a failover member. The job waits until the member reports its new type."""
-        fields = body(request, s.ConfirmSerializer)
-        return accepted(failover_actions.demote_member(request.user, self.get_object(), **fields))
 
     @operation(s.DatabaseNamesSerializer)
     def catchup(self, request, pk=None):

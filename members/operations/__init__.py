@@ -4,7 +4,14 @@ A handler gets a tasks.runner.JobRun (the job's params, progress, bounded waits)
 agents through members.agents, and returns what the members answered (JSON) after recording it
 with a refresh. members.actions validates a request and starts the job."""
 
-from members.operations import app_credentials, databases, discovery, failover, membership
+from members.operations import (
+    app_credentials,
+    databases,
+    discovery,
+    failover,
+    membership,
+    recovery,
+)
 
 HANDLERS = {
     # reading the members
@@ -40,6 +47,10 @@ HANDLERS = {
     "force_primary": failover.force_primary,
     "promote_member": failover.promote_member,
     "demote_member": failover.demote_member,
+    # disaster recovery: no primary runs (guide §5.5, §6.3)
+    "preview_promote_to_primary": recovery.preview_promote_to_primary,
+    "promote_to_primary": recovery.promote_to_primary,
+    "clear_validated_member": recovery.clear_validated_member,
     # databases
     "create_database": databases.create_database,
     "add_database_copy": databases.add_database_copy,

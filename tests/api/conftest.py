@@ -86,6 +86,21 @@ class World:
             authorization=Member.AUTHORIZED,
         )
 
+    @property
+    def stopped(self) -> Member:
+        """A former failover member whose instance is down, recorded DR as the new primary's
+        configuration lists it after a promotion with no primary (guide §5.5, §6.3): the one
+        ValidatedMember is cleared on; made on first use, like `dr`."""
+        found = Member.objects.filter(mirror=self.mirror, name="ALPHAOLD").first()
+        return found or factories.member(
+            self.mirror,
+            name="ALPHAOLD",
+            member_type="dr",
+            authorization=Member.AUTHORIZED,
+            status="Down",
+            observed_at=timezone.now(),
+        )
+
     def token_of(self, role) -> ApiToken | None:
         return self.tokens[role][0] if role else None
 

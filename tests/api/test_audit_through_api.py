@@ -130,7 +130,8 @@ CHANGES = [
 
 def ids_of(world) -> dict:
     ids = operation_ids(world) | {"someone": world.someone.pk, "token": world.token_of("admin").pk}
-    return ids | {"dr": world.dr.pk}  # the DR async a promotion is asked for
+    # the DR async a promotion is asked for, the stopped member ValidatedMember is cleared on
+    return ids | {"dr": world.dr.pk, "stopped": world.stopped.pk}
 
 
 def newest_event_id():

@@ -37,10 +37,12 @@ class Op:
 
 
 def ids_of(world, op=None) -> dict:
+    """The world's ids by name; `op` (an Op or a path template) may name members the world
+    makes only for the operation on them (tests/api/conftest.py)."""
     names = ("mirror", "host", "spare_host", "member", "pending", "database", "spare_database")
     names += ("dn_update", "copy", "instance", "job", "failed_job")
-    if op is not None and "{dr}" in op.path:
-        names += ("dr",)  # made only for the operation on it (tests/api/conftest.py)
+    path = getattr(op, "path", op) or ""
+    names += tuple(made for made in ("dr", "stopped") if "{" + made + "}" in path)
     return {name: getattr(world, name).pk for name in names}
 
 
@@ -312,6 +314,59 @@ OPERATIONS = [
         "member:dr",
         True,
         "dr",
+    ),
+    # disaster recovery, no primary running: a DR async promoted to primary in two steps, with
+    # a partner (one of the failover members) or none; ValidatedMember cleared on a stopped
+    # former failover member; all for admins
+    Op(
+        "admin",
+        "/members/{dr}/promote-to-primary/preview/",
+        None,
+        "preview_promote_to_primary",
+        {"partner": None},
+        "member:dr",
+        True,
+        "dr",
+    ),
+    Op(
+        "admin",
+        "/members/{dr}/promote-to-primary/preview/",
+        {"partner": " alpha1 "},
+        "preview_promote_to_primary",
+        {"partner": "ALPHA1"},
+        "member:dr",
+        True,
+        "dr",
+    ),
+    Op(
+        "admin",
+        "/members/{dr}/promote-to-primary/",
+        {"confirm": "alpha"},
+        "promote_to_primary",
+        {"partner": None},
+        "member:dr",
+        True,
+        "dr",
+    ),
+    Op(
+        "admin",
+        "/members/{dr}/promote-to-primary/",
+        {"confirm": "alpha", "partner": "alpha1"},
+        "promote_to_primary",
+        {"partner": "ALPHA1"},
+        "member:dr",
+        True,
+        "dr",
+    ),
+    Op(
+        "admin",
+        "/members/{stopped}/clear-validated-member/",
+        None,
+        "clear_validated_member",
+        {},
+        "member:stopped",
+        True,
+        "stopped",
     ),
     Op(
         "operator",
@@ -664,6 +719,7 @@ DESTRUCTIVE = {
     "remove member": ("/members/{member}/remove/", {}),
     "reject member": ("/pending-members/{pending}/reject/", {}),
     "force a primary": ("/members/{member}/force-primary/", {}),
+    "promote a DR async to primary": ("/members/{dr}/promote-to-primary/", {}),
     "remove database copy": ("/database-copies/{copy}/remove/", {}),
 }
 
@@ -678,7 +734,7 @@ def test_a_destructive_call_without_the_mirrors_name_is_refused_and_starts_nothi
         body = body | {"confirm": confirm}
     jobs_before = Job.objects.count()
 
-    response = api.post(V1 + fill(path, ids_of(world)), body, format="json")
+    response = api.post(V1 + fill(path, ids_of(world, path)), body, format="json")
 
     assert response.status_code == 400, response.content
     error = response.json()["error"]

@@ -75,6 +75,17 @@ def dr_async(template: str):
     return build
 
 
+def made(template: str, name: str):
+    """A path builder for a member the world makes on first use (tests/api/conftest.py): `{dr}`
+    its DR async, `{stopped}` a former failover member whose instance is down."""
+
+    def build(world, role):
+        return (V1 + template).format(**{name: getattr(world, name).pk})
+
+    build.__doc__ = V1 + template
+    return build
+
+
 def operation(template, needs, body=None, ok=202):
     """A POST that starts a job: answered 202 with the job, queued."""
     return Row("post", at(V1 + template), needs, ok, body)
@@ -153,6 +164,15 @@ ROWS = [
     operation("/members/{member}/force-primary/", "admin", lambda w: {"confirm": "alpha"}),
     Row("post", dr_async("/members/{dr}/promote/"), "admin", 202, lambda w: {"confirm": "alpha"}),
     operation("/members/{member}/demote/", "admin", lambda w: {"confirm": "alpha"}),
+    Row("post", made("/members/{dr}/promote-to-primary/preview/", "dr"), "admin", 202),
+    Row(
+        "post",
+        made("/members/{dr}/promote-to-primary/", "dr"),
+        "admin",
+        202,
+        lambda w: {"confirm": "alpha"},
+    ),
+    Row("post", made("/members/{stopped}/clear-validated-member/", "stopped"), "admin", 202),
     operation("/members/{member}/catchup/", "operator", lambda w: {"databases": ["sales"]}),
     operation("/members/{member}/clear-failover-db/", "operator", lambda w: {}),
     operation("/members/{member}/add-database/", "operator", lambda w: {"name": "spare"}),

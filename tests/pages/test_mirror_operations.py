@@ -312,7 +312,7 @@ def test_a_stopped_member_offers_start_mirroring_and_the_primary_no_switch(clien
 
 
 def test_an_unknown_switch_is_not_found(client_as, world, dr):
-    response = client_as("operator").post(url("member-switch", world, dr.pk, "promote-to-primary"))
+    response = client_as("operator").post(url("member-switch", world, dr.pk, "make-primary"))
 
     assert response.status_code == 404
     assert not new_jobs(world).exists()
