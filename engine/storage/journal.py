@@ -25,6 +25,13 @@ batch and is dropped, so the journal never has a hole.
 
 A write error freezes the journal (every later commit raises JournalError), since positions
 after the failed batch were already handed out (guide §3.2 freeze-on-error).
+
+Zero-filled ahead: a file that grows makes every fdatasync write the file's new size too (a
+metadata commit), about twice the time of one that only writes data (docs/performance.md).  So
+the writer keeps PREALLOCATE bytes of zeros written (and synced) ahead of its end, one chunk
+at a time, on a thread of its own before they are needed: its fdatasyncs find only data to
+write.  The zeros are no records: readers stop at them, recovery cuts them without counting
+them as torn, and a file is cut to its end when the journal moves to the next one or closes.
 """
 
 from __future__ import annotations
@@ -81,6 +88,7 @@ __all__ = [
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
+PREALLOCATE = 1 << 20  # bytes of zeros kept written ahead of the writer's end
 
 
 def _pwrite_all(fd: int, data, offset: int) -> None:
@@ -129,6 +137,13 @@ class Journal:
         # may end (engine/member/takeover.py give_up_primary)
         self.shipped_position: JournalPosition | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"journal-{mirror}")
+        # zero-filling ahead (see the module doc): bytes of each file written, data or zeros
+        self._allocated: dict[int, int] = {}
+        self._alloc_lock = threading.Lock()
+        self._filler = ThreadPoolExecutor(1, thread_name_prefix=f"journal-fill-{mirror}")
+        self._filling = False
+        self._no_fill = False  # no room for zeros ahead: write without them
+        self._finished: set[int] = set()  # files cut to their end: never filled again
         self._sync_lock = threading.Lock()
         self._recv_lock: asyncio.Lock | None = None
         self._recover()
@@ -144,9 +159,11 @@ class Journal:
             # A flush that rotated writes the old file's tail and the new file together; later
             # flushes wait for that fdatasync.  So if the previous file is torn, the newest
             # file holds only that unacknowledged batch: cut the one, drop the other.
-            fd, good, size = self._scan(*files[-2])
+            fd, good, size, torn = self._scan(*files[-2])
+            if not torn:
+                os.ftruncate(fd, good)  # zeros ahead, left by a crash at the move to the next
             os.close(fd)
-            if good < size:
+            if torn:
                 seq, name = files.pop()
                 cut = os.path.getsize(os.path.join(self.dir, name))
                 os.remove(os.path.join(self.dir, name))
@@ -156,13 +173,15 @@ class Journal:
         for seq, name in files:
             self._names[seq] = name
         seq, name = files[-1]
-        fd, good, size = self._scan(seq, name)
+        fd, good, size, torn = self._scan(seq, name)
         if good < size:
             os.ftruncate(fd, good)
+        if torn:
             log.warning(
                 "journal %s: cut torn tail of %d bytes at offset %d", name, size - good, good
             )
-        self.recovered_cut_bytes = cut + size - good
+        self.recovered_cut_bytes = cut + (size - good if torn else 0)
+        self._allocated[seq] = good
         os.fsync(fd)
         self._fds[seq] = fd
         self._seq, self._end, self._durable = seq, good, good
@@ -170,8 +189,9 @@ class Journal:
         if self._read_log() != logged:
             write_log(self.dir, self.mirror, logged)
 
-    def _scan(self, seq: int, name: str) -> tuple[int, int, int]:
-        """Open a journal file; return (fd, length of its valid prefix, size)."""
+    def _scan(self, seq: int, name: str) -> tuple[int, int, int, bool]:
+        """Open a journal file; return (fd, length of its valid prefix, size, whether what
+        follows the prefix is torn: anything but the zeros written ahead)."""
         fd = os.open(os.path.join(self.dir, name), os.O_RDWR)
         size = os.fstat(fd).st_size
         data = os.pread(fd, size, 0)
@@ -185,7 +205,7 @@ class Journal:
             date = int(name_re(self.mirror).match(name).group(1))
             os.pwrite(fd, encode_file_header(seq, date), 0)
             good = FILE_HEADER_SIZE
-        return fd, good, size
+        return fd, good, size, data.count(0, good) != size - good
 
     def _read_log(self) -> list[str]:
         try:
@@ -242,6 +262,8 @@ class Journal:
         busy = self._pending or (self._flusher is not None and not self._flusher.done())
         if not busy and self._seq is not None and self._durable < self._end:
             self._sync_current()  # e.g. received data on a backup that is becoming primary
+        if self._seq is not None:
+            self._cut_to_end(self._seq, self._end)
         self._create_file(seq, date)
         self._seq, self._end, self._durable = seq, FILE_HEADER_SIZE, 0
         header = encode_file_header(seq, date)
@@ -359,6 +381,9 @@ class Journal:
         touched = []
         for seg in batch:
             fd = self._fds[seg.seq]
+            end = seg.offset + len(seg.data)
+            if self.fsync and end > self._allocated.get(seg.seq, 0) and not self._no_fill:
+                self._fill(seg.seq, fd, end)  # the filler fell behind: zeros now
             _pwrite_all(fd, seg.data, seg.offset)
             if fd not in touched:
                 touched.append(fd)
@@ -368,11 +393,68 @@ class Journal:
             for fd in touched:
                 os.fdatasync(fd)
                 self.fsync_count += 1
+            last = batch[-1] if batch else None
+            if last is not None and not self._filling:
+                ahead = self._allocated.get(last.seq, 0) - (last.offset + len(last.data))
+                if ahead < PREALLOCATE // 2:
+                    self._filling = True
+                    self._filler.submit(self._fill_ahead, last.seq)
+
+    def _fill(self, seq: int, fd: int, end: int) -> None:
+        """Zeros written from what is allocated in file `seq` to PREALLOCATE past `end`.
+        Writes of data only go below the allocated end, so the zeros never cover data."""
+        with self._alloc_lock:
+            have = self._allocated.get(seq, 0)
+            if end <= have or seq not in self._fds:
+                return
+            target = max(end, min(end + PREALLOCATE, self.max_file_bytes))
+            try:
+                _pwrite_all(fd, bytes(target - have), have)
+            except OSError as exc:
+                # zeros are a speed-up only: with no room for them, data goes on as before
+                # (and fails by itself if the disk is full)
+                self._no_fill = True
+                log.warning("journal: no room for zeros ahead (%s): writing without them", exc)
+                return
+            self._allocated[seq] = target
+
+    def _fill_ahead(self, seq: int) -> None:
+        """On the filler thread: the next chunk of zeros, synced, before the writer needs it
+        (its fdatasyncs then find no new file size to write)."""
+        try:
+            with self._alloc_lock:
+                fd = self._fds.get(seq)
+                done = seq in self._finished
+                if fd is None or done or self._failed is not None or self._no_fill:
+                    return
+                have = self._allocated.get(seq, 0)
+                more = min(PREALLOCATE, self.max_file_bytes - have)
+                if more <= 0:
+                    return
+                _pwrite_all(fd, bytes(more), have)
+                os.fdatasync(fd)
+                self._allocated[seq] = have + more
+        except OSError as exc:  # a full disk: the writer will meet it and freeze
+            self._no_fill = True
+            log.warning("journal: no room for zeros ahead (%s): writing without them", exc)
+        finally:
+            self._filling = False
+
+    def _cut_to_end(self, seq: int, end: int) -> None:
+        """A file the writer is done with holds exactly its records: the zeros go."""
+        with self._alloc_lock:
+            fd = self._fds.get(seq)
+            if fd is not None and self._allocated.get(seq, 0) > end:
+                os.ftruncate(fd, end)
+            self._allocated[seq] = end
+            self._finished.add(seq)  # no more zeros for it
 
     def _close_finished_files(self) -> None:
         waiting = {seg.seq for seg in self._pending}
-        for seq in [s for s in self._fds if s < self._seq and s not in waiting]:
-            os.close(self._fds.pop(seq))
+        with self._alloc_lock:
+            for seq in [s for s in self._fds if s < self._seq and s not in waiting]:
+                os.close(self._fds.pop(seq))
+                self._allocated.pop(seq, None)
 
     def commit_sync(self, entries) -> list[Record]:
         """Blocking commit for code without an event loop (not to be mixed with commit())."""
@@ -475,6 +557,9 @@ class Journal:
         elif self._seq is not None and self._durable < self._end and self._failed is None:
             self._sync_current()
         self._executor.shutdown(wait=True)
+        self._filler.shutdown(wait=True)
+        if self._seq is not None and self._failed is None:
+            self._cut_to_end(self._seq, self._end)
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()

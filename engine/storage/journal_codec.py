@@ -255,6 +255,14 @@ def scan_good_prefix(buf) -> int:
     return decode_prefix(buf)[1]
 
 
+def file_content(data: bytes) -> bytes:
+    """A journal file's header and whole records, without what follows them: the zeros a
+    primary writes ahead of its end (engine/storage/journal.py), or a torn tail."""
+    if len(data) < FILE_HEADER_SIZE:
+        return data
+    return data[: FILE_HEADER_SIZE + scan_good_prefix(memoryview(data)[FILE_HEADER_SIZE:])]
+
+
 def record_boundary(buf, max_bytes: int) -> int:
     """Largest prefix length <= max_bytes of buf that ends on a record boundary.
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from engine.client.agent import AgentError
-from engine.storage.journal_codec import decode_records
+from engine.storage.journal_codec import decode_records, file_content
 from engine.storage.journal_files import list_files
 from tests.engine.agent_fixtures import (  # noqa: F401
     instance_entries,
@@ -84,15 +84,15 @@ def test_the_backup_serves_the_same_bytes_as_the_primary(agent, written):
 
         def same():
             return all(
-                c.fetch_journal_file("TEST", n, instance="A")
-                == c.fetch_journal_file("TEST", n, instance="B")
+                file_content(c.fetch_journal_file("TEST", n, instance="A"))
+                == file_content(c.fetch_journal_file("TEST", n, instance="B"))
                 for n in names
             )
 
         wait_for(same, 15, "B's journal to equal A's")
 
 
-def test_records_mode_returns_whole_checksummed_records(agent, written):
+def test_records_mode_returns_whole_checksummed_file_content(agent, written):
     name, data = next(iter(journal_on_disk(written, "A").items()))
     with agent.client() as c:
         first, headers = c.journal_chunk("TEST", name, 0, 1000, instance="A", records=1)
@@ -157,11 +157,12 @@ def test_mirror_and_instance_errors_are_clear(agent):
 
 def journal_in(directory, mirror: str) -> dict[str, bytes]:
     d = directory / "journal"
-    return {name: (d / name).read_bytes() for _, name in list_files(d, mirror)}
+    return {name: file_content((d / name).read_bytes()) for _, name in list_files(d, mirror)}
 
 
 def served(c, mirror: str) -> dict[str, bytes]:
-    return {f["name"]: c.fetch_journal_file(mirror, f["name"]) for f in c.journal_files(mirror)}
+    files = c.journal_files(mirror)
+    return {f["name"]: file_content(c.fetch_journal_file(mirror, f["name"])) for f in files}
 
 
 @pytest.fixture

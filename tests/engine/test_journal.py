@@ -114,7 +114,7 @@ def test_on_append_sees_each_batch_before_its_fsync_and_reproduces_the_files(jou
     reader = JournalReader(jdir, "MIR")
     for seq, name in reader.files():
         with open(os.path.join(jdir, name), "rb") as f:
-            assert f.read() == bytes(rebuilt[seq])
+            assert_records_then_zeros(f.read(), bytes(rebuilt[seq]))
 
 
 def test_commit_sync_hands_each_batch_on_after_its_write_and_before_its_fsync(journal, jdir):
@@ -155,6 +155,13 @@ def _ship(src_dir, dst, chunk=3000):
     return got
 
 
+def assert_records_then_zeros(on_disk: bytes, records: bytes) -> None:
+    """The writer's file holds exactly these bytes, then only the zeros it writes ahead of
+    its end (engine/storage/journal.py: a growing file costs every fdatasync more)."""
+    assert on_disk[: len(records)] == records
+    assert on_disk.count(0, len(records)) == len(on_disk) - len(records)
+
+
 def test_a_receiver_builds_byte_identical_files_from_catch_up_chunks(journal, jdir, tmp_path):
     for k in range(8):
         journal.commit_sync(entries(15, start=k * 15))
@@ -165,7 +172,7 @@ def test_a_receiver_builds_byte_identical_files_from_catch_up_chunks(journal, jd
         assert backup.files() == journal.files()
         for n in journal.files():
             with open(os.path.join(jdir, n), "rb") as a, open(backup.dir + "/" + n, "rb") as b:
-                assert a.read() == b.read()
+                assert_records_then_zeros(a.read(), b.read())
         assert backup.end_position == journal.end_position
         assert backup.durable_position == backup.end_position
         # more data later continues the same copy
@@ -406,3 +413,40 @@ def test_recovery_keeps_every_acknowledged_record_and_only_a_clean_prefix_of_the
             assert j.end_position == (late[-1].end if late else end)
         finally:
             j.close()
+
+
+def test_the_writer_keeps_zeros_ahead_and_its_files_end_at_their_records_once_done(jdir):
+    journal = Journal(jdir, "MIR", max_file_bytes=1 << 22)
+    journal.commit_sync(entries(10))
+    current = os.path.join(jdir, journal.current_file)
+    assert os.path.getsize(current) > journal.end_position.offset  # zeros ahead
+    first = journal.current_file
+    journal.new_file()
+    assert os.path.getsize(os.path.join(jdir, first)) < 4096  # cut to its records
+    journal.commit_sync(entries(3, start=10))
+    journal.close()
+    assert os.path.getsize(current.replace(first, journal.current_file)) == (
+        journal.end_position.offset
+    )
+    reopened = Journal(jdir, "MIR")
+    try:  # zeros are no torn tail: nothing is reported cut
+        assert reopened.recovered_cut_bytes == 0
+        assert reopened.end_position == journal.end_position
+    finally:
+        reopened.close()
+
+
+def test_zeros_left_ahead_by_a_crash_are_cut_at_open_and_not_counted_as_torn(jdir):
+    journal = Journal(jdir, "MIR")
+    journal.commit_sync(entries(10))
+    end = journal.end_position
+    name = os.path.join(jdir, journal.current_file)
+    with open(name, "ab") as f:  # as a kill -9 leaves it: records, then zeros ahead
+        f.write(bytes(5000))
+    reopened = Journal(jdir, "MIR")  # (the first one never closed: a crash)
+    try:
+        assert reopened.recovered_cut_bytes == 0
+        assert reopened.end_position == end
+        assert os.path.getsize(name) == end.offset
+    finally:
+        reopened.close()
