@@ -1,9 +1,10 @@
-"""Primary side of replication: one MemberLink per connected backup/async.
+"""Primary side of replication: the Replicator, which keeps the links and the Active state.
 
-A member opens a data channel (DC_HELLO with its journal end position).  The link first
-ships catch-up from the journal files (JournalReader), then switches to live streaming:
-every batch the journal appends is handed over (Journal.on_append) before its fsync
-completes and written to each live link, so shipping overlaps the local fsync.
+A member opens a data channel (DC_HELLO with its journal end position); the handshake
+(engine/replication/handshake.py) decides whether and from where it may start, and makes its
+link (engine/replication/member_link.py: catch-up from the journal files, then live
+streaming).  The Replicator hands every batch the journal appends to each live link
+(Journal.on_append) before its fsync completes, so shipping overlaps the local fsync.
 
 The backup is synchronous: once caught up and acknowledged it becomes Active, and a
 client write is answered only when the Active backup has acknowledged its end position
@@ -16,201 +17,43 @@ The timers (the QoS watchdog, the heartbeats) read qos_timeout_ms afresh on ever
 never sleep longer than TIMER_SLICE at a time, so a lowered QoS takes effect within one new
 interval, however long the old one was.
 
-Acknowledgements are checked (MemberLink.check_ack): a member can only acknowledge journal
-the primary has sent on that link, and its acknowledgements never go backwards.  An ack
-outside that range cannot come from a member that follows the protocol; it closes the link
-with a warning and counts for nothing (neither durability nor the Active flag).
+Only acknowledgements a link has checked (MemberLink.check_ack: never beyond what was sent on
+it, never backwards) reach on_ack; an impossible one closes the link and counts for nothing
+(neither durability nor the Active flag).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-import weakref
 from collections import deque
 from typing import TYPE_CHECKING
 
-from cryptography.x509.oid import NameOID
-
-from engine.replication.compression import choose_codec, compress
-from engine.replication.gate import JoinRefused, MembershipGate
-from engine.storage.journal import list_files, tail_digest
-from engine.storage.journal_codec import make_position, pos_from_wire, pos_wire
-from engine.wire import mirror_secret, trace
-from engine.wire.protocol import (
-    ErrorCode,
-    Frame,
-    MsgType,
-    RequestError,
-    encode_frame,
-    encode_raw_frame,
-    error_frame,
-    pack,
-    unpack,
-)
-from engine.wire.tls import peer_certificate
+from engine.replication.gate import MembershipGate
+from engine.replication.handshake import Handshake
+from engine.replication.member_link import CATCHUP_STALL_S, MemberLink
+from engine.storage.journal_codec import pos_wire
+from engine.wire import trace
+from engine.wire.protocol import ErrorCode, Frame, MsgType, RequestError, encode_frame
 
 if TYPE_CHECKING:
     from engine.member.membership import Membership
     from engine.member.session import Connection
 
+# MemberLink and CATCHUP_STALL_S live in member_link.py, and are still importable from here
+__all__ = ["CATCHUP_STALL_S", "MemberLink", "Replicator", "TIMER_SLICE"]
+
 log = logging.getLogger("engine.replication.sender")
-CATCHUP_CHUNK = 1024 * 1024
-HIGH_WATER = 8 * 1024 * 1024  # pause catch-up reads while this much is unsent
 # The longest a timer sleeps before it reads its setting again: a lowered qos_timeout_ms
 # takes effect within this much (and within one new interval) whatever the old one was.
 TIMER_SLICE = 0.25
-# How far an acknowledgement may go back from the link's previous one, in bytes of the same
-# journal file: none.  Acks are cumulative (the member's journal end), they travel in order on
-# one TCP connection, and a member's journal only grows during a session (a cut is made
-# before its first ack), so a smaller ack than before means a confused or forged peer.
-ACK_REGRESSION_TOLERANCE = 0
-# How long catch-up may find no whole record where the journal has bytes (a position inside a
-# record: never a real member's) before it gives up on the link.  Bytes being appended show up
-# within milliseconds.
-CATCHUP_STALL_S = 5.0
-
-
-def _check_peer(conn: Connection, name: str) -> None:
-    """With TLS the certificate, not the HELLO, says who connected: its CN must be the member."""
-    ssl_object = conn.transport.get_extra_info("ssl_object") if conn.transport else None
-    cert = peer_certificate(ssl_object) if ssl_object is not None else None
-    if cert is None:
-        raise ValueError("no client certificate on a mirror that requires TLS")
-    cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    if name not in cns:
-        raise ValueError(f"certificate {cert.subject.rfc4514_string()!r} is not member {name}'s")
-
-
-class MemberLink:
-    """One member's data channel as seen by the primary."""
-
-    def __init__(
-        self, rep: Replicator, conn: Connection, name: str, mtype: str, codec: str | None, position
-    ):
-        self.rep = rep
-        self.conn = conn
-        self.name = name
-        self.type = mtype
-        self.is_backup = mtype == "failover"
-        self.codec = codec
-        self.position = position  # where the member's journal ended when it connected
-        self.acked = position
-        self.sent_end = position  # the end of the journal sent on this link (or held before)
-        self.pending: list | None = []  # live batches queued while catching up
-        self.live_from = None  # journal position where live streaming took over
-        self.connected_at = time.time()
-        self.last_ack_at = time.time()
-        self.member_status: dict = {}
-        self.closed = False
-        self.bytes_journal = 0
-        self.bytes_network = 0
-        self.task: asyncio.Task | None = None
-
-    @property
-    def live(self) -> bool:
-        return self.pending is None
-
-    def send(self, pos, data: bytes) -> None:
-        payload = compress(self.codec, data) if self.codec else data
-        self.bytes_journal += len(data)
-        self.bytes_network += len(payload)
-        body = pack(
-            [
-                pos.file_seq,
-                pos.offset,
-                len(data),
-                self.codec,
-                payload,
-                time.time(),
-                self.rep.active is self,
-            ]
-        )
-        self.conn.write(encode_raw_frame(MsgType.DC_JOURNAL, 0, body))
-        end = make_position(pos.file_seq, pos.offset + len(data))
-        if self.sent_end is None or end > self.sent_end:
-            self.sent_end = end
-
-    def check_ack(self, pos) -> str | None:
-        """Why an acknowledgement of `pos` is impossible on this link (None: it is possible).
-
-        Possible: from the previous ack (at first the member's own journal end, as its hello
-        said) up to the end of what this link has sent.  Anything else never reached this
-        member from us, or contradicts what it acknowledged already.
-        """
-        if pos is None:
-            # a member with no journal yet, before its first chunk: holds nothing
-            return None if self.acked is None else f"no position, after acknowledging {self.acked}"
-        sent = self.sent_end
-        if sent is None:
-            return f"{pos} acknowledged beyond the end sent: nothing was sent on this link"
-        if pos > sent:
-            return f"{pos} acknowledged beyond the end sent on this link ({sent})"
-        prev = self.acked
-        if prev is not None and pos < prev:
-            same_file = pos.file_seq == prev.file_seq
-            if not same_file or prev.offset - pos.offset > ACK_REGRESSION_TOLERANCE:
-                return f"{pos} acknowledged backwards, after {prev}"
-        return None
-
-    def refuse_ack(self, frame: Frame, reason: str) -> None:
-        """An impossible ack: log it, tell the peer, drop the link (revoking Active)."""
-        log.warning(
-            "data channel from %s (%s): impossible acknowledgement, closing the link: %s",
-            self.name,
-            self.conn.peer,
-            reason,
-        )
-        self.conn.write(
-            error_frame(frame.req_id, ErrorCode.PROTOCOL, f"impossible acknowledgement: {reason}")
-        )
-        self.rep.drop(self, "impossible acknowledgement")
-        self.close()
-
-    def on_append(self, pos, data: bytes) -> None:
-        if self.pending is None:
-            self.send(pos, data)
-        else:
-            self.pending.append((pos, data))
-
-    def on_frame(self, frame: Frame) -> None:
-        if self.closed:
-            return  # frames read in the same batch as the one that closed the link
-        try:
-            args = unpack(frame.body)
-            if frame.type == MsgType.DC_ACK:
-                if not isinstance(args, list) or not args:
-                    raise ValueError("DC_ACK body must be [position, status]")
-                pos = pos_from_wire(args[0])
-                reason = self.check_ack(pos)
-                if reason is not None:
-                    self.refuse_ack(frame, reason)
-                    return
-                if len(args) > 1 and isinstance(args[1], dict):
-                    self.member_status = args[1]
-                self.rep.on_ack(self, pos)
-            elif frame.type == MsgType.DC_HEARTBEAT:
-                self.last_ack_at = time.time()
-            elif frame.type == MsgType.DC_LEAVE:
-                self.rep.member_leaves(self)
-            else:
-                raise ValueError(f"unexpected message {MsgType(frame.type).name} on a data channel")
-        except ValueError as exc:
-            log.warning("data channel from %s (%s): %s", self.name, self.conn.peer, exc)
-            self.conn.write(error_frame(frame.req_id, ErrorCode.PROTOCOL, str(exc)))
-
-    def connection_lost(self) -> None:
-        self.closed = True
-        self.rep.drop(self, "connection closed")
-
-    def close(self) -> None:
-        self.closed = True
-        self.conn.close()
 
 
 class Replicator:
+    """The primary's side of the data channel: the member links, the Active backup and the
+    writes waiting for it, the trouble state, and the timers (QoS watchdog, heartbeats)."""
+
     def __init__(self, membership: Membership, gate: MembershipGate):
         self.membership = membership
         self.gate = gate
@@ -228,9 +71,7 @@ class Replicator:
         # failover watch (engine/member/failover_watch.py) or the backup's hello ends it
         self.trouble_held: str | None = None
         self.disconnected: dict[str, float] = {}  # member -> time its link dropped
-        self.refused: dict[str, str] = {}  # member -> why its last data channel was refused
-        # connection -> (primary nonce, member nonce, name) of a challenge awaiting its proof
-        self.challenges: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.handshake = Handshake(self)
         self._tasks: list[asyncio.Task] = []
 
     @property
@@ -278,246 +119,49 @@ class Replicator:
             if not link.closed:
                 link.on_append(pos, data)
 
-    # -- handshake -----------------------------------------------------------
+    # -- links ---------------------------------------------------------------
     def accept(self, conn: Connection, frame: Frame) -> None:
-        cfg = self.membership.cfg
-        try:
-            hello = unpack(frame.body)
-            if not isinstance(hello, dict):
-                raise ValueError("DC_HELLO body must be a map")
-            if hello.get("mirror") != cfg.name:
-                raise ValueError(
-                    f"mirror {hello.get('mirror')!r} is not this member's mirror {cfg.name}"
-                )
-            name = str(hello.get("member"))
-            proof = None
-            if cfg.secret is not None and not cfg.tls:
-                proof = self._check_secret(conn, frame, hello, name)
-                if proof is None:
-                    return  # challenged: the proof comes in a second hello
-            member = cfg.find(name) or self.gate.register_join(conn, name, hello.get("join"))
-            if member.name == self.membership.member.name:
-                raise ValueError("a member cannot connect to itself")
-            if cfg.dynamic:
-                self.gate.check_identity(conn, member, hello)
-            elif cfg.tls:
-                _check_peer(conn, member.name)
-            codecs = hello.get("codecs") or []
-            if not isinstance(codecs, list):
-                raise ValueError("codecs must be a list")
-            position = pos_from_wire(hello.get("position"))
-            if position is not None and (position.file_seq < 0 or position.offset < 0):
-                raise ValueError(f"journal position {position} is negative")
-        except JoinRefused as exc:
-            # a member awaiting authorization asks twice a second: log each reason once
-            reason = f"data channel refused: {exc}"
-            quiet = self.refused.get(name) == reason
-            if cfg.find(name) is not None:  # a stranger's names must not pile up here
-                self.refused[name] = reason
-            conn.reject_stream(reason, frame.req_id, quiet=quiet)
-            return
-        except RequestError as exc:  # a join the mirror cannot take (guide §3.1.2)
-            conn.reject_stream(f"join refused: {exc.message}", frame.req_id)
-            return
-        except ValueError as exc:  # ConfigError is a ValueError
-            conn.reject_stream(f"bad data channel handshake: {exc}", frame.req_id)
-            return
-        self.refused.pop(member.name, None)
-        if self.in_trouble and member.name == self._trouble_of:
+        """A member's DC_HELLO (engine/replication/handshake.py)."""
+        self.handshake.accept(conn, frame)
+
+    def member_says_hello(self, name: str) -> None:
+        """Member `name` said hello and passed the handshake's identity checks (before its
+        journal position is checked, whatever that check decides): if it is the backup whose
+        loss put the primary in trouble, the trouble is over."""
+        if self.in_trouble and name == self._trouble_of:
             # its hello says it knows it is no longer Active (it starts from Synchronizing)
-            self._end_trouble(f"backup {member.name} reconnected, no longer Active")
-        to_backup = member.is_failover
-        mode = cfg.failover_compression if to_backup else cfg.async_compression
-        ctype = cfg.failover_compression_type if to_backup else cfg.async_compression_type
-        codec = choose_codec(mode, ctype, to_backup, cfg.tls, set(codecs))
-        end = self.membership.journal.end_position
-        cut = self._cut_for(position)
-        if cut is not None:
-            log.warning(
-                "member %s has journal beyond ours (%s): it must cut at %s",
-                member.name,
-                position,
-                cut,
-            )
-            position = cut
-        elif position is not None and end is not None and position > end:
-            conn.reject_stream(
-                f"member journal position {position} is ahead of the primary's {end}", frame.req_id
-            )
-            return
-        gap = self._gap_for(position)
-        if gap is not None:
-            conn.reject_stream(gap, frame.req_id)
-            return
-        if cut is None and not self._same_journal(position, hello.get("tail")):
-            conn.reject_stream(
-                f"data channel refused: member {member.name}'s journal before {position} is not "
-                "the primary's: its data is inconsistent with the mirror; rebuild it (guide "
-                "§5.7)",
-                frame.req_id,
-            )
-            return
-        old = self.links.get(member.name)
+            self._end_trouble(f"backup {name} reconnected, no longer Active")
+
+    def add_link(self, link: MemberLink) -> None:
+        """The member's new data channel, in place of its old one if it still has one."""
+        old = self.links.get(link.name)
         if old is not None:
             self.drop(old, "replaced by a new connection")
             old.close()
-        link = MemberLink(self, conn, member.name, member.type, codec, position)
-        conn.data_link = link
-        self.links[member.name] = link
-        self.disconnected.pop(member.name, None)
-        conn.write(
-            encode_frame(
-                MsgType.DC_WELCOME,
-                frame.req_id,
-                {
-                    "primary": self.membership.member.name,
-                    "term": self.membership.fstate.term,  # engine/failover/state.py
-                    "codec": codec,
-                    "end": pos_wire(end),
-                    "qos_ms": cfg.qos_timeout_ms,
-                    "cut": pos_wire(cut),
-                    # what the journal before the cut holds here, for the member to compare
-                    "cut_tail": self._tail(cut),
-                    # the primary's mirrored databases (missing / Orphaned on the member)
-                    "databases": self.membership.catalog.wire(),
-                    "config": self.gate.config_wire() if cfg.dynamic else None,
-                    "proof": proof,  # the primary's own proof of the mirror secret
-                },
-            )
-        )
-        log.info(
-            "member %s (%s) connected from %s at %s, codec %s",
-            member.name,
-            member.type,
-            conn.peer,
-            position,
-            codec,
-        )
-        link.task = asyncio.get_running_loop().create_task(
-            self._catch_up(link), name=f"catchup-{member.name}"
-        )
+        self.links[link.name] = link
+        self.disconnected.pop(link.name, None)
 
-    def _check_secret(self, conn: Connection, frame: Frame, hello: dict, name: str):
-        """Without TLS a member proves the mirror secret (engine/wire/mirror_secret.py) before
-        anything in its hello counts, its name included.  None when a challenge was sent and
-        the proof is awaited; else the primary's own proof, for DC_WELCOME."""
-        cfg = self.membership.cfg
-        try:
-            member_nonce = mirror_secret.check_nonce(hello.get("nonce"))
-        except mirror_secret.SecretError as exc:
-            raise JoinRefused(
-                f"member {name} did not begin the mirror secret handshake ({exc})"
-            ) from None
-        challenged = self.challenges.pop(conn, None)
-        if challenged is None:
-            primary_nonce = mirror_secret.new_nonce()
-            self.challenges[conn] = (primary_nonce, member_nonce, name)
-            conn.write(encode_frame(MsgType.DC_CHALLENGE, frame.req_id, {"nonce": primary_nonce}))
-            return None
-        primary_nonce, first_nonce, first_name = challenged
-        expected = mirror_secret.member_proof(
-            cfg.secret, cfg.name, name, member_nonce, primary_nonce
-        )
-        if (first_nonce, first_name) != (member_nonce, name) or not mirror_secret.same(
-            expected, hello.get("proof")
-        ):
-            raise JoinRefused(f"member {name} did not prove the mirror secret")
-        me = self.membership.member.name
-        return mirror_secret.primary_proof(cfg.secret, cfg.name, me, member_nonce, primary_nonce)
-
-    async def _catch_up(self, link: MemberLink) -> None:
-        journal = self.membership.journal
-        reader = self.membership.journal_reader()
-        cursor = link.position if link.position is not None else reader.start_position()
-        stalled = None  # since when no whole record was found at the cursor
-        try:
-            while not link.closed:
-                target = link.pending[0][0] if link.pending else journal.end_position
-                if target is None or cursor >= target:
-                    break
-                data, nxt = await asyncio.to_thread(reader.read_from, cursor, CATCHUP_CHUNK)
-                if data or nxt != cursor:
-                    stalled = None
-                else:
-                    stalled = stalled or time.monotonic()
-                    if time.monotonic() - stalled > CATCHUP_STALL_S:
-                        self._stalled(link, cursor)
-                        return
-                if data:
-                    link.send(cursor, data)
-                elif nxt == cursor:
-                    await asyncio.sleep(0.001)  # bytes handed to us but not yet in the file
-                cursor = nxt
-                while not link.closed and link.conn.transport.get_write_buffer_size() > HIGH_WATER:
-                    await asyncio.sleep(0.005)
-            if link.closed:
-                return
-            for pos, data in link.pending:
-                end = pos.__class__(pos.file_seq, pos.offset + len(data))
-                if end <= cursor:
-                    continue
-                if pos < cursor:
-                    data = data[cursor.offset - pos.offset :]
-                    pos = cursor
-                link.send(pos, data)
-                cursor = end
-            link.pending = None
-            link.live_from = cursor
-            log.info("member %s caught up to %s, now streaming live", link.name, cursor)
-        except Exception:
-            log.exception("catch-up of member %s failed", link.name)
-            link.close()
-
-    def _stalled(self, link: MemberLink, cursor) -> None:
-        reason = (
-            f"cannot catch up: no whole journal record at {cursor} within "
-            f"{CATCHUP_STALL_S:g} s (a position inside a record?)"
-        )
-        log.warning("data channel from %s (%s): %s", link.name, link.conn.peer, reason)
-        link.conn.write(error_frame(0, ErrorCode.PROTOCOL, reason))
-        self.drop(link, "catch-up stalled")
+    def member_leaves(self, link: MemberLink) -> None:
+        log.warning("member %s leaves the mirror", link.name)
+        if self.membership.cfg.dynamic:
+            self.gate.remove_member(link.name)
         link.close()
 
-    def _gap_for(self, position) -> str | None:
-        """Why catch-up cannot start at `position`, a member's journal end: it lies in a
-        journal file this primary does not have (purged, or never written).  None if it can."""
-        if position is None:
-            return None
-        files = dict(list_files(self.membership.journal_dir, self.membership.cfg.name))
-        if files and position.file_seq not in files:
-            return (
-                f"member journal position {position} is in journal file {position.file_seq}, "
-                "which the primary does not have (purged?)"
-            )
-        return None
-
-    def _tail(self, position) -> str | None:
-        return tail_digest(self.membership.journal_dir, self.membership.cfg.name, position)
-
-    def _same_journal(self, position, theirs) -> bool:
-        """The member's journal just before its end holds what ours holds there (compared
-        by content: equal lengths prove nothing after a failover, guide §3.3.2).  True when
-        either side has nothing to compare."""
-        ours = self._tail(position)
-        return ours is None or not isinstance(theirs, str) or ours == theirs
-
-    def _cut_for(self, position):
-        """Where a member's journal must be cut to be a prefix of ours, or None if it is one
-        (as far as lengths tell).  A member can hold bytes we lost: a batch is shipped just
-        before it is written here, and kill -9 can fall in between."""
-        if position is None:
-            return None
-        end = self.membership.journal.end_position
-        seq, offset = position
-        if seq == end.file_seq:
-            return end if offset > end.offset else None
-        if seq > end.file_seq:
-            return None  # files we never had: refused as "ahead"
-        files = dict(list_files(self.membership.journal_dir, self.membership.cfg.name))
-        if seq not in files:
-            return None  # purged here; nothing to compare with
-        size = os.path.getsize(self.membership.journal_dir / files[seq])
-        return position.__class__(seq, size) if offset > size else None
+    def drop(self, link: MemberLink, reason: str) -> None:
+        if self.links.get(link.name) is link:
+            del self.links[link.name]
+            self.disconnected[link.name] = time.time()
+            log.info("member %s disconnected: %s", link.name, reason)
+            self.membership.link_changed()
+        if self.active is link:
+            member = self.membership.cfg.find(link.name)
+            if member is not None and not member.is_failover:
+                # demoted (engine/member/failover_ops.py): no longer a backup to wait for
+                self.active = None
+                self._release_waiters()
+                log.warning("backup %s demoted: the primary no longer waits for it", link.name)
+            else:
+                self.revoke(f"disconnected ({reason})")
 
     # -- journal purge ----------------------------------------------------------
     def purge_journal(self) -> dict:
@@ -662,28 +306,6 @@ class Replicator:
             return
         if self.trouble_since is not None and time.time() - self.trouble_since >= 2 * self.qos:
             self._end_trouble("the trouble timeout (2 x QoS) passed")
-
-    def member_leaves(self, link: MemberLink) -> None:
-        log.warning("member %s leaves the mirror", link.name)
-        if self.membership.cfg.dynamic:
-            self.gate.remove_member(link.name)
-        link.close()
-
-    def drop(self, link: MemberLink, reason: str) -> None:
-        if self.links.get(link.name) is link:
-            del self.links[link.name]
-            self.disconnected[link.name] = time.time()
-            log.info("member %s disconnected: %s", link.name, reason)
-            self.membership.link_changed()
-        if self.active is link:
-            member = self.membership.cfg.find(link.name)
-            if member is not None and not member.is_failover:
-                # demoted (engine/member/failover_ops.py): no longer a backup to wait for
-                self.active = None
-                self._release_waiters()
-                log.warning("backup %s demoted: the primary no longer waits for it", link.name)
-            else:
-                self.revoke(f"disconnected ({reason})")
 
     async def _every(self, period, action) -> None:
         """Run action() every period() seconds, period read afresh on every slice: a long

@@ -401,7 +401,7 @@ def unauthorized_peer(cfg, cert) -> str | None:
         if member.dn is not None and member.dn == normal:
             return None
         # a mirror from a configuration file records no DNs: there the CN names the member,
-        # as the data channel checks (engine/replication/sender.py)
+        # as the data channel checks (engine/replication/handshake.py)
         if member.dn is None and member.name in cns:
             return None
     return f"certificate {dn!r} is not an authorized member's of mirror {cfg.name}"
