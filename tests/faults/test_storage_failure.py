@@ -26,34 +26,46 @@ VALUE = "x" * 60_000
 
 @pytest.fixture
 def small_journal_disk(make_cluster):
-    cluster = make_cluster(("failover", "failover"), start=False, mirror={"qos_timeout_ms": 2000})
-    journal = cluster.cfg.member("A").data_dir / "journal"
-    journal.mkdir(parents=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(journal)], check=True)
-    try:
+    """make(types): a mirror whose primary A has a 2 MiB tmpfs for its journal."""
+    mounted = []
+
+    def make(types):
+        cluster = make_cluster(types, start=False, mirror={"qos_timeout_ms": 2000})
+        journal = cluster.cfg.member("A").data_dir / "journal"
+        journal.mkdir(parents=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(journal)], check=True)
+        mounted.append((cluster, journal))
         cluster.start()
-        cluster.wait_backup_active()
-        yield cluster
-    finally:
+        if len(types) > 1:
+            cluster.wait_backup_active()
+        return cluster
+
+    yield make
+    for cluster, journal in mounted:
         cluster.close()
         with contextlib.suppress(subprocess.CalledProcessError):
             subprocess.run(["umount", str(journal)], check=True)
 
 
-def test_scenario_4_a_primary_whose_journal_disk_fails_hands_over_to_its_active_backup(
-    small_journal_disk,
-):
-    cluster = small_journal_disk
-    acked, failure = [], None
+def fill_the_disk(cluster) -> tuple[list[str], EngineError | None]:
+    """Write 60 KB values to A until a write fails: (the keys acknowledged, that failure)."""
+    acked = []
     with Client([cluster.address("A")], follow_primary=False, timeout=10) as c:
         for _ in range(100):  # 6 MB: the 2 MiB disk fills long before
             key = f"k-{uuid.uuid4().hex}"
             try:
                 c.set("USER", "Takeover", (key,), VALUE)  # as read() reads
             except EngineError as exc:
-                failure = exc
-                break
+                return acked, exc
             acked.append(key)
+    return acked, None
+
+
+def test_scenario_4_a_primary_whose_journal_disk_fails_hands_over_to_its_active_backup(
+    small_journal_disk,
+):
+    cluster = small_journal_disk(("failover", "failover"))
+    acked, failure = fill_the_disk(cluster)
     assert failure is not None and "whether the mirror has this write is unknown" in str(failure)
     assert acked, "some writes were acknowledged before the disk filled"
     wait_for(lambda: cluster.role("B") == "primary", 20, "B primary")
@@ -62,3 +74,18 @@ def test_scenario_4_a_primary_whose_journal_disk_fails_hands_over_to_its_active_
     cluster.procs.pop("A")
     missing = [k for k in acked if read(cluster, "B", k) != VALUE]
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged writes lost: {missing[:3]}"
+
+
+def test_without_an_active_backup_a_primary_whose_journal_fails_is_crashed_and_refuses_writes(
+    small_journal_disk,
+):
+    # guide §3.2: the journal freezes rather than journal around a hole; with nobody to hand
+    # over to, the member stays, Crashed (§5.1.1.1), and refuses every write
+    cluster = small_journal_disk(("failover",))
+    _, failure = fill_the_disk(cluster)
+    assert failure is not None and "journal write failed" in str(failure)
+    client = Client([cluster.address("A")], follow_primary=False, timeout=10)
+    with client as c, pytest.raises(EngineError, match="journal frozen"):
+        c.set("USER", "After", (1,), "refused, not lost quietly")
+    assert cluster.status("A")["status"] == "Crashed"
+    assert "no Active backup took over" in cluster.log("A")
