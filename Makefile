@@ -15,7 +15,8 @@ DEPLOY_ENV := DJANGO_SECRET_KEY=deploy-check-$(shell head -c 32 /dev/urandom | o
 	PORTAL_SECRET_KEYS=$(shell head -c 32 /dev/urandom | base64 | tr '+/' '-_') \
 	DJANGO_DEBUG=false PORTAL_HTTPS=true DJANGO_ALLOWED_HOSTS=portal.example.com
 
-.PHONY: run test install install-test lint check test-embedded test-services bench clean
+.PHONY: run test install install-test lint check test-embedded test-engine test-portal \
+	test-services bench clean
 
 $(VENV)/.run-installed: requirements.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,12 +39,13 @@ run: install
 	$(BIN)/python manage.py ensure_demo_admin
 	$(BIN)/python scripts/run-portal
 
-# The two passes share nothing (SQLite and in-process layers vs PostgreSQL and Redis; free ports
-# are handed out under a lock, tests/engine/cluster_fixtures.py) and mostly wait on processes and
-# sockets, so they run side by side: the slower one sets the time. Each pass's output is printed
-# whole when it ends.
+# The passes share nothing (SQLite and in-process layers vs PostgreSQL and Redis; a test database
+# per process; free ports are handed out under a lock, tests/engine/cluster_fixtures.py) and
+# mostly wait on processes and sockets, so they run side by side: the slowest one sets the time.
+# The embedded pass runs as two halves, the engine's tests (real member processes, mostly
+# waiting) and the portal's. Each pass's output is printed whole when it ends.
 test: install-test lint check
-	$(MAKE) --no-print-directory -j2 --output-sync=target test-embedded test-services
+	$(MAKE) --no-print-directory -j3 --output-sync=target test-engine test-portal test-services
 
 # lint-imports checks the import contracts of .importlinter (engine layers, no Django in the
 # engine, the portal through the engine's public clients).
@@ -57,8 +59,15 @@ check:
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(DEPLOY_ENV) $(BIN)/python manage.py check --deploy --fail-level WARNING
 
-test-embedded:
-	$(BIN)/pytest -m "not services"
+ENGINE_TESTS = tests/engine tests/faults tests/hostile
+
+test-embedded: test-engine test-portal
+
+test-engine:
+	$(BIN)/pytest -m "not services" $(ENGINE_TESTS)
+
+test-portal:
+	$(BIN)/pytest -m "not services" $(addprefix --ignore=,$(ENGINE_TESTS))
 
 test-services:
 	@if scripts/services-up; then \

@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from engine.cluster.launcher import spawn
+from engine.cluster.launcher import spawn, stop_pids
 from engine.cluster.ports import free_ports
 from monitor.models import Alert, Event, MemberState
 from tests.monitor.live_cluster import wait_for
@@ -148,7 +148,11 @@ def test_forcing_a_primary_shows_what_is_at_stake_then_needs_the_mirrors_name(
 
     portal.run(f"/members/{a}/stop-instance/")
     portal.run(f"/members/{b}/stop-instance/")
-    start_instance_again(site, "B")  # alone, B cannot tell who is primary now: it waits
+    # A's host is lost with its agent (procedure U3c): nobody can confirm A down, so B, alone,
+    # cannot tell who is primary now: it waits (with A's agent up, it would take over with
+    # A's journal, docs/takeover.md "Asking the partner's agent")
+    stop_pids([site.entry("agent", "hosta")])
+    start_instance_again(site, "B")
     wait_for(
         lambda: site.agents["hostb"].instance("B").get("state") == "up", 30, "B answering again"
     )
