@@ -3,7 +3,9 @@
 the REST API on three hosts. Both failover members are stopped; the DR async is promoted to
 primary with no partner through the portal, after it said what is at stake, and the portal then
 shows it as the primary and the old failover members as DR, as the new primary reports them.
-ValidatedMember is then cleared on a stopped former failover member."""
+ValidatedMember is then cleared on a stopped former failover member. Promoted with a partner
+instead (procedure D2), the DR async copies the partner's journal through the partner's agent,
+whose certificate it pins, and the partner comes back as its backup when its instance starts."""
 
 import pytest
 from django.test import Client
@@ -11,7 +13,13 @@ from django.urls import reverse
 
 from accounts.models import AuditEvent
 from engine.cluster.ports import free_ports
-from tests.e2e.test_failover_through_the_portal import HOSTS, MEMBERS, build, member_id
+from tests.e2e.test_failover_through_the_portal import (
+    HOSTS,
+    MEMBERS,
+    build,
+    member_id,
+    start_instance_again,
+)
 from tests.monitor.live_cluster import wait_for
 
 pytestmark = [pytest.mark.jobs, pytest.mark.timeout(240)]
@@ -97,3 +105,50 @@ def test_a_dr_async_promoted_with_no_partner_through_the_portal_becomes_the_prim
     event = AuditEvent.objects.get(action="member.clear_validated_member")
     assert (event.actor_name, event.object_id) == ("member A", str(a))
     assert site.agents["hosta"].instance("A")["state"] == "down"
+
+
+def role(portal, name: str) -> tuple[str, str]:
+    """The member's type and status, as the portal records them."""
+    row = portal.one("/members/", name=name)
+    return row["member_type"], row["status"]
+
+
+def test_a_dr_async_promoted_with_its_partner_through_the_portal_has_it_back_as_the_backup(
+    fresh_hosts, portal, worker
+):
+    site = fresh_hosts({**HOSTS, "hostc": ["C"]}, {**MEMBERS, "C": "dr"}, tls=False)
+    worker()
+    mirror = build(site, portal)
+    join_dr(site, portal, mirror)
+    a, b, c = (member_id(portal, name) for name in "ABC")
+
+    # B lost, then A's instance stopped while its host and agent stay up: A is the partner
+    portal.run(f"/members/{b}/stop-instance/")
+    portal.run(f"/members/{a}/stop-instance/")
+    wait_for(lambda: status_of(site, "C") != "Connected", 30, "C no longer following A")
+    preview = portal.run(f"/members/{c}/promote-to-primary/preview/", {"partner": "A"})
+    assert preview["result"]["partner"] == "A" and preview["result"]["confirmed"] is False
+
+    promoted = portal.run(f"/members/{c}/promote-to-primary/", {"partner": "A", "confirm": "swap"})
+
+    # C the primary, with A's journal beyond its own copied through A's (pinned) agent
+    result = promoted["result"]
+    assert result["promoted"]["partner"] == "A" and result["promoted"]["demoted"] == ["B"]
+    assert result["promoted"]["journal_fetched"] >= 0  # bytes: 0 when C had all of it
+    assert result["primary"] == "C" and result["types"] == {
+        "A": "failover",
+        "B": "dr",
+        "C": "failover",
+    }
+    assert (status_of(site, "C"), site.agents["hostc"].instance("C")["type"]) == (
+        "Primary",
+        "failover",
+    )
+    assert role(portal, "C") == ("failover", "Primary")
+    assert (role(portal, "A")[0], role(portal, "B")[0]) == ("failover", "dr")
+
+    # A starts again (the portal has no start operation) and comes back as C's backup
+    start_instance_again(site, "A")
+    wait_for(lambda: status_of(site, "A") == "Backup", 60, "A the backup of C")
+    portal.run(f"/mirrors/{mirror['id']}/refresh/")
+    assert role(portal, "A") == ("failover", "Backup")
