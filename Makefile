@@ -42,8 +42,9 @@ run: install
 # The passes share nothing (SQLite and in-process layers vs PostgreSQL and Redis; a test database
 # per process; free ports are handed out under a lock, tests/engine/cluster_fixtures.py) and
 # mostly wait on processes and sockets, so they run side by side: the slowest one sets the time.
-# The embedded pass runs as two halves, the engine's tests (real member processes, mostly
-# waiting) and the portal's. Each pass's output is printed whole when it ends.
+# The embedded pass runs as two halves of about the same length: the engine's own tests and the
+# attacks on it (real member processes, mostly waiting), and the rest (the portal's tests and the
+# failover procedures of tests/faults). Each pass's output is printed whole when it ends.
 test: install-test lint check
 	$(MAKE) --no-print-directory -j3 --output-sync=target test-engine test-portal test-services
 
@@ -59,7 +60,7 @@ check:
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(DEPLOY_ENV) $(BIN)/python manage.py check --deploy --fail-level WARNING
 
-ENGINE_TESTS = tests/engine tests/faults tests/hostile
+ENGINE_TESTS = tests/engine tests/hostile
 
 test-embedded: test-engine test-portal
 
