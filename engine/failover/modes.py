@@ -173,9 +173,11 @@ def _primary_lost_backup(k: Knowledge, sees: bool) -> Outcome:
         return Outcome(AGENT_CONTROLLED, Decision.CONTINUE)
     if k.partner_role == PRIMARY:
         return Outcome(ARBITER_CONTROLLED, Decision.TROUBLE_INDEFINITE)  # it took over
-    if k.partner_mode == AGENT_CONTROLLED:
+    if k.partner_mode == AGENT_CONTROLLED and k.partner_heard_since_break:
         return Outcome(AGENT_CONTROLLED, Decision.CONTINUE)  # row 4: it will not take over
-    return Outcome(ARBITER_CONTROLLED, Decision.TROUBLE_UNTIL_SWITCH)  # row 4, not yet known
+    # row 4, not yet known: a mode relayed before the break may predate the backup's entry
+    # into Arbiter Controlled (the relay lags), so only one heard after the break counts
+    return Outcome(ARBITER_CONTROLLED, Decision.TROUBLE_UNTIL_SWITCH)
 
 
 def _backup_lost_primary(k: Knowledge, sees: bool) -> Outcome:

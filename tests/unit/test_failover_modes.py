@@ -71,8 +71,16 @@ def test_row_4_members_lost_each_other_the_primary_waits_for_the_backup_to_switc
     # over, so nothing is committed until it has
     assert decide(primary(partner_link=False)) == Outcome(ARB, Decision.TROUBLE_UNTIL_SWITCH)
     # the arbiter relays that the backup switched: the primary carries on
-    switched = primary(partner_link=False, partner_mode=AGENT)
+    switched = primary(partner_link=False, partner_mode=AGENT, heard=True)
     assert decide(switched) == Outcome(AGENT, Decision.CONTINUE)
+
+
+def test_row_4_a_switch_relayed_before_the_break_does_not_count():
+    # the arbiter's last word on the backup predates the break: it may be from before the
+    # backup entered Arbiter Controlled (the relay lags), and then the backup may be taking
+    # over right now (row 7 seen from its side); the switch must be heard after the break
+    stale = primary(partner_link=False, partner_mode=AGENT, heard=False)
+    assert decide(stale) == Outcome(ARB, Decision.TROUBLE_UNTIL_SWITCH)
 
 
 def test_row_4_members_lost_each_other_the_backup_retries_the_primary_agent_controlled():
