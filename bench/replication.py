@@ -1,29 +1,48 @@
 """Durable writes through a mirror vs PostgreSQL synchronous streaming replication.
 
-    .venv/bin/python bench/replication.py [--quick] [--json] [--seconds S] [--repeat N] [--auth]
-                                          [--superserver-tls]
+    .venv/bin/python bench/replication.py [--quick] [--json] [--seconds S] [--repeat N]
+                                          [--[no-]auth] [--[no-]fanout] [--superserver-tls]
+                                          [--no-postgres]
 
 Workload: each client sets a random key (1..1,000,000) to a 100-byte value, one request
-at a time, waiting for the durable acknowledgement.  Measured at 1, 4 and 16 concurrent
-clients, for:
+at a time, waiting for the durable acknowledgement.  Each load figure gives ops/s and the
+p50, p99 and p99.9 latencies (ms).  Measured at 1, 4, 16 and 64 concurrent clients, for:
 
 - engine, mirror with an Active backup (journal fsync on the primary + backup ack);
 - engine, a single failover member (no backup: journal fsync only);
 - PostgreSQL (when /usr/lib/postgresql/*/bin exists): a primary and a synchronous standby
   on loopback (synchronous_commit=remote_write), pgbench upserting the same row shape with
-  INSERT ... ON CONFLICT.
+  INSERT ... ON CONFLICT (bench/_postgres.py);
+- with authentication on (--auth; on by default in a full run, off with --quick unless
+  asked): a mirror (primary + Active backup) authenticated on both of its channels.  The
+  application port: its primary holds an application credential, so its superserver requires
+  authentication (engine/member/app_auth.py) and every client connection authenticates
+  (SCRAM-SHA-256 challenge-response).  The data channel: the mirror file names a mirror
+  secret (`secret_file`, docs/hardening.md), so the backup and the primary prove it to each
+  other before any journal moves; the bench fails if a member still logs that the data
+  channel is not authenticated.  The same workload runs there, beside the rows above, with
+  its own ratio to PostgreSQL; and the time to open a connection (connect, authenticate,
+  INFO) is measured with and without a credential.
+
+Ratio rows: the engine's ops/s over PostgreSQL's, per client count (with an Active backup,
+and with authentication on).
+
+Fan-out (--fanout; on by default in a full run, off with --quick unless asked, then only
+N = 0 and 2): for N = 0, 2, 6 and 14 disaster-recovery asyncs, 16 clients, both systems built
+afresh for each N and up together:
+
+- engine: primary A + Active backup B + N members of type "dr", all receiving (each says
+  journal transfer "Caught up") before the load starts;
+- PostgreSQL: a primary, a synchronous standby (remote_write) and N asynchronous streaming
+  standbys, pgbench upserting the same rows;
+
+with a ratio row (engine ops/s / PostgreSQL tps) per N.
 
 Each figure is the median of --repeat runs (3; 1 with --quick) of --seconds each (4;
-1.5 with --quick), the three systems taking turns.  Our clients run in one worker
-process (asyncio, one connection per client); pgbench is PostgreSQL's own C client.
-Everything runs on this machine: the members, the clients and PostgreSQL share its
+1.5 with --quick; pgbench runs whole seconds), the systems taking turns.  Our clients run in
+one worker process (asyncio, one connection per client); pgbench is PostgreSQL's own C
+client.  Everything runs on this machine: the members, the clients and PostgreSQL share its
 cores, so other load on the machine moves every figure.
-
-With --auth, a third mirror (primary + Active backup) whose primary holds an application
-credential, so its superserver requires authentication (engine/member/app_auth.py): its clients
-authenticate each connection (SCRAM-SHA-256 challenge-response) and the same workload runs
-there, beside the two rows above; and the time to open a connection (connect, authenticate,
-INFO) is measured with and without a credential.
 
 With --superserver-tls, one more mirror (primary + Active backup, its data channel in plain as
 the first one's) whose members listen with `--superserver-tls required` (docs/hardening.md,
@@ -32,7 +51,8 @@ mirror's CA, and authenticated with a credential; the same workload, and the tim
 connection (TCP, TLS handshake, authentication, INFO).
 
 A run in which the backup lost Active status measured something else (writes answered
-without the backup's acknowledgement): the bench then fails (exit status 1), naming the run.
+without the backup's acknowledgement), as does a fan-out run in which a DR async dropped
+its link: the bench then fails (exit status 1), naming the run.
 """
 
 from __future__ import annotations
@@ -40,26 +60,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import glob
 import json
 import multiprocessing as mp
-import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from _common import (  # first: puts the repo root on sys.path
-    free_ports,
     mirror,
     percentile,
+    stderr_log,
     write_mirror_config,
 )
+from _postgres import pg_bindir, postgres_cluster
 
-CLIENTS = (1, 4, 16)
+CLIENTS = (1, 4, 16, 64)
+FANOUT = (0, 2, 6, 14)  # DR asyncs beside the failover pair (14 is the most a mirror takes)
+FANOUT_QUICK = (0, 2)
+FANOUT_CLIENTS = 16
 VALUE = "v" * 100
 CAVEAT = (
     "Caveat: the engine's clients run in one asyncio Python process (a connection each),\n"
@@ -68,10 +93,55 @@ CAVEAT = (
 REVOKED = (
     "Active status revoked"  # what the primary logs when it revokes (engine/replication/sender.py)
 )
+# what a member logs at start when its data channel is not authenticated
+# (engine/member/membership.py)
+UNAUTHENTICATED = "has neither TLS nor a mirror secret"
+
+log = stderr_log("replication")
 
 
-class BackupLostActive(RuntimeError):
+class NotAsSetUp(RuntimeError):
+    """A mirror was not in the state it was set up in for the whole of a measurement."""
+
+
+class BackupLostActive(NotAsSetUp):
     """The backup was not Active for the whole of a measurement."""
+
+
+class AsyncLost(NotAsSetUp):
+    """A DR async of a fan-out mirror dropped its link during a measurement."""
+
+
+PERCENTILES = (("p50_ms", 50), ("p99_ms", 99), ("p999_ms", 99.9))
+
+
+def figures(latencies: list[float], seconds: float) -> dict:
+    """ops, ops/s and the p50, p99 and p99.9 latencies in ms of one run."""
+    ms = {name: round(percentile(latencies, p) * 1000, 3) for name, p in PERCENTILES}
+    return {"ops": len(latencies), "ops_per_s": round(len(latencies) / seconds, 1), **ms}
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The median run by throughput, with its own latencies."""
+    return sorted(runs, key=lambda r: r["ops_per_s"])[len(runs) // 2]
+
+
+def take_turns(
+    measures: dict[str, Callable[[int], dict]], clients: int, repeat: int
+) -> dict[str, dict]:
+    """Each measure(clients) `repeat` times, the systems taking turns, so that a change in the
+    machine's other load hits them alike; the median run of each."""
+    runs: dict[str, list[dict]] = {label: [] for label in measures}
+    for _ in range(repeat):
+        for label, measure in measures.items():
+            runs[label].append(measure(clients))
+    return {label: median_run(r) for label, r in runs.items()}
+
+
+def ratio(ours: dict | None, theirs: dict | None) -> float | None:
+    if not ours or not theirs or not theirs["ops_per_s"]:
+        return None
+    return round(ours["ops_per_s"] / theirs["ops_per_s"], 2)
 
 
 # -- engine -------------------------------------------------------------------------
@@ -123,14 +193,7 @@ def run_load(address: str, clients: int, seconds: float, credential=None, tls=No
     with ctx.Pool(1) as pool:
         job = (address, clients, seconds, 1, credential, tls)
         lat = sorted(pool.apply(_worker_entry, (job,)))
-    elapsed = time.perf_counter() - t0
-    return {
-        "ops": len(lat),
-        "ops_per_s": round(len(lat) / seconds, 1),
-        "p50_ms": round(percentile(lat, 50) * 1000, 3),
-        "p99_ms": round(percentile(lat, 99) * 1000, 3),
-        "wall_s": round(elapsed, 2),
-    }
+    return {**figures(lat, seconds), "wall_s": round(time.perf_counter() - t0, 2)}
 
 
 @contextlib.contextmanager
@@ -148,41 +211,144 @@ def engine_mirror(with_backup: bool):
 
 
 @contextlib.contextmanager
+def edited_mirror(prefix: str, members: dict[str, str], edit, member_args=()):
+    """Like _common.mirror(prefix, members), its configuration file's text passed through
+    edit(directory, text) -> text first (which may write files beside it), and member_args
+    added to every member's command line; yields the configuration."""
+    from engine.cluster.launcher import spawn, stop_pids, wait_ready
+    from engine.member.config import load_config
+
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        path = write_mirror_config(directory, members)
+        path.write_text(edit(directory, path.read_text()))
+        cfg = load_config(path)
+        for m in cfg.members:
+            args = ["instance", "--config", str(path), "--member", m.name, *member_args]
+            procs[m.name] = spawn(args, Path(m.data_dir) / "instance.log")
+        wait_ready(cfg, procs)
+        yield cfg
+    finally:
+        stop_pids([{"pid": p.pid, "member": n} for n, p in procs.items()])
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _in_mirror_table(text: str, lines: list[str]) -> str:
+    """text with lines added to its [mirror] table (write_mirror_config ends it with
+    data_root)."""
+    head, sep, rest = text.partition("\ndata_root")
+    line, nl, rest = rest.partition("\n")
+    return head + sep + line + nl + "".join(f"{x}\n" for x in lines) + rest
+
+
+def _with_secret(directory: Path, text: str) -> str:
+    from engine.wire.mirror_secret import new_secret
+
+    secret = directory / "secret"
+    secret.write_text(new_secret() + "\n")
+    secret.chmod(0o600)
+    return _in_mirror_table(text, [f'secret_file = "{secret}"'])
+
+
+@contextlib.contextmanager
+def authenticated_mirror():
+    """Like engine_mirror(True), its data channel authenticated by a mirror secret and its
+    primary holding an application credential: yields (the primary's address, check(run),
+    the credential)."""
+    members = {"A": "failover", "B": "failover"}
+    with edited_mirror("bench-repl-auth-", members, _with_secret) as cfg:
+        address = str(cfg.first_primary.superserver)
+        wait_backup_active(address)
+        # the backup is Active, so the members proved the secret to each other; and none of
+        # them says otherwise
+        for m in cfg.members:
+            if UNAUTHENTICATED in (m.data_dir / "instance.log").read_text(errors="replace"):
+                raise RuntimeError(f"member {m.name}: data channel not authenticated")
+        yield address, active_check(cfg), make_credential(address)
+
+
+@contextlib.contextmanager
 def tls_mirror():
     """Like engine_mirror(True), its members listening with --superserver-tls required: yields
     (the primary's address, check(run), the client's TLS options: its certificate, the CA)."""
-    from engine.cluster.launcher import spawn, stop_pids, wait_ready
-    from engine.member.config import load_config
     from engine.wire.tls import make_ca, make_cert
 
-    directory = Path(tempfile.mkdtemp(prefix="bench-repl-tls-"))
-    procs: dict[str, subprocess.Popen] = {}
-    try:
-        ca = make_ca(directory / "certs")
-        client = make_cert(ca, directory / "certs", "bench-client")
-        path = write_mirror_config(directory, {"A": "failover", "B": "failover"})
+    made = {}
+
+    def with_certificates(directory: Path, text: str) -> str:
+        ca = made["ca"] = make_ca(directory / "certs")
+        made["client"] = make_cert(ca, directory / "certs", "bench-client")
         lines = []
-        for line in path.read_text().splitlines():
+        for line in text.splitlines():
             lines.append(line)
             if line.startswith("data_root"):  # the CA of the superservers, not of the mirror
                 lines.append(f'tls_ca = "{ca.cert_path}"')
             elif line.startswith('name = "') and len(line) == len('name = "A"'):
                 member = make_cert(ca, directory / "certs", line.split('"')[1])
                 lines += [f'tls_cert = "{member.cert}"', f'tls_key = "{member.key}"']
-        path.write_text("\n".join(lines) + "\n")
-        cfg = load_config(path)
-        for m in cfg.members:
-            args = ["instance", "--config", str(path), "--member", m.name]
-            args += ["--superserver-tls", "required"]
-            procs[m.name] = spawn(args, Path(m.data_dir) / "instance.log")
-        wait_ready(cfg, procs)
+        return "\n".join(lines) + "\n"
+
+    members = {"A": "failover", "B": "failover"}
+    tls_args = ("--superserver-tls", "required")
+    with edited_mirror("bench-repl-tls-", members, with_certificates, tls_args) as cfg:
+        ca, client = made["ca"], made["client"]
         tls = {"ca": str(ca.cert_path), "cert": str(client.cert), "key": str(client.key)}
         address = str(cfg.first_primary.superserver)
         wait_backup_active(address, tls=tls)
         yield address, active_check(cfg, tls), tls
-    finally:
-        stop_pids([{"pid": p.pid, "member": n} for n, p in procs.items()])
-        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def fanout_mirror(asyncs: int):
+    """Primary A + backup B + `asyncs` DR asyncs (DR1..), the backup Active and every async
+    receiving; yields (the primary's address, check(run): B stayed Active and no async
+    dropped its link)."""
+    from engine.client.app import Client
+
+    drs = [f"DR{i}" for i in range(1, asyncs + 1)]
+    with mirror(
+        "bench-repl-fan-", {"A": "failover", "B": "failover", **dict.fromkeys(drs, "dr")}
+    ) as (cfg, _):
+        address = str(cfg.first_primary.superserver)
+        # generous: up to 16 members share the machine's cores as they start
+        wait_backup_active(address, timeout=90)
+        wait_asyncs_receiving(cfg, drs, timeout=90)
+        backup_check = active_check(cfg)
+
+        def check(run: str) -> None:
+            backup_check(run)
+            with Client([address]) as c:
+                rows = c.status().get("members", [])
+            linked = {r["member"] for r in rows if not str(r.get("status")).startswith("Down")}
+            lost = [name for name in drs if name not in linked]
+            if lost:
+                raise AsyncLost(
+                    f"DR async(s) {', '.join(lost)} lost their link during the run '{run}': "
+                    "its figures are of a smaller fan-out"
+                )
+
+        yield address, check
+
+
+def wait_asyncs_receiving(cfg, names: list[str], timeout: float) -> None:
+    """Until each of the members `names` says, in its own status, that its journal transfer
+    is caught up with the primary (connected and receiving)."""
+    from engine.client.app import Client
+    from engine.rules import CAUGHT_UP
+
+    deadline = time.monotonic() + timeout
+    waiting = list(names)
+    while waiting:
+        for name in list(waiting):
+            where = [str(cfg.member(name).superserver)]
+            with Client(where, follow_primary=False, retries=0) as c:
+                if c.status().get("journal_transfer") == CAUGHT_UP:
+                    waiting.remove(name)
+        if waiting and time.monotonic() > deadline:
+            raise RuntimeError(f"DR asyncs not receiving after {timeout:.0f}s: {waiting}")
+        if waiting:
+            time.sleep(0.1)
 
 
 def active_check(cfg, tls=None):
@@ -267,172 +433,167 @@ def connect_cost(address: str, credential, count: int, tls=None) -> dict:
 # -- PostgreSQL ---------------------------------------------------------------------
 
 
-def pg_bindir() -> Path | None:
-    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-    return Path(dirs[-1]) if dirs and Path(dirs[-1], "initdb").exists() else None
+def pgbench_load(pg_run, clients: int, seconds: float) -> dict:
+    """The figures of one pgbench run of `clients` (bench/_postgres.py)."""
+    latencies, duration = pg_run(clients, seconds)
+    return figures(latencies, duration)
 
 
-def _as_postgres(cmd: list[str]) -> list[str]:
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *cmd]
-    return cmd
+# -- the tables ---------------------------------------------------------------------
 
 
-def _pg(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(_as_postgres(cmd), check=True, capture_output=True, text=True, **kw)
+def main_table(args, seconds: float, repeat: int, use_pg: bool) -> list[dict]:
+    """The rows per client count (and the connection costs), then the ratio rows."""
+    results = []
+    # All the systems stay up and take turns at each client count (and each repetition).
+    with contextlib.ExitStack() as stack:
+        # label -> (system, with a backup, measure(clients) -> figures)
+        systems: dict[str, tuple[str, bool, Callable[[int], dict]]] = {}
+
+        def guarded(label, address, check, credential=None, tls=None):
+            def measure(n: int) -> dict:
+                result = run_load(address, n, seconds, credential, tls)
+                check(f"{label}, {n} clients")
+                return result
+
+            return measure
+
+        label = "engine with active backup"
+        mirrored, check = stack.enter_context(engine_mirror(True))
+        systems[label] = ("engine", True, guarded(label, mirrored, check))
+        if args.auth:
+            label = "engine with active backup + auth"
+            secured, check, credential = stack.enter_context(authenticated_mirror())
+            systems[label] = ("engine-auth", True, guarded(label, secured, check, credential))
+        if args.superserver_tls:
+            label = "engine with active backup + TLS + auth"
+            tls_primary, check, tls = stack.enter_context(tls_mirror())
+            tls_credential = make_credential(tls_primary, tls)
+            measure = guarded(label, tls_primary, check, tls_credential, tls)
+            systems[label] = ("engine-tls", True, measure)
+        alone, _ = stack.enter_context(engine_mirror(False))
+        systems["engine no backup"] = ("engine", False, partial(run_load, alone, seconds=seconds))
+        if use_pg:
+            pg_run = stack.enter_context(postgres_cluster(asyncs=0))
+            measure = partial(pgbench_load, pg_run, seconds=seconds)
+            systems["postgresql sync standby"] = ("postgresql", True, measure)
+        log(f"main table: {', '.join(systems)} up")
+
+        for n in CLIENTS:
+            medians = take_turns({label: s[2] for label, s in systems.items()}, n, repeat)
+            for label, (system, backup, _) in systems.items():
+                row = {"name": f"{label}, {n} clients", "system": system, "backup": backup}
+                results.append({**row, "clients": n, "runs": repeat, **medians[label]})
+            log(f"main table: {n} clients done")
+
+        count = 20 if args.quick else 200
+        if args.auth:
+            for label, where, cred in (
+                ("without authentication", mirrored, None),
+                ("with a credential", secured, credential),
+            ):
+                cost = connect_cost(where, cred, count)
+                results.append({"name": f"engine connect {label}", "system": "connect", **cost})
+        if args.superserver_tls:
+            if not args.auth:
+                cost = connect_cost(mirrored, None, count)
+                results.append({"name": "engine connect plain", "system": "connect", **cost})
+            for label, cred in (("with TLS", None), ("with TLS and a credential", tls_credential)):
+                cost = connect_cost(tls_primary, cred, count, tls)
+                results.append({"name": f"engine connect {label}", "system": "connect", **cost})
+
+    by = {(r["system"], r["backup"], r["clients"]): r for r in results if "clients" in r}
+    for n in CLIENTS:
+        theirs = by.get(("postgresql", True, n))
+        for system in ("engine", "engine-auth"):
+            value = ratio(by.get((system, True, n)), theirs)
+            if value is not None:
+                name = f"ratio {system}/postgresql, {n} clients"
+                results.append({"name": name, "clients": n, "ratio": value})
+    return results
 
 
-@contextlib.contextmanager
-def postgres_pair():
-    """A PostgreSQL primary + synchronous standby; yields run(clients, seconds) -> figures."""
-    bindir = pg_bindir()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-pg-"))
-    os.chmod(tmp, 0o755)
-    if os.geteuid() == 0:
-        shutil.chown(tmp, "postgres", "postgres")
-    primary, standby = tmp / "primary", tmp / "standby"
-    p1, p2 = free_ports(2)
-    started = []
-    try:
-        _pg(
-            [
-                str(bindir / "initdb"),
-                "-D",
-                str(primary),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-            ]
-        )
-        with open(primary / "postgresql.conf", "a") as f:
-            f.write(
-                f"port = {p1}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{tmp}'\n"
-                "wal_level = replica\nmax_wal_senders = 4\n"
-                "synchronous_standby_names = 'standby1'\nsynchronous_commit = remote_write\n"
+def fanout_table(args, seconds: float, repeat: int, use_pg: bool) -> list[dict]:
+    """Per number of DR asyncs: the engine's row, PostgreSQL's, their ratio."""
+    results = []
+    for asyncs in FANOUT_QUICK if args.quick else FANOUT:
+        medians = fanout_runs(asyncs, seconds, repeat, use_pg)
+        label = f"fan-out, {asyncs} DR asyncs"
+        for system, best in medians.items():
+            row = {"name": f"{label}, {system}", "system": system, "backup": True}
+            row.update(asyncs=asyncs, clients=FANOUT_CLIENTS, runs=repeat)
+            results.append({**row, **best})
+        value = ratio(medians["engine"], medians.get("postgresql"))
+        if value is not None:
+            name = f"ratio engine/postgresql, fan-out {asyncs} DR asyncs"
+            row = {"name": name, "asyncs": asyncs, "clients": FANOUT_CLIENTS, "ratio": value}
+            results.append(row)
+    return results
+
+
+def fanout_runs(asyncs: int, seconds: float, repeat: int, use_pg: bool) -> dict[str, dict]:
+    """{"engine": figures, "postgresql": figures} with `asyncs` asyncs at FANOUT_CLIENTS."""
+    # Both systems built afresh for each N, so that neither carries the tables and processes
+    # of the previous N; up together, taking turns.
+    with contextlib.ExitStack() as stack:
+        address, check = stack.enter_context(fanout_mirror(asyncs))
+
+        def engine(n: int) -> dict:
+            result = run_load(address, n, seconds)
+            check(f"fan-out, {asyncs} DR asyncs, engine")
+            return result
+
+        measures = {"engine": engine}
+        if use_pg:
+            pg_run = stack.enter_context(postgres_cluster(asyncs=asyncs))
+            measures["postgresql"] = partial(pgbench_load, pg_run, seconds=seconds)
+        log(f"fan-out, {asyncs} DR asyncs: up")
+        return take_turns(measures, FANOUT_CLIENTS, repeat)
+
+
+def print_table(results: list[dict]) -> None:
+    print(f"{'name':<52} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'ratio':>6}")
+    for r in results:
+        if "connects" in r:
+            print(f"{r['name']:<52} {'':>10} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}")
+        elif "ratio" in r:
+            print(f"{r['name']:<52} {'':>10} {'':>8} {'':>8} {'':>9} {r['ratio']:>6}")
+        else:
+            print(
+                f"{r['name']:<52} {r['ops_per_s']:>10.0f} {r['p50_ms']:>8.3f} "
+                f"{r['p99_ms']:>8.3f} {r['p999_ms']:>9.3f}"
             )
-        _pg(
-            [
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(primary),
-                "-l",
-                str(tmp / "primary.log"),
-                "-w",
-                "start",
-            ]
-        )
-        started.append(primary)
-        _pg(
-            [
-                str(bindir / "pg_basebackup"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(p1),
-                "-U",
-                "postgres",
-                "-D",
-                str(standby),
-                "-R",
-            ]
-        )
-        with open(standby / "postgresql.conf", "a") as f:
-            f.write(f"port = {p2}\n")
-        with open(standby / "postgresql.auto.conf", "a") as f:
-            f.write(
-                f"primary_conninfo = 'host=127.0.0.1 port={p1} user=postgres "
-                "application_name=standby1'\n"
-            )
-        _pg(
-            [
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(standby),
-                "-l",
-                str(tmp / "standby.log"),
-                "-w",
-                "start",
-            ]
-        )
-        started.append(standby)
-        psql = [
-            str(bindir / "psql"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(p1),
-            "-U",
-            "postgres",
-            "-At",
-            "-c",
-        ]
-        deadline = time.monotonic() + 30
-        while _pg([*psql, "select sync_state from pg_stat_replication"]).stdout.strip() != "sync":
-            if time.monotonic() > deadline:
-                raise RuntimeError("PostgreSQL standby did not become synchronous")
-            time.sleep(0.1)
-        _pg([*psql, "create table kv (k integer primary key, v text not null)"])
-        script = tmp / "upsert.sql"
-        script.write_text(
-            "\\set k random(1, 1000000)\n"
-            "INSERT INTO kv VALUES (:k, repeat('v', 100)) "
-            "ON CONFLICT (k) DO UPDATE SET v = excluded.v;\n"
-        )
-        os.chmod(script, 0o644)
 
-        def run(n: int, seconds: float) -> dict:
-            logdir = tmp / f"log{n}-{time.monotonic_ns()}"
-            logdir.mkdir()
-            if os.geteuid() == 0:
-                shutil.chown(logdir, "postgres", "postgres")
-            dur = max(1, int(round(seconds)))
-            _pg(
-                [
-                    "pgbench", "-n", "-h", "127.0.0.1", "-p", str(p1), "-U", "postgres",
-                    "-c", str(n), "-j", str(min(n, 2)), "-T", str(dur),
-                    "-f", str(script), "-l", "--log-prefix", str(logdir / "tx"), "postgres",
-                ],
-                cwd=str(logdir),
-            )  # fmt: skip
-            lat = []
-            for logfile in logdir.glob("tx*"):
-                for line in logfile.read_text().splitlines():
-                    parts = line.split()
-                    if len(parts) >= 3:
-                        lat.append(int(parts[2]) / 1e6)  # per-transaction latency in us
-            lat.sort()
-            return {
-                "ops": len(lat),
-                "ops_per_s": round(len(lat) / dur, 1),
-                "p50_ms": round(percentile(lat, 50) * 1000, 3),
-                "p99_ms": round(percentile(lat, 99) * 1000, 3),
-            }
 
-        yield run
-    finally:
-        for d in reversed(started):
-            subprocess.run(
-                _as_postgres(
-                    [str(bindir / "pg_ctl"), "-D", str(d), "-m", "immediate", "-w", "stop"]
-                ),
-                capture_output=True,
-            )
-        shutil.rmtree(tmp, ignore_errors=True)
+def _stop_on_sigterm(*_) -> None:
+    # raised in the main thread, so every `with` unwinds: the members and the PostgreSQL
+    # servers are stopped and their directories removed (nothing else would stop them)
+    raise SystemExit(143)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="short runs (well under a minute)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="A full run (without --quick) includes --auth and --fanout unless told --no-auth "
+        "or --no-fanout.",
+    )
+    ap.add_argument("--quick", action="store_true", help="short runs (well under 90 s)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--seconds", type=float, help="duration of each measurement")
     ap.add_argument("--no-postgres", action="store_true")
     ap.add_argument("--repeat", type=int, help="runs per figure, the median is kept (default 3)")
     ap.add_argument(
         "--auth",
-        action="store_true",
-        help="add a mirror whose primary requires authentication (an application credential)",
+        action=argparse.BooleanOptionalAction,
+        help="add a mirror with authentication on: an application credential on its primary "
+        "and a mirror secret on its data channel (default: on in a full run, off with --quick)",
+    )
+    ap.add_argument(
+        "--fanout",
+        action=argparse.BooleanOptionalAction,
+        help="add the fan-out table: 16 clients, 0, 2, 6 and 14 DR asyncs (0 and 2 with "
+        "--quick) beside PostgreSQL's asynchronous standbys (default: on in a full run, off "
+        "with --quick)",
     )
     ap.add_argument(
         "--superserver-tls",
@@ -441,106 +602,21 @@ def main() -> int:
         "clients authenticated by a credential too",
     )
     args = ap.parse_args()
+    if args.auth is None:
+        args.auth = not args.quick
+    if args.fanout is None:
+        args.fanout = not args.quick
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     seconds = args.seconds or (1.5 if args.quick else 4.0)
     repeat = args.repeat or (1 if args.quick else 3)
     use_pg = not args.no_postgres and pg_bindir() is not None
-    results = []
-    # All three systems stay up and take turns at each client count (and each repetition),
-    # so a change in the machine's other load hits them alike; the median run is reported.
-    with contextlib.ExitStack() as stack:
-        mirrored, still_active = stack.enter_context(engine_mirror(True))
-        alone, _ = stack.enter_context(engine_mirror(False))
-        pg_run = stack.enter_context(postgres_pair()) if use_pg else None
-        if args.auth:
-            secured, secured_active = stack.enter_context(engine_mirror(True))
-            credential = make_credential(secured)
-        if args.superserver_tls:
-            tls_primary, tls_active, tls = stack.enter_context(tls_mirror())
-            tls_credential = make_credential(tls_primary, tls)
-
-        def with_backup(n: int) -> dict:
-            figures = run_load(mirrored, n, seconds)
-            still_active(f"engine with active backup, {n} clients")
-            return figures
-
-        systems = [
-            ("engine with active backup", "engine", True, with_backup),
-            ("engine no backup", "engine", False, lambda n: run_load(alone, n, seconds)),
-        ]
-        if args.auth:
-
-            def authenticated(n: int) -> dict:
-                figures = run_load(secured, n, seconds, credential)
-                secured_active(f"engine with active backup and authentication, {n} clients")
-                return figures
-
-            systems.insert(
-                1, ("engine with active backup + auth", "engine-auth", True, authenticated)
-            )
-        if args.superserver_tls:
-
-            def over_tls(n: int) -> dict:
-                figures = run_load(tls_primary, n, seconds, tls_credential, tls)
-                tls_active(f"engine with active backup, TLS and authentication, {n} clients")
-                return figures
-
-            systems.insert(
-                1, ("engine with active backup + TLS + auth", "engine-tls", True, over_tls)
-            )
-        if pg_run is not None:
-            systems.append(
-                ("postgresql sync standby", "postgresql", True, lambda n: pg_run(n, seconds))
-            )
-        for n in CLIENTS:
-            runs: dict[str, list[dict]] = {label: [] for label, *_ in systems}
-            for _ in range(repeat):
-                for label, _system, _backup, measure in systems:
-                    runs[label].append(measure(n))
-            for label, system, backup, _ in systems:
-                # the median run by throughput, with its own latencies
-                best = sorted(runs[label], key=lambda r: r["ops_per_s"])[len(runs[label]) // 2]
-                row = {"name": f"{label}, {n} clients", "system": system, "backup": backup}
-                results.append({**row, "clients": n, "runs": repeat, **best})
-        if args.auth:
-            count = 20 if args.quick else 200
-            for label, cred in (
-                ("without authentication", None),
-                ("with a credential", credential),
-            ):
-                cost = connect_cost(secured if cred else mirrored, cred, count)
-                results.append({"name": f"engine connect {label}", "system": "connect", **cost})
-        if args.superserver_tls:
-            count = 20 if args.quick else 200
-            if not args.auth:
-                cost = connect_cost(mirrored, None, count)
-                results.append({"name": "engine connect plain", "system": "connect", **cost})
-            for label, cred in (("with TLS", None), ("with TLS and a credential", tls_credential)):
-                cost = connect_cost(tls_primary, cred, count, tls)
-                results.append({"name": f"engine connect {label}", "system": "connect", **cost})
-    by = {(r["system"], r["backup"], r["clients"]): r for r in results if "clients" in r}
-    for n in CLIENTS:
-        ours, theirs = by.get(("engine", True, n)), by.get(("postgresql", True, n))
-        if ours and theirs and theirs["ops_per_s"]:
-            results.append(
-                {
-                    "name": f"ratio engine/postgresql, {n} clients",
-                    "clients": n,
-                    "ratio": round(ours["ops_per_s"] / theirs["ops_per_s"], 2),
-                }
-            )
+    results = main_table(args, seconds, repeat, use_pg)
+    if args.fanout:
+        results += fanout_table(args, seconds, repeat, use_pg)
     if args.json:
         print(json.dumps({"benchmark": "replication", "results": results}))
         return 0
-    print(f"{'name':<52} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}")
-    for r in results:
-        if "connects" in r:
-            print(f"{r['name']:<52} {'':>10} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}")
-        elif "ratio" in r:
-            print(f"{r['name']:<52} {'':>10} {'':>8} {'':>8} {r['ratio']:>6}")
-        else:
-            print(
-                f"{r['name']:<52} {r['ops_per_s']:>10.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}"
-            )
+    print_table(results)
     print()
     print(CAVEAT)
     if not use_pg:
@@ -551,6 +627,6 @@ def main() -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except BackupLostActive as exc:
+    except NotAsSetUp as exc:
         print(f"[replication] FAILED: {exc}", file=sys.stderr)
         sys.exit(1)
