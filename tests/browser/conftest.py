@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import require
 
@@ -38,3 +39,12 @@ def browser_page(monkeypatch):
             yield page
         finally:
             browser.close()
+
+
+def log_in(page, base_url: str, username: str) -> None:
+    """Signed in through the login form (the tests' users share one password)."""
+    page.goto(f"{base_url}/login/")
+    page.get_by_label("User name").fill(username)
+    page.get_by_label("Password").fill("correct horse battery")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Mirrors", level=1)).to_be_visible()

@@ -18,6 +18,7 @@ from playwright.sync_api import expect
 from engine.cluster.hosts import member_tls
 from members.models import DatabaseCopy, Member
 from tasks.models import Job
+from tests.browser.conftest import log_in
 from tests.conftest import make_user
 from tests.e2e import conftest as e2e
 
@@ -40,14 +41,6 @@ def snap(page, name: str) -> None:
         page.set_viewport_size({"width": width, "height": 900})
         page.screenshot(path=str(SCREENS / f"{name}-{width}.png"), full_page=True)
     page.set_viewport_size({"width": 1280, "height": 900})
-
-
-def log_in(page, base_url: str, username: str) -> None:
-    page.goto(f"{base_url}/login/")
-    page.get_by_label("User name").fill(username)
-    page.get_by_label("Password").fill("correct horse battery")
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Mirrors", level=1)).to_be_visible()
 
 
 def build(site, api) -> dict:

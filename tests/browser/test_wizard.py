@@ -14,6 +14,7 @@ from playwright.sync_api import expect
 from engine.cluster.hosts import member_tls
 from engine.storage.store import Store
 from members.models import Draft, Instance, Member
+from tests.browser.conftest import log_in
 from tests.conftest import make_user
 from tests.e2e.conftest import celery_worker, fresh_hosts, worker  # noqa: F401 - fixtures
 
@@ -23,14 +24,6 @@ HOSTS = {"hosta": ["A"], "hostb": ["B"], "hostc": ["DR", "REP"]}
 MEMBERS = {"A": "failover", "B": "failover", "DR": "dr", "REP": "ro_reporting"}
 SCREENS = Path(__file__).resolve().parents[2] / "var" / "screens" / "wizard"
 JOB_WAIT_MS = 120_000
-
-
-def log_in(page, base_url: str, username: str) -> None:
-    page.goto(f"{base_url}/login/")
-    page.get_by_label("User name").fill(username)
-    page.get_by_label("Password").fill("correct horse battery")
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Mirrors", level=1)).to_be_visible()
 
 
 def snap(page, name: str) -> None:
