@@ -102,6 +102,9 @@ class Knowledge:
                           after the partner is lost; None: never heard)
     partner_role          the partner's role as last relayed ("primary" once it took over)
     partner_heard_since_break  the arbiter heard the partner after the partner link broke
+    partner_mode_heard    backup: the primary's failover mode as its last heartbeat on the
+                          data channel announced it (None: not heard this session).  Fresher
+                          than the arbiter's relay when the primary has lost the arbiter
     """
 
     role: str
@@ -113,6 +116,7 @@ class Knowledge:
     partner_mode: str | None = None
     partner_role: str | None = None
     partner_heard_since_break: bool = False
+    partner_mode_heard: str | None = None
 
     def __post_init__(self):
         if self.role not in ROLES:
@@ -185,7 +189,13 @@ def _backup_lost_primary(k: Knowledge, sees: bool) -> Outcome:
         # rows 6 and 8: nothing can be confirmed through the arbiter
         return Outcome(AGENT_CONTROLLED, Decision.ASK_PRIMARY_AGENT)
     if not sees:
-        if k.backup_active and k.partner_mode == ARBITER_CONTROLLED:
+        # the relay is the primary's last word to the arbiter; a primary that then lost the
+        # arbiter told this member its switch on the data channel instead (_coordinated in
+        # engine/member/failover_watch.py), and that word is the later one
+        arbiter_controlled = (
+            k.partner_mode == ARBITER_CONTROLLED and k.partner_mode_heard != AGENT_CONTROLLED
+        )
+        if k.backup_active and arbiter_controlled:
             return Outcome(AGENT_CONTROLLED, Decision.TAKE_OVER)  # row 7
         # not Active, or a primary that had left Arbiter Controlled: agent-controlled rules
         return Outcome(AGENT_CONTROLLED, Decision.ASK_PRIMARY_AGENT)

@@ -49,6 +49,7 @@ def config_changed(membership: Membership, restart_links: frozenset[str] = froze
     frame = encode_frame(MsgType.DC_CONFIG, 0, ms.to_wire(cfg))
     rep = membership.replicator
     for link in list(rep.links.values()) if rep is not None else []:
+        link.flush_held()  # in journal order: the change may follow records it holds
         link.conn.write(frame)
         if link.name in restart_links:
             link.close()  # the member reconnects and gets the new codec / TLS

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 from engine import rules
 from engine.client.app import AsyncClient, EngineError
 from engine.failover.arbiter_link import ArbiterLink
-from engine.failover.modes import Decision, Knowledge, decide
+from engine.failover.modes import PRIMARY, Decision, Knowledge, Outcome, decide
 from engine.failover.state import FailoverState, StateError
 from engine.member.agent_confirm import AgentUnreachable, ask_partner_agent, fetch_latest_journal
 from engine.member.node import peer_tls
@@ -78,6 +78,15 @@ class FailoverWatch:
         self.waiting: str | None = None  # why no role can be taken now (status Waiting)
         self._arbiter_lost_at: float | None = None  # see _tested
         self._agent_note: str | None = None  # why the partner's agent did not answer, logged once
+        # a primary leaving Arbiter Controlled with its backup connected: the mode it moves to
+        # and the heartbeat round that first announced it (see _coordinated)
+        self._switching: tuple[str, int] | None = None
+
+    @property
+    def announced_mode(self) -> str:
+        """The mode a primary's heartbeats announce: the one it is moving to while the
+        backup has not yet confirmed hearing it."""
+        return self._switching[0] if self._switching is not None else self.mode
 
     @property
     def arbiter_connection(self) -> str:
@@ -200,6 +209,7 @@ class FailoverWatch:
 
     def knowledge(self) -> Knowledge | None:
         up, active, heard_ago = self._partner_link()
+        replica = self.membership.replica
         link = self.link
         arbiter_ok = link is not None and link.connected and link.partner_seen
         up = self._tested(up, heard_ago, arbiter_ok)
@@ -225,6 +235,7 @@ class FailoverWatch:
                 and self.partner_lost_at is not None
                 and link.heard_partner_since(self.partner_lost_at)
             ),
+            partner_mode_heard=replica.primary_mode if replica is not None else None,
         )
 
     def _step(self) -> None:
@@ -235,6 +246,8 @@ class FailoverWatch:
         if knowledge is None:
             return  # testing the partner link (see _tested)
         outcome = decide(knowledge)
+        if not self._coordinated(outcome, knowledge):
+            outcome = Outcome(self.mode, outcome.decision)  # decided again at the answer
         if outcome.mode != self.mode:
             log.warning(
                 "failover mode %s -> %s (arbiter: %s; %s -> %s)",
@@ -245,6 +258,9 @@ class FailoverWatch:
                 outcome.decision,
             )
             self.mode = outcome.mode
+            rep = membership.replicator
+            if rep is not None:
+                rep.beat_now()  # the backup hears the primary's new mode at once
         state = self._state()
         # a backup taking over relays nothing until it is primary: "Agent Controlled" from a
         # backup tells the primary that it will not take over (Table 3-1 row 4)
@@ -256,6 +272,46 @@ class FailoverWatch:
             self._act_as_primary(outcome.decision)
         else:
             self._act_as_backup(outcome.decision, knowledge.partner_link)
+
+    def _coordinated(self, outcome: Outcome, k: Knowledge) -> bool:
+        """May the mode change now?  A primary leaving Arbiter Controlled while its backup is
+        connected first makes sure the backup heard it (guide §3.3.5.2: the members coordinate
+        the switch).  Its heartbeats announce the new mode; the backup's answer repeats the
+        mode and the heartbeat's round.  Without this, a primary that lost the arbiter went
+        Agent Controlled on hearing the backup, and a break right after left a backup that
+        knew only the arbiter's last relay ("Arbiter Controlled") free to take over on the
+        arbiter's report, while this member went on alone after the trouble timeout."""
+        rep = self.membership.replicator
+        leaving = (
+            k.role == PRIMARY
+            and k.partner_link
+            and self.mode == rules.ARBITER_CONTROLLED
+            and outcome.mode == rules.AGENT_CONTROLLED
+            and rep is not None
+        )
+        if not leaving:
+            self._switching = None
+            return True
+        if self._switching is None or self._switching[0] != outcome.mode:
+            self._switching = (outcome.mode, 0)  # first: the heartbeat reads the mode from it
+            self._switching = (outcome.mode, rep.beat_now())
+        link = rep.links.get(self.partner() or "")
+        heard = link.heard if link is not None else {}
+        beat = heard.get("beat")
+        confirmed = (
+            heard.get("primary_mode") == outcome.mode
+            and isinstance(beat, int)
+            and beat >= self._switching[1]
+        )
+        if confirmed:
+            log.info(
+                "backup %s heard the switch to %s (heartbeat round %d)",
+                self.partner(),
+                outcome.mode,
+                beat,
+            )
+            self._switching = None
+        return confirmed
 
     # -- acting on the decision ---------------------------------------------------------------
     def _act_as_primary(self, decision: Decision) -> None:

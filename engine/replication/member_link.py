@@ -48,6 +48,12 @@ ACK_REGRESSION_TOLERANCE = 0
 # record: never a real member's) before it gives up on the link.  Bytes being appended show up
 # within milliseconds.
 CATCHUP_STALL_S = 5.0
+# Asyncs get live journal in chunks gathered for at most this long (or this big): one frame,
+# one send and one ack per chunk instead of per batch.  Only the backup's copy decides when a
+# write is done, so an async's lag grows by at most the hold and the writers' path does not
+# pay a send per async per batch (docs/performance.md, fan-out).
+ASYNC_HOLD_S = 0.002
+ASYNC_HOLD_BYTES = 256 * 1024
 
 
 class MemberLink:
@@ -69,11 +75,17 @@ class MemberLink:
         self.live_from = None  # journal position where live streaming took over
         self.connected_at = time.time()
         self.last_ack_at = time.time()
-        self.member_status: dict = {}
+        # what the member said with its last answer to a heartbeat: the failover mode it heard
+        # from this primary and that heartbeat's round (Replicator.beat_now)
+        self.heard: dict = {}
         self.closed = False
         self.bytes_journal = 0
         self.bytes_network = 0
         self.task: asyncio.Task | None = None
+        self._held: list[bytes] = []  # an async's live batches not yet sent, contiguous
+        self._held_at = None  # the journal position of the first
+        self._held_bytes = 0
+        self._hold_timer: asyncio.TimerHandle | None = None
 
     @property
     def live(self) -> bool:
@@ -101,10 +113,40 @@ class MemberLink:
             self.sent_end = end
 
     def on_append(self, pos, data: bytes) -> None:
-        if self.pending is None:
+        if self.pending is not None:
+            self.pending.append((pos, data))
+        elif self.is_backup:
             self.send(pos, data)
         else:
-            self.pending.append((pos, data))
+            self._hold(pos, data)
+
+    def _hold(self, pos, data: bytes) -> None:
+        start = self._held_at
+        if start is not None and (
+            pos.file_seq != start.file_seq or pos.offset != start.offset + self._held_bytes
+        ):
+            self.flush_held()  # a new journal file (or a gap): a chunk holds one run of bytes
+        if self._held_at is None:
+            self._held_at = pos
+        self._held.append(data)
+        self._held_bytes += len(data)
+        if self._held_bytes >= ASYNC_HOLD_BYTES:
+            self.flush_held()
+        elif self._hold_timer is None:
+            loop = asyncio.get_running_loop()
+            self._hold_timer = loop.call_later(ASYNC_HOLD_S, self.flush_held)
+
+    def flush_held(self) -> None:
+        """Send an async's held batches now, as one chunk."""
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        if self._held_at is None:
+            return
+        pos, data = self._held_at, b"".join(self._held)
+        self._held, self._held_at, self._held_bytes = [], None, 0
+        if not self.closed:
+            self.send(pos, data)
 
     async def catch_up(self) -> None:
         """Ship the journal from the member's position up to where live streaming takes over
@@ -206,14 +248,15 @@ class MemberLink:
             args = unpack(frame.body)
             if frame.type == MsgType.DC_ACK:
                 if not isinstance(args, list) or not args:
-                    raise ValueError("DC_ACK body must be [position, status]")
+                    raise ValueError("DC_ACK body must be [position] or [position, heard]")
                 pos = pos_from_wire(args[0])
                 reason = self.check_ack(pos)
                 if reason is not None:
                     self.refuse_ack(frame, reason)
                     return
                 if len(args) > 1 and isinstance(args[1], dict):
-                    self.member_status = args[1]
+                    self.heard = args[1]
+                    self.rep.membership.link_changed()  # a mode switch may wait for this
                 self.rep.on_ack(self, pos)
             elif frame.type == MsgType.DC_HEARTBEAT:
                 self.last_ack_at = time.time()
@@ -228,8 +271,10 @@ class MemberLink:
     # -- the end -------------------------------------------------------------
     def connection_lost(self) -> None:
         self.closed = True
+        self.flush_held()  # drops them: the member catches up from its own end next time
         self.rep.drop(self, "connection closed")
 
     def close(self) -> None:
         self.closed = True
+        self.flush_held()
         self.conn.close()

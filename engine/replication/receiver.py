@@ -19,6 +19,7 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
+from engine import rules
 from engine.replication.compression import decompress
 from engine.replication.gate import JoinRefused, MembershipGate
 from engine.storage.journal import tail_digest
@@ -57,6 +58,9 @@ class ReplicaLink:
         self.active = False
         self.active_when_lost = False  # it was Active when its link to the primary was lost
         self.primary_no_failover = False  # the primary's "no failover", as last heard
+        # the primary's failover mode as its last heartbeat announced it (this session; kept
+        # after a break, for the takeover decision: engine/failover/modes.py)
+        self.primary_mode: str | None = None
         self.disconnected_at: float | None = None
         self.primary_name: str | None = None
         self.primary_end = None
@@ -301,6 +305,7 @@ class ReplicaLink:
         self.primary_end = pos_from_wire(body.get("end"))
         self.primary_time = time.time()
         self.caught_up_once = False
+        self.primary_mode = None
         self.connected = True
         self._writer = writer
         log.info(
@@ -428,7 +433,13 @@ class ReplicaLink:
                 self.primary_time = now
                 self.active = bool(active)
                 self._check_caught_up()
-                writer.write(encode_frame(MsgType.DC_ACK, 0, [pos_wire(self.received)]))
+                heard = {}
+                if len(more) >= 3 and (more[1] is None or more[1] in rules.FAILOVER_MODES):
+                    # repeated in the answer: the primary's proof that this member heard it
+                    self.primary_mode = more[1]
+                    heard = {"primary_mode": more[1], "beat": more[2]}
+                ack = [pos_wire(self.received), heard] if heard else [pos_wire(self.received)]
+                writer.write(encode_frame(MsgType.DC_ACK, 0, ack))
             elif frame.type == MsgType.DC_HANDOVER:
                 self._handover(args)
                 return

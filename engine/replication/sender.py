@@ -71,6 +71,7 @@ class Replicator:
         # failover watch (engine/member/failover_watch.py) or the backup's hello ends it
         self.trouble_held: str | None = None
         self.disconnected: dict[str, float] = {}  # member -> time its link dropped
+        self.beats = 0  # heartbeat rounds sent; a member's answer names the last it read
         self.handshake = Handshake(self)
         self._tasks: list[asyncio.Task] = []
 
@@ -344,18 +345,24 @@ class Replicator:
     async def _heartbeats(self) -> None:
         await self._every(lambda: max(0.05, self.qos / 4), self._beat)
 
-    def beat_now(self) -> None:
-        """A heartbeat to every member at once: a "no failover" just set must reach the
-        backup before the primary may stop (guide §6.1.3)."""
+    def beat_now(self) -> int:
+        """A heartbeat to every member at once: a "no failover" just set, or a failover mode
+        being left, must reach the backup before the primary acts on it (guide §6.1.3,
+        §3.3.5.2).  Returns the round's number, which the members' answers repeat."""
         self._beat()
+        return self.beats
 
     def _beat(self) -> None:
+        self.beats += 1
         for link in list(self.links.values()):
             if link.live and not link.closed:
                 self._heartbeat(link)
 
     def _heartbeat(self, link: MemberLink) -> None:
+        link.flush_held()  # the end it announces has been sent
+        watch = self.membership.failover
+        mode = watch.announced_mode if watch is not None else None
         end = pos_wire(self.membership.journal.end_position)
         no_failover = self.membership.fstate.no_failover
-        body = [end, time.time(), self.active is link, no_failover]
+        body = [end, time.time(), self.active is link, no_failover, mode, self.beats]
         link.conn.write(encode_frame(MsgType.DC_HEARTBEAT, 0, body))

@@ -84,6 +84,8 @@ def test_row_3_primary_loses_the_arbiter_both_switch_to_agent_controlled_primary
 ):
     with mirror.cut("A->arbiter"):
         wait_for(lambda: mirror.view("A") == AGENT_ALONE, 10, "A Agent Controlled, alone")
+        # the switch waited for B's word that it heard it (docs/takeover.md, coordinated switch)
+        assert "backup B heard the switch to Agent Controlled" in mirror.log("A")
         wait_for(lambda: mirror.view("B")[0] == rules.AGENT_CONTROLLED, 10, "B Agent Controlled")
         mirror.write(key())
         assert mirror.role("A") == "primary" and mirror.role("B") == "backup"

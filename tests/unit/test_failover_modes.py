@@ -33,6 +33,7 @@ def _view(role, partner_is, partner_link=True, arbiter_link=True, sees=True, **e
         partner_mode=extra.pop("partner_mode", ARB),
         partner_role=extra.pop("partner_role", partner_is),
         partner_heard_since_break=extra.pop("heard", False),
+        partner_mode_heard=extra.pop("heard_on_data_channel", None),
     )
     assert not extra, f"not a field: {extra}"
     return view
@@ -118,6 +119,15 @@ def test_row_7_primary_isolated_it_stays_in_trouble_indefinitely():
 def test_row_7_primary_gone_the_backup_takes_over_and_is_agent_controlled_afterwards():
     gone = backup(partner_link=False, sees=False)
     assert decide(gone) == Outcome(AGENT, Decision.TAKE_OVER)
+
+
+def test_row_7_a_primary_that_announced_agent_controlled_on_the_data_channel_is_not_replaced():
+    # it lost the arbiter first, told the backup its switch in a heartbeat, then lost the
+    # backup: the arbiter's relay still says Arbiter Controlled, the heartbeat is the later word
+    gone = backup(partner_link=False, sees=False, heard_on_data_channel=AGENT)
+    assert decide(gone) == Outcome(AGENT, Decision.ASK_PRIMARY_AGENT)
+    announced_arbiter = backup(partner_link=False, sees=False, heard_on_data_channel=ARB)
+    assert decide(announced_arbiter) == Outcome(AGENT, Decision.TAKE_OVER)
 
 
 def test_row_8_all_lost_the_primary_stays_in_trouble_indefinitely():
