@@ -52,7 +52,7 @@ CATCHUP_STALL_S = 5.0
 # one send and one ack per chunk instead of per batch.  Only the backup's copy decides when a
 # write is done, so an async's lag grows by at most the hold and the writers' path does not
 # pay a send per async per batch (docs/performance.md, fan-out).
-ASYNC_HOLD_S = 0.002
+ASYNC_HOLD_S = 0.02
 ASYNC_HOLD_BYTES = 256 * 1024
 
 

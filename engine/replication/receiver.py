@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("engine.replica")
 SYNC_INTERVAL = 0.05
+# An async's copy is not part of any write's durability: it syncs less often, so that a dozen
+# of them do not fill the disk's queue with flushes ahead of the primary's commit
+# (docs/performance.md, fan-out)
+ASYNC_SYNC_INTERVAL = 0.5
 TIMER_SLICE = 0.25  # the longest the silence watchdog sleeps before reading its setting again
 
 
@@ -113,8 +117,9 @@ class ReplicaLink:
         """Make received journal durable shortly after it arrives.  Acks do not wait for
         this (the backup acknowledges receipt, guide §3.3.2.1), but a restarted member should not
         have to fetch again what it already had."""
+        every = SYNC_INTERVAL if self.membership.member.is_failover else ASYNC_SYNC_INTERVAL
         while True:
-            await asyncio.sleep(SYNC_INTERVAL)
+            await asyncio.sleep(every)
             if self.membership.rebuilding:
                 continue
             try:
