@@ -50,7 +50,7 @@ from engine.member.writer import Writer
 from engine.replication.receiver import ReplicaLink
 from engine.replication.sender import Replicator
 from engine.storage import journal as jmod
-from engine.storage.databases import CONTROL_DB, Catalog
+from engine.storage.databases import CONTROL_DB, CONTROL_MARK, Catalog
 from engine.storage.dejournal import Dejournaler
 from engine.storage.store import Store
 from engine.wire import tls
@@ -58,7 +58,6 @@ from engine.wire.limits import ConnectionLimits, LimitSettings
 from engine.wire.protocol import DEFAULT_MAX_FRAME, ErrorCode, Frame, RequestError
 
 log = logging.getLogger("engine.member.membership")
-_CONTROL_BYTES = CONTROL_DB.encode()
 # The private listener's limits: room for the 16 members of a mirror (guide §3.1.2), their
 # reconnections and a few address checks and snapshot requests; a peer has 10 s to say its
 # DC_HELLO.  ENGINE_PRIVATE_LIMITS="max_connections=128,handshake_timeout_s=5" overrides any
@@ -582,8 +581,7 @@ class Membership:
     def dejournal_feed(self, records, data: bytes, pos) -> None:
         if records is None:
             records = jmod.decode_records(data)
-        # a byte search over the chunk is much cheaper than looking at every record
-        if data is None or _CONTROL_BYTES in data:
+        if data is None or CONTROL_MARK in data:
             self._control_records(records)
         self.dejournal.submit(records)
 

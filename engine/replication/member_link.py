@@ -112,13 +112,15 @@ class MemberLink:
         if self.sent_end is None or end > self.sent_end:
             self.sent_end = end
 
-    def on_append(self, pos, data: bytes) -> None:
+    def on_append(self, pos, data: bytes, urgent: bool = False) -> None:
         if self.pending is not None:
             self.pending.append((pos, data))
         elif self.is_backup:
             self.send(pos, data)
         else:
             self._hold(pos, data)
+            if urgent:
+                self.flush_held()
 
     def _hold(self, pos, data: bytes) -> None:
         start = self._held_at

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from engine.replication.gate import MembershipGate
 from engine.replication.handshake import Handshake
 from engine.replication.member_link import CATCHUP_STALL_S, MemberLink
+from engine.storage.databases import CONTROL_MARK
 from engine.storage.journal_codec import pos_wire
 from engine.wire import trace
 from engine.wire.protocol import ErrorCode, Frame, MsgType, RequestError, encode_frame
@@ -116,9 +117,12 @@ class Replicator:
 
     # -- journal hook --------------------------------------------------------
     def on_append(self, data: bytes, pos) -> None:
+        # a control record (a database added, removed, ...) is not held for asyncs: an
+        # operator's next step on them may depend on it
+        urgent = CONTROL_MARK in data
         for link in self.links.values():
             if not link.closed:
-                link.on_append(pos, data)
+                link.on_append(pos, data, urgent)
 
     # -- links ---------------------------------------------------------------
     def accept(self, conn: Connection, frame: Frame) -> None:

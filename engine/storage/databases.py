@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from engine.member.membership import Membership
 
 CONTROL_DB = "%MIRROR"
+# in journal bytes, a sign that a chunk may hold a control record: a byte search is far cheaper
+# than decoding every record
+CONTROL_MARK = CONTROL_DB.encode()
 CONTROL_GLOBAL = "MirrorDB"
 CATALOG_FILE = "databases.json"
 
