@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("engine.member.membership_ops")
 
 
+# a preview's answer says what to send to go ahead: the same action with these arguments added
+TO_CONFIRM = {"confirm": True}
+
+
 def require_dynamic(membership: Membership, op: str) -> None:
     if not membership.cfg.dynamic:
         raise Refused(

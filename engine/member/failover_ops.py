@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from engine import rules
 from engine.failover import state as failover_state
-from engine.member.changes import arg_map, config_changed, require_dynamic
+from engine.member.changes import TO_CONFIRM, arg_map, config_changed, require_dynamic
 from engine.member.takeover import become_primary
 from engine.storage.databases import Refused
 from engine.storage.journal_codec import pos_wire
@@ -79,8 +79,9 @@ def force_primary(membership: Membership, arg) -> dict:
             "confirmed": False,
             "warning": (
                 "anything the last primary committed after this member's journal end is lost, "
-                'and the last primary must stay down: confirm with {"confirm": true}'
+                "and the last primary must stay down"
             ),
+            "to_confirm": TO_CONFIRM,
         }
     membership.run_in_background(become_primary(membership, "forced by an operator", forced=True))
     return {**stake, "confirmed": True}
@@ -98,10 +99,9 @@ def _resume(membership: Membership, confirm: bool) -> dict:
     if not confirm:
         warning = (
             "the backup may have taken over meanwhile: resume only if it is down, never became "
-            "primary and wrote no later journal file, or there will be two primaries; confirm "
-            'with {"confirm": true}'
+            "primary and wrote no later journal file, or there will be two primaries"
         )
-        return {**stake, "confirmed": False, "warning": warning}
+        return {**stake, "confirmed": False, "warning": warning, "to_confirm": TO_CONFIRM}
     log.warning("primary %s resumes: forced by an operator", membership.member.name)
     if membership.failover is not None:
         membership.failover.leave_arbiter_control("an operator forced this primary to resume")

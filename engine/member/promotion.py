@@ -33,7 +33,7 @@ from engine import rules
 from engine.failover import state as failover_state
 from engine.member import mirror_file as ms
 from engine.member.agent_confirm import AgentUnreachable, ask_partner_agent, fetch_latest_journal
-from engine.member.changes import arg_map, require_dynamic
+from engine.member.changes import TO_CONFIRM, arg_map, require_dynamic
 from engine.storage.databases import Refused
 from engine.storage.journal_codec import pos_wire
 
@@ -95,8 +95,7 @@ def promote_to_primary(membership: Membership, arg):
                 "whatever the failover members committed after this member's journal end is "
                 "lost; clear ValidatedMember on each of them before it starts again"
             )
-        warning += ': confirm with {"confirm": true}'
-        return {**stake, "confirmed": False, "warning": warning}
+        return {**stake, "confirmed": False, "warning": warning, "to_confirm": TO_CONFIRM}
     return asyncio.get_running_loop().create_task(_promote(membership, partner, stake))
 
 
