@@ -3,7 +3,7 @@
     link = ArbiterLink("arb-host:2189", "M", "A", "B", secret=secret, timeout_ms=qos_ms,
                        on_change=lambda link: ...)
     link.start()                # a task on the running loop; reconnects with backoff
-    link.connected              # registered with the arbiter now
+    link.connected              # registered with the arbiter now (since link.connected_at)
     link.partner_seen           # the arbiter sees B, and B proved the mirror secret
     link.status                 # ARBITER_BOTH / ARBITER_ONLY_THIS / ..._NOT_CONNECTED (rules.py)
     link.report({"mode": ..., "role": ...})   # relayed to the partner at once
@@ -113,6 +113,7 @@ class ArbiterLink:
         self.backoff_s = backoff_s
         # what the link knows
         self.connected = False
+        self.connected_at: float | None = None  # time.monotonic() of this registration
         self.partner_seen = False
         self.partner_state: dict | None = None
         self.partner_heard_at: float | None = None
@@ -328,6 +329,10 @@ class ArbiterLink:
             self.partner_state,
         ):
             return
+        if connected and not self.connected:
+            self.connected_at = time.monotonic()
+        elif not connected:
+            self.connected_at = None
         self.connected, self.partner_seen, self.partner_state = (
             connected,
             partner_seen,

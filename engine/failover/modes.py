@@ -102,6 +102,8 @@ class Knowledge:
                           after the partner is lost; None: never heard)
     partner_role          the partner's role as last relayed ("primary" once it took over)
     partner_heard_since_break  the arbiter heard the partner after the partner link broke
+    arbiter_held          the arbiter link has stayed up since the partner link broke (True
+                          while the partner link is up)
     partner_mode_heard    backup: the primary's failover mode as its last heartbeat on the
                           data channel announced it (None: not heard this session).  Fresher
                           than the arbiter's relay when the primary has lost the arbiter
@@ -116,6 +118,7 @@ class Knowledge:
     partner_mode: str | None = None
     partner_role: str | None = None
     partner_heard_since_break: bool = False
+    arbiter_held: bool = True
     partner_mode_heard: str | None = None
 
     def __post_init__(self):
@@ -171,10 +174,16 @@ def _primary_lost_backup(k: Knowledge, sees: bool) -> Outcome:
     if not k.arbiter_link:
         # rows 7 and 8: the backup may have taken over, and nothing can say it has not
         return Outcome(ARBITER_CONTROLLED, Decision.TROUBLE_INDEFINITE)
-    if not sees:
-        # row 6: the backup cannot take over without the arbiter, and the arbiter sees this
-        # member, so it would never tell the backup that the primary is gone
+    if not sees and k.arbiter_held:
+        # row 6: the backup cannot take over without the arbiter, and the arbiter saw this
+        # member all along, so it never told the backup that the primary was gone
         return Outcome(AGENT_CONTROLLED, Decision.CONTINUE)
+    if not sees:
+        # back in contact with the arbiter, which does not see the backup now; but while this
+        # member was out of its reach, it may have told the backup that the primary was gone,
+        # and the backup may have taken over and died since: only the backup's own word (or an
+        # operator) ends this trouble, as in rows 7 and 8
+        return Outcome(ARBITER_CONTROLLED, Decision.TROUBLE_INDEFINITE)
     if k.partner_role == PRIMARY:
         return Outcome(ARBITER_CONTROLLED, Decision.TROUBLE_INDEFINITE)  # it took over
     if k.partner_mode == AGENT_CONTROLLED and k.partner_heard_since_break:

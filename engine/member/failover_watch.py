@@ -167,7 +167,12 @@ class FailoverWatch:
     # -- the mode ----------------------------------------------------------------------------
     def _state(self) -> dict:
         fstate = self.membership.fstate
-        return {"mode": self.mode, "role": self.membership.role, "term": fstate.term}
+        return {
+            "mode": self.mode,
+            "role": self.membership.role,
+            "term": fstate.term,  # and who was primary at that term, as this member knows
+            "primary": fstate.primary,
+        }
 
     def _partner_link(self) -> tuple[bool, bool, float | None]:
         """(the data channel to the partner is open, the backup is (or was, when the link
@@ -234,6 +239,13 @@ class FailoverWatch:
                 link is not None
                 and self.partner_lost_at is not None
                 and link.heard_partner_since(self.partner_lost_at)
+            ),
+            arbiter_held=up
+            or (
+                link is not None
+                and link.connected_at is not None
+                and self.partner_lost_at is not None
+                and link.connected_at <= self.partner_lost_at
             ),
             partner_mode_heard=replica.primary_mode if replica is not None else None,
         )
@@ -321,9 +333,12 @@ class FailoverWatch:
         self._watch_replaced_primary(rep)
         relayed = (self.link.partner_state or {}) if self.link is not None else {}
         term = relayed.get("term")
-        later = isinstance(term, int) and term > self.membership.fstate.term
-        if relayed.get("role") == "primary" and later:
-            self._stand_down(relayed, term)
+        if isinstance(term, int) and term > self.membership.fstate.term:
+            # the partner knows a later primary, whatever its role now: it took over and was
+            # restarted since (then it says "backup"), or follows one this member never heard of
+            primary = relayed.get("primary")
+            known = primary if isinstance(primary, str) else None
+            self.membership.stand_down(known, term, self.partner() or "the partner")
         elif decision == Decision.TROUBLE_INDEFINITE:
             rep.hold_trouble("cut off from both the backup and the arbiter (Arbiter Controlled)")
         elif decision == Decision.TROUBLE_UNTIL_SWITCH:
@@ -361,21 +376,6 @@ class FailoverWatch:
             log.warning(
                 "former primary %s still acted as primary: its agent forced it down", partner.name
             )
-
-    def _stand_down(self, relayed: dict, term: int) -> None:
-        """The partner became primary after this member lost it (guide §3.3.5.2): this member
-        must never act as primary again; it stops and stays down until restarted."""
-        membership = self.membership
-        log.error(
-            "member %s is primary at term %d (this member's term %d): stopping; "
-            "restart this member to rejoin as backup",
-            self.partner(),
-            term,
-            membership.fstate.term,
-        )
-        membership.replicator.hold_trouble("the backup took over")
-        membership.remember_primary(self.partner(), term)
-        (membership.instance or membership).stop_requested.set()
 
     def _act_as_backup(self, decision: Decision, partner_link: bool) -> None:
         if self._acting is not None and not self._acting.done():

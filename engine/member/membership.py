@@ -259,6 +259,25 @@ class Membership:
         failover_state.save(self.data_dir, self.fstate)
         log.info("the mirror's primary is %s (term %d)", primary, term)
 
+    def stand_down(self, primary: str | None, term: int, source: str) -> None:
+        """A primary learns that `primary` was primary at a later `term` (from `source`): it
+        missed a takeover (guide §3.3.5.2).  It commits nothing more, remembers the later
+        primary, and stops; restarted, it rejoins as backup."""
+        if primary is None or self.cfg.find(primary) is None:
+            primary = source
+        log.error(
+            "member %s was primary at term %d (this member's term %d, as %s says): stopping; "
+            "restart this member to rejoin as backup",
+            primary,
+            term,
+            self.fstate.term,
+            source,
+        )
+        if self.replicator is not None:
+            self.replicator.hold_trouble(f"{primary} was primary at a later term")
+        self.remember_primary(primary, term)
+        (self.instance or self).stop_requested.set()
+
     def link_changed(self) -> None:
         """A data channel link came or went (engine/replication): the failover watch decides
         at once rather than at its next tick."""

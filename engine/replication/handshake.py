@@ -113,7 +113,9 @@ class Handshake:
             conn.reject_stream(f"bad data channel handshake: {exc}", frame.req_id)
             return
         self.refused.pop(member.name, None)
-        self.rep.member_says_hello(member.name)
+        if not self.rep.member_says_hello(member.name, hello.get("failover_state")):
+            conn.reject_stream("this primary missed a later one: it stops", frame.req_id)
+            return
         to_backup = member.is_failover
         mode = cfg.failover_compression if to_backup else cfg.async_compression
         ctype = cfg.failover_compression_type if to_backup else cfg.async_compression_type

@@ -253,6 +253,9 @@ class ReplicaLink:
                 membership.journal_dir, membership.cfg.name, membership.journal.end_position
             ),
             "version": PROTOCOL_VERSION,
+            # who was primary at which term, as it knows: a primary that missed a later one
+            # stands down rather than end its trouble on this hello (engine/replication/sender.py)
+            "failover_state": membership.fstate.to_wire(),
         }
         if membership.cfg.dynamic:
             me = membership.member

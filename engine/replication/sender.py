@@ -129,13 +129,22 @@ class Replicator:
         """A member's DC_HELLO (engine/replication/handshake.py)."""
         self.handshake.accept(conn, frame)
 
-    def member_says_hello(self, name: str) -> None:
+    def member_says_hello(self, name: str, known) -> bool:
         """Member `name` said hello and passed the handshake's identity checks (before its
-        journal position is checked, whatever that check decides): if it is the backup whose
-        loss put the primary in trouble, the trouble is over."""
+        journal position is checked, whatever that check decides).  `known`: who was primary
+        at which term, as it says.  A later term than this primary's means it missed a
+        takeover: it stands down (False: refuse the member).  Otherwise, if the member is the
+        backup whose loss put the primary in trouble, the trouble is over."""
+        term = known.get("term") if isinstance(known, dict) else None
+        mine = self.membership.fstate.term
+        if isinstance(term, int) and not isinstance(term, bool) and term > mine:
+            primary = known.get("primary")
+            self.membership.stand_down(primary if isinstance(primary, str) else None, term, name)
+            return False
         if self.in_trouble and name == self._trouble_of:
             # its hello says it knows it is no longer Active (it starts from Synchronizing)
             self._end_trouble(f"backup {name} reconnected, no longer Active")
+        return True
 
     def add_link(self, link: MemberLink) -> None:
         """The member's new data channel, in place of its old one if it still has one."""

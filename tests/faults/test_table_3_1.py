@@ -209,3 +209,32 @@ def test_row_7_with_agents_the_new_primary_has_the_old_one_forced_down_at_once(
         mirror.wait_backup_active(backup="A", primary="B", timeout=20)
     finally:
         mirror.close()
+
+
+def test_row_7_a_new_primary_killed_before_the_links_heal_is_never_outlived_by_the_old_one(mirror):
+    # found by the long random run (seed 584896100): B took over, died, and came back as a
+    # backup that remembers its term; the old primary took B's relayed "Agent Controlled" as
+    # the end of its trouble and went on at term 1 beside B's acknowledged term-2 writes
+    with mirror.isolate("A"):
+        wait_for(lambda: mirror.role("B") == "primary", 15, "B primary")
+        after = key()
+        mirror.write(after, "B")  # acknowledged by B at term 2 only
+        mirror.procs["B"].kill()
+        mirror.forget("B")
+        held = Write(mirror)
+    # back in contact with the arbiter, which does not see B: that proves nothing about what
+    # B did meanwhile, so A stays in trouble
+    wait_for(lambda: mirror.view("A")[1] != rules.ARBITER_NOT_CONNECTED, 10, "A's arbiter")
+    assert not held.answered.wait(3 * mirror.qos_ms / 1000)
+    assert mirror.status("A")["status"] == rules.IN_TROUBLE
+    mirror.start("B", wait=False)
+    # A hears through the arbiter that B knows term 2: it stops, whatever B's role now
+    wait_for(lambda: mirror.exited("A"), 15, "A to stop")
+    assert "was primary at term 2" in mirror.log("A")
+    assert held.answered.wait(5) and held.error is not None  # never acknowledged at term 1
+    mirror.forget("A")
+    mirror.start("A")
+    # restarted, A knows B's term: B, the last primary, is primary again, A its backup
+    mirror.wait_backup_active(backup="A", primary="B", timeout=30)
+    journal = journal_bytes(mirror, "A")
+    assert after.encode() in journal and held.key.encode() not in journal

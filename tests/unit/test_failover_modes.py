@@ -34,6 +34,7 @@ def _view(role, partner_is, partner_link=True, arbiter_link=True, sees=True, **e
         partner_role=extra.pop("partner_role", partner_is),
         partner_heard_since_break=extra.pop("heard", False),
         partner_mode_heard=extra.pop("heard_on_data_channel", None),
+        arbiter_held=extra.pop("arbiter_held", True),
     )
     assert not extra, f"not a field: {extra}"
     return view
@@ -104,6 +105,13 @@ def test_row_6_backup_gone_the_primary_carries_on_agent_controlled():
     # the arbiter lost the backup too: a backup without the arbiter can never take over
     gone = primary(partner_link=False, sees=False)
     assert decide(gone) == Outcome(AGENT, Decision.CONTINUE)
+
+
+def test_an_isolated_primary_back_in_contact_with_the_arbiter_alone_stays_in_trouble():
+    # rows 7 and 8 healed as far as the arbiter: it does not see the backup now, but while this
+    # member was out of its reach the backup may have taken over and died since
+    back = primary(partner_link=False, sees=False, arbiter_held=False)
+    assert decide(back) == Outcome(ARB, Decision.TROUBLE_INDEFINITE)
 
 
 def test_row_6_backup_isolated_it_never_takes_over_and_retries_the_primary_via_its_agent():
