@@ -36,9 +36,14 @@ def test_each_member_reports_its_type_status_transfer_and_dejournaling(make_clus
             return (st["type"], st["status"], st["journal_transfer"], st["dejournaling"])
 
         wait_for(lambda name=name, want=want: fields(name) == want, what=f"{name} status {want}")
-    rows = {r["member"]: r for r in cluster.status("A")["members"]}
-    assert rows["B"]["journal_transfer"] == "Active"
-    assert rows["C"]["status"] == "Connected" and rows["C"]["journal_transfer"] == "Caught up"
+
+    def row(name):
+        return {r["member"]: r for r in cluster.status("A")["members"]}[name]
+
+    assert row("B")["journal_transfer"] == "Active"
+    # the primary's view follows C's acknowledgement, a moment after C's own
+    connected = ("Connected", "Caught up")
+    wait_for(lambda: (row("C")["status"], row("C")["journal_transfer"]) == connected)
 
 
 def test_incoming_rate_shows_dashes_first_then_compressed_and_plain_formats(make_cluster):
