@@ -36,6 +36,7 @@ RECORD_KEYS = (
     "role",  # "primary", "backup"...: the member's own word, changed by every takeover
     "no_failover",
     "type",  # "Failover", "Disaster Recovery"...: changed by a promotion or demotion
+    "took_over_from",  # a primary by takeover: whom it replaced, in its own word
 )
 INSTANCE_KEYS = ("state", "detail", "pid", "superserver", "certificate")
 
@@ -116,7 +117,9 @@ def follow_takeover(old: dict | None, new: dict, at: str) -> dict:
     its role becomes primary, kept while it stays primary, dropped once it is not."""
     rec_old = (old or {}).get("record") or {}
     if took_over(old, new):
-        mark = {"took_over_at": at, "took_over_from": rec_old.get("primary") or ""}
+        # the member's own word first: a sample taken after it lost the old primary has none
+        former = new["record"].get("took_over_from") or rec_old.get("primary") or ""
+        mark = {"took_over_at": at, "took_over_from": former}
     elif new["record"].get("role") == PRIMARY_ROLE and "took_over_at" in rec_old:
         mark = {k: rec_old[k] for k in TAKEOVER_KEYS if k in rec_old}
     else:

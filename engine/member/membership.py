@@ -129,6 +129,7 @@ class Membership:
         # why this member is changing role now (status Transition), or None
         self.transition: str | None = None
         self.took_over_at: float | None = None  # when it last became primary by takeover
+        self.took_over_from: str | None = None  # the primary it then replaced, as it knew
         self.hook_waiting: str | None = None  # a hook said no to taking over (hooks.py)
         self.stopping_started = False
         self.journal_dir = self.data_dir / "journal"

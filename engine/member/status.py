@@ -195,6 +195,8 @@ def member_status(membership: Membership) -> dict:
         heard = membership.replica is not None and membership.replica.primary_no_failover
         out["no_failover"] = membership.fstate.no_failover or heard
         out["hooks"] = installed_hooks(membership)  # engine/member/hooks.py
+        if membership.role == "primary" and membership.took_over_from:
+            out["took_over_from"] = membership.took_over_from  # the monitor's takeover alert
     if membership.dejournal is not None:  # under the mirror's parallel_dejournaling (guide §4.16)
         out["dejournaling_parallel"] = membership.dejournal.dj.parallel
     if membership.replicator is not None:

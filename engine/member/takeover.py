@@ -69,10 +69,12 @@ async def become_primary(membership: Membership, reason: str, *, forced: bool = 
         for store in membership.stores.values():
             store.close()
         membership.stores = {}
+        former = membership.fstate.primary  # before start_primary writes the new term
         membership.role = "primary"
         membership._open_storage()
         membership.start_primary()
         membership.took_over_at = time.monotonic()  # engine/member/failover_watch.py
+        membership.took_over_from = former if former != membership.member.name else None
         if membership.cfg.dynamic:
             # a new version: what was edited here meanwhile (guide §5.2 exception 3) reaches
             # every member as it connects

@@ -50,6 +50,8 @@ def test_scenario_1_graceful_shutdown_of_the_primary_hands_over_to_the_active_ba
     assert remembered(cluster, "B")["term"] == 2 and remembered(cluster, "B")["primary"] == "B"
     assert "handing over to backup B" in cluster.log("A")
     assert "primary A handed over on graceful shutdown" in cluster.log("B")
+    # B says whom it replaced (the Mirror Monitor's takeover alert names it)
+    assert cluster.status("B")["took_over_from"] == "A"
     # nothing acknowledged by A is missing on B, and B takes writes
     assert read(cluster, "B", before) == before
     after = f"after-{uuid.uuid4().hex}"

@@ -165,6 +165,16 @@ def test_a_backup_whose_role_becomes_primary_took_over_and_says_whom_it_followed
     assert marked["record"]["took_over_from"] == "A"
 
 
+def test_a_takeover_names_the_former_primary_the_new_one_reports_when_the_last_sample_had_none():
+    # sampled after the old primary went and before the takeover: following nobody
+    old = state_of(record(role="backup"))
+    new = state_of(record(role="primary", status="Primary", took_over_from="A"))
+
+    marked = follow_takeover(old, new, "T1")
+
+    assert marked["record"]["took_over_from"] == "A"
+
+
 def test_the_takeover_mark_stays_while_the_member_is_primary_and_goes_after():
     old = state_of(record(role="backup", primary="A"))
     primary = follow_takeover(old, state_of(record(role="primary")), "T1")
