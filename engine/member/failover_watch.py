@@ -418,8 +418,9 @@ class FailoverWatch:
 
     async def _ask_agent(self) -> None:
         """Agent Controlled (guide §3.3.5.1): the primary's agent confirms it down or forces it
-        down; an Active backup within the trouble timeout takes over with what it has, any
-        other first fetches the latest journal through the agent (guide §3.3.2.3)."""
+        down; an Active backup within the trouble timeout of an Agent Controlled primary takes
+        over with what it has, any other first fetches the latest journal through the agent
+        (guide §3.3.2.3)."""
         membership = self.membership
         partner = membership.cfg.member(self.partner())
         if membership.fstate.primary != partner.name:
@@ -444,7 +445,11 @@ class FailoverWatch:
             lost is not None and time.monotonic() - lost <= 2 * membership.cfg.qos_timeout_ms / 1000
         )
         how = "confirmed it down" if state == "down" else "forced it down"
-        if membership.replica.active_when_lost and in_time:
+        # with what it has only from a primary that was Agent Controlled at the break, which
+        # kept the trouble timeout; an Arbiter Controlled one whose arbiter lost this member
+        # too carried on at once (row 6) and may have committed without it (docs/takeover.md)
+        kept_timeout = membership.replica.primary_mode == rules.AGENT_CONTROLLED
+        if membership.replica.active_when_lost and in_time and kept_timeout:
             reason = f"primary {partner.name}'s agent {how}; this member was its Active backup"
         else:
             got = await fetch_latest_journal(membership, partner, answer.get("files") or [])

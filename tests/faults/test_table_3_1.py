@@ -7,6 +7,7 @@ QoS is 1 s, so a lost link is noticed within about a second."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -238,3 +239,35 @@ def test_row_7_a_new_primary_killed_before_the_links_heal_is_never_outlived_by_t
     mirror.wait_backup_active(backup="A", primary="B", timeout=30)
     journal = journal_bytes(mirror, "A")
     assert after.encode() in journal and held.key.encode() not in journal
+
+
+def test_row_6_an_active_backup_cut_off_takes_over_with_what_the_primary_committed_alone(
+    tmp_path,
+    arbiter,  # noqa: F811
+):
+    # found by the long random run (seed 590673112): B's links were cut but not its way to A's
+    # agent; the arbiter lost B too, so A (row 6) carried on at once, committed without B, and
+    # stopped.  B, Active at the break, heard "down" from A's agent within the trouble timeout
+    # and took over with what it had: A's last acknowledged writes were lost.  A primary that
+    # was Arbiter Controlled at the break kept no trouble timeout, so B fetches A's journal.
+    mirror = LinkedMirror(tmp_path / "agents", arbiter, qos_ms=2000, agents=True)
+    try:
+        mirror.start()
+        mirror.wait_backup_active()
+        for member in "AB":
+            wait_for(lambda x=member: mirror.view(x) == ARBITER_CONTROLLED, 15, f"{member}")
+        # B cut off in two steps, as the run saw it: A loses B while the arbiter still sees B
+        # (A holds trouble), then the arbiter loses B too (row 6: A carries on at once)
+        with mirror.cut_between("A", "B"):
+            time.sleep(0.75 * mirror.qos_ms / 1000)
+            with mirror.cut_between("B", "arbiter"):
+                wait_for(lambda: mirror.view("A") == AGENT_WITH_ARBITER, 10, "A carrying on")
+                assert "backup lost while the arbiter still sees it" in mirror.log("A")
+                alone = key()
+                mirror.write(alone, "A")  # acknowledged by A without B
+                mirror.stop("A")  # graceful, with no Active backup to hand over to
+                wait_for(lambda: mirror.role("B") == "primary", 20, "B primary")
+        assert "latest journal fetched through the agent" in mirror.log("B")
+        assert alone.encode() in journal_bytes(mirror, "B")
+    finally:
+        mirror.close()
