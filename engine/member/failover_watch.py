@@ -305,8 +305,9 @@ class FailoverWatch:
             self._switching = None
             return True
         if self._switching is None or self._switching[0] != outcome.mode:
-            self._switching = (outcome.mode, 0)  # first: the heartbeat reads the mode from it
-            self._switching = (outcome.mode, rep.beat_now())
+            # set first: the round beat_now sends reads the mode it announces from here
+            self._switching = (outcome.mode, rep.beats + 1)
+            rep.beat_now()
         link = rep.links.get(self.partner() or "")
         heard = link.heard if link is not None else {}
         beat = heard.get("beat")
@@ -332,14 +333,11 @@ class FailoverWatch:
             return
         self._watch_replaced_primary(rep)
         relayed = (self.link.partner_state or {}) if self.link is not None else {}
-        term = relayed.get("term")
-        if isinstance(term, int) and term > self.membership.fstate.term:
-            # the partner knows a later primary, whatever its role now: it took over and was
-            # restarted since (then it says "backup"), or follows one this member never heard of
-            primary = relayed.get("primary")
-            known = primary if isinstance(primary, str) else None
-            self.membership.stand_down(known, term, self.partner() or "the partner")
-        elif decision == Decision.TROUBLE_INDEFINITE:
+        # the partner knows a later primary, whatever its role now: it took over and was
+        # restarted since (then it says "backup"), or follows one this member never heard of
+        if self.membership.stand_down_if_later(relayed, self.partner() or "the partner"):
+            return
+        if decision == Decision.TROUBLE_INDEFINITE:
             rep.hold_trouble("cut off from both the backup and the arbiter (Arbiter Controlled)")
         elif decision == Decision.TROUBLE_UNTIL_SWITCH:
             rep.hold_trouble("backup lost while the arbiter still sees it (Arbiter Controlled)")

@@ -260,11 +260,20 @@ class Membership:
         failover_state.save(self.data_dir, self.fstate)
         log.info("the mirror's primary is %s (term %d)", primary, term)
 
-    def stand_down(self, primary: str | None, term: int, source: str) -> None:
+    def stand_down_if_later(self, known: object, source: str) -> bool:
+        """True, and this primary stands down, if `known` ({term, primary} from `source`: a
+        partner's relayed state, a member's hello) names a later term than its own."""
+        term = known.get("term") if isinstance(known, dict) else None
+        if not isinstance(term, int) or isinstance(term, bool) or term <= self.fstate.term:
+            return False
+        self.stand_down(known.get("primary"), term, source)
+        return True
+
+    def stand_down(self, primary: object, term: int, source: str) -> None:
         """A primary learns that `primary` was primary at a later `term` (from `source`): it
         missed a takeover (guide §3.3.5.2).  It commits nothing more, remembers the later
         primary, and stops; restarted, it rejoins as backup."""
-        if primary is None or self.cfg.find(primary) is None:
+        if not isinstance(primary, str) or self.cfg.find(primary) is None:
             primary = source
         log.error(
             "member %s was primary at term %d (this member's term %d, as %s says): stopping; "

@@ -135,11 +135,7 @@ class Replicator:
         at which term, as it says.  A later term than this primary's means it missed a
         takeover: it stands down (False: refuse the member).  Otherwise, if the member is the
         backup whose loss put the primary in trouble, the trouble is over."""
-        term = known.get("term") if isinstance(known, dict) else None
-        mine = self.membership.fstate.term
-        if isinstance(term, int) and not isinstance(term, bool) and term > mine:
-            primary = known.get("primary")
-            self.membership.stand_down(primary if isinstance(primary, str) else None, term, name)
+        if self.membership.stand_down_if_later(known, name):
             return False
         if self.in_trouble and name == self._trouble_of:
             # its hello says it knows it is no longer Active (it starts from Synchronizing)
