@@ -20,7 +20,10 @@ FAILOVER_SWITCHES = {
 def failover_switches(mirror, member) -> list[tuple[str, str]]:
     """(url, label) of the failover operations a button starts on `member`: a graceful stop
     (a primary hands over to its Active backup); on a failover member, set or clear "no
-    failover" as it last answered (guide §3.4)."""
+    failover" as it last answered (guide §3.4).  None on a member last seen Down: there is no
+    instance to stop or to set, and the job would only fail."""
+    if member.status == catalog.DOWN:
+        return []
     kinds = ["stop_instance"]
     if member.member_type == catalog.FAILOVER:
         kinds.append("clear_no_failover" if member.no_failover else "set_no_failover")

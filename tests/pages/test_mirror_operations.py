@@ -71,6 +71,16 @@ def test_an_admin_finds_every_operation_where_they_look_for_it(client_as, world,
         assert f'name="copies" value="{copy.pk}"' in html
 
 
+def test_a_member_last_seen_down_offers_no_graceful_stop(client_as, world, dr):
+    Member.objects.filter(pk=dr.pk).update(status="Down", observed_at=timezone.now())
+
+    html = page(client_as("operator"), world).text
+
+    assert url("member-switch", world, world.member.pk, "stop-instance") in html
+    assert url("member-switch", world, world.member.pk, "set-no-failover") in html
+    assert url("member-switch", world, dr.pk, "stop-instance") not in html
+
+
 def test_an_operator_runs_operations_but_changes_no_configuration(client_as, world, dr):
     html = page(client_as("operator"), world, member="FARAWAY").text
 
