@@ -113,11 +113,10 @@ class Writer:
             failed = give_up_primary(membership, f"journal write failed: {exc}")
             membership.run_in_background(failed)
             return
-        waiter = membership.replicator.ack_waiter(records[-1].end) if records else None
-        if waiter is None:
-            _resolve(batch)
+        if records:
+            membership.replicator.when_acknowledged(records[-1].end, lambda e: _settle(e, batch))
         else:
-            waiter.add_done_callback(lambda f, b=batch: _settle(f, b))
+            _resolve(batch)
 
     def _trouble_over(self, _fut) -> None:
         self._held = False
@@ -134,15 +133,13 @@ def _resolve(batch: list) -> None:
             fut.set_result(None)
 
 
-def _settle(waiter: asyncio.Future, batch: list) -> None:
+def _settle(error: Exception | None, batch: list) -> None:
     """The backup's acknowledgement came (or the trouble ended): answered; or the wait failed
     (the primary stopped first): the batch's outcome is unknown, and said so."""
-    if waiter.cancelled():
-        _fail(batch, None)
-    elif waiter.exception() is not None:
-        _fail(batch, waiter.exception())
-    else:
+    if error is None:
         _resolve(batch)
+    else:
+        _fail(batch, error)
 
 
 def _fail(batch: list, exc: Exception | None) -> None:

@@ -8,7 +8,7 @@ streaming).  The Replicator hands every batch the journal appends to each live l
 
 The backup is synchronous: once caught up and acknowledged it becomes Active, and a
 client write is answered only when the Active backup has acknowledged its end position
-(Writer asks ack_waiter()).  If no ack arrives within the QoS timeout (checked every
+(Writer asks when_acknowledged()).  If no ack arrives within the QoS timeout (checked every
 QoS/2, so the effective window is QoS/2..QoS as in guide §4.15) the primary revokes
 Active, disconnects the backup and is in trouble (guide §3.3.5.1): nothing new is committed
 and no waiting write is answered until the backup says hello again or 2 x QoS pass; then it
@@ -28,6 +28,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from engine.replication.gate import MembershipGate
@@ -60,7 +61,10 @@ class Replicator:
         self.gate = gate
         self.links: dict[str, MemberLink] = {}
         self.active: MemberLink | None = None
-        self._waiters: deque = deque()  # (end position, future, started) in position order
+        # (end position, callback, started) in position order: callback(None) once the
+        # Active backup holds the end, callback(error) if it never will; called at once
+        # (no future, no turn of the event loop: the reply is on a write's critical path)
+        self._waiters: deque = deque()
         self._last_ack_progress = time.monotonic()
         # the trouble state (guide §3.3.5.1): after losing the Active backup the primary commits
         # nothing new and answers no waiting write until the backup says it knows it is no
@@ -228,35 +232,31 @@ class Replicator:
             if trace.ENABLED:
                 trace.mark("p.acked")
             while waiters and waiters[0][0] <= pos:
-                fut = waiters.popleft()[1]
-                if not fut.done():
-                    fut.set_result(None)
+                waiters.popleft()[1](None)
                 progressed = True
             if progressed:
                 self._last_ack_progress = time.monotonic()
 
-    def ack_waiter(self, end) -> asyncio.Future | None:
+    def when_acknowledged(self, end, callback: Callable[[Exception | None], None]) -> None:
+        """callback(None) once the Active backup holds the journal up to `end` (now, if there
+        is none or it already does), or callback(error) if the primary stops first."""
         if self.active is None or end is None:
-            return None
+            callback(None)
+            return
         if self.active.acked is not None and self.active.acked >= end:
-            return None
-        fut = asyncio.get_running_loop().create_future()
+            callback(None)
+            return
         if not self._waiters:
             self._last_ack_progress = time.monotonic()
-        self._waiters.append((end, fut, time.monotonic()))
-        return fut
+        self._waiters.append((end, callback, time.monotonic()))
 
     def _fail_waiters(self, exc: Exception) -> None:
         while self._waiters:
-            fut = self._waiters.popleft()[1]
-            if not fut.done():
-                fut.set_exception(exc)
+            self._waiters.popleft()[1](exc)
 
     def _release_waiters(self) -> None:
         while self._waiters:
-            fut = self._waiters.popleft()[1]
-            if not fut.done():
-                fut.set_result(None)
+            self._waiters.popleft()[1](None)
 
     def revoke(self, reason: str) -> None:
         """The Active backup is lost: the primary is in trouble (guide §3.3.5.1).  The writes
