@@ -135,6 +135,7 @@ class Collector:
         self.persisted: set[int] = set()  # members with a MemberState row
         self.dirty: set[int] = set()
         self.latest: dict[tuple[int, str], dict] = {}  # (host, instance) -> its last record
+        self.lost: dict[int, str] = {}  # hosts whose agent cannot be followed now -> why
         self.known_as: dict[tuple[int, str], str] = {}  # (host, instance) -> member name
         self.members: dict[int, Member] = {}
         self.unreadable: set[int] = set()  # hosts whose stored credential no key opens
@@ -152,10 +153,11 @@ class Collector:
                 except lease.LeaseLost as exc:
                     log.warning("%s; following stops until the lease is won again", exc)
                     self._stand_down()
-                except DatabaseError as exc:  # the database restarting: try again shortly
+                except DatabaseError as exc:  # a restart, a deadlock: try again shortly
                     log.warning("collector: database error: %s", exc)
                     close_old_connections()
                     self.stopping.wait(1.0)
+                    self._recover()
                 except Exception:  # a bug in one step must not end the monitoring for good
                     log.exception("collector: step failed; going on in a second")
                     self.stopping.wait(1.0)
@@ -213,6 +215,16 @@ class Collector:
         self.job_watermark = timezone.now() - timedelta(seconds=JOB_LOOKBACK_S)
         self.next_tick = 0.0
 
+    def _recover(self) -> None:
+        """After a failed write, which rolled back: the states held here were never stored.
+        Start again from what is stored, as a new holder would; the next tick applies the last
+        record of every instance (and each host's loss) to it, so every change that was lost
+        is written then, once."""
+        if self.epoch is None:
+            return
+        self._take_over()
+        self.members = {}  # all "new" at the next tick: the records read are applied again
+
     def _stand_down(self, release: bool = False) -> None:
         for _, follower in self.followers.values():
             follower.stop()
@@ -229,17 +241,22 @@ class Collector:
         urgent: dict[int, list] = {}
         for kind, host_id, payload in batch:
             if kind == "lost":
-                for member in self._on_host(host_id):
-                    old = self.states.get(member.pk)
-                    if old is None or not old["agent_reachable"]:
-                        continue
-                    self._note(member, old, states.unreachable(old, payload), now, urgent)
+                self.lost[host_id] = payload
+                self._mark_lost(host_id, payload, now, urgent)
                 continue
+            self.lost.pop(host_id, None)
             for instance, record in payload.items():
                 self.latest[(host_id, instance)] = record
                 self._apply_record(host_id, instance, record, now, urgent)
         if urgent:
             self._write(urgent, now)
+
+    def _mark_lost(self, host_id: int, reason: str, now, urgent) -> None:
+        for member in self._on_host(host_id):
+            old = self.states.get(member.pk)
+            if old is None or not old["agent_reachable"]:
+                continue
+            self._note(member, old, states.unreachable(old, reason), now, urgent)
 
     def _apply_record(self, host_id, instance, record, now, urgent) -> None:
         known = self.known_as.get((host_id, instance))
@@ -337,6 +354,8 @@ class Collector:
             urgent: dict[int, list] = {}
             for (host_id, instance), record in list(self.latest.items()):
                 self._apply_record(host_id, instance, record, now, urgent)
+            for host_id, reason in list(self.lost.items()):
+                self._mark_lost(host_id, reason, now, urgent)
             for pk in list(self.dirty):
                 urgent.setdefault(pk, [])
             self.dirty = set()

@@ -3,6 +3,7 @@ member's live state, and writes the history of what changed — a backup killed 
 Down within a second or two, and Backup again once it is started and has caught up."""
 
 import pytest
+from django.db import OperationalError
 
 from members.models import Member
 from monitor.models import Event, MemberState
@@ -74,3 +75,33 @@ def test_members_whose_agent_cannot_be_reached_are_marked_so_until_it_answers_ag
 
     wait_for(lambda: live("DR").agent_reachable, timeout=20, what="DR reachable again")
     assert Event.objects.filter(member_name="DR", kind=Event.AGENT, after="reachable").exists()
+
+
+def test_a_change_whose_write_failed_is_written_once_the_database_answers_again(
+    collector, live_portal, monkeypatch
+):
+    # a deadlock (CI saw one on PostgreSQL, against a job's transaction) or a restart rolls the
+    # collector's write back: what it had noted must still reach the database, once
+    from monitor.collector import Collector
+
+    wait_for(lambda: live("B") and live("B").journal_transfer == "Active", what="B active")
+    backup = Member.objects.get(name="B").pk
+    failed = []
+    write = Collector._save_states
+
+    def deadlocked_once(self, rows):
+        if not failed and any(r.member_id == backup and r.status != "Backup" for r in rows):
+            failed.append([r.status for r in rows if r.member_id == backup])
+            raise OperationalError("deadlock detected (injected by the test)")
+        return write(self, rows)
+
+    monkeypatch.setattr(Collector, "_save_states", deadlocked_once)
+    argv = live_portal.kill("B")
+
+    wait_for(lambda: failed, timeout=5, what="the write of B's loss to fail")
+    wait_for(lambda: status_of("B") == "Down", timeout=10, what="B down all the same")
+    assert Member.objects.get(name="B").status == "Down"
+    assert Event.objects.filter(member_name="B", kind=Event.STATUS, after="Down").count() == 1
+
+    live_portal.start_again("B", argv)
+    wait_for(lambda: status_of("B") == "Backup", timeout=60, what="B backup again")
