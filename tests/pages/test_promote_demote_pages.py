@@ -118,6 +118,30 @@ def test_the_demotion_page_says_the_backup_becomes_dr_and_starts_the_job(client_
     assert right["Location"] == reverse("job-detail", args=[job.pk]) and job.member == backup
 
 
+def test_the_demotion_page_says_whether_the_backup_is_active_and_where_its_journal_ends(
+    client_as, world, backup
+):
+    from monitor.models import MemberState
+
+    page = url("member-demote", world, backup.pk)
+    before = client_as("admin").get(page).text
+    now = timezone.now()
+    MemberState.objects.create(
+        member=backup,
+        status="Backup",
+        journal_transfer="Active",
+        record={"journal_end": [3, 4096]},
+        seen_at=now,
+        changed_at=now,
+    )
+
+    html = client_as("admin").get(page).text
+
+    assert '<dd data-field="journal_transfer">Not reported</dd>' in before
+    assert "Active: the Active backup, which the primary waits for" in html
+    assert "<code>3:4096</code>, as it reported at" in html
+
+
 def test_demoting_the_primary_is_refused_on_the_page(client_as, world, backup):
     response = client_as("admin").post(
         url("member-demote", world, world.member.pk), {"confirm": "alpha"}
