@@ -79,6 +79,8 @@ ARBITER_BOTH = "Both failover members are connected to the arbiter"
 ARBITER_ONLY_THIS = "Only this member is connected to the arbiter"
 ARBITER_NOT_CONNECTED = "This member is not connected to the arbiter"
 ARBITER_CONNECTION_STATUSES = (ARBITER_BOTH, ARBITER_ONLY_THIS, ARBITER_NOT_CONNECTED)
+# the arbiter listens on a port of its own, next to its host agent's HTTP API (2188)
+ARBITER_PORT = 2189
 
 # -- limits (guide §3.1.2) ------------------------------------------------------------------
 MAX_MEMBERS = 16

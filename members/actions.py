@@ -154,7 +154,17 @@ def create_mirror(actor, *, host: Host, instance: str, name: str, private: str, 
         "settings": _engine_settings({k: v for k, v in settings.items() if k in ENGINE_NAMES}),
         "portal_settings": own,
     }
+    if own.get("arbiter_host"):
+        params["arbiter"] = arbiter_address(Mirror(**own))
     return start_job(actor, "create_mirror", host, params=params)
+
+
+def arbiter_address(mirror: Mirror) -> str:
+    """The arbiter as the primary is given it ("host:port"), "" for none."""
+    if not mirror.arbiter_host:
+        return ""
+    host = mirror.arbiter_host
+    return f"[{host}]:{mirror.arbiter_port}" if ":" in host else f"{host}:{mirror.arbiter_port}"
 
 
 @transaction.atomic
@@ -261,6 +271,8 @@ def edit_mirror(
     if own:
         services.update_mirror(actor, mirror, **own)
     params = {"settings": _engine_settings(engine), "skip_verify": bool(skip_verify)}
+    if {"arbiter_host", "arbiter_port"} & set(own):
+        params["arbiter"] = arbiter_address(mirror)  # the engine keeps it too: it uses it
     return _mirror_job(actor, "edit_mirror", mirror, params)
 
 

@@ -104,7 +104,7 @@ class MirrorSettingsForm(forms.Form):
         label="Arbiter port",
         min_value=1,
         max_value=65535,
-        help_text="The port of the agent on the arbiter's host (2188 unless changed).",
+        help_text="The arbiter's own port on its host (2189 unless its agent says otherwise).",
     )
     vip_address = forms.CharField(
         label="Virtual IP address",

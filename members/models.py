@@ -32,8 +32,9 @@ class Mirror(models.Model):
     arbiter_host = models.CharField(
         max_length=253, blank=True, validators=[rules.validate_host_address]
     )
+    # the arbiter's own port (docs/failover.md, "Running one"), pushed to the primary
     arbiter_port = models.PositiveIntegerField(
-        default=rules.DEFAULT_AGENT_PORT, validators=[rules.validate_port]
+        default=rules.DEFAULT_ARBITER_PORT, validators=[rules.validate_port]
     )
     vip_address = models.GenericIPAddressField("VIP address", null=True, blank=True)
     vip_mask = models.PositiveSmallIntegerField(

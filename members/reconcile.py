@@ -177,6 +177,22 @@ def _record_members(actor, mirror: Mirror, view, changes: list[str]) -> dict[str
 
 
 @transaction.atomic
+def record_arbiter(mirror_name: str, arbiter: str | None) -> None:
+    """The arbiter the primary answered that it keeps ("host:port" or none), as the mirror's."""
+    mirror = Mirror.objects.select_for_update().filter(name=mirror_name).first()
+    if mirror is None:
+        return
+    host, port = split_address(arbiter or "")
+    before = {"arbiter_host": mirror.arbiter_host, "arbiter_port": mirror.arbiter_port}
+    mirror.arbiter_host = host
+    mirror.arbiter_port = port or mirror.arbiter_port
+    after = {"arbiter_host": mirror.arbiter_host, "arbiter_port": mirror.arbiter_port}
+    if after != before:
+        mirror.save(update_fields=list(after))
+        audit.record(f"mirror {mirror.name}", "mirror.arbiter", mirror, before=before, after=after)
+
+
+@transaction.atomic
 def record_no_failover(member: Member, value: bool) -> None:
     """The member's answer to a set or clear of "no failover", audited as its own word."""
     _record_own_word(member, "no_failover", value, "member.no_failover")

@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from engine import rules as catalog
 
 DEFAULT_AGENT_PORT = 2188
+DEFAULT_ARBITER_PORT = catalog.ARBITER_PORT
 
 # The catalog's values, as stored and sent on the wire, with the portal's labels.
 FAILOVER, DR = catalog.FAILOVER, catalog.DR

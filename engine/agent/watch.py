@@ -71,6 +71,7 @@ STATUS_KEYS = (
     "term",
     "no_failover",
     "hooks",
+    "took_over_from",  # a primary by takeover: whom it replaced (the monitor's takeover alert)
 )
 
 

@@ -53,7 +53,13 @@ from pathlib import Path
 
 from cryptography.x509.oid import NameOID
 
-from engine.rules import FAILOVER, RuleError, check_member_name, check_mirror_name
+from engine.rules import (
+    ARBITER_PORT,
+    FAILOVER,
+    RuleError,
+    check_member_name,
+    check_mirror_name,
+)
 from engine.wire import mirror_secret, tls
 from engine.wire.limits import KIB, MIB, ConnectionLimits, LimitSettings, TokenBucket
 from engine.wire.protocol import (
@@ -72,7 +78,7 @@ from engine.wire.serving import accepted, serve_until_signalled
 
 log = logging.getLogger("engine.failover.arbiter")
 
-DEFAULT_PORT = 2189  # next to the agent's 2188
+DEFAULT_PORT = ARBITER_PORT
 MAX_PER_KEY = 4  # registrations under one (mirror, member): the real one and a few others
 MAX_FRAME = 4 * KIB  # a hello or ping is a few hundred bytes
 # the QoS timeout's range (docs/mirroring-model.md §4.3): members use their QoS timeout here

@@ -4,7 +4,7 @@ the members to show the outcome, and ends with a refresh."""
 
 from __future__ import annotations
 
-from members import services, sync
+from members import reconcile, services, sync
 from members.agents import AgentConnectionError, AgentError, refusals
 from members.models import Mirror, PendingDNUpdate
 from members.operations.base import (
@@ -73,6 +73,8 @@ def create_mirror(run):
             progress=(50, 80),
         )
         view = sync.read_mirror(place.host, place.instance, name)
+        if run.params.get("arbiter"):
+            result_arbiter = set_arbiter(run, place, name, run.params["arbiter"])
     result = refresh(run, None, adopt=True, view=view)
     run.job.mirror = Mirror.objects.get(name=name)
     run.job.save(update_fields=["mirror"])
@@ -80,7 +82,21 @@ def create_mirror(run):
         services.update_mirror(
             run.job.requested_by, run.job.mirror, **run.params["portal_settings"]
         )
+    if run.params.get("arbiter"):  # and then the primary's word on the arbiter
+        reconcile.record_arbiter(name, result_arbiter)
+        result["arbiter"] = result_arbiter
     return result
+
+
+def set_arbiter(run, place, mirror_name: str, arbiter: str) -> str | None:
+    """The arbiter given to the primary, which hands it to every member (guide §3.1.4); the
+    answer is the arbiter the primary now keeps ("host:port" or None)."""
+    with refusals(f"Arbiter on {place.instance}"):
+        answer = place.agent.set_arbiter(place.instance, arbiter or None, mirror=mirror_name)
+    kept = answer.get("arbiter")
+    run.step(f"The primary {place.instance} keeps contact with arbiter {kept or '(none)'}")
+    reconcile.record_arbiter(mirror_name, kept)
+    return kept
 
 
 def join_mirror(run):
@@ -187,6 +203,11 @@ def edit_mirror(run):
     and the job shows each member's result."""
     mirror = mirror_of(run)
     changes = dict(run.params.get("settings") or {})
+    if "arbiter" in run.params:
+        with primary(mirror) as place:
+            kept = set_arbiter(run, place, mirror.name, run.params["arbiter"])
+        if not changes:
+            return {**refresh(run, mirror), "arbiter": kept}
     if not changes:
         run.step("No setting the engine keeps changed: reading the members", progress=50)
         return refresh(run, mirror)

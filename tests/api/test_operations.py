@@ -126,6 +126,8 @@ OPERATIONS = [
                 "vip_mask": 24,
                 "vip_interface": "eth0",
             },
+            # and the arbiter for the primary, which hands it to every member
+            "arbiter": "arbiter.example:2300",
         },
         "host:spare_host",
     ),
@@ -617,7 +619,11 @@ def test_the_portals_own_settings_are_saved_at_once_the_engines_go_to_the_primar
     )
 
     assert response.status_code == 202
-    assert response.json()["params"] == {"settings": {"qos_timeout_ms": 9000}, "skip_verify": False}
+    assert response.json()["params"] == {
+        "settings": {"qos_timeout_ms": 9000},
+        "skip_verify": False,
+        "arbiter": "arbiter.example:2300",  # the engine keeps it too: the primary gets it
+    }
     world.mirror.refresh_from_db()
     assert (world.mirror.arbiter_host, world.mirror.arbiter_port) == ("arbiter.example", 2300)
     assert world.mirror.qos_timeout_ms == 8000  # until the primary has it

@@ -7,9 +7,14 @@ import signal
 
 import pytest
 
+from engine import rules
 from engine.cluster.hosts import ORG
 from engine.cluster.launcher import spawn
 from engine.wire.tls import load_ca, make_cert
+from members.agents import agent_client_for
+from members.models import Host
+from tests.engine.agent_fixtures import StreamFollower
+from tests.faults.mirror import Arbiter
 
 pytestmark = [pytest.mark.jobs, pytest.mark.timeout(240)]
 
@@ -17,7 +22,7 @@ HOSTS = {"hosta": ["A"], "hostb": ["DR"]}
 MEMBERS = {"A": "failover", "DR": "dr"}
 
 
-def build(site, portal, *, tls: bool) -> dict:
+def build(site, portal, *, tls: bool, joins=("DR", "dr")) -> dict:
     """Hosts registered and checked, certificates given (TLS), the mirror created on A, DR
     joined (and authorized), one database: all through the API."""
     plan, hosts = site.plan, {}
@@ -48,7 +53,12 @@ def build(site, portal, *, tls: bool) -> dict:
     mirror = portal.one("/mirrors/", name="OPS")
     joined = portal.run(
         f"/mirrors/{mirror['id']}/join/",
-        {"host": hosts["hostb"], "instance": "DR", "member_type": "dr"},
+        {
+            "host": hosts["hostb"],
+            "instance": joins[0],
+            "member_type": joins[1],
+            **({"private": plan.member(joins[0]).private} if joins[1] == "failover" else {}),
+        },
     )
     if tls:
         assert joined["result"]["pending"] is True
@@ -119,6 +129,45 @@ def test_a_setting_changed_through_an_agent_is_drift_until_the_portal_reapplies_
     assert site.agents["hosta"].mirror_info("A")["qos_timeout_ms"] == 6000
     assert portal.get("/drifts/", mirror=mirror["id"])["count"] == 0
     assert portal.get(f"/mirrors/{mirror['id']}/")["qos_timeout_ms"] == 6000
+
+
+def test_an_arbiter_set_in_the_portal_reaches_the_primary_which_keeps_contact_with_it(
+    fresh_hosts, portal, worker, tmp_path
+):
+    # two failover members: a lone one keeps no arbiter (nothing could take over from it)
+    site = fresh_hosts({"hosta": ["A"], "hostb": ["B"]}, {"A": "failover", "B": "failover"}, False)
+    worker()
+    mirror = build(site, portal, tls=False, joins=("B", "failover"))
+    arbiter = Arbiter(tmp_path)
+    arbiter.start()
+    try:
+        # "localhost", not the members' 127.0.0.1: the arbiter belongs on a host of its own
+        done = portal.run(
+            f"/mirrors/{mirror['id']}/settings/",
+            {"arbiter_host": "localhost", "arbiter_port": arbiter.port},
+        )
+
+        assert done["result"]["arbiter"] == f"localhost:{arbiter.port}"  # the primary's word
+        assert site.agents["hosta"].mirror_info("A")["arbiter"] == f"localhost:{arbiter.port}"
+        # the primary's own status, as its agent streams it: in contact with the arbiter
+        follower = StreamFollower(agent_client_for(Host.objects.get(name="hosta")))
+        try:
+            follower.until_state(
+                lambda s: s.instances.get("A", {}).get("arbiter_connection") == rules.ARBITER_BOTH,
+                20,
+                "the primary in contact with the arbiter",
+            )
+        finally:
+            follower.close()
+        recorded = portal.get(f"/mirrors/{mirror['id']}/")
+        assert (recorded["arbiter_host"], recorded["arbiter_port"]) == ("localhost", arbiter.port)
+
+        portal.run(f"/mirrors/{mirror['id']}/settings/", {"arbiter_host": ""})
+
+        assert site.agents["hosta"].mirror_info("A")["arbiter"] is None
+        assert portal.get(f"/mirrors/{mirror['id']}/")["arbiter_host"] == ""
+    finally:
+        arbiter.stop()
 
 
 def test_a_job_whose_agent_dies_fails_with_the_reason_and_succeeds_when_retried(
