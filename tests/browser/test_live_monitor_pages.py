@@ -3,6 +3,8 @@ what the collector publishes reaches every open page without a reload — the Mi
 member table and topology, the fleet overview's order — and the pages say when the live
 connection is lost."""
 
+import datetime
+
 import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
@@ -171,3 +173,37 @@ def test_the_live_indicator_says_reconnecting_when_the_server_goes_away(
     indicator = signed_in.locator("[data-live]")
     expect(indicator).to_have_attribute("data-state", "reconnecting")
     expect(indicator).to_have_text("reconnecting…")
+
+
+def test_the_charts_draw_each_members_kept_samples_with_uplot(asgi_server, signed_in):  # noqa: F811
+    from monitor.models import Sample
+
+    _, _, backup = healthy_mirror("ALPHA")
+    now = timezone.now()
+    Sample.objects.bulk_create(
+        Sample(
+            member=backup,
+            at=now - datetime.timedelta(seconds=60 * (10 - i)),
+            transfer_lag_s=0.1 * i,
+            dejournal_lag_s=0.2 * i,
+            journal_kb_s=40.0 + i,
+            network_kb_s=20.0 + i,
+        )
+        for i in range(10)
+    )
+
+    open_live(signed_in, f"{asgi_server.url}/mirrors/ALPHA/monitor/")
+
+    lag = signed_in.locator('[data-chart="lag"]')
+    expect(lag.locator(".uplot canvas")).to_have_count(1)
+    expect(lag.locator(".u-legend")).to_contain_text("ALPHAB transfer lag")
+    expect(lag.locator(".u-legend")).to_contain_text("ALPHAB dejournal lag")
+    rate = signed_in.locator('[data-chart="rate"]')
+    expect(rate.locator(".u-legend")).to_contain_text("ALPHAB journal KB/s")
+    # drawn, not just laid out: the canvas holds non-blank pixels
+    painted = lag.locator("canvas").evaluate(
+        """c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                  for (let i = 3; i < d.length; i += 4) { if (d[i] !== 0) return true; }
+                  return false; }"""
+    )
+    assert painted is True
