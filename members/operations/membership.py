@@ -95,7 +95,6 @@ def set_arbiter(run, place, mirror_name: str, arbiter: str) -> str | None:
         answer = place.agent.set_arbiter(place.instance, arbiter or None, mirror=mirror_name)
     kept = answer.get("arbiter")
     run.step(f"The primary {place.instance} keeps contact with arbiter {kept or '(none)'}")
-    reconcile.record_arbiter(mirror_name, kept)
     return kept
 
 
@@ -206,6 +205,7 @@ def edit_mirror(run):
     if "arbiter" in run.params:
         with primary(mirror) as place:
             kept = set_arbiter(run, place, mirror.name, run.params["arbiter"])
+        reconcile.record_arbiter(mirror.name, kept)
         if not changes:
             return {**refresh(run, mirror), "arbiter": kept}
     if not changes:
