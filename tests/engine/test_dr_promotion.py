@@ -97,7 +97,9 @@ def test_procedure_d1_promoted_with_no_partner_the_old_failover_members_rejoin_a
     with site.agent("C") as api:
         preview = api.promote_to_primary("C")
         assert preview["confirmed"] is False and preview["partner"] is None
-        assert "lost" in preview["warning"] and preview["last_primary"] == "A"
+        # A's graceful stop hands over to its Active backup B when B is still up: C may have
+        # heard of B as primary before B stopped too (CI saw it on a loaded machine)
+        assert "lost" in preview["warning"] and preview["last_primary"] in ("A", "B")
         # the warning is for a person (the portal quotes it); how to go ahead is apart
         assert "confirm" not in preview["warning"] and preview["to_confirm"] == {"confirm": True}
         done = api.promote_to_primary("C", confirm=True)
