@@ -11,6 +11,11 @@
                                                           confirm, what is at stake (Active
                                                           backup or not, journal end); with
                                                           it, the member becomes primary
+    POST /v1/instances/{name}/rebuild                     {"confirm": bool}: without confirm,
+                                                          what is at stake; with it, the member
+                                                          sets its journal and databases aside
+                                                          and takes them again from the mirror
+                                                          (guide §5.7, engine/member/rebuild.py)
     POST /v1/instances/{name}/failover/promote-to-primary {"partner": NAME | null, "confirm":
                                                           bool}: a DR async with no primary
                                                           running (engine/member/promotion.py)
@@ -81,6 +86,16 @@ async def force_primary(request: web.Request) -> web.Response:
     return operation_answer(request, entry, "force-primary", result)
 
 
+async def rebuild_member(request: web.Request) -> web.Response:
+    entry = instance_entry(request)
+    body = await read_body(request, {"confirm": bool})
+    confirm = body.get("confirm", False)
+    result = await ask_admin(request, entry, "rebuild_member", {"confirm": confirm})
+    if confirm:
+        log.warning("rebuild of instance %s confirmed by %s", entry.name, request[IDENTITY])
+    return operation_answer(request, entry, "rebuild", result)
+
+
 async def promote_to_primary(request: web.Request) -> web.Response:
     entry = instance_entry(request)
     body = await read_body(request, {"partner": str, "confirm": bool})
@@ -133,6 +148,7 @@ FAILOVER_ROUTES = [
         member_op("clear_no_failover", "clear-no-failover"),
     ),
     ("POST", f"{INSTANCE}/failover/force-primary", force_primary),
+    ("POST", f"{INSTANCE}/rebuild", rebuild_member),
     ("POST", f"{INSTANCE}/failover/promote-to-primary", promote_to_primary),
     ("POST", f"{INSTANCE}/failover/clear-validated-member", clear_validated_member),
 ]

@@ -295,6 +295,11 @@ class AgentClient:
         term, warning}); with it, the member becomes primary ({confirmed: true, ...})."""
         return self._op(instance, "failover/force-primary", {"confirm": confirm})
 
+    def rebuild_member(self, instance: str, *, confirm: bool = False) -> dict:
+        """Without confirm: what is at stake ({journal_end, databases, refused_because,
+        warning}); with it, the member restarts and takes its data again from the mirror."""
+        return self._op(instance, "rebuild", {"confirm": confirm})
+
     def promote_to_primary(
         self, instance: str, *, partner: str | None = None, confirm: bool = False
     ) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.member import dbops, download, failover_ops, membership_ops, promotion
+from engine.member import dbops, download, failover_ops, membership_ops, promotion, rebuild
 from engine.member.dejournal_runner import DEJOURNAL_CONTROLS, dejournal_control
 from engine.storage.databases import Refused
 from engine.storage.journal_codec import pos_wire
@@ -23,6 +23,7 @@ ACTIONS = {
     **membership_ops.ACTIONS,
     **failover_ops.ACTIONS,
     **promotion.ACTIONS,
+    **rebuild.ACTIONS,
 }
 
 

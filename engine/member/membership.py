@@ -42,6 +42,7 @@ from engine.member.files import DEJOURNAL_STOPPED_FILE, PID_FILE, STOPPED_FILE
 from engine.member.gate import Gate
 from engine.member.membership_ops import address_problem
 from engine.member.node import Node, SuperserverRefusals, SuperserverTLS, describe_superserver_tls
+from engine.member.rebuild import finish_rebuild
 from engine.member.requests import HANDLERS, KILL, SET
 from engine.member.session import Connection
 from engine.member.status import member_status
@@ -310,6 +311,7 @@ class Membership:
         return self.cfg.first_primary
 
     def _open_storage(self) -> None:
+        finish_rebuild(self)  # a rebuild asked before this start (engine/member/rebuild.py)
         # opening the journal cuts a torn tail first, so replay sees only whole records
         self.journal = jmod.Journal(
             self.journal_dir, self.cfg.name, max_file_bytes=self.cfg.journal_file_bytes

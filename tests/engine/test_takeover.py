@@ -195,22 +195,29 @@ def test_procedure_u4b_a_former_primary_discards_the_journal_the_new_primary_nev
     assert cluster.wait_converged("A", primary="B")
 
 
-def test_a_former_primary_whose_journal_differs_is_told_to_rebuild(make_cluster):
-    # both members forced primary in turn while the other was down: two histories after the
-    # same point (guide §4.9: "data is inconsistent with the mirror", rebuild)
-    cluster = make_cluster(("failover", "failover"))
+def two_histories(cluster) -> tuple[str, str]:
+    """Both members forced primary in turn while the other was down: two histories after the
+    same point.  A is left down, B primary; the keys written on A alone and on B."""
     cluster.wait_backup_active()
     cluster.kill9("B")
     cluster.kill9("A")
     cluster.start("A")
     admin(cluster, "A", "force_primary", {"confirm": True})
     wait_for(lambda: cluster.role("A") == "primary", 10, "A primary")
-    write(cluster, f"on-a-{uuid.uuid4().hex}")
+    on_a, on_b = f"on-a-{uuid.uuid4().hex}", f"on-b-{uuid.uuid4().hex}"
+    write(cluster, on_a)
     cluster.kill9("A")
     cluster.start("B")
     admin(cluster, "B", "force_primary", {"confirm": True})
     wait_for(lambda: cluster.role("B") == "primary", 10, "B primary")
-    write(cluster, f"on-b-{uuid.uuid4().hex}")
+    write(cluster, on_b)
+    return on_a, on_b
+
+
+def test_a_former_primary_whose_journal_differs_is_told_to_rebuild(make_cluster):
+    # guide §4.9: "data is inconsistent with the mirror", rebuild
+    cluster = make_cluster(("failover", "failover"))
+    two_histories(cluster)
     before = journal_bytes(cluster, "A")
     cluster.start("A")
     status = cluster.wait_status("A", "status", "Waiting", timeout=15)
@@ -218,6 +225,39 @@ def test_a_former_primary_whose_journal_differs_is_told_to_rebuild(make_cluster)
     assert "rebuild" in status["waiting_reason"]
     assert journal_bytes(cluster, "A") == before  # nothing discarded, nothing taken
     assert cluster.role("B") == "primary"
+
+
+def test_a_member_told_to_rebuild_takes_its_data_again_from_the_mirror(make_cluster):
+    # guide §5.7: the member's data is set aside and taken again from a member that is right
+    cluster = make_cluster(("failover", "failover"))
+    on_a, on_b = two_histories(cluster)
+    cluster.start("A")
+    cluster.wait_status("A", "status", "Waiting", timeout=15)
+    before = journal_bytes(cluster, "A")
+
+    stake = admin(cluster, "A", "rebuild_member")
+    assert stake["confirmed"] is False
+    assert "inconsistent with the mirror" in stake["refused_because"]
+    assert stake["databases"] == sorted(cluster.cfg.member("A").databases)
+    assert journal_bytes(cluster, "A") == before  # shown, not done
+    with pytest.raises(EngineError, match="rebuild the other members"):
+        admin(cluster, "B", "rebuild_member", {"confirm": True})
+
+    assert admin(cluster, "A", "rebuild_member", {"confirm": True})["restarting"] is True
+
+    cluster.wait_backup_active(backup="A", primary="B", timeout=60)
+    assert cluster.wait_converged("A", primary="B")
+    assert on_b.encode() in journal_bytes(cluster, "A")
+    assert on_a.encode() not in journal_bytes(cluster, "A")
+    # what A alone had is set aside, not deleted
+    data_dir = cluster.cfg.member("A").data_dir
+    (aside,) = data_dir.glob("rebuilt-*")
+    kept = b"".join(f.read_bytes() for f in (aside / "journal").iterdir())
+    assert on_a.encode() in kept
+    assert not (data_dir / "rebuild.json").exists()
+    after = f"after-{uuid.uuid4().hex}"
+    write(cluster, after)  # the mirror goes on with A as its Active backup
+    wait_for(lambda: after.encode() in journal_bytes(cluster, "A"), 10, "A receiving")
 
 
 def test_no_failover_keeps_the_primary_from_handing_over_until_cleared(make_cluster):
