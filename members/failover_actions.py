@@ -131,6 +131,45 @@ def force_primary(actor, member: Member, *, confirm: str) -> Job:
     )
 
 
+# --- Rebuilding a member (guide §5.7) -----------------------------------------------------
+REBUILDING = ["rebuild_member"]
+
+
+def _check_rebuildable(member: Member) -> None:
+    if member.status in catalog.PRIMARY_STATUSES:
+        raise StateConflict(
+            f"{member.name} is the primary: a mirror takes its data from its primary, so "
+            "rebuild the other members.",
+            code="primary",
+        )
+    if member.status == catalog.DOWN:
+        raise StateConflict(
+            f"{member.name} was last seen Down: start its instance first.", code="member_down"
+        )
+
+
+def preview_rebuild_member(actor, member: Member) -> Job:
+    """Step one of rebuilding a member whose data the mirror refused (guide §5.7): it says what
+    is at stake (its journal end, the databases to take again, why the primary refused it).
+    Nothing changes."""
+    _check_rebuildable(member)
+    return _member_job(actor, "preview_rebuild_member", member)
+
+
+@transaction.atomic
+def rebuild_member(actor, member: Member, *, confirm: str) -> Job:
+    """Step two, dangerous: the member sets its journal and databases aside (kept on its host)
+    and takes them again from the mirror. The caller types the mirror's name."""
+    return _start_confirmed(
+        actor,
+        "rebuild_member",
+        member,
+        confirm,
+        serialized_with=REBUILDING,
+        check=_check_rebuildable,
+    )
+
+
 # --- Promotion and demotion (guide §5.5, §5.6) ----------------------------------------------
 RETYPING = ["promote_member", "demote_member"]
 

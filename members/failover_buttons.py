@@ -41,6 +41,12 @@ def can_force(member) -> bool:
     return member.member_type == catalog.FAILOVER and member.status not in catalog.PRIMARY_STATUSES
 
 
+def can_rebuild(member) -> bool:
+    """Whether rebuilding `member` is worth offering (guide §5.7): a member that runs and is
+    not the primary, since a mirror takes its data from its primary."""
+    return member.status not in (*catalog.PRIMARY_STATUSES, catalog.DOWN)
+
+
 def can_promote_to_primary(member, members) -> bool:
     """Whether promoting `member` to primary is worth offering: an authorized DR async, while
     none of the mirror's `members` says it is the primary (guide §5.5, §6.3)."""

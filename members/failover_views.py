@@ -97,6 +97,38 @@ def force_primary(request, name, pk):
     )
 
 
+@admin_required
+@require_POST
+def preview_rebuild_member(request, name, pk):
+    """Step one of a rebuild (guide §5.7): the member is asked what it would set aside."""
+    member = member_or_404(name, pk)
+    try:
+        job = failover_actions.preview_rebuild_member(request.user, member)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect(back_to(request, member))
+    page = reverse("member-rebuild", args=[member.mirror.name, member.pk])
+    return redirect(f"{page}?{urlencode({'preview': job.pk})}")
+
+
+@admin_required
+def rebuild_member(request, name, pk):
+    """Step two: what the member answered is at stake; the mirror's name typed rebuilds it."""
+    member = member_or_404(name, pk)
+    preview = _preview_sent(request, member, "preview_rebuild_member")
+    if preview is None:
+        messages.error(request, f"Ask {member.name} what is at stake first.")
+        return redirect("mirror-detail", name=member.mirror.name)
+    return _previewed_page(
+        request,
+        member,
+        preview,
+        "confirm_rebuild_member.html",
+        lambda confirm: failover_actions.rebuild_member(request.user, member, confirm=confirm),
+        f"Rebuilding {member.name}",
+    )
+
+
 def _primary_name(member: Member) -> str | None:
     primary = member.mirror.members.filter(status__in=catalog.PRIMARY_STATUSES).first()
     return primary.name if primary else None

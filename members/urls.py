@@ -92,6 +92,16 @@ urlpatterns = [
         name="member-force-primary-preview",
     ),
     path(
+        "mirrors/<str:name>/members/<int:pk>/rebuild/",
+        failover_views.rebuild_member,
+        name="member-rebuild",
+    ),
+    path(
+        "mirrors/<str:name>/members/<int:pk>/rebuild/preview/",
+        failover_views.preview_rebuild_member,
+        name="member-rebuild-preview",
+    ),
+    path(
         "mirrors/<str:name>/members/<int:pk>/promote/",
         failover_views.promote_member,
         name="member-promote",

@@ -79,6 +79,7 @@ def mirror_detail(request, name):
         member.switches = _switches(mirror, member, copies) if can_operate else []
         member.switches += failover_buttons.failover_switches(mirror, member) if can_operate else []
         member.can_force = failover_buttons.can_force(member)
+        member.can_rebuild = failover_buttons.can_rebuild(member)
         member.can_promote = failover_actions.can_promote(member)
         member.can_demote = failover_actions.can_demote(member)
         member.can_promote_to_primary = failover_buttons.can_promote_to_primary(member, members)

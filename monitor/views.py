@@ -151,6 +151,7 @@ def operations(mirror, user) -> list[Member]:
     for member in members:
         member.switches = failover_buttons.failover_switches(mirror, member)
         member.can_force = failover_buttons.can_force(member)
+        member.can_rebuild = failover_buttons.can_rebuild(member)
         member.can_promote, member.can_demote = can_promote(member), can_demote(member)
         member.can_promote_to_primary = failover_buttons.can_promote_to_primary(member, members)
         member.can_clear_validated = failover_buttons.can_clear_validated(member)

@@ -241,6 +241,7 @@ async def list_databases(request: web.Request) -> web.Response:
         "journal_transfer": st.get("journal_transfer"),
         "dejournaling": st.get("dejournaling"),
         "databases": st.get("databases", []),
+        "started_at": st.get("started_at"),
     }
     if "missing_mirrored_databases" in st:
         body["missing_mirrored_databases"] = st["missing_mirrored_databases"]

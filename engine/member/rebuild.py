@@ -53,6 +53,7 @@ def at_stake(membership: Membership) -> dict:
         "databases": sorted(membership.catalog.entries),
         "refused_because": waiting_reason(membership),
         "kept_in": "rebuilt-<time> in the member's data directory",
+        "started_at": membership.started_at,
     }
 
 

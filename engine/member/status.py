@@ -176,6 +176,7 @@ def member_status(membership: Membership) -> dict:
         "journal_end": pos_wire(membership.journal.end_position),
         "journal_fsync_count": membership.journal.fsync_count,
         "databases": database_rows(membership),
+        "started_at": membership.started_at,  # a restart changes it (engine/member/rebuild.py)
     }
     missing = missing_databases(membership)
     if missing is not None:

@@ -51,6 +51,23 @@ class FailoverActions:
         fields = body(request, s.ConfirmSerializer)
         return accepted(failover_actions.force_primary(request.user, self.get_object(), **fields))
 
+    @operation(url_path="rebuild/preview")
+    def preview_rebuild_member(self, request, pk=None):
+        """Step one of rebuilding this member (guide §5.7), whose data the primary refused as
+        inconsistent with the mirror: nothing changes; the job's result is what is at stake
+        as the member answers it (journal_end, databases, refused_because, warning)."""
+        return accepted(failover_actions.preview_rebuild_member(request.user, self.get_object()))
+
+    @operation(s.ConfirmSerializer, url_path="rebuild")
+    def rebuild_member(self, request, pk=None):
+        """Step two (confirm: the mirror's name): the member sets its journal and database
+        files aside on its host and takes them again from the mirror; the job waits until it
+        runs in its role with every database taken again. Refused (409) on the primary and on
+        a member last seen Down."""
+        fields = body(request, s.ConfirmSerializer)
+        member = self.get_object()
+        return accepted(failover_actions.rebuild_member(request.user, member, **fields))
+
     # promotion and demotion (guide §5.5, §5.6): asked of the primary; admins only, typed name
     @operation(s.ConfirmSerializer, url_path="promote")
     def promote(self, request, pk=None):

@@ -45,6 +45,8 @@ HANDLERS = {
     "clear_no_failover": failover.clear_no_failover,
     "preview_force_primary": failover.preview_force_primary,
     "force_primary": failover.force_primary,
+    "preview_rebuild_member": failover.preview_rebuild_member,
+    "rebuild_member": failover.rebuild_member,
     "promote_member": failover.promote_member,
     "demote_member": failover.demote_member,
     # disaster recovery: no primary runs (guide §5.5, §6.3)

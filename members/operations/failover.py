@@ -24,6 +24,7 @@ from members.operations.base import (
     mirror_of,
     read,
     refresh,
+    wait_connected,
     wait_s,
     where,
 )
@@ -142,6 +143,74 @@ def force_primary(run):
             run.step(f"{member.name} becomes primary", progress=40)
         _wait_primary(run, place, mirror.name, (40, 90))
     return {**refresh(run, mirror), "forced": answer}
+
+
+# --- Rebuilding a member (guide §5.7) -----------------------------------------------------
+def rebuild_stake_lines(answer: dict) -> list[str]:
+    end = answer.get("journal_end")
+    return [
+        f"{answer.get('member')}'s journal ends at "
+        f"{':'.join(map(str, end)) if end else 'nothing yet'}",
+        f"databases to take again: {', '.join(answer.get('databases') or []) or 'none'}",
+        f"the primary refused it: {answer.get('refused_because') or 'no'}",
+    ]
+
+
+def preview_rebuild_member(run):
+    """Step one: the member says what a rebuild would set aside; nothing changes."""
+    member, mirror = member_of(run), mirror_of(run)
+    with where(mirror.name, member.name) as place, refusals(f"{member.name}"):
+        answer = place.agent.rebuild_member(place.instance, confirm=False)
+    for line in rebuild_stake_lines(answer):
+        run.step(line)
+    return answer
+
+
+def rebuild_member(run):
+    """Step two, confirmed: the member restarts with its journal and databases set aside, and
+    the job waits until it runs in its role again with every database taken again."""
+    member, mirror = member_of(run), mirror_of(run)
+    with where(mirror.name, member.name) as place:
+        with refusals(f"Rebuilding {member.name}"):
+            answer = place.agent.rebuild_member(place.instance, confirm=True)
+        if answer.get("confirmed") is not True:
+            raise PermanentJobError(f"{member.name} did not confirm: {answer}")
+        for line in rebuild_stake_lines(answer):
+            run.step(line)
+        run.step(f"{member.name} restarts with its journal and databases set aside", progress=10)
+        _wait_restarted(run, place, mirror.name, answer.get("started_at"), (10, 20))
+        wait_connected(run, place, mirror.name, member.member_type, progress=(20, 50))
+        _wait_databases_taken(run, place, mirror.name, (50, 95))
+    return {**refresh(run, mirror), "rebuilt": answer}
+
+
+def _wait_restarted(run, place: Where, mirror: str, before, progress) -> None:
+    """Until the member answers from its new start (the one that sets its files aside)."""
+
+    def poll():  # not answering while it restarts is transient (run.wait tries again)
+        with refusals(f"{place.instance} on {place.host.name}"):
+            started = place.agent.databases(place.instance, mirror=mirror).get("started_at")
+        return started != before, "started again" if started != before else "not restarted yet"
+
+    run.wait(poll, what=f"{place.instance} to restart", timeout=wait_s(run), progress=progress)
+
+
+# databases still on their way back after a rebuild (guide §4.8.3)
+TAKING_AGAIN = frozenset({"Needs Download", "Downloading", "Needs Catchup", "Catchup Running"})
+
+
+def _wait_databases_taken(run, place: Where, mirror: str, progress) -> None:
+    def poll():
+        _, rows = member_status(place, mirror)
+        pending = sorted(r.get("name", "?") for r in rows if r.get("status") in TAKING_AGAIN)
+        return not pending, f"still taking {', '.join(pending)}" if pending else "all taken"
+
+    run.wait(
+        poll,
+        what=f"{place.instance}'s databases to be taken again",
+        timeout=wait_s(run),
+        progress=progress,
+    )
 
 
 # --- Promotion and demotion (guide §5.5, §5.6) ----------------------------------------------

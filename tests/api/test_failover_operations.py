@@ -93,6 +93,43 @@ def test_operators_stop_and_set_no_failover_but_only_admins_force_a_primary(worl
     assert post(operator, world.member, "force-primary", {"confirm": "alpha"}).status_code == 403
 
 
+def test_the_primary_is_not_rebuilt_since_the_mirror_takes_its_data_from_it(world, api):
+    reports(world.member, catalog.IN_TROUBLE)
+
+    preview = post(api, world.member, "rebuild/preview")
+    rebuilt = post(api, world.member, "rebuild", {"confirm": "alpha"})
+
+    assert (preview.status_code, rebuilt.status_code) == (409, 409)
+    assert rebuilt.json()["error"]["code"] == "primary"
+    assert not Job.objects.filter(kind__in=["rebuild_member", "preview_rebuild_member"]).exists()
+
+
+def test_a_member_last_seen_down_is_not_rebuilt(world, api):
+    reports(world.member, catalog.DOWN)
+
+    response = post(api, world.member, "rebuild/preview")
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "member_down"
+
+
+def test_rebuilding_needs_the_mirrors_name_typed_an_admin_and_one_at_a_time(
+    world, api, client_for
+):
+    reports(world.member, catalog.WAITING)
+    operator = client_for("operator")
+
+    assert post(operator, world.member, "rebuild/preview").status_code == 403
+    untyped = post(api, world.member, "rebuild", {"confirm": "ALPHA1"})
+    first = post(api, world.member, "rebuild", {"confirm": "alpha"})
+    second = post(api, world.member, "rebuild", {"confirm": "alpha"})
+
+    assert untyped.json()["error"]["fields"]["confirm"][0]["code"] == "not_confirmed"
+    assert first.status_code == 202
+    assert Job.objects.get(pk=first.json()["id"]).kind == "rebuild_member"
+    assert second.status_code == 409 and second.json()["error"]["code"] == "in_progress"
+
+
 def test_a_member_shows_no_failover_as_it_last_answered(world, api):
     Member.objects.filter(pk=world.member.pk).update(no_failover=True)
 

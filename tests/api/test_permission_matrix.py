@@ -162,6 +162,8 @@ ROWS = [
     operation("/members/{member}/clear-no-failover/", "operator"),
     operation("/members/{member}/force-primary/preview/", "admin"),
     operation("/members/{member}/force-primary/", "admin", lambda w: {"confirm": "alpha"}),
+    operation("/members/{member}/rebuild/preview/", "admin"),
+    operation("/members/{member}/rebuild/", "admin", lambda w: {"confirm": "alpha"}),
     Row("post", dr_async("/members/{dr}/promote/"), "admin", 202, lambda w: {"confirm": "alpha"}),
     operation("/members/{member}/demote/", "admin", lambda w: {"confirm": "alpha"}),
     Row("post", made("/members/{dr}/promote-to-primary/preview/", "dr"), "admin", 202),

@@ -6,6 +6,7 @@ async with a mirror private address promoted through the portal becomes the back
 backup there was a DR async, as the members then report their types."""
 
 import threading
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -223,3 +224,38 @@ def test_a_dr_async_promoted_through_the_portal_becomes_the_backup_and_the_backu
     stopped = portal.run(f"/members/{member_id(portal, 'A')}/stop-instance/")
     assert stopped["result"]["new_primary"] == "C"
     assert portal.one("/members/", name="C")["status"] == "Primary"
+
+
+def test_a_member_rebuilt_through_the_portal_takes_its_databases_again_and_is_backup_again(
+    fresh_hosts, portal, worker
+):
+    # guide §5.7: the member's data set aside on its host and taken again from the mirror
+    site = fresh_hosts(HOSTS, MEMBERS, tls=False)
+    worker()
+    mirror = build(site, portal)
+    portal.run("/databases/", {"mirror": mirror["id"], "name": "USER"})
+    a, b = member_id(portal, "A"), member_id(portal, "B")
+
+    def copies() -> dict:
+        return {d["name"]: d["status"] for d in site.agents["hostb"].databases("B")["databases"]}
+
+    settled = wait_for(lambda: copies().get("USER") == "Dejournaling" and copies(), 30, "USER")
+    refused = portal.post(f"/members/{a}/rebuild/preview/", expect=409)
+    assert refused["error"]["code"] == "primary"
+
+    stake = portal.run(f"/members/{b}/rebuild/preview/")["result"]
+
+    assert stake["confirmed"] is False and stake["databases"] == ["USER"]
+    assert stake["refused_because"] is None and stake["journal_end"]
+    assert portal.post(f"/members/{b}/rebuild/", {"confirm": "SWA"}, expect=400)
+    rebuilt = portal.run(f"/members/{b}/rebuild/", {"confirm": "swap"})
+
+    assert rebuilt["result"]["rebuilt"]["confirmed"] is True
+    assert rebuilt["result"]["members"]["B"] == "Backup"
+    assert any("databases to be taken again" in line["message"] for line in rebuilt["log"])
+    assert copies() == settled
+    assert portal.one("/members/", name="B")["status"] == "Backup"
+    # what B had is kept on its host, beside the copies it took again
+    data_dir = Path(site.entry("instance", "B")["match"])
+    (aside,) = data_dir.glob("rebuilt-*")
+    assert any((aside / "journal").iterdir()) and (aside / "db" / "USER").exists()

@@ -162,3 +162,61 @@ def test_forcing_is_refused_while_another_member_says_primary(client_as, world, 
 
     assert "NODEA reports itself as the primary" in response.text
     assert not Job.objects.filter(kind="force_primary").exists()
+
+
+REBUILD_STAKE = {
+    "member": "NODEB",
+    "journal_end": [2, 512],
+    "databases": ["ORDERS", "STOCK"],
+    "refused_because": "its data is inconsistent with the mirror; rebuild it (guide §5.7)",
+    "kept_in": "rebuilt-<time> in the member's data directory",
+    "confirmed": False,
+}
+
+
+def test_rebuild_is_offered_to_admins_on_members_that_run_and_are_not_the_primary(
+    client_as, world, backup
+):
+    admin = client_as("admin").get(url("mirror-detail", world)).text
+    monitor = client_as("admin").get(reverse("mirror-monitor", args=["ALPHA"])).text
+    operator = client_as("operator").get(url("mirror-detail", world)).text
+
+    for html in (admin, monitor):
+        assert url("member-rebuild-preview", world, backup.pk) in html
+        assert url("member-rebuild-preview", world, world.member.pk) not in html  # Primary
+    assert url("member-rebuild-preview", world, backup.pk) not in operator
+
+
+def test_rebuild_asks_the_member_first_then_shows_what_it_sets_aside(
+    client_as, world, backup, admin_user
+):
+    admin = client_as("admin")
+    response = admin.post(url("member-rebuild-preview", world, backup.pk))
+    preview = new_job("preview_rebuild_member")
+    assert response["Location"] == f"{url('member-rebuild', world, backup.pk)}?preview={preview.pk}"
+    finish_job(preview, result=REBUILD_STAKE)
+
+    html = admin.get(response["Location"]).text
+
+    assert "inconsistent with the mirror" in html
+    assert "<code>2:512</code>" in html and "ORDERS, STOCK" in html
+    assert ">Rebuild NODEB</button>" in html and 'name="confirm"' in html
+
+
+def test_rebuilding_needs_the_mirrors_name_then_starts_the_job(
+    client_as, world, backup, admin_user
+):
+    preview = start_job(
+        admin_user, "preview_rebuild_member", backup, mirror=backup.mirror, member=backup
+    )
+    finish_job(preview, result=REBUILD_STAKE)
+    page = url("member-rebuild", world, backup.pk)
+    admin = client_as("admin")
+
+    wrong = admin.post(page, {"preview": preview.pk, "confirm": "ALPH"})
+    assert not Job.objects.filter(kind="rebuild_member").exists()
+    right = admin.post(page, {"preview": preview.pk, "confirm": "alpha"})
+
+    assert wrong.status_code == 200 and "Type the mirror&#x27;s name" in wrong.text
+    job = new_job("rebuild_member")
+    assert right["Location"] == reverse("job-detail", args=[job.pk]) and job.member == backup
