@@ -50,7 +50,7 @@ class MonitorConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data=None, bytes_data=None):
         try:
-            if bytes_data is not None or len(text_data) > MAX_CLIENT_MESSAGE:
+            if bytes_data is not None or len(text_data.encode()) > MAX_CLIENT_MESSAGE:
                 raise ValueError("binary or oversized message")
             asked = json.loads(text_data)
             if not isinstance(asked, dict) or asked.get("type") != "resync":
@@ -96,7 +96,7 @@ class MirrorConsumer(MonitorConsumer):
     async def send_snapshot(self) -> None:
         status = await database_sync_to_async(_status_of)(self.mirror.pk)
         if status is None:  # forgotten meanwhile
-            await self.close(code=CLOSE_NOT_FOUND)
+            await self.refuse(CLOSE_NOT_FOUND, "the mirror was forgotten meanwhile")
             return
         await self.send(text_data=publish.dumps({"type": "status", "status": status}))
 
