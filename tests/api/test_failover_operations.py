@@ -113,9 +113,7 @@ def test_a_member_last_seen_down_is_not_rebuilt(world, api):
     assert response.json()["error"]["code"] == "member_down"
 
 
-def test_rebuilding_needs_the_mirrors_name_typed_an_admin_and_one_at_a_time(
-    world, api, client_for
-):
+def test_rebuilding_needs_the_mirrors_name_typed_an_admin_and_one_at_a_time(world, api, client_for):
     reports(world.member, catalog.WAITING)
     operator = client_for("operator")
 
