@@ -43,8 +43,11 @@ def _show_jobs(request, jobs, what: str, back: str):
     return redirect(back)
 
 
-def _monitor(member) -> str:
-    """The mirror page, showing `member`'s databases."""
+def _monitor(member, request=None) -> str:
+    """The page the databases were chosen on: the Mirror Monitor (back=monitor), else the
+    mirror page, showing `member`'s databases."""
+    if request is not None and request.POST.get("back") == "monitor":
+        return reverse("mirror-monitor", args=[member.mirror.name])
     url = reverse("mirror-detail", args=[member.mirror.name])
     return f"{url}?{urlencode({'member': member.name})}#monitor-heading"
 
@@ -57,7 +60,7 @@ def act_on_copies(request, name, pk):
     form = forms.CopiesForm(member, data=request.POST)
     if not form.is_valid():
         messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
-        return redirect(_monitor(member))
+        return redirect(_monitor(member, request))
     copies, action = list(form.cleaned_data["copies"]), form.cleaned_data["action"]
     names = ", ".join(c.database.name for c in copies)
     if action == "remove":  # dangerous: confirmed on its own page first
@@ -71,14 +74,14 @@ def act_on_copies(request, name, pk):
             ),
             f"Catching up {names} on {member.name}",
         )
-        return started or redirect(_monitor(member))
+        return started or redirect(_monitor(member, request))
     try:
         jobs = actions.copy_operations(request.user, copies, action)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
-        return redirect(_monitor(member))
+        return redirect(_monitor(member, request))
     label = dict(forms.COPY_ACTIONS)[action]
-    return _show_jobs(request, jobs, f"{label} {names} on {member.name}", _monitor(member))
+    return _show_jobs(request, jobs, f"{label} {names} on {member.name}", _monitor(member, request))
 
 
 @operator_required

@@ -19,8 +19,9 @@ from accounts.roles import ADMIN, OPERATOR, VIEWER, has_role
 from engine import rules as catalog
 from members import failover_buttons
 from members.api.filters import DateTimeFilter
+from members.forms import COPY_ACTIONS
 from members.health import mirror_health
-from members.models import Member, Mirror
+from members.models import DatabaseCopy, Member, Mirror
 from monitor.api.serializers import mirror_status
 from monitor.models import Alert, Event, MemberState
 from portal.filters import FilterSet, TextFilter
@@ -158,14 +159,36 @@ def operations(mirror, user) -> list[Member]:
     return members
 
 
+def copy_forms(mirror, user) -> dict:
+    """For an operator, each member's form acting on its selected databases (guide §5.1.1.3):
+    where it posts and the copy behind each database name (members.database_views)."""
+    if not has_role(user, OPERATOR):
+        return {}
+    by_member = {
+        m.name: {"action": reverse("member-copies", args=[mirror.name, m.pk]), "copies": {}}
+        for m in mirror.members.all()
+    }
+    copies = DatabaseCopy.objects.filter(member__mirror=mirror).select_related("member", "database")
+    for copy in copies:
+        by_member[copy.member.name]["copies"][copy.database.name] = copy.pk
+    return by_member
+
+
 @role_required(VIEWER)
 def mirror_monitor(request, name):
     mirror = get_object_or_404(Mirror, name=name.upper())
     status = mirror_status(mirror)
+    copy_form = copy_forms(mirror, request.user)
+    view = present(status)
+    for member in view["members"]:
+        member["form"] = form = copy_form.get(member["name"])
+        for db in member["databases"] if form else ():
+            db["copy"] = form["copies"].get(db["name"])
     context = {
         "mirror": mirror,
         "status": status,
-        "view": present(status),
+        "view": view,
+        "copy_actions": COPY_ACTIONS,
         "operations": operations(mirror, request.user),
         "can_admin": has_role(request.user, ADMIN),
         "can_operate": has_role(request.user, OPERATOR),
@@ -176,6 +199,8 @@ def mirror_monitor(request, name):
             "socket": f"/ws/mirrors/{mirror.name}/",
             "samples": reverse("mirror-samples", args=[mirror.name]),
             "copies": reverse("mirror-detail", args=[mirror.name]),
+            "copyForms": copy_form,
+            "copyActions": COPY_ACTIONS,
             "timeline": reverse("timeline"),
             "canOperate": has_role(request.user, OPERATOR),
             "typeLabels": catalog.MEMBER_TYPE_LABELS,

@@ -134,23 +134,69 @@
     }).join("") + "</ul>";
   }
 
+  // an operator's form per member (monitor/views.py copy_forms): where it posts, and the copy
+  // behind each database name; the CSRF token is the one the page was served with
+  function csrfInput() {
+    var token = document.querySelector('input[name="csrfmiddlewaretoken"]');
+    return token ? '<input type="hidden" name="csrfmiddlewaretoken" value="' + esc(token.value) + '">' : "";
+  }
+
   function databasesHTML(view, config) {
     if (!view.members.length) { return '<p class="empty">No members.</p>'; }
     return view.members.map(function (v) {
       var name = v.m.name;
-      var table = v.databases.length
-        ? '<div class="scroll"><table><thead><tr><th scope="col">Name</th><th scope="col">Status</th><th scope="col">Next Record to Dejournal</th></tr></thead><tbody>' +
-          v.databases.map(function (db) {
-            return '<tr data-database="' + esc(db.name) + '"><th scope="row">' + esc(db.name) + '</th><td data-field="status">' + esc(orDash(db.status)) +
-              '</td><td data-field="next">' + esc(db.next) + "</td></tr>";
-          }).join("") + "</tbody></table></div>"
-        : '<p class="empty">No mirrored databases reported.</p>';
-      var link = config.canOperate
-        ? '<p class="hint"><a data-copies href="' + esc(config.copies + "?member=" + encodeURIComponent(name) + "#monitor-heading") +
-          '">Activate, catch up, mount or remove databases on ' + esc(name) + "…</a></p>"
-        : "";
-      return '<div class="member-databases" data-member="' + esc(name) + '"><h3>' + esc(name) + ' <small class="detail">' + esc(v.m.type) + "</small></h3>" + table + link + "</div>";
+      var form = (config.copyForms || {})[name];
+      if (!v.databases.length) {
+        return '<div class="member-databases" data-member="' + esc(name) + '"><h3>' + esc(name) + ' <small class="detail">' + esc(v.m.type) +
+          '</small></h3><p class="empty">No mirrored databases reported.</p></div>';
+      }
+      var pick = form ? '<th scope="col" class="pick"><input type="checkbox" data-select-all hidden aria-label="Select all databases on ' + esc(name) + '"></th>' : "";
+      var rows = v.databases.map(function (db) {
+        var copy = form && form.copies[db.name];
+        var box = form ? '<td class="pick">' + (copy ? '<input type="checkbox" name="copies" value="' + esc(copy) + '" aria-label="Select ' + esc(db.name) + " on " + esc(name) + '">' : "") + "</td>" : "";
+        return '<tr data-database="' + esc(db.name) + '">' + box + '<th scope="row">' + esc(db.name) + '</th><td data-field="status">' + esc(orDash(db.status)) +
+          '</td><td data-field="next">' + esc(db.next) + "</td></tr>";
+      }).join("");
+      var table = '<div class="scroll"><table><thead><tr>' + pick + '<th scope="col">Name</th><th scope="col">Status</th><th scope="col">Next Record to Dejournal</th></tr></thead><tbody>' + rows + "</tbody></table></div>";
+      if (form) {
+        var id = "copy-action-" + name;
+        table = '<form method="post" action="' + esc(form.action) + '" data-select-copies>' + csrfInput() + '<input type="hidden" name="back" value="monitor">' + table +
+          '<div class="apply"><label for="' + esc(id) + '">Action for the selected databases on ' + esc(name) + '</label><select name="action" id="' + esc(id) + '">' +
+          config.copyActions.map(function (a) { return '<option value="' + esc(a[0]) + '">' + esc(a[1]) + "</option>"; }).join("") +
+          '</select><button type="submit">Apply to selected</button></div></form>';
+      }
+      return '<div class="member-databases" data-member="' + esc(name) + '"><h3>' + esc(name) + ' <small class="detail">' + esc(v.m.type) + "</small></h3>" + table + "</div>";
     }).join("");
+  }
+
+  // The same databases as shown: change only their cells, so a selection (and the focus) stays.
+  // Otherwise draw the section again, with the same boxes ticked and actions chosen.
+  function updateDatabases(view, config) {
+    var holder = body("databases");
+    if (!holder) { return; }
+    var blocks = Array.prototype.slice.call(holder.querySelectorAll(".member-databases"));
+    var same = blocks.length === view.members.length && blocks.every(function (block, i) {
+      var names = Array.prototype.map.call(block.querySelectorAll("tr[data-database]"), function (tr) { return tr.dataset.database; });
+      var v = view.members[i];
+      return block.dataset.member === v.m.name && names.join("\n") === v.databases.map(function (db) { return db.name; }).join("\n") &&
+        !block.querySelector("p.empty") === v.databases.length > 0;
+    });
+    if (same) {
+      view.members.forEach(function (v, i) {
+        v.databases.forEach(function (db) {
+          var tr = blocks[i].querySelector('tr[data-database="' + CSS.escape(db.name) + '"]');
+          setText(field(tr, "status"), orDash(db.status));
+          setText(field(tr, "next"), db.next);
+        });
+      });
+      return;
+    }
+    var ticked = Array.prototype.map.call(holder.querySelectorAll('input[name="copies"]:checked'), function (box) { return box.value; });
+    var chosen = Array.prototype.map.call(holder.querySelectorAll('select[name="action"]'), function (sel) { return [sel.id, sel.value]; });
+    holder.innerHTML = databasesHTML(view, config);
+    holder.querySelectorAll('input[name="copies"]').forEach(function (box) { box.checked = ticked.indexOf(box.value) >= 0; });
+    chosen.forEach(function (c) { var sel = document.getElementById(c[0]); if (sel) { sel.value = c[1]; } });
+    if (window.SelectCopies) { window.SelectCopies.refresh(holder); }
   }
 
   // the certificate the primary saw asking (issue 12): compare it with the member's real one
@@ -233,7 +279,7 @@
     setHTML(body("rates"), ratesHTML(view));
     section("missing").hidden = !view.members.some(function (v) { return v.missing.length; });
     setHTML(body("missing"), missingHTML(view));
-    setHTML(body("databases"), databasesHTML(view, config));
+    updateDatabases(view, config);
     section("pending").hidden = !(view.pending.length || view.dnUpdates.length);
     setHTML(body("pending"), pendingHTML(view, config));
 

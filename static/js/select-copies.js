@@ -1,30 +1,37 @@
-// The mirror page's "act on one member's databases" list: a "select all" box, and the Apply
-// button enabled only once a database is selected. Without this file the form works the same
-// (the server answers "Select at least one database." to an empty selection).
+// A member's "act on the selected databases" form (the mirror page and the Mirror Monitor): a
+// "select all" box, and the Apply button enabled only once a database is selected. The events
+// are caught on the document, so a form the Mirror Monitor draws again (static/js/monitor.js)
+// works the same; it calls SelectCopies.refresh on what it drew. Without this file the form
+// works the same (the server answers "Select at least one database." to an empty selection).
 (function () {
   "use strict";
-  document.querySelectorAll("form[data-select-copies]").forEach(function (form) {
-    var boxes = Array.prototype.slice.call(form.querySelectorAll('input[name="copies"]'));
+
+  function boxes(form) { return Array.prototype.slice.call(form.querySelectorAll('input[name="copies"]')); }
+
+  function update(form) {
     var all = form.querySelector("input[data-select-all]");
     var apply = form.querySelector('button[type="submit"]');
-
-    function update() {
-      var picked = boxes.filter(function (box) { return box.checked; }).length;
-      apply.disabled = picked === 0;
-      if (all) {
-        all.checked = picked === boxes.length;
-        all.indeterminate = picked > 0 && picked < boxes.length;
-      }
-    }
-
+    var list = boxes(form);
+    var picked = list.filter(function (box) { return box.checked; }).length;
+    if (apply) { apply.disabled = picked === 0; }
     if (all) {
       all.hidden = false;
-      all.addEventListener("change", function () {
-        boxes.forEach(function (box) { box.checked = all.checked; });
-        update();
-      });
+      all.checked = list.length > 0 && picked === list.length;
+      all.indeterminate = picked > 0 && picked < list.length;
     }
-    boxes.forEach(function (box) { box.addEventListener("change", update); });
-    update();
+  }
+
+  function refresh(root) { root.querySelectorAll("form[data-select-copies]").forEach(update); }
+
+  document.addEventListener("change", function (event) {
+    var form = event.target.closest && event.target.closest("form[data-select-copies]");
+    if (!form) { return; }
+    if (event.target.matches("input[data-select-all]")) {
+      boxes(form).forEach(function (box) { box.checked = event.target.checked; });
+    }
+    if (event.target.matches("input[data-select-all], input[name='copies']")) { update(form); }
   });
+
+  window.SelectCopies = { refresh: refresh };
+  refresh(document);
 })();

@@ -13,6 +13,7 @@ from members.models import Member
 from monitor import publish
 from monitor.api.serializers import fleet_row, mirror_status
 from monitor.models import MemberState
+from tasks.models import Job
 from tests import factories
 from tests.conftest import make_user
 from tests.monitor.conftest import asgi_server, session_cookie  # noqa: F401 - the fixture
@@ -207,3 +208,42 @@ def test_the_charts_draw_each_members_kept_samples_with_uplot(asgi_server, signe
                   return false; }"""
     )
     assert painted is True
+
+
+def test_an_operator_selects_databases_on_the_live_monitor_and_acts_on_them(
+    asgi_server,  # noqa: F811
+    browser_page,
+):
+    mirror, _, backup = healthy_mirror("ALPHA")
+    orders, stock = (factories.database(mirror, name=n) for n in ("ORDERS", "STOCK"))
+    factories.copy(orders, backup, status="Needs Catchup")
+    factories.copy(stock, backup, status="Needs Catchup")
+    rows = [{"name": n, "status": "Needs Catchup", "applied": None} for n in ("ORDERS", "STOCK")]
+    seen(backup, "Backup", "Active", databases=rows)
+    cookie = session_cookie(make_user("otto-operator", "operator"))
+    browser_page.context.add_cookies([{**cookie, "url": asgi_server.url}])
+    page = browser_page
+    open_live(page, f"{asgi_server.url}/mirrors/ALPHA/monitor/")
+    block = page.locator('.member-databases[data-member="ALPHAB"]')
+    apply = block.get_by_role("button", name="Apply to selected")
+    expect(apply).to_be_disabled()
+
+    block.get_by_label("Select ORDERS on ALPHAB").check()
+    block.get_by_label("Action for the selected databases on ALPHAB").select_option("catchup")
+    expect(apply).to_be_enabled()
+    # a live change of a cell, then of the list itself: the selection stays
+    seen(backup, "Backup", "Active", databases=[{**rows[0], "applied": [2, 64]}, rows[1]])
+    publish_status(mirror)
+    expect(block.locator('tr[data-database="ORDERS"] [data-field="next"]')).to_have_text("2:64")
+    seen(backup, "Backup", "Active", databases=[*rows, {"name": "NEW", "status": "Downloading"}])
+    publish_status(mirror)
+    expect(block.locator('tr[data-database="NEW"]')).to_be_visible()
+    expect(block.get_by_label("Select ORDERS on ALPHAB")).to_be_checked()
+    expect(block.get_by_label("Select STOCK on ALPHAB")).not_to_be_checked()
+    assert page.evaluate("window.notReloaded") is True
+
+    apply.click()
+
+    page.wait_for_url("**/jobs/**")
+    job = Job.objects.get(kind="catchup_databases")
+    assert (job.member, job.params["databases"]) == (backup, ["ORDERS"])

@@ -206,10 +206,30 @@ def test_databases_per_member_show_next_record_to_dejournal_na_on_the_primary(cl
     )
 
 
-def test_operators_get_a_link_to_each_members_database_actions_viewers_do_not(client_as, alpha):
-    link = reverse("mirror-detail", args=["ALPHA"]) + "?member=B#monitor-heading"
-    assert f'href="{link}"' in monitor_page(client_as("operator"))
-    assert f'href="{link}"' not in monitor_page(client_as("viewer"))
+def test_operators_select_a_members_databases_and_act_on_them_viewers_cannot(client_as, alpha):
+    b = Member.objects.get(name="B")
+    sales = factories.copy(factories.database(alpha, name="SALES"), b, status="Dejournaling")
+    action = reverse("member-copies", args=["ALPHA", b.pk])
+
+    operator, viewer = monitor_page(client_as("operator")), monitor_page(client_as("viewer"))
+
+    block = re.search(r'"member-databases" data-member="B">.*?</form>', operator, re.S).group(0)
+    assert f'<form method="post" action="{action}" data-select-copies>' in block
+    assert f'name="copies" value="{sales.pk}"' in block
+    assert 'name="back" value="monitor"' in block and '<option value="catchup">' in block
+    assert "data-select-copies" not in viewer and 'name="copies"' not in viewer
+
+
+def test_the_selected_databases_action_started_from_the_monitor_comes_back_to_it(
+    client_as, alpha
+):
+    b = Member.objects.get(name="B")
+    factories.copy(factories.database(alpha, name="SALES"), b)
+    action = reverse("member-copies", args=["ALPHA", b.pk])
+
+    nothing = client_as("operator").post(action, {"action": "catchup", "back": "monitor"})
+
+    assert nothing["Location"] == reverse("mirror-monitor", args=["ALPHA"])
 
 
 def test_a_waiting_members_reason_is_shown_in_its_own_panel(client_as, alpha):
