@@ -30,6 +30,7 @@ class MonitorConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         publish.note_server_loop()
         user = self.scope.get("user")
+        self.accepted = False
         if not await database_sync_to_async(has_role)(user, VIEWER):
             return await self.refuse(CLOSE_FORBIDDEN, "not signed in with a portal role")
         if not await self.find_target():
@@ -37,11 +38,16 @@ class MonitorConsumer(AsyncWebsocketConsumer):
         # join before building the snapshot, so no change falls between the two
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        self.accepted = True
         await self.send_snapshot()
 
     async def refuse(self, code: int, reason: str) -> None:
         client = self.scope.get("client") or ("?", 0)
         log.warning("websocket %s from %s refused: %s", self.scope["path"], client[0], reason)
+        if not self.accepted:
+            # a close before the handshake is an HTTP 403 with no code; the page needs the code
+            # to stop retrying and say why (static/js/live.js)
+            await self.accept()
         await self.close(code=code)
 
     async def disconnect(self, code):

@@ -247,3 +247,18 @@ def test_an_operator_selects_databases_on_the_live_monitor_and_acts_on_them(
     page.wait_for_url("**/jobs/**")
     job = Job.objects.get(kind="catchup_databases")
     assert (job.member, job.params["databases"]) == (backup, ["ORDERS"])
+
+
+CLOSE_CODE = """path => new Promise(resolve => {
+  const socket = new WebSocket("ws://" + location.host + path);
+  socket.onclose = event => resolve(event.code);
+})"""
+
+
+def test_a_browser_refused_a_socket_gets_the_reason_as_a_close_code(asgi_server, signed_in):  # noqa: F811
+    healthy_mirror("ALPHA")
+    signed_in.goto(f"{asgi_server.url}/mirrors/")
+
+    assert signed_in.evaluate(CLOSE_CODE, "/ws/mirrors/NOPE/") == 4404
+    signed_in.context.clear_cookies()  # signed out: live.js then says "sign in again"
+    assert signed_in.evaluate(CLOSE_CODE, "/ws/mirrors/ALPHA/") == 4403

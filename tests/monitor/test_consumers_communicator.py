@@ -1,7 +1,7 @@
 """The live monitor's websockets in process, spoken to with Channels' WebsocketCommunicator
 rather than over a real server (tests/monitor/test_consumers.py): who may connect, the snapshot
 on connect and on resync, what the collector publishes (monitor/publish.py), and the close codes
-a browser never sees (a server turns a refused handshake into HTTP 403).
+a refused visitor gets.
 
 The handshake tests go through the portal's whole ASGI application (the Origin check, the
 session, the routes); the rest speak to the consumers behind a bare router, with the viewer set
@@ -173,6 +173,16 @@ async def receive(communicator) -> dict:
     return await communicator.receive_json_from(timeout=TIMEOUT_S)
 
 
+async def refusal(communicator) -> int:
+    """The close code a refused visitor gets: the socket is accepted only to say why
+    (monitor/consumers.py refuse), and nothing comes before the close."""
+    connected, _ = await communicator.connect(timeout=TIMEOUT_S)
+    assert connected
+    closed = await communicator.receive_output(timeout=TIMEOUT_S)
+    assert closed["type"] == "websocket.close", closed
+    return closed["code"]
+
+
 async def as_sent(build, *args) -> dict:
     """What a serializer returns, as a viewer reads it off the socket (dates as text)."""
     return json.loads(publish.dumps(await database_sync_to_async(build)(*args)))
@@ -245,9 +255,8 @@ async def test_a_visitor_without_a_portal_role_is_refused_with_4403(
     user = None if who == "anonymous" else await database_sync_to_async(make_user)("nobody", None)
 
     async with socket(application, where, user) as visitor:
-        connected, code = await visitor.connect(timeout=TIMEOUT_S)
+        assert await refusal(visitor) == CLOSE_FORBIDDEN
 
-    assert (connected, code) == (False, CLOSE_FORBIDDEN)
     assert f"websocket {where} from ? refused: not signed in with a portal role" in caplog.text
 
 
@@ -256,9 +265,8 @@ async def test_a_viewer_asking_for_an_unknown_mirror_is_refused_with_4404(
     application, shop, watcher, caplog
 ):
     async with socket(application, "/ws/mirrors/NOPE/", watcher) as viewer:
-        connected, code = await viewer.connect(timeout=TIMEOUT_S)
+        assert await refusal(viewer) == CLOSE_NOT_FOUND
 
-    assert (connected, code) == (False, CLOSE_NOT_FOUND)
     assert "refused: no such mirror" in caplog.text
 
 
@@ -327,7 +335,7 @@ async def test_the_consumers_themselves_refuse_a_user_without_a_portal_role(
 
     for where in ("/ws/fleet/", "/ws/mirrors/SHOP/"):
         async with socket(consumers_for(user), where) as visitor:
-            assert await visitor.connect(timeout=TIMEOUT_S) == (False, CLOSE_FORBIDDEN)
+            assert await refusal(visitor) == CLOSE_FORBIDDEN
 
 
 @pytest.mark.parametrize(
