@@ -13,7 +13,9 @@ will be taken again from another member, and why the primary refused it, if it d
 confirm it writes a marker file and restarts; the start that finds the marker:
 
   1. marks every mirrored database Needs Download (the mirrored attribute is kept), durably,
-     before anything moves: a crash in the middle finds the marker and finishes the job;
+     before anything moves: a crash in the middle finds the marker and finishes the job (an
+     Obsolete copy, whose name the primary gave to a new database, leaves the catalog: the new
+     one shows as missing, to download);
   2. moves the journal directory and each database's files into `rebuilt-<UTC time>/` in the
      data directory, renamed, never deleted: the operator decides what to keep;
   3. removes the marker.
@@ -94,14 +96,20 @@ def finish_rebuild(membership: Membership) -> Path | None:
         return None
     catalog = membership.catalog
     catalog.load(membership.member.databases, failover_db=membership.member.type != "rw_reporting")
-    for entry in catalog.entries.values():
+    names = list(catalog.entries)
+    for name, entry in list(catalog.entries.items()):
+        if entry.obsolete:
+            # the primary made a new database of that name: the member reports it missing,
+            # and the operator downloads the new one (guide §4.8.3)
+            del catalog.entries[name]
+            continue
         entry.needs_download = True
         entry.activated = entry.caught_up = False
     catalog.save()
     aside = membership.data_dir / time.strftime("rebuilt-%Y%m%dT%H%M%SZ", time.gmtime())
     (aside / "db").mkdir(parents=True, exist_ok=True)
     moves = [(membership.journal_dir, aside / "journal")]
-    moves += [(membership.db_path(name), aside / "db" / name) for name in catalog.entries]
+    moves += [(membership.db_path(name), aside / "db" / name) for name in names]
     for source, target in moves:
         if source.exists():
             source.rename(target)
@@ -111,9 +119,10 @@ def finish_rebuild(membership: Membership) -> Path | None:
     marker.unlink()
     fsync_dir(membership.data_dir)
     log.warning(
-        "rebuild: journal and %d database(s) set aside in %s; they are downloaded again",
-        len(catalog.entries),
+        "rebuild: journal and %d database(s) set aside in %s; %d downloaded again",
+        len(names),
         aside.name,
+        len(catalog.entries),
     )
     return aside
 
