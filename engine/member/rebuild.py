@@ -97,12 +97,7 @@ def finish_rebuild(membership: Membership) -> Path | None:
     catalog = membership.catalog
     catalog.load(membership.member.databases, failover_db=membership.member.type != "rw_reporting")
     names = list(catalog.entries)
-    for name, entry in list(catalog.entries.items()):
-        if entry.obsolete:
-            # the primary made a new database of that name: the member reports it missing,
-            # and the operator downloads the new one (guide §4.8.3)
-            del catalog.entries[name]
-            continue
+    for entry in catalog.entries.values():
         entry.needs_download = True
         entry.activated = entry.caught_up = False
     catalog.save()
@@ -115,6 +110,10 @@ def finish_rebuild(membership: Membership) -> Path | None:
             source.rename(target)
     fsync_dir(membership.data_dir)
     fsync_dir(aside / "db")
+    # the primary gave an Obsolete copy's name to a new database: that one shows as missing, to
+    # download (guide §4.8.3); dropped only now, so a start after a crash still moves its files
+    catalog.entries = {n: e for n, e in catalog.entries.items() if not e.obsolete}
+    catalog.save()
     membership.journal_dir.mkdir()
     marker.unlink()
     fsync_dir(membership.data_dir)
