@@ -101,8 +101,11 @@ def finish_rebuild(membership: Membership) -> Path | None:
         entry.needs_download = True
         entry.activated = entry.caught_up = False
     catalog.save()
-    aside = membership.data_dir / time.strftime("rebuilt-%Y%m%dT%H%M%SZ", time.gmtime())
-    (aside / "db").mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("rebuilt-%Y%m%dT%H%M%SZ", time.gmtime())
+    aside, n = membership.data_dir / stamp, 1
+    while aside.exists():  # a start after a crash, in the same second
+        aside, n = membership.data_dir / f"{stamp}-{n}", n + 1
+    (aside / "db").mkdir(parents=True)
     moves = [(membership.journal_dir, aside / "journal")]
     moves += [(membership.db_path(name), aside / "db" / name) for name in names]
     for source, target in moves:
