@@ -365,3 +365,21 @@ def test_members_with_journal_and_no_failover_state_start_the_mirror_from_its_fi
     cluster.start("A", "B")
     wait_for(lambda: cluster.role("A") == "primary", 20, "A primary, B agreeing")
     cluster.wait_backup_active(timeout=20)
+
+
+def test_a_rebuild_confirmed_just_before_a_crash_is_carried_out_at_the_next_start(make_cluster):
+    cluster = make_cluster(("failover", "failover"))
+    cluster.wait_backup_active()
+    kept = f"kept-{uuid.uuid4().hex}"
+    write(cluster, kept)
+    cluster.kill9("B")
+    data_dir = cluster.cfg.member("B").data_dir
+    (data_dir / "rebuild.json").write_text('{"asked_at": 0}')  # what the confirmation leaves
+
+    cluster.start("B")
+
+    cluster.wait_backup_active(timeout=60)
+    assert cluster.wait_converged("B")
+    (aside,) = data_dir.glob("rebuilt-*")
+    assert kept.encode() in b"".join(f.read_bytes() for f in (aside / "journal").iterdir())
+    assert not (data_dir / "rebuild.json").exists()
