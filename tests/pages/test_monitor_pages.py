@@ -220,9 +220,7 @@ def test_operators_select_a_members_databases_and_act_on_them_viewers_cannot(cli
     assert "data-select-copies" not in viewer and 'name="copies"' not in viewer
 
 
-def test_the_selected_databases_action_started_from_the_monitor_comes_back_to_it(
-    client_as, alpha
-):
+def test_the_selected_databases_action_started_from_the_monitor_comes_back_to_it(client_as, alpha):
     b = Member.objects.get(name="B")
     factories.copy(factories.database(alpha, name="SALES"), b)
     action = reverse("member-copies", args=["ALPHA", b.pk])
