@@ -117,6 +117,49 @@ def test_procedure_p2_a_restarted_primary_whose_partner_is_unreachable_waits(mak
     cluster.wait_backup_active(timeout=20)
 
 
+def test_procedure_u6_the_known_last_primary_restarted_alone_waits_then_is_forced_losing_nothing(
+    make_cluster,
+):
+    # guide §6.2.6: both failover members failed; only A, known to have been the last
+    # primary, can be restarted: it does not become primary by itself, the operator forces it
+    cluster = make_cluster(("failover", "failover"))
+    cluster.wait_backup_active()
+    last = f"last-{uuid.uuid4().hex}"
+    write(cluster, last)
+    cluster.kill9("B")
+    cluster.kill9("A")
+    cluster.start("A")
+    cluster.wait_status("A", "status", "Waiting", timeout=15)
+    stake = admin(cluster, "A", "force_primary")
+    assert stake["last_primary"] == "A" and stake["confirmed"] is False
+    admin(cluster, "A", "force_primary", {"confirm": True})
+    wait_for(lambda: cluster.role("A") == "primary", 15, "A primary")
+    assert read(cluster, "A", last) == last  # nothing lost: it was the last primary
+    cluster.start("B")
+    cluster.wait_backup_active(timeout=20)
+
+
+def test_procedure_u6_with_the_last_primary_unknown_the_one_forced_may_lack_what_the_other_had(
+    make_cluster,
+):
+    # guide §6.2.6: B alone can be restarted and nobody knows whether it was Active when A
+    # failed; forcing it is a risk the operator takes, and what A had alone stays with A
+    cluster = make_cluster(("failover", "failover"))
+    cluster.wait_backup_active()
+    cluster.kill9("B")
+    only_on_a = f"only-a-{uuid.uuid4().hex}"
+    write(cluster, only_on_a)  # after A's trouble timeout: A alone has it
+    cluster.kill9("A")
+    cluster.start("B")
+    wait_for(lambda: cluster.role("B") == "backup", 15, "B answering, as backup")
+    stake = admin(cluster, "B", "force_primary")
+    assert stake["was_active_backup"] is False and "lost" in stake["warning"]
+    admin(cluster, "B", "force_primary", {"confirm": True})
+    wait_for(lambda: cluster.role("B") == "primary", 15, "B primary")
+    assert read(cluster, "B", only_on_a) is None
+    assert only_on_a.encode() in journal_bytes(cluster, "A")  # kept on A's disk
+
+
 def test_the_member_that_remembers_the_later_term_becomes_primary(make_cluster):
     # A handed over to B (term 2) and never heard of it; B then stopped too.  Restarted, A
     # remembers itself (term 1) and B remembers itself (term 2): B wins, A follows
