@@ -130,7 +130,10 @@ def _record_drift(mirror: Mirror, observed: dict, changes: list[str]) -> None:
 
 def _record_members(actor, mirror: Mirror, view, changes: list[str]) -> dict[str, Member]:
     now = timezone.now()
-    existing = {m.name: m for m in Member.objects.filter(mirror=mirror).select_related("host")}
+    # every member row locked at once, in primary-key order: the collector writes statuses in
+    # that order too (monitor/collector.py), so the two never wait for each other in a circle
+    rows = Member.objects.select_for_update(of=("self",)).filter(mirror=mirror).order_by("pk")
+    existing = {m.name: m for m in rows.select_related("host")}
     members = {}
     for seen in view.members:
         superserver, port = split_address(seen.superserver)

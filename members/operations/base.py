@@ -4,8 +4,10 @@ members report, and the refresh that ends each operation by recording what the m
 
 from __future__ import annotations
 
+import time
+
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import IntegrityError, OperationalError
 
 from members import reconcile, sync
 from members.agents import open_agent, refusals
@@ -92,15 +94,33 @@ def primary(mirror: Mirror) -> Where:
     return where(mirror.name, view.primary)
 
 
+RECORD_ATTEMPTS = 3
+# PostgreSQL's deadlock_detected and serialization_failure; SQLite's "database is locked"
+LOCK_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def lost_a_lock(exc: OperationalError) -> bool:
+    cause = exc.__cause__
+    return getattr(cause, "sqlstate", None) in LOCK_SQLSTATES or "database is locked" in str(exc)
+
+
 def refresh(run, mirror: Mirror | None, *, adopt=False, view=None) -> dict:
     """Record what the members say now (or what `view` says); each change is a log line."""
     view = view or read(mirror)
-    try:
-        mirror, changes = reconcile.record_observed_mirror(view, adopt_settings=adopt)
-    except IntegrityError:  # another job recorded the same new rows first: read again
-        raise TransientJobError(
-            f"another job recorded mirror {view.name} at the same moment; reading it again"
-        ) from None
+    for attempt in range(RECORD_ATTEMPTS):
+        try:
+            mirror, changes = reconcile.record_observed_mirror(view, adopt_settings=adopt)
+            break
+        except IntegrityError:  # another job recorded the same new rows first: read again
+            raise TransientJobError(
+                f"another job recorded mirror {view.name} at the same moment; reading it again"
+            ) from None
+        except OperationalError as exc:
+            # the database chose this transaction to end a deadlock, or a lock wait timed out:
+            # it was rolled back whole, and recording the same answers again is harmless
+            if not lost_a_lock(exc) or attempt == RECORD_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
     for line in changes:
         run.step(line)
     unreached = [f"{m.name}: {m.problem}" for m in view.members if m.problem]
