@@ -11,6 +11,8 @@
                                                           confirm, what is at stake (Active
                                                           backup or not, journal end); with
                                                           it, the member becomes primary
+    POST /v1/instances/{name}/failover/demote-to-dr       on the backup: ask its primary to make
+                                                          it a DR async (guide §5.6)
     POST /v1/instances/{name}/rebuild                     {"confirm": bool}: without confirm,
                                                           what is at stake; with it, the member
                                                           sets its journal and databases aside
@@ -148,6 +150,7 @@ FAILOVER_ROUTES = [
         member_op("clear_no_failover", "clear-no-failover"),
     ),
     ("POST", f"{INSTANCE}/failover/force-primary", force_primary),
+    ("POST", f"{INSTANCE}/failover/demote-to-dr", member_op("demote_to_dr", "demote-to-dr")),
     ("POST", f"{INSTANCE}/rebuild", rebuild_member),
     ("POST", f"{INSTANCE}/failover/promote-to-primary", promote_to_primary),
     ("POST", f"{INSTANCE}/failover/clear-validated-member", clear_validated_member),

@@ -295,6 +295,10 @@ class AgentClient:
         term, warning}); with it, the member becomes primary ({confirmed: true, ...})."""
         return self._op(instance, "failover/force-primary", {"confirm": confirm})
 
+    def demote_to_dr(self, instance: str) -> dict:
+        """On the backup: ask its primary to make it a DR async ({member, asked_of, type})."""
+        return self._op(instance, "failover/demote-to-dr")
+
     def rebuild_member(self, instance: str, *, confirm: bool = False) -> dict:
         """Without confirm: what is at stake ({journal_end, databases, refused_because,
         warning}); with it, the member restarts and takes its data again from the mirror."""

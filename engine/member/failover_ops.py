@@ -10,6 +10,8 @@ clear_no_failover  failover.json, and cleared when a primary starts.  The primar
                    its flag to its backup with every heartbeat.
 demote_member      on the primary: the backup becomes a DR async (guide §5.6): the mirror
                    has one failover member, whose restart alone makes it primary again.
+demote_to_dr       the same asked on the backup itself (guide §5.6 "Demote to DR Member"):
+                   it asks its primary over the data channel (DC_DEMOTE).
 promote_member     on the primary: a connected, caught-up DR async becomes a failover
                    member, its backup (guide §5.5, a primary running); the backup there
                    was is demoted to DR at the same time.
@@ -149,6 +151,26 @@ def demote_member(membership: Membership, arg) -> dict:
     return {"member": member.name, "type": member.type}
 
 
+def demote_to_dr(membership: Membership, arg) -> dict:
+    """On the backup itself ("Demote to DR Member", guide §5.6): it asks its primary, which
+    records the change for the whole mirror and sends it back; this membership then restarts
+    as a DR async."""
+    op = "demote_to_dr"
+    require_dynamic(membership, op)
+    _failover_member(membership, op)
+    me = membership.member.name
+    if membership.role == "primary" or membership.transition is not None:
+        why = f"{me} is the primary: a primary is not demoted (demote the backup on it)"
+        raise Refused(op, None, why)
+    replica = membership.replica
+    if replica is None or not replica.connected:
+        why = f"{me} is not connected to its primary, which records the demotion: ask again then"
+        raise Refused(op, None, why)
+    replica.ask_demotion()
+    log.warning("backup %s asked primary %s to demote it to DR async", me, replica.primary_name)
+    return {"member": me, "asked_of": replica.primary_name, "type": rules.DR}
+
+
 def promote_member(membership: Membership, arg) -> dict:
     op = "promote_member"
     member = _member(membership, op, arg)
@@ -173,6 +195,7 @@ def promote_member(membership: Membership, arg) -> dict:
 
 ACTIONS = {
     "demote_member": demote_member,
+    "demote_to_dr": demote_to_dr,
     "promote_member": promote_member,
     "force_primary": force_primary,
     "set_no_failover": set_no_failover,

@@ -264,6 +264,8 @@ class MemberLink:
                 self.last_ack_at = time.time()
             elif frame.type == MsgType.DC_LEAVE:
                 self.rep.member_leaves(self)
+            elif frame.type == MsgType.DC_DEMOTE:
+                self.rep.member_asks_demotion(self)
             else:
                 raise ValueError(f"unexpected message {MsgType(frame.type).name} on a data channel")
         except ValueError as exc:

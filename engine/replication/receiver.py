@@ -147,6 +147,11 @@ class ReplicaLink:
         if self._writer is not None:
             self._writer.transport.abort()
 
+    def ask_demotion(self) -> None:
+        """Ask the primary to make this backup a DR async; the new configuration it sends
+        back restarts this membership in that type."""
+        self._writer.write(encode_frame(MsgType.DC_DEMOTE, 0, []))
+
     def leave(self) -> None:
         """Tell the primary this member leaves the mirror, then stop."""
         if self._writer is not None:

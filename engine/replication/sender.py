@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from engine.replication.gate import MembershipGate
 from engine.replication.handshake import Handshake
 from engine.replication.member_link import CATCHUP_STALL_S, MemberLink
-from engine.storage.databases import CONTROL_MARK
+from engine.storage.databases import CONTROL_MARK, Refused
 from engine.storage.journal_codec import pos_wire
 from engine.wire import trace
 from engine.wire.protocol import ErrorCode, Frame, MsgType, RequestError, encode_frame
@@ -160,6 +160,15 @@ class Replicator:
         if self.membership.cfg.dynamic:
             self.gate.remove_member(link.name)
         link.close()
+
+    def member_asks_demotion(self, link: MemberLink) -> None:
+        """A backup asks to become a DR async (guide §5.6, "Demote to DR Member" on the
+        backup): as this primary's own demote_member, refused the same way."""
+        log.warning("member %s asks to be demoted to DR async", link.name)
+        try:
+            self.membership.admin("demote_member", {"member": link.name})
+        except Refused as exc:
+            log.warning("demotion of %s refused: %s", link.name, exc)
 
     def drop(self, link: MemberLink, reason: str) -> None:
         if self.links.get(link.name) is link:

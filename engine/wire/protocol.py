@@ -57,6 +57,8 @@ class MsgType(IntEnum):
     # primary -> Active backup, on graceful shutdown: [journal end, term]; take over now
     # (engine/member/takeover.py)
     DC_HANDOVER = 0x28
+    # backup -> primary: make me a DR async (guide §5.6, engine/member/failover_ops.py)
+    DC_DEMOTE = 0x29
     # arbiter (engine/failover/arbiter.py, its own address): 0x30-0x3F are kept for it
     ARB_CHALLENGE = 0x30  # arbiter -> member, on accept: {nonce} to prove the mirror secret over
     ARB_HELLO = 0x31  # member -> arbiter: {mirror, member, peer, timeout_ms, proof, state}

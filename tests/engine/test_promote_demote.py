@@ -70,6 +70,28 @@ def test_the_backup_demoted_to_dr_leaves_a_primary_that_restarts_alone(mirror, s
     a.wait_state("Primary", timeout=20)
 
 
+def test_the_backup_asked_on_itself_to_demote_becomes_dr_through_its_primary(
+    mirror,
+    start_agent,  # noqa: F811
+):
+    # guide §5.6, "Demote to DR Member" on the backup: the primary records it for the mirror
+    a, b, c = mirror
+    wait_for(lambda: backup_active(a, "B"), 20, "B Active on A")
+    entry = {"name": "B", "superserver": b.superserver, "data_dir": str(b.data_dir)}
+    agent = start_agent(instances=[entry])
+    with agent.client(credential=agent.credential) as api:
+        answer = api.demote_to_dr("B")
+    assert (answer["member"], answer["asked_of"], answer["type"]) == ("B", "A", "dr")
+    b.wait_state("Connected", timeout=30)
+    assert b.status()["type"] == "Disaster Recovery"
+    rows = {r["member"]: r for r in a.status()["members"]}
+    assert rows["B"]["type"] == "Disaster Recovery"  # as the primary now has it
+    with pytest.raises(Refused, match="is the primary"):
+        a.admin("demote_to_dr")
+    with pytest.raises(Refused, match="not a failover member"):
+        c.admin("demote_to_dr")
+
+
 def test_promotion_and_demotion_are_refused_where_they_do_not_apply(mirror):
     a, b, c = mirror
     with pytest.raises(Refused, match="only a DR async is promoted"):
