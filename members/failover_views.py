@@ -28,19 +28,35 @@ from members.pages import back_to, confirm_member_page, member_or_404, posted, s
 from tasks.models import Job
 
 
-@admin_required
-@require_POST
-def preview_force_primary(request, name, pk):
-    """Step one: the member is asked what forcing it would put at risk; the next page shows
-    its answer as soon as it comes."""
-    member = member_or_404(name, pk)
+def _ask_first(request, member: Member, ask, page: str):
+    """Step one of a two-step operation: `ask` starts the preview job; the page named `page`
+    shows the member's answer as soon as it comes."""
     try:
-        job = failover_actions.preview_force_primary(request.user, member)
+        job = ask(request.user, member)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect(back_to(request, member))
-    page = reverse("member-force-primary", args=[member.mirror.name, member.pk])
-    return redirect(f"{page}?{urlencode({'preview': job.pk})}")
+    url = reverse(page, args=[member.mirror.name, member.pk])
+    return redirect(f"{url}?{urlencode({'preview': job.pk})}")
+
+
+def _second_step(request, member: Member, kind: str, template: str, start, what: str):
+    """Step two, on the page the preview job of `kind` was sent to (_previewed_page)."""
+    preview = _preview_sent(request, member, kind)
+    if preview is None:
+        messages.error(request, f"Ask {member.name} what is at stake first.")
+        return redirect("mirror-detail", name=member.mirror.name)
+    return _previewed_page(request, member, preview, template, start, what)
+
+
+@admin_required
+@require_POST
+def preview_force_primary(request, name, pk):
+    """Step one: the member is asked what forcing it would put at risk."""
+    member = member_or_404(name, pk)
+    return _ask_first(
+        request, member, failover_actions.preview_force_primary, "member-force-primary"
+    )
 
 
 def _preview_sent(request, member: Member, kind: str) -> Job | None:
@@ -83,14 +99,10 @@ def force_primary(request, name, pk):
     its journal ends, the last primary it knew); the form shows once it has answered, and the
     mirror's name typed makes it primary."""
     member = member_or_404(name, pk)
-    preview = _preview_sent(request, member, "preview_force_primary")
-    if preview is None:
-        messages.error(request, f"Ask {member.name} what is at stake first.")
-        return redirect("mirror-detail", name=member.mirror.name)
-    return _previewed_page(
+    return _second_step(
         request,
         member,
-        preview,
+        "preview_force_primary",
         "confirm_force_primary.html",
         lambda confirm: failover_actions.force_primary(request.user, member, confirm=confirm),
         f"Forcing {member.name} to become primary",
@@ -102,27 +114,17 @@ def force_primary(request, name, pk):
 def preview_rebuild_member(request, name, pk):
     """Step one of a rebuild (guide §5.7): the member is asked what it would set aside."""
     member = member_or_404(name, pk)
-    try:
-        job = failover_actions.preview_rebuild_member(request.user, member)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-        return redirect(back_to(request, member))
-    page = reverse("member-rebuild", args=[member.mirror.name, member.pk])
-    return redirect(f"{page}?{urlencode({'preview': job.pk})}")
+    return _ask_first(request, member, failover_actions.preview_rebuild_member, "member-rebuild")
 
 
 @admin_required
 def rebuild_member(request, name, pk):
     """Step two: what the member answered is at stake; the mirror's name typed rebuilds it."""
     member = member_or_404(name, pk)
-    preview = _preview_sent(request, member, "preview_rebuild_member")
-    if preview is None:
-        messages.error(request, f"Ask {member.name} what is at stake first.")
-        return redirect("mirror-detail", name=member.mirror.name)
-    return _previewed_page(
+    return _second_step(
         request,
         member,
-        preview,
+        "preview_rebuild_member",
         "confirm_rebuild_member.html",
         lambda confirm: failover_actions.rebuild_member(request.user, member, confirm=confirm),
         f"Rebuilding {member.name}",

@@ -78,24 +78,21 @@ async def stop_instance(request: web.Request) -> web.Response:
     return operation_answer(request, entry, "stop", {"stopped": True, "pid": pid, "detail": detail})
 
 
-async def force_primary(request: web.Request) -> web.Response:
-    entry = instance_entry(request)
-    body = await read_body(request, {"confirm": bool})
-    confirm = body.get("confirm", False)
-    result = await ask_admin(request, entry, "force_primary", {"confirm": confirm})
-    if confirm:
-        log.warning("force-primary of instance %s confirmed by %s", entry.name, request[IDENTITY])
-    return operation_answer(request, entry, "force-primary", result)
+def confirmed_op(action: str, op: str):
+    """A route handler for a two-step action: {"confirm": bool} passed on to the instance
+    (without it, the instance only says what is at stake); a confirmation is logged."""
 
+    async def handler(request: web.Request) -> web.Response:
+        entry = instance_entry(request)
+        body = await read_body(request, {"confirm": bool})
+        confirm = body.get("confirm", False)
+        result = await ask_admin(request, entry, action, {"confirm": confirm})
+        if confirm:
+            log.warning("%s of instance %s confirmed by %s", op, entry.name, request[IDENTITY])
+        return operation_answer(request, entry, op, result)
 
-async def rebuild_member(request: web.Request) -> web.Response:
-    entry = instance_entry(request)
-    body = await read_body(request, {"confirm": bool})
-    confirm = body.get("confirm", False)
-    result = await ask_admin(request, entry, "rebuild_member", {"confirm": confirm})
-    if confirm:
-        log.warning("rebuild of instance %s confirmed by %s", entry.name, request[IDENTITY])
-    return operation_answer(request, entry, "rebuild", result)
+    handler.__name__ = action
+    return handler
 
 
 async def promote_to_primary(request: web.Request) -> web.Response:
@@ -149,9 +146,9 @@ FAILOVER_ROUTES = [
         f"{INSTANCE}/failover/clear-no-failover",
         member_op("clear_no_failover", "clear-no-failover"),
     ),
-    ("POST", f"{INSTANCE}/failover/force-primary", force_primary),
+    ("POST", f"{INSTANCE}/failover/force-primary", confirmed_op("force_primary", "force-primary")),
     ("POST", f"{INSTANCE}/failover/demote-to-dr", member_op("demote_to_dr", "demote-to-dr")),
-    ("POST", f"{INSTANCE}/rebuild", rebuild_member),
+    ("POST", f"{INSTANCE}/rebuild", confirmed_op("rebuild_member", "rebuild")),
     ("POST", f"{INSTANCE}/failover/promote-to-primary", promote_to_primary),
     ("POST", f"{INSTANCE}/failover/clear-validated-member", clear_validated_member),
 ]

@@ -114,14 +114,20 @@ def stake_lines(answer: dict) -> list[str]:
     ]
 
 
-def preview_force_primary(run):
-    """Step one: the member says what forcing it would put at risk; nothing changes."""
+def _preview(run, method: str, lines) -> dict:
+    """Step one of a two-step operation: the member answers `method` without confirm, which
+    changes nothing; what it says is at stake is logged line by line (`lines(answer)`)."""
     member, mirror = member_of(run), mirror_of(run)
     with where(mirror.name, member.name) as place, refusals(f"{member.name}"):
-        answer = place.agent.force_primary(place.instance, confirm=False)
-    for line in stake_lines(answer):
+        answer = getattr(place.agent, method)(place.instance, confirm=False)
+    for line in lines(answer):
         run.step(line)
     return answer
+
+
+def preview_force_primary(run):
+    """Step one: the member says what forcing it would put at risk; nothing changes."""
+    return _preview(run, "force_primary", stake_lines)
 
 
 def force_primary(run):
@@ -158,12 +164,7 @@ def rebuild_stake_lines(answer: dict) -> list[str]:
 
 def preview_rebuild_member(run):
     """Step one: the member says what a rebuild would set aside; nothing changes."""
-    member, mirror = member_of(run), mirror_of(run)
-    with where(mirror.name, member.name) as place, refusals(f"{member.name}"):
-        answer = place.agent.rebuild_member(place.instance, confirm=False)
-    for line in rebuild_stake_lines(answer):
-        run.step(line)
-    return answer
+    return _preview(run, "rebuild_member", rebuild_stake_lines)
 
 
 def rebuild_member(run):
