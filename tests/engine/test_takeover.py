@@ -120,7 +120,7 @@ def test_procedure_p2_a_restarted_primary_whose_partner_is_unreachable_waits(mak
 def test_procedure_u6_the_known_last_primary_restarted_alone_waits_then_is_forced_losing_nothing(
     make_cluster,
 ):
-    # guide §6.2.6: both failover members failed; only A, known to have been the last
+    # guide §6.2.5: both failover members failed; only A, known to have been the last
     # primary, can be restarted: it does not become primary by itself, the operator forces it
     cluster = make_cluster(("failover", "failover"))
     cluster.wait_backup_active()
@@ -142,7 +142,7 @@ def test_procedure_u6_the_known_last_primary_restarted_alone_waits_then_is_force
 def test_procedure_u6_with_the_last_primary_unknown_the_one_forced_may_lack_what_the_other_had(
     make_cluster,
 ):
-    # guide §6.2.6: B alone can be restarted and nobody knows whether it was Active when A
+    # guide §6.2.5: B alone can be restarted and nobody knows whether it was Active when A
     # failed; forcing it is a risk the operator takes, and what A had alone stays with A
     cluster = make_cluster(("failover", "failover"))
     cluster.wait_backup_active()
