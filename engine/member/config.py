@@ -19,7 +19,7 @@ Example (see examples/cluster.toml):
     tls = false                                   # true: mutual TLS on every data channel
     tls_ca = "certs/ca.pem"                       # with tls: the CA that signs member certs
     data_root = "var/demo"                        # relative to this file
-    secret_file = "secret"                        # without tls: the mirror secret
+    secret_file = "secret"                        # the mirror secret (with tls: for agents only)
     arbiter = "127.0.0.1:2189"                    # optional: the arbiter (docs/failover.md)
 
     [[members]]
@@ -39,7 +39,8 @@ hooks.py).  Relative paths are relative to the configuration file.
 `secret_file` holds the mirror secret
 (engine/wire/mirror_secret.py; make one with `python -c "from engine.wire.mirror_secret import
 new_secret; print(new_secret())"`); without TLS and without a secret the data channel is not
-authenticated, and each member says so in its log at start.
+authenticated, and each member says so in its log at start.  With TLS the secret is what a
+member shows its partner's agent (docs/takeover.md, "Agents on a TLS mirror made from a file").
 """
 
 from __future__ import annotations

@@ -187,6 +187,15 @@ class Membership:
                 "authenticated (set mirror.secret_file, docs/hardening.md)",
                 self.cfg.name,
             )
+        partner_agents = [m.name for m in self.cfg.failover_members if m.agent is not None]
+        if self.member.is_failover and partner_agents and self.cfg.secret is None:
+            log.warning(
+                "mirror %s names agents (%s) but has no mirror secret: no agent can check a "
+                "partner's request, so no takeover through an agent (set mirror.secret_file, "
+                "also with TLS; docs/takeover.md)",
+                self.cfg.name,
+                ", ".join(partner_agents),
+            )
         self._open_storage()
         publish_partner_auth(self)  # for this host's agent (engine/member/agent_confirm.py)
         if self.role == "primary":

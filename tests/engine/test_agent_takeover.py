@@ -37,11 +37,16 @@ ROOT = Path(__file__).resolve().parents[2]
 def mirror_with_agents(make_cluster, start_agent):
     """A and B, each with its own agent, the agents' addresses in the mirror file."""
 
-    def make(qos_ms: int = 1000, pki=None, pin: str | None = None):
+    def make(qos_ms: int = 1000, pki=None, pin: str | None = None, tls_secret: Path | None = None):
         """pki: the agents serve https with its agent certificate, which the mirror file pins
-        (or `pin` instead, to pin the wrong one)."""
+        (or `pin` instead, to pin the wrong one).  tls_secret: a TLS mirror whose members also
+        share the mirror secret kept there (it proves them to each other's agents)."""
+        settings = {"qos_timeout_ms": qos_ms}
+        if tls_secret is not None:
+            tls_secret.write_text(mirror_secret.new_secret() + "\n")
+            settings["secret_file"] = str(tls_secret)
         cluster = make_cluster(
-            ("failover", "failover"), start=False, mirror={"qos_timeout_ms": qos_ms}
+            ("failover", "failover"), start=False, mirror=settings, tls=tls_secret is not None
         )
         entries = {e["name"]: e for e in instance_entries(cluster)}
         agents = {name: start_agent(pki=pki, instances=[entries[name]]) for name in "AB"}
@@ -61,6 +66,21 @@ def mirror_with_agents(make_cluster, start_agent):
         return cluster, agents
 
     return make
+
+
+def test_on_a_tls_mirror_file_the_secret_proves_the_backup_to_the_primarys_agent(
+    mirror_with_agents, tmp_path
+):
+    # TLS secures the data channel; the mirror secret, set as well, is what the partner's
+    # agent checks (a mirror file has no other proof to offer it, docs/takeover.md)
+    cluster, _ = mirror_with_agents(tls_secret=tmp_path / "partner-secret")
+    before = f"before-{uuid.uuid4().hex}"
+    with cluster.client() as c:  # over TLS, as the superservers speak it
+        c.set("USER", "Takeover", (before,), before)
+    cluster.kill9("A")
+    wait_for(lambda: cluster.role("B") == "primary", 15, "B primary")
+    assert "agent confirmed it down; this member was its Active backup" in cluster.log("B")
+    assert read(cluster, "B", before) == before
 
 
 def test_scenario_3_an_active_backup_takes_over_when_the_primarys_agent_confirms_it_down(
