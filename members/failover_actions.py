@@ -60,7 +60,7 @@ def _one_primary_in_the_making(member: Member) -> None:
     """No operation that makes a primary under way on another member of the mirror: two of
     them would give it two primaries. The mirror's row lock (PostgreSQL; SQLite's write lock
     is held already) makes a second request wait for the first one's job."""
-    Mirror.objects.select_for_update().get(pk=member.mirror_id)
+    Mirror.objects.select_for_update(no_key=True).get(pk=member.mirror_id)
     running = (
         Job.objects.filter(mirror_id=member.mirror_id, kind__in=MAKING_PRIMARY, state__in=ACTIVE)
         .exclude(member=member)

@@ -81,7 +81,9 @@ def record_observed_mirror(view, *, adopt_settings=False) -> tuple[Mirror, list[
     the ones an edit just applied); a difference in any other is a Drift row."""
     changes: list[str] = []
     actor = f"member {view.source}"
-    mirror = Mirror.objects.select_for_update().filter(name=view.name).first()
+    # NO KEY: the collector's Event rows refer to this row, and their foreign-key check (FOR
+    # KEY SHARE) must not wait for a refresh that holds member rows it wants
+    mirror = Mirror.objects.select_for_update(no_key=True).filter(name=view.name).first()
     observed = _mirror_settings(view.settings)
     if adopt_settings is True:
         adopted = set(observed)
@@ -132,7 +134,8 @@ def _record_members(actor, mirror: Mirror, view, changes: list[str]) -> dict[str
     now = timezone.now()
     # every member row locked at once, in primary-key order: the collector writes statuses in
     # that order too (monitor/collector.py), so the two never wait for each other in a circle
-    rows = Member.objects.select_for_update(of=("self",)).filter(mirror=mirror).order_by("pk")
+    rows = Member.objects.select_for_update(no_key=True, of=("self",)).filter(mirror=mirror)
+    rows = rows.order_by("pk")
     existing = {m.name: m for m in rows.select_related("host")}
     members = {}
     for seen in view.members:
@@ -182,7 +185,7 @@ def _record_members(actor, mirror: Mirror, view, changes: list[str]) -> dict[str
 @transaction.atomic
 def record_arbiter(mirror_name: str, arbiter: str | None) -> None:
     """The arbiter the primary answered that it keeps ("host:port" or none), as the mirror's."""
-    mirror = Mirror.objects.select_for_update().filter(name=mirror_name).first()
+    mirror = Mirror.objects.select_for_update(no_key=True).filter(name=mirror_name).first()
     if mirror is None:
         return
     host, port = split_address(arbiter or "")

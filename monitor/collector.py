@@ -291,8 +291,9 @@ class Collector:
 
     def _write(self, changed: dict[int, list], now) -> None:
         """Write the states of `changed` (member pk -> its new events) and publish them."""
-        # in primary-key order, as a job's refresh locks them (members/reconcile.py): two
-        # writers taking the same rows in opposite orders would deadlock on PostgreSQL
+        # in primary-key order, as a job's refresh locks them (members/reconcile.py, which
+        # also leaves the foreign-key checks of these rows' events free): two writers taking
+        # the same rows in opposite orders would deadlock on PostgreSQL
         pks = sorted(pk for pk in changed if pk in self.members)
         if not pks:
             return

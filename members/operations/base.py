@@ -95,8 +95,9 @@ def primary(mirror: Mirror) -> Where:
 
 
 RECORD_ATTEMPTS = 3
-# PostgreSQL's deadlock_detected and serialization_failure; SQLite's "database is locked"
-LOCK_SQLSTATES = frozenset({"40P01", "40001"})
+# PostgreSQL's deadlock_detected, serialization_failure and lock_not_available; SQLite's
+# "database is locked"
+LOCK_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
 
 
 def lost_a_lock(exc: OperationalError) -> bool:

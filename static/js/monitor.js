@@ -178,7 +178,9 @@
     var same = blocks.length === view.members.length && blocks.every(function (block, i) {
       var names = Array.prototype.map.call(block.querySelectorAll("tr[data-database]"), function (tr) { return tr.dataset.database; });
       var v = view.members[i];
-      return block.dataset.member === v.m.name && names.join("\n") === v.databases.map(function (db) { return db.name; }).join("\n") &&
+      var type = block.querySelector("h3 small");
+      return block.dataset.member === v.m.name && type && type.textContent === v.m.type &&
+        names.join("\n") === v.databases.map(function (db) { return db.name; }).join("\n") &&
         !block.querySelector("p.empty") === v.databases.length > 0;
     });
     if (same) {
