@@ -49,7 +49,11 @@ def config_changed(membership: Membership, restart_links: frozenset[str] = froze
     links of the members named in `restart_links` are closed after it."""
     cfg = membership.cfg
     cfg.version += 1
-    ms.save_local(cfg, membership.member.name, membership.data_dir)
+    try:
+        ms.save_local(cfg, membership.member.name, membership.data_dir)
+    except Exception:
+        cfg.version -= 1  # nothing saved or sent: the caller puts its change back too
+        raise
     frame = encode_frame(MsgType.DC_CONFIG, 0, ms.to_wire(cfg))
     rep = membership.replicator
     for link in list(rep.links.values()) if rep is not None else []:

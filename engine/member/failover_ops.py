@@ -146,7 +146,11 @@ def demote_member(membership: Membership, arg) -> dict:
     if member.type != rules.FAILOVER:
         raise Refused(op, member.name, f"{member.name} is not a failover member")
     member.type = rules.DR
-    config_changed(membership, restart_links=frozenset({member.name}))
+    try:
+        config_changed(membership, restart_links=frozenset({member.name}))
+    except Exception:
+        member.type = rules.FAILOVER  # not saved, not sent: as it was
+        raise
     log.warning("backup %s demoted to DR async", member.name)
     return {"member": member.name, "type": member.type}
 

@@ -9,7 +9,8 @@ that in one step on the member itself:
     rebuild_member {"confirm": bool}
 
 Without confirm it shows what is at stake: the journal end and the mirrored databases that
-will be taken again from another member, and why the primary refused it, if it did.  With
+will be taken again from another member (dismounted or paused ones too: they come back
+mounted and dejournaling), and why the primary refused it, if it did.  With
 confirm it writes a marker file and restarts; the start that finds the marker:
 
   1. marks every mirrored database Needs Download (the mirrored attribute is kept), durably,
@@ -98,8 +99,10 @@ def finish_rebuild(membership: Membership) -> Path | None:
     catalog.load(membership.member.databases, failover_db=membership.member.type != "rw_reporting")
     names = list(catalog.entries)
     for entry in catalog.entries.values():
-        entry.needs_download = True
-        entry.activated = entry.caught_up = False
+        # every copy is taken again, whole and dejournaling: a dismounted one is mounted and a
+        # paused one runs, since what the operator kept aside is in rebuilt-<time>
+        entry.needs_download = entry.mounted = True
+        entry.activated = entry.caught_up = entry.paused = False
     catalog.save()
     stamp = time.strftime("rebuilt-%Y%m%dT%H%M%SZ", time.gmtime())
     aside, n = membership.data_dir / stamp, 1

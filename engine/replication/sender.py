@@ -169,6 +169,8 @@ class Replicator:
             self.membership.admin("demote_member", {"member": link.name})
         except Refused as exc:
             log.warning("demotion of %s refused: %s", link.name, exc)
+        except Exception:  # the link goes on: the member can ask again
+            log.exception("demotion of %s failed", link.name)
 
     def drop(self, link: MemberLink, reason: str) -> None:
         if self.links.get(link.name) is link:

@@ -169,20 +169,27 @@ def preview_rebuild_member(run):
 
 def rebuild_member(run):
     """Step two, confirmed: the member restarts with its journal and databases set aside, and
-    the job waits until it runs in its role again with every database taken again."""
+    the job waits until it runs in its role again with every database taken again. Never
+    retried once it has asked: a second run would set aside what the first one took again."""
     member, mirror = member_of(run), mirror_of(run)
     with where(mirror.name, member.name) as place:
-        with refusals(f"Rebuilding {member.name}"):
-            answer = place.agent.rebuild_member(place.instance, confirm=True)
-        if answer.get("confirmed") is not True:
-            raise PermanentJobError(f"{member.name} did not confirm: {answer}")
-        for line in rebuild_stake_lines(answer):
-            run.step(line)
-        run.step(f"{member.name} restarts with its journal and databases set aside", progress=10)
-        _wait_restarted(run, place, mirror.name, answer.get("started_at"), (10, 20))
-        wait_connected(run, place, mirror.name, member.member_type, progress=(20, 50))
-        _wait_databases_taken(run, place, mirror.name, (50, 95))
-    return {**refresh(run, mirror), "rebuilt": answer}
+        try:
+            with refusals(f"Rebuilding {member.name}"):
+                answer = place.agent.rebuild_member(place.instance, confirm=True)
+            if answer.get("confirmed") is not True:
+                raise PermanentJobError(f"{member.name} did not confirm: {answer}")
+            for line in rebuild_stake_lines(answer):
+                run.step(line)
+            run.step(f"{member.name} restarts with its journal and databases set aside", 10)
+            _wait_restarted(run, place, mirror.name, answer.get("started_at"), (10, 20))
+            wait_connected(run, place, mirror.name, member.member_type, progress=(20, 50))
+            _wait_databases_taken(run, place, mirror.name, (50, 95))
+            return {**refresh(run, mirror), "rebuilt": answer}
+        except TransientJobError as exc:
+            raise PermanentJobError(
+                f"{exc}. {member.name} may be rebuilding already: see its databases on the "
+                "Mirror Monitor before asking again"
+            ) from None
 
 
 def _wait_restarted(run, place: Where, mirror: str, before, progress) -> None:

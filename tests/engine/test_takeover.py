@@ -415,6 +415,7 @@ def test_a_rebuild_confirmed_just_before_a_crash_is_carried_out_at_the_next_star
     cluster.wait_backup_active()
     kept = f"kept-{uuid.uuid4().hex}"
     write(cluster, kept)
+    admin(cluster, "B", "dismount", {"name": "APP"})  # taken again all the same, mounted
     cluster.kill9("B")
     data_dir = cluster.cfg.member("B").data_dir
     (data_dir / "rebuild.json").write_text('{"asked_at": 0}')  # what the confirmation leaves
@@ -423,6 +424,11 @@ def test_a_rebuild_confirmed_just_before_a_crash_is_carried_out_at_the_next_star
 
     cluster.wait_backup_active(timeout=60)
     assert cluster.wait_converged("B")
+
+    def statuses():
+        return {d["name"]: d["status"] for d in cluster.status("B")["databases"]}
+
+    wait_for(lambda: set(statuses().values()) == {"Dejournaling"}, 20, "B's copies dejournaling")
     (aside,) = data_dir.glob("rebuilt-*")
     assert kept.encode() in b"".join(f.read_bytes() for f in (aside / "journal").iterdir())
     assert not (data_dir / "rebuild.json").exists()
