@@ -67,6 +67,7 @@ class MemberLink:
         self.name = name
         self.type = mtype
         self.is_backup = mtype == "failover"
+        self.demotion_refused = False  # a DC_DEMOTE from a non-failover member, logged once
         self.codec = codec
         self.position = position  # where the member's journal ended when it connected
         self.acked = position

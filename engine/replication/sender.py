@@ -164,6 +164,13 @@ class Replicator:
     def member_asks_demotion(self, link: MemberLink) -> None:
         """A backup asks to become a DR async (guide §5.6, "Demote to DR Member" on the
         backup): as this primary's own demote_member, refused the same way."""
+        if not link.is_backup:
+            # only a failover member has something to be demoted from; said once per link, so
+            # that a member sending it again and again cannot fill the log
+            if not link.demotion_refused:
+                link.demotion_refused = True
+                log.warning("member %s (%s) asked to be demoted: refused", link.name, link.type)
+            return
         log.warning("member %s asks to be demoted to DR async", link.name)
         try:
             self.membership.admin("demote_member", {"member": link.name})

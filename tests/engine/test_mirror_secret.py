@@ -126,6 +126,26 @@ def test_a_proof_is_good_for_its_own_challenge_only(plain_mirror):
         assert "did not prove the mirror secret" in error_text(answer)
 
 
+def test_a_dr_member_asking_again_and_again_to_be_demoted_is_refused_and_said_once(
+    plain_mirror,
+):
+    # only a backup may ask its primary to demote it (guide §5.6); an async that keeps asking
+    # changes nothing and cannot fill the primary's log
+    a, _, _, secret = plain_mirror
+    hello = {**as_b(a), "member": "C", "type": "dr"}
+    with Hello(("127.0.0.1", int(a.private.rsplit(":", 1)[1])), secret) as dr:
+        assert dr.say(hello).type == MsgType.DC_WELCOME
+        dr.sock.sendall(encode_frame(MsgType.DC_DEMOTE, 0, []) * 50)
+        refused = "member C (dr) asked to be demoted: refused"
+        wait_for(lambda: refused in a.log(), 10, "the refusal")
+        dr.sock.sendall(encode_frame(MsgType.DC_DEMOTE, 0, []) * 50)
+        dr.next(timeout=1)  # what the primary sends meanwhile; the link stays
+    assert a.log().count(refused) == 1
+    assert "asks to be demoted to DR async" not in a.log()
+    types = {row["member"]: row["type"] for row in a.status()["members"]}
+    assert types == {"B": "Failover", "C": "Disaster Recovery"}
+
+
 def test_the_welcome_proves_the_primary_and_never_carries_the_secret(plain_mirror):
     a, _, _, secret = plain_mirror
     hello = {**as_b(a), "member": "C", "type": "dr"}
