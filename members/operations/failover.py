@@ -125,6 +125,18 @@ def _preview(run, method: str, lines) -> dict:
     return answer
 
 
+def _confirmed(run, place: Where, method: str, what: str, lines) -> dict:
+    """Step two of a two-step operation: the member answers `method` with confirm; what it
+    says was at stake at that moment is logged line by line (`lines(answer)`)."""
+    with refusals(what):
+        answer = getattr(place.agent, method)(place.instance, confirm=True)
+    if answer.get("confirmed") is not True:
+        raise PermanentJobError(f"{member_of(run).name} did not confirm: {answer}")
+    for line in lines(answer):
+        run.step(line)
+    return answer
+
+
 def preview_force_primary(run):
     """Step one: the member says what forcing it would put at risk; nothing changes."""
     return _preview(run, "force_primary", stake_lines)
@@ -140,12 +152,8 @@ def force_primary(run):
             run.step(f"{member.name} already says {status}")
             answer = {"member": member.name, "confirmed": None, "already": status}
         else:
-            with refusals(f"Forcing {member.name} to become primary"):
-                answer = place.agent.force_primary(place.instance, confirm=True)
-            if answer.get("confirmed") is not True:
-                raise PermanentJobError(f"{member.name} did not confirm: {answer}")
-            for line in stake_lines(answer):
-                run.step(line)
+            what = f"Forcing {member.name} to become primary"
+            answer = _confirmed(run, place, "force_primary", what, stake_lines)
             run.step(f"{member.name} becomes primary", progress=40)
         _wait_primary(run, place, mirror.name, (40, 90))
     return {**refresh(run, mirror), "forced": answer}
@@ -174,12 +182,8 @@ def rebuild_member(run):
     member, mirror = member_of(run), mirror_of(run)
     with where(mirror.name, member.name) as place:
         try:
-            with refusals(f"Rebuilding {member.name}"):
-                answer = place.agent.rebuild_member(place.instance, confirm=True)
-            if answer.get("confirmed") is not True:
-                raise PermanentJobError(f"{member.name} did not confirm: {answer}")
-            for line in rebuild_stake_lines(answer):
-                run.step(line)
+            what = f"Rebuilding {member.name}"
+            answer = _confirmed(run, place, "rebuild_member", what, rebuild_stake_lines)
             run.step(f"{member.name} restarts with its journal and databases set aside", 10)
             _wait_restarted(run, place, mirror.name, answer.get("started_at"), (10, 20))
             wait_connected(run, place, mirror.name, member.member_type, progress=(20, 50))
