@@ -4,6 +4,8 @@ import secrets
 from django.conf import settings
 from django.db import models
 
+from accounts.roles import ROLES
+
 TOKEN_PREFIX = "mp_"
 
 
@@ -62,3 +64,27 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {self.action}"
+
+
+class MirrorRole(models.Model):
+    """A role a user holds on one mirror only, on top of their portal-wide role.
+
+    A user's role on a mirror is the stronger of the two; a user with no portal-wide role sees
+    only the mirrors they hold a role on (docs/access.md).
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mirror_roles"
+    )
+    mirror = models.ForeignKey("members.Mirror", on_delete=models.CASCADE, related_name="roles")
+    role = models.CharField(max_length=16, choices=[(role, role) for role in ROLES])
+    granted_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["mirror_id", "user_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "mirror"], name="one_role_per_user_and_mirror")
+        ]
+
+    def __str__(self):
+        return f"{self.role} on mirror {self.mirror_id}"

@@ -1,19 +1,50 @@
 from rest_framework import permissions
 
-from accounts.roles import ADMIN, OPERATOR, VIEWER, has_role
+from accounts.roles import (
+    ADMIN,
+    OPERATOR,
+    VIEWER,
+    has_role,
+    has_role_anywhere,
+    has_role_on,
+    scope,
+)
 
 
 class RolePermission(permissions.BasePermission):
     """Reads need viewer, changes need admin; a view may name other roles per action.
 
     A view sets `action_roles = {"check": OPERATOR}` to let operators run an operation, or
-    `required_role` to set one role for everything it does.
+    `required_role` to set one role for everything it does. A view of a mirror's rows sets
+    `mirror_field` (the path from a row to its mirror) and is a `MirrorScoped` view: a role on
+    one mirror lets the caller in, lists show only the mirrors they see, a row of another mirror
+    is not found (404), and acting on a row needs the role on the row's mirror (403). Other views
+    need the role portal-wide, except `any_mirror` ones (the caller's own tokens), which a role on
+    any mirror opens. `portal_wide_actions` of a mirror view (creating a mirror) need the role
+    portal-wide (docs/access.md).
     """
 
     message = "Your role does not allow this."
 
     def has_permission(self, request, view):
-        return has_role(request.user, required_role(request, view))
+        needed = required_role(request, view)
+        if _opened_by_mirror_roles(view):
+            return has_role_anywhere(request.user, needed)
+        return has_role(request.user, needed)
+
+    def has_object_permission(self, request, view, obj):
+        field = getattr(view, "mirror_field", None)
+        if field is None:
+            return True
+        return has_role_on(request.user, mirror_id_of(obj, field), required_role(request, view))
+
+
+def _opened_by_mirror_roles(view) -> bool:
+    if getattr(view, "any_mirror", False):
+        return True
+    if getattr(view, "mirror_field", None) is None:
+        return False
+    return getattr(view, "action", None) not in getattr(view, "portal_wide_actions", ())
 
 
 def required_role(request, view) -> str:
@@ -26,4 +57,31 @@ def required_role(request, view) -> str:
     return VIEWER if request.method in permissions.SAFE_METHODS else ADMIN
 
 
-__all__ = ["RolePermission", "required_role", "VIEWER", "OPERATOR", "ADMIN"]
+def mirror_id_of(row, field: str) -> int | None:
+    """The id of the mirror a row belongs to, following `field` ("member__mirror", "pk")."""
+    *hops, last = field.split("__")
+    for hop in hops:
+        row = getattr(row, hop)
+    return row.pk if last == "pk" else getattr(row, f"{last}_id")
+
+
+class MirrorScoped:
+    """A viewset mixin: its queryset holds only the rows of mirrors the caller sees."""
+
+    mirror_field = "mirror"
+
+    def get_queryset(self):
+        return scope(super().get_queryset(), self.request.user, self.mirror_field)
+
+
+class AnyMirrorRole(permissions.BasePermission):
+    """The API's schema and docs: anyone who sees at least one mirror."""
+
+    message = RolePermission.message
+
+    def has_permission(self, request, view):
+        return has_role_anywhere(request.user, VIEWER)
+
+
+__all__ = ["RolePermission", "MirrorScoped", "AnyMirrorRole", "required_role"]
+__all__ += ["VIEWER", "OPERATOR", "ADMIN"]

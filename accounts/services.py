@@ -15,8 +15,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts import audit
-from accounts.models import ApiToken, hash_token, new_token_secret
-from accounts.roles import ADMIN, ROLES, has_role
+from accounts.models import ApiToken, MirrorRole, hash_token, new_token_secret
+from accounts.roles import ADMIN, NO_ROLE, ROLES, has_role
+from accounts.signals import roles_changed
 from members.rules import about, field_error
 
 User = get_user_model()
@@ -78,10 +79,29 @@ def check_user_change(actor, user, *, role: str | None = None, is_active: bool |
         _keep_an_active_admin(user, "role" if stays_active else "is_active")
 
 
+def _check_role(role: str) -> None:
+    if role not in (*ROLES, NO_ROLE):
+        choices = ", ".join([*ROLES, NO_ROLE])
+        raise field_error("role", f"Role must be one of {choices}.", "invalid_role")
+
+
+def _give_role(user, role: str) -> None:
+    """Make `role` the user's only portal-wide role group (none for NO_ROLE)."""
+    user.groups.remove(*Group.objects.filter(name__in=ROLES))
+    if role != NO_ROLE:
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
+
+
+def _tell_sockets(user) -> None:
+    """Once the change is committed, the user's open monitor sockets look again at what they
+    may see (monitor/consumers.py)."""
+    transaction.on_commit(lambda: roles_changed.send(sender=User, user_id=user.pk))
+
+
 @transaction.atomic
 def create_user(actor, *, username: str, password: str | None, role: str, email: str = ""):
-    if role not in ROLES:
-        raise field_error("role", f"Role must be one of {', '.join(ROLES)}.", "invalid_role")
+    """`role` is the portal-wide one; NO_ROLE for someone who will see single mirrors only."""
+    _check_role(role)
     if User.objects.filter(username__iexact=username).exists():
         raise field_error("username", "A user with that name already exists.", "unique")
     user = User(username=username, email=email)
@@ -93,7 +113,7 @@ def create_user(actor, *, username: str, password: str | None, role: str, email:
         user.set_unusable_password()
     user.full_clean(exclude=["password"])
     user.save()
-    user.groups.set([Group.objects.get_or_create(name=role)[0]])
+    _give_role(user, role)
     audit.record(actor, "user.create", user, after=_user_snapshot(user))
     return user
 
@@ -102,13 +122,12 @@ def create_user(actor, *, username: str, password: str | None, role: str, email:
 def update_user(
     actor, user, *, role: str | None = None, is_active: bool | None = None, email: str | None = None
 ):
-    if role is not None and role not in ROLES:
-        raise field_error("role", f"Role must be one of {', '.join(ROLES)}.", "invalid_role")
+    if role is not None:
+        _check_role(role)
     check_user_change(actor, user, role=role, is_active=is_active)
     before = _user_snapshot(user)
     if role is not None:
-        user.groups.remove(*Group.objects.filter(name__in=ROLES))
-        user.groups.add(Group.objects.get_or_create(name=role)[0])
+        _give_role(user, role)
     if is_active is not None:
         user.is_active = is_active
     if email is not None:
@@ -116,6 +135,7 @@ def update_user(
     user.full_clean(exclude=["password"])
     user.save()
     audit.record(actor, "user.update", user, before=before, after=_user_snapshot(user))
+    _tell_sockets(user)
     return user
 
 
@@ -184,3 +204,36 @@ def revoke_token(actor, token: ApiToken) -> ApiToken:
         token.save(update_fields=["revoked_at"])
         audit.record(actor, "token.revoke", token, before=before, after=audit.snapshot(token))
     return token
+
+
+def _mirror_role_snapshot(user, mirror, role: str | None) -> dict:
+    return {"user": user.pk, "username": user.get_username(), "mirror": mirror.pk, "role": role}
+
+
+@transaction.atomic
+def set_mirror_role(actor, user, mirror, role: str) -> MirrorRole | None:
+    """Give `user` `role` on `mirror` alone (NO_ROLE: take away the role they held there).
+
+    Who may do it is the caller's check: an admin portal-wide or of that mirror. A role on a
+    mirror adds to the portal-wide one and never lowers it (docs/access.md)."""
+    _check_role(role)
+    held = MirrorRole.objects.select_for_update().filter(user=user, mirror=mirror).first()
+    before = _mirror_role_snapshot(user, mirror, held.role) if held else None
+    if role == NO_ROLE:
+        if held is None:
+            return None
+        held.delete()
+        audit.record(actor, "mirror_role.remove", user, before=before)
+        _tell_sockets(user)
+        return None
+    if held is not None and held.role == role:
+        return held
+    held = held or MirrorRole(user=user, mirror=mirror)
+    held.role = role
+    held.save()
+    action = "mirror_role.change" if before else "mirror_role.add"
+    audit.record(
+        actor, action, user, before=before, after=_mirror_role_snapshot(user, mirror, role)
+    )
+    _tell_sockets(user)
+    return held

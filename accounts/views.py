@@ -16,7 +16,7 @@ from django.utils.http import urlsafe_base64_encode
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import services
-from accounts.decorators import admin_required, viewer_required
+from accounts.decorators import admin_required, any_mirror_required, viewer_required
 from accounts.forms import AuditFilter, ChoosePasswordForm, TokenForm, UserCreateForm, UserRoleForm
 from accounts.models import ApiToken, AuditEvent
 from accounts.services import create_token, revoke_token
@@ -27,7 +27,7 @@ PAGE_SIZE = 50
 _ABSENT = object()
 
 
-@viewer_required
+@any_mirror_required
 @require_http_methods(["GET", "POST"])
 def token_list(request):
     form = TokenForm(request.POST if request.method == "POST" else None)
@@ -47,7 +47,7 @@ def token_list(request):
     return render(request, "accounts/token_list.html", {"form": form, "page": page})
 
 
-@viewer_required
+@any_mirror_required
 @require_POST
 def token_revoke(request, pk):
     token = get_object_or_404(ApiToken, pk=pk, user=request.user)

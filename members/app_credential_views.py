@@ -9,9 +9,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from accounts.decorators import operator_required, viewer_required
-from accounts.roles import OPERATOR, has_role
+from accounts.decorators import may
+from accounts.roles import OPERATOR
 from members import actions, forms
+from members.access import mirror_operator_required, mirror_viewer_required
 from members.operations import app_credentials
 from members.pages import RECENT_JOBS, member_or_404, posted
 from tasks.models import Job
@@ -22,7 +23,7 @@ def _credentials_page(request, member, form=None, status=200):
         "mirror": member.mirror,
         "member": member,
         "recorded": app_credentials.recorded(member),
-        "can_operate": has_role(request.user, OPERATOR),
+        "can_operate": may(request, member.mirror_id, OPERATOR),
         "form": form or forms.AppCredentialForm(),
         "jobs": Job.objects.filter(member=member, kind__in=app_credentials.KINDS)
         .select_related("requested_by")
@@ -35,14 +36,14 @@ def _credential_job(job) -> str:
     return reverse("app-credential-job", args=[job.member.mirror.name, job.member_id, job.pk])
 
 
-@viewer_required
+@mirror_viewer_required
 def app_credential_list(request, name, pk):
     """The credentials of the member's instance as it last answered; operators make, read and
     revoke them from here."""
     return _credentials_page(request, member_or_404(name, pk))
 
 
-@operator_required
+@mirror_operator_required
 @require_POST
 def create_app_credential(request, name, pk):
     member = member_or_404(name, pk)
@@ -58,7 +59,7 @@ def create_app_credential(request, name, pk):
     return _credentials_page(request, member, form, status=400)
 
 
-@operator_required
+@mirror_operator_required
 @require_POST
 def read_app_credentials(request, name, pk):
     job = actions.list_app_credentials(request.user, member_or_404(name, pk))
@@ -66,7 +67,7 @@ def read_app_credentials(request, name, pk):
     return redirect(_credential_job(job))
 
 
-@operator_required
+@mirror_operator_required
 def revoke_app_credential(request, name, pk):
     """Dangerous: the application is refused from then on; the mirror's name typed first."""
     member = member_or_404(name, pk)
@@ -101,7 +102,7 @@ def _app_job(name, pk, job_pk) -> Job:
     )
 
 
-@viewer_required
+@mirror_viewer_required
 def app_credential_job(request, name, pk, job):
     """One credential job as it goes; once a creation succeeds, the operator who asked for it
     may have its secret shown, once."""
@@ -117,7 +118,7 @@ def app_credential_job(request, name, pk, job):
     return render(request, "members/app_credential_job.html", context)
 
 
-@operator_required
+@mirror_operator_required
 @require_POST
 def reveal_app_credential(request, name, pk, job):
     job = _app_job(name, pk, job)

@@ -11,13 +11,13 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
-from accounts.decorators import operator_required
 from members import actions, forms
+from members.access import mirror_operator_required
 from members.models import Mirror
 from members.pages import form_page, member_or_404, posted, start_job_page
 
 
-@operator_required
+@mirror_operator_required
 def create_database(request, name):
     mirror = get_object_or_404(Mirror, name=name.upper())
     form = forms.DatabaseForm(mirror, data=posted(request))
@@ -52,7 +52,7 @@ def _monitor(member, request=None) -> str:
     return f"{url}?{urlencode({'member': member.name})}#monitor-heading"
 
 
-@operator_required
+@mirror_operator_required
 @require_POST
 def act_on_copies(request, name, pk):
     """The databases table's action on the selected copies of one member."""
@@ -84,7 +84,7 @@ def act_on_copies(request, name, pk):
     return _show_jobs(request, jobs, f"{label} {names} on {member.name}", _monitor(member, request))
 
 
-@operator_required
+@mirror_operator_required
 def remove_copies(request, name, pk):
     member = member_or_404(name, pk)
     chosen = [v for v in (request.POST or request.GET).getlist("copies") if v.isdigit()]

@@ -20,9 +20,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from accounts.decorators import admin_required
 from engine import rules as catalog
 from members import failover_actions, forms
+from members.access import mirror_admin_required
 from members.models import Member
 from members.pages import back_to, confirm_member_page, member_or_404, posted, start_job_page
 from tasks.models import Job
@@ -49,7 +49,7 @@ def _second_step(request, member: Member, kind: str, template: str, start, what:
     return _previewed_page(request, member, preview, template, start, what)
 
 
-@admin_required
+@mirror_admin_required
 @require_POST
 def preview_force_primary(request, name, pk):
     """Step one: the member is asked what forcing it would put at risk."""
@@ -93,7 +93,7 @@ def _previewed_page(request, member: Member, preview: Job, template: str, start,
     return render(request, f"members/{template}", context)
 
 
-@admin_required
+@mirror_admin_required
 def force_primary(request, name, pk):
     """Step two: what the member answered is at stake (whether it was the Active backup, where
     its journal ends, the last primary it knew); the form shows once it has answered, and the
@@ -109,7 +109,7 @@ def force_primary(request, name, pk):
     )
 
 
-@admin_required
+@mirror_admin_required
 @require_POST
 def preview_rebuild_member(request, name, pk):
     """Step one of a rebuild (guide §5.7): the member is asked what it would set aside."""
@@ -117,7 +117,7 @@ def preview_rebuild_member(request, name, pk):
     return _ask_first(request, member, failover_actions.preview_rebuild_member, "member-rebuild")
 
 
-@admin_required
+@mirror_admin_required
 def rebuild_member(request, name, pk):
     """Step two: what the member answered is at stake; the mirror's name typed rebuilds it."""
     member = member_or_404(name, pk)
@@ -136,7 +136,7 @@ def _primary_name(member: Member) -> str | None:
     return primary.name if primary else None
 
 
-@admin_required
+@mirror_admin_required
 def promote_member(request, name, pk):
     """The DR async becomes the backup, and the backup there was becomes DR."""
     member = member_or_404(name, pk)
@@ -154,7 +154,7 @@ def promote_member(request, name, pk):
     )
 
 
-@admin_required
+@mirror_admin_required
 def demote_member(request, name, pk):
     """The backup becomes a DR async."""
     member = member_or_404(name, pk)
@@ -169,7 +169,7 @@ def demote_member(request, name, pk):
 
 
 # --- Disaster recovery: no primary runs (guide §5.5, §6.3) ----------------------------------
-@admin_required
+@mirror_admin_required
 def preview_promote_to_primary(request, name, pk):
     """Step one: the partner chosen (a failover member, or none), the DR async is asked what
     its promotion would put at risk; the next page shows its answer as soon as it comes."""
@@ -189,7 +189,7 @@ def preview_promote_to_primary(request, name, pk):
     return render(request, "members/promote_to_primary_partner.html", context)
 
 
-@admin_required
+@mirror_admin_required
 def promote_to_primary(request, name, pk):
     """Step two: what the DR async answered is at stake (where its journal ends, the last
     primary it knew, its warning, the partner or none); the mirror's name typed promotes it
@@ -212,7 +212,7 @@ def promote_to_primary(request, name, pk):
     )
 
 
-@admin_required
+@mirror_admin_required
 @require_POST
 def clear_validated_member(request, name, pk):
     """ValidatedMember cleared on the member's stopped instance."""

@@ -9,8 +9,8 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
-from accounts.decorators import admin_required, operator_required
 from members import actions, failover_buttons, forms
+from members.access import mirror_admin_required, mirror_operator_required
 from members.models import Mirror, PendingDNUpdate
 from members.pages import (
     back_to,
@@ -22,7 +22,7 @@ from members.pages import (
 )
 
 
-@admin_required
+@mirror_admin_required
 def join_mirror(request, name):
     mirror = get_object_or_404(Mirror, name=name.upper())
     form = forms.JoinForm(mirror, data=posted(request))
@@ -36,7 +36,7 @@ def join_mirror(request, name):
     )
 
 
-@admin_required
+@mirror_admin_required
 @require_POST
 def authorize_member(request, name, pk):
     member = member_or_404(name, pk)
@@ -48,7 +48,7 @@ def authorize_member(request, name, pk):
     return started or redirect("mirror-detail", name=member.mirror.name)
 
 
-@admin_required
+@mirror_admin_required
 @require_POST
 def decide_dn_update(request, name, pk, authorize: bool):
     update = get_object_or_404(
@@ -65,7 +65,7 @@ def decide_dn_update(request, name, pk, authorize: bool):
     return started or redirect("mirror-detail", name=update.member.mirror.name)
 
 
-@admin_required
+@mirror_admin_required
 def member_addresses(request, name, pk):
     member = member_or_404(name, pk)
     form = forms.MemberAddressForm(member, data=posted(request))
@@ -79,7 +79,7 @@ def member_addresses(request, name, pk):
     )
 
 
-@operator_required
+@mirror_operator_required
 @require_POST
 def switch_member(request, name, pk, operation):
     kind = operation.replace("-", "_")
@@ -97,7 +97,7 @@ def switch_member(request, name, pk, operation):
 
 
 # --- Dangerous operations: a page that says what is at risk, and the mirror's name typed -------
-@admin_required
+@mirror_admin_required
 def reject_member(request, name, pk):
     member = member_or_404(name, pk)
     return confirm_member_page(
@@ -110,7 +110,7 @@ def reject_member(request, name, pk):
     )
 
 
-@admin_required
+@mirror_admin_required
 def remove_member(request, name, pk):
     member = member_or_404(name, pk)
     return confirm_member_page(

@@ -13,10 +13,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from accounts.decorators import admin_required, operator_required, viewer_required
-from accounts.roles import ADMIN, OPERATOR, has_role
+from accounts.decorators import any_mirror_required, may
+from accounts.roles import ADMIN, OPERATOR, has_role, scope
 from engine import rules as catalog
 from members import actions, failover_actions, failover_buttons, forms, rules
+from members.access import mirror_admin_required, mirror_operator_required, mirror_viewer_required
 from members.health import mirror_health
 from members.models import DatabaseCopy, Draft, Member, Mirror, MirroredDatabase, PendingDNUpdate
 from members.pages import PAGE_SIZE, RECENT_JOBS, form_page, posted
@@ -28,26 +29,30 @@ def _count_members(**conditions):
     return Count("members", filter=Q(**{f"members__{k}": v for k, v in conditions.items()}))
 
 
-@viewer_required
+@any_mirror_required
 def mirror_list(request):
-    mirrors = Mirror.objects.annotate(
-        failover_count=_count_members(member_type=rules.FAILOVER),
-        dr_count=_count_members(member_type=rules.DR),
-        ro_count=_count_members(member_type=rules.RO_REPORTING),
-        rw_count=_count_members(member_type=rules.RW_REPORTING),
-        pending_count=_count_members(authorization=Member.PENDING),
-        # A subquery, not a second join: members x databases rows would multiply per mirror.
-        database_count=Coalesce(
-            Subquery(
-                MirroredDatabase.objects.filter(mirror=OuterRef("pk"))
-                .order_by()
-                .values("mirror")
-                .annotate(n=Count("pk"))
-                .values("n")
+    mirrors = (
+        scope(Mirror.objects, request.user, "pk")
+        .annotate(
+            failover_count=_count_members(member_type=rules.FAILOVER),
+            dr_count=_count_members(member_type=rules.DR),
+            ro_count=_count_members(member_type=rules.RO_REPORTING),
+            rw_count=_count_members(member_type=rules.RW_REPORTING),
+            pending_count=_count_members(authorization=Member.PENDING),
+            # A subquery, not a second join: members x databases rows would multiply per mirror.
+            database_count=Coalesce(
+                Subquery(
+                    MirroredDatabase.objects.filter(mirror=OuterRef("pk"))
+                    .order_by()
+                    .values("mirror")
+                    .annotate(n=Count("pk"))
+                    .values("n")
+                ),
+                0,
             ),
-            0,
-        ),
-    ).order_by("name")
+        )
+        .order_by("name")
+    )
     # The fleet overview (docs/monitor-pages.md): every mirror's live row, worst first, kept
     # current by static/js/fleet.js. Imported here: the monitor's pages own the fleet rows.
     from monitor.views import fleet_rows, with_fleet_data
@@ -67,14 +72,14 @@ def mirror_list(request):
     return render(request, "members/mirror_list.html", context)
 
 
-@viewer_required
+@mirror_viewer_required
 def mirror_detail(request, name):
     mirror = get_object_or_404(Mirror, name=name.upper())
     members = list(mirror.members.select_related("host"))
     databases = list(mirror.databases.all())
     copies = list(DatabaseCopy.objects.filter(database__mirror=mirror).select_related("database"))
     statuses = {(copy.database_id, copy.member_id): copy.status for copy in copies}
-    can_operate = has_role(request.user, OPERATOR)
+    can_operate = may(request, mirror.pk, OPERATOR)
     for member in members:
         member.switches = _switches(mirror, member, copies) if can_operate else []
         member.switches += failover_buttons.failover_switches(mirror, member) if can_operate else []
@@ -88,7 +93,7 @@ def mirror_detail(request, name):
     context = {
         "mirror": mirror,
         "can_operate": can_operate,
-        "can_admin": has_role(request.user, ADMIN),
+        "can_admin": may(request, mirror.pk, ADMIN),
         "drifts": mirror.drifts.all(),
         "jobs": mirror.jobs.select_related("requested_by").defer("log", "result")[:RECENT_JOBS],
         "members": members,
@@ -126,7 +131,7 @@ def _switches(mirror, member, copies) -> list[tuple[str, str]]:
     ]
 
 
-@operator_required
+@mirror_operator_required
 @require_POST
 def refresh_mirror(request, name):
     mirror = get_object_or_404(Mirror, name=name.upper())
@@ -136,7 +141,7 @@ def refresh_mirror(request, name):
 
 
 # --- The mirror's settings ---------------------------------------------------------------------
-@admin_required
+@mirror_admin_required
 def edit_settings(request, name):
     mirror = get_object_or_404(Mirror, name=name.upper())
     form = forms.MirrorSettingsForm(mirror, data=posted(request))
@@ -151,7 +156,7 @@ def edit_settings(request, name):
 
 
 # --- Dangerous operations: a page that says what is at risk, and the mirror's name typed -------
-@admin_required
+@mirror_admin_required
 def turn_tls_off(request, name):
     mirror = get_object_or_404(Mirror, name=name.upper())
     if not mirror.requires_tls:
@@ -170,7 +175,7 @@ def turn_tls_off(request, name):
     )
 
 
-@admin_required
+@mirror_admin_required
 def remove_mirror(request, name):
     mirror = get_object_or_404(Mirror, name=name.upper())
     form = forms.RemoveMirrorForm(mirror, data=posted(request))
@@ -184,7 +189,7 @@ def remove_mirror(request, name):
     )
 
 
-@admin_required
+@mirror_admin_required
 def forget_mirror(request, name):
     mirror = get_object_or_404(Mirror, name=name.upper())
     form = forms.ConfirmForm(mirror, data=posted(request))

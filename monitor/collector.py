@@ -489,7 +489,11 @@ class Collector:
         for mirror in Mirror.objects.filter(pk__in=mirror_ids):
             group = publish.mirror_group(mirror.pk)
             publish.send([group], {"type": "status", "status": mirror_status(mirror)})
-            publish.send([publish.FLEET_GROUP], {"type": "fleet_row", "row": fleet_row(mirror)})
+            publish.send(
+                [publish.FLEET_GROUP],
+                {"type": "fleet_row", "row": fleet_row(mirror)},
+                mirror_id=mirror.pk,
+            )
         for event in events:
             if event.mirror_id:
                 payload = {"type": "event", "event": EventSerializer(event).data}

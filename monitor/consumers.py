@@ -3,7 +3,12 @@ mirror's, gets a fresh snapshot, then every change the collector publishes (moni
 
 Thin: they check who connects, build the snapshot with the REST API's serializers, and pass the
 collector's messages on untouched. A browser may only ask for a fresh snapshot ({"type":
-"resync"}); anything else, or anything large, closes the socket with the reason logged."""
+"resync"}); anything else, or anything large, closes the socket with the reason logged.
+
+Who sees what follows the pages (docs/access.md): a mirror's socket needs a role on that mirror
+(4404 otherwise, as if it did not exist); the fleet's passes on only the rows of mirrors the
+viewer sees. Each socket also joins its user's group: when the user's roles change, it checks
+again (monitor.publish.user_group)."""
 
 from __future__ import annotations
 
@@ -12,8 +17,10 @@ import logging
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
 
-from accounts.roles import VIEWER, has_role
+from accounts.roles import VIEWER, has_role_anywhere, has_role_on, mirrors_allowed
 from members.models import Mirror
 from monitor import publish
 from monitor.api.serializers import fleet, mirror_status
@@ -31,12 +38,14 @@ class MonitorConsumer(AsyncWebsocketConsumer):
         publish.note_server_loop()
         user = self.scope.get("user")
         self.accepted = False
-        if not await database_sync_to_async(has_role)(user, VIEWER):
-            return await self.refuse(CLOSE_FORBIDDEN, "not signed in with a portal role")
+        if not await database_sync_to_async(has_role_anywhere)(user, VIEWER):
+            return await self.refuse(CLOSE_FORBIDDEN, "not signed in with a role")
         if not await self.find_target():
             return await self.refuse(CLOSE_NOT_FOUND, "no such mirror")
         # join before building the snapshot, so no change falls between the two
         await self.channel_layer.group_add(self.group, self.channel_name)
+        self.own_group = publish.user_group(user.pk)
+        await self.channel_layer.group_add(self.own_group, self.channel_name)
         await self.accept()
         self.accepted = True
         await self.send_snapshot()
@@ -51,8 +60,9 @@ class MonitorConsumer(AsyncWebsocketConsumer):
         await self.close(code=code)
 
     async def disconnect(self, code):
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        for group in (self.group, getattr(self, "own_group", "")):
+            if group:
+                await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
         try:
@@ -69,7 +79,14 @@ class MonitorConsumer(AsyncWebsocketConsumer):
     async def monitor_message(self, event):
         await self.send(text_data=event["text"])
 
+    async def monitor_roles_changed(self, event):
+        """The user's roles changed: look again at what they may see."""
+        if not await self.find_target():
+            return await self.refuse(CLOSE_NOT_FOUND, "the viewer's role on the mirror was taken")
+        await self.send_snapshot()
+
     async def find_target(self) -> bool:
+        """Whether the user may watch what the socket's URL names; sets `group`."""
         raise NotImplementedError
 
     async def send_snapshot(self) -> None:
@@ -79,12 +96,20 @@ class MonitorConsumer(AsyncWebsocketConsumer):
 class FleetConsumer(MonitorConsumer):
     """/ws/fleet/: every mirror's row of the fleet overview."""
 
+    allowed: frozenset[int] | None = None  # the mirrors the viewer sees; None: every one
+
     async def find_target(self) -> bool:
         self.group = publish.FLEET_GROUP
+        user = await _fresh(self.scope["user"])
+        self.allowed = await database_sync_to_async(mirrors_allowed)(user, VIEWER)
         return True
 
+    async def monitor_message(self, event):
+        if self.allowed is None or event.get("mirror_id") in self.allowed:
+            await self.send(text_data=event["text"])
+
     async def send_snapshot(self) -> None:
-        rows = await database_sync_to_async(fleet)()
+        rows = await database_sync_to_async(fleet)(self.allowed)
         await self.send(text_data=publish.dumps({"type": "fleet", "rows": rows}))
 
 
@@ -94,7 +119,10 @@ class MirrorConsumer(MonitorConsumer):
     async def find_target(self) -> bool:
         name = self.scope["url_route"]["kwargs"]["name"].upper()
         self.mirror = await Mirror.objects.filter(name=name).afirst()
-        if self.mirror is None:
+        user = await _fresh(self.scope["user"])
+        if self.mirror is None or not await database_sync_to_async(has_role_on)(
+            user, self.mirror.pk, VIEWER
+        ):
             return False
         self.group = publish.mirror_group(self.mirror.pk)
         return True
@@ -110,3 +138,10 @@ class MirrorConsumer(MonitorConsumer):
 def _status_of(mirror_id: int) -> dict | None:
     mirror = Mirror.objects.filter(pk=mirror_id).first()
     return mirror_status(mirror) if mirror else None
+
+
+async def _fresh(user):
+    """The user read again, with no roles kept from before (accounts.roles keeps them on the
+    user object, which a socket holds for as long as it is open); AnonymousUser once deleted."""
+    found = await get_user_model().objects.filter(pk=user.pk).afirst()
+    return found if found is not None else AnonymousUser()

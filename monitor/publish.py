@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 FLEET_GROUP = "monitor.fleet"
 MESSAGE_TYPE = "monitor.message"  # -> MonitorConsumer.monitor_message
+ROLES_CHANGED_TYPE = "monitor.roles_changed"  # -> MonitorConsumer.monitor_roles_changed
 _server_loop: asyncio.AbstractEventLoop | None = None
 _own_loop: asyncio.AbstractEventLoop | None = None
 _own_lock = threading.Lock()
@@ -30,6 +31,11 @@ SEND_TIMEOUT_S = 5.0
 
 def mirror_group(mirror_id: int) -> str:
     return f"monitor.mirror.{mirror_id}"
+
+
+def user_group(user_id: int) -> str:
+    """Every socket of one user: told when their roles change (monitor/consumers.py)."""
+    return f"monitor.user.{user_id}"
 
 
 def dumps(message: dict) -> str:
@@ -63,13 +69,24 @@ def can_deliver() -> bool:
     return layer is not None and _loop_for(layer) is not None
 
 
-def send(groups: list[str], message: dict) -> None:
-    """Send `message` to every viewer of `groups` (from any thread but an event loop's)."""
+def send(groups: list[str], message: dict, *, mirror_id: int | None = None) -> None:
+    """Send `message` to every viewer of `groups` (from any thread but an event loop's).
+    `mirror_id` names the mirror it is about, so a fleet socket passes it on only to viewers
+    who see that mirror."""
+    _group_send(groups, {"type": MESSAGE_TYPE, "text": dumps(message), "mirror_id": mirror_id})
+
+
+def tell_user(sender=None, *, user_id: int, **_) -> None:
+    """The user's roles changed: each of their sockets looks again at what it may show
+    (MonitorConsumer.monitor_roles_changed). Connected to accounts.signals.roles_changed."""
+    _group_send([user_group(user_id)], {"type": ROLES_CHANGED_TYPE})
+
+
+def _group_send(groups: list[str], envelope: dict) -> None:
     layer = get_channel_layer()
     loop = _loop_for(layer)
     if layer is None or loop is None:
         return
-    envelope = {"type": MESSAGE_TYPE, "text": dumps(message)}
 
     async def fan_out():
         for group in groups:

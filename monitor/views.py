@@ -14,10 +14,11 @@ from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
-from accounts.decorators import role_required
-from accounts.roles import ADMIN, OPERATOR, VIEWER, has_role
+from accounts.decorators import any_mirror_required, may
+from accounts.roles import ADMIN, OPERATOR, has_role_on, scope
 from engine import rules as catalog
 from members import failover_buttons
+from members.access import mirror_viewer_required
 from members.api.filters import DateTimeFilter
 from members.forms import COPY_ACTIONS
 from members.health import mirror_health
@@ -144,7 +145,7 @@ def operations(mirror, user) -> list[Member]:
     """The mirror's members with the failover buttons an operator may press on each (a graceful
     stop, no failover; forcing a primary, promoting and demoting, promoting a DR async to
     primary and clearing ValidatedMember for admins), chosen from what they last reported."""
-    if not has_role(user, OPERATOR):
+    if not has_role_on(user, mirror.pk, OPERATOR):
         return []
     from members.failover_actions import can_demote, can_promote
 
@@ -162,7 +163,7 @@ def operations(mirror, user) -> list[Member]:
 def copy_forms(mirror, user) -> dict:
     """For an operator, each member's form acting on its selected databases (guide §5.1.1.3):
     where it posts and the copy behind each database name (members.database_views)."""
-    if not has_role(user, OPERATOR):
+    if not has_role_on(user, mirror.pk, OPERATOR):
         return {}
     by_member = {
         m.name: {"action": reverse("member-copies", args=[mirror.name, m.pk]), "copies": {}}
@@ -174,7 +175,7 @@ def copy_forms(mirror, user) -> dict:
     return by_member
 
 
-@role_required(VIEWER)
+@mirror_viewer_required
 def mirror_monitor(request, name):
     mirror = get_object_or_404(Mirror, name=name.upper())
     status = mirror_status(mirror)
@@ -190,8 +191,8 @@ def mirror_monitor(request, name):
         "view": view,
         "copy_actions": COPY_ACTIONS,
         "operations": operations(mirror, request.user),
-        "can_admin": has_role(request.user, ADMIN),
-        "can_operate": has_role(request.user, OPERATOR),
+        "can_admin": may(request, mirror.pk, ADMIN),
+        "can_operate": may(request, mirror.pk, OPERATOR),
         "events": Event.objects.filter(mirror=mirror)[:RECENT_EVENTS],
         # what monitor.js needs that the status does not say
         "page_config": {
@@ -202,7 +203,7 @@ def mirror_monitor(request, name):
             "copyForms": copy_form,
             "copyActions": COPY_ACTIONS,
             "timeline": reverse("timeline"),
-            "canOperate": has_role(request.user, OPERATOR),
+            "canOperate": may(request, mirror.pk, OPERATOR),
             "typeLabels": catalog.MEMBER_TYPE_LABELS,
         },
     }
@@ -299,9 +300,9 @@ class EventFilter(FilterSet):
             self.form.add_error("until", "The end of the range comes before its start.")
 
 
-@role_required(VIEWER)
+@any_mirror_required
 def timeline(request):
-    filters = EventFilter(request.GET or None, queryset=Event.objects.all())
+    filters = EventFilter(request.GET or None, queryset=scope(Event.objects, request.user))
     valid = not filters.is_bound or filters.is_valid()
     if valid and filters.is_bound:
         filters.clean_range()

@@ -197,7 +197,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "SERVE_PERMISSIONS": ["accounts.permissions.RolePermission"],
+    "SERVE_PERMISSIONS": ["accounts.permissions.AnyMirrorRole"],
     "SERVE_AUTHENTICATION": None,
     "COMPONENT_SPLIT_REQUEST": True,
     # failover_* and async_* compression fields share one choice set each.

@@ -67,6 +67,7 @@ class TokenViewSet(
 
     serializer_class = TokenSerializer
     required_role = VIEWER
+    any_mirror = True  # a role on one mirror is enough to script it
     ordering_fields = ["created_at", "name"]
 
     def get_queryset(self):

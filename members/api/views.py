@@ -13,10 +13,12 @@ from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
-from accounts.roles import ADMIN, OPERATOR
+from accounts.permissions import MirrorScoped
+from accounts.roles import ADMIN, OPERATOR, VIEWER, has_role_on, scope
 from members import actions, services
 from members.api import filters
 from members.api import serializers as s
@@ -87,8 +89,12 @@ class InstanceViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 # --- Mirrors ----------------------------------------------------------------------------------
-class MirrorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class MirrorViewSet(
+    MirrorScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
     queryset = Mirror.objects.all()
+    mirror_field = "pk"
+    portal_wide_actions = {"create"}  # a new mirror is no mirror's business yet
     serializer_class = s.MirrorSerializer
     filterset_class = filters.MirrorFilter
     ordering_fields = ["name", "created_at", "updated_at"]
@@ -157,7 +163,7 @@ class MirrorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class DriftViewSet(viewsets.ReadOnlyModelViewSet):
+class DriftViewSet(MirrorScoped, viewsets.ReadOnlyModelViewSet):
     """Settings whose value on the primary differs from the portal's."""
 
     queryset = Drift.objects.select_related("mirror")
@@ -167,7 +173,7 @@ class DriftViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 # --- Members ----------------------------------------------------------------------------------
-class MemberViewSet(FailoverActions, viewsets.ReadOnlyModelViewSet):
+class MemberViewSet(MirrorScoped, FailoverActions, viewsets.ReadOnlyModelViewSet):
     """A member's row as it last answered, and the operations on it (the failover ones are
     members/api/failover.py's)."""
 
@@ -308,7 +314,7 @@ class MemberViewSet(FailoverActions, viewsets.ReadOnlyModelViewSet):
         )
 
 
-class PendingMemberViewSet(viewsets.ReadOnlyModelViewSet):
+class PendingMemberViewSet(MirrorScoped, viewsets.ReadOnlyModelViewSet):
     """Members that joined a TLS mirror and wait for an admin to authorize or reject them."""
 
     queryset = Member.objects.filter(authorization=Member.PENDING).select_related("mirror", "host")
@@ -319,9 +325,8 @@ class PendingMemberViewSet(viewsets.ReadOnlyModelViewSet):
     def _decision_target(self) -> Member:
         # Any member, not only pending ones: a decision made already is a 409 from the action,
         # not a 404 (the member exists). A rejected member is removed, so it is a 404.
-        member = get_object_or_404(
-            Member.objects.select_related("mirror", "host"), pk=self.kwargs["pk"]
-        )
+        members = scope(Member.objects.select_related("mirror", "host"), self.request.user)
+        member = get_object_or_404(members, pk=self.kwargs["pk"])
         self.check_object_permissions(self.request, member)
         return member
 
@@ -337,8 +342,10 @@ class PendingMemberViewSet(viewsets.ReadOnlyModelViewSet):
         return accepted(actions.reject_member(request.user, self._decision_target(), **confirm))
 
 
-class DNUpdateViewSet(viewsets.ReadOnlyModelViewSet):
+class DNUpdateViewSet(MirrorScoped, viewsets.ReadOnlyModelViewSet):
     """Changed X.509 DNs the members presented (read from the primary); an admin decides each."""
+
+    mirror_field = "member__mirror"
 
     queryset = PendingDNUpdate.objects.select_related("member")
     serializer_class = s.DNUpdateSerializer
@@ -356,6 +363,7 @@ class DNUpdateViewSet(viewsets.ReadOnlyModelViewSet):
 
 # --- Databases --------------------------------------------------------------------------------
 class MirroredDatabaseViewSet(
+    MirrorScoped,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.UpdateModelMixin,
@@ -381,6 +389,12 @@ class MirroredDatabaseViewSet(
         other member gets its copy (from the journal, or downloaded)."""
         fields = body(request, s.CreateDatabaseSerializer)
         mirror = fields.pop("mirror")
+        if not has_role_on(request.user, mirror.pk, VIEWER):  # as if it did not exist
+            raise ValidationError(
+                {"mirror": [f'Invalid pk "{mirror.pk}" - object does not exist.']}
+            )
+        if not has_role_on(request.user, mirror.pk, OPERATOR):
+            raise PermissionDenied()
         return accepted(actions.create_database(request.user, mirror, **fields))
 
     def perform_update(self, serializer):
@@ -389,8 +403,10 @@ class MirroredDatabaseViewSet(
         )
 
 
-class DatabaseCopyViewSet(viewsets.ReadOnlyModelViewSet):
+class DatabaseCopyViewSet(MirrorScoped, viewsets.ReadOnlyModelViewSet):
     """Each member's copy of a mirrored database, its status, and the operations on it."""
+
+    mirror_field = "member__mirror"
 
     queryset = DatabaseCopy.objects.select_related("database", "member")
     serializer_class = s.DatabaseCopySerializer

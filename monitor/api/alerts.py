@@ -10,6 +10,7 @@ from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from accounts.permissions import MirrorScoped
 from accounts.roles import OPERATOR
 from monitor.alerts import acknowledge_alert
 from monitor.api.serializers import AlertSerializer
@@ -35,7 +36,7 @@ class AlertFilter(FilterSet):
         return queryset.filter(mirror__name=value.upper())
 
 
-class AlertViewSet(viewsets.ReadOnlyModelViewSet):
+class AlertViewSet(MirrorScoped, viewsets.ReadOnlyModelViewSet):
     """What the monitor's rules found: open alerts and resolved ones, newest first."""
 
     queryset = Alert.objects.select_related("mirror", "acknowledged_by")

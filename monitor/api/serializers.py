@@ -254,7 +254,9 @@ def fleet_row(mirror: Mirror) -> dict:
     }
 
 
-def fleet() -> list[dict]:
-    rows = [fleet_row(m) for m in Mirror.objects.all()]
+def fleet(allowed: frozenset[int] | None = None) -> list[dict]:
+    """Every mirror's row, or those of the `allowed` mirror ids only."""
+    mirrors = Mirror.objects.all() if allowed is None else Mirror.objects.filter(pk__in=allowed)
+    rows = [fleet_row(m) for m in mirrors]
     rows.sort(key=lambda r: (r["rank"], -r["open_alerts"], r["mirror"]))
     return rows

@@ -21,6 +21,8 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.permissions import MirrorScoped
+from accounts.roles import scope
 from engine import rules as catalog
 from members.models import Member, Mirror
 from monitor.api.filters import EventFilter, SamplesQuery
@@ -41,14 +43,16 @@ MIRROR_PARAMETER = OpenApiParameter(
 )
 
 
-def get_mirror(key: str) -> Mirror:
-    """The mirror named `key` (names are stored uppercase) or, failing that, of id `key`."""
+def get_mirror(key: str, user) -> Mirror:
+    """The mirror named `key` (names are stored uppercase) or, failing that, of id `key`, among
+    those the user sees (any other is not found, docs/access.md)."""
     key = str(key)
     mirror = None
+    mirrors = scope(Mirror.objects, user, "pk")
     if len(key) <= catalog.MAX_MIRROR_NAME:
-        mirror = Mirror.objects.filter(name=key.upper()).first()
+        mirror = mirrors.filter(name=key.upper()).first()
     if mirror is None and key.isascii() and key.isdigit() and len(key) <= _MAX_ID_DIGITS:
-        mirror = Mirror.objects.filter(pk=int(key)).first()
+        mirror = mirrors.filter(pk=int(key)).first()
     if mirror is None:
         raise NotFound(f"No mirror named {key[:40]!r}.")
     return mirror
@@ -156,6 +160,8 @@ SERIES = ("transfer_lag_s", "dejournal_lag_s", "journal_kb_s", "network_kb_s")
 
 # --- Views --------------------------------------------------------------------------------------
 class MirrorStatusView(APIView):
+    any_mirror = True
+
     @extend_schema(
         parameters=[MIRROR_PARAMETER],
         responses={200: MirrorStatusSerializer},
@@ -163,10 +169,12 @@ class MirrorStatusView(APIView):
     def get(self, request, id):
         """The mirror's live Mirror Monitor: members with their live status, lag and record,
         failover information, arbiter, open alerts and the collector's own state."""
-        return Response(mirror_status(get_mirror(id)))
+        return Response(mirror_status(get_mirror(id, request.user)))
 
 
 class MirrorSamplesView(APIView):
+    any_mirror = True
+
     @extend_schema(
         parameters=[
             MIRROR_PARAMETER,
@@ -185,7 +193,7 @@ class MirrorSamplesView(APIView):
         """The last hour's lag and incoming journal rate samples of each member, as columns."""
         query = SamplesQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        mirror = get_mirror(id)
+        mirror = get_mirror(id, request.user)
         oldest = timezone.now() - timedelta(seconds=settings.MONITOR_SAMPLE_KEEP_S)
         since = max(query.validated_data.get("since", oldest), oldest)
         members = {
@@ -209,7 +217,7 @@ class MirrorSamplesView(APIView):
         )
 
 
-class EventList(generics.ListAPIView):
+class EventList(MirrorScoped, generics.ListAPIView):
     """The mirrors' history, newest first: status changes the collector saw, jobs started and
     ended, alerts. Filter by mirror and member name, kind, time (since/until) and job."""
 

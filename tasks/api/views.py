@@ -7,6 +7,7 @@ from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from accounts.permissions import MirrorScoped
 from accounts.roles import OPERATOR
 from portal.filters import FilterSet
 from tasks import services
@@ -22,7 +23,7 @@ class JobFilter(FilterSet):
         fields = ["kind", "mirror", "member", "target_type", "target_id", "requested_by"]
 
 
-class JobViewSet(viewsets.ReadOnlyModelViewSet):
+class JobViewSet(MirrorScoped, viewsets.ReadOnlyModelViewSet):
     queryset = Job.objects.select_related("requested_by")
     serializer_class = JobSerializer
     filterset_class = JobFilter

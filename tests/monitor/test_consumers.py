@@ -116,8 +116,8 @@ def test_a_viewer_of_another_mirror_does_not_get_its_changes(asgi_server, shop, 
 @pytest.mark.parametrize(
     "who, path, reason",
     [
-        ("anonymous", "/ws/mirrors/SHOP/", "not signed in with a portal role"),
-        ("no role", "/ws/fleet/", "not signed in with a portal role"),
+        ("anonymous", "/ws/mirrors/SHOP/", "not signed in with a role"),
+        ("no role", "/ws/fleet/", "not signed in with a role"),
         ("viewer", "/ws/mirrors/NOPE/", "no such mirror"),
     ],
 )

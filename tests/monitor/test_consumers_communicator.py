@@ -257,7 +257,7 @@ async def test_a_visitor_without_a_portal_role_is_refused_with_4403(
     async with socket(application, where, user) as visitor:
         assert await refusal(visitor) == CLOSE_FORBIDDEN
 
-    assert f"websocket {where} from ? refused: not signed in with a portal role" in caplog.text
+    assert f"websocket {where} from ? refused: not signed in with a role" in caplog.text
 
 
 @in_an_event_loop
