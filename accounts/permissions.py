@@ -69,9 +69,10 @@ class MirrorScoped:
     """A viewset mixin: its queryset holds only the rows of mirrors the caller sees."""
 
     mirror_field = "mirror"
+    list_role = VIEWER  # the role on a mirror that shows its rows
 
     def get_queryset(self):
-        return scope(super().get_queryset(), self.request.user, self.mirror_field)
+        return scope(super().get_queryset(), self.request.user, self.mirror_field, self.list_role)
 
 
 class AnyMirrorRole(permissions.BasePermission):

@@ -14,6 +14,7 @@ ADMIN = "admin"
 ROLES = [VIEWER, OPERATOR, ADMIN]
 # Said when a user gets no portal-wide role: they see only the mirrors they hold a role on.
 NO_ROLE = "none"
+PORTAL_ROLES = [*ROLES, NO_ROLE]  # what a user's portal-wide role may be set to
 _RANK = {role: rank for rank, role in enumerate(ROLES, start=1)}
 
 

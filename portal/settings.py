@@ -204,6 +204,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "CompressionModeEnum": "members.rules.COMPRESSION_MODES",
         "CompressionTypeEnum": "members.rules.COMPRESSION_TYPES",
+        "RoleEnum": "accounts.roles.ROLES",
+        "PortalRoleEnum": "accounts.roles.PORTAL_ROLES",
     },
 }
 

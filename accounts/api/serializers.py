@@ -3,8 +3,8 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from accounts.models import ApiToken, AuditEvent
-from accounts.roles import ADMIN, ROLES
+from accounts.models import ApiToken, AuditEvent, MirrorRole
+from accounts.roles import ADMIN, PORTAL_ROLES, ROLES
 
 User = get_user_model()
 
@@ -40,10 +40,11 @@ class NewTokenSerializer(TokenSerializer):
 
 
 class RoleField(serializers.ChoiceField):
-    """A user's role: read from their groups, written as one of viewer / operator / admin."""
+    """A user's portal-wide role: read from their groups (null: none), written as one of viewer /
+    operator / admin, or "none" for someone who sees only the mirrors they hold a role on."""
 
     def __init__(self, **kwargs):
-        super().__init__(choices=ROLES, source="*", **kwargs)
+        super().__init__(choices=PORTAL_ROLES, source="*", **kwargs)
 
     def to_representation(self, user):
         if user.is_superuser:
@@ -81,3 +82,23 @@ class UserSerializer(serializers.ModelSerializer):
                     [serializers.ErrorDetail(m, code=e.code) for e in exc.error_list for m in e]
                 ) from None
         return value
+
+
+class MirrorRoleSerializer(serializers.ModelSerializer):
+    """A role on one mirror. Creating one for a user who holds a role on that mirror already
+    changes it; the user is named by their user name."""
+
+    user = serializers.SlugRelatedField(slug_field="username", queryset=User.objects.all())
+    username = serializers.CharField(source="user.username", read_only=True)
+    mirror_name = serializers.CharField(source="mirror.name", read_only=True)
+    role = serializers.ChoiceField(choices=ROLES)
+
+    class Meta:
+        model = MirrorRole
+        fields = ["id", "user", "username", "mirror", "mirror_name", "role", "granted_at"]
+        read_only_fields = ["granted_at"]
+        validators = []  # one role per user and mirror: the service changes the one held
+
+
+class MirrorRoleChangeSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=ROLES)

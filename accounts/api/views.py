@@ -1,4 +1,5 @@
-"""Users (admins only), the caller's own API tokens, and the audit trail."""
+"""Users (admins only), roles on single mirrors (each mirror's admins), the caller's own API
+tokens, and the audit trail."""
 
 import django_filters
 from django.contrib.auth import get_user_model
@@ -7,17 +8,21 @@ from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from accounts import services
 from accounts.api.serializers import (
     AuditEventSerializer,
+    MirrorRoleChangeSerializer,
+    MirrorRoleSerializer,
     NewTokenSerializer,
     TokenSerializer,
     UserSerializer,
 )
-from accounts.models import ApiToken, AuditEvent
-from accounts.roles import ADMIN, ROLES, VIEWER
+from accounts.models import ApiToken, AuditEvent, MirrorRole
+from accounts.permissions import MirrorScoped
+from accounts.roles import ADMIN, NO_ROLE, ROLES, VIEWER, has_role_on
 from members.api.filters import DateTimeFilter
 from members.rules import field_error
 from portal.api import changed_fields
@@ -138,3 +143,58 @@ class UserViewSet(viewsets.ModelViewSet):
 
     def perform_destroy(self, instance):
         services.delete_user(self.request.user, instance)
+
+
+class MirrorRoleFilter(FilterSet):
+    username = django_filters.CharFilter(field_name="user__username", lookup_expr="iexact")
+    mirror_name = django_filters.CharFilter(field_name="mirror__name", lookup_expr="iexact")
+
+    class Meta:
+        model = MirrorRole
+        fields = ["mirror", "user", "role"]
+
+
+class MirrorRoleViewSet(
+    MirrorScoped,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Who holds which role on single mirrors (docs/access.md). A mirror's admins (portal-wide
+    or of that mirror) read and change its list; a role on a mirror adds to the portal-wide
+    one and never lowers it."""
+
+    queryset = MirrorRole.objects.select_related("user", "mirror")
+    serializer_class = MirrorRoleSerializer
+    filterset_class = MirrorRoleFilter
+    required_role = ADMIN
+    list_role = ADMIN  # only the lists of mirrors the caller administers, not merely sees
+    ordering_fields = ["granted_at", "role"]
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        mirror = data["mirror"]
+        if not has_role_on(self.request.user, mirror.pk, ADMIN):
+            # a mirror one may not administer is answered as one that does not exist
+            raise ValidationError(
+                {"mirror": [f'Invalid pk "{mirror.pk}" - object does not exist.']}
+            )
+        serializer.instance = services.set_mirror_role(
+            self.request.user, data["user"], mirror, data["role"]
+        )
+
+    @extend_schema(request=MirrorRoleChangeSerializer, responses={200: MirrorRoleSerializer})
+    def partial_update(self, request, pk=None):
+        """Change the role (the only thing that changes)."""
+        held = self.get_object()
+        change = MirrorRoleChangeSerializer(data=request.data)
+        change.is_valid(raise_exception=True)
+        held = services.set_mirror_role(
+            request.user, held.user, held.mirror, change.validated_data["role"]
+        )
+        return Response(MirrorRoleSerializer(held).data)
+
+    def perform_destroy(self, instance):
+        services.set_mirror_role(self.request.user, instance.user, instance.mirror, NO_ROLE)

@@ -45,6 +45,7 @@ RESOURCES = [
     "audit-events",
     "tokens",
     "users",
+    "mirror-roles",
 ]
 
 
@@ -72,6 +73,7 @@ class World:
     someone: object
     alert: Alert
     tokens: dict = field(default_factory=dict)  # role -> (ApiToken, secret)
+    mirror_role: object = None  # an operator of ALPHA alone (docs/access.md)
 
     @property
     def dr(self) -> Member:
@@ -146,6 +148,9 @@ def world(users):
         ),
     )
     finish_job(world.failed_job, error="ALPHA1 did not answer.")
+    world.mirror_role = account_services.set_mirror_role(
+        admin, make_user("mo-mirror-only", None), mirror, "operator"
+    )
     for role, user in users.items():
         world.tokens[role] = account_services.create_token(user, name=f"{role} script")
     return world

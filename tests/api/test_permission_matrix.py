@@ -44,7 +44,7 @@ def at(template: str):
             name: getattr(world, name).pk
             for name in ("mirror", "host", "spare_host", "member", "pending", "database")
             + ("spare_database", "copy", "dn_update", "instance", "drift", "job", "failed_job")
-            + ("someone", "alert")
+            + ("someone", "alert", "mirror_role")
         }
         token = world.token_of(role)
         ids["token"] = token.pk if token else world.token_of("viewer").pk
@@ -256,6 +256,20 @@ ROWS = [
     operation("/alerts/{alert}/acknowledge/", "operator", ok=200),
     Row("post", at(V1 + "/alerts/"), "admin", 405, lambda w: {"rule": "drift"}),
     Row("delete", at(V1 + "/alerts/{alert}/"), "admin", 405),
+    # roles on single mirrors: each mirror's admins
+    Row("get", at(V1 + "/mirror-roles/"), "admin", 200),
+    Row("get", at(V1 + "/mirror-roles/{mirror_role}/"), "admin", 200),
+    Row(
+        "post",
+        at(V1 + "/mirror-roles/"),
+        "admin",
+        201,
+        lambda w: {"user": "sam-someone", "mirror": w.mirror.pk, "role": "viewer"},
+    ),
+    Row(
+        "patch", at(V1 + "/mirror-roles/{mirror_role}/"), "admin", 200, lambda w: {"role": "admin"}
+    ),
+    Row("delete", at(V1 + "/mirror-roles/{mirror_role}/"), "admin", 204),
     # audit trail
     Row("get", at(V1 + "/audit-events/"), "viewer", 200),
     Row("get", at(V1 + "/audit-events/{event}/"), "viewer", 200),
@@ -344,13 +358,15 @@ NOT_OFFERED = [
     ("patch", "/tokens/{token}/"),
     ("get", "/tokens/{token}/revoke/"),
     ("post", "/users/{someone}/"),
+    ("put", "/mirror-roles/{mirror_role}/"),
+    ("post", "/mirror-roles/{mirror_role}/"),
 ]
 ROWS += [
     Row(
         method,
         at(V1 + path),
         "admin"
-        if path.startswith("/users/")
+        if path.startswith(("/users/", "/mirror-roles/"))
         else "viewer"
         if method == "get" or path.startswith("/tokens/")
         else "admin",

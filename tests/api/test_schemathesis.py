@@ -57,6 +57,7 @@ def seeded_ids(world, user_token) -> dict[str, list[int]]:
         "tokens": [user_token.pk],
         "users": [world.someone.pk],
         "alerts": [world.alert.pk],
+        "mirror-roles": [world.mirror_role.pk],
     }
 
 
