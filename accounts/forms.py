@@ -1,18 +1,22 @@
 import django_filters
 from django import forms
-from django.contrib.auth import password_validation
+from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.forms import SetPasswordForm
 
 from accounts import services
 from accounts.models import AuditEvent
-from accounts.roles import ROLES
+from accounts.roles import NO_ROLE, ROLES
 from portal.filters import FilterSet, TextFilter
 
 ROLE_CHOICES = [(role, role.capitalize()) for role in ROLES]
+# a portal-wide role may be none: such a user sees only the mirrors they hold a role on
+PORTAL_ROLE_CHOICES = ROLE_CHOICES + [(NO_ROLE, "None: single mirrors only")]
+User = get_user_model()
 # Short option labels keep the select narrow on a phone; what each role may do is the help text.
 ROLES_IN_WORDS = (
     "Viewers read everything; operators also run operations; "
-    "admins also change configuration and manage users."
+    "admins also change configuration and manage users. "
+    "With none, they see only the mirrors whose access page lists them."
 )
 
 
@@ -76,7 +80,7 @@ class UserCreateForm(forms.Form):
     )
     role = forms.ChoiceField(
         label="Role",
-        choices=ROLE_CHOICES,
+        choices=PORTAL_ROLE_CHOICES,
         initial="viewer",
         help_text=ROLES_IN_WORDS,
     )
@@ -92,12 +96,12 @@ class UserCreateForm(forms.Form):
 class UserRoleForm(forms.Form):
     role = forms.ChoiceField(
         label="Role",
-        choices=ROLE_CHOICES,
+        choices=PORTAL_ROLE_CHOICES,
         help_text="Applies from their next page or API call.",
     )
 
     def __init__(self, *args, user, **kwargs):
-        kwargs.setdefault("initial", {"role": services.held_role(user)})
+        kwargs.setdefault("initial", {"role": services.held_role(user) or NO_ROLE})
         super().__init__(*args, **kwargs)
         self.user = user
 
@@ -122,3 +126,21 @@ class ChoosePasswordForm(SetPasswordForm):
 
     def save(self, commit=True):
         return services.set_password(self.user, self.user, self.cleaned_data["new_password1"])
+
+
+# --- Roles on single mirrors (docs/access.md) -------------------------------------------------
+class MirrorRoleForm(forms.Form):
+    username = forms.CharField(label="User name", max_length=150)
+    role = forms.ChoiceField(
+        label="Role on this mirror",
+        choices=ROLE_CHOICES + [(NO_ROLE, "None (take it away)")],
+        initial="viewer",
+        help_text="Adds to their portal-wide role; it never lowers it.",
+    )
+
+    def clean_username(self):
+        name = self.cleaned_data["username"].strip()
+        user = User.objects.filter(username__iexact=name).first()
+        if user is None:
+            raise forms.ValidationError(f"No user named {name}.", code="unknown_user")
+        return user

@@ -19,6 +19,7 @@ from accounts import services
 from accounts.decorators import admin_required, any_mirror_required, viewer_required
 from accounts.forms import AuditFilter, ChoosePasswordForm, TokenForm, UserCreateForm, UserRoleForm
 from accounts.models import ApiToken, AuditEvent
+from accounts.roles import NO_ROLE
 from accounts.services import create_token, revoke_token
 
 User = get_user_model()
@@ -149,7 +150,7 @@ def user_detail(request, pk):
     form = UserRoleForm(request.POST if request.method == "POST" else None, user=user)
     if form.is_bound and form.is_valid():
         role = form.cleaned_data["role"]
-        if role == services.held_role(user):
+        if role == (services.held_role(user) or NO_ROLE):
             messages.info(request, f"{user.username} already is {role}; nothing changed.")
             return redirect("user-detail", pk=user.pk)
         try:
@@ -157,9 +158,14 @@ def user_detail(request, pk):
         except ValidationError as exc:
             _show_refusal(form, exc)
         else:
-            messages.success(request, f"{user.username} is now {role}.")
+            messages.success(request, f"{user.username} now holds {role} portal-wide.")
             return redirect("user-detail", pk=user.pk)
-    context = {"shown": user, "role": services.held_role(user), "form": form}
+    context = {
+        "shown": user,
+        "role": services.held_role(user),
+        "form": form,
+        "mirror_roles": user.mirror_roles.select_related("mirror").order_by("mirror__name"),
+    }
     return render(request, "accounts/user_detail.html", context)
 
 

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from members import (
+    access_views,
     app_credential_views,
     database_views,
     failover_views,
@@ -14,6 +15,7 @@ urlpatterns = [
     path("mirrors/<str:name>/", views.mirror_detail, name="mirror-detail"),
     path("mirrors/<str:name>/refresh/", views.refresh_mirror, name="mirror-refresh"),
     path("mirrors/<str:name>/settings/", views.edit_settings, name="mirror-settings"),
+    path("mirrors/<str:name>/access/", access_views.mirror_access, name="mirror-access"),
     path("mirrors/<str:name>/join/", member_views.join_mirror, name="mirror-join"),
     path(
         "mirrors/<str:name>/databases/new/", database_views.create_database, name="database-create"

@@ -146,7 +146,7 @@ def test_changing_a_role_is_audited_with_before_and_after(client_as, admin_user,
 
     response = client_as("admin").post(url, {"role": "operator"}, follow=True)
 
-    assert "vera-viewer is now operator." in response.text
+    assert "vera-viewer now holds operator portal-wide." in response.text
     assert [g.name for g in viewer.groups.all()] == ["operator"]
     event = user_events().get()
     assert (event.action, event.actor) == ("user.update", admin_user)
