@@ -69,7 +69,7 @@ def role_on(user, mirror_id: int | None) -> str | None:
     """The user's role on one mirror: the stronger of their portal-wide role and their role on
     that mirror. A row that belongs to no mirror (`None`) needs the portal-wide role."""
     portal = role_of(user)
-    if mirror_id is None:
+    if mirror_id is None or portal == ADMIN:  # nothing is stronger: no need to read more
         return portal
     return _stronger(portal, mirror_roles_of(user).get(mirror_id))
 

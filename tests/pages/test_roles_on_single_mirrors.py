@@ -46,7 +46,8 @@ from tests.monitor.test_consumers_communicator import (
     socket,
 )
 
-pytestmark = pytest.mark.django_db
+# live: the services pass runs the sockets on channels-redis and the pages on PostgreSQL too
+pytestmark = [pytest.mark.django_db, pytest.mark.live]
 
 PASSWORD = "correct horse battery"
 
