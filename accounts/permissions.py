@@ -1,4 +1,5 @@
 from rest_framework import permissions
+from rest_framework.exceptions import ErrorDetail, ValidationError
 
 from accounts.roles import (
     ADMIN,
@@ -75,6 +76,13 @@ class MirrorScoped:
         return scope(super().get_queryset(), self.request.user, self.mirror_field, self.list_role)
 
 
+def no_such_mirror(pk) -> ValidationError:
+    """What DRF answers for a mirror id that does not exist, code included: a body naming a
+    mirror the caller may not see gets the same, so ids do not tell one from the other."""
+    message = f'Invalid pk "{pk}" - object does not exist.'
+    return ValidationError({"mirror": [ErrorDetail(message, code="does_not_exist")]})
+
+
 class AnyMirrorRole(permissions.BasePermission):
     """The API's schema and docs: anyone who sees at least one mirror."""
 
@@ -84,5 +92,5 @@ class AnyMirrorRole(permissions.BasePermission):
         return has_role_anywhere(request.user, VIEWER)
 
 
-__all__ = ["RolePermission", "MirrorScoped", "AnyMirrorRole", "required_role"]
+__all__ = ["RolePermission", "MirrorScoped", "AnyMirrorRole", "required_role", "no_such_mirror"]
 __all__ += ["VIEWER", "OPERATOR", "ADMIN"]

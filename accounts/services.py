@@ -95,7 +95,8 @@ def _give_role(user, role: str) -> None:
 def _tell_sockets(user) -> None:
     """Once the change is committed, the user's open monitor sockets look again at what they
     may see (monitor/consumers.py)."""
-    transaction.on_commit(lambda: roles_changed.send(sender=User, user_id=user.pk))
+    user_id = user.pk  # read now: a deleted user's pk is None by the time of the commit
+    transaction.on_commit(lambda: roles_changed.send(sender=User, user_id=user_id))
 
 
 @transaction.atomic
@@ -177,6 +178,7 @@ def delete_user(actor, user):
         _keep_an_active_admin(user, None)
     before = _user_snapshot(user)
     audit.record(actor, "user.delete", user, before=before)
+    _tell_sockets(user)  # their open sockets look again, as nobody: closed or emptied
     user.delete()
 
 

@@ -21,6 +21,7 @@ from django.utils import timezone
 from accounts import audit
 from engine import rules as catalog
 from members import reconcile, rules, services
+from members.access import check_may_run, shown_mirror_name
 from members.models import DatabaseCopy, Host, Instance, Member, Mirror, PendingDNUpdate
 from members.operations import app_credentials
 from portal.exceptions import StateConflict
@@ -49,6 +50,7 @@ COPY_OPERATIONS = {
 
 
 def _member_job(actor, kind: str, member: Member, params=None) -> Job:
+    check_may_run(actor, kind, member.mirror_id, member)
     return start_job(actor, kind, member, params=params, mirror=member.mirror, member=member)
 
 
@@ -198,7 +200,12 @@ def join_mirror(
         mirror=mirror.name,
         member_type=member_type,
         mirror_members=siblings.values_list("member_type", flat=True),
-        instance_memberships=others.values_list("mirror__name", "member_type"),
+        instance_memberships=[
+            (shown_mirror_name(actor, mirror_id, other), kind)
+            for mirror_id, other, kind in others.values_list(
+                "mirror_id", "mirror__name", "member_type"
+            )
+        ],
     )
     if member_type in rules.PROMOTABLE_TYPES:
         with rules.about("host"):

@@ -10,9 +10,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.decorators import may
-from accounts.roles import OPERATOR
+from accounts.roles import OPERATOR, VIEWER
 from members import actions, forms
-from members.access import mirror_operator_required, mirror_viewer_required
+from members.access import check_whole_instance, mirror_operator_required, mirror_viewer_required
 from members.operations import app_credentials
 from members.pages import RECENT_JOBS, member_or_404, posted
 from tasks.models import Job
@@ -40,7 +40,9 @@ def _credential_job(job) -> str:
 def app_credential_list(request, name, pk):
     """The credentials of the member's instance as it last answered; operators make, read and
     revoke them from here."""
-    return _credentials_page(request, member_or_404(name, pk))
+    member = member_or_404(name, pk)
+    check_whole_instance(request.user, member, VIEWER)
+    return _credentials_page(request, member)
 
 
 @mirror_operator_required

@@ -26,6 +26,7 @@ from django.db import transaction
 
 from engine import rules as catalog
 from members import rules
+from members.access import check_may_run
 from members.actions import ACTIVE, check_confirmed, claim
 from members.models import Member, Mirror
 from portal.exceptions import StateConflict
@@ -34,6 +35,7 @@ from tasks.services import start_job
 
 
 def _member_job(actor, kind: str, member: Member, params: dict | None = None) -> Job:
+    check_may_run(actor, kind, member.mirror_id, member)
     return start_job(actor, kind, member, params=params, mirror=member.mirror, member=member)
 
 

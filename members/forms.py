@@ -9,6 +9,7 @@ reads them, not a script.
 from django import forms
 from django.core.exceptions import ValidationError
 
+from accounts.roles import scope
 from engine import rules as catalog
 from members import actions, rules
 from members.models import Instance, Member, Mirror
@@ -204,17 +205,21 @@ class JoinForm(forms.Form):
     )
     ADVANCED = ("member",)
 
-    def __init__(self, mirror: Mirror, *args, **kwargs):
+    def __init__(self, mirror: Mirror, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.mirror = mirror
         joined = {(m.host_id, m.name) for m in mirror.members.all()}
+        # which mirror an instance serves, as this user may read it (docs/access.md)
+        seen = scope(Mirror.objects, user, "pk") if user else Mirror.objects.all()
+        readable = set(seen.values_list("name", flat=True))
         groups: dict[str, list] = {}
         for found in Instance.objects.select_related("host").order_by("host__name", "name"):
             if (found.host_id, found.name) in joined:
                 continue
             label = found.name
             if found.mirror_name:
-                label += f" (member of {found.mirror_name})"
+                shown = found.mirror_name if found.mirror_name in readable else "another mirror"
+                label += f" (member of {shown})"
             groups.setdefault(found.host.name, []).append((f"{found.host_id}:{found.name}", label))
         self.fields["instance"].choices = [("", "Choose an instance"), *groups.items()]
 

@@ -25,7 +25,7 @@ from members.pages import (
 @mirror_admin_required
 def join_mirror(request, name):
     mirror = get_object_or_404(Mirror, name=name.upper())
-    form = forms.JoinForm(mirror, data=posted(request))
+    form = forms.JoinForm(mirror, data=posted(request), user=request.user)
     return form_page(
         request,
         form,

@@ -8,7 +8,6 @@ from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from accounts import services
@@ -21,7 +20,7 @@ from accounts.api.serializers import (
     UserSerializer,
 )
 from accounts.models import ApiToken, AuditEvent, MirrorRole
-from accounts.permissions import MirrorScoped
+from accounts.permissions import MirrorScoped, no_such_mirror
 from accounts.roles import ADMIN, NO_ROLE, ROLES, VIEWER, has_role_on
 from members.api.filters import DateTimeFilter
 from members.rules import field_error
@@ -178,9 +177,7 @@ class MirrorRoleViewSet(
         mirror = data["mirror"]
         if not has_role_on(self.request.user, mirror.pk, ADMIN):
             # a mirror one may not administer is answered as one that does not exist
-            raise ValidationError(
-                {"mirror": [f'Invalid pk "{mirror.pk}" - object does not exist.']}
-            )
+            raise no_such_mirror(mirror.pk)
         serializer.instance = services.set_mirror_role(
             self.request.user, data["user"], mirror, data["role"]
         )

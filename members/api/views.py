@@ -13,13 +13,14 @@ from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
-from accounts.permissions import MirrorScoped
+from accounts.permissions import MirrorScoped, no_such_mirror
 from accounts.roles import ADMIN, OPERATOR, VIEWER, has_role_on, scope
 from members import actions, services
+from members.access import check_whole_instance
 from members.api import filters
 from members.api import serializers as s
 from members.api.failover import FAILOVER_ROLES, FailoverActions
@@ -274,7 +275,9 @@ class MemberViewSet(MirrorScoped, FailoverActions, viewsets.ReadOnlyModelViewSet
     def app_credentials(self, request, pk=None):
         """The application credentials of the member's instance as it last answered: names and
         creation times, never secrets (POST app-credentials/read/ reads them again)."""
-        recorded = app_credentials.recorded(self.get_object())
+        member = self.get_object()
+        check_whole_instance(request.user, member, VIEWER)
+        recorded = app_credentials.recorded(member)
         return Response(s.AppCredentialListSerializer(recorded).data)
 
     @extend_schema(request=s.AppCredentialNameSerializer, responses=ACCEPTED)
@@ -390,9 +393,7 @@ class MirroredDatabaseViewSet(
         fields = body(request, s.CreateDatabaseSerializer)
         mirror = fields.pop("mirror")
         if not has_role_on(request.user, mirror.pk, VIEWER):  # as if it did not exist
-            raise ValidationError(
-                {"mirror": [f'Invalid pk "{mirror.pk}" - object does not exist.']}
-            )
+            raise no_such_mirror(mirror.pk)
         if not has_role_on(request.user, mirror.pk, OPERATOR):
             raise PermissionDenied()
         return accepted(actions.create_database(request.user, mirror, **fields))

@@ -4,6 +4,7 @@ A handler gets a tasks.runner.JobRun (the job's params, progress, bounded waits)
 agents through members.agents, and returns what the members answered (JSON) after recording it
 with a refresh. members.actions validates a request and starts the job."""
 
+from accounts.roles import ADMIN, OPERATOR
 from members.operations import (
     app_credentials,
     databases,
@@ -70,3 +71,49 @@ HANDLERS = {
     "create_app_credential": app_credentials.create_app_credential,
     "revoke_app_credential": app_credentials.revoke_app_credential,
 }
+
+# Who may run each kind, again included (a retry re-runs the same request): the weakest role,
+# on the job's mirror, or portal-wide for the kinds of no single mirror (docs/access.md).
+ROLE_TO_RUN = {kind: ADMIN for kind in HANDLERS} | {
+    kind: OPERATOR
+    for kind in (
+        "check_host",
+        "refresh_mirror",
+        "review_mirror",
+        "stop_mirroring",
+        "start_mirroring",
+        "stop_dejournaling",
+        "start_dejournaling",
+        "stop_instance",
+        "set_no_failover",
+        "clear_no_failover",
+        "create_database",
+        "add_database_copy",
+        "download_database",
+        "activate_database",
+        "catchup_databases",
+        "mount_database",
+        "dismount_database",
+        "remove_database",
+        "clear_failover_db",
+        "pause_dejournaling",
+        "resume_dejournaling",
+        app_credentials.LIST,
+        app_credentials.CREATE,
+        app_credentials.REVOKE,
+    )
+}
+PORTAL_WIDE_KINDS = frozenset({"check_host", "import_mirror", "set_instance_tls", "create_mirror"})
+# Kinds that act on the member's whole instance, which a reporting async shares with its other
+# mirrors (guide §2: an async may receive from several mirrors): they need the role on each.
+WHOLE_INSTANCE_KINDS = frozenset(
+    {
+        "stop_instance",
+        "set_superserver_port",
+        "preview_rebuild_member",
+        "rebuild_member",
+        app_credentials.LIST,
+        app_credentials.CREATE,
+        app_credentials.REVOKE,
+    }
+)

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 
 from accounts.permissions import MirrorScoped
 from accounts.roles import OPERATOR
+from members.access import check_may_run
 from portal.filters import FilterSet
 from tasks import services
 from tasks.api.serializers import JobSerializer
@@ -36,7 +37,10 @@ class JobViewSet(MirrorScoped, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
         """Run a failed or cancelled job again, as a new job with the same request."""
-        job = services.retry_job(request.user, self.get_object())
+        job = self.get_object()
+        # a retry runs the same request again: it needs what the request needed
+        check_may_run(request.user, job.kind, job.mirror_id, job.member)
+        job = services.retry_job(request.user, job)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={200: JobSerializer})

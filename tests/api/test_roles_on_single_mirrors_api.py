@@ -9,17 +9,23 @@ audit trail, creating a mirror) and may use their own tokens and the schema.
 """
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.test import Client
 from django.utils import timezone
 
 from accounts.models import AuditEvent, MirrorRole
 from accounts.roles import NO_ROLE
-from accounts.services import create_token, create_user, set_mirror_role
+from accounts.services import create_token, create_user, delete_user, set_mirror_role
+from accounts.signals import roles_changed
 from monitor.models import Event
+from tasks.models import Job
+from tasks.services import finish_job, start_job
 from tests import factories
 from tests.api.conftest import RANK, bearer
 from tests.api.test_permission_matrix import ROWS, V1, Row
 
+User = get_user_model()
 PORTAL_WIDE = ("/hosts/", "/instances/", "/audit-events/", "/users/")
 OWN = ("/tokens/",)
 # a mirror's collections: listed for anyone who sees a mirror, holding only what they see
@@ -205,3 +211,88 @@ def test_a_portal_wide_viewer_who_operates_one_mirror_operates_that_one_only(
     assert client.get(f"{V1}/hosts/").status_code == 200
     assert client.post(f"{V1}/mirrors/{world.mirror.pk}/refresh/").status_code == 403
     assert client.post(f"{V1}/mirrors/{beta.pk}/refresh/").status_code == 202
+
+
+# --- What an instance shared with another mirror, and retries, ask for ------------------------
+@pytest.fixture
+def shared_reporting(world):
+    """REPORT1, one instance on the world's host, a reporting async of ALPHA and of BETA
+    (guide §2: an async may receive from several mirrors)."""
+    beta = world.mirror.__class__.objects.get_or_create(name="BETA")[0]
+    shared = {"host": world.host, "member_type": "ro_reporting", "superserver_port": 1980}
+    ours = factories.member(world.mirror, name="REPORT1", authorization="authorized", **shared)
+    factories.member(beta, name="REPORT1", **shared)
+    return ours
+
+
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("post", "stop-instance/", None),
+        ("post", "superserver-port/", {"port": 1999}),
+        ("get", "app-credentials/", None),
+        ("post", "app-credentials/", {"name": "billing"}),
+        ("post", "app-credentials/revoke/", {"name": "billing", "confirm": "ALPHA"}),
+        ("post", "rebuild/preview/", None),
+    ],
+)
+def test_what_acts_on_an_instance_shared_with_another_mirror_needs_a_role_there_too(
+    world, one_mirror_caller, shared_reporting, method, path, body
+):
+    user, client = one_mirror_caller("admin", "teammate")  # admin of ALPHA alone
+    url = f"{V1}/members/{shared_reporting.pk}/{path}"
+
+    refused = getattr(client, method)(url, body, format="json")
+    set_mirror_role(None, user, world.mirror.__class__.objects.get(name="BETA"), "admin")
+    user.__dict__.pop("_mirror_roles", None)
+    allowed = getattr(client, method)(url, body, format="json")
+
+    assert refused.status_code == 403, refused.content
+    assert "other mirrors too" in refused.json()["error"]["message"]
+    assert allowed.status_code in (200, 202), allowed.content
+
+
+def test_retrying_a_job_needs_the_role_its_request_needed(world, one_mirror_caller):
+    _, operator = one_mirror_caller("operator", "teammate")
+    removal = start_job(None, "remove_mirror", world.mirror, mirror=world.mirror)
+    finish_job(removal, error="ALPHA1 did not answer.")
+
+    assert operator.post(f"{V1}/jobs/{removal.pk}/retry/").status_code == 403
+    assert operator.post(f"{V1}/jobs/{world.failed_job.pk}/retry/").status_code == 202  # refresh
+    assert not Job.objects.filter(retry_of=removal).exists()
+
+
+def test_joining_names_no_mirror_the_caller_cannot_see(world, one_mirror_caller):
+    user, client = one_mirror_caller("admin", "teammate")
+    beta = world.mirror.__class__.objects.get(name="BETA")
+    factories.member(beta, name="BFAIL", host=world.spare_host, member_type="failover")
+    factories.instance(world.spare_host, name="BFAIL", mirror_name="BETA", member_name="BFAIL")
+
+    refused = client.post(
+        f"{V1}/mirrors/{world.mirror.pk}/join/",
+        {"host": world.spare_host.pk, "instance": "BFAIL", "member_type": "dr"},
+        format="json",
+    )
+    page = Client()
+    page.force_login(user)
+    form = page.get("/mirrors/ALPHA/join/").text
+
+    assert refused.status_code == 400
+    assert "BETA" not in refused.content.decode() and "another mirror" in refused.content.decode()
+    assert "BFAIL (member of another mirror)" in form and "BETA" not in form
+
+
+def test_deleting_a_user_tells_their_open_sockets(
+    world, one_mirror_caller, django_capture_on_commit_callbacks
+):
+    user, _ = one_mirror_caller("viewer", "teammate")
+    told = []
+    roles_changed.connect(
+        lambda sender, user_id, **_: told.append(user_id), weak=False, dispatch_uid="t"
+    )
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            delete_user(world.tokens["admin"][0].user, User.objects.get(pk=user.pk))
+    finally:
+        roles_changed.disconnect(dispatch_uid="t")
+    assert told == [user.pk]
