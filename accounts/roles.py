@@ -24,6 +24,13 @@ def _stronger(a: str | None, b: str | None) -> str | None:
     return a if _RANK[a] >= _RANK[b] else b
 
 
+def weaker(a: str | None, b: str | None) -> str | None:
+    """The weaker of two roles; no role is weaker than any."""
+    if a is None or b is None:
+        return None
+    return a if _RANK[a] <= _RANK[b] else b
+
+
 def allows(role: str | None, needed: str) -> bool:
     return role is not None and _RANK[role] >= _RANK[needed]
 

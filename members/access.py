@@ -12,7 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
 from accounts.decorators import DENIED, NOT_FOUND, check_mirror_role
-from accounts.roles import ADMIN, OPERATOR, VIEWER, has_role, has_role_on
+from accounts.roles import ADMIN, OPERATOR, VIEWER, has_role, has_role_on, role_on, weaker
 from members.models import Member, Mirror
 from members.operations import PORTAL_WIDE_KINDS, ROLE_TO_RUN, WHOLE_INSTANCE_KINDS
 
@@ -81,3 +81,24 @@ def shown_mirror_name(user, mirror_id: int, name: str) -> str:
     if user is None or isinstance(user, str) or has_role_on(user, mirror_id, VIEWER):
         return name
     return "another mirror"
+
+
+def roles_on_whole_instances(user, mirror, members) -> None:
+    """Set `member.instance_role` on each of `members` (of `mirror`): the user's weakest role
+    across every mirror the member's instance is a member of, which is what the buttons acting
+    on the whole instance ask for (check_whole_instance)."""
+    own = role_on(user, mirror.pk)
+    for member in members:
+        member.instance_role = own
+    if has_role(user, ADMIN) or not members:
+        return
+    by_instance = {(m.host_id, m.name): m for m in members}
+    others = (
+        Member.objects.filter(name__in={m.name for m in members})
+        .exclude(mirror_id=mirror.pk)
+        .values_list("host_id", "name", "mirror_id")
+    )
+    for host_id, name, mirror_id in others:
+        member = by_instance.get((host_id, name))
+        if member is not None:
+            member.instance_role = weaker(member.instance_role, role_on(user, mirror_id))

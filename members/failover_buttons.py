@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django.urls import reverse
 
+from accounts.roles import ADMIN, OPERATOR, allows
 from engine import rules as catalog
 from members import failover_actions
 
@@ -24,7 +25,10 @@ def failover_switches(mirror, member) -> list[tuple[str, str]]:
     instance to stop or to set, and the job would only fail."""
     if member.status == catalog.DOWN:
         return []
-    kinds = ["stop_instance"]
+    # stopping acts on the whole instance, which may serve other mirrors too (members/access.py)
+    kinds = (
+        ["stop_instance"] if allows(getattr(member, "instance_role", OPERATOR), OPERATOR) else []
+    )
     if member.member_type == catalog.FAILOVER:
         kinds.append("clear_no_failover" if member.no_failover else "set_no_failover")
     return [
@@ -43,7 +47,10 @@ def can_force(member) -> bool:
 
 def can_rebuild(member) -> bool:
     """Whether rebuilding `member` is worth offering (guide §5.7): a member that runs and is
-    not the primary, since a mirror takes its data from its primary."""
+    not the primary, since a mirror takes its data from its primary. It restarts the whole
+    instance: the user needs admin on each mirror the instance serves (members/access.py)."""
+    if not allows(getattr(member, "instance_role", ADMIN), ADMIN):
+        return False
     return member.status not in (*catalog.PRIMARY_STATUSES, catalog.DOWN)
 
 

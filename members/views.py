@@ -17,7 +17,12 @@ from accounts.decorators import any_mirror_required, may
 from accounts.roles import ADMIN, OPERATOR, has_role, scope
 from engine import rules as catalog
 from members import actions, failover_actions, failover_buttons, forms, rules
-from members.access import mirror_admin_required, mirror_operator_required, mirror_viewer_required
+from members.access import (
+    mirror_admin_required,
+    mirror_operator_required,
+    mirror_viewer_required,
+    roles_on_whole_instances,
+)
 from members.health import mirror_health
 from members.models import DatabaseCopy, Draft, Member, Mirror, MirroredDatabase, PendingDNUpdate
 from members.pages import PAGE_SIZE, RECENT_JOBS, form_page, posted
@@ -80,6 +85,7 @@ def mirror_detail(request, name):
     copies = list(DatabaseCopy.objects.filter(database__mirror=mirror).select_related("database"))
     statuses = {(copy.database_id, copy.member_id): copy.status for copy in copies}
     can_operate = may(request, mirror.pk, OPERATOR)
+    roles_on_whole_instances(request.user, mirror, members)
     for member in members:
         member.switches = _switches(mirror, member, copies) if can_operate else []
         member.switches += failover_buttons.failover_switches(mirror, member) if can_operate else []

@@ -18,7 +18,7 @@ from accounts.decorators import any_mirror_required, may
 from accounts.roles import ADMIN, OPERATOR, has_role_on, scope
 from engine import rules as catalog
 from members import failover_buttons
-from members.access import mirror_viewer_required
+from members.access import mirror_viewer_required, roles_on_whole_instances
 from members.api.filters import DateTimeFilter
 from members.forms import COPY_ACTIONS
 from members.health import mirror_health
@@ -150,6 +150,7 @@ def operations(mirror, user) -> list[Member]:
     from members.failover_actions import can_demote, can_promote
 
     members = list(mirror.members.order_by("member_type", "name"))
+    roles_on_whole_instances(user, mirror, members)
     for member in members:
         member.switches = failover_buttons.failover_switches(mirror, member)
         member.can_force = failover_buttons.can_force(member)

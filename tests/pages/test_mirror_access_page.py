@@ -140,3 +140,32 @@ def test_taking_a_users_portal_wide_role_leaves_their_roles_on_single_mirrors(
     assert not viewer.groups.exists()
     assert signed_in(viewer).get(reverse("mirror-detail", args=["ALPHA"])).status_code == 200
     assert signed_in(viewer).get(reverse("host-list")).status_code == 403
+
+
+def test_buttons_acting_on_an_instance_shared_with_an_unseen_mirror_are_not_offered(
+    admin_user, alpha, beta
+):
+    """REPORT1's instance reports in ALPHA and BETA (guide §2); ALPHA's admin alone may not
+    stop it, rebuild it or open its credentials, so the page does not offer them; ALPHA1, on
+    an instance of its own, keeps them."""
+    host = factories.host(admin_user, name="reports-host")
+    shared = {"host": host, "member_type": "ro_reporting", "status": "Connected"}
+    factories.member(alpha, name="ALPHA1", status="Primary")
+    report = factories.member(alpha, name="REPORT1", **shared)
+    factories.member(beta, name="REPORT1", **shared)
+    owner = only_on(admin_user, "olga-owner", alpha, "admin")
+
+    def offered(client):
+        html = client.get(reverse("mirror-detail", args=["ALPHA"])).text
+        stop = reverse("member-switch", args=["ALPHA", report.pk, "stop-instance"])
+        credentials = reverse("app-credentials", args=["ALPHA", report.pk])
+        rebuild = reverse("member-rebuild-preview", args=["ALPHA", report.pk])
+        return {
+            "stop": stop in html,
+            "credentials": credentials in html,
+            "rebuild": rebuild in html,
+        }
+
+    assert offered(signed_in(owner)) == {"stop": False, "credentials": False, "rebuild": False}
+    services.set_mirror_role(admin_user, owner, beta, "admin")
+    assert offered(signed_in(owner)) == {"stop": True, "credentials": True, "rebuild": True}
