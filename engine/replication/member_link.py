@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from typing import TYPE_CHECKING
 
 from engine.replication.compression import compress
@@ -87,6 +88,8 @@ class MemberLink:
         self._held_at = None  # the journal position of the first
         self._held_bytes = 0
         self._hold_timer: asyncio.TimerHandle | None = None
+        # where in each hold period this link's chunk leaves: spread by name, stable
+        self._hold_phase = zlib.crc32(name.encode()) % 1000 / 1000 * ASYNC_HOLD_S
 
     @property
     def live(self) -> bool:
@@ -137,7 +140,10 @@ class MemberLink:
             self.flush_held()
         elif self._hold_timer is None:
             loop = asyncio.get_running_loop()
-            self._hold_timer = loop.call_later(ASYNC_HOLD_S, self.flush_held)
+            # each async flushes at its own phase of the hold period, so the chunks of many
+            # asyncs do not all leave in the same turn of the loop (a stall for the writers)
+            wait = ASYNC_HOLD_S - (loop.time() - self._hold_phase) % ASYNC_HOLD_S
+            self._hold_timer = loop.call_later(wait, self.flush_held)
 
     def flush_held(self) -> None:
         """Send an async's held batches now, as one chunk."""
