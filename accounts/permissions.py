@@ -1,4 +1,4 @@
-from rest_framework import permissions
+from rest_framework import exceptions, permissions
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
 from accounts.roles import (
@@ -83,6 +83,15 @@ def no_such_mirror(pk) -> ValidationError:
     return ValidationError({"mirror": [ErrorDetail(message, code="does_not_exist")]})
 
 
+def check_body_mirror(user, mirror, needed: str, *, seen_with: str = VIEWER) -> None:
+    """A mirror named in a request's body: not found (400) unless the user holds `seen_with`
+    on it (what shows it to them in that endpoint's lists), 403 unless they hold `needed`."""
+    if not has_role_on(user, mirror.pk, seen_with):
+        raise no_such_mirror(mirror.pk)
+    if not has_role_on(user, mirror.pk, needed):
+        raise exceptions.PermissionDenied()
+
+
 class AnyMirrorRole(permissions.BasePermission):
     """The API's schema and docs: anyone who sees at least one mirror."""
 
@@ -92,5 +101,5 @@ class AnyMirrorRole(permissions.BasePermission):
         return has_role_anywhere(request.user, VIEWER)
 
 
-__all__ = ["RolePermission", "MirrorScoped", "AnyMirrorRole", "required_role", "no_such_mirror"]
+__all__ = ["RolePermission", "MirrorScoped", "AnyMirrorRole", "required_role", "check_body_mirror"]
 __all__ += ["VIEWER", "OPERATOR", "ADMIN"]

@@ -20,8 +20,8 @@ from accounts.api.serializers import (
     UserSerializer,
 )
 from accounts.models import ApiToken, AuditEvent, MirrorRole
-from accounts.permissions import MirrorScoped, no_such_mirror
-from accounts.roles import ADMIN, NO_ROLE, ROLES, VIEWER, has_role_on
+from accounts.permissions import MirrorScoped, check_body_mirror
+from accounts.roles import ADMIN, NO_ROLE, ROLES, VIEWER
 from members.api.filters import DateTimeFilter
 from members.rules import field_error
 from portal.api import changed_fields
@@ -175,9 +175,8 @@ class MirrorRoleViewSet(
     def perform_create(self, serializer):
         data = serializer.validated_data
         mirror = data["mirror"]
-        if not has_role_on(self.request.user, mirror.pk, ADMIN):
-            # a mirror one may not administer is answered as one that does not exist
-            raise no_such_mirror(mirror.pk)
+        # this endpoint lists the roles of the mirrors one administers: any other is not found
+        check_body_mirror(self.request.user, mirror, ADMIN, seen_with=ADMIN)
         serializer.instance = services.set_mirror_role(
             self.request.user, data["user"], mirror, data["role"]
         )

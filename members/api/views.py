@@ -13,12 +13,11 @@ from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
-from accounts.permissions import MirrorScoped, no_such_mirror
-from accounts.roles import ADMIN, OPERATOR, VIEWER, has_role_on, scope
+from accounts.permissions import MirrorScoped, check_body_mirror
+from accounts.roles import ADMIN, OPERATOR, VIEWER, scope
 from members import actions, services
 from members.access import check_whole_instance
 from members.api import filters
@@ -392,10 +391,7 @@ class MirroredDatabaseViewSet(
         other member gets its copy (from the journal, or downloaded)."""
         fields = body(request, s.CreateDatabaseSerializer)
         mirror = fields.pop("mirror")
-        if not has_role_on(request.user, mirror.pk, VIEWER):  # as if it did not exist
-            raise no_such_mirror(mirror.pk)
-        if not has_role_on(request.user, mirror.pk, OPERATOR):
-            raise PermissionDenied()
+        check_body_mirror(request.user, mirror, OPERATOR)
         return accepted(actions.create_database(request.user, mirror, **fields))
 
     def perform_update(self, serializer):

@@ -18,6 +18,7 @@ from accounts.models import AuditEvent, MirrorRole
 from accounts.roles import NO_ROLE
 from accounts.services import create_token, create_user, delete_user, set_mirror_role
 from accounts.signals import roles_changed
+from members.models import Mirror
 from monitor.models import Event
 from tasks.models import Job
 from tasks.services import finish_job, start_job
@@ -189,7 +190,7 @@ def test_an_admin_of_one_mirror_cannot_give_a_role_on_another(world, one_mirror_
 def test_an_admin_of_one_mirror_is_only_a_viewer_of_the_other_he_sees(world, one_mirror_caller):
     user, client = one_mirror_caller("admin", "outsider")  # admin of BETA
     set_mirror_role(None, user, world.mirror, "viewer")  # and a viewer of ALPHA
-    beta = world.mirror.__class__.objects.get(name="BETA")
+    beta = Mirror.objects.get(name="BETA")
 
     assert client.get(f"{V1}/mirrors/{world.mirror.pk}/").status_code == 200
     assert client.post(f"{V1}/mirrors/{world.mirror.pk}/refresh/").status_code == 403
@@ -206,7 +207,7 @@ def test_a_portal_wide_viewer_who_operates_one_mirror_operates_that_one_only(
 ):
     user, client = one_mirror_caller("operator", "outsider")  # operator of BETA
     user.groups.add(Group.objects.get_or_create(name="viewer")[0])  # a viewer everywhere
-    beta = world.mirror.__class__.objects.get(name="BETA")
+    beta = Mirror.objects.get(name="BETA")
 
     assert client.get(f"{V1}/hosts/").status_code == 200
     assert client.post(f"{V1}/mirrors/{world.mirror.pk}/refresh/").status_code == 403
@@ -218,7 +219,7 @@ def test_a_portal_wide_viewer_who_operates_one_mirror_operates_that_one_only(
 def shared_reporting(world):
     """REPORT1, one instance on the world's host, a reporting async of ALPHA and of BETA
     (guide §2: an async may receive from several mirrors)."""
-    beta = world.mirror.__class__.objects.get_or_create(name="BETA")[0]
+    beta = Mirror.objects.get_or_create(name="BETA")[0]
     shared = {"host": world.host, "member_type": "ro_reporting", "superserver_port": 1980}
     ours = factories.member(world.mirror, name="REPORT1", authorization="authorized", **shared)
     factories.member(beta, name="REPORT1", **shared)
@@ -243,7 +244,7 @@ def test_what_acts_on_an_instance_shared_with_another_mirror_needs_a_role_there_
     url = f"{V1}/members/{shared_reporting.pk}/{path}"
 
     refused = getattr(client, method)(url, body, format="json")
-    set_mirror_role(None, user, world.mirror.__class__.objects.get(name="BETA"), "admin")
+    set_mirror_role(None, user, Mirror.objects.get(name="BETA"), "admin")
     user.__dict__.pop("_mirror_roles", None)
     allowed = getattr(client, method)(url, body, format="json")
 
@@ -264,7 +265,7 @@ def test_retrying_a_job_needs_the_role_its_request_needed(world, one_mirror_call
 
 def test_joining_names_no_mirror_the_caller_cannot_see(world, one_mirror_caller):
     user, client = one_mirror_caller("admin", "teammate")
-    beta = world.mirror.__class__.objects.get(name="BETA")
+    beta = Mirror.objects.get(name="BETA")
     factories.member(beta, name="BFAIL", host=world.spare_host, member_type="failover")
     factories.instance(world.spare_host, name="BFAIL", mirror_name="BETA", member_name="BFAIL")
 

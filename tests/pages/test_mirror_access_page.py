@@ -28,9 +28,9 @@ def beta(db):
     return factories.mirror(name="BETA", requires_tls=False)
 
 
-def signed_in(user) -> Client:
+def signed_in(user, password=PASSWORD) -> Client:
     client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
+    assert client.login(username=user.username, password=password)
     return client
 
 
@@ -117,16 +117,10 @@ def test_a_portal_admin_makes_a_user_with_no_portal_wide_role_who_sees_only_give
     )
 
     detail = page.get(reverse("user-detail", args=[mona.pk])).text
-    fleet = signed_in_as(mona, "a long pass phrase 42").get(reverse("mirror-list")).text
+    fleet = signed_in(mona, "a long pass phrase 42").get(reverse("mirror-list")).text
 
     assert "Viewer of <a" in detail and ">BETA</a>" in detail
     assert "/mirrors/BETA/monitor/" in fleet and "/mirrors/ALPHA/monitor/" not in fleet
-
-
-def signed_in_as(user, password) -> Client:
-    client = Client()
-    assert client.login(username=user.username, password=password)
-    return client
 
 
 def test_taking_a_users_portal_wide_role_leaves_their_roles_on_single_mirrors(
