@@ -238,6 +238,12 @@ PORTAL_AGENT_TIMEOUT_S = env_int("PORTAL_AGENT_TIMEOUT_MS", 3000, minimum=1) / 1
 # The longest a job waits for the members to show an outcome (a join, a catch-up) unless the
 # request names its own bound; past it the job fails with the last status seen.
 PORTAL_JOB_WAIT_S = env_int("PORTAL_JOB_WAIT_S", 120, minimum=1)
+# The web listener's limits (portal/listener.py, docs/hardening.md "Portal listener limits"): a
+# request head whole this long after connecting, a body this long after its head, and no more
+# connections than this open at once (websockets count).
+PORTAL_HTTP_HEADER_TIMEOUT_S = env_int("PORTAL_HTTP_HEADER_TIMEOUT_MS", 10_000, minimum=100) / 1000
+PORTAL_HTTP_BODY_TIMEOUT_S = env_int("PORTAL_HTTP_BODY_TIMEOUT_MS", 30_000, minimum=100) / 1000
+PORTAL_HTTP_MAX_CONNECTIONS = env_int("PORTAL_HTTP_MAX_CONNECTIONS", 500, minimum=1)
 # The portal's client certificate for agents that require mutual TLS: all three or none.
 _agent_tls = {k: env_str(f"PORTAL_AGENT_TLS_{k.upper()}") for k in ("cert", "key", "ca")}
 if any(_agent_tls.values()) and not all(_agent_tls.values()):

@@ -31,7 +31,12 @@ class AsgiServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            app, lifespan="off", log_level="warning", ws="auto", ws_max_size=65536
+            app,
+            lifespan="off",
+            log_level="warning",
+            ws="auto",
+            ws_max_size=65536,
+            http="portal.listener:LimitedHttpProtocol",
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(

@@ -1,0 +1,193 @@
+"""The portal's web listener cuts what a hostile client would hold (portal/listener.py,
+docs/hardening.md "Portal listener limits"): the portal served by uvicorn as in production, with
+the limits shortened, spoken to over raw sockets."""
+
+import http.client
+import json
+import logging
+import socket
+import time
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.conftest import make_user
+from tests.monitor.conftest import AsgiServer, session_cookie
+
+pytestmark = pytest.mark.timeout(60)
+
+HEAD = b"GET /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+@pytest.fixture
+def portal(settings, transactional_db, caplog):
+    settings.PORTAL_HTTP_HEADER_TIMEOUT_S = 0.5
+    settings.PORTAL_HTTP_BODY_TIMEOUT_S = 0.5
+    settings.PORTAL_HTTP_MAX_CONNECTIONS = 5
+    caplog.set_level(logging.INFO, logger="portal.listener")
+    server = AsgiServer().start()
+    yield server
+    server.stop()
+
+
+def dial(server) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    return sock
+
+
+def until_closed(sock) -> tuple[bytes, float]:
+    """What the server sent before it closed the connection, and how long that took."""
+    started, received = time.monotonic(), b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received, time.monotonic() - started
+
+
+def served(server) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    connection.request("GET", "/login/")
+    status = connection.getresponse().status
+    connection.close()
+    return status
+
+
+def peer(sock) -> str:
+    return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def listener_lines(caplog, level=logging.WARNING) -> list[str]:
+    return [
+        r.getMessage() for r in caplog.records if r.name == "portal.listener" and r.levelno == level
+    ]
+
+
+def test_a_connection_that_sends_nothing_is_closed_at_the_head_deadline(portal, caplog):
+    with dial(portal) as sock:
+        received, waited = until_closed(sock)
+        who = peer(sock)
+
+    assert received == b"" and 0.4 < waited < 3
+    assert listener_lines(caplog, logging.INFO) == [
+        f"portal listener: closed {who}: nothing sent 0.5 s after connecting "
+        "[limit PORTAL_HTTP_HEADER_TIMEOUT_MS=500]"
+    ]
+
+
+def test_a_request_head_dripped_a_byte_at_a_time_is_cut_at_the_deadline(portal, caplog):
+    with dial(portal) as sock:
+        sock.settimeout(0.1)
+        started = time.monotonic()
+        try:  # slowloris: always one more byte, never the end of the head
+            for byte in b"GET /login/ HTTP/1.1\r\nX-Slow: " + b"a" * 100:
+                sock.send(bytes([byte]))
+                try:
+                    if sock.recv(1) == b"":
+                        break
+                except TimeoutError:
+                    pass
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        waited = time.monotonic() - started
+        who = peer(sock)
+
+    assert 0.4 < waited < 3
+    assert listener_lines(caplog) == [
+        f"portal listener: closed {who}: no whole request head 0.5 s after connecting "
+        "[limit PORTAL_HTTP_HEADER_TIMEOUT_MS=500]"
+    ]
+    assert served(portal) == 200
+
+
+def test_a_later_request_on_a_kept_alive_connection_has_its_own_head_deadline(portal, caplog):
+    connection = http.client.HTTPConnection("127.0.0.1", portal.port, timeout=5)
+    connection.connect()
+    time.sleep(0.3)  # most of the first deadline gone: the next request starts its own
+    connection.request("GET", "/login/")
+    first = connection.getresponse()
+    first.read()
+    assert first.status == 200
+    time.sleep(0.3)
+    connection.sock.sendall(b"GET /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    received, waited = until_closed(connection.sock)
+    who = peer(connection.sock)
+    connection.close()
+
+    assert received == b"" and 0.4 < waited < 3
+    assert listener_lines(caplog) == [
+        f"portal listener: closed {who}: a request head not finished 0.5 s after its first "
+        "byte [limit PORTAL_HTTP_HEADER_TIMEOUT_MS=500]"
+    ]
+
+
+def test_a_body_that_never_arrives_gets_a_408_and_the_portal_keeps_serving(portal, caplog):
+    with dial(portal) as sock:
+        sock.sendall(
+            b"POST /api/v1/mirrors/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n" + b'{"name": "A'
+        )
+        received, waited = until_closed(sock)
+        who = peer(sock)
+
+    assert received.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert received.endswith(b"\r\n\r\nThe request body did not arrive in time.\n")
+    assert 0.4 < waited < 3
+    assert listener_lines(caplog) == [
+        f"portal listener: closed {who}: a request body not finished 0.5 s after its head "
+        "(POST /api/v1/mirrors/, 11 bytes in) [limit PORTAL_HTTP_BODY_TIMEOUT_MS=500]"
+    ]
+    assert served(portal) == 200
+
+
+def test_a_body_sent_in_pieces_within_the_deadline_is_answered_by_the_api(portal, caplog):
+    body = json.dumps({"name": "SLOW"}).encode()
+    with dial(portal) as sock:
+        sock.sendall(
+            b"POST /api/v1/mirrors/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        for piece in (body[:5], body[5:10], body[10:]):
+            time.sleep(0.1)
+            sock.sendall(piece)
+        received, _ = until_closed(sock)
+
+    assert received.startswith(b"HTTP/1.1 401 Unauthorized\r\n")  # no credentials: the API's own
+    assert listener_lines(caplog) == []
+
+
+def test_connections_beyond_the_cap_are_refused_at_once_and_logged(portal, caplog, settings):
+    settings.PORTAL_HTTP_HEADER_TIMEOUT_S = 30
+    held = [dial(portal) for _ in range(5)]
+    time.sleep(0.3)  # all five accepted
+    with dial(portal) as refused:
+        received, waited = until_closed(refused)
+        who = peer(refused)
+    for sock in held:
+        sock.close()
+
+    assert received == b"" and waited < 1
+    assert listener_lines(caplog) == [
+        f"portal listener: refused {who}: too many connections: 5 open "
+        "[limit PORTAL_HTTP_MAX_CONNECTIONS=5]"
+    ]
+    time.sleep(0.3)  # the five closed
+    assert served(portal) == 200
+
+
+def test_an_open_websocket_is_never_timed(portal, caplog, transactional_db):
+    watcher = make_user("watcher", "viewer")
+    with connect(
+        portal.ws_url + "/ws/fleet/",
+        origin=portal.url,
+        additional_headers={"Cookie": "sessionid=" + session_cookie(watcher)["value"]},
+        open_timeout=5,
+        proxy=None,
+    ) as fleet:
+        fleet.recv(timeout=5)
+        time.sleep(1.2)  # past both deadlines
+        fleet.send(json.dumps({"type": "resync"}))
+        assert json.loads(fleet.recv(timeout=5))["type"] == "fleet"
+
+    assert listener_lines(caplog) == []
