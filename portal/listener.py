@@ -79,6 +79,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc) -> None:
         self._disarm()
         super().connection_lost(exc)
+        if refusals.suppressed:  # the lines a flood left out, counted, once the bucket allows
+            refusals.flush()
 
     # The parser's callbacks
     def on_message_begin(self) -> None:

@@ -11,6 +11,8 @@ import time
 import pytest
 from websockets.sync.client import connect
 
+from engine.wire.limits import RateLimitedLog
+from portal import listener
 from tests.conftest import make_user
 from tests.monitor.conftest import AsgiServer, session_cookie
 
@@ -20,7 +22,8 @@ HEAD = b"GET /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
 @pytest.fixture
-def portal(settings, transactional_db, caplog):
+def portal(settings, transactional_db, caplog, monkeypatch):
+    monkeypatch.setattr(listener, "refusals", RateLimitedLog(listener.log))  # full buckets
     settings.PORTAL_HTTP_HEADER_TIMEOUT_S = 0.5
     settings.PORTAL_HTTP_BODY_TIMEOUT_S = 0.5
     settings.PORTAL_HTTP_MAX_CONNECTIONS = 5
@@ -174,6 +177,25 @@ def test_connections_beyond_the_cap_are_refused_at_once_and_logged(portal, caplo
     ]
     time.sleep(0.3)  # the five closed
     assert served(portal) == 200
+
+
+def test_a_flood_beyond_the_cap_logs_twenty_lines_then_counts_the_rest(portal, caplog, settings):
+    settings.PORTAL_HTTP_HEADER_TIMEOUT_S = 30
+    held = [dial(portal) for _ in range(5)]
+    time.sleep(0.3)
+    for _ in range(30):
+        with dial(portal) as refused:
+            until_closed(refused)
+    time.sleep(1.1)  # the bucket has a token again
+    for sock in held:
+        sock.close()
+    time.sleep(0.3)
+
+    lines = listener_lines(caplog)
+    assert len(lines) == 21
+    assert lines[-1] == (
+        "portal listener: refused [limit PORTAL_HTTP_MAX_CONNECTIONS] (+10 more not logged)"
+    )
 
 
 def test_an_open_websocket_is_never_timed(portal, caplog, transactional_db):
