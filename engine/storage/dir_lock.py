@@ -16,10 +16,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 LOCK_FILE = "instance.lock"
+# An instance that starts while its agent checks the directory (a partner asking whether it is
+# down: a moment's hold) waits for the check to end rather than failing to start.
+START_GRACE_S = 3.0
 # the lock's descriptor, passed on through os.execv when an instance restarts itself
 FD_ENV = "ENGINE_INSTANCE_LOCK_FD"
 
@@ -46,18 +50,26 @@ def _inherited(data_dir: Path) -> int | None:
     return fd if same else None
 
 
-def hold(data_dir: Path) -> int:
-    """Lock data_dir for this process's lifetime; AlreadyRunning if another one has it."""
+def hold(data_dir: Path, grace_s: float = START_GRACE_S) -> int:
+    """Lock data_dir for this process's lifetime; AlreadyRunning if another process still has
+    it after grace_s (an agent's check holds it for moments, an instance for its life)."""
     fd = _inherited(data_dir)
     if fd is not None:
         return fd
     fd = _open(data_dir)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise AlreadyRunning(f"another instance process runs on {data_dir}") from None
-    return fd
+    deadline = time.monotonic() + grace_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise AlreadyRunning(
+                    f"another instance process runs on {data_dir} "
+                    f"(its lock was still held after {grace_s:g} s)"
+                ) from None
+            time.sleep(0.02)
 
 
 def keep_across_exec(fd: int) -> None:
