@@ -9,12 +9,15 @@ import http.client
 import json
 import socket
 import threading
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from engine.client.errors import AgentConnectionError
 
-if TYPE_CHECKING:
-    from engine.client.agent import AgentClient
+
+class StreamOpener(Protocol):
+    """What a stream needs of its client (engine/client/agent.py's AgentClient)."""
+
+    def open_stream(self, path: str, read_timeout: float = 30.0) -> http.client.HTTPResponse: ...
 
 
 class StreamGap(Exception):
@@ -42,7 +45,7 @@ class StatusStream:
 
     def __init__(
         self,
-        client: AgentClient,
+        client: StreamOpener,
         *,
         retry_s: float = 0.2,
         reconnect: bool = True,
