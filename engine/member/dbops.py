@@ -389,6 +389,10 @@ def resume_downloads(membership: Membership) -> None:
             membership.run_in_background(download.download_in_background(membership, entry))
 
 
+def _before_incarnation(entry: DbEntry, record) -> bool:
+    return entry.since is not None and record.position < make_position(*entry.since)
+
+
 def on_control_record(membership: Membership, record) -> None:
     try:
         action, info = read_control(record)
@@ -402,9 +406,15 @@ def on_control_record(membership: Membership, record) -> None:
             known.pop(name, None)
         else:
             known[name] = info
+    entry = membership.catalog.get(name)
+    if entry is not None and _before_incarnation(entry, record):
+        return  # a journal replayed: the record is about an earlier database of that name
+    if entry is not None and entry.rebuilt:
+        # a rebuilt copy is to be the primary's, as it is now: never obsolete (guide §5.7)
+        download.follow_the_primary(membership, entry)
+        return
     if action == "remove":
         return
-    entry = membership.catalog.get(name)
     if entry is not None:
         if entry.incarnation != info["incarnation"] and not entry.obsolete:
             # the primary made a new database of that name: this copy is obsolete (guide

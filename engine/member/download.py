@@ -379,14 +379,39 @@ def retry_now(membership: Membership, name: str) -> bool:
     return True
 
 
+def follow_the_primary(membership: Membership, entry: DbEntry) -> str | None:
+    """A copy set aside by a rebuild (engine/member/rebuild.py) is to become the primary's
+    database of its name as it is now: one the primary made anew while this member was refused
+    is taken in its new incarnation.  Why it cannot be taken (the primary has none of that
+    name), or None."""
+    known = membership.primary_db_info
+    if not entry.rebuilt or known is None:
+        return None
+    info = known.get(entry.name)
+    if info is None:
+        return (
+            f"the primary has no mirrored database {entry.name} (removed while this member "
+            "was refused?): remove it here"
+        )
+    if info["incarnation"] != entry.incarnation:
+        entry.incarnation, entry.since = info["incarnation"], info["since"]
+        entry.created = info.get("created", entry.created)
+        entry.obsolete = False
+        membership.catalog.save()
+        log.warning("rebuild: %s is taken as the primary has made it anew", entry.name)
+    return None
+
+
 async def download_in_background(membership: Membership, entry: DbEntry) -> None:
     name = entry.name
-    store = await until_copied(
-        membership,
-        entry,
-        lambda: fetch_copy(membership, entry, _sources(membership)),
-        "no source could supply it",
-    )
+
+    async def attempt():
+        why_not = follow_the_primary(membership, entry)
+        if why_not is not None:
+            return None, [why_not]
+        return await fetch_copy(membership, entry, _sources(membership))
+
+    store = await until_copied(membership, entry, attempt, "no source could supply it")
     if store is None:
         return
     try:
@@ -395,7 +420,7 @@ async def download_in_background(membership: Membership, entry: DbEntry) -> None
         store.close()
         membership.db_errors[name] = exc.message
         return
-    entry.needs_download = False
+    entry.needs_download = entry.rebuilt = False
     entry.activated = True
     membership.stores[name] = store
     membership.catching_up[name] = 0

@@ -23,7 +23,9 @@ confirm it writes a marker file and restarts; the start that finds the marker:
 
 The member then joins with an empty journal (nothing for the primary to compare, so nothing
 to refuse), receives the journal from the primary, and downloads each database from a member
-that has it (engine/member/download.py), which catches it up from the copy's position.  The
+that has it (engine/member/download.py), which catches it up from the copy's position.  Each
+copy becomes the primary's database of its name as it is now (`follow_the_primary`): one made
+anew while this member was refused is taken in its new incarnation.  The
 primary refuses it: a mirror takes its data from its primary.
 """
 
@@ -101,7 +103,7 @@ def finish_rebuild(membership: Membership) -> Path | None:
     for entry in catalog.entries.values():
         # every copy is taken again, whole and dejournaling: a dismounted one is mounted and a
         # paused one runs, since what the operator kept aside is in rebuilt-<time>
-        entry.needs_download = entry.mounted = True
+        entry.needs_download = entry.mounted = entry.rebuilt = True
         entry.activated = entry.caught_up = entry.paused = False
     catalog.save()
     stamp = time.strftime("rebuilt-%Y%m%dT%H%M%SZ", time.gmtime())

@@ -75,6 +75,7 @@ class DbEntry:
     created: bool = True  # created empty in the mirror (vs. an existing database added)
     needs_download: bool = False
     paused: bool = False  # its dejournaling paused by the operator
+    rebuilt: bool = False  # set aside by a rebuild: becomes the primary's database of its name
 
     def wire(self) -> dict:
         return {

@@ -303,6 +303,30 @@ def test_a_member_told_to_rebuild_takes_its_data_again_from_the_mirror(make_clus
     wait_for(lambda: after.encode() in journal_bytes(cluster, "A"), 10, "A receiving")
 
 
+def test_a_rebuilt_member_takes_the_databases_the_primary_has_now(make_cluster):
+    # while A was refused, the primary removed USER and made APP anew from its local data
+    # (twice):
+    # the rebuild takes the new APP and says why USER cannot be taken (docs/takeover.md)
+    cluster = make_cluster(("failover", "failover"))
+    two_histories(cluster)
+    cluster.start("A")
+    cluster.wait_status("A", "status", "Waiting", timeout=15)
+    admin(cluster, "B", "remove_database", "USER")
+    for _ in range(2):  # made anew twice: A's journal replays an incarnation between
+        admin(cluster, "B", "remove_database", "APP")
+        admin(cluster, "B", "add_database", "APP")
+
+    admin(cluster, "A", "rebuild_member", {"confirm": True})
+
+    cluster.wait_backup_active(backup="A", primary="B", timeout=60)
+    want = cluster.digests("B", ["APP"])
+    wait_for(lambda: cluster.digests("A", ["APP"]) == want, 30, "A's APP to be B's")
+    databases = {d["name"]: d for d in cluster.status("A")["databases"]}
+    assert databases["APP"]["status"] == "Dejournaling"
+    assert databases["USER"]["status"] == "Needs Download"  # the operator removes it here
+    assert "the primary has no mirrored database USER" in databases["USER"]["error"]
+
+
 def test_no_failover_keeps_the_primary_from_handing_over_until_cleared(make_cluster):
     # procedure P5 (guide §6.1.3): a brief stop of the primary without failover
     cluster = make_cluster(("failover", "failover"))

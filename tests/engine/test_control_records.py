@@ -1,0 +1,58 @@
+"""What a backup does with the primary's control records about its databases (engine/member/
+dbops.py on_control_record): a database made anew makes the copy of the old one obsolete (guide
+§4.8.3); a record from before the copy's own incarnation began (a journal replayed, as after a
+rebuild) leaves it alone; a copy being rebuilt becomes the primary's database as it is now."""
+
+import json
+from types import SimpleNamespace
+
+from engine.member.dbops import on_control_record
+from engine.storage.databases import Catalog, DbEntry
+from engine.storage.journal_codec import make_position
+
+
+def backup_with(tmp_path, entry: DbEntry, primary_knows: dict | None = None):
+    catalog = Catalog(tmp_path)
+    catalog.entries[entry.name] = entry
+    return SimpleNamespace(
+        catalog=catalog,
+        primary_db_info=dict(primary_knows or {}),
+        dejournal=None,
+        member=SimpleNamespace(is_reporting=False),
+        db_path=lambda name: tmp_path / "db" / name,
+    )
+
+
+def control(action: str, name: str, incarnation: str, since: list, at: tuple):
+    info = {"name": name, "incarnation": incarnation, "since": since, "created": False}
+    return SimpleNamespace(position=make_position(*at), subs=(action, name), value=json.dumps(info))
+
+
+def test_a_database_made_anew_after_the_copy_began_makes_the_copy_obsolete(tmp_path):
+    backup = backup_with(tmp_path, DbEntry("APP", "old", since=[1, 100]))
+
+    on_control_record(backup, control("add", "APP", "new", [1, 900], at=(1, 900)))
+
+    assert backup.catalog.get("APP").obsolete is True
+
+
+def test_a_record_from_before_the_copy_began_leaves_it_alone(tmp_path):
+    # the copy is of the database made at 1:900; the journal replays the one made at 1:500
+    backup = backup_with(tmp_path, DbEntry("APP", "newest", since=[1, 900]))
+
+    on_control_record(backup, control("add", "APP", "earlier", [1, 500], at=(1, 500)))
+
+    entry = backup.catalog.get("APP")
+    assert (entry.obsolete, entry.incarnation) == (False, "newest")
+
+
+def test_a_copy_being_rebuilt_becomes_the_primarys_database_not_an_obsolete_one(tmp_path):
+    rebuilt = DbEntry("APP", "config-APP", needs_download=True, rebuilt=True)
+    backup = backup_with(tmp_path, rebuilt, {"APP": {"incarnation": "config-APP", "since": None}})
+
+    on_control_record(backup, control("remove", "APP", "config-APP", None, at=(1, 300)))
+    on_control_record(backup, control("add", "APP", "anew", [1, 400], at=(1, 400)))
+
+    entry = backup.catalog.get("APP")
+    assert (entry.obsolete, entry.incarnation, entry.since) == (False, "anew", [1, 400])
+    assert json.loads((tmp_path / "databases.json").read_text())["databases"][0]["rebuilt"] is True
