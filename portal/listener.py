@@ -74,6 +74,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         self.heard = True
+        if self.timer is None and self.cycle is not None and self.cycle.response_complete:
+            # uvicorn stops its keep-alive timer at any byte, and the parser skips blank lines
+            # between requests without a callback: time them as the head of the next request
+            self._arm("head", settings.PORTAL_HTTP_HEADER_TIMEOUT_S)
         super().data_received(data)
 
     def connection_lost(self, exc) -> None:
@@ -119,6 +123,11 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         head_limit = f"PORTAL_HTTP_HEADER_TIMEOUT_MS={round(seconds * 1000)}"
+        if self.phase == "body" and self.pipeline:
+            # queued behind a request still being answered, with reading paused by uvicorn
+            # meanwhile: its body cannot come in yet, whatever the client does
+            self._arm("body", seconds)
+            return
         if self.phase == "body":
             scope = self.cycle.scope if self.cycle else {}
             request = f"{scope.get('method', '?')} {scope.get('path', '?')}"

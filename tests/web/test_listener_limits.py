@@ -125,6 +125,46 @@ def test_a_later_request_on_a_kept_alive_connection_has_its_own_head_deadline(po
     ]
 
 
+def test_blank_lines_after_an_answer_are_timed_as_the_next_head(portal, caplog):
+    # the parser skips blank lines between requests without a word; uvicorn's keep-alive
+    # timer stops at any byte: untimed, such connections would fill the cap for good
+    connection = http.client.HTTPConnection("127.0.0.1", portal.port, timeout=5)
+    connection.request("GET", "/login/")
+    connection.getresponse().read()
+    connection.sock.sendall(b"\r\n")
+    received, waited = until_closed(connection.sock)
+    who = peer(connection.sock)
+    connection.close()
+
+    assert received == b"" and 0.4 < waited < 3
+    assert listener_lines(caplog) == [
+        f"portal listener: closed {who}: a request head not finished 0.5 s after its first "
+        "byte [limit PORTAL_HTTP_HEADER_TIMEOUT_MS=500]"
+    ]
+
+
+def test_a_request_pipelined_behind_a_slow_answer_is_not_timed_while_it_waits(
+    portal, caplog, settings
+):
+    settings.ROOT_URLCONF = "tests.web.slow_urls"
+    body = json.dumps({"name": "QUEUED"}).encode()
+    with dial(portal) as sock:
+        sock.sendall(b"GET /slow/?s=1.5 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        time.sleep(0.2)
+        sock.sendall(
+            b"POST /api/v1/mirrors/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:5]
+        )
+        time.sleep(0.2)  # the rest is sent in time; uvicorn reads it once /slow/ is answered
+        sock.sendall(body[5:])
+        received, _ = until_closed(sock)
+
+    first, _, second = received.partition(b"slow")
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert second.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
+    assert listener_lines(caplog) == []
+
+
 def test_a_body_that_never_arrives_gets_a_408_and_the_portal_keeps_serving(portal, caplog):
     with dial(portal) as sock:
         sock.sendall(
