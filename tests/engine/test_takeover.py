@@ -321,10 +321,19 @@ def test_a_rebuilt_member_takes_the_databases_the_primary_has_now(make_cluster):
     cluster.wait_backup_active(backup="A", primary="B", timeout=60)
     want = cluster.digests("B", ["APP"])
     wait_for(lambda: cluster.digests("A", ["APP"]) == want, 30, "A's APP to be B's")
-    databases = {d["name"]: d for d in cluster.status("A")["databases"]}
-    assert databases["APP"]["status"] == "Dejournaling"
-    assert databases["USER"]["status"] == "Needs Download"  # the operator removes it here
-    assert "the primary has no mirrored database USER" in databases["USER"]["error"]
+
+    def databases() -> dict:
+        return {d["name"]: d for d in cluster.status("A")["databases"]}
+
+    assert databases()["APP"]["status"] == "Dejournaling"
+    # USER stays to be removed here by the operator, saying why from the next attempt on that
+    # knows the primary's list (attempts back off to 15 s)
+    wait_for(
+        lambda: "the primary has no mirrored database USER" in databases()["USER"]["error"],
+        30,
+        "USER's reason",
+    )
+    assert databases()["USER"]["status"] == "Needs Download"
 
 
 def test_no_failover_keeps_the_primary_from_handing_over_until_cleared(make_cluster):
