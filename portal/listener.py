@@ -10,8 +10,9 @@ descriptors and memory for free. This protocol adds, as the agent's listener has
   or of the first byte of a later request on a kept-alive connection;
 - a body deadline: the body is whole within PORTAL_HTTP_BODY_TIMEOUT_MS of its head, or the
   client gets a 408 and the connection is closed;
-- a cap: beyond PORTAL_HTTP_MAX_CONNECTIONS open connections (websockets count), a new one is
-  closed as soon as it is accepted.
+- caps: beyond PORTAL_HTTP_MAX_CONNECTIONS open connections (websockets count), or
+  PORTAL_HTTP_MAX_CONNECTIONS_PER_PEER from one address, a new one is closed as soon as it is
+  accepted.
 
 Only one timer runs at a time, and none while a handler runs with its whole request in hand:
 a slow view and a websocket are never cut. Every refusal is logged (logger `portal.listener`)
@@ -43,6 +44,11 @@ REQUEST_TIMEOUT = b"".join(
 )
 
 
+def _host(protocol) -> str:
+    client = getattr(protocol, "client", None)  # websocket protocols have one too
+    return client[0] if client else ""
+
+
 def _peer(client) -> str:
     return f"{client[0]}:{client[1]}" if client else "unknown peer"
 
@@ -60,17 +66,36 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     # The connection
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        refusal = self._over_a_cap()
+        if refusal is not None:
+            self.connections.discard(self)
+            self._refuse(*refusal)
+            transport.abort()
+            return
+        self._arm("first head", settings.PORTAL_HTTP_HEADER_TIMEOUT_S)
+
+    def _over_a_cap(self) -> tuple[str, str, str] | None:
         limit = settings.PORTAL_HTTP_MAX_CONNECTIONS
         if len(self.connections) > limit:
-            self.connections.discard(self)
-            self._refuse(
+            return (
                 "max_connections",
                 f"too many connections: {limit} open",
                 f"PORTAL_HTTP_MAX_CONNECTIONS={limit}",
             )
-            transport.abort()
-            return
-        self._arm("first head", settings.PORTAL_HTTP_HEADER_TIMEOUT_S)
+        per_peer = settings.PORTAL_HTTP_MAX_CONNECTIONS_PER_PEER
+        host = _host(self)
+        # one pass over the open connections, and only once there are more than one peer may hold
+        if (
+            host
+            and len(self.connections) > per_peer
+            and sum(1 for c in self.connections if _host(c) == host) > per_peer
+        ):
+            return (
+                "max_connections_per_peer",
+                f"too many connections from {host}: {per_peer} open",
+                f"PORTAL_HTTP_MAX_CONNECTIONS_PER_PEER={per_peer}",
+            )
+        return None
 
     def data_received(self, data: bytes) -> None:
         self.heard = True
@@ -161,7 +186,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self.transport.abort()  # not close(): a peer that does not read could hold a flush
 
     def _refuse(self, kind: str, why: str, limit: str, level: int = logging.WARNING) -> None:
-        verb = "refused" if kind == "max_connections" else "closed"
+        verb = "refused" if kind.startswith("max_connections") else "closed"
         refusals.emit(
             kind,
             level,

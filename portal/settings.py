@@ -244,6 +244,11 @@ PORTAL_JOB_WAIT_S = env_int("PORTAL_JOB_WAIT_S", 120, minimum=1)
 PORTAL_HTTP_HEADER_TIMEOUT_S = env_int("PORTAL_HTTP_HEADER_TIMEOUT_MS", 10_000, minimum=100) / 1000
 PORTAL_HTTP_BODY_TIMEOUT_S = env_int("PORTAL_HTTP_BODY_TIMEOUT_MS", 30_000, minimum=100) / 1000
 PORTAL_HTTP_MAX_CONNECTIONS = env_int("PORTAL_HTTP_MAX_CONNECTIONS", 500, minimum=1)
+# ... and from one address: one host cannot take them all (behind a proxy, every connection
+# comes from the proxy: raise it to PORTAL_HTTP_MAX_CONNECTIONS there).
+PORTAL_HTTP_MAX_CONNECTIONS_PER_PEER = env_int(
+    "PORTAL_HTTP_MAX_CONNECTIONS_PER_PEER", 200, minimum=1
+)
 # The portal's client certificate for agents that require mutual TLS: all three or none.
 _agent_tls = {k: env_str(f"PORTAL_AGENT_TLS_{k.upper()}") for k in ("cert", "key", "ca")}
 if any(_agent_tls.values()) and not all(_agent_tls.values()):

@@ -27,15 +27,17 @@ def portal(settings, transactional_db, caplog, monkeypatch):
     settings.PORTAL_HTTP_HEADER_TIMEOUT_S = 0.5
     settings.PORTAL_HTTP_BODY_TIMEOUT_S = 0.5
     settings.PORTAL_HTTP_MAX_CONNECTIONS = 5
+    settings.PORTAL_HTTP_MAX_CONNECTIONS_PER_PEER = 5
     caplog.set_level(logging.INFO, logger="portal.listener")
     server = AsgiServer().start()
     yield server
     server.stop()
 
 
-def dial(server) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-    return sock
+def dial(server, source: str = "127.0.0.1") -> socket.socket:
+    return socket.create_connection(
+        ("127.0.0.1", server.port), timeout=5, source_address=(source, 0)
+    )
 
 
 def until_closed(sock) -> tuple[bytes, float]:
@@ -217,6 +219,28 @@ def test_connections_beyond_the_cap_are_refused_at_once_and_logged(portal, caplo
     ]
     time.sleep(0.3)  # the five closed
     assert served(portal) == 200
+
+
+def test_one_address_may_not_take_every_connection(portal, caplog, settings):
+    settings.PORTAL_HTTP_HEADER_TIMEOUT_S = 30
+    settings.PORTAL_HTTP_MAX_CONNECTIONS_PER_PEER = 3
+    held = [dial(portal) for _ in range(3)]
+    time.sleep(0.3)
+    with dial(portal) as refused:
+        received, waited = until_closed(refused)
+        who = peer(refused)
+    with dial(portal, source="127.0.0.2") as other:  # another host still gets in
+        other.sendall(HEAD)
+        answer = other.recv(100)
+    for sock in held:
+        sock.close()
+
+    assert received == b"" and waited < 1
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert listener_lines(caplog) == [
+        f"portal listener: refused {who}: too many connections from 127.0.0.1: 3 open "
+        "[limit PORTAL_HTTP_MAX_CONNECTIONS_PER_PEER=3]"
+    ]
 
 
 def test_a_flood_beyond_the_cap_logs_twenty_lines_then_counts_the_rest(portal, caplog, settings):
