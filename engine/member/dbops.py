@@ -389,6 +389,15 @@ def resume_downloads(membership: Membership) -> None:
             membership.run_in_background(download.download_in_background(membership, entry))
 
 
+def primary_list_known(membership: Membership, databases: dict[str, dict]) -> None:
+    """The primary's list of its databases, sent as the data channel opens: kept, and a rebuilt
+    copy waiting to try its download again tries at once, now that it knows what to take."""
+    membership.primary_db_info = databases
+    for name, entry in membership.catalog.entries.items():
+        if entry.rebuilt:
+            download.retry_now(membership, name)
+
+
 def _before_incarnation(entry: DbEntry, record) -> bool:
     return entry.since is not None and record.position < make_position(*entry.since)
 

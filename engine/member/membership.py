@@ -35,7 +35,7 @@ from engine.member.actions import admin_action
 from engine.member.admin_auth import ensure_token
 from engine.member.agent_confirm import publish_partner_auth
 from engine.member.config import Address, MemberConfig, MirrorConfig
-from engine.member.dbops import on_control_record, resume_downloads
+from engine.member.dbops import on_control_record, primary_list_known, resume_downloads
 from engine.member.dejournal_runner import DejournalRunner
 from engine.member.failover_watch import FailoverWatch
 from engine.member.files import DEJOURNAL_STOPPED_FILE, PID_FILE, STOPPED_FILE
@@ -253,6 +253,9 @@ class Membership:
             self.replica.stopped = True
         else:
             self.replica.start()
+
+    def primary_databases(self, databases: dict[str, dict]) -> None:
+        primary_list_known(self, databases)  # engine/member/dbops.py
 
     def remember_primary(self, primary: str, term: int) -> None:
         """Record (durably) who is primary at which term.  Asyncs keep it too: a DR async

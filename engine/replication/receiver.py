@@ -313,7 +313,7 @@ class ReplicaLink:
             membership.remember_primary(self.primary_name, term)
         dbs = body.get("databases")
         if isinstance(dbs, list):
-            membership.primary_db_info = {d["name"]: d for d in dbs if isinstance(d, dict)}
+            membership.primary_databases({d["name"]: d for d in dbs if isinstance(d, dict)})
         self.codec = body.get("codec")
         self.primary_end = pos_from_wire(body.get("end"))
         self.primary_time = time.time()

@@ -3,23 +3,33 @@ dbops.py on_control_record): a database made anew makes the copy of the old one 
 §4.8.3); a record from before the copy's own incarnation began (a journal replayed, as after a
 rebuild) leaves it alone; a copy being rebuilt becomes the primary's database as it is now."""
 
+import asyncio
 import json
 from types import SimpleNamespace
 
-from engine.member.dbops import on_control_record
+from engine.member.dbops import on_control_record, primary_list_known
+from engine.member.download import downloads_of
 from engine.storage.databases import Catalog, DbEntry
 from engine.storage.journal_codec import make_position
 
 
-def backup_with(tmp_path, entry: DbEntry, primary_knows: dict | None = None):
+class Backup(SimpleNamespace):
+    """A member as on_control_record sees it (hashable and weakly referable, as downloads_of
+    needs)."""
+
+    __hash__ = object.__hash__
+
+
+def backup_with(tmp_path, *entries: DbEntry, primary_knows: dict | None = None):
     catalog = Catalog(tmp_path)
-    catalog.entries[entry.name] = entry
-    return SimpleNamespace(
+    catalog.entries = {entry.name: entry for entry in entries}
+    return Backup(
         catalog=catalog,
         primary_db_info=dict(primary_knows or {}),
         dejournal=None,
         member=SimpleNamespace(is_reporting=False),
         db_path=lambda name: tmp_path / "db" / name,
+        downloading=set(),
     )
 
 
@@ -48,7 +58,8 @@ def test_a_record_from_before_the_copy_began_leaves_it_alone(tmp_path):
 
 def test_a_copy_being_rebuilt_becomes_the_primarys_database_not_an_obsolete_one(tmp_path):
     rebuilt = DbEntry("APP", "config-APP", needs_download=True, rebuilt=True)
-    backup = backup_with(tmp_path, rebuilt, {"APP": {"incarnation": "config-APP", "since": None}})
+    known = {"APP": {"incarnation": "config-APP", "since": None}}
+    backup = backup_with(tmp_path, rebuilt, primary_knows=known)
 
     on_control_record(backup, control("remove", "APP", "config-APP", None, at=(1, 300)))
     on_control_record(backup, control("add", "APP", "anew", [1, 400], at=(1, 400)))
@@ -56,3 +67,17 @@ def test_a_copy_being_rebuilt_becomes_the_primarys_database_not_an_obsolete_one(
     entry = backup.catalog.get("APP")
     assert (entry.obsolete, entry.incarnation, entry.since) == (False, "anew", [1, 400])
     assert json.loads((tmp_path / "databases.json").read_text())["databases"][0]["rebuilt"] is True
+
+
+def test_the_primarys_list_wakes_the_rebuilt_copies_waiting_to_try_again(tmp_path):
+    rebuilt = DbEntry("APP", "config-APP", needs_download=True, rebuilt=True)
+    other = DbEntry("OTHER", "x", needs_download=True)
+    backup = backup_with(tmp_path, rebuilt, other, primary_knows=None)
+    waits = downloads_of(backup).waiting
+    waits["APP"], waits["OTHER"] = asyncio.Event(), asyncio.Event()
+    listed = {"APP": {"name": "APP", "incarnation": "anew", "since": [1, 400]}}
+
+    primary_list_known(backup, listed)
+
+    assert backup.primary_db_info == listed
+    assert waits["APP"].is_set() and not waits["OTHER"].is_set()
