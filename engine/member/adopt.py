@@ -99,7 +99,7 @@ async def _adopt(membership: Membership, entry: DbEntry, sources: list) -> None:
     # the name into the copy: durable before the catalog records it (the copy's file already is)
     fsyncs = sync_store(store)
     log.info("adopted copy of %s durable: %d fsyncs", name, fsyncs)
-    entry.needs_download = False
+    entry.needs_download = entry.rebuilt = False
     membership.stores[name] = store
     membership.catalog.save()
     log.info("adopted %s (incarnation %s) from another member", name, entry.incarnation)

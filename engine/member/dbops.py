@@ -389,12 +389,13 @@ def resume_downloads(membership: Membership) -> None:
             membership.run_in_background(download.download_in_background(membership, entry))
 
 
-def primary_list_known(membership: Membership, databases: dict[str, dict]) -> None:
-    """The primary's list of its databases, sent as the data channel opens: kept, and a rebuilt
+def primary_list_known(membership: Membership, databases: dict[str, dict], as_of) -> None:
+    """The primary's list of its databases as of its journal end `as_of`, sent as the data
+    channel opens: kept (control records from before `as_of` are already in it), and a rebuilt
     copy waiting to try its download again tries at once, now that it knows what to take."""
-    membership.primary_db_info = databases
+    membership.primary_db_info, membership.primary_db_info_as_of = databases, as_of
     for name, entry in membership.catalog.entries.items():
-        if entry.rebuilt:
+        if entry.rebuilt and entry.needs_download:
             download.retry_now(membership, name)
 
 
@@ -410,7 +411,10 @@ def on_control_record(membership: Membership, record) -> None:
         return
     name = info["name"]
     known = membership.primary_db_info
-    if known is not None:  # set from the primary's list when the data channel opened
+    as_of = membership.primary_db_info_as_of
+    # the list came from the primary when the data channel opened; a record from before then
+    # (a journal taken from its start, after a rebuild) is history the list already tells
+    if known is not None and (as_of is None or record.position >= as_of):
         if action == "remove":
             known.pop(name, None)
         else:
@@ -418,7 +422,7 @@ def on_control_record(membership: Membership, record) -> None:
     entry = membership.catalog.get(name)
     if entry is not None and _before_incarnation(entry, record):
         return  # a journal replayed: the record is about an earlier database of that name
-    if entry is not None and entry.rebuilt:
+    if entry is not None and entry.rebuilt and entry.needs_download:
         # a rebuilt copy is to be the primary's, as it is now: never obsolete (guide §5.7)
         download.follow_the_primary(membership, entry)
         return

@@ -384,9 +384,11 @@ def follow_the_primary(membership: Membership, entry: DbEntry) -> str | None:
     database of its name as it is now: one the primary made anew while this member was refused
     is taken in its new incarnation.  Why it cannot be taken (the primary has none of that
     name), or None."""
-    known = membership.primary_db_info
-    if not entry.rebuilt or known is None:
+    if not (entry.rebuilt and entry.needs_download):
         return None
+    known = membership.primary_db_info
+    if known is None:  # its arrival wakes the download (dbops.primary_list_known)
+        return "waiting for the primary's list of its databases"
     info = known.get(entry.name)
     if info is None:
         return (
@@ -409,7 +411,12 @@ async def download_in_background(membership: Membership, entry: DbEntry) -> None
         why_not = follow_the_primary(membership, entry)
         if why_not is not None:
             return None, [why_not]
-        return await fetch_copy(membership, entry, _sources(membership))
+        incarnation = entry.incarnation
+        store, errors = await fetch_copy(membership, entry, _sources(membership))
+        if store is not None and entry.incarnation != incarnation:
+            store.close()  # the primary made it anew meanwhile: that copy is of the old one
+            return None, [*errors, f"the primary made {name} anew while it downloaded"]
+        return store, errors
 
     store = await until_copied(membership, entry, attempt, "no source could supply it")
     if store is None:

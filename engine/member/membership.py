@@ -145,6 +145,7 @@ class Membership:
         self.db_errors: dict[str, str] = {}
         # the primary's mirrored databases (name -> wire entry) as last heard; None: not yet
         self.primary_db_info: dict[str, dict] | None = None
+        self.primary_db_info_as_of = None  # the primary's journal end the list describes
         self.mirroring_stopped = False
         self.journal: jmod.Journal | None = None
         self.writer: Writer | None = None
@@ -254,8 +255,8 @@ class Membership:
         else:
             self.replica.start()
 
-    def primary_databases(self, databases: dict[str, dict]) -> None:
-        primary_list_known(self, databases)  # engine/member/dbops.py
+    def primary_databases(self, databases: dict[str, dict], as_of) -> None:
+        primary_list_known(self, databases, as_of)  # engine/member/dbops.py
 
     def remember_primary(self, primary: str, term: int) -> None:
         """Record (durably) who is primary at which term.  Asyncs keep it too: a DR async

@@ -311,11 +311,12 @@ class ReplicaLink:
         term = body.get("term")
         if isinstance(term, int) and self.primary_name == self.candidate.name:
             membership.remember_primary(self.primary_name, term)
+        self.primary_end = pos_from_wire(body.get("end"))
         dbs = body.get("databases")
         if isinstance(dbs, list):
-            membership.primary_databases({d["name"]: d for d in dbs if isinstance(d, dict)})
+            listed = {d["name"]: d for d in dbs if isinstance(d, dict)}
+            membership.primary_databases(listed, self.primary_end)
         self.codec = body.get("codec")
-        self.primary_end = pos_from_wire(body.get("end"))
         self.primary_time = time.time()
         self.caught_up_once = False
         self.primary_mode = None

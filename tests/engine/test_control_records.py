@@ -8,7 +8,7 @@ import json
 from types import SimpleNamespace
 
 from engine.member.dbops import on_control_record, primary_list_known
-from engine.member.download import downloads_of
+from engine.member.download import downloads_of, follow_the_primary
 from engine.storage.databases import Catalog, DbEntry
 from engine.storage.journal_codec import make_position
 
@@ -20,12 +20,13 @@ class Backup(SimpleNamespace):
     __hash__ = object.__hash__
 
 
-def backup_with(tmp_path, *entries: DbEntry, primary_knows: dict | None = None):
+def backup_with(tmp_path, *entries: DbEntry, primary_knows: dict | None = {}):  # noqa: B006
     catalog = Catalog(tmp_path)
     catalog.entries = {entry.name: entry for entry in entries}
     return Backup(
         catalog=catalog,
-        primary_db_info=dict(primary_knows or {}),
+        primary_db_info=None if primary_knows is None else dict(primary_knows),
+        primary_db_info_as_of=None,
         dejournal=None,
         member=SimpleNamespace(is_reporting=False),
         db_path=lambda name: tmp_path / "db" / name,
@@ -77,7 +78,39 @@ def test_the_primarys_list_wakes_the_rebuilt_copies_waiting_to_try_again(tmp_pat
     waits["APP"], waits["OTHER"] = asyncio.Event(), asyncio.Event()
     listed = {"APP": {"name": "APP", "incarnation": "anew", "since": [1, 400]}}
 
-    primary_list_known(backup, listed)
+    primary_list_known(backup, listed, make_position(1, 500))
 
     assert backup.primary_db_info == listed
     assert waits["APP"].is_set() and not waits["OTHER"].is_set()
+
+
+def test_records_from_before_the_primarys_list_do_not_turn_it_back(tmp_path):
+    # after a rebuild the member takes the primary's journal from its start: the list it was
+    # given as of 1:950 already tells what these old records did
+    rebuilt = DbEntry("APP", "config-APP", needs_download=True, rebuilt=True)
+    backup = backup_with(tmp_path, rebuilt, primary_knows=None)
+    now = {"APP": {"name": "APP", "incarnation": "B", "since": [1, 900]}}
+    primary_list_known(backup, dict(now), make_position(1, 950))
+
+    on_control_record(backup, control("remove", "APP", "config-APP", None, at=(1, 50)))
+    on_control_record(backup, control("add", "APP", "A", [1, 100], at=(1, 100)))
+
+    assert backup.primary_db_info == now
+    assert (rebuilt.incarnation, rebuilt.since) == ("B", [1, 900])
+
+
+def test_a_copy_downloaded_since_its_rebuild_is_obsolete_when_made_anew(tmp_path):
+    # rebuilt but no longer waiting for its download (adopted on a primary, say): an ordinary copy
+    copy = DbEntry("APP", "B", since=[1, 900], rebuilt=True)
+    backup = backup_with(tmp_path, copy)
+
+    on_control_record(backup, control("add", "APP", "C", [2, 50], at=(2, 50)))
+
+    assert (copy.obsolete, copy.incarnation) == (True, "B")
+
+
+def test_a_rebuilt_copy_waits_for_the_primarys_list_before_it_downloads(tmp_path):
+    rebuilt = DbEntry("APP", "config-APP", needs_download=True, rebuilt=True)
+    backup = backup_with(tmp_path, rebuilt, primary_knows=None)
+
+    assert follow_the_primary(backup, rebuilt) == "waiting for the primary's list of its databases"
