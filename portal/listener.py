@@ -10,6 +10,8 @@ descriptors and memory for free. This protocol adds, as the agent's listener has
   or of the first byte of a later request on a kept-alive connection;
 - a body deadline: the body is whole within PORTAL_HTTP_BODY_TIMEOUT_MS of its head, or the
   client gets a 408 and the connection is closed;
+- a head size: an unfinished request head beyond PORTAL_HTTP_MAX_HEAD_BYTES gets a 431 and
+  the connection is closed (the parser would keep all of it in memory);
 - caps: beyond PORTAL_HTTP_MAX_CONNECTIONS open connections (websockets count), or
   PORTAL_HTTP_MAX_CONNECTIONS_PER_PEER from one address, a new one is closed as soon as it is
   accepted.
@@ -32,15 +34,25 @@ from engine.wire.limits import RateLimitedLog
 log = logging.getLogger("portal.listener")
 refusals = RateLimitedLog(log)
 
-_TOO_SLOW = b"The request body did not arrive in time.\n"
-REQUEST_TIMEOUT = b"".join(
-    [
-        b"HTTP/1.1 408 Request Timeout\r\n",
-        b"content-type: text/plain; charset=utf-8\r\n",
-        b"content-length: %d\r\n" % len(_TOO_SLOW),
-        b"connection: close\r\n\r\n",
-        _TOO_SLOW,
-    ]
+HEAD_PHASES = ("first head", "head")
+
+
+def _answer(status: bytes, text: bytes) -> bytes:
+    """A whole plain-text answer that closes the connection."""
+    return b"".join(
+        [
+            b"HTTP/1.1 %s\r\n" % status,
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % len(text),
+            b"connection: close\r\n\r\n",
+            text,
+        ]
+    )
+
+
+REQUEST_TIMEOUT = _answer(b"408 Request Timeout", b"The request body did not arrive in time.\n")
+HEAD_TOO_LARGE = _answer(
+    b"431 Request Header Fields Too Large", b"The request head is too large.\n"
 )
 
 
@@ -61,6 +73,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self.timer: asyncio.TimerHandle | None = None
         self.phase = ""  # what the running timer waits for: "first head", "head", "body"
         self.body_bytes = 0
+        self.head_bytes = 0  # of the request head being received
         self.heard = False  # any byte at all from the peer
 
     # The connection
@@ -103,7 +116,27 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             # uvicorn stops its keep-alive timer at any byte, and the parser skips blank lines
             # between requests without a callback: time them as the head of the next request
             self._arm("head", settings.PORTAL_HTTP_HEADER_TIMEOUT_S)
+        in_head = self.timer is not None and self.phase in HEAD_PHASES
+        if in_head:
+            self.head_bytes += len(data)
         super().data_received(data)
+        # the parser keeps an unfinished head whole in memory: bound it
+        limit = settings.PORTAL_HTTP_MAX_HEAD_BYTES
+        still_in_head = self.timer is not None and self.phase in HEAD_PHASES
+        if (
+            in_head
+            and still_in_head
+            and self.head_bytes > limit
+            and not self.transport.is_closing()
+        ):
+            self._disarm()
+            self._refuse(
+                "head_too_large",
+                f"a request head still unfinished after {self.head_bytes} bytes",
+                f"PORTAL_HTTP_MAX_HEAD_BYTES={limit}",
+            )
+            self.transport.write(HEAD_TOO_LARGE)
+            self.transport.close()
 
     def connection_lost(self, exc) -> None:
         self._disarm()
@@ -135,6 +168,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     # Timers
     def _arm(self, phase: str, seconds: float) -> None:
         self._disarm()
+        if phase in HEAD_PHASES:
+            self.head_bytes = 0
         self.phase = phase
         self.timer = self.loop.call_later(seconds, self._expired, seconds)
 

@@ -242,6 +242,8 @@ PORTAL_JOB_WAIT_S = env_int("PORTAL_JOB_WAIT_S", 120, minimum=1)
 # request head whole this long after connecting, a body this long after its head, and no more
 # connections than this open at once (websockets count).
 PORTAL_HTTP_HEADER_TIMEOUT_S = env_int("PORTAL_HTTP_HEADER_TIMEOUT_MS", 10_000, minimum=100) / 1000
+# An unfinished request head larger than this is answered 431 (the parser holds it whole).
+PORTAL_HTTP_MAX_HEAD_BYTES = env_int("PORTAL_HTTP_MAX_HEAD_BYTES", 65_536, minimum=1024)
 PORTAL_HTTP_BODY_TIMEOUT_S = env_int("PORTAL_HTTP_BODY_TIMEOUT_MS", 30_000, minimum=100) / 1000
 PORTAL_HTTP_MAX_CONNECTIONS = env_int("PORTAL_HTTP_MAX_CONNECTIONS", 500, minimum=1)
 # ... and from one address: one host cannot take them all (behind a proxy, every connection

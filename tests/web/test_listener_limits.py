@@ -5,6 +5,7 @@ the limits shortened, spoken to over raw sockets."""
 import http.client
 import json
 import logging
+import select
 import socket
 import time
 
@@ -164,6 +165,42 @@ def test_a_request_pipelined_behind_a_slow_answer_is_not_timed_while_it_waits(
     first, _, second = received.partition(b"slow")
     assert first.startswith(b"HTTP/1.1 200 OK\r\n")
     assert second.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
+    assert listener_lines(caplog) == []
+
+
+def test_a_head_too_large_gets_a_431_before_the_parser_holds_it_all(portal, caplog, settings):
+    settings.PORTAL_HTTP_MAX_HEAD_BYTES = 4096
+    settings.PORTAL_HTTP_HEADER_TIMEOUT_S = 30
+    with dial(portal) as sock:
+        try:  # a head that never ends, sent as fast as the portal takes it, until it answers
+            sock.sendall(b"GET /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            for _ in range(1000):
+                if select.select([sock], [], [], 0)[0]:
+                    break
+                sock.sendall(b"X-Big: " + b"a" * 1000 + b"\r\n")
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        received, waited = until_closed(sock)
+        who = peer(sock)
+
+    # closing with part of the head unread resets the connection, which may overtake the answer
+    assert received == b"" or received.startswith(b"HTTP/1.1 431 Request Header Fields Too Large")
+    assert waited < 3  # not the head deadline
+    (line,) = listener_lines(caplog)
+    assert line.startswith(f"portal listener: closed {who}: a request head still unfinished after ")
+    assert line.endswith(" bytes [limit PORTAL_HTTP_MAX_HEAD_BYTES=4096]")
+    assert served(portal) == 200
+
+
+def test_a_large_head_within_the_limit_is_served(portal, caplog):
+    with dial(portal) as sock:
+        sock.sendall(
+            b"GET /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Cookie: x=" + b"c" * 20_000 + b"\r\n\r\n"
+        )
+        received, _ = until_closed(sock)
+
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n")
     assert listener_lines(caplog) == []
 
 
