@@ -16,6 +16,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from members.models import Member
+from tasks import services as services_of_tasks
 from tasks.models import Job
 from tasks.services import finish_job
 from tests import factories
@@ -49,6 +50,16 @@ def lost(transactional_db):
     return make_user("ada-admin", "admin")
 
 
+@pytest.fixture
+def sent(monkeypatch):
+    """The job ids sent to Celery, kept here instead: this test answers the job as a member
+    would, and a worker left running in this process by an earlier test must not (it failed
+    the job first once in CI: "runs on no registered host")."""
+    ids: list[int] = []
+    monkeypatch.setattr(services_of_tasks, "dispatch", ids.append)
+    return ids
+
+
 def fits_the_screen(page, name: str) -> None:
     """Nothing runs off the page sideways (a wide table scrolls inside its own box)."""
     SCREENS.mkdir(parents=True, exist_ok=True)
@@ -64,7 +75,9 @@ def inside(inner: dict, outer: dict) -> bool:
     )
 
 
-def test_an_admin_promotes_the_dr_async_to_primary_on_a_phone(live_server, browser_page, lost):
+def test_an_admin_promotes_the_dr_async_to_primary_on_a_phone(
+    live_server, browser_page, lost, sent
+):
     page, base = browser_page, live_server.url
     page.set_viewport_size(PHONE)
     log_in(page, base, lost.username)
@@ -107,6 +120,7 @@ def test_an_admin_promotes_the_dr_async_to_primary_on_a_phone(live_server, brows
     # step two: FARAWAY answers (no member runs here), and the page shows it by itself
     preview = Job.objects.get(kind="preview_promote_to_primary")
     assert preview.params == {"partner": "NODEA"}
+    assert sent == [preview.pk]
     finish_job(preview, result=STAKE)
     confirm = page.get_by_label("Type the mirror's name to confirm")
     expect(confirm).to_be_visible(timeout=10_000)
